@@ -1,0 +1,93 @@
+//! One launcher per WGSL entry point.
+//!
+//! Each kernel family has a file here with its `#[repr(C)]` params struct (declared with
+//! [`kernel_params!`], which also records the field offsets) and its launch functions. The test
+//! `tests/params_layout.rs` compares every struct listed in [`all_params`] with the WGSL struct of
+//! the same name, as laid out by naga.
+
+pub mod elementwise;
+pub mod index;
+pub mod matmul;
+pub mod reduce;
+pub mod softmax;
+
+/// A params struct mirrored by a WGSL uniform struct.
+pub trait KernelParams: bytemuck::Pod {
+    /// File under `shaders/` that declares the WGSL struct.
+    const SHADER: &'static str;
+    /// Name of the WGSL struct.
+    const WGSL_STRUCT: &'static str;
+    /// `(field name, byte offset)` in declaration order.
+    fn fields() -> Vec<(&'static str, usize)>;
+}
+
+/// The layout of one params struct, for the layout test.
+#[derive(Debug, Clone)]
+pub struct ParamsLayout {
+    /// Shader file.
+    pub shader: &'static str,
+    /// WGSL struct name.
+    pub wgsl_struct: &'static str,
+    /// Size in bytes of the Rust struct.
+    pub size: usize,
+    /// Field names and offsets of the Rust struct.
+    pub fields: Vec<(&'static str, usize)>,
+}
+
+/// Layout of `P`.
+pub fn layout_of<P: KernelParams>() -> ParamsLayout {
+    ParamsLayout {
+        shader: P::SHADER,
+        wgsl_struct: P::WGSL_STRUCT,
+        size: std::mem::size_of::<P>(),
+        fields: P::fields(),
+    }
+}
+
+/// Every params struct in the crate.
+pub fn all_params() -> Vec<ParamsLayout> {
+    let mut v = vec![layout_of::<elementwise::ElementwiseParams>()];
+    v.extend(reduce::params_layouts());
+    v.extend(softmax::params_layouts());
+    v.extend(index::params_layouts());
+    v.extend(matmul::params_layouts());
+    v
+}
+
+/// Declare a params struct: `#[repr(C)]`, `Pod`, and a [`KernelParams`] impl naming its WGSL twin.
+#[macro_export]
+macro_rules! kernel_params {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident in $shader:literal as $wgsl:literal {
+            $( $(#[$fmeta:meta])* pub $field:ident : $ty:ty ),* $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[repr(C)]
+        #[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+        pub struct $name {
+            $( $(#[$fmeta])* pub $field: $ty ),*
+        }
+
+        impl $crate::launch::KernelParams for $name {
+            const SHADER: &'static str = $shader;
+            const WGSL_STRUCT: &'static str = $wgsl;
+            fn fields() -> Vec<(&'static str, usize)> {
+                vec![$( (stringify!($field), std::mem::offset_of!($name, $field)) ),*]
+            }
+        }
+    };
+}
+
+/// Workgroup counts for `n` invocations at `wg_size` per group, split over (x, y) so that x stays
+/// within WebGPU's 65,535 per dimension. Kernels rebuild the index with `grid_index`.
+pub fn grid_1d(n: usize, wg_size: u32) -> [u32; 3] {
+    let groups = n.div_ceil(wg_size as usize).max(1);
+    if groups <= 65_535 {
+        [groups as u32, 1, 1]
+    } else {
+        let x = 65_535usize;
+        [x as u32, groups.div_ceil(x) as u32, 1]
+    }
+}

@@ -1,0 +1,159 @@
+//! Launchers for `reduce.wgsl`: one output per row of a strided (rows, len) matrix.
+
+use crate::error::{KernelError, Result};
+use crate::gpu::Gpu;
+use crate::launch::{ParamsLayout, grid_1d, layout_of};
+use crate::pipeline::KernelKey;
+use crate::pool::GpuBuffer;
+
+crate::kernel_params! {
+    /// Params of every entry point in `reduce.wgsl`.
+    pub struct ReduceParams in "reduce.wgsl" as "ReduceParams" {
+        /// Number of outputs.
+        pub rows: u32,
+        /// Elements reduced into each output.
+        pub len: u32,
+        /// Element offset of x[0, 0].
+        pub offset: u32,
+        /// Elements between rows.
+        pub row_stride: u32,
+        /// Elements between neighbours in a row.
+        pub col_stride: u32,
+        /// Element offset of out[0].
+        pub out_offset: u32,
+        /// Multiplies a sum (1/len for mean).
+        pub scale: f32,
+        /// Padding to 16 bytes.
+        pub _pad: u32,
+    }
+}
+
+/// Params layouts of this family.
+pub fn params_layouts() -> Vec<ParamsLayout> {
+    vec![layout_of::<ReduceParams>()]
+}
+
+/// What to reduce with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReduceOp {
+    /// Sum times a scale (mean = sum with scale 1/len).
+    Sum,
+    /// Maximum.
+    Max,
+    /// Minimum.
+    Min,
+}
+
+/// Which reduction strategy to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReduceStrategy {
+    /// Pick by shape: one invocation per row when there are many rows or rows are short.
+    Auto,
+    /// One invocation per row.
+    Serial,
+    /// One workgroup of 256 per row.
+    Workgroup,
+}
+
+/// A (rows, len) matrix inside a buffer.
+#[derive(Debug, Clone, Copy)]
+pub struct Rows<'a> {
+    /// The buffer.
+    pub buf: &'a GpuBuffer,
+    /// Element offset of [0, 0].
+    pub offset: usize,
+    /// Number of rows (outputs).
+    pub rows: usize,
+    /// Row length (reduced elements).
+    pub len: usize,
+    /// Elements between rows.
+    pub row_stride: usize,
+    /// Elements between neighbours in a row.
+    pub col_stride: usize,
+}
+
+fn pick(strategy: ReduceStrategy, rows: usize, len: usize) -> bool {
+    match strategy {
+        ReduceStrategy::Serial => true,
+        ReduceStrategy::Workgroup => false,
+        ReduceStrategy::Auto => rows >= 512 || len <= 256,
+    }
+}
+
+fn params(x: &Rows<'_>, out_offset: usize, scale: f32) -> Result<ReduceParams> {
+    if x.len == 0 {
+        return Err(KernelError::Launch {
+            kernel: "reduce.wgsl".into(),
+            message: "cannot reduce an empty row".into(),
+        });
+    }
+    Ok(ReduceParams {
+        rows: x.rows as u32,
+        len: x.len as u32,
+        offset: x.offset as u32,
+        row_stride: x.row_stride as u32,
+        col_stride: x.col_stride as u32,
+        out_offset: out_offset as u32,
+        scale,
+        _pad: 0,
+    })
+}
+
+fn grid(serial: bool, rows: usize) -> [u32; 3] {
+    if serial {
+        grid_1d(rows, 256)
+    } else {
+        // One workgroup per row.
+        grid_1d(rows, 1)
+    }
+}
+
+/// `out[out_offset + r] = scale * sum_j x[r, j]` (or max / min), as f32.
+pub fn reduce_rows(
+    gpu: &Gpu,
+    op: ReduceOp,
+    strategy: ReduceStrategy,
+    x: Rows<'_>,
+    out: &GpuBuffer,
+    out_offset: usize,
+    scale: f32,
+) -> Result<()> {
+    if x.rows == 0 {
+        return Ok(());
+    }
+    let serial = pick(strategy, x.rows, x.len);
+    let code = match op {
+        ReduceOp::Sum => 0u32,
+        ReduceOp::Max => 1,
+        ReduceOp::Min => 2,
+    };
+    let key = KernelKey::new(
+        "reduce.wgsl",
+        if serial { "rows_serial" } else { "rows_wg" },
+    )
+    .with("OP", code);
+    let p = params(&x, out_offset, scale)?;
+    gpu.dispatch(&key, &p, &[x.buf, out], grid(serial, x.rows));
+    Ok(())
+}
+
+/// `idx[out_offset + r] = argmax_j x[r, j]` (or argmin with `max = false`), as u32; ties give
+/// the first index.
+pub fn arg_rows(
+    gpu: &Gpu,
+    max: bool,
+    strategy: ReduceStrategy,
+    x: Rows<'_>,
+    idx: &GpuBuffer,
+    out_offset: usize,
+) -> Result<()> {
+    if x.rows == 0 {
+        return Ok(());
+    }
+    let serial = pick(strategy, x.rows, x.len);
+    let key = KernelKey::new("reduce.wgsl", if serial { "arg_serial" } else { "arg_wg" })
+        .with("OP", if max { 1u32 } else { 2 });
+    let p = params(&x, out_offset, 1.0)?;
+    gpu.dispatch(&key, &p, &[x.buf, idx], grid(serial, x.rows));
+    Ok(())
+}

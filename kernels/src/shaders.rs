@@ -1,0 +1,80 @@
+//! The embedded WGSL sources: one `include_str!` table, and the `// #include` pass.
+//!
+//! A shader file may contain lines of the form `// #include common/name.wgsl`; the line is
+//! replaced by that file's text (each helper at most once). Being a comment, the directive keeps
+//! every file valid WGSL for editors; the naga test validates the files *after* expansion.
+//!
+//! Set `KILN_DUMP_WGSL=dir` to write every expanded shader to `dir/<name>.wgsl` when it is compiled.
+
+/// `(path relative to shaders/, source)` for every WGSL file kiln ships.
+pub const SOURCES: &[(&str, &str)] = &[
+    (
+        "common/strided.wgsl",
+        include_str!("../../shaders/common/strided.wgsl"),
+    ),
+    (
+        "common/math.wgsl",
+        include_str!("../../shaders/common/math.wgsl"),
+    ),
+    (
+        "common/grid.wgsl",
+        include_str!("../../shaders/common/grid.wgsl"),
+    ),
+    ("unary.wgsl", include_str!("../../shaders/unary.wgsl")),
+    ("binary.wgsl", include_str!("../../shaders/binary.wgsl")),
+    ("where.wgsl", include_str!("../../shaders/where.wgsl")),
+    ("fill.wgsl", include_str!("../../shaders/fill.wgsl")),
+    ("cast.wgsl", include_str!("../../shaders/cast.wgsl")),
+    ("cast_f16.wgsl", include_str!("../../shaders/cast_f16.wgsl")),
+    ("reduce.wgsl", include_str!("../../shaders/reduce.wgsl")),
+    ("softmax.wgsl", include_str!("../../shaders/softmax.wgsl")),
+    (
+        "cross_entropy.wgsl",
+        include_str!("../../shaders/cross_entropy.wgsl"),
+    ),
+    ("index.wgsl", include_str!("../../shaders/index.wgsl")),
+    (
+        "matmul/naive.wgsl",
+        include_str!("../../shaders/matmul/naive.wgsl"),
+    ),
+    (
+        "matmul/tiled.wgsl",
+        include_str!("../../shaders/matmul/tiled.wgsl"),
+    ),
+    (
+        "matmul/regblock.wgsl",
+        include_str!("../../shaders/matmul/regblock.wgsl"),
+    ),
+];
+
+/// The raw text of `name`, or `None` if kiln ships no such file.
+pub fn raw(name: &str) -> Option<&'static str> {
+    SOURCES.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
+}
+
+/// The text of `name` with every `// #include` directive expanded.
+///
+/// # Panics
+/// If `name` or an included file is not in [`SOURCES`]: that is a bug in kiln, caught by tests.
+pub fn expand(name: &str) -> String {
+    let mut seen = Vec::new();
+    let mut out = String::new();
+    expand_into(name, &mut seen, &mut out);
+    out
+}
+
+fn expand_into(name: &str, seen: &mut Vec<String>, out: &mut String) {
+    let src = raw(name).unwrap_or_else(|| panic!("shader {name} is not in shaders::SOURCES"));
+    for line in src.lines() {
+        if let Some(inc) = line.trim().strip_prefix("// #include ") {
+            let inc = inc.trim();
+            if !seen.iter().any(|s| s == inc) {
+                seen.push(inc.to_string());
+                expand_into(inc, seen, out);
+            }
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+}

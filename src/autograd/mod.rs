@@ -1,0 +1,269 @@
+//! Define-by-run reverse-mode autodiff, as in PyTorch.
+//!
+//! Each differentiable op that sees an input with `requires_grad` attaches a [`Node`] to its
+//! output: the op's name, its inputs, and a closure that maps dL/d(output) to dL/d(each input).
+//! `loss.backward()` orders the graph topologically from the loss, calls each node once with the
+//! summed gradient of its output, and *adds* the results into the `.grad` of leaf tensors
+//! (gradients accumulate across calls; [`Tensor::zero_grad`] is a separate step).
+//!
+//! The graph lives in the `Arc`s of the tensors that hold it: dropping the loss frees it.
+//! Inside [`no_grad`] no nodes are recorded (backward itself runs that way).
+
+use std::cell::Cell;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+
+/// Maps dL/d(output) to dL/d(input) for each input (`None` = no gradient flows there).
+pub type BackwardFn = dyn Fn(&Tensor) -> Result<Vec<Option<Tensor>>> + Send + Sync;
+
+/// One recorded op in the graph.
+pub struct Node {
+    /// The op's name (shown in `Debug` and in errors).
+    pub name: &'static str,
+    /// The op's inputs, in the order `backward` returns their gradients.
+    pub inputs: Vec<Tensor>,
+    /// The gradient rule.
+    pub backward: Box<BackwardFn>,
+}
+
+thread_local! {
+    static GRAD_ENABLED: Cell<bool> = const { Cell::new(true) };
+}
+
+/// True unless inside a [`no_grad`] scope on this thread.
+pub fn is_grad_enabled() -> bool {
+    GRAD_ENABLED.with(|g| g.get())
+}
+
+/// Restores the previous grad mode when dropped.
+pub struct NoGradGuard {
+    prev: bool,
+}
+
+impl Drop for NoGradGuard {
+    fn drop(&mut self) {
+        GRAD_ENABLED.with(|g| g.set(self.prev));
+    }
+}
+
+/// Disable graph recording until the guard drops: `let _g = kiln::no_grad();`.
+pub fn no_grad() -> NoGradGuard {
+    let prev = GRAD_ENABLED.with(|g| g.replace(false));
+    NoGradGuard { prev }
+}
+
+impl Tensor {
+    /// Attach a backward node to `self` (an op's fresh output) if grad is on and an input needs it.
+    pub(crate) fn record(
+        self,
+        name: &'static str,
+        inputs: &[&Tensor],
+        backward: impl Fn(&Tensor) -> Result<Vec<Option<Tensor>>> + Send + Sync + 'static,
+    ) -> Tensor {
+        if !is_grad_enabled() || !inputs.iter().any(|t| t.requires_grad_flag()) {
+            return self;
+        }
+        let node = Arc::new(Node {
+            name,
+            inputs: inputs.iter().map(|t| (*t).clone()).collect(),
+            backward: Box::new(backward),
+        });
+        let mut t = self.detach();
+        let inner = Arc::get_mut(&mut t.inner).expect("fresh tensor is unique");
+        inner.requires_grad = true;
+        inner.node = Some(node);
+        t
+    }
+
+    /// True when gradients flow to or through this tensor.
+    pub fn requires_grad_flag(&self) -> bool {
+        self.inner.requires_grad
+    }
+
+    /// Mark this tensor as a leaf that collects gradients (a parameter). Returns the marked tensor.
+    pub fn requires_grad(self) -> Tensor {
+        let mut t = self.detach();
+        Arc::get_mut(&mut t.inner)
+            .expect("fresh tensor is unique")
+            .requires_grad = true;
+        t
+    }
+
+    /// The same data with no graph history and no grad requirement.
+    pub fn detach(&self) -> Tensor {
+        self.with_view(
+            self.shape().to_vec(),
+            self.strides().to_vec(),
+            self.offset(),
+        )
+    }
+
+    /// True for tensors not produced by a recorded op.
+    pub fn is_leaf(&self) -> bool {
+        self.inner.node.is_none()
+    }
+
+    /// Name of the op that produced this tensor, if recorded.
+    pub fn grad_fn(&self) -> Option<&'static str> {
+        self.inner.node.as_ref().map(|n| n.name)
+    }
+
+    /// The accumulated gradient of a leaf, if any backward pass reached it.
+    pub fn grad(&self) -> Option<Tensor> {
+        self.inner
+            .grad
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Drop the accumulated gradient (the next backward starts from nothing).
+    pub fn clear_grad(&self) {
+        *self.inner.grad.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// Set the accumulated gradient to zeros in place (keeps the buffer).
+    pub fn zero_grad(&self) -> Result<()> {
+        if let Some(g) = self.grad() {
+            kiln_kernels::launch::elementwise::fill(self.gpu(), g.shape(), g.strided(), 0.0)?;
+        }
+        Ok(())
+    }
+
+    /// Replace the gradient (used by optimizers and gradient clipping).
+    pub fn set_grad(&self, grad: Option<Tensor>) {
+        *self.inner.grad.lock().unwrap_or_else(|e| e.into_inner()) = grad;
+    }
+
+    /// Backpropagate from this scalar: `.grad` of every leaf it depends on grows by dself/dleaf.
+    pub fn backward(&self) -> Result<()> {
+        if self.numel() != 1 {
+            return Err(Error::Autograd(format!(
+                "backward() needs a scalar (one element), got shape {:?}; \
+                 reduce it (e.g. .sum()) or use backward_with(grad)",
+                self.shape()
+            )));
+        }
+        let seed = {
+            let _g = no_grad();
+            self.ones_like()?
+        };
+        self.backward_with(&seed)
+    }
+
+    /// Backpropagate with an explicit upstream gradient of this tensor's shape.
+    pub fn backward_with(&self, grad: &Tensor) -> Result<()> {
+        if !self.requires_grad_flag() {
+            return Err(Error::Autograd(
+                "backward() on a tensor that does not require grad: no parameter it depends on \
+                 has requires_grad(), or it was computed inside no_grad()"
+                    .into(),
+            ));
+        }
+        if grad.shape() != self.shape() {
+            return Err(Error::Autograd(format!(
+                "backward_with: gradient shape {:?} differs from tensor shape {:?}",
+                grad.shape(),
+                self.shape()
+            )));
+        }
+        let _g = no_grad();
+        let order = topo_order(self);
+        let mut grads: HashMap<u64, Tensor> = HashMap::new();
+        grads.insert(self.id(), grad.clone());
+        for t in order.iter().rev() {
+            let Some(g) = grads.remove(&t.id()) else {
+                continue;
+            };
+            match &t.inner.node {
+                None => {
+                    if t.requires_grad_flag() {
+                        t.accumulate_grad(g)?;
+                    }
+                }
+                Some(node) => {
+                    let gs = (node.backward)(&g)?;
+                    for (input, gi) in node.inputs.iter().zip(gs) {
+                        let Some(gi) = gi else { continue };
+                        if !input.requires_grad_flag() {
+                            continue;
+                        }
+                        if gi.shape() != input.shape() {
+                            return Err(Error::Autograd(format!(
+                                "{}: backward produced a gradient of shape {:?} for an input of \
+                                 shape {:?} (a bug in the op's gradient rule)",
+                                node.name,
+                                gi.shape(),
+                                input.shape()
+                            )));
+                        }
+                        let sum = match grads.remove(&input.id()) {
+                            Some(prev) => prev.add(&gi)?,
+                            None => gi,
+                        };
+                        grads.insert(input.id(), sum);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `self.grad += g` (in place when a gradient exists already).
+    fn accumulate_grad(&self, g: Tensor) -> Result<()> {
+        let mut slot = self.inner.grad.lock().unwrap_or_else(|e| e.into_inner());
+        match slot.as_ref() {
+            Some(existing) => {
+                let shape = existing.shape().to_vec();
+                kiln_kernels::launch::elementwise::binary_inplace(
+                    self.gpu(),
+                    kiln_kernels::launch::elementwise::BinaryOp::Add,
+                    &shape,
+                    existing.strided(),
+                    g.strided_as(&shape),
+                    0.0,
+                )?;
+            }
+            None => {
+                // Own the buffer: a gradient may be a broadcast view or share storage.
+                let owned = if g.is_contiguous() && Arc::strong_count(&g.inner.storage) == 1 {
+                    g
+                } else {
+                    g.copy_contiguous()?
+                };
+                *slot = Some(owned);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Tensors reachable from `root` through recorded nodes, parents before children.
+fn topo_order(root: &Tensor) -> Vec<Tensor> {
+    let mut order = Vec::new();
+    let mut seen = HashSet::new();
+    // Iterative DFS: (tensor, next input index to visit).
+    let mut stack: Vec<(Tensor, usize)> = vec![(root.clone(), 0)];
+    seen.insert(root.id());
+    while let Some((t, i)) = stack.pop() {
+        let inputs = t
+            .inner
+            .node
+            .as_ref()
+            .map(|n| n.inputs.as_slice())
+            .unwrap_or(&[]);
+        if i < inputs.len() {
+            let child = inputs[i].clone();
+            stack.push((t, i + 1));
+            if child.requires_grad_flag() && seen.insert(child.id()) {
+                stack.push((child, 0));
+            }
+        } else {
+            order.push(t);
+        }
+    }
+    order
+}

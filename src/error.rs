@@ -1,0 +1,58 @@
+//! kiln's error type. Misuse (shapes, dtypes, files) comes back as an [`Error`] naming the op and
+//! the shapes involved, never as a panic.
+
+use crate::tensor::DType;
+
+/// An error from a tensor op, autograd, or the GPU runtime.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Shapes that do not fit the op.
+    #[error("{op}: {msg}")]
+    Shape {
+        /// The op, e.g. `matmul`.
+        op: &'static str,
+        /// What was wrong, naming the shapes.
+        msg: String,
+    },
+    /// A dtype the op does not take.
+    #[error("{op}: expected {expected}, got a tensor of dtype {got:?}")]
+    DType {
+        /// The op.
+        op: &'static str,
+        /// What it takes.
+        expected: &'static str,
+        /// What it got.
+        got: DType,
+    },
+    /// Autograd misuse (backward from a non-scalar, no grad to read, ...).
+    #[error("autograd: {0}")]
+    Autograd(String),
+    /// An argument out of range (a dim, an index, a value).
+    #[error("{op}: {msg}")]
+    Arg {
+        /// The op.
+        op: &'static str,
+        /// What was wrong.
+        msg: String,
+    },
+    /// The GPU runtime failed.
+    #[error(transparent)]
+    Kernel(#[from] kiln_kernels::KernelError),
+}
+
+/// kiln's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+pub(crate) fn shape_err<T>(op: &'static str, msg: impl Into<String>) -> Result<T> {
+    Err(Error::Shape {
+        op,
+        msg: msg.into(),
+    })
+}
+
+pub(crate) fn arg_err<T>(op: &'static str, msg: impl Into<String>) -> Result<T> {
+    Err(Error::Arg {
+        op,
+        msg: msg.into(),
+    })
+}

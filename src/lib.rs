@@ -1,0 +1,35 @@
+//! # kiln
+//!
+//! A deep-learning training engine on wgpu: tensors with views and broadcasting, define-by-run
+//! reverse-mode autodiff, and WGSL kernels that run on any Vulkan, Metal, DX12 or OpenGL GPU
+//! (including Mesa's software lavapipe).
+//!
+//! ```no_run
+//! use kiln::Tensor;
+//! let x = Tensor::from_slice(&[1.0f32, -2.0, 3.0], &[3])?.requires_grad();
+//! let y = x.relu()?.mul(&x)?.sum()?;      // sum(relu(x) * x)
+//! y.backward()?;
+//! assert_eq!(x.grad().unwrap().to_vec::<f32>()?, vec![2.0, 0.0, 6.0]);
+//! # Ok::<(), kiln::Error>(())
+//! ```
+//!
+//! Layout: [`tensor`] (storage, views, creation), [`autograd`] (graph, backward, `no_grad`),
+//! [`ops`] (one file per op, forward and backward side by side). The GPU side lives in the
+//! `kiln-kernels` crate.
+
+#![warn(missing_docs)]
+
+pub mod autograd;
+pub mod error;
+pub mod ops;
+pub mod tensor;
+
+pub use autograd::{NoGradGuard, is_grad_enabled, no_grad};
+pub use error::{Error, Result};
+pub use kiln_kernels::Gpu;
+pub use tensor::{DType, Element, Tensor};
+
+/// The default GPU (opened on first use; `KILN_DEVICE` / `KILN_BACKEND` choose it).
+pub fn device() -> Result<std::sync::Arc<Gpu>> {
+    Ok(Gpu::global()?)
+}

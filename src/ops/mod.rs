@@ -1,0 +1,58 @@
+//! Differentiable ops, one file each, forward and backward side by side.
+//!
+//! Every op checks its inputs (dtype, shapes, device) and returns an [`crate::Error`] naming the
+//! op and the shapes on misuse; allocates its output from the pool; records its kernel launches;
+//! and, when an input requires grad, attaches the gradient rule with [`Tensor::record`].
+//!
+//! | file | ops |
+//! | --- | --- |
+//! | `unary.rs` | neg exp log sqrt abs relu gelu silu tanh sigmoid clamp powf square ... |
+//! | `binary.rs` | add sub mul div pow maximum minimum (NumPy broadcasting) |
+//! | `compare.rs` | eq ne lt le gt ge, where_cond, masked_fill |
+//! | `reduce.rs` | sum mean max min argmax argmin over any axes; sum_to |
+//! | `matmul.rs` | batched matmul with broadcasting and transposed operands |
+//! | `softmax.rs` | fused softmax, log_softmax |
+//! | `loss.rs` | fused cross-entropy from logits and class indices |
+//! | `index.rs` | gather, index_select, embedding (scatter-add backward) |
+//! | `concat.rs` | concat, stack, split, chunk |
+
+mod binary;
+mod compare;
+mod concat;
+mod index;
+mod loss;
+mod matmul;
+mod reduce;
+mod softmax;
+mod unary;
+
+use crate::error::{Result, shape_err};
+
+/// NumPy broadcasting of two shapes (right-aligned; each dim equal or 1).
+pub fn broadcast_shapes(op: &'static str, a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
+    let r = a.len().max(b.len());
+    let mut out = vec![0; r];
+    for k in 0..r {
+        let da = if k + a.len() >= r {
+            a[k + a.len() - r]
+        } else {
+            1
+        };
+        let db = if k + b.len() >= r {
+            b[k + b.len() - r]
+        } else {
+            1
+        };
+        out[k] = if da == db || db == 1 {
+            da
+        } else if da == 1 {
+            db
+        } else {
+            return shape_err(
+                op,
+                format!("shapes {a:?} and {b:?} do not broadcast (dim {k}: {da} vs {db})"),
+            );
+        };
+    }
+    Ok(out)
+}

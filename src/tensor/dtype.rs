@@ -1,0 +1,56 @@
+//! Element types.
+
+/// Element type of a tensor.
+///
+/// f32 is the compute type. i32/u32 hold indices and labels. f16 is a storage type: tensors can
+/// be converted to and from it where the adapter has `SHADER_F16`; ops compute in f32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DType {
+    /// 32-bit float.
+    F32,
+    /// 16-bit float (storage only).
+    F16,
+    /// 32-bit signed integer.
+    I32,
+    /// 32-bit unsigned integer.
+    U32,
+}
+
+impl DType {
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            DType::F16 => 2,
+            _ => 4,
+        }
+    }
+
+    /// The lowercase name (`f32`, ...), as used in files and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::F32 => "f32",
+            DType::F16 => "f16",
+            DType::I32 => "i32",
+            DType::U32 => "u32",
+        }
+    }
+}
+
+/// A host type that maps to a [`DType`].
+pub trait Element: bytemuck::Pod + Copy + Send + Sync + std::fmt::Debug + 'static {
+    /// Its dtype.
+    const DTYPE: DType;
+}
+
+impl Element for f32 {
+    const DTYPE: DType = DType::F32;
+}
+impl Element for i32 {
+    const DTYPE: DType = DType::I32;
+}
+impl Element for u32 {
+    const DTYPE: DType = DType::U32;
+}
+impl Element for half::f16 {
+    const DTYPE: DType = DType::F16;
+}
