@@ -6,6 +6,10 @@
 // OP: 0 sum (times `scale`, so mean is sum with scale 1/len)   1 max   2 min
 // Arg entries write the index (u32) of the first max/min: OP 1 argmax, 2 argmin.
 //
+// Loops are unrolled by 4: Mesa's llvmpipe/lavapipe ends an invocation's loops after 65,535
+// iterations in total, which would silently cut a long row short. Unrolled, one invocation reads
+// up to 262,140 elements (serial) and one workgroup up to 67M (the launcher keeps within that).
+//
 // Two strategies, picked by the launcher:
 //   *_serial: one invocation per row, a plain loop   (many rows, or short rows; no barriers)
 //   *_wg:     one workgroup of 256 per row, strided partial results then a tree in shared memory
@@ -66,15 +70,55 @@ fn at(r: u32, j: u32) -> f32 {
     return x[P.offset + r * P.row_stride + j * P.col_stride];
 }
 
+// combine over j = first, first + step, ... < len, four per loop iteration.
+fn fold(r: u32, first: u32, step: u32) -> f32 {
+    var acc = identity();
+    var j = first;
+    while (j + 3u * step < P.len) {
+        let a = combine(at(r, j), at(r, j + step));
+        let b = combine(at(r, j + 2u * step), at(r, j + 3u * step));
+        acc = combine(acc, combine(a, b));
+        j += 4u * step;
+    }
+    while (j < P.len) {
+        acc = combine(acc, at(r, j));
+        j += step;
+    }
+    return acc;
+}
+
+// Keep (best, bi) if element jj of row r does not beat it.
+fn consider(r: u32, jj: u32, best: ptr<function, f32>, bi: ptr<function, u32>) {
+    if (jj < P.len) {
+        let v = at(r, jj);
+        if (*bi == 0xffffffffu || better(v, jj, *best, *bi)) {
+            *best = v;
+            *bi = jj;
+        }
+    }
+}
+
+// (value bits, index) of the best element over j = first, first + step, ... (index 0xffffffff
+// if none), four per loop iteration in index order.
+fn fold_arg(r: u32, first: u32, step: u32) -> vec2<u32> {
+    var best = identity();
+    var bi = 0xffffffffu;
+    var j = first;
+    while (j < P.len) {
+        consider(r, j, &best, &bi);
+        consider(r, j + step, &best, &bi);
+        consider(r, j + 2u * step, &best, &bi);
+        consider(r, j + 3u * step, &best, &bi);
+        j += 4u * step;
+    }
+    return vec2<u32>(bitcast<u32>(best), bi);
+}
+
 @compute @workgroup_size(256)
 fn rows_serial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let r = grid_index(gid, nwg, WG);
     if (r >= P.rows) { return; }
-    var acc = identity();
-    for (var j = 0u; j < P.len; j++) {
-        acc = combine(acc, at(r, j));
-    }
-    out[P.out_offset + r] = finish(acc);
+    out[P.out_offset + r] = finish(fold(r, 0u, 1u));
 }
 
 @compute @workgroup_size(256)
@@ -84,9 +128,7 @@ fn rows_wg(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) 
     let t = lid.x;
     var acc = identity();
     if (r < P.rows) {
-        for (var j = t; j < P.len; j += WG) {
-            acc = combine(acc, at(r, j));
-        }
+        acc = fold(r, t, WG);
     }
     sv[t] = acc;
     workgroupBarrier();
@@ -105,16 +147,7 @@ fn rows_wg(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) 
 fn arg_serial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let r = grid_index(gid, nwg, WG);
     if (r >= P.rows) { return; }
-    var best = at(r, 0u);
-    var bi = 0u;
-    for (var j = 1u; j < P.len; j++) {
-        let v = at(r, j);
-        if (better(v, j, best, bi)) {
-            best = v;
-            bi = j;
-        }
-    }
-    idx[P.out_offset + r] = bi;
+    idx[P.out_offset + r] = fold_arg(r, 0u, 1u).y;
 }
 
 @compute @workgroup_size(256)
@@ -122,19 +155,12 @@ fn arg_wg(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) w
           @builtin(num_workgroups) nwg: vec3<u32>) {
     let r = wid.x + wid.y * nwg.x;
     let t = lid.x;
-    var best = identity();
-    var bi = 0xffffffffu;
+    var found = vec2<u32>(bitcast<u32>(identity()), 0xffffffffu);
     if (r < P.rows) {
-        for (var j = t; j < P.len; j += WG) {
-            let v = at(r, j);
-            if (bi == 0xffffffffu || better(v, j, best, bi)) {
-                best = v;
-                bi = j;
-            }
-        }
+        found = fold_arg(r, t, WG);
     }
-    sv[t] = best;
-    si[t] = bi;
+    sv[t] = bitcast<f32>(found.x);
+    si[t] = found.y;
     workgroupBarrier();
     for (var s = WG / 2u; s > 0u; s = s / 2u) {
         if (t < s) {

@@ -54,6 +54,9 @@ pub enum KernelError {
         /// The adapter's limit.
         limit: u64,
     },
+    /// Opening the default device failed earlier; this is that error's message.
+    #[error("{0}")]
+    Unavailable(String),
     /// A readback (buffer map) failed.
     #[error("reading results back from the GPU failed: {0}")]
     Readback(String),

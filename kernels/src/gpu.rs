@@ -136,7 +136,7 @@ impl Gpu {
     /// Every adapter wgpu can see under the current `KILN_BACKEND` filter.
     pub fn adapters() -> Result<Vec<AdapterSummary>> {
         let inst = instance(backend_filter()?);
-        let list = pollster::block_on(inst.enumerate_adapters(inst_backends()?));
+        let list = pollster::block_on(inst.enumerate_adapters(backend_filter()?));
         Ok(list
             .iter()
             .enumerate()
@@ -152,8 +152,19 @@ impl Gpu {
     /// Open an adapter chosen by `selector` (index or name substring), or the best one if `None`.
     pub fn with_selector(selector: Option<&str>) -> Result<Arc<Gpu>> {
         let backends = backend_filter()?;
-        let inst = instance(backends);
-        let mut adapters = pollster::block_on(inst.enumerate_adapters(backends));
+        // Native backends first; OpenGL only when asked for or when nothing else exists
+        // (initialising EGL is slow and noisy on headless machines).
+        let primary = backends & !wgpu::Backends::GL;
+        let mut adapters = if primary.is_empty() {
+            Vec::new()
+        } else {
+            let inst = instance(primary);
+            pollster::block_on(inst.enumerate_adapters(primary))
+        };
+        if adapters.is_empty() && backends.contains(wgpu::Backends::GL) {
+            let inst = instance(wgpu::Backends::GL);
+            adapters = pollster::block_on(inst.enumerate_adapters(wgpu::Backends::GL));
+        }
         if adapters.is_empty() {
             let detail = match std::env::var("KILN_BACKEND") {
                 Ok(b) if !b.is_empty() => format!(" for KILN_BACKEND={b:?}"),
@@ -243,10 +254,7 @@ impl Gpu {
     pub fn global() -> Result<Arc<Gpu>> {
         match GLOBAL.get_or_init(|| Gpu::new().map_err(|e| e.to_string())) {
             Ok(g) => Ok(g.clone()),
-            Err(msg) => Err(KernelError::Device {
-                context: "opening the default GPU".into(),
-                message: msg.clone(),
-            }),
+            Err(msg) => Err(KernelError::Unavailable(msg.clone())),
         }
     }
 
@@ -321,8 +329,4 @@ impl Gpu {
     pub fn flush(&self) {
         self.encoder.flush(self);
     }
-}
-
-fn inst_backends() -> Result<wgpu::Backends> {
-    backend_filter()
 }

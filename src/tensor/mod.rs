@@ -181,6 +181,12 @@ impl Tensor {
         Arc::ptr_eq(&self.inner.storage, &other.inner.storage)
     }
 
+    /// The kernel-level view of this tensor (buffer, element offset, strides), for code that
+    /// calls `kiln-kernels` launchers directly (benchmarks, tests, custom kernels).
+    pub fn kernel_view(&self) -> Strided<'_> {
+        self.strided()
+    }
+
     /// The kernel-level view of this tensor.
     pub(crate) fn strided(&self) -> Strided<'_> {
         Strided::new(

@@ -76,11 +76,46 @@ fn pick(strategy: ReduceStrategy, rows: usize, len: usize) -> bool {
     match strategy {
         ReduceStrategy::Serial => true,
         ReduceStrategy::Workgroup => false,
-        ReduceStrategy::Auto => rows >= 512 || len <= 256,
+        ReduceStrategy::Auto => len <= SERIAL_MAX_LEN && (rows >= 512 || len <= 256),
     }
 }
 
+/// Longest row the one-invocation-per-row strategy takes under `Auto`. Mesa's llvmpipe ends an
+/// invocation's loops after 65,535 iterations in total; the kernels read 4 elements per
+/// iteration, so one invocation can cover 262,140 elements and a workgroup of 256 about 67M.
+pub const SERIAL_MAX_LEN: usize = 65_536;
+
+/// Longest row any strategy takes (the workgroup strategy's reach on llvmpipe, with margin).
+pub const MAX_LEN: usize = 64 << 20;
+
+/// One invocation covers at most 4 * 65,535 elements on llvmpipe.
+const SERIAL_LIMIT: usize = 4 * 65_535;
+
+fn check_serial(serial: bool, x: &Rows<'_>) -> Result<()> {
+    if serial && x.len > SERIAL_LIMIT {
+        return Err(KernelError::Launch {
+            kernel: "reduce.wgsl:serial".into(),
+            message: format!(
+                "rows of {} elements are too long for one invocation (at most {SERIAL_LIMIT}); \
+                 use ReduceStrategy::Workgroup or Auto",
+                x.len
+            ),
+        });
+    }
+    Ok(())
+}
+
 fn params(x: &Rows<'_>, out_offset: usize, scale: f32) -> Result<ReduceParams> {
+    if x.len > MAX_LEN {
+        return Err(KernelError::Launch {
+            kernel: "reduce.wgsl".into(),
+            message: format!(
+                "rows of {} elements exceed the {MAX_LEN}-element limit of one pass; reduce in \
+                 two steps (e.g. reshape to (k, len / k) and sum twice)",
+                x.len
+            ),
+        });
+    }
     if x.len == 0 {
         return Err(KernelError::Launch {
             kernel: "reduce.wgsl".into(),
@@ -122,6 +157,7 @@ pub fn reduce_rows(
         return Ok(());
     }
     let serial = pick(strategy, x.rows, x.len);
+    check_serial(serial, &x)?;
     let code = match op {
         ReduceOp::Sum => 0u32,
         ReduceOp::Max => 1,
@@ -151,6 +187,7 @@ pub fn arg_rows(
         return Ok(());
     }
     let serial = pick(strategy, x.rows, x.len);
+    check_serial(serial, &x)?;
     let key = KernelKey::new("reduce.wgsl", if serial { "arg_serial" } else { "arg_wg" })
         .with("OP", if max { 1u32 } else { 2 });
     let p = params(&x, out_offset, 1.0)?;

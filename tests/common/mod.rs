@@ -1,0 +1,165 @@
+//! Shared test helpers: the device, seeded random inputs, awkward sizes, and the finite-difference
+//! gradient check.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use kiln::{Gpu, Tensor};
+pub use kiln_kernels::reference::Tolerance;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// Sizes that are 1, prime, and one past powers of two: never a multiple of a tile or workgroup.
+pub const AWKWARD: &[usize] = &[1, 7, 17, 129, 257];
+
+/// The test device. Fails loudly, with the fix, when there is no adapter.
+pub fn gpu() -> Arc<Gpu> {
+    match kiln::device() {
+        Ok(g) => g,
+        Err(e) => panic!(
+            "GPU tests need an adapter: {e}\n\
+             On Linux without a GPU: apt-get install -y mesa-vulkan-drivers"
+        ),
+    }
+}
+
+/// A private device, for tests that read pool or encoder counters (the global device is shared
+/// by tests running in parallel).
+pub fn private_gpu() -> Arc<Gpu> {
+    Gpu::new().expect("a second device on the same adapter")
+}
+
+/// A fresh seed per call site run: fixed base plus a counter so each test sees new numbers.
+pub fn seed(tag: &str) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in tag.bytes() {
+        h = (h ^ b as u64).wrapping_mul(0x100000001b3);
+    }
+    h
+}
+
+/// `n` uniform values in `[lo, hi)` (never all zeros).
+pub fn rand_vec(n: usize, seed: u64, lo: f32, hi: f32) -> Vec<f32> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..n).map(|_| rng.random_range(lo..hi)).collect()
+}
+
+/// `n` values with |v| in `[lo, hi)` and random sign.
+pub fn rand_signed_away_from_zero(n: usize, seed: u64, lo: f32, hi: f32) -> Vec<f32> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..n)
+        .map(|_| {
+            let m = rng.random_range(lo..hi);
+            if rng.random::<bool>() { m } else { -m }
+        })
+        .collect()
+}
+
+/// `n` random indices in `0..bound`.
+pub fn rand_indices(n: usize, seed: u64, bound: u32) -> Vec<u32> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..n).map(|_| rng.random_range(0..bound)).collect()
+}
+
+/// A tensor from f32 data.
+pub fn tensor(data: &[f32], shape: &[usize]) -> Tensor {
+    Tensor::from_slice_on(&gpu(), data, shape).expect("upload")
+}
+
+/// One input of a gradient check: data and shape.
+#[derive(Clone, Debug)]
+pub struct Input {
+    pub data: Vec<f32>,
+    pub shape: Vec<usize>,
+}
+
+impl Input {
+    pub fn new(data: Vec<f32>, shape: &[usize]) -> Self {
+        assert_eq!(data.len(), shape.iter().product::<usize>(), "input data does not fill {shape:?}");
+        Input { data, shape: shape.to_vec() }
+    }
+    pub fn rand(shape: &[usize], seed: u64, lo: f32, hi: f32) -> Self {
+        let n = shape.iter().product();
+        Input::new(rand_vec(n, seed, lo, hi), shape)
+    }
+}
+
+/// Tolerances of the gradient check.
+#[derive(Clone, Copy, Debug)]
+pub struct GradTol {
+    /// Forward output against the f64 CPU twin.
+    pub forward: Tolerance,
+    /// GPU (f32) gradient against central differences of the f64 CPU twin.
+    pub grad: Tolerance,
+}
+
+impl Default for GradTol {
+    fn default() -> Self {
+        GradTol {
+            forward: Tolerance::new(2e-4, 1e-5, "f32 kernel vs f64 reference"),
+            grad: Tolerance::new(1e-4, 2e-5, "f32 backward vs f64 central differences (h = 1e-6, error ~1e-9)"),
+        }
+    }
+}
+
+/// Finite-difference gradient check.
+///
+/// `gpu_fn` builds the op on GPU tensors; `cpu_fn` is the same function in f64 on the host
+/// (row-major data in, row-major data out, built from the kernels' CPU twins). The check:
+/// 1. forward: GPU output == cpu_fn(inputs) within `tol.forward`;
+/// 2. L = sum(out * w) for fresh random weights w; GPU autograd dL/dx_i against central
+///    differences (L(x + h e_j) - L(x - h e_j)) / 2h evaluated by `cpu_fn` in f64.
+///
+/// Inputs listed in `no_grad` (by position) are not differentiated (e.g. an index tensor passed
+/// as data, or a point where the op is not differentiable).
+#[track_caller]
+pub fn gradcheck(
+    name: &str,
+    inputs: &[Input],
+    gpu_fn: impl Fn(&[Tensor]) -> kiln::Result<Tensor>,
+    cpu_fn: impl Fn(&[Vec<f64>]) -> Vec<f64>,
+    tol: GradTol,
+) {
+    let g = gpu();
+    let ts: Vec<Tensor> = inputs
+        .iter()
+        .map(|i| Tensor::from_slice_on(&g, &i.data, &i.shape).unwrap().requires_grad())
+        .collect();
+    let out = gpu_fn(&ts).unwrap_or_else(|e| panic!("{name}: forward failed: {e}"));
+    let x64: Vec<Vec<f64>> = inputs.iter().map(|i| i.data.iter().map(|&v| v as f64).collect()).collect();
+    let want = cpu_fn(&x64);
+    let got = out.to_vec::<f32>().unwrap();
+    tol.forward.assert_close(&format!("{name} forward (shape {:?})", out.shape()), &got, &want);
+
+    let w = rand_vec(got.len(), seed(name) ^ 0x5eed, 0.5, 1.5);
+    let wt = Tensor::from_slice_on(&g, &w, out.shape()).unwrap();
+    let loss = out.mul(&wt).unwrap().sum().unwrap();
+    loss.backward().unwrap_or_else(|e| panic!("{name}: backward failed: {e}"));
+
+    let l = |xs: &[Vec<f64>]| -> f64 { cpu_fn(xs).iter().zip(&w).map(|(a, b)| a * *b as f64).sum() };
+    let h = 1e-6;
+    for (i, t) in ts.iter().enumerate() {
+        let analytic = t
+            .grad()
+            .unwrap_or_else(|| panic!("{name}: input {i} got no gradient"))
+            .to_vec::<f32>()
+            .unwrap();
+        let mut numeric = Vec::with_capacity(analytic.len());
+        let mut xs = x64.clone();
+        for j in 0..xs[i].len() {
+            let v = xs[i][j];
+            xs[i][j] = v + h;
+            let lp = l(&xs);
+            xs[i][j] = v - h;
+            let lm = l(&xs);
+            xs[i][j] = v;
+            numeric.push((lp - lm) / (2.0 * h));
+        }
+        tol.grad.assert_close(&format!("{name} d/d input {i} (shape {:?})", inputs[i].shape), &analytic, &numeric);
+    }
+}
+
+/// Row-major broadcast of f64 data (for CPU twins of broadcasting ops).
+pub fn bcast(x: &[f64], from: &[usize], to: &[usize]) -> Vec<f64> {
+    kiln_kernels::reference::elementwise::broadcast_to(x, from, to)
+}
