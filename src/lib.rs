@@ -20,9 +20,15 @@
 #![warn(missing_docs)]
 
 pub mod autograd;
+pub mod cli;
 pub mod error;
 pub mod ops;
 pub mod tensor;
+
+/// The README's examples, compiled and run as doctests so the README stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
 
 pub use autograd::{NoGradGuard, is_grad_enabled, no_grad};
 pub use error::{Error, Result};

@@ -255,9 +255,7 @@ impl Tensor {
         let pad = r - shape.len();
         let mut dims = Vec::new();
         for k in 0..r {
-            if k < pad {
-                dims.push(k as isize);
-            } else if shape[k - pad] == 1 && self.shape()[k] != 1 {
+            if k < pad || (shape[k - pad] == 1 && self.shape()[k] != 1) {
                 dims.push(k as isize);
             } else if shape[k - pad] != self.shape()[k] {
                 return shape_err(

@@ -223,7 +223,7 @@ fn infer_shape(op: &'static str, from: &[usize], shape: &[usize]) -> Result<Vec<
     let mut out = shape.to_vec();
     match unknown.len() {
         0 if known == n => Ok(out),
-        1 if known != 0 && n % known == 0 => {
+        1 if known != 0 && n.is_multiple_of(known) => {
             out[unknown[0]] = n / known;
             Ok(out)
         }
