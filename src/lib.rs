@@ -21,8 +21,11 @@
 
 pub mod autograd;
 pub mod cli;
+pub mod data;
 pub mod error;
+pub mod nn;
 pub mod ops;
+pub mod optim;
 pub mod tensor;
 
 /// The README's examples, compiled and run as doctests so the README stays true.

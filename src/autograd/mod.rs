@@ -73,22 +73,37 @@ impl Tensor {
         });
         let mut t = self.detach();
         let inner = Arc::get_mut(&mut t.inner).expect("fresh tensor is unique");
-        inner.requires_grad = true;
+        *inner.requires_grad.get_mut() = true;
         inner.node = Some(node);
         t
     }
 
     /// True when gradients flow to or through this tensor.
     pub fn requires_grad_flag(&self) -> bool {
-        self.inner.requires_grad
+        self.inner.requires_grad.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Turn gradient collection of a leaf on or off in place (freezing a parameter: ops recorded
+    /// afterwards send it no gradient). Errors on non-leaf tensors, whose flag follows their inputs.
+    pub fn set_requires_grad(&self, on: bool) -> Result<()> {
+        if !self.is_leaf() {
+            return Err(Error::Autograd(format!(
+                "set_requires_grad on a non-leaf tensor (made by {}); detach() it first",
+                self.grad_fn().unwrap_or("an op")
+            )));
+        }
+        self.inner
+            .requires_grad
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
     }
 
     /// Mark this tensor as a leaf that collects gradients (a parameter). Returns the marked tensor.
     pub fn requires_grad(self) -> Tensor {
-        let mut t = self.detach();
-        Arc::get_mut(&mut t.inner)
-            .expect("fresh tensor is unique")
-            .requires_grad = true;
+        let t = self.detach();
+        t.inner
+            .requires_grad
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         t
     }
 

@@ -36,7 +36,7 @@ pub(crate) struct Inner {
     pub(crate) shape: Vec<usize>,
     pub(crate) strides: Vec<usize>,
     pub(crate) offset: usize,
-    pub(crate) requires_grad: bool,
+    pub(crate) requires_grad: std::sync::atomic::AtomicBool,
     pub(crate) grad: Mutex<Option<Tensor>>,
     pub(crate) node: Option<Arc<Node>>,
 }
@@ -54,7 +54,7 @@ impl std::fmt::Debug for Tensor {
         write!(f, "Tensor({:?}, {:?}", self.shape(), self.dtype())?;
         if let Some(n) = &self.inner.node {
             write!(f, ", grad_fn={}", n.name)?;
-        } else if self.inner.requires_grad {
+        } else if self.requires_grad_flag() {
             write!(f, ", requires_grad")?;
         }
         write!(f, ")")
@@ -80,7 +80,7 @@ impl Tensor {
                 shape,
                 strides,
                 offset,
-                requires_grad: false,
+                requires_grad: std::sync::atomic::AtomicBool::new(false),
                 grad: Mutex::new(None),
                 node: None,
             }),

@@ -1,0 +1,59 @@
+//! Layers: the [`Module`] trait, standard layers, initialisation and losses.
+//!
+//! A module owns its parameters as leaf tensors with `requires_grad`; optimizers update them in
+//! place, so the tensors handed out by [`Module::named_parameters`] are the module's own (cheap
+//! `Arc` clones of the same storage). Names follow PyTorch (`layers.0.weight`), so checkpoints
+//! line up with the Python ecosystem.
+
+use crate::error::Result;
+use crate::tensor::Tensor;
+
+/// A layer or model.
+pub trait Module: Send + Sync {
+    /// The forward pass.
+    fn forward(&self, x: &Tensor) -> Result<Tensor>;
+
+    /// Trainable parameters with dotted PyTorch-style names, in a stable order.
+    fn named_parameters(&self) -> Vec<(String, Tensor)>;
+
+    /// Non-trainable state saved with the model (e.g. BatchNorm running statistics).
+    fn named_buffers(&self) -> Vec<(String, Tensor)> {
+        Vec::new()
+    }
+
+    /// Switch between training and evaluation behaviour (Dropout, BatchNorm). Containers forward
+    /// it to their children.
+    fn set_training(&mut self, _training: bool) {}
+
+    /// True in training mode.
+    fn is_training(&self) -> bool {
+        true
+    }
+
+    /// The parameters without names.
+    fn parameters(&self) -> Vec<Tensor> {
+        self.named_parameters().into_iter().map(|(_, t)| t).collect()
+    }
+
+    /// Number of scalar parameters.
+    fn num_parameters(&self) -> usize {
+        self.named_parameters().iter().map(|(_, t)| t.numel()).sum()
+    }
+
+    /// Number of scalar parameters that currently require grad (not frozen).
+    fn num_trainable_parameters(&self) -> usize {
+        self.named_parameters()
+            .iter()
+            .filter(|(_, t)| t.requires_grad_flag())
+            .map(|(_, t)| t.numel())
+            .sum()
+    }
+}
+
+/// Prefix every name in `items` with `prefix.` (for containers).
+pub fn prefixed(prefix: &str, items: Vec<(String, Tensor)>) -> Vec<(String, Tensor)> {
+    items
+        .into_iter()
+        .map(|(n, t)| (format!("{prefix}.{n}"), t))
+        .collect()
+}

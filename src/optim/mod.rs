@@ -1,0 +1,39 @@
+//! Optimizers, learning-rate schedules, gradient clipping.
+//!
+//! An optimizer is built over named parameters (from [`crate::nn::Module::named_parameters`]) and
+//! updates them in place from their accumulated `.grad()`. Parameters whose `requires_grad` is
+//! off (frozen) or that received no gradient are skipped, and get no optimizer state.
+
+use crate::error::Result;
+use crate::tensor::Tensor;
+
+/// Everything an optimizer needs to resume exactly: its step count and named state tensors
+/// (names like `exp_avg.layers.0.weight`).
+#[derive(Debug, Clone, Default)]
+pub struct OptimizerState {
+    /// Updates applied so far.
+    pub step: u64,
+    /// Named state tensors (momentum buffers, moments).
+    pub tensors: Vec<(String, Tensor)>,
+}
+
+/// An optimizer.
+pub trait Optimizer: Send {
+    /// Apply one update to every trainable parameter that has a gradient.
+    fn step(&mut self) -> Result<()>;
+
+    /// Zero every parameter's gradient in place (a separate step from backward, as in PyTorch).
+    fn zero_grad(&self) -> Result<()>;
+
+    /// The current learning rate.
+    fn learning_rate(&self) -> f32;
+
+    /// Set the learning rate (schedules call this before each step).
+    fn set_learning_rate(&mut self, lr: f32);
+
+    /// State for checkpoints.
+    fn state(&self) -> OptimizerState;
+
+    /// Restore state saved by [`Optimizer::state`]; errors name missing or mis-shaped tensors.
+    fn load_state(&mut self, state: &OptimizerState) -> Result<()>;
+}
