@@ -35,6 +35,28 @@ pub enum Error {
         /// What was wrong.
         msg: String,
     },
+    /// A file could not be read or written.
+    #[error("{path}: {msg}")]
+    Io {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        msg: String,
+    },
+    /// A checkpoint is corrupt, truncated, or does not fit the model.
+    #[error("checkpoint {path}: {msg}")]
+    Checkpoint {
+        /// The checkpoint file.
+        path: String,
+        /// What is wrong with it.
+        msg: String,
+    },
+    /// A bad setting in a configuration (flag or config file).
+    #[error("{0}")]
+    Config(String),
+    /// Training stopped because the loss diverged.
+    #[error("{0}")]
+    Diverged(String),
     /// The GPU runtime failed.
     #[error(transparent)]
     Kernel(#[from] kiln_kernels::KernelError),
@@ -48,6 +70,10 @@ pub(crate) fn shape_err<T>(op: &'static str, msg: impl Into<String>) -> Result<T
         op,
         msg: msg.into(),
     })
+}
+
+pub(crate) fn io_err(path: &std::path::Path, e: impl std::fmt::Display) -> Error {
+    Error::Io { path: path.display().to_string(), msg: e.to_string() }
 }
 
 pub(crate) fn arg_err<T>(op: &'static str, msg: impl Into<String>) -> Result<T> {

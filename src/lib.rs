@@ -27,6 +27,7 @@ pub mod nn;
 pub mod ops;
 pub mod optim;
 pub mod tensor;
+pub mod train;
 
 /// The README's examples, compiled and run as doctests so the README stays true.
 #[cfg(doctest)]
@@ -35,6 +36,7 @@ pub struct ReadmeDoctests;
 
 pub use autograd::{NoGradGuard, is_grad_enabled, no_grad};
 pub use error::{Error, Result};
+pub use ops::Reduction;
 pub use kiln_kernels::Gpu;
 pub use tensor::{DType, Element, Tensor};
 

@@ -20,6 +20,10 @@ pub const SOURCES: &[(&str, &str)] = &[
         "common/grid.wgsl",
         include_str!("../../shaders/common/grid.wgsl"),
     ),
+    (
+        "common/online_softmax.wgsl",
+        include_str!("../../shaders/common/online_softmax.wgsl"),
+    ),
     ("unary.wgsl", include_str!("../../shaders/unary.wgsl")),
     ("binary.wgsl", include_str!("../../shaders/binary.wgsl")),
     ("where.wgsl", include_str!("../../shaders/where.wgsl")),
@@ -33,6 +37,12 @@ pub const SOURCES: &[(&str, &str)] = &[
         include_str!("../../shaders/cross_entropy.wgsl"),
     ),
     ("index.wgsl", include_str!("../../shaders/index.wgsl")),
+    ("dropout.wgsl", include_str!("../../shaders/dropout.wgsl")),
+    ("optim.wgsl", include_str!("../../shaders/optim.wgsl")),
+    (
+        "common/matmul.wgsl",
+        include_str!("../../shaders/common/matmul.wgsl"),
+    ),
     (
         "matmul/naive.wgsl",
         include_str!("../../shaders/matmul/naive.wgsl"),

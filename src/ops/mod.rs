@@ -11,7 +11,7 @@
 //! | `compare.rs` | eq ne lt le gt ge, where_cond, masked_fill |
 //! | `reduce.rs` | sum mean max min argmax argmin over any axes; sum_to |
 //! | `matmul.rs` | batched matmul with broadcasting and transposed operands |
-//! | `softmax.rs` | fused softmax, log_softmax |
+//! | `softmax.rs` | fused softmax, log_softmax, logsumexp |
 //! | `loss.rs` | fused cross-entropy from logits and class indices |
 //! | `index.rs` | gather, index_select, embedding (scatter-add backward) |
 //! | `concat.rs` | concat, stack, split, chunk |
@@ -25,6 +25,8 @@ mod matmul;
 mod reduce;
 mod softmax;
 mod unary;
+
+pub use loss::Reduction;
 
 use crate::error::{Result, shape_err};
 
