@@ -55,6 +55,7 @@ pub const SOURCES: &[(&str, &str)] = &[
         "matmul/regblock.wgsl",
         include_str!("../../shaders/matmul/regblock.wgsl"),
     ),
+    ("matmul/xexp.wgsl", include_str!("../../shaders/matmul/xexp.wgsl")), // XXX temporary
 ];
 
 /// The raw text of `name`, or `None` if kiln ships no such file.

@@ -5,6 +5,27 @@
 //! `Arc` clones of the same storage). Names follow PyTorch (`layers.0.weight`), so checkpoints
 //! line up with the Python ecosystem.
 
+pub mod activation;
+pub mod batch_norm;
+pub mod dropout;
+pub mod embedding;
+pub mod init;
+pub mod layer_norm;
+pub mod linear;
+pub mod loss;
+pub mod rng;
+pub mod sequential;
+
+pub use activation::{GELU, ReLU, SiLU, Sigmoid, Tanh};
+pub use batch_norm::{BatchNorm1d, BatchNormOptions};
+pub use dropout::{Dropout, dropout};
+pub use embedding::Embedding;
+pub use layer_norm::{LayerNorm, layer_norm};
+pub use linear::Linear;
+pub use loss::{CrossEntropyOptions, Reduction};
+pub use rng::{RngState, manual_seed, next_key, rng_state, set_rng_state};
+pub use sequential::Sequential;
+
 use crate::error::Result;
 use crate::tensor::Tensor;
 

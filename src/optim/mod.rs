@@ -37,3 +37,16 @@ pub trait Optimizer: Send {
     /// Restore state saved by [`Optimizer::state`]; errors name missing or mis-shaped tensors.
     fn load_state(&mut self, state: &OptimizerState) -> Result<()>;
 }
+
+mod adam;
+mod clip;
+mod kind;
+mod params;
+mod schedule;
+mod sgd;
+
+pub use adam::{Adam, AdamConfig};
+pub use clip::{clip_grad_norm, clip_grad_value};
+pub use kind::{OptimizerKind, build};
+pub use schedule::{Schedule, ScheduleKind};
+pub use sgd::{Sgd, SgdConfig};

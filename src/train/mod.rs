@@ -1,5 +1,10 @@
 //! Training: the trainer loop, metrics, early stopping, checkpoints, run logs and plots.
 
 pub mod checkpoint;
+pub mod config;
 pub mod log;
 pub mod metrics;
+pub mod trainer;
+
+pub use config::{Task, TrainConfig};
+pub use trainer::{evaluate, Evaluation, FitReport, Progress, Trainer};

@@ -75,8 +75,15 @@ pub struct Input {
 
 impl Input {
     pub fn new(data: Vec<f32>, shape: &[usize]) -> Self {
-        assert_eq!(data.len(), shape.iter().product::<usize>(), "input data does not fill {shape:?}");
-        Input { data, shape: shape.to_vec() }
+        assert_eq!(
+            data.len(),
+            shape.iter().product::<usize>(),
+            "input data does not fill {shape:?}"
+        );
+        Input {
+            data,
+            shape: shape.to_vec(),
+        }
     }
     pub fn rand(shape: &[usize], seed: u64, lo: f32, hi: f32) -> Self {
         let n = shape.iter().product();
@@ -97,7 +104,11 @@ impl Default for GradTol {
     fn default() -> Self {
         GradTol {
             forward: Tolerance::new(2e-4, 1e-5, "f32 kernel vs f64 reference"),
-            grad: Tolerance::new(1e-4, 2e-5, "f32 backward vs f64 central differences (h = 1e-6, error ~1e-9)"),
+            grad: Tolerance::new(
+                1e-4,
+                2e-5,
+                "f32 backward vs f64 central differences (h = 1e-6, error ~1e-9)",
+            ),
         }
     }
 }
@@ -123,20 +134,33 @@ pub fn gradcheck(
     let g = gpu();
     let ts: Vec<Tensor> = inputs
         .iter()
-        .map(|i| Tensor::from_slice_on(&g, &i.data, &i.shape).unwrap().requires_grad())
+        .map(|i| {
+            Tensor::from_slice_on(&g, &i.data, &i.shape)
+                .unwrap()
+                .requires_grad()
+        })
         .collect();
     let out = gpu_fn(&ts).unwrap_or_else(|e| panic!("{name}: forward failed: {e}"));
-    let x64: Vec<Vec<f64>> = inputs.iter().map(|i| i.data.iter().map(|&v| v as f64).collect()).collect();
+    let x64: Vec<Vec<f64>> = inputs
+        .iter()
+        .map(|i| i.data.iter().map(|&v| v as f64).collect())
+        .collect();
     let want = cpu_fn(&x64);
     let got = out.to_vec::<f32>().unwrap();
-    tol.forward.assert_close(&format!("{name} forward (shape {:?})", out.shape()), &got, &want);
+    tol.forward.assert_close(
+        &format!("{name} forward (shape {:?})", out.shape()),
+        &got,
+        &want,
+    );
 
     let w = rand_vec(got.len(), seed(name) ^ 0x5eed, 0.5, 1.5);
     let wt = Tensor::from_slice_on(&g, &w, out.shape()).unwrap();
     let loss = out.mul(&wt).unwrap().sum().unwrap();
-    loss.backward().unwrap_or_else(|e| panic!("{name}: backward failed: {e}"));
+    loss.backward()
+        .unwrap_or_else(|e| panic!("{name}: backward failed: {e}"));
 
-    let l = |xs: &[Vec<f64>]| -> f64 { cpu_fn(xs).iter().zip(&w).map(|(a, b)| a * *b as f64).sum() };
+    let l =
+        |xs: &[Vec<f64>]| -> f64 { cpu_fn(xs).iter().zip(&w).map(|(a, b)| a * *b as f64).sum() };
     let h = 1e-6;
     for (i, t) in ts.iter().enumerate() {
         let analytic = t
@@ -155,7 +179,11 @@ pub fn gradcheck(
             xs[i][j] = v;
             numeric.push((lp - lm) / (2.0 * h));
         }
-        tol.grad.assert_close(&format!("{name} d/d input {i} (shape {:?})", inputs[i].shape), &analytic, &numeric);
+        tol.grad.assert_close(
+            &format!("{name} d/d input {i} (shape {:?})", inputs[i].shape),
+            &analytic,
+            &numeric,
+        );
     }
 }
 

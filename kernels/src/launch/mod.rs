@@ -8,6 +8,8 @@
 pub mod elementwise;
 pub mod index;
 pub mod matmul;
+pub mod optim;
+pub mod random;
 pub mod reduce;
 pub mod softmax;
 
@@ -51,6 +53,8 @@ pub fn all_params() -> Vec<ParamsLayout> {
     v.extend(softmax::params_layouts());
     v.extend(index::params_layouts());
     v.extend(matmul::params_layouts());
+    v.extend(random::params_layouts());
+    v.extend(optim::params_layouts());
     v
 }
 

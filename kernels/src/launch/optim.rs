@@ -1,0 +1,270 @@
+//! Launchers for `optim.wgsl`: fused in-place optimizer updates, one dispatch per parameter.
+//!
+//! Every operand is a contiguous run of `n` f32 at an element offset inside its buffer ([`Span`]).
+//! Parameter, gradient and state must live in distinct buffers: a buffer may not be bound both
+//! read-only and read-write in one dispatch.
+
+use crate::error::{KernelError, Result};
+use crate::gpu::Gpu;
+use crate::launch::{ParamsLayout, grid_1d, layout_of};
+use crate::pipeline::KernelKey;
+use crate::pool::GpuBuffer;
+
+const WG: u32 = 256;
+
+crate::kernel_params! {
+    /// Params of `optim.wgsl:sgd` and `optim.wgsl:sgd_momentum`.
+    pub struct SgdParams in "optim.wgsl" as "SgdParams" {
+        /// Elements of p, grad and buf.
+        pub n: u32,
+        /// Element offset of p[0].
+        pub p_off: u32,
+        /// Element offset of grad[0].
+        pub g_off: u32,
+        /// Element offset of buf[0] (momentum only).
+        pub buf_off: u32,
+        /// Learning rate.
+        pub lr: f32,
+        /// Momentum factor mu.
+        pub momentum: f32,
+        /// L2 weight decay wd.
+        pub weight_decay: f32,
+        /// Padding to 16 bytes.
+        pub _pad: u32,
+    }
+}
+
+crate::kernel_params! {
+    /// Params of `optim.wgsl:adam`.
+    pub struct AdamParams in "optim.wgsl" as "AdamParams" {
+        /// Elements of p, grad, m and v.
+        pub n: u32,
+        /// Element offset of p[0].
+        pub p_off: u32,
+        /// Element offset of grad[0].
+        pub g_off: u32,
+        /// Element offset of m[0] (exp_avg).
+        pub m_off: u32,
+        /// Element offset of v[0] (exp_avg_sq).
+        pub v_off: u32,
+        /// Learning rate.
+        pub lr: f32,
+        /// First-moment decay b1.
+        pub beta1: f32,
+        /// Second-moment decay b2.
+        pub beta2: f32,
+        /// Added to the bias-corrected sqrt(v).
+        pub eps: f32,
+        /// Weight decay (L2 for Adam, decoupled for AdamW).
+        pub weight_decay: f32,
+        /// Bias correction 1 - b1^t.
+        pub bc1: f32,
+        /// Bias correction 1 - b2^t.
+        pub bc2: f32,
+    }
+}
+
+/// Params layouts of this family, for the layout test.
+pub fn params_layouts() -> Vec<ParamsLayout> {
+    vec![layout_of::<SgdParams>(), layout_of::<AdamParams>()]
+}
+
+/// A contiguous run of f32 inside a buffer, starting at element `offset`.
+#[derive(Debug, Clone, Copy)]
+pub struct Span<'a> {
+    /// The buffer.
+    pub buf: &'a GpuBuffer,
+    /// Element offset of the first element.
+    pub offset: usize,
+}
+
+impl<'a> Span<'a> {
+    /// A span at `offset` elements into `buf`.
+    pub fn new(buf: &'a GpuBuffer, offset: usize) -> Self {
+        Span { buf, offset }
+    }
+}
+
+/// SGD hyper-parameters for one update.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SgdStep {
+    /// Learning rate.
+    pub lr: f32,
+    /// Momentum factor mu (0 = plain SGD, no buffer).
+    pub momentum: f32,
+    /// Nesterov momentum (needs a buffer).
+    pub nesterov: bool,
+    /// L2 weight decay, added to the gradient.
+    pub weight_decay: f32,
+}
+
+/// Adam / AdamW hyper-parameters for one update at step `t` (1-based).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamStep {
+    /// Learning rate.
+    pub lr: f32,
+    /// First-moment decay b1.
+    pub beta1: f32,
+    /// Second-moment decay b2.
+    pub beta2: f32,
+    /// Added to the bias-corrected sqrt(v).
+    pub eps: f32,
+    /// Weight decay coefficient.
+    pub weight_decay: f32,
+    /// True: AdamW (decoupled decay, `p *= 1 - lr wd`); false: Adam (L2, `g += wd p`).
+    pub decoupled: bool,
+    /// 1 - b1^t.
+    pub bc1: f32,
+    /// 1 - b2^t.
+    pub bc2: f32,
+}
+
+impl AdamStep {
+    /// The bias corrections `(1 - b1^t, 1 - b2^t)` for step `t` (1-based), computed in f64.
+    pub fn bias_corrections(beta1: f32, beta2: f32, t: u64) -> (f32, f32) {
+        let t = t.min(i32::MAX as u64) as i32;
+        (
+            (1.0 - (beta1 as f64).powi(t)) as f32,
+            (1.0 - (beta2 as f64).powi(t)) as f32,
+        )
+    }
+}
+
+fn launch_err(kernel: &str, message: String) -> KernelError {
+    KernelError::Launch {
+        kernel: kernel.to_string(),
+        message,
+    }
+}
+
+/// Check sizes and that no buffer is bound twice.
+fn check(kernel: &str, n: usize, spans: &[(&str, &Span<'_>)]) -> Result<()> {
+    for (name, s) in spans {
+        let end = s.offset as u64 + n as u64;
+        if end > u32::MAX as u64 {
+            return Err(launch_err(
+                kernel,
+                format!(
+                    "{name}: elements {}..{end} exceed the 2^32 index range",
+                    s.offset
+                ),
+            ));
+        }
+        if end * 4 > s.buf.capacity() {
+            return Err(launch_err(
+                kernel,
+                format!(
+                    "{name}: elements {}..{end} overrun its buffer of {} bytes",
+                    s.offset,
+                    s.buf.capacity()
+                ),
+            ));
+        }
+    }
+    for (i, (a, sa)) in spans.iter().enumerate() {
+        for (b, sb) in &spans[i + 1..] {
+            if std::ptr::eq(sa.buf, sb.buf) {
+                return Err(launch_err(
+                    kernel,
+                    format!("{a} and {b} share a buffer; the update needs distinct buffers"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One SGD update of `n` elements in place (optim.wgsl:sgd, or sgd_momentum when `buf` is
+/// given; `buf` must be given exactly when `h.momentum != 0`).
+pub fn sgd(
+    gpu: &Gpu,
+    h: &SgdStep,
+    n: usize,
+    p: Span<'_>,           // (n) read-write
+    grad: Span<'_>,        // (n)
+    buf: Option<Span<'_>>, // (n) read-write, zeros before the first step
+) -> Result<()> {
+    let entry = if buf.is_some() { "sgd_momentum" } else { "sgd" };
+    let key = KernelKey::new("optim.wgsl", entry).with("NESTEROV", h.nesterov as u32);
+    let label = key.label();
+    if (h.momentum != 0.0) != buf.is_some() || (h.nesterov && buf.is_none()) {
+        return Err(launch_err(
+            &label,
+            format!(
+                "momentum {} (nesterov {}) needs a momentum buffer exactly when momentum != 0",
+                h.momentum, h.nesterov
+            ),
+        ));
+    }
+    let mut spans = vec![("param", &p), ("grad", &grad)];
+    if let Some(b) = &buf {
+        spans.push(("momentum buffer", b));
+    }
+    check(&label, n, &spans)?;
+    if n == 0 {
+        return Ok(());
+    }
+    let params = SgdParams {
+        n: n as u32,
+        p_off: p.offset as u32,
+        g_off: grad.offset as u32,
+        buf_off: buf.map_or(0, |b| b.offset as u32),
+        lr: h.lr,
+        momentum: h.momentum,
+        weight_decay: h.weight_decay,
+        _pad: 0,
+    };
+    let grid = grid_1d(n, WG);
+    match buf {
+        Some(b) => gpu.dispatch(&key, &params, &[p.buf, grad.buf, b.buf], grid),
+        None => gpu.dispatch(&key, &params, &[p.buf, grad.buf], grid),
+    }
+    Ok(())
+}
+
+/// One Adam / AdamW update of `n` elements in place (optim.wgsl:adam).
+pub fn adam(
+    gpu: &Gpu,
+    h: &AdamStep,
+    n: usize,
+    p: Span<'_>,    // (n) read-write
+    grad: Span<'_>, // (n)
+    m: Span<'_>,    // (n) read-write exp_avg, zeros before the first step
+    v: Span<'_>,    // (n) read-write exp_avg_sq, zeros before the first step
+) -> Result<()> {
+    let key = KernelKey::new("optim.wgsl", "adam").with("DECOUPLED", h.decoupled as u32);
+    check(
+        &key.label(),
+        n,
+        &[
+            ("param", &p),
+            ("grad", &grad),
+            ("exp_avg", &m),
+            ("exp_avg_sq", &v),
+        ],
+    )?;
+    if n == 0 {
+        return Ok(());
+    }
+    let params = AdamParams {
+        n: n as u32,
+        p_off: p.offset as u32,
+        g_off: grad.offset as u32,
+        m_off: m.offset as u32,
+        v_off: v.offset as u32,
+        lr: h.lr,
+        beta1: h.beta1,
+        beta2: h.beta2,
+        eps: h.eps,
+        weight_decay: h.weight_decay,
+        bc1: h.bc1,
+        bc2: h.bc2,
+    };
+    gpu.dispatch(
+        &key,
+        &params,
+        &[p.buf, grad.buf, m.buf, v.buf],
+        grid_1d(n, WG),
+    );
+    Ok(())
+}

@@ -1,0 +1,111 @@
+// Fused optimizer updates: one dispatch per parameter tensor updates the parameter and its state
+// in place, one invocation per element (no loops). PyTorch semantics (torch.optim).
+//
+// sgd (plain, no state), sgd_momentum (momentum buffer `buf`, zero on the first step, so the
+// first update sets buf = g as in PyTorch):
+//
+//   g   = grad + wd * p                             (L2 weight decay)
+//   buf = mu * buf + g                              (dampening 0)
+//   u   = NESTEROV ? g + mu * buf : buf             (plain sgd: u = g)
+//   p   = p - lr * u
+//
+// adam (DECOUPLED = 0: Adam with L2 decay; DECOUPLED = 1: AdamW), step t >= 1:
+//
+//   p   = p * (1 - lr * wd)                         (AdamW only)
+//   g   = grad + wd * p                             (Adam only)
+//   m   = b1 * m + (1 - b1) * g                     (exp_avg)
+//   v   = b2 * v + (1 - b2) * g^2                   (exp_avg_sq)
+//   p   = p - (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps)
+//
+// with the bias corrections bc1 = 1 - b1^t and bc2 = 1 - b2^t computed on the host.
+//
+// Bindings (every tensor contiguous f32 of n elements, at its own element offset):
+//   sgd:          1 p (n) rw   2 grad (n)
+//   sgd_momentum: 1 p (n) rw   2 grad (n)   3 buf (n) rw
+//   adam:         1 p (n) rw   2 grad (n)   3 m (n) rw   4 v (n) rw
+
+// #include common/grid.wgsl
+
+struct SgdParams {
+    n: u32,             // elements of p, grad and buf
+    p_off: u32,         // element offset of p[0]
+    g_off: u32,         // element offset of grad[0]
+    buf_off: u32,       // element offset of buf[0] (sgd_momentum)
+    lr: f32,            // learning rate
+    momentum: f32,      // mu
+    weight_decay: f32,  // L2 coefficient wd
+    _pad: u32,
+}
+
+struct AdamParams {
+    n: u32,             // elements of p, grad, m and v
+    p_off: u32,         // element offset of p[0]
+    g_off: u32,         // element offset of grad[0]
+    m_off: u32,         // element offset of m[0]
+    v_off: u32,         // element offset of v[0]
+    lr: f32,            // learning rate
+    beta1: f32,         // b1
+    beta2: f32,         // b2
+    eps: f32,           // added to the corrected sqrt(v)
+    weight_decay: f32,  // wd (L2 for Adam, decoupled for AdamW)
+    bc1: f32,           // 1 - b1^t
+    bc2: f32,           // 1 - b2^t
+}
+
+// 1 = Nesterov momentum (sgd_momentum).
+override NESTEROV: u32 = 0u;
+// 1 = decoupled weight decay (AdamW), 0 = L2 added to the gradient (Adam).
+override DECOUPLED: u32 = 0u;
+const WG: u32 = 256u;
+
+@group(0) @binding(0) var<uniform> S: SgdParams;
+@group(0) @binding(0) var<uniform> A: AdamParams;
+@group(0) @binding(1) var<storage, read_write> p: array<f32>;    // (n) parameter
+@group(0) @binding(2) var<storage, read> grad: array<f32>;       // (n) gradient
+@group(0) @binding(3) var<storage, read_write> buf: array<f32>;  // (n) momentum buffer
+@group(0) @binding(3) var<storage, read_write> m: array<f32>;    // (n) exp_avg
+@group(0) @binding(4) var<storage, read_write> v: array<f32>;    // (n) exp_avg_sq
+
+@compute @workgroup_size(256)
+fn sgd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = grid_index(gid, nwg, WG);
+    if (i >= S.n) { return; }
+    let w = p[S.p_off + i];
+    let g = grad[S.g_off + i] + S.weight_decay * w;
+    p[S.p_off + i] = w - S.lr * g;
+}
+
+@compute @workgroup_size(256)
+fn sgd_momentum(@builtin(global_invocation_id) gid: vec3<u32>,
+                @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = grid_index(gid, nwg, WG);
+    if (i >= S.n) { return; }
+    let w = p[S.p_off + i];
+    let g = grad[S.g_off + i] + S.weight_decay * w;
+    let b = S.momentum * buf[S.buf_off + i] + g;
+    buf[S.buf_off + i] = b;
+    var u = b;
+    if (NESTEROV == 1u) {
+        u = g + S.momentum * b;
+    }
+    p[S.p_off + i] = w - S.lr * u;
+}
+
+@compute @workgroup_size(256)
+fn adam(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = grid_index(gid, nwg, WG);
+    if (i >= A.n) { return; }
+    var w = p[A.p_off + i];
+    var g = grad[A.g_off + i];
+    if (DECOUPLED == 1u) {
+        w = w * (1.0 - A.lr * A.weight_decay);
+    } else {
+        g = g + A.weight_decay * w;
+    }
+    let mi = A.beta1 * m[A.m_off + i] + (1.0 - A.beta1) * g;
+    let vi = A.beta2 * v[A.v_off + i] + (1.0 - A.beta2) * g * g;
+    m[A.m_off + i] = mi;
+    v[A.v_off + i] = vi;
+    let denom = sqrt(vi) / sqrt(A.bc2) + A.eps;
+    p[A.p_off + i] = w - (A.lr / A.bc1) * (mi / denom);
+}

@@ -1,0 +1,157 @@
+//! `LayerNorm` over the last dim, composed from primitive ops (a fused kernel comes later and is
+//! tested against this).
+//!
+//! For x of shape (..., D), per row:
+//!
+//! ```text
+//! mu   = mean_d x_d
+//! var  = mean_d (x_d - mu)^2                     (biased, as PyTorch)
+//! y_d  = (x_d - mu) / sqrt(var + eps) * w_d + b_d
+//! ```
+//!
+//! The gradient comes from the ops it is built of (mean, sub, square, add, rsqrt, mul).
+//! Default initialisation: w = 1, b = 0.
+//!
+//! ```
+//! use kiln::{Tensor, nn::{LayerNorm, Module}};
+//! let ln = LayerNorm::new(4, 1e-5, true)?;
+//! let y = ln.forward(&Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0], &[1, 4])?)?;
+//! let s = (1.25f32 + 1e-5).sqrt();
+//! for (a, b) in y.to_vec::<f32>()?.iter().zip([-1.5 / s, -0.5 / s, 0.5 / s, 1.5 / s]) {
+//!     assert!((a - b).abs() < 1e-5);
+//! }
+//! # Ok::<(), kiln::Error>(())
+//! ```
+
+use std::sync::Arc;
+
+use kiln_kernels::Gpu;
+
+use super::Module;
+use crate::error::{Result, arg_err, shape_err};
+use crate::tensor::Tensor;
+
+/// Layer normalisation of `x` (..., D) over its last dim, with an optional per-feature scale
+/// `weight` (D) and shift `bias` (D).
+pub fn layer_norm(
+    x: &Tensor,
+    weight: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    eps: f32,
+) -> Result<Tensor> {
+    x.expect_f32("LayerNorm")?;
+    if x.rank() == 0 {
+        return shape_err(
+            "LayerNorm",
+            "input must have at least one dim, got a scalar",
+        );
+    }
+    let d = x.shape()[x.rank() - 1];
+    for (name, p) in [("weight", weight), ("bias", bias)] {
+        let Some(p) = p else { continue };
+        if p.shape() != [d] {
+            return shape_err(
+                "LayerNorm",
+                format!(
+                    "{name} must have shape ({d}) for input of shape {:?}, got shape {:?}",
+                    x.shape(),
+                    p.shape()
+                ),
+            );
+        }
+    }
+    let mu = x.mean_dims(&[-1], true)?;
+    let xc = x.sub(&mu)?;
+    let var = xc.square()?.mean_dims(&[-1], true)?;
+    let mut y = xc.mul(&var.add_scalar(eps)?.rsqrt()?)?;
+    if let Some(w) = weight {
+        y = y.mul(w)?;
+    }
+    if let Some(b) = bias {
+        y = y.add(b)?;
+    }
+    Ok(y)
+}
+
+/// Layer normalisation over the last dim, of size `dim`.
+#[derive(Debug, Clone)]
+pub struct LayerNorm {
+    /// Per-feature scale (dim), if elementwise affine.
+    pub weight: Option<Tensor>,
+    /// Per-feature shift (dim), if elementwise affine.
+    pub bias: Option<Tensor>,
+    dim: usize,
+    eps: f32,
+}
+
+impl LayerNorm {
+    /// Normalise a last dim of size `dim`, adding `eps` to the variance; with
+    /// `elementwise_affine`, learn a weight (ones) and bias (zeros). On the default device.
+    pub fn new(dim: usize, eps: f32, elementwise_affine: bool) -> Result<Self> {
+        Self::new_on(&crate::device()?, dim, eps, elementwise_affine)
+    }
+
+    /// [`LayerNorm::new`] on `gpu`.
+    pub fn new_on(gpu: &Arc<Gpu>, dim: usize, eps: f32, elementwise_affine: bool) -> Result<Self> {
+        if dim == 0 {
+            return arg_err("LayerNorm", "normalized dim must be positive, got 0");
+        }
+        if !(eps.is_finite() && eps >= 0.0) {
+            return arg_err(
+                "LayerNorm",
+                format!("eps must be finite and >= 0, got {eps}"),
+            );
+        }
+        let (weight, bias) = if elementwise_affine {
+            (
+                Some(Tensor::ones_on(gpu, &[dim])?.requires_grad()),
+                Some(Tensor::zeros_on(gpu, &[dim])?.requires_grad()),
+            )
+        } else {
+            (None, None)
+        };
+        Ok(LayerNorm {
+            weight,
+            bias,
+            dim,
+            eps,
+        })
+    }
+
+    /// The normalised dim's size.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// The variance epsilon.
+    pub fn eps(&self) -> f32 {
+        self.eps
+    }
+}
+
+impl Module for LayerNorm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if x.rank() == 0 || x.shape()[x.rank() - 1] != self.dim {
+            return shape_err(
+                "LayerNorm",
+                format!(
+                    "input must have shape (..., {}), got shape {:?}",
+                    self.dim,
+                    x.shape()
+                ),
+            );
+        }
+        layer_norm(x, self.weight.as_ref(), self.bias.as_ref(), self.eps)
+    }
+
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        let mut v = Vec::new();
+        if let Some(w) = &self.weight {
+            v.push(("weight".to_string(), w.clone()));
+        }
+        if let Some(b) = &self.bias {
+            v.push(("bias".to_string(), b.clone()));
+        }
+        v
+    }
+}

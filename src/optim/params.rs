@@ -1,0 +1,175 @@
+//! Bookkeeping shared by the optimizers: checking the named parameters, finding the gradient to
+//! apply, and validating named state tensors (`<kind>.<param name>`) on load.
+
+use std::collections::HashSet;
+
+use kiln_kernels::launch::optim::Span;
+
+use crate::error::{Result, arg_err, shape_err};
+use crate::tensor::{DType, Tensor};
+
+/// Check the parameter list an optimizer is built over: unique names, f32, contiguous.
+pub(super) fn check_params(op: &'static str, params: &[(String, Tensor)]) -> Result<()> {
+    let mut seen = HashSet::new();
+    for (name, p) in params {
+        if !seen.insert(name.as_str()) {
+            return arg_err(op, format!("parameter name `{name}` appears twice"));
+        }
+        if p.dtype() != DType::F32 {
+            return arg_err(
+                op,
+                format!(
+                    "parameter `{name}` has dtype {:?}; optimizers update f32 tensors",
+                    p.dtype()
+                ),
+            );
+        }
+        if !p.is_contiguous() {
+            return arg_err(
+                op,
+                format!(
+                    "parameter `{name}` (shape {:?}, strides {:?}) is not contiguous; \
+                     parameters are updated in place and must be created contiguous",
+                    p.shape(),
+                    p.strides()
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The gradient to apply to parameter `name`, or `None` when it is frozen or has no gradient.
+/// Errors when the gradient cannot be used by a fused update (dtype, shape, layout, aliasing).
+pub(super) fn grad_for_update(op: &'static str, name: &str, p: &Tensor) -> Result<Option<Tensor>> {
+    if !p.requires_grad_flag() {
+        return Ok(None);
+    }
+    let Some(g) = p.grad() else {
+        return Ok(None);
+    };
+    if g.dtype() != DType::F32 {
+        return arg_err(
+            op,
+            format!(
+                "gradient of `{name}` has dtype {:?}, expected f32",
+                g.dtype()
+            ),
+        );
+    }
+    if g.shape() != p.shape() {
+        return shape_err(
+            op,
+            format!(
+                "gradient of `{name}` has shape {:?}, parameter has shape {:?}",
+                g.shape(),
+                p.shape()
+            ),
+        );
+    }
+    if !g.is_contiguous() {
+        return arg_err(
+            op,
+            format!(
+                "gradient of `{name}` (shape {:?}, strides {:?}) is not contiguous",
+                g.shape(),
+                g.strides()
+            ),
+        );
+    }
+    if g.shares_storage(p) {
+        return arg_err(
+            op,
+            format!("gradient of `{name}` shares storage with the parameter itself"),
+        );
+    }
+    p.same_device(op, &g)?;
+    Ok(Some(g))
+}
+
+/// Zero every parameter's gradient in place.
+pub(super) fn zero_grads(params: &[(String, Tensor)]) -> Result<()> {
+    for (_, p) in params {
+        p.zero_grad()?;
+    }
+    Ok(())
+}
+
+/// The kernel operand of a contiguous tensor.
+pub(super) fn span(t: &Tensor) -> Span<'_> {
+    Span::new(t.buffer(), t.offset())
+}
+
+/// Zeros shaped like `p`, on its device (fresh optimizer state).
+pub(super) fn zeros_like(p: &Tensor) -> Result<Tensor> {
+    Tensor::zeros_on(p.gpu(), p.shape())
+}
+
+/// Split a state name `<kind>.<param name>` into (kind, parameter index), checking that the kind
+/// is one of `kinds` and that the parameter exists.
+pub(super) fn parse_state_name<'k>(
+    op: &'static str,
+    full: &str,
+    kinds: &[&'k str],
+    params: &[(String, Tensor)],
+) -> Result<(&'k str, usize)> {
+    let expected = || {
+        kinds
+            .iter()
+            .map(|k| format!("`{k}.<param>`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let Some((kind, pname)) = full.split_once('.') else {
+        return arg_err(
+            op,
+            format!("state tensor `{full}` is not named like {}", expected()),
+        );
+    };
+    let Some(kind) = kinds.iter().find(|k| **k == kind) else {
+        return arg_err(
+            op,
+            format!(
+                "state tensor `{full}`: unknown kind `{kind}` (this optimizer keeps {})",
+                expected()
+            ),
+        );
+    };
+    let Some(i) = params.iter().position(|(n, _)| n == pname) else {
+        return arg_err(
+            op,
+            format!(
+                "state tensor `{full}` names parameter `{pname}`, which this optimizer \
+                 does not have"
+            ),
+        );
+    };
+    Ok((kind, i))
+}
+
+/// Check a loaded moment/momentum tensor against its parameter and copy it into a fresh
+/// contiguous buffer owned by the optimizer (so later updates never write into the caller's
+/// tensors).
+pub(super) fn load_like(op: &'static str, full: &str, t: &Tensor, p: &Tensor) -> Result<Tensor> {
+    if t.dtype() != DType::F32 {
+        return arg_err(
+            op,
+            format!(
+                "state tensor `{full}` has dtype {:?}, expected f32",
+                t.dtype()
+            ),
+        );
+    }
+    if t.shape() != p.shape() {
+        return shape_err(
+            op,
+            format!(
+                "state tensor `{full}` has shape {:?}, its parameter has shape {:?}",
+                t.shape(),
+                p.shape()
+            ),
+        );
+    }
+    p.same_device(op, t)?;
+    t.copy_contiguous()
+}

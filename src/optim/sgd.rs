@@ -1,0 +1,202 @@
+//! Stochastic gradient descent with momentum, Nesterov momentum and L2 weight decay
+//! (`torch.optim.SGD` with dampening 0), one fused kernel dispatch per parameter:
+//!
+//! ```text
+//! g   = grad + wd * p
+//! buf = mu * buf + g          (buf = g on the first step; no buffer when mu = 0)
+//! u   = nesterov ? g + mu * buf : buf
+//! p   = p - lr * u
+//! ```
+//!
+//! ```
+//! use kiln::optim::{Optimizer, Sgd, SgdConfig};
+//! use kiln::Tensor;
+//! let w = Tensor::from_slice(&[1.0f32, -2.0], &[2])?.requires_grad();
+//! let mut opt = Sgd::new(vec![("w".into(), w.clone())], SgdConfig::new(0.1))?;
+//! w.square()?.sum()?.backward()?;     // grad = 2 w = [2, -4]
+//! opt.step()?;                        // w = w - 0.1 * grad
+//! let v = w.to_vec::<f32>()?;
+//! assert!((v[0] - 0.8).abs() < 1e-6 && (v[1] + 1.6).abs() < 1e-6);
+//! # Ok::<(), kiln::Error>(())
+//! ```
+
+use kiln_kernels::launch::optim::{self as k, SgdStep};
+use serde::{Deserialize, Serialize};
+
+use super::params::{
+    check_params, grad_for_update, load_like, parse_state_name, span, zero_grads, zeros_like,
+};
+use super::{Optimizer, OptimizerState};
+use crate::error::{Result, arg_err};
+use crate::tensor::Tensor;
+
+const OP: &str = "Sgd";
+const BUF: &str = "momentum_buffer";
+
+/// Settings of [`Sgd`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SgdConfig {
+    /// Learning rate (> 0).
+    pub lr: f32,
+    /// Momentum factor mu, in [0, 1); 0 keeps no state.
+    pub momentum: f32,
+    /// Nesterov momentum (needs momentum > 0).
+    pub nesterov: bool,
+    /// L2 weight decay added to the gradient (>= 0).
+    pub weight_decay: f32,
+}
+
+impl SgdConfig {
+    /// Plain SGD at learning rate `lr`: no momentum, no weight decay.
+    pub fn new(lr: f32) -> Self {
+        SgdConfig {
+            lr,
+            momentum: 0.0,
+            nesterov: false,
+            weight_decay: 0.0,
+        }
+    }
+
+    /// Check every field; the error names the field and its value.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return arg_err(
+                "SgdConfig",
+                format!("lr must be a finite number > 0, got {}", self.lr),
+            );
+        }
+        if !(0.0..1.0).contains(&self.momentum) {
+            return arg_err(
+                "SgdConfig",
+                format!("momentum must be in [0, 1), got {}", self.momentum),
+            );
+        }
+        if self.nesterov && self.momentum == 0.0 {
+            return arg_err("SgdConfig", "nesterov needs momentum > 0, got momentum 0");
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return arg_err(
+                "SgdConfig",
+                format!(
+                    "weight_decay must be a finite number >= 0, got {}",
+                    self.weight_decay
+                ),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// SGD over named parameters; see the module notes for the update.
+pub struct Sgd {
+    params: Vec<(String, Tensor)>,
+    config: SgdConfig,
+    /// Momentum buffer per parameter, created on its first update (never for frozen ones).
+    buffers: Vec<Option<Tensor>>,
+    step: u64,
+}
+
+impl Sgd {
+    /// SGD over `params` (names as from [`crate::nn::Module::named_parameters`]). Errors on an
+    /// invalid config, duplicate names, or parameters that are not contiguous f32.
+    pub fn new(params: Vec<(String, Tensor)>, config: SgdConfig) -> Result<Sgd> {
+        config.validate()?;
+        check_params(OP, &params)?;
+        let buffers = vec![None; params.len()];
+        Ok(Sgd {
+            params,
+            config,
+            buffers,
+            step: 0,
+        })
+    }
+
+    /// The settings (with the current learning rate).
+    pub fn config(&self) -> &SgdConfig {
+        &self.config
+    }
+}
+
+impl Optimizer for Sgd {
+    fn step(&mut self) -> Result<()> {
+        let c = self.config;
+        let h = SgdStep {
+            lr: c.lr,
+            momentum: c.momentum,
+            nesterov: c.nesterov,
+            weight_decay: c.weight_decay,
+        };
+        for ((name, p), buf) in self.params.iter().zip(self.buffers.iter_mut()) {
+            let Some(g) = grad_for_update(OP, name, p)? else {
+                continue;
+            };
+            if c.momentum != 0.0 && buf.is_none() {
+                // Zeros make the first update buf = mu * 0 + g = g, as in PyTorch.
+                *buf = Some(zeros_like(p)?);
+            }
+            k::sgd(
+                p.gpu(),
+                &h,
+                p.numel(),
+                span(p),
+                span(&g),
+                buf.as_ref().map(span),
+            )?;
+        }
+        self.step += 1;
+        Ok(())
+    }
+
+    fn zero_grad(&self) -> Result<()> {
+        zero_grads(&self.params)
+    }
+
+    fn learning_rate(&self) -> f32 {
+        self.config.lr
+    }
+
+    fn set_learning_rate(&mut self, lr: f32) {
+        self.config.lr = lr;
+    }
+
+    /// The step count and `momentum_buffer.<param name>` for every parameter that has one. The
+    /// tensors are the live buffers (as PyTorch's `state_dict`): save or copy them before the
+    /// next step.
+    fn state(&self) -> OptimizerState {
+        let tensors = self
+            .params
+            .iter()
+            .zip(&self.buffers)
+            .filter_map(|((name, _), b)| b.as_ref().map(|b| (format!("{BUF}.{name}"), b.clone())))
+            .collect();
+        OptimizerState {
+            step: self.step,
+            tensors,
+        }
+    }
+
+    /// Replace all state with copies of `state`'s tensors. Errors, changing nothing, on unknown
+    /// names, mis-shaped tensors, or buffers given to an optimizer without momentum.
+    fn load_state(&mut self, state: &OptimizerState) -> Result<()> {
+        let mut buffers: Vec<Option<Tensor>> = vec![None; self.params.len()];
+        for (full, t) in &state.tensors {
+            let (_, i) = parse_state_name(OP, full, &[BUF], &self.params)?;
+            if self.config.momentum == 0.0 {
+                return arg_err(
+                    OP,
+                    format!(
+                        "state tensor `{full}`: this optimizer has momentum 0 and keeps no \
+                         momentum buffers (was the state saved with momentum?)"
+                    ),
+                );
+            }
+            if buffers[i].is_some() {
+                return arg_err(OP, format!("state tensor `{full}` is given twice"));
+            }
+            buffers[i] = Some(load_like(OP, full, t, &self.params[i].1)?);
+        }
+        self.buffers = buffers;
+        self.step = state.step;
+        Ok(())
+    }
+}

@@ -1,0 +1,102 @@
+//! Settings of a training run (from flags or a TOML file) and the task being learned.
+
+use serde::{Deserialize, Serialize};
+
+/// How the trainer runs. Every field has a default, so a TOML file may set any subset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Passes over the training set.
+    pub epochs: usize,
+    /// Examples per micro-batch.
+    pub batch_size: usize,
+    /// Base learning rate.
+    pub lr: f32,
+    /// `sgd`, `adam` or `adamw`.
+    pub optimizer: String,
+    /// Learning-rate schedule: `constant`, `step`, `exponential`, `cosine`, `warmup-cosine`,
+    /// `one-cycle`.
+    pub schedule: String,
+    /// Weight decay (L2 for SGD/Adam, decoupled for AdamW).
+    pub weight_decay: f32,
+    /// SGD momentum.
+    pub momentum: f32,
+    /// Seed of data order, initialisation and dropout.
+    pub seed: u64,
+    /// Stop after this many epochs without validation improvement (none: never).
+    pub patience: Option<usize>,
+    /// Improvement smaller than this does not count.
+    pub min_delta: f64,
+    /// At the end, put back the weights of the best validation epoch.
+    pub restore_best: bool,
+    /// Clip the global gradient norm to this value.
+    pub clip_grad_norm: Option<f32>,
+    /// Micro-batches per optimizer step (gradient accumulation).
+    pub accumulate: usize,
+    /// No progress bars or per-epoch lines.
+    pub quiet: bool,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            epochs: 30,
+            batch_size: 64,
+            lr: 1e-3,
+            optimizer: "adam".into(),
+            schedule: "constant".into(),
+            weight_decay: 0.0,
+            momentum: 0.9,
+            seed: 0,
+            patience: None,
+            min_delta: 0.0,
+            restore_best: true,
+            clip_grad_norm: None,
+            accumulate: 1,
+            quiet: false,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Check ranges; the error names the setting.
+    pub fn validate(&self) -> crate::Result<()> {
+        let bad = |m: String| Err(crate::Error::Config(m));
+        if self.epochs == 0 {
+            return bad("epochs must be at least 1".into());
+        }
+        if self.batch_size == 0 {
+            return bad("batch_size must be at least 1".into());
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return bad(format!("lr must be a positive number, got {}", self.lr));
+        }
+        if self.accumulate == 0 {
+            return bad("accumulate must be at least 1".into());
+        }
+        if self.weight_decay.is_nan() || self.weight_decay < 0.0 {
+            return bad(format!("weight_decay must be >= 0, got {}", self.weight_decay));
+        }
+        if let Some(c) = self.clip_grad_norm {
+            if c.is_nan() || c <= 0.0 {
+                return bad(format!("clip_grad_norm must be > 0, got {c}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What is being learned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Task {
+    /// Class indices, trained with cross-entropy.
+    Classification {
+        /// Class names, index = class id.
+        class_names: Vec<String>,
+    },
+    /// Real targets, trained with mean squared error.
+    Regression {
+        /// Targets per example.
+        width: usize,
+    },
+}
