@@ -57,6 +57,9 @@ pub enum Error {
     /// Training stopped because the loss diverged.
     #[error("{0}")]
     Diverged(String),
+    /// A data file or data setting is wrong (names the file, line and column).
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
     /// The GPU runtime failed.
     #[error(transparent)]
     Kernel(#[from] kiln_kernels::KernelError),

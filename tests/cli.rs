@@ -1,9 +1,15 @@
-//! The `kiln` binary: exit codes and messages on good and bad input.
+//! The `kiln` binary end to end: training runs and their files, resume equivalence, eval,
+//! predict, info, and one-paragraph errors (non-zero exit, no panic) on bad input.
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn kiln(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_kiln")).args(args).output().expect("run kiln");
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .output()
+        .expect("run kiln");
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -11,40 +17,204 @@ fn kiln(args: &[&str]) -> (bool, String, String) {
     )
 }
 
-#[test]
-fn train_demo_runs_and_reports() {
-    let (ok, stdout, stderr) = kiln(&["train", "--steps", "60", "--points", "256", "--quiet"]);
-    assert!(ok, "kiln train failed: {stderr}");
-    assert!(stdout.contains("train accuracy"), "{stdout}");
+/// A fresh directory under the system temp dir.
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("kiln-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn clean_error(stderr: &str) {
+    assert!(!stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"), "{stderr}");
+    assert!(stderr.starts_with("error: ") || stderr.contains("\nerror: "), "{stderr}");
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 #[test]
-fn bad_flags_exit_non_zero_without_backtrace() {
-    let (ok, _, stderr) = kiln(&["train", "--lr=-1"]);
+fn train_writes_a_complete_run_directory() {
+    let d = scratch("digits").join("run");
+    let (ok, stdout, stderr) = kiln(&["train", "--epochs", "3", "--out", s(&d)]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("test accuracy") && stdout.contains("confusion matrix"), "{stdout}");
+    for f in ["config.toml", "metrics.jsonl", "metrics.csv", "curves.png", "checkpoint.safetensors", "best.safetensors", "summary.json"] {
+        assert!(d.join(f).exists(), "{f} missing");
+    }
+    let summary = json(&d.join("summary.json"));
+    let acc = summary["test_accuracy"].as_f64().unwrap();
+    assert!(acc > 0.5, "3 epochs should beat chance by far: {acc}");
+    assert_eq!(summary["epochs_run"], 3);
+    assert!(summary["device"].as_str().is_some() && summary["wall_seconds"].as_f64().is_some());
+    let csv = std::fs::read_to_string(d.join("metrics.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 4, "header + 3 epochs:\n{csv}");
+    // A second run into the same directory is refused: nothing saved is overwritten.
+    let (ok, _, stderr) = kiln(&["train", "--epochs", "1", "--out", s(&d)]);
     assert!(!ok);
-    assert!(stderr.contains("--lr"), "{stderr}");
-    assert!(!stderr.contains("panicked") && !stderr.contains("backtrace"), "{stderr}");
-
-    let (ok, _, stderr) = kiln(&["train", "--steps", "many"]);
-    assert!(!ok);
-    assert!(stderr.contains("--steps") && stderr.contains("many"), "{stderr}");
-
-    let (ok, _, stderr) = kiln(&["frobnicate"]);
-    assert!(!ok);
-    assert!(stderr.contains("frobnicate"), "{stderr}");
+    assert!(stderr.contains("already holds a run") && stderr.contains("--resume"), "{stderr}");
 }
 
 #[test]
-fn bad_device_selector_is_a_clear_error() {
-    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(["train", "--steps", "1", "--quiet"])
-        .env("KILN_DEVICE", "no-such-adapter")
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("no-such-adapter") && stderr.contains("available adapters"), "{stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
+fn resume_gives_the_same_losses_as_an_uninterrupted_run() {
+    let root = scratch("resume");
+    let (a, b) = (root.join("a"), root.join("b"));
+    // The default MLP has dropout, so this also checks the RNG state round trip.
+    let base = ["train", "--quiet", "--batch-size", "128"];
+    let (ok, _, e) = kiln(&[&base[..], &["--epochs", "4", "--out", s(&a)]].concat());
+    assert!(ok, "{e}");
+    let (ok, _, e) = kiln(&[&base[..], &["--epochs", "2", "--out", s(&b)]].concat());
+    assert!(ok, "{e}");
+    let (ok, _, e) = kiln(&["train", "--resume", "--out", s(&b), "--epochs", "4"]);
+    assert!(ok, "{e}");
+    let read = |d: &Path| -> Vec<(f64, f64)> {
+        std::fs::read_to_string(d.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                (v["train_loss"].as_f64().unwrap(), v["val_loss"].as_f64().unwrap())
+            })
+            .collect()
+    };
+    let (la, lb) = (read(&a), read(&b));
+    assert_eq!(la.len(), 4);
+    assert_eq!(la, lb, "resumed losses differ from the uninterrupted run");
+}
+
+#[test]
+fn penguins_csv_with_missing_values_reaches_95_percent() {
+    let d = scratch("penguins").join("run");
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/data/penguins.csv");
+    let (ok, _, stderr) = kiln(&["train", "--data", data, "--target", "species", "--epochs", "40", "--quiet", "--out", s(&d)]);
+    assert!(ok, "{stderr}");
+    let acc = json(&d.join("summary.json"))["test_accuracy"].as_f64().unwrap();
+    assert!(acc >= 0.95, "penguins test accuracy {acc}");
+
+    // predict on rows of the same file without the target column's use; eval on the full file.
+    let (ok, stdout, stderr) = kiln(&["predict", s(&d), "--input", data]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.starts_with("row,prediction,probability"), "{stdout}");
+    assert_eq!(stdout.lines().count(), 345, "one line per penguin plus header");
+    assert!(stdout.contains("Gentoo") && stdout.contains("Adelie"));
+    let (ok, stdout, stderr) = kiln(&["eval", s(&d), "--data", data, "--json"]);
+    assert!(ok, "{stderr}");
+    let ev: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert!(ev["classification"]["accuracy"].as_f64().unwrap() > 0.9, "{stdout}");
+}
+
+#[test]
+fn eval_info_and_predict_on_a_digits_run() {
+    let d = scratch("digits-eval").join("run");
+    let (ok, _, e) = kiln(&["train", "--epochs", "2", "--quiet", "--out", s(&d)]);
+    assert!(ok, "{e}");
+    let (ok, stdout, e) = kiln(&["eval", s(&d)]);
+    assert!(ok, "{e}");
+    assert!(stdout.contains("accuracy") && stdout.contains("test split"), "{stdout}");
+    let (ok, stdout, e) = kiln(&["info", s(&d)]);
+    assert!(ok, "{e}");
+    assert!(stdout.contains("model.layers.0.weight") && stdout.contains("[256, 64]"), "{stdout}");
+    assert!(stdout.contains("parameters: 50,") && stdout.contains("train_config"), "{stdout}");
+    let rows = d.parent().unwrap().join("rows.csv");
+    std::fs::write(&rows, "0,0,5,13,9,1,0,0,0,0,13,15,10,15,5,0,0,3,15,2,0,11,8,0,0,4,12,0,0,8,8,0,0,5,8,0,0,9,8,0,0,4,11,0,1,12,7,0,0,2,14,5,10,12,0,0,0,0,6,13,10,0,0,0\n").unwrap();
+    let out = d.parent().unwrap().join("pred.csv");
+    let (ok, _, e) = kiln(&["predict", s(&d), "--input", s(&rows), "--output", s(&out)]);
+    assert!(ok, "{e}");
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(text.lines().count(), 2, "{text}");
+}
+
+#[test]
+fn config_file_sets_and_flags_override() {
+    let d = scratch("config");
+    let cfg = d.join("run.toml");
+    std::fs::write(&cfg, "model = \"linear\"\n[train]\nepochs = 2\nlr = 0.01\noptimizer = \"sgd\"\n").unwrap();
+    let out = d.join("run");
+    let (ok, _, e) = kiln(&["train", "--config", s(&cfg), "--epochs", "1", "--quiet", "--out", s(&out)]);
+    assert!(ok, "{e}");
+    let saved = std::fs::read_to_string(out.join("config.toml")).unwrap();
+    assert!(saved.contains("model = \"linear\"") && saved.contains("epochs = 1") && saved.contains("optimizer = \"sgd\""), "{saved}");
+    std::fs::write(&cfg, "[train]\nepoch = 2\n").unwrap();
+    let (ok, _, e) = kiln(&["train", "--config", s(&cfg), "--out", s(&d.join("x"))]);
+    assert!(!ok);
+    clean_error(&e);
+    assert!(e.contains("epoch") && e.contains("run.toml"), "{e}");
+}
+
+#[test]
+fn bad_input_gives_one_clear_error_and_non_zero_exit() {
+    let d = scratch("bad");
+    let cases: Vec<(Vec<String>, Vec<&str>)> = {
+        let bad_csv = d.join("bad.csv");
+        std::fs::write(&bad_csv, "a,b,label\n1,2,x\n3,4,y\n5,oops,x\n6,7,y\n8,9,x\n1,1,y\n2,2,x\n3,3,y\n4,4,x\n5,5,y\n6,6,x\n").unwrap();
+        let o = |n: &str| s(&d.join(n)).to_string();
+        vec![
+            (vec!["train".into(), "--data".into(), "nope.csv".into()], vec!["nope.csv"]),
+            (vec!["train".into(), "--data".into(), s(&bad_csv).into(), "--target".into(), "label".into(), "--out".into(), o("r1")], vec!["line 4", "column b", "oops"]),
+            (vec!["train".into(), "--data".into(), s(&bad_csv).into(), "--target".into(), "colour".into(), "--out".into(), o("r2")], vec!["colour", "label"]),
+            (vec!["train".into(), "--data".into(), s(&bad_csv).into(), "--out".into(), o("r3")], vec!["--target"]),
+            (vec!["train".into(), "--optimizer".into(), "adagrad".into(), "--out".into(), o("r4")], vec!["adagrad"]),
+            (vec!["train".into(), "--lr=-1".into()], vec!["lr"]),
+            (vec!["train".into(), "--model".into(), "transformer9000".into(), "--out".into(), o("r5")], vec!["transformer9000", "mlp"]),
+            (vec!["eval".into(), o("missing-run")], vec!["missing-run"]),
+            (vec!["train".into(), "--resume".into(), "--out".into(), o("not-a-run")], vec!["config.toml"]),
+        ]
+    };
+    for (args, needles) in cases {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (ok, _, stderr) = kiln(&a);
+        assert!(!ok, "{a:?} should fail");
+        clean_error(&stderr);
+        for n in needles {
+            assert!(stderr.contains(n), "{a:?}: error lacks {n:?}:\n{stderr}");
+        }
+    }
+    // clap's own errors (unknown flag, bad number) also exit non-zero without a panic.
+    let (ok, _, stderr) = kiln(&["train", "--epochs", "many"]);
+    assert!(!ok && stderr.contains("many") && !stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn corrupt_foreign_and_mismatched_checkpoints_are_reported() {
+    let d = scratch("ckpt");
+    let run = d.join("run");
+    let (ok, _, e) = kiln(&["train", "--epochs", "1", "--quiet", "--out", s(&run)]);
+    assert!(ok, "{e}");
+    // Truncated.
+    let bytes = std::fs::read(run.join("best.safetensors")).unwrap();
+    let cut = d.join("cut.safetensors");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let (ok, _, e) = kiln(&["info", s(&cut)]);
+    assert!(!ok);
+    clean_error(&e);
+    assert!(e.contains("cut.safetensors") && e.contains("truncated or corrupt"), "{e}");
+    // Not a safetensors file at all.
+    let junk = d.join("junk.safetensors");
+    std::fs::write(&junk, b"hello").unwrap();
+    let (ok, _, e) = kiln(&["eval", s(&junk)]);
+    assert!(!ok);
+    clean_error(&e);
+    // A checkpoint that does not fit the model: the run's config now names another model.
+    let cfg = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    std::fs::write(run.join("config.toml"), cfg.replace("model = \"mlp\"", "model = \"linear\"")).unwrap();
+    let (ok, _, e) = kiln(&["train", "--resume", "--out", s(&run), "--epochs", "2"]);
+    assert!(!ok);
+    clean_error(&e);
+    assert!(e.contains("unexpected: layers.3") && e.contains("mis-shaped: layers.0.weight"), "{e}");
+}
+
+#[test]
+fn divergence_stops_with_a_clear_message() {
+    let d = scratch("diverge").join("run");
+    let (ok, _, e) = kiln(&["train", "--optimizer", "sgd", "--lr", "1e30", "--epochs", "3", "--quiet", "--out", s(&d)]);
+    assert!(!ok);
+    clean_error(&e);
+    assert!(e.contains("loss became") && e.contains("--lr"), "{e}");
 }
 
 #[test]
@@ -52,4 +222,12 @@ fn devices_lists_adapters() {
     let (ok, stdout, stderr) = kiln(&["devices"]);
     assert!(ok, "{stderr}");
     assert!(stdout.contains("kiln uses:"), "{stdout}");
+}
+
+#[test]
+fn bad_device_selector_is_a_clear_error() {
+    let (ok, _, stderr) = kiln(&["train", "--device", "no-such-adapter", "--epochs", "1"]);
+    assert!(!ok);
+    clean_error(&stderr);
+    assert!(stderr.contains("no-such-adapter") && stderr.contains("available adapters"), "{stderr}");
 }

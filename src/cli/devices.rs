@@ -2,7 +2,7 @@
 
 use kiln_kernels::Gpu;
 
-use super::anyhow_like::Result;
+use super::Result;
 
 pub fn run() -> Result<()> {
     let list = Gpu::adapters()?;

@@ -1,9 +1,18 @@
 //! The `kiln` binary's subcommands, one file each.
 
-mod demo;
 mod devices;
+mod eval;
+mod info;
+mod predict;
+mod saved;
+pub mod spec;
+mod train;
+
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+
+use crate::Gpu;
 
 /// kiln: train neural networks on any GPU (Vulkan, Metal, DX12, OpenGL).
 #[derive(Debug, Parser)]
@@ -17,38 +26,52 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Train a small MLP classifier on a synthetic two-moons problem (a quick end-to-end demo).
-    Train(demo::DemoArgs),
+    /// Train a model (default: an MLP on the built-in digits) and test it.
+    Train(Box<train::TrainArgs>),
+    /// Evaluate a saved model on its test split or another labelled CSV file.
+    Eval(eval::EvalArgs),
+    /// Predict new rows from a CSV file with a saved model.
+    Predict(predict::PredictArgs),
     /// List the GPU adapters kiln can use, with backend, type, limits and features.
     Devices,
+    /// Show what a checkpoint holds: tensors, shapes, parameter count, training settings.
+    Info(info::InfoArgs),
 }
 
 /// Run a parsed command line.
-pub fn run(cli: Cli) -> anyhow_like::Result<()> {
+pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Train(a) => demo::run(a),
+        Command::Train(a) => train::run(*a),
+        Command::Eval(a) => eval::run(a),
+        Command::Predict(a) => predict::run(a),
         Command::Devices => devices::run(),
+        Command::Info(a) => info::run(a),
     }
 }
 
-/// Error plumbing for the CLI: any error, printed as one paragraph.
-pub mod anyhow_like {
-    /// A CLI error: a message (already naming what was wrong and where).
-    #[derive(Debug)]
-    pub struct Error(pub String);
-
-    impl std::fmt::Display for Error {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str(&self.0)
-        }
-    }
-
-    impl<E: std::error::Error> From<E> for Error {
-        fn from(e: E) -> Self {
-            Error(e.to_string())
-        }
-    }
-
-    /// CLI result.
-    pub type Result<T> = std::result::Result<T, Error>;
+/// The device `--device` names, or the default one.
+pub fn open_device(selector: Option<&str>) -> Result<Arc<Gpu>> {
+    Ok(match selector {
+        Some(s) => Gpu::with_selector(Some(s))?,
+        None => crate::device()?,
+    })
 }
+
+/// A CLI error: one paragraph naming what was wrong and where.
+#[derive(Debug)]
+pub struct Error(pub String);
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<E: std::error::Error> From<E> for Error {
+    fn from(e: E) -> Self {
+        Error(e.to_string())
+    }
+}
+
+/// CLI result.
+pub type Result<T> = std::result::Result<T, Error>;

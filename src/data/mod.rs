@@ -46,3 +46,34 @@ pub trait Dataset: Send + Sync {
     /// Gather the examples at `indices` into one batch.
     fn batch(&self, indices: &[usize]) -> Batch;
 }
+
+pub mod digits;
+pub mod error;
+pub mod idx;
+pub mod loader;
+pub mod memory;
+pub mod options;
+pub mod preprocess;
+pub mod scaler;
+pub mod split;
+pub mod table;
+pub mod tabular;
+
+pub use digits::{DIGITS_LEN, digits, digits_images};
+pub use error::DataError;
+pub use idx::{
+    FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, IdxArray, fashion_mnist, load_idx_pair, parse_idx,
+    read_maybe_gz,
+};
+pub use loader::{DataLoader, Epoch};
+pub use memory::InMemoryDataset;
+pub use options::{
+    CategoricalEncoding, HeaderMode, Impute, MissingPolicy, Scaling, TabularOptions, TaskKind,
+};
+pub use preprocess::{ColumnEncoding, FeatureColumn, Preprocessor, TargetEncoding};
+pub use scaler::Scaler;
+pub use split::{
+    SplitFractions, SplitIndices, permutation, shuffle, shuffled_split, stratified_split,
+};
+pub use table::{ColumnKind, MISSING_MARKERS, MOSTLY_NUMERIC, Table, is_missing, parse_number};
+pub use tabular::{MAX_AUTO_CLASSES, TabularSplit, load_tabular, prepare_table};
