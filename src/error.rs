@@ -76,7 +76,10 @@ pub(crate) fn shape_err<T>(op: &'static str, msg: impl Into<String>) -> Result<T
 }
 
 pub(crate) fn io_err(path: &std::path::Path, e: impl std::fmt::Display) -> Error {
-    Error::Io { path: path.display().to_string(), msg: e.to_string() }
+    Error::Io {
+        path: path.display().to_string(),
+        msg: e.to_string(),
+    }
 }
 
 pub(crate) fn arg_err<T>(op: &'static str, msg: impl Into<String>) -> Result<T> {

@@ -37,8 +37,9 @@ pub struct ReadmeDoctests;
 
 pub use autograd::{NoGradGuard, is_grad_enabled, no_grad};
 pub use error::{Error, Result};
-pub use ops::Reduction;
 pub use kiln_kernels::Gpu;
+pub use kiln_kernels::launch::matmul::MatmulVariant;
+pub use ops::Reduction;
 pub use tensor::{DType, Element, Tensor};
 
 /// The default GPU (opened on first use; `KILN_DEVICE` / `KILN_BACKEND` choose it).

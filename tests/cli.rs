@@ -30,8 +30,14 @@ fn s(p: &Path) -> &str {
 }
 
 fn clean_error(stderr: &str) {
-    assert!(!stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"), "{stderr}");
-    assert!(stderr.starts_with("error: ") || stderr.contains("\nerror: "), "{stderr}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.starts_with("error: ") || stderr.contains("\nerror: "),
+        "{stderr}"
+    );
 }
 
 fn json(path: &Path) -> serde_json::Value {
@@ -43,8 +49,19 @@ fn train_writes_a_complete_run_directory() {
     let d = scratch("digits").join("run");
     let (ok, stdout, stderr) = kiln(&["train", "--epochs", "3", "--out", s(&d)]);
     assert!(ok, "{stderr}");
-    assert!(stdout.contains("test accuracy") && stdout.contains("confusion matrix"), "{stdout}");
-    for f in ["config.toml", "metrics.jsonl", "metrics.csv", "curves.png", "checkpoint.safetensors", "best.safetensors", "summary.json"] {
+    assert!(
+        stdout.contains("test accuracy") && stdout.contains("confusion matrix"),
+        "{stdout}"
+    );
+    for f in [
+        "config.toml",
+        "metrics.jsonl",
+        "metrics.csv",
+        "curves.png",
+        "checkpoint.safetensors",
+        "best.safetensors",
+        "summary.json",
+    ] {
         assert!(d.join(f).exists(), "{f} missing");
     }
     let summary = json(&d.join("summary.json"));
@@ -57,7 +74,10 @@ fn train_writes_a_complete_run_directory() {
     // A second run into the same directory is refused: nothing saved is overwritten.
     let (ok, _, stderr) = kiln(&["train", "--epochs", "1", "--out", s(&d)]);
     assert!(!ok);
-    assert!(stderr.contains("already holds a run") && stderr.contains("--resume"), "{stderr}");
+    assert!(
+        stderr.contains("already holds a run") && stderr.contains("--resume"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -78,7 +98,10 @@ fn resume_gives_the_same_losses_as_an_uninterrupted_run() {
             .lines()
             .map(|l| {
                 let v: serde_json::Value = serde_json::from_str(l).unwrap();
-                (v["train_loss"].as_f64().unwrap(), v["val_loss"].as_f64().unwrap())
+                (
+                    v["train_loss"].as_f64().unwrap(),
+                    v["val_loss"].as_f64().unwrap(),
+                )
             })
             .collect()
     };
@@ -91,21 +114,41 @@ fn resume_gives_the_same_losses_as_an_uninterrupted_run() {
 fn penguins_csv_with_missing_values_reaches_95_percent() {
     let d = scratch("penguins").join("run");
     let data = concat!(env!("CARGO_MANIFEST_DIR"), "/data/penguins.csv");
-    let (ok, _, stderr) = kiln(&["train", "--data", data, "--target", "species", "--epochs", "40", "--quiet", "--out", s(&d)]);
+    let (ok, _, stderr) = kiln(&[
+        "train",
+        "--data",
+        data,
+        "--target",
+        "species",
+        "--epochs",
+        "40",
+        "--quiet",
+        "--out",
+        s(&d),
+    ]);
     assert!(ok, "{stderr}");
-    let acc = json(&d.join("summary.json"))["test_accuracy"].as_f64().unwrap();
+    let acc = json(&d.join("summary.json"))["test_accuracy"]
+        .as_f64()
+        .unwrap();
     assert!(acc >= 0.95, "penguins test accuracy {acc}");
 
     // predict on rows of the same file without the target column's use; eval on the full file.
     let (ok, stdout, stderr) = kiln(&["predict", s(&d), "--input", data]);
     assert!(ok, "{stderr}");
     assert!(stdout.starts_with("row,prediction,probability"), "{stdout}");
-    assert_eq!(stdout.lines().count(), 345, "one line per penguin plus header");
+    assert_eq!(
+        stdout.lines().count(),
+        345,
+        "one line per penguin plus header"
+    );
     assert!(stdout.contains("Gentoo") && stdout.contains("Adelie"));
     let (ok, stdout, stderr) = kiln(&["eval", s(&d), "--data", data, "--json"]);
     assert!(ok, "{stderr}");
     let ev: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
-    assert!(ev["classification"]["accuracy"].as_f64().unwrap() > 0.9, "{stdout}");
+    assert!(
+        ev["classification"]["accuracy"].as_f64().unwrap() > 0.9,
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -115,11 +158,20 @@ fn eval_info_and_predict_on_a_digits_run() {
     assert!(ok, "{e}");
     let (ok, stdout, e) = kiln(&["eval", s(&d)]);
     assert!(ok, "{e}");
-    assert!(stdout.contains("accuracy") && stdout.contains("test split"), "{stdout}");
+    assert!(
+        stdout.contains("accuracy") && stdout.contains("test split"),
+        "{stdout}"
+    );
     let (ok, stdout, e) = kiln(&["info", s(&d)]);
     assert!(ok, "{e}");
-    assert!(stdout.contains("model.layers.0.weight") && stdout.contains("[256, 64]"), "{stdout}");
-    assert!(stdout.contains("parameters: 50,") && stdout.contains("train_config"), "{stdout}");
+    assert!(
+        stdout.contains("model.layers.0.weight") && stdout.contains("[256, 64]"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("parameters: 50,") && stdout.contains("train_config"),
+        "{stdout}"
+    );
     let rows = d.parent().unwrap().join("rows.csv");
     std::fs::write(&rows, "0,0,5,13,9,1,0,0,0,0,13,15,10,15,5,0,0,3,15,2,0,11,8,0,0,4,12,0,0,8,8,0,0,5,8,0,0,9,8,0,0,4,11,0,1,12,7,0,0,2,14,5,10,12,0,0,0,0,6,13,10,0,0,0\n").unwrap();
     let out = d.parent().unwrap().join("pred.csv");
@@ -133,12 +185,30 @@ fn eval_info_and_predict_on_a_digits_run() {
 fn config_file_sets_and_flags_override() {
     let d = scratch("config");
     let cfg = d.join("run.toml");
-    std::fs::write(&cfg, "model = \"linear\"\n[train]\nepochs = 2\nlr = 0.01\noptimizer = \"sgd\"\n").unwrap();
+    std::fs::write(
+        &cfg,
+        "model = \"linear\"\n[train]\nepochs = 2\nlr = 0.01\noptimizer = \"sgd\"\n",
+    )
+    .unwrap();
     let out = d.join("run");
-    let (ok, _, e) = kiln(&["train", "--config", s(&cfg), "--epochs", "1", "--quiet", "--out", s(&out)]);
+    let (ok, _, e) = kiln(&[
+        "train",
+        "--config",
+        s(&cfg),
+        "--epochs",
+        "1",
+        "--quiet",
+        "--out",
+        s(&out),
+    ]);
     assert!(ok, "{e}");
     let saved = std::fs::read_to_string(out.join("config.toml")).unwrap();
-    assert!(saved.contains("model = \"linear\"") && saved.contains("epochs = 1") && saved.contains("optimizer = \"sgd\""), "{saved}");
+    assert!(
+        saved.contains("model = \"linear\"")
+            && saved.contains("epochs = 1")
+            && saved.contains("optimizer = \"sgd\""),
+        "{saved}"
+    );
     std::fs::write(&cfg, "[train]\nepoch = 2\n").unwrap();
     let (ok, _, e) = kiln(&["train", "--config", s(&cfg), "--out", s(&d.join("x"))]);
     assert!(!ok);
@@ -154,15 +224,75 @@ fn bad_input_gives_one_clear_error_and_non_zero_exit() {
         std::fs::write(&bad_csv, "a,b,label\n1,2,x\n3,4,y\n5,oops,x\n6,7,y\n8,9,x\n1,1,y\n2,2,x\n3,3,y\n4,4,x\n5,5,y\n6,6,x\n").unwrap();
         let o = |n: &str| s(&d.join(n)).to_string();
         vec![
-            (vec!["train".into(), "--data".into(), "nope.csv".into()], vec!["nope.csv"]),
-            (vec!["train".into(), "--data".into(), s(&bad_csv).into(), "--target".into(), "label".into(), "--out".into(), o("r1")], vec!["line 4", "column b", "oops"]),
-            (vec!["train".into(), "--data".into(), s(&bad_csv).into(), "--target".into(), "colour".into(), "--out".into(), o("r2")], vec!["colour", "label"]),
-            (vec!["train".into(), "--data".into(), s(&bad_csv).into(), "--out".into(), o("r3")], vec!["--target"]),
-            (vec!["train".into(), "--optimizer".into(), "adagrad".into(), "--out".into(), o("r4")], vec!["adagrad"]),
+            (
+                vec!["train".into(), "--data".into(), "nope.csv".into()],
+                vec!["nope.csv"],
+            ),
+            (
+                vec![
+                    "train".into(),
+                    "--data".into(),
+                    s(&bad_csv).into(),
+                    "--target".into(),
+                    "label".into(),
+                    "--out".into(),
+                    o("r1"),
+                ],
+                vec!["line 4", "column b", "oops"],
+            ),
+            (
+                vec![
+                    "train".into(),
+                    "--data".into(),
+                    s(&bad_csv).into(),
+                    "--target".into(),
+                    "colour".into(),
+                    "--out".into(),
+                    o("r2"),
+                ],
+                vec!["colour", "label"],
+            ),
+            (
+                vec![
+                    "train".into(),
+                    "--data".into(),
+                    s(&bad_csv).into(),
+                    "--out".into(),
+                    o("r3"),
+                ],
+                vec!["--target"],
+            ),
+            (
+                vec![
+                    "train".into(),
+                    "--optimizer".into(),
+                    "adagrad".into(),
+                    "--out".into(),
+                    o("r4"),
+                ],
+                vec!["adagrad"],
+            ),
             (vec!["train".into(), "--lr=-1".into()], vec!["lr"]),
-            (vec!["train".into(), "--model".into(), "transformer9000".into(), "--out".into(), o("r5")], vec!["transformer9000", "mlp"]),
+            (
+                vec![
+                    "train".into(),
+                    "--model".into(),
+                    "transformer9000".into(),
+                    "--out".into(),
+                    o("r5"),
+                ],
+                vec!["transformer9000", "mlp"],
+            ),
             (vec!["eval".into(), o("missing-run")], vec!["missing-run"]),
-            (vec!["train".into(), "--resume".into(), "--out".into(), o("not-a-run")], vec!["config.toml"]),
+            (
+                vec![
+                    "train".into(),
+                    "--resume".into(),
+                    "--out".into(),
+                    o("not-a-run"),
+                ],
+                vec!["config.toml"],
+            ),
         ]
     };
     for (args, needles) in cases {
@@ -176,7 +306,10 @@ fn bad_input_gives_one_clear_error_and_non_zero_exit() {
     }
     // clap's own errors (unknown flag, bad number) also exit non-zero without a panic.
     let (ok, _, stderr) = kiln(&["train", "--epochs", "many"]);
-    assert!(!ok && stderr.contains("many") && !stderr.contains("panicked"), "{stderr}");
+    assert!(
+        !ok && stderr.contains("many") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -192,7 +325,10 @@ fn corrupt_foreign_and_mismatched_checkpoints_are_reported() {
     let (ok, _, e) = kiln(&["info", s(&cut)]);
     assert!(!ok);
     clean_error(&e);
-    assert!(e.contains("cut.safetensors") && e.contains("truncated or corrupt"), "{e}");
+    assert!(
+        e.contains("cut.safetensors") && e.contains("truncated or corrupt"),
+        "{e}"
+    );
     // Not a safetensors file at all.
     let junk = d.join("junk.safetensors");
     std::fs::write(&junk, b"hello").unwrap();
@@ -201,17 +337,35 @@ fn corrupt_foreign_and_mismatched_checkpoints_are_reported() {
     clean_error(&e);
     // A checkpoint that does not fit the model: the run's config now names another model.
     let cfg = std::fs::read_to_string(run.join("config.toml")).unwrap();
-    std::fs::write(run.join("config.toml"), cfg.replace("model = \"mlp\"", "model = \"linear\"")).unwrap();
+    std::fs::write(
+        run.join("config.toml"),
+        cfg.replace("model = \"mlp\"", "model = \"linear\""),
+    )
+    .unwrap();
     let (ok, _, e) = kiln(&["train", "--resume", "--out", s(&run), "--epochs", "2"]);
     assert!(!ok);
     clean_error(&e);
-    assert!(e.contains("unexpected: layers.3") && e.contains("mis-shaped: layers.0.weight"), "{e}");
+    assert!(
+        e.contains("unexpected: layers.3") && e.contains("mis-shaped: layers.0.weight"),
+        "{e}"
+    );
 }
 
 #[test]
 fn divergence_stops_with_a_clear_message() {
     let d = scratch("diverge").join("run");
-    let (ok, _, e) = kiln(&["train", "--optimizer", "sgd", "--lr", "1e30", "--epochs", "3", "--quiet", "--out", s(&d)]);
+    let (ok, _, e) = kiln(&[
+        "train",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "1e30",
+        "--epochs",
+        "3",
+        "--quiet",
+        "--out",
+        s(&d),
+    ]);
     assert!(!ok);
     clean_error(&e);
     assert!(e.contains("loss became") && e.contains("--lr"), "{e}");
@@ -229,5 +383,42 @@ fn bad_device_selector_is_a_clear_error() {
     let (ok, _, stderr) = kiln(&["train", "--device", "no-such-adapter", "--epochs", "1"]);
     assert!(!ok);
     clean_error(&stderr);
-    assert!(stderr.contains("no-such-adapter") && stderr.contains("available adapters"), "{stderr}");
+    assert!(
+        stderr.contains("no-such-adapter") && stderr.contains("available adapters"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn trains_on_the_opengl_backend_when_present() {
+    // KILN_BACKEND=gl selects wgpu's OpenGL backend (Mesa's llvmpipe on a machine without a GPU).
+    let gl = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(args)
+            .env("KILN_BACKEND", "gl")
+            .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+            .output()
+            .unwrap()
+    };
+    let devices = gl(&["devices"]);
+    if !devices.status.success() {
+        let e = String::from_utf8_lossy(&devices.stderr);
+        assert!(e.contains("no GPU adapter found"), "{e}");
+        eprintln!("skipped: no OpenGL adapter on this machine");
+        return;
+    }
+    let d = scratch("gl").join("run");
+    let out = gl(&[
+        "train",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "256",
+        "--quiet",
+        "--out",
+        s(&d),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(json(&d.join("summary.json"))["backend"], "Gl");
 }

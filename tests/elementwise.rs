@@ -44,7 +44,11 @@ const UNARY: &[(UnaryOp, f32, f32)] = &[
 
 fn inputs_for(op: UnaryOp, n: usize, seed: u64) -> Vec<f32> {
     let (lo, hi, signed) = domain(op);
-    if signed { rand_signed_away_from_zero(n, seed, lo, hi) } else { rand_vec(n, seed, lo, hi) }
+    if signed {
+        rand_signed_away_from_zero(n, seed, lo, hi)
+    } else {
+        rand_vec(n, seed, lo, hi)
+    }
 }
 
 fn unary_tensor(t: &Tensor, op: UnaryOp, a: f32, b: f32) -> kiln::Result<Tensor> {
@@ -77,8 +81,14 @@ fn unary_kernels_match_cpu_at_awkward_sizes() {
     for &(op, a, b) in UNARY {
         for &n in AWKWARD {
             let x = inputs_for(op, n, seed(&format!("{op:?}{n}")));
-            let got = unary_tensor(&tensor(&x, &[n]), op, a, b).unwrap().to_vec::<f32>().unwrap();
-            let want: Vec<f64> = x.iter().map(|&v| cpu::unary(op, v as f64, a as f64, b as f64)).collect();
+            let got = unary_tensor(&tensor(&x, &[n]), op, a, b)
+                .unwrap()
+                .to_vec::<f32>()
+                .unwrap();
+            let want: Vec<f64> = x
+                .iter()
+                .map(|&v| cpu::unary(op, v as f64, a as f64, b as f64))
+                .collect();
             Tolerance::F32_TRANSCENDENTAL.assert_close(&format!("{op:?} n={n}"), &got, &want);
         }
     }
@@ -108,7 +118,11 @@ fn unary_gradients_match_finite_differences() {
             &format!("{op:?}"),
             &[Input::new(x, &shape)],
             |t| unary_tensor(&t[0], op, a, b),
-            |x| x[0].iter().map(|&v| cpu::unary(op, v, a as f64, b as f64)).collect(),
+            |x| {
+                x[0].iter()
+                    .map(|&v| cpu::unary(op, v, a as f64, b as f64))
+                    .collect()
+            },
             GradTol::default(),
         );
     }
@@ -180,8 +194,16 @@ fn binary_kernels_match_cpu_with_broadcasting() {
             let b64: Vec<f64> = xb.iter().map(|&v| v as f64).collect();
             let ba = bcast(&a64, sa, &shape);
             let bb = bcast(&b64, sb, &shape);
-            let want: Vec<f64> = ba.iter().zip(&bb).map(|(&u, &v)| cpu::binary(op, u, v, 0.0)).collect();
-            Tolerance::F32_TRANSCENDENTAL.assert_close(&format!("{op:?} {sa:?} {sb:?}"), &got, &want);
+            let want: Vec<f64> = ba
+                .iter()
+                .zip(&bb)
+                .map(|(&u, &v)| cpu::binary(op, u, v, 0.0))
+                .collect();
+            Tolerance::F32_TRANSCENDENTAL.assert_close(
+                &format!("{op:?} {sa:?} {sb:?}"),
+                &got,
+                &want,
+            );
         }
     }
 }
@@ -198,7 +220,11 @@ fn binary_gradients_match_finite_differences_with_broadcasting() {
         BinaryOp::Minimum,
     ];
     for op in ops {
-        for &(sa, sb) in &[(&[3usize, 4][..], &[4usize][..]), (&[2, 1, 3], &[4, 1]), (&[5], &[5])] {
+        for &(sa, sb) in &[
+            (&[3usize, 4][..], &[4usize][..]),
+            (&[2, 1, 3], &[4, 1]),
+            (&[5], &[5]),
+        ] {
             let a = Input::rand(sa, seed(&format!("ga{op:?}{sa:?}")), 0.3, 2.0);
             let b = Input::rand(sb, seed(&format!("gb{op:?}{sb:?}")), 0.3, 2.0);
             let out_shape = kiln::ops::broadcast_shapes("t", sa, sb).unwrap();
@@ -210,7 +236,10 @@ fn binary_gradients_match_finite_differences_with_broadcasting() {
                 |x| {
                     let ba = bcast(&x[0], &sa2, &out_shape);
                     let bb = bcast(&x[1], &sb2, &out_shape);
-                    ba.iter().zip(&bb).map(|(&u, &v)| cpu::binary(op, u, v, 0.0)).collect()
+                    ba.iter()
+                        .zip(&bb)
+                        .map(|(&u, &v)| cpu::binary(op, u, v, 0.0))
+                        .collect()
                 },
                 GradTol::default(),
             );
@@ -234,26 +263,40 @@ fn binary_of_transposed_and_narrowed_views() {
 #[test]
 fn where_and_masked_fill_values_and_gradients() {
     let n = 129;
-    let c: Vec<f32> = rand_vec(n, seed("c"), 0.0, 1.0).iter().map(|&v| if v > 0.5 { 1.0 } else { 0.0 }).collect();
+    let c: Vec<f32> = rand_vec(n, seed("c"), 0.0, 1.0)
+        .iter()
+        .map(|&v| if v > 0.5 { 1.0 } else { 0.0 })
+        .collect();
     let a = rand_vec(n, seed("wa"), -2.0, 2.0);
     let b = rand_vec(1, seed("wb"), -2.0, 2.0);
     let out = Tensor::where_cond(&tensor(&c, &[n]), &tensor(&a, &[n]), &tensor(&b, &[1])).unwrap();
-    let want: Vec<f32> = (0..n).map(|i| if c[i] != 0.0 { a[i] } else { b[0] }).collect();
+    let want: Vec<f32> = (0..n)
+        .map(|i| if c[i] != 0.0 { a[i] } else { b[0] })
+        .collect();
     Tolerance::EXACT.assert_close("where", &out.to_vec::<f32>().unwrap(), &want);
 
-    let mf = tensor(&a, &[n]).masked_fill(&tensor(&c, &[n]), -9.0).unwrap();
-    let want: Vec<f32> = (0..n).map(|i| if c[i] != 0.0 { -9.0 } else { a[i] }).collect();
+    let mf = tensor(&a, &[n])
+        .masked_fill(&tensor(&c, &[n]), -9.0)
+        .unwrap();
+    let want: Vec<f32> = (0..n)
+        .map(|i| if c[i] != 0.0 { -9.0 } else { a[i] })
+        .collect();
     Tolerance::EXACT.assert_close("masked_fill", &mf.to_vec::<f32>().unwrap(), &want);
 
     let cond = tensor(&c[..12], &[3, 4]);
     let c2 = c[..12].to_vec();
     gradcheck(
         "where",
-        &[Input::rand(&[3, 4], seed("w1"), -1.0, 1.0), Input::rand(&[4], seed("w2"), -1.0, 1.0)],
+        &[
+            Input::rand(&[3, 4], seed("w1"), -1.0, 1.0),
+            Input::rand(&[4], seed("w2"), -1.0, 1.0),
+        ],
         |t| Tensor::where_cond(&cond, &t[0], &t[1]),
         |x| {
             let bb = bcast(&x[1], &[4], &[3, 4]);
-            (0..12).map(|i| if c2[i] != 0.0 { x[0][i] } else { bb[i] }).collect()
+            (0..12)
+                .map(|i| if c2[i] != 0.0 { x[0][i] } else { bb[i] })
+                .collect()
         },
         GradTol::default(),
     );
@@ -263,11 +306,20 @@ fn where_and_masked_fill_values_and_gradients() {
 fn comparisons_give_masks_and_errors_name_shapes() {
     let a = tensor(&[1.0, 2.0, 3.0], &[3]);
     let b = tensor(&[2.0, 2.0, 2.0], &[3]);
-    assert_eq!(a.lt(&b).unwrap().to_vec::<f32>().unwrap(), vec![1.0, 0.0, 0.0]);
-    assert_eq!(a.ge(&b).unwrap().to_vec::<f32>().unwrap(), vec![0.0, 1.0, 1.0]);
+    assert_eq!(
+        a.lt(&b).unwrap().to_vec::<f32>().unwrap(),
+        vec![1.0, 0.0, 0.0]
+    );
+    assert_eq!(
+        a.ge(&b).unwrap().to_vec::<f32>().unwrap(),
+        vec![0.0, 1.0, 1.0]
+    );
     let c = tensor(&[1.0, 2.0], &[2]);
     let e = a.add(&c).unwrap_err().to_string();
-    assert!(e.contains("add") && e.contains("[3]") && e.contains("[2]"), "{e}");
+    assert!(
+        e.contains("add") && e.contains("[3]") && e.contains("[2]"),
+        "{e}"
+    );
     let e = a.clamp(2.0, 1.0).unwrap_err().to_string();
     assert!(e.contains("clamp"), "{e}");
 }
@@ -313,7 +365,10 @@ fn view_gradients_match_finite_differences() {
 #[test]
 fn fill_arange_and_casts() {
     let g = gpu();
-    let z = Tensor::full_on(&g, &[7, 17], 2.5).unwrap().to_vec::<f32>().unwrap();
+    let z = Tensor::full_on(&g, &[7, 17], 2.5)
+        .unwrap()
+        .to_vec::<f32>()
+        .unwrap();
     assert!(z.iter().all(|&v| v == 2.5));
     let r = Tensor::arange_on(&g, 1.0, 8.0, 0.5).unwrap();
     assert_eq!(r.shape(), &[14]);
@@ -322,15 +377,45 @@ fn fill_arange_and_casts() {
     Tolerance::F32_ELEMENTWISE.assert_close("arange", &rv, &want);
 
     let x = tensor(&[-2.7, -0.5, 0.0, 3.9, 1e6], &[5]);
-    assert_eq!(x.to_dtype(kiln::DType::I32).unwrap().to_vec::<i32>().unwrap(), vec![-2, 0, 0, 3, 1_000_000]);
-    assert_eq!(x.to_dtype(kiln::DType::U32).unwrap().to_vec::<u32>().unwrap(), vec![0, 0, 0, 3, 1_000_000]);
+    assert_eq!(
+        x.to_dtype(kiln::DType::I32)
+            .unwrap()
+            .to_vec::<i32>()
+            .unwrap(),
+        vec![-2, 0, 0, 3, 1_000_000]
+    );
+    assert_eq!(
+        x.to_dtype(kiln::DType::U32)
+            .unwrap()
+            .to_vec::<u32>()
+            .unwrap(),
+        vec![0, 0, 0, 3, 1_000_000]
+    );
     // Small integers are f32 denormals as bits: a bit copy must keep them.
     let idx = Tensor::from_slice_on(&g, &[1u32, 2, 3, 4, 5, 6], &[2, 3]).unwrap();
-    assert_eq!(idx.t().unwrap().contiguous().unwrap().to_vec::<u32>().unwrap(), vec![1, 4, 2, 5, 3, 6]);
-    let back = idx.to_dtype(kiln::DType::F32).unwrap().to_vec::<f32>().unwrap();
+    assert_eq!(
+        idx.t()
+            .unwrap()
+            .contiguous()
+            .unwrap()
+            .to_vec::<u32>()
+            .unwrap(),
+        vec![1, 4, 2, 5, 3, 6]
+    );
+    let back = idx
+        .to_dtype(kiln::DType::F32)
+        .unwrap()
+        .to_vec::<f32>()
+        .unwrap();
     assert_eq!(back, vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
     let neg = Tensor::from_slice_on(&g, &[-3i32, 7], &[2]).unwrap();
-    assert_eq!(neg.to_dtype(kiln::DType::F32).unwrap().to_vec::<f32>().unwrap(), vec![-3.0, 7.0]);
+    assert_eq!(
+        neg.to_dtype(kiln::DType::F32)
+            .unwrap()
+            .to_vec::<f32>()
+            .unwrap(),
+        vec![-3.0, 7.0]
+    );
 }
 
 #[test]
@@ -347,9 +432,16 @@ fn f16_storage_round_trip_where_supported() {
     let want: Vec<f32> = x.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect();
     let host32: Vec<f32> = host.iter().map(|v| v.to_f32()).collect();
     Tolerance::EXACT.assert_close("f32 -> f16 matches half's rounding", &host32, &want);
-    let back = h.to_dtype(kiln::DType::F32).unwrap().to_vec::<f32>().unwrap();
+    let back = h
+        .to_dtype(kiln::DType::F32)
+        .unwrap()
+        .to_vec::<f32>()
+        .unwrap();
     Tolerance::EXACT.assert_close("f16 -> f32", &back, &want);
     // Upload f16 from the host directly.
-    let up = Tensor::from_slice_on(&g, &host, &[257]).unwrap().to_dtype(kiln::DType::F32).unwrap();
+    let up = Tensor::from_slice_on(&g, &host, &[257])
+        .unwrap()
+        .to_dtype(kiln::DType::F32)
+        .unwrap();
     Tolerance::EXACT.assert_close("host f16 upload", &up.to_vec::<f32>().unwrap(), &want);
 }

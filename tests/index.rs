@@ -699,9 +699,16 @@ fn embedding_backward_covers_more_tokens_than_one_loop_can() {
     let g = common::gpu();
     let (v, c, n) = (5usize, 3usize, 70_000usize);
     let ids: Vec<u32> = (0..n as u32).map(|i| (i * 7 + i / 3) % v as u32).collect();
-    let w = kiln::Tensor::from_slice_on(&g, &vec![0.5f32; v * c], &[v, c]).unwrap().requires_grad();
+    let w = kiln::Tensor::from_slice_on(&g, &vec![0.5f32; v * c], &[v, c])
+        .unwrap()
+        .requires_grad();
     let idt = kiln::Tensor::from_slice_on(&g, &ids, &[n]).unwrap();
-    w.embedding(&idt).unwrap().sum().unwrap().backward().unwrap();
+    w.embedding(&idt)
+        .unwrap()
+        .sum()
+        .unwrap()
+        .backward()
+        .unwrap();
     let got = w.grad().unwrap().to_vec::<f32>().unwrap();
     let mut want = vec![0f32; v * c];
     for &id in &ids {

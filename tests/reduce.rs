@@ -18,9 +18,17 @@ fn reduce_kernels_match_cpu_in_both_strategies() {
             for strategy in [ReduceStrategy::Serial, ReduceStrategy::Workgroup] {
                 for op in [ReduceOp::Sum, ReduceOp::Max, ReduceOp::Min] {
                     let out = g.alloc((rows * 4) as u64, "out").unwrap();
-                    let view = Rows { buf: xt_buffer(&xt), offset: 0, rows, len, row_stride: len, col_stride: 1 };
+                    let view = Rows {
+                        buf: xt_buffer(&xt),
+                        offset: 0,
+                        rows,
+                        len,
+                        row_stride: len,
+                        col_stride: 1,
+                    };
                     rk::reduce_rows(&g, op, strategy, view, &out, 0, 0.5).unwrap();
-                    let got: Vec<f32> = bytemuck::cast_slice(&g.read(&out, 0, rows as u64 * 4).unwrap()).to_vec();
+                    let got: Vec<f32> =
+                        bytemuck::cast_slice(&g.read(&out, 0, rows as u64 * 4).unwrap()).to_vec();
                     let scale = if op == ReduceOp::Sum { 0.5 } else { 1.0 };
                     let want = cpu::reduce_rows::<f64>(
                         op,
@@ -29,14 +37,30 @@ fn reduce_kernels_match_cpu_in_both_strategies() {
                         len,
                         scale,
                     );
-                    Tolerance::F32_REDUCTION.assert_close(&format!("{op:?} {strategy:?} ({rows},{len})"), &got, &want);
+                    Tolerance::F32_REDUCTION.assert_close(
+                        &format!("{op:?} {strategy:?} ({rows},{len})"),
+                        &got,
+                        &want,
+                    );
                 }
                 for max in [true, false] {
                     let out = g.alloc((rows * 4) as u64, "idx").unwrap();
-                    let view = Rows { buf: xt_buffer(&xt), offset: 0, rows, len, row_stride: len, col_stride: 1 };
+                    let view = Rows {
+                        buf: xt_buffer(&xt),
+                        offset: 0,
+                        rows,
+                        len,
+                        row_stride: len,
+                        col_stride: 1,
+                    };
                     rk::arg_rows(&g, max, strategy, view, &out, 0).unwrap();
-                    let got: Vec<u32> = bytemuck::cast_slice(&g.read(&out, 0, rows as u64 * 4).unwrap()).to_vec();
-                    assert_eq!(got, cpu::arg_rows(max, &x, rows, len), "arg max={max} {strategy:?} ({rows},{len})");
+                    let got: Vec<u32> =
+                        bytemuck::cast_slice(&g.read(&out, 0, rows as u64 * 4).unwrap()).to_vec();
+                    assert_eq!(
+                        got,
+                        cpu::arg_rows(max, &x, rows, len),
+                        "arg max={max} {strategy:?} ({rows},{len})"
+                    );
                 }
             }
         }
@@ -54,8 +78,18 @@ fn reductions_over_any_axes_match_cpu() {
     let x = rand_vec(105, seed("axes"), -2.0, 2.0);
     let t = tensor(&x, &shape);
     let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
-    for dims in [vec![0isize], vec![1], vec![2], vec![0, 2], vec![-1, 0], vec![0, 1, 2]] {
-        let nd: Vec<usize> = dims.iter().map(|&d| if d < 0 { (d + 3) as usize } else { d as usize }).collect();
+    for dims in [
+        vec![0isize],
+        vec![1],
+        vec![2],
+        vec![0, 2],
+        vec![-1, 0],
+        vec![0, 1, 2],
+    ] {
+        let nd: Vec<usize> = dims
+            .iter()
+            .map(|&d| if d < 0 { (d + 3) as usize } else { d as usize })
+            .collect();
         let kept: Vec<usize> = (0..3).filter(|k| !nd.contains(k)).collect();
         // CPU: permute kept-first then reduce rows.
         let rows: usize = kept.iter().map(|&k| shape[k]).product();
@@ -91,12 +125,20 @@ fn reductions_over_any_axes_match_cpu() {
             };
             let scale = if op == 1 { 1.0 / len as f64 } else { 1.0 };
             let want = cpu::reduce_rows(rop, &px, rows, len, scale);
-            Tolerance::F32_REDUCTION.assert_close(&format!("{name} over {dims:?}"), &out.to_vec::<f32>().unwrap(), &want);
+            Tolerance::F32_REDUCTION.assert_close(
+                &format!("{name} over {dims:?}"),
+                &out.to_vec::<f32>().unwrap(),
+                &want,
+            );
         }
     }
     // argmax along each dim.
     for d in 0..3 {
-        let got = t.argmax(d as isize, false).unwrap().to_vec::<u32>().unwrap();
+        let got = t
+            .argmax(d as isize, false)
+            .unwrap()
+            .to_vec::<u32>()
+            .unwrap();
         let kept: Vec<usize> = (0..3).filter(|&k| k != d).collect();
         let mut perm = kept.clone();
         perm.push(d);
@@ -104,7 +146,11 @@ fn reductions_over_any_axes_match_cpu() {
         let st = [35usize, 5, 1];
         let pst: Vec<usize> = perm.iter().map(|&k| st[k]).collect();
         let px = kiln_kernels::reference::gather_strided(&x, 0, &pshape, &pst);
-        assert_eq!(got, cpu::arg_rows(true, &px, 105 / shape[d], shape[d]), "argmax dim {d}");
+        assert_eq!(
+            got,
+            cpu::arg_rows(true, &px, 105 / shape[d], shape[d]),
+            "argmax dim {d}"
+        );
     }
 }
 
@@ -117,14 +163,33 @@ fn long_rows_are_reduced_completely() {
     let x = rand_vec(2 * len, seed("long"), 0.5, 1.5);
     let t = tensor(&x, &[2, len]);
     let got = t.sum_dims(&[1], false).unwrap().to_vec::<f32>().unwrap();
-    let want: Vec<f64> = x.chunks(len).map(|c| c.iter().map(|&v| v as f64).sum()).collect();
+    let want: Vec<f64> = x
+        .chunks(len)
+        .map(|c| c.iter().map(|&v| v as f64).sum())
+        .collect();
     Tolerance::new(1e-4, 0.0, "f32 sum of 3e5 terms").assert_close("long rows", &got, &want);
     let am = t.argmax(1, false).unwrap().to_vec::<u32>().unwrap();
     assert_eq!(am, cpu::arg_rows(true, &x, 2, len));
     // Forcing the serial kernel on such rows is refused, not silently wrong.
     let out = g.alloc(8, "out").unwrap();
-    let view = Rows { buf: xt_buffer(&t), offset: 0, rows: 2, len, row_stride: len, col_stride: 1 };
-    let e = rk::reduce_rows(&g, ReduceOp::Sum, ReduceStrategy::Serial, view, &out, 0, 1.0).unwrap_err();
+    let view = Rows {
+        buf: xt_buffer(&t),
+        offset: 0,
+        rows: 2,
+        len,
+        row_stride: len,
+        col_stride: 1,
+    };
+    let e = rk::reduce_rows(
+        &g,
+        ReduceOp::Sum,
+        ReduceStrategy::Serial,
+        view,
+        &out,
+        0,
+        1.0,
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("too long"), "{e}");
 }
 
@@ -133,7 +198,9 @@ fn reduction_of_transposed_view_reads_strides() {
     let x = rand_vec(17 * 129, seed("tv"), -1.0, 1.0);
     let t = tensor(&x, &[17, 129]).t().unwrap(); // (129, 17)
     let got = t.sum_dims(&[1], false).unwrap().to_vec::<f32>().unwrap();
-    let want: Vec<f64> = (0..129).map(|j| (0..17).map(|i| x[i * 129 + j] as f64).sum()).collect();
+    let want: Vec<f64> = (0..129)
+        .map(|j| (0..17).map(|i| x[i * 129 + j] as f64).sum())
+        .collect();
     Tolerance::F32_REDUCTION.assert_close("sum of transposed view", &got, &want);
 }
 
@@ -150,7 +217,13 @@ fn reduction_gradients_match_finite_differences() {
         }
         out
     };
-    gradcheck("sum all", &[input()], |t| t[0].sum(), |x| vec![x[0].iter().sum()], GradTol::default());
+    gradcheck(
+        "sum all",
+        &[input()],
+        |t| t[0].sum(),
+        |x| vec![x[0].iter().sum()],
+        GradTol::default(),
+    );
     gradcheck(
         "mean all",
         &[input()],
@@ -169,7 +242,11 @@ fn reduction_gradients_match_finite_differences() {
         "mean dim -1 keepdim",
         &[input()],
         |t| t[0].mean_dims(&[-1], true),
-        |x| x[0].chunks(5).map(|c| c.iter().sum::<f64>() / 5.0).collect(),
+        |x| {
+            x[0].chunks(5)
+                .map(|c| c.iter().sum::<f64>() / 5.0)
+                .collect()
+        },
         GradTol::default(),
     );
     gradcheck(
@@ -180,7 +257,9 @@ fn reduction_gradients_match_finite_differences() {
             (0..15)
                 .map(|r| {
                     let (a, c) = (r / 5, r % 5);
-                    (0..4).map(|b| x[0][a * 20 + b * 5 + c]).fold(f64::MIN, f64::max)
+                    (0..4)
+                        .map(|b| x[0][a * 20 + b * 5 + c])
+                        .fold(f64::MIN, f64::max)
                 })
                 .collect()
         },
@@ -213,14 +292,20 @@ fn reduction_gradients_match_finite_differences() {
 fn max_ties_share_the_gradient() {
     let x = tensor(&[1.0, 3.0, 3.0, 2.0], &[4]).requires_grad();
     x.max().unwrap().backward().unwrap();
-    assert_eq!(x.grad().unwrap().to_vec::<f32>().unwrap(), vec![0.0, 0.5, 0.5, 0.0]);
+    assert_eq!(
+        x.grad().unwrap().to_vec::<f32>().unwrap(),
+        vec![0.0, 0.5, 0.5, 0.0]
+    );
 }
 
 #[test]
 fn reduction_errors_name_the_problem() {
     let t = tensor(&[1.0, 2.0, 3.0, 4.0], &[2, 2]);
     let e = t.sum_dims(&[2], false).unwrap_err().to_string();
-    assert!(e.contains("sum") && e.contains("dim 2") && e.contains("rank 2"), "{e}");
+    assert!(
+        e.contains("sum") && e.contains("dim 2") && e.contains("rank 2"),
+        "{e}"
+    );
     let e = t.sum_dims(&[0, 0], false).unwrap_err().to_string();
     assert!(e.contains("twice"), "{e}");
     let e = t.sum_to(&[3]).unwrap_err().to_string();

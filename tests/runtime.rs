@@ -14,7 +14,11 @@ fn pool_reuses_freed_buffers_and_counts_bytes() {
         drop(t);
     }
     let (_, _, cached, allocs1) = g.pool_stats();
-    assert!(allocs1 - allocs0 <= 1, "20 same-size tensors made {} fresh buffers", allocs1 - allocs0);
+    assert!(
+        allocs1 - allocs0 <= 1,
+        "20 same-size tensors made {} fresh buffers",
+        allocs1 - allocs0
+    );
     assert!(cached >= 148_000);
     let before = g.live_bytes();
     let t = Tensor::zeros_on(&g, &[256, 256]).unwrap();
@@ -35,7 +39,11 @@ fn reused_buffer_uploads_do_not_overtake_pending_reads() {
         drop(a); // a's buffer back in the pool
         let c = Tensor::from_slice_on(&g, &vec![-1.0f32; 4096], &[4096]).unwrap(); // may reuse it
         let bv = b.to_vec::<f32>().unwrap();
-        assert!(bv.iter().all(|&v| v == 2.0 * i as f32), "iteration {i}: got {}", bv[0]);
+        assert!(
+            bv.iter().all(|&v| v == 2.0 * i as f32),
+            "iteration {i}: got {}",
+            bv[0]
+        );
         assert_eq!(c.to_vec::<f32>().unwrap()[0], -1.0);
     }
 }
@@ -71,7 +79,11 @@ fn pipelines_are_cached_by_specialisation() {
         x.exp().unwrap();
         x.tanh().unwrap();
     }
-    assert_eq!(g.pipeline_count(), n, "repeat launches compiled new pipelines");
+    assert_eq!(
+        g.pipeline_count(),
+        n,
+        "repeat launches compiled new pipelines"
+    );
 }
 
 #[test]
@@ -81,7 +93,10 @@ fn large_dispatch_uses_a_2d_grid() {
     let n = 20_000_000;
     let x = Tensor::full_on(&g, &[n], 1.5).unwrap();
     let s = x.sum().unwrap().item().unwrap();
-    assert!((s - 1.5 * n as f32).abs() / (1.5 * n as f32) < 1e-4, "sum {s}");
+    assert!(
+        (s - 1.5 * n as f32).abs() / (1.5 * n as f32) < 1e-4,
+        "sum {s}"
+    );
     let y = x.add_scalar(1.0).unwrap();
     let v = y.narrow(0, n - 3, 3).unwrap().to_vec::<f32>().unwrap();
     assert_eq!(v, vec![2.5, 2.5, 2.5]);
@@ -91,9 +106,16 @@ fn large_dispatch_uses_a_2d_grid() {
 fn adapter_listing_and_bad_selector() {
     let list = kiln::Gpu::adapters().unwrap();
     assert!(!list.is_empty());
-    let e = kiln::Gpu::with_selector(Some("no-such-gpu-xyz")).unwrap_err().to_string();
-    assert!(e.contains("no-such-gpu-xyz") && e.contains("available adapters"), "{e}");
-    let e = kiln::Gpu::with_selector(Some("99")).unwrap_err().to_string();
+    let e = kiln::Gpu::with_selector(Some("no-such-gpu-xyz"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("no-such-gpu-xyz") && e.contains("available adapters"),
+        "{e}"
+    );
+    let e = kiln::Gpu::with_selector(Some("99"))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("99"), "{e}");
     // Selecting by index 0 works.
     let g = kiln::Gpu::with_selector(Some("0")).unwrap();
@@ -106,5 +128,8 @@ fn device_reports_real_limits_and_features() {
     // Real adapter limits, not WebGPU's 128 MiB default binding size.
     let l = g.limits();
     assert!(l.max_storage_buffer_binding_size >= 128 << 20);
-    assert_eq!(g.features() & !kiln_kernels::gpu::OPTIONAL_FEATURES, kiln_kernels::wgpu::Features::empty());
+    assert_eq!(
+        g.features() & !kiln_kernels::gpu::OPTIONAL_FEATURES,
+        kiln_kernels::wgpu::Features::empty()
+    );
 }

@@ -2,12 +2,16 @@
 //! `#[repr(C)]` params struct has exactly the layout of its WGSL twin.
 
 use kiln_kernels::launch::all_params;
-use kiln_kernels::shaders::{expand, SOURCES};
+use kiln_kernels::shaders::{SOURCES, expand};
 
 fn parse(name: &str) -> (naga::Module, String) {
     let src = expand(name);
-    let module = naga::front::wgsl::parse_str(&src)
-        .unwrap_or_else(|e| panic!("{name} does not parse:\n{}", e.emit_to_string_with_path(&src, name)));
+    let module = naga::front::wgsl::parse_str(&src).unwrap_or_else(|e| {
+        panic!(
+            "{name} does not parse:\n{}",
+            e.emit_to_string_with_path(&src, name)
+        )
+    });
     (module, src)
 }
 
@@ -23,14 +27,22 @@ fn every_shader_file_is_listed() {
             if p.is_dir() {
                 stack.push(p);
             } else if p.extension().is_some_and(|x| x == "wgsl") {
-                on_disk.push(p.strip_prefix(&root).unwrap().to_string_lossy().replace('\\', "/"));
+                on_disk.push(
+                    p.strip_prefix(&root)
+                        .unwrap()
+                        .to_string_lossy()
+                        .replace('\\', "/"),
+                );
             }
         }
     }
     on_disk.sort();
     let mut listed: Vec<String> = SOURCES.iter().map(|(n, _)| n.to_string()).collect();
     listed.sort();
-    assert_eq!(on_disk, listed, "shaders/ and kernels/src/shaders.rs::SOURCES disagree");
+    assert_eq!(
+        on_disk, listed,
+        "shaders/ and kernels/src/shaders.rs::SOURCES disagree"
+    );
     for (name, src) in SOURCES {
         let disk = std::fs::read_to_string(root.join(name)).unwrap();
         assert_eq!(&disk, src, "{name}: embedded text differs from the file");
@@ -47,7 +59,10 @@ fn every_shader_validates_with_naga() {
             naga::valid::Capabilities::all(),
         );
         v.validate(&module).unwrap_or_else(|e| {
-            panic!("{name} fails validation:\n{}", e.emit_to_string_with_path(&src, name))
+            panic!(
+                "{name} fails validation:\n{}",
+                e.emit_to_string_with_path(&src, name)
+            )
         });
         validated += 1;
     }
@@ -88,7 +103,12 @@ fn params_structs_match_wgsl_layout() {
             .iter()
             .map(|m| (m.name.clone().unwrap_or_default(), m.offset as usize))
             .collect();
-        let rust: Vec<(String, usize)> = l.fields.iter().map(|(n, o)| (n.to_string(), *o)).collect();
-        assert_eq!(rust, wgsl, "{}: field names/offsets differ (Rust vs WGSL)", l.wgsl_struct);
+        let rust: Vec<(String, usize)> =
+            l.fields.iter().map(|(n, o)| (n.to_string(), *o)).collect();
+        assert_eq!(
+            rust, wgsl,
+            "{}: field names/offsets differ (Rust vs WGSL)",
+            l.wgsl_struct
+        );
     }
 }

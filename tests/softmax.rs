@@ -6,8 +6,8 @@
 mod common;
 
 use common::*;
-use kiln::ops::Reduction;
 use kiln::Tensor;
+use kiln::ops::Reduction;
 use kiln_kernels::launch::reduce::{ReduceStrategy, Rows};
 use kiln_kernels::launch::softmax::{self as sk, SoftmaxMode, Vector};
 use kiln_kernels::reference::softmax as cpu;

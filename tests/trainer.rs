@@ -10,13 +10,23 @@ use common::*;
 use kiln::data::{Dataset, InMemoryDataset, Targets};
 use kiln::models::ModelSpec;
 use kiln::optim::{Optimizer, Sgd, SgdConfig};
-use kiln::train::{checkpoint, Progress, Task, TrainConfig, Trainer};
+use kiln::train::{Progress, Task, TrainConfig, Trainer, checkpoint};
 
 /// A small two-class problem: the class is whether x0 + x1 > 0.
 fn toy(n: usize, seed_tag: &str) -> Arc<dyn Dataset> {
     let x = rand_vec(2 * n, seed(seed_tag), -1.0, 1.0);
     let labels: Vec<u32> = x.chunks(2).map(|p| (p[0] + p[1] > 0.0) as u32).collect();
-    Arc::new(InMemoryDataset::new(x, vec![2], Targets::Classes { labels, num_classes: 2 }).unwrap())
+    Arc::new(
+        InMemoryDataset::new(
+            x,
+            vec![2],
+            Targets::Classes {
+                labels,
+                num_classes: 2,
+            },
+        )
+        .unwrap(),
+    )
 }
 
 fn dir(name: &str) -> std::path::PathBuf {
@@ -29,7 +39,9 @@ fn trainer(config: TrainConfig, name: &str) -> Trainer<'static> {
     Trainer {
         gpu: gpu(),
         config,
-        task: Task::Classification { class_names: vec!["no".into(), "yes".into()] },
+        task: Task::Classification {
+            class_names: vec!["no".into(), "yes".into()],
+        },
         train: toy(96, "train"),
         val: Some(toy(40, "val")),
         dir: dir(name),
@@ -39,13 +51,26 @@ fn trainer(config: TrainConfig, name: &str) -> Trainer<'static> {
 }
 
 fn linear() -> Box<dyn kiln::nn::Module> {
-    ModelSpec::Linear { input: 2, output: 2 }.build(&gpu()).unwrap()
+    ModelSpec::Linear {
+        input: 2,
+        output: 2,
+    }
+    .build(&gpu())
+    .unwrap()
 }
 
 #[test]
 fn early_stopping_stops_after_patience_and_restores_best() {
     // min_delta so large that no epoch after the first counts as an improvement.
-    let config = TrainConfig { epochs: 20, patience: Some(2), min_delta: 1e9, quiet: true, lr: 0.1, optimizer: "sgd".into(), ..Default::default() };
+    let config = TrainConfig {
+        epochs: 20,
+        patience: Some(2),
+        min_delta: 1e9,
+        quiet: true,
+        lr: 0.1,
+        optimizer: "sgd".into(),
+        ..Default::default()
+    };
     let mut t = trainer(config, "early");
     let mut m = linear();
     let mut opt = Sgd::new(m.named_parameters(), SgdConfig::new(0.1)).unwrap();
@@ -57,7 +82,11 @@ fn early_stopping_stops_after_patience_and_restores_best() {
     let best = checkpoint::load(&t.dir.join("best.safetensors")).unwrap();
     for (name, p) in m.named_parameters() {
         let saved = best.tensors[&format!("model.{name}")].to_f32().unwrap();
-        assert_eq!(p.to_vec::<f32>().unwrap(), saved, "{name} not restored to the best epoch");
+        assert_eq!(
+            p.to_vec::<f32>().unwrap(),
+            saved,
+            "{name} not restored to the best epoch"
+        );
     }
 }
 
@@ -68,28 +97,52 @@ fn gradient_accumulation_matches_a_larger_batch() {
     // both runs see the same 96 examples in the same order within the single step.
     let run = |batch: usize, accumulate: usize| -> Vec<f32> {
         kiln::nn::manual_seed(5);
-        let config = TrainConfig { epochs: 1, batch_size: batch, accumulate, quiet: true, optimizer: "sgd".into(), lr: 0.5, ..Default::default() };
+        let config = TrainConfig {
+            epochs: 1,
+            batch_size: batch,
+            accumulate,
+            quiet: true,
+            optimizer: "sgd".into(),
+            lr: 0.5,
+            ..Default::default()
+        };
         let mut t = trainer(config, &format!("acc{batch}"));
         t.val = None;
         let mut m = linear();
         let mut opt = Sgd::new(m.named_parameters(), SgdConfig::new(0.5)).unwrap();
         t.fit(m.as_mut(), &mut opt, Progress::default()).unwrap();
         assert_eq!(opt.state().step, 1, "exactly one optimizer step");
-        m.named_parameters().iter().flat_map(|(_, p)| p.to_vec::<f32>().unwrap()).collect()
+        m.named_parameters()
+            .iter()
+            .flat_map(|(_, p)| p.to_vec::<f32>().unwrap())
+            .collect()
     };
     let big = run(96, 1);
     let acc = run(48, 2);
-    Tolerance::new(1e-5, 1e-6, "same sum of gradients in a different order").assert_close("accumulated vs full batch", &acc, &big);
+    Tolerance::new(1e-5, 1e-6, "same sum of gradients in a different order").assert_close(
+        "accumulated vs full batch",
+        &acc,
+        &big,
+    );
 }
 
 #[test]
 fn divergence_keeps_the_last_good_checkpoint() {
     // One good epoch with a sane learning rate, then a run that explodes.
-    let config = TrainConfig { epochs: 1, quiet: true, optimizer: "sgd".into(), lr: 0.1, ..Default::default() };
+    let config = TrainConfig {
+        epochs: 1,
+        quiet: true,
+        optimizer: "sgd".into(),
+        lr: 0.1,
+        ..Default::default()
+    };
     let mut t = trainer(config, "diverge");
     let mut m = linear();
     let mut opt = Sgd::new(m.named_parameters(), SgdConfig::new(0.1)).unwrap();
-    let p = t.fit(m.as_mut(), &mut opt, Progress::default()).unwrap().progress;
+    let p = t
+        .fit(m.as_mut(), &mut opt, Progress::default())
+        .unwrap()
+        .progress;
     let good = std::fs::read(t.dir.join("checkpoint.safetensors")).unwrap();
     t.config.epochs = 3;
     // Weights overflow f32 in one step, so the next loss is NaN.
@@ -97,28 +150,51 @@ fn divergence_keeps_the_last_good_checkpoint() {
     opt.set_learning_rate(3e38);
     let e = t.fit(m.as_mut(), &mut opt, p).unwrap_err().to_string();
     assert!(e.contains("loss became"), "{e}");
-    assert_eq!(std::fs::read(t.dir.join("checkpoint.safetensors")).unwrap(), good, "the good checkpoint was overwritten");
+    assert_eq!(
+        std::fs::read(t.dir.join("checkpoint.safetensors")).unwrap(),
+        good,
+        "the good checkpoint was overwritten"
+    );
 }
 
 #[test]
 fn checkpoint_round_trip_and_atomic_write() {
     let g = gpu();
     let d = dir("ckpt");
-    let a = kiln::Tensor::from_slice_on(&g, &rand_vec(7 * 3, seed("ck"), -1.0, 1.0), &[7, 3]).unwrap();
+    let a =
+        kiln::Tensor::from_slice_on(&g, &rand_vec(7 * 3, seed("ck"), -1.0, 1.0), &[7, 3]).unwrap();
     let b = kiln::Tensor::from_slice_on(&g, &[1u32, 2, 3], &[3]).unwrap();
     let mut meta = BTreeMap::new();
     meta.insert("note".to_string(), "hello".to_string());
     let path = d.join("x.safetensors");
-    checkpoint::save(&path, &[("model.a".into(), a.clone()), ("model.b".into(), b.clone())], &meta).unwrap();
-    assert!(!d.join("x.safetensors.tmp").exists(), "temporary file left behind");
+    checkpoint::save(
+        &path,
+        &[("model.a".into(), a.clone()), ("model.b".into(), b.clone())],
+        &meta,
+    )
+    .unwrap();
+    assert!(
+        !d.join("x.safetensors.tmp").exists(),
+        "temporary file left behind"
+    );
     let ck = checkpoint::load(&path).unwrap();
     assert_eq!(ck.meta("note").unwrap(), "hello");
     let a2 = kiln::Tensor::zeros_on(&g, &[7, 3]).unwrap();
     let b2 = kiln::Tensor::from_slice_on(&g, &[0u32; 3], &[3]).unwrap();
-    ck.restore_into("model", &[("a".into(), a2.clone()), ("b".into(), b2.clone())]).unwrap();
+    ck.restore_into(
+        "model",
+        &[("a".into(), a2.clone()), ("b".into(), b2.clone())],
+    )
+    .unwrap();
     assert_eq!(a2.to_vec::<f32>().unwrap(), a.to_vec::<f32>().unwrap());
     assert_eq!(b2.to_vec::<u32>().unwrap(), vec![1, 2, 3]);
     let wrong = kiln::Tensor::zeros_on(&g, &[3, 7]).unwrap();
-    let e = ck.restore_into("model", &[("a".into(), wrong), ("c".into(), b2)]).unwrap_err().to_string();
-    assert!(e.contains("missing: c") && e.contains("unexpected: b") && e.contains("mis-shaped: a"), "{e}");
+    let e = ck
+        .restore_into("model", &[("a".into(), wrong), ("c".into(), b2)])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("missing: c") && e.contains("unexpected: b") && e.contains("mis-shaped: a"),
+        "{e}"
+    );
 }

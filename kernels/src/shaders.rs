@@ -39,6 +39,11 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("index.wgsl", include_str!("../../shaders/index.wgsl")),
     ("dropout.wgsl", include_str!("../../shaders/dropout.wgsl")),
     ("optim.wgsl", include_str!("../../shaders/optim.wgsl")),
+    ("pool.wgsl", include_str!("../../shaders/pool.wgsl")),
+    (
+        "batch_norm.wgsl",
+        include_str!("../../shaders/batch_norm.wgsl"),
+    ),
     (
         "common/matmul.wgsl",
         include_str!("../../shaders/common/matmul.wgsl"),
@@ -55,7 +60,22 @@ pub const SOURCES: &[(&str, &str)] = &[
         "matmul/regblock.wgsl",
         include_str!("../../shaders/matmul/regblock.wgsl"),
     ),
-    ("matmul/xexp.wgsl", include_str!("../../shaders/matmul/xexp.wgsl")), // XXX temporary
+    (
+        "matmul/vec4.wgsl",
+        include_str!("../../shaders/matmul/vec4.wgsl"),
+    ),
+    (
+        "common/conv.wgsl",
+        include_str!("../../shaders/common/conv.wgsl"),
+    ),
+    (
+        "conv/direct.wgsl",
+        include_str!("../../shaders/conv/direct.wgsl"),
+    ),
+    (
+        "conv/implicit_gemm.wgsl",
+        include_str!("../../shaders/conv/implicit_gemm.wgsl"),
+    ),
 ];
 
 /// The raw text of `name`, or `None` if kiln ships no such file.

@@ -80,7 +80,9 @@ impl Tensor {
 
     /// True when gradients flow to or through this tensor.
     pub fn requires_grad_flag(&self) -> bool {
-        self.inner.requires_grad.load(std::sync::atomic::Ordering::Relaxed)
+        self.inner
+            .requires_grad
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Turn gradient collection of a leaf on or off in place (freezing a parameter: ops recorded

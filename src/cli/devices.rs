@@ -7,7 +7,10 @@ use super::Result;
 pub fn run() -> Result<()> {
     let list = Gpu::adapters()?;
     if list.is_empty() {
-        return Err(kiln_kernels::KernelError::NoAdapter { detail: String::new() }.into());
+        return Err(kiln_kernels::KernelError::NoAdapter {
+            detail: String::new(),
+        }
+        .into());
     }
     for a in &list {
         println!("{a}");

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::saved::SavedRun;
-use super::{open_device, Error, Result};
+use super::{Error, Result, open_device};
 use crate::data::Dataset;
 use crate::train::{self, metrics};
 
@@ -31,10 +31,16 @@ pub fn run(a: EvalArgs) -> Result<()> {
     let gpu = open_device(a.device.as_deref())?;
     let mut model = saved.model(&gpu)?;
     let (data, what): (Box<dyn Dataset>, String) = match &a.data {
-        None => (Box::new(ArcData(saved.spec.load_data()?.test)), "test split".into()),
+        None => (
+            Box::new(ArcData(saved.spec.load_data()?.test)),
+            "test split".into(),
+        ),
         Some(path) => {
             let pre = saved.preprocessor.as_ref().ok_or_else(|| {
-                Error("--data works for runs trained on a CSV file; this run used a built-in dataset".into())
+                Error(
+                    "--data works for runs trained on a CSV file; this run used a built-in dataset"
+                        .into(),
+                )
             })?;
             let table = pre.read_csv(path)?;
             (Box::new(pre.dataset(&table)?), path.display().to_string())
@@ -45,7 +51,11 @@ pub fn run(a: EvalArgs) -> Result<()> {
         println!("{}", serde_json::to_string(&ev).unwrap_or_default());
         return Ok(());
     }
-    println!("{} on {what} ({} examples)", saved.path.display(), ev.examples);
+    println!(
+        "{} on {what} ({} examples)",
+        saved.path.display(),
+        ev.examples
+    );
     if let Some(m) = &ev.classification {
         println!(
             "accuracy {:.2}%   loss {:.4}   macro precision {:.3}   recall {:.3}   F1 {:.3}",
@@ -60,7 +70,10 @@ pub fn run(a: EvalArgs) -> Result<()> {
         }
     }
     if let Some(m) = &ev.regression {
-        println!("loss {:.4}   MSE {:.4}   MAE {:.4}   R2 {:.3}", ev.loss, m.mse, m.mae, m.r2);
+        println!(
+            "loss {:.4}   MSE {:.4}   MAE {:.4}   R2 {:.3}",
+            ev.loss, m.mse, m.mae, m.r2
+        );
     }
     Ok(())
 }

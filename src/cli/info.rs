@@ -4,9 +4,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use super::Result;
 use super::saved::checkpoint_path;
 use super::train::group;
-use super::Result;
 use crate::train::checkpoint;
 
 /// Flags of `kiln info`.

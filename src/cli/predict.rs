@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::saved::SavedRun;
-use super::{open_device, Error, Result};
+use super::{Error, Result, open_device};
 use crate::data::HeaderMode;
 use crate::tensor::Tensor;
 use crate::train::Task;
@@ -90,10 +90,9 @@ pub fn run(a: PredictArgs) -> Result<()> {
             text += "row,prediction,probability\n";
             for i in 0..n {
                 let row = &probs[i * c..(i + 1) * c];
-                let (best, p) = row
-                    .iter()
-                    .enumerate()
-                    .fold((0, f32::MIN), |acc, (j, &v)| if v > acc.1 { (j, v) } else { acc });
+                let (best, p) = row.iter().enumerate().fold((0, f32::MIN), |acc, (j, &v)| {
+                    if v > acc.1 { (j, v) } else { acc }
+                });
                 text += &format!("{},{},{p:.4}\n", i + 1, class_names[best]);
             }
         }
@@ -101,7 +100,10 @@ pub fn run(a: PredictArgs) -> Result<()> {
             let v = out.to_vec::<f32>()?;
             text += "row,prediction\n";
             for i in 0..n {
-                let vals: Vec<String> = v[i * width..(i + 1) * width].iter().map(|x| x.to_string()).collect();
+                let vals: Vec<String> = v[i * width..(i + 1) * width]
+                    .iter()
+                    .map(|x| x.to_string())
+                    .collect();
                 text += &format!("{},{}\n", i + 1, vals.join(","));
             }
         }
@@ -112,7 +114,9 @@ pub fn run(a: PredictArgs) -> Result<()> {
             eprintln!("wrote {} predictions to {}", n, p.display());
         }
         None => {
-            std::io::stdout().write_all(text.as_bytes()).map_err(|e| Error(e.to_string()))?;
+            std::io::stdout()
+                .write_all(text.as_bytes())
+                .map_err(|e| Error(e.to_string()))?;
         }
     }
     Ok(())
@@ -120,6 +124,7 @@ pub fn run(a: PredictArgs) -> Result<()> {
 
 fn model_inputs(saved: &SavedRun) -> Result<usize> {
     match &saved.model_spec {
-        crate::models::ModelSpec::Mlp { input, .. } | crate::models::ModelSpec::Linear { input, .. } => Ok(*input),
+        crate::models::ModelSpec::Mlp { input, .. }
+        | crate::models::ModelSpec::Linear { input, .. } => Ok(*input),
     }
 }

@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use super::spec::RunSpec;
 use super::{Error, Result};
+use crate::Gpu;
 use crate::data::Preprocessor;
 use crate::models::ModelSpec;
 use crate::nn::Module;
 use crate::train::checkpoint::{self, Checkpoint};
-use crate::train::{trainer, Task};
-use crate::Gpu;
+use crate::train::{Task, trainer};
 
 /// A model restored from a checkpoint, with what defined it.
 pub struct SavedRun {
@@ -46,7 +46,10 @@ pub fn checkpoint_path(path: &Path) -> Result<PathBuf> {
         )));
     }
     if !path.exists() {
-        return Err(Error(format!("{}: no such file or directory", path.display())));
+        return Err(Error(format!(
+            "{}: no such file or directory",
+            path.display()
+        )));
     }
     Ok(path.to_path_buf())
 }
@@ -69,13 +72,21 @@ impl SavedRun {
             Some(_) => Some(meta_json(&checkpoint, "preprocessor")?),
             None => None,
         };
-        Ok(SavedRun { path, checkpoint, spec, model_spec, task, preprocessor })
+        Ok(SavedRun {
+            path,
+            checkpoint,
+            spec,
+            model_spec,
+            task,
+            preprocessor,
+        })
     }
 
     /// Build the network and load its weights (eval mode).
     pub fn model(&self, gpu: &Arc<Gpu>) -> Result<Box<dyn Module>> {
         let mut m = self.model_spec.build(gpu)?;
-        self.checkpoint.restore_into("model", &m.named_parameters())?;
+        self.checkpoint
+            .restore_into("model", &m.named_parameters())?;
         self.checkpoint.restore_into("buffer", &m.named_buffers())?;
         m.set_training(false);
         Ok(m)

@@ -107,7 +107,11 @@ impl RunSpec {
                 let all = data::digits()?;
                 let labels = all.labels().map(<[u32]>::to_vec).unwrap_or_default();
                 let s = data::stratified_split(&labels, fractions, seed);
-                let (train, val, test) = (all.subset(&s.train)?, all.subset(&s.val)?, all.subset(&s.test)?);
+                let (train, val, test) = (
+                    all.subset(&s.train)?,
+                    all.subset(&s.val)?,
+                    all.subset(&s.test)?,
+                );
                 let report = format!(
                     "digits: 1,797 8x8 images (UCI via scikit-learn), 10 classes; {} train / {} val / {} test",
                     train.len(),
@@ -119,7 +123,11 @@ impl RunSpec {
             "fashion-mnist" => {
                 let (full, test) = data::fashion_mnist(None)?;
                 let labels = full.labels().map(<[u32]>::to_vec).unwrap_or_default();
-                let f = SplitFractions { train: 1.0 - self.val_fraction, val: self.val_fraction, test: 0.0 };
+                let f = SplitFractions {
+                    train: 1.0 - self.val_fraction,
+                    val: self.val_fraction,
+                    test: 0.0,
+                };
                 let s = data::stratified_split(&labels, f, seed);
                 let (train, val) = (full.subset(&s.train)?, full.subset(&s.val)?);
                 let report = format!(
@@ -184,7 +192,9 @@ impl PreparedData {
             Targets::Values { width, .. } => (Task::Regression { width: *width }, *width),
         };
         if train.is_empty() {
-            return Err(Error::Config("the training split is empty; lower --val-fraction/--test-fraction".into()));
+            return Err(Error::Config(
+                "the training split is empty; lower --val-fraction/--test-fraction".into(),
+            ));
         }
         Ok(PreparedData {
             train: Arc::new(train),

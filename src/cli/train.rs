@@ -8,10 +8,10 @@ use std::time::Instant;
 use clap::Args;
 
 use super::spec::{PreparedData, RunSpec};
-use super::{open_device, Error, Result};
+use super::{Error, Result, open_device};
 use crate::models::ModelSpec;
 use crate::optim::OptimizerKind;
-use crate::train::{self, metrics, Evaluation, Progress, Task, Trainer};
+use crate::train::{self, Evaluation, Progress, Task, Trainer, metrics};
 
 /// Flags of `kiln train`. Any flag given overrides the same setting from `--config`.
 #[derive(Debug, Args, Default)]
@@ -135,10 +135,16 @@ fn next_run_dir(spec: &RunSpec) -> PathBuf {
 /// Run `kiln train`.
 pub fn run(a: TrainArgs) -> Result<()> {
     let (spec, dir) = if a.resume {
-        let dir = a.out.clone().ok_or_else(|| Error("--resume needs --out DIR, the run to continue".into()))?;
+        let dir = a
+            .out
+            .clone()
+            .ok_or_else(|| Error("--resume needs --out DIR, the run to continue".into()))?;
         let cfg = dir.join("config.toml");
         if !cfg.exists() {
-            return Err(Error(format!("--resume: {} has no config.toml; is it a kiln run directory?", dir.display())));
+            return Err(Error(format!(
+                "--resume: {} has no config.toml; is it a kiln run directory?",
+                dir.display()
+            )));
         }
         let mut spec = RunSpec::from_toml_file(&cfg)?;
         if let Some(e) = a.epochs {
@@ -163,7 +169,11 @@ pub fn run(a: TrainArgs) -> Result<()> {
     crate::nn::manual_seed(spec.train.seed);
     let model_spec = ModelSpec::from_name(&spec.model, data.input, data.output)?;
     let mut model = model_spec.build(&gpu)?;
-    let kind: OptimizerKind = spec.train.optimizer.parse().map_err(|e| Error(format!("--optimizer: {e}")))?;
+    let kind: OptimizerKind = spec
+        .train
+        .optimizer
+        .parse()
+        .map_err(|e| Error(format!("--optimizer: {e}")))?;
     let mut opt = crate::optim::build(
         kind,
         model.named_parameters(),
@@ -176,10 +186,19 @@ pub fn run(a: TrainArgs) -> Result<()> {
         train::checkpoint::write_atomic(&dir.join("config.toml"), spec.to_toml().as_bytes())?;
     }
     let mut metadata = BTreeMap::new();
-    metadata.insert("run_spec".into(), serde_json::to_string(&spec).unwrap_or_default());
-    metadata.insert("model_spec".into(), serde_json::to_string(&model_spec).unwrap_or_default());
+    metadata.insert(
+        "run_spec".into(),
+        serde_json::to_string(&spec).unwrap_or_default(),
+    );
+    metadata.insert(
+        "model_spec".into(),
+        serde_json::to_string(&model_spec).unwrap_or_default(),
+    );
     if let Some(p) = &data.preprocessor {
-        metadata.insert("preprocessor".into(), serde_json::to_string(p).unwrap_or_default());
+        metadata.insert(
+            "preprocessor".into(),
+            serde_json::to_string(p).unwrap_or_default(),
+        );
     }
     if !quiet {
         println!("device: {} ({:?})", gpu.info().name, gpu.info().backend);
@@ -207,7 +226,11 @@ pub fn run(a: TrainArgs) -> Result<()> {
         on_epoch: None,
     };
     let progress = if a.resume {
-        let p = trainer.resume(&dir.join(train::trainer::LAST), model.as_mut(), opt.as_mut())?;
+        let p = trainer.resume(
+            &dir.join(train::trainer::LAST),
+            model.as_mut(),
+            opt.as_mut(),
+        )?;
         if !quiet {
             println!("resumed after epoch {} (step {})", p.epoch, p.step);
         }
@@ -218,7 +241,10 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let epochs = spec.train.epochs;
     if !quiet {
         trainer.on_epoch = Some(Box::new(move |r| {
-            let mut line = format!("epoch {:>3}/{epochs}  train loss {:.4}", r.epoch, r.train_loss);
+            let mut line = format!(
+                "epoch {:>3}/{epochs}  train loss {:.4}",
+                r.epoch, r.train_loss
+            );
             if let Some(v) = r.val_loss {
                 line += &format!("  val loss {v:.4}");
             }
@@ -236,7 +262,16 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let report = trainer.fit(model.as_mut(), opt.as_mut(), progress)?;
     let test = train::evaluate(&gpu, model.as_mut(), &data.task, data.test.as_ref(), 512)?;
     let wall = start.elapsed().as_secs_f64();
-    write_summary(&dir, &spec, &data, &test, &report, wall, &gpu, model.num_parameters())?;
+    write_summary(
+        &dir,
+        &spec,
+        &data,
+        &test,
+        &report,
+        wall,
+        &gpu,
+        model.num_parameters(),
+    )?;
     print_summary(&data, &test, &report, wall, &dir, quiet);
     Ok(())
 }
@@ -246,7 +281,7 @@ pub fn group(n: usize) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -298,8 +333,19 @@ fn write_summary(
     Ok(())
 }
 
-fn print_summary(data: &PreparedData, test: &Evaluation, report: &train::FitReport, wall: f64, dir: &Path, quiet: bool) {
-    let stop = if report.stopped_early { " (early stop)" } else { "" };
+fn print_summary(
+    data: &PreparedData,
+    test: &Evaluation,
+    report: &train::FitReport,
+    wall: f64,
+    dir: &Path,
+    quiet: bool,
+) {
+    let stop = if report.stopped_early {
+        " (early stop)"
+    } else {
+        ""
+    };
     let head = format!("{} epochs{stop} in {wall:.1}s", report.progress.epoch);
     if let Some(m) = &test.classification {
         if !quiet {
@@ -318,14 +364,27 @@ fn print_summary(data: &PreparedData, test: &Evaluation, report: &train::FitRepo
                     print!("{}", metrics::confusion_table(&m.confusion, class_names));
                 }
             }
-            println!("\nrun directory: {} (metrics.csv, curves.png, best.safetensors, summary.json)", dir.display());
+            println!(
+                "\nrun directory: {} (metrics.csv, curves.png, best.safetensors, summary.json)",
+                dir.display()
+            );
         }
-        println!("{head}: test accuracy {:.2}%, test loss {:.4}", 100.0 * m.accuracy, test.loss);
+        println!(
+            "{head}: test accuracy {:.2}%, test loss {:.4}",
+            100.0 * m.accuracy,
+            test.loss
+        );
     }
     if let Some(m) = &test.regression {
         if !quiet {
-            println!("\nrun directory: {} (metrics.csv, curves.png, best.safetensors, summary.json)", dir.display());
+            println!(
+                "\nrun directory: {} (metrics.csv, curves.png, best.safetensors, summary.json)",
+                dir.display()
+            );
         }
-        println!("{head}: test MSE {:.4}, MAE {:.4}, R2 {:.3}", m.mse, m.mae, m.r2);
+        println!(
+            "{head}: test MSE {:.4}, MAE {:.4}, R2 {:.3}",
+            m.mse, m.mae, m.r2
+        );
     }
 }

@@ -7,10 +7,10 @@
 
 use std::sync::Arc;
 
+use crate::Gpu;
 use crate::error::{Error, Result};
 use crate::nn::{self, Module, Sequential};
 use crate::tensor::Tensor;
-use crate::Gpu;
 
 /// The MLP.
 pub struct Mlp {
@@ -27,7 +27,7 @@ fn activation(name: &str) -> Result<Box<dyn Module>> {
         _ => {
             return Err(Error::Config(format!(
                 "unknown activation {name:?}; use relu, gelu, silu, tanh or sigmoid"
-            )))
+            )));
         }
     })
 }
@@ -60,7 +60,11 @@ impl Mlp {
 impl Module for Mlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         // (B, in) -> (B, out); extra leading dims are flattened into the batch.
-        let x = if x.rank() > 2 { x.flatten(1, -1)? } else { x.clone() };
+        let x = if x.rank() > 2 {
+            x.flatten(1, -1)?
+        } else {
+            x.clone()
+        };
         self.layers.forward(&x)
     }
 

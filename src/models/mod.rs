@@ -9,9 +9,9 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::Gpu;
 use crate::error::{Error, Result};
 use crate::nn::Module;
-use crate::Gpu;
 
 /// A buildable model description.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -72,12 +72,23 @@ impl ModelSpec {
     /// Construct the model on `gpu` with fresh parameters (from kiln's seeded RNG).
     pub fn build(&self, gpu: &Arc<Gpu>) -> Result<Box<dyn Module>> {
         match self {
-            ModelSpec::Mlp { input, hidden, output, activation, dropout } => {
-                Ok(Box::new(Mlp::new_on(gpu, *input, hidden, *output, activation, *dropout)?))
-            }
-            ModelSpec::Linear { input, output } => {
-                Ok(Box::new(Mlp::new_on(gpu, *input, &[], *output, "relu", 0.0)?))
-            }
+            ModelSpec::Mlp {
+                input,
+                hidden,
+                output,
+                activation,
+                dropout,
+            } => Ok(Box::new(Mlp::new_on(
+                gpu, *input, hidden, *output, activation, *dropout,
+            )?)),
+            ModelSpec::Linear { input, output } => Ok(Box::new(Mlp::new_on(
+                gpu,
+                *input,
+                &[],
+                *output,
+                "relu",
+                0.0,
+            )?)),
         }
     }
 }

@@ -7,22 +7,30 @@
 
 pub mod activation;
 pub mod batch_norm;
+pub mod batch_norm2d;
+pub mod conv;
 pub mod dropout;
 pub mod embedding;
+pub mod flatten;
 pub mod init;
 pub mod layer_norm;
 pub mod linear;
 pub mod loss;
+pub mod pool;
 pub mod rng;
 pub mod sequential;
 
 pub use activation::{GELU, ReLU, SiLU, Sigmoid, Tanh};
 pub use batch_norm::{BatchNorm1d, BatchNormOptions};
+pub use batch_norm2d::{BatchNorm2d, batch_norm2d};
+pub use conv::{Conv1d, Conv2d};
 pub use dropout::{Dropout, dropout};
 pub use embedding::Embedding;
+pub use flatten::Flatten;
 pub use layer_norm::{LayerNorm, layer_norm};
 pub use linear::Linear;
 pub use loss::{CrossEntropyOptions, Reduction};
+pub use pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d, PoolWindow};
 pub use rng::{RngState, manual_seed, next_key, rng_state, set_rng_state};
 pub use sequential::Sequential;
 
@@ -53,7 +61,10 @@ pub trait Module: Send + Sync {
 
     /// The parameters without names.
     fn parameters(&self) -> Vec<Tensor> {
-        self.named_parameters().into_iter().map(|(_, t)| t).collect()
+        self.named_parameters()
+            .into_iter()
+            .map(|(_, t)| t)
+            .collect()
     }
 
     /// Number of scalar parameters.

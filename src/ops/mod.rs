@@ -15,17 +15,22 @@
 //! | `loss.rs` | fused cross-entropy from logits and class indices |
 //! | `index.rs` | gather, index_select, embedding (scatter-add backward) |
 //! | `concat.rs` | concat, stack, split, chunk |
+//! | `conv.rs` | conv2d, conv1d (stride, padding, dilation, groups) |
+//! | `pool.rs` | max_pool2d, avg_pool2d, adaptive_avg_pool2d (gather backward, no atomics) |
 
 mod binary;
 mod compare;
 mod concat;
+mod conv;
 mod index;
 mod loss;
 mod matmul;
+mod pool;
 mod reduce;
 mod softmax;
 mod unary;
 
+pub use conv::{Conv1dOptions, Conv2dOptions};
 pub use loss::Reduction;
 
 use crate::error::{Result, shape_err};

@@ -16,7 +16,7 @@ use std::path::Path;
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
-use crate::error::{io_err, Error, Result};
+use crate::error::{Error, Result, io_err};
 use crate::tensor::{DType, Tensor};
 
 /// The format tag stored in every kiln checkpoint.
@@ -37,7 +37,10 @@ impl HostTensor {
     /// The values as f32 (error for other dtypes).
     pub fn to_f32(&self) -> Result<Vec<f32>> {
         if self.dtype != DType::F32 {
-            return crate::error::arg_err("checkpoint", format!("tensor is {:?}, not f32", self.dtype));
+            return crate::error::arg_err(
+                "checkpoint",
+                format!("tensor is {:?}, not f32", self.dtype),
+            );
         }
         Ok(bytemuck::pod_collect_to_vec(&self.bytes))
     }
@@ -64,7 +67,11 @@ fn st_dtype(d: DType) -> Dtype {
 }
 
 /// Write `tensors` (read back from the GPU) and `metadata` to `path` atomically.
-pub fn save(path: &Path, tensors: &[(String, Tensor)], metadata: &BTreeMap<String, String>) -> Result<()> {
+pub fn save(
+    path: &Path,
+    tensors: &[(String, Tensor)],
+    metadata: &BTreeMap<String, String>,
+) -> Result<()> {
     let mut host = Vec::with_capacity(tensors.len());
     for (name, t) in tensors {
         let bytes: Vec<u8> = match t.dtype() {
@@ -77,14 +84,23 @@ pub fn save(path: &Path, tensors: &[(String, Tensor)], metadata: &BTreeMap<Strin
     }
     let mut views = Vec::with_capacity(host.len());
     for (name, dtype, shape, bytes) in &host {
-        let v = TensorView::new(st_dtype(*dtype), shape.clone(), bytes)
-            .map_err(|e| Error::Checkpoint { path: path.display().to_string(), msg: format!("{name}: {e}") })?;
+        let v = TensorView::new(st_dtype(*dtype), shape.clone(), bytes).map_err(|e| {
+            Error::Checkpoint {
+                path: path.display().to_string(),
+                msg: format!("{name}: {e}"),
+            }
+        })?;
         views.push((name.clone(), v));
     }
-    let mut meta: HashMap<String, String> = metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let mut meta: HashMap<String, String> = metadata
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     meta.insert("format".into(), FORMAT.into());
-    let bytes = safetensors::serialize(views, Some(meta))
-        .map_err(|e| Error::Checkpoint { path: path.display().to_string(), msg: e.to_string() })?;
+    let bytes = safetensors::serialize(views, Some(meta)).map_err(|e| Error::Checkpoint {
+        path: path.display().to_string(),
+        msg: e.to_string(),
+    })?;
     write_atomic(path, &bytes)
 }
 
@@ -109,13 +125,22 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 pub fn load(path: &Path) -> Result<Checkpoint> {
     let p = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|e| io_err(path, e))?;
-    let bad = |msg: String| Error::Checkpoint { path: p.clone(), msg };
+    let bad = |msg: String| Error::Checkpoint {
+        path: p.clone(),
+        msg,
+    };
     let st = SafeTensors::deserialize(&bytes).map_err(|e| {
-        bad(format!("not a readable safetensors file ({e}); it may be truncated or corrupt"))
+        bad(format!(
+            "not a readable safetensors file ({e}); it may be truncated or corrupt"
+        ))
     })?;
     let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
-    let metadata: BTreeMap<String, String> =
-        header.metadata().clone().unwrap_or_default().into_iter().collect();
+    let metadata: BTreeMap<String, String> = header
+        .metadata()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
     if metadata.get("format").map(String::as_str) != Some(FORMAT) {
         return Err(bad(format!(
             "not a kiln checkpoint (format tag {:?}, expected {FORMAT:?})",
@@ -129,29 +154,47 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
             Dtype::F16 => DType::F16,
             Dtype::I32 => DType::I32,
             Dtype::U32 => DType::U32,
-            other => return Err(bad(format!("tensor {name} has unsupported dtype {other:?}"))),
+            other => {
+                return Err(bad(format!(
+                    "tensor {name} has unsupported dtype {other:?}"
+                )));
+            }
         };
         tensors.insert(
             name.clone(),
-            HostTensor { dtype, shape: view.shape().to_vec(), bytes: view.data().to_vec() },
+            HostTensor {
+                dtype,
+                shape: view.shape().to_vec(),
+                bytes: view.data().to_vec(),
+            },
         );
     }
-    Ok(Checkpoint { path: p, tensors, metadata })
+    Ok(Checkpoint {
+        path: p,
+        tensors,
+        metadata,
+    })
 }
 
 impl Checkpoint {
     /// A metadata value, or an error naming the missing key.
     pub fn meta(&self, key: &str) -> Result<&str> {
-        self.metadata.get(key).map(String::as_str).ok_or_else(|| Error::Checkpoint {
-            path: self.path.clone(),
-            msg: format!("metadata key {key:?} is missing"),
-        })
+        self.metadata
+            .get(key)
+            .map(String::as_str)
+            .ok_or_else(|| Error::Checkpoint {
+                path: self.path.clone(),
+                msg: format!("metadata key {key:?} is missing"),
+            })
     }
 
     /// Names under `prefix.` (without the prefix).
     pub fn names_under(&self, prefix: &str) -> Vec<String> {
         let pre = format!("{prefix}.");
-        self.tensors.keys().filter_map(|k| k.strip_prefix(&pre).map(str::to_string)).collect()
+        self.tensors
+            .keys()
+            .filter_map(|k| k.strip_prefix(&pre).map(str::to_string))
+            .collect()
     }
 
     /// Copy the tensors under `prefix.` into `targets` (matched by name), in place.
@@ -175,8 +218,11 @@ impl Checkpoint {
             }
         }
         let known: Vec<&String> = targets.iter().map(|(n, _)| n).collect();
-        let unexpected: Vec<String> =
-            self.names_under(prefix).into_iter().filter(|n| !known.contains(&n)).collect();
+        let unexpected: Vec<String> = self
+            .names_under(prefix)
+            .into_iter()
+            .filter(|n| !known.contains(&n))
+            .collect();
         if !missing.is_empty() || !misshaped.is_empty() || !unexpected.is_empty() {
             let mut msg = format!("{prefix} tensors do not match the model:");
             if !missing.is_empty() {
@@ -188,15 +234,34 @@ impl Checkpoint {
             if !misshaped.is_empty() {
                 msg += &format!("\n  mis-shaped: {}", misshaped.join("; "));
             }
-            return Err(Error::Checkpoint { path: self.path.clone(), msg });
+            return Err(Error::Checkpoint {
+                path: self.path.clone(),
+                msg,
+            });
         }
         for (name, t) in targets {
             let h = &self.tensors[&format!("{prefix}.{name}")];
             let src = match h.dtype {
-                DType::F32 => Tensor::from_slice_on(t.gpu(), &bytemuck::pod_collect_to_vec::<u8, f32>(&h.bytes), &h.shape)?,
-                DType::U32 => Tensor::from_slice_on(t.gpu(), &bytemuck::pod_collect_to_vec::<u8, u32>(&h.bytes), &h.shape)?,
-                DType::I32 => Tensor::from_slice_on(t.gpu(), &bytemuck::pod_collect_to_vec::<u8, i32>(&h.bytes), &h.shape)?,
-                DType::F16 => Tensor::from_slice_on(t.gpu(), &bytemuck::pod_collect_to_vec::<u8, half::f16>(&h.bytes), &h.shape)?,
+                DType::F32 => Tensor::from_slice_on(
+                    t.gpu(),
+                    &bytemuck::pod_collect_to_vec::<u8, f32>(&h.bytes),
+                    &h.shape,
+                )?,
+                DType::U32 => Tensor::from_slice_on(
+                    t.gpu(),
+                    &bytemuck::pod_collect_to_vec::<u8, u32>(&h.bytes),
+                    &h.shape,
+                )?,
+                DType::I32 => Tensor::from_slice_on(
+                    t.gpu(),
+                    &bytemuck::pod_collect_to_vec::<u8, i32>(&h.bytes),
+                    &h.shape,
+                )?,
+                DType::F16 => Tensor::from_slice_on(
+                    t.gpu(),
+                    &bytemuck::pod_collect_to_vec::<u8, half::f16>(&h.bytes),
+                    &h.shape,
+                )?,
             };
             t.copy_from(&src)?;
         }

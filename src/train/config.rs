@@ -75,7 +75,10 @@ impl TrainConfig {
             return bad("accumulate must be at least 1".into());
         }
         if self.weight_decay.is_nan() || self.weight_decay < 0.0 {
-            return bad(format!("weight_decay must be >= 0, got {}", self.weight_decay));
+            return bad(format!(
+                "weight_decay must be >= 0, got {}",
+                self.weight_decay
+            ));
         }
         if let Some(c) = self.clip_grad_norm {
             if c.is_nan() || c <= 0.0 {

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{io_err, Error, Result};
+use crate::error::{Error, Result, io_err};
 
 /// What one epoch produced.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -62,7 +62,11 @@ impl RunLog {
         let jsonl = dir.join("metrics.jsonl");
         if keep_until > 0 && jsonl.exists() {
             let text = std::fs::read_to_string(&jsonl).map_err(|e| io_err(&jsonl, e))?;
-            for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            for (i, line) in text
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| !l.trim().is_empty())
+            {
                 let r: EpochRecord = serde_json::from_str(line).map_err(|e| Error::Io {
                     path: jsonl.display().to_string(),
                     msg: format!("line {}: {e}", i + 1),
@@ -72,7 +76,10 @@ impl RunLog {
                 }
             }
         }
-        let log = RunLog { dir: dir.to_path_buf(), records };
+        let log = RunLog {
+            dir: dir.to_path_buf(),
+            records,
+        };
         log.rewrite()?;
         Ok(log)
     }
@@ -151,7 +158,10 @@ fn register_font() {
     });
 }
 
-fn draw_curves(path: &Path, records: &[EpochRecord]) -> std::result::Result<(), Box<dyn std::error::Error>> {
+fn draw_curves(
+    path: &Path,
+    records: &[EpochRecord],
+) -> std::result::Result<(), Box<dyn std::error::Error>> {
     register_font();
     let root = BitMapBackend::new(path, (900, 500)).into_drawing_area();
     root.fill(&WHITE)?;
@@ -188,10 +198,16 @@ fn draw_curves(path: &Path, records: &[EpochRecord]) -> std::result::Result<(), 
             .draw()?;
     }
     let pts = |f: &dyn Fn(&EpochRecord) -> Option<f64>| -> Vec<(f64, f64)> {
-        records.iter().filter_map(|r| f(r).map(|v| (r.epoch as f64, v))).collect()
+        records
+            .iter()
+            .filter_map(|r| f(r).map(|v| (r.epoch as f64, v)))
+            .collect()
     };
     chart
-        .draw_series(LineSeries::new(pts(&|r| Some(r.train_loss)), BLUE.stroke_width(2)))?
+        .draw_series(LineSeries::new(
+            pts(&|r| Some(r.train_loss)),
+            BLUE.stroke_width(2),
+        ))?
         .label("train loss")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE.stroke_width(2)));
     let val = pts(&|r| r.val_loss);
@@ -203,7 +219,10 @@ fn draw_curves(path: &Path, records: &[EpochRecord]) -> std::result::Result<(), 
     }
     if has_acc {
         chart
-            .draw_secondary_series(LineSeries::new(pts(&|r| r.val_accuracy), GREEN.stroke_width(2)))?
+            .draw_secondary_series(LineSeries::new(
+                pts(&|r| r.val_accuracy),
+                GREEN.stroke_width(2),
+            ))?
             .label("validation accuracy")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], GREEN.stroke_width(2)));
     }

@@ -57,7 +57,11 @@ pub fn classification(pred: &[u32], target: &[u32], num_classes: usize) -> Class
         let actual: u64 = row.iter().sum();
         let p = ratio(tp, predicted);
         let r = ratio(tp, actual);
-        let f = if p + r == 0.0 { 0.0 } else { 2.0 * p * r / (p + r) };
+        let f = if p + r == 0.0 {
+            0.0
+        } else {
+            2.0 * p * r / (p + r)
+        };
         p_sum += p;
         r_sum += r;
         f_sum += f;
@@ -84,7 +88,11 @@ pub fn regression(pred: &[f32], target: &[f32]) -> RegressionMetrics {
         ae += d.abs();
         tot += (t as f64 - mean).powi(2);
     }
-    RegressionMetrics { mse: se / n, mae: ae / n, r2: r2(se, tot) }
+    RegressionMetrics {
+        mse: se / n,
+        mae: ae / n,
+        r2: r2(se, tot),
+    }
 }
 
 /// R^2 = 1 - SS_res / SS_tot; with constant targets (SS_tot = 0) it is 1 for an exact fit, else 0.
@@ -107,9 +115,16 @@ pub fn confusion_table(confusion: &[Vec<u64>], names: &[String]) -> String {
         .unwrap_or(1)
         .max(3);
     let label = |i: usize| -> String {
-        names.get(i).map(|n| n.chars().take(10).collect()).unwrap_or_else(|| i.to_string())
+        names
+            .get(i)
+            .map(|n| n.chars().take(10).collect())
+            .unwrap_or_else(|| i.to_string())
     };
-    let lw = (0..confusion.len()).map(|i| label(i).len()).max().unwrap_or(1).max(6);
+    let lw = (0..confusion.len())
+        .map(|i| label(i).len())
+        .max()
+        .unwrap_or(1)
+        .max(6);
     let mut s = format!("{:>lw$} ", "true \\ pred");
     for j in 0..confusion.len() {
         s += &format!(" {:>width$}", label(j));
@@ -142,7 +157,10 @@ mod tests {
         assert!((m.macro_precision - p).abs() < 1e-12);
         assert!((m.macro_recall - r).abs() < 1e-12);
         assert!((m.macro_f1 - f).abs() < 1e-12);
-        assert_eq!(m.confusion, vec![vec![1, 1, 0], vec![0, 2, 0], vec![1, 0, 1]]);
+        assert_eq!(
+            m.confusion,
+            vec![vec![1, 1, 0], vec![0, 2, 0], vec![1, 0, 1]]
+        );
     }
 
     #[test]

@@ -7,4 +7,4 @@ pub mod metrics;
 pub mod trainer;
 
 pub use config::{Task, TrainConfig};
-pub use trainer::{evaluate, Evaluation, FitReport, Progress, Trainer};
+pub use trainer::{Evaluation, FitReport, Progress, Trainer, evaluate};

@@ -21,12 +21,12 @@ use super::checkpoint;
 use super::config::{Task, TrainConfig};
 use super::log::{EpochRecord, RunLog};
 use super::metrics::{self, ClassificationMetrics, RegressionMetrics};
+use crate::Gpu;
 use crate::data::{Batch, DataLoader, Dataset, Targets};
 use crate::error::{Error, Result};
 use crate::nn::Module;
 use crate::optim::{Optimizer, Schedule};
 use crate::tensor::Tensor;
-use crate::Gpu;
 
 /// Loss and metrics of one evaluation pass.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -88,7 +88,13 @@ pub fn task_loss(task: &Task, out: &Tensor, y: &Tensor) -> Result<Tensor> {
 }
 
 /// Evaluate `model` on `data` in eval mode (no graph, no dropout, BatchNorm running stats).
-pub fn evaluate(gpu: &Arc<Gpu>, model: &mut dyn Module, task: &Task, data: &dyn Dataset, batch_size: usize) -> Result<Evaluation> {
+pub fn evaluate(
+    gpu: &Arc<Gpu>,
+    model: &mut dyn Module,
+    task: &Task,
+    data: &dyn Dataset,
+    batch_size: usize,
+) -> Result<Evaluation> {
     let was_training = model.is_training();
     model.set_training(false);
     let _g = crate::no_grad();
@@ -114,7 +120,11 @@ pub fn evaluate(gpu: &Arc<Gpu>, model: &mut dyn Module, task: &Task, data: &dyn 
                 preds_v.extend(out.to_vec::<f32>()?);
                 targets_v.extend_from_slice(values);
             }
-            _ => return Err(Error::Config("dataset targets do not match the task".into())),
+            _ => {
+                return Err(Error::Config(
+                    "dataset targets do not match the task".into(),
+                ));
+            }
         }
     }
     for (l, k) in losses {
@@ -122,12 +132,22 @@ pub fn evaluate(gpu: &Arc<Gpu>, model: &mut dyn Module, task: &Task, data: &dyn 
     }
     model.set_training(was_training);
     let (classification, regression) = match task {
-        Task::Classification { class_names } => {
-            (Some(metrics::classification(&preds_c, &targets_c, class_names.len())), None)
-        }
+        Task::Classification { class_names } => (
+            Some(metrics::classification(
+                &preds_c,
+                &targets_c,
+                class_names.len(),
+            )),
+            None,
+        ),
         Task::Regression { .. } => (None, Some(metrics::regression(&preds_v, &targets_v))),
     };
-    Ok(Evaluation { loss: loss_sum / n.max(1) as f64, classification, regression, examples: n })
+    Ok(Evaluation {
+        loss: loss_sum / n.max(1) as f64,
+        classification,
+        regression,
+        examples: n,
+    })
 }
 
 /// A callback run after each epoch.
@@ -159,12 +179,32 @@ pub const LAST: &str = "checkpoint.safetensors";
 pub const BEST: &str = "best.safetensors";
 
 impl Trainer<'_> {
-    fn save(&self, path: &Path, model: &dyn Module, opt: &dyn Optimizer, progress: &Progress) -> Result<()> {
+    fn save(
+        &self,
+        path: &Path,
+        model: &dyn Module,
+        opt: &dyn Optimizer,
+        progress: &Progress,
+    ) -> Result<()> {
         let mut tensors: Vec<(String, Tensor)> = Vec::new();
-        tensors.extend(model.named_parameters().into_iter().map(|(n, t)| (format!("model.{n}"), t)));
-        tensors.extend(model.named_buffers().into_iter().map(|(n, t)| (format!("buffer.{n}"), t)));
+        tensors.extend(
+            model
+                .named_parameters()
+                .into_iter()
+                .map(|(n, t)| (format!("model.{n}"), t)),
+        );
+        tensors.extend(
+            model
+                .named_buffers()
+                .into_iter()
+                .map(|(n, t)| (format!("buffer.{n}"), t)),
+        );
         let st = opt.state();
-        tensors.extend(st.tensors.into_iter().map(|(n, t)| (format!("optim.{n}"), t)));
+        tensors.extend(
+            st.tensors
+                .into_iter()
+                .map(|(n, t)| (format!("optim.{n}"), t)),
+        );
         let mut meta = self.metadata.clone();
         let js = |v: &dyn erased::Ser| v.json();
         meta.insert("progress".into(), js(progress));
@@ -176,13 +216,25 @@ impl Trainer<'_> {
     }
 
     /// Restore model, optimizer, RNG and progress from a checkpoint written by this trainer.
-    pub fn resume(&self, path: &Path, model: &mut dyn Module, opt: &mut dyn Optimizer) -> Result<Progress> {
+    pub fn resume(
+        &self,
+        path: &Path,
+        model: &mut dyn Module,
+        opt: &mut dyn Optimizer,
+    ) -> Result<Progress> {
         let ck = checkpoint::load(path)?;
         ck.restore_into("model", &model.named_parameters())?;
         ck.restore_into("buffer", &model.named_buffers())?;
-        let bad = |m: String| Error::Checkpoint { path: ck.path.clone(), msg: m };
-        let progress: Progress = serde_json::from_str(ck.meta("progress")?).map_err(|e| bad(e.to_string()))?;
-        let step: u64 = ck.meta("optimizer_step")?.parse().map_err(|e| bad(format!("optimizer_step: {e}")))?;
+        let bad = |m: String| Error::Checkpoint {
+            path: ck.path.clone(),
+            msg: m,
+        };
+        let progress: Progress =
+            serde_json::from_str(ck.meta("progress")?).map_err(|e| bad(e.to_string()))?;
+        let step: u64 = ck
+            .meta("optimizer_step")?
+            .parse()
+            .map_err(|e| bad(format!("optimizer_step: {e}")))?;
         let names = ck.names_under("optim");
         let mut tensors = Vec::new();
         for n in names {
@@ -196,7 +248,12 @@ impl Trainer<'_> {
     }
 
     /// Train until `config.epochs` or early stopping, starting from `progress`.
-    pub fn fit(&mut self, model: &mut dyn Module, opt: &mut dyn Optimizer, mut progress: Progress) -> Result<FitReport> {
+    pub fn fit(
+        &mut self,
+        model: &mut dyn Module,
+        opt: &mut dyn Optimizer,
+        mut progress: Progress,
+    ) -> Result<FitReport> {
         let cfg = self.config.clone();
         cfg.validate()?;
         let loader = DataLoader::new(self.train.clone(), cfg.batch_size)
@@ -204,7 +261,8 @@ impl Trainer<'_> {
             .shuffle(cfg.seed);
         let batches_per_epoch = loader.len();
         let total_steps = (cfg.epochs * batches_per_epoch).div_ceil(cfg.accumulate) as u64;
-        let schedule = Schedule::from_name(&cfg.schedule, total_steps).map_err(|e| Error::Config(e.to_string()))?;
+        let schedule = Schedule::from_name(&cfg.schedule, total_steps)
+            .map_err(|e| Error::Config(e.to_string()))?;
         let mut log = RunLog::open(&self.dir, progress.epoch)?;
         let start = Instant::now();
         let mut stopped_early = false;
@@ -218,7 +276,11 @@ impl Trainer<'_> {
                 let (x, y) = upload(&self.gpu, &b)?;
                 let out = model.forward(&x)?;
                 let loss = task_loss(&self.task, &out, &y)?;
-                let scaled = if cfg.accumulate > 1 { loss.mul_scalar(1.0 / cfg.accumulate as f32)? } else { loss.clone() };
+                let scaled = if cfg.accumulate > 1 {
+                    loss.mul_scalar(1.0 / cfg.accumulate as f32)?
+                } else {
+                    loss.clone()
+                };
                 scaled.backward()?;
                 let bs = b.x_shape[0];
                 seen += bs;
@@ -266,13 +328,21 @@ impl Trainer<'_> {
                 ..Default::default()
             };
             if let Some(val) = &self.val {
-                let ev = evaluate(&self.gpu, model, &self.task, val.as_ref(), cfg.batch_size.max(256))?;
+                let ev = evaluate(
+                    &self.gpu,
+                    model,
+                    &self.task,
+                    val.as_ref(),
+                    cfg.batch_size.max(256),
+                )?;
                 check_finite(ev.loss as f32, epoch, batches_per_epoch)?;
                 rec.val_loss = Some(ev.loss);
                 rec.val_accuracy = ev.classification.as_ref().map(|m| m.accuracy);
                 rec.val_macro_f1 = ev.classification.as_ref().map(|m| m.macro_f1);
                 rec.val_r2 = ev.regression.as_ref().map(|m| m.r2);
-                let improved = progress.best_val_loss.is_none_or(|b| ev.loss < b - cfg.min_delta);
+                let improved = progress
+                    .best_val_loss
+                    .is_none_or(|b| ev.loss < b - cfg.min_delta);
                 if improved {
                     progress.best_val_loss = Some(ev.loss);
                     progress.best_epoch = epoch;
@@ -301,7 +371,11 @@ impl Trainer<'_> {
             ck.restore_into("model", &model.named_parameters())?;
             ck.restore_into("buffer", &model.named_buffers())?;
         }
-        Ok(FitReport { progress, stopped_early, seconds: start.elapsed().as_secs_f64() })
+        Ok(FitReport {
+            progress,
+            stopped_early,
+            seconds: start.elapsed().as_secs_f64(),
+        })
     }
 
     fn bar(&self, epoch: usize, epochs: usize, len: usize) -> Option<ProgressBar> {

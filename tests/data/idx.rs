@@ -157,7 +157,9 @@ fn fashion_mnist_reads_the_four_files_with_class_names() {
 #[test]
 fn fashion_mnist_installed() {
     let dir = std::env::var_os("KILN_FASHION_MNIST").map(PathBuf::from);
-    let probe = dir.clone().unwrap_or_else(|| PathBuf::from(kiln::data::FASHION_MNIST_DIR));
+    let probe = dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(kiln::data::FASHION_MNIST_DIR));
     if !probe.exists() {
         eprintln!(
             "skipped: Fashion-MNIST is not installed at {} (apt-get install dataset-fashion-mnist)",

@@ -5,10 +5,13 @@
 //! `tests/params_layout.rs` compares every struct listed in [`all_params`] with the WGSL struct of
 //! the same name, as laid out by naga.
 
+pub mod conv;
 pub mod elementwise;
 pub mod index;
 pub mod matmul;
+pub mod norm;
 pub mod optim;
+pub mod pool;
 pub mod random;
 pub mod reduce;
 pub mod softmax;
@@ -55,6 +58,9 @@ pub fn all_params() -> Vec<ParamsLayout> {
     v.extend(matmul::params_layouts());
     v.extend(random::params_layouts());
     v.extend(optim::params_layouts());
+    v.extend(pool::params_layouts());
+    v.extend(norm::params_layouts());
+    v.extend(conv::params_layouts());
     v
 }
 

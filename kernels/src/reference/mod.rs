@@ -3,10 +3,13 @@
 //! Written for clarity, not speed, and generic over [`num_traits::Float`] so the gradient checks
 //! can run them in f64. Each file mirrors one launcher family.
 
+pub mod conv;
 pub mod elementwise;
 pub mod index;
 pub mod matmul;
+pub mod norm;
 pub mod optim;
+pub mod pool;
 pub mod random;
 pub mod reduce;
 pub mod softmax;

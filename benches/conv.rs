@@ -1,0 +1,131 @@
+//! Convolution benchmarks: every rung of the conv ladder (direct, the reference, beside the
+//! implicit GEMM) for the forward and both backward passes, measured in the same run, in GFLOP/s
+//! (criterion's "elem/s" with `Throughput::Elements(2 N C_out OH OW C_in/groups KH KW)`; each
+//! backward pass does the same number of multiply-adds as the forward).
+//!
+//! Run with `cargo bench --bench conv` (add `-- forward` to run one pass). Every timed iteration
+//! records the kernels and waits for the device (`gpu.sync()`); buffers are allocated and filled
+//! once, outside the timing. The weight gradient includes its split-K sum.
+//!
+//! Shapes: batch 32, 16 -> 32 channels, 14 x 14, 3 x 3, padding 1 (a small CNN's middle layer),
+//! and LeNet's first layer: batch 32, 1 -> 6 channels, 28 x 28, 5 x 5.
+
+use std::time::Duration;
+
+use criterion::{
+    BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
+};
+use kiln_kernels::launch::conv::{self as ck, Conv2dShape, ConvVariant};
+use kiln_kernels::{Gpu, GpuBuffer};
+
+/// The process-wide device (opened once, announced once).
+fn device() -> std::sync::Arc<Gpu> {
+    static ANNOUNCE: std::sync::Once = std::sync::Once::new();
+    let gpu = Gpu::global().unwrap_or_else(|e| panic!("benchmarks need a GPU adapter: {e}"));
+    ANNOUNCE.call_once(|| {
+        eprintln!(
+            "adapter: {} ({:?}); default conv rung: {}",
+            gpu.info().name,
+            gpu.info().backend,
+            ConvVariant::default().name()
+        )
+    });
+    gpu
+}
+
+/// A buffer of `n` f32 filled with a cheap non-zero pattern.
+fn filled(gpu: &Gpu, n: usize) -> GpuBuffer {
+    let data: Vec<f32> = (0..n)
+        .map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5)
+        .collect();
+    let buf = gpu.alloc(4 * n as u64, "bench input").unwrap();
+    gpu.upload(&buf, 0, bytemuck::cast_slice(&data));
+    buf
+}
+
+fn cases() -> Vec<(&'static str, Conv2dShape)> {
+    let base = Conv2dShape {
+        n: 32,
+        c_in: 16,
+        h: 14,
+        w: 14,
+        c_out: 32,
+        kh: 3,
+        kw: 3,
+        stride: (1, 1),
+        padding: (1, 1),
+        dilation: (1, 1),
+        groups: 1,
+    };
+    let lenet = Conv2dShape {
+        c_in: 1,
+        h: 28,
+        w: 28,
+        c_out: 6,
+        kh: 5,
+        kw: 5,
+        padding: (0, 0),
+        ..base
+    };
+    vec![
+        ("32x16x14x14_to_32_k3", base),
+        ("lenet_32x1x28x28_to_6_k5", lenet),
+    ]
+}
+
+#[derive(Clone, Copy)]
+enum Pass {
+    Forward,
+    GradInput,
+    GradWeight,
+}
+
+fn bench_pass(c: &mut Criterion, name: &str, pass: Pass) {
+    let gpu = device();
+    let mut group = c.benchmark_group(name);
+    group
+        .sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(2));
+    for (case, s) in cases() {
+        let numel = |sh: [usize; 4]| sh.iter().product::<usize>();
+        let x = filled(&gpu, numel(s.input_shape()));
+        let w = filled(&gpu, numel(s.weight_shape()));
+        let b = filled(&gpu, s.c_out);
+        let y = filled(&gpu, numel(s.output_shape()));
+        let out = filled(&gpu, numel(s.output_shape()));
+        let dx = filled(&gpu, numel(s.input_shape()));
+        let dw = filled(&gpu, numel(s.weight_shape()));
+        group.throughput(Throughput::Elements(s.flops()));
+        for v in ConvVariant::ALL {
+            group.bench_function(BenchmarkId::new(v.name(), case), |bench| {
+                bench.iter(|| {
+                    match pass {
+                        Pass::Forward => ck::conv2d_forward(&gpu, v, &s, &x, &w, Some(&b), &out),
+                        Pass::GradInput => ck::conv2d_grad_input(&gpu, v, &s, &w, &y, &dx),
+                        Pass::GradWeight => ck::conv2d_grad_weight(&gpu, v, &s, &x, &y, &dw),
+                    }
+                    .unwrap();
+                    gpu.sync().unwrap();
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+fn forward(c: &mut Criterion) {
+    bench_pass(c, "conv_forward", Pass::Forward);
+}
+
+fn grad_input(c: &mut Criterion) {
+    bench_pass(c, "conv_grad_input", Pass::GradInput);
+}
+
+fn grad_weight(c: &mut Criterion) {
+    bench_pass(c, "conv_grad_weight", Pass::GradWeight);
+}
+
+criterion_group!(benches, forward, grad_input, grad_weight);
+criterion_main!(benches);

@@ -1,0 +1,611 @@
+//! Launchers for 2-D convolution (NCHW, f32): forward, gradient w.r.t. the input and gradient
+//! w.r.t. the weight, each in two rungs selected by [`ConvVariant`]:
+//!
+//! - `conv/direct.wgsl`: one invocation per output element, straight from the definition;
+//! - `conv/implicit_gemm.wgsl`: the GEMM view (`out[co, p] = sum_k W[co, k] Xcol[k, p]`, k over
+//!   (ci, kh, kw), p over (oh, ow)) with the im2col matrix computed on the fly and a register
+//!   block of outputs per invocation, no barriers: forward up to 16 output channels x 4 pixels,
+//!   grad input 4 input channels x 4 pixels, grad weight 4 output channels x 4 taps. The forward
+//!   and grad-weight workgroups ([`UNIFORM_WG`] lanes) share their block of weights or of dy, so
+//!   those loads have uniform addresses (one load for all lanes on lavapipe).
+//!
+//! The math and the shapes are in `shaders/common/conv.wgsl`; every kernel takes the same
+//! [`ConvParams`]. Every buffer is contiguous from element 0: x (N, C_in, H, W), w (C_out,
+//! C_in / groups, KH, KW), bias (C_out), out and dy (N, C_out, OH, OW).
+//!
+//! Mesa's lavapipe ends an invocation's loops after 65,535 iterations in total and silently
+//! returns partial sums, so every per-invocation loop here is kept short: the forward and
+//! grad-input loop nests over (C_in / groups, KH, KW) and (C_out / groups, KH, KW) are limited
+//! to a [`loop_cost`] of [`LOOP_BUDGET`] (a launch error beyond, on every device; measured: a
+//! 1 x 1 kernel over 25,000 channels is truncated at 44%), and the weight gradient's reduction
+//! over N * OH * OW, which grows
+//! with the batch, is split (split-K): each split sums at most [`CHUNK_MAX`] terms into a
+//! (splits, C_out, K) buffer, and the splits are summed by the reduce launcher in a fixed order.
+//! No atomics anywhere: every result is the same bits on every run.
+
+use crate::error::{KernelError, Result};
+use crate::gpu::Gpu;
+use crate::launch::reduce::{self as rk, ReduceOp, ReduceStrategy, Rows};
+use crate::launch::{ParamsLayout, grid_1d, layout_of};
+use crate::pipeline::KernelKey;
+use crate::pool::GpuBuffer;
+
+crate::kernel_params! {
+    /// Params of every conv kernel (WGSL `ConvParams` in `common/conv.wgsl`).
+    pub struct ConvParams in "common/conv.wgsl" as "ConvParams" {
+        /// Images N.
+        pub n: u32,
+        /// Input channels (all groups).
+        pub c_in: u32,
+        /// Input height.
+        pub h: u32,
+        /// Input width.
+        pub w: u32,
+        /// Output channels (all groups).
+        pub c_out: u32,
+        /// Output height.
+        pub oh: u32,
+        /// Output width.
+        pub ow: u32,
+        /// Channel groups.
+        pub groups: u32,
+        /// Kernel height.
+        pub kh: u32,
+        /// Kernel width.
+        pub kw: u32,
+        /// Vertical stride.
+        pub stride_h: u32,
+        /// Horizontal stride.
+        pub stride_w: u32,
+        /// Zero padding above and below.
+        pub pad_h: u32,
+        /// Zero padding left and right.
+        pub pad_w: u32,
+        /// Vertical dilation.
+        pub dil_h: u32,
+        /// Horizontal dilation.
+        pub dil_w: u32,
+        /// Invocations that do work in this dispatch (1-D kernels; 0 for the 3-D grids).
+        pub total: u32,
+        /// Weight gradient: reduction terms (n, oh, ow) per split.
+        pub chunk: u32,
+        /// Weight gradient: number of splits.
+        pub splits: u32,
+        /// Forward: 1 when the bias binding holds a real bias.
+        pub has_bias: u32,
+    }
+}
+
+/// Params layouts of this family, for the layout test.
+pub fn params_layouts() -> Vec<ParamsLayout> {
+    vec![layout_of::<ConvParams>()]
+}
+
+/// Workgroup size of every conv kernel (the WGSL `WG`).
+pub const WG: u32 = 64;
+/// Edge of the implicit-GEMM rung's register block (outputs per invocation: `BLOCK x BLOCK`).
+pub const BLOCK: usize = 4;
+/// Most output channels per invocation of the implicit-GEMM forward (the WGSL `BC`); it uses
+/// [`forward_quads`] quads of 4.
+pub const FORWARD_CHANNELS: usize = 16;
+
+/// Quads of 4 output channels per invocation of the implicit-GEMM forward (its `QUADS`
+/// constant): as many as the group's channels fill, up to 4 (16 channels). More channels per
+/// invocation means fewer input gathers per multiply-add (about 1.4x from 8 to 16 on the
+/// 16 -> 32 benchmark), but a narrow layer would compute channels it throws away.
+pub fn forward_quads(s: &Conv2dShape) -> usize {
+    quads(s.c_out / s.groups)
+}
+
+/// Quads of 4 channels that cover `channels`, at most `FORWARD_CHANNELS / 4` (the grad-input
+/// kernel blocks input channels the same way).
+fn quads(channels: usize) -> usize {
+    channels.div_ceil(4).clamp(1, FORWARD_CHANNELS / 4)
+}
+/// Workgroup size of the implicit-GEMM forward and grad-weight kernels (the WGSL `WG_U`), whose
+/// workgroups share one block of weights (forward) or of dy (grad weight): one SIMD batch of
+/// lavapipe's 8 lanes measured fastest (`benches/conv.rs`).
+pub const UNIFORM_WG: u32 = 8;
+/// Most workgroups per grid dimension (WebGPU's limit).
+const MAX_GROUPS: usize = 65_535;
+/// Most [`loop_cost`] one forward or grad-input invocation may have: lavapipe's limit of 65,535
+/// loop iterations per invocation, with margin.
+pub const LOOP_BUDGET: usize = 60_000;
+
+/// Iterations lavapipe counts for a `(outer, kh, kw)` loop nest, bounded from above: every loop
+/// entry and exit test counts too (a 1 x 1 kernel measured at 6 per outer step; this says 7).
+pub fn loop_cost(outer: usize, kh: usize, kw: usize) -> usize {
+    outer.saturating_mul(3 + 2 * kh + 2 * kh * kw)
+}
+/// Most reduction terms (n, oh, ow) one weight-gradient invocation sums (one split).
+pub const CHUNK_MAX: usize = 4096;
+/// Invocations the weight-gradient split aims for, so that small layers still fill the device.
+const TARGET_INVOCATIONS: usize = 2048;
+
+/// The shape of one 2-D convolution: input (N, C_in, H, W), weight (C_out, C_in / groups, KH,
+/// KW), and the stride, padding and dilation as (height, width).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conv2dShape {
+    /// Images.
+    pub n: usize,
+    /// Input channels.
+    pub c_in: usize,
+    /// Input height.
+    pub h: usize,
+    /// Input width.
+    pub w: usize,
+    /// Output channels.
+    pub c_out: usize,
+    /// Kernel height.
+    pub kh: usize,
+    /// Kernel width.
+    pub kw: usize,
+    /// (vertical, horizontal) stride, each at least 1.
+    pub stride: (usize, usize),
+    /// (vertical, horizontal) zero padding on both sides.
+    pub padding: (usize, usize),
+    /// (vertical, horizontal) dilation, each at least 1.
+    pub dilation: (usize, usize),
+    /// Channel groups: C_in and C_out are multiples of it.
+    pub groups: usize,
+}
+
+impl Conv2dShape {
+    /// Why this shape is not a valid convolution, or `None` when it is.
+    pub fn problem(&self) -> Option<String> {
+        let s = self;
+        if [s.n, s.c_in, s.h, s.w, s.c_out, s.kh, s.kw].contains(&0) {
+            return Some(format!("every size must be at least 1, got {s:?}"));
+        }
+        if s.stride.0 == 0 || s.stride.1 == 0 || s.dilation.0 == 0 || s.dilation.1 == 0 {
+            return Some(format!(
+                "stride {:?} and dilation {:?} must be at least 1",
+                s.stride, s.dilation
+            ));
+        }
+        if s.groups == 0 || !s.c_in.is_multiple_of(s.groups) || !s.c_out.is_multiple_of(s.groups) {
+            return Some(format!(
+                "groups {} must divide input channels {} and output channels {}",
+                s.groups, s.c_in, s.c_out
+            ));
+        }
+        let span = |k: usize, d: usize| d * (k - 1) + 1;
+        let (eh, ew) = (span(s.kh, s.dilation.0), span(s.kw, s.dilation.1));
+        if s.h + 2 * s.padding.0 < eh || s.w + 2 * s.padding.1 < ew {
+            return Some(format!(
+                "the kernel spans ({eh}, {ew}) with dilation {:?}, more than the padded input \
+                 ({}, {})",
+                s.dilation,
+                s.h + 2 * s.padding.0,
+                s.w + 2 * s.padding.1
+            ));
+        }
+        None
+    }
+
+    /// Output (OH, OW): `(H + 2 pad - dil (K - 1) - 1) / stride + 1`. Only for valid shapes.
+    pub fn out_hw(&self) -> (usize, usize) {
+        let o = |i: usize, p: usize, d: usize, k: usize, s: usize| {
+            (i + 2 * p - d * (k - 1) - 1) / s + 1
+        };
+        (
+            o(
+                self.h,
+                self.padding.0,
+                self.dilation.0,
+                self.kh,
+                self.stride.0,
+            ),
+            o(
+                self.w,
+                self.padding.1,
+                self.dilation.1,
+                self.kw,
+                self.stride.1,
+            ),
+        )
+    }
+
+    /// Reduction length of the forward GEMM view: `C_in / groups * KH * KW`.
+    pub fn k_len(&self) -> usize {
+        self.c_in / self.groups * self.kh * self.kw
+    }
+
+    /// x's shape (N, C_in, H, W).
+    pub fn input_shape(&self) -> [usize; 4] {
+        [self.n, self.c_in, self.h, self.w]
+    }
+
+    /// The weight's shape (C_out, C_in / groups, KH, KW).
+    pub fn weight_shape(&self) -> [usize; 4] {
+        [self.c_out, self.c_in / self.groups, self.kh, self.kw]
+    }
+
+    /// The output's shape (N, C_out, OH, OW).
+    pub fn output_shape(&self) -> [usize; 4] {
+        let (oh, ow) = self.out_hw();
+        [self.n, self.c_out, oh, ow]
+    }
+
+    /// Floating-point operations of the forward (a multiply and an add per term):
+    /// `2 N C_out OH OW (C_in / groups) KH KW`. Each backward pass costs the same.
+    pub fn flops(&self) -> u64 {
+        let [n, c, oh, ow] = self.output_shape();
+        2 * (n * c * oh * ow * self.k_len()) as u64
+    }
+
+    fn params(&self, total: usize) -> ConvParams {
+        let (oh, ow) = self.out_hw();
+        ConvParams {
+            n: self.n as u32,
+            c_in: self.c_in as u32,
+            h: self.h as u32,
+            w: self.w as u32,
+            c_out: self.c_out as u32,
+            oh: oh as u32,
+            ow: ow as u32,
+            groups: self.groups as u32,
+            kh: self.kh as u32,
+            kw: self.kw as u32,
+            stride_h: self.stride.0 as u32,
+            stride_w: self.stride.1 as u32,
+            pad_h: self.padding.0 as u32,
+            pad_w: self.padding.1 as u32,
+            dil_h: self.dilation.0 as u32,
+            dil_w: self.dilation.1 as u32,
+            total: total as u32,
+            chunk: 0,
+            splits: 1,
+            has_bias: 0,
+        }
+    }
+}
+
+/// Which rung of the conv ladder runs. Both give the same result up to f32 summation order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ConvVariant {
+    /// `conv/direct.wgsl`: one invocation per output element (the reference rung).
+    Direct,
+    /// `conv/implicit_gemm.wgsl`: implicit GEMM, a register block of outputs per invocation,
+    /// barrier-free. The default: 10-14x the direct rung on the 16 -> 32 channel layer of
+    /// `benches/conv.rs` (1.5-6x on LeNet's 1 -> 6, whose single input channel leaves the
+    /// grad-input block mostly empty).
+    #[default]
+    ImplicitGemm,
+}
+
+impl ConvVariant {
+    /// Every rung, in ladder order.
+    pub const ALL: [ConvVariant; 2] = [Self::Direct, Self::ImplicitGemm];
+
+    /// Short name, as used in benchmark ids.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Direct => "direct",
+            Self::ImplicitGemm => "implicit_gemm",
+        }
+    }
+
+    fn key(self, entry: &'static str) -> KernelKey {
+        match self {
+            Self::Direct => KernelKey::new("conv/direct.wgsl", entry),
+            Self::ImplicitGemm => KernelKey::new("conv/implicit_gemm.wgsl", entry),
+        }
+    }
+}
+
+fn launch_err(key: &KernelKey, message: String) -> KernelError {
+    KernelError::Launch {
+        kernel: key.label(),
+        message,
+    }
+}
+
+/// Check the shape, the loop limits, the u32 index range and each buffer's size.
+fn check(key: &KernelKey, s: &Conv2dShape, bufs: &[(&str, &GpuBuffer, usize)]) -> Result<()> {
+    if let Some(p) = s.problem() {
+        return Err(launch_err(key, p));
+    }
+    let fwd = loop_cost(s.c_in / s.groups, s.kh, s.kw);
+    let back = loop_cost(s.c_out / s.groups, s.kh, s.kw);
+    if fwd > LOOP_BUDGET || back > LOOP_BUDGET {
+        return Err(launch_err(
+            key,
+            format!(
+                "{} input and {} output channels per group with a {}x{} kernel need {fwd} \
+                 (forward) and {back} (grad input) loop iterations per invocation, more than \
+                 the {LOOP_BUDGET} lavapipe runs before it silently stops; use more groups or \
+                 fewer channels per layer",
+                s.c_in / s.groups,
+                s.c_out / s.groups,
+                s.kh,
+                s.kw
+            ),
+        ));
+    }
+    for &(what, buf, len) in bufs {
+        if len > u32::MAX as usize {
+            return Err(launch_err(
+                key,
+                format!("{what} has {len} elements; kernels index with u32"),
+            ));
+        }
+        let have = (buf.capacity() / 4) as usize;
+        if have < len {
+            return Err(launch_err(
+                key,
+                format!("{what} needs {len} f32 but its buffer holds {have}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A 3-D grid of workgroups, or an error when a dimension exceeds WebGPU's limit.
+fn grid_3d(key: &KernelKey, g: [usize; 3]) -> Result<[u32; 3]> {
+    if g.iter().any(|&d| d > MAX_GROUPS) {
+        return Err(launch_err(
+            key,
+            format!(
+                "grid {g:?} exceeds {MAX_GROUPS} workgroups per dimension; use \
+                 ConvVariant::Direct or split the batch"
+            ),
+        ));
+    }
+    Ok([g[0] as u32, g[1] as u32, g[2] as u32])
+}
+
+fn numel(shape: [usize; 4]) -> usize {
+    shape.iter().product()
+}
+
+/// `out = conv2d(x, w) + bias` with the chosen rung.
+///
+/// - `x`: (N, C_in, H, W); `w`: (C_out, C_in / groups, KH, KW); `bias`: (C_out) or none;
+/// - `out`: (N, C_out, OH, OW), written in full.
+pub fn conv2d_forward(
+    gpu: &Gpu,
+    variant: ConvVariant,
+    s: &Conv2dShape,
+    x: &GpuBuffer,
+    w: &GpuBuffer,
+    bias: Option<&GpuBuffer>,
+    out: &GpuBuffer,
+) -> Result<()> {
+    let mut key = variant.key("forward");
+    if variant == ConvVariant::ImplicitGemm {
+        key = key
+            .with("WG_U", UNIFORM_WG)
+            .with("QUADS", forward_quads(s) as u32);
+    }
+    check(
+        &key,
+        s,
+        &[
+            ("x", x, numel(s.input_shape())),
+            ("w", w, numel(s.weight_shape())),
+        ],
+    )?;
+    check(&key, s, &[("out", out, numel(s.output_shape()))])?;
+    if let Some(b) = bias {
+        check(&key, s, &[("bias", b, s.c_out)])?;
+    }
+    let [n, _, oh, ow] = s.output_shape();
+    let (total, grid) = match variant {
+        ConvVariant::Direct => {
+            let total = numel(s.output_shape());
+            (total, grid_1d(total, WG))
+        }
+        ConvVariant::ImplicitGemm => {
+            // x: pixel blocks (WG per workgroup), y: (group, channel block), z: image.
+            let pgroups = (oh * ow).div_ceil(BLOCK * UNIFORM_WG as usize);
+            let cblocks = s.groups * (s.c_out / s.groups).div_ceil(4 * forward_quads(s));
+            (0, grid_3d(&key, [pgroups, cblocks, n])?)
+        }
+    };
+    let p = ConvParams {
+        has_bias: u32::from(bias.is_some()),
+        ..s.params(total)
+    };
+    // Without a bias the weight stands in for the binding (never read).
+    let b = bias.unwrap_or(w);
+    gpu.dispatch(&key, &p, &[w, x, out, b], grid);
+    Ok(())
+}
+
+/// `dx = dL/dx` of the convolution, from `dy` = dL/d(out), with the chosen rung.
+///
+/// - `w`: (C_out, C_in / groups, KH, KW); `dy`: (N, C_out, OH, OW);
+/// - `dx`: (N, C_in, H, W), written in full (a gather per input element: deterministic).
+pub fn conv2d_grad_input(
+    gpu: &Gpu,
+    variant: ConvVariant,
+    s: &Conv2dShape,
+    w: &GpuBuffer,
+    dy: &GpuBuffer,
+    dx: &GpuBuffer,
+) -> Result<()> {
+    let mut key = variant.key("grad_input");
+    if variant == ConvVariant::ImplicitGemm {
+        key = key
+            .with("WG_U", UNIFORM_WG)
+            .with("QUADS", quads(s.c_in / s.groups) as u32);
+    }
+    check(
+        &key,
+        s,
+        &[
+            ("w", w, numel(s.weight_shape())),
+            ("dy", dy, numel(s.output_shape())),
+            ("dx", dx, numel(s.input_shape())),
+        ],
+    )?;
+    let (total, grid) = match variant {
+        ConvVariant::Direct => {
+            let total = numel(s.input_shape());
+            (total, grid_1d(total, WG))
+        }
+        ConvVariant::ImplicitGemm => {
+            // x: pixel blocks (UNIFORM_WG per workgroup), y: (group, channel block), z: image.
+            let pgroups = (s.h * s.w).div_ceil(BLOCK * UNIFORM_WG as usize);
+            let cblocks = s.groups * (s.c_in / s.groups).div_ceil(4 * quads(s.c_in / s.groups));
+            (0, grid_3d(&key, [pgroups, cblocks, s.n])?)
+        }
+    };
+    gpu.dispatch(&key, &s.params(total), &[w, dy, dx], grid);
+    Ok(())
+}
+
+/// How the weight gradient's reduction over `N * OH * OW` terms is split for `variant`:
+/// `(splits, chunk)`, with `chunk <= CHUNK_MAX` terms per split and no empty split.
+pub fn grad_weight_splits(variant: ConvVariant, s: &Conv2dShape) -> (usize, usize) {
+    let [n, _, oh, ow] = s.output_shape();
+    let len = n * oh * ow;
+    let per_split = match variant {
+        ConvVariant::Direct => s.c_out * s.k_len(),
+        ConvVariant::ImplicitGemm => {
+            s.groups
+                * (s.c_out / s.groups).div_ceil(4 * forward_quads(s))
+                * s.k_len().div_ceil(BLOCK)
+        }
+    };
+    let want = TARGET_INVOCATIONS
+        .div_ceil(per_split)
+        .min(len.div_ceil(256));
+    let splits = len.div_ceil(CHUNK_MAX).max(want).max(1);
+    let chunk = len.div_ceil(splits);
+    (len.div_ceil(chunk), chunk)
+}
+
+/// `dw = dL/dw` of the convolution, from the input `x` and `dy` = dL/d(out), with the chosen
+/// rung: split-K partial sums into a temporary (splits, C_out, K) buffer, then summed over the
+/// splits (in a fixed order) into `dw`.
+///
+/// - `x`: (N, C_in, H, W); `dy`: (N, C_out, OH, OW);
+/// - `dw`: (C_out, C_in / groups, KH, KW), written in full.
+pub fn conv2d_grad_weight(
+    gpu: &Gpu,
+    variant: ConvVariant,
+    s: &Conv2dShape,
+    x: &GpuBuffer,
+    dy: &GpuBuffer,
+    dw: &GpuBuffer,
+) -> Result<()> {
+    let mut key = variant.key("grad_weight");
+    if variant == ConvVariant::ImplicitGemm {
+        key = key
+            .with("WG_U", UNIFORM_WG)
+            .with("QUADS", forward_quads(s) as u32);
+    }
+    let wlen = numel(s.weight_shape());
+    check(
+        &key,
+        s,
+        &[
+            ("x", x, numel(s.input_shape())),
+            ("dy", dy, numel(s.output_shape())),
+            ("dw", dw, wlen),
+        ],
+    )?;
+    let (splits, chunk) = grad_weight_splits(variant, s);
+    let (total, grid) = match variant {
+        ConvVariant::Direct => (splits * wlen, grid_1d(splits * wlen, WG)),
+        ConvVariant::ImplicitGemm => {
+            // x: tap blocks (UNIFORM_WG per workgroup), y: (group, channel block), z: split.
+            let kgroups = s.k_len().div_ceil(BLOCK * UNIFORM_WG as usize);
+            let cblocks = s.groups * (s.c_out / s.groups).div_ceil(4 * forward_quads(s));
+            (0, grid_3d(&key, [kgroups, cblocks, splits])?)
+        }
+    };
+    let p = ConvParams {
+        chunk: chunk as u32,
+        splits: splits as u32,
+        ..s.params(total)
+    };
+    if splits == 1 {
+        gpu.dispatch(&key, &p, &[dy, x, dw], grid);
+        return Ok(());
+    }
+    let plen = splits * wlen;
+    if plen > u32::MAX as usize {
+        return Err(launch_err(
+            &key,
+            format!("split-K partial sums ({splits}, {wlen}) exceed the u32 index range"),
+        ));
+    }
+    let partial = gpu.alloc(4 * plen as u64, "conv2d grad weight partial sums")?;
+    gpu.dispatch(&key, &p, &[dy, x, &partial], grid);
+    let rows = Rows {
+        buf: &partial,
+        offset: 0,
+        rows: wlen,
+        len: splits,
+        row_stride: 1,
+        col_stride: wlen,
+    };
+    rk::reduce_rows(gpu, ReduceOp::Sum, ReduceStrategy::Serial, rows, dw, 0, 1.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The value of a `const NAME: u32 = v;` in a shader, as naga reads it.
+    fn wgsl_const(shader: &str, name: &str) -> usize {
+        let src = crate::shaders::expand(shader);
+        let module = naga::front::wgsl::parse_str(&src).expect("shader parses");
+        let (_, c) = module
+            .constants
+            .iter()
+            .find(|(_, c)| c.name.as_deref() == Some(name))
+            .unwrap_or_else(|| panic!("{shader} has no const {name}"));
+        match module.global_expressions[c.init] {
+            naga::Expression::Literal(naga::Literal::U32(v)) => v as usize,
+            ref e => panic!("{shader}: const {name} is not a u32 literal: {e:?}"),
+        }
+    }
+
+    #[test]
+    fn blocks_match_shaders() {
+        let f = "conv/implicit_gemm.wgsl";
+        assert_eq!(wgsl_const(f, "B"), BLOCK);
+        assert_eq!(wgsl_const(f, "BC"), FORWARD_CHANNELS);
+        assert_eq!(wgsl_const(f, "WG") as u32, WG);
+        assert_eq!(wgsl_const("conv/direct.wgsl", "WG") as u32, WG);
+    }
+
+    #[test]
+    fn shapes_quads_and_splits() {
+        let s = Conv2dShape {
+            n: 2,
+            c_in: 6,
+            h: 9,
+            w: 8,
+            c_out: 10,
+            kh: 3,
+            kw: 2,
+            stride: (2, 1),
+            padding: (1, 0),
+            dilation: (1, 2),
+            groups: 2,
+        };
+        assert_eq!(s.problem(), None);
+        assert_eq!(s.output_shape(), [2, 10, 5, 6]);
+        assert_eq!(s.k_len(), 18);
+        assert_eq!(s.flops(), 2 * 2 * 10 * 30 * 18);
+        assert_eq!(forward_quads(&s), 2);
+        assert!(Conv2dShape { groups: 4, ..s }.problem().is_some());
+        assert!(Conv2dShape { w: 2, ..s }.problem().is_some());
+        let big = Conv2dShape {
+            n: 64,
+            h: 100,
+            w: 100,
+            ..s
+        };
+        for v in ConvVariant::ALL {
+            let (splits, chunk) = grad_weight_splits(v, &big);
+            let len = 64 * 50 * 98;
+            assert!(chunk <= CHUNK_MAX && splits * chunk >= len && (splits - 1) * chunk < len);
+        }
+    }
+}

@@ -1,0 +1,351 @@
+//! Launchers for `pool.wgsl`: 2-D max, average and adaptive average pooling over NCHW f32, with
+//! deterministic gather-style backward kernels (one invocation per input element, no atomics).
+//!
+//! Inputs and gradients are contiguous (N, C, H, W) / (N, C, OH, OW) blocks at an element offset;
+//! outputs are written from element 0 of fresh buffers. Every output is fully overwritten.
+
+use crate::error::{KernelError, Result};
+use crate::gpu::Gpu;
+use crate::launch::index::Dense;
+use crate::launch::{ParamsLayout, grid_1d, layout_of};
+use crate::pipeline::KernelKey;
+use crate::pool::GpuBuffer;
+
+const WG: u32 = 256;
+
+/// Most loop iterations one invocation may run. Mesa's llvmpipe ends an invocation's loops after
+/// 65,535 iterations in total (silently); windows are refused above this, with margin.
+pub const MAX_LOOP: usize = 32_768;
+
+crate::kernel_params! {
+    /// Params of every entry point in `pool.wgsl`.
+    pub struct PoolParams in "pool.wgsl" as "PoolParams" {
+        /// N * C: planes pooled independently.
+        pub planes: u32,
+        /// H: input height.
+        pub h: u32,
+        /// W: input width.
+        pub w: u32,
+        /// OH: output height.
+        pub oh: u32,
+        /// OW: output width.
+        pub ow: u32,
+        /// KH: window height (windowed pools).
+        pub kh: u32,
+        /// KW: window width.
+        pub kw: u32,
+        /// SH: vertical stride.
+        pub sh: u32,
+        /// SW: horizontal stride.
+        pub sw: u32,
+        /// PH: padding above and below.
+        pub ph: u32,
+        /// PW: padding left and right.
+        pub pw: u32,
+        /// Element offset of x (forward) or g (backward).
+        pub src_offset: u32,
+    }
+}
+
+/// Params layouts of this family, for the layout test.
+pub fn params_layouts() -> Vec<ParamsLayout> {
+    vec![layout_of::<PoolParams>()]
+}
+
+/// Sizes of a pooling op: input (N, C, H, W), output (N, C, OH, OW).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolShape {
+    /// N: batch.
+    pub n: usize,
+    /// C: channels.
+    pub c: usize,
+    /// H: input height.
+    pub h: usize,
+    /// W: input width.
+    pub w: usize,
+    /// OH: output height.
+    pub oh: usize,
+    /// OW: output width.
+    pub ow: usize,
+}
+
+impl PoolShape {
+    /// Number of input elements N*C*H*W.
+    pub fn input_len(&self) -> usize {
+        self.n * self.c * self.h * self.w
+    }
+
+    /// Number of output elements N*C*OH*OW.
+    pub fn output_len(&self) -> usize {
+        self.n * self.c * self.oh * self.ow
+    }
+}
+
+/// The window of a max or average pool: (height, width) of kernel, stride and padding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// (KH, KW).
+    pub kernel: (usize, usize),
+    /// (SH, SW).
+    pub stride: (usize, usize),
+    /// (PH, PW), zero (or -inf) padding on each side.
+    pub padding: (usize, usize),
+}
+
+impl Window {
+    /// Output length along one axis of input length `len` (floor mode, as PyTorch's default):
+    /// `(len + 2p - k) / s + 1`, or `None` when the window does not fit the padded input.
+    pub fn out_len(len: usize, k: usize, s: usize, p: usize) -> Option<usize> {
+        let padded = len + 2 * p;
+        if k == 0 || s == 0 || k > padded {
+            return None;
+        }
+        Some((padded - k) / s + 1)
+    }
+
+    /// The output shape for input (n, c, h, w), or `None` when the window does not fit.
+    pub fn shape(&self, n: usize, c: usize, h: usize, w: usize) -> Option<PoolShape> {
+        let oh = Self::out_len(h, self.kernel.0, self.stride.0, self.padding.0)?;
+        let ow = Self::out_len(w, self.kernel.1, self.stride.1, self.padding.1)?;
+        Some(PoolShape { n, c, h, w, oh, ow })
+    }
+}
+
+/// Start and end (exclusive) of adaptive window `o` of `o_len` over an input of length `len`:
+/// `floor(o * len / o_len)` to `ceil((o + 1) * len / o_len)`, PyTorch's rule.
+pub fn adaptive_window(o: usize, len: usize, o_len: usize) -> (usize, usize) {
+    (o * len / o_len, ((o + 1) * len).div_ceil(o_len))
+}
+
+fn launch_err(kernel: &str, message: String) -> KernelError {
+    KernelError::Launch {
+        kernel: kernel.to_string(),
+        message,
+    }
+}
+
+/// Params for `shape` (and `win`, zero for the adaptive pool), checking the 32-bit index range and
+/// the per-invocation loop budget `loops`.
+fn params(
+    kernel: &str,
+    shape: PoolShape,
+    win: Option<Window>,
+    src_offset: usize,
+    loops: usize,
+) -> Result<PoolParams> {
+    let big = shape.input_len().max(shape.output_len()) + src_offset;
+    if big > u32::MAX as usize {
+        return Err(launch_err(
+            kernel,
+            format!("{big} elements exceed the 2^32 index range"),
+        ));
+    }
+    if loops > MAX_LOOP {
+        return Err(launch_err(
+            kernel,
+            format!(
+                "windows need {loops} loop iterations per invocation, more than {MAX_LOOP} \
+                 (some drivers stop long loops early); use a smaller window"
+            ),
+        ));
+    }
+    let w = win.unwrap_or(Window {
+        kernel: (0, 0),
+        stride: (0, 0),
+        padding: (0, 0),
+    });
+    Ok(PoolParams {
+        planes: (shape.n * shape.c) as u32,
+        h: shape.h as u32,
+        w: shape.w as u32,
+        oh: shape.oh as u32,
+        ow: shape.ow as u32,
+        kh: w.kernel.0 as u32,
+        kw: w.kernel.1 as u32,
+        sh: w.stride.0 as u32,
+        sw: w.stride.1 as u32,
+        ph: w.padding.0 as u32,
+        pw: w.padding.1 as u32,
+        src_offset: src_offset as u32,
+    })
+}
+
+/// Loop iterations of a windowed forward (rows plus elements of one window).
+fn window_loops(win: Window) -> usize {
+    win.kernel.0 * (win.kernel.1 + 1)
+}
+
+/// Loop iterations of a windowed backward (windows containing one input element).
+fn window_back_loops(win: Window) -> usize {
+    let per = |k: usize, s: usize| k.div_ceil(s.max(1));
+    let rows = per(win.kernel.0, win.stride.0);
+    rows * (per(win.kernel.1, win.stride.1) + 1)
+}
+
+/// Longest adaptive window along an axis (or most windows containing one input element).
+fn adaptive_span(len: usize, o_len: usize) -> usize {
+    len.div_ceil(o_len.max(1)) + 1
+}
+
+fn check_window(kernel: &str, shape: PoolShape, win: Window) -> Result<()> {
+    match win.shape(shape.n, shape.c, shape.h, shape.w) {
+        Some(s) if s == shape => Ok(()),
+        _ => Err(launch_err(
+            kernel,
+            format!("window {win:?} does not give output shape {shape:?}"),
+        )),
+    }
+}
+
+/// `y = max over each window of x`, `argmax = ih * W + iw` of the first maximum
+/// (pool.wgsl:max_forward). Padding counts as -inf.
+///
+/// - `x`: (N, C, H, W), contiguous at `x.offset`
+/// - `y`: (N, C, OH, OW) f32, from element 0
+/// - `argmax`: (N, C, OH, OW) u32, from element 0
+pub fn max_pool2d(
+    gpu: &Gpu,
+    shape: PoolShape,
+    win: Window,
+    x: Dense<'_>,
+    y: &GpuBuffer,
+    argmax: &GpuBuffer,
+) -> Result<()> {
+    let key = KernelKey::new("pool.wgsl", "max_forward");
+    check_window(&key.label(), shape, win)?;
+    let n = shape.output_len();
+    if n == 0 {
+        return Ok(());
+    }
+    let p = params(&key.label(), shape, Some(win), x.offset, window_loops(win))?;
+    gpu.dispatch(&key, &p, &[x.buf, y, argmax], grid_1d(n, WG));
+    Ok(())
+}
+
+/// `gx[ih, iw] = sum of g over the windows whose argmax is (ih, iw)`, gathered per input element
+/// in increasing (oh, ow) (pool.wgsl:max_backward).
+///
+/// - `g`: (N, C, OH, OW), contiguous at `g.offset`
+/// - `argmax`: (N, C, OH, OW) u32 from [`max_pool2d`], from element 0
+/// - `gx`: (N, C, H, W), from element 0, overwritten
+pub fn max_pool2d_backward(
+    gpu: &Gpu,
+    shape: PoolShape,
+    win: Window,
+    g: Dense<'_>,
+    argmax: &GpuBuffer,
+    gx: &GpuBuffer,
+) -> Result<()> {
+    let key = KernelKey::new("pool.wgsl", "max_backward");
+    check_window(&key.label(), shape, win)?;
+    let n = shape.input_len();
+    if n == 0 {
+        return Ok(());
+    }
+    let p = params(
+        &key.label(),
+        shape,
+        Some(win),
+        g.offset,
+        window_back_loops(win),
+    )?;
+    gpu.dispatch(&key, &p, &[g.buf, argmax, gx], grid_1d(n, WG));
+    Ok(())
+}
+
+/// `y = sum over each window of x / (KH * KW)`: padding counts as 0 and is included in the count
+/// (PyTorch's `count_include_pad = true`) (pool.wgsl:avg_forward).
+///
+/// - `x`: (N, C, H, W), contiguous at `x.offset`
+/// - `y`: (N, C, OH, OW), from element 0
+pub fn avg_pool2d(
+    gpu: &Gpu,
+    shape: PoolShape,
+    win: Window,
+    x: Dense<'_>,
+    y: &GpuBuffer,
+) -> Result<()> {
+    let key = KernelKey::new("pool.wgsl", "avg_forward");
+    check_window(&key.label(), shape, win)?;
+    let n = shape.output_len();
+    if n == 0 {
+        return Ok(());
+    }
+    let p = params(&key.label(), shape, Some(win), x.offset, window_loops(win))?;
+    gpu.dispatch(&key, &p, &[x.buf, y], grid_1d(n, WG));
+    Ok(())
+}
+
+/// `gx[ih, iw] = sum of g over the windows containing (ih, iw) / (KH * KW)`
+/// (pool.wgsl:avg_backward).
+///
+/// - `g`: (N, C, OH, OW), contiguous at `g.offset`
+/// - `gx`: (N, C, H, W), from element 0, overwritten
+pub fn avg_pool2d_backward(
+    gpu: &Gpu,
+    shape: PoolShape,
+    win: Window,
+    g: Dense<'_>,
+    gx: &GpuBuffer,
+) -> Result<()> {
+    let key = KernelKey::new("pool.wgsl", "avg_backward");
+    check_window(&key.label(), shape, win)?;
+    let n = shape.input_len();
+    if n == 0 {
+        return Ok(());
+    }
+    let p = params(
+        &key.label(),
+        shape,
+        Some(win),
+        g.offset,
+        window_back_loops(win),
+    )?;
+    gpu.dispatch(&key, &p, &[g.buf, gx], grid_1d(n, WG));
+    Ok(())
+}
+
+/// Loop iterations per invocation of the adaptive forward or backward for `shape`, the larger.
+pub fn adaptive_loops(shape: PoolShape) -> usize {
+    let fwd = adaptive_span(shape.h, shape.oh) * (adaptive_span(shape.w, shape.ow) + 1);
+    let bwd = adaptive_span(shape.oh, shape.h) * (adaptive_span(shape.ow, shape.w) + 1);
+    fwd.max(bwd)
+}
+
+/// Adaptive average pool to (OH, OW): `y[oh, ow] = mean of x over rows
+/// floor(oh*H/OH)..ceil((oh+1)*H/OH) and the same rule for columns` (pool.wgsl:adaptive_forward).
+/// Windows larger than [`MAX_LOOP`] iterations are refused (pool globally with a reduction).
+///
+/// - `x`: (N, C, H, W), contiguous at `x.offset`
+/// - `y`: (N, C, OH, OW), from element 0
+pub fn adaptive_avg_pool2d(gpu: &Gpu, shape: PoolShape, x: Dense<'_>, y: &GpuBuffer) -> Result<()> {
+    let key = KernelKey::new("pool.wgsl", "adaptive_forward");
+    let n = shape.output_len();
+    if n == 0 || shape.h == 0 || shape.w == 0 {
+        return Ok(());
+    }
+    let p = params(&key.label(), shape, None, x.offset, adaptive_loops(shape))?;
+    gpu.dispatch(&key, &p, &[x.buf, y], grid_1d(n, WG));
+    Ok(())
+}
+
+/// `gx[ih, iw] = sum over adaptive windows containing (ih, iw) of g / window area`
+/// (pool.wgsl:adaptive_backward).
+///
+/// - `g`: (N, C, OH, OW), contiguous at `g.offset`
+/// - `gx`: (N, C, H, W), from element 0, overwritten
+pub fn adaptive_avg_pool2d_backward(
+    gpu: &Gpu,
+    shape: PoolShape,
+    g: Dense<'_>,
+    gx: &GpuBuffer,
+) -> Result<()> {
+    let key = KernelKey::new("pool.wgsl", "adaptive_backward");
+    let n = shape.input_len();
+    if n == 0 || shape.oh == 0 || shape.ow == 0 {
+        return Ok(());
+    }
+    let p = params(&key.label(), shape, None, g.offset, adaptive_loops(shape))?;
+    gpu.dispatch(&key, &p, &[g.buf, gx], grid_1d(n, WG));
+    Ok(())
+}

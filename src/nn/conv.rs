@@ -1,0 +1,190 @@
+//! `Conv2d` and `Conv1d`: convolution layers over [`Tensor::conv2d`] / [`Tensor::conv1d`].
+//!
+//! Weight (C_out, C_in / groups, KH, KW) (1-D: (C_out, C_in / groups, K)) and bias (C_out).
+//! Default initialisation (PyTorch's): weight by [`init::kaiming_uniform`] with
+//! [`init::linear_default_gain`] (a = sqrt 5) and fan_in = C_in / groups * KH * KW, which is
+//! U(-1/sqrt(fan_in), 1/sqrt(fan_in)); bias U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+//!
+//! ```
+//! use kiln::{Tensor, nn::{Conv2d, Module}, ops::Conv2dOptions};
+//! let opts = Conv2dOptions { padding: (1, 1), ..Default::default() };
+//! let conv = Conv2d::new(3, 8, (3, 3), opts)?;
+//! let y = conv.forward(&Tensor::randn(&[2, 3, 5, 5], 0)?)?;
+//! assert_eq!(y.shape(), [2, 8, 5, 5]);
+//! assert!(conv.weight.to_vec::<f32>()?.iter().all(|v| v.abs() <= 1.0 / 27f32.sqrt()));
+//! # Ok::<(), kiln::Error>(())
+//! ```
+
+use std::sync::Arc;
+
+use kiln_kernels::Gpu;
+
+use super::Module;
+use super::init::{self, FanMode, Init};
+use crate::error::{Result, arg_err};
+use crate::ops::{Conv1dOptions, Conv2dOptions};
+use crate::tensor::Tensor;
+
+/// A weight of `shape` (out, in / groups, k...) and a bias (out) with PyTorch's default init.
+fn default_params(gpu: &Arc<Gpu>, shape: &[usize]) -> Result<(Tensor, Option<Tensor>)> {
+    let weight = Init::KaimingUniform {
+        gain: init::linear_default_gain(),
+        mode: FanMode::FanIn,
+    }
+    .tensor_on(gpu, shape)?
+    .requires_grad();
+    let (fan_in, _) = init::fan_in_and_fan_out(shape)?;
+    let b = 1.0 / (fan_in as f32).sqrt();
+    let bias = Init::Uniform { lo: -b, hi: b }
+        .tensor_on(gpu, &[shape[0]])?
+        .requires_grad();
+    Ok((weight, Some(bias)))
+}
+
+/// Error unless every size is positive and `groups` divides both channel counts.
+fn check_sizes(
+    op: &'static str,
+    cin: usize,
+    cout: usize,
+    k: &[usize],
+    groups: usize,
+) -> Result<()> {
+    if cin == 0 || cout == 0 || k.contains(&0) {
+        return arg_err(
+            op,
+            format!("channels ({cin} in, {cout} out) and kernel size {k:?} must be positive"),
+        );
+    }
+    if groups == 0 || !cin.is_multiple_of(groups) || !cout.is_multiple_of(groups) {
+        return arg_err(
+            op,
+            format!("groups {groups} must divide in channels {cin} and out channels {cout}"),
+        );
+    }
+    Ok(())
+}
+
+/// 2-D convolution layer: (N, C_in, H, W) -> (N, C_out, OH, OW).
+#[derive(Debug, Clone)]
+pub struct Conv2d {
+    /// (C_out, C_in / groups, KH, KW).
+    pub weight: Tensor,
+    /// (C_out), if the layer has a bias.
+    pub bias: Option<Tensor>,
+    /// Stride, padding, dilation and groups.
+    pub opts: Conv2dOptions,
+}
+
+impl Conv2d {
+    /// A layer with a bias on the default device, PyTorch's initialisation.
+    pub fn new(
+        in_channels: usize,
+        out_channels: usize,
+        kernel: (usize, usize),
+        opts: Conv2dOptions,
+    ) -> Result<Self> {
+        Self::new_on(&crate::device()?, in_channels, out_channels, kernel, opts)
+    }
+
+    /// [`Conv2d::new`] on `gpu`.
+    pub fn new_on(
+        gpu: &Arc<Gpu>,
+        in_channels: usize,
+        out_channels: usize,
+        kernel: (usize, usize),
+        opts: Conv2dOptions,
+    ) -> Result<Self> {
+        let (cin, cout, g) = (in_channels, out_channels, opts.groups);
+        check_sizes("Conv2d", cin, cout, &[kernel.0, kernel.1], g)?;
+        let shape = [cout, cin / g, kernel.0, kernel.1];
+        let (weight, bias) = default_params(gpu, &shape)?;
+        Ok(Conv2d { weight, bias, opts })
+    }
+
+    /// The same layer without its bias.
+    pub fn without_bias(self) -> Self {
+        Conv2d { bias: None, ..self }
+    }
+
+    /// A layer with the given weight and bias, used as they are (their `requires_grad` flags
+    /// are kept; shapes are checked by the first forward).
+    pub fn from_tensors(weight: Tensor, bias: Option<Tensor>, opts: Conv2dOptions) -> Self {
+        Conv2d { weight, bias, opts }
+    }
+}
+
+impl Module for Conv2d {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.conv2d(&self.weight, self.bias.as_ref(), self.opts)
+    }
+
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        let mut v = vec![("weight".to_string(), self.weight.clone())];
+        if let Some(b) = &self.bias {
+            v.push(("bias".to_string(), b.clone()));
+        }
+        v
+    }
+}
+
+/// 1-D convolution layer: (N, C_in, L) -> (N, C_out, OL).
+#[derive(Debug, Clone)]
+pub struct Conv1d {
+    /// (C_out, C_in / groups, K).
+    pub weight: Tensor,
+    /// (C_out), if the layer has a bias.
+    pub bias: Option<Tensor>,
+    /// Stride, padding, dilation and groups.
+    pub opts: Conv1dOptions,
+}
+
+impl Conv1d {
+    /// A layer with a bias on the default device, PyTorch's initialisation.
+    pub fn new(
+        in_channels: usize,
+        out_channels: usize,
+        kernel: usize,
+        opts: Conv1dOptions,
+    ) -> Result<Self> {
+        Self::new_on(&crate::device()?, in_channels, out_channels, kernel, opts)
+    }
+
+    /// [`Conv1d::new`] on `gpu`.
+    pub fn new_on(
+        gpu: &Arc<Gpu>,
+        in_channels: usize,
+        out_channels: usize,
+        kernel: usize,
+        opts: Conv1dOptions,
+    ) -> Result<Self> {
+        let (cin, cout, g) = (in_channels, out_channels, opts.groups);
+        check_sizes("Conv1d", cin, cout, &[kernel], g)?;
+        let (weight, bias) = default_params(gpu, &[cout, cin / g, kernel])?;
+        Ok(Conv1d { weight, bias, opts })
+    }
+
+    /// The same layer without its bias.
+    pub fn without_bias(self) -> Self {
+        Conv1d { bias: None, ..self }
+    }
+
+    /// A layer with the given weight and bias, used as they are (their `requires_grad` flags
+    /// are kept; shapes are checked by the first forward).
+    pub fn from_tensors(weight: Tensor, bias: Option<Tensor>, opts: Conv1dOptions) -> Self {
+        Conv1d { weight, bias, opts }
+    }
+}
+
+impl Module for Conv1d {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.conv1d(&self.weight, self.bias.as_ref(), self.opts)
+    }
+
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        let mut v = vec![("weight".to_string(), self.weight.clone())];
+        if let Some(b) = &self.bias {
+            v.push(("bias".to_string(), b.clone()));
+        }
+        v
+    }
+}

@@ -1,0 +1,145 @@
+//! Pooling layers: [`MaxPool2d`], [`AvgPool2d`] and [`AdaptiveAvgPool2d`] over (N, C, H, W),
+//! thin [`Module`] wrappers of [`Tensor::max_pool2d`], [`Tensor::avg_pool2d`] and
+//! [`Tensor::adaptive_avg_pool2d`] (see `ops/pool.rs` for the math). They have no parameters.
+//!
+//! ```
+//! use kiln::{Tensor, nn::{AdaptiveAvgPool2d, MaxPool2d, Module}};
+//! let x = Tensor::arange(0.0, 16.0, 1.0)?.reshape(&[1, 1, 4, 4])?;
+//! assert_eq!(MaxPool2d::new(2).forward(&x)?.to_vec::<f32>()?, [5.0, 7.0, 13.0, 15.0]);
+//! assert_eq!(AdaptiveAvgPool2d::new((1, 1)).forward(&x)?.to_vec::<f32>()?, [7.5]);
+//! # Ok::<(), kiln::Error>(())
+//! ```
+
+use super::Module;
+use crate::error::Result;
+use crate::tensor::Tensor;
+
+/// A pooling window: (height, width) of kernel, stride and padding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolWindow {
+    /// (KH, KW).
+    pub kernel: (usize, usize),
+    /// (SH, SW).
+    pub stride: (usize, usize),
+    /// (PH, PW), at most half the kernel.
+    pub padding: (usize, usize),
+}
+
+impl PoolWindow {
+    /// A square `k` x `k` window with stride `k` and no padding (PyTorch's `MaxPool2d(k)`).
+    pub fn square(k: usize) -> Self {
+        PoolWindow {
+            kernel: (k, k),
+            stride: (k, k),
+            padding: (0, 0),
+        }
+    }
+}
+
+/// 2-D max pooling (padding counts as -inf).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaxPool2d {
+    /// The window.
+    pub window: PoolWindow,
+}
+
+impl MaxPool2d {
+    /// A `k` x `k` window with stride `k` and no padding.
+    pub fn new(k: usize) -> Self {
+        MaxPool2d {
+            window: PoolWindow::square(k),
+        }
+    }
+
+    /// A window with the given (height, width) kernel, stride and padding (checked at forward).
+    pub fn with_window(
+        kernel: (usize, usize),
+        stride: (usize, usize),
+        padding: (usize, usize),
+    ) -> Self {
+        MaxPool2d {
+            window: PoolWindow {
+                kernel,
+                stride,
+                padding,
+            },
+        }
+    }
+}
+
+impl Module for MaxPool2d {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let w = self.window;
+        x.max_pool2d(w.kernel, w.stride, w.padding)
+    }
+
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        Vec::new()
+    }
+}
+
+/// 2-D average pooling (padding counts as zeros, included in the divisor as in PyTorch's default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AvgPool2d {
+    /// The window.
+    pub window: PoolWindow,
+}
+
+impl AvgPool2d {
+    /// A `k` x `k` window with stride `k` and no padding.
+    pub fn new(k: usize) -> Self {
+        AvgPool2d {
+            window: PoolWindow::square(k),
+        }
+    }
+
+    /// A window with the given (height, width) kernel, stride and padding (checked at forward).
+    pub fn with_window(
+        kernel: (usize, usize),
+        stride: (usize, usize),
+        padding: (usize, usize),
+    ) -> Self {
+        AvgPool2d {
+            window: PoolWindow {
+                kernel,
+                stride,
+                padding,
+            },
+        }
+    }
+}
+
+impl Module for AvgPool2d {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let w = self.window;
+        x.avg_pool2d(w.kernel, w.stride, w.padding)
+    }
+
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        Vec::new()
+    }
+}
+
+/// Adaptive average pooling to a fixed (OH, OW); `(1, 1)` is global average pooling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdaptiveAvgPool2d {
+    /// (OH, OW).
+    pub output_size: (usize, usize),
+}
+
+impl AdaptiveAvgPool2d {
+    /// Pool to `output_size` = (OH, OW).
+    pub fn new(output_size: (usize, usize)) -> Self {
+        AdaptiveAvgPool2d { output_size }
+    }
+}
+
+impl Module for AdaptiveAvgPool2d {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.adaptive_avg_pool2d(self.output_size)
+    }
+
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        Vec::new()
+    }
+}
