@@ -30,31 +30,14 @@ use criterion::{
 use kiln_kernels::launch::elementwise::{self as ew, BinaryOp, Strided};
 use kiln_kernels::launch::matmul::{self as mk, MatLayout, MatRef, MatmulDims, MatmulVariant};
 use kiln_kernels::launch::reduce::{self as rk, ReduceOp, ReduceStrategy, Rows};
-use kiln_kernels::{Gpu, GpuBuffer};
 
-/// The process-wide device (opened once, announced once).
-fn device() -> std::sync::Arc<Gpu> {
-    static ANNOUNCE: std::sync::Once = std::sync::Once::new();
-    let gpu = Gpu::global().unwrap_or_else(|e| panic!("benchmarks need a GPU adapter: {e}"));
-    ANNOUNCE.call_once(|| {
-        eprintln!(
-            "adapter: {} ({:?}); default matmul rung: {}",
-            gpu.info().name,
-            gpu.info().backend,
-            MatmulVariant::default().name()
-        )
-    });
-    gpu
-}
+mod common;
 
-/// A buffer of `n` f32 filled with a cheap non-zero pattern.
-fn filled(gpu: &Gpu, n: usize) -> GpuBuffer {
-    let data: Vec<f32> = (0..n)
-        .map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5)
-        .collect();
-    let buf = gpu.alloc(4 * n as u64, "bench input").unwrap();
-    gpu.upload(&buf, 0, bytemuck::cast_slice(&data));
-    buf
+use common::filled;
+
+/// The process-wide device, announced once with the default rung.
+fn device() -> std::sync::Arc<kiln_kernels::Gpu> {
+    common::device(|| format!("default matmul rung: {}", MatmulVariant::default().name()))
 }
 
 fn matmul(c: &mut Criterion) {

@@ -123,8 +123,5 @@ pub fn run(a: PredictArgs) -> Result<()> {
 }
 
 fn model_inputs(saved: &SavedRun) -> Result<usize> {
-    match &saved.model_spec {
-        crate::models::ModelSpec::Mlp { input, .. }
-        | crate::models::ModelSpec::Linear { input, .. } => Ok(*input),
-    }
+    Ok(saved.model_spec.input_len())
 }

@@ -20,7 +20,7 @@ use crate::train::{Task, TrainConfig};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RunSpec {
-    /// Model name (`mlp`, `linear`).
+    /// Model name (`mlp`, `linear`, `lenet`, `vgg`, `resnet18`).
     pub model: String,
     /// Dataset: `digits`, `fashion-mnist`, or a path to a CSV file.
     pub data: String,
@@ -118,7 +118,7 @@ impl RunSpec {
                     val.len(),
                     test.len()
                 );
-                PreparedData::new(train, val, test, None, report)
+                PreparedData::new(train, val, test, None, report, Some((1, 8, 8)))
             }
             "fashion-mnist" => {
                 let (full, test) = data::fashion_mnist(None)?;
@@ -136,7 +136,7 @@ impl RunSpec {
                     val.len(),
                     test.len()
                 );
-                PreparedData::new(train, val, test, None, report)
+                PreparedData::new(train, val, test, None, report, Some((1, 28, 28)))
             }
             path => {
                 let p = PathBuf::from(path);
@@ -146,7 +146,7 @@ impl RunSpec {
                     )));
                 }
                 let t = data::load_tabular(&p, &self.tabular_options()?, fractions, seed)?;
-                PreparedData::new(t.train, t.val, t.test, Some(t.preprocessor), t.report)
+                PreparedData::new(t.train, t.val, t.test, Some(t.preprocessor), t.report, None)
             }
         }
     }
@@ -170,6 +170,8 @@ pub struct PreparedData {
     pub preprocessor: Option<Preprocessor>,
     /// A human-readable account of the data.
     pub report: String,
+    /// Image shape (C, H, W) of the built-in image datasets (None for CSV data).
+    pub image: Option<(usize, usize, usize)>,
 }
 
 impl PreparedData {
@@ -179,6 +181,7 @@ impl PreparedData {
         test: InMemoryDataset,
         preprocessor: Option<Preprocessor>,
         report: String,
+        image: Option<(usize, usize, usize)>,
     ) -> Result<PreparedData> {
         let input = train.feature_len();
         let (task, output) = match train.targets() {
@@ -205,6 +208,7 @@ impl PreparedData {
             output,
             preprocessor,
             report,
+            image,
         })
     }
 }

@@ -167,7 +167,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let quiet = spec.train.quiet;
     let data = spec.load_data()?;
     crate::nn::manual_seed(spec.train.seed);
-    let model_spec = ModelSpec::from_name(&spec.model, data.input, data.output)?;
+    let model_spec = ModelSpec::from_name(&spec.model, data.input, data.output, data.image)?;
     let mut model = model_spec.build(&gpu)?;
     let kind: OptimizerKind = spec
         .train

@@ -1,8 +1,10 @@
 //! The model zoo. Every model is described by a serialisable [`ModelSpec`], stored in its
 //! checkpoints, so `kiln eval`, `kiln predict` and `--resume` rebuild exactly the same network.
 
+mod cnn;
 mod mlp;
 
+pub use cnn::{BasicBlock, ImageShape, LeNet, RESNET_WIDTHS, ResNet18, VGG_WIDTHS, Vgg};
 pub use mlp::Mlp;
 
 use std::sync::Arc;
@@ -37,15 +39,95 @@ pub enum ModelSpec {
         /// Outputs.
         output: usize,
     },
+    /// LeNet-5 (see [`LeNet`]).
+    #[serde(rename = "lenet")]
+    LeNet {
+        /// Input channels.
+        channels: usize,
+        /// Image height.
+        height: usize,
+        /// Image width.
+        width: usize,
+        /// Classes.
+        classes: usize,
+    },
+    /// A small VGG with BatchNorm (see [`Vgg`]).
+    Vgg {
+        /// Input channels.
+        channels: usize,
+        /// Image height.
+        height: usize,
+        /// Image width.
+        width: usize,
+        /// Classes.
+        classes: usize,
+    },
+    /// A narrow ResNet-18 for small images (see [`ResNet18`]).
+    #[serde(rename = "resnet18")]
+    ResNet18 {
+        /// Input channels.
+        channels: usize,
+        /// Image height.
+        height: usize,
+        /// Image width.
+        width: usize,
+        /// Classes.
+        classes: usize,
+    },
 }
 
 /// Model names `kiln train --model` accepts.
-pub const MODEL_NAMES: &[&str] = &["mlp", "linear"];
+pub const MODEL_NAMES: &[&str] = &["mlp", "linear", "lenet", "vgg", "resnet18"];
 
 impl ModelSpec {
-    /// The spec `--model NAME` means for `input` features and `output` outputs.
-    pub fn from_name(name: &str, input: usize, output: usize) -> Result<ModelSpec> {
+    /// The spec `--model NAME` means for `input` features and `output` outputs. The
+    /// convolutional models (`lenet`, `vgg`, `resnet18`) need the data's `image` shape
+    /// (C, H, W); `output` is then the number of classes.
+    pub fn from_name(
+        name: &str,
+        input: usize,
+        output: usize,
+        image: Option<ImageShape>,
+    ) -> Result<ModelSpec> {
+        let image_shape = || {
+            let (channels, height, width) = image.ok_or_else(|| {
+                Error::Config(format!(
+                    "model {name} needs image data (digits or fashion-mnist)"
+                ))
+            })?;
+            if channels * height * width != input {
+                return Err(Error::Config(format!(
+                    "model {name}: image shape ({channels}, {height}, {width}) does not match \
+                     {input} input features"
+                )));
+            }
+            Ok((channels, height, width))
+        };
         match name {
+            "lenet" | "vgg" | "resnet18" => {
+                let (channels, height, width) = image_shape()?;
+                let classes = output;
+                Ok(match name {
+                    "lenet" => ModelSpec::LeNet {
+                        channels,
+                        height,
+                        width,
+                        classes,
+                    },
+                    "vgg" => ModelSpec::Vgg {
+                        channels,
+                        height,
+                        width,
+                        classes,
+                    },
+                    _ => ModelSpec::ResNet18 {
+                        channels,
+                        height,
+                        width,
+                        classes,
+                    },
+                })
+            }
             "mlp" => Ok(ModelSpec::Mlp {
                 input,
                 hidden: vec![256, 128],
@@ -61,11 +143,39 @@ impl ModelSpec {
         }
     }
 
-    /// Short name (`mlp`, `linear`).
+    /// Short name (`mlp`, `linear`, `lenet`, `vgg`, `resnet18`).
     pub fn name(&self) -> &'static str {
         match self {
             ModelSpec::Mlp { .. } => "mlp",
             ModelSpec::Linear { .. } => "linear",
+            ModelSpec::LeNet { .. } => "lenet",
+            ModelSpec::Vgg { .. } => "vgg",
+            ModelSpec::ResNet18 { .. } => "resnet18",
+        }
+    }
+
+    /// Features per example the model takes (flat; images are C*H*W).
+    pub fn input_len(&self) -> usize {
+        match self {
+            ModelSpec::Mlp { input, .. } | ModelSpec::Linear { input, .. } => *input,
+            ModelSpec::LeNet {
+                channels,
+                height,
+                width,
+                ..
+            }
+            | ModelSpec::Vgg {
+                channels,
+                height,
+                width,
+                ..
+            }
+            | ModelSpec::ResNet18 {
+                channels,
+                height,
+                width,
+                ..
+            } => channels * height * width,
         }
     }
 
@@ -88,6 +198,36 @@ impl ModelSpec {
                 *output,
                 "relu",
                 0.0,
+            )?)),
+            ModelSpec::LeNet {
+                channels,
+                height,
+                width,
+                classes,
+            } => Ok(Box::new(LeNet::new_on(
+                gpu,
+                (*channels, *height, *width),
+                *classes,
+            )?)),
+            ModelSpec::Vgg {
+                channels,
+                height,
+                width,
+                classes,
+            } => Ok(Box::new(Vgg::new_on(
+                gpu,
+                (*channels, *height, *width),
+                *classes,
+            )?)),
+            ModelSpec::ResNet18 {
+                channels,
+                height,
+                width,
+                classes,
+            } => Ok(Box::new(ResNet18::new_on(
+                gpu,
+                (*channels, *height, *width),
+                *classes,
             )?)),
         }
     }

@@ -77,31 +77,14 @@ impl BatchNorm1d {
 
     /// [`BatchNorm1d::with_options`] on `gpu`.
     pub fn new_on(gpu: &Arc<Gpu>, num_features: usize, options: BatchNormOptions) -> Result<Self> {
-        let BatchNormOptions { eps, momentum, .. } = options;
-        if num_features == 0 {
-            return arg_err("BatchNorm1d", "num_features must be positive, got 0");
-        }
-        if !(eps.is_finite() && eps >= 0.0 && (0.0..=1.0).contains(&momentum)) {
-            return arg_err(
-                "BatchNorm1d",
-                format!("needs eps >= 0 and momentum in [0, 1], got eps {eps} momentum {momentum}"),
-            );
-        }
-        let c = num_features;
-        let (weight, bias) = if options.affine {
-            (
-                Some(Tensor::ones_on(gpu, &[c])?.requires_grad()),
-                Some(Tensor::zeros_on(gpu, &[c])?.requires_grad()),
-            )
-        } else {
-            (None, None)
-        };
+        let (weight, bias, running_mean, running_var, num_batches_tracked) =
+            batch_norm_state("BatchNorm1d", gpu, num_features, options)?;
         Ok(BatchNorm1d {
             weight,
             bias,
-            running_mean: Tensor::zeros_on(gpu, &[c])?,
-            running_var: Tensor::ones_on(gpu, &[c])?,
-            num_batches_tracked: Tensor::zeros_on(gpu, &[])?,
+            running_mean,
+            running_var,
+            num_batches_tracked,
             options,
             training: true,
         })
@@ -211,4 +194,40 @@ impl Module for BatchNorm1d {
     fn is_training(&self) -> bool {
         self.training
     }
+}
+
+/// Parameters and buffers of a batch-norm layer with `c` channels, after checking the options:
+/// (weight = 1, bias = 0 if affine; running_mean = 0, running_var = 1, num_batches_tracked = 0).
+#[allow(clippy::type_complexity)]
+pub(crate) fn batch_norm_state(
+    layer: &'static str,
+    gpu: &Arc<Gpu>,
+    c: usize,
+    options: BatchNormOptions,
+) -> Result<(Option<Tensor>, Option<Tensor>, Tensor, Tensor, Tensor)> {
+    let BatchNormOptions { eps, momentum, .. } = options;
+    if c == 0 {
+        return arg_err(layer, "num_features must be positive, got 0");
+    }
+    if !(eps.is_finite() && eps >= 0.0 && (0.0..=1.0).contains(&momentum)) {
+        return arg_err(
+            layer,
+            format!("needs eps >= 0 and momentum in [0, 1], got eps {eps} momentum {momentum}"),
+        );
+    }
+    let (weight, bias) = if options.affine {
+        (
+            Some(Tensor::ones_on(gpu, &[c])?.requires_grad()),
+            Some(Tensor::zeros_on(gpu, &[c])?.requires_grad()),
+        )
+    } else {
+        (None, None)
+    };
+    Ok((
+        weight,
+        bias,
+        Tensor::zeros_on(gpu, &[c])?,
+        Tensor::ones_on(gpu, &[c])?,
+        Tensor::zeros_on(gpu, &[])?,
+    ))
 }

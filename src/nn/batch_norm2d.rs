@@ -39,7 +39,7 @@ use kiln_kernels::launch::index::Dense;
 use kiln_kernels::launch::norm::{self as nk, NormShape, row};
 
 use super::{BatchNormOptions, Module};
-use crate::error::{Result, arg_err, shape_err};
+use crate::error::{Result, shape_err};
 use crate::tensor::{DType, Tensor};
 
 const OP: &str = "batch_norm2d";
@@ -252,31 +252,14 @@ impl BatchNorm2d {
     /// [`BatchNorm2d::with_options`] on `gpu`. Initialisation: w = 1, b = 0, running_mean = 0,
     /// running_var = 1, num_batches_tracked = 0.
     pub fn new_on(gpu: &Arc<Gpu>, num_features: usize, options: BatchNormOptions) -> Result<Self> {
-        let BatchNormOptions { eps, momentum, .. } = options;
-        if num_features == 0 {
-            return arg_err("BatchNorm2d", "num_features must be positive, got 0");
-        }
-        if !(eps.is_finite() && eps >= 0.0 && (0.0..=1.0).contains(&momentum)) {
-            return arg_err(
-                "BatchNorm2d",
-                format!("needs eps >= 0 and momentum in [0, 1], got eps {eps} momentum {momentum}"),
-            );
-        }
-        let c = num_features;
-        let (weight, bias) = if options.affine {
-            (
-                Some(Tensor::ones_on(gpu, &[c])?.requires_grad()),
-                Some(Tensor::zeros_on(gpu, &[c])?.requires_grad()),
-            )
-        } else {
-            (None, None)
-        };
+        let (weight, bias, running_mean, running_var, num_batches_tracked) =
+            super::batch_norm::batch_norm_state("BatchNorm2d", gpu, num_features, options)?;
         Ok(BatchNorm2d {
             weight,
             bias,
-            running_mean: Tensor::zeros_on(gpu, &[c])?,
-            running_var: Tensor::ones_on(gpu, &[c])?,
-            num_batches_tracked: Tensor::zeros_on(gpu, &[])?,
+            running_mean,
+            running_var,
+            num_batches_tracked,
             options,
             training: true,
         })

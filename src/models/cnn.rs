@@ -1,0 +1,374 @@
+//! Convolutional image classifiers: [`LeNet`], a small [`Vgg`] and a narrow [`ResNet18`].
+//!
+//! Each is built for an input shape (C, H, W) and a number of classes, and its forward takes
+//! images (B, C, H, W) or flat rows (B, C*H*W) (reshaped to images as a view), giving logits
+//! (B, classes). Parameter names follow torchvision (`features.0.weight`, `classifier.4.bias`,
+//! `layer1.0.conv1.weight`, `layer1.0.bn1.running_mean`, `layer2.0.downsample.0.weight`).
+//!
+//! Spatial sizes (floor division throughout): a 3x3 convolution with padding 1 keeps H x W, a
+//! 5x5 one with padding 2 too, without padding it takes 4 off; a 2x2 max-pool or a stride-2
+//! convolution halves it. LeNet on 28x28: 28 -> 28 -> 14 -> 10 -> 5, so 16*5*5 = 400 features
+//! reach the classifier (61,706 parameters for 10 classes, the classic LeNet-5 count).
+//!
+//! ```
+//! use kiln::{Tensor, models::LeNet, nn::Module};
+//! let net = LeNet::new_on(&kiln::device()?, (1, 8, 8), 10)?;
+//! assert_eq!(net.forward(&Tensor::zeros(&[3, 64])?)?.shape(), [3, 10]);
+//! # Ok::<(), kiln::Error>(())
+//! ```
+
+use std::sync::Arc;
+
+use crate::Gpu;
+use crate::error::{Error, Result};
+use crate::nn::{self, BatchNorm2d, BatchNormOptions, Conv2d, Module, Sequential};
+use crate::ops::Conv2dOptions;
+use crate::tensor::Tensor;
+
+/// An image shape (C, H, W).
+pub type ImageShape = (usize, usize, usize);
+
+/// `x` as (B, C, H, W): images pass through, flat rows (B, C*H*W) become a view.
+fn as_images(x: &Tensor, (c, h, w): ImageShape, model: &str) -> Result<Tensor> {
+    let sh = x.shape();
+    match sh.len() {
+        4 if sh[1..] == [c, h, w] => Ok(x.clone()),
+        2 if sh[1] == c * h * w => x.reshape(&[sh[0], c, h, w]),
+        _ => Err(Error::Config(format!(
+            "{model} expects input (B, {c}, {h}, {w}) or (B, {}), got shape {sh:?}",
+            c * h * w
+        ))),
+    }
+}
+
+fn check_shape((c, h, w): ImageShape, classes: usize, min_side: usize, model: &str) -> Result<()> {
+    if c == 0 || classes == 0 || h < min_side || w < min_side {
+        return Err(Error::Config(format!(
+            "{model} needs at least one channel and one class and images of at least \
+             {min_side}x{min_side}, got input ({c}, {h}, {w}) and {classes} classes"
+        )));
+    }
+    Ok(())
+}
+
+fn conv(
+    gpu: &Arc<Gpu>,
+    cin: usize,
+    cout: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+) -> Result<Conv2d> {
+    let opts = Conv2dOptions {
+        stride: (stride, stride),
+        padding: (pad, pad),
+        ..Default::default()
+    };
+    Conv2d::new_on(gpu, cin, cout, (k, k), opts)
+}
+
+fn bn(gpu: &Arc<Gpu>, c: usize) -> Result<BatchNorm2d> {
+    BatchNorm2d::new_on(gpu, c, BatchNormOptions::default())
+}
+
+/// LeNet-5: conv 5x5 (6) -> ReLU -> max-pool 2 -> conv 5x5 (16) -> ReLU -> max-pool 2 ->
+/// Linear 120 -> ReLU -> Linear 84 -> ReLU -> Linear classes.
+///
+/// The first convolution has padding 2 (so 28x28 keeps its size, as in the original's 32x32
+/// input). The second has none when its input is at least 10x10 (28 and 32 pixel images) and
+/// padding 2 on smaller ones (8x8 digits: 8 -> 8 -> 4 -> 4 -> 2), so every input of at least
+/// 4x4 fits.
+pub struct LeNet {
+    features: Sequential,
+    classifier: Sequential,
+    input: ImageShape,
+}
+
+impl LeNet {
+    /// LeNet for `input` = (C, H, W) images and `classes` outputs.
+    pub fn new_on(gpu: &Arc<Gpu>, input: ImageShape, classes: usize) -> Result<LeNet> {
+        check_shape(input, classes, 4, "lenet")?;
+        let (c, h, w) = input;
+        let (h1, w1) = (h / 2, w / 2);
+        let pad2 = if h1.min(w1) >= 10 { 0 } else { 2 };
+        let (h2, w2) = ((h1 + 2 * pad2 - 4) / 2, (w1 + 2 * pad2 - 4) / 2);
+        let features = Sequential::new()
+            .with(conv(gpu, c, 6, 5, 1, 2)?)
+            .with(nn::ReLU)
+            .with(nn::MaxPool2d::new(2))
+            .with(conv(gpu, 6, 16, 5, 1, pad2)?)
+            .with(nn::ReLU)
+            .with(nn::MaxPool2d::new(2));
+        let flat = 16 * h2 * w2;
+        let classifier = Sequential::new()
+            .with(nn::Linear::new_on(gpu, flat, 120, true)?)
+            .with(nn::ReLU)
+            .with(nn::Linear::new_on(gpu, 120, 84, true)?)
+            .with(nn::ReLU)
+            .with(nn::Linear::new_on(gpu, 84, classes, true)?);
+        Ok(LeNet {
+            features,
+            classifier,
+            input,
+        })
+    }
+}
+
+impl Module for LeNet {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let x = as_images(x, self.input, "lenet")?; // (B, C, H, W)
+        let f = self.features.forward(&x)?; // (B, 16, H2, W2)
+        self.classifier.forward(&f.flatten(1, -1)?) // (B, classes)
+    }
+
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        let mut v = nn::prefixed("features", self.features.named_parameters());
+        v.extend(nn::prefixed(
+            "classifier",
+            self.classifier.named_parameters(),
+        ));
+        v
+    }
+
+    fn set_training(&mut self, training: bool) {
+        self.features.set_training(training);
+        self.classifier.set_training(training);
+    }
+
+    fn is_training(&self) -> bool {
+        self.features.is_training()
+    }
+}
+
+/// Channel widths of the VGG blocks.
+pub const VGG_WIDTHS: [usize; 3] = [16, 32, 64];
+
+/// A small VGG: up to three blocks of [conv 3x3 -> BatchNorm -> ReLU] x 2 -> max-pool 2 (widths
+/// [`VGG_WIDTHS`]; fewer blocks when the image is too small to halve three times), then global
+/// average pooling and one Linear layer.
+pub struct Vgg {
+    features: Sequential,
+    classifier: Sequential,
+    input: ImageShape,
+}
+
+impl Vgg {
+    /// The VGG for `input` = (C, H, W) images and `classes` outputs.
+    pub fn new_on(gpu: &Arc<Gpu>, input: ImageShape, classes: usize) -> Result<Vgg> {
+        check_shape(input, classes, 2, "vgg")?;
+        let (c, h, w) = input;
+        let mut features = Sequential::new();
+        let (mut cin, mut side) = (c, h.min(w));
+        for &width in VGG_WIDTHS.iter() {
+            if side < 2 {
+                break;
+            }
+            for _ in 0..2 {
+                features.push(Box::new(conv(gpu, cin, width, 3, 1, 1)?));
+                features.push(Box::new(bn(gpu, width)?));
+                features.push(Box::new(nn::ReLU));
+                cin = width;
+            }
+            features.push(Box::new(nn::MaxPool2d::new(2)));
+            side /= 2;
+        }
+        let classifier = Sequential::new().with(nn::Linear::new_on(gpu, cin, classes, true)?);
+        Ok(Vgg {
+            features,
+            classifier,
+            input,
+        })
+    }
+}
+
+impl Module for Vgg {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let x = as_images(x, self.input, "vgg")?; // (B, C, H, W)
+        let f = self.features.forward(&x)?; // (B, W_last, H', W')
+        let g = f.adaptive_avg_pool2d((1, 1))?.flatten(1, -1)?; // (B, W_last)
+        self.classifier.forward(&g) // (B, classes)
+    }
+
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        let mut v = nn::prefixed("features", self.features.named_parameters());
+        v.extend(nn::prefixed(
+            "classifier",
+            self.classifier.named_parameters(),
+        ));
+        v
+    }
+
+    fn named_buffers(&self) -> Vec<(String, Tensor)> {
+        nn::prefixed("features", self.features.named_buffers())
+    }
+
+    fn set_training(&mut self, training: bool) {
+        self.features.set_training(training);
+        self.classifier.set_training(training);
+    }
+
+    fn is_training(&self) -> bool {
+        self.features.is_training()
+    }
+}
+
+/// ResNet's basic block: `relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))`, where the
+/// shortcut is the identity, or conv 1x1 (stride s) -> BatchNorm (`downsample`) when the block
+/// changes the channel count or the stride.
+pub struct BasicBlock {
+    conv1: Conv2d,
+    bn1: BatchNorm2d,
+    conv2: Conv2d,
+    bn2: BatchNorm2d,
+    downsample: Option<Sequential>,
+}
+
+impl BasicBlock {
+    /// A block from `cin` to `cout` channels whose first convolution has `stride`.
+    pub fn new_on(gpu: &Arc<Gpu>, cin: usize, cout: usize, stride: usize) -> Result<BasicBlock> {
+        let downsample = if stride != 1 || cin != cout {
+            Some(
+                Sequential::new()
+                    .with(conv(gpu, cin, cout, 1, stride, 0)?.without_bias())
+                    .with(bn(gpu, cout)?),
+            )
+        } else {
+            None
+        };
+        Ok(BasicBlock {
+            conv1: conv(gpu, cin, cout, 3, stride, 1)?.without_bias(),
+            bn1: bn(gpu, cout)?,
+            conv2: conv(gpu, cout, cout, 3, 1, 1)?.without_bias(),
+            bn2: bn(gpu, cout)?,
+            downsample,
+        })
+    }
+}
+
+impl Module for BasicBlock {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        // (B, Cin, H, W) -> (B, Cout, H/s, W/s)
+        let out = self.bn1.forward(&self.conv1.forward(x)?)?.relu()?;
+        let out = self.bn2.forward(&self.conv2.forward(&out)?)?;
+        let identity = match &self.downsample {
+            Some(d) => d.forward(x)?,
+            None => x.clone(),
+        };
+        out.add(&identity)?.relu()
+    }
+
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        let mut v = nn::prefixed("conv1", self.conv1.named_parameters());
+        v.extend(nn::prefixed("bn1", self.bn1.named_parameters()));
+        v.extend(nn::prefixed("conv2", self.conv2.named_parameters()));
+        v.extend(nn::prefixed("bn2", self.bn2.named_parameters()));
+        if let Some(d) = &self.downsample {
+            v.extend(nn::prefixed("downsample", d.named_parameters()));
+        }
+        v
+    }
+
+    fn named_buffers(&self) -> Vec<(String, Tensor)> {
+        let mut v = nn::prefixed("bn1", self.bn1.named_buffers());
+        v.extend(nn::prefixed("bn2", self.bn2.named_buffers()));
+        if let Some(d) = &self.downsample {
+            v.extend(nn::prefixed("downsample", d.named_buffers()));
+        }
+        v
+    }
+
+    fn set_training(&mut self, training: bool) {
+        self.bn1.set_training(training);
+        self.bn2.set_training(training);
+        if let Some(d) = &mut self.downsample {
+            d.set_training(training);
+        }
+    }
+
+    fn is_training(&self) -> bool {
+        self.bn1.is_training()
+    }
+}
+
+/// Stage widths of [`ResNet18`] (a quarter of torchvision's 64/128/256/512).
+pub const RESNET_WIDTHS: [usize; 4] = [16, 32, 64, 128];
+
+/// ResNet-18 for small images: a 3x3 stem (conv -> BatchNorm -> ReLU, no 7x7 and no max-pool),
+/// four stages of two [`BasicBlock`]s with widths [`RESNET_WIDTHS`] (stages 2-4 start with
+/// stride 2), adaptive average pooling to 1x1 and a Linear layer `fc`.
+pub struct ResNet18 {
+    conv1: Conv2d,
+    bn1: BatchNorm2d,
+    layers: Vec<Sequential>,
+    fc: nn::Linear,
+    input: ImageShape,
+}
+
+impl ResNet18 {
+    /// The network for `input` = (C, H, W) images and `classes` outputs.
+    pub fn new_on(gpu: &Arc<Gpu>, input: ImageShape, classes: usize) -> Result<ResNet18> {
+        check_shape(input, classes, 1, "resnet18")?;
+        let c0 = RESNET_WIDTHS[0];
+        let mut layers = Vec::new();
+        let mut cin = c0;
+        for (i, &w) in RESNET_WIDTHS.iter().enumerate() {
+            let stride = if i == 0 { 1 } else { 2 };
+            let stage = Sequential::new()
+                .with(BasicBlock::new_on(gpu, cin, w, stride)?)
+                .with(BasicBlock::new_on(gpu, w, w, 1)?);
+            layers.push(stage);
+            cin = w;
+        }
+        Ok(ResNet18 {
+            conv1: conv(gpu, input.0, c0, 3, 1, 1)?.without_bias(),
+            bn1: bn(gpu, c0)?,
+            layers,
+            fc: nn::Linear::new_on(gpu, cin, classes, true)?,
+            input,
+        })
+    }
+}
+
+impl Module for ResNet18 {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let x = as_images(x, self.input, "resnet18")?; // (B, C, H, W)
+        let mut h = self.bn1.forward(&self.conv1.forward(&x)?)?.relu()?; // (B, 16, H, W)
+        for stage in &self.layers {
+            h = stage.forward(&h)?;
+        }
+        let g = h.adaptive_avg_pool2d((1, 1))?.flatten(1, -1)?; // (B, 128)
+        self.fc.forward(&g) // (B, classes)
+    }
+
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        let mut v = nn::prefixed("conv1", self.conv1.named_parameters());
+        v.extend(nn::prefixed("bn1", self.bn1.named_parameters()));
+        for (i, s) in self.layers.iter().enumerate() {
+            v.extend(nn::prefixed(
+                &format!("layer{}", i + 1),
+                s.named_parameters(),
+            ));
+        }
+        v.extend(nn::prefixed("fc", self.fc.named_parameters()));
+        v
+    }
+
+    fn named_buffers(&self) -> Vec<(String, Tensor)> {
+        let mut v = nn::prefixed("bn1", self.bn1.named_buffers());
+        for (i, s) in self.layers.iter().enumerate() {
+            v.extend(nn::prefixed(&format!("layer{}", i + 1), s.named_buffers()));
+        }
+        v
+    }
+
+    fn set_training(&mut self, training: bool) {
+        self.bn1.set_training(training);
+        for s in &mut self.layers {
+            s.set_training(training);
+        }
+    }
+
+    fn is_training(&self) -> bool {
+        self.bn1.is_training()
+    }
+}
