@@ -287,6 +287,20 @@ fn bad_input_gives_one_clear_error_and_non_zero_exit() {
             (
                 vec![
                     "train".into(),
+                    "--model".into(),
+                    "lenet".into(),
+                    "--data".into(),
+                    concat!(env!("CARGO_MANIFEST_DIR"), "/data/penguins.csv").into(),
+                    "--target".into(),
+                    "species".into(),
+                    "--out".into(),
+                    o("r6"),
+                ],
+                vec!["lenet", "image data"],
+            ),
+            (
+                vec![
+                    "train".into(),
                     "--resume".into(),
                     "--out".into(),
                     o("not-a-run"),
