@@ -1,15 +1,18 @@
 //! Time one Adam training step of a small CNN at batch 64 on 28x28 inputs:
 //! conv 1->16 3x3 pad 1, ReLU, max-pool 2, conv 16->32 3x3 pad 1, ReLU, max-pool 2,
 //! linear 32*7*7 -> 10 (the shape of the peer comparison in the CNN issue).
+use kiln::Tensor;
 use kiln::nn::{Conv2d, Flatten, Linear, MaxPool2d, Module, ReLU, Sequential};
 use kiln::ops::Conv2dOptions;
 use kiln::optim::{Adam, AdamConfig, Optimizer};
-use kiln::Tensor;
 use std::time::Instant;
 
 fn main() -> kiln::Result<()> {
     let gpu = kiln::device()?;
-    let pad1 = Conv2dOptions { padding: (1, 1), ..Default::default() };
+    let pad1 = Conv2dOptions {
+        padding: (1, 1),
+        ..Default::default()
+    };
     let model = Sequential::new()
         .with(Conv2d::new(1, 16, (3, 3), pad1)?)
         .with(ReLU)
@@ -38,6 +41,9 @@ fn main() -> kiln::Result<()> {
         step(&mut opt)?;
     }
     gpu.sync()?;
-    println!("{:.1} ms per Adam step (batch 64, 28x28)", t.elapsed().as_secs_f64() * 1e3 / n as f64);
+    println!(
+        "{:.1} ms per Adam step (batch 64, 28x28)",
+        t.elapsed().as_secs_f64() * 1e3 / n as f64
+    );
     Ok(())
 }
