@@ -36,88 +36,54 @@ impl PoolWindow {
     }
 }
 
+/// A pooling layer defined by a [`PoolWindow`] and the op it applies.
+macro_rules! window_pool {
+    ($(#[$doc:meta])* $name:ident => $op:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub struct $name {
+            /// The window.
+            pub window: PoolWindow,
+        }
+
+        impl $name {
+            /// A `k` x `k` window with stride `k` and no padding.
+            pub fn new(k: usize) -> Self {
+                $name { window: PoolWindow::square(k) }
+            }
+
+            /// A window with the given (height, width) kernel, stride and padding (checked at
+            /// forward).
+            pub fn with_window(
+                kernel: (usize, usize),
+                stride: (usize, usize),
+                padding: (usize, usize),
+            ) -> Self {
+                $name { window: PoolWindow { kernel, stride, padding } }
+            }
+        }
+
+        impl Module for $name {
+            fn forward(&self, x: &Tensor) -> Result<Tensor> {
+                let w = self.window;
+                x.$op(w.kernel, w.stride, w.padding)
+            }
+
+            fn named_parameters(&self) -> Vec<(String, Tensor)> {
+                Vec::new()
+            }
+        }
+    };
+}
+
+window_pool! {
 /// 2-D max pooling (padding counts as -inf).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MaxPool2d {
-    /// The window.
-    pub window: PoolWindow,
+    MaxPool2d => max_pool2d
 }
 
-impl MaxPool2d {
-    /// A `k` x `k` window with stride `k` and no padding.
-    pub fn new(k: usize) -> Self {
-        MaxPool2d {
-            window: PoolWindow::square(k),
-        }
-    }
-
-    /// A window with the given (height, width) kernel, stride and padding (checked at forward).
-    pub fn with_window(
-        kernel: (usize, usize),
-        stride: (usize, usize),
-        padding: (usize, usize),
-    ) -> Self {
-        MaxPool2d {
-            window: PoolWindow {
-                kernel,
-                stride,
-                padding,
-            },
-        }
-    }
-}
-
-impl Module for MaxPool2d {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let w = self.window;
-        x.max_pool2d(w.kernel, w.stride, w.padding)
-    }
-
-    fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        Vec::new()
-    }
-}
-
+window_pool! {
 /// 2-D average pooling (padding counts as zeros, included in the divisor as in PyTorch's default).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AvgPool2d {
-    /// The window.
-    pub window: PoolWindow,
-}
-
-impl AvgPool2d {
-    /// A `k` x `k` window with stride `k` and no padding.
-    pub fn new(k: usize) -> Self {
-        AvgPool2d {
-            window: PoolWindow::square(k),
-        }
-    }
-
-    /// A window with the given (height, width) kernel, stride and padding (checked at forward).
-    pub fn with_window(
-        kernel: (usize, usize),
-        stride: (usize, usize),
-        padding: (usize, usize),
-    ) -> Self {
-        AvgPool2d {
-            window: PoolWindow {
-                kernel,
-                stride,
-                padding,
-            },
-        }
-    }
-}
-
-impl Module for AvgPool2d {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let w = self.window;
-        x.avg_pool2d(w.kernel, w.stride, w.padding)
-    }
-
-    fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        Vec::new()
-    }
+    AvgPool2d => avg_pool2d
 }
 
 /// Adaptive average pooling to a fixed (OH, OW); `(1, 1)` is global average pooling.

@@ -2,7 +2,7 @@
 //!
 //! Every op checks its inputs (dtype, shapes, device) and returns an [`crate::Error`] naming the
 //! op and the shapes on misuse; allocates its output from the pool; records its kernel launches;
-//! and, when an input requires grad, attaches the gradient rule with [`Tensor::record`].
+//! and, when an input requires grad, attaches the gradient rule with `Tensor::record`.
 //!
 //! | file | ops |
 //! | --- | --- |
