@@ -54,7 +54,7 @@ impl std::fmt::Display for AdapterSummary {
 /// The GPU runtime: one wgpu device and queue plus kiln's caches.
 ///
 /// Cheap to share: tensors hold an `Arc<Gpu>`. All kernel launches go through
-/// [`Gpu::encoder`], which records into one pending command encoder and submits in batches.
+/// `Gpu::dispatch`, which records into one pending command encoder and submits in batches.
 pub struct Gpu {
     pub(crate) device: wgpu::Device,
     pub(crate) queue: wgpu::Queue,

@@ -2,7 +2,7 @@
 //!
 //! kiln's GPU layer: a wgpu device with the adapter's real limits, a caching buffer pool, a
 //! pipeline cache, a batching encoder, and one launcher per WGSL entry point, each beside a naive
-//! CPU twin in [`reference`] that tests use as the oracle.
+//! CPU twin in [`reference`](mod@reference) that tests use as the oracle.
 //!
 //! This crate knows buffers, shapes and dispatches, nothing of autodiff or training, so it can be
 //! used on its own to benchmark kernels:

@@ -32,7 +32,7 @@ crate::kernel_params! {
         pub src_sm: u32,
         /// Stride of src over I.
         pub src_si: u32,
-        /// Element offset of idx[0].
+        /// Element offset of `idx[0]`.
         pub idx_offset: u32,
         /// Element offset of dst[0, 0, 0] (out or gx).
         pub dst_offset: u32,

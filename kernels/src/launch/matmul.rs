@@ -31,7 +31,7 @@ crate::kernel_params! {
         pub k: u32,
         /// Element offset of A[0, 0, 0].
         pub a_off: u32,
-        /// Elements between A[z] and A[z + 1] (0 = broadcast).
+        /// Elements between `A[z]` and `A[z + 1]` (0 = broadcast).
         pub a_batch: u32,
         /// Elements between rows of A.
         pub a_row: u32,
@@ -39,7 +39,7 @@ crate::kernel_params! {
         pub a_col: u32,
         /// Element offset of B[0, 0, 0].
         pub b_off: u32,
-        /// Elements between B[z] and B[z + 1] (0 = broadcast).
+        /// Elements between `B[z]` and `B[z + 1]` (0 = broadcast).
         pub b_batch: u32,
         /// Elements between rows of B.
         pub b_row: u32,
@@ -47,7 +47,7 @@ crate::kernel_params! {
         pub b_col: u32,
         /// Element offset of C[0, 0, 0].
         pub c_off: u32,
-        /// Elements between C[z] and C[z + 1].
+        /// Elements between `C[z]` and `C[z + 1]`.
         pub c_batch: u32,
         /// Elements between rows of C (columns are adjacent).
         pub c_row: u32,

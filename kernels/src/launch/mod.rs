@@ -1,7 +1,7 @@
 //! One launcher per WGSL entry point.
 //!
 //! Each kernel family has a file here with its `#[repr(C)]` params struct (declared with
-//! [`kernel_params!`], which also records the field offsets) and its launch functions. The test
+//! [`kernel_params!`](crate::kernel_params), which also records the field offsets) and its launch functions. The test
 //! `tests/params_layout.rs` compares every struct listed in [`all_params`] with the WGSL struct of
 //! the same name, as laid out by naga.
 

@@ -17,11 +17,11 @@ crate::kernel_params! {
     pub struct SgdParams in "optim.wgsl" as "SgdParams" {
         /// Elements of p, grad and buf.
         pub n: u32,
-        /// Element offset of p[0].
+        /// Element offset of `p[0]`.
         pub p_off: u32,
-        /// Element offset of grad[0].
+        /// Element offset of `grad[0]`.
         pub g_off: u32,
-        /// Element offset of buf[0] (momentum only).
+        /// Element offset of `buf[0]` (momentum only).
         pub buf_off: u32,
         /// Learning rate.
         pub lr: f32,
@@ -39,13 +39,13 @@ crate::kernel_params! {
     pub struct AdamParams in "optim.wgsl" as "AdamParams" {
         /// Elements of p, grad, m and v.
         pub n: u32,
-        /// Element offset of p[0].
+        /// Element offset of `p[0]`.
         pub p_off: u32,
-        /// Element offset of grad[0].
+        /// Element offset of `grad[0]`.
         pub g_off: u32,
-        /// Element offset of m[0] (exp_avg).
+        /// Element offset of `m[0]` (exp_avg).
         pub m_off: u32,
-        /// Element offset of v[0] (exp_avg_sq).
+        /// Element offset of `v[0]` (exp_avg_sq).
         pub v_off: u32,
         /// Learning rate.
         pub lr: f32,

@@ -19,7 +19,7 @@ crate::kernel_params! {
         pub row_stride: u32,
         /// Elements between neighbours in a row.
         pub col_stride: u32,
-        /// Element offset of out[0].
+        /// Element offset of `out[0]`.
         pub out_offset: u32,
         /// Multiplies a sum (1/len for mean).
         pub scale: f32,

@@ -64,11 +64,11 @@ crate::kernel_params! {
         pub row_stride: u32,
         /// Elements between classes in a row of x.
         pub col_stride: u32,
-        /// Element offset of t[0].
+        /// Element offset of `t[0]`.
         pub t_offset: u32,
         /// Elements between targets.
         pub t_stride: u32,
-        /// Element offset of g[0] (backward).
+        /// Element offset of `g[0]` (backward).
         pub g_offset: u32,
         /// Elements between rows of g; 0 broadcasts one scalar (backward).
         pub g_stride: u32,
@@ -222,7 +222,7 @@ pub fn softmax_rows(
 }
 
 /// Cross-entropy forward: for logits `x` (N, C) and class indices `targets` (N, u32), writes
-/// `loss` (N) = logsumexp(x[r]) - x[r, t[r]] and `lse` (N) = logsumexp(x[r]), both contiguous
+/// `loss` (N) = `logsumexp(x[r]) - x[r, t[r]]` and `lse` (N) = `logsumexp(x[r])`, both contiguous
 /// from element 0. A target >= C gives a NaN loss (it is never used as an index).
 pub fn cross_entropy_forward(
     gpu: &Gpu,
@@ -256,7 +256,7 @@ pub fn cross_entropy_forward(
     Ok(())
 }
 
-/// Cross-entropy backward: `dx` (N, C) contiguous = (softmax(x[r]) - onehot(t[r])) * g[r] * scale,
+/// Cross-entropy backward: `dx` (N, C) contiguous = `(softmax(x[r]) - onehot(t[r])) * g[r] * scale`,
 /// from the logits `x` (N, C), `targets` (N), the forward's `lse` (N) and the upstream gradient
 /// `g` (N), which may be one broadcast scalar (stride 0). A target >= C gives a NaN row.
 pub fn cross_entropy_backward(
