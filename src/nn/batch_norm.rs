@@ -166,25 +166,15 @@ impl Module for BatchNorm1d {
     }
 
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        let mut v = Vec::new();
-        if let Some(w) = &self.weight {
-            v.push(("weight".to_string(), w.clone()));
-        }
-        if let Some(b) = &self.bias {
-            v.push(("bias".to_string(), b.clone()));
-        }
-        v
+        batch_norm_parameters(&self.weight, &self.bias)
     }
 
     fn named_buffers(&self) -> Vec<(String, Tensor)> {
-        vec![
-            ("running_mean".to_string(), self.running_mean.clone()),
-            ("running_var".to_string(), self.running_var.clone()),
-            (
-                "num_batches_tracked".to_string(),
-                self.num_batches_tracked.clone(),
-            ),
-        ]
+        batch_norm_buffers(
+            &self.running_mean,
+            &self.running_var,
+            &self.num_batches_tracked,
+        )
     }
 
     fn set_training(&mut self, training: bool) {
@@ -230,4 +220,35 @@ pub(crate) fn batch_norm_state(
         Tensor::ones_on(gpu, &[c])?,
         Tensor::zeros_on(gpu, &[])?,
     ))
+}
+
+/// PyTorch's names for a batch-norm layer's parameters: `weight` and `bias` when affine.
+pub(crate) fn batch_norm_parameters(
+    weight: &Option<Tensor>,
+    bias: &Option<Tensor>,
+) -> Vec<(String, Tensor)> {
+    let mut v = Vec::new();
+    if let Some(w) = weight {
+        v.push(("weight".to_string(), w.clone()));
+    }
+    if let Some(b) = bias {
+        v.push(("bias".to_string(), b.clone()));
+    }
+    v
+}
+
+/// PyTorch's names for a batch-norm layer's buffers.
+pub(crate) fn batch_norm_buffers(
+    running_mean: &Tensor,
+    running_var: &Tensor,
+    num_batches_tracked: &Tensor,
+) -> Vec<(String, Tensor)> {
+    vec![
+        ("running_mean".to_string(), running_mean.clone()),
+        ("running_var".to_string(), running_var.clone()),
+        (
+            "num_batches_tracked".to_string(),
+            num_batches_tracked.clone(),
+        ),
+    ]
 }

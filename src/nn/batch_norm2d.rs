@@ -306,25 +306,15 @@ impl Module for BatchNorm2d {
     }
 
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        let mut v = Vec::new();
-        if let Some(w) = &self.weight {
-            v.push(("weight".to_string(), w.clone()));
-        }
-        if let Some(b) = &self.bias {
-            v.push(("bias".to_string(), b.clone()));
-        }
-        v
+        super::batch_norm::batch_norm_parameters(&self.weight, &self.bias)
     }
 
     fn named_buffers(&self) -> Vec<(String, Tensor)> {
-        vec![
-            ("running_mean".to_string(), self.running_mean.clone()),
-            ("running_var".to_string(), self.running_var.clone()),
-            (
-                "num_batches_tracked".to_string(),
-                self.num_batches_tracked.clone(),
-            ),
-        ]
+        super::batch_norm::batch_norm_buffers(
+            &self.running_mean,
+            &self.running_var,
+            &self.num_batches_tracked,
+        )
     }
 
     fn set_training(&mut self, training: bool) {
