@@ -8,7 +8,8 @@
 //! once, outside the timing. The weight gradient includes its split-K sum.
 //!
 //! Shapes: batch 32, 16 -> 32 channels, 14 x 14, 3 x 3, padding 1 (a small CNN's middle layer),
-//! and LeNet's first layer: batch 32, 1 -> 6 channels, 28 x 28, 5 x 5.
+//! LeNet's first layer: batch 32, 1 -> 6 channels, 28 x 28, 5 x 5, and a ResNet block's
+//! convolution: batch 32, 64 -> 64 channels, 8 x 8, 3 x 3, padding 1.
 
 use std::time::Duration;
 
@@ -50,9 +51,18 @@ fn cases() -> Vec<(&'static str, Conv2dShape)> {
         padding: (0, 0),
         ..base
     };
+    // A ResNet basic block's 3 x 3 convolution at CIFAR's last stage size.
+    let resnet = Conv2dShape {
+        c_in: 64,
+        c_out: 64,
+        h: 8,
+        w: 8,
+        ..base
+    };
     vec![
         ("32x16x14x14_to_32_k3", base),
         ("lenet_32x1x28x28_to_6_k5", lenet),
+        ("resnet_32x64x8x8_to_64_k3", resnet),
     ]
 }
 

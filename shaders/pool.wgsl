@@ -122,6 +122,77 @@ fn max_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     gx[t] = acc;
 }
 
+// Tiled max pool: stride = kernel and no padding, so the windows tile the input (rows and columns
+// past OH * KH, OW * KW belong to no window). The grid is (positions of a plane / WG_T, planes
+// folded into (y, z)): a lane finds its (oh, ow) with one small division and no other index
+// division (u32 division by a runtime value is scalarised on lavapipe and dominates the generic
+// entries). KH, KW are constants so the window loops unroll.
+//   max_forward_tiled:  as max_forward
+//   max_backward_tiled: each lane writes its whole window: g at the argmax, 0 elsewhere. Only
+//                       when H = OH * KH and W = OW * KW (then every gx element is in exactly
+//                       one window and is written once).
+override KH: u32 = 2u;
+override KW: u32 = 2u;
+const WG_T: u32 = 64u;
+
+// floor(p / d) for p < 2^24 (checked by the launcher): the correctly rounded f32 quotient is
+// within one of the answer, and one step each way fixes it.
+fn div_small(p: u32, d: u32) -> u32 {
+    var q = u32(f32(p) / f32(d));
+    if (q * d > p) { q -= 1u; }
+    if ((q + 1u) * d <= p) { q += 1u; }
+    return q;
+}
+
+@compute @workgroup_size(64)
+fn max_forward_tiled(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let pos = gid.x;
+    if (pos >= P.oh * P.ow) { return; }
+    let plane = gid.y + gid.z * nwg.y;
+    if (plane >= P.planes) { return; }
+    let oh = div_small(pos, P.ow);
+    let ow = pos - oh * P.ow;
+    let base = P.src_offset + plane * P.h * P.w;
+    let k0 = oh * KH * P.w + ow * KW;
+    var best = NEG_INF;
+    var bi = 0xffffffffu;
+    for (var i = 0u; i < KH; i++) {
+        for (var j = 0u; j < KW; j++) {
+            let k = k0 + i * P.w + j;
+            let v = x[base + k];
+            // The first element always wins; a NaN wins and then stays (v > NaN is false).
+            if (bi == 0xffffffffu || v > best || (v != v && best == best)) {
+                best = v;
+                bi = k;
+            }
+        }
+    }
+    let t = plane * P.oh * P.ow + pos;
+    y[t] = best;
+    arg_out[t] = bi;
+}
+
+@compute @workgroup_size(64)
+fn max_backward_tiled(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let pos = gid.x;
+    if (pos >= P.oh * P.ow) { return; }
+    let plane = gid.y + gid.z * nwg.y;
+    if (plane >= P.planes) { return; }
+    let oh = div_small(pos, P.ow);
+    let ow = pos - oh * P.ow;
+    let o = plane * P.oh * P.ow + pos;
+    let gv = g[P.src_offset + o];
+    let am = arg_in[o];
+    let base = plane * P.h * P.w;
+    let k0 = oh * KH * P.w + ow * KW;
+    for (var i = 0u; i < KH; i++) {
+        for (var j = 0u; j < KW; j++) {
+            let k = k0 + i * P.w + j;
+            gx[base + k] = select(0.0, gv, k == am);
+        }
+    }
+}
+
 @compute @workgroup_size(256)
 fn avg_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let t = grid_index(gid, nwg, WG);

@@ -119,6 +119,36 @@ fn check_rung(variant: ConvVariant, s: &Conv2dShape, lo: f32, tag: &str) {
         &read(&g, &dw, wl),
         &cpu::conv2d_grad_weight(s, &x64, &dy64),
     );
+    // The weight gradient with the bias gradient fused in (implicit GEMM only).
+    let db = upload(&g, &vec![SENTINEL; s.c_out]);
+    let dw = upload(&g, &vec![SENTINEL; wl]);
+    let r = ck::conv2d_grad_weight_bias(&g, variant, s, &gx, &gdy, &dw, Some(&db));
+    if variant == ConvVariant::Direct {
+        assert!(
+            r.is_err(),
+            "{what}: the direct rung has no fused bias gradient"
+        );
+        return;
+    }
+    r.unwrap();
+    sum_tolerance(n * oh * ow).assert_close(
+        &format!("{what} grad weight (with bias)"),
+        &read(&g, &dw, wl),
+        &cpu::conv2d_grad_weight(s, &x64, &dy64),
+    );
+    let plane = oh * ow;
+    let want_db: Vec<f64> = (0..s.c_out)
+        .map(|co| {
+            (0..n)
+                .flat_map(|i| &dy64[(i * s.c_out + co) * plane..(i * s.c_out + co + 1) * plane])
+                .sum()
+        })
+        .collect();
+    sum_tolerance(n * oh * ow).assert_close(
+        &format!("{what} fused bias gradient"),
+        &read(&g, &db, s.c_out),
+        &want_db,
+    );
 }
 
 /// Hand-picked corner cases plus a seeded sample of the grid of awkward sizes.

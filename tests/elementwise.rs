@@ -260,6 +260,48 @@ fn binary_of_transposed_and_narrowed_views() {
     Tolerance::F32_ELEMENTWISE.assert_close("mul of views", &got, &want);
 }
 
+/// Contiguous operands at non-zero offsets take the `CONTIG` fast path (offset + i, no index
+/// arithmetic); mixing them with a broadcast or strided operand must not.
+#[test]
+fn contiguous_fast_path_respects_offsets_and_broadcasts() {
+    for &n in AWKWARD {
+        let x = rand_vec(3 * n, seed("c1"), -1.0, 1.0);
+        let y = rand_vec(2 * n + 1, seed("c2"), -1.0, 1.0);
+        let a = tensor(&x, &[3 * n]).narrow(0, n, n).unwrap(); // offset n, stride 1
+        let b = tensor(&y, &[2 * n + 1]).narrow(0, n + 1, n).unwrap(); // offset n + 1
+        let got = a.sub(&b).unwrap().to_vec::<f32>().unwrap();
+        let want: Vec<f32> = (0..n).map(|i| x[n + i] - y[n + 1 + i]).collect();
+        Tolerance::F32_ELEMENTWISE.assert_close("sub of offset views", &got, &want);
+        let got = a.relu().unwrap().to_vec::<f32>().unwrap();
+        let want: Vec<f32> = (0..n).map(|i| x[n + i].max(0.0)).collect();
+        Tolerance::F32_ELEMENTWISE.assert_close("relu of offset view", &got, &want);
+        // A broadcast scalar (stride 0) keeps the strided path.
+        let s = tensor(&y[..1], &[1]);
+        let got = a.mul(&s).unwrap().to_vec::<f32>().unwrap();
+        let want: Vec<f32> = (0..n).map(|i| x[n + i] * y[0]).collect();
+        Tolerance::F32_ELEMENTWISE.assert_close("mul by broadcast scalar", &got, &want);
+        // In place into an offset view.
+        let acc = tensor(&x, &[3 * n]);
+        acc.narrow(0, 2 * n, n)
+            .unwrap()
+            .add_assign(&b)
+            .unwrap_or_else(|e| panic!("add_assign into offset view: {e}"));
+        let got = acc.to_vec::<f32>().unwrap();
+        for i in 0..3 * n {
+            let want = if i >= 2 * n {
+                x[i] + y[n + 1 + i - 2 * n]
+            } else {
+                x[i]
+            };
+            assert!(
+                (got[i] - want).abs() <= 1e-6,
+                "add_assign at {i}: {} vs {want}",
+                got[i]
+            );
+        }
+    }
+}
+
 #[test]
 fn where_and_masked_fill_values_and_gradients() {
     let n = 129;

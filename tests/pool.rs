@@ -129,6 +129,69 @@ fn max_pool_kernels_match_cpu_twin() {
     }
 }
 
+/// Windows that tile the input (stride = kernel, no padding): the tiled entries against the
+/// CPU twin and the generic entries. The third case drops a row and a column (forward tiled,
+/// backward generic); the last has more planes than one grid dimension holds.
+const TILED: &[Case] = &[
+    (1, 1, 2, 2, (2, 2), (2, 2), (0, 0)),
+    (3, 5, 14, 18, (2, 2), (2, 2), (0, 0)),
+    (2, 3, 13, 17, (2, 2), (2, 2), (0, 0)),
+    (1, 7, 9, 12, (3, 4), (3, 4), (0, 0)),
+    (3, 1, 17, 7, (1, 7), (1, 7), (0, 0)),
+    (17, 7, 129, 2, (1, 1), (1, 1), (0, 0)),
+    (70_001, 1, 2, 4, (2, 2), (2, 2), (0, 0)),
+];
+
+#[test]
+fn tiled_max_pool_matches_generic_and_cpu_twin() {
+    let g = gpu();
+    for (k, case) in TILED.iter().enumerate() {
+        let (s, win) = window(case);
+        assert!(pk::tiles_forward(s, win), "{case:?} tiles");
+        let xs = rand_vec(s.input_len(), seed("tiled x") + k as u64, -2.0, 2.0);
+        let x = at_offset(&xs, &[s.n, s.c, s.h, s.w]);
+        let out = [s.n, s.c, s.oh, s.ow];
+        let (want_y, want_arg) = cpu::max_pool2d(s, win, &xs);
+        let gs = rand_vec(s.output_len(), seed("tiled g") + k as u64, -1.0, 1.0);
+        let gt = at_offset(&gs, &out);
+        let want_gx = cpu::max_pool2d_backward(s, &gs, &want_arg);
+        for tiled in [false, true] {
+            let y = garbage(&out);
+            let arg = Tensor::from_slice_on(&g, &vec![u32::MAX; s.output_len()], &out).unwrap();
+            let (yb, ab) = (dense(&y).buf, dense(&arg).buf);
+            if tiled {
+                pk::max_pool2d_tiled(&g, s, win, dense(&x), yb, ab).unwrap();
+            } else {
+                pk::max_pool2d_generic(&g, s, win, dense(&x), yb, ab).unwrap();
+            }
+            let what = format!("max_pool2d tiled={tiled} {case:?}");
+            MAX_EXACT.assert_close(&what, &f32s(&y), &want_y);
+            assert_eq!(arg.to_vec::<u32>().unwrap(), want_arg, "argmax {what}");
+            let gx = garbage(&[s.n, s.c, s.h, s.w]);
+            let gxb = dense(&gx).buf;
+            if tiled && pk::tiles_backward(s, win) {
+                pk::max_pool2d_backward_tiled(&g, s, win, dense(&gt), ab, gxb).unwrap();
+            } else if tiled {
+                let e = pk::max_pool2d_backward_tiled(&g, s, win, dense(&gt), ab, gxb);
+                assert!(
+                    e.is_err(),
+                    "{what}: a window that drops input must be refused"
+                );
+                pk::max_pool2d_backward(&g, s, win, dense(&gt), ab, gxb).unwrap();
+            } else {
+                pk::max_pool2d_backward_generic(&g, s, win, dense(&gt), ab, gxb).unwrap();
+            }
+            WINDOW_SUM.assert_close(&format!("{what} backward"), &f32s(&gx), &want_gx);
+        }
+    }
+    // An overlapping window is refused by the tiled entry.
+    let (s, win) = window(&CASES[1]);
+    assert!(!pk::tiles_forward(s, win));
+    let x = garbage(&[s.n, s.c, s.h, s.w]);
+    let y = garbage(&[s.n, s.c, s.oh, s.ow]);
+    assert!(pk::max_pool2d_tiled(&g, s, win, dense(&x), dense(&y).buf, dense(&y).buf).is_err());
+}
+
 #[test]
 fn max_pool_padding_counts_as_minus_infinity() {
     // All-negative input: a zero padding would win at the border windows.

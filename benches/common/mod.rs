@@ -19,6 +19,7 @@ pub fn device(what: impl FnOnce() -> String) -> std::sync::Arc<Gpu> {
 }
 
 /// A buffer of `n` f32 filled with a cheap non-zero pattern.
+#[allow(dead_code)] // not every bench file fills raw buffers (train_step uses tensors)
 pub fn filled(gpu: &Gpu, n: usize) -> GpuBuffer {
     let data: Vec<f32> = (0..n)
         .map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5)

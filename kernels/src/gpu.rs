@@ -220,13 +220,31 @@ impl Gpu {
 
     fn from_adapter(adapter: wgpu::Adapter) -> Result<Arc<Gpu>> {
         let info = adapter.get_info();
-        let features = adapter.features() & OPTIONAL_FEATURES;
+        let mut features = adapter.features() & OPTIONAL_FEATURES;
+        // Cooperative matrices are experimental in wgpu: requested only when the adapter reports
+        // the feature *and* the 16x16x16 f16 -> f32 shape the coop matmul rung uses.
+        let coop = adapter
+            .features()
+            .contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX | wgpu::Features::SHADER_F16)
+            && adapter.cooperative_matrix_properties().iter().any(|p| {
+                (p.m_size, p.n_size, p.k_size) == (16, 16, 16)
+                    && p.ab_type == wgpu::CooperativeScalarType::F16
+                    && p.cr_type == wgpu::CooperativeScalarType::F32
+            });
+        let experimental_features = if coop {
+            features |= wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
+            // SAFETY: only the cooperative-matrix feature is experimental here, and kiln uses it
+            // in one shader (matmul/coop.wgsl) validated by naga in its tests.
+            unsafe { wgpu::ExperimentalFeatures::enabled() }
+        } else {
+            wgpu::ExperimentalFeatures::disabled()
+        };
         let limits = adapter.limits();
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("kiln"),
             required_features: features,
             required_limits: limits.clone(),
-            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            experimental_features,
             memory_hints: wgpu::MemoryHints::Performance,
             trace: wgpu::Trace::Off,
         }))
@@ -276,6 +294,13 @@ impl Gpu {
     /// True when subgroup operations are available.
     pub fn has_subgroups(&self) -> bool {
         self.features.contains(wgpu::Features::SUBGROUP)
+    }
+
+    /// True when the device was created with cooperative matrices of the 16x16x16 f16 -> f32
+    /// shape (`matmul/coop.wgsl`); wgpu calls the feature `EXPERIMENTAL_COOPERATIVE_MATRIX`.
+    pub fn has_coop_matrix_f16(&self) -> bool {
+        self.features
+            .contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX)
     }
 
     /// True when GPU timestamps can be written.

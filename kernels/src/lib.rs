@@ -29,8 +29,10 @@ pub mod gpu;
 pub mod launch;
 pub mod pipeline;
 pub mod pool;
+pub mod profile;
 pub mod reference;
 pub mod shaders;
+pub mod tune;
 
 pub use error::{KernelError, Result};
 pub use gpu::{AdapterSummary, Gpu};

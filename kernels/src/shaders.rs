@@ -40,6 +40,9 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("dropout.wgsl", include_str!("../../shaders/dropout.wgsl")),
     ("optim.wgsl", include_str!("../../shaders/optim.wgsl")),
     ("pool.wgsl", include_str!("../../shaders/pool.wgsl")),
+    ("rnn.wgsl", include_str!("../../shaders/rnn.wgsl")),
+    ("norm.wgsl", include_str!("../../shaders/norm.wgsl")),
+    ("bias_gelu.wgsl", include_str!("../../shaders/bias_gelu.wgsl")),
     (
         "batch_norm.wgsl",
         include_str!("../../shaders/batch_norm.wgsl"),
@@ -65,6 +68,24 @@ pub const SOURCES: &[(&str, &str)] = &[
         include_str!("../../shaders/matmul/vec4.wgsl"),
     ),
     (
+        "matmul/subgroup.wgsl",
+        include_str!("../../shaders/matmul/subgroup.wgsl"),
+    ),
+    (
+        "matmul/f16.wgsl",
+        include_str!("../../shaders/matmul/f16.wgsl"),
+    ),
+    (
+        "matmul/coop.wgsl",
+        include_str!("../../shaders/matmul/coop.wgsl"),
+    ),
+    (
+        "common/nf4.wgsl",
+        include_str!("../../shaders/common/nf4.wgsl"),
+    ),
+    ("nf4.wgsl", include_str!("../../shaders/nf4.wgsl")),
+    ("nf4_f16.wgsl", include_str!("../../shaders/nf4_f16.wgsl")),
+    (
         "common/conv.wgsl",
         include_str!("../../shaders/common/conv.wgsl"),
     ),
@@ -76,6 +97,28 @@ pub const SOURCES: &[(&str, &str)] = &[
         "conv/implicit_gemm.wgsl",
         include_str!("../../shaders/conv/implicit_gemm.wgsl"),
     ),
+    (
+        "attention/params.wgsl",
+        include_str!("../../shaders/attention/params.wgsl"),
+    ),
+    (
+        "attention/forward.wgsl",
+        include_str!("../../shaders/attention/forward.wgsl"),
+    ),
+    (
+        "attention/forward_block.wgsl",
+        include_str!("../../shaders/attention/forward_block.wgsl"),
+    ),
+    (
+        "attention/backward_prep.wgsl",
+        include_str!("../../shaders/attention/backward_prep.wgsl"),
+    ),
+    (
+        "attention/backward.wgsl",
+        include_str!("../../shaders/attention/backward.wgsl"),
+    ),
+    ("bench/fma.wgsl", include_str!("../../shaders/bench/fma.wgsl")),
+    ("bench/copy.wgsl", include_str!("../../shaders/bench/copy.wgsl")),
 ];
 
 /// The raw text of `name`, or `None` if kiln ships no such file.

@@ -21,6 +21,9 @@
 //                output channels x 4 taps k, summed over this split's `chunk` terms of (n, oh, ow) (split-K keeps
 //                every invocation's loop short; the launcher sums the splits)
 //                grid: (tap blocks / WG_U, groups * channel blocks, splits): dy loads uniform
+//                With has_bias = 1 the taps run to k = K inclusive, where tap K is the constant 1
+//                (db[co] = sum dy[n, co, p] is the column of a bias input that is always 1): its
+//                sums go to partial_b (splits, C_out), stored after the (splits, C_out, K) block.
 
 // #include common/conv.wgsl
 // #include common/grid.wgsl
@@ -37,6 +40,9 @@ const BC: u32 = 16u;  // forward: most output channels per invocation (the accum
 // (1..4): the launcher picks fewer for narrow layers, and the pipeline compiles the rest away.
 override QUADS: u32 = 4u;
 override WG_U: u32 = 8u;   // forward, grad weight: invocations per workgroup (uniform layout)
+// grad_input: 1 when both strides are 1, so the gather needs no division (a vector integer
+// division by a runtime value is scalarised on lavapipe; two per tap dominated the loop).
+override UNIT_STRIDE: u32 = 0u;
 
 const LANES = vec4<u32>(0u, 1u, 2u, 3u);
 
@@ -52,6 +58,14 @@ fn store4(base: u32, q0: u32, len: u32, v: vec4<f32>, add: f32) {
     if (q0 + 1u < len) { dst[base + q0 + 1u] = v.y + add; }
     if (q0 + 2u < len) { dst[base + q0 + 2u] = v.z + add; }
     if (q0 + 3u < len) { dst[base + q0 + 3u] = v.w + add; }
+}
+
+// Row j of a block (when j < rows): store4 at base + j * stride. Called with a constant j and
+// acc[j] for each row, never in a loop over j: an accumulator array indexed by a variable is
+// kept in memory by lavapipe (a load and a store per multiply-add), a constant index keeps it
+// in registers.
+fn put(j: u32, rows: u32, base: u32, stride: u32, q0: u32, len: u32, v: vec4<f32>, add: f32) {
+    if (j < rows) { store4(base + j * stride, q0, len, v, add); }
 }
 
 // Forward: a block of 4 * QUADS (up to 16) output channels x 4 output pixels per invocation. The
@@ -123,10 +137,29 @@ fn forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) 
     let co = g * cog + cl0;
     let base = (n * P.c_out + co) * ohw;
     let has = P.has_bias == 1u;
-    for (var j = 0u; j < bc; j++) {
-        if (cl0 + j < cog) {
-            store4(base + j * ohw, p0, ohw, acc[j], select(0.0, bias[co + j], has));
-        }
+    let rows = cog - cl0;
+    let lb = P.c_out - 1u;   // bias index clamp (rows past the group are not stored)
+    put(0u, rows, base, ohw, p0, ohw, acc[0], select(0.0, bias[min(co + 0u, lb)], has));
+    put(1u, rows, base, ohw, p0, ohw, acc[1], select(0.0, bias[min(co + 1u, lb)], has));
+    put(2u, rows, base, ohw, p0, ohw, acc[2], select(0.0, bias[min(co + 2u, lb)], has));
+    put(3u, rows, base, ohw, p0, ohw, acc[3], select(0.0, bias[min(co + 3u, lb)], has));
+    if (QUADS > 1u) {
+        put(4u, rows, base, ohw, p0, ohw, acc[4], select(0.0, bias[min(co + 4u, lb)], has));
+        put(5u, rows, base, ohw, p0, ohw, acc[5], select(0.0, bias[min(co + 5u, lb)], has));
+        put(6u, rows, base, ohw, p0, ohw, acc[6], select(0.0, bias[min(co + 6u, lb)], has));
+        put(7u, rows, base, ohw, p0, ohw, acc[7], select(0.0, bias[min(co + 7u, lb)], has));
+    }
+    if (QUADS > 2u) {
+        put(8u, rows, base, ohw, p0, ohw, acc[8], select(0.0, bias[min(co + 8u, lb)], has));
+        put(9u, rows, base, ohw, p0, ohw, acc[9], select(0.0, bias[min(co + 9u, lb)], has));
+        put(10u, rows, base, ohw, p0, ohw, acc[10], select(0.0, bias[min(co + 10u, lb)], has));
+        put(11u, rows, base, ohw, p0, ohw, acc[11], select(0.0, bias[min(co + 11u, lb)], has));
+    }
+    if (QUADS > 3u) {
+        put(12u, rows, base, ohw, p0, ohw, acc[12], select(0.0, bias[min(co + 12u, lb)], has));
+        put(13u, rows, base, ohw, p0, ohw, acc[13], select(0.0, bias[min(co + 13u, lb)], has));
+        put(14u, rows, base, ohw, p0, ohw, acc[14], select(0.0, bias[min(co + 14u, lb)], has));
+        put(15u, rows, base, ohw, p0, ohw, acc[15], select(0.0, bias[min(co + 15u, lb)], has));
     }
 }
 
@@ -164,15 +197,23 @@ fn grad_input(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_i
         for (var r = 0u; r < P.kh; r++) {
             // oh = (ih + pad - r * dil) / stride when that divides exactly and lands inside.
             let th = th0 - vec4<i32>(i32(r * P.dil_h));
-            let oh = th / vec4<i32>(sh);
-            let vh = (th >= vec4<i32>(0)) & (th % vec4<i32>(sh) == vec4<i32>(0))
-                & (oh < vec4<i32>(i32(P.oh)));
+            var oh = th;
+            var vh = (th >= vec4<i32>(0)) & (oh < vec4<i32>(i32(P.oh)));
+            if (UNIT_STRIDE == 0u) {
+                oh = th / vec4<i32>(sh);
+                vh = (th >= vec4<i32>(0)) & (th % vec4<i32>(sh) == vec4<i32>(0))
+                    & (oh < vec4<i32>(i32(P.oh)));
+            }
             let row = vec4<u32>(oh * i32(P.ow)) + vec4<u32>(yb);
             for (var s = 0u; s < P.kw; s++) {
                 let tw = tw0 - vec4<i32>(i32(s * P.dil_w));
-                let ow = tw / vec4<i32>(sw);
-                let keep = vh & (tw >= vec4<i32>(0)) & (tw % vec4<i32>(sw) == vec4<i32>(0))
-                    & (ow < vec4<i32>(i32(P.ow)));
+                var ow = tw;
+                var keep = vh & (tw >= vec4<i32>(0)) & (ow < vec4<i32>(i32(P.ow)));
+                if (UNIT_STRIDE == 0u) {
+                    ow = tw / vec4<i32>(sw);
+                    keep = vh & (tw >= vec4<i32>(0)) & (tw % vec4<i32>(sw) == vec4<i32>(0))
+                        & (ow < vec4<i32>(i32(P.ow)));
+                }
                 let yv = rhs4(row + vec4<u32>(ow), keep);
                 let wo = wco + r * P.kw + s;
                 acc[0] = fma(vec4<f32>(lhs[wo + wa.x]), yv, acc[0]);
@@ -204,8 +245,28 @@ fn grad_input(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_i
     }
     if (q0 >= hw) { return; }
     let base = (n * P.c_in + g * cig + cl0) * hw;
-    for (var j = 0u; j < bc; j++) {
-        if (cl0 + j < cig) { store4(base + j * hw, q0, hw, acc[j], 0.0); }
+    let rows = cig - cl0;
+    put(0u, rows, base, hw, q0, hw, acc[0], 0.0);
+    put(1u, rows, base, hw, q0, hw, acc[1], 0.0);
+    put(2u, rows, base, hw, q0, hw, acc[2], 0.0);
+    put(3u, rows, base, hw, q0, hw, acc[3], 0.0);
+    if (QUADS > 1u) {
+        put(4u, rows, base, hw, q0, hw, acc[4], 0.0);
+        put(5u, rows, base, hw, q0, hw, acc[5], 0.0);
+        put(6u, rows, base, hw, q0, hw, acc[6], 0.0);
+        put(7u, rows, base, hw, q0, hw, acc[7], 0.0);
+    }
+    if (QUADS > 2u) {
+        put(8u, rows, base, hw, q0, hw, acc[8], 0.0);
+        put(9u, rows, base, hw, q0, hw, acc[9], 0.0);
+        put(10u, rows, base, hw, q0, hw, acc[10], 0.0);
+        put(11u, rows, base, hw, q0, hw, acc[11], 0.0);
+    }
+    if (QUADS > 3u) {
+        put(12u, rows, base, hw, q0, hw, acc[12], 0.0);
+        put(13u, rows, base, hw, q0, hw, acc[13], 0.0);
+        put(14u, rows, base, hw, q0, hw, acc[14], 0.0);
+        put(15u, rows, base, hw, q0, hw, acc[15], 0.0);
     }
 }
 
@@ -222,6 +283,8 @@ fn grad_weight(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_
     let bc = 4u * QUADS;                    // channels per invocation
     let cblocks = (cog + bc - 1u) / bc;
     let k0 = (wid.x * WG_U + lid.x) * B;   // first tap k = (ci, r, s) of the block (may be past)
+    let hb = select(0u, 1u, P.has_bias == 1u);   // 1: tap kl is the bias column (constant 1)
+    let one = (vec4<u32>(k0) + LANES == vec4<u32>(kl)) & vec4<bool>(hb == 1u);
     let cl0 = (wid.y % cblocks) * bc;       // first output channel, within the group
     let g = wid.y / cblocks;
     let split = wid.z;
@@ -248,7 +311,11 @@ fn grad_weight(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_
         let iw = sw + vec4<i32>(i32(ow * P.stride_w));
         let keep = (ih >= vec4<i32>(0)) & (ih < vec4<i32>(i32(P.h)))
             & (iw >= vec4<i32>(0)) & (iw < vec4<i32>(i32(P.w)));
-        let xv = rhs4(xo + vec4<u32>(n * P.c_in * hw) + vec4<u32>(ih * i32(P.w) + iw), keep);
+        let xv = select(
+            rhs4(xo + vec4<u32>(n * P.c_in * hw) + vec4<u32>(ih * i32(P.w) + iw), keep),
+            vec4<f32>(1.0),
+            one,
+        );
         let yb = n * P.c_out * ohw + oh * P.ow + ow;
         acc[0] = fma(vec4<f32>(lhs[yb + ya.x]), xv, acc[0]);
         acc[1] = fma(vec4<f32>(lhs[yb + ya.y]), xv, acc[1]);
@@ -282,9 +349,57 @@ fn grad_weight(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_
             }
         }
     }
-    if (k0 >= kl) { return; }
+    if (k0 >= kl + hb) { return; }
     let base = split * P.c_out * kl + (g * cog + cl0) * kl;
-    for (var j = 0u; j < bc; j++) {
-        if (cl0 + j < cog) { store4(base + j * kl, k0, kl, acc[j], 0.0); }
+    let rows = cog - cl0;
+    put(0u, rows, base, kl, k0, kl, acc[0], 0.0);
+    put(1u, rows, base, kl, k0, kl, acc[1], 0.0);
+    put(2u, rows, base, kl, k0, kl, acc[2], 0.0);
+    put(3u, rows, base, kl, k0, kl, acc[3], 0.0);
+    if (QUADS > 1u) {
+        put(4u, rows, base, kl, k0, kl, acc[4], 0.0);
+        put(5u, rows, base, kl, k0, kl, acc[5], 0.0);
+        put(6u, rows, base, kl, k0, kl, acc[6], 0.0);
+        put(7u, rows, base, kl, k0, kl, acc[7], 0.0);
+    }
+    if (QUADS > 2u) {
+        put(8u, rows, base, kl, k0, kl, acc[8], 0.0);
+        put(9u, rows, base, kl, k0, kl, acc[9], 0.0);
+        put(10u, rows, base, kl, k0, kl, acc[10], 0.0);
+        put(11u, rows, base, kl, k0, kl, acc[11], 0.0);
+    }
+    if (QUADS > 3u) {
+        put(12u, rows, base, kl, k0, kl, acc[12], 0.0);
+        put(13u, rows, base, kl, k0, kl, acc[13], 0.0);
+        put(14u, rows, base, kl, k0, kl, acc[14], 0.0);
+        put(15u, rows, base, kl, k0, kl, acc[15], 0.0);
+    }
+    // The bias column, when it falls in this block: lane kl - k0 of each accumulator.
+    if (hb == 1u && kl < k0 + B) {
+        let q = kl - k0;
+        let bbase = P.splits * P.c_out * kl + split * P.c_out + g * cog + cl0;
+        put(0u, rows, bbase + 0u, 0u, 0u, 1u, vec4<f32>(acc[0][q]), 0.0);
+        put(1u, rows, bbase + 1u, 0u, 0u, 1u, vec4<f32>(acc[1][q]), 0.0);
+        put(2u, rows, bbase + 2u, 0u, 0u, 1u, vec4<f32>(acc[2][q]), 0.0);
+        put(3u, rows, bbase + 3u, 0u, 0u, 1u, vec4<f32>(acc[3][q]), 0.0);
+        if (QUADS > 1u) {
+            put(4u, rows, bbase + 4u, 0u, 0u, 1u, vec4<f32>(acc[4][q]), 0.0);
+            put(5u, rows, bbase + 5u, 0u, 0u, 1u, vec4<f32>(acc[5][q]), 0.0);
+            put(6u, rows, bbase + 6u, 0u, 0u, 1u, vec4<f32>(acc[6][q]), 0.0);
+            put(7u, rows, bbase + 7u, 0u, 0u, 1u, vec4<f32>(acc[7][q]), 0.0);
+        }
+        if (QUADS > 2u) {
+            put(8u, rows, bbase + 8u, 0u, 0u, 1u, vec4<f32>(acc[8][q]), 0.0);
+            put(9u, rows, bbase + 9u, 0u, 0u, 1u, vec4<f32>(acc[9][q]), 0.0);
+            put(10u, rows, bbase + 10u, 0u, 0u, 1u, vec4<f32>(acc[10][q]), 0.0);
+            put(11u, rows, bbase + 11u, 0u, 0u, 1u, vec4<f32>(acc[11][q]), 0.0);
+        }
+        if (QUADS > 3u) {
+            put(12u, rows, bbase + 12u, 0u, 0u, 1u, vec4<f32>(acc[12][q]), 0.0);
+            put(13u, rows, bbase + 13u, 0u, 0u, 1u, vec4<f32>(acc[13][q]), 0.0);
+            put(14u, rows, bbase + 14u, 0u, 0u, 1u, vec4<f32>(acc[14][q]), 0.0);
+            put(15u, rows, bbase + 15u, 0u, 0u, 1u, vec4<f32>(acc[15][q]), 0.0);
+        }
+
     }
 }

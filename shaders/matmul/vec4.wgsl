@@ -1,7 +1,8 @@
 // Matmul rung 4, vec4: C[z, i, j] = sum_p A[z, i, p] * B[z, p, j].
 //
 // Improves on regblock by loading fewer, wider values per multiply-add:
-// 1. a bigger register block: each invocation computes BM x BN = 16 x 16 outputs, held as a 4 x 4
+// 1. a bigger register block: each invocation computes BM x BN = 16 x 16 outputs (BM is an
+//    override; 8 and 4 also work), held as a 4 x 4
 //    grid of mat4x4 accumulators. Per step of 4 in K it loads a 16 x 4 slab of A and a 4 x 16 slab
 //    of B (as 4 x 4 blocks) and does `acc += b_block * a_block` for every pair: 1024 multiply-adds
 //    from 128 loaded values, 8 per value (regblock: 2);
@@ -29,7 +30,10 @@
 @group(0) @binding(4) var<storage, read> a1: array<f32>;             // A again, element loads
 @group(0) @binding(5) var<storage, read> b1: array<f32>;             // B again, element loads
 
-const BM: u32 = 16u;        // rows of C per invocation (4 blocks of 4)
+// Rows of C per invocation: 16 (4 blocks of 4, the default), 8 or 4. Fewer rows mean fewer
+// accumulators and more invocations, a tile choice the autotuner makes (`kernels/src/tune.rs`);
+// the accumulator array stays 16 long (an override cannot size it) and the unused part is dead.
+override BM: u32 = 16u;
 const BN: u32 = 16u;        // columns of C per invocation (4 blocks of 4)
 override WG_X: u32 = 8u;    // invocations along N per workgroup
 override WG_Y: u32 = 4u;    // invocations along M per workgroup
@@ -141,18 +145,22 @@ fn b_block(base: u32, j: u32, p0: u32, tail: bool) -> mat4x4<f32> {
 // (mat * mat: column r of the product is sum_q B[p0 + q, cols] * A[row r, p0 + q].)
 fn step(acc: ptr<function, array<mat4x4<f32>, 16>>, a_base: u32, b_base: u32, i0: u32, j0: u32,
         p0: u32, tail: bool) {
-    let x0 = a_block(a_base, i0, p0, tail);
-    let x1 = a_block(a_base, i0 + 4u, p0, tail);
-    let x2 = a_block(a_base, i0 + 8u, p0, tail);
-    let x3 = a_block(a_base, i0 + 12u, p0, tail);
     let y0 = b_block(b_base, j0, p0, tail);
     let y1 = b_block(b_base, j0 + 4u, p0, tail);
     let y2 = b_block(b_base, j0 + 8u, p0, tail);
     let y3 = b_block(b_base, j0 + 12u, p0, tail);
+    let x0 = a_block(a_base, i0, p0, tail);
     (*acc)[0] += y0 * x0;  (*acc)[1] += y1 * x0;  (*acc)[2] += y2 * x0;  (*acc)[3] += y3 * x0;
-    (*acc)[4] += y0 * x1;  (*acc)[5] += y1 * x1;  (*acc)[6] += y2 * x1;  (*acc)[7] += y3 * x1;
-    (*acc)[8] += y0 * x2;  (*acc)[9] += y1 * x2;  (*acc)[10] += y2 * x2; (*acc)[11] += y3 * x2;
-    (*acc)[12] += y0 * x3; (*acc)[13] += y1 * x3; (*acc)[14] += y2 * x3; (*acc)[15] += y3 * x3;
+    if (BM > 4u) {
+        let x1 = a_block(a_base, i0 + 4u, p0, tail);
+        (*acc)[4] += y0 * x1;  (*acc)[5] += y1 * x1;  (*acc)[6] += y2 * x1;  (*acc)[7] += y3 * x1;
+    }
+    if (BM > 8u) {
+        let x2 = a_block(a_base, i0 + 8u, p0, tail);
+        let x3 = a_block(a_base, i0 + 12u, p0, tail);
+        (*acc)[8] += y0 * x2;  (*acc)[9] += y1 * x2;  (*acc)[10] += y2 * x2; (*acc)[11] += y3 * x2;
+        (*acc)[12] += y0 * x3; (*acc)[13] += y1 * x3; (*acc)[14] += y2 * x3; (*acc)[15] += y3 * x3;
+    }
 }
 
 // Store the in-bounds part of one accumulator: column r of `v` is C[z, i + r, j .. j+3].
@@ -188,10 +196,12 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     store_block(c_base, i0, j0 + 4u, acc[1]);
     store_block(c_base, i0, j0 + 8u, acc[2]);
     store_block(c_base, i0, j0 + 12u, acc[3]);
+    if (BM <= 4u) { return; }
     store_block(c_base, i0 + 4u, j0, acc[4]);
     store_block(c_base, i0 + 4u, j0 + 4u, acc[5]);
     store_block(c_base, i0 + 4u, j0 + 8u, acc[6]);
     store_block(c_base, i0 + 4u, j0 + 12u, acc[7]);
+    if (BM <= 8u) { return; }
     store_block(c_base, i0 + 8u, j0, acc[8]);
     store_block(c_base, i0 + 8u, j0 + 4u, acc[9]);
     store_block(c_base, i0 + 8u, j0 + 8u, acc[10]);

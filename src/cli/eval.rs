@@ -14,7 +14,8 @@ use crate::train::{self, metrics};
 pub struct EvalArgs {
     /// A run directory or a checkpoint file.
     pub checkpoint: PathBuf,
-    /// A labelled CSV file to evaluate on instead of the run's test split (CSV runs only).
+    /// A labelled CSV file (CSV runs) or image folder `DIR/<class>/*.png` (image-folder runs) to
+    /// evaluate on instead of the run's test split.
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// GPU adapter.
@@ -28,6 +29,9 @@ pub struct EvalArgs {
 /// Run `kiln eval`.
 pub fn run(a: EvalArgs) -> Result<()> {
     let saved = SavedRun::open(&a.checkpoint)?;
+    if saved.model_spec.is_sequence() {
+        return eval_text(&a, &saved);
+    }
     let gpu = open_device(a.device.as_deref())?;
     let mut model = saved.model(&gpu)?;
     let (data, what): (Box<dyn Dataset>, String) = match &a.data {
@@ -35,6 +39,16 @@ pub fn run(a: EvalArgs) -> Result<()> {
             Box::new(ArcData(saved.spec.load_data()?.test)),
             "test split".into(),
         ),
+        Some(path) if path.is_dir() => {
+            let prep = image_prep(&saved)?.ok_or_else(|| {
+                Error(format!(
+                    "--data {}: a folder of images works for runs trained on an image folder",
+                    path.display()
+                ))
+            })?;
+            let folder = prep.load_folder(path)?;
+            (Box::new(folder.dataset), path.display().to_string())
+        }
         Some(path) => {
             let pre = saved.preprocessor.as_ref().ok_or_else(|| {
                 Error(
@@ -76,6 +90,73 @@ pub fn run(a: EvalArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `kiln eval` of a language model: loss, perplexity and token accuracy on the run's test split
+/// (re-read and tokenized with the checkpoint's tokenizer) or on the windows of a text file.
+fn eval_text(a: &EvalArgs, saved: &SavedRun) -> Result<()> {
+    use super::text_data::{TOKENIZER_META, load_text, tokenizer_from_metadata};
+    let name = saved.path.display().to_string();
+    let meta = saved
+        .checkpoint
+        .metadata
+        .get(TOKENIZER_META)
+        .ok_or_else(|| Error(format!("{name}: the checkpoint carries no tokenizer")))?;
+    let tok = tokenizer_from_metadata(meta, &name)?;
+    let context = saved.model_spec.input_len();
+    let (data, what): (Box<dyn Dataset>, String) = match &a.data {
+        None => (
+            Box::new(ArcData(load_text(&saved.spec, Some(tok.clone()))?.test)),
+            "test split".into(),
+        ),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| Error(format!("--data {}: {e}", path.display())))?;
+            let ids = tok.encode(&text);
+            let d = crate::data::text::TextDataset::new(ids, tok.vocab_size(), context, context)?;
+            if d.is_empty() {
+                return Err(Error(format!(
+                    "--data {}: too short for one window of {context} tokens",
+                    path.display()
+                )));
+            }
+            (Box::new(d), path.display().to_string())
+        }
+    };
+    let gpu = open_device(a.device.as_deref())?;
+    let mut model = saved.model(&gpu)?;
+    let batch = ((16 << 20) / (context * tok.vocab_size()).max(1)).clamp(1, 512);
+    let ev = train::evaluate(&gpu, model.as_mut(), &saved.task, data.as_ref(), batch)?;
+    if a.json {
+        println!("{}", serde_json::to_string(&ev).unwrap_or_default());
+        return Ok(());
+    }
+    println!(
+        "{} on {what} ({} windows of {context} tokens)",
+        saved.path.display(),
+        ev.examples
+    );
+    let acc = ev.classification.as_ref().map_or(f64::NAN, |m| m.accuracy);
+    println!(
+        "loss {:.4}   perplexity {:.2}   token accuracy {:.2}%",
+        ev.loss,
+        ev.loss.exp(),
+        100.0 * acc
+    );
+    Ok(())
+}
+
+/// How a run trained on an image folder loads pictures (checkpoint metadata `image_prep`).
+pub(super) fn image_prep(saved: &SavedRun) -> Result<Option<crate::data::images::ImagePrep>> {
+    match saved.checkpoint.metadata.get("image_prep") {
+        None => Ok(None),
+        Some(js) => serde_json::from_str(js).map(Some).map_err(|e| {
+            Error(format!(
+                "checkpoint {}: metadata \"image_prep\" is unreadable ({e})",
+                saved.path.display()
+            ))
+        }),
+    }
 }
 
 /// A shared dataset behind a box.

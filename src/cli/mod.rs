@@ -1,12 +1,17 @@
 //! The `kiln` binary's subcommands, one file each.
 
+mod bench;
 mod devices;
+mod embed;
 mod eval;
+mod generate;
 mod info;
 mod predict;
 mod saved;
 pub mod spec;
+pub mod text_data;
 mod train;
+mod tune;
 
 use std::sync::Arc;
 
@@ -30,12 +35,20 @@ pub enum Command {
     Train(Box<train::TrainArgs>),
     /// Evaluate a saved model on its test split or another labelled CSV file.
     Eval(eval::EvalArgs),
+    /// Continue a prompt with a trained language model (gpt, lstm, gru, rnn), printing as it goes.
+    Generate(generate::GenerateArgs),
     /// Predict new rows from a CSV file with a saved model.
     Predict(predict::PredictArgs),
     /// List the GPU adapters kiln can use, with backend, type, limits and features.
     Devices,
     /// Show what a checkpoint holds: tensors, shapes, parameter count, training settings.
     Info(info::InfoArgs),
+    /// Tune the matmul and conv kernels for a model's shapes on this adapter and cache the choice.
+    TuneKernels(tune::TuneArgs),
+    /// Benchmark kernels and training steps on one adapter against its measured ceilings.
+    Bench(bench::BenchArgs),
+    /// Sentence embeddings (and their cosine similarities) from a pretrained BERT such as MiniLM.
+    Embed(embed::EmbedArgs),
 }
 
 /// Run a parsed command line.
@@ -43,9 +56,13 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(a) => train::run(*a),
         Command::Eval(a) => eval::run(a),
+        Command::Generate(a) => generate::run(a),
         Command::Predict(a) => predict::run(a),
         Command::Devices => devices::run(),
         Command::Info(a) => info::run(a),
+        Command::TuneKernels(a) => tune::run(a),
+        Command::Bench(a) => bench::run(a),
+        Command::Embed(a) => embed::run(a),
     }
 }
 

@@ -3,7 +3,9 @@
 //! For a run trained on a CSV file the input has the training file's columns (the target column
 //! may be absent) and goes through the saved preprocessing. For built-in datasets each row holds
 //! the raw features (digits: 64 pixel values 0..16; fashion-mnist: 784 values 0..255), optionally
-//! followed by a label column, which is ignored.
+//! followed by a label column, which is ignored. For a run trained on an image folder the input
+//! is one picture or a folder of them (its image files, and those one sub-folder down), loaded,
+//! resized and normalised as in training; rows are then named by file.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -21,7 +23,7 @@ use crate::train::Task;
 pub struct PredictArgs {
     /// A run directory or a checkpoint file.
     pub checkpoint: PathBuf,
-    /// CSV file of rows to predict.
+    /// CSV file of rows to predict (image-folder runs: an image file or a folder of images).
     #[arg(long)]
     pub input: PathBuf,
     /// Where to write predictions (CSV); standard output when absent.
@@ -45,7 +47,20 @@ pub fn run(a: PredictArgs) -> Result<()> {
     let saved = SavedRun::open(&a.checkpoint)?;
     let gpu = open_device(a.device.as_deref())?;
     let model = saved.model(&gpu)?;
+    let prep = super::eval::image_prep(&saved)?;
+    let mut files: Option<Vec<String>> = None; // row names, for pictures
     let (x, n, f) = match (&saved.preprocessor, raw_scale(&saved.spec.data)) {
+        _ if prep.is_some() => {
+            let prep = prep.as_ref().expect("checked above");
+            let paths = image_inputs(&a.input)?;
+            let mut x = Vec::new(); // (N, C, H, W)
+            for p in &paths {
+                x.extend(prep.load_file(p)?);
+            }
+            files = Some(paths.iter().map(|p| p.display().to_string()).collect());
+            let (c, h, w) = prep.shape();
+            (x, paths.len(), c * h * w)
+        }
         (Some(pre), _) => {
             let table = pre.read_csv(&a.input)?;
             let x = pre.transform(&table)?;
@@ -87,13 +102,21 @@ pub fn run(a: PredictArgs) -> Result<()> {
         Task::Classification { class_names } => {
             let probs = out.softmax(-1)?.to_vec::<f32>()?;
             let c = class_names.len();
-            text += "row,prediction,probability\n";
+            text += if files.is_some() {
+                "file,prediction,probability\n"
+            } else {
+                "row,prediction,probability\n"
+            };
             for i in 0..n {
                 let row = &probs[i * c..(i + 1) * c];
                 let (best, p) = row.iter().enumerate().fold((0, f32::MIN), |acc, (j, &v)| {
                     if v > acc.1 { (j, v) } else { acc }
                 });
-                text += &format!("{},{},{p:.4}\n", i + 1, class_names[best]);
+                let row = match &files {
+                    Some(f) => csv_field(&f[i]),
+                    None => (i + 1).to_string(),
+                };
+                text += &format!("{row},{},{p:.4}\n", class_names[best]);
             }
         }
         Task::Regression { width } => {
@@ -120,6 +143,47 @@ pub fn run(a: PredictArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The pictures `input` names: the file itself, or a folder's image files and those one
+/// sub-folder down (e.g. a labelled `DIR/<class>/*.png` folder), sorted.
+fn image_inputs(input: &std::path::Path) -> Result<Vec<PathBuf>> {
+    use crate::data::images::folder::image_files;
+    if !input.is_dir() {
+        if !input.exists() {
+            return Err(Error(format!(
+                "{}: no such file or directory",
+                input.display()
+            )));
+        }
+        return Ok(vec![input.to_path_buf()]);
+    }
+    let (mut files, _) = image_files(input)?;
+    let mut subs: Vec<PathBuf> = std::fs::read_dir(input)
+        .map_err(|e| Error(format!("{}: {e}", input.display())))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    subs.sort();
+    for d in subs {
+        files.extend(image_files(&d)?.0);
+    }
+    if files.is_empty() {
+        return Err(Error(format!(
+            "{}: no .png/.jpg/.jpeg images here or one folder down",
+            input.display()
+        )));
+    }
+    Ok(files)
+}
+
+/// A CSV field, quoted when it holds a comma or a quote.
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
 }
 
 fn model_inputs(saved: &SavedRun) -> Result<usize> {

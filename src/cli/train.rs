@@ -8,6 +8,7 @@ use std::time::Instant;
 use clap::Args;
 
 use super::spec::{PreparedData, RunSpec};
+use super::text_data;
 use super::{Error, Result, open_device};
 use crate::models::ModelSpec;
 use crate::optim::OptimizerKind;
@@ -16,15 +17,65 @@ use crate::train::{self, Evaluation, Progress, Task, Trainer, metrics};
 /// Flags of `kiln train`. Any flag given overrides the same setting from `--config`.
 #[derive(Debug, Args, Default)]
 pub struct TrainArgs {
-    /// Model: mlp or linear.
+    /// Model: mlp, linear, lenet, vgg, resnet18, or a language model: gpt, lstm, gru, rnn
+    /// (these train on text: the embedded Shakespeare, or --text FILE).
     #[arg(long)]
     pub model: Option<String>,
+    /// Language models: train on this UTF-8 text file instead of the embedded Shakespeare
+    /// (the default model is then gpt).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["data", "images"])]
+    pub text: Option<String>,
+    /// Language models: char (default), bpe (trained on the text, --bpe-vocab ids), gpt2, or
+    /// the path of a tokenizer.json.
+    #[arg(long, value_name = "char|bpe|gpt2|FILE")]
+    pub tokenizer: Option<String>,
+    /// Vocabulary size of --tokenizer bpe (default 512).
+    #[arg(long)]
+    pub bpe_vocab: Option<usize>,
+    /// Language models: tokens per training window, T (default 64).
+    #[arg(long)]
+    pub context: Option<usize>,
+    /// Language models: transformer blocks (gpt, default 4) or recurrent layers (default 1).
+    #[arg(long)]
+    pub layers: Option<usize>,
+    /// GPT attention heads (default 4).
+    #[arg(long)]
+    pub heads: Option<usize>,
+    /// GPT width d_model (default 128), or the recurrent hidden size (default 256).
+    #[arg(long)]
+    pub width: Option<usize>,
+    /// Language models: dropout in training (default 0).
+    #[arg(long)]
+    pub dropout: Option<f32>,
+    /// Stop after this many optimizer steps (the last epoch is then partial).
+    #[arg(long)]
+    pub max_steps: Option<u64>,
+    /// Stop training after this many minutes (checked after every batch; the epoch in progress
+    /// is validated and checkpointed).
+    #[arg(long, value_name = "MINUTES")]
+    pub time_limit: Option<f64>,
     /// Dataset: digits (built in), fashion-mnist, or a CSV file.
     #[arg(long)]
     pub data: Option<String>,
     /// Column to predict (CSV data).
     #[arg(long)]
     pub target: Option<String>,
+    /// Train on a folder of images, one sub-folder per class (DIR/<class>/*.png|jpg; DIR/train
+    /// and DIR/test are used as splits when both exist). The default model is then lenet.
+    #[arg(long, value_name = "DIR", conflicts_with = "data")]
+    pub images: Option<String>,
+    /// Image folders: resize every image to N (square) or HxW.
+    #[arg(long, value_name = "N|HxW")]
+    pub image_size: Option<String>,
+    /// Image folders: 1 (grey) or 3 (RGB) channels (default: RGB if any image has colour).
+    #[arg(long)]
+    pub channels: Option<usize>,
+    /// Training augmentation of image data: none, or a comma list of crop, flip.
+    #[arg(long, value_name = "crop,flip|none")]
+    pub augment: Option<String>,
+    /// Zero padding per side of the random crop.
+    #[arg(long)]
+    pub crop_padding: Option<usize>,
     /// Passes over the training data.
     #[arg(long)]
     pub epochs: Option<usize>,
@@ -86,6 +137,35 @@ pub struct TrainArgs {
     /// extend it).
     #[arg(long)]
     pub resume: bool,
+    /// Transfer learning: initialise the model from a checkpoint (a run directory or a
+    /// .safetensors file; kiln's or any other with PyTorch-style names), tensor by tensor by name.
+    /// The classifier head is re-initialised when its class count differs.
+    #[arg(long, value_name = "CKPT_DIR_OR_FILE")]
+    pub init_from: Option<String>,
+    /// Do not load tensors matching this name pattern from --init-from (repeatable; `*` any
+    /// characters, `?` one; a module name selects all its tensors).
+    #[arg(long, value_name = "PATTERN")]
+    pub init_skip: Vec<String>,
+    /// Load the tensors --init-from and the model share, and report the missing and
+    /// unexpected ones instead of failing.
+    #[arg(long)]
+    pub init_non_strict: bool,
+    /// Re-initialise the classifier head even when the class count matches (new classes).
+    #[arg(long)]
+    pub new_head: bool,
+    /// Freeze the parameters matching this name pattern, e.g. 'features.*' (repeatable).
+    #[arg(long, value_name = "PATTERN")]
+    pub freeze: Vec<String>,
+    /// Unfreeze every frozen parameter at the start of this epoch (1-based).
+    #[arg(long, value_name = "EPOCH")]
+    pub unfreeze_at: Option<usize>,
+    /// Learning-rate multiplier of the parameters unfrozen by --unfreeze-at (default 0.1).
+    #[arg(long)]
+    pub unfreeze_lr_scale: Option<f32>,
+    /// Train on a subset of the built-in dataset's classes: 0-4, 5,6,7,8,9 or 0-2,7
+    /// (relabelled 0..k-1, class names kept).
+    #[arg(long, value_name = "LIST")]
+    pub classes: Option<String>,
     /// Only the final summary line.
     #[arg(long, short)]
     pub quiet: bool,
@@ -109,12 +189,75 @@ fn resolve(a: &TrainArgs) -> Result<RunSpec> {
     if a.target.is_some() {
         s.target = a.target.clone();
     }
+    if let Some(dir) = &a.images {
+        if !Path::new(dir).is_dir() {
+            return Err(Error(format!(
+                "--images {dir:?}: image folder not found (expected a directory holding one \
+                 sub-folder per class)"
+            )));
+        }
+        s.data = dir.clone();
+        if a.model.is_none() && a.config.is_none() {
+            s.model = "lenet".into(); // pictures want a CNN
+        }
+    }
+    set!(augment => augment, crop_padding => crop_padding);
+    if let Some(f) = &a.text {
+        s.data = f.clone();
+        if a.model.is_none() && a.config.is_none() {
+            s.model = "gpt".into(); // text wants a language model
+        }
+    }
+    if s.is_text() && a.data.is_none() && a.text.is_none() && s.data == "digits" {
+        s.data = "shakespeare".into(); // the default corpus of the language models
+    }
+    if s.is_text() && a.config.is_none() {
+        // 5 % of a corpus is plenty to measure a loss on (50,000 tokens of Shakespeare), and
+        // every validation pass costs a forward over all of it.
+        s.val_fraction = a.val_fraction.unwrap_or(0.05);
+        s.test_fraction = a.test_fraction.unwrap_or(0.05);
+    }
+    if !s.is_text() && (a.text.is_some() || s.data == "shakespeare") {
+        return Err(Error(format!(
+            "model {} does not train on text; use --model gpt, lstm, gru or rnn",
+            s.model
+        )));
+    }
+    set!(tokenizer => tokenizer, bpe_vocab => bpe_vocab);
+    macro_rules! set_opt {
+        ($($flag:ident => $($field:ident).+),* $(,)?) => {
+            $( if a.$flag.is_some() { s.$($field).+ = a.$flag; } )*
+        };
+    }
+    set_opt!(context => context, layers => layers, heads => heads, width => width,
+             dropout => dropout, max_steps => train.max_steps,
+             time_limit => train.time_limit_minutes);
+    if a.image_size.is_some() {
+        s.image_size = a.image_size.clone();
+    }
+    if a.channels.is_some() {
+        s.channels = a.channels;
+    }
     if a.patience.is_some() {
         s.train.patience = a.patience;
     }
     if a.clip_grad_norm.is_some() {
         s.train.clip_grad_norm = a.clip_grad_norm;
     }
+    set!(unfreeze_lr_scale => train.unfreeze_lr_scale);
+    if a.unfreeze_at.is_some() {
+        s.train.unfreeze_at = a.unfreeze_at;
+    }
+    if a.classes.is_some() {
+        s.classes = a.classes.clone();
+    }
+    if a.init_from.is_some() {
+        s.init_from = a.init_from.clone();
+    }
+    s.init_skip.extend(a.init_skip.iter().cloned());
+    s.freeze.extend(a.freeze.iter().cloned());
+    s.init_strict &= !a.init_non_strict;
+    s.new_head |= a.new_head;
     s.train.quiet |= a.quiet;
     s.train
         .optimizer
@@ -150,6 +293,12 @@ pub fn run(a: TrainArgs) -> Result<()> {
         if let Some(e) = a.epochs {
             spec.train.epochs = e;
         }
+        if a.max_steps.is_some() {
+            spec.train.max_steps = a.max_steps;
+        }
+        if a.time_limit.is_some() {
+            spec.train.time_limit_minutes = a.time_limit;
+        }
         spec.train.quiet |= a.quiet;
         (spec, dir)
     } else {
@@ -165,10 +314,37 @@ pub fn run(a: TrainArgs) -> Result<()> {
     };
     let gpu = open_device(a.device.as_deref())?;
     let quiet = spec.train.quiet;
-    let data = spec.load_data()?;
+    let saved_tokenizer = dir.join(crate::data::tokenizer::TOKENIZER_FILE);
+    let data = if spec.is_text() && a.resume && saved_tokenizer.exists() {
+        let tok = crate::data::tokenizer::load_tokenizer(&saved_tokenizer)?;
+        text_data::load_text(&spec, Some(Arc::from(tok)))?
+    } else {
+        spec.load_data()?
+    };
     crate::nn::manual_seed(spec.train.seed);
     let model_spec = ModelSpec::from_name(&spec.model, data.input, data.output, data.image)?;
+    let model_spec = text_data::apply_overrides(&spec, model_spec)?;
+    // Language models: bound the logits (B * T, V) of one evaluation batch to about 64 MB.
+    let eval_batch = match &data.text {
+        Some(t) => (16 << 20) / (t.context * data.output).max(1),
+        None => 512,
+    }
+    .clamp(1, 512);
+    let mut spec = spec;
+    if data.text.is_some() && spec.train.eval_batch_size.is_none() {
+        spec.train.eval_batch_size = Some(eval_batch.min(spec.train.batch_size.max(256)));
+    }
+    let spec = spec;
     let mut model = model_spec.build(&gpu)?;
+    let init_report = if a.resume {
+        None // the run's own checkpoint restores everything
+    } else {
+        init_from(&spec, &model_spec, model.as_ref())?
+    };
+    if !spec.freeze.is_empty() {
+        train::transfer::freeze(model.as_ref(), &spec.freeze)
+            .map_err(|e| Error(format!("--freeze: {e}")))?;
+    }
     let kind: OptimizerKind = spec
         .train
         .optimizer
@@ -200,6 +376,19 @@ pub fn run(a: TrainArgs) -> Result<()> {
             serde_json::to_string(p).unwrap_or_default(),
         );
     }
+    if let Some(p) = &data.image_prep {
+        metadata.insert(
+            "image_prep".into(),
+            serde_json::to_string(p).unwrap_or_default(),
+        );
+    }
+    if let Some(t) = &data.text {
+        metadata.insert(
+            text_data::TOKENIZER_META.into(),
+            text_data::tokenizer_metadata(&spec, t.tokenizer.as_ref()),
+        );
+        t.tokenizer.save(&saved_tokenizer)?;
+    }
     if !quiet {
         println!("device: {} ({:?})", gpu.info().name, gpu.info().backend);
         println!("data:   {}", data.report.lines().next().unwrap_or(""));
@@ -213,7 +402,31 @@ pub fn run(a: TrainArgs) -> Result<()> {
             spec.train.batch_size,
             spec.train.epochs
         );
+        if let Some(r) = &init_report {
+            print!("{r}");
+        }
+        let c = train::transfer::param_counts(model.as_ref());
+        println!(
+            "params: {} trainable of {} ({} of {} tensors){}",
+            group(c.trainable),
+            group(c.total),
+            c.trainable_tensors,
+            c.total_tensors,
+            match spec.train.unfreeze_at {
+                Some(e) if c.trainable < c.total => format!(
+                    "; the frozen ones train from epoch {e} at {} x lr",
+                    spec.train.unfreeze_lr_scale
+                ),
+                _ => String::new(),
+            }
+        );
         println!("run:    {}", dir.display());
+        if let Some(b) = data.text.as_ref().and_then(|t| t.unigram_baseline) {
+            println!(
+                "baseline: unigram (training token frequencies) val loss {b:.4}, perplexity {:.2}",
+                b.exp()
+            );
+        }
     }
     let mut trainer = Trainer {
         gpu: gpu.clone(),
@@ -239,6 +452,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
         Progress::default()
     };
     let epochs = spec.train.epochs;
+    let text = data.text.is_some();
+    let context = data.text.as_ref().map(|t| t.context);
     if !quiet {
         trainer.on_epoch = Some(Box::new(move |r| {
             let mut line = format!(
@@ -248,19 +463,37 @@ pub fn run(a: TrainArgs) -> Result<()> {
             if let Some(v) = r.val_loss {
                 line += &format!("  val loss {v:.4}");
             }
+            if let (true, Some(p)) = (text, r.val_perplexity) {
+                line += &format!("  val ppl {p:.2}");
+            }
             if let Some(acc) = r.val_accuracy {
-                line += &format!("  val acc {:.1}%", 100.0 * acc);
+                let what = if text { "token acc" } else { "val acc" };
+                line += &format!("  {what} {:.1}%", 100.0 * acc);
             }
             if let Some(r2) = r.val_r2 {
                 line += &format!("  val R2 {r2:.3}");
             }
-            line += &format!("  {:.2}s ({:.0} samples/s)", r.seconds, r.samples_per_sec);
+            match context {
+                Some(t) => {
+                    let rate = r.samples_per_sec * t as f64;
+                    line += &format!("  {:.2}s ({rate:.0} tokens/s)", r.seconds);
+                }
+                None => {
+                    line += &format!("  {:.2}s ({:.0} samples/s)", r.seconds, r.samples_per_sec)
+                }
+            }
             println!("{line}");
         }));
     }
     let start = Instant::now();
     let report = trainer.fit(model.as_mut(), opt.as_mut(), progress)?;
-    let test = train::evaluate(&gpu, model.as_mut(), &data.task, data.test.as_ref(), 512)?;
+    let test = train::evaluate(
+        &gpu,
+        model.as_mut(),
+        &data.task,
+        data.test.as_ref(),
+        eval_batch,
+    )?;
     let wall = start.elapsed().as_secs_f64();
     write_summary(
         &dir,
@@ -274,6 +507,31 @@ pub fn run(a: TrainArgs) -> Result<()> {
     )?;
     print_summary(&data, &test, &report, wall, &dir, quiet);
     Ok(())
+}
+
+/// Load `--init-from` into `model` (nothing when the spec names no checkpoint). The head is
+/// skipped when its shape differs from the file's, or always with `--new-head`.
+fn init_from(
+    spec: &RunSpec,
+    model_spec: &ModelSpec,
+    model: &dyn crate::nn::Module,
+) -> Result<Option<train::transfer::LoadReport>> {
+    let Some(src) = &spec.init_from else {
+        return Ok(None);
+    };
+    let head = model_spec.head_name();
+    let mut skip = spec.init_skip.clone();
+    if spec.new_head {
+        skip.push(head.clone());
+    }
+    let opts = train::transfer::LoadOptions {
+        skip,
+        strict: spec.init_strict,
+        head: Some(head),
+    };
+    let report = train::transfer::load_pretrained(model, Path::new(src), &opts)
+        .map_err(|e| Error(format!("--init-from: {e}")))?;
+    Ok(Some(report))
 }
 
 /// Digits grouped by thousands: 12,345.
@@ -313,7 +571,16 @@ fn write_summary(
         "test_loss": test.loss,
         "test_examples": test.examples,
     });
-    if let Some(m) = &test.classification {
+    if let Some(t) = &data.text {
+        s["test_perplexity"] = test.loss.exp().into();
+        s["unigram_baseline_loss"] = t.unigram_baseline.into();
+        s["tokenizer"] = t.tokenizer.kind().into();
+        s["vocab_size"] = data.output.into();
+        s["budget_reached"] = report.budget_reached.into();
+        if let Some(m) = &test.classification {
+            s["test_token_accuracy"] = m.accuracy.into();
+        }
+    } else if let Some(m) = &test.classification {
         s["test_accuracy"] = m.accuracy.into();
         s["test_macro_precision"] = m.macro_precision.into();
         s["test_macro_recall"] = m.macro_recall.into();
@@ -346,7 +613,35 @@ fn print_summary(
     } else {
         ""
     };
+    let stop = if report.budget_reached {
+        " (step/time budget reached)"
+    } else {
+        stop
+    };
     let head = format!("{} epochs{stop} in {wall:.1}s", report.progress.epoch);
+    if let (Some(t), Some(m)) = (&data.text, &test.classification) {
+        if !quiet {
+            println!(
+                "\nrun directory: {} (metrics.csv, curves.png, best.safetensors, tokenizer.json)",
+                dir.display()
+            );
+            println!(
+                "sample it: kiln generate --checkpoint {} --prompt \"...\" --max-tokens 200",
+                dir.display()
+            );
+        }
+        let base = t
+            .unigram_baseline
+            .map(|b| format!(" (unigram baseline {b:.4})"))
+            .unwrap_or_default();
+        println!(
+            "{head}: test loss {:.4}{base}, perplexity {:.2}, token accuracy {:.2}%",
+            test.loss,
+            test.loss.exp(),
+            100.0 * m.accuracy
+        );
+        return;
+    }
     if let Some(m) = &test.classification {
         if !quiet {
             println!("\ntest ({} examples):", test.examples);

@@ -5,6 +5,9 @@
 //! batches into a bounded channel (`prefetch` batches ahead, 2 by default) while the caller uploads
 //! and trains on the previous one. Dropping the [`Epoch`] iterator early closes the channel; the
 //! worker's next send fails, it returns, and the drop joins it.
+//!
+//! A loader may also [`augment`](DataLoader::augment) its batches (training only): batch `i` of
+//! epoch `e` goes through an [`Augment`] seeded by [`augment_seed`]`(seed, e, i)`, on the worker.
 
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -37,6 +40,27 @@ pub struct DataLoader {
     seed: Option<u64>,
     drop_last: bool,
     prefetch: usize,
+    augment: Option<(Arc<dyn Augment>, u64)>,
+}
+
+/// A random transformation of host batches (training-time augmentation such as random crops
+/// and flips), applied by a [`DataLoader`] on its worker thread.
+pub trait Augment: Send + Sync {
+    /// Transform `batch` in place. The result must be a pure function of `(batch, seed)`.
+    fn augment(&self, batch: &mut Batch, seed: u64);
+}
+
+/// The augmentation seed of batch `batch` of epoch `epoch` for a loader seeded with `seed`:
+/// a SplitMix64 hash of the three, so every batch of every epoch draws fresh, reproducible
+/// randomness (a resumed run sees the same augmented batches).
+pub fn augment_seed(seed: u64, epoch: u64, batch: u64) -> u64 {
+    let mix = |mut z: u64| {
+        z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    mix(mix(mix(seed) ^ epoch) ^ batch)
 }
 
 impl std::fmt::Debug for DataLoader {
@@ -47,6 +71,7 @@ impl std::fmt::Debug for DataLoader {
             .field("seed", &self.seed)
             .field("drop_last", &self.drop_last)
             .field("prefetch", &self.prefetch)
+            .field("augment_seed", &self.augment.as_ref().map(|a| a.1))
             .finish()
     }
 }
@@ -63,7 +88,15 @@ impl DataLoader {
             seed: None,
             drop_last: false,
             prefetch: 2,
+            augment: None,
         })
+    }
+
+    /// Pass every batch through `augment`, seeded per batch by [`augment_seed`]`(seed, epoch,
+    /// batch)`. For training loaders only: evaluation must see the data as it is.
+    pub fn augment(mut self, augment: Arc<dyn Augment>, seed: u64) -> Self {
+        self.augment = Some((augment, seed));
+        self
     }
 
     /// Shuffle every epoch; the order of epoch `e` depends only on `(seed, e)`.
@@ -126,9 +159,13 @@ impl DataLoader {
         let (tx, rx) = sync_channel(self.prefetch);
         let dataset = Arc::clone(&self.dataset);
         let batch_size = self.batch_size;
+        let augment = self.augment.clone();
         let worker = std::thread::Builder::new()
             .name(format!("kiln-loader-e{epoch}"))
-            .spawn(move || produce(dataset.as_ref(), &order, batch_size, tx));
+            .spawn(move || {
+                let aug = augment.as_ref().map(|(a, s)| (a.as_ref(), *s, epoch));
+                produce(dataset.as_ref(), &order, batch_size, aug, tx)
+            });
         match worker {
             Ok(handle) => Epoch {
                 source: Source::Thread {
@@ -144,6 +181,7 @@ impl DataLoader {
                     order: self.order(epoch),
                     batch_size,
                     next: 0,
+                    augment: self.augment.clone().map(|(a, s)| (a, s, epoch)),
                 },
                 remaining: batches,
             },
@@ -151,9 +189,27 @@ impl DataLoader {
     }
 }
 
-fn produce(dataset: &dyn Dataset, order: &[usize], batch_size: usize, tx: SyncSender<Batch>) {
-    for chunk in order.chunks(batch_size) {
-        if tx.send(dataset.batch(chunk)).is_err() {
+/// An augmentation with its loader seed and the epoch.
+type EpochAugment<'a> = Option<(&'a dyn Augment, u64, u64)>;
+
+/// Gather batch `i` of `order`, augmented when asked.
+fn gather(dataset: &dyn Dataset, chunk: &[usize], i: usize, aug: EpochAugment<'_>) -> Batch {
+    let mut b = dataset.batch(chunk);
+    if let Some((a, seed, epoch)) = aug {
+        a.augment(&mut b, augment_seed(seed, epoch, i as u64));
+    }
+    b
+}
+
+fn produce(
+    dataset: &dyn Dataset,
+    order: &[usize],
+    batch_size: usize,
+    aug: EpochAugment<'_>,
+    tx: SyncSender<Batch>,
+) {
+    for (i, chunk) in order.chunks(batch_size).enumerate() {
+        if tx.send(gather(dataset, chunk, i, aug)).is_err() {
             return; // the consumer dropped the iterator
         }
     }
@@ -169,6 +225,7 @@ enum Source {
         order: Vec<usize>,
         batch_size: usize,
         next: usize,
+        augment: Option<(Arc<dyn Augment>, u64, u64)>,
     },
 }
 
@@ -206,9 +263,16 @@ impl Iterator for Epoch {
                 order,
                 batch_size,
                 next,
+                augment,
             } => {
                 let end = (*next + *batch_size).min(order.len());
-                let b = dataset.batch(&order[*next..end]);
+                let aug = augment.as_ref().map(|(a, s, e)| (a.as_ref(), *s, *e));
+                let b = gather(
+                    dataset.as_ref(),
+                    &order[*next..end],
+                    *next / *batch_size,
+                    aug,
+                );
                 *next = end;
                 b
             }

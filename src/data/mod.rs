@@ -5,7 +5,8 @@
 pub enum Targets {
     /// Class indices in `0..num_classes`.
     Classes {
-        /// One label per example.
+        /// One label per example; for a sequence dataset (e.g. [`text::TextDataset`]) `T`
+        /// labels per example, row-major `(B, T)`, so `B * T` in a batch.
         labels: Vec<u32>,
         /// Number of classes.
         num_classes: usize,
@@ -45,11 +46,20 @@ pub trait Dataset: Send + Sync {
 
     /// Gather the examples at `indices` into one batch.
     fn batch(&self, indices: &[usize]) -> Batch;
+
+    /// The augmentation a training loader applies to this dataset's batches (none by default;
+    /// see [`images::Augmented`]). [`batch`](Dataset::batch) itself never augments, so
+    /// evaluation sees the data as it is.
+    fn augmentation(&self) -> Option<std::sync::Arc<dyn loader::Augment>> {
+        None
+    }
 }
 
+pub mod chat;
 pub mod digits;
 pub mod error;
 pub mod idx;
+pub mod images;
 pub mod loader;
 pub mod memory;
 pub mod options;
@@ -58,6 +68,8 @@ pub mod scaler;
 pub mod split;
 pub mod table;
 pub mod tabular;
+pub mod text;
+pub mod tokenizer;
 
 pub use digits::{DIGITS_LEN, digits, digits_images};
 pub use error::DataError;
@@ -65,7 +77,7 @@ pub use idx::{
     FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, IdxArray, fashion_mnist, load_idx_pair, parse_idx,
     read_maybe_gz,
 };
-pub use loader::{DataLoader, Epoch};
+pub use loader::{Augment, DataLoader, Epoch, augment_seed};
 pub use memory::InMemoryDataset;
 pub use options::{
     CategoricalEncoding, HeaderMode, Impute, MissingPolicy, Scaling, TabularOptions, TaskKind,

@@ -71,6 +71,17 @@ fn bn(gpu: &Arc<Gpu>, c: usize) -> Result<BatchNorm2d> {
     BatchNorm2d::new_on(gpu, c, BatchNormOptions::default())
 }
 
+/// Swap the last layer of `seq` (a Linear head) for a fresh one with `classes` outputs.
+pub(super) fn replace_last(seq: &mut Sequential, classes: usize, model: &str) -> Result<()> {
+    let last = seq.len().checked_sub(1);
+    let slot = last
+        .and_then(|i| seq.get_mut(i))
+        .ok_or_else(|| Error::Config(format!("{model}: the model has no head layer")))?;
+    let head = super::new_head(slot.as_ref(), classes, model)?;
+    *slot = Box::new(head);
+    Ok(())
+}
+
 /// LeNet-5: conv 5x5 (6) -> ReLU -> max-pool 2 -> conv 5x5 (16) -> ReLU -> max-pool 2 ->
 /// Linear 120 -> ReLU -> Linear 84 -> ReLU -> Linear classes.
 ///
@@ -112,9 +123,22 @@ impl LeNet {
             input,
         })
     }
+
+    /// Replace the head `classifier.4` by a freshly initialised Linear(84, `classes`); the
+    /// other layers keep their weights (and their frozen / trainable state).
+    pub fn replace_head(&mut self, classes: usize) -> Result<()> {
+        replace_last(&mut self.classifier, classes, "lenet")
+    }
 }
 
 impl Module for LeNet {
+    fn visit_linears_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut crate::nn::Linear)) {
+        self.features
+            .visit_linears_mut(&crate::nn::child_path(prefix, "features"), f);
+        self.classifier
+            .visit_linears_mut(&crate::nn::child_path(prefix, "classifier"), f);
+    }
+
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let x = as_images(x, self.input, "lenet")?; // (B, C, H, W)
         let f = self.features.forward(&x)?; // (B, 16, H2, W2)
@@ -179,9 +203,22 @@ impl Vgg {
             input,
         })
     }
+
+    /// Replace the head `classifier.0` by a freshly initialised Linear(64, `classes`) (input
+    /// width: the last block's); the other layers keep their weights.
+    pub fn replace_head(&mut self, classes: usize) -> Result<()> {
+        replace_last(&mut self.classifier, classes, "vgg")
+    }
 }
 
 impl Module for Vgg {
+    fn visit_linears_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut crate::nn::Linear)) {
+        self.features
+            .visit_linears_mut(&crate::nn::child_path(prefix, "features"), f);
+        self.classifier
+            .visit_linears_mut(&crate::nn::child_path(prefix, "classifier"), f);
+    }
+
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let x = as_images(x, self.input, "vgg")?; // (B, C, H, W)
         let f = self.features.forward(&x)?; // (B, W_last, H', W')
@@ -327,9 +364,21 @@ impl ResNet18 {
             input,
         })
     }
+
+    /// Replace the head `fc` by a freshly initialised Linear(128, `classes`); the other layers
+    /// keep their weights.
+    pub fn replace_head(&mut self, classes: usize) -> Result<()> {
+        self.fc = super::new_head(&self.fc, classes, "resnet18")?;
+        Ok(())
+    }
 }
 
 impl Module for ResNet18 {
+    fn visit_linears_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut crate::nn::Linear)) {
+        self.fc
+            .visit_linears_mut(&crate::nn::child_path(prefix, "fc"), f);
+    }
+
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let x = as_images(x, self.input, "resnet18")?; // (B, C, H, W)
         let mut h = self.bn1.forward(&self.conv1.forward(&x)?)?.relu()?; // (B, 16, H, W)

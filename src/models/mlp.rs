@@ -55,9 +55,21 @@ impl Mlp {
         layers.push(Box::new(nn::Linear::new_on(gpu, width, output, true)?));
         Ok(Mlp { layers })
     }
+
+    /// Replace the last Linear layer (the head, `layers.<k>`, see
+    /// [`super::ModelSpec::head_name`]) by a freshly initialised one with `output` outputs; the
+    /// other layers keep their weights.
+    pub fn replace_head(&mut self, output: usize) -> Result<()> {
+        super::cnn::replace_last(&mut self.layers, output, "mlp")
+    }
 }
 
 impl Module for Mlp {
+    fn visit_linears_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut crate::nn::Linear)) {
+        self.layers
+            .visit_linears_mut(&crate::nn::child_path(prefix, "layers"), f);
+    }
+
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         // (B, in) -> (B, out); extra leading dims are flattened into the batch.
         let x = if x.rank() > 2 {

@@ -1,11 +1,25 @@
 //! The model zoo. Every model is described by a serialisable [`ModelSpec`], stored in its
 //! checkpoints, so `kiln eval`, `kiln predict` and `--resume` rebuild exactly the same network.
 
+pub mod bert;
 mod cnn;
+pub mod gpt;
+pub mod lm;
 mod mlp;
+pub mod pretrained;
+pub mod rnn;
+pub mod sampling;
 
 pub use cnn::{BasicBlock, ImageShape, LeNet, RESNET_WIDTHS, ResNet18, VGG_WIDTHS, Vgg};
+pub use bert::{BertConfig, BertEncoder, l2_normalize, mean_pool};
+pub use gpt::{Gpt, GptConfig};
+pub use lm::LanguageModel;
 pub use mlp::Mlp;
+pub use rnn::{
+    RnnClassifier, RnnClassifierConfig, RnnLanguageModel, RnnLmConfig, SequenceInput,
+    SequencePooling,
+};
+pub use sampling::{Sampler, Sampling};
 
 use std::sync::Arc;
 
@@ -13,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Gpu;
 use crate::error::{Error, Result};
-use crate::nn::Module;
+use crate::nn::{self, Module};
 
 /// A buildable model description.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -74,15 +88,70 @@ pub enum ModelSpec {
         /// Classes.
         classes: usize,
     },
+    /// A GPT decoder over token ids (see [`Gpt`]), trained as a [`LanguageModel`].
+    Gpt {
+        /// V, vocabulary size.
+        vocab_size: usize,
+        /// Transformer blocks.
+        n_layer: usize,
+        /// Attention heads.
+        n_head: usize,
+        /// C, model width (a multiple of `n_head`).
+        d_model: usize,
+        /// T, the longest sequence (training windows are this long).
+        context: usize,
+        /// Dropout in training.
+        dropout: f32,
+        /// Rotary position embedding instead of a learned position table.
+        rope: bool,
+    },
+    /// A recurrent language model (see [`RnnLanguageModel`]), trained as a [`LanguageModel`].
+    Rnn {
+        /// `rnn` (tanh), `lstm` or `gru`.
+        cell: String,
+        /// V, vocabulary size.
+        vocab_size: usize,
+        /// E, embedding width.
+        embed_dim: usize,
+        /// H, hidden width.
+        hidden_size: usize,
+        /// Stacked recurrent layers.
+        num_layers: usize,
+        /// T, the length of the training windows.
+        context: usize,
+        /// Dropout between layers and before the head, in training.
+        dropout: f32,
+    },
 }
 
 /// Model names `kiln train --model` accepts.
-pub const MODEL_NAMES: &[&str] = &["mlp", "linear", "lenet", "vgg", "resnet18"];
+pub const MODEL_NAMES: &[&str] = &[
+    "mlp", "linear", "lenet", "vgg", "resnet18", "gpt", "lstm", "gru", "rnn",
+];
+
+/// The language models among [`MODEL_NAMES`]: they train on text (see
+/// [`ModelSpec::from_name`]).
+pub const SEQUENCE_MODEL_NAMES: &[&str] = &["gpt", "lstm", "gru", "rnn"];
 
 impl ModelSpec {
     /// The spec `--model NAME` means for `input` features and `output` outputs. The
     /// convolutional models (`lenet`, `vgg`, `resnet18`) need the data's `image` shape
-    /// (C, H, W); `output` is then the number of classes.
+    /// (C, H, W); `output` is then the number of classes. For the language models
+    /// ([`SEQUENCE_MODEL_NAMES`]) `input` is the context T and `output` the vocabulary size V;
+    /// their defaults are sized for a software GPU:
+    ///
+    /// | name | default |
+    /// | --- | --- |
+    /// | `gpt` | 4 layers, 4 heads, width 128, learned positions, no dropout (~0.8M + 128 V parameters) |
+    /// | `lstm`, `gru`, `rnn` | embedding 64, 1 layer of 256, no dropout |
+    ///
+    /// ```
+    /// use kiln::models::ModelSpec;
+    /// let gpt = ModelSpec::from_name("gpt", 64, 77, None)?;
+    /// assert!(matches!(gpt, ModelSpec::Gpt { n_layer: 4, n_head: 4, d_model: 128, context: 64, .. }));
+    /// assert_eq!((gpt.name(), gpt.is_sequence()), ("gpt", true));
+    /// # Ok::<(), kiln::Error>(())
+    /// ```
     pub fn from_name(
         name: &str,
         input: usize,
@@ -136,6 +205,24 @@ impl ModelSpec {
                 dropout: 0.1,
             }),
             "linear" => Ok(ModelSpec::Linear { input, output }),
+            "gpt" => Ok(ModelSpec::Gpt {
+                vocab_size: output,
+                n_layer: 4,
+                n_head: 4,
+                d_model: 128,
+                context: input,
+                dropout: 0.0,
+                rope: false,
+            }),
+            "lstm" | "gru" | "rnn" => Ok(ModelSpec::Rnn {
+                cell: name.into(),
+                vocab_size: output,
+                embed_dim: 64,
+                hidden_size: 256,
+                num_layers: 1,
+                context: input,
+                dropout: 0.0,
+            }),
             _ => Err(Error::Config(format!(
                 "unknown model {name:?}; available: {}",
                 MODEL_NAMES.join(", ")
@@ -151,7 +238,18 @@ impl ModelSpec {
             ModelSpec::LeNet { .. } => "lenet",
             ModelSpec::Vgg { .. } => "vgg",
             ModelSpec::ResNet18 { .. } => "resnet18",
+            ModelSpec::Gpt { .. } => "gpt",
+            ModelSpec::Rnn { cell, .. } => match cell.as_str() {
+                "lstm" => "lstm",
+                "gru" => "gru",
+                _ => "rnn",
+            },
         }
+    }
+
+    /// True for the language models (`gpt`, `lstm`, `gru`, `rnn`), which train on text.
+    pub fn is_sequence(&self) -> bool {
+        matches!(self, ModelSpec::Gpt { .. } | ModelSpec::Rnn { .. })
     }
 
     /// Features per example the model takes (flat; images are C*H*W).
@@ -176,7 +274,70 @@ impl ModelSpec {
                 width,
                 ..
             } => channels * height * width,
+            ModelSpec::Gpt { context, .. } | ModelSpec::Rnn { context, .. } => *context,
         }
+    }
+
+    /// The name of the classifier head, the last Linear layer, whose tensors are
+    /// `<head>.weight` (outputs, in) and `<head>.bias` (outputs):
+    ///
+    /// | model | head |
+    /// | --- | --- |
+    /// | `mlp` | `layers.<k>`, k = 2 per hidden layer (3 with dropout) |
+    /// | `linear` | `layers.0` |
+    /// | `lenet` | `classifier.4` |
+    /// | `vgg` | `classifier.0` |
+    /// | `resnet18` | `fc` |
+    /// | `gpt` | `lm_head` (outputs: the vocabulary) |
+    /// | `lstm`, `gru`, `rnn` | `head` (outputs: the vocabulary) |
+    ///
+    /// ```
+    /// use kiln::models::ModelSpec;
+    /// let spec = ModelSpec::from_name("mlp", 64, 10, None)?; // hidden [256, 128], dropout 0.1
+    /// assert_eq!(spec.head_name(), "layers.6");
+    /// # Ok::<(), kiln::Error>(())
+    /// ```
+    pub fn head_name(&self) -> String {
+        match self {
+            ModelSpec::Mlp {
+                hidden, dropout, ..
+            } => {
+                let block = if *dropout > 0.0 { 3 } else { 2 };
+                format!("layers.{}", hidden.len() * block)
+            }
+            ModelSpec::Linear { .. } => "layers.0".into(),
+            ModelSpec::LeNet { .. } => "classifier.4".into(),
+            ModelSpec::Vgg { .. } => "classifier.0".into(),
+            ModelSpec::ResNet18 { .. } => "fc".into(),
+            ModelSpec::Gpt { .. } => "lm_head".into(),
+            ModelSpec::Rnn { .. } => "head".into(),
+        }
+    }
+
+    /// Outputs of the head: classes, or regression targets.
+    pub fn outputs(&self) -> usize {
+        match self {
+            ModelSpec::Mlp { output, .. } | ModelSpec::Linear { output, .. } => *output,
+            ModelSpec::LeNet { classes, .. }
+            | ModelSpec::Vgg { classes, .. }
+            | ModelSpec::ResNet18 { classes, .. } => *classes,
+            ModelSpec::Gpt { vocab_size, .. } | ModelSpec::Rnn { vocab_size, .. } => *vocab_size,
+        }
+    }
+
+    /// The same architecture with a head of `outputs` outputs (for a new number of classes).
+    pub fn with_outputs(&self, outputs: usize) -> ModelSpec {
+        let mut s = self.clone();
+        match &mut s {
+            ModelSpec::Mlp { output, .. } | ModelSpec::Linear { output, .. } => *output = outputs,
+            ModelSpec::LeNet { classes, .. }
+            | ModelSpec::Vgg { classes, .. }
+            | ModelSpec::ResNet18 { classes, .. } => *classes = outputs,
+            ModelSpec::Gpt { vocab_size, .. } | ModelSpec::Rnn { vocab_size, .. } => {
+                *vocab_size = outputs
+            }
+        }
+        s
     }
 
     /// Construct the model on `gpu` with fresh parameters (from kiln's seeded RNG).
@@ -229,6 +390,92 @@ impl ModelSpec {
                 (*channels, *height, *width),
                 *classes,
             )?)),
+            ModelSpec::Gpt { .. } | ModelSpec::Rnn { .. } => Ok(Box::new(self.build_lm(gpu)?)),
         }
     }
+
+    /// Construct a language model (`gpt`, `lstm`, `gru`, `rnn`) on `gpu` with fresh
+    /// parameters; an error for the other models.
+    pub fn build_lm(&self, gpu: &Arc<Gpu>) -> Result<LanguageModel> {
+        match self {
+            ModelSpec::Gpt {
+                vocab_size,
+                n_layer,
+                n_head,
+                d_model,
+                context,
+                dropout,
+                rope,
+            } => {
+                if *n_head == 0 || d_model % n_head != 0 {
+                    return Err(Error::Config(format!(
+                        "model gpt: width {d_model} must be a positive multiple of heads {n_head}"
+                    )));
+                }
+                let cfg = GptConfig {
+                    vocab_size: *vocab_size,
+                    n_layer: *n_layer,
+                    n_head: *n_head,
+                    n_kv_head: *n_head,
+                    d_model: *d_model,
+                    context: *context,
+                    dropout: *dropout,
+                    rope: *rope,
+                };
+                Ok(LanguageModel::Gpt(Gpt::new_on(gpu, cfg)?))
+            }
+            ModelSpec::Rnn {
+                cell,
+                vocab_size,
+                embed_dim,
+                hidden_size,
+                num_layers,
+                dropout,
+                ..
+            } => {
+                let cell = match cell.as_str() {
+                    "lstm" => crate::ops::RnnCell::Lstm,
+                    "gru" => crate::ops::RnnCell::Gru,
+                    "rnn" => crate::ops::RnnCell::RnnTanh,
+                    other => {
+                        return Err(Error::Config(format!(
+                            "model rnn: unknown cell {other:?}; use rnn, lstm or gru"
+                        )));
+                    }
+                };
+                let cfg = RnnLmConfig {
+                    cell,
+                    vocab_size: *vocab_size,
+                    embed_dim: *embed_dim,
+                    hidden_size: *hidden_size,
+                    num_layers: *num_layers,
+                    dropout: *dropout,
+                };
+                Ok(LanguageModel::Rnn(RnnLanguageModel::new_on(gpu, cfg)?))
+            }
+            other => Err(Error::Config(format!(
+                "model {} is not a language model (gpt, lstm, gru, rnn)",
+                other.name()
+            ))),
+        }
+    }
+}
+
+/// A freshly initialised Linear layer shaped like the head `old` (same input width, bias and
+/// device) but with `outputs` outputs: the body of every zoo model's `replace_head`.
+fn new_head(old: &dyn Module, outputs: usize, model: &str) -> Result<nn::Linear> {
+    let params = old.named_parameters();
+    let weight = params
+        .iter()
+        .find(|(n, _)| n == "weight")
+        .map(|(_, t)| t)
+        .ok_or_else(|| Error::Config(format!("{model}: the head layer has no weight")))?;
+    if outputs == 0 || weight.rank() != 2 {
+        return Err(Error::Config(format!(
+            "{model}: cannot replace the head with {outputs} outputs (head weight {:?})",
+            weight.shape()
+        )));
+    }
+    let bias = params.iter().any(|(n, _)| n == "bias");
+    nn::Linear::new_on(weight.gpu(), weight.shape()[1], outputs, bias)
 }

@@ -1,5 +1,5 @@
-//! `LayerNorm` over the last dim, composed from primitive ops (a fused kernel comes later and is
-//! tested against this).
+//! `LayerNorm` over the last dim, one fused kernel each way (`norm.wgsl`, see
+//! [`crate::ops::norm`]; tested against the composed version).
 //!
 //! For x of shape (..., D), per row:
 //!
@@ -9,7 +9,8 @@
 //! y_d  = (x_d - mu) / sqrt(var + eps) * w_d + b_d
 //! ```
 //!
-//! The gradient comes from the ops it is built of (mean, sub, square, add, rsqrt, mul).
+//! Backward: `dx = rstd (g w - mean(g w) - xhat mean(g w xhat))`, `dw = sum_rows g xhat`,
+//! `db = sum_rows g`.
 //! Default initialisation: w = 1, b = 0.
 //!
 //! ```
@@ -32,45 +33,15 @@ use crate::error::{Result, arg_err, shape_err};
 use crate::tensor::Tensor;
 
 /// Layer normalisation of `x` (..., D) over its last dim, with an optional per-feature scale
-/// `weight` (D) and shift `bias` (D).
+/// `weight` (D) and shift `bias` (D): the fused kernel [`crate::ops::norm::layer_norm`] (the
+/// composed version, [`crate::ops::norm::layer_norm_composed`], is its test reference).
 pub fn layer_norm(
     x: &Tensor,
     weight: Option<&Tensor>,
     bias: Option<&Tensor>,
     eps: f32,
 ) -> Result<Tensor> {
-    x.expect_f32("LayerNorm")?;
-    if x.rank() == 0 {
-        return shape_err(
-            "LayerNorm",
-            "input must have at least one dim, got a scalar",
-        );
-    }
-    let d = x.shape()[x.rank() - 1];
-    for (name, p) in [("weight", weight), ("bias", bias)] {
-        let Some(p) = p else { continue };
-        if p.shape() != [d] {
-            return shape_err(
-                "LayerNorm",
-                format!(
-                    "{name} must have shape ({d}) for input of shape {:?}, got shape {:?}",
-                    x.shape(),
-                    p.shape()
-                ),
-            );
-        }
-    }
-    let mu = x.mean_dims(&[-1], true)?;
-    let xc = x.sub(&mu)?;
-    let var = xc.square()?.mean_dims(&[-1], true)?;
-    let mut y = xc.mul(&var.add_scalar(eps)?.rsqrt()?)?;
-    if let Some(w) = weight {
-        y = y.mul(w)?;
-    }
-    if let Some(b) = bias {
-        y = y.add(b)?;
-    }
-    Ok(y)
+    crate::ops::norm::layer_norm(x, weight, bias, eps)
 }
 
 /// Layer normalisation over the last dim, of size `dim`.

@@ -7,6 +7,10 @@
 //! Default initialisation (PyTorch's): W and b both U(-1/sqrt(in), 1/sqrt(in)), W by
 //! [`init::kaiming_uniform`] with [`init::linear_default_gain`].
 //!
+//! A Linear layer may carry a LoRA adapter ([`Linear::lora`], see [`super::lora`]): then
+//! `y = x W^T + b + s (x A^T) B^T` and its parameters include `lora_A.weight` and
+//! `lora_B.weight`.
+//!
 //! ```
 //! use kiln::{Tensor, nn::{Linear, Module}};
 //! let w = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3])?;
@@ -23,6 +27,7 @@ use kiln_kernels::Gpu;
 
 use super::Module;
 use super::init::{self, FanMode, Init};
+use super::lora::LoraAdapter;
 use crate::error::{Result, arg_err, shape_err};
 use crate::tensor::Tensor;
 
@@ -33,6 +38,9 @@ pub struct Linear {
     pub weight: Tensor,
     /// (out), if the layer has a bias.
     pub bias: Option<Tensor>,
+    /// A LoRA adapter added to the output (see [`super::lora::apply_lora`]); `None` for a
+    /// plain layer.
+    pub lora: Option<LoraAdapter>,
 }
 
 impl Linear {
@@ -74,7 +82,11 @@ impl Linear {
         } else {
             None
         };
-        Ok(Linear { weight, bias })
+        Ok(Linear {
+            weight,
+            bias,
+            lora: None,
+        })
     }
 
     /// A layer with the given weight (out, in) and bias (out), used as they are (their
@@ -102,7 +114,11 @@ impl Linear {
                 );
             }
         }
-        Ok(Linear { weight, bias })
+        Ok(Linear {
+            weight,
+            bias,
+            lora: None,
+        })
     }
 
     /// Size of the input's last dim.
@@ -114,10 +130,8 @@ impl Linear {
     pub fn out_features(&self) -> usize {
         self.weight.shape()[0]
     }
-}
 
-impl Module for Linear {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    fn check_input(&self, x: &Tensor) -> Result<()> {
         let fin = self.in_features();
         if x.rank() == 0 || x.shape()[x.rank() - 1] != fin {
             return shape_err(
@@ -129,10 +143,36 @@ impl Module for Linear {
                 ),
             );
         }
+        Ok(())
+    }
+
+    /// `x W^T + b` of the base layer alone, ignoring any LoRA adapter.
+    pub fn forward_base(&self, x: &Tensor) -> Result<Tensor> {
+        self.check_input(x)?;
         let y = x.matmul(&self.weight.t()?)?;
         match &self.bias {
             Some(b) => y.add(b),
             None => Ok(y),
+        }
+    }
+
+    /// `x W^T` plus the LoRA path if any, without the bias (for callers that fuse the bias add
+    /// into the next kernel, like `linear_gelu`).
+    pub fn forward_no_bias(&self, x: &Tensor) -> Result<Tensor> {
+        self.check_input(x)?;
+        let y = x.matmul(&self.weight.t()?)?;
+        match &self.lora {
+            Some(l) if !l.is_merged() => y.add(&l.delta(x)?),
+            _ => Ok(y),
+        }
+    }
+}
+
+impl Module for Linear {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match &self.lora {
+            Some(l) => l.forward(self, x),
+            None => self.forward_base(x),
         }
     }
 
@@ -141,6 +181,24 @@ impl Module for Linear {
         if let Some(b) = &self.bias {
             v.push(("bias".to_string(), b.clone()));
         }
+        if let Some(l) = &self.lora {
+            v.extend(l.named_parameters());
+        }
         v
+    }
+
+    /// Passes the mode to the LoRA adapter (its dropout); a plain layer has none.
+    fn set_training(&mut self, training: bool) {
+        if let Some(l) = &mut self.lora {
+            l.set_training(training);
+        }
+    }
+
+    fn is_training(&self) -> bool {
+        self.lora.as_ref().is_none_or(|l| l.is_training())
+    }
+
+    fn visit_linears_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Linear)) {
+        f(prefix, self);
     }
 }

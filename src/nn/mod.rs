@@ -6,6 +6,7 @@
 //! line up with the Python ecosystem.
 
 pub mod activation;
+pub mod attention;
 pub mod batch_norm;
 pub mod batch_norm2d;
 pub mod conv;
@@ -15,12 +16,19 @@ pub mod flatten;
 pub mod init;
 pub mod layer_norm;
 pub mod linear;
+pub mod lora;
+pub mod lora_io;
 pub mod loss;
+pub mod nf4_linear;
 pub mod pool;
+pub mod rms_norm;
 pub mod rng;
+pub mod rnn;
 pub mod sequential;
+pub mod transformer;
 
 pub use activation::{GELU, ReLU, SiLU, Sigmoid, Tanh};
+pub use attention::{AttentionConfig, KvCache, MultiHeadAttention};
 pub use batch_norm::{BatchNorm1d, BatchNormOptions};
 pub use batch_norm2d::{BatchNorm2d, batch_norm2d};
 pub use conv::{Conv1d, Conv2d};
@@ -30,9 +38,13 @@ pub use flatten::Flatten;
 pub use layer_norm::{LayerNorm, layer_norm};
 pub use linear::Linear;
 pub use loss::{CrossEntropyOptions, Reduction};
+pub use nf4_linear::Nf4Linear;
 pub use pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d, PoolWindow};
+pub use rms_norm::RmsNorm;
+pub use rnn::{Gru, Lstm, Recurrent, RecurrentLayer, Rnn, RnnOptions, RnnOutput, RnnState};
 pub use rng::{RngState, manual_seed, next_key, rng_state, set_rng_state};
 pub use sequential::Sequential;
+pub use transformer::{BlockConfig, TransformerBlock};
 
 use crate::error::Result;
 use crate::tensor::Tensor;
@@ -72,6 +84,13 @@ pub trait Module: Send + Sync {
         self.named_parameters().iter().map(|(_, t)| t.numel()).sum()
     }
 
+    /// Call `f(path, linear)` for every [`Linear`] layer inside this module (itself included),
+    /// `path` being its dotted name (`blocks.0.attn.q_proj`; `prefix` for the module itself).
+    /// Containers pass each child its path with [`child_path`]; the default (a module with no
+    /// Linear layers) does nothing. This is how LoRA finds and adapts layers in place
+    /// ([`lora::apply_lora`]).
+    fn visit_linears_mut(&mut self, _prefix: &str, _f: &mut dyn FnMut(&str, &mut Linear)) {}
+
     /// Number of scalar parameters that currently require grad (not frozen).
     fn num_trainable_parameters(&self) -> usize {
         self.named_parameters()
@@ -79,6 +98,15 @@ pub trait Module: Send + Sync {
             .filter(|(_, t)| t.requires_grad_flag())
             .map(|(_, t)| t.numel())
             .sum()
+    }
+}
+
+/// The dotted path of child `name` of the module at `prefix` (`name` alone at the root).
+pub fn child_path(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        name.to_string()
+    } else {
+        format!("{prefix}.{name}")
     }
 }
 

@@ -93,6 +93,12 @@ impl Sequential {
 }
 
 impl Module for Sequential {
+    fn visit_linears_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut crate::nn::Linear)) {
+        for (i, l) in self.layers.iter_mut().enumerate() {
+            l.visit_linears_mut(&crate::nn::child_path(prefix, &i.to_string()), f);
+        }
+    }
+
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let mut h = x.clone();
         for layer in &self.layers {

@@ -11,7 +11,8 @@
 //! - dx = the transposed convolution of g with w: `dx[n, c, ih, iw] = sum g[n, co, oh, ow]
 //!   w[co, c, r, s]` over the (co, r, s) whose tap lands on (ih, iw) (a gather, no atomics);
 //! - dw = `sum over (n, oh, ow) of g[n, co, oh, ow] x[n, c, ih, iw]` (split-K over n, oh, ow);
-//! - db = g summed over (n, oh, ow).
+//! - db = g summed over (n, oh, ow): in the implicit-GEMM rung, by the weight-gradient pass
+//!   itself (the bias is a weight column whose input is always 1).
 //!
 //! conv1d is conv2d on (N, C, 1, L) views with a (1, K) kernel: no kernels of its own.
 //!
@@ -220,7 +221,12 @@ impl Tensor {
         bias: Option<&Tensor>,
         opts: Conv2dOptions,
     ) -> Result<Tensor> {
-        self.conv2d_variant(weight, bias, opts, ConvVariant::default())
+        // The autotuner's cached choice for this layer shape (a lookup, never a measurement);
+        // an invalid shape gets the default, and conv2d_variant reports what is wrong.
+        let variant = conv_shape("conv2d", self, weight, bias, opts, 2)
+            .map(|s| kiln_kernels::tune::conv_choice(self.gpu(), &s))
+            .unwrap_or_default();
+        self.conv2d_variant(weight, bias, opts, variant)
     }
 
     /// [`Tensor::conv2d`] computed by a chosen rung of the kernel ladder (forward and backward),
@@ -259,20 +265,37 @@ impl Tensor {
             } else {
                 None
             };
+            let need_db = need.len() == 3 && need[2];
+            // The implicit-GEMM rung sums db in the weight-gradient pass (one more tap).
+            let fuse_db = need[1] && need_db && variant == ConvVariant::ImplicitGemm;
+            let mut db = None;
             let dw = if need[1] {
                 let dw = Tensor::empty_on(gpu, &s.weight_shape(), DType::F32)?;
-                ck::conv2d_grad_weight(gpu, variant, &s, x.buffer(), g.buffer(), dw.buffer())?;
+                if fuse_db {
+                    let b = Tensor::empty_on(gpu, &[s.c_out], DType::F32)?;
+                    ck::conv2d_grad_weight_bias(
+                        gpu,
+                        variant,
+                        &s,
+                        x.buffer(),
+                        g.buffer(),
+                        dw.buffer(),
+                        Some(b.buffer()),
+                    )?;
+                    db = Some(b);
+                } else {
+                    ck::conv2d_grad_weight(gpu, variant, &s, x.buffer(), g.buffer(), dw.buffer())?;
+                }
                 Some(dw)
             } else {
                 None
             };
+            if need_db && db.is_none() {
+                db = Some(g.sum_dims(&[0, 2, 3], false)?);
+            }
             let mut grads = vec![dx, dw];
             if need.len() == 3 {
-                grads.push(if need[2] {
-                    Some(g.sum_dims(&[0, 2, 3], false)?)
-                } else {
-                    None
-                });
+                grads.push(db);
             }
             Ok(grads)
         }))

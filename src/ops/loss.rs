@@ -176,3 +176,65 @@ impl Tensor {
         }))
     }
 }
+
+/// The label [`Tensor::cross_entropy_masked`] skips (PyTorch's `ignore_index`; `u32::MAX` here,
+/// since labels are unsigned). Chat data marks non-assistant targets with it.
+pub const IGNORE_INDEX: u32 = u32::MAX;
+
+impl Tensor {
+    /// Mean cross-entropy of logits `self` (N, C) over the rows whose host label in `labels`
+    /// (N) is not [`IGNORE_INDEX`]; ignored rows add nothing to the loss or the gradient. Composed
+    /// from [`Tensor::cross_entropy_with`] ([`Reduction::None`]) and a 0/1 weight per row:
+    /// `sum_i w_i loss_i / max(1, sum_i w_i)`, where ignored labels are replaced by class 0 so
+    /// no NaN appears. A label in `C..IGNORE_INDEX` is an error.
+    ///
+    /// ```
+    /// # fn main() -> kiln::Result<()> {
+    /// use kiln::{Tensor, ops::IGNORE_INDEX};
+    /// let x = Tensor::from_slice(&[2.0f32, 0.0, 0.0, 0.0, 0.0, 1.0], &[2, 3])?;
+    /// let loss = x.cross_entropy_masked(&[0, IGNORE_INDEX])?.item()?;
+    /// assert!((loss - ((2.0f32.exp() + 2.0).ln() - 2.0)).abs() < 1e-6);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn cross_entropy_masked(&self, labels: &[u32]) -> Result<Tensor> {
+        const OP: &str = "cross_entropy_masked";
+        if self.rank() != 2 || self.shape()[0] != labels.len() {
+            return shape_err(
+                OP,
+                format!(
+                    "logits must be (N, C) with N = {} labels, got shape {:?}",
+                    labels.len(),
+                    self.shape()
+                ),
+            );
+        }
+        let c = self.shape()[1];
+        if let Some((i, &l)) = labels
+            .iter()
+            .enumerate()
+            .find(|&(_, &l)| l != IGNORE_INDEX && l as usize >= c)
+        {
+            return crate::error::arg_err(
+                OP,
+                format!("label {l} at row {i} is not a class of {c} (nor IGNORE_INDEX)"),
+            );
+        }
+        let safe: Vec<u32> = labels
+            .iter()
+            .map(|&l| if l == IGNORE_INDEX { 0 } else { l })
+            .collect();
+        let weights: Vec<f32> = labels
+            .iter()
+            .map(|&l| if l == IGNORE_INDEX { 0.0 } else { 1.0 })
+            .collect();
+        let count = weights.iter().filter(|&&w| w > 0.0).count().max(1);
+        let gpu = self.gpu();
+        let t = Tensor::from_slice_on(gpu, &safe, &[labels.len()])?;
+        let w = Tensor::from_slice_on(gpu, &weights, &[labels.len()])?;
+        self.cross_entropy_with(&t, Reduction::None)?
+            .mul(&w)?
+            .sum()?
+            .mul_scalar(1.0 / count as f32)
+    }
+}

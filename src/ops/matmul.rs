@@ -19,9 +19,17 @@
 //! - dB = A^T @ g, likewise.
 //!
 //! The transposes are strided views, not copies.
+//!
+//! Which kernel runs: [`Tensor::matmul`] asks the autotuner's cache
+//! (`kiln_kernels::tune::matmul_choice`, a lookup that never measures) for the rung and tile
+//! configuration chosen for this shape bucket on this adapter, and uses the default rung for
+//! shapes never tuned (`kiln tune-kernels` fills the cache). Two f16 operands run the f16 rung
+//! (f16 loads, f32 accumulation) and give an f16 result; their gradients are computed in f32 and
+//! narrowed to f16.
 
 use kiln_kernels::launch::elementwise::{collapse, contiguous_strides};
-use kiln_kernels::launch::matmul::{self as mk, MatRef, MatmulDims, MatmulVariant};
+use kiln_kernels::launch::matmul::{self as mk, MatRef, MatmulConfig, MatmulDims, MatmulVariant};
+use kiln_kernels::tune;
 
 use super::broadcast_shapes;
 use crate::error::{Result, shape_err};
@@ -88,12 +96,28 @@ fn mat(t: &Tensor, bs: usize) -> MatRef<'_> {
     }
 }
 
-/// The forward product without autograd.
-fn matmul_raw(a: &Tensor, b: &Tensor, variant: MatmulVariant) -> Result<Tensor> {
+/// The forward product without autograd, with `cfg` or (when `None`) the tuner's choice.
+fn matmul_raw(a: &Tensor, b: &Tensor, cfg: Option<MatmulConfig>) -> Result<Tensor> {
     const OP: &str = "matmul";
-    a.expect_f32(OP)?;
-    b.expect_f32(OP)?;
+    let f16 = a.dtype() == DType::F16 && b.dtype() == DType::F16;
+    if !f16 {
+        a.expect_f32(OP)?;
+        b.expect_f32(OP)?;
+    }
     a.same_device(OP, b)?;
+    let out_dtype = if f16 { DType::F16 } else { DType::F32 };
+    if let Some(c) = cfg.filter(|c| c.variant.f16_operands() != f16) {
+        return crate::error::arg_err(
+            OP,
+            format!(
+                "the {} rung takes {} operands, got {:?} and {:?}",
+                c.variant.name(),
+                if f16 { "f32" } else { "f16" },
+                a.dtype(),
+                b.dtype()
+            ),
+        );
+    }
     let cannot = |why: String| {
         shape_err(
             OP,
@@ -136,10 +160,10 @@ fn matmul_raw(a: &Tensor, b: &Tensor, variant: MatmulVariant) -> Result<Tensor> 
     };
     let gpu = a.gpu().clone();
     if full.iter().product::<usize>() == 0 {
-        return Tensor::empty_on(&gpu, &final_shape, DType::F32);
+        return Tensor::empty_on(&gpu, &final_shape, out_dtype);
     }
     if k == 0 {
-        return Tensor::zeros_on(&gpu, &final_shape);
+        return Tensor::zeros_on(&gpu, &final_shape)?.to_dtype(out_dtype);
     }
 
     // One batch index with one stride per operand, materialising operands only if needed.
@@ -191,17 +215,12 @@ fn matmul_raw(a: &Tensor, b: &Tensor, variant: MatmulVariant) -> Result<Tensor> 
         n,
         k,
     };
-    mk::matmul(
-        &gpu,
-        variant,
-        mat(&am, sa),
-        mat(&bm, sb),
-        out.buffer(),
-        0,
-        dims,
-    )?;
+    let (ra, rb) = (mat(&am, sa), mat(&bm, sb));
+    let cfg = cfg.unwrap_or_else(|| tune::matmul_choice(&gpu, dims, ra.layout(), rb.layout(), f16));
+    mk::matmul_config(&gpu, cfg, ra, rb, out.buffer(), 0, dims)?;
     let strides = contiguous_strides(&final_shape);
-    Ok(out.with_view(final_shape, strides, 0))
+    // The f16 rungs accumulate and write f32; an f16 product is narrowed once at the end.
+    out.with_view(final_shape, strides, 0).to_dtype(out_dtype)
 }
 
 impl Tensor {
@@ -218,40 +237,67 @@ impl Tensor {
     /// # Ok::<(), kiln::Error>(())
     /// ```
     pub fn matmul(&self, other: &Tensor) -> Result<Tensor> {
-        self.matmul_variant(other, MatmulVariant::default())
+        self.matmul_with(other, None)
     }
 
     /// [`Tensor::matmul`] computed by a chosen rung of the kernel ladder (forward and backward),
-    /// for tests and benchmarks.
+    /// for tests and benchmarks. The f16 and coop rungs take two f16 tensors, the others f32.
     pub fn matmul_variant(&self, other: &Tensor, variant: MatmulVariant) -> Result<Tensor> {
-        let out = matmul_raw(self, other, variant)?;
+        self.matmul_with(other, Some(MatmulConfig::default_for(variant)))
+    }
+
+    /// The product with `cfg`, or the autotuner's choice when `None`, recording the backward.
+    fn matmul_with(&self, other: &Tensor, cfg: Option<MatmulConfig>) -> Result<Tensor> {
+        let out = matmul_raw(self, other, cfg)?;
+        if out.dtype() == DType::F16 {
+            // Gradients in f32 (no f16 reductions exist), narrowed back to the inputs' dtype.
+            let (a, b) = (self.clone(), other.clone());
+            return Ok(out.record("matmul", &[self, other], move |g| {
+                let (a32, b32) = (a.to_dtype(DType::F32)?, b.to_dtype(DType::F32)?);
+                let (ga, gb) = matmul_grads(&a32, &b32, &g.to_dtype(DType::F32)?, None, [true; 2])?;
+                let narrow = |t: Option<Tensor>| t.map(|t| t.to_dtype(DType::F16)).transpose();
+                Ok(vec![narrow(ga)?, narrow(gb)?])
+            }));
+        }
         let (a, b) = (self.clone(), other.clone());
         let need = [self.requires_grad_flag(), other.requires_grad_flag()];
         Ok(out.record("matmul", &[self, other], move |g| {
-            let (am, bm) = (as_matrix(&a, true), as_matrix(&b, false));
-            // g as (batch..., M, N): put back the dims that 1-D operands dropped.
-            let mut g_shape = g.shape().to_vec();
-            if b.rank() == 1 {
-                g_shape.push(1);
-            }
-            if a.rank() == 1 {
-                let at = g_shape.len() - usize::from(b.rank() != 1);
-                g_shape.insert(at, 1);
-            }
-            let gm = g.reshape(&g_shape)?;
-            let ga = if need[0] {
-                let full = gm.matmul_variant(&bm.t()?, variant)?;
-                Some(full.sum_to(am.shape())?.reshape(a.shape())?)
-            } else {
-                None
-            };
-            let gb = if need[1] {
-                let full = am.t()?.matmul_variant(&gm, variant)?;
-                Some(full.sum_to(bm.shape())?.reshape(b.shape())?)
-            } else {
-                None
-            };
+            let (ga, gb) = matmul_grads(&a, &b, g, cfg, need)?;
             Ok(vec![ga, gb])
         }))
     }
+}
+
+/// dA = g @ B^T and dB = A^T @ g (each when `need` says so), summed to the operands' shapes.
+fn matmul_grads(
+    a: &Tensor,
+    b: &Tensor,
+    g: &Tensor,
+    cfg: Option<MatmulConfig>,
+    need: [bool; 2],
+) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    let (am, bm) = (as_matrix(a, true), as_matrix(b, false));
+    // g as (batch..., M, N): put back the dims that 1-D operands dropped.
+    let mut g_shape = g.shape().to_vec();
+    if b.rank() == 1 {
+        g_shape.push(1);
+    }
+    if a.rank() == 1 {
+        let at = g_shape.len() - usize::from(b.rank() != 1);
+        g_shape.insert(at, 1);
+    }
+    let gm = g.reshape(&g_shape)?;
+    let ga = if need[0] {
+        let full = gm.matmul_with(&bm.t()?, cfg)?;
+        Some(full.sum_to(am.shape())?.reshape(a.shape())?)
+    } else {
+        None
+    };
+    let gb = if need[1] {
+        let full = am.t()?.matmul_with(&gm, cfg)?;
+        Some(full.sum_to(bm.shape())?.reshape(b.shape())?)
+    } else {
+        None
+    };
+    Ok((ga, gb))
 }

@@ -17,21 +17,35 @@
 //! | `concat.rs` | concat, stack, split, chunk |
 //! | `conv.rs` | conv2d, conv1d (stride, padding, dilation, groups) |
 //! | `pool.rs` | max_pool2d, avg_pool2d, adaptive_avg_pool2d (gather backward, no atomics) |
+//! | `attention.rs` | fused scaled dot-product attention (causal, key padding), fused backward |
+//! | `norm.rs` | fused layer_norm, rms_norm (and their composed references) |
+//! | `rope.rs` | rotary position embedding with a position offset (composed) |
+//! | `gelu.rs` | GELU erf / tanh forms, bias + GELU |
+//! | `nf4.rs` | QLoRA's NF4 frozen weight: fused dequantising linear, input gradient |
+//! | `rnn.rs` | one RNN / LSTM / GRU layer over a sequence, fused gates, one graph node |
 
+mod attention;
 mod binary;
 mod compare;
 mod concat;
 mod conv;
+pub mod gelu;
 mod index;
 mod loss;
 mod matmul;
+pub mod nf4;
+pub mod norm;
 mod pool;
 mod reduce;
+mod rnn;
+pub mod rope;
 mod softmax;
 mod unary;
 
+pub use attention::{AttentionOptions, attention_composed, scaled_dot_product_attention};
 pub use conv::{Conv1dOptions, Conv2dOptions};
-pub use loss::Reduction;
+pub use rnn::{RnnCell, RnnLayerOutput, RnnLayerParams, rnn_layer};
+pub use loss::{IGNORE_INDEX, Reduction};
 
 use crate::error::{Result, shape_err};
 

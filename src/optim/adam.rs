@@ -29,7 +29,8 @@ use kiln_kernels::launch::optim::{self as k, AdamStep};
 use serde::{Deserialize, Serialize};
 
 use super::params::{
-    check_params, grad_for_update, load_like, parse_state_name, span, zero_grads, zeros_like,
+    check_params, grad_for_update, load_like, parse_state_name, set_lr_scales, span, zero_grads,
+    zeros_like,
 };
 use super::{Optimizer, OptimizerState};
 use crate::error::{Result, arg_err};
@@ -129,6 +130,8 @@ pub struct Adam {
     config: AdamConfig,
     /// Moments per parameter, created on its first update (never for frozen ones).
     moments: Vec<Option<Moments>>,
+    /// Learning-rate multiplier per parameter ([`Optimizer::set_lr_scale`]), 1 by default.
+    lr_scales: Vec<f32>,
     step: u64,
 }
 
@@ -139,10 +142,12 @@ impl Adam {
         config.validate()?;
         check_params(OP, &params)?;
         let moments = params.iter().map(|_| None).collect();
+        let lr_scales = vec![1.0; params.len()];
         Ok(Adam {
             params,
             config,
             moments,
+            lr_scales,
             step: 0,
         })
     }
@@ -156,7 +161,12 @@ impl Adam {
 impl Optimizer for Adam {
     fn step(&mut self) -> Result<()> {
         let c = self.config;
-        for ((name, p), slot) in self.params.iter().zip(self.moments.iter_mut()) {
+        for (((name, p), slot), scale) in self
+            .params
+            .iter()
+            .zip(self.moments.iter_mut())
+            .zip(&self.lr_scales)
+        {
             let Some(g) = grad_for_update(OP, name, p)? else {
                 continue;
             };
@@ -169,7 +179,7 @@ impl Optimizer for Adam {
             s.step += 1;
             let (bc1, bc2) = AdamStep::bias_corrections(c.betas.0, c.betas.1, s.step);
             let h = AdamStep {
-                lr: c.lr,
+                lr: c.lr * scale,
                 beta1: c.betas.0,
                 beta2: c.betas.1,
                 eps: c.eps,
@@ -202,6 +212,15 @@ impl Optimizer for Adam {
 
     fn set_learning_rate(&mut self, lr: f32) {
         self.config.lr = lr;
+    }
+
+    fn set_lr_scale(&mut self, names: &[String], scale: f32) -> Result<()> {
+        set_lr_scales(OP, &self.params, &mut self.lr_scales, names, scale)
+    }
+
+    fn lr_scale(&self, name: &str) -> Option<f32> {
+        let i = self.params.iter().position(|(n, _)| n == name)?;
+        Some(self.lr_scales[i])
     }
 
     /// The step count and, for every parameter with moments, `exp_avg.<name>`,

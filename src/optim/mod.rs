@@ -36,6 +36,27 @@ pub trait Optimizer: Send {
 
     /// Restore state saved by [`Optimizer::state`]; errors name missing or mis-shaped tensors.
     fn load_state(&mut self, state: &OptimizerState) -> Result<()>;
+
+    /// Give the named parameters their own learning rate, `scale * learning_rate()` (also under
+    /// a schedule), like a PyTorch parameter group with a lower `lr`: the way to fine-tune a
+    /// pretrained trunk gently after unfreezing it (see `kiln::train::transfer`). Every
+    /// parameter starts at scale 1. Errors, changing nothing, on a name the optimizer does not
+    /// hold or a scale that is not a finite number > 0. Scales are not part of
+    /// [`Optimizer::state`]; whoever set them sets them again on resume.
+    fn set_lr_scale(&mut self, names: &[String], scale: f32) -> Result<()> {
+        let _ = (names, scale);
+        crate::error::arg_err(
+            "set_lr_scale",
+            "this optimizer does not support per-parameter learning rates",
+        )
+    }
+
+    /// The learning-rate multiplier of parameter `name` (1 unless set), `None` for a name the
+    /// optimizer does not hold.
+    fn lr_scale(&self, name: &str) -> Option<f32> {
+        let _ = name;
+        None
+    }
 }
 
 mod adam;

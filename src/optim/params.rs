@@ -173,3 +173,37 @@ pub(super) fn load_like(op: &'static str, full: &str, t: &Tensor, p: &Tensor) ->
     p.same_device(op, t)?;
     t.copy_contiguous()
 }
+
+/// Set `scales[i] = scale` for every parameter named in `names` (the shared body of
+/// [`super::Optimizer::set_lr_scale`]); errors, changing nothing, on an unknown name or a scale
+/// that is not a finite number > 0.
+pub(super) fn set_lr_scales(
+    op: &'static str,
+    params: &[(String, Tensor)],
+    scales: &mut [f32],
+    names: &[String],
+    scale: f32,
+) -> Result<()> {
+    if !(scale.is_finite() && scale > 0.0) {
+        return arg_err(
+            op,
+            format!("learning-rate scale must be a finite number > 0, got {scale}"),
+        );
+    }
+    let mut idx = Vec::with_capacity(names.len());
+    for n in names {
+        match params.iter().position(|(p, _)| p == n) {
+            Some(i) => idx.push(i),
+            None => {
+                return arg_err(
+                    op,
+                    format!("set_lr_scale: this optimizer holds no parameter `{n}`"),
+                );
+            }
+        }
+    }
+    for i in idx {
+        scales[i] = scale;
+    }
+    Ok(())
+}

@@ -24,7 +24,8 @@ use kiln_kernels::launch::optim::{self as k, SgdStep};
 use serde::{Deserialize, Serialize};
 
 use super::params::{
-    check_params, grad_for_update, load_like, parse_state_name, span, zero_grads, zeros_like,
+    check_params, grad_for_update, load_like, parse_state_name, set_lr_scales, span, zero_grads,
+    zeros_like,
 };
 use super::{Optimizer, OptimizerState};
 use crate::error::{Result, arg_err};
@@ -93,6 +94,8 @@ pub struct Sgd {
     config: SgdConfig,
     /// Momentum buffer per parameter, created on its first update (never for frozen ones).
     buffers: Vec<Option<Tensor>>,
+    /// Learning-rate multiplier per parameter ([`Optimizer::set_lr_scale`]), 1 by default.
+    lr_scales: Vec<f32>,
     step: u64,
 }
 
@@ -103,10 +106,12 @@ impl Sgd {
         config.validate()?;
         check_params(OP, &params)?;
         let buffers = vec![None; params.len()];
+        let lr_scales = vec![1.0; params.len()];
         Ok(Sgd {
             params,
             config,
             buffers,
+            lr_scales,
             step: 0,
         })
     }
@@ -120,15 +125,20 @@ impl Sgd {
 impl Optimizer for Sgd {
     fn step(&mut self) -> Result<()> {
         let c = self.config;
-        let h = SgdStep {
-            lr: c.lr,
-            momentum: c.momentum,
-            nesterov: c.nesterov,
-            weight_decay: c.weight_decay,
-        };
-        for ((name, p), buf) in self.params.iter().zip(self.buffers.iter_mut()) {
+        for (((name, p), buf), scale) in self
+            .params
+            .iter()
+            .zip(self.buffers.iter_mut())
+            .zip(&self.lr_scales)
+        {
             let Some(g) = grad_for_update(OP, name, p)? else {
                 continue;
+            };
+            let h = SgdStep {
+                lr: c.lr * scale,
+                momentum: c.momentum,
+                nesterov: c.nesterov,
+                weight_decay: c.weight_decay,
             };
             if c.momentum != 0.0 && buf.is_none() {
                 // Zeros make the first update buf = mu * 0 + g = g, as in PyTorch.
@@ -157,6 +167,15 @@ impl Optimizer for Sgd {
 
     fn set_learning_rate(&mut self, lr: f32) {
         self.config.lr = lr;
+    }
+
+    fn set_lr_scale(&mut self, names: &[String], scale: f32) -> Result<()> {
+        set_lr_scales(OP, &self.params, &mut self.lr_scales, names, scale)
+    }
+
+    fn lr_scale(&self, name: &str) -> Option<f32> {
+        let i = self.params.iter().position(|(n, _)| n == name)?;
+        Some(self.lr_scales[i])
     }
 
     /// The step count and `momentum_buffer.<param name>` for every parameter that has one. The

@@ -35,6 +35,19 @@ pub struct TrainConfig {
     pub accumulate: usize,
     /// No progress bars or per-epoch lines.
     pub quiet: bool,
+    /// Transfer learning: at the start of this epoch (1-based) every frozen parameter starts
+    /// training, at `unfreeze_lr_scale` x the learning rate (none: frozen ones stay frozen).
+    pub unfreeze_at: Option<usize>,
+    /// Learning-rate multiplier of the parameters unfrozen at `unfreeze_at`.
+    pub unfreeze_lr_scale: f32,
+    /// Stop after this many optimizer steps in total (none: no limit). The epoch in progress
+    /// ends there and is validated and checkpointed as usual.
+    pub max_steps: Option<u64>,
+    /// Stop after this many minutes of training in this process (none: no limit), checked after
+    /// every batch; the epoch in progress ends there, validated and checkpointed.
+    pub time_limit_minutes: Option<f64>,
+    /// Examples per validation batch (none: the larger of `batch_size` and 256).
+    pub eval_batch_size: Option<usize>,
 }
 
 impl Default for TrainConfig {
@@ -54,6 +67,11 @@ impl Default for TrainConfig {
             clip_grad_norm: None,
             accumulate: 1,
             quiet: false,
+            unfreeze_at: None,
+            unfreeze_lr_scale: 0.1,
+            max_steps: None,
+            time_limit_minutes: None,
+            eval_batch_size: None,
         }
     }
 }
@@ -79,6 +97,25 @@ impl TrainConfig {
                 "weight_decay must be >= 0, got {}",
                 self.weight_decay
             ));
+        }
+        if self.unfreeze_at == Some(0) {
+            return bad("unfreeze_at is an epoch number, counted from 1".into());
+        }
+        if !(self.unfreeze_lr_scale > 0.0 && self.unfreeze_lr_scale.is_finite()) {
+            return bad(format!(
+                "unfreeze_lr_scale must be a positive number, got {}",
+                self.unfreeze_lr_scale
+            ));
+        }
+        if self.max_steps == Some(0) || self.eval_batch_size == Some(0) {
+            return bad("max_steps and eval_batch_size must be at least 1".into());
+        }
+        if let Some(m) = self.time_limit_minutes {
+            if !(m > 0.0 && m.is_finite()) {
+                return bad(format!(
+                    "time_limit_minutes must be a positive number, got {m}"
+                ));
+            }
         }
         if let Some(c) = self.clip_grad_norm {
             if c.is_nan() || c <= 0.0 {

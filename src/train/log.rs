@@ -32,6 +32,10 @@ pub struct EpochRecord {
     pub val_macro_f1: Option<f64>,
     /// Validation R^2 (regression).
     pub val_r2: Option<f64>,
+    /// Validation perplexity `exp(val_loss)` (classification; for a language model the
+    /// effective number of tokens it hesitates between).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_perplexity: Option<f64>,
     /// Learning rate at the end of the epoch.
     pub lr: f64,
     /// Wall time of the epoch, seconds.
@@ -46,8 +50,10 @@ pub struct RunLog {
     records: Vec<EpochRecord>,
 }
 
-const CSV_HEADER: &str =
-    "epoch,train_loss,val_loss,val_accuracy,val_macro_f1,val_r2,lr,seconds,samples_per_sec";
+const CSV_HEADER: &str = concat!(
+    "epoch,train_loss,val_loss,val_accuracy,val_macro_f1,val_r2,lr,seconds,samples_per_sec,",
+    "val_perplexity"
+);
 
 fn opt(v: Option<f64>) -> String {
     v.map(|x| format!("{x}")).unwrap_or_default()
@@ -121,7 +127,7 @@ impl RunLog {
         s.push('\n');
         for r in &self.records {
             s += &format!(
-                "{},{},{},{},{},{},{},{:.3},{:.1}\n",
+                "{},{},{},{},{},{},{},{:.3},{:.1},{}\n",
                 r.epoch,
                 r.train_loss,
                 opt(r.val_loss),
@@ -130,7 +136,8 @@ impl RunLog {
                 opt(r.val_r2),
                 r.lr,
                 r.seconds,
-                r.samples_per_sec
+                r.samples_per_sec,
+                opt(r.val_perplexity)
             );
         }
         std::fs::write(&path, s).map_err(|e| io_err(&path, e))

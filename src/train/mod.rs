@@ -5,6 +5,7 @@ pub mod config;
 pub mod log;
 pub mod metrics;
 pub mod trainer;
+pub mod transfer;
 
 pub use config::{Task, TrainConfig};
 pub use trainer::{Evaluation, FitReport, Progress, Trainer, evaluate};

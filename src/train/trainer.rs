@@ -63,6 +63,9 @@ pub struct FitReport {
     pub progress: Progress,
     /// True when early stopping ended the run.
     pub stopped_early: bool,
+    /// True when `max_steps` or `time_limit_minutes` ended the run (the last epoch may be
+    /// partial).
+    pub budget_reached: bool,
     /// Seconds spent training (this process).
     pub seconds: f64,
 }
@@ -133,7 +136,7 @@ pub fn evaluate(
     model.set_training(was_training);
     let (classification, regression) = match task {
         Task::Classification { class_names } => (
-            Some(metrics::classification(
+            Some(classification_metrics(
                 &preds_c,
                 &targets_c,
                 class_names.len(),
@@ -148,6 +151,26 @@ pub fn evaluate(
         regression,
         examples: n,
     })
+}
+
+/// Classes above which [`evaluate`] reports accuracy only: a language model's vocabulary (GPT-2
+/// has 50,257 tokens) would make the `C x C` confusion matrix gigabytes.
+pub const MAX_CONFUSION_CLASSES: usize = 1024;
+
+/// [`metrics::classification`], or for more than [`MAX_CONFUSION_CLASSES`] classes the accuracy
+/// alone (macro scores NaN, confusion matrix empty).
+fn classification_metrics(pred: &[u32], target: &[u32], classes: usize) -> ClassificationMetrics {
+    if classes <= MAX_CONFUSION_CLASSES {
+        return metrics::classification(pred, target, classes);
+    }
+    let correct = pred.iter().zip(target).filter(|(p, t)| p == t).count();
+    ClassificationMetrics {
+        accuracy: correct as f64 / pred.len().max(1) as f64,
+        macro_precision: f64::NAN,
+        macro_recall: f64::NAN,
+        macro_f1: f64::NAN,
+        confusion: Vec::new(),
+    }
 }
 
 /// A callback run after each epoch.
@@ -259,8 +282,21 @@ impl Trainer<'_> {
         let loader = DataLoader::new(self.train.clone(), cfg.batch_size)
             .map_err(|e| Error::Config(e.to_string()))?
             .shuffle(cfg.seed);
+        // Training-time augmentation (random crops, flips) applies to this loader only;
+        // `evaluate` reads datasets directly and never augments.
+        let loader = match self.train.augmentation() {
+            Some(a) => loader.augment(a, cfg.seed),
+            None => loader,
+        };
         let batches_per_epoch = loader.len();
-        let total_steps = (cfg.epochs * batches_per_epoch).div_ceil(cfg.accumulate) as u64;
+        let mut total_steps = (cfg.epochs * batches_per_epoch).div_ceil(cfg.accumulate) as u64;
+        if let Some(m) = cfg.max_steps {
+            total_steps = total_steps.min(m); // the schedule ends where the run will
+        }
+        let deadline = cfg
+            .time_limit_minutes
+            .map(|m| Instant::now() + std::time::Duration::from_secs_f64(m * 60.0));
+        let mut budget_reached = false;
         let schedule = Schedule::from_name(&cfg.schedule, total_steps)
             .map_err(|e| Error::Config(e.to_string()))?;
         let mut log = RunLog::open(&self.dir, progress.epoch)?;
@@ -268,6 +304,13 @@ impl Trainer<'_> {
         let mut stopped_early = false;
         model.set_training(true);
         for epoch in progress.epoch + 1..=cfg.epochs {
+            if cfg.unfreeze_at.is_some_and(|at| epoch >= at) {
+                let s = cfg.unfreeze_lr_scale;
+                let names = super::transfer::unfreeze_all_with_lr(model, opt, s)?;
+                if !names.is_empty() && !cfg.quiet {
+                    println!("epoch {epoch}: unfroze {} tensors at {s} x lr", names.len());
+                }
+            }
             let t0 = Instant::now();
             let bar = self.bar(epoch, cfg.epochs, batches_per_epoch);
             let mut loss_sum: Option<Tensor> = None; // GPU scalar: sum of batch-size-weighted losses
@@ -298,6 +341,8 @@ impl Trainer<'_> {
                     opt.step()?;
                     opt.zero_grad()?;
                     progress.step += 1;
+                    budget_reached = cfg.max_steps.is_some_and(|m| progress.step >= m)
+                        || deadline.is_some_and(|d| Instant::now() >= d);
                 }
                 if let Some(bar) = &bar {
                     bar.inc(1);
@@ -309,6 +354,9 @@ impl Trainer<'_> {
                         bar.set_message(format!("loss {l:.4}  {rate:.0} samples/s"));
                     }
                 }
+                if budget_reached {
+                    break; // a partial epoch: validate and checkpoint what was learned
+                }
             }
             if let Some(bar) = &bar {
                 bar.finish_and_clear();
@@ -318,6 +366,7 @@ impl Trainer<'_> {
                 None => f64::NAN,
             };
             check_finite(train_loss as f32, epoch, batches_per_epoch)?;
+            let eval_batch = cfg.eval_batch_size.unwrap_or(cfg.batch_size.max(256));
             let seconds = t0.elapsed().as_secs_f64();
             let mut rec = EpochRecord {
                 epoch,
@@ -328,18 +377,15 @@ impl Trainer<'_> {
                 ..Default::default()
             };
             if let Some(val) = &self.val {
-                let ev = evaluate(
-                    &self.gpu,
-                    model,
-                    &self.task,
-                    val.as_ref(),
-                    cfg.batch_size.max(256),
-                )?;
+                let ev = evaluate(&self.gpu, model, &self.task, val.as_ref(), eval_batch)?;
                 check_finite(ev.loss as f32, epoch, batches_per_epoch)?;
                 rec.val_loss = Some(ev.loss);
                 rec.val_accuracy = ev.classification.as_ref().map(|m| m.accuracy);
                 rec.val_macro_f1 = ev.classification.as_ref().map(|m| m.macro_f1);
                 rec.val_r2 = ev.regression.as_ref().map(|m| m.r2);
+                if ev.classification.is_some() {
+                    rec.val_perplexity = Some(ev.loss.exp());
+                }
                 let improved = progress
                     .best_val_loss
                     .is_none_or(|b| ev.loss < b - cfg.min_delta);
@@ -365,6 +411,9 @@ impl Trainer<'_> {
                 stopped_early = true;
                 break;
             }
+            if budget_reached {
+                break;
+            }
         }
         if cfg.restore_best && self.val.is_some() && self.dir.join(BEST).exists() {
             let ck = checkpoint::load(&self.dir.join(BEST))?;
@@ -374,6 +423,7 @@ impl Trainer<'_> {
         Ok(FitReport {
             progress,
             stopped_early,
+            budget_reached,
             seconds: start.elapsed().as_secs_f64(),
         })
     }

@@ -7,7 +7,9 @@
 //!   block of outputs per invocation, no barriers: forward up to 16 output channels x 4 pixels,
 //!   grad input 4 input channels x 4 pixels, grad weight 4 output channels x 4 taps. The forward
 //!   and grad-weight workgroups ([`UNIFORM_WG`] lanes) share their block of weights or of dy, so
-//!   those loads have uniform addresses (one load for all lanes on lavapipe).
+//!   those loads have uniform addresses (one load for all lanes on lavapipe). The grad-weight
+//!   pass can also sum the bias gradient ([`conv2d_grad_weight_bias`]), and grad input is
+//!   specialised for stride 1 (`UNIT_STRIDE`: no vector integer division in its gather).
 //!
 //! The math and the shapes are in `shaders/common/conv.wgsl`; every kernel takes the same
 //! [`ConvParams`]. Every buffer is contiguous from element 0: x (N, C_in, H, W), w (C_out,
@@ -429,7 +431,8 @@ pub fn conv2d_grad_input(
     if variant == ConvVariant::ImplicitGemm {
         key = key
             .with("WG_U", UNIFORM_WG)
-            .with("QUADS", quads(s.c_in / s.groups) as u32);
+            .with("QUADS", quads(s.c_in / s.groups) as u32)
+            .with("UNIT_STRIDE", u32::from(s.stride == (1, 1)));
     }
     check(
         &key,
@@ -491,6 +494,25 @@ pub fn conv2d_grad_weight(
     dy: &GpuBuffer,
     dw: &GpuBuffer,
 ) -> Result<()> {
+    conv2d_grad_weight_bias(gpu, variant, s, x, dy, dw, None)
+}
+
+/// [`conv2d_grad_weight`], and with `db` also the bias gradient `db[co] = sum over (n, oh, ow)
+/// of dy[n, co, oh, ow]` in the same pass (the implicit-GEMM rung only: the bias is a weight
+/// column whose input is the constant 1, so it costs one more tap instead of its own
+/// reduction over dy; the direct rung gives a launch error).
+///
+/// - `x`: (N, C_in, H, W); `dy`: (N, C_out, OH, OW);
+/// - `dw`: (C_out, C_in / groups, KH, KW), `db`: (C_out), written in full.
+pub fn conv2d_grad_weight_bias(
+    gpu: &Gpu,
+    variant: ConvVariant,
+    s: &Conv2dShape,
+    x: &GpuBuffer,
+    dy: &GpuBuffer,
+    dw: &GpuBuffer,
+    db: Option<&GpuBuffer>,
+) -> Result<()> {
     let mut key = variant.key("grad_weight");
     if variant == ConvVariant::ImplicitGemm {
         key = key
@@ -507,12 +529,23 @@ pub fn conv2d_grad_weight(
             ("dw", dw, wlen),
         ],
     )?;
+    if let Some(db) = db {
+        if variant == ConvVariant::Direct {
+            return Err(launch_err(
+                &key,
+                "the direct rung has no fused bias gradient; sum dy over (N, OH, OW)".into(),
+            ));
+        }
+        check(&key, s, &[("db", db, s.c_out)])?;
+    }
+    let hb = usize::from(db.is_some());
     let (splits, chunk) = grad_weight_splits(variant, s);
     let (total, grid) = match variant {
         ConvVariant::Direct => (splits * wlen, grid_1d(splits * wlen, WG)),
         ConvVariant::ImplicitGemm => {
-            // x: tap blocks (UNIFORM_WG per workgroup), y: (group, channel block), z: split.
-            let kgroups = s.k_len().div_ceil(BLOCK * UNIFORM_WG as usize);
+            // x: tap blocks (UNIFORM_WG per workgroup; one more tap for the bias column),
+            // y: (group, channel block), z: split.
+            let kgroups = (s.k_len() + hb).div_ceil(BLOCK * UNIFORM_WG as usize);
             let cblocks = s.groups * (s.c_out / s.groups).div_ceil(4 * forward_quads(s));
             (0, grid_3d(&key, [kgroups, cblocks, splits])?)
         }
@@ -520,13 +553,15 @@ pub fn conv2d_grad_weight(
     let p = ConvParams {
         chunk: chunk as u32,
         splits: splits as u32,
+        has_bias: hb as u32,
         ..s.params(total)
     };
-    if splits == 1 {
+    if splits == 1 && db.is_none() {
         gpu.dispatch(&key, &p, &[dy, x, dw], grid);
         return Ok(());
     }
-    let plen = splits * wlen;
+    // (splits, C_out, K) weight sums, then (splits, C_out) bias sums when asked for.
+    let plen = splits * (wlen + hb * s.c_out);
     if plen > u32::MAX as usize {
         return Err(launch_err(
             &key,
@@ -543,7 +578,19 @@ pub fn conv2d_grad_weight(
         row_stride: 1,
         col_stride: wlen,
     };
-    rk::reduce_rows(gpu, ReduceOp::Sum, ReduceStrategy::Serial, rows, dw, 0, 1.0)
+    rk::reduce_rows(gpu, ReduceOp::Sum, ReduceStrategy::Serial, rows, dw, 0, 1.0)?;
+    if let Some(db) = db {
+        let rows = Rows {
+            buf: &partial,
+            offset: splits * wlen,
+            rows: s.c_out,
+            len: splits,
+            row_stride: 1,
+            col_stride: s.c_out,
+        };
+        rk::reduce_rows(gpu, ReduceOp::Sum, ReduceStrategy::Serial, rows, db, 0, 1.0)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

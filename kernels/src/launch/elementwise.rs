@@ -192,6 +192,16 @@ fn params(
     }))
 }
 
+/// 1 when the collapsed view is one dim of stride 1 in the output and every operand that `used`
+/// marks (the `CONTIG` constant of `common/strided.wgsl`: offsets become `off + i`, with no
+/// index arithmetic).
+fn contig(p: &ElementwiseParams, used: [bool; 3]) -> u32 {
+    let unit = |s: &[[u32; 4]; 2]| p.rank == 0 || (p.rank == 1 && s[0][0] == 1);
+    let ops = [&p.s0, &p.s1, &p.s2];
+    let all = (0..3).all(|j| !used[j] || unit(ops[j])) && unit(&p.so);
+    u32::from(all)
+}
+
 /// Unary functions of `unary.wgsl` (the `OP` constant).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[allow(missing_docs)]
@@ -254,6 +264,7 @@ pub fn unary(
 ) -> Result<()> {
     let key = KernelKey::new("unary.wgsl", "forward").with("OP", op as u32);
     if let Some(p) = params(&key.label(), shape, &[&x], &out, alpha, beta)? {
+        let key = key.with("CONTIG", contig(&p, [true, false, false]));
         gpu.dispatch(&key, &p, &[x.buf, out.buf], grid_1d(p.numel as usize, WG));
     }
     Ok(())
@@ -273,6 +284,7 @@ pub fn unary_backward(
 ) -> Result<()> {
     let key = KernelKey::new("unary.wgsl", "backward").with("OP", op as u32);
     if let Some(p) = params(&key.label(), shape, &[&x, &g], &gx, alpha, beta)? {
+        let key = key.with("CONTIG", contig(&p, [true, true, false]));
         gpu.dispatch(
             &key,
             &p,
@@ -295,6 +307,7 @@ pub fn binary(
 ) -> Result<()> {
     let key = KernelKey::new("binary.wgsl", "forward").with("OP", op as u32);
     if let Some(p) = params(&key.label(), shape, &[&a, &b], &out, alpha, 0.0)? {
+        let key = key.with("CONTIG", contig(&p, [true, true, false]));
         gpu.dispatch(
             &key,
             &p,
@@ -318,6 +331,7 @@ pub fn binary_inplace(
     // Operand 1 is b; the destination is both read and written through `so`.
     let dummy = Strided::new(acc.buf, 0, &vec![0; shape.len()]);
     if let Some(p) = params(&key.label(), shape, &[&dummy, &b], &acc, alpha, 0.0)? {
+        let key = key.with("CONTIG", contig(&p, [false, true, false]));
         gpu.dispatch(&key, &p, &[acc.buf, b.buf], grid_1d(p.numel as usize, WG));
     }
     Ok(())

@@ -5,15 +5,21 @@
 //! `tests/params_layout.rs` compares every struct listed in [`all_params`] with the WGSL struct of
 //! the same name, as laid out by naga.
 
+pub mod attention;
+pub mod bench;
+pub mod bias_gelu;
 pub mod conv;
 pub mod elementwise;
 pub mod index;
+pub mod layer_norm;
 pub mod matmul;
+pub mod nf4;
 pub mod norm;
 pub mod optim;
 pub mod pool;
 pub mod random;
 pub mod reduce;
+pub mod rnn;
 pub mod softmax;
 
 /// A params struct mirrored by a WGSL uniform struct.
@@ -53,14 +59,20 @@ pub fn layout_of<P: KernelParams>() -> ParamsLayout {
 pub fn all_params() -> Vec<ParamsLayout> {
     let mut v = vec![layout_of::<elementwise::ElementwiseParams>()];
     v.extend(reduce::params_layouts());
+    v.extend(rnn::params_layouts());
     v.extend(softmax::params_layouts());
     v.extend(index::params_layouts());
     v.extend(matmul::params_layouts());
+    v.extend(nf4::params_layouts());
     v.extend(random::params_layouts());
     v.extend(optim::params_layouts());
     v.extend(pool::params_layouts());
     v.extend(norm::params_layouts());
+    v.extend(layer_norm::params_layouts());
+    v.extend(bias_gelu::params_layouts());
     v.extend(conv::params_layouts());
+    v.extend(attention::params_layouts());
+    v.extend(bench::params_layouts());
     v
 }
 

@@ -197,13 +197,66 @@ fn check_window(kernel: &str, shape: PoolShape, win: Window) -> Result<()> {
     }
 }
 
-/// `y = max over each window of x`, `argmax = ih * W + iw` of the first maximum
-/// (pool.wgsl:max_forward). Padding counts as -inf.
+/// Whether `max_pool2d_tiled` applies: stride = kernel, no padding (the windows tile the input,
+/// rows and columns past the last window are dropped), planes and positions in range.
+pub fn tiles_forward(shape: PoolShape, win: Window) -> bool {
+    win.stride == win.kernel
+        && win.padding == (0, 0)
+        && shape.oh * shape.ow < TILED_MAX_POSITIONS
+        && shape.n * shape.c <= MAX_GROUPS * MAX_GROUPS
+}
+
+/// Whether the tiled max-pool backward applies: [`tiles_forward`] and the windows cover the
+/// input exactly (`H = OH * KH`, `W = OW * KW`), so each input element is in one window.
+pub fn tiles_backward(shape: PoolShape, win: Window) -> bool {
+    tiles_forward(shape, win)
+        && shape.h == shape.oh * win.kernel.0
+        && shape.w == shape.ow * win.kernel.1
+}
+
+/// Positions per plane the tiled entries accept: their `div_small` is exact below 2^24.
+const TILED_MAX_POSITIONS: usize = 1 << 24;
+/// WebGPU's workgroups per grid dimension.
+const MAX_GROUPS: usize = 65_535;
+/// Workgroup size of the tiled entries (the WGSL `WG_T`).
+pub const WG_T: u32 = 64;
+
+/// The tiled entries' grid: (positions / WG_T, planes split into y and z).
+fn tiled_grid(shape: PoolShape) -> [u32; 3] {
+    let planes = shape.n * shape.c;
+    let z = planes.div_ceil(MAX_GROUPS);
+    let y = planes.div_ceil(z);
+    [
+        (shape.oh * shape.ow).div_ceil(WG_T as usize) as u32,
+        y as u32,
+        z as u32,
+    ]
+}
+
+/// `y = max over each window of x`, `argmax = ih * W + iw` of the first maximum. Padding counts
+/// as -inf. Runs [`max_pool2d_tiled`] where [`tiles_forward`] allows (same results), else
+/// pool.wgsl:max_forward.
 ///
 /// - `x`: (N, C, H, W), contiguous at `x.offset`
 /// - `y`: (N, C, OH, OW) f32, from element 0
 /// - `argmax`: (N, C, OH, OW) u32, from element 0
 pub fn max_pool2d(
+    gpu: &Gpu,
+    shape: PoolShape,
+    win: Window,
+    x: Dense<'_>,
+    y: &GpuBuffer,
+    argmax: &GpuBuffer,
+) -> Result<()> {
+    if tiles_forward(shape, win) {
+        return max_pool2d_tiled(gpu, shape, win, x, y, argmax);
+    }
+    max_pool2d_generic(gpu, shape, win, x, y, argmax)
+}
+
+/// [`max_pool2d`] by the generic entry (pool.wgsl:max_forward): any window, one invocation per
+/// output.
+pub fn max_pool2d_generic(
     gpu: &Gpu,
     shape: PoolShape,
     win: Window,
@@ -222,13 +275,63 @@ pub fn max_pool2d(
     Ok(())
 }
 
-/// `gx[ih, iw] = sum of g over the windows whose argmax is (ih, iw)`, gathered per input element
-/// in increasing (oh, ow) (pool.wgsl:max_backward).
+/// [`max_pool2d`] by the tiled entry (pool.wgsl:max_forward_tiled), for windows that tile the
+/// input ([`tiles_forward`]; an error otherwise): no index division but one small one per
+/// output.
+pub fn max_pool2d_tiled(
+    gpu: &Gpu,
+    shape: PoolShape,
+    win: Window,
+    x: Dense<'_>,
+    y: &GpuBuffer,
+    argmax: &GpuBuffer,
+) -> Result<()> {
+    let key = tiled_key("max_forward_tiled", win);
+    check_window(&key.label(), shape, win)?;
+    if !tiles_forward(shape, win) {
+        return Err(launch_err(
+            &key.label(),
+            format!("window {win:?} does not tile input {shape:?}"),
+        ));
+    }
+    if shape.output_len() == 0 {
+        return Ok(());
+    }
+    let p = params(&key.label(), shape, Some(win), x.offset, window_loops(win))?;
+    gpu.dispatch(&key, &p, &[x.buf, y, argmax], tiled_grid(shape));
+    Ok(())
+}
+
+fn tiled_key(entry: &'static str, win: Window) -> KernelKey {
+    KernelKey::new("pool.wgsl", entry)
+        .with("KH", win.kernel.0 as u32)
+        .with("KW", win.kernel.1 as u32)
+}
+
+/// `gx[ih, iw] = sum of g over the windows whose argmax is (ih, iw)`. Runs
+/// [`max_pool2d_backward_tiled`] where [`tiles_backward`] allows (same results), else
+/// pool.wgsl:max_backward.
 ///
 /// - `g`: (N, C, OH, OW), contiguous at `g.offset`
 /// - `argmax`: (N, C, OH, OW) u32 from [`max_pool2d`], from element 0
 /// - `gx`: (N, C, H, W), from element 0, overwritten
 pub fn max_pool2d_backward(
+    gpu: &Gpu,
+    shape: PoolShape,
+    win: Window,
+    g: Dense<'_>,
+    argmax: &GpuBuffer,
+    gx: &GpuBuffer,
+) -> Result<()> {
+    if tiles_backward(shape, win) {
+        return max_pool2d_backward_tiled(gpu, shape, win, g, argmax, gx);
+    }
+    max_pool2d_backward_generic(gpu, shape, win, g, argmax, gx)
+}
+
+/// [`max_pool2d_backward`] by the generic entry (pool.wgsl:max_backward): one invocation per
+/// input element gathers the windows containing it, in increasing (oh, ow).
+pub fn max_pool2d_backward_generic(
     gpu: &Gpu,
     shape: PoolShape,
     win: Window,
@@ -250,6 +353,33 @@ pub fn max_pool2d_backward(
         window_back_loops(win),
     )?;
     gpu.dispatch(&key, &p, &[g.buf, argmax, gx], grid_1d(n, WG));
+    Ok(())
+}
+
+/// [`max_pool2d_backward`] by the tiled entry (pool.wgsl:max_backward_tiled), for windows that
+/// cover the input exactly ([`tiles_backward`]; an error otherwise): one invocation per window
+/// writes its KH x KW gradient elements (g at the argmax, 0 elsewhere).
+pub fn max_pool2d_backward_tiled(
+    gpu: &Gpu,
+    shape: PoolShape,
+    win: Window,
+    g: Dense<'_>,
+    argmax: &GpuBuffer,
+    gx: &GpuBuffer,
+) -> Result<()> {
+    let key = tiled_key("max_backward_tiled", win);
+    check_window(&key.label(), shape, win)?;
+    if !tiles_backward(shape, win) {
+        return Err(launch_err(
+            &key.label(),
+            format!("window {win:?} does not cover input {shape:?} exactly"),
+        ));
+    }
+    if shape.output_len() == 0 {
+        return Ok(());
+    }
+    let p = params(&key.label(), shape, Some(win), g.offset, window_loops(win))?;
+    gpu.dispatch(&key, &p, &[g.buf, argmax, gx], tiled_grid(shape));
     Ok(())
 }
 

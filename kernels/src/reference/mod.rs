@@ -3,15 +3,20 @@
 //! Written for clarity, not speed, and generic over [`num_traits::Float`] so the gradient checks
 //! can run them in f64. Each file mirrors one launcher family.
 
+pub mod attention;
+pub mod bias_gelu;
 pub mod conv;
 pub mod elementwise;
 pub mod index;
+pub mod layer_norm;
 pub mod matmul;
+pub mod nf4;
 pub mod norm;
 pub mod optim;
 pub mod pool;
 pub mod random;
 pub mod reduce;
+pub mod rnn;
 pub mod softmax;
 
 mod tolerance;

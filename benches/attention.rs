@@ -1,0 +1,120 @@
+//! Attention benchmarks: the fused kernels (`shaders/attention/`) against the composition from
+//! primitives (`attention_composed`: matmul, where, softmax, matmul, materialising the
+//! (B, H, T, T) scores), measured in the same run, in GFLOP/s (criterion's "elem/s"):
+//!
+//! - forward: `Throughput::Elements(4 B H Tq Tk D)` (two products of 2 B H Tq Tk D);
+//! - forward + backward: `3.5 x` that (the backward does about 2.5 x the forward's work: the
+//!   fused one recomputes `q . k` in both of its passes).
+//!
+//! Before the timings it prints the device memory (the pool's peak live bytes) of one forward +
+//! backward at T = 128, 256, 512, fused against composed: the fused version grows linearly in T,
+//! the composed one quadratically.
+//!
+//! Run with `cargo bench --bench attention` (add `-- forward` for one group). Every timed
+//! iteration records the kernels and waits for the device (`gpu.sync()`); inputs are uploaded
+//! once, outside the timing. Shapes: B = 4, H = 4, D = 32, T = 128 and 256 (self-attention,
+//! causal off).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{
+    BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
+};
+use kiln::ops::{AttentionOptions, attention_composed, scaled_dot_product_attention};
+use kiln::{Gpu, Tensor};
+
+mod common;
+
+const B: usize = 4;
+const H: usize = 4;
+const D: usize = 32;
+
+type AttnFn = fn(&Tensor, &Tensor, &Tensor, &AttentionOptions) -> kiln::Result<Tensor>;
+
+const IMPLS: [(&str, AttnFn); 2] = [
+    ("fused", scaled_dot_product_attention),
+    ("composed", attention_composed),
+];
+
+fn inputs(gpu: &Arc<Gpu>, t: usize, grad: bool) -> [Tensor; 3] {
+    [1, 2, 3].map(|s| {
+        let x = Tensor::randn_on(gpu, &[B, H, t, D], s).unwrap();
+        if grad { x.requires_grad() } else { x }
+    })
+}
+
+fn flops(t: usize) -> u64 {
+    (4 * B * H * t * t * D) as u64
+}
+
+/// Peak bytes above the starting live bytes of one forward + backward at sequence length `t`,
+/// on a private device (so nothing else shares the pool counters).
+fn peak_bytes(f: AttnFn, t: usize) -> u64 {
+    let gpu = Gpu::new().unwrap();
+    let [q, k, v] = inputs(&gpu, t, true);
+    gpu.sync().unwrap();
+    let base = gpu.live_bytes();
+    gpu.reset_peak();
+    let o = f(&q, &k, &v, &AttentionOptions::default()).unwrap();
+    o.sum().unwrap().backward().unwrap();
+    gpu.sync().unwrap();
+    gpu.peak_bytes() - base
+}
+
+fn memory_report() {
+    eprintln!("attention fwd+bwd peak device memory above the inputs, B{B} H{H} D{D}:");
+    eprintln!("| T | fused (MiB) | composed (MiB) | composed / fused |");
+    for t in [128, 256, 512] {
+        let fused = peak_bytes(IMPLS[0].1, t) as f64 / (1 << 20) as f64;
+        let comp = peak_bytes(IMPLS[1].1, t) as f64 / (1 << 20) as f64;
+        eprintln!("| {t} | {fused:.2} | {comp:.2} | {:.1}x |", comp / fused);
+    }
+}
+
+fn group_for(c: &mut Criterion, name: &str, backward: bool) {
+    let gpu = common::device(|| "fused attention vs composed".into());
+    let mut group = c.benchmark_group(name);
+    group
+        .sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(2));
+    for t in [128, 256] {
+        let [q, k, v] = inputs(&gpu, t, backward);
+        let opts = AttentionOptions::default();
+        let work = if backward { flops(t) * 7 / 2 } else { flops(t) };
+        group.throughput(Throughput::Elements(work));
+        for (label, f) in IMPLS {
+            let case = format!("b{B}_h{H}_t{t}_d{D}");
+            group.bench_function(BenchmarkId::new(label, case), |bench| {
+                bench.iter(|| {
+                    if backward {
+                        let o = f(&q, &k, &v, &opts).unwrap();
+                        o.sum().unwrap().backward().unwrap();
+                        for x in [&q, &k, &v] {
+                            x.clear_grad();
+                        }
+                    } else {
+                        let _g = kiln::no_grad();
+                        f(&q, &k, &v, &opts).unwrap();
+                    }
+                    gpu.sync().unwrap();
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+fn forward(c: &mut Criterion) {
+    memory_report();
+    group_for(c, "attention_forward", false);
+}
+
+fn forward_backward(c: &mut Criterion) {
+    group_for(c, "attention_fwd_bwd", true);
+}
+
+criterion_group!(benches, forward, forward_backward);
+criterion_main!(benches);

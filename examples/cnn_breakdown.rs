@@ -1,0 +1,220 @@
+//! Where the time of `cnn_step` goes: each piece of one Adam step of the small CNN (batch 64,
+//! 28x28; see `examples/cnn_step.rs`) timed on its own with `kiln_kernels::profile::Profiler`
+//! (GPU timestamps where the adapter has them, else wall time around a sync), with its dispatch
+//! count. Run with `cargo run --release --example cnn_breakdown [iters]`.
+use kiln::Tensor;
+use kiln::nn::{Conv2d, Flatten, Linear, MaxPool2d, Module, ReLU, Sequential};
+use kiln::ops::Conv2dOptions;
+use kiln::optim::{Adam, AdamConfig, Optimizer};
+use kiln_kernels::KernelError;
+use kiln_kernels::launch::conv::{self as ck, Conv2dShape};
+use kiln_kernels::launch::index::Dense;
+use kiln_kernels::launch::pool::{self as pk, Window};
+use kiln_kernels::profile::Profiler;
+
+fn kerr(e: kiln::Error) -> KernelError {
+    KernelError::Launch {
+        kernel: "cnn_breakdown".into(),
+        message: e.to_string(),
+    }
+}
+
+fn main() -> kiln::Result<()> {
+    let iters: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(15);
+    let gpu = kiln::device()?;
+    let prof = Profiler::new(&gpu);
+    println!("timing source: {:?}", prof.source());
+    let time = |name: &str, f: &mut dyn FnMut() -> kiln::Result<()>| -> kiln::Result<()> {
+        let s0 = gpu.encoder_stats().total_dispatches;
+        f()?;
+        let d = gpu.encoder_stats().total_dispatches - s0;
+        let t = prof
+            .time(&gpu, 2, iters, || f().map_err(kerr))
+            .map_err(kiln::Error::from)?;
+        println!("{name:<34} {:>8.3} ms  {d:>3} dispatches", t.median_ms());
+        Ok(())
+    };
+
+    let pad1 = Conv2dOptions {
+        padding: (1, 1),
+        ..Default::default()
+    };
+    let c1 = Conv2d::new(1, 16, (3, 3), pad1)?;
+    let c2 = Conv2d::new(16, 32, (3, 3), pad1)?;
+    let x = Tensor::randn_on(&gpu, &[64, 1, 28, 28], 0)?;
+    let a1 = Tensor::randn_on(&gpu, &[64, 16, 28, 28], 1)?;
+    let p1 = Tensor::randn_on(&gpu, &[64, 16, 14, 14], 2)?;
+    let a2 = Tensor::randn_on(&gpu, &[64, 32, 14, 14], 3)?;
+    let flat = Tensor::randn_on(&gpu, &[64, 32 * 7 * 7], 4)?;
+    let logits = Tensor::randn_on(&gpu, &[64, 10], 5)?;
+    let y = Tensor::from_slice_on(&gpu, &(0..64u32).map(|i| i % 10).collect::<Vec<_>>(), &[64])?;
+    let lin = Linear::new(32 * 7 * 7, 10, true)?;
+    {
+        let _g = kiln::no_grad();
+        time("fwd conv1 1->16 28x28", &mut || c1.forward(&x).map(drop))?;
+        time("fwd relu (64,16,28,28)", &mut || a1.relu().map(drop))?;
+        time("fwd maxpool (64,16,28,28)", &mut || {
+            a1.max_pool2d((2, 2), (2, 2), (0, 0)).map(drop)
+        })?;
+        time("fwd conv2 16->32 14x14", &mut || c2.forward(&p1).map(drop))?;
+        time("fwd relu (64,32,14,14)", &mut || a2.relu().map(drop))?;
+        time("fwd maxpool (64,32,14,14)", &mut || {
+            a2.max_pool2d((2, 2), (2, 2), (0, 0)).map(drop)
+        })?;
+        time("fwd linear 1568->10", &mut || lin.forward(&flat).map(drop))?;
+        time("fwd cross_entropy", &mut || {
+            logits.cross_entropy(&y).map(drop)
+        })?;
+    }
+    // Backward pieces: the conv kernels through their launchers, the rest through autograd on a
+    // one-op graph (minus nothing: backward_with seeds the gradient directly).
+    let s1 = Conv2dShape {
+        n: 64,
+        c_in: 1,
+        h: 28,
+        w: 28,
+        c_out: 16,
+        kh: 3,
+        kw: 3,
+        stride: (1, 1),
+        padding: (1, 1),
+        dilation: (1, 1),
+        groups: 1,
+    };
+    let s2 = Conv2dShape {
+        c_in: 16,
+        h: 14,
+        w: 14,
+        c_out: 32,
+        ..s1
+    };
+    let v = kiln_kernels::tune::conv_choice(&gpu, &s2);
+    // Raw buffers (zeros: the kernels' cost does not depend on the values).
+    let buf = |shape: [usize; 4]| gpu.alloc(4 * shape.iter().product::<usize>() as u64, "bd");
+    let (bx, ba1, bp1, ba2) = (
+        buf(s1.input_shape())?,
+        buf(s1.output_shape())?,
+        buf(s2.input_shape())?,
+        buf(s2.output_shape())?,
+    );
+    let (w2, dw1, dw2) = (
+        buf(s2.weight_shape())?,
+        buf(s1.weight_shape())?,
+        buf(s2.weight_shape())?,
+    );
+    time("bwd conv2 grad_input", &mut || {
+        ck::conv2d_grad_input(&gpu, v, &s2, &w2, &ba2, &bp1).map_err(kiln::Error::from)
+    })?;
+    time("bwd conv2 grad_weight", &mut || {
+        ck::conv2d_grad_weight(&gpu, v, &s2, &bp1, &ba2, &dw2).map_err(kiln::Error::from)
+    })?;
+    let v1 = kiln_kernels::tune::conv_choice(&gpu, &s1);
+    time("bwd conv1 grad_weight", &mut || {
+        ck::conv2d_grad_weight(&gpu, v1, &s1, &bx, &ba1, &dw1).map_err(kiln::Error::from)
+    })?;
+    time("bwd conv2 bias sum (64,32,14,14)", &mut || {
+        a2.sum_dims(&[0, 2, 3], false).map(drop)
+    })?;
+    time("bwd conv1 bias sum (64,16,28,28)", &mut || {
+        a1.sum_dims(&[0, 2, 3], false).map(drop)
+    })?;
+    // A/B of the kernel variants this example was written to compare, alternated in rounds.
+    let db1 = buf([16, 1, 1, 1])?;
+    let db2 = buf([32, 1, 1, 1])?;
+    let win = Window {
+        kernel: (2, 2),
+        stride: (2, 2),
+        padding: (0, 0),
+    };
+    let ps1 = win.shape(64, 16, 28, 28).expect("fits");
+    let ps2 = win.shape(64, 32, 14, 14).expect("fits");
+    let (bo1, barg1, bo2, barg2) = (
+        buf([64, 16, 14, 14])?,
+        buf([64, 16, 14, 14])?,
+        buf([64, 32, 7, 7])?,
+        buf([64, 32, 7, 7])?,
+    );
+    fn d(b: &kiln_kernels::GpuBuffer) -> Dense<'_> {
+        Dense { buf: b, offset: 0 }
+    }
+    for round in 0..3 {
+        println!("-- A/B round {round}");
+        time("A conv1 grad_weight + bias sum_dims", &mut || {
+            ck::conv2d_grad_weight(&gpu, v1, &s1, &bx, &ba1, &dw1)?;
+            a1.sum_dims(&[0, 2, 3], false).map(drop)
+        })?;
+        time("B conv1 grad_weight_bias (fused)", &mut || {
+            ck::conv2d_grad_weight_bias(&gpu, v1, &s1, &bx, &ba1, &dw1, Some(&db1))
+                .map_err(kiln::Error::from)
+        })?;
+        time("A conv2 grad_weight + bias sum_dims", &mut || {
+            ck::conv2d_grad_weight(&gpu, v, &s2, &bp1, &ba2, &dw2)?;
+            a2.sum_dims(&[0, 2, 3], false).map(drop)
+        })?;
+        time("B conv2 grad_weight_bias (fused)", &mut || {
+            ck::conv2d_grad_weight_bias(&gpu, v, &s2, &bp1, &ba2, &dw2, Some(&db2))
+                .map_err(kiln::Error::from)
+        })?;
+        time("A maxpool1 fwd generic", &mut || {
+            pk::max_pool2d_generic(&gpu, ps1, win, d(&ba1), &bo1, &barg1).map_err(kiln::Error::from)
+        })?;
+        time("B maxpool1 fwd tiled", &mut || {
+            pk::max_pool2d_tiled(&gpu, ps1, win, d(&ba1), &bo1, &barg1).map_err(kiln::Error::from)
+        })?;
+        time("A maxpool1 bwd generic", &mut || {
+            pk::max_pool2d_backward_generic(&gpu, ps1, win, d(&bo1), &barg1, &ba1)
+                .map_err(kiln::Error::from)
+        })?;
+        time("B maxpool1 bwd tiled", &mut || {
+            pk::max_pool2d_backward_tiled(&gpu, ps1, win, d(&bo1), &barg1, &ba1)
+                .map_err(kiln::Error::from)
+        })?;
+        time("A maxpool2 fwd+bwd generic", &mut || {
+            pk::max_pool2d_generic(&gpu, ps2, win, d(&ba2), &bo2, &barg2)?;
+            pk::max_pool2d_backward_generic(&gpu, ps2, win, d(&bo2), &barg2, &ba2)
+                .map_err(kiln::Error::from)
+        })?;
+        time("B maxpool2 fwd+bwd tiled", &mut || {
+            pk::max_pool2d_tiled(&gpu, ps2, win, d(&ba2), &bo2, &barg2)?;
+            pk::max_pool2d_backward_tiled(&gpu, ps2, win, d(&bo2), &barg2, &ba2)
+                .map_err(kiln::Error::from)
+        })?;
+    }
+    let leaf1 = a1.detach().requires_grad();
+    let pooled1 = leaf1.max_pool2d((2, 2), (2, 2), (0, 0))?;
+    time("bwd maxpool (64,16,28,28)", &mut || {
+        pooled1.backward_with(&p1)
+    })?;
+    let relu1 = leaf1.relu()?;
+    time("bwd relu (64,16,28,28) + accum", &mut || {
+        relu1.backward_with(&a1)
+    })?;
+
+    // The whole step, and its forward and forward+backward parts.
+    let model = Sequential::new()
+        .with(c1)
+        .with(ReLU)
+        .with(MaxPool2d::new(2))
+        .with(c2)
+        .with(ReLU)
+        .with(MaxPool2d::new(2))
+        .with(Flatten::default())
+        .with(lin);
+    let mut opt = Adam::new(model.named_parameters(), AdamConfig::adam(1e-3))?;
+    time("forward + loss (recorded)", &mut || {
+        model.forward(&x)?.cross_entropy(&y).map(drop)
+    })?;
+    time("forward + backward", &mut || {
+        model.forward(&x)?.cross_entropy(&y)?.backward()?;
+        opt.zero_grad()
+    })?;
+    time("whole step (fwd, bwd, Adam, zero)", &mut || {
+        model.forward(&x)?.cross_entropy(&y)?.backward()?;
+        opt.step()?;
+        opt.zero_grad()
+    })?;
+    Ok(())
+}

@@ -1,0 +1,96 @@
+//! Launchers for `bias_gelu.wgsl`: `y = gelu(x + b)` over a contiguous (R, N) f32 block, and its
+//! backward `dz = g * gelu'(x + b)`, erf or tanh form, one elementwise pass each.
+
+use crate::error::{KernelError, Result};
+use crate::gpu::Gpu;
+use crate::launch::index::Dense;
+use crate::launch::{ParamsLayout, grid_1d, layout_of};
+use crate::pipeline::KernelKey;
+use crate::pool::GpuBuffer;
+
+const WG: u32 = 256;
+
+crate::kernel_params! {
+    /// Params of both entry points in `bias_gelu.wgsl`.
+    pub struct BiasGeluParams in "bias_gelu.wgsl" as "BiasGeluParams" {
+        /// R * N elements.
+        pub len: u32,
+        /// N: bias length (the last dim).
+        pub n: u32,
+        /// Element offset of x[0, 0].
+        pub x_offset: u32,
+        /// Element offset of g[0, 0] (backward).
+        pub g_offset: u32,
+    }
+}
+
+/// Params layouts of this family, for the layout test.
+pub fn params_layouts() -> Vec<ParamsLayout> {
+    vec![layout_of::<BiasGeluParams>()]
+}
+
+fn key(entry: &'static str, tanh: bool) -> KernelKey {
+    KernelKey::new("bias_gelu.wgsl", entry).with("TANH", tanh as u32)
+}
+
+fn params(kernel: &str, len: usize, n: usize, xo: usize, go: usize) -> Result<BiasGeluParams> {
+    if n == 0 || !len.is_multiple_of(n) || len + xo.max(go) > u32::MAX as usize {
+        return Err(KernelError::Launch {
+            kernel: kernel.to_string(),
+            message: format!(
+                "need len = R * N with N > 0 within 2^32 elements, got len {len}, N {n}"
+            ),
+        });
+    }
+    Ok(BiasGeluParams {
+        len: len as u32,
+        n: n as u32,
+        x_offset: xo as u32,
+        g_offset: go as u32,
+    })
+}
+
+/// `y = gelu(x + b)`, tanh form when `tanh`.
+///
+/// - `x`: (R, N) contiguous at `x.offset`, `len` = R * N elements
+/// - `b`: (N) from element 0
+/// - `y`: (R, N) from element 0
+pub fn forward(
+    gpu: &Gpu,
+    tanh: bool,
+    len: usize,
+    n: usize,
+    x: Dense<'_>,
+    b: &GpuBuffer,
+    y: &GpuBuffer,
+) -> Result<()> {
+    let k = key("forward", tanh);
+    let p = params(&k.label(), len, n, x.offset, 0)?;
+    if len > 0 {
+        gpu.dispatch(&k, &p, &[x.buf, b, y], grid_1d(len, WG));
+    }
+    Ok(())
+}
+
+/// `dz = g * gelu'(x + b)` (the gradient of x; the bias gradient is its sum over rows).
+///
+/// - `x`, `g`: (R, N) contiguous at their offsets; `b`: (N)
+/// - `dz`: (R, N) from element 0
+#[allow(clippy::too_many_arguments)]
+pub fn backward(
+    gpu: &Gpu,
+    tanh: bool,
+    len: usize,
+    n: usize,
+    x: Dense<'_>,
+    b: &GpuBuffer,
+    g: Dense<'_>,
+    dz: &GpuBuffer,
+) -> Result<()> {
+    let k = key("backward", tanh);
+    let p = params(&k.label(), len, n, x.offset, g.offset)?;
+    if len > 0 {
+        gpu.dispatch(&k, &p, &[x.buf, b, g.buf, dz], grid_1d(len, WG));
+    }
+    Ok(())
+}

@@ -1,0 +1,161 @@
+//! Launchers for `norm.wgsl`: fused LayerNorm and RMSNorm over the last dim of a contiguous
+//! (R, D) f32 block, forward and backward.
+//!
+//! One invocation per row, no barriers. Each invocation loops over its row 3 times in the forward
+//! and twice in the backward, so D is capped at [`MAX_D`] to stay inside llvmpipe's 65,535
+//! loop-iteration limit; callers fall back to a composed implementation past it. The weight and
+//! bias gradients are sums over rows of the `gxh = g * xhat` block (and of g) that the backward
+//! writes; the caller reduces them with the reduce launcher, which already splits long columns.
+
+use crate::error::{KernelError, Result};
+use crate::gpu::Gpu;
+use crate::launch::index::Dense;
+use crate::launch::{ParamsLayout, grid_1d, layout_of};
+use crate::pipeline::KernelKey;
+use crate::pool::GpuBuffer;
+
+const WG: u32 = 64;
+
+/// Largest row length the fused kernels accept: 3 D loop trips per invocation stay below 65,535.
+pub const MAX_D: usize = 16_384;
+
+crate::kernel_params! {
+    /// Params of every entry point in `norm.wgsl`.
+    pub struct NormParams in "norm.wgsl" as "NormParams" {
+        /// R: rows.
+        pub rows: u32,
+        /// D: row length (the normalised dim).
+        pub d: u32,
+        /// Element offset of x[0, 0].
+        pub x_offset: u32,
+        /// Element offset of g[0, 0] (backward).
+        pub g_offset: u32,
+        /// Added to the variance (LayerNorm) or the mean square (RMSNorm).
+        pub eps: f32,
+        /// Padding to 32 bytes.
+        pub _pad0: u32,
+        /// Padding.
+        pub _pad1: u32,
+        /// Padding.
+        pub _pad2: u32,
+    }
+}
+
+/// Params layouts of this family, for the layout test.
+pub fn params_layouts() -> Vec<ParamsLayout> {
+    vec![layout_of::<NormParams>()]
+}
+
+/// Which normalisation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NormKind {
+    /// `(x - mean) * rstd * w + b`.
+    LayerNorm,
+    /// `x * rstd * w` with `rstd = 1 / sqrt(mean(x^2) + eps)`.
+    RmsNorm,
+}
+
+fn params(
+    kernel: &str,
+    rows: usize,
+    d: usize,
+    xo: usize,
+    go: usize,
+    eps: f32,
+) -> Result<NormParams> {
+    let err = |message: String| KernelError::Launch {
+        kernel: kernel.to_string(),
+        message,
+    };
+    if d == 0 || d > MAX_D {
+        return Err(err(format!(
+            "row length D = {d} must be in 1..={MAX_D} (llvmpipe loop limit)"
+        )));
+    }
+    let big = rows * d + xo.max(go);
+    if big > u32::MAX as usize {
+        return Err(err(format!("{big} elements exceed the 2^32 index range")));
+    }
+    Ok(NormParams {
+        rows: rows as u32,
+        d: d as u32,
+        x_offset: xo as u32,
+        g_offset: go as u32,
+        eps,
+        ..NormParams::default()
+    })
+}
+
+/// Forward of LayerNorm / RMSNorm.
+///
+/// - `x`: (R, D), contiguous at `x.offset`
+/// - `w`: (D) from element 0; `b`: (D) from element 0 (ignored for RMSNorm)
+/// - `y`: (R, D) from element 0
+/// - `stats`: (R, 2) from element 0, receives `[mean, rstd]` per row (mean = 0 for RMSNorm)
+#[allow(clippy::too_many_arguments)]
+pub fn forward(
+    gpu: &Gpu,
+    kind: NormKind,
+    rows: usize,
+    d: usize,
+    x: Dense<'_>,
+    w: &GpuBuffer,
+    b: &GpuBuffer,
+    eps: f32,
+    y: &GpuBuffer,
+    stats: &GpuBuffer,
+) -> Result<()> {
+    let entry = match kind {
+        NormKind::LayerNorm => "ln_forward",
+        NormKind::RmsNorm => "rms_forward",
+    };
+    let key = KernelKey::new("norm.wgsl", entry);
+    let p = params(&key.label(), rows, d, x.offset, 0, eps)?;
+    if rows == 0 {
+        return Ok(());
+    }
+    match kind {
+        NormKind::LayerNorm => {
+            gpu.dispatch(&key, &p, &[x.buf, w, b, y, stats], grid_1d(rows, WG));
+        }
+        NormKind::RmsNorm => gpu.dispatch(&key, &p, &[x.buf, w, y, stats], grid_1d(rows, WG)),
+    }
+    Ok(())
+}
+
+/// Backward of LayerNorm / RMSNorm: the input gradient `dx` and `gxh = g * xhat` (whose sum over
+/// rows is the weight gradient).
+///
+/// - `x`: (R, D) at `x.offset`; `g`: (R, D) at `g.offset`, both contiguous
+/// - `w`: (D); `stats`: (R, 2) from the forward
+/// - `dx`, `gxh`: (R, D) from element 0
+#[allow(clippy::too_many_arguments)]
+pub fn backward(
+    gpu: &Gpu,
+    kind: NormKind,
+    rows: usize,
+    d: usize,
+    x: Dense<'_>,
+    w: &GpuBuffer,
+    g: Dense<'_>,
+    stats: &GpuBuffer,
+    dx: &GpuBuffer,
+    gxh: &GpuBuffer,
+) -> Result<()> {
+    let entry = match kind {
+        NormKind::LayerNorm => "ln_backward",
+        NormKind::RmsNorm => "rms_backward",
+    };
+    let key = KernelKey::new("norm.wgsl", entry);
+    let p = params(&key.label(), rows, d, x.offset, g.offset, 0.0)?;
+    if rows == 0 {
+        return Ok(());
+    }
+    gpu.dispatch(
+        &key,
+        &p,
+        &[x.buf, w, g.buf, stats, dx, gxh],
+        grid_1d(rows, WG),
+    );
+    Ok(())
+}

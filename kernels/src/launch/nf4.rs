@@ -1,0 +1,322 @@
+//! Launchers for the NF4 family (`shaders/nf4.wgsl`, `shaders/nf4_f16.wgsl`): QLoRA's 4-bit
+//! frozen base weight, dequantised in registers inside the matmul.
+//!
+//! - [`matmul_nf4`]: `y (M, out) = x (M, in) @ W^T + bias`;
+//! - [`matmul_nf4_grad_input`]: `dx (M, in) = dy (M, out) @ W` (W is frozen: no weight gradient);
+//! - [`dequantize_nf4`]: W (out, in) as f32 (the unfused baseline, and merging adapters).
+//!
+//! W is [`Nf4Buffers`]: packed codes, packed int8 block scales and f32 group stats, laid out as
+//! [`crate::reference::nf4`] describes. The matmuls never write the dequantised W anywhere.
+//! [`Nf4Compute`] picks f32 or f16 compute; `Auto` takes f16 where the adapter has `SHADER_F16`.
+//! The reduction (in for the forward, out for the input gradient) is split into chunks of
+//! [`K_CHUNK`] (lavapipe ends an invocation's loops after 65,535 iterations); later chunks add
+//! into the output.
+
+use crate::error::{KernelError, Result};
+use crate::gpu::Gpu;
+use crate::launch::{ParamsLayout, grid_1d, layout_of};
+use crate::pipeline::KernelKey;
+use crate::pool::GpuBuffer;
+use crate::reference::nf4::{BLOCK, GROUP, PER_WORD};
+
+crate::kernel_params! {
+    /// Params of every entry point in `nf4.wgsl` and `nf4_f16.wgsl` (WGSL `Nf4Params` in
+    /// `common/nf4.wgsl`).
+    pub struct Nf4Params in "common/nf4.wgsl" as "Nf4Params" {
+        /// M, rows of x / dy / y / dx.
+        pub rows: u32,
+        /// Output features, rows of W.
+        pub out_f: u32,
+        /// Input features, columns of W.
+        pub in_f: u32,
+        /// First index of this dispatch's chunk of the reduction.
+        pub red0: u32,
+        /// Length of the chunk (at most [`K_CHUNK`]).
+        pub red_len: u32,
+        /// Element offset of x (forward) or dy (grad-input).
+        pub inp_off: u32,
+        /// 0: write the output (plus bias); 1: add into it (chunks after the first).
+        pub accumulate: u32,
+        /// Forward: 1 adds `bias[o]`.
+        pub has_bias: u32,
+    }
+}
+
+/// Params layouts of this family, for the layout test.
+pub fn params_layouts() -> Vec<ParamsLayout> {
+    vec![layout_of::<Nf4Params>()]
+}
+
+/// Longest chunk of the reduction one dispatch covers: a multiple of 64, so every chunk starts
+/// on a block and a word; at most 16,384 loop iterations per invocation.
+pub const K_CHUNK: usize = 16_384;
+/// Workgroup size (x along output columns, y along M).
+pub const WG: (u32, u32) = (8, 8);
+/// Outputs per invocation of the forward (rows, columns).
+pub const FORWARD_BLOCK: (u32, u32) = (4, 4);
+/// Outputs per invocation of the input gradient (rows, columns).
+pub const GRAD_BLOCK: (u32, u32) = (4, 8);
+
+/// f32 or f16 compute for the NF4 matmuls (accumulation and outputs are f32 either way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Nf4Compute {
+    /// `nf4.wgsl`: dequantised values and products in f32.
+    F32,
+    /// `nf4_f16.wgsl`: x / dy and dequantised values rounded to f16, products (and short dot
+    /// products) in f16, f32 accumulation. Needs `SHADER_F16`; inputs beyond f16's range
+    /// (|x| > 65504) overflow.
+    F16,
+    /// F16 where the adapter has `SHADER_F16`, else F32.
+    #[default]
+    Auto,
+}
+
+impl Nf4Compute {
+    /// The concrete choice on `gpu` (`Auto` resolved).
+    pub fn resolve(self, gpu: &Gpu) -> Nf4Compute {
+        match self {
+            Nf4Compute::Auto if gpu.has_f16() => Nf4Compute::F16,
+            Nf4Compute::Auto => Nf4Compute::F32,
+            c => c,
+        }
+    }
+
+    fn shader(self) -> &'static str {
+        match self {
+            Nf4Compute::F16 => "nf4_f16.wgsl",
+            _ => "nf4.wgsl",
+        }
+    }
+}
+
+/// An NF4 weight W (out, in) on the GPU (formats in [`crate::reference::nf4`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Nf4Buffers<'a> {
+    /// Packed codes, `ceil(n / 8)` u32 words.
+    pub codes: &'a GpuBuffer,
+    /// Packed int8 block scales, `ceil(n / 256)` u32 words.
+    pub scales: &'a GpuBuffer,
+    /// f32 `[mu, s_0, s_1, ...]`, `1 + ceil(n / 16384)` values.
+    pub stats: &'a GpuBuffer,
+    /// Rows of W.
+    pub out_features: usize,
+    /// Columns of W.
+    pub in_features: usize,
+}
+
+impl Nf4Buffers<'_> {
+    fn check(&self, key: &KernelKey) -> Result<usize> {
+        let n = self
+            .out_features
+            .checked_mul(self.in_features)
+            .filter(|&n| n > 0 && n <= u32::MAX as usize - PER_WORD)
+            .ok_or_else(|| {
+                launch_err(
+                    key,
+                    format!(
+                        "W ({}, {}) must be non-empty with fewer than 2^32 values",
+                        self.out_features, self.in_features
+                    ),
+                )
+            })?;
+        let blocks = n.div_ceil(BLOCK);
+        let need = [
+            ("codes", self.codes, 4 * n.div_ceil(PER_WORD)),
+            ("scales", self.scales, 4 * blocks.div_ceil(4)),
+            ("stats", self.stats, 4 * (1 + blocks.div_ceil(GROUP))),
+        ];
+        for (what, buf, bytes) in need {
+            if buf.capacity() < bytes as u64 {
+                return Err(launch_err(
+                    key,
+                    format!(
+                        "{what} buffer holds {} bytes, W ({}, {}) needs {bytes}",
+                        buf.capacity(),
+                        self.out_features,
+                        self.in_features
+                    ),
+                ));
+            }
+        }
+        Ok(n)
+    }
+}
+
+fn launch_err(kernel: &KernelKey, message: String) -> KernelError {
+    KernelError::Launch {
+        kernel: kernel.label(),
+        message,
+    }
+}
+
+fn check_len(key: &KernelKey, what: &str, buf: &GpuBuffer, elems: usize) -> Result<()> {
+    if buf.capacity() < 4 * elems as u64 || elems > u32::MAX as usize {
+        return Err(launch_err(
+            key,
+            format!(
+                "{what} needs {elems} f32 elements, its buffer holds {} bytes",
+                buf.capacity()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn groups(key: &KernelKey, cols: usize, rows: usize, block: (u32, u32)) -> Result<[u32; 3]> {
+    let gx = cols.div_ceil((WG.0 * block.1) as usize);
+    let gy = rows.div_ceil((WG.1 * block.0) as usize);
+    if gx > 65_535 || gy > 65_535 {
+        return Err(launch_err(
+            key,
+            format!("grid ({gx}, {gy}) exceeds 65,535 workgroups per dimension"),
+        ));
+    }
+    Ok([gx as u32, gy as u32, 1])
+}
+
+fn key(compute: Nf4Compute, entry: &'static str, aligned: bool) -> KernelKey {
+    KernelKey::new(compute.shader(), entry)
+        .with("WG_X", WG.0)
+        .with("WG_Y", WG.1)
+        .with("ALIGNED", u32::from(aligned))
+}
+
+/// `y (M, out) = x (M, in) @ W^T (+ bias)`, W dequantised in registers.
+///
+/// - `x`: (M, in) f32, contiguous from element `x_offset`;
+/// - `bias`: (out) f32 or `None`;
+/// - `y`: (M, out) f32, contiguous from element 0.
+///
+/// Returns [`KernelError::Launch`] (recording nothing) on empty or mismatched sizes, a grid past
+/// 65,535 workgroups, or f16 compute on an adapter without `SHADER_F16`.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_nf4(
+    gpu: &Gpu,
+    compute: Nf4Compute,
+    w: Nf4Buffers<'_>,
+    x: &GpuBuffer,
+    x_offset: usize,
+    m: usize,
+    bias: Option<&GpuBuffer>,
+    y: &GpuBuffer,
+) -> Result<()> {
+    let compute = compute.resolve(gpu);
+    let (out_f, in_f) = (w.out_features, w.in_features);
+    let aligned = in_f.is_multiple_of(PER_WORD) && x_offset.is_multiple_of(4);
+    let key = key(compute, "matmul_nf4", aligned);
+    check_compute(gpu, compute, &key)?;
+    w.check(&key)?;
+    if m == 0 {
+        return Err(launch_err(&key, "M must be at least 1".into()));
+    }
+    check_len(&key, "x (M, in)", x, x_offset + m * in_f)?;
+    check_len(&key, "y (M, out)", y, m * out_f)?;
+    if let Some(b) = bias {
+        check_len(&key, "bias (out)", b, out_f)?;
+    }
+    let grid = groups(&key, out_f, m, FORWARD_BLOCK)?;
+    for k0 in (0..in_f).step_by(K_CHUNK) {
+        let p = Nf4Params {
+            rows: m as u32,
+            out_f: out_f as u32,
+            in_f: in_f as u32,
+            red0: k0 as u32,
+            red_len: (in_f - k0).min(K_CHUNK) as u32,
+            inp_off: x_offset as u32,
+            accumulate: u32::from(k0 > 0),
+            has_bias: u32::from(bias.is_some()),
+        };
+        // Without a bias binding 6 still needs a buffer; the stats are never read through it.
+        let b = bias.unwrap_or(w.stats);
+        gpu.dispatch(&key, &p, &[w.codes, w.scales, w.stats, y, x, b], grid);
+    }
+    Ok(())
+}
+
+/// `dx (M, in) = dy (M, out) @ W`, W dequantised in registers (W itself gets no gradient).
+///
+/// - `dy`: (M, out) f32, contiguous from element `dy_offset`;
+/// - `dx`: (M, in) f32, written contiguous from element 0 (overwritten, not accumulated).
+pub fn matmul_nf4_grad_input(
+    gpu: &Gpu,
+    compute: Nf4Compute,
+    w: Nf4Buffers<'_>,
+    dy: &GpuBuffer,
+    dy_offset: usize,
+    m: usize,
+    dx: &GpuBuffer,
+) -> Result<()> {
+    let compute = compute.resolve(gpu);
+    let (out_f, in_f) = (w.out_features, w.in_features);
+    let aligned = in_f.is_multiple_of(PER_WORD);
+    let key = key(compute, "matmul_nf4_grad_input", aligned);
+    check_compute(gpu, compute, &key)?;
+    w.check(&key)?;
+    if m == 0 {
+        return Err(launch_err(&key, "M must be at least 1".into()));
+    }
+    check_len(&key, "dy (M, out)", dy, dy_offset + m * out_f)?;
+    check_len(&key, "dx (M, in)", dx, m * in_f)?;
+    let grid = groups(&key, in_f, m, GRAD_BLOCK)?;
+    for o0 in (0..out_f).step_by(K_CHUNK) {
+        let p = Nf4Params {
+            rows: m as u32,
+            out_f: out_f as u32,
+            in_f: in_f as u32,
+            red0: o0 as u32,
+            red_len: (out_f - o0).min(K_CHUNK) as u32,
+            inp_off: dy_offset as u32,
+            accumulate: u32::from(o0 > 0),
+            has_bias: 0,
+        };
+        gpu.dispatch(&key, &p, &[w.codes, w.scales, w.stats, dx, dy], grid);
+    }
+    Ok(())
+}
+
+/// W (out, in) as f32, row-major from element 0 of `out`: `NF4[code] * block absmax`.
+pub fn dequantize_nf4(gpu: &Gpu, w: Nf4Buffers<'_>, out: &GpuBuffer) -> Result<()> {
+    let key = key(Nf4Compute::F32, "dequantize_nf4", false);
+    let n = w.check(&key)?;
+    check_len(&key, "W (out, in)", out, n)?;
+    let p = Nf4Params {
+        out_f: w.out_features as u32,
+        in_f: w.in_features as u32,
+        ..Default::default()
+    };
+    let grid = grid_1d(n.div_ceil(PER_WORD), WG.0 * WG.1);
+    gpu.dispatch(&key, &p, &[w.codes, w.scales, w.stats, out], grid);
+    Ok(())
+}
+
+fn check_compute(gpu: &Gpu, compute: Nf4Compute, key: &KernelKey) -> Result<()> {
+    if compute == Nf4Compute::F16 && !gpu.has_f16() {
+        return Err(launch_err(
+            key,
+            format!("{} lacks the SHADER_F16 feature", gpu.info().name),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::reference::nf4::NF4_CODE;
+
+    #[test]
+    fn shader_code_book_matches_reference() {
+        let src = crate::shaders::expand("nf4.wgsl");
+        let start = src
+            .find("array<f32, 16>(")
+            .expect("code book in common/nf4.wgsl");
+        let body = &src[start + "array<f32, 16>(".len()..];
+        let body = &body[..body.find(')').unwrap()];
+        let vals: Vec<f32> = body
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse().unwrap())
+            .collect();
+        assert_eq!(vals, NF4_CODE);
+    }
+}

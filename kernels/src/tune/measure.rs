@@ -1,0 +1,392 @@
+//! Measuring candidates: wall time around `Gpu::sync`, then one check against the CPU twin.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use super::cache::{Choice, TuneCache, default_path, driver_of, publish};
+use super::{CACHE_ENV, MatmulBucket, conv_bucket, dtype_tag, entry_key, layouts, matmul_default};
+use crate::error::{KernelError, Result};
+use crate::gpu::Gpu;
+use crate::launch::conv::{self as ck, Conv2dShape, ConvVariant};
+use crate::launch::matmul::{self as mk, MatRef, MatmulConfig, MatmulDims, MatmulVariant};
+use crate::pool::GpuBuffer;
+
+/// What tuning one shape found.
+#[derive(Debug, Clone)]
+pub struct TuneReport {
+    /// The entry key (`kernel/bucket/dtype`).
+    pub key: String,
+    /// The winner's label.
+    pub winner: String,
+    /// The winner's speed, GFLOP/s (from the cache when `cached`).
+    pub gflops: f64,
+    /// The default's speed in the same run, GFLOP/s.
+    pub default_gflops: f64,
+    /// True when the entry was already cached and nothing was measured.
+    pub cached: bool,
+    /// Every candidate measured: (label, GFLOP/s, or why it was skipped or rejected).
+    pub candidates: Vec<(String, std::result::Result<f64, String>)>,
+}
+
+impl TuneReport {
+    /// Speed-up of the winner over the default.
+    pub fn speedup(&self) -> f64 {
+        self.gflops / self.default_gflops.max(f64::MIN_POSITIVE)
+    }
+}
+
+/// Measures candidates and records winners in a [`TuneCache`].
+pub struct Tuner<'g> {
+    gpu: &'g Gpu,
+    cache: TuneCache,
+    /// Time to spend repeating one candidate (after its warm-up).
+    pub budget: Duration,
+    /// Re-measure shapes that are already cached.
+    pub force: bool,
+}
+
+/// Seconds one call of `f` takes at best, repeating within `budget` (after a warm-up call),
+/// syncing inside the timed region. `compile` runs first, untimed, to build the pipeline (a
+/// tiny problem with the same specialisation). `give_up`: stop after two timed runs slower than
+/// this, or after the warm-up alone when it took over 1.5 s and twice as long.
+fn time_best(
+    gpu: &Gpu,
+    budget: Duration,
+    give_up: f64,
+    compile: impl FnOnce() -> Result<()>,
+    mut f: impl FnMut() -> Result<()>,
+) -> Result<f64> {
+    compile()?;
+    gpu.sync()?;
+    let warm = Instant::now();
+    f()?;
+    gpu.sync()?;
+    // A hopeless candidate is not repeated (naive and tiled take seconds at 1024^3 on lavapipe).
+    let warm = warm.elapsed().as_secs_f64();
+    if warm > 2.0 * give_up && warm > 1.5 {
+        return Ok(warm);
+    }
+    let start = Instant::now();
+    let mut best = f64::INFINITY;
+    for rep in 0..20 {
+        let t = Instant::now();
+        f()?;
+        gpu.sync()?;
+        best = best.min(t.elapsed().as_secs_f64());
+        // Two runs before giving up: one stall on a shared machine must not drop a candidate.
+        if (rep == 1 && best > give_up) || start.elapsed() >= budget {
+            break;
+        }
+    }
+    Ok(best)
+}
+
+/// Deterministic values in [-1, 1) (a small LCG; tuning needs no statistical quality).
+fn noise(len: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// Upload `v` as f32, or as f16 when `f16` (returning the values as the GPU sees them).
+fn upload(gpu: &Gpu, v: &[f32], f16: bool, what: &str) -> Result<(GpuBuffer, Vec<f64>)> {
+    if f16 {
+        let h: Vec<half::f16> = v.iter().map(|&x| half::f16::from_f32(x)).collect();
+        // Whole 4-byte words, so the buffer binds as an array of f16 on any backend.
+        let buf = gpu.alloc((2 * h.len() as u64).next_multiple_of(4), what)?;
+        let mut bytes = bytemuck::cast_slice::<half::f16, u8>(&h).to_vec();
+        bytes.resize(bytes.len().next_multiple_of(4), 0);
+        gpu.upload(&buf, 0, &bytes);
+        Ok((buf, h.iter().map(|x| x.to_f64()).collect()))
+    } else {
+        let buf = gpu.alloc(4 * v.len() as u64, what)?;
+        gpu.upload(&buf, 0, bytemuck::cast_slice(v));
+        Ok((buf, v.iter().map(|&x| x as f64).collect()))
+    }
+}
+
+impl<'g> Tuner<'g> {
+    /// A tuner whose cache is `gpu`'s default file ([`default_path`]), loaded now.
+    pub fn new(gpu: &'g Gpu) -> Result<Self> {
+        let path = default_path(gpu).ok_or_else(|| {
+            KernelError::Unavailable(format!(
+                "no user cache directory is known; set {CACHE_ENV} to a folder"
+            ))
+        })?;
+        Ok(Self::at(gpu, &path))
+    }
+
+    /// A tuner whose cache is the file `path`, loaded now (see [`TuneCache::load`]).
+    pub fn at(gpu: &'g Gpu, path: &Path) -> Self {
+        Tuner {
+            gpu,
+            cache: TuneCache::load(path, &gpu.info().name, &driver_of(gpu)),
+            budget: Duration::from_millis(300),
+            force: false,
+        }
+    }
+
+    /// The cache as it stands (not yet saved).
+    pub fn cache(&self) -> &TuneCache {
+        &self.cache
+    }
+
+    /// Write the cache to disk and make this process's lookups see it.
+    pub fn save(&self) -> Result<()> {
+        self.cache.save()?;
+        publish(&self.cache);
+        Ok(())
+    }
+
+    /// Tune the matmul bucket of `dims` with A transposed when `a_t`, B when `b_t`, operands in
+    /// f16 when `f16`: time every candidate at `dims`, verify the winner, record it.
+    pub fn tune_matmul(
+        &mut self,
+        dims: MatmulDims,
+        a_t: bool,
+        b_t: bool,
+        f16: bool,
+    ) -> Result<TuneReport> {
+        let gpu = self.gpu;
+        let (la, lb) = layouts(dims, a_t, b_t);
+        let key = entry_key(
+            "matmul",
+            &MatmulBucket::of(dims, la, lb).key(),
+            dtype_tag(f16),
+        );
+        if let (false, Some(c)) = (self.force, self.cache.get(&key)) {
+            return Ok(TuneReport {
+                key,
+                winner: c.config.clone(),
+                gflops: c.gflops,
+                default_gflops: c.default_gflops,
+                cached: true,
+                candidates: Vec::new(),
+            });
+        }
+        let MatmulDims { batch, m, n, k } = dims;
+        let (a, _) = upload(gpu, &noise(batch * m * k, 1), f16, "tune A")?;
+        let (b, _) = upload(gpu, &noise(batch * k * n, 2), f16, "tune B")?;
+        let c = gpu.alloc(4 * (batch * m * n) as u64, "tune C")?;
+        let flops = dims.flops() as f64;
+        let default = matmul_default(f16);
+        let mut results: Vec<(MatmulConfig, std::result::Result<f64, String>)> = Vec::new();
+        let mut best = f64::INFINITY;
+        // The default first, so that hopeless candidates can be cut short from the start.
+        let mut configs = vec![default];
+        for v in MatmulVariant::LADDER {
+            if v.f16_operands() != f16 {
+                continue;
+            }
+            if let Err(why) = v.available(gpu) {
+                results.push((MatmulConfig::default_for(v), Err(why)));
+                continue;
+            }
+            configs.extend(
+                MatmulConfig::candidates(v)
+                    .into_iter()
+                    .filter(|c| *c != default),
+            );
+        }
+        for cfg in configs {
+            let run = || {
+                let (ra, rb) = (MatRef::new(&a, la), MatRef::new(&b, lb));
+                mk::matmul_config(gpu, cfg, ra, rb, &c, 0, dims)
+            };
+            // The same strides (hence the same vec4 modes) on at most 4 x 4 x 4: builds the
+            // pipeline without the cost of a full product.
+            let tiny = MatmulDims {
+                batch: 1,
+                m: m.min(4),
+                n: n.min(4),
+                k: k.min(4),
+            };
+            let compile = || {
+                let (ra, rb) = (MatRef::new(&a, la), MatRef::new(&b, lb));
+                mk::matmul_config(gpu, cfg, ra, rb, &c, 0, tiny)
+            };
+            let t = time_best(gpu, self.budget, 4.0 * best, compile, run);
+            if let Ok(t) = t {
+                best = best.min(t);
+            }
+            results.push((cfg, t.map(|t| flops / t / 1e9).map_err(|e| e.to_string())));
+        }
+        let default_gflops = results
+            .iter()
+            .find(|(c, _)| *c == default)
+            .and_then(|(_, r)| r.as_ref().ok().copied())
+            .unwrap_or(0.0);
+        // Fastest first; the first that agrees with the CPU twin wins.
+        let mut order: Vec<usize> = (0..results.len())
+            .filter(|&i| results[i].1.is_ok())
+            .collect();
+        order.sort_by(|&x, &y| {
+            let g = |i: usize| *results[i].1.as_ref().unwrap_or(&0.0);
+            g(y).total_cmp(&g(x))
+        });
+        let mut winner = None;
+        for i in order {
+            let cfg = results[i].0;
+            match verify_matmul(gpu, cfg, dims, a_t, b_t) {
+                Ok(()) => {
+                    winner = Some((cfg, *results[i].1.as_ref().unwrap_or(&0.0)));
+                    break;
+                }
+                Err(why) => results[i].1 = Err(format!("rejected: {why}")),
+            }
+        }
+        let candidates = results
+            .iter()
+            .map(|(c, r)| (c.label(), r.clone()))
+            .collect();
+        let Some((cfg, gflops)) = winner else {
+            return Err(KernelError::Unavailable(format!(
+                "tuning {key}: no candidate ran and matched the CPU twin: {candidates:?}"
+            )));
+        };
+        self.cache.insert(
+            key.clone(),
+            Choice {
+                config: cfg.label(),
+                gflops,
+                default_gflops,
+            },
+        );
+        Ok(TuneReport {
+            key,
+            winner: cfg.label(),
+            gflops,
+            default_gflops,
+            cached: false,
+            candidates,
+        })
+    }
+
+    /// Tune the conv bucket of `s`: time forward + grad input + grad weight per variant.
+    pub fn tune_conv(&mut self, s: &Conv2dShape) -> Result<TuneReport> {
+        let gpu = self.gpu;
+        let key = entry_key("conv2d", &conv_bucket(s), "f32");
+        if let (false, Some(c)) = (self.force, self.cache.get(&key)) {
+            return Ok(TuneReport {
+                key,
+                winner: c.config.clone(),
+                gflops: c.gflops,
+                default_gflops: c.default_gflops,
+                cached: true,
+                candidates: Vec::new(),
+            });
+        }
+        let numel = |sh: [usize; 4]| sh.iter().product::<usize>();
+        let (x, _) = upload(gpu, &noise(numel(s.input_shape()), 3), false, "tune x")?;
+        let (w, _) = upload(gpu, &noise(numel(s.weight_shape()), 4), false, "tune w")?;
+        let (dy, _) = upload(gpu, &noise(numel(s.output_shape()), 5), false, "tune dy")?;
+        let out = gpu.alloc(4 * numel(s.output_shape()) as u64, "tune out")?;
+        let dx = gpu.alloc(4 * numel(s.input_shape()) as u64, "tune dx")?;
+        let dw = gpu.alloc(4 * numel(s.weight_shape()) as u64, "tune dw")?;
+        let flops = 3.0 * s.flops() as f64;
+        let mut results = Vec::new();
+        let mut best = f64::INFINITY;
+        for v in ConvVariant::ALL {
+            let run = || {
+                ck::conv2d_forward(gpu, v, s, &x, &w, None, &out)?;
+                ck::conv2d_grad_input(gpu, v, s, &w, &dy, &dx)?;
+                ck::conv2d_grad_weight(gpu, v, s, &x, &dy, &dw)
+            };
+            // Conv has two candidates: the warm-up is simply one more full run.
+            let t = time_best(gpu, self.budget, 4.0 * best, run, run);
+            if let Ok(t) = t {
+                best = best.min(t);
+            }
+            results.push((v, t.map(|t| flops / t / 1e9).map_err(|e| e.to_string())));
+        }
+        let ok = |r: &std::result::Result<f64, String>| r.as_ref().ok().copied();
+        let default_gflops = results
+            .iter()
+            .find(|(v, _)| *v == ConvVariant::default())
+            .and_then(|(_, r)| ok(r))
+            .unwrap_or(0.0);
+        let winner = results
+            .iter()
+            .filter_map(|(v, r)| ok(r).map(|g| (*v, g)))
+            .max_by(|x, y| x.1.total_cmp(&y.1));
+        let candidates = results
+            .iter()
+            .map(|(v, r)| (v.name().to_string(), r.clone()))
+            .collect();
+        let Some((v, gflops)) = winner else {
+            return Err(KernelError::Unavailable(format!(
+                "tuning {key}: no conv variant ran: {candidates:?}"
+            )));
+        };
+        // Both conv rungs are checked against the CPU twin at every shape by tests/conv.rs;
+        // here the winner is only required to run.
+        self.cache.insert(
+            key.clone(),
+            Choice {
+                config: v.name().to_string(),
+                gflops,
+                default_gflops,
+            },
+        );
+        Ok(TuneReport {
+            key,
+            winner: v.name().to_string(),
+            gflops,
+            default_gflops,
+            cached: false,
+            candidates,
+        })
+    }
+}
+
+/// Run `cfg` on small random operands with the bucket's layout (batch and transposes) and
+/// compare with the CPU twin in f64 (on the operands as rounded for the GPU).
+pub fn verify_matmul(
+    gpu: &Gpu,
+    cfg: MatmulConfig,
+    dims: MatmulDims,
+    a_t: bool,
+    b_t: bool,
+) -> std::result::Result<(), String> {
+    let d = MatmulDims {
+        batch: dims.batch.min(2),
+        m: dims.m.min(67),
+        n: dims.n.min(131),
+        k: dims.k.min(133),
+    };
+    let (la, lb) = layouts(d, a_t, b_t);
+    let f16 = cfg.variant.f16_operands();
+    let e = |e: KernelError| e.to_string();
+    let (a, a64) = upload(gpu, &noise(d.batch * d.m * d.k, 7), f16, "verify A").map_err(e)?;
+    let (b, b64) = upload(gpu, &noise(d.batch * d.k * d.n, 8), f16, "verify B").map_err(e)?;
+    let c = gpu
+        .alloc(4 * (d.batch * d.m * d.n) as u64, "verify C")
+        .map_err(e)?;
+    mk::matmul_config(gpu, cfg, MatRef::new(&a, la), MatRef::new(&b, lb), &c, 0, d).map_err(e)?;
+    let got: Vec<f32> = bytemuck::pod_collect_to_vec(
+        &gpu.read(&c, 0, 4 * (d.batch * d.m * d.n) as u64)
+            .map_err(e)?,
+    );
+    let want = crate::reference::matmul::matmul(&a64, la, &b64, lb, d);
+    // f32 sums of K products of values in [-1, 1): see tests/matmul.rs.
+    let (rel, abs) = (1e-4, 2e-6 * d.k as f64);
+    for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
+        let g = g as f64;
+        let err = (g - w).abs();
+        if err.is_nan() || err > (rel * (g + w).abs()).max(abs) {
+            return Err(format!(
+                "{} at {d:?}: element {i} is {g}, the CPU twin says {w}",
+                cfg.label()
+            ));
+        }
+    }
+    Ok(())
+}

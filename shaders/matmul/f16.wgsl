@@ -1,0 +1,78 @@
+// Matmul rung 6, f16 operands: C[z, i, j] = sum_p A[z, i, p] * B[z, p, j].
+//
+// A and B are stored as f16 (half the bytes of f32, so half the memory traffic per value) and
+// widened to f32 as they are loaded; products are summed in f32 and C is written in f32, so the
+// only rounding beyond the f32 rungs is that of the operands themselves (the caller narrows C to
+// f16 if it wants f16 output). The structure is the register-blocked rung's: each invocation
+// computes a BM x BN = 4 x 4 block from 4 A values and 4 B values per step of K, barrier-free.
+// Needs the adapter feature SHADER_F16.
+//
+// Edges: indices are clamped into the matrices, so the loads never branch; the block's rows and
+// columns outside C are computed from repeated data and simply not stored.
+//
+//   a: (batch, M, K) f16, strided    b: (batch, K, N) f16, strided    c: (batch, M, N) f32
+//   grid: (ceil(N / (WG_X * BN)), ceil(M / (WG_Y * BM)), batch)
+
+enable f16;
+
+// #include common/matmul.wgsl
+
+@group(0) @binding(1) var<storage, read> a: array<f16>;        // (batch, M, K), strided
+@group(0) @binding(2) var<storage, read> b: array<f16>;        // (batch, K, N), strided
+// Binding 3, C (f32), and store_c are in common/matmul.wgsl.
+
+const BM: u32 = 4u;         // rows of C per invocation (the 4 accumulators)
+const BN: u32 = 4u;         // columns of C per invocation (the vec4 width)
+override WG_X: u32 = 16u;   // invocations along N per workgroup
+override WG_Y: u32 = 16u;   // invocations along M per workgroup
+
+@compute @workgroup_size(WG_X, WG_Y, 1)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let z = gid.z;
+    let i0 = gid.y * BM;   // first row of this block
+    let j0 = gid.x * BN;   // first column
+    if (i0 >= P.m || j0 >= P.n) { return; }
+    let mx = P.m - 1u;
+    let nx = P.n - 1u;
+    let a_base = P.a_off + z * P.a_batch;
+    let b_base = P.b_off + z * P.b_batch;
+    var ra = vec4<u32>(
+        a_base + min(i0, mx) * P.a_row,
+        a_base + min(i0 + 1u, mx) * P.a_row,
+        a_base + min(i0 + 2u, mx) * P.a_row,
+        a_base + min(i0 + 3u, mx) * P.a_row,
+    );
+    var cb = vec4<u32>(
+        b_base + min(j0, nx) * P.b_col,
+        b_base + min(j0 + 1u, nx) * P.b_col,
+        b_base + min(j0 + 2u, nx) * P.b_col,
+        b_base + min(j0 + 3u, nx) * P.b_col,
+    );
+    var acc0 = vec4<f32>(0.0);   // C[i0 + 0, j0 .. j0 + 3]
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    for (var p = 0u; p < P.k; p++) {
+        let bv = vec4<f32>(vec4<f16>(b[cb.x], b[cb.y], b[cb.z], b[cb.w]));
+        let av = vec4<f32>(vec4<f16>(a[ra.x], a[ra.y], a[ra.z], a[ra.w]));
+        acc0 = fma(vec4<f32>(av.x), bv, acc0);
+        acc1 = fma(vec4<f32>(av.y), bv, acc1);
+        acc2 = fma(vec4<f32>(av.z), bv, acc2);
+        acc3 = fma(vec4<f32>(av.w), bv, acc3);
+        ra += vec4<u32>(P.a_col);
+        cb += vec4<u32>(P.b_row);
+    }
+    let c_base = P.c_off + z * P.c_batch + j0;
+    store_row(c_base + i0 * P.c_row, i0, j0, acc0);
+    store_row(c_base + (i0 + 1u) * P.c_row, i0 + 1u, j0, acc1);
+    store_row(c_base + (i0 + 2u) * P.c_row, i0 + 2u, j0, acc2);
+    store_row(c_base + (i0 + 3u) * P.c_row, i0 + 3u, j0, acc3);
+}
+
+// Write the in-bounds part of one block row: C[i, j0 .. j0 + 3] = v, starting at element `at`.
+fn store_row(at: u32, i: u32, j0: u32, v: vec4<f32>) {
+    if (i >= P.m) { return; }
+    for (var s = 0u; s < BN; s++) {
+        if (j0 + s < P.n) { store_c(at + s, v[s]); }
+    }
+}

@@ -1,0 +1,195 @@
+// NF4 matmuls that dequantise W in registers (QLoRA's frozen base weight), f32 compute:
+//
+//   matmul_nf4:             y (M, out) = x (M, in) @ W^T + bias     (W never written out)
+//   matmul_nf4_grad_input:  dx (M, in) = dy (M, out) @ W             (W gets no gradient)
+//   dequantize_nf4:         W (out, in) as f32, the baseline and for merging adapters
+//
+// W's format is in common/nf4.wgsl. Both matmuls are register-blocked and barrier-free (like
+// matmul/regblock.wgsl): an invocation owns a small block of outputs and walks the reduction,
+// decoding each W value it needs from its nibble and block absmax. With ALIGNED (in % 8 == 0,
+// set by the launcher) every 8 values along a row of W are one u32 word inside one block, so a
+// step decodes a whole word with one absmax; otherwise values are decoded one by one.
+//
+// The reduction runs over [red0, red0 + red_len): the launcher splits it into chunks (lavapipe
+// stops an invocation's loops after 65,535 iterations) and later chunks add into `out`.
+//
+//   x / dy: inp, (M, in) / (M, out) contiguous from inp_off, read as vec4 (binding 5)
+//   bias:   (out) (binding 6, forward only; ignored unless has_bias)
+//   grid (forward):    (ceil(out / (WG_X * 4)), ceil(M / (WG_Y * 4)))
+//   grid (grad-input): (ceil(in / (WG_X * 8)), ceil(M / (WG_Y * 4)))
+//   grid (dequantize): grid_1d over ceil(n / 8) words, WG_X * WG_Y per group
+
+// #include common/nf4.wgsl
+
+@group(0) @binding(5) var<storage, read> inp: array<vec4<f32>>;  // x or dy, contiguous
+@group(0) @binding(6) var<storage, read> bias: array<f32>;       // (out)
+
+override WG_X: u32 = 8u;        // invocations along the output columns
+override WG_Y: u32 = 8u;        // invocations along M
+override ALIGNED: bool = false; // in % 8 == 0 and inp_off % 4 == 0: decode whole words
+
+// Element e of x / dy (a scalar out of the vec4 array).
+fn inp_at(e: u32) -> f32 {
+    return inp[e >> 2u][e & 3u];
+}
+
+// Write out[at] = v, or add it for later chunks of the reduction.
+fn put(at: u32, v: f32) {
+    if (P.accumulate != 0u) {
+        out[at] += v;
+    } else {
+        out[at] = v;
+    }
+}
+
+// Forward: a 4 x 4 block y[i0 .. i0+3, j0 .. j0+3]; acc_r[c] = y[i0 + r, j0 + c].
+@compute @workgroup_size(WG_X, WG_Y, 1)
+fn matmul_nf4(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i0 = gid.y * 4u;
+    let j0 = gid.x * 4u;
+    if (i0 >= P.rows || j0 >= P.out_f) { return; }
+    let mx = P.rows - 1u;
+    let nx = P.out_f - 1u;
+    let k = P.in_f;
+    // Clamped starts of the 4 rows of x and the 4 rows of W (out-of-range ones are not stored).
+    let xr = vec4<u32>(min(i0, mx), min(i0 + 1u, mx), min(i0 + 2u, mx), min(i0 + 3u, mx)) * k
+        + vec4<u32>(P.inp_off);
+    let wr = vec4<u32>(min(j0, nx), min(j0 + 1u, nx), min(j0 + 2u, nx), min(j0 + 3u, nx)) * k;
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    let end = P.red0 + P.red_len;
+    if (ALIGNED) {
+        for (var p = P.red0; p < end; p += 8u) {
+            // Column c of lo / hi holds W[j0 + c, p .. p+3] / W[j0 + c, p+4 .. p+7].
+            let w0 = codes[(wr.x + p) >> 3u];
+            let w1 = codes[(wr.y + p) >> 3u];
+            let w2 = codes[(wr.z + p) >> 3u];
+            let w3 = codes[(wr.w + p) >> 3u];
+            let s = vec4<f32>(nf4_absmax((wr.x + p) >> 6u), nf4_absmax((wr.y + p) >> 6u),
+                              nf4_absmax((wr.z + p) >> 6u), nf4_absmax((wr.w + p) >> 6u));
+            let lo = mat4x4<f32>(nf4_lo(w0) * s.x, nf4_lo(w1) * s.y, nf4_lo(w2) * s.z,
+                                 nf4_lo(w3) * s.w);
+            let hi = mat4x4<f32>(nf4_hi(w0) * s.x, nf4_hi(w1) * s.y, nf4_hi(w2) * s.z,
+                                 nf4_hi(w3) * s.w);
+            // vec * mat: component c is dot(x row, column c).
+            let q = vec4<u32>(xr + vec4<u32>(p)) >> vec4<u32>(2u);
+            acc0 += inp[q.x] * lo + inp[q.x + 1u] * hi;
+            acc1 += inp[q.y] * lo + inp[q.y + 1u] * hi;
+            acc2 += inp[q.z] * lo + inp[q.z + 1u] * hi;
+            acc3 += inp[q.w] * lo + inp[q.w + 1u] * hi;
+        }
+    } else {
+        for (var p = P.red0; p < end; p++) {
+            let wv = vec4<f32>(nf4_at(wr.x + p), nf4_at(wr.y + p), nf4_at(wr.z + p),
+                               nf4_at(wr.w + p));
+            acc0 = fma(vec4<f32>(inp_at(xr.x + p)), wv, acc0);
+            acc1 = fma(vec4<f32>(inp_at(xr.y + p)), wv, acc1);
+            acc2 = fma(vec4<f32>(inp_at(xr.z + p)), wv, acc2);
+            acc3 = fma(vec4<f32>(inp_at(xr.w + p)), wv, acc3);
+        }
+    }
+    var b = vec4<f32>(0.0);
+    if (P.has_bias != 0u && P.accumulate == 0u) {
+        b = vec4<f32>(bias[min(j0, nx)], bias[min(j0 + 1u, nx)], bias[min(j0 + 2u, nx)],
+                      bias[min(j0 + 3u, nx)]);
+    }
+    store4(i0, j0, acc0 + b);
+    store4(i0 + 1u, j0, acc1 + b);
+    store4(i0 + 2u, j0, acc2 + b);
+    store4(i0 + 3u, j0, acc3 + b);
+}
+
+// y[i, j0 .. j0+3] = v, the in-bounds part.
+fn store4(i: u32, j0: u32, v: vec4<f32>) {
+    if (i >= P.rows) { return; }
+    let at = i * P.out_f + j0;
+    for (var c = 0u; c < 4u; c++) {
+        if (j0 + c < P.out_f) { put(at + c, v[c]); }
+    }
+}
+
+// Grad-input: a 4 x 8 block dx[i0 .. i0+3, k0 .. k0+7] as (lo_r, hi_r) = columns 0..3, 4..7.
+@compute @workgroup_size(WG_X, WG_Y, 1)
+fn matmul_nf4_grad_input(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i0 = gid.y * 4u;
+    let k0 = gid.x * 8u;
+    let k = P.in_f;
+    if (i0 >= P.rows || k0 >= k) { return; }
+    let mx = P.rows - 1u;
+    let kx = k - 1u;
+    // Clamped starts of the 4 rows of dy (length out).
+    let dr = vec4<u32>(min(i0, mx), min(i0 + 1u, mx), min(i0 + 2u, mx), min(i0 + 3u, mx))
+        * P.out_f + vec4<u32>(P.inp_off);
+    var lo0 = vec4<f32>(0.0);
+    var hi0 = vec4<f32>(0.0);
+    var lo1 = vec4<f32>(0.0);
+    var hi1 = vec4<f32>(0.0);
+    var lo2 = vec4<f32>(0.0);
+    var hi2 = vec4<f32>(0.0);
+    var lo3 = vec4<f32>(0.0);
+    var hi3 = vec4<f32>(0.0);
+    let end = P.red0 + P.red_len;
+    for (var o = P.red0; o < end; o++) {
+        // W[o, k0 .. k0+7]: one word when aligned, else value by value (clamped into the row).
+        let e = o * k + k0;
+        var wl: vec4<f32>;
+        var wh: vec4<f32>;
+        if (ALIGNED) {
+            let w = codes[e >> 3u];
+            let s = nf4_absmax(e >> 6u);
+            wl = nf4_lo(w) * s;
+            wh = nf4_hi(w) * s;
+        } else {
+            let r = o * k;
+            wl = vec4<f32>(nf4_at(e), nf4_at(r + min(k0 + 1u, kx)), nf4_at(r + min(k0 + 2u, kx)),
+                           nf4_at(r + min(k0 + 3u, kx)));
+            wh = vec4<f32>(nf4_at(r + min(k0 + 4u, kx)), nf4_at(r + min(k0 + 5u, kx)),
+                           nf4_at(r + min(k0 + 6u, kx)), nf4_at(r + min(k0 + 7u, kx)));
+        }
+        let g = vec4<f32>(inp_at(dr.x + o), inp_at(dr.y + o), inp_at(dr.z + o), inp_at(dr.w + o));
+        lo0 = fma(vec4<f32>(g.x), wl, lo0);
+        hi0 = fma(vec4<f32>(g.x), wh, hi0);
+        lo1 = fma(vec4<f32>(g.y), wl, lo1);
+        hi1 = fma(vec4<f32>(g.y), wh, hi1);
+        lo2 = fma(vec4<f32>(g.z), wl, lo2);
+        hi2 = fma(vec4<f32>(g.z), wh, hi2);
+        lo3 = fma(vec4<f32>(g.w), wl, lo3);
+        hi3 = fma(vec4<f32>(g.w), wh, hi3);
+    }
+    store8(i0, k0, lo0, hi0);
+    store8(i0 + 1u, k0, lo1, hi1);
+    store8(i0 + 2u, k0, lo2, hi2);
+    store8(i0 + 3u, k0, lo3, hi3);
+}
+
+// dx[i, k0 .. k0+7] = (lo, hi), the in-bounds part.
+fn store8(i: u32, k0: u32, lo: vec4<f32>, hi: vec4<f32>) {
+    if (i >= P.rows) { return; }
+    let at = i * P.in_f + k0;
+    for (var c = 0u; c < 4u; c++) {
+        if (k0 + c < P.in_f) { put(at + c, lo[c]); }
+        if (k0 + 4u + c < P.in_f) { put(at + 4u + c, hi[c]); }
+    }
+}
+
+// Dequantise: one invocation per code word writes W[8 t .. 8 t + 7] (flat, row-major), the
+// values that exist.
+@compute @workgroup_size(WG_X, WG_Y, 1)
+fn dequantize_nf4(@builtin(local_invocation_index) li: u32,
+                  @builtin(workgroup_id) wid: vec3<u32>,
+                  @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = (wid.x + wid.y * nwg.x) * (WG_X * WG_Y) + li;
+    let n = P.out_f * P.in_f;
+    let e0 = t * 8u;
+    if (e0 >= n) { return; }
+    let w = codes[t];
+    let s = nf4_absmax(e0 >> 6u);
+    let lo = nf4_lo(w) * s;
+    let hi = nf4_hi(w) * s;
+    for (var c = 0u; c < 4u; c++) {
+        if (e0 + c < n) { out[e0 + c] = lo[c]; }
+        if (e0 + 4u + c < n) { out[e0 + 4u + c] = hi[c]; }
+    }
+}

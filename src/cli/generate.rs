@@ -1,0 +1,158 @@
+//! `kiln generate`: continue a prompt with a trained language model, printing the text as it is
+//! sampled.
+//!
+//! ```text
+//! kiln generate --checkpoint runs/shakespeare-gpt-1 --prompt "ROMEO:" --max-tokens 300 \
+//!     --temperature 0.8 --top-k 40 --top-p 0.95 --seed 7
+//! ```
+//!
+//! The checkpoint's tokenizer (saved by `kiln train`) encodes the prompt and decodes the new
+//! tokens. A GPT feeds the prompt once and then one token per step through its KV cache; a
+//! prompt longer than its context is cut to its last `context` tokens (a note on stderr says
+//! so), and when generation fills the context the window slides: the cache is rebuilt from the
+//! last `context / 2` tokens. An LSTM / GRU / RNN reads the whole prompt and carries its state
+//! (no length limit). The same checkpoint, prompt, settings and `--seed` give the same text;
+//! `--temperature 0` or `--top-k 1` is greedy.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::saved::SavedRun;
+use super::text_data::{TOKENIZER_META, tokenizer_from_metadata};
+use super::{Error, Result, open_device};
+use crate::data::tokenizer::Tokenizer;
+use crate::models::Sampling;
+use crate::nn::Module;
+
+/// Flags of `kiln generate`.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// A run directory or checkpoint file of a language model (`kiln train --model gpt|lstm|gru|rnn`).
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// The text to continue.
+    #[arg(long, default_value = "\n")]
+    pub prompt: String,
+    /// New tokens to sample.
+    #[arg(long, default_value_t = 200)]
+    pub max_tokens: usize,
+    /// Softmax temperature: lower is more conservative; 0 is greedy.
+    #[arg(long, default_value_t = 0.8)]
+    pub temperature: f32,
+    /// Sample only among the K most likely tokens (1 = greedy).
+    #[arg(long, value_name = "K")]
+    pub top_k: Option<usize>,
+    /// Nucleus sampling: only among the most likely tokens whose probability sums to P.
+    #[arg(long, value_name = "P")]
+    pub top_p: Option<f32>,
+    /// Seed of the sampling stream: the same seed gives the same text.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// GPU adapter.
+    #[arg(long)]
+    pub device: Option<String>,
+}
+
+/// Run `kiln generate`.
+pub fn run(a: GenerateArgs) -> Result<()> {
+    if !(a.temperature.is_finite() && a.temperature >= 0.0) {
+        return Err(Error(format!(
+            "--temperature {}: must be a number >= 0 (0 is greedy)",
+            a.temperature
+        )));
+    }
+    if let Some(p) = a.top_p {
+        if !(p > 0.0 && p <= 1.0) {
+            return Err(Error(format!("--top-p {p}: must be in (0, 1]")));
+        }
+    }
+    let saved = SavedRun::open(&a.checkpoint)?;
+    let ck_name = saved.path.display().to_string();
+    if !saved.model_spec.is_sequence() {
+        return Err(Error(format!(
+            "{ck_name}: holds a {} model, not a language model; kiln generate needs a run of \
+             `kiln train --model gpt|lstm|gru|rnn`",
+            saved.model_spec.name()
+        )));
+    }
+    let meta = saved
+        .checkpoint
+        .metadata
+        .get(TOKENIZER_META)
+        .ok_or_else(|| Error(format!("{ck_name}: the checkpoint carries no tokenizer")))?;
+    let tok = tokenizer_from_metadata(meta, &ck_name)?;
+    let prompt = encode_prompt(tok.as_ref(), &a.prompt)?;
+    let gpu = open_device(a.device.as_deref())?;
+    let mut lm = saved.model_spec.build_lm(&gpu)?;
+    saved
+        .checkpoint
+        .restore_into("model", &lm.named_parameters())?;
+    lm.set_training(false);
+    if let Some(ctx) = lm.context() {
+        if prompt.len() > ctx {
+            eprintln!(
+                "note: the prompt has {} tokens and the model's context is {ctx}: it reads the \
+                 last {ctx}",
+                prompt.len()
+            );
+        }
+    }
+    let sampling = Sampling {
+        temperature: a.temperature,
+        top_k: a.top_k,
+        top_p: a.top_p,
+        seed: a.seed,
+    };
+    let mut out = std::io::stdout().lock();
+    let _ = write!(out, "{}", a.prompt);
+    let _ = out.flush();
+    // Decode everything generated so far and print what is new: a byte-level BPE token may end
+    // inside a UTF-8 character, which then shows once its last byte arrives.
+    let mut ids: Vec<u32> = Vec::new();
+    let mut printed = 0usize;
+    lm.generate_with(&prompt, a.max_tokens, sampling, |t| {
+        ids.push(t);
+        let text = tok.decode(&ids)?;
+        if !text.ends_with('\u{FFFD}') && text.len() > printed {
+            let _ = write!(out, "{}", &text[printed..]);
+            let _ = out.flush();
+            printed = text.len();
+        }
+        Ok(())
+    })?;
+    let text = tok.decode(&ids)?;
+    if text.len() > printed {
+        let _ = write!(out, "{}", &text[printed..]);
+    }
+    let _ = writeln!(out);
+    Ok(())
+}
+
+/// The prompt's token ids. A character tokenizer maps characters it never saw to `<unk>`; that
+/// is refused here with the characters named.
+fn encode_prompt(tok: &dyn Tokenizer, prompt: &str) -> Result<Vec<u32>> {
+    if prompt.is_empty() {
+        return Err(Error(
+            "--prompt is empty: give at least one character to continue".into(),
+        ));
+    }
+    if tok.kind() == "char" {
+        let mut unknown: Vec<char> = prompt
+            .chars()
+            .filter(|c| tok.token_to_id(&c.to_string()).is_none())
+            .collect();
+        unknown.dedup();
+        if !unknown.is_empty() {
+            let shown: String = unknown.iter().map(|c| format!("{c:?} ")).collect();
+            return Err(Error(format!(
+                "--prompt: the character tokenizer of this model never saw {}(it knows {} \
+                 characters from its training text); rephrase the prompt with those",
+                shown,
+                tok.vocab_size() - 1
+            )));
+        }
+    }
+    Ok(tok.encode(prompt))
+}

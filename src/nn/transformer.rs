@@ -1,0 +1,173 @@
+//! The pre-norm transformer block and its MLP.
+//!
+//! For x (B, T, C):
+//!
+//! ```text
+//! x = x + dropout(attn(ln1(x)))
+//! x = x + dropout(mlp(ln2(x))),     mlp(h) = fc2(gelu(fc1(h)))   fc1: C -> 4C, fc2: 4C -> C
+//! ```
+//!
+//! Parameter names: `ln1.{weight,bias}`, `attn.{q,k,v,o}_proj.{weight,bias}`,
+//! `ln2.{weight,bias}`, `mlp.fc1.{weight,bias}`, `mlp.fc2.{weight,bias}`.
+//!
+//! Learned positional embeddings are an [`super::Embedding`] over positions `0..context` (see
+//! `models::gpt`).
+
+use std::sync::Arc;
+
+use kiln_kernels::Gpu;
+
+use super::attention::{AttentionConfig, KvCache, MultiHeadAttention};
+use super::{LayerNorm, Linear, Module, dropout, prefixed};
+use crate::error::Result;
+use crate::ops::gelu::{GeluForm, bias_gelu};
+use crate::tensor::Tensor;
+
+/// `fc2(gelu(fc1(x)))`, fc1: C -> hidden, fc2: hidden -> C.
+#[derive(Debug, Clone)]
+pub struct Mlp {
+    /// (hidden, C).
+    pub fc1: Linear,
+    /// (C, hidden).
+    pub fc2: Linear,
+    /// The GELU form.
+    pub gelu: GeluForm,
+}
+
+impl Mlp {
+    /// Fresh MLP of width `c` and hidden width `hidden` on `gpu`.
+    pub fn new_on(gpu: &Arc<Gpu>, c: usize, hidden: usize, gelu: GeluForm) -> Result<Self> {
+        Ok(Mlp {
+            fc1: Linear::new_on(gpu, c, hidden, true)?,
+            fc2: Linear::new_on(gpu, hidden, c, true)?,
+            gelu,
+        })
+    }
+}
+
+/// `gelu(x W^T + b)` of a Linear layer `l`, the bias add fused into the GELU kernel.
+pub fn linear_gelu(l: &Linear, x: &Tensor, form: GeluForm) -> Result<Tensor> {
+    match &l.bias {
+        // `forward_no_bias` keeps a LoRA adapter's contribution.
+        Some(b) => bias_gelu(&l.forward_no_bias(x)?, b, form),
+        None => crate::ops::gelu::gelu(&l.forward(x)?, form),
+    }
+}
+
+impl Module for Mlp {
+    fn visit_linears_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut crate::nn::Linear)) {
+        self.fc1
+            .visit_linears_mut(&crate::nn::child_path(prefix, "fc1"), f);
+        self.fc2
+            .visit_linears_mut(&crate::nn::child_path(prefix, "fc2"), f);
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.fc2.forward(&linear_gelu(&self.fc1, x, self.gelu)?)
+    }
+
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        let mut v = prefixed("fc1", self.fc1.named_parameters());
+        v.extend(prefixed("fc2", self.fc2.named_parameters()));
+        v
+    }
+}
+
+/// Configuration of a [`TransformerBlock`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BlockConfig {
+    /// The attention layer.
+    pub attn: AttentionConfig,
+    /// MLP hidden width (4 C in GPT).
+    pub mlp_hidden: usize,
+    /// Dropout after attention and after the MLP (training only).
+    pub dropout: f32,
+    /// LayerNorm epsilon.
+    pub eps: f32,
+    /// GELU form of the MLP.
+    pub gelu: GeluForm,
+}
+
+/// Pre-norm transformer block. See the module notes.
+#[derive(Debug, Clone)]
+pub struct TransformerBlock {
+    /// Norm before attention.
+    pub ln1: LayerNorm,
+    /// Self-attention.
+    pub attn: MultiHeadAttention,
+    /// Norm before the MLP.
+    pub ln2: LayerNorm,
+    /// The MLP.
+    pub mlp: Mlp,
+    dropout: f32,
+    training: bool,
+}
+
+impl TransformerBlock {
+    /// Fresh block on `gpu`.
+    pub fn new_on(gpu: &Arc<Gpu>, cfg: BlockConfig) -> Result<Self> {
+        let c = cfg.attn.d_model;
+        Ok(TransformerBlock {
+            ln1: LayerNorm::new_on(gpu, c, cfg.eps, true)?,
+            attn: MultiHeadAttention::new_on(gpu, cfg.attn)?,
+            ln2: LayerNorm::new_on(gpu, c, cfg.eps, true)?,
+            mlp: Mlp::new_on(gpu, c, cfg.mlp_hidden, cfg.gelu)?,
+            dropout: cfg.dropout,
+            training: true,
+        })
+    }
+
+    fn residual(&self, x: &Tensor, y: Tensor) -> Result<Tensor> {
+        x.add(&dropout(&y, self.dropout, self.training)?)
+    }
+
+    fn mlp_half(&self, x: &Tensor) -> Result<Tensor> {
+        self.residual(x, self.mlp.forward(&self.ln2.forward(x)?)?)
+    }
+
+    /// The block on x (B, T, C) with an optional key padding mask (B, T).
+    pub fn forward_masked(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let x = self.residual(x, self.attn.forward_masked(&self.ln1.forward(x)?, mask)?)?;
+        self.mlp_half(&x)
+    }
+
+    /// The block on new positions x (B, T, C), reading and extending `cache` slot `layer`.
+    pub fn forward_cached(&self, x: &Tensor, cache: &mut KvCache, layer: usize) -> Result<Tensor> {
+        let a = self
+            .attn
+            .forward_cached(&self.ln1.forward(x)?, cache, layer)?;
+        let x = self.residual(x, a)?;
+        self.mlp_half(&x)
+    }
+}
+
+impl Module for TransformerBlock {
+    fn visit_linears_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut crate::nn::Linear)) {
+        self.attn
+            .visit_linears_mut(&crate::nn::child_path(prefix, "attn"), f);
+        self.mlp
+            .visit_linears_mut(&crate::nn::child_path(prefix, "mlp"), f);
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_masked(x, None)
+    }
+
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        let mut v = prefixed("ln1", self.ln1.named_parameters());
+        v.extend(prefixed("attn", self.attn.named_parameters()));
+        v.extend(prefixed("ln2", self.ln2.named_parameters()));
+        v.extend(prefixed("mlp", self.mlp.named_parameters()));
+        v
+    }
+
+    fn set_training(&mut self, training: bool) {
+        self.training = training;
+        // Reaches the LoRA adapters' dropout in every projection.
+        self.visit_linears_mut("", &mut |_, l| l.set_training(training));
+    }
+
+    fn is_training(&self) -> bool {
+        self.training
+    }
+}

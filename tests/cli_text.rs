@@ -1,0 +1,408 @@
+//! The language models through the `kiln` binary: `kiln train --model gpt|lstm|gru|rnn` on a
+//! small `--text` file (run files, validation loss and perplexity, the unigram baseline, step
+//! budgets), `kiln generate` (reproducible with a seed, greedy, streamed) and `kiln eval`, and
+//! one-paragraph errors (non-zero exit, no panic) on bad input. Models and text are tiny so
+//! that lavapipe runs them in seconds.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+fn kiln(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .output()
+        .expect("run kiln");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A fresh directory under the system temp dir.
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("kiln-cli-text-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn clean_error(stderr: &str) {
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.starts_with("error: ") || stderr.contains("\nerror: "),
+        "{stderr}"
+    );
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// About 3 KB of lowercase words, reproducible (a tiny LCG picks them).
+fn tiny_text(dir: &Path) -> PathBuf {
+    let words = [
+        "the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "to", "log", "bird", "sang",
+    ];
+    let mut state = 12345u64;
+    let mut text = String::new();
+    for line in 0..80 {
+        for w in 0..8 {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            text += words[(state >> 33) as usize % words.len()];
+            text.push(if w == 7 { '\n' } else { ' ' });
+        }
+        if line % 10 == 9 {
+            text.push('\n');
+        }
+    }
+    let p = dir.join("tiny.txt");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+const TINY_GPT: &[&str] = &[
+    "--layers",
+    "1",
+    "--heads",
+    "2",
+    "--width",
+    "16",
+    "--context",
+    "16",
+    "--batch-size",
+    "16",
+];
+
+/// One tiny GPT run shared by the tests that only read it: (run dir, stdout).
+fn gpt_run() -> &'static (PathBuf, String) {
+    static RUN: OnceLock<(PathBuf, String)> = OnceLock::new();
+    RUN.get_or_init(|| {
+        let d = scratch("gpt");
+        let text = tiny_text(&d);
+        let out = d.join("run");
+        let mut args = vec![
+            "train",
+            "--model",
+            "gpt",
+            "--text",
+            s(&text),
+            "--epochs",
+            "2",
+            "--lr",
+            "0.01",
+            "--out",
+            s(&out),
+        ];
+        args.extend_from_slice(TINY_GPT);
+        let (ok, stdout, stderr) = kiln(&args);
+        assert!(ok, "{stderr}");
+        (out, stdout)
+    })
+}
+
+#[test]
+fn gpt_trains_on_a_text_file_and_logs_perplexity() {
+    let (dir, stdout) = gpt_run();
+    for f in [
+        "config.toml",
+        "metrics.jsonl",
+        "metrics.csv",
+        "curves.png",
+        "checkpoint.safetensors",
+        "best.safetensors",
+        "summary.json",
+        "tokenizer.json",
+    ] {
+        assert!(dir.join(f).exists(), "missing {f}");
+    }
+    assert!(stdout.contains("char tokenizer"), "{stdout}");
+    assert!(stdout.contains("baseline: unigram"), "{stdout}");
+    assert!(
+        stdout.contains("val ppl") && stdout.contains("token acc"),
+        "{stdout}"
+    );
+    let log = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
+    let records: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 2, "{log}");
+    for r in &records {
+        let loss = r["val_loss"].as_f64().unwrap();
+        let ppl = r["val_perplexity"].as_f64().unwrap();
+        assert!((ppl - loss.exp()).abs() < 1e-6 * ppl, "{r}");
+        assert!(r["val_accuracy"].as_f64().is_some(), "{r}");
+    }
+    let summary = json(&dir.join("summary.json"));
+    let test_loss = summary["test_loss"].as_f64().unwrap();
+    let baseline = summary["unigram_baseline_loss"].as_f64().unwrap();
+    // 15 letters, space, newline and <unk>: uniform guessing is ln(18) = 2.89; the unigram
+    // baseline is below it, and two epochs learn at least the frequencies.
+    assert!(baseline > 1.5 && baseline < 18f64.ln(), "{summary}");
+    assert!(test_loss.is_finite() && test_loss < 18f64.ln(), "{summary}");
+    assert!(
+        (summary["test_perplexity"].as_f64().unwrap() - test_loss.exp()).abs() < 1e-3,
+        "{summary}"
+    );
+    assert_eq!(summary["tokenizer"], "char");
+    assert_eq!(summary["vocab_size"], 18);
+    assert_eq!(summary["model"], "gpt");
+    // `kiln eval` rebuilds the same test split with the saved tokenizer: the same loss.
+    let (ok, out, err) = kiln(&["eval", s(dir), "--json"]);
+    assert!(ok, "{err}");
+    let ev: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert!(
+        (ev["loss"].as_f64().unwrap() - test_loss).abs() < 1e-4,
+        "{ev} vs {summary}"
+    );
+}
+
+fn generate(dir: &Path, extra: &[&str]) -> String {
+    let mut args = vec![
+        "generate",
+        "--checkpoint",
+        s(dir),
+        "--prompt",
+        "the cat",
+        "--max-tokens",
+        "40",
+    ];
+    args.extend_from_slice(extra);
+    let (ok, stdout, stderr) = kiln(&args);
+    assert!(ok, "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    stdout
+}
+
+#[test]
+fn generation_with_a_fixed_seed_is_reproducible() {
+    let (dir, _) = gpt_run();
+    let a = generate(dir, &["--seed", "7", "--temperature", "1.0"]);
+    let b = generate(dir, &["--seed", "7", "--temperature", "1.0"]);
+    assert_eq!(a, b);
+    assert!(a.starts_with("the cat"), "{a:?}");
+    // 40 new characters, and the trailing newline.
+    assert_eq!(a.chars().count(), "the cat".len() + 40 + 1, "{a:?}");
+    let c = generate(dir, &["--seed", "8", "--temperature", "1.0"]);
+    assert_ne!(a, c, "another seed should draw other characters");
+    // top-k / top-p runs, reproducibly.
+    let k = &["--seed", "3", "--top-k", "5", "--top-p", "0.9"];
+    assert_eq!(generate(dir, k), generate(dir, k));
+}
+
+#[test]
+fn greedy_generation_is_deterministic_whatever_the_seed() {
+    let (dir, _) = gpt_run();
+    let a = generate(dir, &["--top-k", "1", "--seed", "1"]);
+    let b = generate(dir, &["--top-k", "1", "--seed", "2"]);
+    let c = generate(dir, &["--temperature", "0"]);
+    assert_eq!(a, b);
+    assert_eq!(a, c);
+    // Past the context of 16 the window slides; a long prompt is cut with a note.
+    let (ok, out, err) = kiln(&[
+        "generate",
+        "--checkpoint",
+        s(dir),
+        "--prompt",
+        "the cat sat on a mat and the dog ran to the log",
+        "--max-tokens",
+        "30",
+        "--top-k",
+        "1",
+    ]);
+    assert!(ok, "{err}");
+    assert!(err.contains("context is 16"), "{err}");
+    assert!(out.starts_with("the cat sat on a mat"), "{out}");
+}
+
+fn train_rnn(cell: &str, epochs: &str) {
+    let d = scratch(cell);
+    let text = tiny_text(&d);
+    let out = d.join("run");
+    let (ok, stdout, stderr) = kiln(&[
+        "train",
+        "--model",
+        cell,
+        "--text",
+        s(&text),
+        "--epochs",
+        epochs,
+        "--width",
+        "24",
+        "--context",
+        "12",
+        "--batch-size",
+        "16",
+        "--lr",
+        "0.01",
+        "--out",
+        s(&out),
+    ]);
+    assert!(ok, "{cell}: {stderr}");
+    assert!(stdout.contains("val ppl"), "{stdout}");
+    let summary = json(&out.join("summary.json"));
+    assert_eq!(summary["model"], cell);
+    assert!(summary["test_perplexity"].as_f64().unwrap().is_finite());
+    let g = |seed: &str| {
+        let (ok, stdout, stderr) = kiln(&[
+            "generate",
+            "--checkpoint",
+            s(&out),
+            "--prompt",
+            "a dog",
+            "--max-tokens",
+            "25",
+            "--seed",
+            seed,
+        ]);
+        assert!(ok, "{cell}: {stderr}");
+        stdout
+    };
+    let a = g("5");
+    assert_eq!(a, g("5"), "{cell}: same seed, same text");
+    assert!(
+        a.starts_with("a dog") && a.chars().count() == 5 + 25 + 1,
+        "{a:?}"
+    );
+}
+
+#[test]
+fn lstm_trains_and_generates() {
+    train_rnn("lstm", "2");
+}
+
+#[test]
+fn gru_and_rnn_train_and_generate() {
+    train_rnn("gru", "1");
+    train_rnn("rnn", "1");
+}
+
+#[test]
+fn max_steps_ends_a_run_inside_an_epoch() {
+    let d = scratch("steps");
+    let text = tiny_text(&d);
+    let out = d.join("run");
+    let mut args = vec![
+        "train",
+        "--text",
+        s(&text),
+        "--epochs",
+        "5",
+        "--max-steps",
+        "3",
+        "--out",
+        s(&out),
+        "--quiet",
+    ];
+    args.extend_from_slice(TINY_GPT);
+    let (ok, stdout, stderr) = kiln(&args);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("budget reached"), "{stdout}");
+    let summary = json(&out.join("summary.json"));
+    assert_eq!(summary["model"], "gpt", "--text alone trains a gpt");
+    assert_eq!(summary["epochs_run"], 1);
+    assert_eq!(summary["budget_reached"], true);
+    let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
+    assert!(config.contains("max_steps = 3"), "{config}");
+}
+
+#[test]
+fn bad_text_input_fails_with_one_clear_paragraph() {
+    let d = scratch("errors");
+    let text = tiny_text(&d);
+    let missing = d.join("nope.txt");
+    let (ok, _, err) = kiln(&["train", "--model", "gpt", "--text", s(&missing)]);
+    assert!(!ok);
+    clean_error(&err);
+    assert!(
+        err.contains("nope.txt") && err.contains("cannot read"),
+        "{err}"
+    );
+
+    let empty = d.join("empty.txt");
+    std::fs::write(&empty, "  \n").unwrap();
+    let (ok, _, err) = kiln(&["train", "--model", "lstm", "--text", s(&empty)]);
+    assert!(!ok);
+    clean_error(&err);
+    assert!(err.contains("empty.txt") && err.contains("empty"), "{err}");
+
+    let short = d.join("short.txt");
+    std::fs::write(&short, "to be or not to be").unwrap();
+    let (ok, _, err) = kiln(&["train", "--text", s(&short), "--context", "64"]);
+    assert!(!ok);
+    clean_error(&err);
+    assert!(
+        err.contains("short.txt") && err.contains("too few"),
+        "{err}"
+    );
+
+    let (ok, _, err) = kiln(&["train", "--model", "mlp", "--text", s(&text)]);
+    assert!(!ok);
+    clean_error(&err);
+    assert!(err.contains("does not train on text"), "{err}");
+
+    let (ok, _, err) = kiln(&[
+        "train",
+        "--model",
+        "gpt",
+        "--text",
+        s(&text),
+        "--heads",
+        "3",
+    ]);
+    assert!(!ok);
+    clean_error(&err);
+    assert!(err.contains("multiple of the heads"), "{err}");
+}
+
+#[test]
+fn bad_generate_input_fails_with_one_clear_paragraph() {
+    let (dir, _) = gpt_run();
+    let (ok, _, err) = kiln(&["generate", "--checkpoint", "/no/such/run", "--prompt", "a"]);
+    assert!(!ok);
+    clean_error(&err);
+    assert!(err.contains("/no/such/run"), "{err}");
+
+    let (ok, _, err) = kiln(&["generate", "--checkpoint", s(dir), "--prompt", "Zebra!"]);
+    assert!(!ok);
+    clean_error(&err);
+    assert!(
+        err.contains("never saw") && err.contains("'Z'") && err.contains("'!'"),
+        "{err}"
+    );
+
+    let (ok, _, err) = kiln(&["generate", "--checkpoint", s(dir), "--top-p", "1.5"]);
+    assert!(!ok);
+    clean_error(&err);
+    assert!(err.contains("--top-p"), "{err}");
+
+    // A classifier checkpoint is not a language model.
+    let run = scratch("linear").join("run");
+    let (ok, _, err) = kiln(&[
+        "train",
+        "--model",
+        "linear",
+        "--epochs",
+        "1",
+        "--quiet",
+        "--out",
+        s(&run),
+    ]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = kiln(&["generate", "--checkpoint", s(&run), "--prompt", "a"]);
+    assert!(!ok);
+    clean_error(&err);
+    assert!(err.contains("not a language model"), "{err}");
+}

@@ -1,0 +1,398 @@
+//! The upper rungs of the matmul ladder (subgroup, f16, cooperative matrix) and every tile
+//! configuration the autotuner may pick, against the CPU twin in f64: awkward sizes, transposed
+//! and padded operands, broadcast batches, K past lavapipe's 65,535-iteration loop limit, and
+//! `Tensor::matmul` on f16 tensors. A rung the adapter cannot run is skipped with the reason
+//! printed.
+//!
+//! f16 tolerance table (operands uniform in [-1, 1), M x N = 33 x 17, against f64; measured on
+//! lavapipe by `f16_rung_error_table`, which prints the worst error):
+//!
+//! | f16 rung compared with            | rel  | abs           | worst measured (K = 7 / 129 / 1024) |
+//! |-----------------------------------|------|---------------|-------------------------------------|
+//! | f64 on the f16-rounded operands   | 1e-4 | 2e-6 * K      | as the f32 rungs (f32 accumulation) |
+//! | f64 on the original f32 operands  | 2e-3 | 1e-3 * sqrt K | 6.3e-4 / 2.6e-3 / 9.0e-3 (~0.25x)   |
+//!
+//! The second row is the cost of f16 storage: each term carries two roundings of relative
+//! 2^-11, with random signs, so the error grows like sqrt(K).
+
+mod common;
+
+use common::{Tolerance, gpu, rand_vec, seed};
+use kiln::{DType, Tensor};
+use kiln_kernels::launch::matmul::{
+    self as mk, MatLayout, MatRef, MatmulConfig, MatmulDims, MatmulVariant,
+};
+use kiln_kernels::reference::matmul as cpu;
+use kiln_kernels::{Gpu, GpuBuffer};
+
+/// f32 accumulation of K terms in [-1, 1) against f64 (as tests/matmul.rs).
+fn dot_tolerance(k: usize) -> Tolerance {
+    Tolerance::new(
+        1e-4,
+        2e-6 * k as f64,
+        "f32 K-term dot products (different summation order, fma) vs f64; abs floor 2e-6 * K",
+    )
+}
+
+const SENTINEL: f32 = 12345.0;
+
+/// Upload `v` as f32, or rounded to f16 for f16 rungs; returns the buffer and the values the GPU
+/// sees, in f64.
+fn upload(g: &Gpu, v: &[f32], f16: bool) -> (GpuBuffer, Vec<f64>) {
+    if f16 {
+        let h: Vec<half::f16> = v.iter().map(|&x| half::f16::from_f32(x)).collect();
+        let buf = g
+            .alloc((2 * h.len() as u64).next_multiple_of(4), "test f16")
+            .unwrap();
+        let mut bytes = bytemuck::cast_slice::<half::f16, u8>(&h).to_vec();
+        bytes.resize(bytes.len().next_multiple_of(4), 0);
+        g.upload(&buf, 0, &bytes);
+        (buf, h.iter().map(|x| x.to_f64()).collect())
+    } else {
+        let buf = g.alloc(4 * v.len() as u64, "test f32").unwrap();
+        g.upload(&buf, 0, bytemuck::cast_slice(v));
+        (buf, v.iter().map(|&x| x as f64).collect())
+    }
+}
+
+fn read(g: &Gpu, buf: &GpuBuffer, len: usize) -> Vec<f32> {
+    bytemuck::pod_collect_to_vec(&g.read(buf, 0, 4 * len as u64).unwrap())
+}
+
+/// Storage of `len` elements with a random (batch, rows, cols) stack where `l` points and NaN
+/// elsewhere (a kernel reading outside the view poisons its output).
+fn operand(len: usize, l: MatLayout, (b, r, c): (usize, usize, usize), s: u64) -> Vec<f32> {
+    let vals = rand_vec(b * r * c, s, -1.0, 1.0);
+    let mut data = vec![f32::NAN; len];
+    let mut it = vals.into_iter();
+    for z in 0..b {
+        for i in 0..r {
+            for j in 0..c {
+                data[l.offset + z * l.batch_stride + i * l.row_stride + j * l.col_stride] =
+                    it.next().unwrap();
+            }
+        }
+    }
+    data
+}
+
+/// Whether `v` runs here; prints why not (once per call site) when it does not.
+fn runs(g: &Gpu, v: MatmulVariant) -> bool {
+    match v.available(g) {
+        Ok(()) => true,
+        Err(why) => {
+            eprintln!("skipping the {} rung: {why}", v.name());
+            false
+        }
+    }
+}
+
+/// Run `cfg` on random operands laid out by `la` / `lb`, compare with the CPU twin on the values
+/// the GPU saw, and check that nothing outside C was written.
+fn check(cfg: MatmulConfig, dims: MatmulDims, la: MatLayout, lb: MatLayout, tag: &str) {
+    let g = gpu();
+    let MatmulDims { batch, m, n, k } = dims;
+    let f16 = cfg.variant.f16_operands();
+    let s = seed(tag);
+    let a = operand(
+        la.last_index(batch, m, k).unwrap() + 1,
+        la,
+        (batch, m, k),
+        s,
+    );
+    let b = operand(
+        lb.last_index(batch, k, n).unwrap() + 1,
+        lb,
+        (batch, k, n),
+        s ^ 0xb,
+    );
+    let ((ga, a64), (gb, b64)) = (upload(&g, &a, f16), upload(&g, &b, f16));
+    let (off, len) = (3, batch * m * n);
+    let total = off + len + 5;
+    let (gc, _) = upload(&g, &vec![SENTINEL; total], false);
+    mk::matmul_config(
+        &g,
+        cfg,
+        MatRef::new(&ga, la),
+        MatRef::new(&gb, lb),
+        &gc,
+        off,
+        dims,
+    )
+    .unwrap_or_else(|e| panic!("{tag} {}: launch failed: {e}", cfg.label()));
+    let got = read(&g, &gc, total);
+    let want = cpu::matmul(&a64, la, &b64, lb, dims);
+    let what = format!("{} {tag} {dims:?} A {la:?} B {lb:?}", cfg.label());
+    dot_tolerance(k).assert_close(&what, &got[off..off + len], &want);
+    let outside: Vec<f32> = got[..off]
+        .iter()
+        .chain(&got[off + len..])
+        .copied()
+        .collect();
+    Tolerance::EXACT.assert_close(
+        &format!("{what}: outside C"),
+        &outside,
+        &vec![SENTINEL; outside.len()],
+    );
+}
+
+fn dims(batch: usize, m: usize, n: usize, k: usize) -> MatmulDims {
+    MatmulDims { batch, m, n, k }
+}
+
+fn plain(m: usize, n: usize, k: usize) -> (MatLayout, MatLayout) {
+    (MatLayout::contiguous(m, k), MatLayout::contiguous(k, n))
+}
+
+/// Awkward sizes, transposes, padding and broadcast batches for one rung's default config.
+fn ladder_cases(v: MatmulVariant) {
+    let cfg = MatmulConfig::default_for(v);
+    let sizes = [1, 7, 17, 129];
+    for &m in &sizes {
+        for &n in &sizes {
+            for &k in &sizes {
+                let (a, b) = plain(m, n, k);
+                check(cfg, dims(1, m, n, k), a, b, &format!("plain {m}x{n}x{k}"));
+            }
+        }
+    }
+    for (m, n, k) in [(7, 17, 129), (129, 7, 17), (65, 66, 67), (257, 3, 100)] {
+        let t = format!("{m}x{n}x{k}");
+        let (at, bt) = (MatLayout::transposed(m, k), MatLayout::transposed(k, n));
+        let (ac, bc) = plain(m, n, k);
+        check(cfg, dims(1, m, n, k), at, bc, &format!("A^T {t}"));
+        check(cfg, dims(1, m, n, k), ac, bt, &format!("B^T {t}"));
+        check(cfg, dims(2, m, n, k), at, bt, &format!("A^T B^T {t}"));
+        let ap = MatLayout {
+            offset: 5,
+            batch_stride: m * (k + 3) + 2,
+            row_stride: k + 3,
+            col_stride: 1,
+        };
+        let bp = MatLayout {
+            offset: 11,
+            batch_stride: 0,
+            row_stride: 2,
+            col_stride: 2 * k + 1,
+        };
+        check(cfg, dims(3, m, n, k), ap, bp, &format!("padded {t}"));
+        check(
+            cfg,
+            dims(3, m, n, k),
+            ac.broadcast(),
+            bc,
+            &format!("A bcast {t}"),
+        );
+    }
+}
+
+#[test]
+fn subgroup_rung_matches_cpu_twin() {
+    if runs(&gpu(), MatmulVariant::Subgroup) {
+        ladder_cases(MatmulVariant::Subgroup);
+    }
+}
+
+#[test]
+fn f16_rung_matches_cpu_twin() {
+    if runs(&gpu(), MatmulVariant::F16) {
+        ladder_cases(MatmulVariant::F16);
+    }
+}
+
+#[test]
+fn coop_rung_matches_cpu_twin_where_the_adapter_has_it() {
+    let g = gpu();
+    if runs(&g, MatmulVariant::Coop) {
+        ladder_cases(MatmulVariant::Coop);
+    } else {
+        // Not runnable here: the launcher must refuse it clearly rather than dispatch.
+        let buf = g.alloc(64, "coop").unwrap();
+        let (a, b) = plain(2, 2, 2);
+        let err = mk::matmul(
+            &g,
+            MatmulVariant::Coop,
+            MatRef::new(&buf, a),
+            MatRef::new(&buf, b),
+            &buf,
+            0,
+            dims(1, 2, 2, 2),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("COOPERATIVE_MATRIX"), "{err}");
+    }
+}
+
+#[test]
+fn every_tile_config_matches_cpu_twin() {
+    let g = gpu();
+    for v in MatmulVariant::LADDER {
+        if !runs(&g, v) {
+            continue;
+        }
+        for cfg in MatmulConfig::candidates(v) {
+            // Sizes that are not multiples of any tile, a batch, and a transposed B.
+            for (batch, m, n, k) in [(1, 33, 129, 17), (2, 67, 5, 131)] {
+                let (a, _) = plain(m, n, k);
+                let bt = MatLayout::transposed(k, n);
+                check(cfg, dims(batch, m, n, k), a, bt, "tile config");
+                let (a, b) = plain(m, n, k);
+                check(cfg, dims(batch, m, n, k), a, b, "tile config plain");
+            }
+        }
+    }
+}
+
+#[test]
+fn loop_rungs_handle_k_past_the_loop_limit() {
+    // K = 70,000 > 65,535: the launcher's K chunks keep each invocation under lavapipe's limit.
+    let g = gpu();
+    let vec4_bm8 = MatmulConfig {
+        rows: 8,
+        ..MatmulConfig::default_for(MatmulVariant::Vec4)
+    };
+    let cfgs = [
+        MatmulConfig::default_for(MatmulVariant::Subgroup),
+        MatmulConfig::default_for(MatmulVariant::F16),
+        vec4_bm8,
+    ];
+    for cfg in cfgs {
+        if runs(&g, cfg.variant) {
+            let (m, n, k) = (3, 5, 70_000);
+            let (a, b) = plain(m, n, k);
+            check(cfg, dims(1, m, n, k), a, b, "long K");
+            check(
+                cfg,
+                dims(1, m, n, k),
+                MatLayout::transposed(m, k),
+                b,
+                "long K, A^T",
+            );
+        }
+    }
+}
+
+#[test]
+fn feature_rungs_are_refused_without_their_feature_or_dtype() {
+    let g = gpu();
+    // An f32 tensor cannot run an f16 rung, and an f16 tensor cannot run an f32 rung.
+    let a = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0], &[2, 2]).unwrap();
+    let err = a.matmul_variant(&a, MatmulVariant::F16).unwrap_err();
+    assert!(err.to_string().contains("f16"), "{err}");
+    if g.has_f16() {
+        let h = a.to_dtype(DType::F16).unwrap();
+        let err = h.matmul_variant(&h, MatmulVariant::Vec4).unwrap_err();
+        assert!(err.to_string().contains("f32"), "{err}");
+    }
+}
+
+#[test]
+fn f16_rung_error_table() {
+    // The error of the f16 rung against f64 on the *unrounded* f32 operands: the rounding of each
+    // operand to f16 (relative 2^-11) dominates. Printed so the module table can be re-measured.
+    let g = gpu();
+    if !runs(&g, MatmulVariant::F16) {
+        return;
+    }
+    let cfg = MatmulConfig::default_for(MatmulVariant::F16);
+    for k in [7, 129, 1024] {
+        let (m, n) = (33, 17);
+        let (la, lb) = plain(m, n, k);
+        let a = rand_vec(m * k, seed("f16 a") + k as u64, -1.0, 1.0);
+        let b = rand_vec(k * n, seed("f16 b") + k as u64, -1.0, 1.0);
+        let ((ga, _), (gb, _)) = (upload(&g, &a, true), upload(&g, &b, true));
+        let (gc, _) = upload(&g, &vec![0.0; m * n], false);
+        let d = dims(1, m, n, k);
+        mk::matmul_config(
+            &g,
+            cfg,
+            MatRef::new(&ga, la),
+            MatRef::new(&gb, lb),
+            &gc,
+            0,
+            d,
+        )
+        .unwrap();
+        let got = read(&g, &gc, m * n);
+        let a64: Vec<f64> = a.iter().map(|&x| x as f64).collect();
+        let b64: Vec<f64> = b.iter().map(|&x| x as f64).collect();
+        let want = cpu::matmul(&a64, la, &b64, lb, d);
+        let worst = got
+            .iter()
+            .zip(&want)
+            .map(|(&x, &y)| (x as f64 - y).abs())
+            .fold(0.0, f64::max);
+        eprintln!(
+            "f16 rung, K = {k}: worst |error| {worst:.2e} = {:.2} * 1e-3 * sqrt(K)",
+            worst / (1e-3 * (k as f64).sqrt())
+        );
+        let tol = Tolerance::new(
+            2e-3,
+            1e-3 * (k as f64).sqrt(),
+            "f16 operands (2 roundings of 2^-11 per term, random signs: ~sqrt K growth)",
+        );
+        tol.assert_close(&format!("f16 rung vs f32 operands, K = {k}"), &got, &want);
+    }
+}
+
+#[test]
+fn tensor_matmul_of_f16_tensors_runs_the_f16_rung() {
+    let g = gpu();
+    if !runs(&g, MatmulVariant::F16) {
+        return;
+    }
+    let (m, k, n) = (17, 129, 7);
+    let a = rand_vec(m * k, seed("t16 a"), -1.0, 1.0);
+    let b = rand_vec(k * n, seed("t16 b"), -1.0, 1.0);
+    let ta = Tensor::from_slice(&a, &[m, k]).unwrap();
+    let tb = Tensor::from_slice(&b, &[k, n]).unwrap();
+    let (ha, hb) = (
+        ta.to_dtype(DType::F16).unwrap().requires_grad(),
+        tb.to_dtype(DType::F16).unwrap(),
+    );
+    let c = ha.matmul(&hb).unwrap();
+    assert_eq!(c.dtype(), DType::F16);
+    assert_eq!(c.shape(), &[m, n]);
+    let got: Vec<f32> = c.to_dtype(DType::F32).unwrap().to_vec::<f32>().unwrap();
+    // The oracle on the f16-rounded inputs; the output is rounded to f16 once more.
+    let r =
+        |v: &[f32]| -> Vec<f64> { v.iter().map(|&x| half::f16::from_f32(x).to_f64()).collect() };
+    let want = cpu::matmul(
+        &r(&a),
+        plain(m, n, k).0,
+        &r(&b),
+        plain(m, n, k).1,
+        dims(1, m, n, k),
+    );
+    Tolerance::new(1e-3, 1e-3, "f32 sums rounded to f16 (2^-11 relative)").assert_close(
+        "f16 Tensor::matmul",
+        &got,
+        &want,
+    );
+    // Transposed f16 view, batch broadcast: same as the f32 product of the rounded values.
+    let bt = hb.t().unwrap();
+    let c2 = bt.matmul(&ha.detach().t().unwrap()).unwrap();
+    assert_eq!(c2.shape(), &[n, m]);
+    // The gradient flows back in f16.
+    let ones = Tensor::from_slice(&vec![1.0f32; m * n], &[m, n])
+        .unwrap()
+        .to_dtype(DType::F16)
+        .unwrap();
+    c.backward_with(&ones).unwrap();
+    let grad = ha.grad().expect("f16 input gets a gradient");
+    assert_eq!(grad.dtype(), DType::F16);
+    assert_eq!(grad.shape(), &[m, k]);
+    // dA = ones @ B^T: row sums of B (rounded to f16), the same for every row of A.
+    let got: Vec<f32> = grad.to_dtype(DType::F32).unwrap().to_vec::<f32>().unwrap();
+    let rb = r(&b);
+    let want: Vec<f64> = (0..m * k)
+        .map(|e| (0..n).map(|j| rb[(e % k) * n + j]).sum())
+        .collect();
+    Tolerance::new(
+        2e-3,
+        2e-3,
+        "f16 gradient: f32 sums of f16 values, rounded to f16",
+    )
+    .assert_close("f16 matmul dA", &got, &want);
+}

@@ -1,0 +1,301 @@
+//! Fused LayerNorm / RMSNorm (`norm.wgsl`): forward and all gradients against the f64 CPU twin at
+//! awkward sizes, against the composed versions, finite-difference gradient checks, a strided
+//! input, rows past llvmpipe's loop limit for the weight-gradient column sums, and the modules.
+
+mod common;
+
+use common::*;
+use kiln::Tensor;
+use kiln::nn::{LayerNorm, Module, RmsNorm};
+use kiln::ops::norm;
+use kiln_kernels::launch::layer_norm::NormKind;
+use kiln_kernels::reference::layer_norm as cpu;
+
+/// f32 row sums (mean, variance, dot products over D <= 257) in another order than f64.
+const TOL: Tolerance = Tolerance::new(
+    2e-4,
+    2e-5,
+    "f32 two-pass row statistics over D <= 257 vs f64",
+);
+
+const ROWS: [usize; 3] = [1, 7, 129];
+const WIDTHS: [usize; 5] = [1, 7, 17, 129, 257];
+
+fn f64s(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| x as f64).collect()
+}
+
+/// Run the fused op on (rows, d) with affine params, backprop `sum(y * g)`, compare with the twin.
+fn check_against_twin(kind: NormKind, rows: usize, d: usize) {
+    let s = seed(&format!("{kind:?}{rows}x{d}"));
+    let x = rand_vec(rows * d, s, -2.0, 3.0);
+    let w = rand_vec(d, s + 1, 0.5, 1.5);
+    let b = rand_vec(d, s + 2, -0.5, 0.5);
+    let g = rand_vec(rows * d, s + 3, -1.0, 1.0);
+    let eps = 1e-5f32;
+    let xt = tensor(&x, &[rows, d]).requires_grad();
+    let wt = tensor(&w, &[d]).requires_grad();
+    let bt = tensor(&b, &[d]).requires_grad();
+    let y = match kind {
+        NormKind::LayerNorm => norm::layer_norm(&xt, Some(&wt), Some(&bt), eps),
+        NormKind::RmsNorm => norm::rms_norm(&xt, Some(&wt), eps),
+    }
+    .unwrap();
+    let (want_y, _) = cpu::norm_forward(kind, d, &f64s(&x), &f64s(&w), &f64s(&b), eps as f64);
+    let what = format!("{kind:?} rows {rows} d {d}");
+    // d = 1 LayerNorm: x - mean = 0 exactly, y = b.
+    TOL.assert_close(&format!("{what} y"), &y.to_vec::<f32>().unwrap(), &want_y);
+    y.mul(&tensor(&g, &[rows, d]))
+        .unwrap()
+        .sum()
+        .unwrap()
+        .backward()
+        .unwrap();
+    let (dx, dw, db) = cpu::norm_backward(kind, d, &f64s(&x), &f64s(&w), &f64s(&g), eps as f64);
+    // dx involves a difference of O(1) terms scaled by rstd; with d = 1 and eps tiny rstd is
+    // huge for RMSNorm, so compare with an absolute floor relative to rstd.
+    let dx_tol = Tolerance::new(5e-4, 5e-5, "f32 dx = rstd (gw - means), cancellation");
+    dx_tol.assert_close(
+        &format!("{what} dx"),
+        &xt.grad().unwrap().to_vec::<f32>().unwrap(),
+        &dx,
+    );
+    TOL.assert_close(
+        &format!("{what} dw"),
+        &wt.grad().unwrap().to_vec::<f32>().unwrap(),
+        &dw,
+    );
+    if kind == NormKind::LayerNorm {
+        TOL.assert_close(
+            &format!("{what} db"),
+            &bt.grad().unwrap().to_vec::<f32>().unwrap(),
+            &db,
+        );
+    }
+}
+
+#[test]
+fn layer_norm_matches_twin_at_awkward_sizes() {
+    for rows in ROWS {
+        for d in WIDTHS {
+            check_against_twin(NormKind::LayerNorm, rows, d);
+        }
+    }
+}
+
+#[test]
+fn rms_norm_matches_twin_at_awkward_sizes() {
+    for rows in ROWS {
+        for d in WIDTHS {
+            check_against_twin(NormKind::RmsNorm, rows, d);
+        }
+    }
+}
+
+/// Fused vs composed: forward and the three gradients, on a 3-D input.
+#[test]
+fn fused_matches_composed() {
+    let (shape, d) = ([3usize, 5, 17], 17usize);
+    let n: usize = shape.iter().product();
+    let s = seed("fused_vs_composed");
+    let x = rand_vec(n, s, -2.0, 2.0);
+    let w = rand_vec(d, s + 1, 0.5, 1.5);
+    let b = rand_vec(d, s + 2, -0.5, 0.5);
+    let g = tensor(&rand_vec(n, s + 3, -1.0, 1.0), &shape);
+    for rms in [false, true] {
+        let mut res = Vec::new();
+        for fused in [true, false] {
+            let xt = tensor(&x, &shape).requires_grad();
+            let wt = tensor(&w, &[d]).requires_grad();
+            let bt = tensor(&b, &[d]).requires_grad();
+            let y = match (rms, fused) {
+                (false, true) => norm::layer_norm(&xt, Some(&wt), Some(&bt), 1e-5),
+                (false, false) => norm::layer_norm_composed(&xt, Some(&wt), Some(&bt), 1e-5),
+                (true, true) => norm::rms_norm(&xt, Some(&wt), 1e-5),
+                (true, false) => norm::rms_norm_composed(&xt, Some(&wt), 1e-5),
+            }
+            .unwrap();
+            y.mul(&g).unwrap().sum().unwrap().backward().unwrap();
+            let mut v = vec![y.to_vec::<f32>().unwrap()];
+            v.push(xt.grad().unwrap().to_vec::<f32>().unwrap());
+            v.push(wt.grad().unwrap().to_vec::<f32>().unwrap());
+            if !rms {
+                v.push(bt.grad().unwrap().to_vec::<f32>().unwrap());
+            }
+            res.push(v);
+        }
+        for (k, (a, c)) in res[0].iter().zip(&res[1]).enumerate() {
+            let want: Vec<f64> = c.iter().map(|&v| v as f64).collect();
+            TOL.assert_close(&format!("rms={rms} output {k} fused vs composed"), a, &want);
+        }
+    }
+}
+
+#[test]
+fn layer_norm_gradcheck() {
+    let d = 7;
+    let s = seed("ln_gradcheck");
+    gradcheck(
+        "layer_norm",
+        &[
+            Input::rand(&[3, d], s, -2.0, 2.0),
+            Input::rand(&[d], s + 1, 0.5, 1.5),
+            Input::rand(&[d], s + 2, -0.5, 0.5),
+        ],
+        |t| norm::layer_norm(&t[0], Some(&t[1]), Some(&t[2]), 1e-5),
+        |x| cpu::norm_forward(NormKind::LayerNorm, d, &x[0], &x[1], &x[2], 1e-5).0,
+        GradTol::default(),
+    );
+}
+
+#[test]
+fn rms_norm_gradcheck() {
+    let d = 9;
+    let s = seed("rms_gradcheck");
+    gradcheck(
+        "rms_norm",
+        &[
+            Input::rand(&[4, d], s, -2.0, 2.0),
+            Input::rand(&[d], s + 1, 0.5, 1.5),
+        ],
+        |t| norm::rms_norm(&t[0], Some(&t[1]), 1e-5),
+        |x| cpu::norm_forward(NormKind::RmsNorm, d, &x[0], &x[1], &x[1], 1e-5).0,
+        GradTol::default(),
+    );
+}
+
+/// A transposed (non-contiguous) input is normalised along its logical last dim.
+#[test]
+fn strided_input() {
+    let (r, d) = (5usize, 7usize);
+    let x = rand_vec(r * d, seed("strided"), -1.0, 1.0);
+    // Stored as (d, r); its transpose is the (r, d) input.
+    let xt = tensor(&x, &[d, r]).t().unwrap();
+    let dense: Vec<f64> = (0..r)
+        .flat_map(|i| (0..d).map(move |j| (i, j)))
+        .map(|(i, j)| x[j * r + i] as f64)
+        .collect();
+    let y = norm::layer_norm(&xt, None, None, 1e-5).unwrap();
+    let ones = vec![1.0; d];
+    let zeros = vec![0.0; d];
+    let (want, _) = cpu::norm_forward(NormKind::LayerNorm, d, &dense, &ones, &zeros, 1e-5);
+    TOL.assert_close("strided layer_norm", &y.to_vec::<f32>().unwrap(), &want);
+}
+
+/// 70,000 rows: the weight and bias gradients sum columns longer than llvmpipe's 65,535-iteration
+/// loop limit (a silent truncation would lose the tail rows).
+#[test]
+fn many_rows_weight_gradient() {
+    let (rows, d) = (70_000usize, 3usize);
+    let x = rand_vec(rows * d, seed("many_rows"), -1.0, 1.0);
+    let xt = tensor(&x, &[rows, d]);
+    let wt = tensor(&[1.0, 1.0, 1.0], &[d]).requires_grad();
+    let bt = tensor(&[0.0, 0.0, 0.0], &[d]).requires_grad();
+    let y = norm::layer_norm(&xt, Some(&wt), Some(&bt), 1e-5).unwrap();
+    y.sum().unwrap().backward().unwrap();
+    let (_, dw, db) = cpu::norm_backward(
+        NormKind::LayerNorm,
+        d,
+        &f64s(&x),
+        &[1.0; 3],
+        &vec![1.0; rows * d],
+        1e-5,
+    );
+    let tol = Tolerance::new(1e-4, 1e-2, "f32 sums of 70,000 terms");
+    tol.assert_close("db", &bt.grad().unwrap().to_vec::<f32>().unwrap(), &db);
+    tol.assert_close("dw", &wt.grad().unwrap().to_vec::<f32>().unwrap(), &dw);
+    assert_eq!(db[0], rows as f64);
+}
+
+/// Rows longer than the fused kernel's loop budget (`MAX_D`) take the composed path and still
+/// match the twin; the launcher itself refuses them rather than truncating silently.
+#[test]
+fn rows_past_the_loop_limit() {
+    let (rows, d) = (2usize, norm::MAX_D + 3);
+    let x = rand_vec(rows * d, seed("long_rows"), -1.0, 1.0);
+    let xt = tensor(&x, &[rows, d]);
+    let ones = vec![1.0f64; d];
+    for kind in [NormKind::LayerNorm, NormKind::RmsNorm] {
+        let y = match kind {
+            NormKind::LayerNorm => norm::layer_norm(&xt, None, None, 1e-5),
+            NormKind::RmsNorm => norm::rms_norm(&xt, None, 1e-5),
+        }
+        .unwrap();
+        let (want, _) = cpu::norm_forward(kind, d, &f64s(&x), &ones, &vec![0.0; d], 1e-5);
+        Tolerance::new(1e-3, 1e-4, "f32 sums of 16,387 terms").assert_close(
+            &format!("{kind:?} d = {d}"),
+            &y.to_vec::<f32>().unwrap(),
+            &want,
+        );
+    }
+    let g = gpu();
+    let buf = |n: usize| g.alloc(n as u64 * 4, "test").unwrap();
+    let (xb, wb, yb, sb) = (buf(rows * d), buf(d), buf(rows * d), buf(2 * rows));
+    let err = kiln_kernels::launch::layer_norm::forward(
+        &g,
+        NormKind::LayerNorm,
+        rows,
+        d,
+        kiln_kernels::launch::index::Dense::new(&xb),
+        &wb,
+        &wb,
+        1e-5,
+        &yb,
+        &sb,
+    );
+    assert!(err.is_err(), "launcher must refuse D > MAX_D");
+}
+
+/// The modules use the fused ops and name their parameters like PyTorch.
+#[test]
+fn modules() {
+    let ln = LayerNorm::new(17, 1e-5, true).unwrap();
+    let rn = RmsNorm::new(17, 1e-6).unwrap();
+    let names: Vec<String> = ln.named_parameters().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["weight", "bias"]);
+    let names: Vec<String> = rn.named_parameters().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["weight"]);
+    let x = tensor(&rand_vec(2 * 17, seed("modules"), -1.0, 1.0), &[2, 17]);
+    let a = ln.forward(&x).unwrap();
+    assert_eq!(a.grad_fn(), Some("layer_norm"));
+    assert_eq!(rn.forward(&x).unwrap().grad_fn(), Some("rms_norm"));
+    assert!(ln.forward(&tensor(&[1.0; 4], &[1, 4])).is_err());
+    assert!(norm::layer_norm(&x, Some(&tensor(&[1.0; 3], &[3])), None, 1e-5).is_err());
+    let _ = Tensor::scalar(0.0);
+}
+
+/// Fused against composed LayerNorm, forward + backward, at a transformer size. Run with
+/// `cargo test --release --test norm bench_layer_norm -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn bench_layer_norm() {
+    let g = gpu();
+    let (rows, d) = (2048usize, 768usize);
+    let x = tensor(&rand_vec(rows * d, 1, -2.0, 2.0), &[rows, d]).requires_grad();
+    let w = tensor(&rand_vec(d, 2, 0.5, 1.5), &[d]).requires_grad();
+    let b = tensor(&rand_vec(d, 3, -0.5, 0.5), &[d]).requires_grad();
+    for fused in [true, false] {
+        let run = || {
+            let y = if fused {
+                norm::layer_norm(&x, Some(&w), Some(&b), 1e-5)
+            } else {
+                norm::layer_norm_composed(&x, Some(&w), Some(&b), 1e-5)
+            }
+            .unwrap();
+            y.sum().unwrap().backward().unwrap();
+        };
+        run();
+        g.sync().unwrap();
+        let reps = 10;
+        let t0 = std::time::Instant::now();
+        for _ in 0..reps {
+            run();
+        }
+        g.sync().unwrap();
+        let ms = t0.elapsed().as_secs_f64() * 1e3 / reps as f64;
+        eprintln!(
+            "layer_norm fwd+bwd {} ({rows} x {d}): {ms:.2} ms",
+            if fused { "fused   " } else { "composed" }
+        );
+    }
+}
