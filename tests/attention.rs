@@ -361,53 +361,16 @@ fn loop_limit_is_chunked_over_dispatches() {
     assert!(1000 * (2 * 64 + 1) > 65_535 && ak::chunk_len(64) < 1000);
     check_forward(&Case::new(1, 1, 3, 1000, 64, false, true));
     check_backward(&Case::new(1, 1, 1000, 1000, 64, true, false));
+    // The block backward walks 8 rows per step (2 D / 4 + 1 iterations unless the driver unrolls
+    // the loops over D / 4): at D = 128 past ~8,000 rows, the dQ pass over keys and the dK / dV
+    // pass over queries.
+    assert!(ak::chunk_len_block(128) < 9000 && 9000 / 8 * (2 * 128 / 4 + 1) > 65_535);
+    check_backward(&Case::new(1, 1, 4, 9000, 128, false, true));
+    check_backward(&Case::new(1, 1, 9000, 4, 128, false, true));
     // Many small chunks (forced) give the same result as one.
     let c = Case::new(1, 2, 17, 29, 32, true, true);
-    let (q, k, v, opts) = c.tensors();
-    let g = gpu();
-    let keep = opts.key_padding_mask.as_ref();
-    let run = |variant: AttnVariant, chunk: usize| {
-        let o = g.alloc(4 * 2 * 17 * 32, "o").unwrap();
-        let l = g.alloc(4 * 2 * 17, "l").unwrap();
-        ak::forward(
-            &g,
-            &c.s,
-            variant,
-            at(&q),
-            at(&k),
-            at(&v),
-            keep.map(at),
-            &o,
-            &l,
-            chunk,
-        )
-        .unwrap();
-        let dq = g.alloc(4 * 2 * 17 * 32, "dq").unwrap();
-        let dk = g.alloc(4 * 2 * 29 * 32, "dk").unwrap();
-        let dv = g.alloc(4 * 2 * 29 * 32, "dv").unwrap();
-        let dout = tensor(&rand_vec(2 * 17 * 32, 5, -1.0, 1.0), &[2 * 17 * 32]);
-        ak::backward(
-            &g,
-            &c.s,
-            at(&q),
-            at(&k),
-            at(&v),
-            keep.map(at),
-            &o,
-            &l,
-            dout.kernel_view().buf,
-            (&dq, &dk, &dv),
-            chunk,
-        )
-        .unwrap();
-        [
-            read(&o, 2 * 17 * 32),
-            read(&l, 2 * 17),
-            read(&dq, 2 * 17 * 32),
-            read(&dk, 2 * 29 * 32),
-            read(&dv, 2 * 29 * 32),
-        ]
-    };
+    let dout = rand_vec(2 * 17 * 32, 5, -1.0, 1.0);
+    let run = |variant: AttnVariant, chunk: usize| run_kernels(&c, variant, chunk, &dout);
     let one = run(AttnVariant::Row, 0);
     for (variant, chunk) in [
         (AttnVariant::Row, 3),
@@ -424,6 +387,103 @@ fn loop_limit_is_chunked_over_dispatches() {
                 &many[n],
                 &one[n],
             );
+        }
+    }
+}
+
+/// The launchers run directly (forward, then backward from `dout`): [o, lse, dq, dk, dv].
+fn run_kernels(c: &Case, variant: AttnVariant, chunk: usize, dout: &[f32]) -> [Vec<f32>; 5] {
+    let s = &c.s;
+    let (rows, krows) = (s.batch * s.heads * s.tq, s.batch * s.heads * s.tk);
+    let (q, k, v, opts) = c.tensors();
+    let g = gpu();
+    let keep = opts.key_padding_mask.as_ref();
+    let alloc = |n: usize| {
+        g.alloc(4 * n.max(1) as u64, "attention test output")
+            .unwrap()
+    };
+    let (o, l) = (alloc(rows * s.d), alloc(rows));
+    ak::forward(
+        &g,
+        s,
+        variant,
+        at(&q),
+        at(&k),
+        at(&v),
+        keep.map(at),
+        &o,
+        &l,
+        chunk,
+    )
+    .unwrap();
+    let (dq, dk, dv) = (alloc(rows * s.d), alloc(krows * s.d), alloc(krows * s.d));
+    let dout = tensor(dout, &[dout.len()]);
+    ak::backward(
+        &g,
+        s,
+        variant,
+        at(&q),
+        at(&k),
+        at(&v),
+        keep.map(at),
+        &o,
+        &l,
+        dout.kernel_view().buf,
+        (&dq, &dk, &dv),
+        chunk,
+    )
+    .unwrap();
+    [
+        read(&o, rows * s.d),
+        read(&l, rows),
+        read(&dq, rows * s.d),
+        read(&dk, krows * s.d),
+        read(&dv, krows * s.d),
+    ]
+}
+
+#[test]
+fn backward_rungs_match_cpu_twin() {
+    // Both rungs of the backward (row and block kernels), whole and chunked, at sizes that are
+    // not multiples of the block kernels' 4 rows.
+    for &(b, h, tq, tk, d, causal, mask) in &[
+        (1, 1, 1, 1, 4, false, false),
+        (2, 1, 7, 5, 8, true, true),
+        (1, 2, 5, 11, 12, false, true),
+        (2, 2, 17, 9, 16, true, false),
+        (1, 1, 9, 17, 32, true, true),
+        (1, 3, 33, 30, 4, true, true),
+    ] {
+        let c = Case::new(b, h, tq, tk, d, causal, mask);
+        let dout = rand_vec(b * h * tq * d, seed(&c.name()) ^ 7, -1.0, 1.0);
+        let keep = c.keep.as_deref().map(f64s);
+        let (dq, dk, dv) = cpu::backward(
+            &c.s,
+            &f64s(&c.q),
+            &f64s(&c.k),
+            &f64s(&c.v),
+            keep.as_deref(),
+            &f64s(&dout),
+        );
+        for (variant, chunk) in [
+            (AttnVariant::Row, 0),
+            (AttnVariant::Block, 0),
+            (AttnVariant::Row, 3),
+            (AttnVariant::Block, 4),
+        ] {
+            let got = run_kernels(&c, variant, chunk, &dout);
+            for (n, want) in [dq.clone(), dk.clone(), dv.clone()].iter().enumerate() {
+                GRAD.assert_close(
+                    &format!(
+                        "{} {} chunk {chunk} vs twin {}",
+                        ["dq", "dk", "dv"][n],
+                        variant.name(),
+                        c.name()
+                    ),
+                    &got[n + 2],
+                    want,
+                );
+            }
         }
     }
 }
@@ -559,4 +619,103 @@ fn memory_grows_linearly_in_t() {
         f2 * 4 < c2,
         "fused {f2} bytes should be far below composed {c2} at T 512"
     );
+}
+
+/// Median seconds of `n` runs of `f` after one warm-up run (which also compiles the pipelines).
+fn time_median(n: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    let mut t: Vec<f64> = (0..n)
+        .map(|_| {
+            let start = std::time::Instant::now();
+            f();
+            start.elapsed().as_secs_f64()
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t[n / 2]
+}
+
+/// Timing of the backward rungs and of fused vs composed forward + backward, B4 H4:
+/// `cargo test --test attention -- --ignored --nocapture backward_timing`.
+#[test]
+#[ignore = "timing, not a check"]
+fn backward_timing() {
+    let g = gpu();
+    for (t, d) in [(128, 32), (256, 32), (128, 8), (128, 128)] {
+        let c = Case::new(4, 4, t, t, d, false, false);
+        let (q, k, v, opts) = c.tensors();
+        let dout = tensor(&rand_vec(4 * 4 * t * d, 3, -1.0, 1.0), &[4 * 4 * t * d]);
+        let n = 4 * 4 * t * d;
+        let (o, l) = (
+            g.alloc(4 * n as u64, "o").unwrap(),
+            g.alloc(4 * 16 * t as u64, "l").unwrap(),
+        );
+        let (dq, dk, dv) = (
+            g.alloc(4 * n as u64, "dq").unwrap(),
+            g.alloc(4 * n as u64, "dk").unwrap(),
+            g.alloc(4 * n as u64, "dv").unwrap(),
+        );
+        ak::forward(
+            &g,
+            &c.s,
+            AttnVariant::Auto,
+            at(&q),
+            at(&k),
+            at(&v),
+            None,
+            &o,
+            &l,
+            0,
+        )
+        .unwrap();
+        let flop = (4 * 16 * t * t * d) as f64;
+        for variant in [AttnVariant::Row, AttnVariant::Block] {
+            let start = std::time::Instant::now();
+            let bwd = || {
+                ak::backward(
+                    &g,
+                    &c.s,
+                    variant,
+                    at(&q),
+                    at(&k),
+                    at(&v),
+                    None,
+                    &o,
+                    &l,
+                    dout.kernel_view().buf,
+                    (&dq, &dk, &dv),
+                    0,
+                )
+                .unwrap();
+                g.sync().unwrap();
+            };
+            bwd();
+            let first = start.elapsed().as_secs_f64();
+            let s = time_median(5, bwd);
+            eprintln!(
+                "T{t} D{d} backward {}: first call {first:.2} s, median {:.2} ms, {:.2} GFLOP/s",
+                variant.name(),
+                s * 1e3,
+                2.5 * flop / s / 1e9
+            );
+        }
+        for (name, f) in [
+            ("fused", scaled_dot_product_attention as fn(_, _, _, _) -> _),
+            ("composed", attention_composed),
+        ] {
+            let s = time_median(5, || {
+                let o = f(&q, &k, &v, &opts).unwrap();
+                o.sum().unwrap().backward().unwrap();
+                for x in [&q, &k, &v] {
+                    x.clear_grad();
+                }
+                g.sync().unwrap();
+            });
+            eprintln!(
+                "T{t} D{d} fwd+bwd {name}: median {:.2} ms, {:.2} GFLOP/s",
+                s * 1e3,
+                3.5 * flop / s / 1e9
+            );
+        }
+    }
 }

@@ -318,6 +318,48 @@ fn max_steps_ends_a_run_inside_an_epoch() {
     assert!(config.contains("max_steps = 3"), "{config}");
 }
 
+/// `--tokenizer bpe` (trained on the corpus) and `gpt2` (the embedded GPT-2 vocabulary) train,
+/// save their tokenizer with the run, and generate text that starts with the prompt.
+#[test]
+fn bpe_and_gpt2_tokenizers_train_and_generate() {
+    for (name, extra) in [("bpe", &["--bpe-vocab", "300"][..]), ("gpt2", &[][..])] {
+        let d = scratch(&format!("tok-{name}"));
+        let text = tiny_text(&d);
+        let out = d.join("run");
+        let mut args = vec![
+            "train",
+            "--text",
+            s(&text),
+            "--tokenizer",
+            name,
+            "--max-steps",
+            "2",
+            "--out",
+            s(&out),
+            "--quiet",
+        ];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(TINY_GPT);
+        let (ok, _, stderr) = kiln(&args);
+        assert!(ok, "{name}: {stderr}");
+        let summary = json(&out.join("summary.json"));
+        // Both are byte-level BPE tokenizers; GPT-2's is told apart by its vocabulary.
+        assert_eq!(summary["tokenizer"], "bpe", "{summary}");
+        let vocab = summary["vocab_size"].as_u64().unwrap();
+        if name == "gpt2" {
+            assert_eq!(vocab, 50257);
+        } else {
+            assert!((257..=300).contains(&vocab), "bpe vocab {vocab}");
+        }
+        assert!(
+            out.join("tokenizer.json").exists(),
+            "{name}: tokenizer.json saved"
+        );
+        let got = generate(&out, &["--top-k", "1"]);
+        assert!(got.starts_with("the cat"), "{name}: {got:?}");
+    }
+}
+
 #[test]
 fn bad_text_input_fails_with_one_clear_paragraph() {
     let d = scratch("errors");

@@ -42,7 +42,10 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("pool.wgsl", include_str!("../../shaders/pool.wgsl")),
     ("rnn.wgsl", include_str!("../../shaders/rnn.wgsl")),
     ("norm.wgsl", include_str!("../../shaders/norm.wgsl")),
-    ("bias_gelu.wgsl", include_str!("../../shaders/bias_gelu.wgsl")),
+    (
+        "bias_gelu.wgsl",
+        include_str!("../../shaders/bias_gelu.wgsl"),
+    ),
     (
         "batch_norm.wgsl",
         include_str!("../../shaders/batch_norm.wgsl"),
@@ -117,8 +120,18 @@ pub const SOURCES: &[(&str, &str)] = &[
         "attention/backward.wgsl",
         include_str!("../../shaders/attention/backward.wgsl"),
     ),
-    ("bench/fma.wgsl", include_str!("../../shaders/bench/fma.wgsl")),
-    ("bench/copy.wgsl", include_str!("../../shaders/bench/copy.wgsl")),
+    (
+        "attention/backward_block.wgsl",
+        include_str!("../../shaders/attention/backward_block.wgsl"),
+    ),
+    (
+        "bench/fma.wgsl",
+        include_str!("../../shaders/bench/fma.wgsl"),
+    ),
+    (
+        "bench/copy.wgsl",
+        include_str!("../../shaders/bench/copy.wgsl"),
+    ),
 ];
 
 /// The raw text of `name`, or `None` if kiln ships no such file.

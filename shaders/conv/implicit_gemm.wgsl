@@ -137,29 +137,10 @@ fn forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) 
     let co = g * cog + cl0;
     let base = (n * P.c_out + co) * ohw;
     let has = P.has_bias == 1u;
-    let rows = cog - cl0;
-    let lb = P.c_out - 1u;   // bias index clamp (rows past the group are not stored)
-    put(0u, rows, base, ohw, p0, ohw, acc[0], select(0.0, bias[min(co + 0u, lb)], has));
-    put(1u, rows, base, ohw, p0, ohw, acc[1], select(0.0, bias[min(co + 1u, lb)], has));
-    put(2u, rows, base, ohw, p0, ohw, acc[2], select(0.0, bias[min(co + 2u, lb)], has));
-    put(3u, rows, base, ohw, p0, ohw, acc[3], select(0.0, bias[min(co + 3u, lb)], has));
-    if (QUADS > 1u) {
-        put(4u, rows, base, ohw, p0, ohw, acc[4], select(0.0, bias[min(co + 4u, lb)], has));
-        put(5u, rows, base, ohw, p0, ohw, acc[5], select(0.0, bias[min(co + 5u, lb)], has));
-        put(6u, rows, base, ohw, p0, ohw, acc[6], select(0.0, bias[min(co + 6u, lb)], has));
-        put(7u, rows, base, ohw, p0, ohw, acc[7], select(0.0, bias[min(co + 7u, lb)], has));
-    }
-    if (QUADS > 2u) {
-        put(8u, rows, base, ohw, p0, ohw, acc[8], select(0.0, bias[min(co + 8u, lb)], has));
-        put(9u, rows, base, ohw, p0, ohw, acc[9], select(0.0, bias[min(co + 9u, lb)], has));
-        put(10u, rows, base, ohw, p0, ohw, acc[10], select(0.0, bias[min(co + 10u, lb)], has));
-        put(11u, rows, base, ohw, p0, ohw, acc[11], select(0.0, bias[min(co + 11u, lb)], has));
-    }
-    if (QUADS > 3u) {
-        put(12u, rows, base, ohw, p0, ohw, acc[12], select(0.0, bias[min(co + 12u, lb)], has));
-        put(13u, rows, base, ohw, p0, ohw, acc[13], select(0.0, bias[min(co + 13u, lb)], has));
-        put(14u, rows, base, ohw, p0, ohw, acc[14], select(0.0, bias[min(co + 14u, lb)], has));
-        put(15u, rows, base, ohw, p0, ohw, acc[15], select(0.0, bias[min(co + 15u, lb)], has));
+    for (var j = 0u; j < bc; j++) {
+        if (cl0 + j < cog) {
+            store4(base + j * ohw, p0, ohw, acc[j], select(0.0, bias[co + j], has));
+        }
     }
 }
 

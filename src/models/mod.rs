@@ -10,8 +10,8 @@ pub mod pretrained;
 pub mod rnn;
 pub mod sampling;
 
-pub use cnn::{BasicBlock, ImageShape, LeNet, RESNET_WIDTHS, ResNet18, VGG_WIDTHS, Vgg};
 pub use bert::{BertConfig, BertEncoder, l2_normalize, mean_pool};
+pub use cnn::{BasicBlock, ImageShape, LeNet, RESNET_WIDTHS, ResNet18, VGG_WIDTHS, Vgg};
 pub use gpt::{Gpt, GptConfig};
 pub use lm::LanguageModel;
 pub use mlp::Mlp;
@@ -142,7 +142,7 @@ impl ModelSpec {
     ///
     /// | name | default |
     /// | --- | --- |
-    /// | `gpt` | 4 layers, 4 heads, width 128, learned positions, no dropout (~0.8M + 128 V parameters) |
+    /// | `gpt` | 4 layers, 4 heads, width 128, learned positions, no dropout (0.80M + 256 V parameters: 0.82M for 77 characters) |
     /// | `lstm`, `gru`, `rnn` | embedding 64, 1 layer of 256, no dropout |
     ///
     /// ```

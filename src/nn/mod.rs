@@ -41,8 +41,8 @@ pub use loss::{CrossEntropyOptions, Reduction};
 pub use nf4_linear::Nf4Linear;
 pub use pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d, PoolWindow};
 pub use rms_norm::RmsNorm;
-pub use rnn::{Gru, Lstm, Recurrent, RecurrentLayer, Rnn, RnnOptions, RnnOutput, RnnState};
 pub use rng::{RngState, manual_seed, next_key, rng_state, set_rng_state};
+pub use rnn::{Gru, Lstm, Recurrent, RecurrentLayer, Rnn, RnnOptions, RnnOutput, RnnState};
 pub use sequential::Sequential;
 pub use transformer::{BlockConfig, TransformerBlock};
 

@@ -30,9 +30,12 @@
 //!
 //! The backward is three fused kernels: delta (and L) per query row; dQ with one invocation per
 //! query row walking the keys; dK and dV with one invocation per key row walking the queries (each
-//! output row has one owner, so no float atomics). Kernels read contiguous rows: strided views
-//! (e.g. a (B, T, H, D) projection transposed to (B, H, T, D)) are copied once; the copies, O and
-//! L are what the backward keeps (all O(B H T D)). Head sizes above 128 use the composition.
+//! output row has one owner, so no float atomics). With D % 4 == 0 those two are the
+//! register-blocked kernels (`backward_block.wgsl`: 4 owned rows per invocation, 8 rows of the
+//! other side per step; ~5x the one-row kernels on lavapipe). Kernels read contiguous rows:
+//! strided views (e.g. a (B, T, H, D) projection transposed to (B, H, T, D)) are copied once; the
+//! copies, O and L are what the backward keeps (all O(B H T D)). Head sizes above 128 use the
+//! composition.
 
 use kiln_kernels::launch::attention::{self as ak, At, AttnShape, AttnVariant, MAX_D};
 
@@ -271,6 +274,7 @@ pub fn scaled_dot_product_attention(
             ak::backward(
                 &gpu,
                 &shape,
+                AttnVariant::Auto,
                 at(&qc),
                 at(&kc),
                 at(&vc),

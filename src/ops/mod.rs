@@ -44,8 +44,8 @@ mod unary;
 
 pub use attention::{AttentionOptions, attention_composed, scaled_dot_product_attention};
 pub use conv::{Conv1dOptions, Conv2dOptions};
-pub use rnn::{RnnCell, RnnLayerOutput, RnnLayerParams, rnn_layer};
 pub use loss::{IGNORE_INDEX, Reduction};
+pub use rnn::{RnnCell, RnnLayerOutput, RnnLayerParams, rnn_layer};
 
 use crate::error::{Result, shape_err};
 

@@ -11,12 +11,14 @@
 //! | `forward.wgsl` (rung [`AttnVariant::Row`]) | one query row | keys one at a time, scalar loads |
 //! | `forward_block.wgsl` ([`AttnVariant::Block`], default) | 4 query rows | keys 4 at a time, vec4 loads |
 //! | `backward_prep.wgsl` | one query row: (L, dO . O) | D |
-//! | `backward.wgsl` `attn_bwd_dq` | one query row of dQ | keys |
-//! | `backward.wgsl` `attn_bwd_dkdv` | one key row of dK and dV | queries |
+//! | `backward.wgsl` `attn_bwd_dq` (rung `Row`) | one query row of dQ | keys |
+//! | `backward.wgsl` `attn_bwd_dkdv` (rung `Row`) | one key row of dK and dV | queries |
+//! | `backward_block.wgsl` `attn_bwd_dq_block` (`Block`, default) | 4 query rows of dQ | keys 8 at a time, vec4 loads |
+//! | `backward_block.wgsl` `attn_bwd_dkdv_block` (`Block`, default) | 4 key rows of dK, dV | queries 8 at a time, vec4 loads |
 //!
 //! Mesa's lavapipe ends an invocation's loops after 65,535 iterations in total, silently. A row
 //! visited costs `2 D + 1` loop iterations in the row kernels (at most `2 D / 4 + 9` per 4 rows in
-//! the block kernel), so the walk is split into chunks of at most [`chunk_len`] /
+//! the block kernels), so the walk is split into chunks of at most [`chunk_len`] /
 //! [`chunk_len_block`] rows, one dispatch each, with the running state (forward: `(m, l)` and the
 //! unnormalised output; backward: the gradients) carried in global memory between them.
 
@@ -113,7 +115,8 @@ pub fn chunk_len(d: usize) -> usize {
     ((LOOP_BUDGET - 3 * d) / (2 * d + 1)).max(1)
 }
 
-/// Most keys one invocation of `forward_block.wgsl` visits per dispatch: a step of 4 keys costs
+/// Most keys one invocation of `forward_block.wgsl` visits per dispatch (and rows of the other
+/// side in `backward_block.wgsl`, whose steps cost at most as much): a step of 4 keys costs
 /// at most `2 D / 4 + 9` loop iterations (none when the driver unrolls the loops over D / 4),
 /// plus `6 D / 4 + 32` around the walk.
 pub fn chunk_len_block(d: usize) -> usize {
@@ -121,17 +124,18 @@ pub fn chunk_len_block(d: usize) -> usize {
     4 * ((LOOP_BUDGET - 6 * db - 32) / (2 * db + 9)).max(1)
 }
 
-/// Which forward kernels run (the rungs of the ladder; both tested). The backward has one rung,
-/// the row kernels of `backward.wgsl`.
+/// Which kernels run, forward and backward (the rungs of the ladder; both tested).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum AttnVariant {
     /// The block kernels where they apply (D % 4 == 0, 16-byte aligned q, k, v), else `Row`.
     #[default]
     Auto,
-    /// `forward.wgsl`: one invocation per query row, scalar loads; any D up to [`MAX_D`].
+    /// `forward.wgsl`, `backward.wgsl`: one invocation per output row, scalar loads; any D up
+    /// to [`MAX_D`].
     Row,
-    /// `forward_block.wgsl`: 4 query rows per invocation, 4 keys per step, vec4 loads. Falls back
-    /// to `Row` when D or an offset is not a multiple of 4.
+    /// `forward_block.wgsl`, `backward_block.wgsl`: 4 output rows per invocation, 4 rows of the
+    /// other side per step, vec4 loads. Falls back to `Row` when D or an offset is not a
+    /// multiple of 4.
     Block,
 }
 
@@ -317,11 +321,12 @@ pub fn forward(
 
 /// Fused backward from the forward's `o` and `lse`: given dO (B, H, Tq, D, contiguous from 0),
 /// writes dq (B, H, Tq, D) and dk, dv (B, H, Tk, D), all contiguous from element 0 and
-/// overwritten (not accumulated). `chunk` as in [`forward`].
+/// overwritten (not accumulated). `variant` and `chunk` as in [`forward`].
 #[allow(clippy::too_many_arguments)]
 pub fn backward(
     gpu: &Gpu,
     s: &AttnShape,
+    variant: AttnVariant,
     q: At,
     k: At,
     v: At,
@@ -336,12 +341,18 @@ pub fn backward(
     let prep = KernelKey::new("attention/backward_prep.wgsl", "attn_bwd_prep")
         .with("WG", WG)
         .with("D", d);
-    let kq = KernelKey::new("attention/backward.wgsl", "attn_bwd_dq")
-        .with("WG", WG)
-        .with("D", d);
-    let kkv = KernelKey::new("attention/backward.wgsl", "attn_bwd_dkdv")
-        .with("WG", WG)
-        .with("D", d);
+    let block = uses_block(variant, s, q, k, v);
+    let (file, eq, ekv) = if block {
+        (
+            "attention/backward_block.wgsl",
+            "attn_bwd_dq_block",
+            "attn_bwd_dkdv_block",
+        )
+    } else {
+        ("attention/backward.wgsl", "attn_bwd_dq", "attn_bwd_dkdv")
+    };
+    let kq = KernelKey::new(file, eq).with("WG", WG).with("D", d);
+    let kkv = KernelKey::new(file, ekv).with("WG", WG).with("D", d);
     let (rows, krows) = (s.batch * s.heads * s.tq, s.batch * s.heads * s.tk);
     check(
         &kkv,
@@ -366,7 +377,15 @@ pub fn backward(
             &dummy
         }
     };
-    let chunk = chunk_for(false, s.d, chunk);
+    let chunk = chunk_for(block, s.d, chunk);
+    let (qinv, kinv) = if block {
+        (
+            s.batch * s.heads * s.tq.div_ceil(4),
+            s.batch * s.heads * s.tk.div_ceil(4),
+        )
+    } else {
+        (rows, krows)
+    };
     let stats = gpu.alloc(8 * rows.max(1) as u64, "attention (lse, dO . O) rows")?;
     if rows > 0 {
         let p = params(s, q, k, v, keep, (0, 0, 0));
@@ -377,7 +396,7 @@ pub fn backward(
                 &kq,
                 &p,
                 &[q.buf, k.buf, v.buf, keep_buf, dout, &stats, dq],
-                grid_1d(rows, WG),
+                grid_1d(qinv, WG),
             );
         }
     }
@@ -388,7 +407,7 @@ pub fn backward(
                 &kkv,
                 &p,
                 &[q.buf, k.buf, v.buf, keep_buf, dout, &stats, dk, dv],
-                grid_1d(krows, WG),
+                grid_1d(kinv, WG),
             );
         }
     }

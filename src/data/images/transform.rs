@@ -47,7 +47,8 @@ impl ChannelNorm {
     pub fn fit(features: &[f32], shape: (usize, usize, usize)) -> Result<ChannelNorm, DataError> {
         let (c, h, w) = shape;
         let plane = h * w;
-        if c == 0 || plane == 0 || features.is_empty() || !features.len().is_multiple_of(c * plane) {
+        if c == 0 || plane == 0 || features.is_empty() || !features.len().is_multiple_of(c * plane)
+        {
             return invalid(format!(
                 "image normalisation: {} values are not a whole number of ({c}, {h}, {w}) images",
                 features.len()
