@@ -1,20 +1,9 @@
 //! `kiln bench` end to end on small filters: JSON lines with the required keys and sane values,
 //! the aligned table, the roofline PNG, and a clean error for a bad device.
 
-use std::process::Command;
-
-fn kiln(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(args)
-        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
-        .output()
-        .expect("run kiln");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+#[path = "common/cli.rs"]
+mod cli_util;
+use cli_util::kiln;
 
 fn rows(stdout: &str) -> Vec<serde_json::Value> {
     stdout

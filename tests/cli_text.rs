@@ -5,47 +5,15 @@
 //! that lavapipe runs them in seconds.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 
-fn kiln(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(args)
-        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
-        .output()
-        .expect("run kiln");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+#[path = "common/cli.rs"]
+mod cli_util;
+use cli_util::{clean_error, json, kiln, s};
 
 /// A fresh directory under the system temp dir.
 fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("kiln-cli-text-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn clean_error(stderr: &str) {
-    assert!(
-        !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
-        "{stderr}"
-    );
-    assert!(
-        stderr.starts_with("error: ") || stderr.contains("\nerror: "),
-        "{stderr}"
-    );
-}
-
-fn json(path: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    cli_util::scratch_in("cli-text", name)
 }
 
 /// About 3 KB of lowercase words, reproducible (a tiny LCG picks them).

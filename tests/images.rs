@@ -9,6 +9,8 @@ use image::{GrayImage, ImageBuffer, Luma, Rgb, RgbImage};
 use kiln::data::Dataset;
 use kiln::data::images::{ChannelNorm, Channels, ImageFolder, ImageOptions, ImagePrep};
 
+#[path = "common/cli.rs"]
+mod cli_util;
 mod common;
 mod images {
     pub mod augment;

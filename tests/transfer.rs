@@ -10,7 +10,6 @@ mod demo;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::*;
 use kiln::Tensor;
@@ -403,18 +402,9 @@ fn small_demo_transfer_reaches_the_target_in_fewer_steps_than_scratch() {
     assert!(t < s, "transfer took {t} steps, scratch {s}");
 }
 
-fn kiln(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(args)
-        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
-        .output()
-        .expect("run kiln");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+#[path = "common/cli.rs"]
+mod cli_util;
+use cli_util::kiln;
 
 #[test]
 fn cli_init_from_freeze_unfreeze_and_classes() {

@@ -2,26 +2,9 @@
 //! predict` on the saved run.
 
 use std::path::Path;
-use std::process::Command;
 
+use super::super::cli_util::{kiln, s};
 use super::super::{grey, scratch};
-
-fn kiln(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(args)
-        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
-        .output()
-        .expect("run kiln");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 /// Three classes of noisy 12x10 patterns: horizontal stripes, vertical stripes, a bright spot.
 fn write_split(dir: &Path, per_class: u32, seed: u32) {
