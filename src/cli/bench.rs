@@ -227,9 +227,11 @@ impl Suite {
         let rate = |work: u64| (work > 0).then(|| work as f64 / (ms * 1e6));
         let (gflops, gbps) = (rate(case.flops), rate(case.bytes));
         let (peak_flops, peak_bytes) = self.ceilings;
+        // 100 * (g / peak), not 100 * g / peak: a ceiling row divides by itself and must read
+        // exactly 100 (the product 100 * g rounds first and can give 99.99999999999999).
         let pct = match case.bound {
-            Bound::Compute => gflops.map(|g| 100.0 * g / peak_flops),
-            Bound::Memory => gbps.map(|g| 100.0 * g / peak_bytes),
+            Bound::Compute => gflops.map(|g| 100.0 * (g / peak_flops)),
+            Bound::Memory => gbps.map(|g| 100.0 * (g / peak_bytes)),
         }
         .filter(|p| p.is_finite());
         let info = self.gpu.info();
