@@ -293,7 +293,9 @@ mod tests {
     /// A copy of 8x the bytes must take clearly longer, with either time source.
     #[test]
     fn bigger_copy_takes_longer() {
-        let gpu = Gpu::global().expect("a GPU adapter (install mesa-vulkan-drivers for lavapipe)");
+        // A private device: work other tests submit on the shared one would look like this
+        // closure submitting by itself and switch the profiler to wall time.
+        let gpu = Gpu::new().expect("a GPU adapter (install mesa-vulkan-drivers for lavapipe)");
         let small = 1 << 17; // vec4 words: 2 MiB
         let big = 8 * small; // 16 MiB
         let src = gpu.alloc(16 * big as u64, "src").unwrap();
@@ -320,7 +322,9 @@ mod tests {
 
     #[test]
     fn closure_that_syncs_falls_back_to_wall_time() {
-        let gpu = Gpu::global().expect("a GPU adapter (install mesa-vulkan-drivers for lavapipe)");
+        // A private device: work other tests submit on the shared one would look like this
+        // closure submitting by itself and switch the profiler to wall time.
+        let gpu = Gpu::new().expect("a GPU adapter (install mesa-vulkan-drivers for lavapipe)");
         let out = gpu.alloc(4 * 256, "out").unwrap();
         let t = Profiler::new(&gpu)
             .time(&gpu, 1, 3, || {
