@@ -10,6 +10,10 @@
 //! backward at T = 128, 256, 512, fused against composed: the fused version grows linearly in T,
 //! the composed one quadratically.
 //!
+//! The rungs of the ladder are also timed one against another through the launchers
+//! (`attention_rungs_forward`, `attention_rungs_fwd_bwd`): `Row`, `Block` and `Tiled` (the
+//! flash-attention tiles in workgroup memory, at a few tile sizes), same shapes, same units.
+//!
 //! Run with `cargo bench --bench attention` (add `-- forward` for one group). Every timed
 //! iteration records the kernels and waits for the device (`gpu.sync()`); inputs are uploaded
 //! once, outside the timing. Shapes: B = 4, H = 4, D = 32, T = 128 and 256 (self-attention,
@@ -23,6 +27,9 @@ use criterion::{
 };
 use kiln::ops::{AttentionOptions, attention_composed, scaled_dot_product_attention};
 use kiln::{Gpu, Tensor};
+use kiln_kernels::launch::attention::{
+    self as ak, At, AttnConfig, AttnShape, AttnTiles, AttnVariant,
+};
 
 mod common;
 
@@ -107,6 +114,93 @@ fn group_for(c: &mut Criterion, name: &str, backward: bool) {
     group.finish();
 }
 
+/// The rungs timed against one another: row, block, and the tiled kernels at a few tile sizes.
+fn rung_configs() -> Vec<AttnConfig> {
+    let tiled = |wg, bc| AttnConfig {
+        variant: AttnVariant::Tiled,
+        tiles: AttnTiles { wg, bc },
+    };
+    vec![
+        AttnConfig::of(AttnVariant::Row),
+        AttnConfig::of(AttnVariant::Block),
+        tiled(8, 64),
+        tiled(16, 64),
+        tiled(32, 64),
+        tiled(16, 32),
+    ]
+}
+
+fn at(t: &Tensor) -> At<'_> {
+    let v = t.kernel_view();
+    At {
+        buf: v.buf,
+        offset: v.offset,
+    }
+}
+
+/// Each rung through the launchers: forward, or forward + backward (`backward`).
+fn rungs_for(c: &mut Criterion, name: &str, backward: bool) {
+    let gpu = common::device(|| "attention rungs".into());
+    let mut group = c.benchmark_group(name);
+    group
+        .sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(2));
+    for t in [128, 256] {
+        let [q, k, v] = inputs(&gpu, t, false);
+        let dout = Tensor::randn_on(&gpu, &[B, H, t, D], 4).unwrap();
+        let n = (B * H * t * D) as u64;
+        let alloc = |bytes: u64| gpu.alloc(bytes, "attention bench").unwrap();
+        let (o, lse) = (alloc(4 * n), alloc(4 * (B * H * t) as u64));
+        let (dq, dk, dv) = (alloc(4 * n), alloc(4 * n), alloc(4 * n));
+        let s = AttnShape {
+            batch: B,
+            heads: H,
+            tq: t,
+            tk: t,
+            d: D,
+            scale: 1.0 / (D as f32).sqrt(),
+            causal: false,
+        };
+        let work = if backward { flops(t) * 7 / 2 } else { flops(t) };
+        group.throughput(Throughput::Elements(work));
+        for cfg in rung_configs() {
+            let case = format!("b{B}_h{H}_t{t}_d{D}");
+            group.bench_function(BenchmarkId::new(cfg.name(), case), |bench| {
+                bench.iter(|| {
+                    ak::forward_with(&gpu, &s, cfg, at(&q), at(&k), at(&v), None, &o, &lse, 0)
+                        .unwrap();
+                    if backward {
+                        ak::backward_with(
+                            &gpu,
+                            &s,
+                            cfg,
+                            at(&q),
+                            at(&k),
+                            at(&v),
+                            None,
+                            &o,
+                            &lse,
+                            dout.kernel_view().buf,
+                            (&dq, &dk, &dv),
+                            0,
+                        )
+                        .unwrap();
+                    }
+                    gpu.sync().unwrap();
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+fn rungs(c: &mut Criterion) {
+    rungs_for(c, "attention_rungs_forward", false);
+    rungs_for(c, "attention_rungs_fwd_bwd", true);
+}
+
 fn forward(c: &mut Criterion) {
     memory_report();
     group_for(c, "attention_forward", false);
@@ -116,5 +210,5 @@ fn forward_backward(c: &mut Criterion) {
     group_for(c, "attention_fwd_bwd", true);
 }
 
-criterion_group!(benches, forward, forward_backward);
+criterion_group!(benches, rungs, forward, forward_backward);
 criterion_main!(benches);

@@ -28,41 +28,15 @@ fn device() -> std::sync::Arc<kiln_kernels::Gpu> {
 }
 
 fn cases() -> Vec<(&'static str, Conv2dShape)> {
-    let base = Conv2dShape {
-        n: 32,
-        c_in: 16,
-        h: 14,
-        w: 14,
-        c_out: 32,
-        kh: 3,
-        kw: 3,
-        stride: (1, 1),
-        padding: (1, 1),
-        dilation: (1, 1),
-        groups: 1,
-    };
-    let lenet = Conv2dShape {
-        c_in: 1,
-        h: 28,
-        w: 28,
-        c_out: 6,
-        kh: 5,
-        kw: 5,
-        padding: (0, 0),
-        ..base
-    };
-    // A ResNet basic block's 3 x 3 convolution at CIFAR's last stage size.
-    let resnet = Conv2dShape {
-        c_in: 64,
-        c_out: 64,
-        h: 8,
-        w: 8,
-        ..base
-    };
+    let k3 = |c_in, c_out, hw| Conv2dShape::new(32, c_in, c_out, (hw, hw), (3, 3)).padded((1, 1));
     vec![
-        ("32x16x14x14_to_32_k3", base),
-        ("lenet_32x1x28x28_to_6_k5", lenet),
-        ("resnet_32x64x8x8_to_64_k3", resnet),
+        ("32x16x14x14_to_32_k3", k3(16, 32, 14)),
+        (
+            "lenet_32x1x28x28_to_6_k5",
+            Conv2dShape::new(32, 1, 6, (28, 28), (5, 5)),
+        ),
+        // A ResNet basic block's 3 x 3 convolution at CIFAR's last stage size.
+        ("resnet_32x64x8x8_to_64_k3", k3(64, 64, 8)),
     ]
 }
 

@@ -76,19 +76,7 @@ fn cnn(c: &mut Criterion) {
         .with(MaxPool2d::new(2))
         .with(Flatten::default())
         .with(Linear::new_on(&gpu, 32 * 7 * 7, 10, true).unwrap());
-    let conv = |c_in, c_out, hw| Conv2dShape {
-        n: b,
-        c_in,
-        h: hw,
-        w: hw,
-        c_out,
-        kh: 3,
-        kw: 3,
-        stride: (1, 1),
-        padding: (1, 1),
-        dilation: (1, 1),
-        groups: 1,
-    };
+    let conv = |c_in, c_out, hw| Conv2dShape::new(b, c_in, c_out, (hw, hw), (3, 3)).padded((1, 1));
     let flops = conv(1, 16, 28).flops() + conv(16, 32, 14).flops() + 2 * (b * 1568 * 10) as u64;
     let x = Tensor::randn_on(&gpu, &[b, 1, 28, 28], 0).unwrap();
     bench_step(c, "cnn_28x28_b64", model, x, labels(&gpu, b), flops);

@@ -71,26 +71,8 @@ fn main() -> kiln::Result<()> {
     }
     // Backward pieces: the conv kernels through their launchers, the rest through autograd on a
     // one-op graph (minus nothing: backward_with seeds the gradient directly).
-    let s1 = Conv2dShape {
-        n: 64,
-        c_in: 1,
-        h: 28,
-        w: 28,
-        c_out: 16,
-        kh: 3,
-        kw: 3,
-        stride: (1, 1),
-        padding: (1, 1),
-        dilation: (1, 1),
-        groups: 1,
-    };
-    let s2 = Conv2dShape {
-        c_in: 16,
-        h: 14,
-        w: 14,
-        c_out: 32,
-        ..s1
-    };
+    let s1 = Conv2dShape::new(64, 1, 16, (28, 28), (3, 3)).padded((1, 1));
+    let s2 = Conv2dShape::new(64, 16, 32, (14, 14), (3, 3)).padded((1, 1));
     let v = kiln_kernels::tune::conv_choice(&gpu, &s2);
     // Raw buffers (zeros: the kernels' cost does not depend on the values).
     let buf = |shape: [usize; 4]| gpu.alloc(4 * shape.iter().product::<usize>() as u64, "bd");

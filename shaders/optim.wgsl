@@ -23,6 +23,12 @@
 //   sgd:          1 p (n) rw   2 grad (n)
 //   sgd_momentum: 1 p (n) rw   2 grad (n)   3 buf (n) rw
 //   adam:         1 p (n) rw   2 grad (n)   3 m (n) rw   4 v (n) rw
+//   adam4:        the same as arrays of vec4 (n and every offset multiples of 4)
+//
+// adam4 is adam on 4 elements per invocation with 16-byte loads and stores. On a CPU driver
+// (lavapipe) every storage access from a per-invocation address is a loop over the SIMD lanes,
+// so a quarter of the accesses makes this memory-bound update up to 4x faster; on a GPU it is
+// the usual vectorised elementwise kernel. The launcher picks it when the alignment allows.
 
 // #include common/grid.wgsl
 
@@ -66,6 +72,12 @@ const WG: u32 = 256u;
 @group(0) @binding(3) var<storage, read_write> m: array<f32>;    // (n) exp_avg
 @group(0) @binding(4) var<storage, read_write> v: array<f32>;    // (n) exp_avg_sq
 
+// adam4: the same buffers seen as vec4 (offsets and n divided by 4).
+@group(0) @binding(1) var<storage, read_write> p4: array<vec4<f32>>;    // (n / 4)
+@group(0) @binding(2) var<storage, read> grad4: array<vec4<f32>>;       // (n / 4)
+@group(0) @binding(3) var<storage, read_write> m4: array<vec4<f32>>;    // (n / 4)
+@group(0) @binding(4) var<storage, read_write> v4: array<vec4<f32>>;    // (n / 4)
+
 @compute @workgroup_size(256)
 fn sgd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = grid_index(gid, nwg, WG);
@@ -108,4 +120,26 @@ fn adam(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     v[A.v_off + i] = vi;
     let denom = sqrt(vi) / sqrt(A.bc2) + A.eps;
     p[A.p_off + i] = w - (A.lr / A.bc1) * (mi / denom);
+}
+
+@compute @workgroup_size(256)
+fn adam4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = grid_index(gid, nwg, WG);
+    if (i >= A.n / 4u) { return; }
+    let pi = A.p_off / 4u + i;
+    let mi = A.m_off / 4u + i;
+    let vi = A.v_off / 4u + i;
+    var w = p4[pi];
+    var g = grad4[A.g_off / 4u + i];
+    if (DECOUPLED == 1u) {
+        w = w * (1.0 - A.lr * A.weight_decay);
+    } else {
+        g = g + A.weight_decay * w;
+    }
+    let m_new = A.beta1 * m4[mi] + (1.0 - A.beta1) * g;
+    let v_new = A.beta2 * v4[vi] + (1.0 - A.beta2) * g * g;
+    m4[mi] = m_new;
+    v4[vi] = v_new;
+    let denom = sqrt(v_new) / sqrt(A.bc2) + A.eps;
+    p4[pi] = w - (A.lr / A.bc1) * (m_new / denom);
 }

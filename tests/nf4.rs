@@ -1,10 +1,11 @@
 //! NF4 (QLoRA) weights: the code book, the quantiser's error bound, packing, the fused
 //! dequantising matmul and its input gradient against the CPU twin (dequantise, then matmul in
-//! f64), the f16 variant, memory, and K past lavapipe's loop limit.
+//! f64), the f16 variant, memory, and K past lavapipe's loop limit. Every kernel configuration
+//! on its own: tests/nf4_rungs.rs; speed: `cargo bench --bench nf4`.
 
 mod common;
 
-use common::{GradTol, Input, gpu, gradcheck, private_gpu, rand_vec, seed};
+use common::{GradTol, Input, gpu, gradcheck, rand_vec, seed};
 use kiln::Tensor;
 use kiln::nn::{Linear, Module, Nf4Linear};
 use kiln::ops::nf4::{Nf4Compute, Nf4Weight, nf4_linear, nf4_linear_with};
@@ -370,72 +371,4 @@ fn reduction_past_lavapipe_loop_limit() {
         &xt.grad().unwrap().to_vec::<f32>().unwrap(),
         &want,
     );
-}
-
-/// Quantisation error per layer and fused vs dequantise-then-matmul (time, peak pool bytes).
-/// `cargo test --release --test nf4 -- --ignored --nocapture nf4_measure`
-#[test]
-#[ignore]
-fn nf4_measure() {
-    println!("| layer (out x in) | weights | mean abs | max abs | rel Frobenius |");
-    for &(o, i, sd, kind) in &[
-        (1024, 1024, 0.02f32, "N(0, 0.02)"),
-        (4096, 1024, 0.02, "N(0, 0.02)"),
-        (1024, 1024, 1.0, "N(0, 1)"),
-        (257, 130, 1.0, "U(-1, 3)"),
-    ] {
-        let w = if kind.starts_with('U') {
-            rand_vec(o * i, seed("ms-u"), -1.0, 3.0)
-        } else {
-            normal_vec(o * i, seed("ms"), sd)
-        };
-        let e = cpu::quant_error(&w, &cpu::quantize(&w, o, i));
-        println!(
-            "| {o} x {i} | {kind} | {:.3e} | {:.3e} | {:.4} |",
-            e.mean_abs, e.max_abs, e.rel_frobenius
-        );
-    }
-
-    let g = private_gpu();
-    let (m, o, i) = (512, 1024, 1024);
-    let w = normal_vec(o * i, seed("bench-w"), 0.02);
-    let x = rand_vec(m * i, seed("bench-x"), -1.0, 1.0);
-    let gw = Nf4Weight::quantize_slice(&g, &w, &[o, i]).unwrap();
-    let xt = Tensor::from_slice_on(&g, &x, &[m, i]).unwrap();
-    let flops = 2.0 * (m * o * i) as f64;
-    let reps = 5;
-    let run = |name: &str, f: &dyn Fn() -> Tensor| {
-        drop(f()); // warm up: compile pipelines
-        g.sync().unwrap();
-        let live0 = g.live_bytes();
-        g.reset_peak();
-        let t = std::time::Instant::now();
-        for _ in 0..reps {
-            let y = f();
-            g.sync().unwrap();
-            drop(y);
-        }
-        let ms = t.elapsed().as_secs_f64() * 1e3 / reps as f64;
-        let peak = g.peak_bytes() - live0;
-        println!(
-            "{name}: {ms:.1} ms ({:.2} GFLOP/s), peak extra pool bytes {peak}",
-            flops / ms / 1e6
-        );
-    };
-    for c in [Nf4Compute::F32, Nf4Compute::F16] {
-        if c == Nf4Compute::F16 && !g.has_f16() {
-            continue;
-        }
-        run(&format!("fused matmul_nf4 {c:?}"), &|| {
-            nf4_linear_with(&xt, &gw, None, c).unwrap()
-        });
-    }
-    run("dequantize_nf4 + vec4 matmul", &|| {
-        let wd = gw.dequantize().unwrap();
-        xt.matmul(&wd.t().unwrap()).unwrap()
-    });
-    let wt = Tensor::from_slice_on(&g, &w, &[o, i]).unwrap();
-    run("f32 weight, vec4 matmul (reference)", &|| {
-        xt.matmul(&wt.t().unwrap()).unwrap()
-    });
 }

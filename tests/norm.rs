@@ -263,39 +263,3 @@ fn modules() {
     assert!(norm::layer_norm(&x, Some(&tensor(&[1.0; 3], &[3])), None, 1e-5).is_err());
     let _ = Tensor::scalar(0.0);
 }
-
-/// Fused against composed LayerNorm, forward + backward, at a transformer size. Run with
-/// `cargo test --release --test norm bench_layer_norm -- --ignored --nocapture`.
-#[test]
-#[ignore]
-fn bench_layer_norm() {
-    let g = gpu();
-    let (rows, d) = (2048usize, 768usize);
-    let x = tensor(&rand_vec(rows * d, 1, -2.0, 2.0), &[rows, d]).requires_grad();
-    let w = tensor(&rand_vec(d, 2, 0.5, 1.5), &[d]).requires_grad();
-    let b = tensor(&rand_vec(d, 3, -0.5, 0.5), &[d]).requires_grad();
-    for fused in [true, false] {
-        let run = || {
-            let y = if fused {
-                norm::layer_norm(&x, Some(&w), Some(&b), 1e-5)
-            } else {
-                norm::layer_norm_composed(&x, Some(&w), Some(&b), 1e-5)
-            }
-            .unwrap();
-            y.sum().unwrap().backward().unwrap();
-        };
-        run();
-        g.sync().unwrap();
-        let reps = 10;
-        let t0 = std::time::Instant::now();
-        for _ in 0..reps {
-            run();
-        }
-        g.sync().unwrap();
-        let ms = t0.elapsed().as_secs_f64() * 1e3 / reps as f64;
-        eprintln!(
-            "layer_norm fwd+bwd {} ({rows} x {d}): {ms:.2} ms",
-            if fused { "fused   " } else { "composed" }
-        );
-    }
-}

@@ -280,19 +280,7 @@ fn verification_rejects_a_rung_that_cannot_run() {
 fn conv_tuning_and_lookup() {
     let _g = ENV.lock().unwrap_or_else(|e| e.into_inner());
     let g = gpu();
-    let s = Conv2dShape {
-        n: 2,
-        c_in: 3,
-        h: 9,
-        w: 11,
-        c_out: 5,
-        kh: 3,
-        kw: 3,
-        stride: (1, 1),
-        padding: (1, 1),
-        dilation: (1, 1),
-        groups: 1,
-    };
+    let s = Conv2dShape::new(2, 3, 5, (9, 11), (3, 3)).padded((1, 1));
     let path = temp_file("conv.json");
     set_env(tune::CACHE_ENV, Some(path.to_str().unwrap()));
     let mut t = Tuner::new(&g).unwrap();

@@ -88,6 +88,7 @@ pub const SOURCES: &[(&str, &str)] = &[
     ),
     ("nf4.wgsl", include_str!("../../shaders/nf4.wgsl")),
     ("nf4_f16.wgsl", include_str!("../../shaders/nf4_f16.wgsl")),
+    ("nf4_block.wgsl", include_str!("../../shaders/nf4_block.wgsl")),
     (
         "common/conv.wgsl",
         include_str!("../../shaders/common/conv.wgsl"),
@@ -123,6 +124,14 @@ pub const SOURCES: &[(&str, &str)] = &[
     (
         "attention/backward_block.wgsl",
         include_str!("../../shaders/attention/backward_block.wgsl"),
+    ),
+    (
+        "attention/forward_tiled.wgsl",
+        include_str!("../../shaders/attention/forward_tiled.wgsl"),
+    ),
+    (
+        "attention/backward_tiled.wgsl",
+        include_str!("../../shaders/attention/backward_tiled.wgsl"),
     ),
     (
         "bench/fma.wgsl",
@@ -163,5 +172,22 @@ fn expand_into(name: &str, seen: &mut Vec<String>, out: &mut String) {
             out.push_str(line);
             out.push('\n');
         }
+    }
+}
+
+/// The value of a `const NAME: u32 = v;` in shader `name` (expanded), as naga reads it: unit
+/// tests check the Rust constants a launcher sizes its grid by against the shader's.
+#[cfg(test)]
+pub(crate) fn wgsl_const(shader: &str, name: &str) -> u32 {
+    let src = expand(shader);
+    let module = naga::front::wgsl::parse_str(&src).expect("shader parses");
+    let (_, c) = module
+        .constants
+        .iter()
+        .find(|(_, c)| c.name.as_deref() == Some(name))
+        .unwrap_or_else(|| panic!("{shader} has no const {name}"));
+    match module.global_expressions[c.init] {
+        naga::Expression::Literal(naga::Literal::U32(v)) => v,
+        ref e => panic!("{shader}: const {name} is not a u32 literal: {e:?}"),
     }
 }

@@ -42,15 +42,18 @@
 
 mod cache;
 mod measure;
+mod nf4;
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use cache::loaded;
 pub use cache::{Choice, TuneCache, default_path, driver_of};
-pub use measure::{TuneReport, Tuner, verify_matmul};
+pub use measure::{TuneReport, Tuner, verify_attention, verify_matmul};
+pub use nf4::{nf4_bucket, nf4_choice, verify_nf4};
 
 use crate::gpu::Gpu;
+use crate::launch::attention::{AttnConfig, AttnShape, AttnVariant};
 use crate::launch::conv::{Conv2dShape, ConvVariant};
 use crate::launch::matmul::{MatLayout, MatmulConfig, MatmulDims, MatmulVariant};
 
@@ -128,6 +131,35 @@ pub fn conv_bucket(s: &Conv2dShape) -> String {
     )
 }
 
+/// The bucket key of an attention call: T (the longer of Tq, Tk) rounded up to a power of two,
+/// D exactly, causal or not, e.g. `t128d32c0`.
+pub fn attention_bucket(s: &AttnShape) -> String {
+    let t = s.tq.max(s.tk).max(1).next_power_of_two();
+    format!("t{t}d{}c{}", s.d, u8::from(s.causal))
+}
+
+/// The attention configuration used when nothing was tuned: the block rung (barrier-free; the
+/// tiled rung has to win a measurement on this adapter first).
+pub fn attention_default() -> AttnConfig {
+    AttnConfig::of(AttnVariant::Block)
+}
+
+/// The attention configuration for shape `s`: the cached choice for its bucket when there is
+/// one, else [`attention_default`]. Never tunes.
+pub fn attention_choice(gpu: &Gpu, s: &AttnShape) -> AttnConfig {
+    record(SeenShape::Attention(*s));
+    if !lookups_enabled() {
+        return attention_default();
+    }
+    let Some(cache) = loaded(gpu) else {
+        return attention_default();
+    };
+    cache
+        .get(&entry_key("attention", &attention_bucket(s), "f32"))
+        .and_then(|c| AttnConfig::parse(&c.config))
+        .unwrap_or_else(attention_default)
+}
+
 /// The key of one cache entry: `kernel/bucket/dtype`.
 pub fn entry_key(kernel: &str, bucket: &str, dtype: &str) -> String {
     format!("{kernel}/{bucket}/{dtype}")
@@ -171,6 +203,8 @@ pub enum SeenShape {
     },
     /// A 2-D convolution.
     Conv(Conv2dShape),
+    /// A fused attention call (its sizes, scale and causal flag).
+    Attention(AttnShape),
 }
 
 impl SeenShape {
@@ -191,6 +225,7 @@ impl SeenShape {
                 )
             }
             SeenShape::Conv(s) => entry_key("conv2d", &conv_bucket(&s), "f32"),
+            SeenShape::Attention(s) => entry_key("attention", &attention_bucket(&s), "f32"),
         }
     }
 }

@@ -26,14 +26,15 @@ struct Nf4Params {
 @group(0) @binding(4) var<storage, read_write> out: array<f32>; // y (M, out) / dx (M, in) / W
 
 // The NF4 code book (QLoRA appendix E; bitsandbytes csrc/kernels.cu `nf4_dequantization_lut`),
-// equal to reference::nf4::NF4_CODE (a test checks). Private, so dynamic indexing is a plain
-// array read.
-var<private> NF4: array<f32, 16> = array<f32, 16>(
+// equal to reference::nf4::NF4_CODE (a test checks). NF4_BOOK[i] with a constant i is a
+// constant; NF4 is a private copy, so dynamic indexing is a plain array read.
+const NF4_BOOK = array<f32, 16>(
     -1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453,
     -0.28444138169288635, -0.18477343022823334, -0.09105003625154495, 0.0,
     0.07958029955625534, 0.16093020141124725, 0.24611230194568634, 0.33791524171829224,
     0.44070982933044434, 0.5626170039176941, 0.7229568362236328, 1.0,
 );
+var<private> NF4: array<f32, 16> = NF4_BOOK;
 
 // Double-quantised absmax of block b: q_b * s_g + mu.
 fn nf4_absmax(b: u32) -> f32 {

@@ -21,6 +21,8 @@
 //   a4 / a1: (batch, M, K), the same buffer seen as vec4 and as f32
 //   b4 / b1: (batch, K, N), likewise
 //   c: (batch, M, N), rows contiguous (declared in common/matmul.wgsl)
+//   bias: (N), added to every row of C when BIAS = 1 (nn::Linear's bias fused into the store;
+//         the launcher binds A again when there is none)
 //   grid: (ceil(N / (WG_X * BN)), ceil(M / (WG_Y * BM)), batch)
 
 // #include common/matmul.wgsl
@@ -29,6 +31,7 @@
 @group(0) @binding(2) var<storage, read> b4: array<vec4<f32>>;       // B, modes 1 and 2
 @group(0) @binding(4) var<storage, read> a1: array<f32>;             // A again, element loads
 @group(0) @binding(5) var<storage, read> b1: array<f32>;             // B again, element loads
+@group(0) @binding(6) var<storage, read> bias: array<f32>;           // (N), read when BIAS = 1
 
 // Rows of C per invocation: 16 (4 blocks of 4, the default), 8 or 4. Fewer rows mean fewer
 // accumulators and more invocations, a tile choice the autotuner makes (`kernels/src/tune.rs`);
@@ -42,6 +45,10 @@ override WG_Y: u32 = 4u;    // invocations along M per workgroup
 override A_MODE: u32 = 0u;
 // How B is read: 0 element by element; 1 vec4 along N (b_col = 1); 2 vec4 along K (b_row = 1).
 override B_MODE: u32 = 0u;
+// 1: C = bias + A @ B, with bias[j] added to column j (on the first chunk of K only: later
+// chunks add into C). The launcher keeps C's offset a multiple of N, so a dispatch's first
+// column is `c_off % c_row`.
+override BIAS: u32 = 0u;
 
 // A[z, i, p] element by element, clamped into the matrix (`base` = offset of A[z]).
 fn a_at(base: u32, i: u32, p: u32) -> f32 {
@@ -165,11 +172,19 @@ fn step(acc: ptr<function, array<mat4x4<f32>, 16>>, a_base: u32, b_base: u32, i0
 
 // Store the in-bounds part of one accumulator: column r of `v` is C[z, i + r, j .. j+3].
 fn store_block(c_base: u32, i: u32, j: u32, v: mat4x4<f32>) {
+    var add = vec4<f32>(0.0);
+    if (BIAS == 1u && P.accumulate == 0u) {
+        let col = P.c_off % P.c_row + j;
+        let last = P.c_off % P.c_row + P.n - 1u;
+        add = vec4<f32>(bias[min(col, last)], bias[min(col + 1u, last)],
+                        bias[min(col + 2u, last)], bias[min(col + 3u, last)]);
+    }
     for (var r = 0u; r < 4u; r++) {
         if (i + r < P.m) {
             let row = c_base + (i + r) * P.c_row;
+            let vals = v[r] + add;
             for (var s = 0u; s < 4u; s++) {
-                if (j + s < P.n) { store_c(row + j + s, v[r][s]); }
+                if (j + s < P.n) { store_c(row + j + s, vals[s]); }
             }
         }
     }

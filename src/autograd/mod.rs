@@ -12,6 +12,7 @@
 use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -130,29 +131,47 @@ impl Tensor {
 
     /// The accumulated gradient of a leaf, if any backward pass reached it.
     pub fn grad(&self) -> Option<Tensor> {
-        self.inner
-            .grad
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        let slot = self.inner.grad.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(g) = slot.as_ref()
+            && self.inner.grad_zeroed.swap(false, Ordering::Relaxed)
+        {
+            // A deferred zero_grad becomes real before anyone sees the buffer. `zero_grad`
+            // defers only fills that cannot fail (see `deferrable`).
+            let _ = fill_zero(g);
+        }
+        slot.clone()
     }
 
     /// Drop the accumulated gradient (the next backward starts from nothing).
     pub fn clear_grad(&self) {
-        *self.inner.grad.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.set_grad(None);
     }
 
-    /// Set the accumulated gradient to zeros in place (keeps the buffer).
+    /// Set the accumulated gradient to zeros, keeping the buffer (as seen through
+    /// [`Tensor::grad`], which always shows zeros afterwards).
+    ///
+    /// When nothing but this tensor holds the gradient buffer (no clone from [`Tensor::grad`]
+    /// is alive), the fill is deferred: it runs when the gradient is next read, and is skipped
+    /// entirely when the next backward pass adopts its freshly computed gradient as the new
+    /// buffer (nobody can tell the difference). In a training loop that saves a fill and an add
+    /// over every parameter per step.
     pub fn zero_grad(&self) -> Result<()> {
-        if let Some(g) = self.grad() {
-            kiln_kernels::launch::elementwise::fill(self.gpu(), g.shape(), g.strided(), 0.0)?;
+        let slot = self.inner.grad.lock().unwrap_or_else(|e| e.into_inner());
+        match slot.as_ref() {
+            Some(g) if alone(g) && deferrable(g) => {
+                self.inner.grad_zeroed.store(true, Ordering::Relaxed)
+            }
+            Some(g) => fill_zero(g)?,
+            None => {}
         }
         Ok(())
     }
 
     /// Replace the gradient (used by optimizers and gradient clipping).
     pub fn set_grad(&self, grad: Option<Tensor>) {
-        *self.inner.grad.lock().unwrap_or_else(|e| e.into_inner()) = grad;
+        let mut slot = self.inner.grad.lock().unwrap_or_else(|e| e.into_inner());
+        self.inner.grad_zeroed.store(false, Ordering::Relaxed);
+        *slot = grad;
     }
 
     /// Backpropagate from this scalar: `.grad` of every leaf it depends on grows by dself/dleaf.
@@ -229,9 +248,20 @@ impl Tensor {
         Ok(())
     }
 
-    /// `self.grad += g` (in place when a gradient exists already).
+    /// `self.grad += g` (in place when a gradient exists already). After a deferred
+    /// [`Tensor::zero_grad`] the sum is `g` itself: adopted as the new buffer when nobody else
+    /// holds the old one, else the old buffer is zeroed and `g` added in place.
     fn accumulate_grad(&self, g: Tensor) -> Result<()> {
         let mut slot = self.inner.grad.lock().unwrap_or_else(|e| e.into_inner());
+        if self.inner.grad_zeroed.swap(false, Ordering::Relaxed)
+            && let Some(existing) = slot.as_ref()
+        {
+            if alone(existing) && owns_contiguous(&g) {
+                *slot = Some(g);
+                return Ok(());
+            }
+            fill_zero(existing)?;
+        }
         match slot.as_ref() {
             Some(existing) => {
                 let shape = existing.shape().to_vec();
@@ -246,7 +276,7 @@ impl Tensor {
             }
             None => {
                 // Own the buffer: a gradient may be a broadcast view or share storage.
-                let owned = if g.is_contiguous() && Arc::strong_count(&g.inner.storage) == 1 {
+                let owned = if owns_contiguous(&g) {
                     g
                 } else {
                     g.copy_contiguous()?
@@ -256,6 +286,30 @@ impl Tensor {
         }
         Ok(())
     }
+}
+
+/// True when `g` is a contiguous view of the whole of storage nobody else holds (a gradient
+/// that can become a `.grad` buffer as it is).
+fn owns_contiguous(g: &Tensor) -> bool {
+    g.is_contiguous() && Arc::strong_count(&g.inner.storage) == 1
+}
+
+/// True when nobody but the `.grad` slot holds `g`'s buffer, through a clone or a view: then
+/// replacing or zeroing it late is invisible.
+fn alone(g: &Tensor) -> bool {
+    Arc::strong_count(&g.inner) == 1 && Arc::strong_count(&g.inner.storage) == 1
+}
+
+/// True when zeroing `g` can be deferred: a contiguous f32 buffer within the u32 index range,
+/// whose fill cannot fail later.
+fn deferrable(g: &Tensor) -> bool {
+    g.is_contiguous() && g.dtype() == crate::tensor::DType::F32 && g.numel() <= u32::MAX as usize
+}
+
+/// Write zeros over the gradient `g` in place.
+fn fill_zero(g: &Tensor) -> Result<()> {
+    kiln_kernels::launch::elementwise::fill(g.gpu(), g.shape(), g.strided(), 0.0)?;
+    Ok(())
 }
 
 /// Tensors reachable from `root` through recorded nodes, parents before children.

@@ -319,6 +319,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     cases::elementwise(&mut suite)?;
     cases::conv(&mut suite)?;
     cases::attention(&mut suite)?;
+    cases::nf4(&mut suite)?;
     cases::dispatch_overhead(&mut suite)?;
     cases::train_steps(&mut suite)?;
     suite.bar.finish_and_clear();

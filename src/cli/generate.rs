@@ -13,17 +13,26 @@
 //! last `context / 2` tokens. An LSTM / GRU / RNN reads the whole prompt and carries its state
 //! (no length limit). The same checkpoint, prompt, settings and `--seed` give the same text;
 //! `--temperature 0` or `--top-k 1` is greedy.
+//!
+//! `--adapter DIR` adds a LoRA adapter from `kiln finetune` (PEFT layout) to a GPT first, with
+//! NF4 bases when it was trained with `--qlora` (or `--qlora` is given). `--chat` wraps the
+//! prompt as one user message (after an optional `--system` one) in the chat template and
+//! prints only the assistant's reply, which ends at the end-of-turn marker or `--max-tokens`
+//! (see [`super::chat_model`]).
 
 use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Args;
 
+use super::chat_model::{attach_adapter, end_ids, generate_reply, gpt_of, prompt_ids};
 use super::saved::SavedRun;
 use super::text_data::{TOKENIZER_META, tokenizer_from_metadata};
 use super::{Error, Result, open_device};
+use crate::data::chat::{ChatTemplate, Message, Role};
 use crate::data::tokenizer::Tokenizer;
 use crate::models::Sampling;
+use crate::models::sampling::Sampler;
 use crate::nn::Module;
 
 /// Flags of `kiln generate`.
@@ -53,6 +62,19 @@ pub struct GenerateArgs {
     /// GPU adapter.
     #[arg(long)]
     pub device: Option<String>,
+    /// A LoRA adapter directory from `kiln finetune` to apply to the GPT first.
+    #[arg(long, value_name = "DIR")]
+    pub adapter: Option<PathBuf>,
+    /// Quantise the adapted base weights to NF4 (QLoRA); automatic when the adapter was
+    /// trained with --qlora.
+    #[arg(long, requires = "adapter")]
+    pub qlora: bool,
+    /// Chat: wrap the prompt as a user message in the chat template and print the reply only.
+    #[arg(long)]
+    pub chat: bool,
+    /// Chat: a system message before the prompt.
+    #[arg(long, requires = "chat")]
+    pub system: Option<String>,
 }
 
 /// Run `kiln generate`.
@@ -83,13 +105,28 @@ pub fn run(a: GenerateArgs) -> Result<()> {
         .get(TOKENIZER_META)
         .ok_or_else(|| Error(format!("{ck_name}: the checkpoint carries no tokenizer")))?;
     let tok = tokenizer_from_metadata(meta, &ck_name)?;
-    let prompt = encode_prompt(tok.as_ref(), &a.prompt)?;
+    let prompt = if a.chat {
+        Vec::new() // encoded by chat_reply with the template
+    } else {
+        encode_prompt(tok.as_ref(), &a.prompt)?
+    };
     let gpu = open_device(a.device.as_deref())?;
     let mut lm = saved.model_spec.build_lm(&gpu)?;
     saved
         .checkpoint
         .restore_into("model", &lm.named_parameters())?;
     lm.set_training(false);
+    if let Some(dir) = &a.adapter {
+        if !matches!(lm, crate::models::LanguageModel::Gpt(_)) {
+            return Err(Error(format!(
+                "{ck_name}: --adapter needs a GPT checkpoint (kiln finetune adapts GPTs only)"
+            )));
+        }
+        attach_adapter(&mut lm, dir, a.qlora)?;
+    }
+    if a.chat {
+        return chat_reply(&a, &lm, tok.as_ref());
+    }
     if let Some(ctx) = lm.context() {
         if prompt.len() > ctx {
             eprintln!(
@@ -126,6 +163,51 @@ pub fn run(a: GenerateArgs) -> Result<()> {
     if text.len() > printed {
         let _ = write!(out, "{}", &text[printed..]);
     }
+    let _ = writeln!(out);
+    Ok(())
+}
+
+/// `--chat`: the prompt as a user message in the chat template; prints the reply only.
+fn chat_reply(
+    a: &GenerateArgs,
+    lm: &crate::models::LanguageModel,
+    tok: &dyn Tokenizer,
+) -> Result<()> {
+    let gpt = gpt_of(lm)?;
+    let template = ChatTemplate::default();
+    let mut messages: Vec<Message> = a
+        .system
+        .iter()
+        .map(|s| Message {
+            role: Role::System,
+            content: s.clone(),
+        })
+        .collect();
+    messages.push(Message {
+        role: Role::User,
+        content: a.prompt.clone(),
+    });
+    let prompt = prompt_ids(tok, &template, &messages);
+    let ctx = gpt.config().context;
+    if prompt.len() > ctx {
+        eprintln!(
+            "note: the chat prompt has {} tokens and the model's context is {ctx}: it reads the \
+             last {ctx}",
+            prompt.len()
+        );
+    }
+    let mut sampler = Sampler::new(Sampling {
+        temperature: a.temperature,
+        top_k: a.top_k,
+        top_p: a.top_p,
+        seed: a.seed,
+    });
+    let stop = end_ids(tok, &template);
+    let mut out = std::io::stdout().lock();
+    generate_reply(gpt, tok, &prompt, a.max_tokens, &mut sampler, &stop, |s| {
+        let _ = write!(out, "{s}");
+        let _ = out.flush();
+    })?;
     let _ = writeln!(out);
     Ok(())
 }

@@ -1,11 +1,16 @@
 //! The `kiln` binary's subcommands, one file each.
 
 mod bench;
+mod chat;
+mod chat_data;
+mod chat_model;
 mod devices;
 mod embed;
 mod eval;
+mod finetune;
 mod generate;
 mod info;
+mod merge;
 mod predict;
 mod saved;
 pub mod spec;
@@ -49,6 +54,12 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Sentence embeddings (and their cosine similarities) from a pretrained BERT such as MiniLM.
     Embed(embed::EmbedArgs),
+    /// Fine-tune a GPT on chat data with LoRA or QLoRA adapters (PEFT layout).
+    Finetune(Box<finetune::FinetuneArgs>),
+    /// Chat with a GPT (and a LoRA adapter) line by line on stdin.
+    Chat(chat::ChatArgs),
+    /// Fold a LoRA adapter (PEFT layout) into a checkpoint and write a plain merged one.
+    Merge(merge::MergeArgs),
 }
 
 /// Run a parsed command line.
@@ -63,6 +74,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::TuneKernels(a) => tune::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Embed(a) => embed::run(a),
+        Command::Finetune(a) => finetune::run(*a),
+        Command::Chat(a) => chat::run(a),
+        Command::Merge(a) => merge::run(a),
     }
 }
 

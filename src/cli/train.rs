@@ -17,6 +17,9 @@ use crate::train::{self, Evaluation, Progress, Task, Trainer, metrics};
 /// Flags of `kiln train`. Any flag given overrides the same setting from `--config`.
 #[derive(Debug, Args, Default)]
 pub struct TrainArgs {
+    /// The training-loop flags, shared with `kiln finetune`.
+    #[command(flatten)]
+    pub common: LoopArgs,
     /// Model: mlp, linear, lenet, vgg, resnet18, or a language model: gpt, lstm, gru, rnn
     /// (these train on text: the embedded Shakespeare, or --text FILE).
     #[arg(long)]
@@ -47,13 +50,6 @@ pub struct TrainArgs {
     /// Language models: dropout in training (default 0).
     #[arg(long)]
     pub dropout: Option<f32>,
-    /// Stop after this many optimizer steps (the last epoch is then partial).
-    #[arg(long)]
-    pub max_steps: Option<u64>,
-    /// Stop training after this many minutes (checked after every batch; the epoch in progress
-    /// is validated and checkpointed).
-    #[arg(long, value_name = "MINUTES")]
-    pub time_limit: Option<f64>,
     /// Dataset: digits (built in), fashion-mnist, or a CSV file.
     #[arg(long)]
     pub data: Option<String>,
@@ -76,6 +72,62 @@ pub struct TrainArgs {
     /// Zero padding per side of the random crop.
     #[arg(long)]
     pub crop_padding: Option<usize>,
+    /// Test fraction.
+    #[arg(long)]
+    pub test_fraction: Option<f64>,
+    /// CSV missing values: drop, mean, median, most-frequent.
+    #[arg(long)]
+    pub missing: Option<String>,
+    /// CSV categorical encoding: one-hot or label.
+    #[arg(long)]
+    pub encoding: Option<String>,
+    /// CSV numeric scaling: standard, min-max or none.
+    #[arg(long)]
+    pub scaling: Option<String>,
+    /// Settings from a TOML file (flags override it).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Transfer learning: initialise the model from a checkpoint (a run directory or a
+    /// .safetensors file; kiln's or any other with PyTorch-style names), tensor by tensor by name.
+    /// The classifier head is re-initialised when its class count differs.
+    #[arg(long, value_name = "CKPT_DIR_OR_FILE")]
+    pub init_from: Option<String>,
+    /// Do not load tensors matching this name pattern from --init-from (repeatable; `*` any
+    /// characters, `?` one; a module name selects all its tensors).
+    #[arg(long, value_name = "PATTERN")]
+    pub init_skip: Vec<String>,
+    /// Load the tensors --init-from and the model share, and report the missing and
+    /// unexpected ones instead of failing.
+    #[arg(long)]
+    pub init_non_strict: bool,
+    /// Re-initialise the classifier head even when the class count matches (new classes).
+    #[arg(long)]
+    pub new_head: bool,
+    /// Freeze the parameters matching this name pattern, e.g. 'features.*' (repeatable).
+    #[arg(long, value_name = "PATTERN")]
+    pub freeze: Vec<String>,
+    /// Unfreeze every frozen parameter at the start of this epoch (1-based).
+    #[arg(long, value_name = "EPOCH")]
+    pub unfreeze_at: Option<usize>,
+    /// Learning-rate multiplier of the parameters unfrozen by --unfreeze-at (default 0.1).
+    #[arg(long)]
+    pub unfreeze_lr_scale: Option<f32>,
+    /// Train on a subset of the built-in dataset's classes: 0-4, 5,6,7,8,9 or 0-2,7
+    /// (relabelled 0..k-1, class names kept).
+    #[arg(long, value_name = "LIST")]
+    pub classes: Option<String>,
+}
+
+/// The training-loop flags of `kiln train`, shared with `kiln finetune` (flattened into both).
+#[derive(Debug, Args, Default, Clone)]
+pub struct LoopArgs {
+    /// Stop after this many optimizer steps (the last epoch is then partial).
+    #[arg(long)]
+    pub max_steps: Option<u64>,
+    /// Stop training after this many minutes (checked after every batch; the epoch in progress
+    /// is validated and checkpointed).
+    #[arg(long, value_name = "MINUTES")]
+    pub time_limit: Option<f64>,
     /// Passes over the training data.
     #[arg(long)]
     pub epochs: Option<usize>,
@@ -112,63 +164,56 @@ pub struct TrainArgs {
     /// Validation fraction.
     #[arg(long)]
     pub val_fraction: Option<f64>,
-    /// Test fraction.
-    #[arg(long)]
-    pub test_fraction: Option<f64>,
-    /// CSV missing values: drop, mean, median, most-frequent.
-    #[arg(long)]
-    pub missing: Option<String>,
-    /// CSV categorical encoding: one-hot or label.
-    #[arg(long)]
-    pub encoding: Option<String>,
-    /// CSV numeric scaling: standard, min-max or none.
-    #[arg(long)]
-    pub scaling: Option<String>,
     /// GPU adapter (index or name substring, as listed by `kiln devices`).
     #[arg(long)]
     pub device: Option<String>,
-    /// Run directory (default: runs/<data>-<model>-<n>).
+    /// Output directory (kiln train's default: runs/<data>-<model>-<n>).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Settings from a TOML file (flags override it).
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-    /// Continue the run in --out from its last checkpoint (its config.toml is used; --epochs may
-    /// extend it).
+    /// Continue the run in --out from its last checkpoint (its saved settings are used;
+    /// --epochs, --max-steps and --time-limit may extend it).
     #[arg(long)]
     pub resume: bool,
-    /// Transfer learning: initialise the model from a checkpoint (a run directory or a
-    /// .safetensors file; kiln's or any other with PyTorch-style names), tensor by tensor by name.
-    /// The classifier head is re-initialised when its class count differs.
-    #[arg(long, value_name = "CKPT_DIR_OR_FILE")]
-    pub init_from: Option<String>,
-    /// Do not load tensors matching this name pattern from --init-from (repeatable; `*` any
-    /// characters, `?` one; a module name selects all its tensors).
-    #[arg(long, value_name = "PATTERN")]
-    pub init_skip: Vec<String>,
-    /// Load the tensors --init-from and the model share, and report the missing and
-    /// unexpected ones instead of failing.
-    #[arg(long)]
-    pub init_non_strict: bool,
-    /// Re-initialise the classifier head even when the class count matches (new classes).
-    #[arg(long)]
-    pub new_head: bool,
-    /// Freeze the parameters matching this name pattern, e.g. 'features.*' (repeatable).
-    #[arg(long, value_name = "PATTERN")]
-    pub freeze: Vec<String>,
-    /// Unfreeze every frozen parameter at the start of this epoch (1-based).
-    #[arg(long, value_name = "EPOCH")]
-    pub unfreeze_at: Option<usize>,
-    /// Learning-rate multiplier of the parameters unfrozen by --unfreeze-at (default 0.1).
-    #[arg(long)]
-    pub unfreeze_lr_scale: Option<f32>,
-    /// Train on a subset of the built-in dataset's classes: 0-4, 5,6,7,8,9 or 0-2,7
-    /// (relabelled 0..k-1, class names kept).
-    #[arg(long, value_name = "LIST")]
-    pub classes: Option<String>,
     /// Only the final summary line.
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+impl LoopArgs {
+    /// Set the loop settings these flags give in `t`, leaving the others as they are.
+    pub fn apply_to(&self, t: &mut crate::train::TrainConfig) {
+        macro_rules! set {
+            ($($flag:ident => $field:ident),* $(,)?) => {
+                $( if let Some(v) = self.$flag.clone() { t.$field = v; } )*
+            };
+        }
+        set!(epochs => epochs, batch_size => batch_size, lr => lr, optimizer => optimizer,
+             schedule => schedule, weight_decay => weight_decay, momentum => momentum,
+             seed => seed, accumulate => accumulate);
+        macro_rules! set_opt {
+            ($($flag:ident => $field:ident),* $(,)?) => {
+                $( if self.$flag.is_some() { t.$field = self.$flag; } )*
+            };
+        }
+        set_opt!(max_steps => max_steps, time_limit => time_limit_minutes, patience => patience,
+                 clip_grad_norm => clip_grad_norm);
+        t.quiet |= self.quiet;
+    }
+
+    /// Set the budget flags (`--epochs`, `--max-steps`, `--time-limit`, `--quiet`) that may
+    /// extend a resumed run in `t`.
+    pub fn extend_resumed(&self, t: &mut crate::train::TrainConfig) {
+        if let Some(e) = self.epochs {
+            t.epochs = e;
+        }
+        if self.max_steps.is_some() {
+            t.max_steps = self.max_steps;
+        }
+        if self.time_limit.is_some() {
+            t.time_limit_minutes = self.time_limit;
+        }
+        t.quiet |= self.quiet;
+    }
 }
 
 fn resolve(a: &TrainArgs) -> Result<RunSpec> {
@@ -181,11 +226,13 @@ fn resolve(a: &TrainArgs) -> Result<RunSpec> {
             $( if let Some(v) = a.$flag.clone() { s.$($field).+ = v; } )*
         };
     }
-    set!(model => model, data => data, epochs => train.epochs, batch_size => train.batch_size,
-         lr => train.lr, optimizer => train.optimizer, schedule => train.schedule,
-         weight_decay => train.weight_decay, momentum => train.momentum, seed => train.seed,
-         accumulate => train.accumulate, val_fraction => val_fraction,
-         test_fraction => test_fraction, missing => missing, encoding => encoding, scaling => scaling);
+    set!(model => model, data => data, test_fraction => test_fraction, missing => missing,
+         encoding => encoding, scaling => scaling);
+    let c = &a.common;
+    c.apply_to(&mut s.train);
+    if let Some(v) = c.val_fraction {
+        s.val_fraction = v;
+    }
     if a.target.is_some() {
         s.target = a.target.clone();
     }
@@ -214,7 +261,7 @@ fn resolve(a: &TrainArgs) -> Result<RunSpec> {
     if s.is_text() && a.config.is_none() {
         // 5 % of a corpus is plenty to measure a loss on (50,000 tokens of Shakespeare), and
         // every validation pass costs a forward over all of it.
-        s.val_fraction = a.val_fraction.unwrap_or(0.05);
+        s.val_fraction = c.val_fraction.unwrap_or(0.05);
         s.test_fraction = a.test_fraction.unwrap_or(0.05);
     }
     if !s.is_text() && (a.text.is_some() || s.data == "shakespeare") {
@@ -230,19 +277,12 @@ fn resolve(a: &TrainArgs) -> Result<RunSpec> {
         };
     }
     set_opt!(context => context, layers => layers, heads => heads, width => width,
-             dropout => dropout, max_steps => train.max_steps,
-             time_limit => train.time_limit_minutes);
+             dropout => dropout);
     if a.image_size.is_some() {
         s.image_size = a.image_size.clone();
     }
     if a.channels.is_some() {
         s.channels = a.channels;
-    }
-    if a.patience.is_some() {
-        s.train.patience = a.patience;
-    }
-    if a.clip_grad_norm.is_some() {
-        s.train.clip_grad_norm = a.clip_grad_norm;
     }
     set!(unfreeze_lr_scale => train.unfreeze_lr_scale);
     if a.unfreeze_at.is_some() {
@@ -258,7 +298,6 @@ fn resolve(a: &TrainArgs) -> Result<RunSpec> {
     s.freeze.extend(a.freeze.iter().cloned());
     s.init_strict &= !a.init_non_strict;
     s.new_head |= a.new_head;
-    s.train.quiet |= a.quiet;
     s.train
         .optimizer
         .parse::<OptimizerKind>()
@@ -277,8 +316,9 @@ fn next_run_dir(spec: &RunSpec) -> PathBuf {
 
 /// Run `kiln train`.
 pub fn run(a: TrainArgs) -> Result<()> {
-    let (spec, dir) = if a.resume {
+    let (spec, dir) = if a.common.resume {
         let dir = a
+            .common
             .out
             .clone()
             .ok_or_else(|| Error("--resume needs --out DIR, the run to continue".into()))?;
@@ -290,20 +330,11 @@ pub fn run(a: TrainArgs) -> Result<()> {
             )));
         }
         let mut spec = RunSpec::from_toml_file(&cfg)?;
-        if let Some(e) = a.epochs {
-            spec.train.epochs = e;
-        }
-        if a.max_steps.is_some() {
-            spec.train.max_steps = a.max_steps;
-        }
-        if a.time_limit.is_some() {
-            spec.train.time_limit_minutes = a.time_limit;
-        }
-        spec.train.quiet |= a.quiet;
+        a.common.extend_resumed(&mut spec.train);
         (spec, dir)
     } else {
         let spec = resolve(&a)?;
-        let dir = a.out.clone().unwrap_or_else(|| next_run_dir(&spec));
+        let dir = a.common.out.clone().unwrap_or_else(|| next_run_dir(&spec));
         if dir.join(train::trainer::LAST).exists() {
             return Err(Error(format!(
                 "{} already holds a run; continue it with --resume, or pick another --out",
@@ -312,10 +343,10 @@ pub fn run(a: TrainArgs) -> Result<()> {
         }
         (spec, dir)
     };
-    let gpu = open_device(a.device.as_deref())?;
+    let gpu = open_device(a.common.device.as_deref())?;
     let quiet = spec.train.quiet;
     let saved_tokenizer = dir.join(crate::data::tokenizer::TOKENIZER_FILE);
-    let data = if spec.is_text() && a.resume && saved_tokenizer.exists() {
+    let data = if spec.is_text() && a.common.resume && saved_tokenizer.exists() {
         let tok = crate::data::tokenizer::load_tokenizer(&saved_tokenizer)?;
         text_data::load_text(&spec, Some(Arc::from(tok)))?
     } else {
@@ -336,7 +367,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     }
     let spec = spec;
     let mut model = model_spec.build(&gpu)?;
-    let init_report = if a.resume {
+    let init_report = if a.common.resume {
         None // the run's own checkpoint restores everything
     } else {
         init_from(&spec, &model_spec, model.as_ref())?
@@ -358,7 +389,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         spec.train.momentum,
     )?;
     std::fs::create_dir_all(&dir).map_err(|e| Error(format!("{}: {e}", dir.display())))?;
-    if !a.resume {
+    if !a.common.resume {
         train::checkpoint::write_atomic(&dir.join("config.toml"), spec.to_toml().as_bytes())?;
     }
     let mut metadata = BTreeMap::new();
@@ -438,7 +469,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         metadata,
         on_epoch: None,
     };
-    let progress = if a.resume {
+    let progress = if a.common.resume {
         let p = trainer.resume(
             &dir.join(train::trainer::LAST),
             model.as_mut(),

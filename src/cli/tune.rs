@@ -133,6 +133,15 @@ fn describe(s: &SeenShape) -> String {
             "conv2d {}x{}x{}x{} -> {} k{}x{} s{}",
             c.n, c.c_in, c.h, c.w, c.c_out, c.kh, c.kw, c.stride.0
         ),
+        SeenShape::Attention(a) => format!(
+            "attention B{} H{} T{}x{} D{}{}",
+            a.batch,
+            a.heads,
+            a.tq,
+            a.tk,
+            a.d,
+            if a.causal { " causal" } else { "" }
+        ),
     }
 }
 
@@ -178,6 +187,7 @@ pub fn run(a: TuneArgs) -> Result<()> {
                 f16,
             } => tuner.tune_matmul(dims, a_t, b_t, f16),
             SeenShape::Conv(c) => tuner.tune_conv(&c),
+            SeenShape::Attention(a) => tuner.tune_attention(&a),
         }?;
         println!(
             "{:<44} {:<18} {:>9.2} {:>9.2} {:>7.2}x{}",

@@ -65,6 +65,7 @@ pub mod memory;
 pub mod options;
 pub mod preprocess;
 pub mod scaler;
+pub mod shakespeare_genre;
 pub mod split;
 pub mod table;
 pub mod tabular;

@@ -2,6 +2,7 @@
 //! checkpoints, so `kiln eval`, `kiln predict` and `--resume` rebuild exactly the same network.
 
 pub mod bert;
+pub mod bert_classifier;
 mod cnn;
 pub mod gpt;
 pub mod lm;

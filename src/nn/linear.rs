@@ -11,6 +11,16 @@
 //! `y = x W^T + b + s (x A^T) B^T` and its parameters include `lora_A.weight` and
 //! `lora_B.weight`.
 //!
+//! **QLoRA base.** [`Linear::quantize_base`] replaces the f32 base weight by an NF4 one
+//! ([`crate::ops::nf4::Nf4Weight`], about 0.13 x the bytes) and frees the f32 buffer. The forward
+//! then runs the fused NF4 kernel (`y = x W'^T + b`, W' the dequantised weight, never
+//! materialised), plus the LoRA path if any; W' gets no gradient, x still does. A quantised
+//! layer's [`Linear::weight`] is only a shape holder (a zero-stride view of one NaN, shape
+//! (out, in)): read its values through [`Linear::base_weight_f32`]. It is no longer a parameter:
+//! [`Module::named_parameters`] leaves it out (the bias and the LoRA tensors stay); write a full
+//! checkpoint with [`super::lora::dense_state`] (dequantised f32 base weights) or
+//! [`super::lora::merged_state`].
+//!
 //! ```
 //! use kiln::{Tensor, nn::{Linear, Module}};
 //! let w = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3])?;
@@ -29,18 +39,22 @@ use super::Module;
 use super::init::{self, FanMode, Init};
 use super::lora::LoraAdapter;
 use crate::error::{Result, arg_err, shape_err};
+use crate::ops::nf4::{Nf4Compute, Nf4Weight, nf4_linear_with};
 use crate::tensor::Tensor;
 
 /// `y = x W^T + b` over the last dim.
 #[derive(Debug, Clone)]
 pub struct Linear {
-    /// (out, in).
+    /// (out, in). For a quantised layer ([`Linear::is_quantized`]) a placeholder with the shape
+    /// only (a zero-stride view of one NaN); the values are in the NF4 base.
     pub weight: Tensor,
     /// (out), if the layer has a bias.
     pub bias: Option<Tensor>,
     /// A LoRA adapter added to the output (see [`super::lora::apply_lora`]); `None` for a
     /// plain layer.
     pub lora: Option<LoraAdapter>,
+    /// The NF4 base weight and its compute precision once [`Linear::quantize_base`] ran.
+    nf4: Option<(Nf4Weight, Nf4Compute)>,
 }
 
 impl Linear {
@@ -86,6 +100,7 @@ impl Linear {
             weight,
             bias,
             lora: None,
+            nf4: None,
         })
     }
 
@@ -118,6 +133,7 @@ impl Linear {
             weight,
             bias,
             lora: None,
+            nf4: None,
         })
     }
 
@@ -129,6 +145,67 @@ impl Linear {
     /// Size of the output's last dim.
     pub fn out_features(&self) -> usize {
         self.weight.shape()[0]
+    }
+
+    /// Replace the f32 base weight by its NF4 quantisation (blocks of 64, double-quantised
+    /// scales; compute [`Nf4Compute::Auto`]: f16 where the adapter has `SHADER_F16`). The f32
+    /// weight buffer is released (if nothing else holds a clone of the tensor: quantise before
+    /// building an optimizer or collecting `named_parameters`), the weight leaves
+    /// [`Module::named_parameters`] and never gets a gradient; the bias is kept as it is. A LoRA
+    /// adapter present stays and keeps working. Errors if the layer is already quantised or
+    /// its adapter is merged (unmerge first: a merged delta would be quantised into the base).
+    pub fn quantize_base(&mut self) -> Result<()> {
+        self.quantize_base_with(Nf4Compute::Auto)
+    }
+
+    /// [`Linear::quantize_base`] with an explicit compute precision for the fused kernel
+    /// ([`Nf4Compute::F32`] is the exact twin of "dequantise, then matmul").
+    pub fn quantize_base_with(&mut self, compute: Nf4Compute) -> Result<()> {
+        if self.nf4.is_some() {
+            return arg_err("Linear::quantize_base", "the base weight is already NF4");
+        }
+        if self.lora.as_ref().is_some_and(LoraAdapter::is_merged) {
+            return arg_err(
+                "Linear::quantize_base",
+                "the LoRA adapter is merged into the weight; unmerge it before quantising",
+            );
+        }
+        let q = Nf4Weight::quantize(&self.weight)?;
+        let shape = self.weight.shape().to_vec();
+        let holder = Tensor::full_on(self.weight.gpu(), &[1, 1], f32::NAN)?.expand(&shape)?;
+        self.weight = holder;
+        self.nf4 = Some((q, compute));
+        Ok(())
+    }
+
+    /// True when the base weight is held in NF4 ([`Linear::quantize_base`]).
+    pub fn is_quantized(&self) -> bool {
+        self.nf4.is_some()
+    }
+
+    /// The NF4 base weight, if quantised (its [`Nf4Weight::bytes`] and [`Nf4Weight::error`]
+    /// report memory and quantisation error).
+    pub fn nf4_weight(&self) -> Option<&Nf4Weight> {
+        self.nf4.as_ref().map(|(w, _)| w)
+    }
+
+    /// The base weight (out, in) in f32: the weight itself for an f32 layer, a fresh
+    /// dequantised copy (no gradient) for a quantised one.
+    pub fn base_weight_f32(&self) -> Result<Tensor> {
+        match &self.nf4 {
+            Some((w, _)) => w.dequantize(),
+            None => Ok(self.weight.clone()),
+        }
+    }
+
+    /// Turn a quantised layer back into an f32 one holding the dequantised weight (frozen: no
+    /// `requires_grad`). The quantisation error stays in the weight. No-op for an f32 layer.
+    pub fn dequantize_base(&mut self) -> Result<()> {
+        if let Some((w, _)) = &self.nf4 {
+            self.weight = w.dequantize()?;
+            self.nf4 = None;
+        }
+        Ok(())
     }
 
     fn check_input(&self, x: &Tensor) -> Result<()> {
@@ -149,18 +226,25 @@ impl Linear {
     /// `x W^T + b` of the base layer alone, ignoring any LoRA adapter.
     pub fn forward_base(&self, x: &Tensor) -> Result<Tensor> {
         self.check_input(x)?;
-        let y = x.matmul(&self.weight.t()?)?;
-        match &self.bias {
-            Some(b) => y.add(b),
-            None => Ok(y),
+        if let Some((w, c)) = &self.nf4 {
+            return nf4_linear_with(x, w, self.bias.as_ref(), *c);
         }
+        x.linear(&self.weight, self.bias.as_ref())
     }
 
     /// `x W^T` plus the LoRA path if any, without the bias (for callers that fuse the bias add
     /// into the next kernel, like `linear_gelu`).
     pub fn forward_no_bias(&self, x: &Tensor) -> Result<Tensor> {
         self.check_input(x)?;
-        let y = x.matmul(&self.weight.t()?)?;
+        if let Some(l) = &self.lora
+            && let Some(y) = self.forward_lora_fused(l, x, false)?
+        {
+            return Ok(y);
+        }
+        let y = match &self.nf4 {
+            Some((w, c)) => nf4_linear_with(x, w, None, *c)?,
+            None => x.matmul(&self.weight.t()?)?,
+        };
         match &self.lora {
             Some(l) if !l.is_merged() => y.add(&l.delta(x)?),
             _ => Ok(y),
@@ -168,16 +252,99 @@ impl Linear {
     }
 }
 
+impl Linear {
+    /// `x W^T (+ b) + s (x A^T) B^T` as one recorded op (see the module notes), or `None` where
+    /// it does not apply (a merged adapter, or dropout active on the LoRA path: the composed
+    /// ops then run). The node keeps x, A, B and the thin `x A^T` (..., r); the composed form
+    /// would also keep the base output and the delta, two more (..., out) tensors per layer.
+    fn forward_lora_fused(
+        &self,
+        l: &LoraAdapter,
+        x: &Tensor,
+        with_bias: bool,
+    ) -> Result<Option<Tensor>> {
+        if l.is_merged() || (l.is_training() && l.dropout() > 0.0) {
+            return Ok(None);
+        }
+        self.check_input(x)?;
+        let (fin, fout, r) = (self.in_features(), self.out_features(), l.r());
+        let s = l.scale();
+        let bias = self.bias.as_ref().filter(|_| with_bias);
+        let (a, b) = (l.a.detach(), l.b.detach());
+        let (y, xa) = {
+            let _g = crate::no_grad();
+            let xd = x.detach();
+            let y = match &self.nf4 {
+                Some((w, c)) => nf4_linear_with(&xd, w, bias, *c)?,
+                None => {
+                    let y = xd.matmul(&self.weight.detach().t()?)?;
+                    match bias {
+                        Some(bv) => y.add(&bv.detach())?,
+                        None => y,
+                    }
+                }
+            };
+            let xa = xd.matmul(&a.t()?)?; // (..., r)
+            y.axpy_assign(s, &xa.matmul(&b.t()?)?)?;
+            (y, xa)
+        };
+        let w = self.weight.clone();
+        let nf4 = self.nf4.clone();
+        let dw = nf4.is_none() && w.requires_grad_flag();
+        let db = bias.is_some_and(|b| b.requires_grad_flag());
+        let xd = x.detach();
+        let mut inputs = vec![x, &l.a, &l.b];
+        if dw {
+            inputs.push(&self.weight);
+        }
+        if db {
+            inputs.extend(bias);
+        }
+        Ok(Some(y.record("lora_linear", &inputs, move |g| {
+            let _g = crate::no_grad();
+            let m = g.numel() / fout;
+            let g2 = g.contiguous()?.reshape(&[m, fout])?;
+            let x2 = xd.contiguous()?.reshape(&[m, fin])?;
+            let xa2 = xa.reshape(&[m, r])?;
+            let gb = g2.matmul(&b)?; // (M, r)
+            let dx = match &nf4 {
+                Some((wq, c)) => crate::ops::nf4::nf4_grad_input(&g2, wq, *c)?,
+                None => g2.matmul(&w.detach())?,
+            };
+            dx.axpy_assign(s, &gb.matmul(&a)?)?;
+            let mut grads = vec![
+                Some(dx.reshape(xd.shape())?),
+                Some(gb.t()?.matmul(&x2)?.mul_scalar(s)?),
+                Some(g2.t()?.matmul(&xa2)?.mul_scalar(s)?),
+            ];
+            if dw {
+                grads.push(Some(g2.t()?.matmul(&x2)?));
+            }
+            if db {
+                grads.push(Some(g2.sum_dims(&[0], false)?));
+            }
+            Ok(grads)
+        })))
+    }
+}
+
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match &self.lora {
-            Some(l) => l.forward(self, x),
+            Some(l) => match self.forward_lora_fused(l, x, true)? {
+                Some(y) => Ok(y),
+                None => l.forward(self, x),
+            },
             None => self.forward_base(x),
         }
     }
 
+    /// `weight` (left out when quantised), `bias`, and the LoRA tensors.
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        let mut v = vec![("weight".to_string(), self.weight.clone())];
+        let mut v = Vec::new();
+        if self.nf4.is_none() {
+            v.push(("weight".to_string(), self.weight.clone()));
+        }
         if let Some(b) = &self.bias {
             v.push(("bias".to_string(), b.clone()));
         }

@@ -16,7 +16,7 @@
 //!
 //! It pays: on lavapipe (debug build, shared CPU, 512 x 3072, forward only) the fused kernel
 //! took 60 ms (erf) and 35 ms (tanh) per call against 118 ms and 381 ms composed
-//! (`cargo test --test transformer bench_bias_gelu -- --ignored --nocapture`).
+//! (then an ignored timing test; now `cargo bench --bench transformer -- bias_gelu`).
 //! [`bias_gelu_composed`] (add, then [`gelu`]) stays as the reference; the tanh form of [`gelu`]
 //! without a bias is composed from primitives (its gradient comes free).
 //!

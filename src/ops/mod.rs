@@ -11,6 +11,7 @@
 //! | `compare.rs` | eq ne lt le gt ge, where_cond, masked_fill |
 //! | `reduce.rs` | sum mean max min argmax argmin over any axes; sum_to |
 //! | `matmul.rs` | batched matmul with broadcasting and transposed operands |
+//! | `linear.rs` | `x W^T + b` as one node (nn::Linear), weight gradient in W's layout |
 //! | `softmax.rs` | fused softmax, log_softmax, logsumexp |
 //! | `loss.rs` | fused cross-entropy from logits and class indices |
 //! | `index.rs` | gather, index_select, embedding (scatter-add backward) |
@@ -31,6 +32,7 @@ mod concat;
 mod conv;
 pub mod gelu;
 mod index;
+mod linear;
 mod loss;
 mod matmul;
 pub mod nf4;
@@ -45,7 +47,7 @@ mod unary;
 pub use attention::{AttentionOptions, attention_composed, scaled_dot_product_attention};
 pub use conv::{Conv1dOptions, Conv2dOptions};
 pub use loss::{IGNORE_INDEX, Reduction};
-pub use rnn::{RnnCell, RnnLayerOutput, RnnLayerParams, rnn_layer};
+pub use rnn::{RnnCell, RnnLayerOutput, RnnLayerParams, rnn_cell_composed, rnn_layer};
 
 use crate::error::{Result, shape_err};
 

@@ -189,15 +189,16 @@ impl Nf4Weight {
     }
 }
 
-/// `y = x W^T + bias` with W in NF4, compute chosen by [`Nf4Compute::Auto`] (f16 where the
-/// adapter has `SHADER_F16`, else f32). Differentiable in x (and in `bias` if it requires grad),
-/// never in W.
+/// `y = x W^T + bias` with W in NF4, compute chosen by [`Nf4Compute::Auto`] (the kernel
+/// configuration, f32 or f16, measured fastest for this shape on this adapter by
+/// `kiln_kernels::tune`; the f32 block rung when the shape was never tuned). Differentiable in
+/// x (and in `bias` if it requires grad), never in W.
 pub fn nf4_linear(x: &Tensor, w: &Nf4Weight, bias: Option<&Tensor>) -> Result<Tensor> {
     nf4_linear_with(x, w, bias, Nf4Compute::Auto)
 }
 
 /// [`nf4_linear`] with an explicit compute precision (F32 is the exact twin of
-/// "dequantise, then matmul").
+/// "dequantise, then matmul"; F16 forces the f16 kernel, an error without `SHADER_F16`).
 pub fn nf4_linear_with(
     x: &Tensor,
     w: &Nf4Weight,
@@ -261,22 +262,54 @@ pub fn nf4_linear_with(
     inputs.extend(bias);
     Ok(y.record(OP, &inputs, move |g| {
         let gc = g.contiguous()?;
-        let dx = Tensor::empty_on(gc.gpu(), &x_shape, DType::F32)?;
-        if m > 0 {
-            k::matmul_nf4_grad_input(
-                gc.gpu(),
-                compute,
-                w2.buffers(),
-                gc.buffer(),
-                gc.offset(),
-                m,
-                dx.buffer(),
-            )?;
-        }
-        let mut grads = vec![Some(dx)];
+        let mut grads = vec![Some(nf4_grad_input_shaped(&gc, &w2, compute, &x_shape)?)];
         if has_bias {
             grads.push(Some(gc.reshape(&[m, out_f])?.sum_dims(&[0], false)?));
         }
         Ok(grads)
     }))
+}
+
+/// `dx = g W'` for g (..., out) -> (..., in): the input gradient of [`nf4_linear`] as a plain
+/// (unrecorded) op, for callers that fuse their own backward (LoRA on an NF4 base).
+pub fn nf4_grad_input(g: &Tensor, w: &Nf4Weight, compute: Nf4Compute) -> Result<Tensor> {
+    const OP: &str = "nf4_grad_input";
+    g.expect_f32(OP)?;
+    let [out_f, in_f] = w.shape();
+    if g.rank() == 0 || g.shape()[g.rank() - 1] != out_f {
+        return shape_err(
+            OP,
+            format!("g {:?} must end in out_features = {out_f}", g.shape()),
+        );
+    }
+    if !Arc::ptr_eq(g.gpu(), w.gpu()) {
+        return arg_err(OP, "g and the NF4 weight are on different devices");
+    }
+    let mut x_shape = g.shape().to_vec();
+    *x_shape.last_mut().expect("rank >= 1") = in_f;
+    let _g = crate::no_grad();
+    nf4_grad_input_shaped(&g.detach().contiguous()?, w, compute, &x_shape)
+}
+
+/// `g W'` into a fresh tensor of `x_shape`, g contiguous.
+fn nf4_grad_input_shaped(
+    gc: &Tensor,
+    w: &Nf4Weight,
+    compute: Nf4Compute,
+    x_shape: &[usize],
+) -> Result<Tensor> {
+    let dx = Tensor::empty_on(gc.gpu(), x_shape, DType::F32)?;
+    let m = gc.numel() / w.out_features();
+    if m > 0 {
+        k::matmul_nf4_grad_input(
+            gc.gpu(),
+            compute,
+            w.buffers(),
+            gc.buffer(),
+            gc.offset(),
+            m,
+            dx.buffer(),
+        )?;
+    }
+    Ok(dx)
 }

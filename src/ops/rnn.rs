@@ -405,3 +405,66 @@ fn layer_backward(
         dc0,
     })
 }
+
+/// One step of `cell` composed from primitive ops (matmul, add, sigmoid, tanh, mul), as written
+/// in PyTorch's cell documentation: x (B, I), h0 (B, H), c0 (B, H) (LSTM only; zeros when
+/// `None`). Returns h (B, H) and, for the LSTM, c (B, H). Gradients come from the primitives.
+///
+/// This is the reference the fused [`rnn_layer`] is tested and benchmarked against (one graph
+/// node per primitive, against one node for the whole sequence).
+pub fn rnn_cell_composed(
+    cell: RnnCell,
+    x: &Tensor,
+    h0: &Tensor,
+    c0: Option<&Tensor>,
+    p: RnnLayerParams<'_>,
+) -> Result<(Tensor, Option<Tensor>)> {
+    const OP: &str = "rnn_cell_composed";
+    let (&[b, _], &[_, hid]) = (x.shape(), h0.shape()) else {
+        return shape_err(
+            OP,
+            format!(
+                "{}: x must be (B, I) and h0 (B, H), got shapes {:?} and {:?}",
+                cell.name(),
+                x.shape(),
+                h0.shape()
+            ),
+        );
+    };
+    let mut gi = x.matmul(&p.weight_ih.t()?)?;
+    if let Some(bi) = p.bias_ih {
+        gi = gi.add(bi)?;
+    }
+    let mut gh = h0.matmul(&p.weight_hh.t()?)?;
+    if let Some(bh) = p.bias_hh {
+        gh = gh.add(bh)?;
+    }
+    let blk = |t: &Tensor, k: usize| t.narrow(1, k * hid, hid);
+    Ok(match cell {
+        RnnCell::RnnTanh => (gi.add(&gh)?.tanh()?, None),
+        RnnCell::Lstm => {
+            let zeros;
+            let c0 = match c0 {
+                Some(c) => c,
+                None => {
+                    zeros = Tensor::zeros_on(x.gpu(), &[b, hid])?;
+                    &zeros
+                }
+            };
+            let a = gi.add(&gh)?;
+            let i = blk(&a, 0)?.sigmoid()?;
+            let f = blk(&a, 1)?.sigmoid()?;
+            let g = blk(&a, 2)?.tanh()?;
+            let o = blk(&a, 3)?.sigmoid()?;
+            let c = f.mul(c0)?.add(&i.mul(&g)?)?;
+            (o.mul(&c.tanh()?)?, Some(c))
+        }
+        RnnCell::Gru => {
+            let r = blk(&gi, 0)?.add(&blk(&gh, 0)?)?.sigmoid()?;
+            let z = blk(&gi, 1)?.add(&blk(&gh, 1)?)?.sigmoid()?;
+            let n = blk(&gi, 2)?.add(&r.mul(&blk(&gh, 2)?)?)?.tanh()?;
+            // h = (1 - z) n + z h0 = n + z (h0 - n)
+            (n.add(&z.mul(&h0.sub(&n)?)?)?, None)
+        }
+    })
+}

@@ -38,6 +38,9 @@ pub(crate) struct Inner {
     pub(crate) offset: usize,
     pub(crate) requires_grad: std::sync::atomic::AtomicBool,
     pub(crate) grad: Mutex<Option<Tensor>>,
+    /// True after a deferred `zero_grad`: `grad` holds stale values that count as zeros (see
+    /// `autograd`); read and written only while `grad` is locked.
+    pub(crate) grad_zeroed: std::sync::atomic::AtomicBool,
     pub(crate) node: Option<Arc<Node>>,
 }
 
@@ -82,6 +85,7 @@ impl Tensor {
                 offset,
                 requires_grad: std::sync::atomic::AtomicBool::new(false),
                 grad: Mutex::new(None),
+                grad_zeroed: std::sync::atomic::AtomicBool::new(false),
                 node: None,
             }),
         }

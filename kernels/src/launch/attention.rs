@@ -15,6 +15,14 @@
 //! | `backward.wgsl` `attn_bwd_dkdv` (rung `Row`) | one key row of dK and dV | queries |
 //! | `backward_block.wgsl` `attn_bwd_dq_block` (`Block`, default) | 4 query rows of dQ | keys 8 at a time, vec4 loads |
 //! | `backward_block.wgsl` `attn_bwd_dkdv_block` (`Block`, default) | 4 key rows of dK, dV | queries 8 at a time, vec4 loads |
+//! | `forward_tiled.wgsl` ([`AttnVariant::Tiled`]) | 4 query rows; a workgroup 4 WG rows | key tiles of BC rows staged in workgroup memory |
+//! | `backward_tiled.wgsl` `attn_bwd_dq_tiled` (`Tiled`) | 4 query rows of dQ | key / value tiles in workgroup memory |
+//! | `backward_tiled.wgsl` `attn_bwd_dkdv_tiled` (`Tiled`) | 4 key rows of dK, dV | query / dO tiles in workgroup memory |
+//!
+//! The `Tiled` rung is flash-attention proper: the rows a workgroup owns share every K / V (or
+//! Q / dO) value it stages, at the price of two workgroup barriers per tile. Its tile sizes
+//! ([`AttnTiles`]) and the rung itself are picked per adapter by measurement
+//! ([`crate::tune::attention_choice`], [`AttnVariant::Auto`]).
 //!
 //! Mesa's lavapipe ends an invocation's loops after 65,535 iterations in total, silently. A row
 //! visited costs `2 D + 1` loop iterations in the row kernels (at most `2 D / 4 + 9` per 4 rows in
@@ -124,10 +132,11 @@ pub fn chunk_len_block(d: usize) -> usize {
     4 * ((LOOP_BUDGET - 6 * db - 32) / (2 * db + 9)).max(1)
 }
 
-/// Which kernels run, forward and backward (the rungs of the ladder; both tested).
+/// Which kernels run, forward and backward (the rungs of the ladder; all tested).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum AttnVariant {
-    /// The block kernels where they apply (D % 4 == 0, 16-byte aligned q, k, v), else `Row`.
+    /// The tuned choice for this adapter and shape bucket ([`crate::tune::attention_choice`]),
+    /// else the block kernels where they apply (D % 4 == 0, 16-byte aligned q, k, v), else `Row`.
     #[default]
     Auto,
     /// `forward.wgsl`, `backward.wgsl`: one invocation per output row, scalar loads; any D up
@@ -137,11 +146,21 @@ pub enum AttnVariant {
     /// other side per step, vec4 loads. Falls back to `Row` when D or an offset is not a
     /// multiple of 4.
     Block,
+    /// `forward_tiled.wgsl`, `backward_tiled.wgsl`: flash-attention tiles of the other side
+    /// streamed through workgroup memory ([`AttnTiles::DEFAULT`] here; [`forward_with`] takes
+    /// others). Falls back like `Block`, and to `Block` when no tile fits the adapter's
+    /// workgroup memory.
+    Tiled,
 }
 
 impl AttnVariant {
     /// Every variant, for tests and benchmarks.
-    pub const ALL: [AttnVariant; 3] = [AttnVariant::Auto, AttnVariant::Row, AttnVariant::Block];
+    pub const ALL: [AttnVariant; 4] = [
+        AttnVariant::Auto,
+        AttnVariant::Row,
+        AttnVariant::Block,
+        AttnVariant::Tiled,
+    ];
 
     /// Short name.
     pub fn name(self) -> &'static str {
@@ -149,7 +168,127 @@ impl AttnVariant {
             AttnVariant::Auto => "auto",
             AttnVariant::Row => "row",
             AttnVariant::Block => "block",
+            AttnVariant::Tiled => "tiled",
         }
+    }
+}
+
+/// Tile sizes of the [`AttnVariant::Tiled`] kernels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AttnTiles {
+    /// Invocations per workgroup (WGSL `WG`); each owns 4 rows, so a workgroup owns Br = 4 wg.
+    pub wg: u32,
+    /// Rows of the other side per staged tile (WGSL `BC`, a multiple of 4).
+    pub bc: u32,
+}
+
+impl AttnTiles {
+    /// Br = 64 rows per workgroup, tiles of 64 keys (32 KiB of workgroup memory at D = 64).
+    pub const DEFAULT: AttnTiles = AttnTiles { wg: 16, bc: 64 };
+
+    /// The tile sizes the tuner tries.
+    pub fn candidates() -> Vec<AttnTiles> {
+        let mut v = Vec::new();
+        for wg in [8, 16, 32] {
+            for bc in [32, 64, 128] {
+                v.push(AttnTiles { wg, bc });
+            }
+        }
+        v
+    }
+
+    /// vec4 per staged tile (WGSL `TILE`): BC rows of D / 4, plus one (L, delta) vec4 per row in
+    /// the dK / dV kernel.
+    pub fn tile_vec4s(self, d: usize) -> u32 {
+        self.bc * (d as u32 / 4 + 1)
+    }
+
+    /// Workgroup memory of the tiled kernels: two staged tiles.
+    pub fn shared_bytes(self, d: usize) -> u64 {
+        2 * 16 * self.tile_vec4s(d) as u64
+    }
+
+    /// These tiles if they fit the adapter (workgroup memory and size), else the largest BC
+    /// below that does, else `None`.
+    pub fn fitted(self, gpu: &Gpu, d: usize) -> Option<AttnTiles> {
+        let l = gpu.limits();
+        if self.wg > l.max_compute_invocations_per_workgroup
+            || self.wg > l.max_compute_workgroup_size_x
+        {
+            return None;
+        }
+        let mut t = self;
+        while t.bc >= 4 {
+            if t.shared_bytes(d) <= l.max_compute_workgroup_storage_size as u64 {
+                return Some(t);
+            }
+            t.bc /= 2;
+        }
+        None
+    }
+}
+
+/// A rung with its tile sizes: what [`forward_with`] / [`backward_with`] run and the tuner stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AttnConfig {
+    /// The rung (`Auto` is resolved before launching).
+    pub variant: AttnVariant,
+    /// Tile sizes, used by `Tiled` only.
+    pub tiles: AttnTiles,
+}
+
+impl AttnConfig {
+    /// `variant` with the default tiles.
+    pub fn of(variant: AttnVariant) -> AttnConfig {
+        AttnConfig {
+            variant,
+            tiles: AttnTiles::DEFAULT,
+        }
+    }
+
+    /// Text form: `row`, `block`, `tiled:wg16:bc64`.
+    pub fn name(&self) -> String {
+        match self.variant {
+            AttnVariant::Tiled => format!("tiled:wg{}:bc{}", self.tiles.wg, self.tiles.bc),
+            v => v.name().to_string(),
+        }
+    }
+
+    /// Parse [`AttnConfig::name`]'s form.
+    pub fn parse(text: &str) -> Option<AttnConfig> {
+        let mut parts = text.split(':');
+        let variant = match parts.next()? {
+            "row" => AttnVariant::Row,
+            "block" => AttnVariant::Block,
+            "tiled" => AttnVariant::Tiled,
+            _ => return None,
+        };
+        let mut cfg = AttnConfig::of(variant);
+        for part in parts {
+            if let Some(x) = part.strip_prefix("wg") {
+                cfg.tiles.wg = x.parse().ok()?;
+            } else if let Some(x) = part.strip_prefix("bc") {
+                cfg.tiles.bc = x.parse().ok()?;
+            } else {
+                return None;
+            }
+        }
+        let t = cfg.tiles;
+        let ok = t.wg > 0 && t.bc >= 4 && t.bc.is_multiple_of(4);
+        ok.then_some(cfg)
+    }
+
+    /// Every candidate the tuner times: `Row`, `Block` and each `Tiled` tiling.
+    pub fn candidates() -> Vec<AttnConfig> {
+        let mut v = vec![
+            AttnConfig::of(AttnVariant::Row),
+            AttnConfig::of(AttnVariant::Block),
+        ];
+        v.extend(AttnTiles::candidates().into_iter().map(|tiles| AttnConfig {
+            variant: AttnVariant::Tiled,
+            tiles,
+        }));
+        v
     }
 }
 
@@ -189,28 +328,82 @@ fn check(key: &KernelKey, s: &AttnShape, bufs: &[(&str, &GpuBuffer, usize)]) -> 
     Ok(())
 }
 
-/// True when `variant` runs the block kernels: D % 4 == 0 and q, k, v 16-byte aligned.
-fn uses_block(variant: AttnVariant, s: &AttnShape, q: At, k: At, v: At) -> bool {
-    variant != AttnVariant::Row
-        && s.d.is_multiple_of(4)
+/// The kernels one call runs, after the fallbacks.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    Row,
+    Block,
+    Tiled(AttnTiles),
+}
+
+/// The kernels `cfg` runs here: the vec4 rungs need D % 4 == 0 and q, k, v 16-byte aligned (else
+/// `Row`); `Tiled` needs its tiles to fit the adapter (else `Block`). `Auto` here means `Block`
+/// (the tuned lookup happens in [`forward`] / [`backward`]).
+fn kind(gpu: &Gpu, cfg: AttnConfig, s: &AttnShape, q: At, k: At, v: At) -> Kind {
+    let vec4 = s.d.is_multiple_of(4)
         && [q.offset, k.offset, v.offset]
             .iter()
-            .all(|o| o.is_multiple_of(4))
+            .all(|o| o.is_multiple_of(4));
+    match cfg.variant {
+        AttnVariant::Row => Kind::Row,
+        _ if !vec4 => Kind::Row,
+        AttnVariant::Tiled => cfg.tiles.fitted(gpu, s.d).map_or(Kind::Block, Kind::Tiled),
+        AttnVariant::Auto | AttnVariant::Block => Kind::Block,
+    }
+}
+
+/// Most rows of the other side one invocation of the tiled kernels walks per dispatch, in whole
+/// tiles: a tile costs its copy (`BC D / 4 / WG + BC / WG` loop iterations) and `BC / 4` steps of
+/// at most `2 D / 4 + 12` iterations each, plus `8 D / 4 + 32` around the walk.
+pub fn chunk_len_tiled(d: usize, tiles: AttnTiles) -> usize {
+    let db = d.div_ceil(4);
+    let (bc, wg) = (tiles.bc as usize, tiles.wg as usize);
+    let per_tile = bc / 4 * (2 * db + 12) + (bc * db).div_ceil(wg) + bc.div_ceil(wg) + 4;
+    bc * ((LOOP_BUDGET - 8 * db - 32) / per_tile).max(1)
 }
 
 /// Rows walked per dispatch: the request (0 = as many as the loop budget allows), capped by the
-/// budget, in whole 4-row steps for the block kernels.
-fn chunk_for(block: bool, d: usize, chunk: usize) -> usize {
-    let limit = if block {
-        chunk_len_block(d)
-    } else {
-        chunk_len(d)
+/// budget, in whole 4-row steps for the block kernels and whole tiles for the tiled ones.
+fn chunk_for(kind: Kind, d: usize, chunk: usize) -> usize {
+    let (limit, step) = match kind {
+        Kind::Row => (chunk_len(d), 1),
+        Kind::Block => (chunk_len_block(d), 4),
+        Kind::Tiled(t) => (chunk_len_tiled(d, t), t.bc as usize),
     };
     let c = if chunk == 0 { limit } else { chunk.min(limit) };
-    if block {
-        c.next_multiple_of(4).min(limit)
-    } else {
-        c
+    c.next_multiple_of(step).min(limit)
+}
+
+/// The configuration `variant` means for this call: the tuned (or default) choice for `Auto`.
+fn config_for(gpu: &Gpu, s: &AttnShape, variant: AttnVariant) -> AttnConfig {
+    match variant {
+        AttnVariant::Auto => crate::tune::attention_choice(gpu, s),
+        v => AttnConfig::of(v),
+    }
+}
+
+/// Specialise a key for `kind` at head size `d`.
+fn specialise(key: KernelKey, kind: Kind, d: usize) -> KernelKey {
+    match kind {
+        Kind::Tiled(t) => key
+            .with("WG", t.wg)
+            .with("BC", t.bc)
+            .with("TILE", t.tile_vec4s(d))
+            .with("D", d as u32),
+        _ => key.with("WG", WG).with("D", d as u32),
+    }
+}
+
+/// Invocations of a dispatch owning `n` rows per head (4 per invocation in the vec4 rungs, whole
+/// workgroups of 4 WG rows per head in the tiled ones).
+fn invocations(kind: Kind, bh: usize, n: usize) -> (usize, u32) {
+    match kind {
+        Kind::Row => (bh * n, WG),
+        Kind::Block => (bh * n.div_ceil(4), WG),
+        Kind::Tiled(t) => {
+            let wg = t.wg as usize;
+            (bh * n.div_ceil(4 * wg) * wg, t.wg)
+        }
     }
 }
 
@@ -255,7 +448,8 @@ fn chunks(n: usize, chunk: usize) -> Vec<(usize, usize, usize)> {
 /// Fused forward: q (B, H, Tq, D), k / v (B, H, Tk, D), keep (B, Tk) or none ->
 /// o (B, H, Tq, D) and lse (B, H, Tq), both contiguous from element 0 (a row with no visible key
 /// gets O = 0 and L = -inf). `chunk` caps the keys per dispatch (0 = the loop budget's
-/// [`chunk_len`] / [`chunk_len_block`]; tests use small values to exercise the chunked path).
+/// [`chunk_len`] / [`chunk_len_block`] / [`chunk_len_tiled`]; tests use small values to exercise
+/// the chunked path). `Auto` runs the tuned choice ([`crate::tune::attention_choice`]).
 #[allow(clippy::too_many_arguments)]
 pub fn forward(
     gpu: &Gpu,
@@ -269,14 +463,31 @@ pub fn forward(
     lse: &GpuBuffer,
     chunk: usize,
 ) -> Result<()> {
-    let block = uses_block(variant, s, q, k, v);
-    let key = if block {
-        KernelKey::new("attention/forward_block.wgsl", "attn_fwd_block")
-    } else {
-        KernelKey::new("attention/forward.wgsl", "attn_fwd")
-    }
-    .with("WG", WG)
-    .with("D", s.d as u32);
+    let cfg = config_for(gpu, s, variant);
+    forward_with(gpu, s, cfg, q, k, v, keep, o, lse, chunk)
+}
+
+/// [`forward`] with an explicit configuration (rung and tile sizes).
+#[allow(clippy::too_many_arguments)]
+pub fn forward_with(
+    gpu: &Gpu,
+    s: &AttnShape,
+    cfg: AttnConfig,
+    q: At,
+    k: At,
+    v: At,
+    keep: Option<At>,
+    o: &GpuBuffer,
+    lse: &GpuBuffer,
+    chunk: usize,
+) -> Result<()> {
+    let kind = kind(gpu, cfg, s, q, k, v);
+    let key = match kind {
+        Kind::Row => KernelKey::new("attention/forward.wgsl", "attn_fwd"),
+        Kind::Block => KernelKey::new("attention/forward_block.wgsl", "attn_fwd_block"),
+        Kind::Tiled(_) => KernelKey::new("attention/forward_tiled.wgsl", "attn_fwd_tiled"),
+    };
+    let key = specialise(key, kind, s.d);
     let (rows, krows) = (s.batch * s.heads * s.tq, s.batch * s.heads * s.tk);
     check(
         &key,
@@ -301,19 +512,15 @@ pub fn forward(
             &dummy
         }
     };
-    let invocations = if block {
-        s.batch * s.heads * s.tq.div_ceil(4)
-    } else {
-        rows
-    };
-    let chunk = chunk_for(block, s.d, chunk);
+    let (invocations, wg) = invocations(kind, s.batch * s.heads, s.tq);
+    let chunk = chunk_for(kind, s.d, chunk);
     for c in chunks(s.tk, chunk) {
         let p = params(s, q, k, v, keep, c);
         gpu.dispatch(
             &key,
             &p,
             &[q.buf, k.buf, v.buf, keep_buf, o, lse, &state],
-            grid_1d(invocations, WG),
+            grid_1d(invocations, wg),
         );
     }
     Ok(())
@@ -334,25 +541,48 @@ pub fn backward(
     o: &GpuBuffer,
     lse: &GpuBuffer,
     dout: &GpuBuffer,
+    grads: (&GpuBuffer, &GpuBuffer, &GpuBuffer),
+    chunk: usize,
+) -> Result<()> {
+    let cfg = config_for(gpu, s, variant);
+    backward_with(gpu, s, cfg, q, k, v, keep, o, lse, dout, grads, chunk)
+}
+
+/// [`backward`] with an explicit configuration (rung and tile sizes).
+#[allow(clippy::too_many_arguments)]
+pub fn backward_with(
+    gpu: &Gpu,
+    s: &AttnShape,
+    cfg: AttnConfig,
+    q: At,
+    k: At,
+    v: At,
+    keep: Option<At>,
+    o: &GpuBuffer,
+    lse: &GpuBuffer,
+    dout: &GpuBuffer,
     (dq, dk, dv): (&GpuBuffer, &GpuBuffer, &GpuBuffer),
     chunk: usize,
 ) -> Result<()> {
-    let d = s.d as u32;
     let prep = KernelKey::new("attention/backward_prep.wgsl", "attn_bwd_prep")
         .with("WG", WG)
-        .with("D", d);
-    let block = uses_block(variant, s, q, k, v);
-    let (file, eq, ekv) = if block {
-        (
+        .with("D", s.d as u32);
+    let kind = kind(gpu, cfg, s, q, k, v);
+    let (file, eq, ekv) = match kind {
+        Kind::Row => ("attention/backward.wgsl", "attn_bwd_dq", "attn_bwd_dkdv"),
+        Kind::Block => (
             "attention/backward_block.wgsl",
             "attn_bwd_dq_block",
             "attn_bwd_dkdv_block",
-        )
-    } else {
-        ("attention/backward.wgsl", "attn_bwd_dq", "attn_bwd_dkdv")
+        ),
+        Kind::Tiled(_) => (
+            "attention/backward_tiled.wgsl",
+            "attn_bwd_dq_tiled",
+            "attn_bwd_dkdv_tiled",
+        ),
     };
-    let kq = KernelKey::new(file, eq).with("WG", WG).with("D", d);
-    let kkv = KernelKey::new(file, ekv).with("WG", WG).with("D", d);
+    let kq = specialise(KernelKey::new(file, eq), kind, s.d);
+    let kkv = specialise(KernelKey::new(file, ekv), kind, s.d);
     let (rows, krows) = (s.batch * s.heads * s.tq, s.batch * s.heads * s.tk);
     check(
         &kkv,
@@ -377,15 +607,10 @@ pub fn backward(
             &dummy
         }
     };
-    let chunk = chunk_for(block, s.d, chunk);
-    let (qinv, kinv) = if block {
-        (
-            s.batch * s.heads * s.tq.div_ceil(4),
-            s.batch * s.heads * s.tk.div_ceil(4),
-        )
-    } else {
-        (rows, krows)
-    };
+    let chunk = chunk_for(kind, s.d, chunk);
+    let bh = s.batch * s.heads;
+    let (qinv, qwg) = invocations(kind, bh, s.tq);
+    let (kinv, kwg) = invocations(kind, bh, s.tk);
     let stats = gpu.alloc(8 * rows.max(1) as u64, "attention (lse, dO . O) rows")?;
     if rows > 0 {
         let p = params(s, q, k, v, keep, (0, 0, 0));
@@ -396,7 +621,7 @@ pub fn backward(
                 &kq,
                 &p,
                 &[q.buf, k.buf, v.buf, keep_buf, dout, &stats, dq],
-                grid_1d(qinv, WG),
+                grid_1d(qinv, qwg),
             );
         }
     }
@@ -407,7 +632,7 @@ pub fn backward(
                 &kkv,
                 &p,
                 &[q.buf, k.buf, v.buf, keep_buf, dout, &stats, dk, dv],
-                grid_1d(kinv, WG),
+                grid_1d(kinv, kwg),
             );
         }
     }

@@ -143,20 +143,7 @@ pub fn copy_vec4(gpu: &Gpu, src: &GpuBuffer, dst: &GpuBuffer, n4: usize) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn wgsl_const(shader: &str, name: &str) -> u32 {
-        let src = crate::shaders::expand(shader);
-        let module = naga::front::wgsl::parse_str(&src).expect("shader parses");
-        let (_, c) = module
-            .constants
-            .iter()
-            .find(|(_, c)| c.name.as_deref() == Some(name))
-            .unwrap_or_else(|| panic!("{shader} has no const {name}"));
-        match module.global_expressions[c.init] {
-            naga::Expression::Literal(naga::Literal::U32(v)) => v,
-            ref e => panic!("{shader}: const {name} is not a u32 literal: {e:?}"),
-        }
-    }
+    use crate::shaders::wgsl_const;
 
     #[test]
     fn fma_per_iter_matches_shader() {

@@ -153,6 +153,44 @@ pub struct Conv2dShape {
 }
 
 impl Conv2dShape {
+    /// `c_in` -> `c_out` channels with a (KH, KW) `kernel` on `n` images of (H, W) `hw`: stride
+    /// 1, no padding, no dilation, one group (set those with [`Conv2dShape::padded`] or struct
+    /// update syntax).
+    ///
+    /// ```
+    /// use kiln_kernels::launch::conv::Conv2dShape;
+    /// // A ResNet 3 x 3 convolution that keeps the size: (32, 16, 14, 14) -> (32, 32, 14, 14).
+    /// let s = Conv2dShape::new(32, 16, 32, (14, 14), (3, 3)).padded((1, 1));
+    /// assert_eq!(s.output_shape(), [32, 32, 14, 14]);
+    /// assert_eq!(s.flops(), 2 * (32 * 32 * 14 * 14) * (16 * 3 * 3));
+    /// ```
+    pub fn new(
+        n: usize,
+        c_in: usize,
+        c_out: usize,
+        (h, w): (usize, usize),
+        (kh, kw): (usize, usize),
+    ) -> Self {
+        Conv2dShape {
+            n,
+            c_in,
+            h,
+            w,
+            c_out,
+            kh,
+            kw,
+            stride: (1, 1),
+            padding: (0, 0),
+            dilation: (1, 1),
+            groups: 1,
+        }
+    }
+
+    /// This shape with `padding` zeros on both sides, (vertical, horizontal).
+    pub fn padded(self, padding: (usize, usize)) -> Self {
+        Conv2dShape { padding, ..self }
+    }
+
     /// Why this shape is not a valid convolution, or `None` when it is.
     pub fn problem(&self) -> Option<String> {
         let s = self;
@@ -596,29 +634,15 @@ pub fn conv2d_grad_weight_bias(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The value of a `const NAME: u32 = v;` in a shader, as naga reads it.
-    fn wgsl_const(shader: &str, name: &str) -> usize {
-        let src = crate::shaders::expand(shader);
-        let module = naga::front::wgsl::parse_str(&src).expect("shader parses");
-        let (_, c) = module
-            .constants
-            .iter()
-            .find(|(_, c)| c.name.as_deref() == Some(name))
-            .unwrap_or_else(|| panic!("{shader} has no const {name}"));
-        match module.global_expressions[c.init] {
-            naga::Expression::Literal(naga::Literal::U32(v)) => v as usize,
-            ref e => panic!("{shader}: const {name} is not a u32 literal: {e:?}"),
-        }
-    }
+    use crate::shaders::wgsl_const;
 
     #[test]
     fn blocks_match_shaders() {
         let f = "conv/implicit_gemm.wgsl";
-        assert_eq!(wgsl_const(f, "B"), BLOCK);
-        assert_eq!(wgsl_const(f, "BC"), FORWARD_CHANNELS);
-        assert_eq!(wgsl_const(f, "WG") as u32, WG);
-        assert_eq!(wgsl_const("conv/direct.wgsl", "WG") as u32, WG);
+        assert_eq!(wgsl_const(f, "B") as usize, BLOCK);
+        assert_eq!(wgsl_const(f, "BC") as usize, FORWARD_CHANNELS);
+        assert_eq!(wgsl_const(f, "WG"), WG);
+        assert_eq!(wgsl_const("conv/direct.wgsl", "WG"), WG);
     }
 
     #[test]

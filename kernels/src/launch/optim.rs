@@ -222,7 +222,14 @@ pub fn sgd(
     Ok(())
 }
 
-/// One Adam / AdamW update of `n` elements in place (optim.wgsl:adam).
+/// True when the vec4 entry (`adam4`) can run: `n` and every offset are multiples of 4.
+pub fn adam_vec4_ok(n: usize, spans: &[&Span<'_>]) -> bool {
+    n.is_multiple_of(4) && spans.iter().all(|s| s.offset.is_multiple_of(4))
+}
+
+/// One Adam / AdamW update of `n` elements in place: optim.wgsl:adam4 (4 elements per
+/// invocation, 16-byte accesses) when `n` and every offset are multiples of 4, else
+/// optim.wgsl:adam. Both give the same values.
 pub fn adam(
     gpu: &Gpu,
     h: &AdamStep,
@@ -232,7 +239,9 @@ pub fn adam(
     m: Span<'_>,    // (n) read-write exp_avg, zeros before the first step
     v: Span<'_>,    // (n) read-write exp_avg_sq, zeros before the first step
 ) -> Result<()> {
-    let key = KernelKey::new("optim.wgsl", "adam").with("DECOUPLED", h.decoupled as u32);
+    let vec4 = adam_vec4_ok(n, &[&p, &grad, &m, &v]);
+    let entry = if vec4 { "adam4" } else { "adam" };
+    let key = KernelKey::new("optim.wgsl", entry).with("DECOUPLED", h.decoupled as u32);
     check(
         &key.label(),
         n,
@@ -264,7 +273,7 @@ pub fn adam(
         &key,
         &params,
         &[p.buf, grad.buf, m.buf, v.buf],
-        grid_1d(n, WG),
+        grid_1d(if vec4 { n / 4 } else { n }, WG),
     );
     Ok(())
 }

@@ -7,6 +7,7 @@ use super::cache::{Choice, TuneCache, default_path, driver_of, publish};
 use super::{CACHE_ENV, MatmulBucket, conv_bucket, dtype_tag, entry_key, layouts, matmul_default};
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
+use crate::launch::attention::{self as ak, At, AttnConfig, AttnShape, AttnVariant};
 use crate::launch::conv::{self as ck, Conv2dShape, ConvVariant};
 use crate::launch::matmul::{self as mk, MatRef, MatmulConfig, MatmulDims, MatmulVariant};
 use crate::pool::GpuBuffer;
@@ -37,8 +38,8 @@ impl TuneReport {
 
 /// Measures candidates and records winners in a [`TuneCache`].
 pub struct Tuner<'g> {
-    gpu: &'g Gpu,
-    cache: TuneCache,
+    pub(super) gpu: &'g Gpu,
+    pub(super) cache: TuneCache,
     /// Time to spend repeating one candidate (after its warm-up).
     pub budget: Duration,
     /// Re-measure shapes that are already cached.
@@ -49,7 +50,7 @@ pub struct Tuner<'g> {
 /// syncing inside the timed region. `compile` runs first, untimed, to build the pipeline (a
 /// tiny problem with the same specialisation). `give_up`: stop after two timed runs slower than
 /// this, or after the warm-up alone when it took over 1.5 s and twice as long.
-fn time_best(
+pub(super) fn time_best(
     gpu: &Gpu,
     budget: Duration,
     give_up: f64,
@@ -82,7 +83,7 @@ fn time_best(
 }
 
 /// Deterministic values in [-1, 1) (a small LCG; tuning needs no statistical quality).
-fn noise(len: usize, seed: u64) -> Vec<f32> {
+pub(super) fn noise(len: usize, seed: u64) -> Vec<f32> {
     let mut s = seed
         .wrapping_mul(6364136223846793005)
         .wrapping_add(1442695040888963407);
@@ -345,6 +346,204 @@ impl<'g> Tuner<'g> {
             candidates,
         })
     }
+}
+
+impl Tuner<'_> {
+    /// Tune the attention bucket of `s` ([`super::attention_bucket`]): time forward + backward
+    /// (one training step's worth) for every [`AttnConfig::candidates`] that fits the adapter,
+    /// check the fastest against the CPU twin ([`verify_attention`]; one that disagrees is
+    /// dropped and the next checked), cache the winner.
+    pub fn tune_attention(&mut self, s: &AttnShape) -> Result<TuneReport> {
+        let gpu = self.gpu;
+        let key = entry_key("attention", &super::attention_bucket(s), "f32");
+        if let (false, Some(c)) = (self.force, self.cache.get(&key)) {
+            return Ok(TuneReport {
+                key,
+                winner: c.config.clone(),
+                gflops: c.gflops,
+                default_gflops: c.default_gflops,
+                cached: true,
+                candidates: Vec::new(),
+            });
+        }
+        let (nq, nk) = (
+            s.batch * s.heads * s.tq * s.d,
+            s.batch * s.heads * s.tk * s.d,
+        );
+        let (q, _) = upload(gpu, &noise(nq.max(1), 3), false, "tune q")?;
+        let (k, _) = upload(gpu, &noise(nk.max(1), 4), false, "tune k")?;
+        let (v, _) = upload(gpu, &noise(nk.max(1), 5), false, "tune v")?;
+        let (dout, _) = upload(gpu, &noise(nq.max(1), 6), false, "tune dO")?;
+        let alloc = |n: usize, what: &str| gpu.alloc(4 * n.max(1) as u64, what);
+        let o = alloc(nq, "tune O")?;
+        let lse = alloc(s.batch * s.heads * s.tq, "tune L")?;
+        let (dq, dk, dv) = (
+            alloc(nq, "tune dq")?,
+            alloc(nk, "tune dk")?,
+            alloc(nk, "tune dv")?,
+        );
+        let at = |b| At { buf: b, offset: 0 };
+        let flops = 3.5 * 4.0 * (s.batch * s.heads * s.tq * s.tk * s.d) as f64;
+        let mut results: Vec<(AttnConfig, std::result::Result<f64, String>)> = Vec::new();
+        let mut best = f64::INFINITY;
+        for cfg in AttnConfig::candidates() {
+            if cfg.variant == AttnVariant::Tiled && cfg.tiles.fitted(gpu, s.d) != Some(cfg.tiles) {
+                results.push((cfg, Err("tiles do not fit this adapter".into())));
+                continue;
+            }
+            let run = || {
+                ak::forward_with(gpu, s, cfg, at(&q), at(&k), at(&v), None, &o, &lse, 0)?;
+                ak::backward_with(
+                    gpu,
+                    s,
+                    cfg,
+                    at(&q),
+                    at(&k),
+                    at(&v),
+                    None,
+                    &o,
+                    &lse,
+                    &dout,
+                    (&dq, &dk, &dv),
+                    0,
+                )
+            };
+            let t = time_best(gpu, self.budget, 4.0 * best, run, run);
+            if let Ok(t) = t {
+                best = best.min(t);
+            }
+            results.push((cfg, t.map(|t| flops / t / 1e9).map_err(|e| e.to_string())));
+        }
+        let default = super::attention_default();
+        let default_gflops = results
+            .iter()
+            .find(|(c, _)| *c == default)
+            .and_then(|(_, r)| r.as_ref().ok().copied())
+            .unwrap_or(0.0);
+        let mut ranked: Vec<(AttnConfig, f64)> = results
+            .iter()
+            .filter_map(|(c, r)| r.as_ref().ok().map(|g| (*c, *g)))
+            .collect();
+        ranked.sort_by(|x, y| y.1.total_cmp(&x.1));
+        let mut candidates: Vec<(String, std::result::Result<f64, String>)> =
+            results.iter().map(|(c, r)| (c.name(), r.clone())).collect();
+        let mut winner = None;
+        for (cfg, g) in ranked {
+            match verify_attention(gpu, cfg, s) {
+                Ok(()) => {
+                    winner = Some((cfg, g));
+                    break;
+                }
+                Err(why) => candidates.push((cfg.name(), Err(format!("rejected: {why}")))),
+            }
+        }
+        let Some((cfg, gflops)) = winner else {
+            return Err(KernelError::Unavailable(format!(
+                "tuning {key}: no attention variant ran and verified: {candidates:?}"
+            )));
+        };
+        self.cache.insert(
+            key.clone(),
+            Choice {
+                config: cfg.name(),
+                gflops,
+                default_gflops,
+            },
+        );
+        Ok(TuneReport {
+            key,
+            winner: cfg.name(),
+            gflops,
+            default_gflops,
+            cached: false,
+            candidates,
+        })
+    }
+}
+
+/// Run `cfg` forward and backward on small random inputs of `s`'s head size and mask (B 1, H 2,
+/// Tq, Tk up to 37 / 41, key padding mask on) and compare O, L, dQ, dK, dV with the f64 CPU twin.
+pub fn verify_attention(
+    gpu: &Gpu,
+    cfg: AttnConfig,
+    s: &AttnShape,
+) -> std::result::Result<(), String> {
+    let t = AttnShape {
+        batch: 1,
+        heads: 2,
+        tq: s.tq.clamp(1, 37),
+        tk: s.tk.clamp(1, 41),
+        ..*s
+    };
+    let e = |e: KernelError| e.to_string();
+    let (nq, nk) = (2 * t.tq * t.d, 2 * t.tk * t.d);
+    let (q, q64) = upload(gpu, &noise(nq, 7), false, "verify q").map_err(e)?;
+    let (k, k64) = upload(gpu, &noise(nk, 8), false, "verify k").map_err(e)?;
+    let (v, v64) = upload(gpu, &noise(nk, 9), false, "verify v").map_err(e)?;
+    let (dout, d64) = upload(gpu, &noise(nq, 10), false, "verify dO").map_err(e)?;
+    let keep: Vec<f32> = (0..t.tk).map(|j| f32::from(j % 5 != 3)).collect();
+    let (m, m64) = upload(gpu, &keep, false, "verify keep").map_err(e)?;
+    let alloc = |n: usize| gpu.alloc(4 * n as u64, "verify attention").map_err(e);
+    let (o, lse) = (alloc(nq)?, alloc(2 * t.tq)?);
+    let (dq, dk, dv) = (alloc(nq)?, alloc(nk)?, alloc(nk)?);
+    let at = |b| At { buf: b, offset: 0 };
+    ak::forward_with(
+        gpu,
+        &t,
+        cfg,
+        at(&q),
+        at(&k),
+        at(&v),
+        Some(at(&m)),
+        &o,
+        &lse,
+        0,
+    )
+    .map_err(e)?;
+    ak::backward_with(
+        gpu,
+        &t,
+        cfg,
+        at(&q),
+        at(&k),
+        at(&v),
+        Some(at(&m)),
+        &o,
+        &lse,
+        &dout,
+        (&dq, &dk, &dv),
+        0,
+    )
+    .map_err(e)?;
+    let (wo, wl) = crate::reference::attention::forward(&t, &q64, &k64, &v64, Some(&m64));
+    let (wq, wk, wv) =
+        crate::reference::attention::backward(&t, &q64, &k64, &v64, Some(&m64), &d64);
+    let read = |b: &GpuBuffer, n: usize| -> std::result::Result<Vec<f32>, String> {
+        Ok(bytemuck::pod_collect_to_vec(
+            &gpu.read(b, 0, 4 * n as u64).map_err(e)?,
+        ))
+    };
+    // f32 sums over D and Tk of values in [-1, 1) against f64 (see tests/attention.rs).
+    let (rel, abs) = (1e-3, 1e-4);
+    for (name, buf, want) in [
+        ("O", &o, &wo),
+        ("L", &lse, &wl),
+        ("dQ", &dq, &wq),
+        ("dK", &dk, &wk),
+        ("dV", &dv, &wv),
+    ] {
+        for (i, (&g, &w)) in read(buf, want.len())?.iter().zip(want.iter()).enumerate() {
+            let g = g as f64;
+            let err = (g - w).abs();
+            if err.is_nan() || err > (rel * (g + w).abs()).max(abs) {
+                return Err(format!(
+                    "{} {name} at {t:?}: element {i} is {g}, the CPU twin says {w}",
+                    cfg.name()
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Run `cfg` on small random operands with the bucket's layout (batch and transposes) and

@@ -273,40 +273,12 @@ pub(super) fn elementwise(s: &mut Suite) -> Result<()> {
 /// baseline (the reference rung).
 pub(super) fn conv(s: &mut Suite) -> Result<()> {
     let gpu = s.gpu.clone();
-    let base = Conv2dShape {
-        n: 32,
-        c_in: 16,
-        h: 14,
-        w: 14,
-        c_out: 32,
-        kh: 3,
-        kw: 3,
-        stride: (1, 1),
-        padding: (1, 1),
-        dilation: (1, 1),
-        groups: 1,
-    };
-    let lenet1 = Conv2dShape {
-        c_in: 1,
-        h: 28,
-        w: 28,
-        c_out: 6,
-        kh: 5,
-        kw: 5,
-        padding: (0, 0),
-        ..base
-    };
-    let resnet = Conv2dShape {
-        c_in: 64,
-        c_out: 64,
-        h: 8,
-        w: 8,
-        ..base
-    };
+    let k3 = |c_in, c_out, hw| Conv2dShape::new(32, c_in, c_out, (hw, hw), (3, 3)).padded((1, 1));
+    let lenet1 = Conv2dShape::new(32, 1, 6, (28, 28), (5, 5));
     let shapes = [
         ("b32 1->6 28x28 k5", lenet1),
-        ("b32 16->32 14x14 k3", base),
-        ("b32 64->64 8x8 k3", resnet),
+        ("b32 16->32 14x14 k3", k3(16, 32, 14)),
+        ("b32 64->64 8x8 k3", k3(64, 64, 8)),
     ];
     for (name, sh) in shapes {
         let numel = |d: [usize; 4]| d.iter().product::<usize>();
@@ -377,6 +349,92 @@ pub(super) fn attention(s: &mut Suite) -> Result<()> {
                 .map(drop)
                 .map_err(kerr)
         })?;
+    }
+    Ok(())
+}
+
+/// NF4 (QLoRA) matmul, forward and input gradient of M = 512 tokens through a 1024 x 1024
+/// layer: every fused configuration against dequantise-then-matmul (the baseline: W expanded
+/// to f32 in a temporary buffer, then the tuned matmul). Bytes count the NF4 weight once.
+pub(super) fn nf4(s: &mut Suite) -> Result<()> {
+    use kiln_kernels::launch::nf4::{self as nk, Nf4Buffers, Nf4Config, Nf4Pass};
+    let (m, o, i) = if s.quick {
+        (128, 1024, 1024)
+    } else {
+        (512, 1024, 1024)
+    };
+    let shape = format!("{m}x{i}->{o}");
+    if !s.wants("nf4", &shape, "") && !s.wants("nf4_grad", &shape, "") {
+        return Ok(());
+    }
+    let gpu = s.gpu.clone();
+    let w: Vec<f32> = (0..o * i)
+        .map(|e| ((e * 7919) % 1000) as f32 * 4e-5 - 0.02)
+        .collect();
+    let q = kiln_kernels::reference::nf4::quantize(&w, o, i);
+    let put = |v: &[u32], what: &str| -> Result<GpuBuffer> {
+        let b = gpu.alloc(4 * v.len() as u64, what)?;
+        gpu.upload(&b, 0, bytemuck::cast_slice(v));
+        Ok(b)
+    };
+    let (codes, scales) = (put(&q.codes, "codes")?, put(&q.scale_words(), "scales")?);
+    let stats = filled(&gpu, q.stats.len())?;
+    gpu.upload(&stats, 0, bytemuck::cast_slice(&q.stats));
+    let wb = Nf4Buffers {
+        codes: &codes,
+        scales: &scales,
+        stats: &stats,
+        out_features: o,
+        in_features: i,
+    };
+    let x = filled(&gpu, m * i.max(o))?;
+    let y = gpu.alloc(4 * (m * i.max(o)) as u64, "y")?;
+    let wdq = gpu.alloc(4 * (o * i) as u64, "W dequantised")?;
+    let flops = 2 * (m * o * i) as u64;
+    let bytes = (q.bytes() + 4 * m * (i + o)) as u64;
+    for (op, pass) in [("nf4", Nf4Pass::Forward), ("nf4_grad", Nf4Pass::GradInput)] {
+        let (dims, lw) = match pass {
+            Nf4Pass::Forward => (
+                MatmulDims {
+                    batch: 1,
+                    m,
+                    n: o,
+                    k: i,
+                },
+                MatLayout::transposed(i, o),
+            ),
+            Nf4Pass::GradInput => (
+                MatmulDims {
+                    batch: 1,
+                    m,
+                    n: i,
+                    k: o,
+                },
+                MatLayout::contiguous(o, i),
+            ),
+        };
+        let la = MatLayout::contiguous(m, dims.k);
+        let mcfg = kiln_kernels::tune::matmul_choice(&gpu, dims, la, lw, false);
+        let case = Case::new(op, shape.clone(), "dequant+matmul")
+            .work(flops, bytes, Bound::Compute)
+            .grouped(true);
+        s.run(case, || {
+            nk::dequantize_nf4(&gpu, wb, &wdq)?;
+            let (a, b) = (MatRef::new(&x, la), MatRef::new(&wdq, lw));
+            mk::matmul_config(&gpu, mcfg, a, b, &y, 0, dims)
+        })?;
+        for cfg in Nf4Config::candidates(&gpu, pass) {
+            let mut case = Case::new(op, shape.clone(), &cfg.label())
+                .work(flops, bytes, Bound::Compute)
+                .grouped(false);
+            if cfg.is_f16() {
+                case.dtype = "f16";
+            }
+            s.run(case, || match pass {
+                Nf4Pass::Forward => nk::matmul_nf4_config(&gpu, cfg, wb, &x, 0, m, None, &y),
+                Nf4Pass::GradInput => nk::matmul_nf4_grad_input_config(&gpu, cfg, wb, &x, 0, m, &y),
+            })?;
+        }
     }
     Ok(())
 }

@@ -61,19 +61,7 @@ fn cnn(gpu: &Arc<Gpu>) -> crate::Result<Setup> {
         .with(MaxPool2d::new(2))
         .with(Flatten::default())
         .with(Linear::new_on(gpu, 32 * 7 * 7, 10, true)?);
-    let conv = |c_in, c_out, hw| Conv2dShape {
-        n: b,
-        c_in,
-        h: hw,
-        w: hw,
-        c_out,
-        kh: 3,
-        kw: 3,
-        stride: (1, 1),
-        padding: (1, 1),
-        dilation: (1, 1),
-        groups: 1,
-    };
+    let conv = |c_in, c_out, hw| Conv2dShape::new(b, c_in, c_out, (hw, hw), (3, 3)).padded((1, 1));
     let flops = conv(1, 16, 28).flops() + conv(16, 32, 14).flops() + 2 * (b * 1568 * 10) as u64;
     Ok(Setup {
         name: "cnn 28x28 b64",

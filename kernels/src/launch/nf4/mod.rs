@@ -7,10 +7,27 @@
 //!
 //! W is [`Nf4Buffers`]: packed codes, packed int8 block scales and f32 group stats, laid out as
 //! [`crate::reference::nf4`] describes. The matmuls never write the dequantised W anywhere.
-//! [`Nf4Compute`] picks f32 or f16 compute; `Auto` takes f16 where the adapter has `SHADER_F16`.
-//! The reduction (in for the forward, out for the input gradient) is split into chunks of
-//! [`K_CHUNK`] (lavapipe ends an invocation's loops after 65,535 iterations); later chunks add
-//! into the output.
+//! Two rungs, each runnable on its own through [`Nf4Config`]:
+//!
+//! - `simple` (`nf4.wgsl`, f32, and `nf4_f16.wgsl`, f16 compute): a 4 x 4 (forward) or 4 x 8
+//!   (grad-input) block of outputs per invocation, the block absmax decoded per packed word; any
+//!   `in`;
+//! - `block` (`nf4_block.wgsl`, f32): `TM` rows per invocation share every decoded word, the
+//!   absmax is decoded once per 64-value block, and the code-book lookup is a private-array read
+//!   or a select tree; needs `in % 64 == 0` (and `x_offset % 4 == 0` forward);
+//! - `tile` (`nf4_block.wgsl`, forward only): the workgroup decodes each block of its 32 rows of
+//!   W once into workgroup memory and all its invocations share it (two barriers per block; on
+//!   lavapipe the barriers make it slower than `block`, on GPUs the tuner decides).
+//!
+//! [`matmul_nf4`] / [`matmul_nf4_grad_input`] take an [`Nf4Compute`] and ask the tuner
+//! ([`crate::tune::nf4_choice`], a lookup that never measures) for the configuration: the
+//! fastest correct one measured on this adapter for the shape's bucket, else [`Nf4Config`]'s
+//! default (the `block` rung in f32 where it applies). `F32` / `F16` force the precision; `Auto`
+//! lets the measurement pick either. The `_config` launchers run one configuration as asked.
+//!
+//! The reduction (in for the forward, out for the input gradient) is split into chunks of at
+//! most [`Nf4Config::chunk`] (lavapipe ends an invocation's loops after 65,535 iterations, and
+//! the block rung's row loops count too); later chunks add into the output.
 
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
@@ -18,6 +35,9 @@ use crate::launch::{ParamsLayout, grid_1d, layout_of};
 use crate::pipeline::KernelKey;
 use crate::pool::GpuBuffer;
 use crate::reference::nf4::{BLOCK, GROUP, PER_WORD};
+
+mod config;
+pub use config::{Nf4Config, Nf4Pass};
 
 crate::kernel_params! {
     /// Params of every entry point in `nf4.wgsl` and `nf4_f16.wgsl` (WGSL `Nf4Params` in
@@ -56,37 +76,22 @@ pub const WG: (u32, u32) = (8, 8);
 pub const FORWARD_BLOCK: (u32, u32) = (4, 4);
 /// Outputs per invocation of the input gradient (rows, columns).
 pub const GRAD_BLOCK: (u32, u32) = (4, 8);
+/// Most rows per invocation of the block rung (`TM_MAX` in `nf4_block.wgsl`).
+pub const BLOCK_TM_MAX: u32 = 16;
 
 /// f32 or f16 compute for the NF4 matmuls (accumulation and outputs are f32 either way).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Nf4Compute {
-    /// `nf4.wgsl`: dequantised values and products in f32.
+    /// Dequantised values and products in f32 (the `simple` or `block` rung).
     F32,
     /// `nf4_f16.wgsl`: x / dy and dequantised values rounded to f16, products (and short dot
     /// products) in f16, f32 accumulation. Needs `SHADER_F16`; inputs beyond f16's range
     /// (|x| > 65504) overflow.
     F16,
-    /// F16 where the adapter has `SHADER_F16`, else F32.
+    /// Whichever the tuner measured fastest (and correct) for the shape on this adapter, f32 or
+    /// f16; untuned shapes use the f32 default (f16 is slower on CPU adapters such as lavapipe).
     #[default]
     Auto,
-}
-
-impl Nf4Compute {
-    /// The concrete choice on `gpu` (`Auto` resolved).
-    pub fn resolve(self, gpu: &Gpu) -> Nf4Compute {
-        match self {
-            Nf4Compute::Auto if gpu.has_f16() => Nf4Compute::F16,
-            Nf4Compute::Auto => Nf4Compute::F32,
-            c => c,
-        }
-    }
-
-    fn shader(self) -> &'static str {
-        match self {
-            Nf4Compute::F16 => "nf4_f16.wgsl",
-            _ => "nf4.wgsl",
-        }
-    }
 }
 
 /// An NF4 weight W (out, in) on the GPU (formats in [`crate::reference::nf4`]).
@@ -174,14 +179,8 @@ fn groups(key: &KernelKey, cols: usize, rows: usize, block: (u32, u32)) -> Resul
     Ok([gx as u32, gy as u32, 1])
 }
 
-fn key(compute: Nf4Compute, entry: &'static str, aligned: bool) -> KernelKey {
-    KernelKey::new(compute.shader(), entry)
-        .with("WG_X", WG.0)
-        .with("WG_Y", WG.1)
-        .with("ALIGNED", u32::from(aligned))
-}
-
-/// `y (M, out) = x (M, in) @ W^T (+ bias)`, W dequantised in registers.
+/// `y (M, out) = x (M, in) @ W^T (+ bias)`, W dequantised in registers, with the configuration
+/// [`crate::tune::nf4_choice`] gives for `compute` and this shape.
 ///
 /// - `x`: (M, in) f32, contiguous from element `x_offset`;
 /// - `bias`: (out) f32 or `None`;
@@ -200,11 +199,30 @@ pub fn matmul_nf4(
     bias: Option<&GpuBuffer>,
     y: &GpuBuffer,
 ) -> Result<()> {
-    let compute = compute.resolve(gpu);
+    let dims = (m, w.out_features, w.in_features);
+    let cfg = crate::tune::nf4_choice(gpu, Nf4Pass::Forward, dims, x_offset, compute);
+    matmul_nf4_config(gpu, cfg, w, x, x_offset, m, bias, y)
+}
+
+/// [`matmul_nf4`] with configuration `cfg` exactly (an error where it does not apply).
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_nf4_config(
+    gpu: &Gpu,
+    cfg: Nf4Config,
+    w: Nf4Buffers<'_>,
+    x: &GpuBuffer,
+    x_offset: usize,
+    m: usize,
+    bias: Option<&GpuBuffer>,
+    y: &GpuBuffer,
+) -> Result<()> {
     let (out_f, in_f) = (w.out_features, w.in_features);
-    let aligned = in_f.is_multiple_of(PER_WORD) && x_offset.is_multiple_of(4);
-    let key = key(compute, "matmul_nf4", aligned);
-    check_compute(gpu, compute, &key)?;
+    let pass = Nf4Pass::Forward;
+    let key = cfg.key(
+        pass,
+        in_f.is_multiple_of(PER_WORD) && x_offset.is_multiple_of(4),
+    );
+    cfg.check(gpu, pass, in_f, x_offset, &key)?;
     w.check(&key)?;
     if m == 0 {
         return Err(launch_err(&key, "M must be at least 1".into()));
@@ -214,14 +232,15 @@ pub fn matmul_nf4(
     if let Some(b) = bias {
         check_len(&key, "bias (out)", b, out_f)?;
     }
-    let grid = groups(&key, out_f, m, FORWARD_BLOCK)?;
-    for k0 in (0..in_f).step_by(K_CHUNK) {
+    let grid = groups(&key, out_f, m, cfg.block(pass))?;
+    let chunk = cfg.chunk(pass);
+    for k0 in (0..in_f).step_by(chunk) {
         let p = Nf4Params {
             rows: m as u32,
             out_f: out_f as u32,
             in_f: in_f as u32,
             red0: k0 as u32,
-            red_len: (in_f - k0).min(K_CHUNK) as u32,
+            red_len: (in_f - k0).min(chunk) as u32,
             inp_off: x_offset as u32,
             accumulate: u32::from(k0 > 0),
             has_bias: u32::from(bias.is_some()),
@@ -233,7 +252,8 @@ pub fn matmul_nf4(
     Ok(())
 }
 
-/// `dx (M, in) = dy (M, out) @ W`, W dequantised in registers (W itself gets no gradient).
+/// `dx (M, in) = dy (M, out) @ W`, W dequantised in registers (W itself gets no gradient), with
+/// the configuration [`crate::tune::nf4_choice`] gives for `compute` and this shape.
 ///
 /// - `dy`: (M, out) f32, contiguous from element `dy_offset`;
 /// - `dx`: (M, in) f32, written contiguous from element 0 (overwritten, not accumulated).
@@ -246,25 +266,47 @@ pub fn matmul_nf4_grad_input(
     m: usize,
     dx: &GpuBuffer,
 ) -> Result<()> {
-    let compute = compute.resolve(gpu);
+    let dims = (m, w.out_features, w.in_features);
+    let cfg = crate::tune::nf4_choice(gpu, Nf4Pass::GradInput, dims, dy_offset, compute);
+    matmul_nf4_grad_input_config(gpu, cfg, w, dy, dy_offset, m, dx)
+}
+
+/// [`matmul_nf4_grad_input`] with configuration `cfg` exactly (an error where it does not
+/// apply).
+pub fn matmul_nf4_grad_input_config(
+    gpu: &Gpu,
+    cfg: Nf4Config,
+    w: Nf4Buffers<'_>,
+    dy: &GpuBuffer,
+    dy_offset: usize,
+    m: usize,
+    dx: &GpuBuffer,
+) -> Result<()> {
     let (out_f, in_f) = (w.out_features, w.in_features);
-    let aligned = in_f.is_multiple_of(PER_WORD);
-    let key = key(compute, "matmul_nf4_grad_input", aligned);
-    check_compute(gpu, compute, &key)?;
+    let pass = Nf4Pass::GradInput;
+    let aligned = match cfg {
+        Nf4Config::Simple { .. } => in_f.is_multiple_of(PER_WORD),
+        Nf4Config::Block { .. } | Nf4Config::Tile { .. } => {
+            out_f.is_multiple_of(4) && dy_offset.is_multiple_of(4)
+        }
+    };
+    let key = cfg.key(pass, aligned);
+    cfg.check(gpu, pass, in_f, dy_offset, &key)?;
     w.check(&key)?;
     if m == 0 {
         return Err(launch_err(&key, "M must be at least 1".into()));
     }
     check_len(&key, "dy (M, out)", dy, dy_offset + m * out_f)?;
     check_len(&key, "dx (M, in)", dx, m * in_f)?;
-    let grid = groups(&key, in_f, m, GRAD_BLOCK)?;
-    for o0 in (0..out_f).step_by(K_CHUNK) {
+    let grid = groups(&key, in_f, m, cfg.block(pass))?;
+    let chunk = cfg.chunk(pass);
+    for o0 in (0..out_f).step_by(chunk) {
         let p = Nf4Params {
             rows: m as u32,
             out_f: out_f as u32,
             in_f: in_f as u32,
             red0: o0 as u32,
-            red_len: (out_f - o0).min(K_CHUNK) as u32,
+            red_len: (out_f - o0).min(chunk) as u32,
             inp_off: dy_offset as u32,
             accumulate: u32::from(o0 > 0),
             has_bias: 0,
@@ -276,7 +318,10 @@ pub fn matmul_nf4_grad_input(
 
 /// W (out, in) as f32, row-major from element 0 of `out`: `NF4[code] * block absmax`.
 pub fn dequantize_nf4(gpu: &Gpu, w: Nf4Buffers<'_>, out: &GpuBuffer) -> Result<()> {
-    let key = key(Nf4Compute::F32, "dequantize_nf4", false);
+    let key = KernelKey::new("nf4.wgsl", "dequantize_nf4")
+        .with("WG_X", WG.0)
+        .with("WG_Y", WG.1)
+        .with("ALIGNED", 0u32);
     let n = w.check(&key)?;
     check_len(&key, "W (out, in)", out, n)?;
     let p = Nf4Params {
@@ -286,16 +331,6 @@ pub fn dequantize_nf4(gpu: &Gpu, w: Nf4Buffers<'_>, out: &GpuBuffer) -> Result<(
     };
     let grid = grid_1d(n.div_ceil(PER_WORD), WG.0 * WG.1);
     gpu.dispatch(&key, &p, &[w.codes, w.scales, w.stats, out], grid);
-    Ok(())
-}
-
-fn check_compute(gpu: &Gpu, compute: Nf4Compute, key: &KernelKey) -> Result<()> {
-    if compute == Nf4Compute::F16 && !gpu.has_f16() {
-        return Err(launch_err(
-            key,
-            format!("{} lacks the SHADER_F16 feature", gpu.info().name),
-        ));
-    }
     Ok(())
 }
 

@@ -1,0 +1,194 @@
+//! Where the time of `mlp_step` goes: each piece of one Adam step of the 784-256-10 MLP at batch
+//! 128 (see `examples/mlp_step.rs`) timed on its own with `kiln_kernels::profile::Profiler` (GPU
+//! timestamps where the adapter has them, else wall time around a sync), with its dispatch count.
+//! Run with `cargo run --release --example mlp_breakdown [iters]`; with `-- ITERS tiles` it
+//! times the three big products of the step under every vec4 tile configuration instead.
+use kiln::Tensor;
+use kiln::nn::{Linear, Module, ReLU, Sequential};
+use kiln::optim::{Adam, AdamConfig, Optimizer};
+use kiln_kernels::KernelError;
+use kiln_kernels::launch::matmul::{
+    self as mk, MatLayout, MatRef, MatmulConfig, MatmulDims, MatmulVariant,
+};
+use kiln_kernels::profile::Profiler;
+
+fn kerr(e: kiln::Error) -> KernelError {
+    KernelError::Launch {
+        kernel: "mlp_breakdown".into(),
+        message: e.to_string(),
+    }
+}
+
+fn main() -> kiln::Result<()> {
+    let iters: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(20);
+    let gpu = kiln::device()?;
+    let prof = Profiler::new(&gpu);
+    println!("timing source: {:?}", prof.source());
+    let time = |name: &str,
+                prof: &Profiler,
+                f: &mut dyn FnMut() -> kiln::Result<()>|
+     -> kiln::Result<()> {
+        let s0 = gpu.encoder_stats().total_dispatches;
+        f()?;
+        let d = gpu.encoder_stats().total_dispatches - s0;
+        let t = prof
+            .time(&gpu, 2, iters, || f().map_err(kerr))
+            .map_err(kiln::Error::from)?;
+        println!("{name:<40} {:>8.3} ms  {d:>3} dispatches", t.median_ms());
+        Ok(())
+    };
+
+    if std::env::args().nth(2).as_deref() == Some("tiles") {
+        return tile_sweep(&gpu, &prof, iters);
+    }
+    let l1 = Linear::new(784, 256, true)?;
+    let l2 = Linear::new(256, 10, true)?;
+    let x = Tensor::randn_on(&gpu, &[128, 784], 0)?;
+    let h = Tensor::randn_on(&gpu, &[128, 256], 1)?;
+    let logits = Tensor::randn_on(&gpu, &[128, 10], 2)?;
+    let y = Tensor::from_slice_on(
+        &gpu,
+        &(0..128u32).map(|i| i % 10).collect::<Vec<_>>(),
+        &[128],
+    )?;
+    {
+        let _g = kiln::no_grad();
+        let w1t = l1.weight.t()?;
+        time("fwd matmul x @ W1^T (128x784x256)", &prof, &mut || {
+            x.matmul(&w1t).map(drop)
+        })?;
+        time("fwd linear1 (matmul + bias)", &prof, &mut || {
+            l1.forward(&x).map(drop)
+        })?;
+        time("fwd relu (128, 256)", &prof, &mut || h.relu().map(drop))?;
+        time("fwd linear2 256->10", &prof, &mut || {
+            l2.forward(&h).map(drop)
+        })?;
+        time("fwd cross_entropy (128, 10)", &prof, &mut || {
+            logits.cross_entropy(&y).map(drop)
+        })?;
+        let g = Tensor::randn_on(&gpu, &[128, 256], 3)?;
+        time("bwd x^T @ g (784x128x256)", &prof, &mut || {
+            x.t()?.matmul(&g).map(drop)
+        })?;
+        time("bwd g^T @ x (256x128x784)", &prof, &mut || {
+            g.t()?.matmul(&x).map(drop)
+        })?;
+        let gw = Tensor::randn_on(&gpu, &[784, 256], 4)?;
+        time("add (256,784) + transposed view", &prof, &mut || {
+            l1.weight.add(&gw.t()?).map(drop)
+        })?;
+        time("add (256,784) + contiguous", &prof, &mut || {
+            l1.weight.add(&l1.weight).map(drop)
+        })?;
+        time("bias grad sum over rows (128, 256)", &prof, &mut || {
+            g.sum_dims(&[0], false).map(drop)
+        })?;
+    }
+
+    let model = Sequential::new().with(l1).with(ReLU).with(l2);
+    let mut opt = Adam::new(model.named_parameters(), AdamConfig::adam(1e-3))?;
+    time("forward + loss (recorded)", &prof, &mut || {
+        model.forward(&x)?.cross_entropy(&y).map(drop)
+    })?;
+    time("forward + backward + zero_grad", &prof, &mut || {
+        model.forward(&x)?.cross_entropy(&y)?.backward()?;
+        opt.zero_grad()
+    })?;
+    model.forward(&x)?.cross_entropy(&y)?.backward()?;
+    time("Adam step (4 params)", &prof, &mut || opt.step())?;
+    time("zero_grad", &prof, &mut || opt.zero_grad())?;
+    time("whole step (fwd, bwd, Adam, zero)", &prof, &mut || {
+        model.forward(&x)?.cross_entropy(&y)?.backward()?;
+        opt.step()?;
+        opt.zero_grad()
+    })?;
+    let wall = Profiler::wall_clock();
+    time("whole step, wall clock", &wall, &mut || {
+        model.forward(&x)?.cross_entropy(&y)?.backward()?;
+        opt.step()?;
+        opt.zero_grad()
+    })?;
+    Ok(())
+}
+
+/// The three big products of the step under every vec4 tile configuration (and regblock), in
+/// rounds so that load changes hit all alike: `mlp_breakdown ITERS tiles`.
+fn tile_sweep(gpu: &std::sync::Arc<kiln::Gpu>, prof: &Profiler, iters: usize) -> kiln::Result<()> {
+    let buf = |n: usize| gpu.alloc(4 * n as u64, "sweep");
+    let (x, g, w, c) = (
+        buf(128 * 784)?,
+        buf(128 * 256)?,
+        buf(256 * 784)?,
+        buf(256 * 784)?,
+    );
+    // (name, A layout, B layout, dims): x (128, 784), g (128, 256), W (256, 784), all row-major.
+    let cases = [
+        (
+            "x @ W^T (NT)",
+            MatLayout::contiguous(128, 784),
+            MatLayout::transposed(784, 256),
+            MatmulDims {
+                batch: 1,
+                m: 128,
+                n: 256,
+                k: 784,
+            },
+            [&x, &w],
+        ),
+        (
+            "g^T @ x (TN)",
+            MatLayout::transposed(256, 128),
+            MatLayout::contiguous(128, 784),
+            MatmulDims {
+                batch: 1,
+                m: 256,
+                n: 784,
+                k: 128,
+            },
+            [&g, &x],
+        ),
+        (
+            "x^T @ g (TN)",
+            MatLayout::transposed(784, 128),
+            MatLayout::contiguous(128, 256),
+            MatmulDims {
+                batch: 1,
+                m: 784,
+                n: 256,
+                k: 128,
+            },
+            [&x, &g],
+        ),
+    ];
+    let mut cfgs = MatmulConfig::candidates(MatmulVariant::Vec4);
+    cfgs.push(MatmulConfig::default_for(MatmulVariant::RegBlock));
+    for round in 0..2 {
+        println!("-- round {round}");
+        for (name, la, lb, dims, [a, b]) in &cases {
+            for cfg in &cfgs {
+                let t = prof.time(gpu, 2, iters, || {
+                    mk::matmul_config(
+                        gpu,
+                        *cfg,
+                        MatRef::new(a, *la),
+                        MatRef::new(b, *lb),
+                        &c,
+                        0,
+                        *dims,
+                    )
+                })?;
+                let gf = dims.flops() as f64 / t.median_ms() / 1e6;
+                println!(
+                    "{name:<14} {:<18} {:>8.3} ms {gf:>6.1} GFLOP/s",
+                    cfg.label(),
+                    t.median_ms()
+                );
+            }
+        }
+    }
+    Ok(())
+}
