@@ -88,7 +88,10 @@ pub const SOURCES: &[(&str, &str)] = &[
     ),
     ("nf4.wgsl", include_str!("../../shaders/nf4.wgsl")),
     ("nf4_f16.wgsl", include_str!("../../shaders/nf4_f16.wgsl")),
-    ("nf4_block.wgsl", include_str!("../../shaders/nf4_block.wgsl")),
+    (
+        "nf4_block.wgsl",
+        include_str!("../../shaders/nf4_block.wgsl"),
+    ),
     (
         "common/conv.wgsl",
         include_str!("../../shaders/common/conv.wgsl"),

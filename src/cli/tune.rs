@@ -94,10 +94,19 @@ fn model_shapes(a: &TuneArgs, gpu: &std::sync::Arc<crate::Gpu>) -> Result<Vec<Se
         shape.push(input);
     }
     let n: usize = shape.iter().product();
-    let data: Vec<f32> = (0..n)
-        .map(|i| ((i * 7919) % 1000) as f32 / 1000.0)
-        .collect();
-    let x = Tensor::from_slice_on(gpu, &data, &shape)?;
+    // Sequence models (gpt, lstm, ...) take (batch, --input) token ids below --classes, so their
+    // attention shapes (B, H, T = --input, D) are recorded too.
+    let x = if spec.is_sequence() {
+        let ids: Vec<u32> = (0..n)
+            .map(|i| ((i * 7919) % a.classes.max(1)) as u32)
+            .collect();
+        Tensor::from_slice_on(gpu, &ids, &shape)?
+    } else {
+        let data: Vec<f32> = (0..n)
+            .map(|i| ((i * 7919) % 1000) as f32 / 1000.0)
+            .collect();
+        Tensor::from_slice_on(gpu, &data, &shape)?
+    };
     tune::start_recording();
     let pass = model
         .forward(&x)
@@ -169,10 +178,14 @@ pub fn run(a: TuneArgs) -> Result<()> {
         eprintln!("warning: {w}");
     }
     println!(
-        "tuning {} shape(s) on {} (driver {})",
+        "tuning {} shape(s) on {} (driver {}), timed by {}",
         shapes.len(),
         gpu.info().name,
-        tune::driver_of(&gpu)
+        tune::driver_of(&gpu),
+        match tuner.time_source() {
+            kiln_kernels::profile::TimeSource::GpuTimestamps => "GPU timestamps",
+            kiln_kernels::profile::TimeSource::WallClock => "wall time around a sync",
+        }
     );
     println!(
         "{:<44} {:<18} {:>9} {:>9} {:>8}",

@@ -35,10 +35,10 @@
 //! other side per step; ~5x the one-row kernels on lavapipe). The rung actually run is the
 //! adapter's tuned choice for the shape bucket (`kiln_kernels::tune::attention_choice`: row,
 //! block, or the flash-attention `Tiled` rung that streams K / V tiles through workgroup memory),
-//! else block; tuning happens only in `kiln tune-kernels`, never here. Kernels read contiguous rows:
-//! strided views (e.g. a (B, T, H, D) projection transposed to (B, H, T, D)) are copied once; the
-//! copies, O and L are what the backward keeps (all O(B H T D)). Head sizes above 128 use the
-//! composition.
+//! else block; tuning happens only in `kiln tune-kernels`, never here. Kernels read contiguous
+//! rows: strided views (e.g. a (B, T, H, D) projection transposed to (B, H, T, D)) are copied
+//! once; the copies, O and L are what the backward keeps (all O(B H T D)). Head sizes above 128
+//! use the composition.
 
 use kiln_kernels::launch::attention::{self as ak, At, AttnShape, AttnVariant, MAX_D};
 

@@ -2,9 +2,10 @@
 //! softmax, and the backward from the saved log-sum-exp rows.
 //!
 //! Every tensor is contiguous row-major: q, dO, O (B, H, Tq, D); k, v (B, H, Tk, D);
-//! keep (B, Tk) f32 of 1.0 / 0.0; L (B, H, Tq). No workgroup barriers (lavapipe pays about 15 us
-//! per barrier) and no float atomics: each invocation owns its output rows and walks the other
-//! side serially, reading it from global memory.
+//! keep (B, Tk) f32 of 1.0 / 0.0; L (B, H, Tq). No float atomics: each invocation owns its output
+//! rows and walks the other side serially. The row and block rungs have no workgroup barriers
+//! (lavapipe pays about 15 us per barrier) and read the other side from global memory; the tiled
+//! rung stages it in workgroup memory, two barriers per tile.
 //!
 //! | kernel | one invocation owns | walks |
 //! | --- | --- | --- |
