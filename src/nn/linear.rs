@@ -148,7 +148,7 @@ impl Linear {
     }
 
     /// Replace the f32 base weight by its NF4 quantisation (blocks of 64, double-quantised
-    /// scales; compute [`Nf4Compute::Auto`]: f16 where the adapter has `SHADER_F16`). The f32
+    /// scales; compute [`Nf4Compute::Auto`]: the tuner's measured choice of kernel and f32/f16). The f32
     /// weight buffer is released (if nothing else holds a clone of the tensor: quantise before
     /// building an optimizer or collecting `named_parameters`), the weight leaves
     /// [`Module::named_parameters`] and never gets a gradient; the bias is kept as it is. A LoRA

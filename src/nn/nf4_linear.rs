@@ -52,8 +52,8 @@ impl Nf4Linear {
         }
     }
 
-    /// The same layer computing in `compute` (default [`Nf4Compute::Auto`]: f16 where the
-    /// adapter has `SHADER_F16`).
+    /// The same layer computing in `compute` (default [`Nf4Compute::Auto`]: the tuner's
+    /// measured choice of kernel and precision, f32 for shapes never tuned).
     pub fn with_compute(mut self, compute: Nf4Compute) -> Self {
         self.compute = compute;
         self
