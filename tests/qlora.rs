@@ -529,6 +529,15 @@ fn ckpt_file(run: &Path) -> PathBuf {
         .unwrap()
 }
 
+/// Runs `kiln merge --base B --adapter A --out O`, which must fail with one clean paragraph;
+/// returns its stderr.
+fn merge_fails(base: &str, adapter: &str, out: &str) -> String {
+    let (ok, _, err) = kiln(&["merge", "--base", base, "--adapter", adapter, "--out", out]);
+    assert!(!ok, "kiln merge should have failed:\n{err}");
+    clean_error(&err);
+    err
+}
+
 #[test]
 fn kiln_merge_round_trip_on_a_tiny_gpt() {
     let d = scratch("merge");
@@ -611,41 +620,11 @@ fn kiln_merge_round_trip_on_a_tiny_gpt() {
     );
 
     // Errors: one paragraph, non-zero exit.
-    let (ok, _, err) = kiln(&[
-        "merge",
-        "--base",
-        s(&run),
-        "--adapter",
-        s(&adapter),
-        "--out",
-        s(&out),
-    ]);
-    assert!(!ok);
-    clean_error(&err);
+    let err = merge_fails(s(&run), s(&adapter), s(&out));
     assert!(err.contains("already holds"), "{err}");
-    let (ok, _, err) = kiln(&[
-        "merge",
-        "--base",
-        s(&run),
-        "--adapter",
-        s(&d.join("none")),
-        "--out",
-        s(&d.join("o1")),
-    ]);
-    assert!(!ok);
-    clean_error(&err);
+    let err = merge_fails(s(&run), s(&d.join("none")), s(&d.join("o1")));
     assert!(err.contains("no such directory"), "{err}");
-    let (ok, _, err) = kiln(&[
-        "merge",
-        "--base",
-        s(&d.join("nope")),
-        "--adapter",
-        s(&adapter),
-        "--out",
-        s(&d.join("o2")),
-    ]);
-    assert!(!ok);
-    clean_error(&err);
+    let err = merge_fails(s(&d.join("nope")), s(&adapter), s(&d.join("o2")));
     assert!(err.contains("nope"), "{err}");
 }
 
@@ -670,17 +649,7 @@ fn kiln_merge_refuses_an_adapter_that_does_not_fit() {
     let bad = d.join("wide-adapter");
     lora_io::save_adapter(&wide, &cfg, &bad).unwrap();
     let out = d.join("out");
-    let (ok, _, err) = kiln(&[
-        "merge",
-        "--base",
-        s(&run),
-        "--adapter",
-        s(&bad),
-        "--out",
-        s(&out),
-    ]);
-    assert!(!ok, "a mis-shaped adapter must fail");
-    clean_error(&err);
+    let err = merge_fails(s(&run), s(&bad), s(&out));
     assert!(
         err.contains("mis-shaped") && err.contains("q_proj.lora_A.weight"),
         "{err}"
@@ -692,31 +661,11 @@ fn kiln_merge_refuses_an_adapter_that_does_not_fit() {
     lora::apply_lora(&mut other, &LoraConfig::new(2, 4.0, &["q_proj"])).unwrap();
     let bad2 = d.join("bad-targets");
     lora_io::save_adapter(&other, &cfg2, &bad2).unwrap();
-    let (ok, _, err) = kiln(&[
-        "merge",
-        "--base",
-        s(&run),
-        "--adapter",
-        s(&bad2),
-        "--out",
-        s(&out),
-    ]);
-    assert!(!ok);
-    clean_error(&err);
+    let err = merge_fails(s(&run), s(&bad2), s(&out));
     assert!(err.contains("query"), "{err}");
     // The adapter directory without its weights file.
     std::fs::remove_file(bad2.join(lora_io::ADAPTER_WEIGHTS)).unwrap();
-    let (ok, _, err) = kiln(&[
-        "merge",
-        "--base",
-        s(&run),
-        "--adapter",
-        s(&bad2),
-        "--out",
-        s(&out),
-    ]);
-    assert!(!ok);
-    clean_error(&err);
+    let err = merge_fails(s(&run), s(&bad2), s(&out));
     assert!(err.contains(lora_io::ADAPTER_WEIGHTS), "{err}");
 }
 
