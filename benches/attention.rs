@@ -123,6 +123,7 @@ fn rung_configs() -> Vec<AttnConfig> {
     vec![
         AttnConfig::of(AttnVariant::Row),
         AttnConfig::of(AttnVariant::Block),
+        AttnConfig::of(AttnVariant::Panel),
         tiled(8, 64),
         tiled(16, 64),
         tiled(32, 64),

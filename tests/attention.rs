@@ -155,6 +155,7 @@ fn configs() -> Vec<AttnConfig> {
     vec![
         AttnConfig::of(AttnVariant::Row),
         AttnConfig::of(AttnVariant::Block),
+        AttnConfig::of(AttnVariant::Panel),
         AttnConfig::of(AttnVariant::Tiled),
         tiled(2, 8),
         tiled(8, 4),
@@ -392,6 +393,9 @@ fn loop_limit_is_chunked_over_dispatches() {
     let c = Case::new(1, 1, 5, 9000, 128, true, true);
     check_launcher_vs_twin(&c, tiled, 0);
     check_launcher_vs_twin(&Case::new(1, 1, 9000, 5, 128, false, true), tiled, 0);
+    // The panel forward walks 16 keys per step within the block rung's chunk length.
+    let panel = AttnConfig::of(AttnVariant::Panel);
+    check_launcher_vs_twin(&Case::new(1, 1, 5, 9000, 128, true, true), panel, 0);
     // Many small chunks (forced) give the same result as one.
     let c = Case::new(1, 2, 17, 29, 32, true, true);
     let dout = rand_vec(2 * 17 * 32, 5, -1.0, 1.0);
@@ -401,8 +405,10 @@ fn loop_limit_is_chunked_over_dispatches() {
         (AttnConfig::of(AttnVariant::Row), 3),
         (AttnConfig::of(AttnVariant::Block), 0),
         (AttnConfig::of(AttnVariant::Block), 5),
+        (AttnConfig::of(AttnVariant::Panel), 0),
+        (AttnConfig::of(AttnVariant::Panel), 5),
     ];
-    cases.extend(configs()[2..].iter().flat_map(|&t| [(t, 0), (t, 5)]));
+    cases.extend(configs()[3..].iter().flat_map(|&t| [(t, 0), (t, 5)]));
     for (cfg, chunk) in cases {
         let many = run(cfg, chunk);
         for n in 0..5 {
@@ -498,7 +504,7 @@ fn backward_rungs_match_cpu_twin() {
             (AttnConfig::of(AttnVariant::Row), 3),
             (AttnConfig::of(AttnVariant::Block), 4),
         ];
-        cases.extend(configs()[2..].iter().flat_map(|&t| [(t, 0), (t, 9)]));
+        cases.extend(configs()[3..].iter().flat_map(|&t| [(t, 0), (t, 9)]));
         for (cfg, chunk) in cases {
             let got = run_kernels(&c, cfg, chunk, &dout);
             for (n, want) in [dq.clone(), dk.clone(), dv.clone()].iter().enumerate() {
@@ -699,7 +705,7 @@ fn tiled_matches_cpu_twin_at_awkward_sizes() {
         let causal = n.is_multiple_of(2);
         let mask = n % 3 != 1;
         let c = Case::new(2, 2, tq, tk, d, causal, mask);
-        for cfg in &configs()[2..] {
+        for cfg in &configs()[3..] {
             check_launcher_vs_twin(&c, *cfg, 0);
         }
     }

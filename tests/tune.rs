@@ -1,5 +1,6 @@
 //! The autotuner: cache round trip, keys per adapter and driver, verified winners, corrupted
-//! files, `KILN_TUNE=0`, untuned shapes, the shape recorder, and conv tuning.
+//! files, `KILN_TUNE=0`, untuned shapes, the shape recorder, and conv tuning (every candidate
+//! configuration against the CPU twin, tune -> cache -> lookup, old-format entries).
 
 mod common;
 
@@ -9,8 +10,9 @@ use std::time::Duration;
 
 use common::gpu;
 use kiln::Tensor;
-use kiln_kernels::launch::conv::{Conv2dShape, ConvVariant};
+use kiln_kernels::launch::conv::{self as ck, Conv2dShape, ConvConfig, ConvVariant, MAX_QUADS};
 use kiln_kernels::launch::matmul::{MatLayout, MatmulConfig, MatmulDims, MatmulVariant};
+use kiln_kernels::reference::{Tolerance, conv as cpu};
 use kiln_kernels::tune::{self, Choice, MatmulBucket, SeenShape, TuneCache, Tuner};
 
 /// Tests that set KILN_TUNE / KILN_TUNE_CACHE hold this (the environment is process-wide).
@@ -280,21 +282,288 @@ fn verification_rejects_a_rung_that_cannot_run() {
 fn conv_tuning_and_lookup() {
     let _g = ENV.lock().unwrap_or_else(|e| e.into_inner());
     let g = gpu();
-    let s = Conv2dShape::new(2, 3, 5, (9, 11), (3, 3)).padded((1, 1));
+    // 3 -> 5 channels: 1 quad of input channels, up to 2 of output channels.
+    let s = Conv2dShape::new(3, 3, 5, (9, 11), (3, 3)).padded((1, 1));
     let path = temp_file("conv.json");
     set_env(tune::CACHE_ENV, Some(path.to_str().unwrap()));
     let mut t = Tuner::new(&g).unwrap();
     t.budget = Duration::from_millis(10);
     let r = t.tune_conv(&s).unwrap();
-    assert_eq!(r.candidates.len(), ConvVariant::ALL.len());
-    let v = ConvVariant::ALL
-        .into_iter()
-        .find(|v| v.name() == r.winner)
-        .expect("winner is a conv variant");
+    assert!(
+        !r.cached && r.gflops > 0.0 && r.default_gflops > 0.0,
+        "{r:?}"
+    );
+    let labels: Vec<&str> = r.candidates.iter().map(|(l, _)| l.as_str()).collect();
+    // Both rungs, each quads count of the implicit-GEMM passes, several split counts.
+    for want in [
+        "forward direct",
+        "forward implicit_gemm:fq1",
+        "forward implicit_gemm:fq2",
+        "grad_input implicit_gemm:iq1",
+        "grad_input direct",
+    ] {
+        assert!(labels.contains(&want), "{want} not in {labels:?}");
+    }
+    assert!(!labels.contains(&"forward implicit_gemm:fq3"), "{labels:?}");
+    let splits = |rung: &str| {
+        labels
+            .iter()
+            .filter(|l| l.starts_with(&format!("grad_weight {rung}")))
+            .count()
+    };
+    assert!(
+        splits("implicit_gemm") >= 4 && splits("direct") >= 2,
+        "{labels:?}"
+    );
+    // The winner names its quads and splits, parses, runs and agrees with the CPU twin.
+    let cfg = ConvConfig::parse(&r.winner).expect("winner label parses");
+    assert!(r.winner.contains(":s"), "{}", r.winner);
+    if cfg.variant == ConvVariant::ImplicitGemm {
+        assert!(
+            r.winner.contains(":fq") && r.winner.contains(":wq"),
+            "{}",
+            r.winner
+        );
+    }
+    tune::verify_conv(&g, cfg, &s).unwrap();
     t.save().unwrap();
     let got = tune::conv_choice(&g, &s);
+    // Another batch and size of the same bucket gets the same configuration.
+    let same_bucket = tune::conv_choice(&g, &Conv2dShape { n: 4, h: 16, ..s });
+    let other = tune::conv_choice(&g, &Conv2dShape { c_out: 6, ..s });
+    // A second tuner finds it cached.
+    let again = Tuner::new(&g).unwrap().tune_conv(&s).unwrap();
     set_env(tune::CACHE_ENV, None);
-    assert_eq!(got, v);
+    assert_eq!(got, cfg);
+    assert_eq!(same_bucket, cfg);
+    assert_eq!(other, ConvConfig::default());
+    assert!(again.cached && again.winner == r.winner, "{again:?}");
+}
+
+/// A cache at a fresh path for this adapter holding `config` for the bucket of `s`.
+fn conv_cache_with(name: &str, s: &Conv2dShape, config: &str) -> PathBuf {
+    let g = gpu();
+    let path = temp_file(name);
+    let mut c = TuneCache::empty(&path, &g.info().name, &tune::driver_of(&g));
+    c.insert(
+        tune::entry_key("conv2d", &tune::conv_bucket(s), "f32"),
+        Choice {
+            config: config.into(),
+            gflops: 2.0,
+            default_gflops: 1.0,
+        },
+    );
+    c.save().unwrap();
+    path
+}
+
+#[test]
+fn old_and_hand_written_conv_entries_load() {
+    let _g = ENV.lock().unwrap_or_else(|e| e.into_inner());
+    let g = gpu();
+    let s = Conv2dShape::new(3, 7, 5, (7, 17), (3, 3)).padded((1, 1));
+    // (entry, what conv_choice must return): an entry of the format before quads and splits
+    // were tuned names only the rung, and gets its heuristics; a bad one gets the default.
+    let full = ConvConfig {
+        variant: ConvVariant::ImplicitGemm,
+        fwd_quads: Some(1),
+        input_quads: Some(3),
+        weight_quads: Some(4),
+        splits: Some(5),
+    };
+    let cases = [
+        ("direct", ConvConfig::of(ConvVariant::Direct)),
+        ("implicit_gemm", ConvConfig::default()),
+        ("implicit_gemm:fq1:iq3:wq4:s5", full),
+        ("implicit_gemm:fq9", ConvConfig::default()),
+        ("regblock", ConvConfig::default()),
+    ];
+    let x = Tensor::from_slice(&rand_f32(3 * 7 * 7 * 17, 21), &[3, 7, 7, 17]).unwrap();
+    let w = Tensor::from_slice(&rand_f32(5 * 7 * 9, 22), &[5, 7, 3, 3]).unwrap();
+    let opts = kiln::ops::Conv2dOptions {
+        padding: (1, 1),
+        ..Default::default()
+    };
+    let want = cpu::conv2d_forward(
+        &s,
+        &f64s(&x.to_vec::<f32>().unwrap()),
+        &f64s(&w.to_vec::<f32>().unwrap()),
+        None,
+    );
+    for (i, (entry, expect)) in cases.into_iter().enumerate() {
+        let path = conv_cache_with(&format!("conv-old{i}.json"), &s, entry);
+        set_env(tune::CACHE_ENV, Some(path.to_str().unwrap()));
+        let got = tune::conv_choice(&g, &s);
+        // Tensor::conv2d goes through the lookup and stays correct with the entry's config.
+        let out = x.conv2d(&w, None, opts).map(|o| o.to_vec::<f32>().unwrap());
+        // The tuner reports the entry as cached instead of failing on it.
+        let cached = Tuner::new(&g).unwrap().tune_conv(&s).map(|r| r.cached);
+        set_env(tune::CACHE_ENV, None);
+        assert_eq!(got, expect, "entry {entry:?}");
+        conv_tolerance(7 * 9).assert_close(&format!("conv2d with {entry:?}"), &out.unwrap(), &want);
+        assert!(cached.unwrap(), "entry {entry:?}");
+    }
+}
+
+fn rand_f32(n: usize, seed: u64) -> Vec<f32> {
+    common::rand_vec(n, seed, -1.0, 1.0)
+}
+
+fn f64s(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| x as f64).collect()
+}
+
+/// f32 sums of `terms` products of values in [-1, 1) against f64 (as tests/conv.rs).
+fn conv_tolerance(terms: usize) -> Tolerance {
+    Tolerance::new(
+        1e-4,
+        2e-6 * terms.max(1) as f64,
+        "f32 sums of products (different order, fma) vs f64; abs floor 2e-6 * terms",
+    )
+}
+
+/// Every configuration the tuner could try for `s` (and quads past the layer's channels, which
+/// are legal too): each quads count 1..=4 in all three passes, each split candidate, both rungs.
+fn conv_candidates(s: &Conv2dShape) -> Vec<ConvConfig> {
+    let mut v = Vec::new();
+    for variant in ConvVariant::ALL {
+        let base = ConvConfig::of(variant);
+        let splits = base.split_candidates(s);
+        for (i, &n) in splits.iter().enumerate() {
+            v.push(ConvConfig {
+                splits: Some(n),
+                ..base
+            });
+            if variant == ConvVariant::Direct {
+                continue;
+            }
+            // Quads per pass, paired with the split counts in turn (the search is pass by pass:
+            // each pass is independent of the others' quads).
+            for q in 1..=MAX_QUADS {
+                let wq = ConvConfig {
+                    weight_quads: Some(q),
+                    ..base
+                };
+                let wsplits = wq.split_candidates(s);
+                v.push(ConvConfig {
+                    fwd_quads: Some(q),
+                    input_quads: Some(q),
+                    weight_quads: Some(q),
+                    splits: Some(wsplits[(i + q) % wsplits.len()]),
+                    ..base
+                });
+            }
+        }
+    }
+    v.dedup();
+    v
+}
+
+/// Run all three passes of `cfg` on `s` (outputs pre-filled with a sentinel) and compare with
+/// the CPU twin; the weight gradient also with the fused bias gradient on the implicit rung.
+fn check_config(cfg: ConvConfig, s: &Conv2dShape, tag: &str) {
+    let g = gpu();
+    let sd = common::seed(tag);
+    let (xl, wl, yl) = (
+        s.input_shape().iter().product::<usize>(),
+        s.weight_shape().iter().product::<usize>(),
+        s.output_shape().iter().product::<usize>(),
+    );
+    let (x, w, b, dy) = (
+        rand_f32(xl, sd),
+        rand_f32(wl, sd ^ 1),
+        rand_f32(s.c_out, sd ^ 2),
+        rand_f32(yl, sd ^ 3),
+    );
+    let up = |v: &[f32]| {
+        let buf = g.alloc(4 * v.len() as u64, "test").unwrap();
+        g.upload(&buf, 0, bytemuck::cast_slice(v));
+        buf
+    };
+    let sentinel = |n: usize| up(&vec![12345.0; n]);
+    let read = |b: &kiln_kernels::GpuBuffer, n: usize| -> Vec<f32> {
+        bytemuck::pod_collect_to_vec(&g.read(b, 0, 4 * n as u64).unwrap())
+    };
+    let (gx, gw, gb, gdy) = (up(&x), up(&w), up(&b), up(&dy));
+    let (out, dx, dw, db) = (sentinel(yl), sentinel(xl), sentinel(wl), sentinel(s.c_out));
+    let what = format!("{} {tag} {s:?}", cfg.label());
+    ck::conv2d_forward(&g, cfg, s, &gx, &gw, Some(&gb), &out).unwrap();
+    ck::conv2d_grad_input(&g, cfg, s, &gw, &gdy, &dx).unwrap();
+    let fused = cfg.variant == ConvVariant::ImplicitGemm;
+    ck::conv2d_grad_weight_bias(&g, cfg, s, &gx, &gdy, &dw, fused.then_some(&db)).unwrap();
+    let (x64, w64, b64, dy64) = (f64s(&x), f64s(&w), f64s(&b), f64s(&dy));
+    let [n, _, oh, ow] = s.output_shape();
+    conv_tolerance(s.k_len() + 1).assert_close(
+        &format!("{what} forward"),
+        &read(&out, yl),
+        &cpu::conv2d_forward(s, &x64, &w64, Some(&b64)),
+    );
+    conv_tolerance(s.c_out / s.groups * s.kh * s.kw).assert_close(
+        &format!("{what} grad input"),
+        &read(&dx, xl),
+        &cpu::conv2d_grad_input(s, &w64, &dy64),
+    );
+    conv_tolerance(n * oh * ow).assert_close(
+        &format!("{what} grad weight"),
+        &read(&dw, wl),
+        &cpu::conv2d_grad_weight(s, &x64, &dy64),
+    );
+    if fused {
+        conv_tolerance(n * oh * ow).assert_close(
+            &format!("{what} bias gradient"),
+            &read(&db, s.c_out),
+            &cpu::conv2d_grad_bias(s, &dy64),
+        );
+    }
+}
+
+#[test]
+fn every_conv_candidate_matches_cpu_twin_at_awkward_shapes() {
+    // (N, C_in, (H, W), C_out, K, stride, pad, dilation, groups)
+    let cases = [
+        (1, 1, (7, 7), 1, 1, 1, 0, 1, 1),
+        (3, 3, (7, 17), 7, 3, 1, 1, 1, 1),
+        (1, 7, (17, 7), 3, 5, 2, 1, 1, 1),
+        (3, 7, (17, 17), 7, 3, 2, 0, 1, 1),
+        (1, 3, (7, 7), 17, 5, 1, 1, 1, 1), // 17 output channels: past 4 quads
+        (3, 6, (17, 7), 6, 3, 1, 1, 2, 3), // grouped, dilated
+    ];
+    for (i, &(n, c_in, (h, w), c_out, k, st, p, d, groups)) in cases.iter().enumerate() {
+        let s = Conv2dShape {
+            stride: (st, st),
+            padding: (p, p),
+            dilation: (d, d),
+            groups,
+            ..Conv2dShape::new(n, c_in, c_out, (h, w), (k, k))
+        };
+        assert_eq!(s.problem(), None);
+        let cands = conv_candidates(&s);
+        // Several split counts, and splits > 1 somewhere, for all but the tiniest shape.
+        if i > 0 {
+            assert!(cands.iter().any(|c| c.grad_weight_split(&s).0 > 1), "{s:?}");
+        }
+        for cfg in cands {
+            check_config(cfg, &s, &format!("case {i}"));
+        }
+    }
+}
+
+#[test]
+fn a_tuned_split_count_stays_legal_past_the_loop_limit() {
+    // A config tuned on a small batch of the bucket asks for 1 split; on this shape the weight
+    // gradient reduces over 2 * 200 * 200 = 80,000 terms, more than the 65,535 loop iterations
+    // lavapipe runs per invocation, so the launcher must split anyway (or the sums come back
+    // short).
+    let s = Conv2dShape::new(2, 1, 2, (200, 200), (1, 1));
+    for variant in ConvVariant::ALL {
+        let cfg = ConvConfig {
+            splits: Some(1),
+            ..ConvConfig::of(variant)
+        };
+        let (splits, chunk) = cfg.grad_weight_split(&s);
+        assert!(splits > 1 && chunk <= ck::CHUNK_MAX && splits * chunk >= 80_000);
+        check_config(cfg, &s, "one split");
+    }
 }
 
 #[test]

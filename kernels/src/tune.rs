@@ -4,8 +4,10 @@
 //! For a matmul the candidates are every rung of the ladder this adapter can run
 //! ([`MatmulVariant::available`]) times its tile configurations ([`MatmulConfig::candidates`]);
 //! f32 operands try the f32 rungs, f16 operands the f16 and cooperative-matrix rungs. For a conv
-//! they are the [`ConvVariant`]s, timed over forward + grad input + grad weight (one training
-//! step's worth, since the op uses one variant for all three). Nothing is assumed about the
+//! they are the rungs with their channel quads per pass and the weight gradient's split count
+//! ([`ConvConfig`](crate::launch::conv::ConvConfig)), searched pass by pass over forward + grad
+//! input + grad weight (one training step's worth, since the op uses one rung for all three;
+//! see `tune/conv.rs`). Nothing is assumed about the
 //! adapter: on lavapipe, where workgroup barriers are costly, the barrier-free rungs win because
 //! they measure faster, not because of the adapter's name.
 //!
@@ -41,6 +43,7 @@
 //! ```
 
 mod cache;
+mod conv;
 mod measure;
 mod nf4;
 
@@ -49,12 +52,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use cache::loaded;
 pub use cache::{Choice, TuneCache, default_path, driver_of};
+pub use conv::{conv_choice, verify_conv};
 pub use measure::{TuneReport, Tuner, verify_attention, verify_matmul};
 pub use nf4::{nf4_bucket, nf4_choice, verify_nf4};
 
 use crate::gpu::Gpu;
 use crate::launch::attention::{AttnConfig, AttnShape, AttnVariant};
-use crate::launch::conv::{Conv2dShape, ConvVariant};
+use crate::launch::conv::Conv2dShape;
 use crate::launch::matmul::{MatLayout, MatmulConfig, MatmulDims, MatmulVariant};
 
 /// Environment variable: `0` disables cache lookups (every shape uses the defaults).
@@ -138,10 +142,16 @@ pub fn attention_bucket(s: &AttnShape) -> String {
     format!("t{t}d{}c{}", s.d, u8::from(s.causal))
 }
 
-/// The attention configuration used when nothing was tuned: the block rung (barrier-free; the
-/// tiled rung has to win a measurement on this adapter first).
-pub fn attention_default() -> AttnConfig {
-    AttnConfig::of(AttnVariant::Block)
+/// The attention configuration used when nothing was tuned for shape `s`: the panel rung
+/// (barrier-free, 16 query rows per invocation; its backward is the block rung's) when there are
+/// at least 16 queries per head, else the block rung (4 rows per invocation wastes less on
+/// short queries, e.g. one-token decoding). The tiled rung has to win a measurement first.
+pub fn attention_default(s: &AttnShape) -> AttnConfig {
+    if s.tq >= 16 {
+        AttnConfig::of(AttnVariant::Panel)
+    } else {
+        AttnConfig::of(AttnVariant::Block)
+    }
 }
 
 /// The attention configuration for shape `s`: the cached choice for its bucket when there is
@@ -149,15 +159,15 @@ pub fn attention_default() -> AttnConfig {
 pub fn attention_choice(gpu: &Gpu, s: &AttnShape) -> AttnConfig {
     record(SeenShape::Attention(*s));
     if !lookups_enabled() {
-        return attention_default();
+        return attention_default(s);
     }
     let Some(cache) = loaded(gpu) else {
-        return attention_default();
+        return attention_default(s);
     };
     cache
         .get(&entry_key("attention", &attention_bucket(s), "f32"))
         .and_then(|c| AttnConfig::parse(&c.config))
-        .unwrap_or_else(attention_default)
+        .unwrap_or_else(|| attention_default(s))
 }
 
 /// The key of one cache entry: `kernel/bucket/dtype`.
@@ -293,21 +303,6 @@ pub fn matmul_choice(
         .and_then(|c| MatmulConfig::parse(&c.config))
         .filter(|c| c.variant.f16_operands() == f16 && c.variant.available(gpu).is_ok())
         .unwrap_or(fallback)
-}
-
-/// The conv variant for shape `s`: the cached choice for its bucket, else the default.
-pub fn conv_choice(gpu: &Gpu, s: &Conv2dShape) -> ConvVariant {
-    record(SeenShape::Conv(*s));
-    if !lookups_enabled() {
-        return ConvVariant::default();
-    }
-    let Some(cache) = loaded(gpu) else {
-        return ConvVariant::default();
-    };
-    cache
-        .get(&entry_key("conv2d", &conv_bucket(s), "f32"))
-        .and_then(|c| ConvVariant::ALL.into_iter().find(|v| v.name() == c.config))
-        .unwrap_or_default()
 }
 
 /// Layouts of A (batch, M, K) and B (batch, K, N), transposed (stored (K, M) / (N, K)) or not.

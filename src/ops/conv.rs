@@ -28,7 +28,7 @@
 //! # Ok::<(), kiln::Error>(())
 //! ```
 
-use kiln_kernels::launch::conv::{self as ck, Conv2dShape, ConvVariant};
+use kiln_kernels::launch::conv::{self as ck, Conv2dShape, ConvConfig, ConvVariant};
 
 use crate::error::{Result, arg_err, shape_err};
 use crate::tensor::{DType, Tensor};
@@ -221,23 +221,26 @@ impl Tensor {
         bias: Option<&Tensor>,
         opts: Conv2dOptions,
     ) -> Result<Tensor> {
-        // The autotuner's cached choice for this layer shape (a lookup, never a measurement);
-        // an invalid shape gets the default, and conv2d_variant reports what is wrong.
-        let variant = conv_shape("conv2d", self, weight, bias, opts, 2)
+        // The autotuner's cached choice for this layer shape (rung, channel blocking, split-K;
+        // a lookup, never a measurement); an invalid shape gets the default, and
+        // conv2d_variant reports what is wrong.
+        let cfg = conv_shape("conv2d", self, weight, bias, opts, 2)
             .map(|s| kiln_kernels::tune::conv_choice(self.gpu(), &s))
             .unwrap_or_default();
-        self.conv2d_variant(weight, bias, opts, variant)
+        self.conv2d_variant(weight, bias, opts, cfg)
     }
 
     /// [`Tensor::conv2d`] computed by a chosen rung of the kernel ladder (forward and backward),
-    /// for tests and benchmarks.
+    /// for tests and benchmarks: a [`ConvVariant`] (with the heuristic blocking) or a full
+    /// [`ConvConfig`].
     pub fn conv2d_variant(
         &self,
         weight: &Tensor,
         bias: Option<&Tensor>,
         opts: Conv2dOptions,
-        variant: ConvVariant,
+        variant: impl Into<ConvConfig>,
     ) -> Result<Tensor> {
+        let variant: ConvConfig = variant.into();
         let s = conv_shape("conv2d", self, weight, bias, opts, 2)?;
         let gpu = self.gpu().clone();
         let (x, w) = (dense(self)?, dense(weight)?);
@@ -267,7 +270,7 @@ impl Tensor {
             };
             let need_db = need.len() == 3 && need[2];
             // The implicit-GEMM rung sums db in the weight-gradient pass (one more tap).
-            let fuse_db = need[1] && need_db && variant == ConvVariant::ImplicitGemm;
+            let fuse_db = need[1] && need_db && variant.variant == ConvVariant::ImplicitGemm;
             let mut db = None;
             let dw = if need[1] {
                 let dw = Tensor::empty_on(gpu, &s.weight_shape(), DType::F32)?;
@@ -313,13 +316,14 @@ impl Tensor {
         self.conv1d_variant(weight, bias, opts, ConvVariant::default())
     }
 
-    /// [`Tensor::conv1d`] computed by a chosen rung of the kernel ladder.
+    /// [`Tensor::conv1d`] computed by a chosen rung of the kernel ladder (a [`ConvVariant`] or
+    /// a full [`ConvConfig`]).
     pub fn conv1d_variant(
         &self,
         weight: &Tensor,
         bias: Option<&Tensor>,
         opts: Conv1dOptions,
-        variant: ConvVariant,
+        variant: impl Into<ConvConfig>,
     ) -> Result<Tensor> {
         conv_shape("conv1d", self, weight, bias, opts.as_2d(), 1)?;
         let x = self.unsqueeze(2)?;

@@ -10,7 +10,8 @@
 //! | kernel | one invocation owns | walks |
 //! | --- | --- | --- |
 //! | `forward.wgsl` (rung [`AttnVariant::Row`]) | one query row | keys one at a time, scalar loads |
-//! | `forward_block.wgsl` ([`AttnVariant::Block`], default) | 4 query rows | keys 4 at a time, vec4 loads |
+//! | `forward_block.wgsl` ([`AttnVariant::Block`]; default when Tq < 16) | 4 query rows | keys 4 at a time, vec4 loads |
+//! | `forward_panel.wgsl` ([`AttnVariant::Panel`]; default when Tq >= 16) | 16 query rows | keys 32 at a time, the 16 x 32 scores in registers, O in place |
 //! | `backward_prep.wgsl` | one query row: (L, dO . O) | D |
 //! | `backward.wgsl` `attn_bwd_dq` (rung `Row`) | one query row of dQ | keys |
 //! | `backward.wgsl` `attn_bwd_dkdv` (rung `Row`) | one key row of dK and dV | queries |
@@ -39,6 +40,9 @@ use crate::pool::GpuBuffer;
 
 /// Invocations per workgroup (WGSL `override WG`).
 pub const WG: u32 = 64;
+
+/// Invocations per workgroup of the panel forward (16 query rows each).
+pub const PANEL_WG: u32 = 16;
 
 /// Largest head size D the kernels take (WGSL `MAX_D`: the per-invocation arrays).
 pub const MAX_D: usize = 128;
@@ -137,7 +141,8 @@ pub fn chunk_len_block(d: usize) -> usize {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum AttnVariant {
     /// The tuned choice for this adapter and shape bucket ([`crate::tune::attention_choice`]),
-    /// else the block kernels where they apply (D % 4 == 0, 16-byte aligned q, k, v), else `Row`.
+    /// else [`crate::tune::attention_default`] (`Panel` forward when Tq >= 16, else `Block`)
+    /// where the vec4 kernels apply (D % 4 == 0, 16-byte aligned q, k, v), else `Row`.
     #[default]
     Auto,
     /// `forward.wgsl`, `backward.wgsl`: one invocation per output row, scalar loads; any D up
@@ -152,15 +157,21 @@ pub enum AttnVariant {
     /// others). Falls back like `Block`, and to `Block` when no tile fits the adapter's
     /// workgroup memory.
     Tiled,
+    /// `forward_panel.wgsl`: 16 query rows per invocation, keys 32 per step, the 16 x 32 score
+    /// block in registers and the running output in the output buffer (nothing indexed by a
+    /// loop variable). Forward only: the backward runs the `Block` kernels. Falls back like
+    /// `Block`.
+    Panel,
 }
 
 impl AttnVariant {
     /// Every variant, for tests and benchmarks.
-    pub const ALL: [AttnVariant; 4] = [
+    pub const ALL: [AttnVariant; 5] = [
         AttnVariant::Auto,
         AttnVariant::Row,
         AttnVariant::Block,
         AttnVariant::Tiled,
+        AttnVariant::Panel,
     ];
 
     /// Short name.
@@ -170,6 +181,7 @@ impl AttnVariant {
             AttnVariant::Row => "row",
             AttnVariant::Block => "block",
             AttnVariant::Tiled => "tiled",
+            AttnVariant::Panel => "panel",
         }
     }
 }
@@ -262,6 +274,7 @@ impl AttnConfig {
             "row" => AttnVariant::Row,
             "block" => AttnVariant::Block,
             "tiled" => AttnVariant::Tiled,
+            "panel" => AttnVariant::Panel,
             _ => return None,
         };
         let mut cfg = AttnConfig::of(variant);
@@ -284,6 +297,7 @@ impl AttnConfig {
         let mut v = vec![
             AttnConfig::of(AttnVariant::Row),
             AttnConfig::of(AttnVariant::Block),
+            AttnConfig::of(AttnVariant::Panel),
         ];
         v.extend(AttnTiles::candidates().into_iter().map(|tiles| AttnConfig {
             variant: AttnVariant::Tiled,
@@ -335,6 +349,7 @@ enum Kind {
     Row,
     Block,
     Tiled(AttnTiles),
+    Panel,
 }
 
 /// The kernels `cfg` runs here: the vec4 rungs need D % 4 == 0 and q, k, v 16-byte aligned (else
@@ -350,6 +365,7 @@ fn kind(gpu: &Gpu, cfg: AttnConfig, s: &AttnShape, q: At, k: At, v: At) -> Kind 
         _ if !vec4 => Kind::Row,
         AttnVariant::Tiled => cfg.tiles.fitted(gpu, s.d).map_or(Kind::Block, Kind::Tiled),
         AttnVariant::Auto | AttnVariant::Block => Kind::Block,
+        AttnVariant::Panel => Kind::Panel,
     }
 }
 
@@ -368,7 +384,7 @@ pub fn chunk_len_tiled(d: usize, tiles: AttnTiles) -> usize {
 fn chunk_for(kind: Kind, d: usize, chunk: usize) -> usize {
     let (limit, step) = match kind {
         Kind::Row => (chunk_len(d), 1),
-        Kind::Block => (chunk_len_block(d), 4),
+        Kind::Block | Kind::Panel => (chunk_len_block(d), 4),
         Kind::Tiled(t) => (chunk_len_tiled(d, t), t.bc as usize),
     };
     let c = if chunk == 0 { limit } else { chunk.min(limit) };
@@ -391,6 +407,7 @@ fn specialise(key: KernelKey, kind: Kind, d: usize) -> KernelKey {
             .with("BC", t.bc)
             .with("TILE", t.tile_vec4s(d))
             .with("D", d as u32),
+        Kind::Panel => key.with("WG", PANEL_WG).with("D", d as u32),
         _ => key.with("WG", WG).with("D", d as u32),
     }
 }
@@ -401,6 +418,7 @@ fn invocations(kind: Kind, bh: usize, n: usize) -> (usize, u32) {
     match kind {
         Kind::Row => (bh * n, WG),
         Kind::Block => (bh * n.div_ceil(4), WG),
+        Kind::Panel => (bh * n.div_ceil(16), PANEL_WG),
         Kind::Tiled(t) => {
             let wg = t.wg as usize;
             (bh * n.div_ceil(4 * wg) * wg, t.wg)
@@ -487,6 +505,7 @@ pub fn forward_with(
         Kind::Row => KernelKey::new("attention/forward.wgsl", "attn_fwd"),
         Kind::Block => KernelKey::new("attention/forward_block.wgsl", "attn_fwd_block"),
         Kind::Tiled(_) => KernelKey::new("attention/forward_tiled.wgsl", "attn_fwd_tiled"),
+        Kind::Panel => KernelKey::new("attention/forward_panel.wgsl", "attn_fwd_panel"),
     };
     let key = specialise(key, kind, s.d);
     let (rows, krows) = (s.batch * s.heads * s.tq, s.batch * s.heads * s.tk);
@@ -568,10 +587,14 @@ pub fn backward_with(
     let prep = KernelKey::new("attention/backward_prep.wgsl", "attn_bwd_prep")
         .with("WG", WG)
         .with("D", s.d as u32);
-    let kind = kind(gpu, cfg, s, q, k, v);
+    // The panel rung is forward-only: its backward is the block kernels.
+    let kind = match kind(gpu, cfg, s, q, k, v) {
+        Kind::Panel => Kind::Block,
+        other => other,
+    };
     let (file, eq, ekv) = match kind {
         Kind::Row => ("attention/backward.wgsl", "attn_bwd_dq", "attn_bwd_dkdv"),
-        Kind::Block => (
+        Kind::Block | Kind::Panel => (
             "attention/backward_block.wgsl",
             "attn_bwd_dq_block",
             "attn_bwd_dkdv_block",

@@ -24,6 +24,10 @@
 //! with the batch, is split (split-K): each split sums at most [`CHUNK_MAX`] terms into a
 //! (splits, C_out, K) buffer, and the splits are summed by the reduce launcher in a fixed order.
 //! No atomics anywhere: every result is the same bits on every run.
+//!
+//! Every launcher takes a [`ConvConfig`] (or just a [`ConvVariant`], which converts to one with
+//! every heuristic): the rung, the implicit-GEMM rung's channel quads per pass and the weight
+//! gradient's split count, which the autotuner picks per shape bucket (`tune::conv_choice`).
 
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
@@ -31,6 +35,10 @@ use crate::launch::reduce::{self as rk, ReduceOp, ReduceStrategy, Rows};
 use crate::launch::{ParamsLayout, grid_1d, layout_of};
 use crate::pipeline::KernelKey;
 use crate::pool::GpuBuffer;
+
+mod config;
+
+pub use config::{ConvConfig, MAX_QUADS};
 
 crate::kernel_params! {
     /// Params of every conv kernel (WGSL `ConvParams` in `common/conv.wgsl`).
@@ -91,18 +99,13 @@ pub const BLOCK: usize = 4;
 /// [`forward_quads`] quads of 4.
 pub const FORWARD_CHANNELS: usize = 16;
 
-/// Quads of 4 output channels per invocation of the implicit-GEMM forward (its `QUADS`
-/// constant): as many as the group's channels fill, up to 4 (16 channels). More channels per
-/// invocation means fewer input gathers per multiply-add (about 1.4x from 8 to 16 on the
-/// 16 -> 32 benchmark), but a narrow layer would compute channels it throws away.
+/// The heuristic quads of 4 output channels per invocation of the implicit-GEMM forward and
+/// grad weight (their `QUADS` constant; [`ConvConfig`] can set others): as many as the group's
+/// channels fill, up to 4 (16 channels). More channels per invocation means fewer input gathers
+/// per multiply-add (about 1.4x from 8 to 16 on the 16 -> 32 benchmark), but a narrow layer
+/// would compute channels it throws away. Grad input blocks its input channels the same way.
 pub fn forward_quads(s: &Conv2dShape) -> usize {
-    quads(s.c_out / s.groups)
-}
-
-/// Quads of 4 channels that cover `channels`, at most `FORWARD_CHANNELS / 4` (the grad-input
-/// kernel blocks input channels the same way).
-fn quads(channels: usize) -> usize {
-    channels.div_ceil(4).clamp(1, FORWARD_CHANNELS / 4)
+    config::quads_for(s.c_out / s.groups)
 }
 /// Workgroup size of the implicit-GEMM forward and grad-weight kernels (the WGSL `WG_U`), whose
 /// workgroups share one block of weights (forward) or of dy (grad weight): one SIMD batch of
@@ -399,24 +402,33 @@ fn numel(shape: [usize; 4]) -> usize {
     shape.iter().product()
 }
 
-/// `out = conv2d(x, w) + bias` with the chosen rung.
+/// `cfg` resolved for `s` ([`ConvConfig::resolved`]), or an error naming `entry` when the shape
+/// or the configuration is invalid (checked before any heuristic divides by a size).
+fn prepare(cfg: ConvConfig, s: &Conv2dShape, entry: &'static str) -> Result<ConvConfig> {
+    if let Some(p) = s.problem().or_else(|| cfg.problem()) {
+        return Err(launch_err(&cfg.variant.key(entry), p));
+    }
+    Ok(cfg.resolved(s))
+}
+
+/// `out = conv2d(x, w) + bias` with the chosen rung and forward quads (`cfg.fwd_quads`).
 ///
 /// - `x`: (N, C_in, H, W); `w`: (C_out, C_in / groups, KH, KW); `bias`: (C_out) or none;
 /// - `out`: (N, C_out, OH, OW), written in full.
 pub fn conv2d_forward(
     gpu: &Gpu,
-    variant: ConvVariant,
+    cfg: impl Into<ConvConfig>,
     s: &Conv2dShape,
     x: &GpuBuffer,
     w: &GpuBuffer,
     bias: Option<&GpuBuffer>,
     out: &GpuBuffer,
 ) -> Result<()> {
+    let cfg = prepare(cfg.into(), s, "forward")?;
+    let (variant, quads) = (cfg.variant, cfg.fwd_quads.unwrap_or(1));
     let mut key = variant.key("forward");
     if variant == ConvVariant::ImplicitGemm {
-        key = key
-            .with("WG_U", UNIFORM_WG)
-            .with("QUADS", forward_quads(s) as u32);
+        key = key.with("WG_U", UNIFORM_WG).with("QUADS", quads as u32);
     }
     check(
         &key,
@@ -439,7 +451,7 @@ pub fn conv2d_forward(
         ConvVariant::ImplicitGemm => {
             // x: pixel blocks (WG per workgroup), y: (group, channel block), z: image.
             let pgroups = (oh * ow).div_ceil(BLOCK * UNIFORM_WG as usize);
-            let cblocks = s.groups * (s.c_out / s.groups).div_ceil(4 * forward_quads(s));
+            let cblocks = s.groups * (s.c_out / s.groups).div_ceil(4 * quads);
             (0, grid_3d(&key, [pgroups, cblocks, n])?)
         }
     };
@@ -453,23 +465,26 @@ pub fn conv2d_forward(
     Ok(())
 }
 
-/// `dx = dL/dx` of the convolution, from `dy` = dL/d(out), with the chosen rung.
+/// `dx = dL/dx` of the convolution, from `dy` = dL/d(out), with the chosen rung and
+/// grad-input quads (`cfg.input_quads`).
 ///
 /// - `w`: (C_out, C_in / groups, KH, KW); `dy`: (N, C_out, OH, OW);
 /// - `dx`: (N, C_in, H, W), written in full (a gather per input element: deterministic).
 pub fn conv2d_grad_input(
     gpu: &Gpu,
-    variant: ConvVariant,
+    cfg: impl Into<ConvConfig>,
     s: &Conv2dShape,
     w: &GpuBuffer,
     dy: &GpuBuffer,
     dx: &GpuBuffer,
 ) -> Result<()> {
+    let cfg = prepare(cfg.into(), s, "grad_input")?;
+    let (variant, quads) = (cfg.variant, cfg.input_quads.unwrap_or(1));
     let mut key = variant.key("grad_input");
     if variant == ConvVariant::ImplicitGemm {
         key = key
             .with("WG_U", UNIFORM_WG)
-            .with("QUADS", quads(s.c_in / s.groups) as u32)
+            .with("QUADS", quads as u32)
             .with("UNIT_STRIDE", u32::from(s.stride == (1, 1)));
     }
     check(
@@ -489,7 +504,7 @@ pub fn conv2d_grad_input(
         ConvVariant::ImplicitGemm => {
             // x: pixel blocks (UNIFORM_WG per workgroup), y: (group, channel block), z: image.
             let pgroups = (s.h * s.w).div_ceil(BLOCK * UNIFORM_WG as usize);
-            let cblocks = s.groups * (s.c_in / s.groups).div_ceil(4 * quads(s.c_in / s.groups));
+            let cblocks = s.groups * (s.c_in / s.groups).div_ceil(4 * quads);
             (0, grid_3d(&key, [pgroups, cblocks, s.n])?)
         }
     };
@@ -497,42 +512,32 @@ pub fn conv2d_grad_input(
     Ok(())
 }
 
-/// How the weight gradient's reduction over `N * OH * OW` terms is split for `variant`:
-/// `(splits, chunk)`, with `chunk <= CHUNK_MAX` terms per split and no empty split.
+/// How the weight gradient's reduction over `N * OH * OW` terms is split for `variant` by the
+/// heuristic (with [`forward_quads`] channel quads): `(splits, chunk)`, with `chunk <=
+/// CHUNK_MAX` terms per split and no empty split. [`ConvConfig::grad_weight_split`] gives the
+/// split of a tuned configuration.
 pub fn grad_weight_splits(variant: ConvVariant, s: &Conv2dShape) -> (usize, usize) {
     let [n, _, oh, ow] = s.output_shape();
-    let len = n * oh * ow;
-    let per_split = match variant {
-        ConvVariant::Direct => s.c_out * s.k_len(),
-        ConvVariant::ImplicitGemm => {
-            s.groups
-                * (s.c_out / s.groups).div_ceil(4 * forward_quads(s))
-                * s.k_len().div_ceil(BLOCK)
-        }
-    };
-    let want = TARGET_INVOCATIONS
-        .div_ceil(per_split)
-        .min(len.div_ceil(256));
-    let splits = len.div_ceil(CHUNK_MAX).max(want).max(1);
-    let chunk = len.div_ceil(splits);
-    (len.div_ceil(chunk), chunk)
+    let splits = config::heuristic_splits(variant, forward_quads(s), s);
+    config::legal_splits(splits, n * oh * ow)
 }
 
 /// `dw = dL/dw` of the convolution, from the input `x` and `dy` = dL/d(out), with the chosen
-/// rung: split-K partial sums into a temporary (splits, C_out, K) buffer, then summed over the
-/// splits (in a fixed order) into `dw`.
+/// rung, grad-weight quads (`cfg.weight_quads`) and split count
+/// ([`ConvConfig::grad_weight_split`]): split-K partial sums into a temporary (splits, C_out, K)
+/// buffer, then summed over the splits (in a fixed order) into `dw`.
 ///
 /// - `x`: (N, C_in, H, W); `dy`: (N, C_out, OH, OW);
 /// - `dw`: (C_out, C_in / groups, KH, KW), written in full.
 pub fn conv2d_grad_weight(
     gpu: &Gpu,
-    variant: ConvVariant,
+    cfg: impl Into<ConvConfig>,
     s: &Conv2dShape,
     x: &GpuBuffer,
     dy: &GpuBuffer,
     dw: &GpuBuffer,
 ) -> Result<()> {
-    conv2d_grad_weight_bias(gpu, variant, s, x, dy, dw, None)
+    conv2d_grad_weight_bias(gpu, cfg, s, x, dy, dw, None)
 }
 
 /// [`conv2d_grad_weight`], and with `db` also the bias gradient `db[co] = sum over (n, oh, ow)
@@ -544,18 +549,18 @@ pub fn conv2d_grad_weight(
 /// - `dw`: (C_out, C_in / groups, KH, KW), `db`: (C_out), written in full.
 pub fn conv2d_grad_weight_bias(
     gpu: &Gpu,
-    variant: ConvVariant,
+    cfg: impl Into<ConvConfig>,
     s: &Conv2dShape,
     x: &GpuBuffer,
     dy: &GpuBuffer,
     dw: &GpuBuffer,
     db: Option<&GpuBuffer>,
 ) -> Result<()> {
+    let cfg = prepare(cfg.into(), s, "grad_weight")?;
+    let (variant, quads) = (cfg.variant, cfg.weight_quads.unwrap_or(1));
     let mut key = variant.key("grad_weight");
     if variant == ConvVariant::ImplicitGemm {
-        key = key
-            .with("WG_U", UNIFORM_WG)
-            .with("QUADS", forward_quads(s) as u32);
+        key = key.with("WG_U", UNIFORM_WG).with("QUADS", quads as u32);
     }
     let wlen = numel(s.weight_shape());
     check(
@@ -577,14 +582,14 @@ pub fn conv2d_grad_weight_bias(
         check(&key, s, &[("db", db, s.c_out)])?;
     }
     let hb = usize::from(db.is_some());
-    let (splits, chunk) = grad_weight_splits(variant, s);
+    let (splits, chunk) = cfg.grad_weight_split(s);
     let (total, grid) = match variant {
         ConvVariant::Direct => (splits * wlen, grid_1d(splits * wlen, WG)),
         ConvVariant::ImplicitGemm => {
             // x: tap blocks (UNIFORM_WG per workgroup; one more tap for the bias column),
             // y: (group, channel block), z: split.
             let kgroups = (s.k_len() + hb).div_ceil(BLOCK * UNIFORM_WG as usize);
-            let cblocks = s.groups * (s.c_out / s.groups).div_ceil(4 * forward_quads(s));
+            let cblocks = s.groups * (s.c_out / s.groups).div_ceil(4 * quads);
             (0, grid_3d(&key, [kgroups, cblocks, splits])?)
         }
     };

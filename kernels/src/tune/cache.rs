@@ -15,7 +15,9 @@ const FORMAT: u64 = 1;
 /// One cached choice.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Choice {
-    /// The winner: a [`MatmulConfig::label`] or a [`ConvVariant::name`].
+    /// The winner: a `MatmulConfig::label`, a `ConvConfig::label` (or, in files written before
+    /// conv quads and splits were tuned, a bare `ConvVariant::name`), an `AttnConfig::name`, or an
+    /// NF4 configuration's label.
     pub config: String,
     /// Its measured speed, GFLOP/s.
     pub gflops: f64,

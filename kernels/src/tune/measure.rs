@@ -5,11 +5,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::cache::{Choice, TuneCache, default_path, driver_of, publish};
-use super::{CACHE_ENV, MatmulBucket, conv_bucket, dtype_tag, entry_key, layouts, matmul_default};
+use super::{CACHE_ENV, MatmulBucket, dtype_tag, entry_key, layouts, matmul_default};
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
 use crate::launch::attention::{self as ak, At, AttnConfig, AttnShape, AttnVariant};
-use crate::launch::conv::{self as ck, Conv2dShape, ConvVariant};
 use crate::launch::matmul::{self as mk, MatRef, MatmulConfig, MatmulDims, MatmulVariant};
 use crate::pool::GpuBuffer;
 use crate::profile::{Profiler, TimeSource};
@@ -291,82 +290,6 @@ impl<'g> Tuner<'g> {
             candidates,
         })
     }
-
-    /// Tune the conv bucket of `s`: time forward + grad input + grad weight per variant.
-    pub fn tune_conv(&mut self, s: &Conv2dShape) -> Result<TuneReport> {
-        let gpu = self.gpu;
-        let key = entry_key("conv2d", &conv_bucket(s), "f32");
-        if let (false, Some(c)) = (self.force, self.cache.get(&key)) {
-            return Ok(TuneReport {
-                key,
-                winner: c.config.clone(),
-                gflops: c.gflops,
-                default_gflops: c.default_gflops,
-                cached: true,
-                candidates: Vec::new(),
-            });
-        }
-        let numel = |sh: [usize; 4]| sh.iter().product::<usize>();
-        let (x, _) = upload(gpu, &noise(numel(s.input_shape()), 3), false, "tune x")?;
-        let (w, _) = upload(gpu, &noise(numel(s.weight_shape()), 4), false, "tune w")?;
-        let (dy, _) = upload(gpu, &noise(numel(s.output_shape()), 5), false, "tune dy")?;
-        let out = gpu.alloc(4 * numel(s.output_shape()) as u64, "tune out")?;
-        let dx = gpu.alloc(4 * numel(s.input_shape()) as u64, "tune dx")?;
-        let dw = gpu.alloc(4 * numel(s.weight_shape()) as u64, "tune dw")?;
-        let flops = 3.0 * s.flops() as f64;
-        let mut results = Vec::new();
-        let mut best = f64::INFINITY;
-        for v in ConvVariant::ALL {
-            let run = || {
-                ck::conv2d_forward(gpu, v, s, &x, &w, None, &out)?;
-                ck::conv2d_grad_input(gpu, v, s, &w, &dy, &dx)?;
-                ck::conv2d_grad_weight(gpu, v, s, &x, &dy, &dw)
-            };
-            // Conv has two candidates: the warm-up is simply one more full run.
-            let t = time_best(gpu, self.budget, 4.0 * best, run, run);
-            if let Ok(t) = t {
-                best = best.min(t);
-            }
-            results.push((v, t.map(|t| flops / t / 1e9).map_err(|e| e.to_string())));
-        }
-        let ok = |r: &std::result::Result<f64, String>| r.as_ref().ok().copied();
-        let default_gflops = results
-            .iter()
-            .find(|(v, _)| *v == ConvVariant::default())
-            .and_then(|(_, r)| ok(r))
-            .unwrap_or(0.0);
-        let winner = results
-            .iter()
-            .filter_map(|(v, r)| ok(r).map(|g| (*v, g)))
-            .max_by(|x, y| x.1.total_cmp(&y.1));
-        let candidates = results
-            .iter()
-            .map(|(v, r)| (v.name().to_string(), r.clone()))
-            .collect();
-        let Some((v, gflops)) = winner else {
-            return Err(KernelError::Unavailable(format!(
-                "tuning {key}: no conv variant ran: {candidates:?}"
-            )));
-        };
-        // Both conv rungs are checked against the CPU twin at every shape by tests/conv.rs;
-        // here the winner is only required to run.
-        self.cache.insert(
-            key.clone(),
-            Choice {
-                config: v.name().to_string(),
-                gflops,
-                default_gflops,
-            },
-        );
-        Ok(TuneReport {
-            key,
-            winner: v.name().to_string(),
-            gflops,
-            default_gflops,
-            cached: false,
-            candidates,
-        })
-    }
 }
 
 impl Tuner<'_> {
@@ -435,7 +358,7 @@ impl Tuner<'_> {
             }
             results.push((cfg, t.map(|t| flops / t / 1e9).map_err(|e| e.to_string())));
         }
-        let default = super::attention_default();
+        let default = super::attention_default(s);
         let default_gflops = results
             .iter()
             .find(|(c, _)| *c == default)
