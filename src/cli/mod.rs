@@ -48,7 +48,8 @@ pub enum Command {
     Devices,
     /// Show what a checkpoint holds: tensors, shapes, parameter count, training settings.
     Info(info::InfoArgs),
-    /// Tune the matmul and conv kernels for a model's shapes on this adapter and cache the choice.
+    /// Tune the matmul, conv and attention kernels for a model's shapes on this adapter and
+    /// cache the choices.
     TuneKernels(tune::TuneArgs),
     /// Benchmark kernels and training steps on one adapter against its measured ceilings.
     Bench(bench::BenchArgs),

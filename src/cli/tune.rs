@@ -1,11 +1,13 @@
-//! `kiln tune-kernels`: tune the matmul and conv kernels ahead of time for a model's shapes.
+//! `kiln tune-kernels`: tune the matmul, conv and attention kernels ahead of time for a model's
+//! shapes.
 //!
 //! The shapes come from one forward and backward pass of the model on random input with the
-//! tuner's shape recorder on (so they are exactly the products and convolutions training runs,
-//! transposed backward operands included), plus any `--matmul MxNxK[xB]` given. Each shape
-//! bucket is timed over every kernel variant and tile configuration the adapter can run, the
-//! winner is checked against the CPU twin, and the choices are written to the tuning cache that
-//! `Tensor::matmul` and `Tensor::conv2d` read (see `kiln_kernels::tune`).
+//! tuner's shape recorder on (so they are exactly the products, convolutions and attention calls
+//! training runs, transposed backward operands included), plus any `--matmul MxNxK[xB]` given.
+//! Each shape bucket is timed over every kernel variant and tile configuration the adapter can
+//! run, the winner is checked against the CPU twin, and the choices are written to the tuning
+//! cache that `Tensor::matmul`, `Tensor::conv2d` and the fused attention read (see
+//! `kiln_kernels::tune`).
 
 use std::time::Duration;
 
@@ -20,7 +22,8 @@ use crate::models::ModelSpec;
 /// `kiln tune-kernels` flags.
 #[derive(Debug, Args)]
 pub struct TuneArgs {
-    /// Model whose shapes to tune: mlp, linear, lenet, vgg or resnet18 (none: only --matmul).
+    /// Model whose shapes to tune: mlp, linear, lenet, vgg, resnet18, or a sequence model such
+    /// as gpt (token ids of length --input; its attention is tuned too). None: only --matmul.
     #[arg(long)]
     pub model: Option<String>,
     /// Examples per batch, as in training.
