@@ -109,6 +109,10 @@ pub const SOURCES: &[(&str, &str)] = &[
         include_str!("../../shaders/attention/params.wgsl"),
     ),
     (
+        "attention/forward_io.wgsl",
+        include_str!("../../shaders/attention/forward_io.wgsl"),
+    ),
+    (
         "attention/forward.wgsl",
         include_str!("../../shaders/attention/forward.wgsl"),
     ),

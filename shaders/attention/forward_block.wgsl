@@ -14,20 +14,11 @@
 // with D a pipeline constant, so the driver can unroll them and keep the arrays in registers.
 // Key chunks [c0, c1) per dispatch keep the loop budget, as in forward.wgsl.
 
-// #include attention/params.wgsl
+// #include attention/forward_io.wgsl
 // #include common/grid.wgsl
 
 override WG: u32 = 64u;
 const MAX_DB: u32 = MAX_D / 4u;
-const NEG: f32 = -3.4028235e38;   // masked score; -FLT_MAX, not -inf (no inf - inf = NaN)
-
-@group(0) @binding(1) var<storage, read> q4: array<vec4<f32>>;         // q (B, H, Tq, D)
-@group(0) @binding(2) var<storage, read> k4: array<vec4<f32>>;         // k (B, H, Tk, D)
-@group(0) @binding(3) var<storage, read> v4: array<vec4<f32>>;         // v (B, H, Tk, D)
-@group(0) @binding(4) var<storage, read> keep: array<f32>;             // (B, Tk), 1 keeps a key
-@group(0) @binding(5) var<storage, read_write> o4: array<vec4<f32>>;   // O (B, H, Tq, D)
-@group(0) @binding(6) var<storage, read_write> lse: array<f32>;        // L (B, H, Tq)
-@group(0) @binding(7) var<storage, read_write> state: array<vec2<f32>>; // (B, H, Tq) running (m, l)
 
 // Which of the 4 queries (limits `lim`: last visible key of each) see key j.
 fn visible(b: u32, j: u32, kend: u32, lim: vec4<i32>) -> vec4<bool> {

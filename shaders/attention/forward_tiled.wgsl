@@ -21,21 +21,12 @@
 // [c0, c1) of whole tiles per dispatch, with (m, l) and the unnormalised O carried in global
 // memory between them, as in forward_block.wgsl.
 
-// #include attention/params.wgsl
+// #include attention/forward_io.wgsl
 
 override WG: u32 = 16u;      // invocations per workgroup; each owns 4 query rows
 override BC: u32 = 64u;      // keys per tile (a multiple of 4)
 override TILE: u32 = 512u;   // vec4 per staged tile: BC * D / 4 (set by the launcher)
 const MAX_DB: u32 = MAX_D / 4u;
-const NEG: f32 = -3.4028235e38;   // masked score; -FLT_MAX, not -inf (no inf - inf = NaN)
-
-@group(0) @binding(1) var<storage, read> q4: array<vec4<f32>>;         // q (B, H, Tq, D)
-@group(0) @binding(2) var<storage, read> k4: array<vec4<f32>>;         // k (B, H, Tk, D)
-@group(0) @binding(3) var<storage, read> v4: array<vec4<f32>>;         // v (B, H, Tk, D)
-@group(0) @binding(4) var<storage, read> keep: array<f32>;             // (B, Tk), 1 keeps a key
-@group(0) @binding(5) var<storage, read_write> o4: array<vec4<f32>>;   // O (B, H, Tq, D)
-@group(0) @binding(6) var<storage, read_write> lse: array<f32>;        // L (B, H, Tq)
-@group(0) @binding(7) var<storage, read_write> state: array<vec2<f32>>; // (B, H, Tq) running (m, l)
 
 var<workgroup> kt: array<vec4<f32>, TILE>;   // (BC, D) keys t0 .. t0 + BC of this head
 var<workgroup> vt: array<vec4<f32>, TILE>;   // (BC, D) values

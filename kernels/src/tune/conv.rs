@@ -30,7 +30,7 @@
 
 use std::collections::HashMap;
 
-use super::cache::{Choice, loaded};
+use super::cache::loaded;
 use super::measure::{TuneReport, Tuner, noise, time_best};
 use super::{SeenShape, conv_bucket, entry_key, lookups_enabled, record};
 use crate::error::{KernelError, Result};
@@ -319,15 +319,8 @@ impl Tuner<'_> {
     pub fn tune_conv(&mut self, s: &Conv2dShape) -> Result<TuneReport> {
         let gpu = self.gpu;
         let key = entry_key("conv2d", &conv_bucket(s), "f32");
-        if let (false, Some(c)) = (self.force, self.cache.get(&key)) {
-            return Ok(TuneReport {
-                key,
-                winner: c.config.clone(),
-                gflops: c.gflops,
-                default_gflops: c.default_gflops,
-                cached: true,
-                candidates: Vec::new(),
-            });
+        if let Some(report) = self.cached_report(&key) {
+            return Ok(report);
         }
         if let Some(p) = s.problem() {
             return Err(KernelError::Unavailable(format!("tuning {key}: {p}")));
@@ -404,22 +397,7 @@ impl Tuner<'_> {
             )));
         };
         let default_gflops = default_secs.map_or(0.0, |t| flops / t / 1e9);
-        self.cache.insert(
-            key.clone(),
-            Choice {
-                config: cfg.label(),
-                gflops,
-                default_gflops,
-            },
-        );
-        Ok(TuneReport {
-            key,
-            winner: cfg.label(),
-            gflops,
-            default_gflops,
-            cached: false,
-            candidates,
-        })
+        Ok(self.record_winner(key, (cfg.label(), gflops), default_gflops, candidates))
     }
 }
 

@@ -167,6 +167,45 @@ impl<'g> Tuner<'g> {
         Ok(())
     }
 
+    /// The cached entry `key` as a report, unless re-measuring was asked for (`force`).
+    pub(super) fn cached_report(&self, key: &str) -> Option<TuneReport> {
+        let c = self.cache.get(key).filter(|_| !self.force)?;
+        Some(TuneReport {
+            key: key.to_string(),
+            winner: c.config.clone(),
+            gflops: c.gflops,
+            default_gflops: c.default_gflops,
+            cached: true,
+            candidates: Vec::new(),
+        })
+    }
+
+    /// Record `winner` (label, GFLOP/s) for `key` in the cache and report it.
+    pub(super) fn record_winner(
+        &mut self,
+        key: String,
+        (winner, gflops): (String, f64),
+        default_gflops: f64,
+        candidates: Vec<(String, std::result::Result<f64, String>)>,
+    ) -> TuneReport {
+        self.cache.insert(
+            key.clone(),
+            Choice {
+                config: winner.clone(),
+                gflops,
+                default_gflops,
+            },
+        );
+        TuneReport {
+            key,
+            winner,
+            gflops,
+            default_gflops,
+            cached: false,
+            candidates,
+        }
+    }
+
     /// Tune the matmul bucket of `dims` with A transposed when `a_t`, B when `b_t`, operands in
     /// f16 when `f16`: time every candidate at `dims`, verify the winner, record it.
     pub fn tune_matmul(
@@ -183,15 +222,8 @@ impl<'g> Tuner<'g> {
             &MatmulBucket::of(dims, la, lb).key(),
             dtype_tag(f16),
         );
-        if let (false, Some(c)) = (self.force, self.cache.get(&key)) {
-            return Ok(TuneReport {
-                key,
-                winner: c.config.clone(),
-                gflops: c.gflops,
-                default_gflops: c.default_gflops,
-                cached: true,
-                candidates: Vec::new(),
-            });
+        if let Some(report) = self.cached_report(&key) {
+            return Ok(report);
         }
         let MatmulDims { batch, m, n, k } = dims;
         let (a, _) = upload(gpu, &noise(batch * m * k, 1), f16, "tune A")?;
@@ -273,22 +305,7 @@ impl<'g> Tuner<'g> {
                 "tuning {key}: no candidate ran and matched the CPU twin: {candidates:?}"
             )));
         };
-        self.cache.insert(
-            key.clone(),
-            Choice {
-                config: cfg.label(),
-                gflops,
-                default_gflops,
-            },
-        );
-        Ok(TuneReport {
-            key,
-            winner: cfg.label(),
-            gflops,
-            default_gflops,
-            cached: false,
-            candidates,
-        })
+        Ok(self.record_winner(key, (cfg.label(), gflops), default_gflops, candidates))
     }
 }
 
@@ -300,15 +317,8 @@ impl Tuner<'_> {
     pub fn tune_attention(&mut self, s: &AttnShape) -> Result<TuneReport> {
         let gpu = self.gpu;
         let key = entry_key("attention", &super::attention_bucket(s), "f32");
-        if let (false, Some(c)) = (self.force, self.cache.get(&key)) {
-            return Ok(TuneReport {
-                key,
-                winner: c.config.clone(),
-                gflops: c.gflops,
-                default_gflops: c.default_gflops,
-                cached: true,
-                candidates: Vec::new(),
-            });
+        if let Some(report) = self.cached_report(&key) {
+            return Ok(report);
         }
         let (nq, nk) = (
             s.batch * s.heads * s.tq * s.d,
@@ -386,22 +396,7 @@ impl Tuner<'_> {
                 "tuning {key}: no attention variant ran and verified: {candidates:?}"
             )));
         };
-        self.cache.insert(
-            key.clone(),
-            Choice {
-                config: cfg.name(),
-                gflops,
-                default_gflops,
-            },
-        );
-        Ok(TuneReport {
-            key,
-            winner: cfg.name(),
-            gflops,
-            default_gflops,
-            cached: false,
-            candidates,
-        })
+        Ok(self.record_winner(key, (cfg.name(), gflops), default_gflops, candidates))
     }
 }
 

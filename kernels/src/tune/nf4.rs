@@ -18,7 +18,7 @@
 //! assert_eq!(Nf4Pass::GradInput.name(), "nf4_grad");
 //! ```
 
-use super::cache::{Choice, loaded};
+use super::cache::loaded;
 use super::measure::{TuneReport, Tuner, noise, time_best};
 use super::{entry_key, lookups_enabled};
 use crate::error::{KernelError, Result};
@@ -216,15 +216,8 @@ impl Tuner<'_> {
         let bucket = nf4_bucket(dims, 0);
         let key = entry_key(pass.name(), &bucket, "auto");
         let key32 = entry_key(pass.name(), &bucket, "f32");
-        if let (false, Some(c)) = (self.force, self.cache.get(&key)) {
-            return Ok(TuneReport {
-                key,
-                winner: c.config.clone(),
-                gflops: c.gflops,
-                default_gflops: c.default_gflops,
-                cached: true,
-                candidates: Vec::new(),
-            });
+        if let Some(report) = self.cached_report(&key) {
+            return Ok(report);
         }
         let (m, o, i) = dims;
         let w = TestWeight::new(gpu, o, i, 21)?;
@@ -299,21 +292,7 @@ impl Tuner<'_> {
                 "tuning {key}: no candidate ran and matched the CPU twin: {candidates:?}"
             )));
         };
-        for (k, c, g) in [(key32, cfg32, gflops32), (key.clone(), cfg, gflops)] {
-            let choice = Choice {
-                config: c.label(),
-                gflops: g,
-                default_gflops,
-            };
-            self.cache.insert(k, choice);
-        }
-        Ok(TuneReport {
-            key,
-            winner: cfg.label(),
-            gflops,
-            default_gflops,
-            cached: false,
-            candidates,
-        })
+        self.record_winner(key32, (cfg32.label(), gflops32), default_gflops, Vec::new());
+        Ok(self.record_winner(key, (cfg.label(), gflops), default_gflops, candidates))
     }
 }
