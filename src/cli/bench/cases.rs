@@ -316,39 +316,43 @@ pub(super) fn conv(s: &mut Suite) -> Result<()> {
     Ok(())
 }
 
-/// Scaled dot-product attention through `kiln::ops` (inference: no graph is recorded).
+/// Scaled dot-product attention through `kiln::ops` (inference: no graph is recorded), plain
+/// and causal: B4 H4 T128 D32 (the shape of the Burn comparison in BENCHMARKS.md) and B4 H8
+/// T256 D64 (`--quick`: B2 H4 T64 D32 only).
 pub(super) fn attention(s: &mut Suite) -> Result<()> {
     use crate::Tensor;
     use crate::ops::{AttentionOptions, scaled_dot_product_attention};
-    let (b, h, t, d) = if s.quick {
-        (2, 4, 64, 32)
+    let shapes: &[(usize, usize, usize, usize)] = if s.quick {
+        &[(2, 4, 64, 32)]
     } else {
-        (4, 8, 256, 64)
+        &[(4, 4, 128, 32), (4, 8, 256, 64)]
     };
-    let shape = format!("b{b} h{h} t{t} d{d}");
-    if !s.wants("attention", &shape, "sdpa") && !s.wants("attention", &shape, "sdpa causal") {
-        return Ok(());
-    }
-    let gpu = s.gpu.clone();
-    let q = Tensor::randn_on(&gpu, &[b, h, t, d], 1)?;
-    let k = Tensor::randn_on(&gpu, &[b, h, t, d], 2)?;
-    let v = Tensor::randn_on(&gpu, &[b, h, t, d], 3)?;
-    let _g = crate::no_grad();
-    // Q K^T and P V: 2 * 2 * B H T T D; the minimal traffic is q, k, v and the output.
-    let flops = 4 * (b * h * t * t * d) as u64;
-    let bytes = 4 * 4 * (b * h * t * d) as u64;
-    for (variant, causal) in [("sdpa", false), ("sdpa causal", true)] {
-        let opts = AttentionOptions {
-            causal,
-            ..Default::default()
-        };
-        let case =
-            Case::new("attention", shape.clone(), variant).work(flops, bytes, Bound::Compute);
-        s.run(case, || {
-            scaled_dot_product_attention(&q, &k, &v, &opts)
-                .map(drop)
-                .map_err(kerr)
-        })?;
+    for &(b, h, t, d) in shapes {
+        let shape = format!("b{b} h{h} t{t} d{d}");
+        if !s.wants("attention", &shape, "sdpa") && !s.wants("attention", &shape, "sdpa causal") {
+            continue;
+        }
+        let gpu = s.gpu.clone();
+        let q = Tensor::randn_on(&gpu, &[b, h, t, d], 1)?;
+        let k = Tensor::randn_on(&gpu, &[b, h, t, d], 2)?;
+        let v = Tensor::randn_on(&gpu, &[b, h, t, d], 3)?;
+        let _g = crate::no_grad();
+        // Q K^T and P V: 2 * 2 * B H T T D; the minimal traffic is q, k, v and the output.
+        let flops = 4 * (b * h * t * t * d) as u64;
+        let bytes = 4 * 4 * (b * h * t * d) as u64;
+        for (variant, causal) in [("sdpa", false), ("sdpa causal", true)] {
+            let opts = AttentionOptions {
+                causal,
+                ..Default::default()
+            };
+            let case =
+                Case::new("attention", shape.clone(), variant).work(flops, bytes, Bound::Compute);
+            s.run(case, || {
+                scaled_dot_product_attention(&q, &k, &v, &opts)
+                    .map(drop)
+                    .map_err(kerr)
+            })?;
+        }
     }
     Ok(())
 }
