@@ -1,10 +1,11 @@
 //! Time the fused attention rungs (`AttnVariant::{Row, Block, Panel, Tiled}`) against each
 //! other on this adapter, interleaved round by round so a busy machine slows them alike.
 //!
-//! Forward only, self-attention, no mask: `cargo run --release --example attention_rungs --
-//! [B H T D] [rounds]` (default 4 4 128 32, 15 rounds). Prints, per rung, the best and the
-//! median time of one forward (kernels recorded and waited for) and GFLOP/s of the best, with
-//! FLOPs = 4 B H T² D (the two products).
+//! Self-attention, no mask: `cargo run --release --example attention_rungs -- [B H T D]
+//! [rounds] [bwd]` (default 4 4 128 32, 15 rounds, forward only; a sixth argument `1` times
+//! forward + backward). Prints, per rung, the best and the median time of one call (kernels
+//! recorded and waited for) and GFLOP/s of the best, with forward FLOPs = 4 B H T² D (the two
+//! products) and forward + backward counted as 3.5 times that.
 use kiln::Tensor;
 use kiln_kernels::launch::attention::{self as ak, At, AttnConfig, AttnShape, AttnVariant};
 use std::time::Instant;
@@ -27,11 +28,19 @@ fn main() -> kiln::Result<()> {
         .collect();
     let get = |i: usize, d: usize| args.get(i).copied().unwrap_or(d);
     let (b, h, t, d, rounds) = (get(0, 4), get(1, 4), get(2, 128), get(3, 32), get(4, 15));
+    let backward = get(5, 0) != 0;
     let gpu = kiln::device()?;
     let [q, k, v] = [1, 2, 3].map(|s| Tensor::randn_on(&gpu, &[b, h, t, d], s));
     let (q, k, v) = (q?, k?, v?);
     let o = gpu.alloc(4 * (b * h * t * d) as u64, "o")?;
     let lse = gpu.alloc(4 * (b * h * t) as u64, "lse")?;
+    let n = 4 * (b * h * t * d) as u64;
+    let dout = Tensor::randn_on(&gpu, &[b, h, t, d], 4)?;
+    let (dq, dk, dv) = (
+        gpu.alloc(n, "dq")?,
+        gpu.alloc(n, "dk")?,
+        gpu.alloc(n, "dv")?,
+    );
     let s = AttnShape {
         batch: b,
         heads: h,
@@ -50,6 +59,11 @@ fn main() -> kiln::Result<()> {
     let run = |cfg: AttnConfig| -> kiln::Result<f64> {
         let t0 = Instant::now();
         ak::forward_with(&gpu, &s, cfg, at(&q), at(&k), at(&v), None, &o, &lse, 0)?;
+        if backward {
+            let grads = (&dq, &dk, &dv);
+            let (qa, ka, va, g) = (at(&q), at(&k), at(&v), dout.kernel_view().buf);
+            ak::backward_with(&gpu, &s, cfg, qa, ka, va, None, &o, &lse, g, grads, 0)?;
+        }
         gpu.sync()?;
         Ok(t0.elapsed().as_secs_f64() * 1e3)
     };
@@ -62,8 +76,14 @@ fn main() -> kiln::Result<()> {
             times[n].push(run(*cfg)?);
         }
     }
-    let flops = 4.0 * (b * h * t * t * d) as f64;
-    println!("attention forward B{b} H{h} T{t} D{d}, {rounds} rounds interleaved");
+    let pass = if backward { 3.5 } else { 1.0 };
+    let flops = pass * 4.0 * (b * h * t * t * d) as f64;
+    let what = if backward {
+        "forward + backward"
+    } else {
+        "forward"
+    };
+    println!("attention {what} B{b} H{h} T{t} D{d}, {rounds} rounds interleaved");
     println!("| rung | best ms | median ms | GFLOP/s (best) |");
     for (n, cfg) in rungs.iter().enumerate() {
         let ts = &mut times[n];

@@ -477,8 +477,8 @@ fn run_kernels(c: &Case, cfg: AttnConfig, chunk: usize, dout: &[f32]) -> [Vec<f3
 
 #[test]
 fn backward_rungs_match_cpu_twin() {
-    // Both rungs of the backward (row and block kernels), whole and chunked, at sizes that are
-    // not multiples of the block kernels' 4 rows.
+    // Every rung of the backward (row, block, panel, tiled kernels), whole and chunked, at sizes
+    // that are not multiples of the block kernels' 4 rows nor the panel's 16.
     for &(b, h, tq, tk, d, causal, mask) in &[
         (1, 1, 1, 1, 4, false, false),
         (2, 1, 7, 5, 8, true, true),
@@ -504,7 +504,7 @@ fn backward_rungs_match_cpu_twin() {
             (AttnConfig::of(AttnVariant::Row), 3),
             (AttnConfig::of(AttnVariant::Block), 4),
         ];
-        cases.extend(configs()[3..].iter().flat_map(|&t| [(t, 0), (t, 9)]));
+        cases.extend(configs()[2..].iter().flat_map(|&t| [(t, 0), (t, 9)]));
         for (cfg, chunk) in cases {
             let got = run_kernels(&c, cfg, chunk, &dout);
             for (n, want) in [dq.clone(), dk.clone(), dv.clone()].iter().enumerate() {
@@ -687,8 +687,8 @@ fn check_launcher_vs_twin(c: &Case, cfg: AttnConfig, chunk: usize) {
 
 #[test]
 fn tiled_matches_cpu_twin_at_awkward_sizes() {
-    // The flash-attention tiles (default and small) at T in {1, 7, 129, 257}, D in {16, 32, 64},
-    // causal and key-masked, B and H > 1, forward and all three gradients.
+    // The panel rung and the flash-attention tiles (default and small) at T in {1, 7, 129, 257},
+    // D in {16, 32, 64}, causal and key-masked, B and H > 1, forward and all three gradients.
     let grid = [
         (1, 1, 16),
         (7, 7, 32),
@@ -705,7 +705,7 @@ fn tiled_matches_cpu_twin_at_awkward_sizes() {
         let causal = n.is_multiple_of(2);
         let mask = n % 3 != 1;
         let c = Case::new(2, 2, tq, tk, d, causal, mask);
-        for cfg in &configs()[3..] {
+        for cfg in &configs()[2..] {
             check_launcher_vs_twin(&c, *cfg, 0);
         }
     }

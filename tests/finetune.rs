@@ -113,7 +113,9 @@ fn base() -> &'static PathBuf {
 const ALL_LINEAR: &str = "q_proj,k_proj,v_proj,o_proj,fc1,fc2,lm_head";
 
 /// A LoRA adapter trained until it answers `hi` with `hello there` (100 steps on one repeated
-/// conversation): (adapter dir, stdout).
+/// conversation): (adapter dir, stdout). The learning rate is 0.01: at 0.02 Adam's loss curve
+/// spiked (0.05 -> 0.33 -> 0.02), so where it ended depended on the last float bits of the
+/// attention kernels; at 0.01 it falls smoothly to ~0.012 whichever rung runs.
 fn learned() -> &'static (PathBuf, String) {
     static RUN: OnceLock<(PathBuf, String)> = OnceLock::new();
     RUN.get_or_init(|| {
@@ -139,7 +141,7 @@ fn learned() -> &'static (PathBuf, String) {
             "--batch-size",
             "8",
             "--lr",
-            "0.02",
+            "0.01",
             "--val-fraction",
             "0",
             "--out",

@@ -125,6 +125,10 @@ pub const SOURCES: &[(&str, &str)] = &[
         include_str!("../../shaders/attention/forward_panel.wgsl"),
     ),
     (
+        "attention/backward_panel.wgsl",
+        include_str!("../../shaders/attention/backward_panel.wgsl"),
+    ),
+    (
         "attention/backward_prep.wgsl",
         include_str!("../../shaders/attention/backward_prep.wgsl"),
     ),

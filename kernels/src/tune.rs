@@ -143,8 +143,8 @@ pub fn attention_bucket(s: &AttnShape) -> String {
 }
 
 /// The attention configuration used when nothing was tuned for shape `s`: the panel rung
-/// (barrier-free, 16 query rows per invocation; its backward is the block rung's) when there are
-/// at least 16 queries per head, else the block rung (4 rows per invocation wastes less on
+/// (barrier-free, 16 rows per invocation, forward and backward) when there are at least 16
+/// queries per head, else the block rung (4 rows per invocation wastes less on
 /// short queries, e.g. one-token decoding). The tiled rung has to win a measurement first.
 pub fn attention_default(s: &AttnShape) -> AttnConfig {
     if s.tq >= 16 {

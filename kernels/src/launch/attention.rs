@@ -15,8 +15,10 @@
 //! | `backward_prep.wgsl` | one query row: (L, dO . O) | D |
 //! | `backward.wgsl` `attn_bwd_dq` (rung `Row`) | one query row of dQ | keys |
 //! | `backward.wgsl` `attn_bwd_dkdv` (rung `Row`) | one key row of dK and dV | queries |
-//! | `backward_block.wgsl` `attn_bwd_dq_block` (`Block`, default) | 4 query rows of dQ | keys 8 at a time, vec4 loads |
-//! | `backward_block.wgsl` `attn_bwd_dkdv_block` (`Block`, default) | 4 key rows of dK, dV | queries 8 at a time, vec4 loads |
+//! | `backward_block.wgsl` `attn_bwd_dq_block` (`Block`) | 4 query rows of dQ | keys 8 at a time, vec4 loads |
+//! | `backward_block.wgsl` `attn_bwd_dkdv_block` (`Block`) | 4 key rows of dK, dV | queries 8 at a time, vec4 loads |
+//! | `backward_panel.wgsl` `attn_bwd_dq_panel` (`Panel`) | 16 query rows of dQ | keys 16 at a time, S and dP blocks in registers |
+//! | `backward_panel.wgsl` `attn_bwd_dkdv_panel` (`Panel`) | 16 key rows of dK, dV | queries 16 at a time, S and dP blocks in registers |
 //! | `forward_tiled.wgsl` ([`AttnVariant::Tiled`]) | 4 query rows; a workgroup 4 WG rows | key tiles of BC rows staged in workgroup memory |
 //! | `backward_tiled.wgsl` `attn_bwd_dq_tiled` (`Tiled`) | 4 query rows of dQ | key / value tiles in workgroup memory |
 //! | `backward_tiled.wgsl` `attn_bwd_dkdv_tiled` (`Tiled`) | 4 key rows of dK, dV | query / dO tiles in workgroup memory |
@@ -41,7 +43,7 @@ use crate::pool::GpuBuffer;
 /// Invocations per workgroup (WGSL `override WG`).
 pub const WG: u32 = 64;
 
-/// Invocations per workgroup of the panel forward (16 query rows each).
+/// Invocations per workgroup of the panel kernels (16 rows each).
 pub const PANEL_WG: u32 = 16;
 
 /// Largest head size D the kernels take (WGSL `MAX_D`: the per-invocation arrays).
@@ -157,10 +159,10 @@ pub enum AttnVariant {
     /// others). Falls back like `Block`, and to `Block` when no tile fits the adapter's
     /// workgroup memory.
     Tiled,
-    /// `forward_panel.wgsl`: 16 query rows per invocation, keys 32 per step, the 16 x 32 score
-    /// block in registers and the running output in the output buffer (nothing indexed by a
-    /// loop variable). Forward only: the backward runs the `Block` kernels. Falls back like
-    /// `Block`.
+    /// `forward_panel.wgsl`, `backward_panel.wgsl`: 16 output rows per invocation, 32 (forward)
+    /// or 16 (backward) rows of the other side per step, the score blocks in registers and the
+    /// running output / gradients in their output buffers (nothing indexed by a loop variable).
+    /// Falls back like `Block`.
     Panel,
 }
 
@@ -587,17 +589,18 @@ pub fn backward_with(
     let prep = KernelKey::new("attention/backward_prep.wgsl", "attn_bwd_prep")
         .with("WG", WG)
         .with("D", s.d as u32);
-    // The panel rung is forward-only: its backward is the block kernels.
-    let kind = match kind(gpu, cfg, s, q, k, v) {
-        Kind::Panel => Kind::Block,
-        other => other,
-    };
+    let kind = kind(gpu, cfg, s, q, k, v);
     let (file, eq, ekv) = match kind {
         Kind::Row => ("attention/backward.wgsl", "attn_bwd_dq", "attn_bwd_dkdv"),
-        Kind::Block | Kind::Panel => (
+        Kind::Block => (
             "attention/backward_block.wgsl",
             "attn_bwd_dq_block",
             "attn_bwd_dkdv_block",
+        ),
+        Kind::Panel => (
+            "attention/backward_panel.wgsl",
+            "attn_bwd_dq_panel",
+            "attn_bwd_dkdv_panel",
         ),
         Kind::Tiled(_) => (
             "attention/backward_tiled.wgsl",
