@@ -113,6 +113,10 @@ pub const SOURCES: &[(&str, &str)] = &[
         include_str!("../../shaders/attention/forward_io.wgsl"),
     ),
     (
+        "attention/backward_io.wgsl",
+        include_str!("../../shaders/attention/backward_io.wgsl"),
+    ),
+    (
         "attention/forward.wgsl",
         include_str!("../../shaders/attention/forward.wgsl"),
     ),

@@ -21,29 +21,16 @@
 // Chunks [c0, c1) per dispatch keep the loop budget (65,535 iterations per invocation on
 // lavapipe), as in backward.wgsl.
 
-// #include attention/params.wgsl
+// #include attention/backward_io.wgsl
 // #include common/grid.wgsl
 
 override WG: u32 = 64u;
-
-@group(0) @binding(1) var<storage, read> q4: array<vec4<f32>>;          // q (B, H, Tq, D)
-@group(0) @binding(2) var<storage, read> k4: array<vec4<f32>>;          // k (B, H, Tk, D)
-@group(0) @binding(3) var<storage, read> v4: array<vec4<f32>>;          // v (B, H, Tk, D)
-@group(0) @binding(4) var<storage, read> keep: array<f32>;              // (B, Tk), 1 keeps a key
-@group(0) @binding(5) var<storage, read> do4: array<vec4<f32>>;         // dO (B, H, Tq, D)
-@group(0) @binding(6) var<storage, read> stats: array<vec2<f32>>;       // (B, H, Tq) (L, delta)
-@group(0) @binding(7) var<storage, read_write> ga4: array<vec4<f32>>;   // dQ or dK
-@group(0) @binding(8) var<storage, read_write> gb4: array<vec4<f32>>;   // dV (B, H, Tk, D)
 
 const LANE = vec4<u32>(0u, 1u, 2u, 3u);
 
 // Rows a..a+3 of a head whose `n` rows start at global row `row0`, clamped to its last row.
 fn rows4(row0: u32, a: u32, n: u32) -> vec4<u32> {
     return vec4<u32>(row0) + min(vec4<u32>(a) + LANE, vec4<u32>(n - 1u));
-}
-
-fn kept(b: u32, j: u32) -> bool {
-    return p.has_mask == 0u || keep[p.m_off + b * p.tk + j] != 0.0;
 }
 
 fn stats4(rows: vec4<u32>) -> mat2x4<f32> {

@@ -15,19 +15,10 @@
 // and 16-byte aligned q, k, v (the launcher checks). Chunks [c0, c1) of the other side per
 // dispatch keep lavapipe's loop budget, as in backward_block.wgsl.
 
-// #include attention/params.wgsl
+// #include attention/backward_io.wgsl
 // #include common/grid.wgsl
 
 override WG: u32 = 16u;
-
-@group(0) @binding(1) var<storage, read> q4: array<vec4<f32>>;          // q (B, H, Tq, D)
-@group(0) @binding(2) var<storage, read> k4: array<vec4<f32>>;          // k (B, H, Tk, D)
-@group(0) @binding(3) var<storage, read> v4: array<vec4<f32>>;          // v (B, H, Tk, D)
-@group(0) @binding(4) var<storage, read> keep: array<f32>;              // (B, Tk), 1 keeps a key
-@group(0) @binding(5) var<storage, read> do4: array<vec4<f32>>;         // dO (B, H, Tq, D)
-@group(0) @binding(6) var<storage, read> stats: array<vec2<f32>>;       // (B, H, Tq) (L, delta)
-@group(0) @binding(7) var<storage, read_write> ga4: array<vec4<f32>>;   // dQ or dK
-@group(0) @binding(8) var<storage, read_write> gb4: array<vec4<f32>>;   // dV (B, H, Tk, D)
 
 const LANE = vec4<u32>(0u, 1u, 2u, 3u);
 
@@ -65,10 +56,6 @@ fn store_b(r: vec4<u32>, i: vec4<u32>, n: u32, c: u32, x: mat4x4<f32>) {
     if (i.y < n) { gb4[r.y + c] = x[1]; }
     if (i.z < n) { gb4[r.z + c] = x[2]; }
     if (i.w < n) { gb4[r.w + c] = x[3]; }
-}
-
-fn kept(b: u32, j: u32) -> bool {
-    return p.has_mask == 0u || keep[p.m_off + b * p.tk + j] != 0.0;
 }
 
 // Keys j .. j + 3 below `kend` and kept by the mask.
