@@ -33,14 +33,6 @@ fn rows4(row0: u32, a: u32, n: u32) -> vec4<u32> {
     return vec4<u32>(row0) + min(vec4<u32>(a) + LANE, vec4<u32>(n - 1u));
 }
 
-fn stats4(rows: vec4<u32>) -> mat2x4<f32> {
-    let s0 = stats[rows.x];
-    let s1 = stats[rows.y];
-    let s2 = stats[rows.z];
-    let s3 = stats[rows.w];
-    return mat2x4<f32>(vec4<f32>(s0.x, s1.x, s2.x, s3.x), vec4<f32>(s0.y, s1.y, s2.y, s3.y));
-}
-
 // dS and P of one (query, key) line of 4, zero where not visible.
 fn grads(s: vec4<f32>, dp: vec4<f32>, l: vec4<f32>, delta: vec4<f32>, vis: vec4<bool>)
     -> mat2x4<f32> {

@@ -1,5 +1,5 @@
 // The bindings of the vec4 backward kernels (backward_block.wgsl, backward_tiled.wgsl,
-// backward_panel.wgsl) and the key-mask test they share; params and layout in params.wgsl.
+// backward_panel.wgsl) and the small readers they share; params and layout in params.wgsl.
 
 // #include attention/params.wgsl
 
@@ -15,4 +15,13 @@
 // Whether the key mask keeps key j of batch b (always, without a mask).
 fn kept(b: u32, j: u32) -> bool {
     return p.has_mask == 0u || keep[p.m_off + b * p.tk + j] != 0.0;
+}
+
+// (L, delta) of 4 rows (global row indices), as two vec4: L, then delta.
+fn stats4(rows: vec4<u32>) -> mat2x4<f32> {
+    let s0 = stats[rows.x];
+    let s1 = stats[rows.y];
+    let s2 = stats[rows.z];
+    let s3 = stats[rows.w];
+    return mat2x4<f32>(vec4<f32>(s0.x, s1.x, s2.x, s3.x), vec4<f32>(s0.y, s1.y, s2.y, s3.y));
 }

@@ -64,15 +64,6 @@ fn kept4(b: u32, j: u32, kend: u32) -> vec4<bool> {
                       j + 2u < kend && kept(b, j + 2u), j + 3u < kend && kept(b, j + 3u));
 }
 
-// (L, delta) of 4 rows, as two vec4.
-fn stats4(rows: vec4<u32>) -> mat2x4<f32> {
-    let s0 = stats[rows.x];
-    let s1 = stats[rows.y];
-    let s2 = stats[rows.z];
-    let s3 = stats[rows.w];
-    return mat2x4<f32>(vec4<f32>(s0.x, s1.x, s2.x, s3.x), vec4<f32>(s0.y, s1.y, s2.y, s3.y));
-}
-
 // dQ side: one 4 x 4 block (column t = key j + t, component = query row; st = the rows' (L,
 // delta), lim their last visible key) -> dS, transposed (column r = query row r), 0 where hidden.
 fn dq_ds(s: mat4x4<f32>, dp: mat4x4<f32>, st: mat2x4<f32>, kv: vec4<bool>, j: u32,
