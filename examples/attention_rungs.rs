@@ -19,13 +19,16 @@ fn at(t: &Tensor) -> At<'_> {
 }
 
 fn main() -> kiln::Result<()> {
-    let args: Vec<usize> = std::env::args()
-        .skip(1)
-        .map(|a| {
-            a.parse()
-                .expect("arguments are whole numbers: B H T D [rounds]")
-        })
-        .collect();
+    let mut args = Vec::new();
+    for a in std::env::args().skip(1) {
+        match a.parse::<usize>() {
+            Ok(n) => args.push(n),
+            Err(_) => {
+                eprintln!("error: `{a}` is not a whole number; usage: B H T D [rounds] [bwd 0/1]");
+                std::process::exit(2);
+            }
+        }
+    }
     let get = |i: usize, d: usize| args.get(i).copied().unwrap_or(d);
     let (b, h, t, d, rounds) = (get(0, 4), get(1, 4), get(2, 128), get(3, 32), get(4, 15));
     let backward = get(5, 0) != 0;
