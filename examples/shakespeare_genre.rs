@@ -30,15 +30,20 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use kiln::Gpu;
+use kiln::data::Dataset;
 use kiln::data::shakespeare_genre::{self as genre, GenreLine};
-use kiln::data::split::shuffle;
+use kiln::data::token_rows::TokenRows;
 use kiln::data::tokenizer::WordPieceTokenizer;
 use kiln::models::BertEncoder;
-use kiln::models::bert_classifier::{BertClassifier, FineTuneMode, TextBatch, encode_batch};
+use kiln::models::bert_classifier::{
+    BertClassifier, FineTuneMode, PAD_ID, TextBatch, encode_batch, encode_ids,
+};
 use kiln::models::pretrained::{MINILM_DEFAULT_DIR, MINILM_ENV, load_wordpiece};
 use kiln::nn::lora::LoraConfig;
 use kiln::nn::{Module, manual_seed};
 use kiln::optim::{Adam, AdamConfig, Optimizer};
+use kiln::train::log::EpochRecord;
+use kiln::train::{OnEpoch, Progress, Supervised, Task, TrainConfig, Trainer};
 
 /// Command-line settings.
 #[derive(Debug, Clone)]
@@ -196,28 +201,50 @@ fn run(
     let mut opt = Adam::new(params, AdamConfig::adamw(lr))?;
     opt.set_lr_scale(&head, head_lr / lr)?;
 
-    let train_batches = batches(gpu, &tok, train, a.batch, a.max_len, true)?;
+    // The one training loop: token rows padded per batch (the classifier masks [PAD]).
+    let rows = |lines: &[GenreLine]| -> kiln::Result<TokenRows> {
+        let ids = lines
+            .iter()
+            .map(|l| encode_ids(&tok, &l.text, a.max_len))
+            .collect();
+        let labels = lines.iter().map(|l| l.label).collect();
+        TokenRows::new(ids, labels, 2, PAD_ID).map_err(|e| kiln::Error::Config(e.to_string()))
+    };
+    let train_rows: Arc<dyn Dataset> = Arc::new(rows(train)?);
     let test_batches = batches(gpu, &tok, test, 32, a.max_len, true)?;
-    let mut order: Vec<usize> = (0..train_batches.len()).collect();
+    let config = TrainConfig {
+        epochs: a.epochs,
+        batch_size: a.batch,
+        lr,
+        seed: a.seed,
+        quiet: true,
+        restore_best: false,
+        ..TrainConfig::default()
+    };
+    let dir =
+        std::env::temp_dir().join(format!("kiln-genre-{}-{}", mode.name(), std::process::id()));
     let mut losses = Vec::new();
     gpu.reset_peak();
     let t0 = Instant::now();
-    clf.set_training(true);
-    for epoch in 0..a.epochs {
-        shuffle(&mut order, a.seed, epoch as u64);
-        let mut sum = 0.0;
-        for &i in &order {
-            sum += clf.train_step(&mut opt, &train_batches[i].0)?;
-        }
-        let mean = sum / order.len() as f32;
-        losses.push(mean);
-        eprintln!(
-            "[{}] epoch {} mean loss {mean:.4} ({:.1} s)",
-            mode.name(),
-            epoch + 1,
-            t0.elapsed().as_secs_f64()
-        );
+    {
+        let name = mode.name();
+        let mut trainer =
+            Trainer::new(gpu, config, train_rows, &dir).hook(OnEpoch(|r: &EpochRecord| {
+                losses.push(r.train_loss as f32);
+                eprintln!(
+                    "[{name}] epoch {} mean loss {:.4} ({:.1} s)",
+                    r.epoch,
+                    r.train_loss,
+                    t0.elapsed().as_secs_f64()
+                );
+            }));
+        let task = Task::Classification {
+            class_names: vec!["comedy".into(), "tragedy".into()],
+        };
+        let mut objective = Supervised::new(gpu, task);
+        trainer.fit(&mut clf, &mut opt, &mut objective, Progress::default())?;
     }
+    let _ = std::fs::remove_dir_all(&dir);
     let secs_per_epoch = t0.elapsed().as_secs_f64() / a.epochs as f64;
     let peak_bytes = gpu.peak_bytes();
     clf.set_training(false);

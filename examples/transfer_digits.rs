@@ -17,12 +17,17 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use kiln::Gpu;
-use kiln::data::{DataLoader, Dataset, InMemoryDataset, SplitFractions, digits_images};
+use kiln::data::classes;
+use kiln::data::{Dataset, InMemoryDataset, SplitFractions, digits_images};
 use kiln::models::LeNet;
 use kiln::nn::Module;
+use kiln::nn::load::LoadOptions;
+use kiln::nn::{freeze, load};
 use kiln::optim::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
-use kiln::train::transfer::{self, LoadOptions};
-use kiln::train::{Task, checkpoint, evaluate, trainer::upload};
+use kiln::train::{
+    Control, Hook, Objective, Progress, StepInfo, Supervised, Task, TrainConfig, Trainer,
+    checkpoint,
+};
 
 /// How much work each phase gets.
 #[derive(Debug, Clone, Copy)]
@@ -94,7 +99,7 @@ pub struct Demo {
     /// The model trained from scratch.
     pub scratch: Run,
     /// What `load_pretrained` reported.
-    pub load_report: transfer::LoadReport,
+    pub load_report: load::LoadReport,
 }
 
 /// Training split, validation split, task.
@@ -102,7 +107,7 @@ type Splits = (Arc<dyn Dataset>, Arc<dyn Dataset>, Task);
 
 /// Train / validation splits of the digits with the given classes, relabelled from 0.
 fn split(classes: &[u32], seed: u64) -> kiln::Result<Splits> {
-    let ds: InMemoryDataset = transfer::select_classes(&digits_images()?, classes)?;
+    let ds: InMemoryDataset = classes::select_classes(&digits_images()?, classes)?;
     let labels = ds.labels().map(<[u32]>::to_vec).unwrap_or_default();
     let f = SplitFractions {
         train: 0.75,
@@ -148,29 +153,56 @@ fn train(
         };
         Box::new(Sgd::new(params, c)?)
     };
-    let loader = DataLoader::new(train.clone(), b.batch)?.shuffle(b.seed);
-    let accuracy = |model: &mut dyn Module| -> kiln::Result<f64> {
-        let ev = evaluate(gpu, model, task, val, 512)?;
-        Ok(ev.classification.map_or(0.0, |m| m.accuracy))
-    };
-    let mut curve = Vec::new();
-    let mut step = 0;
-    'outer: for epoch in 1.. {
-        for batch in loader.epoch(epoch) {
-            let (x, y) = upload(gpu, &batch)?;
-            model.forward(&x)?.cross_entropy(&y)?.backward()?;
-            opt.step()?;
-            opt.zero_grad()?;
-            step += 1;
-            if step % eval_every == 0 || step == steps {
-                curve.push((step, accuracy(model)?));
+    // The one training loop, stopped at `steps` steps, with a hook that measures the
+    // validation accuracy every `eval_every` steps.
+    struct Curve<'a> {
+        objective: Supervised,
+        val: &'a dyn Dataset,
+        every: u64,
+        last: u64,
+        points: Vec<(u64, f64)>,
+    }
+    impl Hook for Curve<'_> {
+        fn after_step(&mut self, at: &StepInfo, model: &dyn Module) -> kiln::Result<Control> {
+            if at.step % self.every == 0 || at.step == self.last {
+                let _g = kiln::no_grad(); // LeNet has no dropout or BatchNorm: no mode switch
+                let ev = self.objective.evaluate(model, self.val, 512)?;
+                let acc = ev.classification.map_or(0.0, |m| m.accuracy);
+                self.points.push((at.step, acc));
             }
-            if step == steps {
-                break 'outer;
-            }
+            Ok(Control::Continue)
         }
     }
-    Ok(curve)
+    let batches = train.len().div_ceil(b.batch) as u64;
+    let config = TrainConfig {
+        epochs: steps.div_ceil(batches) as usize,
+        batch_size: b.batch,
+        lr: if pretrain { b.pretrain_lr } else { b.lr },
+        seed: b.seed,
+        max_steps: Some(steps),
+        quiet: true,
+        restore_best: false,
+        ..TrainConfig::default()
+    };
+    let dir = std::env::temp_dir().join(format!(
+        "kiln-transfer-train-{}-{}",
+        std::process::id(),
+        if pretrain { "pre" } else { "fine" }
+    ));
+    let mut curve = Curve {
+        objective: Supervised::new(gpu, task.clone()),
+        val,
+        every: eval_every,
+        last: steps,
+        points: Vec::new(),
+    };
+    {
+        let mut trainer = Trainer::new(gpu, config, train.clone(), &dir).hook(&mut curve);
+        let mut objective = Supervised::new(gpu, task.clone());
+        trainer.fit(model, opt.as_mut(), &mut objective, Progress::default())?;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(curve.points)
 }
 
 fn finish(
@@ -180,7 +212,7 @@ fn finish(
     target: f64,
     t0: Instant,
 ) -> Run {
-    let c = transfer::param_counts(model);
+    let c = freeze::param_counts(model);
     Run {
         name,
         steps_to_target: curve.iter().find(|(_, a)| *a >= target).map(|(s, _)| *s),
@@ -226,8 +258,8 @@ pub fn run_demo(gpu: &Arc<Gpu>, b: &Budget) -> kiln::Result<Demo> {
         skip: vec!["classifier.4".into()], // the head: 5-9 are new classes
         ..Default::default()
     };
-    let load_report = transfer::load_pretrained(&tl, &ckpt, &opts)?;
-    transfer::freeze(&tl, b.freeze)?;
+    let load_report = load::load_pretrained(&tl, &ckpt, &opts)?;
+    freeze::freeze(&tl, b.freeze)?;
     let t0 = Instant::now();
     let curve = train(gpu, &mut tl, &train5, val5.as_ref(), &task5, b, false)?;
     let transfer = finish("transfer", &tl, curve, b.target, t0);

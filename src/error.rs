@@ -1,7 +1,7 @@
 //! kiln's error type. Misuse (shapes, dtypes, files) comes back as an [`Error`] naming the op and
 //! the shapes involved, never as a panic.
 
-use crate::tensor::DType;
+use crate::dtype::DType;
 
 /// An error from a tensor op, autograd, or the GPU runtime.
 #[derive(Debug, thiserror::Error)]

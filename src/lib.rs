@@ -20,9 +20,12 @@
 #![warn(missing_docs)]
 
 pub mod autograd;
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod data;
+pub mod dtype;
 pub mod error;
+pub mod io;
 pub mod models;
 pub mod nn;
 pub mod ops;

@@ -280,7 +280,8 @@ fn max_steps_ends_a_run_inside_an_epoch() {
     assert!(stdout.contains("budget reached"), "{stdout}");
     let summary = json(&out.join("summary.json"));
     assert_eq!(summary["model"], "gpt", "--text alone trains a gpt");
-    assert_eq!(summary["epochs_run"], 1);
+    assert_eq!(summary["epochs_run"], 0, "no epoch completed");
+    assert_eq!(summary["batches_into_next_epoch"], 3);
     assert_eq!(summary["budget_reached"], true);
     let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
     assert!(config.contains("max_steps = 3"), "{config}");

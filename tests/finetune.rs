@@ -191,7 +191,7 @@ fn finetune_learns_a_repeated_conversation_and_writes_a_peft_adapter() {
     assert_eq!(cfg["lora_alpha"], 16.0);
     assert_eq!(cfg["task_type"], "CAUSAL_LM");
     assert_eq!(cfg["target_modules"].as_array().unwrap().len(), 7);
-    let w = kiln::train::transfer::read_weights(&dir.join("adapter_model.safetensors")).unwrap();
+    let w = kiln::io::safetensors::read_weights(&dir.join("adapter_model.safetensors")).unwrap();
     assert_eq!(w.len(), 14, "{:?}", w.keys().collect::<Vec<_>>());
     let p = "base_model.model.blocks.0";
     let shape = |k: &str| w[k].shape.clone();
@@ -202,7 +202,7 @@ fn finetune_learns_a_repeated_conversation_and_writes_a_peft_adapter() {
     assert!(w.contains_key("base_model.model.lm_head.lora_B.weight"));
     assert_eq!(json(&dir.join("kiln_finetune.json"))["qlora"], false);
     // Resume state is there too.
-    assert!(dir.join("finetune_state.safetensors").is_file());
+    assert!(dir.join("checkpoint.safetensors").is_file());
 }
 
 #[test]

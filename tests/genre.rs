@@ -8,17 +8,23 @@
 mod common;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use kiln::Tensor;
+use kiln::data::Dataset;
 use kiln::data::shakespeare_genre::{
     self as genre, COMEDY, GenreLine, GenreSplit, TEST_PLAYS, TRAGEDY,
 };
-use kiln::models::bert_classifier::{BertClassifier, FineTuneMode, TextBatch, encode_batch};
+use kiln::data::token_rows::TokenRows;
+use kiln::models::bert_classifier::{
+    BertClassifier, FineTuneMode, PAD_ID, TextBatch, encode_batch, encode_ids,
+};
 use kiln::models::pretrained::{MINILM_DEFAULT_DIR, MINILM_ENV, load_wordpiece};
 use kiln::models::{BertConfig, BertEncoder};
 use kiln::nn::lora::{self, LoraConfig};
 use kiln::nn::{Module, manual_seed};
 use kiln::optim::{Adam, AdamConfig};
+use kiln::train::{Progress, Supervised, Task, TrainConfig, Trainer};
 
 #[test]
 fn tsv_parses_and_reports_bad_lines() {
@@ -141,15 +147,19 @@ fn tiny_classifier() -> BertClassifier {
     BertClassifier::new(BertEncoder::new(cfg).unwrap(), 2).unwrap()
 }
 
-/// 8 rows of random ids with some padding; label 1 when the row holds an id below 10.
+/// 8 rows of random ids 1..40 with some padding (id 0, `[PAD]`, masked); label 1 when the row
+/// holds an id below 10.
 fn tiny_batch() -> TextBatch {
     let (b, t) = (8, 6);
-    let ids = common::rand_indices(b * t, common::seed("genre tiny"), 40);
+    let mut ids = common::rand_indices(b * t, common::seed("genre tiny"), 39);
     let mut mask = vec![1u32; b * t];
     for r in 0..b {
         for c in t - r % 3..t {
             mask[r * t + c] = 0;
         }
+    }
+    for (id, m) in ids.iter_mut().zip(&mask) {
+        *id = if *m == 1 { *id + 1 } else { PAD_ID };
     }
     let labels: Vec<u32> = (0..b)
         .map(|r| u32::from((0..t).any(|c| mask[r * t + c] == 1 && ids[r * t + c] < 10)))
@@ -161,18 +171,86 @@ fn tiny_batch() -> TextBatch {
     }
 }
 
+/// The rows of a padded batch without their padding, as a dataset.
+fn rows_of(batch: &TextBatch) -> Arc<dyn Dataset> {
+    let (b, t) = (batch.ids.shape()[0], batch.ids.shape()[1]);
+    let ids = batch.ids.to_vec::<u32>().unwrap();
+    let mask = batch.mask.to_vec::<u32>().unwrap();
+    let labels = batch.labels.as_ref().unwrap().to_vec::<u32>().unwrap();
+    let rows = (0..b)
+        .map(|r| {
+            (0..t)
+                .filter(|&c| mask[r * t + c] == 1)
+                .map(|c| ids[r * t + c])
+                .collect()
+        })
+        .collect();
+    Arc::new(TokenRows::new(rows, labels, 2, PAD_ID).unwrap())
+}
+
+/// `steps` optimizer steps through the one trainer on `data`, `batch` rows a step.
+fn train_steps(
+    clf: &mut BertClassifier,
+    data: Arc<dyn Dataset>,
+    batch: usize,
+    lr: f32,
+    steps: u64,
+) {
+    let mut opt = Adam::new(clf.trainable_parameters(), AdamConfig::adamw(lr)).unwrap();
+    let per_epoch = data.len().div_ceil(batch) as u64;
+    let config = TrainConfig {
+        epochs: steps.div_ceil(per_epoch) as usize,
+        batch_size: batch,
+        lr,
+        optimizer: "adamw".into(),
+        max_steps: Some(steps),
+        quiet: true,
+        restore_best: false,
+        ..TrainConfig::default()
+    };
+    let dir = std::env::temp_dir().join(format!(
+        "kiln-genre-{}-{lr}-{steps}-{}",
+        std::process::id(),
+        data.len()
+    ));
+    let task = Task::Classification {
+        class_names: vec!["comedy".into(), "tragedy".into()],
+    };
+    let gpu = clf.gpu().clone();
+    let mut objective = Supervised::new(&gpu, task);
+    let mut trainer = Trainer::new(&gpu, config, data, &dir);
+    let report = trainer
+        .fit(clf, &mut opt, &mut objective, Progress::default())
+        .unwrap();
+    assert_eq!(report.progress.step, steps);
+}
+
 /// Train `steps` steps on one batch; the loss in eval mode before and after.
 fn fit(clf: &mut BertClassifier, batch: &TextBatch, lr: f32, steps: usize) -> (f32, f32) {
     let before = {
         let _g = kiln::no_grad();
         clf.loss(batch).unwrap().item().unwrap()
     };
-    let mut opt = Adam::new(clf.trainable_parameters(), AdamConfig::adamw(lr)).unwrap();
-    for _ in 0..steps {
-        clf.train_step(&mut opt, batch).unwrap();
-    }
+    train_steps(clf, rows_of(batch), 8, lr, steps as u64);
     let _g = kiln::no_grad();
     (before, clf.loss(batch).unwrap().item().unwrap())
+}
+
+/// `Module::forward` masks `[PAD]` itself: the logits of padded rows equal the explicit mask's.
+#[test]
+fn forward_masks_pad_ids_like_the_explicit_mask() {
+    let clf = tiny_classifier();
+    let batch = tiny_batch();
+    let _g = kiln::no_grad();
+    let a = clf
+        .logits(&batch.ids, &batch.mask)
+        .unwrap()
+        .to_vec::<f32>()
+        .unwrap();
+    let b = clf.forward(&batch.ids).unwrap().to_vec::<f32>().unwrap();
+    for (x, y) in a.iter().zip(&b) {
+        assert!((x - y).abs() <= 1e-5 * (1.0 + x.abs()), "{a:?} vs {b:?}");
+    }
 }
 
 #[test]
@@ -296,10 +374,14 @@ fn minilm_lora_trains_only_adapters_and_head() {
             / 2.0
     };
     let before = loss(&clf);
-    let mut opt = Adam::new(clf.trainable_parameters(), AdamConfig::adamw(5e-3)).unwrap();
-    for i in [0, 1, 0] {
-        clf.train_step(&mut opt, &batches[i]).unwrap();
-    }
+    let rows: Vec<Vec<u32>> = lines
+        .iter()
+        .map(|l| encode_ids(&tok, &l.text, 10))
+        .collect();
+    let labels: Vec<u32> = lines.iter().map(|l| l.label).collect();
+    let data: Arc<dyn Dataset> = Arc::new(TokenRows::new(rows, labels, 2, PAD_ID).unwrap());
+    train_steps(&mut clf, data, 32, 5e-3, 3);
+    clf.set_training(false);
     let after = loss(&clf);
     assert!(after < before - 0.02, "loss {before} -> {after}");
 }

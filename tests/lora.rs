@@ -9,12 +9,13 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 use kiln::Tensor;
+use kiln::io::safetensors::read_weights;
 use kiln::models::{BertConfig, BertEncoder, Gpt, GptConfig, LeNet, Mlp, ResNet18};
+use kiln::nn::freeze;
 use kiln::nn::lora::{self, FrozenBase, LoraAdapter, LoraConfig};
 use kiln::nn::lora_io::{self, ADAPTER_CONFIG, ADAPTER_WEIGHTS};
 use kiln::nn::{Linear, Module, Reduction, loss};
 use kiln::optim::{Adam, AdamConfig, Optimizer};
-use kiln::train::transfer::{self, read_weights};
 
 const FWD: Tolerance = Tolerance::new(1e-4, 1e-5, "f32 matmuls vs f64 reference");
 
@@ -272,7 +273,7 @@ fn merge_equals_unmerged_forward_and_unmerge_restores_weights() {
 #[test]
 fn gpt_targets_select_exactly_the_named_projections() {
     let mut gpt = Gpt::new_on(&gpu(), gpt_cfg()).unwrap();
-    let total = transfer::param_counts(&gpt).total;
+    let total = freeze::param_counts(&gpt).total;
     let cfg = LoraConfig::new(2, 4.0, &["q_proj", "v_proj"]);
     let adapted = lora::apply_lora(&mut gpt, &cfg).unwrap();
     assert_eq!(
@@ -292,7 +293,7 @@ fn gpt_targets_select_exactly_the_named_projections() {
     assert_eq!(names[1], "blocks.0.attn.q_proj.lora_B.weight");
     assert_eq!(names.len(), 8);
     // Every non-LoRA parameter is frozen; counts: 4 layers x (A 2x8 + B 8x2).
-    let c = transfer::param_counts(&gpt);
+    let c = freeze::param_counts(&gpt);
     assert_eq!(c.trainable, 4 * (2 * 8 + 8 * 2));
     assert_eq!(c.total, total + c.trainable);
     assert_eq!(c.trainable_tensors, 8);

@@ -13,7 +13,7 @@ use kiln::data::{DataLoader, Dataset, SplitFractions, digits_images, stratified_
 use kiln::models::{LeNet, ModelSpec, ResNet18, Vgg};
 use kiln::nn::Module;
 use kiln::optim::{Adam, AdamConfig, Optimizer};
-use kiln::train::{Task, evaluate, trainer::upload};
+use kiln::train::{Task, evaluate, upload};
 
 const NAMES: [&str; 3] = ["lenet", "vgg", "resnet18"];
 

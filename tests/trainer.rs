@@ -10,7 +10,7 @@ use common::*;
 use kiln::data::{Dataset, InMemoryDataset, Targets};
 use kiln::models::ModelSpec;
 use kiln::optim::{Optimizer, Sgd, SgdConfig};
-use kiln::train::{Progress, Task, TrainConfig, Trainer, checkpoint};
+use kiln::train::{Progress, Supervised, Task, TrainConfig, Trainer, checkpoint};
 
 /// A small two-class problem: the class is whether x0 + x1 > 0.
 fn toy(n: usize, seed_tag: &str) -> Arc<dyn Dataset> {
@@ -36,18 +36,15 @@ fn dir(name: &str) -> std::path::PathBuf {
 }
 
 fn trainer(config: TrainConfig, name: &str) -> Trainer<'static> {
-    Trainer {
-        gpu: gpu(),
-        config,
-        task: Task::Classification {
-            class_names: vec!["no".into(), "yes".into()],
-        },
-        train: toy(96, "train"),
-        val: Some(toy(40, "val")),
-        dir: dir(name),
-        metadata: BTreeMap::new(),
-        on_epoch: None,
-    }
+    Trainer::new(&gpu(), config, toy(96, "train"), dir(name)).with_val(toy(40, "val"))
+}
+
+/// The two-class objective of [`toy`].
+fn objective() -> Supervised {
+    let task = Task::Classification {
+        class_names: vec!["no".into(), "yes".into()],
+    };
+    Supervised::new(&gpu(), task)
 }
 
 fn linear() -> Box<dyn kiln::nn::Module> {
@@ -74,7 +71,9 @@ fn early_stopping_stops_after_patience_and_restores_best() {
     let mut t = trainer(config, "early");
     let mut m = linear();
     let mut opt = Sgd::new(m.named_parameters(), SgdConfig::new(0.1)).unwrap();
-    let r = t.fit(m.as_mut(), &mut opt, Progress::default()).unwrap();
+    let r = t
+        .fit(m.as_mut(), &mut opt, &mut objective(), Progress::default())
+        .unwrap();
     assert!(r.stopped_early);
     assert_eq!(r.progress.epoch, 3, "1 best epoch + 2 without improvement");
     assert_eq!(r.progress.best_epoch, 1);
@@ -110,7 +109,8 @@ fn gradient_accumulation_matches_a_larger_batch() {
         t.val = None;
         let mut m = linear();
         let mut opt = Sgd::new(m.named_parameters(), SgdConfig::new(0.5)).unwrap();
-        t.fit(m.as_mut(), &mut opt, Progress::default()).unwrap();
+        t.fit(m.as_mut(), &mut opt, &mut objective(), Progress::default())
+            .unwrap();
         assert_eq!(opt.state().step, 1, "exactly one optimizer step");
         m.named_parameters()
             .iter()
@@ -140,7 +140,7 @@ fn divergence_keeps_the_last_good_checkpoint() {
     let mut m = linear();
     let mut opt = Sgd::new(m.named_parameters(), SgdConfig::new(0.1)).unwrap();
     let p = t
-        .fit(m.as_mut(), &mut opt, Progress::default())
+        .fit(m.as_mut(), &mut opt, &mut objective(), Progress::default())
         .unwrap()
         .progress;
     let good = std::fs::read(t.dir.join("checkpoint.safetensors")).unwrap();
@@ -148,7 +148,10 @@ fn divergence_keeps_the_last_good_checkpoint() {
     // Weights overflow f32 in one step, so the next loss is NaN.
     t.config.lr = 3e38;
     opt.set_learning_rate(3e38);
-    let e = t.fit(m.as_mut(), &mut opt, p).unwrap_err().to_string();
+    let e = t
+        .fit(m.as_mut(), &mut opt, &mut objective(), p)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("loss became"), "{e}");
     assert_eq!(
         std::fs::read(t.dir.join("checkpoint.safetensors")).unwrap(),

@@ -13,11 +13,14 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 use kiln::Tensor;
+use kiln::data::classes;
 use kiln::models::{LeNet, Mlp, ModelSpec, ResNet18, Vgg};
 use kiln::nn::Module;
+use kiln::nn::load::LoadOptions;
+use kiln::nn::{freeze, load};
 use kiln::optim::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
 use kiln::train::checkpoint;
-use kiln::train::transfer::{self, LoadOptions};
+use kiln::train::transfer;
 
 fn scratch_dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("kiln-transfer-{}-{name}", std::process::id()));
@@ -53,8 +56,7 @@ fn loads_every_tensor_by_name() {
     save(&d.join("a.safetensors"), src.named_parameters());
     let dst = lenet(5);
     assert_ne!(values(&src), values(&dst), "two fresh models should differ");
-    let r =
-        transfer::load_pretrained(&dst, &d.join("a.safetensors"), &LoadOptions::default()).unwrap();
+    let r = load::load_pretrained(&dst, &d.join("a.safetensors"), &LoadOptions::default()).unwrap();
     assert_eq!(r.loaded.len(), 10);
     assert!(r.skipped.is_empty() && r.missing.is_empty() && r.unexpected.is_empty());
     assert_eq!(values(&src), values(&dst));
@@ -81,7 +83,7 @@ fn load_error_lists_every_missing_unexpected_and_misshaped_tensor() {
     save(&file, tensors);
     let dst = lenet(5);
     let before = values(&dst);
-    let err = transfer::load_pretrained(&dst, &file, &LoadOptions::default())
+    let err = load::load_pretrained(&dst, &file, &LoadOptions::default())
         .unwrap_err()
         .to_string();
     for needle in [
@@ -101,7 +103,7 @@ fn load_error_lists_every_missing_unexpected_and_misshaped_tensor() {
         strict: false,
         ..Default::default()
     };
-    let err = transfer::load_pretrained(&dst, &file, &loose)
+    let err = load::load_pretrained(&dst, &file, &loose)
         .unwrap_err()
         .to_string();
     assert!(
@@ -113,7 +115,7 @@ fn load_error_lists_every_missing_unexpected_and_misshaped_tensor() {
         skip: vec!["classifier.0.weight".into(), "features.3".into()],
         head: None,
     };
-    let r = transfer::load_pretrained(&dst, &file, &loose_skip).unwrap();
+    let r = load::load_pretrained(&dst, &file, &loose_skip).unwrap();
     assert_eq!(r.missing, ["features.0.bias", "classifier.2.bias"]);
     assert_eq!(r.unexpected, ["extra.bias", "extra.weight"]);
     assert_eq!(
@@ -139,7 +141,7 @@ fn a_head_with_another_class_count_is_reinitialised_not_an_error() {
         ..Default::default()
     };
     // A checkpoint file named directly (run directories are tried in the CLI test).
-    let r = transfer::load_pretrained(&dst, &d.join("ten.safetensors"), &opts).unwrap();
+    let r = load::load_pretrained(&dst, &d.join("ten.safetensors"), &opts).unwrap();
     assert_eq!(r.head_replaced, Some(("classifier.4".into(), 10, 3)));
     assert_eq!(r.skipped, ["classifier.4.weight", "classifier.4.bias"]);
     assert_eq!(r.loaded.len(), 8);
@@ -149,12 +151,12 @@ fn a_head_with_another_class_count_is_reinitialised_not_an_error() {
     );
     assert!(r.to_string().contains("head classifier.4 replaced"));
     // Without the head option the same file is a mis-shaped error.
-    let err = transfer::load_pretrained(&dst, &d.join("ten.safetensors"), &LoadOptions::default())
+    let err = load::load_pretrained(&dst, &d.join("ten.safetensors"), &LoadOptions::default())
         .unwrap_err()
         .to_string();
     assert!(err.contains("classifier.4.weight: file [10, 84]"), "{err}");
     // A directory without checkpoints is a clear error.
-    let err = transfer::load_pretrained(&dst, &d, &opts)
+    let err = load::load_pretrained(&dst, &d, &opts)
         .unwrap_err()
         .to_string();
     assert!(err.contains("best.safetensors"), "{err}");
@@ -162,7 +164,7 @@ fn a_head_with_another_class_count_is_reinitialised_not_an_error() {
 
 #[test]
 fn patterns_select_whole_names_or_module_prefixes() {
-    use transfer::pattern_matches as m;
+    use kiln::io::names::pattern_matches as m;
     assert!(m("features.*", "features.0.weight"));
     assert!(m("features", "features.0.weight"));
     assert!(m("features.0", "features.0.bias"));
@@ -179,9 +181,9 @@ fn patterns_select_whole_names_or_module_prefixes() {
 #[test]
 fn frozen_parameters_stay_put_and_get_no_optimizer_state() {
     let net = lenet(5);
-    let frozen = transfer::freeze(&net, &["features.*", "*.bias"]).unwrap();
+    let frozen = freeze::freeze(&net, &["features.*", "*.bias"]).unwrap();
     assert_eq!(frozen.len(), 7); // 2 conv weights + 5 biases
-    let c = transfer::param_counts(&net);
+    let c = freeze::param_counts(&net);
     assert_eq!((c.trainable_tensors, c.total_tensors), (3, 10));
     assert_eq!(c.trainable, net.num_trainable_parameters());
     assert_eq!(c.total, net.num_parameters());
@@ -216,7 +218,7 @@ fn frozen_parameters_stay_put_and_get_no_optimizer_state() {
         "exp_avg, exp_avg_sq, step of 3 trainable"
     );
     // A pattern that selects nothing is an error naming it.
-    let err = transfer::freeze(&net, &["feature.*"])
+    let err = freeze::freeze(&net, &["feature.*"])
         .unwrap_err()
         .to_string();
     assert!(
@@ -229,7 +231,7 @@ fn frozen_parameters_stay_put_and_get_no_optimizer_state() {
 fn unfreezing_later_trains_at_the_lower_rate() {
     let g = gpu();
     let net = Mlp::new_on(&g, 4, &[3], 2, "tanh", 0.0).unwrap();
-    transfer::freeze(&net, &["layers.0"]).unwrap();
+    freeze::freeze(&net, &["layers.0"]).unwrap();
     let (lr, scale) = (0.5f32, 0.1f32);
     let mut opt = Sgd::new(net.named_parameters(), SgdConfig::new(lr)).unwrap();
     let x = Tensor::from_slice_on(&g, &rand_vec(8, seed("u"), -1.0, 1.0), &[2, 4]).unwrap();
@@ -331,17 +333,17 @@ fn every_zoo_model_has_a_named_replaceable_head() {
 #[test]
 fn class_subsets_are_relabelled_with_names_kept() {
     use kiln::data::Dataset;
-    assert_eq!(transfer::parse_classes("0-4").unwrap(), [0, 1, 2, 3, 4]);
+    assert_eq!(classes::parse_classes("0-4").unwrap(), [0, 1, 2, 3, 4]);
     assert_eq!(
-        transfer::parse_classes("5,6, 7,8,9").unwrap(),
+        classes::parse_classes("5,6, 7,8,9").unwrap(),
         [5, 6, 7, 8, 9]
     );
-    assert_eq!(transfer::parse_classes("9,0-1").unwrap(), [9, 0, 1]);
+    assert_eq!(classes::parse_classes("9,0-1").unwrap(), [9, 0, 1]);
     for bad in ["", "4-2", "1,1", "a-3", "1-"] {
-        assert!(transfer::parse_classes(bad).is_err(), "{bad:?}");
+        assert!(classes::parse_classes(bad).is_err(), "{bad:?}");
     }
     let all = kiln::data::digits().unwrap();
-    let sub = transfer::select_classes(&all, &[9, 0]).unwrap();
+    let sub = classes::select_classes(&all, &[9, 0]).unwrap();
     let want = all
         .labels()
         .unwrap()
@@ -363,7 +365,7 @@ fn class_subsets_are_relabelled_with_names_kept() {
     };
     assert_eq!(sub.labels().unwrap()[0], relabelled);
     assert_eq!(sub.example(0).unwrap(), all.example(first9).unwrap());
-    assert!(transfer::select_classes(&all, &[10]).is_err());
+    assert!(classes::select_classes(&all, &[10]).is_err());
 }
 
 #[test]

@@ -12,37 +12,37 @@
 //!
 //! The loss is the masked cross-entropy ([`crate::Tensor::cross_entropy_masked`]): the mean
 //! over the assistant's tokens only. An epoch's loss is the mean over all its trained tokens.
-//! After each epoch the run state (adapters, optimizer, RNG, progress) is written to
-//! [`STATE`] for `--resume`, and the PEFT adapter (`adapter_model.safetensors`,
+//! The run goes through the one trainer ([`crate::train::Trainer`]) with the
+//! [`crate::train::MaskedLm`] objective: its checkpoints (`checkpoint.safetensors`, holding the
+//! adapters, optimizer, RNG and loader position) resume exactly anywhere, and the PEFT adapter (`adapter_model.safetensors`,
 //! `adapter_config.json`, plus kiln's [`super::chat_model::ADAPTER_META`]) is written
 //! atomically whenever the validation loss improves (every epoch without validation), so --out
 //! always holds the best adapter. `metrics.csv`, `curves.png` and `summary.json` report the run.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::sync::Arc;
 
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
 use super::chat_data::{self, CHITCHAT};
 use super::chat_model::{ADAPTER_META, AdapterMeta, GptBase, quant_line, quantize_targets};
-use super::train::{LoopArgs, group};
+use super::loop_args::{LoopArgs, refuse_fixed_flags};
+use super::progress::{self, Units};
+use super::train::{group, resume_from, resumed_line};
 use super::{Error, Result, open_device};
-use crate::data::chat::{ChatDataset, ChatTemplate};
-use crate::data::{DataLoader, Dataset, Targets};
+use crate::data::Dataset;
+use crate::data::chat::ChatTemplate;
+use crate::io::run_dir::{LAST, RunLock};
 use crate::models::LanguageModel;
 use crate::nn::Module;
 use crate::nn::lora::{self, LoraConfig};
-use crate::ops::IGNORE_INDEX;
-use crate::optim::{Optimizer, OptimizerKind, OptimizerState, Schedule};
-use crate::tensor::Tensor;
-use crate::train::log::{EpochRecord, RunLog};
-use crate::train::{Progress, TrainConfig, checkpoint, transfer};
+use crate::optim::OptimizerKind;
+use crate::train::log::EpochRecord;
+use crate::train::{
+    Control, EpochEnd, Hook, MaskedLm, Objective, Progress, Saved, TrainConfig, Trainer,
+};
 
-/// The resumable state file in `--out`.
-pub const STATE: &str = "finetune_state.safetensors";
 /// The resolved settings in `--out`.
 pub const SETTINGS: &str = "finetune.json";
 
@@ -207,86 +207,6 @@ fn check_targets(lm: &mut LanguageModel, cfg: &LoraConfig) -> Result<()> {
     Ok(())
 }
 
-/// Mean masked loss of `lm` over `data` (no graph, eval mode), or `None` for no data.
-fn masked_loss(lm: &mut LanguageModel, data: &ChatDataset, batch: usize) -> Result<f64> {
-    let gpu = lm_gpu(lm)?;
-    lora::set_training(lm, false);
-    let _g = crate::no_grad();
-    let idx: Vec<usize> = (0..data.len()).collect();
-    let mut parts = Vec::new();
-    for chunk in idx.chunks(batch.max(1)) {
-        let b = data.batch(chunk);
-        let (x, labels) = upload(&gpu, &b)?;
-        let n = trained(&labels);
-        parts.push((lm.forward(&x)?.cross_entropy_masked(&labels)?, n));
-    }
-    let (mut sum, mut count) = (0.0f64, 0usize);
-    for (l, n) in parts {
-        sum += l.item()? as f64 * n as f64;
-        count += n;
-    }
-    Ok(sum / count.max(1) as f64)
-}
-
-fn lm_gpu(lm: &LanguageModel) -> Result<std::sync::Arc<crate::Gpu>> {
-    Ok(super::chat_model::gpt_of(lm)?.tok_emb.weight.gpu().clone())
-}
-
-fn trained(labels: &[u32]) -> usize {
-    labels.iter().filter(|&&l| l != IGNORE_INDEX).count()
-}
-
-fn upload(gpu: &std::sync::Arc<crate::Gpu>, b: &crate::data::Batch) -> Result<(Tensor, Vec<u32>)> {
-    let x = Tensor::from_slice_on(gpu, &b.x, &b.x_shape)?; // (B, T) ids as f32
-    let Targets::Classes { labels, .. } = &b.y else {
-        return Err(Error("chat batches carry class labels".into()));
-    };
-    Ok((x, labels.clone()))
-}
-
-fn save_state(dir: &Path, lm: &LanguageModel, opt: &dyn Optimizer, p: &Progress) -> Result<()> {
-    let mut tensors: Vec<(String, Tensor)> = lora::lora_parameters(lm)
-        .into_iter()
-        .map(|(n, t)| (format!("lora.{n}"), t))
-        .collect();
-    let st = opt.state();
-    tensors.extend(
-        st.tensors
-            .into_iter()
-            .map(|(n, t)| (format!("optim.{n}"), t)),
-    );
-    let mut meta = BTreeMap::new();
-    meta.insert(
-        "progress".into(),
-        serde_json::to_string(p).unwrap_or_default(),
-    );
-    meta.insert("optimizer_step".into(), st.step.to_string());
-    let rng = crate::nn::rng::rng_state();
-    meta.insert(
-        "rng".into(),
-        serde_json::to_string(&rng).unwrap_or_default(),
-    );
-    Ok(checkpoint::save(&dir.join(STATE), &tensors, &meta)?)
-}
-
-fn load_state(dir: &Path, lm: &LanguageModel, opt: &mut dyn Optimizer) -> Result<Progress> {
-    let ck = checkpoint::load(&dir.join(STATE))?;
-    ck.restore_into("lora", &lora::lora_parameters(lm))?;
-    let bad = |e: &dyn std::fmt::Display| Error(format!("{}: {e}", ck.path));
-    let progress: Progress = serde_json::from_str(ck.meta("progress")?).map_err(|e| bad(&e))?;
-    let step: u64 = ck.meta("optimizer_step")?.parse().map_err(|e| bad(&e))?;
-    let gpu = lm_gpu(lm)?;
-    let mut tensors = Vec::new();
-    for n in ck.names_under("optim") {
-        let h = &ck.tensors[&format!("optim.{n}")];
-        tensors.push((n, Tensor::from_slice_on(&gpu, &h.to_f32()?, &h.shape)?));
-    }
-    opt.load_state(&OptimizerState { step, tensors })?;
-    let rng = serde_json::from_str(ck.meta("rng")?).map_err(|e| bad(&e))?;
-    crate::nn::rng::set_rng_state(rng);
-    Ok(progress)
-}
-
 fn next_dir() -> PathBuf {
     (1..)
         .map(|n| Path::new("runs").join(format!("finetune-{n}")))
@@ -298,9 +218,56 @@ fn mb(bytes: u64) -> String {
     format!("{:.2} MB", bytes as f64 / 1e6)
 }
 
+/// Writes the PEFT adapter whenever the validation loss improves (every epoch without
+/// validation), so `--out` always holds the best adapter.
+struct AdapterSaver<'a> {
+    dir: &'a Path,
+    cfg: &'a LoraConfig,
+    spec: &'a FinetuneSpec,
+    context: usize,
+    template: &'a ChatTemplate,
+}
+
+impl Hook for AdapterSaver<'_> {
+    fn end_of_epoch(
+        &mut self,
+        _: &EpochRecord,
+        end: &EpochEnd,
+        model: &dyn Module,
+    ) -> crate::Result<Control> {
+        if end.improved {
+            save_adapter(
+                self.dir,
+                model,
+                self.cfg,
+                self.spec,
+                self.context,
+                self.template,
+            )
+            .map_err(|e| crate::Error::Config(e.0))?;
+        }
+        Ok(Control::Continue)
+    }
+}
+
 /// Run `kiln finetune`.
 pub fn run(a: FinetuneArgs) -> Result<()> {
-    let (spec, dir) = if a.common.resume {
+    let resume = a.common.resume;
+    let (spec, dir) = if resume {
+        let mut given = a.common.fixed_flags_given();
+        macro_rules! given {
+            ($($field:ident => $flag:literal),* $(,)?) => {
+                $( if a.$field.is_some() { given.push($flag); } )*
+            };
+        }
+        given!(base => "--base", data => "--data", lora_alpha => "--lora-alpha");
+        if a.qlora {
+            given.push("--qlora");
+        }
+        if a.no_pack {
+            given.push("--no-pack");
+        }
+        refuse_fixed_flags(&given)?;
         let dir =
             a.common.out.clone().ok_or_else(|| {
                 Error("--resume needs --out DIR, the fine-tune to continue".into())
@@ -315,11 +282,12 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
         let mut spec: FinetuneSpec = serde_json::from_str(&text)
             .map_err(|e| Error(format!("{}: unreadable settings ({e})", p.display())))?;
         a.common.extend_resumed(&mut spec.train);
+        spec.train.validate()?;
         (spec, dir)
     } else {
         let spec = resolve(&a)?;
         let dir = a.common.out.clone().unwrap_or_else(next_dir);
-        if dir.join(STATE).exists() {
+        if dir.join(LAST).exists() {
             return Err(Error(format!(
                 "{} already holds a fine-tune; continue it with --resume, or pick another --out",
                 dir.display()
@@ -327,6 +295,7 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
         }
         (spec, dir)
     };
+    let _lock = RunLock::acquire(&dir)?;
     let quiet = spec.train.quiet;
     let cfg = spec.lora();
     let base = GptBase::open(Path::new(&spec.base), "--base")?;
@@ -364,10 +333,9 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
         t.weight_decay,
         t.momentum,
     )?;
-    std::fs::create_dir_all(&dir).map_err(|e| Error(format!("{}: {e}", dir.display())))?;
     let settings = serde_json::to_string_pretty(&spec).unwrap_or_default();
-    checkpoint::write_atomic(&dir.join(SETTINGS), settings.as_bytes())?;
-    let counts = transfer::param_counts(&lm);
+    crate::io::write_atomic(&dir.join(SETTINGS), settings.as_bytes())?;
+    let counts = crate::nn::freeze::param_counts(&lm);
     let nf4_numel = lora::quantized_numel(&mut lm);
     let total = counts.total + nf4_numel;
     let pct = 100.0 * counts.trainable as f64 / total.max(1) as f64;
@@ -409,153 +377,58 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
         }
         println!("out:    {}", dir.display());
     }
-    let mut progress = if a.common.resume && dir.join(STATE).exists() {
-        let p = load_state(&dir, &lm, opt.as_mut())?;
+    let mut train_cfg = spec.train.clone();
+    train_cfg.eval_batch_size = Some(eval_batch);
+    let train_data: Arc<dyn Dataset> = data.train.clone();
+    let mut trainer = Trainer::new(&gpu, train_cfg, train_data, &dir);
+    if let Some(v) = &data.val {
+        trainer = trainer.with_val(v.clone());
+    }
+    trainer.saved = Saved::Only {
+        prefix: "lora".into(),
+        tensors: lora::lora_parameters(&lm),
+    };
+    let progress = if resume {
+        let p = resume_from(&trainer, &dir, &mut lm, opt.as_mut())?;
         if !quiet {
-            println!("resumed after epoch {} (step {})", p.epoch, p.step);
+            println!("{}", resumed_line(&p));
         }
         p
     } else {
         Progress::default()
     };
+    let mut objective = MaskedLm { gpu: gpu.clone() };
     let before = match &data.val {
-        Some(v) if progress.epoch == 0 => Some(masked_loss(&mut lm, v, eval_batch)?),
+        Some(v) if progress.epoch == 0 && progress.batch == 0 => {
+            lm.set_training(false);
+            let _g = crate::no_grad();
+            Some(objective.evaluate(&lm, v.as_ref(), eval_batch)?.loss)
+        }
         _ => None,
     };
     if let (Some(b), false) = (before, quiet) {
         println!("before: val loss {b:.4} (assistant tokens only)");
     }
-    let loader = DataLoader::new(data.train.clone(), t.batch_size)
-        .map_err(|e| Error(e.to_string()))?
-        .shuffle(t.seed);
-    let per_epoch = loader.len();
-    let mut total_steps = (t.epochs * per_epoch).div_ceil(t.accumulate) as u64;
-    if let Some(m) = t.max_steps {
-        total_steps = total_steps.min(m);
+    if !quiet {
+        let units = Units::Tokens {
+            context: base.context,
+        };
+        trainer
+            .hooks
+            .push(Box::new(progress::Progress::new(units, t.epochs)));
     }
-    let schedule = Schedule::from_name(&t.schedule, total_steps)?;
-    let deadline = t
-        .time_limit_minutes
-        .map(|m| Instant::now() + std::time::Duration::from_secs_f64(m * 60.0));
-    let mut log = RunLog::open(&dir, progress.epoch)?;
-    let start = Instant::now();
-    let mut budget = false;
-    let mut stopped_early = false;
-    let mut last: Option<EpochRecord> = None;
-    let params = lora::lora_parameters(&lm);
-    let params: Vec<Tensor> = params.into_iter().map(|(_, t)| t).collect();
-    for epoch in progress.epoch + 1..=t.epochs {
-        lora::set_training(&mut lm, true);
-        let t0 = Instant::now();
-        let bar = (!quiet).then(|| epoch_bar(epoch, t.epochs, per_epoch));
-        let mut sum: Option<Tensor> = None; // GPU scalar: sum of token-weighted losses
-        let (mut tokens, mut windows) = (0usize, 0usize);
-        for (i, b) in loader.epoch(epoch as u64).enumerate() {
-            let (x, labels) = upload(&gpu, &b)?;
-            let n = trained(&labels);
-            let loss = lm.forward(&x)?.cross_entropy_masked(&labels)?;
-            let scaled = if t.accumulate > 1 {
-                loss.mul_scalar(1.0 / t.accumulate as f32)?
-            } else {
-                loss.clone()
-            };
-            scaled.backward()?;
-            let w = loss.detach().mul_scalar(n as f32)?;
-            sum = Some(match sum {
-                None => w,
-                Some(s) => s.add(&w)?,
-            });
-            tokens += n;
-            windows += b.x_shape[0];
-            let end = i + 1 == per_epoch;
-            if (i + 1) % t.accumulate == 0 || end {
-                if let Some(c) = t.clip_grad_norm {
-                    crate::optim::clip_grad_norm(&params, c)?;
-                }
-                opt.set_learning_rate(schedule.lr_at(t.lr, progress.step));
-                opt.step()?;
-                opt.zero_grad()?;
-                progress.step += 1;
-                budget = t.max_steps.is_some_and(|m| progress.step >= m)
-                    || deadline.is_some_and(|d| Instant::now() >= d);
-            }
-            if let Some(bar) = &bar {
-                bar.inc(1);
-                if (i + 1) % 10 == 0 || end {
-                    let l = loss.item()?;
-                    let rate = windows as f64 * base.context as f64 / t0.elapsed().as_secs_f64();
-                    bar.set_message(format!("loss {l:.4}  {rate:.0} tokens/s"));
-                }
-            }
-            if budget {
-                break;
-            }
-        }
-        if let Some(bar) = &bar {
-            bar.finish_and_clear();
-        }
-        let train_loss = match sum {
-            Some(s) => s.item()? as f64 / tokens.max(1) as f64,
-            None => f64::NAN,
-        };
-        if !train_loss.is_finite() {
-            return Err(Error(format!(
-                "the masked loss became {train_loss} in epoch {epoch}; lower --lr or add \
-                 --clip-grad-norm (the last good adapter is kept in {})",
-                dir.display()
-            )));
-        }
-        let seconds = t0.elapsed().as_secs_f64();
-        let mut rec = EpochRecord {
-            epoch,
-            train_loss,
-            lr: opt.learning_rate() as f64,
-            seconds,
-            samples_per_sec: windows as f64 / seconds.max(1e-9),
-            ..Default::default()
-        };
-        let improved = match &data.val {
-            Some(v) => {
-                let l = masked_loss(&mut lm, v, eval_batch)?;
-                rec.val_loss = Some(l);
-                rec.val_perplexity = Some(l.exp());
-                let better = progress.best_val_loss.is_none_or(|b| l < b - t.min_delta);
-                if better {
-                    progress.best_val_loss = Some(l);
-                    progress.best_epoch = epoch;
-                    progress.since_best = 0;
-                } else {
-                    progress.since_best += 1;
-                }
-                better
-            }
-            None => true,
-        };
-        progress.epoch = epoch;
-        if improved {
-            save_adapter(&dir, &lm, &cfg, &spec, base.context, &template)?;
-        }
-        save_state(&dir, &lm, opt.as_ref(), &progress)?;
-        log.push(rec.clone())?;
-        if !quiet {
-            let mut line = format!("epoch {epoch:>3}/{}  train loss {train_loss:.4}", t.epochs);
-            if let Some(v) = rec.val_loss {
-                line += &format!("  val loss {v:.4}");
-            }
-            let rate = windows as f64 * base.context as f64 / seconds.max(1e-9);
-            line += &format!("  {seconds:.2}s ({rate:.0} tokens/s)");
-            println!("{line}");
-        }
-        last = Some(rec);
-        if t.patience.is_some_and(|p| progress.since_best >= p) {
-            stopped_early = true;
-            break;
-        }
-        if budget {
-            break;
-        }
-    }
-    let wall = start.elapsed().as_secs_f64();
+    trainer.hooks.push(Box::new(AdapterSaver {
+        dir: &dir,
+        cfg: &cfg,
+        spec: &spec,
+        context: base.context,
+        template: &template,
+    }));
+    let report = trainer.fit(&mut lm, opt.as_mut(), &mut objective, progress)?;
+    drop(trainer);
+    let progress = report.progress.clone();
+    let last = report.records.last();
+    let wall = report.seconds;
     let peak = gpu.peak_bytes();
     let summary = serde_json::json!({
         "base": spec.base,
@@ -569,17 +442,18 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
         "peak_gpu_bytes": peak,
         "val_loss_before": before,
         "best_val_loss": progress.best_val_loss,
-        "last_train_loss": last.as_ref().map(|r| r.train_loss),
-        "last_val_loss": last.as_ref().and_then(|r| r.val_loss),
+        "last_train_loss": last.map(|r| r.train_loss),
+        "last_val_loss": last.and_then(|r| r.val_loss),
         "epochs_run": progress.epoch,
+        "batches_into_next_epoch": progress.batch,
         "steps": progress.step,
-        "stopped_early": stopped_early,
-        "budget_reached": budget,
+        "stopped_early": report.stopped_early,
+        "budget_reached": report.budget_reached,
         "wall_seconds": wall,
         "device": gpu.info().name,
     });
     let text = serde_json::to_string_pretty(&summary).unwrap_or_default();
-    checkpoint::write_atomic(&dir.join("summary.json"), text.as_bytes())?;
+    crate::io::write_atomic(&dir.join("summary.json"), text.as_bytes())?;
     if !quiet {
         println!(
             "peak GPU memory: {} (model, adapters, optimizer state, activations)",
@@ -598,22 +472,19 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
     let losses = match (before, progress.best_val_loss) {
         (Some(b), Some(v)) => format!("val loss {b:.4} -> {v:.4}"),
         (None, Some(v)) => format!("best val loss {v:.4}"),
-        _ => format!(
-            "train loss {:.4}",
-            last.as_ref().map_or(f64::NAN, |r| r.train_loss)
-        ),
+        _ => format!("train loss {:.4}", last.map_or(f64::NAN, |r| r.train_loss)),
     };
-    let stop = if stopped_early {
+    let stop = if report.stopped_early {
         " (early stop)"
-    } else if budget {
+    } else if report.budget_reached {
         " (step/time budget reached)"
     } else {
         ""
     };
     println!(
-        "{} epochs{stop} in {wall:.1}s: {losses} (assistant tokens); {} of {} parameters \
+        "{}{stop} in {wall:.1}s: {losses} (assistant tokens); {} of {} parameters \
          trainable ({pct:.2} %); peak GPU memory {}",
-        progress.epoch,
+        super::train_summary::done(&progress),
         group(counts.trainable),
         group(total),
         mb(peak)
@@ -623,7 +494,7 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
 
 fn save_adapter(
     dir: &Path,
-    lm: &LanguageModel,
+    lm: &dyn Module,
     cfg: &LoraConfig,
     spec: &FinetuneSpec,
     context: usize,
@@ -637,19 +508,8 @@ fn save_adapter(
         end_marker: template.end.clone(),
     };
     let text = serde_json::to_string_pretty(&meta).unwrap_or_default();
-    Ok(checkpoint::write_atomic(
+    Ok(crate::io::write_atomic(
         &dir.join(ADAPTER_META),
         text.as_bytes(),
     )?)
-}
-
-fn epoch_bar(epoch: usize, epochs: usize, len: usize) -> ProgressBar {
-    let bar = ProgressBar::new(len as u64);
-    bar.set_style(
-        ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    bar.set_prefix(format!("{epoch}/{epochs}"));
-    bar
 }

@@ -10,12 +10,15 @@ mod eval;
 mod finetune;
 mod generate;
 mod info;
+mod loop_args;
 mod merge;
 mod predict;
+mod progress;
 mod saved;
 pub mod spec;
 pub mod text_data;
 mod train;
+mod train_summary;
 mod tune;
 
 use std::sync::Arc;

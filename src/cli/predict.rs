@@ -133,7 +133,7 @@ pub fn run(a: PredictArgs) -> Result<()> {
     }
     match &a.output {
         Some(p) => {
-            crate::train::checkpoint::write_atomic(p, text.as_bytes())?;
+            crate::io::write_output(p, text.as_bytes(), "--output")?;
             eprintln!("wrote {} predictions to {}", n, p.display());
         }
         None => {

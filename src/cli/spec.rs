@@ -50,7 +50,7 @@ pub struct RunSpec {
     /// 0..k-1 in the order given, class names kept.
     pub classes: Option<String>,
     /// Transfer learning: initialise the model from this checkpoint (a run directory or a
-    /// `.safetensors` file), matching tensors by name (see `kiln::train::transfer`).
+    /// `.safetensors` file), matching tensors by name (see `kiln::nn::load`).
     pub init_from: Option<String>,
     /// Name patterns of tensors not to load from `init_from`.
     pub init_skip: Vec<String>,
@@ -320,9 +320,9 @@ impl RunSpec {
         match &self.classes {
             None => Ok(data),
             Some(c) => {
-                let classes = crate::train::transfer::parse_classes(c)
+                let classes = crate::data::classes::parse_classes(c)
                     .map_err(|e| Error::Config(format!("--classes: {e}")))?;
-                crate::train::transfer::select_classes(&data, &classes)
+                crate::data::classes::select_classes(&data, &classes)
                     .map_err(|e| Error::Config(format!("--classes: {e}")))
             }
         }

@@ -7,12 +7,16 @@ use std::time::Instant;
 
 use clap::Args;
 
-use super::spec::{PreparedData, RunSpec};
+use super::loop_args::{LoopArgs, refuse_fixed_flags};
+use super::progress::{self, Units};
+use super::spec::RunSpec;
 use super::text_data;
+use super::train_summary::{print_summary, write_summary};
 use super::{Error, Result, open_device};
+use crate::io::run_dir::{LAST, RunLock};
 use crate::models::ModelSpec;
 use crate::optim::OptimizerKind;
-use crate::train::{self, Evaluation, Progress, Task, Trainer, metrics};
+use crate::train::{self, Progress, Supervised, Trainer};
 
 /// Flags of `kiln train`. Any flag given overrides the same setting from `--config`.
 #[derive(Debug, Args, Default)]
@@ -118,104 +122,6 @@ pub struct TrainArgs {
     pub classes: Option<String>,
 }
 
-/// The training-loop flags of `kiln train`, shared with `kiln finetune` (flattened into both).
-#[derive(Debug, Args, Default, Clone)]
-pub struct LoopArgs {
-    /// Stop after this many optimizer steps (the last epoch is then partial).
-    #[arg(long)]
-    pub max_steps: Option<u64>,
-    /// Stop training after this many minutes (checked after every batch; the epoch in progress
-    /// is validated and checkpointed).
-    #[arg(long, value_name = "MINUTES")]
-    pub time_limit: Option<f64>,
-    /// Passes over the training data.
-    #[arg(long)]
-    pub epochs: Option<usize>,
-    /// Examples per batch.
-    #[arg(long)]
-    pub batch_size: Option<usize>,
-    /// Learning rate.
-    #[arg(long)]
-    pub lr: Option<f32>,
-    /// Optimizer: sgd, adam or adamw.
-    #[arg(long)]
-    pub optimizer: Option<String>,
-    /// Learning-rate schedule: constant, step, exponential, cosine, warmup-cosine, one-cycle.
-    #[arg(long)]
-    pub schedule: Option<String>,
-    /// Weight decay.
-    #[arg(long)]
-    pub weight_decay: Option<f32>,
-    /// SGD momentum.
-    #[arg(long)]
-    pub momentum: Option<f32>,
-    /// Seed for the split, initialisation, shuffling and dropout.
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// Early stopping: epochs without validation improvement before stopping.
-    #[arg(long)]
-    pub patience: Option<usize>,
-    /// Clip the global gradient norm.
-    #[arg(long)]
-    pub clip_grad_norm: Option<f32>,
-    /// Micro-batches per optimizer step.
-    #[arg(long)]
-    pub accumulate: Option<usize>,
-    /// Validation fraction.
-    #[arg(long)]
-    pub val_fraction: Option<f64>,
-    /// GPU adapter (index or name substring, as listed by `kiln devices`).
-    #[arg(long)]
-    pub device: Option<String>,
-    /// Output directory (kiln train's default: runs/<data>-<model>-<n>).
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// Continue the run in --out from its last checkpoint (its saved settings are used;
-    /// --epochs, --max-steps and --time-limit may extend it).
-    #[arg(long)]
-    pub resume: bool,
-    /// Only the final summary line.
-    #[arg(long, short)]
-    pub quiet: bool,
-}
-
-impl LoopArgs {
-    /// Set the loop settings these flags give in `t`, leaving the others as they are.
-    pub fn apply_to(&self, t: &mut crate::train::TrainConfig) {
-        macro_rules! set {
-            ($($flag:ident => $field:ident),* $(,)?) => {
-                $( if let Some(v) = self.$flag.clone() { t.$field = v; } )*
-            };
-        }
-        set!(epochs => epochs, batch_size => batch_size, lr => lr, optimizer => optimizer,
-             schedule => schedule, weight_decay => weight_decay, momentum => momentum,
-             seed => seed, accumulate => accumulate);
-        macro_rules! set_opt {
-            ($($flag:ident => $field:ident),* $(,)?) => {
-                $( if self.$flag.is_some() { t.$field = self.$flag; } )*
-            };
-        }
-        set_opt!(max_steps => max_steps, time_limit => time_limit_minutes, patience => patience,
-                 clip_grad_norm => clip_grad_norm);
-        t.quiet |= self.quiet;
-    }
-
-    /// Set the budget flags (`--epochs`, `--max-steps`, `--time-limit`, `--quiet`) that may
-    /// extend a resumed run in `t`.
-    pub fn extend_resumed(&self, t: &mut crate::train::TrainConfig) {
-        if let Some(e) = self.epochs {
-            t.epochs = e;
-        }
-        if self.max_steps.is_some() {
-            t.max_steps = self.max_steps;
-        }
-        if self.time_limit.is_some() {
-            t.time_limit_minutes = self.time_limit;
-        }
-        t.quiet |= self.quiet;
-    }
-}
-
 fn resolve(a: &TrainArgs) -> Result<RunSpec> {
     let mut s = match &a.config {
         Some(p) => RunSpec::from_toml_file(p)?,
@@ -314,9 +220,43 @@ fn next_run_dir(spec: &RunSpec) -> PathBuf {
         .expect("some run number is free")
 }
 
+/// The flags of `kiln train` (besides the loop's) given on a `--resume`, which cannot change.
+fn fixed_train_flags(a: &TrainArgs) -> Vec<&'static str> {
+    let mut v = a.common.fixed_flags_given();
+    macro_rules! given {
+        ($($field:ident => $flag:literal),* $(,)?) => {
+            $( if a.$field.is_some() { v.push($flag); } )*
+        };
+    }
+    given!(model => "--model", text => "--text", tokenizer => "--tokenizer",
+           bpe_vocab => "--bpe-vocab", context => "--context", layers => "--layers",
+           heads => "--heads", width => "--width", dropout => "--dropout", data => "--data",
+           target => "--target", images => "--images", image_size => "--image-size",
+           channels => "--channels", augment => "--augment", crop_padding => "--crop-padding",
+           test_fraction => "--test-fraction", missing => "--missing",
+           encoding => "--encoding", scaling => "--scaling", config => "--config",
+           init_from => "--init-from", unfreeze_at => "--unfreeze-at",
+           unfreeze_lr_scale => "--unfreeze-lr-scale", classes => "--classes");
+    if !a.init_skip.is_empty() {
+        v.push("--init-skip");
+    }
+    if !a.freeze.is_empty() {
+        v.push("--freeze");
+    }
+    if a.init_non_strict {
+        v.push("--init-non-strict");
+    }
+    if a.new_head {
+        v.push("--new-head");
+    }
+    v
+}
+
 /// Run `kiln train`.
 pub fn run(a: TrainArgs) -> Result<()> {
-    let (spec, dir) = if a.common.resume {
+    let resume = a.common.resume;
+    let (spec, dir) = if resume {
+        refuse_fixed_flags(&fixed_train_flags(&a))?;
         let dir = a
             .common
             .out
@@ -331,11 +271,12 @@ pub fn run(a: TrainArgs) -> Result<()> {
         }
         let mut spec = RunSpec::from_toml_file(&cfg)?;
         a.common.extend_resumed(&mut spec.train);
+        spec.train.validate()?;
         (spec, dir)
     } else {
         let spec = resolve(&a)?;
         let dir = a.common.out.clone().unwrap_or_else(|| next_run_dir(&spec));
-        if dir.join(train::trainer::LAST).exists() {
+        if dir.join(LAST).exists() {
             return Err(Error(format!(
                 "{} already holds a run; continue it with --resume, or pick another --out",
                 dir.display()
@@ -343,10 +284,11 @@ pub fn run(a: TrainArgs) -> Result<()> {
         }
         (spec, dir)
     };
+    let _lock = RunLock::acquire(&dir)?;
     let gpu = open_device(a.common.device.as_deref())?;
     let quiet = spec.train.quiet;
     let saved_tokenizer = dir.join(crate::data::tokenizer::TOKENIZER_FILE);
-    let data = if spec.is_text() && a.common.resume && saved_tokenizer.exists() {
+    let data = if spec.is_text() && resume && saved_tokenizer.exists() {
         let tok = crate::data::tokenizer::load_tokenizer(&saved_tokenizer)?;
         text_data::load_text(&spec, Some(Arc::from(tok)))?
     } else {
@@ -367,13 +309,13 @@ pub fn run(a: TrainArgs) -> Result<()> {
     }
     let spec = spec;
     let mut model = model_spec.build(&gpu)?;
-    let init_report = if a.common.resume {
+    let init_report = if resume && dir.join(LAST).exists() {
         None // the run's own checkpoint restores everything
     } else {
         init_from(&spec, &model_spec, model.as_ref())?
     };
     if !spec.freeze.is_empty() {
-        train::transfer::freeze(model.as_ref(), &spec.freeze)
+        crate::nn::freeze::freeze(model.as_ref(), &spec.freeze)
             .map_err(|e| Error(format!("--freeze: {e}")))?;
     }
     let kind: OptimizerKind = spec
@@ -388,9 +330,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
         spec.train.weight_decay,
         spec.train.momentum,
     )?;
-    std::fs::create_dir_all(&dir).map_err(|e| Error(format!("{}: {e}", dir.display())))?;
-    if !a.common.resume {
-        train::checkpoint::write_atomic(&dir.join("config.toml"), spec.to_toml().as_bytes())?;
+    if !resume {
+        crate::io::write_atomic(&dir.join("config.toml"), spec.to_toml().as_bytes())?;
     }
     let mut metadata = BTreeMap::new();
     metadata.insert(
@@ -436,7 +377,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         if let Some(r) = &init_report {
             print!("{r}");
         }
-        let c = train::transfer::param_counts(model.as_ref());
+        let c = crate::nn::freeze::param_counts(model.as_ref());
         println!(
             "params: {} trainable of {} ({} of {} tensors){}",
             group(c.trainable),
@@ -459,65 +400,30 @@ pub fn run(a: TrainArgs) -> Result<()> {
             );
         }
     }
-    let mut trainer = Trainer {
-        gpu: gpu.clone(),
-        config: spec.train.clone(),
-        task: data.task.clone(),
-        train: data.train.clone(),
-        val: Some(data.val.clone()),
-        dir: dir.clone(),
-        metadata,
-        on_epoch: None,
-    };
-    let progress = if a.common.resume {
-        let p = trainer.resume(
-            &dir.join(train::trainer::LAST),
-            model.as_mut(),
-            opt.as_mut(),
-        )?;
+    let mut trainer =
+        Trainer::new(&gpu, spec.train.clone(), data.train.clone(), &dir).with_val(data.val.clone());
+    trainer.metadata = metadata;
+    let progress = if resume {
+        let p = resume_from(&trainer, &dir, model.as_mut(), opt.as_mut())?;
         if !quiet {
-            println!("resumed after epoch {} (step {})", p.epoch, p.step);
+            println!("{}", resumed_line(&p));
         }
         p
     } else {
         Progress::default()
     };
-    let epochs = spec.train.epochs;
-    let text = data.text.is_some();
-    let context = data.text.as_ref().map(|t| t.context);
     if !quiet {
-        trainer.on_epoch = Some(Box::new(move |r| {
-            let mut line = format!(
-                "epoch {:>3}/{epochs}  train loss {:.4}",
-                r.epoch, r.train_loss
-            );
-            if let Some(v) = r.val_loss {
-                line += &format!("  val loss {v:.4}");
-            }
-            if let (true, Some(p)) = (text, r.val_perplexity) {
-                line += &format!("  val ppl {p:.2}");
-            }
-            if let Some(acc) = r.val_accuracy {
-                let what = if text { "token acc" } else { "val acc" };
-                line += &format!("  {what} {:.1}%", 100.0 * acc);
-            }
-            if let Some(r2) = r.val_r2 {
-                line += &format!("  val R2 {r2:.3}");
-            }
-            match context {
-                Some(t) => {
-                    let rate = r.samples_per_sec * t as f64;
-                    line += &format!("  {:.2}s ({rate:.0} tokens/s)", r.seconds);
-                }
-                None => {
-                    line += &format!("  {:.2}s ({:.0} samples/s)", r.seconds, r.samples_per_sec)
-                }
-            }
-            println!("{line}");
-        }));
+        let units = match &data.text {
+            Some(t) => Units::Tokens { context: t.context },
+            None => Units::Samples,
+        };
+        trainer
+            .hooks
+            .push(Box::new(progress::Progress::new(units, spec.train.epochs)));
     }
+    let mut objective = Supervised::new(&gpu, data.task.clone());
     let start = Instant::now();
-    let report = trainer.fit(model.as_mut(), opt.as_mut(), progress)?;
+    let report = trainer.fit(model.as_mut(), opt.as_mut(), &mut objective, progress)?;
     let test = train::evaluate(
         &gpu,
         model.as_mut(),
@@ -540,13 +446,58 @@ pub fn run(a: TrainArgs) -> Result<()> {
     Ok(())
 }
 
+/// Restore a run from its last checkpoint, or (a run killed before its first one) start it
+/// over, saying so.
+pub(super) fn resume_from(
+    trainer: &Trainer<'_>,
+    dir: &Path,
+    model: &mut dyn crate::nn::Module,
+    opt: &mut dyn crate::optim::Optimizer,
+) -> Result<Progress> {
+    let last = dir.join(LAST);
+    crate::io::atomic::remove_stale_tmp(&last);
+    crate::io::atomic::remove_stale_tmp(&dir.join(crate::io::run_dir::BEST));
+    if !last.exists() {
+        println!(
+            "note: {} has no checkpoint yet (the run stopped before its first one); starting \
+             it from the beginning",
+            dir.display()
+        );
+        return Ok(Progress::default());
+    }
+    let p = trainer.resume(&last, model, opt)?;
+    if p.epoch >= trainer.config.epochs && p.batch == 0 {
+        return Err(Error(format!(
+            "{} already ran {} epochs; pass --epochs N with N > {} to train further",
+            dir.display(),
+            p.epoch,
+            p.epoch
+        )));
+    }
+    Ok(p)
+}
+
+/// "resumed after epoch 2 (step 54)" or "resumed in epoch 3 at batch 13 (step 67)".
+pub(super) fn resumed_line(p: &Progress) -> String {
+    if p.batch > 0 {
+        format!(
+            "resumed in epoch {} at batch {} (step {})",
+            p.epoch + 1,
+            p.batch + 1,
+            p.step
+        )
+    } else {
+        format!("resumed after epoch {} (step {})", p.epoch, p.step)
+    }
+}
+
 /// Load `--init-from` into `model` (nothing when the spec names no checkpoint). The head is
 /// skipped when its shape differs from the file's, or always with `--new-head`.
 fn init_from(
     spec: &RunSpec,
     model_spec: &ModelSpec,
     model: &dyn crate::nn::Module,
-) -> Result<Option<train::transfer::LoadReport>> {
+) -> Result<Option<crate::nn::load::LoadReport>> {
     let Some(src) = &spec.init_from else {
         return Ok(None);
     };
@@ -555,12 +506,12 @@ fn init_from(
     if spec.new_head {
         skip.push(head.clone());
     }
-    let opts = train::transfer::LoadOptions {
+    let opts = crate::nn::load::LoadOptions {
         skip,
         strict: spec.init_strict,
         head: Some(head),
     };
-    let report = train::transfer::load_pretrained(model, Path::new(src), &opts)
+    let report = crate::nn::load::load_pretrained(model, Path::new(src), &opts)
         .map_err(|e| Error(format!("--init-from: {e}")))?;
     Ok(Some(report))
 }
@@ -576,141 +527,4 @@ pub fn group(n: usize) -> String {
         out.push(c);
     }
     out
-}
-
-#[allow(clippy::too_many_arguments)]
-fn write_summary(
-    dir: &Path,
-    spec: &RunSpec,
-    data: &PreparedData,
-    test: &Evaluation,
-    report: &train::FitReport,
-    wall: f64,
-    gpu: &Arc<crate::Gpu>,
-    params: usize,
-) -> Result<()> {
-    let mut s = serde_json::json!({
-        "model": spec.model,
-        "data": spec.data,
-        "parameters": params,
-        "epochs_run": report.progress.epoch,
-        "best_epoch": report.progress.best_epoch,
-        "stopped_early": report.stopped_early,
-        "wall_seconds": wall,
-        "device": gpu.info().name,
-        "backend": format!("{:?}", gpu.info().backend),
-        "test_loss": test.loss,
-        "test_examples": test.examples,
-    });
-    if let Some(t) = &data.text {
-        s["test_perplexity"] = test.loss.exp().into();
-        s["unigram_baseline_loss"] = t.unigram_baseline.into();
-        s["tokenizer"] = t.tokenizer.kind().into();
-        s["vocab_size"] = data.output.into();
-        s["budget_reached"] = report.budget_reached.into();
-        if let Some(m) = &test.classification {
-            s["test_token_accuracy"] = m.accuracy.into();
-        }
-    } else if let Some(m) = &test.classification {
-        s["test_accuracy"] = m.accuracy.into();
-        s["test_macro_precision"] = m.macro_precision.into();
-        s["test_macro_recall"] = m.macro_recall.into();
-        s["test_macro_f1"] = m.macro_f1.into();
-        s["test_confusion"] = serde_json::to_value(&m.confusion).unwrap_or_default();
-        if let Task::Classification { class_names } = &data.task {
-            s["class_names"] = serde_json::to_value(class_names).unwrap_or_default();
-        }
-    }
-    if let Some(m) = &test.regression {
-        s["test_mse"] = m.mse.into();
-        s["test_mae"] = m.mae.into();
-        s["test_r2"] = m.r2.into();
-    }
-    let text = serde_json::to_string_pretty(&s).unwrap_or_default();
-    train::checkpoint::write_atomic(&dir.join("summary.json"), text.as_bytes())?;
-    Ok(())
-}
-
-fn print_summary(
-    data: &PreparedData,
-    test: &Evaluation,
-    report: &train::FitReport,
-    wall: f64,
-    dir: &Path,
-    quiet: bool,
-) {
-    let stop = if report.stopped_early {
-        " (early stop)"
-    } else {
-        ""
-    };
-    let stop = if report.budget_reached {
-        " (step/time budget reached)"
-    } else {
-        stop
-    };
-    let head = format!("{} epochs{stop} in {wall:.1}s", report.progress.epoch);
-    if let (Some(t), Some(m)) = (&data.text, &test.classification) {
-        if !quiet {
-            println!(
-                "\nrun directory: {} (metrics.csv, curves.png, best.safetensors, tokenizer.json)",
-                dir.display()
-            );
-            println!(
-                "sample it: kiln generate --checkpoint {} --prompt \"...\" --max-tokens 200",
-                dir.display()
-            );
-        }
-        let base = t
-            .unigram_baseline
-            .map(|b| format!(" (unigram baseline {b:.4})"))
-            .unwrap_or_default();
-        println!(
-            "{head}: test loss {:.4}{base}, perplexity {:.2}, token accuracy {:.2}%",
-            test.loss,
-            test.loss.exp(),
-            100.0 * m.accuracy
-        );
-        return;
-    }
-    if let Some(m) = &test.classification {
-        if !quiet {
-            println!("\ntest ({} examples):", test.examples);
-            println!(
-                "  accuracy {:.2}%   loss {:.4}   macro precision {:.3}   recall {:.3}   F1 {:.3}",
-                100.0 * m.accuracy,
-                test.loss,
-                m.macro_precision,
-                m.macro_recall,
-                m.macro_f1
-            );
-            if let Task::Classification { class_names } = &data.task {
-                if class_names.len() <= 12 {
-                    println!("\nconfusion matrix (rows: true class, columns: predicted)");
-                    print!("{}", metrics::confusion_table(&m.confusion, class_names));
-                }
-            }
-            println!(
-                "\nrun directory: {} (metrics.csv, curves.png, best.safetensors, summary.json)",
-                dir.display()
-            );
-        }
-        println!(
-            "{head}: test accuracy {:.2}%, test loss {:.4}",
-            100.0 * m.accuracy,
-            test.loss
-        );
-    }
-    if let Some(m) = &test.regression {
-        if !quiet {
-            println!(
-                "\nrun directory: {} (metrics.csv, curves.png, best.safetensors, summary.json)",
-                dir.display()
-            );
-        }
-        println!(
-            "{head}: test MSE {:.4}, MAE {:.4}, R2 {:.3}",
-            m.mse, m.mae, m.r2
-        );
-    }
 }

@@ -59,7 +59,7 @@ use super::tokenizer::Tokenizer;
 use super::{Batch, DataError, Dataset, Targets};
 
 /// The label of a target that is not trained on (see the module notes): `u32::MAX`.
-pub use crate::ops::IGNORE_INDEX;
+pub use crate::dtype::IGNORE_INDEX;
 
 /// How many bad lines [`load_chat`] lists in its error.
 pub const MAX_REPORTED: usize = 20;

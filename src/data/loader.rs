@@ -153,9 +153,19 @@ impl DataLoader {
 
     /// The batches of epoch `epoch`, gathered on a background thread.
     pub fn epoch(&self, epoch: u64) -> Epoch {
+        self.epoch_from(epoch, 0)
+    }
+
+    /// The batches of epoch `epoch` from batch index `first` on (0-based; batches before it are
+    /// never gathered): exactly the tail of [`DataLoader::epoch`], augmentation included, so a
+    /// run resumed inside an epoch sees what an uninterrupted one would. `first >= len()` gives
+    /// an empty epoch.
+    pub fn epoch_from(&self, epoch: u64, first: usize) -> Epoch {
+        let first = first.min(self.len());
         let mut order = self.order(epoch);
         order.truncate(self.len() * self.batch_size);
-        let batches = self.len();
+        let batches = self.len() - first;
+        let skip = first * self.batch_size;
         let (tx, rx) = sync_channel(self.prefetch);
         let dataset = Arc::clone(&self.dataset);
         let batch_size = self.batch_size;
@@ -164,7 +174,7 @@ impl DataLoader {
             .name(format!("kiln-loader-e{epoch}"))
             .spawn(move || {
                 let aug = augment.as_ref().map(|(a, s)| (a.as_ref(), *s, epoch));
-                produce(dataset.as_ref(), &order, batch_size, aug, tx)
+                produce(dataset.as_ref(), &order, skip, batch_size, aug, tx)
             });
         match worker {
             Ok(handle) => Epoch {
@@ -180,7 +190,7 @@ impl DataLoader {
                     dataset: Arc::clone(&self.dataset),
                     order: self.order(epoch),
                     batch_size,
-                    next: 0,
+                    next: skip,
                     augment: self.augment.clone().map(|(a, s)| (a, s, epoch)),
                 },
                 remaining: batches,
@@ -204,12 +214,14 @@ fn gather(dataset: &dyn Dataset, chunk: &[usize], i: usize, aug: EpochAugment<'_
 fn produce(
     dataset: &dyn Dataset,
     order: &[usize],
+    skip: usize,
     batch_size: usize,
     aug: EpochAugment<'_>,
     tx: SyncSender<Batch>,
 ) {
-    for (i, chunk) in order.chunks(batch_size).enumerate() {
-        if tx.send(gather(dataset, chunk, i, aug)).is_err() {
+    let first = skip / batch_size;
+    for (i, chunk) in order[skip..].chunks(batch_size).enumerate() {
+        if tx.send(gather(dataset, chunk, first + i, aug)).is_err() {
             return; // the consumer dropped the iterator
         }
     }

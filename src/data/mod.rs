@@ -56,6 +56,7 @@ pub trait Dataset: Send + Sync {
 }
 
 pub mod chat;
+pub mod classes;
 pub mod digits;
 pub mod error;
 pub mod idx;
@@ -70,6 +71,7 @@ pub mod split;
 pub mod table;
 pub mod tabular;
 pub mod text;
+pub mod token_rows;
 pub mod tokenizer;
 
 pub use digits::{DIGITS_LEN, digits, digits_images};

@@ -46,11 +46,10 @@ use kiln_kernels::Gpu;
 use super::bert::{BertEncoder, mean_pool};
 use crate::data::tokenizer::WordPieceTokenizer;
 use crate::error::{Result, arg_err, shape_err};
+use crate::nn::freeze as transfer;
 use crate::nn::lora::{self, LoraConfig, QuantReport};
 use crate::nn::{Linear, Module, child_path, dropout, prefixed};
-use crate::optim::Optimizer;
-use crate::tensor::Tensor;
-use crate::train::transfer;
+use crate::tensor::{DType, Tensor};
 
 /// The Linear layers whose base weights QLoRA holds in NF4: every Linear of the encoder (a
 /// glob over module paths; the head stays f32).
@@ -203,16 +202,6 @@ impl BertClassifier {
         self.logits(&batch.ids, &batch.mask)?.cross_entropy(labels)
     }
 
-    /// One optimizer step on `batch`: zero the gradients, forward, backward, update. Returns
-    /// the loss before the update.
-    pub fn train_step(&self, opt: &mut dyn Optimizer, batch: &TextBatch) -> Result<f32> {
-        opt.zero_grad()?;
-        let loss = self.loss(batch)?;
-        loss.backward()?;
-        opt.step()?;
-        loss.item()
-    }
-
     /// The most likely class of each row of `batch`, without recording gradients (call
     /// `set_training(false)` first to switch dropout off).
     pub fn predict(&self, batch: &TextBatch) -> Result<Vec<u32>> {
@@ -235,7 +224,9 @@ impl BertClassifier {
 }
 
 impl Module for BertClassifier {
-    /// Logits (B, K) of ids (B, T) without padding.
+    /// Logits (B, K) of ids (B, T) (u32, i32, or f32 holding whole numbers, as a data loader's
+    /// batches do); id [`PAD_ID`] (`[PAD]`) is padding and masked out, so batches padded to
+    /// their longest text classify each text as if alone.
     fn forward(&self, ids: &Tensor) -> Result<Tensor> {
         if ids.rank() != 2 {
             return shape_err(
@@ -243,9 +234,9 @@ impl Module for BertClassifier {
                 format!("ids must be (B, T), got shape {:?}", ids.shape()),
             );
         }
-        let n = ids.shape()[0] * ids.shape()[1];
-        let mask = Tensor::from_slice_on(ids.gpu(), &vec![1u32; n], ids.shape())?;
-        self.logits(ids, &mask)
+        let f = ids.to_dtype(DType::F32)?;
+        let mask = f.gt_scalar(PAD_ID as f32 + 0.5)?.to_dtype(DType::U32)?; // (B, T) 1 = token
+        self.logits(&f.to_dtype(DType::U32)?, &mask)
     }
 
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
@@ -272,6 +263,9 @@ impl Module for BertClassifier {
     }
 }
 
+/// The id of `[PAD]` in BERT vocabularies (and MiniLM's): 0.
+pub const PAD_ID: u32 = 0;
+
 /// A tokenised batch of sentences on the GPU, padded to its longest.
 #[derive(Debug, Clone)]
 pub struct TextBatch {
@@ -281,6 +275,18 @@ pub struct TextBatch {
     pub mask: Tensor,
     /// Class labels (B) u32, if given.
     pub labels: Option<Tensor>,
+}
+
+/// The ids of `text` with `[CLS]` / `[SEP]`, cut to `max_len` (>= 2) tokens keeping `[SEP]`:
+/// one row of a [`crate::data::token_rows::TokenRows`] dataset.
+pub fn encode_ids(tokenizer: &WordPieceTokenizer, text: &str, max_len: usize) -> Vec<u32> {
+    let mut ids = tokenizer.encode_with_specials(text);
+    if ids.len() > max_len.max(2) {
+        let last = ids[ids.len() - 1];
+        ids.truncate(max_len.max(2) - 1);
+        ids.push(last);
+    }
+    ids
 }
 
 /// Tokenise `texts` with `[CLS]` / `[SEP]`, cut each to `max_len` tokens (keeping `[SEP]`),
@@ -320,15 +326,7 @@ pub fn encode_batch<S: AsRef<str>>(
     }
     let rows: Vec<Vec<u32>> = texts
         .iter()
-        .map(|s| {
-            let mut ids = tokenizer.encode_with_specials(s.as_ref());
-            if ids.len() > max_len {
-                let last = ids[ids.len() - 1];
-                ids.truncate(max_len - 1);
-                ids.push(last);
-            }
-            ids
-        })
+        .map(|s| encode_ids(tokenizer, s.as_ref(), max_len))
         .collect();
     let (b, t) = (rows.len(), rows.iter().map(Vec::len).max().unwrap_or(1));
     let mut ids = vec![0u32; b * t];

@@ -22,9 +22,9 @@ use serde::{Deserialize, Serialize};
 use super::Module;
 use super::lora::{self, LoraConfig};
 use crate::error::{Error, Result, io_err};
+use crate::io::safetensors::read_weights;
+use crate::io::write_atomic;
 use crate::tensor::{DType, Tensor};
-use crate::train::checkpoint::write_atomic;
-use crate::train::transfer::read_weights;
 
 /// File name of the adapter weights.
 pub const ADAPTER_WEIGHTS: &str = "adapter_model.safetensors";

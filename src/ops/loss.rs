@@ -177,9 +177,7 @@ impl Tensor {
     }
 }
 
-/// The label [`Tensor::cross_entropy_masked`] skips (PyTorch's `ignore_index`; `u32::MAX` here,
-/// since labels are unsigned). Chat data marks non-assistant targets with it.
-pub const IGNORE_INDEX: u32 = u32::MAX;
+pub use crate::dtype::IGNORE_INDEX;
 
 impl Tensor {
     /// Mean cross-entropy of logits `self` (N, C) over the rows whose host label in `labels`

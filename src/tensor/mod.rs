@@ -6,10 +6,11 @@
 //! Cloning a `Tensor` is cheap (an `Arc`).
 
 mod create;
-mod dtype;
+mod host;
+
 mod view;
 
-pub use dtype::{DType, Element};
+pub use crate::dtype::{DType, Element};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

@@ -48,6 +48,10 @@ pub struct TrainConfig {
     pub time_limit_minutes: Option<f64>,
     /// Examples per validation batch (none: the larger of `batch_size` and 256).
     pub eval_batch_size: Option<usize>,
+    /// Also checkpoint every this many optimizer steps inside epochs (for runs that may be
+    /// killed: `--resume` then continues exactly from the last one). `None`: at epoch ends
+    /// and when a budget stops the run.
+    pub checkpoint_every: Option<u64>,
 }
 
 impl Default for TrainConfig {
@@ -72,6 +76,7 @@ impl Default for TrainConfig {
             max_steps: None,
             time_limit_minutes: None,
             eval_batch_size: None,
+            checkpoint_every: None,
         }
     }
 }
@@ -107,8 +112,13 @@ impl TrainConfig {
                 self.unfreeze_lr_scale
             ));
         }
-        if self.max_steps == Some(0) || self.eval_batch_size == Some(0) {
-            return bad("max_steps and eval_batch_size must be at least 1".into());
+        if self.max_steps == Some(0)
+            || self.eval_batch_size == Some(0)
+            || self.checkpoint_every == Some(0)
+        {
+            return bad(
+                "max_steps, eval_batch_size and checkpoint_every must be at least 1".into(),
+            );
         }
         if let Some(m) = self.time_limit_minutes {
             if !(m > 0.0 && m.is_finite()) {

@@ -12,7 +12,6 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result, io_err};
@@ -42,6 +41,23 @@ pub struct EpochRecord {
     pub seconds: f64,
     /// Training throughput.
     pub samples_per_sec: f64,
+    /// Set when the run stopped inside this epoch: the batches it had trained. Such a record
+    /// is replaced by the full epoch's when the run is resumed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partial_batches: Option<usize>,
+}
+
+impl EpochRecord {
+    /// Copy the validation figures of `ev` into the record.
+    pub fn fill(&mut self, ev: &super::Evaluation) {
+        self.val_loss = Some(ev.loss);
+        self.val_accuracy = ev.classification.as_ref().map(|m| m.accuracy);
+        self.val_macro_f1 = ev.classification.as_ref().map(|m| m.macro_f1);
+        self.val_r2 = ev.regression.as_ref().map(|m| m.r2);
+        if ev.classification.is_some() {
+            self.val_perplexity = Some(ev.loss.exp());
+        }
+    }
 }
 
 /// Appends records to `metrics.jsonl` / `metrics.csv` and redraws `curves.png`.
@@ -52,7 +68,7 @@ pub struct RunLog {
 
 const CSV_HEADER: &str = concat!(
     "epoch,train_loss,val_loss,val_accuracy,val_macro_f1,val_r2,lr,seconds,samples_per_sec,",
-    "val_perplexity"
+    "val_perplexity,partial_batches"
 );
 
 fn opt(v: Option<f64>) -> String {
@@ -60,8 +76,9 @@ fn opt(v: Option<f64>) -> String {
 }
 
 impl RunLog {
-    /// Start a log in `dir`, keeping earlier records up to epoch `keep_until` (for resumed runs;
-    /// 0 starts fresh).
+    /// Start a log in `dir`, keeping earlier records of complete epochs up to `keep_until` (for
+    /// resumed runs; 0 starts fresh). Later lines (a partial epoch, or one logged just before a
+    /// kill, whose checkpoint never landed) are dropped, so the log matches the checkpoint.
     pub fn open(dir: &Path, keep_until: usize) -> Result<RunLog> {
         std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
         let mut records = Vec::new();
@@ -77,7 +94,7 @@ impl RunLog {
                     path: jsonl.display().to_string(),
                     msg: format!("line {}: {e}", i + 1),
                 })?;
-                if r.epoch <= keep_until {
+                if r.epoch <= keep_until && r.partial_batches.is_none() {
                     records.push(r);
                 }
             }
@@ -104,7 +121,9 @@ impl RunLog {
             .open(&jsonl)
             .map_err(|e| io_err(&jsonl, e))?;
         let line = serde_json::to_string(&r).map_err(|e| io_err(&jsonl, e))?;
-        writeln!(f, "{line}").map_err(|e| io_err(&jsonl, e))?;
+        writeln!(f, "{line}")
+            .and_then(|_| f.sync_data())
+            .map_err(|e| io_err(&jsonl, e))?;
         self.records.push(r);
         self.write_csv()?;
         self.plot()
@@ -117,7 +136,7 @@ impl RunLog {
             text += &serde_json::to_string(r).map_err(|e| io_err(&jsonl, e))?;
             text.push('\n');
         }
-        std::fs::write(&jsonl, text).map_err(|e| io_err(&jsonl, e))?;
+        crate::io::write_atomic(&jsonl, text.as_bytes())?;
         self.write_csv()
     }
 
@@ -127,7 +146,7 @@ impl RunLog {
         s.push('\n');
         for r in &self.records {
             s += &format!(
-                "{},{},{},{},{},{},{},{:.3},{:.1},{}\n",
+                "{},{},{},{},{},{},{},{:.3},{:.1},{},{}\n",
                 r.epoch,
                 r.train_loss,
                 opt(r.val_loss),
@@ -137,109 +156,24 @@ impl RunLog {
                 r.lr,
                 r.seconds,
                 r.samples_per_sec,
-                opt(r.val_perplexity)
+                opt(r.val_perplexity),
+                r.partial_batches.map(|b| b.to_string()).unwrap_or_default()
             );
         }
-        std::fs::write(&path, s).map_err(|e| io_err(&path, e))
+        crate::io::write_atomic(&path, s.as_bytes())
     }
 
-    /// Draw `curves.png`: losses on the left axis, validation accuracy (if any) on the right.
+    /// Draw `curves.png`: losses on the left axis, validation accuracy (if any) on the right
+    /// (with the `plots` feature, on by default; without it, nothing is drawn).
     pub fn plot(&self) -> Result<()> {
-        let path = self.dir.join("curves.png");
-        draw_curves(&path, &self.records).map_err(|e| Error::Io {
-            path: path.display().to_string(),
-            msg: format!("could not draw the plot: {e}"),
-        })
+        #[cfg(feature = "plots")]
+        {
+            let path = self.dir.join("curves.png");
+            super::plot::draw_curves(&path, &self.records).map_err(|e| Error::Io {
+                path: path.display().to_string(),
+                msg: format!("could not draw the plot: {e}"),
+            })?;
+        }
+        Ok(())
     }
-}
-
-fn register_font() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        // DejaVu Sans (Bitstream Vera licence, assets/fonts/DejaVu-LICENSE.txt).
-        let _ = plotters::style::register_font(
-            "sans-serif",
-            FontStyle::Normal,
-            include_bytes!("../../assets/fonts/DejaVuSans.ttf"),
-        );
-    });
-}
-
-fn draw_curves(
-    path: &Path,
-    records: &[EpochRecord],
-) -> std::result::Result<(), Box<dyn std::error::Error>> {
-    register_font();
-    let root = BitMapBackend::new(path, (900, 500)).into_drawing_area();
-    root.fill(&WHITE)?;
-    if records.is_empty() {
-        root.present()?;
-        return Ok(());
-    }
-    let n = records.len();
-    let losses = records
-        .iter()
-        .flat_map(|r| std::iter::once(r.train_loss).chain(r.val_loss))
-        .filter(|v| v.is_finite());
-    let ymax = losses.fold(0.0f64, f64::max).max(1e-6) * 1.05;
-    let has_acc = records.iter().any(|r| r.val_accuracy.is_some());
-    let mut chart = ChartBuilder::on(&root)
-        .caption("kiln training curves", ("sans-serif", 22))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .right_y_label_area_size(if has_acc { 60 } else { 0 })
-        .build_cartesian_2d(1f64..(n.max(2) as f64), 0f64..ymax)?
-        .set_secondary_coord(1f64..(n.max(2) as f64), 0f64..1.0f64);
-    chart
-        .configure_mesh()
-        .x_desc("epoch")
-        .y_desc("loss")
-        .label_style(("sans-serif", 14))
-        .draw()?;
-    if has_acc {
-        chart
-            .configure_secondary_axes()
-            .y_desc("validation accuracy")
-            .label_style(("sans-serif", 14))
-            .draw()?;
-    }
-    let pts = |f: &dyn Fn(&EpochRecord) -> Option<f64>| -> Vec<(f64, f64)> {
-        records
-            .iter()
-            .filter_map(|r| f(r).map(|v| (r.epoch as f64, v)))
-            .collect()
-    };
-    chart
-        .draw_series(LineSeries::new(
-            pts(&|r| Some(r.train_loss)),
-            BLUE.stroke_width(2),
-        ))?
-        .label("train loss")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE.stroke_width(2)));
-    let val = pts(&|r| r.val_loss);
-    if !val.is_empty() {
-        chart
-            .draw_series(LineSeries::new(val, RED.stroke_width(2)))?
-            .label("validation loss")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED.stroke_width(2)));
-    }
-    if has_acc {
-        chart
-            .draw_secondary_series(LineSeries::new(
-                pts(&|r| r.val_accuracy),
-                GREEN.stroke_width(2),
-            ))?
-            .label("validation accuracy")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], GREEN.stroke_width(2)));
-    }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 14))
-        .position(SeriesLabelPosition::UpperRight)
-        .draw()?;
-    root.present()?;
-    Ok(())
 }

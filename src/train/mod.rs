@@ -1,11 +1,18 @@
-//! Training: the trainer loop, metrics, early stopping, checkpoints, run logs and plots.
+//! Training: the one [`Trainer`] loop with its hooks, objectives, metrics, early stopping,
+//! checkpoints with exact resume, run logs and plots.
 
 pub mod checkpoint;
 pub mod config;
+pub mod hooks;
 pub mod log;
 pub mod metrics;
+pub mod objective;
+#[cfg(feature = "plots")]
+mod plot;
 pub mod trainer;
 pub mod transfer;
 
 pub use config::{Task, TrainConfig};
-pub use trainer::{Evaluation, FitReport, Progress, Trainer, evaluate};
+pub use hooks::{BatchInfo, Control, EpochEnd, Hook, OnEpoch, StepInfo};
+pub use objective::{Evaluation, MaskedLm, Objective, Supervised, evaluate, upload};
+pub use trainer::{FitReport, PartialEpoch, Progress, Saved, StopReason, Trainer};

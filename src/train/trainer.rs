@@ -1,51 +1,56 @@
-//! The training loop.
+//! The training loop: the one loop every kiln training run goes through (tables and images,
+//! language models, chat fine-tuning with LoRA/QLoRA, the BERT classifier, transfer learning).
 //!
-//! One epoch: for each batch, upload it, run the model, compute the loss (cross-entropy for
-//! classification, MSE for regression), `backward()`, and every `accumulate` micro-batches clip,
-//! set the scheduled learning rate, step the optimizer and zero the gradients. The loss is read
-//! back only every few batches (for the progress bar) and at the end of the epoch: no per-step
-//! device sync. After each epoch: validation, early stopping, a checkpoint, and the run log.
+//! ```text
+//! fit(model, optimizer, objective, progress)
+//!   for epoch, from where `progress` stands (mid-epoch on resume):
+//!     for batch in loader.epoch_from(epoch, progress.batch)     order = f(seed, epoch)
+//!       (loss, weight) = objective.loss(model, batch)
+//!       hooks.before_backward -> backward                        grads accumulate
+//!       every `accumulate` batches: hooks.after_backward, clip, lr = schedule(step),
+//!         hooks.before_step, step, zero_grad, hooks.after_step
+//!         budget (--max-steps, --time-limit) or a hook's Stop: checkpoint here and return
+//!         --checkpoint-every N steps: checkpoint here and go on
+//!   end of epoch: validate -> metrics line -> best checkpoint -> last checkpoint
+//!                 -> hooks.end_of_epoch -> early stopping
+//! ```
 //!
-//! Resuming restores weights, buffers, optimizer state, step counters, the early-stopping state
-//! and kiln's RNG state, and the data order is a pure function of (seed, epoch): a resumed run
-//! computes exactly the losses of an uninterrupted one on the same device.
+//! The loss is read back only every [`BatchInfo::EVERY`] batches (for the progress display)
+//! and at the end of the epoch: no per-step device sync.
+//!
+//! **Exact resume anywhere.** A checkpoint holds the weights, buffers, optimizer state, kiln's
+//! RNG state (dropout), the step counter, early-stopping state and the loader position (epoch,
+//! batch, and the partial sums of the epoch's loss). The data order and augmentation are pure
+//! functions of (seed, epoch, batch), so a run stopped anywhere and resumed computes the same
+//! losses, bit for bit on the same device, as one that never stopped. The learning-rate
+//! schedule spans `epochs` (not the step or time budget), so a budget does not bend it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use indicatif::{ProgressBar, ProgressStyle};
-
 use super::checkpoint;
-use super::config::{Task, TrainConfig};
+use super::config::TrainConfig;
+use super::hooks::{BatchInfo, Control, EpochEnd, Hook, StepInfo};
 use super::log::{EpochRecord, RunLog};
-use super::metrics::{self, ClassificationMetrics, RegressionMetrics};
+use super::objective::{Evaluation, Objective};
 use crate::Gpu;
-use crate::data::{Batch, DataLoader, Dataset, Targets};
+use crate::data::{DataLoader, Dataset};
 use crate::error::{Error, Result};
+pub use crate::io::run_dir::{BEST, LAST};
 use crate::nn::Module;
 use crate::optim::{Optimizer, Schedule};
 use crate::tensor::Tensor;
 
-/// Loss and metrics of one evaluation pass.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Evaluation {
-    /// Mean loss.
-    pub loss: f64,
-    /// Classification metrics (classification tasks).
-    pub classification: Option<ClassificationMetrics>,
-    /// Regression metrics (regression tasks).
-    pub regression: Option<RegressionMetrics>,
-    /// Examples evaluated.
-    pub examples: usize,
-}
-
-/// Early-stopping and progress state saved in checkpoints.
+/// Where a run stands, saved in every checkpoint.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Progress {
     /// Epochs completed.
     pub epoch: usize,
+    /// Batches of epoch `epoch + 1` already trained (0 at an epoch boundary).
+    pub batch: usize,
     /// Optimizer steps taken.
     pub step: u64,
     /// Best validation loss so far.
@@ -54,6 +59,37 @@ pub struct Progress {
     pub best_epoch: usize,
     /// Epochs since the last improvement.
     pub since_best: usize,
+    /// The sums of the epoch in progress (when `batch > 0`).
+    pub partial: Option<PartialEpoch>,
+}
+
+/// The running sums of an epoch stopped inside, so the resumed epoch reports the loss an
+/// uninterrupted one would.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PartialEpoch {
+    /// Sum of `loss * weight` over the batches done, as the f32 the GPU accumulated.
+    pub loss_sum: f32,
+    /// Sum of the weights.
+    pub weight: f64,
+    /// Examples seen.
+    pub examples: usize,
+    /// Seconds spent on the epoch so far.
+    pub seconds: f64,
+}
+
+/// Why `fit` returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// All epochs ran.
+    Finished,
+    /// Early stopping (`patience`).
+    EarlyStop,
+    /// `max_steps` reached.
+    MaxSteps,
+    /// `time_limit_minutes` reached.
+    TimeLimit,
+    /// A hook returned [`Control::Stop`].
+    Hook,
 }
 
 /// What a finished `fit` reports.
@@ -61,167 +97,120 @@ pub struct Progress {
 pub struct FitReport {
     /// Final progress state.
     pub progress: Progress,
+    /// Why the run ended.
+    pub reason: StopReason,
     /// True when early stopping ended the run.
     pub stopped_early: bool,
-    /// True when `max_steps` or `time_limit_minutes` ended the run (the last epoch may be
-    /// partial).
+    /// True when `max_steps`, `time_limit_minutes` or a hook ended the run (the last epoch
+    /// may be partial; `--resume` continues it exactly).
     pub budget_reached: bool,
+    /// The records of the epochs this call ran (the last one partial when the run stopped
+    /// inside an epoch).
+    pub records: Vec<EpochRecord>,
     /// Seconds spent training (this process).
     pub seconds: f64,
 }
 
-/// Upload a host batch: features (B, ...) and targets.
-pub fn upload(gpu: &Arc<Gpu>, b: &Batch) -> Result<(Tensor, Tensor)> {
-    let x = Tensor::from_slice_on(gpu, &b.x, &b.x_shape)?;
-    let y = match &b.y {
-        Targets::Classes { labels, .. } => Tensor::from_slice_on(gpu, labels, &[labels.len()])?,
-        Targets::Values { values, width } => {
-            Tensor::from_slice_on(gpu, values, &[values.len() / (*width).max(1), *width])?
-        }
-    };
-    Ok((x, y))
+/// Which tensors a checkpoint holds besides the optimizer state.
+#[derive(Default)]
+pub enum Saved {
+    /// Every parameter and buffer of the model (`model.*`, `buffer.*`).
+    #[default]
+    Model,
+    /// These tensors only, under `prefix.` (LoRA fine-tuning: the adapters; the frozen base
+    /// is rebuilt from its own file).
+    Only {
+        /// Name prefix in the file.
+        prefix: String,
+        /// The tensors, by name.
+        tensors: Vec<(String, Tensor)>,
+    },
 }
 
-/// The training loss of `out` against `y` for `task`.
-pub fn task_loss(task: &Task, out: &Tensor, y: &Tensor) -> Result<Tensor> {
-    match task {
-        Task::Classification { .. } => out.cross_entropy(y),
-        Task::Regression { .. } => out.sub(y)?.square()?.mean(),
-    }
-}
-
-/// Evaluate `model` on `data` in eval mode (no graph, no dropout, BatchNorm running stats).
-pub fn evaluate(
-    gpu: &Arc<Gpu>,
-    model: &mut dyn Module,
-    task: &Task,
-    data: &dyn Dataset,
-    batch_size: usize,
-) -> Result<Evaluation> {
-    let was_training = model.is_training();
-    model.set_training(false);
-    let _g = crate::no_grad();
-    let n = data.len();
-    let mut loss_sum = 0.0f64;
-    let mut preds_c: Vec<u32> = Vec::with_capacity(n);
-    let mut preds_v: Vec<f32> = Vec::new();
-    let mut targets_c: Vec<u32> = Vec::with_capacity(n);
-    let mut targets_v: Vec<f32> = Vec::new();
-    let idx: Vec<usize> = (0..n).collect();
-    let mut losses = Vec::new();
-    for chunk in idx.chunks(batch_size.max(1)) {
-        let b = data.batch(chunk);
-        let (x, y) = upload(gpu, &b)?;
-        let out = model.forward(&x)?;
-        losses.push((task_loss(task, &out, &y)?, chunk.len()));
-        match (&b.y, task) {
-            (Targets::Classes { labels, .. }, Task::Classification { .. }) => {
-                preds_c.extend(out.argmax(-1, false)?.to_vec::<u32>()?);
-                targets_c.extend_from_slice(labels);
-            }
-            (Targets::Values { values, .. }, Task::Regression { .. }) => {
-                preds_v.extend(out.to_vec::<f32>()?);
-                targets_v.extend_from_slice(values);
-            }
-            _ => {
-                return Err(Error::Config(
-                    "dataset targets do not match the task".into(),
-                ));
-            }
-        }
-    }
-    for (l, k) in losses {
-        loss_sum += l.item()? as f64 * k as f64;
-    }
-    model.set_training(was_training);
-    let (classification, regression) = match task {
-        Task::Classification { class_names } => (
-            Some(classification_metrics(
-                &preds_c,
-                &targets_c,
-                class_names.len(),
-            )),
-            None,
-        ),
-        Task::Regression { .. } => (None, Some(metrics::regression(&preds_v, &targets_v))),
-    };
-    Ok(Evaluation {
-        loss: loss_sum / n.max(1) as f64,
-        classification,
-        regression,
-        examples: n,
-    })
-}
-
-/// Classes above which [`evaluate`] reports accuracy only: a language model's vocabulary (GPT-2
-/// has 50,257 tokens) would make the `C x C` confusion matrix gigabytes.
-pub const MAX_CONFUSION_CLASSES: usize = 1024;
-
-/// [`metrics::classification`], or for more than [`MAX_CONFUSION_CLASSES`] classes the accuracy
-/// alone (macro scores NaN, confusion matrix empty).
-fn classification_metrics(pred: &[u32], target: &[u32], classes: usize) -> ClassificationMetrics {
-    if classes <= MAX_CONFUSION_CLASSES {
-        return metrics::classification(pred, target, classes);
-    }
-    let correct = pred.iter().zip(target).filter(|(p, t)| p == t).count();
-    ClassificationMetrics {
-        accuracy: correct as f64 / pred.len().max(1) as f64,
-        macro_precision: f64::NAN,
-        macro_recall: f64::NAN,
-        macro_f1: f64::NAN,
-        confusion: Vec::new(),
-    }
-}
-
-/// A callback run after each epoch.
-pub type EpochHook<'a> = Box<dyn FnMut(&EpochRecord) + 'a>;
-
-/// Everything a run needs besides the model and optimizer.
+/// A training run: data, settings, run directory and hooks. See the module notes.
 pub struct Trainer<'a> {
     /// The device.
     pub gpu: Arc<Gpu>,
     /// Settings.
     pub config: TrainConfig,
-    /// The task (loss and metrics).
-    pub task: Task,
     /// Training examples.
     pub train: Arc<dyn Dataset>,
-    /// Validation examples (early stopping and best checkpoint use them).
+    /// Validation examples (early stopping and the best checkpoint use them).
     pub val: Option<Arc<dyn Dataset>>,
     /// Run directory (log, plot, checkpoints).
     pub dir: PathBuf,
     /// Extra metadata stored in every checkpoint (model spec, data preparation, ...).
     pub metadata: BTreeMap<String, String>,
-    /// Called after each epoch with the record (the CLI prints it).
-    pub on_epoch: Option<EpochHook<'a>>,
+    /// Callbacks into the loop, called in order.
+    pub hooks: Vec<Box<dyn Hook + 'a>>,
+    /// What the checkpoints hold.
+    pub saved: Saved,
 }
 
-/// Checkpoint file names inside the run directory.
-pub const LAST: &str = "checkpoint.safetensors";
-/// The best-validation checkpoint.
-pub const BEST: &str = "best.safetensors";
+impl<'a> Trainer<'a> {
+    /// A run of `config` on `train` writing to `dir`: no validation set, metadata or hooks.
+    pub fn new(
+        gpu: &Arc<Gpu>,
+        config: TrainConfig,
+        train: Arc<dyn Dataset>,
+        dir: impl Into<PathBuf>,
+    ) -> Trainer<'a> {
+        Trainer {
+            gpu: gpu.clone(),
+            config,
+            train,
+            val: None,
+            dir: dir.into(),
+            metadata: BTreeMap::new(),
+            hooks: Vec::new(),
+            saved: Saved::Model,
+        }
+    }
 
-impl Trainer<'_> {
+    /// Validate on `val` after every epoch.
+    pub fn with_val(mut self, val: Arc<dyn Dataset>) -> Self {
+        self.val = Some(val);
+        self
+    }
+
+    /// Add a hook (called after those added before it).
+    pub fn hook(mut self, h: impl Hook + 'a) -> Self {
+        self.hooks.push(Box::new(h));
+        self
+    }
+
+    fn tensors(&self, model: &dyn Module) -> Vec<(String, Tensor)> {
+        match &self.saved {
+            Saved::Model => {
+                let mut v: Vec<(String, Tensor)> = model
+                    .named_parameters()
+                    .into_iter()
+                    .map(|(n, t)| (format!("model.{n}"), t))
+                    .collect();
+                v.extend(
+                    model
+                        .named_buffers()
+                        .into_iter()
+                        .map(|(n, t)| (format!("buffer.{n}"), t)),
+                );
+                v
+            }
+            Saved::Only { prefix, tensors } => tensors
+                .iter()
+                .map(|(n, t)| (format!("{prefix}.{n}"), t.clone()))
+                .collect(),
+        }
+    }
+
     fn save(
         &self,
         path: &Path,
         model: &dyn Module,
         opt: &dyn Optimizer,
+        objective: &dyn Objective,
         progress: &Progress,
     ) -> Result<()> {
-        let mut tensors: Vec<(String, Tensor)> = Vec::new();
-        tensors.extend(
-            model
-                .named_parameters()
-                .into_iter()
-                .map(|(n, t)| (format!("model.{n}"), t)),
-        );
-        tensors.extend(
-            model
-                .named_buffers()
-                .into_iter()
-                .map(|(n, t)| (format!("buffer.{n}"), t)),
-        );
+        let mut tensors = self.tensors(model);
         let st = opt.state();
         tensors.extend(
             st.tensors
@@ -229,16 +218,17 @@ impl Trainer<'_> {
                 .map(|(n, t)| (format!("optim.{n}"), t)),
         );
         let mut meta = self.metadata.clone();
+        meta.extend(objective.metadata());
         let js = |v: &dyn erased::Ser| v.json();
         meta.insert("progress".into(), js(progress));
         meta.insert("optimizer_step".into(), st.step.to_string());
         meta.insert("rng".into(), js(&crate::nn::rng::rng_state()));
         meta.insert("train_config".into(), js(&self.config));
-        meta.insert("task".into(), js(&self.task));
         checkpoint::save(path, &tensors, &meta)
     }
 
-    /// Restore model, optimizer, RNG and progress from a checkpoint written by this trainer.
+    /// Restore the saved tensors, optimizer, RNG and progress from a checkpoint written by
+    /// this trainer (the loop then continues at the saved loader position).
     pub fn resume(
         &self,
         path: &Path,
@@ -246,8 +236,13 @@ impl Trainer<'_> {
         opt: &mut dyn Optimizer,
     ) -> Result<Progress> {
         let ck = checkpoint::load(path)?;
-        ck.restore_into("model", &model.named_parameters())?;
-        ck.restore_into("buffer", &model.named_buffers())?;
+        match &self.saved {
+            Saved::Model => {
+                ck.restore_into("model", &model.named_parameters())?;
+                ck.restore_into("buffer", &model.named_buffers())?;
+            }
+            Saved::Only { prefix, tensors } => ck.restore_into(prefix, tensors)?,
+        }
         let bad = |m: String| Error::Checkpoint {
             path: ck.path.clone(),
             msg: m,
@@ -258,11 +253,17 @@ impl Trainer<'_> {
             .meta("optimizer_step")?
             .parse()
             .map_err(|e| bad(format!("optimizer_step: {e}")))?;
-        let names = ck.names_under("optim");
         let mut tensors = Vec::new();
-        for n in names {
+        for n in ck.names_under("optim") {
             let h = &ck.tensors[&format!("optim.{n}")];
-            tensors.push((n, Tensor::from_slice_on(&self.gpu, &h.to_f32()?, &h.shape)?));
+            tensors.push((n, Tensor::from_host_on(&self.gpu, h)?));
+        }
+        if tensors.is_empty() && step > 0 && !opt.state().tensors.is_empty() {
+            return Err(bad(
+                "the optimizer state (optim.*) is missing; resuming without it would not \
+                 continue the run"
+                    .into(),
+            ));
         }
         opt.load_state(&crate::optim::OptimizerState { step, tensors })?;
         let rng = serde_json::from_str(ck.meta("rng")?).map_err(|e| bad(e.to_string()))?;
@@ -270,11 +271,14 @@ impl Trainer<'_> {
         Ok(progress)
     }
 
-    /// Train until `config.epochs` or early stopping, starting from `progress`.
+    /// Train `model` with `opt` on `objective` until `config.epochs`, early stopping, the
+    /// step or time budget or a hook's stop, starting from `progress` (the default for a new
+    /// run, or what [`Trainer::resume`] returned).
     pub fn fit(
         &mut self,
         model: &mut dyn Module,
         opt: &mut dyn Optimizer,
+        objective: &mut dyn Objective,
         mut progress: Progress,
     ) -> Result<FitReport> {
         let cfg = self.config.clone();
@@ -283,27 +287,41 @@ impl Trainer<'_> {
             .map_err(|e| Error::Config(e.to_string()))?
             .shuffle(cfg.seed);
         // Training-time augmentation (random crops, flips) applies to this loader only;
-        // `evaluate` reads datasets directly and never augments.
+        // evaluation reads datasets directly and never augments.
         let loader = match self.train.augmentation() {
             Some(a) => loader.augment(a, cfg.seed),
             None => loader,
         };
-        let batches_per_epoch = loader.len();
-        let mut total_steps = (cfg.epochs * batches_per_epoch).div_ceil(cfg.accumulate) as u64;
-        if let Some(m) = cfg.max_steps {
-            total_steps = total_steps.min(m); // the schedule ends where the run will
+        let per_epoch = loader.len();
+        if per_epoch == 0 {
+            return Err(Error::Config("the training set is empty".into()));
         }
+        if progress.batch >= per_epoch {
+            return Err(Error::Config(format!(
+                "the checkpoint stands at batch {} of an epoch, but an epoch now has {per_epoch} \
+                 batches; resume with the data and batch size the run was started with",
+                progress.batch
+            )));
+        }
+        let steps_per_epoch = per_epoch.div_ceil(cfg.accumulate) as u64;
+        let total_steps = cfg.epochs as u64 * steps_per_epoch;
+        let schedule = Schedule::from_name(&cfg.schedule, total_steps)
+            .map_err(|e| Error::Config(e.to_string()))?;
         let deadline = cfg
             .time_limit_minutes
             .map(|m| Instant::now() + std::time::Duration::from_secs_f64(m * 60.0));
-        let mut budget_reached = false;
-        let schedule = Schedule::from_name(&cfg.schedule, total_steps)
-            .map_err(|e| Error::Config(e.to_string()))?;
         let mut log = RunLog::open(&self.dir, progress.epoch)?;
         let start = Instant::now();
-        let mut stopped_early = false;
+        let mut reason = StopReason::Finished;
+        let mut records = Vec::new();
+        let eval_batch = cfg.eval_batch_size.unwrap_or(cfg.batch_size.max(256));
+        let params: Vec<Tensor> = model
+            .parameters()
+            .into_iter()
+            .filter(|t| t.requires_grad_flag())
+            .collect();
         model.set_training(true);
-        for epoch in progress.epoch + 1..=cfg.epochs {
+        'epochs: for epoch in progress.epoch + 1..=cfg.epochs {
             if cfg.unfreeze_at.is_some_and(|at| epoch >= at) {
                 let s = cfg.unfreeze_lr_scale;
                 let names = super::transfer::unfreeze_all_with_lr(model, opt, s)?;
@@ -311,63 +329,128 @@ impl Trainer<'_> {
                     println!("epoch {epoch}: unfroze {} tensors at {s} x lr", names.len());
                 }
             }
-            let t0 = Instant::now();
-            let bar = self.bar(epoch, cfg.epochs, batches_per_epoch);
-            let mut loss_sum: Option<Tensor> = None; // GPU scalar: sum of batch-size-weighted losses
-            let mut seen = 0usize;
-            for (i, b) in loader.epoch(epoch as u64).enumerate() {
-                let (x, y) = upload(&self.gpu, &b)?;
-                let out = model.forward(&x)?;
-                let loss = task_loss(&self.task, &out, &y)?;
-                let scaled = if cfg.accumulate > 1 {
-                    loss.mul_scalar(1.0 / cfg.accumulate as f32)?
-                } else {
-                    loss.clone()
-                };
-                scaled.backward()?;
-                let bs = b.x_shape[0];
-                seen += bs;
-                let weighted = loss.detach().mul_scalar(bs as f32)?;
+            let first = progress.batch;
+            let partial = progress.partial.take().unwrap_or_default();
+            let t0 = Instant::now() - std::time::Duration::from_secs_f64(partial.seconds);
+            // GPU scalar: the sum of weight-scaled losses (no readback per batch).
+            let mut loss_sum: Option<Tensor> = (first > 0)
+                .then(|| Tensor::from_slice_on(&self.gpu, &[partial.loss_sum], &[]))
+                .transpose()?;
+            let (mut weight, mut seen) = (partial.weight, partial.examples);
+            for h in &mut self.hooks {
+                h.on_epoch_start(epoch, first, per_epoch)?;
+            }
+            let mut stopped_inside = false;
+            for (k, b) in loader.epoch_from(epoch as u64, first).enumerate() {
+                let i = first + k;
+                let (loss, w) = objective.loss(model, &b)?;
+                let mut l = loss.clone();
+                for h in &mut self.hooks {
+                    l = h.before_backward(l)?;
+                }
+                if cfg.accumulate > 1 {
+                    l = l.mul_scalar(1.0 / cfg.accumulate as f32)?;
+                }
+                l.backward()?;
+                let weighted = loss.detach().mul_scalar(w as f32)?;
                 loss_sum = Some(match loss_sum {
                     None => weighted,
                     Some(s) => s.add(&weighted)?,
                 });
-                let last = i + 1 == batches_per_epoch;
-                if (i + 1) % cfg.accumulate == 0 || last {
-                    if let Some(c) = cfg.clip_grad_norm {
-                        crate::optim::clip_grad_norm(&model.parameters(), c)?;
-                    }
-                    opt.set_learning_rate(schedule.lr_at(cfg.lr, progress.step));
+                weight += w;
+                seen += b.x_shape.first().copied().unwrap_or(0);
+                progress.batch = i + 1;
+                let last = i + 1 == per_epoch;
+                let at = StepInfo {
+                    epoch,
+                    batch: i + 1,
+                    batches: per_epoch,
+                    step: progress.step,
+                };
+                let read = (i + 1) % BatchInfo::EVERY == 0 || last;
+                let info = BatchInfo {
+                    at,
+                    loss: if read && !self.hooks.is_empty() {
+                        let v = loss.item()?;
+                        check_finite(v, epoch, i + 1)?;
+                        Some(v)
+                    } else {
+                        None
+                    },
+                    examples: seen,
+                    seconds: t0.elapsed().as_secs_f64(),
+                };
+                for h in &mut self.hooks {
+                    h.on_batch(&info)?;
+                }
+                if (i + 1) % cfg.accumulate != 0 && !last {
+                    continue;
+                }
+                for h in &mut self.hooks {
+                    h.after_backward(&params)?;
+                }
+                if let Some(c) = cfg.clip_grad_norm {
+                    crate::optim::clip_grad_norm(&params, c)?;
+                }
+                opt.set_learning_rate(schedule.lr_at(cfg.lr, progress.step));
+                let mut skip = false;
+                for h in &mut self.hooks {
+                    skip |= h.before_step(&at)? == Control::Skip;
+                }
+                if !skip {
                     opt.step()?;
-                    opt.zero_grad()?;
-                    progress.step += 1;
-                    budget_reached = cfg.max_steps.is_some_and(|m| progress.step >= m)
-                        || deadline.is_some_and(|d| Instant::now() >= d);
                 }
-                if let Some(bar) = &bar {
-                    bar.inc(1);
-                    if (i + 1) % 10 == 0 || last {
-                        // One readback every 10 batches for the bar.
-                        let l = loss.item()?;
-                        check_finite(l, epoch, i + 1)?;
-                        let rate = seen as f64 / t0.elapsed().as_secs_f64().max(1e-9);
-                        bar.set_message(format!("loss {l:.4}  {rate:.0} samples/s"));
+                opt.zero_grad()?;
+                progress.step += 1;
+                let at = StepInfo {
+                    step: progress.step,
+                    ..at
+                };
+                let mut stop = None;
+                for h in &mut self.hooks {
+                    if h.after_step(&at, model)? == Control::Stop {
+                        stop = Some(StopReason::Hook);
                     }
                 }
-                if budget_reached {
-                    break; // a partial epoch: validate and checkpoint what was learned
+                if cfg.max_steps.is_some_and(|m| progress.step >= m) {
+                    stop = Some(StopReason::MaxSteps);
+                } else if deadline.is_some_and(|d| Instant::now() >= d) {
+                    stop = Some(StopReason::TimeLimit);
+                }
+                let periodic = cfg
+                    .checkpoint_every
+                    .is_some_and(|n| progress.step.is_multiple_of(n));
+                if last {
+                    if let Some(r) = stop {
+                        reason = r; // the epoch is complete: finish it below, then stop
+                    }
+                    break;
+                }
+                if stop.is_some() || periodic {
+                    progress.partial = Some(PartialEpoch {
+                        loss_sum: match &loss_sum {
+                            Some(s) => s.item()?,
+                            None => 0.0,
+                        },
+                        weight,
+                        examples: seen,
+                        seconds: t0.elapsed().as_secs_f64(),
+                    });
+                    self.save(&self.dir.join(LAST), model, opt, objective, &progress)?;
+                    if let Some(r) = stop {
+                        reason = r;
+                        stopped_inside = true;
+                        break;
+                    }
+                    progress.partial = None;
                 }
             }
-            if let Some(bar) = &bar {
-                bar.finish_and_clear();
-            }
-            let train_loss = match loss_sum {
-                Some(s) => s.item()? as f64 / seen.max(1) as f64,
+            let seconds = t0.elapsed().as_secs_f64();
+            let train_loss = match &loss_sum {
+                Some(s) => s.item()? as f64 / weight.max(f64::MIN_POSITIVE),
                 None => f64::NAN,
             };
-            check_finite(train_loss as f32, epoch, batches_per_epoch)?;
-            let eval_batch = cfg.eval_batch_size.unwrap_or(cfg.batch_size.max(256));
-            let seconds = t0.elapsed().as_secs_f64();
+            check_finite(train_loss as f32, epoch, progress.batch)?;
             let mut rec = EpochRecord {
                 epoch,
                 train_loss,
@@ -376,79 +459,122 @@ impl Trainer<'_> {
                 samples_per_sec: seen as f64 / seconds.max(1e-9),
                 ..Default::default()
             };
-            if let Some(val) = &self.val {
-                let ev = evaluate(&self.gpu, model, &self.task, val.as_ref(), eval_batch)?;
-                check_finite(ev.loss as f32, epoch, batches_per_epoch)?;
-                rec.val_loss = Some(ev.loss);
-                rec.val_accuracy = ev.classification.as_ref().map(|m| m.accuracy);
-                rec.val_macro_f1 = ev.classification.as_ref().map(|m| m.macro_f1);
-                rec.val_r2 = ev.regression.as_ref().map(|m| m.r2);
-                if ev.classification.is_some() {
-                    rec.val_perplexity = Some(ev.loss.exp());
+            let ev = match &self.val {
+                Some(val) => {
+                    let ev = self.validate(model, objective, val.as_ref(), eval_batch)?;
+                    check_finite(ev.loss as f32, epoch, progress.batch)?;
+                    rec.fill(&ev);
+                    Some(ev)
                 }
-                let improved = progress
-                    .best_val_loss
-                    .is_none_or(|b| ev.loss < b - cfg.min_delta);
-                if improved {
-                    progress.best_val_loss = Some(ev.loss);
-                    progress.best_epoch = epoch;
-                    progress.since_best = 0;
-                } else {
-                    progress.since_best += 1;
+                None => None,
+            };
+            if stopped_inside {
+                // A partial epoch: reported and logged (a resumed run replaces the line), but
+                // not used for early stopping or the best checkpoint, so that resuming gives
+                // what an uninterrupted run would.
+                rec.partial_batches = Some(progress.batch);
+                log.push(rec.clone())?;
+                for h in &mut self.hooks {
+                    h.on_partial_epoch(&rec)?;
                 }
-                progress.epoch = epoch;
-                if improved {
-                    self.save(&self.dir.join(BEST), model, opt, &progress)?;
-                }
+                records.push(rec);
+                break 'epochs;
             }
+            let improved = match &ev {
+                Some(ev) => {
+                    let better = progress
+                        .best_val_loss
+                        .is_none_or(|b| ev.loss < b - cfg.min_delta);
+                    if better {
+                        progress.best_val_loss = Some(ev.loss);
+                        progress.best_epoch = epoch;
+                        progress.since_best = 0;
+                    } else {
+                        progress.since_best += 1;
+                    }
+                    better
+                }
+                None => true,
+            };
             progress.epoch = epoch;
-            self.save(&self.dir.join(LAST), model, opt, &progress)?;
+            progress.batch = 0;
+            progress.partial = None;
+            // The metrics line first: a kill after it leaves a checkpoint one epoch older, and
+            // the resumed run rewrites the log up to that checkpoint.
             log.push(rec.clone())?;
-            if let Some(f) = self.on_epoch.as_mut() {
-                f(&rec);
+            if improved && self.val.is_some() {
+                self.save(&self.dir.join(BEST), model, opt, objective, &progress)?;
             }
+            self.save(&self.dir.join(LAST), model, opt, objective, &progress)?;
+            let end = EpochEnd {
+                improved,
+                epochs: cfg.epochs,
+            };
+            let mut stop = reason != StopReason::Finished;
+            for h in &mut self.hooks {
+                if h.end_of_epoch(&rec, &end, model)? == Control::Stop {
+                    stop = true;
+                    if reason == StopReason::Finished {
+                        reason = StopReason::Hook;
+                    }
+                }
+            }
+            records.push(rec);
             if cfg.patience.is_some_and(|p| progress.since_best >= p) {
-                stopped_early = true;
+                reason = StopReason::EarlyStop;
                 break;
             }
-            if budget_reached {
+            if stop {
                 break;
             }
         }
         if cfg.restore_best && self.val.is_some() && self.dir.join(BEST).exists() {
             let ck = checkpoint::load(&self.dir.join(BEST))?;
-            ck.restore_into("model", &model.named_parameters())?;
-            ck.restore_into("buffer", &model.named_buffers())?;
+            match &self.saved {
+                Saved::Model => {
+                    ck.restore_into("model", &model.named_parameters())?;
+                    ck.restore_into("buffer", &model.named_buffers())?;
+                }
+                Saved::Only { prefix, tensors } => ck.restore_into(prefix, tensors)?,
+            }
         }
         Ok(FitReport {
             progress,
-            stopped_early,
-            budget_reached,
+            reason,
+            stopped_early: reason == StopReason::EarlyStop,
+            budget_reached: matches!(
+                reason,
+                StopReason::MaxSteps | StopReason::TimeLimit | StopReason::Hook
+            ),
+            records,
             seconds: start.elapsed().as_secs_f64(),
         })
     }
 
-    fn bar(&self, epoch: usize, epochs: usize, len: usize) -> Option<ProgressBar> {
-        if self.config.quiet {
-            return None;
-        }
-        let bar = ProgressBar::new(len as u64);
-        bar.set_style(
-            ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-        );
-        bar.set_prefix(format!("{epoch}/{epochs}"));
-        Some(bar)
+    /// Evaluate in eval mode without a graph, restoring training mode after.
+    fn validate(
+        &self,
+        model: &mut dyn Module,
+        objective: &mut dyn Objective,
+        data: &dyn Dataset,
+        batch_size: usize,
+    ) -> Result<Evaluation> {
+        model.set_training(false);
+        let ev = {
+            let _g = crate::no_grad();
+            objective.evaluate(model, data, batch_size)
+        };
+        model.set_training(true);
+        ev
     }
 }
 
 fn check_finite(loss: f32, epoch: usize, batch: usize) -> Result<()> {
     if !loss.is_finite() {
         return Err(Error::Diverged(format!(
-            "the loss became {loss} in epoch {epoch} (batch {batch}); training stopped and the last \
-             good checkpoint was kept. Lower the learning rate (--lr), add --clip-grad-norm, or \
-             check the data for extreme values"
+            "the loss became {loss} in epoch {epoch} (batch {batch}); training stopped. The \
+             run directory keeps the checkpoints written before (if any). Lower the learning \
+             rate (--lr), add --clip-grad-norm, or check the data for extreme values"
         )));
     }
     Ok(())

@@ -210,7 +210,8 @@ fn one_epoch(
     name: &str,
 ) -> ((f64, f64), Box<dyn kiln::nn::Module>) {
     use kiln::optim::{Sgd, SgdConfig};
-    use kiln::train::{Progress, Task, TrainConfig, Trainer};
+    use kiln::train::log::EpochRecord;
+    use kiln::train::{OnEpoch, Progress, Supervised, Task, TrainConfig, Trainer};
     let gpu = common::gpu();
     kiln::nn::manual_seed(5);
     let mut model = kiln::models::ModelSpec::Linear {
@@ -230,22 +231,22 @@ fn one_epoch(
     };
     let losses = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
     let sink = losses.clone();
-    let mut t = Trainer {
-        gpu,
-        config,
-        task: Task::Classification {
-            class_names: vec!["a".into(), "b".into(), "c".into()],
-        },
-        train,
-        val: Some(val),
-        dir: scratch(name),
-        metadata: Default::default(),
-        on_epoch: Some(Box::new(move |r| {
-            sink.borrow_mut().push((r.train_loss, r.val_loss.unwrap()))
-        })),
+    let task = Task::Classification {
+        class_names: vec!["a".into(), "b".into(), "c".into()],
     };
-    t.fit(model.as_mut(), &mut opt, Progress::default())
-        .unwrap();
+    let mut objective = Supervised::new(&gpu, task);
+    let mut t = Trainer::new(&gpu, config, train, scratch(name))
+        .with_val(val)
+        .hook(OnEpoch(move |r: &EpochRecord| {
+            sink.borrow_mut().push((r.train_loss, r.val_loss.unwrap()))
+        }));
+    t.fit(
+        model.as_mut(),
+        &mut opt,
+        &mut objective,
+        Progress::default(),
+    )
+    .unwrap();
     drop(t);
     let l = losses.borrow()[0];
     (l, model)

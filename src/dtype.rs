@@ -54,3 +54,8 @@ impl Element for u32 {
 impl Element for half::f16 {
     const DTYPE: DType = DType::F16;
 }
+
+/// The class label that means "no target here": [`crate::Tensor::cross_entropy_masked`] skips
+/// it (PyTorch's `ignore_index`; `u32::MAX` here, since labels are unsigned). Chat data marks
+/// the targets of non-assistant tokens with it.
+pub const IGNORE_INDEX: u32 = u32::MAX;

@@ -1,0 +1,140 @@
+//! The training-loop flags shared by `kiln train` and `kiln finetune`, and what `--resume`
+//! lets change.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+/// The training-loop flags of `kiln train`, shared with `kiln finetune` (flattened into both).
+#[derive(Debug, Args, Default, Clone)]
+pub struct LoopArgs {
+    /// Stop after this many optimizer steps (the last epoch is then partial).
+    #[arg(long)]
+    pub max_steps: Option<u64>,
+    /// Stop training after this many minutes (checked after every batch; the epoch in progress
+    /// is validated and checkpointed).
+    #[arg(long, value_name = "MINUTES")]
+    pub time_limit: Option<f64>,
+    /// Passes over the training data.
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Examples per batch.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Learning rate.
+    #[arg(long)]
+    pub lr: Option<f32>,
+    /// Optimizer: sgd, adam or adamw.
+    #[arg(long)]
+    pub optimizer: Option<String>,
+    /// Learning-rate schedule: constant, step, exponential, cosine, warmup-cosine, one-cycle.
+    #[arg(long)]
+    pub schedule: Option<String>,
+    /// Weight decay.
+    #[arg(long)]
+    pub weight_decay: Option<f32>,
+    /// SGD momentum.
+    #[arg(long)]
+    pub momentum: Option<f32>,
+    /// Seed for the split, initialisation, shuffling and dropout.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Early stopping: epochs without validation improvement before stopping.
+    #[arg(long)]
+    pub patience: Option<usize>,
+    /// Clip the global gradient norm.
+    #[arg(long)]
+    pub clip_grad_norm: Option<f32>,
+    /// Micro-batches per optimizer step.
+    #[arg(long)]
+    pub accumulate: Option<usize>,
+    /// Validation fraction.
+    #[arg(long)]
+    pub val_fraction: Option<f64>,
+    /// GPU adapter (index or name substring, as listed by `kiln devices`).
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Output directory (kiln train's default: runs/<data>-<model>-<n>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue the run in --out exactly where its last checkpoint stands (mid-epoch too),
+    /// with its saved settings; only --epochs, --max-steps, --time-limit, --checkpoint-every,
+    /// --quiet and --device may be given with it.
+    #[arg(long)]
+    pub resume: bool,
+    /// Also checkpoint every N optimizer steps inside epochs, so that a killed run resumes
+    /// (--resume) from at most N steps back, exactly.
+    #[arg(long, value_name = "N")]
+    pub checkpoint_every: Option<u64>,
+    /// Only the final summary line.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+impl LoopArgs {
+    /// Set the loop settings these flags give in `t`, leaving the others as they are.
+    pub fn apply_to(&self, t: &mut crate::train::TrainConfig) {
+        macro_rules! set {
+            ($($flag:ident => $field:ident),* $(,)?) => {
+                $( if let Some(v) = self.$flag.clone() { t.$field = v; } )*
+            };
+        }
+        set!(epochs => epochs, batch_size => batch_size, lr => lr, optimizer => optimizer,
+             schedule => schedule, weight_decay => weight_decay, momentum => momentum,
+             seed => seed, accumulate => accumulate);
+        macro_rules! set_opt {
+            ($($flag:ident => $field:ident),* $(,)?) => {
+                $( if self.$flag.is_some() { t.$field = self.$flag; } )*
+            };
+        }
+        set_opt!(max_steps => max_steps, time_limit => time_limit_minutes, patience => patience,
+                 clip_grad_norm => clip_grad_norm, checkpoint_every => checkpoint_every);
+        t.quiet |= self.quiet;
+    }
+
+    /// The budget of a resumed run: `--epochs` (the new total; the learning-rate schedule is
+    /// recomputed for it), `--max-steps` (a total step count, as in the first run),
+    /// `--time-limit` (minutes of this process), `--checkpoint-every` and `--quiet`. The saved
+    /// step and time budgets are per invocation and do not carry over.
+    pub fn extend_resumed(&self, t: &mut crate::train::TrainConfig) {
+        if let Some(e) = self.epochs {
+            t.epochs = e;
+        }
+        t.max_steps = self.max_steps;
+        t.time_limit_minutes = self.time_limit;
+        if self.checkpoint_every.is_some() {
+            t.checkpoint_every = self.checkpoint_every;
+        }
+        t.quiet = self.quiet;
+    }
+
+    /// The loop flags that were given and that a resumed run cannot change.
+    pub fn fixed_flags_given(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        macro_rules! given {
+            ($($field:ident => $flag:literal),* $(,)?) => {
+                $( if self.$field.is_some() { v.push($flag); } )*
+            };
+        }
+        given!(batch_size => "--batch-size", lr => "--lr", optimizer => "--optimizer",
+               schedule => "--schedule", weight_decay => "--weight-decay",
+               momentum => "--momentum", seed => "--seed", patience => "--patience",
+               clip_grad_norm => "--clip-grad-norm", accumulate => "--accumulate",
+               val_fraction => "--val-fraction");
+        v
+    }
+}
+
+/// Refuse a `--resume` given with flags that would change the run: naming them and the ones
+/// that may change.
+pub fn refuse_fixed_flags(given: &[&str]) -> super::Result<()> {
+    if given.is_empty() {
+        return Ok(());
+    }
+    Err(super::Error(format!(
+        "--resume continues a run with its saved settings, so {} cannot change; only --epochs, \
+         --max-steps, --time-limit, --checkpoint-every, --quiet and --device may be given with \
+         --resume (start a new run with --out elsewhere to change the others)",
+        given.join(", ")
+    )))
+}

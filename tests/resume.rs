@@ -1,0 +1,254 @@
+//! Exact resume anywhere: a run stopped inside an epoch (by `--max-steps`, by `--time-limit`,
+//! or killed with SIGKILL after a `--checkpoint-every` checkpoint) and continued with
+//! `--resume` logs the same losses, bit for bit, as a run that never stopped; for the MLP (with
+//! dropout: the RNG state), LeNet and a GPT. Also: what `--resume` may and may not change.
+
+#[path = "common/cli.rs"]
+mod cli;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cli::{clean_error, kiln, s, scratch_in};
+
+fn scratch(name: &str) -> PathBuf {
+    scratch_in("resume", name)
+}
+
+/// Every epoch's (train loss, val loss) from `metrics.jsonl`, with a partial epoch flagged.
+fn losses(dir: &Path) -> Vec<(u64, f64, f64, bool)> {
+    std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["epoch"].as_u64().unwrap(),
+                v["train_loss"].as_f64().unwrap(),
+                v["val_loss"].as_f64().unwrap(),
+                v.get("partial_batches").is_some(),
+            )
+        })
+        .collect()
+}
+
+/// The loader position saved in `dir`'s last checkpoint: (epochs done, batch in the next).
+fn position(dir: &Path) -> (u64, u64) {
+    let ck = kiln::train::checkpoint::load(&dir.join("checkpoint.safetensors")).unwrap();
+    let p: serde_json::Value = serde_json::from_str(ck.meta("progress").unwrap()).unwrap();
+    (p["epoch"].as_u64().unwrap(), p["batch"].as_u64().unwrap())
+}
+
+fn run_ok(args: &[&str]) -> String {
+    let (ok, out, err) = kiln(args);
+    assert!(ok, "{args:?}: {err}");
+    out
+}
+
+/// Train `base` for `epochs` uninterrupted into `a`; into `b` with `stop` (which must end
+/// inside an epoch), then `--resume`; the logs must be identical.
+fn check_stop_and_resume(name: &str, base: &[&str], epochs: &str, stop: &[&str]) {
+    let root = scratch(name);
+    let (a, b) = (root.join("a"), root.join("b"));
+    let with = |out: &Path, extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = ["train", "--quiet", "--epochs", epochs, "--out"]
+            .iter()
+            .map(|x| x.to_string())
+            .collect();
+        v.push(s(out).into());
+        v.extend(base.iter().chain(extra).map(|x| x.to_string()));
+        v
+    };
+    let args = with(&a, &[]);
+    run_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let args = with(&b, stop);
+    let out = run_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.contains("budget reached"), "{name}: {out}");
+    let (_, batch) = position(&b);
+    assert!(batch > 0, "{name}: the stop should fall inside an epoch");
+    let partial = losses(&b);
+    assert!(
+        partial.last().unwrap().3,
+        "{name}: the partial epoch is logged as such"
+    );
+    run_ok(&["train", "--quiet", "--resume", "--out", s(&b)]);
+    let (la, lb) = (losses(&a), losses(&b));
+    assert_eq!(la.len(), epochs.parse::<usize>().unwrap());
+    assert_eq!(
+        la, lb,
+        "{name}: resumed losses differ from the uninterrupted run"
+    );
+}
+
+#[test]
+fn mlp_stopped_by_steps_resumes_exactly() {
+    // The default MLP on digits: 1,257 training rows, batch 64 -> 20 batches an epoch; step 30
+    // is inside epoch 2. The MLP has dropout, so the RNG state must round-trip too.
+    check_stop_and_resume("mlp-steps", &["--seed", "3"], "3", &["--max-steps", "30"]);
+}
+
+#[test]
+fn lenet_stopped_by_steps_resumes_exactly() {
+    check_stop_and_resume(
+        "lenet-steps",
+        &["--model", "lenet", "--batch-size", "128", "--seed", "4"],
+        "2",
+        &["--max-steps", "13"],
+    );
+}
+
+#[test]
+fn gpt_stopped_by_steps_resumes_exactly() {
+    let root = scratch("gpt-text");
+    let text = root.join("tiny.txt");
+    let words = ["the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran"];
+    let mut state = 99u64;
+    let mut t = String::new();
+    for i in 0..1200 {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        t += words[(state >> 33) as usize % words.len()];
+        t.push(if i % 8 == 7 { '\n' } else { ' ' });
+    }
+    std::fs::write(&text, t).unwrap();
+    let base = [
+        "--text",
+        s(&text),
+        "--layers",
+        "1",
+        "--heads",
+        "2",
+        "--width",
+        "16",
+        "--context",
+        "16",
+        "--batch-size",
+        "16",
+        "--dropout",
+        "0.1",
+        "--seed",
+        "5",
+    ];
+    check_stop_and_resume("gpt-steps", &base, "2", &["--max-steps", "5"]);
+}
+
+#[test]
+fn mlp_stopped_by_time_resumes_exactly() {
+    // 0.0001 minutes: the budget is spent after the first step, well inside epoch 1.
+    check_stop_and_resume(
+        "mlp-time",
+        &["--seed", "6", "--batch-size", "32"],
+        "2",
+        &["--time-limit", "0.0001"],
+    );
+}
+
+#[test]
+fn mlp_killed_mid_epoch_resumes_exactly() {
+    let root = scratch("kill");
+    let (a, b) = (root.join("a"), root.join("b"));
+    let base = [
+        "train",
+        "--quiet",
+        "--epochs",
+        "4",
+        "--seed",
+        "7",
+        "--batch-size",
+        "32",
+    ];
+    run_ok(&[&base[..], &["--out", s(&a)]].concat());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(base)
+        .args(["--checkpoint-every", "7", "--out", s(&b)])
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill as soon as a mid-epoch checkpoint exists (or give up waiting after 120 s).
+    let t0 = Instant::now();
+    let ck = b.join("checkpoint.safetensors");
+    while t0.elapsed() < Duration::from_secs(120) {
+        if ck.exists() && position(&b).1 > 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let (_, batch) = position(&b);
+    assert!(batch > 0, "killed after a mid-epoch checkpoint");
+    run_ok(&["train", "--quiet", "--resume", "--out", s(&b)]);
+    assert_eq!(
+        losses(&a),
+        losses(&b),
+        "resumed losses differ after SIGKILL"
+    );
+}
+
+#[test]
+fn resume_extends_epochs_and_refuses_fixed_flags() {
+    let root = scratch("flags");
+    let d = root.join("run");
+    run_ok(&[
+        "train",
+        "--quiet",
+        "--epochs",
+        "1",
+        "--max-steps",
+        "5",
+        "--out",
+        s(&d),
+    ]);
+    // Settings that would change the run are refused, by name.
+    let (ok, _, e) = kiln(&[
+        "train",
+        "--resume",
+        "--out",
+        s(&d),
+        "--epochs",
+        "6",
+        "--lr",
+        "1e6",
+        "--batch-size",
+        "7",
+    ]);
+    assert!(!ok);
+    clean_error(&e);
+    assert!(e.contains("--lr") && e.contains("--batch-size"), "{e}");
+    // The budget of the first run (--max-steps 5) does not carry over; --epochs extends.
+    run_ok(&[
+        "train",
+        "--quiet",
+        "--resume",
+        "--out",
+        s(&d),
+        "--epochs",
+        "2",
+    ]);
+    let l = losses(&d);
+    assert_eq!(l.iter().map(|r| r.0).collect::<Vec<_>>(), [1, 2]);
+    assert!(l.iter().all(|r| !r.3), "no partial epoch left: {l:?}");
+    // A finished run asks for more epochs.
+    let (ok, _, e) = kiln(&["train", "--resume", "--out", s(&d)]);
+    assert!(!ok && e.contains("--epochs"), "{e}");
+}
+
+#[test]
+fn a_second_writer_of_a_run_is_refused() {
+    let d = scratch("lock").join("run");
+    std::fs::create_dir_all(&d).unwrap();
+    // A live process's lock (this test's pid) holds the directory.
+    std::fs::write(d.join(".lock"), format!("{}\n", std::process::id())).unwrap();
+    let (ok, _, e) = kiln(&["train", "--quiet", "--epochs", "1", "--out", s(&d)]);
+    assert!(!ok);
+    clean_error(&e);
+    assert!(e.contains("in use by another kiln process"), "{e}");
+    // A stale lock (no such process) is taken over.
+    std::fs::write(d.join(".lock"), "4000000000\n").unwrap();
+    run_ok(&["train", "--quiet", "--epochs", "1", "--out", s(&d)]);
+    assert!(!d.join(".lock").exists(), "the lock is released at exit");
+}
