@@ -164,7 +164,7 @@ fn train(
     }
     impl Hook for Curve<'_> {
         fn after_step(&mut self, at: &StepInfo, model: &dyn Module) -> kiln::Result<Control> {
-            if at.step % self.every == 0 || at.step == self.last {
+            if at.step.is_multiple_of(self.every) || at.step == self.last {
                 let _g = kiln::no_grad(); // LeNet has no dropout or BatchNorm: no mode switch
                 let ev = self.objective.evaluate(model, self.val, 512)?;
                 let acc = ev.classification.map_or(0.0, |m| m.accuracy);

@@ -367,7 +367,7 @@ impl<'a> Trainer<'a> {
                     batches: per_epoch,
                     step: progress.step,
                 };
-                let read = (i + 1) % BatchInfo::EVERY == 0 || last;
+                let read = (i + 1).is_multiple_of(BatchInfo::EVERY) || last;
                 let info = BatchInfo {
                     at,
                     loss: if read && !self.hooks.is_empty() {
@@ -383,7 +383,7 @@ impl<'a> Trainer<'a> {
                 for h in &mut self.hooks {
                     h.on_batch(&info)?;
                 }
-                if (i + 1) % cfg.accumulate != 0 && !last {
+                if !(i + 1).is_multiple_of(cfg.accumulate) && !last {
                     continue;
                 }
                 for h in &mut self.hooks {
