@@ -218,7 +218,10 @@ fn resume_extends_epochs_and_refuses_fixed_flags() {
     ]);
     assert!(!ok);
     clean_error(&e);
-    assert!(e.contains("--lr") && e.contains("--batch-size"), "{e}");
+    assert!(
+        e.contains("lr (saved 0.001") && e.contains("batch_size (saved 64, given 7)"),
+        "{e}"
+    );
     // The budget of the first run (--max-steps 5) does not carry over; --epochs extends.
     run_ok(&[
         "train",

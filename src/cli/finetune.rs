@@ -254,20 +254,6 @@ impl Hook for AdapterSaver<'_> {
 pub fn run(a: FinetuneArgs) -> Result<()> {
     let resume = a.common.resume;
     let (spec, dir) = if resume {
-        let mut given = a.common.fixed_flags_given();
-        macro_rules! given {
-            ($($field:ident => $flag:literal),* $(,)?) => {
-                $( if a.$field.is_some() { given.push($flag); } )*
-            };
-        }
-        given!(base => "--base", data => "--data", lora_alpha => "--lora-alpha");
-        if a.qlora {
-            given.push("--qlora");
-        }
-        if a.no_pack {
-            given.push("--no-pack");
-        }
-        refuse_fixed_flags(&given)?;
         let dir =
             a.common.out.clone().ok_or_else(|| {
                 Error("--resume needs --out DIR, the fine-tune to continue".into())
@@ -281,6 +267,28 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
         })?;
         let mut spec: FinetuneSpec = serde_json::from_str(&text)
             .map_err(|e| Error(format!("{}: unreadable settings ({e})", p.display())))?;
+        let mut given = a.common.fixed_flags_changed(&spec.train, spec.val_fraction);
+        macro_rules! changed {
+            ($($v:expr => $saved:expr, $flag:literal),* $(,)?) => {
+                $( if let Some(x) = $v {
+                    if x != $saved {
+                        given.push(format!("{} (saved {:?}, given {x:?})", $flag, $saved));
+                    }
+                } )*
+            };
+        }
+        changed!(a.base.as_ref().map(|b| b.display().to_string()) => spec.base, "--base",
+                 a.data.clone() => spec.data, "--data",
+                 a.lora_alpha => spec.alpha, "--lora-alpha",
+                 a.qlora.then_some(true) => spec.qlora, "--qlora",
+                 a.no_pack.then_some(false) => spec.pack, "--no-pack",
+                 // Flags with defaults: a value other than the default was surely given.
+                 (a.lora_rank != 8).then_some(a.lora_rank) => spec.r, "--lora-rank",
+                 (a.lora_dropout != 0.05).then_some(a.lora_dropout) => spec.dropout,
+                     "--lora-dropout",
+                 (a.target_modules != ["q_proj", "v_proj"]).then(|| a.target_modules.clone())
+                     => spec.target_modules, "--target-modules");
+        refuse_fixed_flags(&given)?;
         a.common.extend_resumed(&mut spec.train);
         spec.train.validate()?;
         (spec, dir)

@@ -108,33 +108,48 @@ impl LoopArgs {
         t.quiet = self.quiet;
     }
 
-    /// The loop flags that were given and that a resumed run cannot change.
-    pub fn fixed_flags_given(&self) -> Vec<&'static str> {
+    /// The loop flags given with values that differ from the saved run's `t` (and validation
+    /// fraction), which a resumed run cannot change, as `--flag (saved X, given Y)`.
+    pub fn fixed_flags_changed(
+        &self,
+        t: &crate::train::TrainConfig,
+        val_fraction: f64,
+    ) -> Vec<String> {
         let mut v = Vec::new();
-        macro_rules! given {
-            ($($field:ident => $flag:literal),* $(,)?) => {
-                $( if self.$field.is_some() { v.push($flag); } )*
+        macro_rules! changed {
+            ($($field:ident => $saved:expr, $flag:literal),* $(,)?) => {
+                $( if let Some(x) = &self.$field {
+                    if Some(x.clone()) != $saved {
+                        v.push(format!("{} (saved {:?}, given {x:?})", $flag, $saved));
+                    }
+                } )*
             };
         }
-        given!(batch_size => "--batch-size", lr => "--lr", optimizer => "--optimizer",
-               schedule => "--schedule", weight_decay => "--weight-decay",
-               momentum => "--momentum", seed => "--seed", patience => "--patience",
-               clip_grad_norm => "--clip-grad-norm", accumulate => "--accumulate",
-               val_fraction => "--val-fraction");
+        changed!(batch_size => Some(t.batch_size), "--batch-size",
+                 lr => Some(t.lr), "--lr",
+                 optimizer => Some(t.optimizer.clone()), "--optimizer",
+                 schedule => Some(t.schedule.clone()), "--schedule",
+                 weight_decay => Some(t.weight_decay), "--weight-decay",
+                 momentum => Some(t.momentum), "--momentum",
+                 seed => Some(t.seed), "--seed",
+                 patience => t.patience, "--patience",
+                 clip_grad_norm => t.clip_grad_norm, "--clip-grad-norm",
+                 accumulate => Some(t.accumulate), "--accumulate",
+                 val_fraction => Some(val_fraction), "--val-fraction");
         v
     }
 }
 
 /// Refuse a `--resume` given with flags that would change the run: naming them and the ones
 /// that may change.
-pub fn refuse_fixed_flags(given: &[&str]) -> super::Result<()> {
+pub fn refuse_fixed_flags(given: &[String]) -> super::Result<()> {
     if given.is_empty() {
         return Ok(());
     }
     Err(super::Error(format!(
-        "--resume continues a run with its saved settings, so {} cannot change; only --epochs, \
-         --max-steps, --time-limit, --checkpoint-every, --quiet and --device may be given with \
-         --resume (start a new run with --out elsewhere to change the others)",
-        given.join(", ")
+        "--resume continues a run with its saved settings, which these flags would change: {}. \
+         Only --epochs, --max-steps, --time-limit, --checkpoint-every, --quiet and --device may \
+         change on --resume (start a new run with another --out to change the others)",
+        given.join("; ")
     )))
 }

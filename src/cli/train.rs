@@ -127,6 +127,17 @@ fn resolve(a: &TrainArgs) -> Result<RunSpec> {
         Some(p) => RunSpec::from_toml_file(p)?,
         None => RunSpec::default(),
     };
+    apply_flags(a, &mut s)?;
+    s.train
+        .optimizer
+        .parse::<OptimizerKind>()
+        .map_err(|e| Error(format!("--optimizer: {e}")))?;
+    s.train.validate()?;
+    Ok(s)
+}
+
+/// Set in `s` what the flags of `a` give (the rest of `s` as it is).
+fn apply_flags(a: &TrainArgs, s: &mut RunSpec) -> Result<()> {
     macro_rules! set {
         ($($flag:ident => $($field:ident).+),* $(,)?) => {
             $( if let Some(v) = a.$flag.clone() { s.$($field).+ = v; } )*
@@ -204,12 +215,7 @@ fn resolve(a: &TrainArgs) -> Result<RunSpec> {
     s.freeze.extend(a.freeze.iter().cloned());
     s.init_strict &= !a.init_non_strict;
     s.new_head |= a.new_head;
-    s.train
-        .optimizer
-        .parse::<OptimizerKind>()
-        .map_err(|e| Error(format!("--optimizer: {e}")))?;
-    s.train.validate()?;
-    Ok(s)
+    Ok(())
 }
 
 fn next_run_dir(spec: &RunSpec) -> PathBuf {
@@ -220,43 +226,51 @@ fn next_run_dir(spec: &RunSpec) -> PathBuf {
         .expect("some run number is free")
 }
 
-/// The flags of `kiln train` (besides the loop's) given on a `--resume`, which cannot change.
-fn fixed_train_flags(a: &TrainArgs) -> Vec<&'static str> {
-    let mut v = a.common.fixed_flags_given();
-    macro_rules! given {
-        ($($field:ident => $flag:literal),* $(,)?) => {
-            $( if a.$field.is_some() { v.push($flag); } )*
-        };
+/// The settings that the flags of a `--resume` would change in the saved run `saved` (a flag
+/// that repeats the saved value is fine), as `key (saved X, given Y)`.
+fn changed_settings(a: &TrainArgs, saved: &RunSpec) -> Result<Vec<String>> {
+    if a.config.is_some() {
+        return Ok(vec!["--config (the run's own config.toml is used)".into()]);
     }
-    given!(model => "--model", text => "--text", tokenizer => "--tokenizer",
-           bpe_vocab => "--bpe-vocab", context => "--context", layers => "--layers",
-           heads => "--heads", width => "--width", dropout => "--dropout", data => "--data",
-           target => "--target", images => "--images", image_size => "--image-size",
-           channels => "--channels", augment => "--augment", crop_padding => "--crop-padding",
-           test_fraction => "--test-fraction", missing => "--missing",
-           encoding => "--encoding", scaling => "--scaling", config => "--config",
-           init_from => "--init-from", unfreeze_at => "--unfreeze-at",
-           unfreeze_lr_scale => "--unfreeze-lr-scale", classes => "--classes");
-    if !a.init_skip.is_empty() {
-        v.push("--init-skip");
+    let mut probe = saved.clone();
+    apply_flags(a, &mut probe)?;
+    // The budget may change; it is applied separately.
+    probe.train.epochs = saved.train.epochs;
+    probe.train.max_steps = saved.train.max_steps;
+    probe.train.time_limit_minutes = saved.train.time_limit_minutes;
+    probe.train.checkpoint_every = saved.train.checkpoint_every;
+    probe.train.quiet = saved.train.quiet;
+    let table = |s: &RunSpec| -> Result<toml::Table> {
+        toml::Table::try_from(s).map_err(|e| Error(format!("settings: {e}")))
+    };
+    let (was, now) = (table(saved)?, table(&probe)?);
+    let mut out = Vec::new();
+    diff_tables("", &was, &now, &mut out);
+    Ok(out)
+}
+
+/// The keys whose values differ between two TOML tables (nested tables as `a.b`).
+fn diff_tables(prefix: &str, was: &toml::Table, now: &toml::Table, out: &mut Vec<String>) {
+    let keys: std::collections::BTreeSet<&String> = was.keys().chain(now.keys()).collect();
+    for k in keys {
+        let name = format!("{prefix}{k}");
+        match (was.get(k), now.get(k)) {
+            (Some(toml::Value::Table(x)), Some(toml::Value::Table(y))) => {
+                diff_tables(&format!("{name}."), x, y, out)
+            }
+            (x, y) if x != y => {
+                let show = |v: Option<&toml::Value>| v.map_or("unset".into(), |v| v.to_string());
+                out.push(format!("{name} (saved {}, given {})", show(x), show(y)));
+            }
+            _ => {}
+        }
     }
-    if !a.freeze.is_empty() {
-        v.push("--freeze");
-    }
-    if a.init_non_strict {
-        v.push("--init-non-strict");
-    }
-    if a.new_head {
-        v.push("--new-head");
-    }
-    v
 }
 
 /// Run `kiln train`.
 pub fn run(a: TrainArgs) -> Result<()> {
     let resume = a.common.resume;
     let (spec, dir) = if resume {
-        refuse_fixed_flags(&fixed_train_flags(&a))?;
         let dir = a
             .common
             .out
@@ -270,6 +284,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
             )));
         }
         let mut spec = RunSpec::from_toml_file(&cfg)?;
+        refuse_fixed_flags(&changed_settings(&a, &spec)?)?;
         a.common.extend_resumed(&mut spec.train);
         spec.train.validate()?;
         (spec, dir)
@@ -466,12 +481,21 @@ pub(super) fn resume_from(
         return Ok(Progress::default());
     }
     let p = trainer.resume(&last, model, opt)?;
-    if p.epoch >= trainer.config.epochs && p.batch == 0 {
+    let epochs = trainer.config.epochs;
+    if p.batch == 0 && p.epoch >= epochs {
         return Err(Error(format!(
             "{} already ran {} epochs; pass --epochs N with N > {} to train further",
             dir.display(),
             p.epoch,
             p.epoch
+        )));
+    }
+    if p.batch > 0 && p.epoch + 1 > epochs {
+        return Err(Error(format!(
+            "{} stopped inside epoch {}; --epochs must be at least {} to finish it",
+            dir.display(),
+            p.epoch + 1,
+            p.epoch + 1
         )));
     }
     Ok(p)
