@@ -9,6 +9,7 @@ use std::path::Path;
 /// and tensor: a tensor carries its graph node) may import each other.
 const LAYERS: &[&[&str]] = &[
     &["cli"],
+    &["sweep"],
     &["train"],
     &["models"],
     &["nn"],

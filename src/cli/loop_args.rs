@@ -58,14 +58,18 @@ pub struct LoopArgs {
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Continue the run in --out exactly where its last checkpoint stands (mid-epoch too),
-    /// with its saved settings; only --epochs, --max-steps, --time-limit, --checkpoint-every,
-    /// --quiet and --device may be given with it.
+    /// with its saved settings; only --epochs, --max-steps, --time-limit, --stop-at-epoch,
+    /// --checkpoint-every, --quiet and --device may change with it.
     #[arg(long)]
     pub resume: bool,
     /// Also checkpoint every N optimizer steps inside epochs, so that a killed run resumes
     /// (--resume) from at most N steps back, exactly.
     #[arg(long, value_name = "N")]
     pub checkpoint_every: Option<u64>,
+    /// Stop once this epoch is complete, keeping the learning-rate schedule of --epochs (a
+    /// budget like --max-steps: `--resume` continues the run exactly).
+    #[arg(long, value_name = "EPOCH")]
+    pub stop_at_epoch: Option<usize>,
     /// Only the final summary line.
     #[arg(long, short)]
     pub quiet: bool,
@@ -88,7 +92,8 @@ impl LoopArgs {
             };
         }
         set_opt!(max_steps => max_steps, time_limit => time_limit_minutes, patience => patience,
-                 clip_grad_norm => clip_grad_norm, checkpoint_every => checkpoint_every);
+                 clip_grad_norm => clip_grad_norm, checkpoint_every => checkpoint_every,
+                 stop_at_epoch => stop_at_epoch);
         t.quiet |= self.quiet;
     }
 
@@ -102,6 +107,7 @@ impl LoopArgs {
         }
         t.max_steps = self.max_steps;
         t.time_limit_minutes = self.time_limit;
+        t.stop_at_epoch = self.stop_at_epoch;
         if self.checkpoint_every.is_some() {
             t.checkpoint_every = self.checkpoint_every;
         }
@@ -148,8 +154,9 @@ pub fn refuse_fixed_flags(given: &[String]) -> super::Result<()> {
     }
     Err(super::Error(format!(
         "--resume continues a run with its saved settings, which these flags would change: {}. \
-         Only --epochs, --max-steps, --time-limit, --checkpoint-every, --quiet and --device may \
-         change on --resume (start a new run with another --out to change the others)",
+         Only --epochs, --max-steps, --time-limit, --stop-at-epoch, --checkpoint-every, \
+         --quiet and --device may change on --resume (start a new run with another --out to \
+         change the others)",
         given.join("; ")
     )))
 }

@@ -16,6 +16,8 @@ mod predict;
 mod progress;
 mod saved;
 pub mod spec;
+mod sweep;
+mod sweep_report;
 pub mod text_data;
 mod train;
 mod train_summary;
@@ -64,6 +66,8 @@ pub enum Command {
     Chat(chat::ChatArgs),
     /// Fold a LoRA adapter (PEFT layout) into a checkpoint and write a plain merged one.
     Merge(merge::MergeArgs),
+    /// Hyperparameter search (grid, random, successive halving) over `kiln train` runs.
+    Sweep(sweep::SweepArgs),
 }
 
 /// Run a parsed command line.
@@ -81,6 +85,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Finetune(a) => finetune::run(*a),
         Command::Chat(a) => chat::run(a),
         Command::Merge(a) => merge::run(a),
+        Command::Sweep(a) => sweep::run(a),
     }
 }
 

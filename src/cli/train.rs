@@ -120,6 +120,10 @@ pub struct TrainArgs {
     /// (relabelled 0..k-1, class names kept).
     #[arg(long, value_name = "LIST")]
     pub classes: Option<String>,
+    /// Do not evaluate the test split at the end (`kiln sweep` trials: selection must never
+    /// see it). `kiln eval RUN` evaluates it later.
+    #[arg(long)]
+    pub no_test: bool,
 }
 
 fn resolve(a: &TrainArgs) -> Result<RunSpec> {
@@ -239,6 +243,7 @@ fn changed_settings(a: &TrainArgs, saved: &RunSpec) -> Result<Vec<String>> {
     probe.train.max_steps = saved.train.max_steps;
     probe.train.time_limit_minutes = saved.train.time_limit_minutes;
     probe.train.checkpoint_every = saved.train.checkpoint_every;
+    probe.train.stop_at_epoch = saved.train.stop_at_epoch;
     probe.train.quiet = saved.train.quiet;
     let table = |s: &RunSpec| -> Result<toml::Table> {
         toml::Table::try_from(s).map_err(|e| Error(format!("settings: {e}")))
@@ -439,25 +444,29 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let mut objective = Supervised::new(&gpu, data.task.clone());
     let start = Instant::now();
     let report = trainer.fit(model.as_mut(), opt.as_mut(), &mut objective, progress)?;
-    let test = train::evaluate(
-        &gpu,
-        model.as_mut(),
-        &data.task,
-        data.test.as_ref(),
-        eval_batch,
-    )?;
+    let test = if a.no_test {
+        None
+    } else {
+        Some(train::evaluate(
+            &gpu,
+            model.as_mut(),
+            &data.task,
+            data.test.as_ref(),
+            eval_batch,
+        )?)
+    };
     let wall = start.elapsed().as_secs_f64();
     write_summary(
         &dir,
         &spec,
         &data,
-        &test,
+        test.as_ref(),
         &report,
         wall,
         &gpu,
         model.num_parameters(),
     )?;
-    print_summary(&data, &test, &report, wall, &dir, quiet);
+    print_summary(&data, test.as_ref(), &report, wall, &dir, quiet);
     Ok(())
 }
 

@@ -12,7 +12,7 @@ pub(super) fn write_summary(
     dir: &Path,
     spec: &RunSpec,
     data: &PreparedData,
-    test: &Evaluation,
+    test: Option<&Evaluation>,
     report: &train::FitReport,
     wall: f64,
     gpu: &Arc<crate::Gpu>,
@@ -30,15 +30,22 @@ pub(super) fn write_summary(
         "wall_seconds": wall,
         "device": gpu.info().name,
         "backend": format!("{:?}", gpu.info().backend),
-        "test_loss": test.loss,
-        "test_examples": test.examples,
+        "best_val_loss": report.progress.best_val_loss,
+        "budget_reached": report.budget_reached,
     });
+    let Some(test) = test else {
+        s["test_split"] = "not evaluated (--no-test)".into();
+        let text = serde_json::to_string_pretty(&s).unwrap_or_default();
+        crate::io::write_atomic(&dir.join("summary.json"), text.as_bytes())?;
+        return Ok(());
+    };
+    s["test_loss"] = test.loss.into();
+    s["test_examples"] = test.examples.into();
     if let Some(t) = &data.text {
         s["test_perplexity"] = test.loss.exp().into();
         s["unigram_baseline_loss"] = t.unigram_baseline.into();
         s["tokenizer"] = t.tokenizer.kind().into();
         s["vocab_size"] = data.output.into();
-        s["budget_reached"] = report.budget_reached.into();
         if let Some(m) = &test.classification {
             s["test_token_accuracy"] = m.accuracy.into();
         }
@@ -64,7 +71,7 @@ pub(super) fn write_summary(
 
 pub(super) fn print_summary(
     data: &PreparedData,
-    test: &Evaluation,
+    test: Option<&Evaluation>,
     report: &train::FitReport,
     wall: f64,
     dir: &Path,
@@ -81,6 +88,14 @@ pub(super) fn print_summary(
         stop
     };
     let head = format!("{}{stop} in {wall:.1}s", done(&report.progress));
+    let Some(test) = test else {
+        let best = report
+            .progress
+            .best_val_loss
+            .map_or("no validation".into(), |v| format!("best val loss {v:.4}"));
+        println!("{head}: {best} (test split not evaluated: --no-test)");
+        return;
+    };
     if let (Some(t), Some(m)) = (&data.text, &test.classification) {
         if !quiet {
             println!(

@@ -45,6 +45,13 @@ pub fn checkpoint_file(path: &Path) -> Result<PathBuf> {
     })
 }
 
+/// The pid of the live process holding `dir`'s lock, if any.
+pub fn holder(dir: &Path) -> Option<u32> {
+    let text = std::fs::read_to_string(dir.join(LOCK)).ok()?;
+    let pid = text.trim().parse::<u32>().ok()?;
+    alive(pid).then_some(pid)
+}
+
 /// An exclusive claim on a run directory, released when dropped.
 #[derive(Debug)]
 pub struct RunLock {

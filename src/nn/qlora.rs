@@ -90,12 +90,12 @@ impl std::fmt::Display for QuantReport {
 }
 
 /// QLoRA: hold the base weight of every Linear layer `cfg` selects in NF4 instead of f32
-/// ([`Linear::quantize_base`]; the selection is [`apply_lora`]'s, by
+/// ([`crate::nn::Linear::quantize_base`]; the selection is [`super::lora::apply_lora`]'s, by
 /// [`LoraConfig::target_modules`]). Returns per-layer quantisation error and bytes.
 ///
-/// **Order:** `quantize_bases(model, cfg)` first, then [`apply_lora`]`(model, cfg)` (which
+/// **Order:** `quantize_bases(model, cfg)` first, then [`super::lora::apply_lora`]`(model, cfg)` (which
 /// freezes everything else and adds the adapters), then build the optimizer over
-/// [`lora_parameters`]. Quantise before anything holds clones of the weights (an optimizer,
+/// [`super::lora::lora_parameters`]. Quantise before anything holds clones of the weights (an optimizer,
 /// a `named_parameters` list), or their f32 buffers stay alive.
 ///
 /// Errors, changing nothing, on a bad config, a target that selects no Linear layer, or a
@@ -187,7 +187,7 @@ pub fn quantized_numel(model: &mut dyn Module) -> usize {
 /// The parameters of `model` by name with every NF4 base weight put back as `<path>.weight`
 /// in f32 (dequantised, detached), LoRA tensors included as they are: the full checkpoint of
 /// a QLoRA model. It loads (with `restore_into`) into the same architecture with f32 bases and
-/// the same adapters ([`apply_lora`] without [`quantize_bases`]); re-quantising such a
+/// the same adapters ([`super::lora::apply_lora`] without [`quantize_bases`]); re-quantising such a
 /// weight gives the same NF4 codes. Adapters must not be merged into a quantised layer (they
 /// cannot be). The model is not changed.
 pub fn dense_state(model: &mut dyn Module) -> Result<Vec<(String, Tensor)>> {

@@ -52,6 +52,12 @@ pub struct TrainConfig {
     /// killed: `--resume` then continues exactly from the last one). `None`: at epoch ends
     /// and when a budget stops the run.
     pub checkpoint_every: Option<u64>,
+    /// Stop after this epoch completes (none: run all `epochs`). Unlike a smaller `epochs`
+    /// it does not change the learning-rate schedule, so a run continued with `--resume`
+    /// computes what one that never stopped would (how `kiln sweep` trains a trial rung by
+    /// rung).
+    #[serde(default)]
+    pub stop_at_epoch: Option<usize>,
 }
 
 impl Default for TrainConfig {
@@ -77,6 +83,7 @@ impl Default for TrainConfig {
             time_limit_minutes: None,
             eval_batch_size: None,
             checkpoint_every: None,
+            stop_at_epoch: None,
         }
     }
 }
@@ -115,9 +122,11 @@ impl TrainConfig {
         if self.max_steps == Some(0)
             || self.eval_batch_size == Some(0)
             || self.checkpoint_every == Some(0)
+            || self.stop_at_epoch == Some(0)
         {
             return bad(
-                "max_steps, eval_batch_size and checkpoint_every must be at least 1".into(),
+                "max_steps, eval_batch_size, checkpoint_every and stop_at_epoch must be at least 1"
+                    .into(),
             );
         }
         if let Some(m) = self.time_limit_minutes {

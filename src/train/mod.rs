@@ -8,7 +8,7 @@ pub mod log;
 pub mod metrics;
 pub mod objective;
 #[cfg(feature = "plots")]
-mod plot;
+pub mod plot;
 pub mod trainer;
 pub mod transfer;
 

@@ -6,7 +6,8 @@ use plotters::prelude::*;
 
 use super::log::EpochRecord;
 
-fn register_font() {
+/// Register the embedded DejaVu Sans as plotters' "sans-serif" (once per process).
+pub fn register_font() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         // DejaVu Sans (Bitstream Vera licence, assets/fonts/DejaVu-LICENSE.txt).

@@ -90,6 +90,8 @@ pub enum StopReason {
     TimeLimit,
     /// A hook returned [`Control::Stop`].
     Hook,
+    /// `stop_at_epoch` reached.
+    StopAtEpoch,
 }
 
 /// What a finished `fit` reports.
@@ -510,6 +512,9 @@ impl<'a> Trainer<'a> {
                 improved,
                 epochs: cfg.epochs,
             };
+            if cfg.stop_at_epoch.is_some_and(|e| epoch >= e) && epoch < cfg.epochs {
+                reason = StopReason::StopAtEpoch;
+            }
             let mut stop = reason != StopReason::Finished;
             for h in &mut self.hooks {
                 if h.end_of_epoch(&rec, &end, model)? == Control::Stop {
@@ -544,7 +549,10 @@ impl<'a> Trainer<'a> {
             stopped_early: reason == StopReason::EarlyStop,
             budget_reached: matches!(
                 reason,
-                StopReason::MaxSteps | StopReason::TimeLimit | StopReason::Hook
+                StopReason::MaxSteps
+                    | StopReason::TimeLimit
+                    | StopReason::Hook
+                    | StopReason::StopAtEpoch
             ),
             records,
             seconds: start.elapsed().as_secs_f64(),
