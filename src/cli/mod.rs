@@ -17,6 +17,7 @@ mod progress;
 mod saved;
 pub mod spec;
 mod sweep;
+mod sweep_plan;
 mod sweep_report;
 pub mod text_data;
 mod train;

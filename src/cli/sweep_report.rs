@@ -10,7 +10,8 @@ use std::process::Command;
 
 use plotters::prelude::*;
 
-use super::sweep::{Plan, Trial, epoch_metrics, trial_dir};
+use super::sweep::{Trial, epoch_metrics, trial_dir};
+use super::sweep_plan::Plan;
 use super::{Error, Result};
 use crate::sweep::journal::TrialState;
 

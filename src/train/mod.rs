@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod objective;
 #[cfg(feature = "plots")]
 pub mod plot;
+pub mod progress;
 pub mod trainer;
 pub mod transfer;
 
