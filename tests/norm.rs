@@ -236,7 +236,7 @@ fn rows_past_the_loop_limit() {
         NormKind::LayerNorm,
         rows,
         d,
-        kiln_kernels::launch::index::Dense::new(&xb),
+        kiln_kernels::Operand::whole(&xb),
         &wb,
         &wb,
         1e-5,

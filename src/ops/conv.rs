@@ -201,16 +201,6 @@ fn conv_shape(
     Ok(s)
 }
 
-/// `t` as a contiguous tensor starting at element 0 of its buffer (what the kernels read), with
-/// no autograd history.
-fn dense(t: &Tensor) -> Result<Tensor> {
-    if t.is_contiguous() && t.offset() == 0 {
-        Ok(t.detach())
-    } else {
-        t.copy_contiguous()
-    }
-}
-
 impl Tensor {
     /// 2-D convolution of `self` (N, C_in, H, W) with `weight` (C_out, C_in / groups, KH, KW)
     /// plus an optional `bias` (C_out): (N, C_out, OH, OW), as `torch.nn.functional.conv2d`.
@@ -243,8 +233,8 @@ impl Tensor {
         let variant: ConvConfig = variant.into();
         let s = conv_shape("conv2d", self, weight, bias, opts, 2)?;
         let gpu = self.gpu().clone();
-        let (x, w) = (dense(self)?, dense(weight)?);
-        let b = bias.map(dense).transpose()?;
+        let (x, w) = (self.dense()?, weight.dense()?);
+        let b = bias.map(Tensor::dense).transpose()?;
         let out = Tensor::empty_on(&gpu, &s.output_shape(), DType::F32)?;
         ck::conv2d_forward(
             &gpu,
@@ -259,7 +249,7 @@ impl Tensor {
         inputs.extend(bias);
         let need: Vec<bool> = inputs.iter().map(|t| t.requires_grad_flag()).collect();
         Ok(out.record("conv2d", &inputs, move |g| {
-            let g = dense(g)?;
+            let g = g.dense()?;
             let gpu = g.gpu();
             let dx = if need[0] {
                 let dx = Tensor::empty_on(gpu, &s.input_shape(), DType::F32)?;

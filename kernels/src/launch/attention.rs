@@ -37,6 +37,7 @@
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
 use crate::launch::{ParamsLayout, grid_1d, layout_of};
+use crate::operand::Operand;
 use crate::pipeline::KernelKey;
 use crate::pool::GpuBuffer;
 
@@ -112,15 +113,6 @@ pub struct AttnShape {
     pub scale: f32,
     /// Causal mask aligned to the end: query i sees keys `j <= i + Tk - Tq`.
     pub causal: bool,
-}
-
-/// A buffer and the element offset of a tensor's first element in it.
-#[derive(Debug, Clone, Copy)]
-pub struct At<'a> {
-    /// The buffer.
-    pub buf: &'a GpuBuffer,
-    /// Element offset.
-    pub offset: usize,
 }
 
 /// Most keys (or queries) one invocation visits per dispatch at head size `d` in the row kernels
@@ -357,7 +349,14 @@ enum Kind {
 /// The kernels `cfg` runs here: the vec4 rungs need D % 4 == 0 and q, k, v 16-byte aligned (else
 /// `Row`); `Tiled` needs its tiles to fit the adapter (else `Block`). `Auto` here means `Block`
 /// (the tuned lookup happens in [`forward`] / [`backward`]).
-fn kind(gpu: &Gpu, cfg: AttnConfig, s: &AttnShape, q: At, k: At, v: At) -> Kind {
+fn kind(
+    gpu: &Gpu,
+    cfg: AttnConfig,
+    s: &AttnShape,
+    q: Operand<'_>,
+    k: Operand<'_>,
+    v: Operand<'_>,
+) -> Kind {
     let vec4 = s.d.is_multiple_of(4)
         && [q.offset, k.offset, v.offset]
             .iter()
@@ -431,10 +430,10 @@ fn invocations(kind: Kind, bh: usize, n: usize) -> (usize, u32) {
 /// Params for chunk `[c0, c1)` of a walk of length `n`.
 fn params(
     s: &AttnShape,
-    q: At,
-    k: At,
-    v: At,
-    keep: Option<At>,
+    q: Operand<'_>,
+    k: Operand<'_>,
+    v: Operand<'_>,
+    keep: Option<Operand<'_>>,
     (c0, c1, n): (usize, usize, usize),
 ) -> AttnParams {
     AttnParams {
@@ -476,10 +475,10 @@ pub fn forward(
     gpu: &Gpu,
     s: &AttnShape,
     variant: AttnVariant,
-    q: At,
-    k: At,
-    v: At,
-    keep: Option<At>,
+    q: Operand<'_>,
+    k: Operand<'_>,
+    v: Operand<'_>,
+    keep: Option<Operand<'_>>,
     o: &GpuBuffer,
     lse: &GpuBuffer,
     chunk: usize,
@@ -494,10 +493,10 @@ pub fn forward_with(
     gpu: &Gpu,
     s: &AttnShape,
     cfg: AttnConfig,
-    q: At,
-    k: At,
-    v: At,
-    keep: Option<At>,
+    q: Operand<'_>,
+    k: Operand<'_>,
+    v: Operand<'_>,
+    keep: Option<Operand<'_>>,
     o: &GpuBuffer,
     lse: &GpuBuffer,
     chunk: usize,
@@ -556,10 +555,10 @@ pub fn backward(
     gpu: &Gpu,
     s: &AttnShape,
     variant: AttnVariant,
-    q: At,
-    k: At,
-    v: At,
-    keep: Option<At>,
+    q: Operand<'_>,
+    k: Operand<'_>,
+    v: Operand<'_>,
+    keep: Option<Operand<'_>>,
     o: &GpuBuffer,
     lse: &GpuBuffer,
     dout: &GpuBuffer,
@@ -576,10 +575,10 @@ pub fn backward_with(
     gpu: &Gpu,
     s: &AttnShape,
     cfg: AttnConfig,
-    q: At,
-    k: At,
-    v: At,
-    keep: Option<At>,
+    q: Operand<'_>,
+    k: Operand<'_>,
+    v: Operand<'_>,
+    keep: Option<Operand<'_>>,
     o: &GpuBuffer,
     lse: &GpuBuffer,
     dout: &GpuBuffer,

@@ -3,8 +3,8 @@
 
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
-use crate::launch::index::Dense;
 use crate::launch::{ParamsLayout, grid_1d, layout_of};
+use crate::operand::Operand;
 use crate::pipeline::KernelKey;
 use crate::pool::GpuBuffer;
 
@@ -60,7 +60,7 @@ pub fn forward(
     tanh: bool,
     len: usize,
     n: usize,
-    x: Dense<'_>,
+    x: Operand<'_>,
     b: &GpuBuffer,
     y: &GpuBuffer,
 ) -> Result<()> {
@@ -82,9 +82,9 @@ pub fn backward(
     tanh: bool,
     len: usize,
     n: usize,
-    x: Dense<'_>,
+    x: Operand<'_>,
     b: &GpuBuffer,
-    g: Dense<'_>,
+    g: Operand<'_>,
     dz: &GpuBuffer,
 ) -> Result<()> {
     let k = key("backward", tanh);

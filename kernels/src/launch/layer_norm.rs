@@ -9,8 +9,8 @@
 
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
-use crate::launch::index::Dense;
 use crate::launch::{ParamsLayout, grid_1d, layout_of};
+use crate::operand::Operand;
 use crate::pipeline::KernelKey;
 use crate::pool::GpuBuffer;
 
@@ -98,7 +98,7 @@ pub fn forward(
     kind: NormKind,
     rows: usize,
     d: usize,
-    x: Dense<'_>,
+    x: Operand<'_>,
     w: &GpuBuffer,
     b: &GpuBuffer,
     eps: f32,
@@ -135,9 +135,9 @@ pub fn backward(
     kind: NormKind,
     rows: usize,
     d: usize,
-    x: Dense<'_>,
+    x: Operand<'_>,
     w: &GpuBuffer,
-    g: Dense<'_>,
+    g: Operand<'_>,
     stats: &GpuBuffer,
     dx: &GpuBuffer,
     gxh: &GpuBuffer,

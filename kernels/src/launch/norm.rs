@@ -6,9 +6,9 @@
 
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
-use crate::launch::index::Dense;
 use crate::launch::reduce::{self, ReduceOp, ReduceStrategy, Rows};
 use crate::launch::{ParamsLayout, grid_1d, layout_of};
+use crate::operand::Operand;
 use crate::pipeline::KernelKey;
 use crate::pool::GpuBuffer;
 
@@ -123,7 +123,7 @@ fn params(
 pub fn channel_sum(
     gpu: &Gpu,
     s: NormShape,
-    src: Dense<'_>,
+    src: Operand<'_>,
     tmp: &GpuBuffer,
     out: &GpuBuffer,
     out_offset: usize,
@@ -172,8 +172,8 @@ fn elementwise(
     gpu: &Gpu,
     key: KernelKey,
     s: NormShape,
-    x: Dense<'_>,
-    g: Option<Dense<'_>>,
+    x: Operand<'_>,
+    g: Option<Operand<'_>>,
     ch: &GpuBuffer,
     out: &GpuBuffer,
 ) -> Result<()> {
@@ -193,9 +193,9 @@ fn elementwise(
 #[derive(Debug, Clone, Copy)]
 pub struct Running<'a> {
     /// Running mean (C).
-    pub mean: Dense<'a>,
+    pub mean: Operand<'a>,
     /// Running unbiased variance (C).
-    pub var: Dense<'a>,
+    pub var: Operand<'a>,
     /// Weight of the batch: `run = (1 - momentum) run + momentum batch`.
     pub momentum: f32,
 }
@@ -212,7 +212,7 @@ pub struct Running<'a> {
 pub fn batch_stats(
     gpu: &Gpu,
     s: NormShape,
-    x: Dense<'_>,
+    x: Operand<'_>,
     eps: f32,
     running: Option<Running<'_>>,
     ch: &GpuBuffer,
@@ -226,7 +226,7 @@ pub fn batch_stats(
     channel_sum(
         gpu,
         s,
-        Dense::new(tmp_big),
+        Operand::whole(tmp_big),
         tmp_small,
         ch,
         row::VAR * s.c,
@@ -258,7 +258,13 @@ pub fn invstd(gpu: &Gpu, c: usize, eps: f32, ch: &GpuBuffer) -> Result<()> {
 /// - `x`: (N, C, HW), contiguous at `x.offset`
 /// - `ch`: (7, C) with MEAN, INVSTD, WEIGHT and BIAS filled
 /// - `y`: (N, C, HW), from element 0
-pub fn forward(gpu: &Gpu, s: NormShape, x: Dense<'_>, ch: &GpuBuffer, y: &GpuBuffer) -> Result<()> {
+pub fn forward(
+    gpu: &Gpu,
+    s: NormShape,
+    x: Operand<'_>,
+    ch: &GpuBuffer,
+    y: &GpuBuffer,
+) -> Result<()> {
     let key = KernelKey::new("batch_norm.wgsl", "forward");
     elementwise(gpu, key, s, x, None, ch, y)
 }
@@ -272,8 +278,8 @@ pub fn forward(gpu: &Gpu, s: NormShape, x: Dense<'_>, ch: &GpuBuffer, y: &GpuBuf
 pub fn grad_sums(
     gpu: &Gpu,
     s: NormShape,
-    x: Dense<'_>,
-    g: Dense<'_>,
+    x: Operand<'_>,
+    g: Operand<'_>,
     ch: &GpuBuffer,
     tmp_big: &GpuBuffer,
     tmp_small: &GpuBuffer,
@@ -284,7 +290,7 @@ pub fn grad_sums(
     channel_sum(
         gpu,
         s,
-        Dense::new(tmp_big),
+        Operand::whole(tmp_big),
         tmp_small,
         ch,
         row::SUM_GXHAT * s.c,
@@ -303,8 +309,8 @@ pub fn backward_dx(
     gpu: &Gpu,
     s: NormShape,
     training: bool,
-    x: Dense<'_>,
-    g: Dense<'_>,
+    x: Operand<'_>,
+    g: Operand<'_>,
     ch: &GpuBuffer,
     dx: &GpuBuffer,
 ) -> Result<()> {

@@ -6,8 +6,8 @@
 
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
-use crate::launch::index::Dense;
 use crate::launch::{ParamsLayout, grid_1d, layout_of};
+use crate::operand::Operand;
 use crate::pipeline::KernelKey;
 use crate::pool::GpuBuffer;
 
@@ -244,7 +244,7 @@ pub fn max_pool2d(
     gpu: &Gpu,
     shape: PoolShape,
     win: Window,
-    x: Dense<'_>,
+    x: Operand<'_>,
     y: &GpuBuffer,
     argmax: &GpuBuffer,
 ) -> Result<()> {
@@ -260,7 +260,7 @@ pub fn max_pool2d_generic(
     gpu: &Gpu,
     shape: PoolShape,
     win: Window,
-    x: Dense<'_>,
+    x: Operand<'_>,
     y: &GpuBuffer,
     argmax: &GpuBuffer,
 ) -> Result<()> {
@@ -282,7 +282,7 @@ pub fn max_pool2d_tiled(
     gpu: &Gpu,
     shape: PoolShape,
     win: Window,
-    x: Dense<'_>,
+    x: Operand<'_>,
     y: &GpuBuffer,
     argmax: &GpuBuffer,
 ) -> Result<()> {
@@ -319,7 +319,7 @@ pub fn max_pool2d_backward(
     gpu: &Gpu,
     shape: PoolShape,
     win: Window,
-    g: Dense<'_>,
+    g: Operand<'_>,
     argmax: &GpuBuffer,
     gx: &GpuBuffer,
 ) -> Result<()> {
@@ -335,7 +335,7 @@ pub fn max_pool2d_backward_generic(
     gpu: &Gpu,
     shape: PoolShape,
     win: Window,
-    g: Dense<'_>,
+    g: Operand<'_>,
     argmax: &GpuBuffer,
     gx: &GpuBuffer,
 ) -> Result<()> {
@@ -363,7 +363,7 @@ pub fn max_pool2d_backward_tiled(
     gpu: &Gpu,
     shape: PoolShape,
     win: Window,
-    g: Dense<'_>,
+    g: Operand<'_>,
     argmax: &GpuBuffer,
     gx: &GpuBuffer,
 ) -> Result<()> {
@@ -392,7 +392,7 @@ pub fn avg_pool2d(
     gpu: &Gpu,
     shape: PoolShape,
     win: Window,
-    x: Dense<'_>,
+    x: Operand<'_>,
     y: &GpuBuffer,
 ) -> Result<()> {
     let key = KernelKey::new("pool.wgsl", "avg_forward");
@@ -415,7 +415,7 @@ pub fn avg_pool2d_backward(
     gpu: &Gpu,
     shape: PoolShape,
     win: Window,
-    g: Dense<'_>,
+    g: Operand<'_>,
     gx: &GpuBuffer,
 ) -> Result<()> {
     let key = KernelKey::new("pool.wgsl", "avg_backward");
@@ -448,7 +448,12 @@ pub fn adaptive_loops(shape: PoolShape) -> usize {
 ///
 /// - `x`: (N, C, H, W), contiguous at `x.offset`
 /// - `y`: (N, C, OH, OW), from element 0
-pub fn adaptive_avg_pool2d(gpu: &Gpu, shape: PoolShape, x: Dense<'_>, y: &GpuBuffer) -> Result<()> {
+pub fn adaptive_avg_pool2d(
+    gpu: &Gpu,
+    shape: PoolShape,
+    x: Operand<'_>,
+    y: &GpuBuffer,
+) -> Result<()> {
     let key = KernelKey::new("pool.wgsl", "adaptive_forward");
     let n = shape.output_len();
     if n == 0 || shape.h == 0 || shape.w == 0 {
@@ -467,7 +472,7 @@ pub fn adaptive_avg_pool2d(gpu: &Gpu, shape: PoolShape, x: Dense<'_>, y: &GpuBuf
 pub fn adaptive_avg_pool2d_backward(
     gpu: &Gpu,
     shape: PoolShape,
-    g: Dense<'_>,
+    g: Operand<'_>,
     gx: &GpuBuffer,
 ) -> Result<()> {
     let key = KernelKey::new("pool.wgsl", "adaptive_backward");

@@ -9,8 +9,8 @@
 
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
-use crate::launch::index::Dense;
 use crate::launch::{ParamsLayout, grid_1d, layout_of};
+use crate::operand::Operand;
 use crate::pipeline::KernelKey;
 
 /// Invocations per workgroup (WGSL `override WG`). The kernels are tiny and elementwise; 64 keeps
@@ -115,36 +115,36 @@ pub struct SeqDims {
 #[derive(Debug, Clone, Copy)]
 pub struct ForwardBufs<'a> {
     /// `x W_ih^T + b_ih` for all steps, (B, T, G*H).
-    pub gi: Dense<'a>,
+    pub gi: Operand<'a>,
     /// `h_{t-1} W_hh^T` of this step, (B, G*H).
-    pub gh: Dense<'a>,
+    pub gh: Operand<'a>,
     /// `b_hh`, (G*H) (zeros for a layer without bias).
-    pub b_hh: Dense<'a>,
+    pub b_hh: Operand<'a>,
     /// The state, (B, T + 1, S*H): reads slot t, writes slot t + 1.
-    pub state: Dense<'a>,
+    pub state: Operand<'a>,
     /// Saved activations, (B, T, 4*H); required for the LSTM and GRU, unused by the RNN.
-    pub gates: Option<Dense<'a>>,
+    pub gates: Option<Operand<'a>>,
 }
 
 /// Buffers of one backward step.
 #[derive(Debug, Clone, Copy)]
 pub struct BackwardBufs<'a> {
     /// Upstream gradient of the state, (B, T + 1, S*H).
-    pub g: Dense<'a>,
+    pub g: Operand<'a>,
     /// The forward's state, (B, T + 1, S*H).
-    pub state: Dense<'a>,
+    pub state: Operand<'a>,
     /// `dgh_{t+1} W_hh`, (B, H) (zeros at the last step).
-    pub dhrec: Dense<'a>,
+    pub dhrec: Operand<'a>,
     /// Gradients of the input-path pre-activations, (B, T, G*H): writes step t.
-    pub dgi: Dense<'a>,
+    pub dgi: Operand<'a>,
     /// Running gradient carried to the previous step, (B, H), read and overwritten: dc for the
     /// LSTM, `z * dh` for the GRU (zeros before the last step); unused by the RNN.
-    pub carry: Option<Dense<'a>>,
+    pub carry: Option<Operand<'a>>,
     /// The forward's saved activations, (B, T, 4*H); LSTM and GRU only.
-    pub gates: Option<Dense<'a>>,
+    pub gates: Option<Operand<'a>>,
     /// Gradients of the recurrent-path pre-activations, (B, T, G*H): writes step t; GRU only
     /// (for the RNN and LSTM they equal `dgi`).
-    pub dgh: Option<Dense<'a>>,
+    pub dgh: Option<Operand<'a>>,
 }
 
 fn launch_err<T>(cell: Cell, message: String) -> Result<T> {
@@ -176,7 +176,7 @@ fn check(cell: Cell, d: SeqDims, t: usize, offsets: &[usize]) -> Result<()> {
     Ok(())
 }
 
-fn need<'a>(cell: Cell, what: &str, b: Option<Dense<'a>>) -> Result<Dense<'a>> {
+fn need<'a>(cell: Cell, what: &str, b: Option<Operand<'a>>) -> Result<Operand<'a>> {
     match b {
         Some(b) => Ok(b),
         None => launch_err(cell, format!("the {what} buffer is required for this cell")),
@@ -280,7 +280,7 @@ pub fn gates_backward(
         gates,
         dgh,
     } = bufs;
-    let off = |b: Option<Dense<'_>>| b.map_or(0, |b| b.offset);
+    let off = |b: Option<Operand<'_>>| b.map_or(0, |b| b.offset);
     let o = [
         g.offset,
         state.offset,
