@@ -20,7 +20,7 @@ const LAYERS: &[&[&str]] = &[
 ];
 
 /// The crate root's re-exports, by the folder they come from (so `crate::Tensor` counts as
-/// `tensor`). Root files (`error.rs`, `dtype.rs`, `lib.rs`) sit below every folder.
+/// `tensor`). Root files (`error.rs`, `dtype.rs`, `show.rs`, `lib.rs`) sit below every folder.
 const ROOT_ITEMS: &[(&str, &str)] = &[
     ("Tensor", "tensor"),
     ("DType", "tensor"),

@@ -31,6 +31,7 @@
 use kiln_kernels::launch::conv::{self as ck, Conv2dShape, ConvConfig, ConvVariant};
 
 use crate::error::{Result, arg_err, shape_err};
+use crate::show;
 use crate::tensor::{DType, Tensor};
 
 /// Options of [`Tensor::conv2d`], each as (height, width). Default: stride 1, padding 0,
@@ -95,12 +96,6 @@ impl Conv1dOptions {
     }
 }
 
-/// `(2, 3, 4)` for a shape.
-fn show(shape: &[usize]) -> String {
-    let v: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    format!("({})", v.join(", "))
-}
-
 /// Check x, w, bias and the options of a conv with `dims` spatial dims (1 or 2; for 1, `opts`
 /// is already the 2-D form) and return the kernel-level shape.
 fn conv_shape(
@@ -125,8 +120,8 @@ fn conv_shape(
             op,
             format!(
                 "input {} and weight {} must be {layout}",
-                show(x.shape()),
-                show(w.shape())
+                show::shape(x.shape()),
+                show::shape(w.shape())
             ),
         );
     }
@@ -149,7 +144,7 @@ fn conv_shape(
             format!(
                 "input channels {} do not match weight {} x groups {groups}",
                 xs[1],
-                show(ws)
+                show::shape(ws)
             ),
         );
     }
@@ -159,7 +154,7 @@ fn conv_shape(
             format!(
                 "output channels {} of weight {} are not a multiple of groups {groups}",
                 ws[0],
-                show(ws)
+                show::shape(ws)
             ),
         );
     }
@@ -171,9 +166,9 @@ fn conv_shape(
                 op,
                 format!(
                     "bias {} must be ({},) for weight {}",
-                    show(b.shape()),
+                    show::shape(b.shape()),
                     ws[0],
-                    show(ws)
+                    show::shape(ws)
                 ),
             );
         }
@@ -195,7 +190,11 @@ fn conv_shape(
     if let Some(p) = s.problem() {
         return shape_err(
             op,
-            format!("input {} with weight {}: {p}", show(xs), show(ws)),
+            format!(
+                "input {} with weight {}: {p}",
+                show::shape(xs),
+                show::shape(ws)
+            ),
         );
     }
     Ok(s)

@@ -301,31 +301,24 @@ impl AttnConfig {
     }
 }
 
-fn launch_err(key: &KernelKey, message: String) -> KernelError {
-    KernelError::Launch {
-        kernel: key.label(),
-        message,
-    }
-}
-
 /// Check sizes against the kernels' limits and the buffers' capacities.
 fn check(key: &KernelKey, s: &AttnShape, bufs: &[(&str, &GpuBuffer, usize)]) -> Result<()> {
     if s.d == 0 || s.d > MAX_D {
-        return Err(launch_err(
+        return Err(KernelError::launch(
             key,
             format!("head size D = {} is outside 1..={MAX_D}", s.d),
         ));
     }
     let big = s.batch * s.heads * s.tq.max(s.tk) * s.d;
     if big > u32::MAX as usize / 2 {
-        return Err(launch_err(
+        return Err(KernelError::launch(
             key,
             format!("{s:?} exceeds the u32 index range"),
         ));
     }
     for (name, buf, elems) in bufs {
         if (*elems as u64) * 4 > buf.capacity() {
-            return Err(launch_err(
+            return Err(KernelError::launch(
                 key,
                 format!(
                     "{name} needs {elems} f32 but its buffer holds {} bytes",

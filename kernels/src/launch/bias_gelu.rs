@@ -35,12 +35,10 @@ fn key(entry: &'static str, tanh: bool) -> KernelKey {
 
 fn params(kernel: &str, len: usize, n: usize, xo: usize, go: usize) -> Result<BiasGeluParams> {
     if n == 0 || !len.is_multiple_of(n) || len + xo.max(go) > u32::MAX as usize {
-        return Err(KernelError::Launch {
-            kernel: kernel.to_string(),
-            message: format!(
-                "need len = R * N with N > 0 within 2^32 elements, got len {len}, N {n}"
-            ),
-        });
+        return Err(KernelError::launch(
+            kernel,
+            format!("need len = R * N with N > 0 within 2^32 elements, got len {len}, N {n}"),
+        ));
     }
     Ok(BiasGeluParams {
         len: len as u32,

@@ -337,22 +337,15 @@ impl ConvVariant {
     }
 }
 
-fn launch_err(key: &KernelKey, message: String) -> KernelError {
-    KernelError::Launch {
-        kernel: key.label(),
-        message,
-    }
-}
-
 /// Check the shape, the loop limits, the u32 index range and each buffer's size.
 fn check(key: &KernelKey, s: &Conv2dShape, bufs: &[(&str, &GpuBuffer, usize)]) -> Result<()> {
     if let Some(p) = s.problem() {
-        return Err(launch_err(key, p));
+        return Err(KernelError::launch(key, p));
     }
     let fwd = loop_cost(s.c_in / s.groups, s.kh, s.kw);
     let back = loop_cost(s.c_out / s.groups, s.kh, s.kw);
     if fwd > LOOP_BUDGET || back > LOOP_BUDGET {
-        return Err(launch_err(
+        return Err(KernelError::launch(
             key,
             format!(
                 "{} input and {} output channels per group with a {}x{} kernel need {fwd} \
@@ -368,14 +361,14 @@ fn check(key: &KernelKey, s: &Conv2dShape, bufs: &[(&str, &GpuBuffer, usize)]) -
     }
     for &(what, buf, len) in bufs {
         if len > u32::MAX as usize {
-            return Err(launch_err(
+            return Err(KernelError::launch(
                 key,
                 format!("{what} has {len} elements; kernels index with u32"),
             ));
         }
         let have = (buf.capacity() / 4) as usize;
         if have < len {
-            return Err(launch_err(
+            return Err(KernelError::launch(
                 key,
                 format!("{what} needs {len} f32 but its buffer holds {have}"),
             ));
@@ -387,7 +380,7 @@ fn check(key: &KernelKey, s: &Conv2dShape, bufs: &[(&str, &GpuBuffer, usize)]) -
 /// A 3-D grid of workgroups, or an error when a dimension exceeds WebGPU's limit.
 fn grid_3d(key: &KernelKey, g: [usize; 3]) -> Result<[u32; 3]> {
     if g.iter().any(|&d| d > MAX_GROUPS) {
-        return Err(launch_err(
+        return Err(KernelError::launch(
             key,
             format!(
                 "grid {g:?} exceeds {MAX_GROUPS} workgroups per dimension; use \
@@ -406,7 +399,7 @@ fn numel(shape: [usize; 4]) -> usize {
 /// or the configuration is invalid (checked before any heuristic divides by a size).
 fn prepare(cfg: ConvConfig, s: &Conv2dShape, entry: &'static str) -> Result<ConvConfig> {
     if let Some(p) = s.problem().or_else(|| cfg.problem()) {
-        return Err(launch_err(&cfg.variant.key(entry), p));
+        return Err(KernelError::launch(&cfg.variant.key(entry), p));
     }
     Ok(cfg.resolved(s))
 }
@@ -574,9 +567,9 @@ pub fn conv2d_grad_weight_bias(
     )?;
     if let Some(db) = db {
         if variant == ConvVariant::Direct {
-            return Err(launch_err(
+            return Err(KernelError::launch(
                 &key,
-                "the direct rung has no fused bias gradient; sum dy over (N, OH, OW)".into(),
+                "the direct rung has no fused bias gradient; sum dy over (N, OH, OW)",
             ));
         }
         check(&key, s, &[("db", db, s.c_out)])?;
@@ -606,7 +599,7 @@ pub fn conv2d_grad_weight_bias(
     // (splits, C_out, K) weight sums, then (splits, C_out) bias sums when asked for.
     let plen = splits * (wlen + hb * s.c_out);
     if plen > u32::MAX as usize {
-        return Err(launch_err(
+        return Err(KernelError::launch(
             &key,
             format!("split-K partial sums ({splits}, {wlen}) exceed the u32 index range"),
         ));

@@ -137,34 +137,34 @@ fn params(
     }
     for (j, s) in inputs.iter().chain(std::iter::once(&out)).enumerate() {
         if s.strides.len() != shape.len() {
-            return Err(KernelError::Launch {
-                kernel: kernel.to_string(),
-                message: format!(
+            return Err(KernelError::launch(
+                kernel,
+                format!(
                     "operand {j} has {} strides for a rank-{} shape {shape:?}",
                     s.strides.len(),
                     shape.len()
                 ),
-            });
+            ));
         }
     }
     if numel > u32::MAX as usize {
-        return Err(KernelError::Launch {
-            kernel: kernel.to_string(),
-            message: format!("{numel} elements exceed the 2^32 index range"),
-        });
+        return Err(KernelError::launch(
+            kernel,
+            format!("{numel} elements exceed the 2^32 index range"),
+        ));
     }
     let mut all: Vec<&[usize]> = inputs.iter().map(|s| s.strides.as_slice()).collect();
     all.push(&out.strides);
     let (cshape, cstrides) = collapse(shape, &all);
     if cshape.len() > MAX_RANK {
-        return Err(KernelError::Launch {
-            kernel: kernel.to_string(),
-            message: format!(
+        return Err(KernelError::launch(
+            kernel,
+            format!(
                 "shape {shape:?} needs {} dims after collapsing; at most {MAX_RANK} are supported \
                  (make the tensor contiguous first)",
                 cshape.len()
             ),
-        });
+        ));
     }
     let n_in = inputs.len();
     let get = |j: usize| -> [[u32; 4]; 2] {

@@ -110,9 +110,8 @@ impl<'a> View3<'a> {
 }
 
 fn u32_of(kernel: &str, what: &str, v: usize) -> Result<u32> {
-    u32::try_from(v).map_err(|_| KernelError::Launch {
-        kernel: kernel.to_string(),
-        message: format!("{what} = {v} exceeds the 2^32 index range"),
+    u32::try_from(v).map_err(|_| {
+        KernelError::launch(kernel, format!("{what} = {v} exceeds the 2^32 index range"))
     })
 }
 

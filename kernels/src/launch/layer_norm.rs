@@ -63,18 +63,18 @@ fn params(
     go: usize,
     eps: f32,
 ) -> Result<NormParams> {
-    let err = |message: String| KernelError::Launch {
-        kernel: kernel.to_string(),
-        message,
-    };
     if d == 0 || d > MAX_D {
-        return Err(err(format!(
-            "row length D = {d} must be in 1..={MAX_D} (llvmpipe loop limit)"
-        )));
+        return Err(KernelError::launch(
+            kernel,
+            format!("row length D = {d} must be in 1..={MAX_D} (llvmpipe loop limit)"),
+        ));
     }
     let big = rows * d + xo.max(go);
     if big > u32::MAX as usize {
-        return Err(err(format!("{big} elements exceed the 2^32 index range")));
+        return Err(KernelError::launch(
+            kernel,
+            format!("{big} elements exceed the 2^32 index range"),
+        ));
     }
     Ok(NormParams {
         rows: rows as u32,

@@ -98,10 +98,10 @@ fn params(
 ) -> Result<BatchNormParams> {
     let big = s.len() + x_offset.max(g_offset);
     if big > u32::MAX as usize || s.c * row::COUNT > u32::MAX as usize {
-        return Err(KernelError::Launch {
-            kernel: kernel.to_string(),
-            message: format!("{big} elements exceed the 2^32 index range"),
-        });
+        return Err(KernelError::launch(
+            kernel,
+            format!("{big} elements exceed the 2^32 index range"),
+        ));
     }
     Ok(BatchNormParams {
         n: s.n as u32,

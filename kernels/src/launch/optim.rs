@@ -114,19 +114,12 @@ impl AdamStep {
     }
 }
 
-fn launch_err(kernel: &str, message: String) -> KernelError {
-    KernelError::Launch {
-        kernel: kernel.to_string(),
-        message,
-    }
-}
-
 /// Check sizes and that no buffer is bound twice.
 fn check(kernel: &str, n: usize, spans: &[(&str, &Operand<'_>)]) -> Result<()> {
     for (name, s) in spans {
         let end = s.offset as u64 + n as u64;
         if end > u32::MAX as u64 {
-            return Err(launch_err(
+            return Err(KernelError::launch(
                 kernel,
                 format!(
                     "{name}: elements {}..{end} exceed the 2^32 index range",
@@ -135,7 +128,7 @@ fn check(kernel: &str, n: usize, spans: &[(&str, &Operand<'_>)]) -> Result<()> {
             ));
         }
         if end * 4 > s.buf.capacity() {
-            return Err(launch_err(
+            return Err(KernelError::launch(
                 kernel,
                 format!(
                     "{name}: elements {}..{end} overrun its buffer of {} bytes",
@@ -148,7 +141,7 @@ fn check(kernel: &str, n: usize, spans: &[(&str, &Operand<'_>)]) -> Result<()> {
     for (i, (a, sa)) in spans.iter().enumerate() {
         for (b, sb) in &spans[i + 1..] {
             if std::ptr::eq(sa.buf, sb.buf) {
-                return Err(launch_err(
+                return Err(KernelError::launch(
                     kernel,
                     format!("{a} and {b} share a buffer; the update needs distinct buffers"),
                 ));
@@ -172,7 +165,7 @@ pub fn sgd(
     let key = KernelKey::new("optim.wgsl", entry).with("NESTEROV", h.nesterov as u32);
     let label = key.label();
     if (h.momentum != 0.0) != buf.is_some() || (h.nesterov && buf.is_none()) {
-        return Err(launch_err(
+        return Err(KernelError::launch(
             &label,
             format!(
                 "momentum {} (nesterov {}) needs a momentum buffer exactly when momentum != 0",

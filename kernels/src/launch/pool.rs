@@ -117,13 +117,6 @@ pub fn adaptive_window(o: usize, len: usize, o_len: usize) -> (usize, usize) {
     (o * len / o_len, ((o + 1) * len).div_ceil(o_len))
 }
 
-fn launch_err(kernel: &str, message: String) -> KernelError {
-    KernelError::Launch {
-        kernel: kernel.to_string(),
-        message,
-    }
-}
-
 /// Params for `shape` (and `win`, zero for the adaptive pool), checking the 32-bit index range and
 /// the per-invocation loop budget `loops`.
 fn params(
@@ -135,13 +128,13 @@ fn params(
 ) -> Result<PoolParams> {
     let big = shape.input_len().max(shape.output_len()) + src_offset;
     if big > u32::MAX as usize {
-        return Err(launch_err(
+        return Err(KernelError::launch(
             kernel,
             format!("{big} elements exceed the 2^32 index range"),
         ));
     }
     if loops > MAX_LOOP {
-        return Err(launch_err(
+        return Err(KernelError::launch(
             kernel,
             format!(
                 "windows need {loops} loop iterations per invocation, more than {MAX_LOOP} \
@@ -190,7 +183,7 @@ fn adaptive_span(len: usize, o_len: usize) -> usize {
 fn check_window(kernel: &str, shape: PoolShape, win: Window) -> Result<()> {
     match win.shape(shape.n, shape.c, shape.h, shape.w) {
         Some(s) if s == shape => Ok(()),
-        _ => Err(launch_err(
+        _ => Err(KernelError::launch(
             kernel,
             format!("window {win:?} does not give output shape {shape:?}"),
         )),
@@ -289,7 +282,7 @@ pub fn max_pool2d_tiled(
     let key = tiled_key("max_forward_tiled", win);
     check_window(&key.label(), shape, win)?;
     if !tiles_forward(shape, win) {
-        return Err(launch_err(
+        return Err(KernelError::launch(
             &key.label(),
             format!("window {win:?} does not tile input {shape:?}"),
         ));
@@ -370,7 +363,7 @@ pub fn max_pool2d_backward_tiled(
     let key = tiled_key("max_backward_tiled", win);
     check_window(&key.label(), shape, win)?;
     if !tiles_backward(shape, win) {
-        return Err(launch_err(
+        return Err(KernelError::launch(
             &key.label(),
             format!("window {win:?} does not cover input {shape:?} exactly"),
         ));

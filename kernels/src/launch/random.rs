@@ -88,10 +88,10 @@ fn params(
     scale: f32,
 ) -> Result<RandomParams> {
     if numel > MAX_NUMEL {
-        return Err(KernelError::Launch {
-            kernel: kernel.to_string(),
-            message: format!("{numel} elements exceed the {MAX_NUMEL} one launch can write"),
-        });
+        return Err(KernelError::launch(
+            kernel,
+            format!("{numel} elements exceed the {MAX_NUMEL} one launch can write"),
+        ));
     }
     Ok(RandomParams {
         numel: numel as u32,
@@ -129,10 +129,10 @@ pub fn dropout_mask(
 ) -> Result<()> {
     let key = KernelKey::new("dropout.wgsl", "dropout_mask");
     if !(0.0..1.0).contains(&p) {
-        return Err(KernelError::Launch {
-            kernel: key.label(),
-            message: format!("drop probability {p} is outside [0, 1)"),
-        });
+        return Err(KernelError::launch(
+            key,
+            format!("drop probability {p} is outside [0, 1)"),
+        ));
     }
     let args = params(
         &key.label(),

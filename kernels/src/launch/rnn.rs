@@ -147,16 +147,17 @@ pub struct BackwardBufs<'a> {
     pub dgh: Option<Operand<'a>>,
 }
 
-fn launch_err<T>(cell: Cell, message: String) -> Result<T> {
-    Err(KernelError::Launch {
-        kernel: format!("rnn.wgsl ({})", cell.name()),
-        message,
-    })
+/// The name errors give for `cell`'s kernels.
+fn kernel(cell: Cell) -> String {
+    format!("rnn.wgsl ({})", cell.name())
 }
 
 fn check(cell: Cell, d: SeqDims, t: usize, offsets: &[usize]) -> Result<()> {
     if t >= d.steps {
-        return launch_err(cell, format!("step {t} is outside 0..{}", d.steps));
+        return Err(KernelError::launch(
+            kernel(cell),
+            format!("step {t} is outside 0..{}", d.steps),
+        ));
     }
     let h = d.hidden as u128;
     let widest = (cell.state_parts() as u128)
@@ -165,13 +166,13 @@ fn check(cell: Cell, d: SeqDims, t: usize, offsets: &[usize]) -> Result<()> {
     let elems = d.batch as u128 * (d.steps as u128 + 1) * widest * h;
     let max_off = offsets.iter().copied().max().unwrap_or(0) as u128;
     if elems + max_off > u32::MAX as u128 {
-        return launch_err(
-            cell,
+        return Err(KernelError::launch(
+            kernel(cell),
             format!(
                 "(B, T, H) = ({}, {}, {}) exceeds the 2^32 index range",
                 d.batch, d.steps, d.hidden
             ),
-        );
+        ));
     }
     Ok(())
 }
@@ -179,7 +180,10 @@ fn check(cell: Cell, d: SeqDims, t: usize, offsets: &[usize]) -> Result<()> {
 fn need<'a>(cell: Cell, what: &str, b: Option<Operand<'a>>) -> Result<Operand<'a>> {
     match b {
         Some(b) => Ok(b),
-        None => launch_err(cell, format!("the {what} buffer is required for this cell")),
+        None => Err(KernelError::launch(
+            kernel(cell),
+            format!("the {what} buffer is required for this cell"),
+        )),
     }
 }
 

@@ -2,8 +2,8 @@
 //! specialisation ([`Nf4Config`]); labels (the tuner's cache entries), candidates, the loop-limit
 //! chunk and the kernel key of each.
 
-use super::{BLOCK_TM_MAX, FORWARD_BLOCK, GRAD_BLOCK, K_CHUNK, Nf4Compute, WG, launch_err};
-use crate::error::Result;
+use super::{BLOCK_TM_MAX, FORWARD_BLOCK, GRAD_BLOCK, K_CHUNK, Nf4Compute, WG};
+use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
 use crate::pipeline::KernelKey;
 use crate::reference::nf4::BLOCK;
@@ -261,13 +261,13 @@ impl Nf4Config {
             Nf4Config::Tile { tm, .. } => (tm, 1),
         };
         if !(1..=BLOCK_TM_MAX).contains(&tm) || !(tw == 1 || tw == 2) {
-            return Err(launch_err(
+            return Err(KernelError::launch(
                 key,
                 format!("{}: TM must be 1..=16, TW 1 or 2", self.label()),
             ));
         }
         if !self.applies(pass, in_f, offset) {
-            return Err(launch_err(
+            return Err(KernelError::launch(
                 key,
                 format!(
                     "{} needs in % 64 == 0 (and x offset % 4 == 0), got in = {in_f}, offset {offset}",
@@ -276,7 +276,7 @@ impl Nf4Config {
             ));
         }
         if self.is_f16() && !gpu.has_f16() {
-            return Err(launch_err(
+            return Err(KernelError::launch(
                 key,
                 format!("{} lacks the SHADER_F16 feature", gpu.info().name),
             ));

@@ -116,7 +116,7 @@ impl Nf4Buffers<'_> {
             .checked_mul(self.in_features)
             .filter(|&n| n > 0 && n <= u32::MAX as usize - PER_WORD)
             .ok_or_else(|| {
-                launch_err(
+                KernelError::launch(
                     key,
                     format!(
                         "W ({}, {}) must be non-empty with fewer than 2^32 values",
@@ -132,7 +132,7 @@ impl Nf4Buffers<'_> {
         ];
         for (what, buf, bytes) in need {
             if buf.capacity() < bytes as u64 {
-                return Err(launch_err(
+                return Err(KernelError::launch(
                     key,
                     format!(
                         "{what} buffer holds {} bytes, W ({}, {}) needs {bytes}",
@@ -147,16 +147,9 @@ impl Nf4Buffers<'_> {
     }
 }
 
-fn launch_err(kernel: &KernelKey, message: String) -> KernelError {
-    KernelError::Launch {
-        kernel: kernel.label(),
-        message,
-    }
-}
-
 fn check_len(key: &KernelKey, what: &str, buf: &GpuBuffer, elems: usize) -> Result<()> {
     if buf.capacity() < 4 * elems as u64 || elems > u32::MAX as usize {
-        return Err(launch_err(
+        return Err(KernelError::launch(
             key,
             format!(
                 "{what} needs {elems} f32 elements, its buffer holds {} bytes",
@@ -171,7 +164,7 @@ fn groups(key: &KernelKey, cols: usize, rows: usize, block: (u32, u32)) -> Resul
     let gx = cols.div_ceil((WG.0 * block.1) as usize);
     let gy = rows.div_ceil((WG.1 * block.0) as usize);
     if gx > 65_535 || gy > 65_535 {
-        return Err(launch_err(
+        return Err(KernelError::launch(
             key,
             format!("grid ({gx}, {gy}) exceeds 65,535 workgroups per dimension"),
         ));
@@ -225,7 +218,7 @@ pub fn matmul_nf4_config(
     cfg.check(gpu, pass, in_f, x_offset, &key)?;
     w.check(&key)?;
     if m == 0 {
-        return Err(launch_err(&key, "M must be at least 1".into()));
+        return Err(KernelError::launch(&key, "M must be at least 1"));
     }
     check_len(&key, "x (M, in)", x, x_offset + m * in_f)?;
     check_len(&key, "y (M, out)", y, m * out_f)?;
@@ -294,7 +287,7 @@ pub fn matmul_nf4_grad_input_config(
     cfg.check(gpu, pass, in_f, dy_offset, &key)?;
     w.check(&key)?;
     if m == 0 {
-        return Err(launch_err(&key, "M must be at least 1".into()));
+        return Err(KernelError::launch(&key, "M must be at least 1"));
     }
     check_len(&key, "dy (M, out)", dy, dy_offset + m * out_f)?;
     check_len(&key, "dx (M, in)", dx, m * in_f)?;
