@@ -160,7 +160,7 @@ fn rungs_for(c: &mut Criterion, name: &str, backward: bool) {
             let case = format!("b{B}_h{H}_t{t}_d{D}");
             group.bench_function(BenchmarkId::new(cfg.name(), case), |bench| {
                 bench.iter(|| {
-                    ak::forward_with(
+                    ak::forward(
                         &gpu,
                         &s,
                         cfg,
@@ -174,7 +174,7 @@ fn rungs_for(c: &mut Criterion, name: &str, backward: bool) {
                     )
                     .unwrap();
                     if backward {
-                        ak::backward_with(
+                        ak::backward(
                             &gpu,
                             &s,
                             cfg,

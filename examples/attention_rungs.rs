@@ -53,7 +53,7 @@ fn main() -> kiln::Result<()> {
     ];
     let run = |cfg: AttnConfig| -> kiln::Result<f64> {
         let t0 = Instant::now();
-        ak::forward_with(
+        ak::forward(
             &gpu,
             &s,
             cfg,
@@ -73,7 +73,7 @@ fn main() -> kiln::Result<()> {
                 v.operand(),
                 dout.kernel_view().buf,
             );
-            ak::backward_with(&gpu, &s, cfg, qa, ka, va, None, &o, &lse, g, grads, 0)?;
+            ak::backward(&gpu, &s, cfg, qa, ka, va, None, &o, &lse, g, grads, 0)?;
         }
         gpu.sync()?;
         Ok(t0.elapsed().as_secs_f64() * 1e3)

@@ -115,7 +115,7 @@ fn check_forward(c: &Case) {
     for cfg in configs() {
         let out = g.alloc(4 * (rows * c.s.d).max(1) as u64, "o").unwrap();
         let lse = g.alloc(4 * rows.max(1) as u64, "lse").unwrap();
-        ak::forward_with(
+        ak::forward(
             &g,
             &c.s,
             cfg,
@@ -425,7 +425,7 @@ fn run_kernels(c: &Case, cfg: AttnConfig, chunk: usize, dout: &[f32]) -> [Vec<f3
             .unwrap()
     };
     let (o, l) = (alloc(rows * s.d), alloc(rows));
-    ak::forward_with(
+    ak::forward(
         &g,
         s,
         cfg,
@@ -440,7 +440,7 @@ fn run_kernels(c: &Case, cfg: AttnConfig, chunk: usize, dout: &[f32]) -> [Vec<f3
     .unwrap();
     let (dq, dk, dv) = (alloc(rows * s.d), alloc(krows * s.d), alloc(krows * s.d));
     let dout = tensor(dout, &[dout.len()]);
-    ak::backward_with(
+    ak::backward(
         &g,
         s,
         cfg,

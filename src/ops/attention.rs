@@ -41,6 +41,7 @@
 //! use the composition.
 
 use kiln_kernels::launch::attention::{self as ak, AttnShape, AttnVariant, MAX_D};
+use kiln_kernels::tune;
 
 use crate::error::{Result, arg_err, shape_err};
 use crate::tensor::{DType, Tensor};
@@ -236,10 +237,12 @@ pub fn scaled_dot_product_attention(
     };
     let o = Tensor::empty_on(&gpu, q.shape(), DType::F32)?;
     let lse = Tensor::empty_on(&gpu, &[dm.b, dm.h, dm.tq], DType::F32)?;
+    // The tuner is consulted here, in the op layer, once for the forward and backward.
+    let cfg = tune::attention_config(&gpu, &shape, AttnVariant::Auto);
     ak::forward(
         &gpu,
         &shape,
-        AttnVariant::Auto,
+        cfg,
         qc.operand(),
         kc.operand(),
         vc.operand(),
@@ -260,7 +263,7 @@ pub fn scaled_dot_product_attention(
             ak::backward(
                 &gpu,
                 &shape,
-                AttnVariant::Auto,
+                cfg,
                 qc.operand(),
                 kc.operand(),
                 vc.operand(),

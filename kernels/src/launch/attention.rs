@@ -26,7 +26,7 @@
 //! The `Tiled` rung is flash-attention proper: the rows a workgroup owns share every K / V (or
 //! Q / dO) value it stages, at the price of two workgroup barriers per tile. Its tile sizes
 //! ([`AttnTiles`]) and the rung itself are picked per adapter by measurement
-//! ([`crate::tune::attention_choice`], [`AttnVariant::Auto`]).
+//! ([`AttnVariant::Auto`], resolved by the op layer through [`crate::tune::attention_config`]).
 //!
 //! Mesa's lavapipe ends an invocation's loops after 65,535 iterations in total, silently. A row
 //! visited costs `2 D + 1` loop iterations in the row kernels (at most `2 D / 4 + 9` per 4 rows in
@@ -134,9 +134,10 @@ pub fn chunk_len_block(d: usize) -> usize {
 /// Which kernels run, forward and backward (the rungs of the ladder; all tested).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum AttnVariant {
-    /// The tuned choice for this adapter and shape bucket ([`crate::tune::attention_choice`]),
-    /// else [`crate::tune::attention_default`] (`Panel` forward when Tq >= 16, else `Block`)
-    /// where the vec4 kernels apply (D % 4 == 0, 16-byte aligned q, k, v), else `Row`.
+    /// The tuned choice for this adapter and shape bucket, else
+    /// [`crate::tune::attention_default`] (`Panel` when Tq >= 16, else `Block`) where the vec4
+    /// kernels apply (D % 4 == 0, 16-byte aligned q, k, v), else `Row`. The op layer resolves it
+    /// with [`crate::tune::attention_config`]; a launcher given `Auto` runs `Block`.
     #[default]
     Auto,
     /// `forward.wgsl`, `backward.wgsl`: one invocation per output row, scalar loads; any D up
@@ -147,7 +148,7 @@ pub enum AttnVariant {
     /// multiple of 4.
     Block,
     /// `forward_tiled.wgsl`, `backward_tiled.wgsl`: flash-attention tiles of the other side
-    /// streamed through workgroup memory ([`AttnTiles::DEFAULT`] here; [`forward_with`] takes
+    /// streamed through workgroup memory ([`AttnTiles::DEFAULT`] here; [`forward`] takes
     /// others). Falls back like `Block`, and to `Block` when no tile fits the adapter's
     /// workgroup memory.
     Tiled,
@@ -235,7 +236,7 @@ impl AttnTiles {
     }
 }
 
-/// A rung with its tile sizes: what [`forward_with`] / [`backward_with`] run and the tuner stores.
+/// A rung with its tile sizes: what [`forward`] / [`backward`] run and the tuner stores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct AttnConfig {
     /// The rung (`Auto` is resolved before launching).
@@ -341,7 +342,7 @@ enum Kind {
 
 /// The kernels `cfg` runs here: the vec4 rungs need D % 4 == 0 and q, k, v 16-byte aligned (else
 /// `Row`); `Tiled` needs its tiles to fit the adapter (else `Block`). `Auto` here means `Block`
-/// (the tuned lookup happens in [`forward`] / [`backward`]).
+/// (the op layer resolves `Auto` with the tuner before launching).
 fn kind(
     gpu: &Gpu,
     cfg: AttnConfig,
@@ -383,14 +384,6 @@ fn chunk_for(kind: Kind, d: usize, chunk: usize) -> usize {
     };
     let c = if chunk == 0 { limit } else { chunk.min(limit) };
     c.next_multiple_of(step).min(limit)
-}
-
-/// The configuration `variant` means for this call: the tuned (or default) choice for `Auto`.
-fn config_for(gpu: &Gpu, s: &AttnShape, variant: AttnVariant) -> AttnConfig {
-    match variant {
-        AttnVariant::Auto => crate::tune::attention_choice(gpu, s),
-        v => AttnConfig::of(v),
-    }
 }
 
 /// Specialise a key for `kind` at head size `d`.
@@ -458,31 +451,14 @@ fn chunks(n: usize, chunk: usize) -> Vec<(usize, usize, usize)> {
         .collect()
 }
 
-/// Fused forward: q (B, H, Tq, D), k / v (B, H, Tk, D), keep (B, Tk) or none ->
-/// o (B, H, Tq, D) and lse (B, H, Tq), both contiguous from element 0 (a row with no visible key
-/// gets O = 0 and L = -inf). `chunk` caps the keys per dispatch (0 = the loop budget's
-/// [`chunk_len`] / [`chunk_len_block`] / [`chunk_len_tiled`]; tests use small values to exercise
-/// the chunked path). `Auto` runs the tuned choice ([`crate::tune::attention_choice`]).
+/// Fused forward with configuration `cfg` (rung and tile sizes; `Auto` runs `Block`, the op
+/// layer resolves it first with [`crate::tune`]'s lookup): q (B, H, Tq, D), k / v (B, H, Tk, D),
+/// keep (B, Tk) or none -> o (B, H, Tq, D) and lse (B, H, Tq), both contiguous from element 0
+/// (a row with no visible key gets O = 0 and L = -inf). `chunk` caps the keys per dispatch
+/// (0 = the loop budget's [`chunk_len`] / [`chunk_len_block`] / [`chunk_len_tiled`]; tests use
+/// small values to exercise the chunked path).
 #[allow(clippy::too_many_arguments)]
 pub fn forward(
-    gpu: &Gpu,
-    s: &AttnShape,
-    variant: AttnVariant,
-    q: Operand<'_>,
-    k: Operand<'_>,
-    v: Operand<'_>,
-    keep: Option<Operand<'_>>,
-    o: &GpuBuffer,
-    lse: &GpuBuffer,
-    chunk: usize,
-) -> Result<()> {
-    let cfg = config_for(gpu, s, variant);
-    forward_with(gpu, s, cfg, q, k, v, keep, o, lse, chunk)
-}
-
-/// [`forward`] with an explicit configuration (rung and tile sizes).
-#[allow(clippy::too_many_arguments)]
-pub fn forward_with(
     gpu: &Gpu,
     s: &AttnShape,
     cfg: AttnConfig,
@@ -542,29 +518,9 @@ pub fn forward_with(
 
 /// Fused backward from the forward's `o` and `lse`: given dO (B, H, Tq, D, contiguous from 0),
 /// writes dq (B, H, Tq, D) and dk, dv (B, H, Tk, D), all contiguous from element 0 and
-/// overwritten (not accumulated). `variant` and `chunk` as in [`forward`].
+/// overwritten (not accumulated). `cfg` and `chunk` as in [`forward`].
 #[allow(clippy::too_many_arguments)]
 pub fn backward(
-    gpu: &Gpu,
-    s: &AttnShape,
-    variant: AttnVariant,
-    q: Operand<'_>,
-    k: Operand<'_>,
-    v: Operand<'_>,
-    keep: Option<Operand<'_>>,
-    o: &GpuBuffer,
-    lse: &GpuBuffer,
-    dout: &GpuBuffer,
-    grads: (&GpuBuffer, &GpuBuffer, &GpuBuffer),
-    chunk: usize,
-) -> Result<()> {
-    let cfg = config_for(gpu, s, variant);
-    backward_with(gpu, s, cfg, q, k, v, keep, o, lse, dout, grads, chunk)
-}
-
-/// [`backward`] with an explicit configuration (rung and tile sizes).
-#[allow(clippy::too_many_arguments)]
-pub fn backward_with(
     gpu: &Gpu,
     s: &AttnShape,
     cfg: AttnConfig,

@@ -347,8 +347,8 @@ impl Tuner<'_> {
                 continue;
             }
             let run = || {
-                ak::forward_with(gpu, s, cfg, at(&q), at(&k), at(&v), None, &o, &lse, 0)?;
-                ak::backward_with(
+                ak::forward(gpu, s, cfg, at(&q), at(&k), at(&v), None, &o, &lse, 0)?;
+                ak::backward(
                     gpu,
                     s,
                     cfg,
@@ -427,7 +427,7 @@ pub fn verify_attention(
     let (o, lse) = (alloc(nq)?, alloc(2 * t.tq)?);
     let (dq, dk, dv) = (alloc(nq)?, alloc(nk)?, alloc(nk)?);
     let at = |b| Operand::whole(b);
-    ak::forward_with(
+    ak::forward(
         gpu,
         &t,
         cfg,
@@ -440,7 +440,7 @@ pub fn verify_attention(
         0,
     )
     .map_err(e)?;
-    ak::backward_with(
+    ak::backward(
         gpu,
         &t,
         cfg,

@@ -19,11 +19,11 @@
 //!   W once into workgroup memory and all its invocations share it (two barriers per block; on
 //!   lavapipe the barriers make it slower than `block`, on GPUs the tuner decides).
 //!
-//! [`matmul_nf4`] / [`matmul_nf4_grad_input`] take an [`Nf4Compute`] and ask the tuner
-//! ([`crate::tune::nf4_choice`], a lookup that never measures) for the configuration: the
-//! fastest correct one measured on this adapter for the shape's bucket, else [`Nf4Config`]'s
-//! default (the `block` rung in f32 where it applies). `F32` / `F16` force the precision; `Auto`
-//! lets the measurement pick either. The `_config` launchers run one configuration as asked.
+//! [`matmul_nf4`] / [`matmul_nf4_grad_input`] run one [`Nf4Config`] as asked. The op layer
+//! picks it with [`crate::tune::nf4_choice`] (a lookup that never measures) from an
+//! [`Nf4Compute`]: the fastest correct configuration measured on this adapter for the shape's
+//! bucket, else [`Nf4Config`]'s default (the `block` rung in f32 where it applies). `F32` / `F16`
+//! force the precision; `Auto` lets the measurement pick either.
 //!
 //! The reduction (in for the forward, out for the input gradient) is split into chunks of at
 //! most [`Nf4Config::chunk`] (lavapipe ends an invocation's loops after 65,535 iterations, and
@@ -172,8 +172,9 @@ fn groups(key: &KernelKey, cols: usize, rows: usize, block: (u32, u32)) -> Resul
     Ok([gx as u32, gy as u32, 1])
 }
 
-/// `y (M, out) = x (M, in) @ W^T (+ bias)`, W dequantised in registers, with the configuration
-/// [`crate::tune::nf4_choice`] gives for `compute` and this shape.
+/// `y (M, out) = x (M, in) @ W^T (+ bias)`, W dequantised in registers, with configuration `cfg`
+/// exactly (an error where it does not apply; the op layer picks it with
+/// [`crate::tune::nf4_choice`]).
 ///
 /// - `x`: (M, in) f32, contiguous from element `x_offset`;
 /// - `bias`: (out) f32 or `None`;
@@ -183,23 +184,6 @@ fn groups(key: &KernelKey, cols: usize, rows: usize, block: (u32, u32)) -> Resul
 /// 65,535 workgroups, or f16 compute on an adapter without `SHADER_F16`.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul_nf4(
-    gpu: &Gpu,
-    compute: Nf4Compute,
-    w: Nf4Buffers<'_>,
-    x: &GpuBuffer,
-    x_offset: usize,
-    m: usize,
-    bias: Option<&GpuBuffer>,
-    y: &GpuBuffer,
-) -> Result<()> {
-    let dims = (m, w.out_features, w.in_features);
-    let cfg = crate::tune::nf4_choice(gpu, Nf4Pass::Forward, dims, x_offset, compute);
-    matmul_nf4_config(gpu, cfg, w, x, x_offset, m, bias, y)
-}
-
-/// [`matmul_nf4`] with configuration `cfg` exactly (an error where it does not apply).
-#[allow(clippy::too_many_arguments)]
-pub fn matmul_nf4_config(
     gpu: &Gpu,
     cfg: Nf4Config,
     w: Nf4Buffers<'_>,
@@ -246,27 +230,11 @@ pub fn matmul_nf4_config(
 }
 
 /// `dx (M, in) = dy (M, out) @ W`, W dequantised in registers (W itself gets no gradient), with
-/// the configuration [`crate::tune::nf4_choice`] gives for `compute` and this shape.
+/// configuration `cfg` exactly (an error where it does not apply).
 ///
 /// - `dy`: (M, out) f32, contiguous from element `dy_offset`;
 /// - `dx`: (M, in) f32, written contiguous from element 0 (overwritten, not accumulated).
 pub fn matmul_nf4_grad_input(
-    gpu: &Gpu,
-    compute: Nf4Compute,
-    w: Nf4Buffers<'_>,
-    dy: &GpuBuffer,
-    dy_offset: usize,
-    m: usize,
-    dx: &GpuBuffer,
-) -> Result<()> {
-    let dims = (m, w.out_features, w.in_features);
-    let cfg = crate::tune::nf4_choice(gpu, Nf4Pass::GradInput, dims, dy_offset, compute);
-    matmul_nf4_grad_input_config(gpu, cfg, w, dy, dy_offset, m, dx)
-}
-
-/// [`matmul_nf4_grad_input`] with configuration `cfg` exactly (an error where it does not
-/// apply).
-pub fn matmul_nf4_grad_input_config(
     gpu: &Gpu,
     cfg: Nf4Config,
     w: Nf4Buffers<'_>,
