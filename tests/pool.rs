@@ -12,9 +12,9 @@ use kiln::nn::{
     Module, batch_norm2d,
 };
 use kiln::{DType, Tensor};
-use kiln_kernels::launch::norm::NormShape;
+use kiln_kernels::launch::batch_norm::NormShape;
 use kiln_kernels::launch::pool::{self as pk, PoolShape, Window};
-use kiln_kernels::reference::{norm as cpu_norm, pool as cpu};
+use kiln_kernels::reference::{batch_norm as cpu_norm, pool as cpu};
 
 /// (N, C, H, W, kernel, stride, padding): overlapping (stride < kernel), tiling (stride =
 /// kernel), gapped (stride > kernel), rectangular and padded windows, 1x1 planes.

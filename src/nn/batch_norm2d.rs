@@ -34,8 +34,8 @@
 use std::sync::Arc;
 
 use kiln_kernels::Gpu;
+use kiln_kernels::launch::batch_norm::{self as nk, NormShape, row};
 use kiln_kernels::launch::elementwise as ew;
-use kiln_kernels::launch::norm::{self as nk, NormShape, row};
 
 use super::{BatchNormOptions, Module};
 use crate::error::{Result, shape_err};

@@ -37,9 +37,9 @@
 //! # }
 //! ```
 
-use kiln_kernels::launch::layer_norm::{self as lk, NormKind};
+use kiln_kernels::launch::norm::{self as lk, NormKind};
 
-pub use kiln_kernels::launch::layer_norm::MAX_D;
+pub use kiln_kernels::launch::norm::MAX_D;
 
 use crate::error::{Result, shape_err};
 use crate::tensor::{DType, Tensor};

@@ -33,6 +33,12 @@
 //! the block kernels), so the walk is split into chunks of at most [`chunk_len`] /
 //! [`chunk_len_block`] rows, one dispatch each, with the running state (forward: `(m, l)` and the
 //! unnormalised output; backward: the gradients) carried in global memory between them.
+//!
+//! See also:
+//! - shaders: `shaders/attention/`
+//! - CPU twin: [`crate::reference::attention`]
+//! - op: `src/ops/attention.rs`
+//! - tests: `tests/attention.rs`; benchmark: `benches/attention.rs`
 
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;

@@ -9,6 +9,10 @@
 //!   independent-chain fmas, so the work is `2 * FMA_PER_ITER * iters * n` FLOPs
 //!   ([`fma_flops`]) and the memory traffic (4 bytes per invocation) is negligible.
 //! - [`copy_vec4`]: `dst = src` over `n4` vec4 words, `32 * n4` bytes moved.
+//!
+//! See also:
+//! - shaders: `shaders/bench/`
+//! - user: `kiln bench` (`src/cli/bench.rs`) and [`crate::profile`]; no CPU twin (tests check the closed forms)
 
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;

@@ -1,5 +1,11 @@
 //! Launchers for `bias_gelu.wgsl`: `y = gelu(x + b)` over a contiguous (R, N) f32 block, and its
 //! backward `dz = g * gelu'(x + b)`, erf or tanh form, one elementwise pass each.
+//!
+//! See also:
+//! - shader: `shaders/bias_gelu.wgsl`
+//! - CPU twin: [`crate::reference::bias_gelu`]
+//! - op: `src/ops/gelu.rs` (`bias_gelu`)
+//! - tests: `tests/transformer_layers.rs`
 
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;

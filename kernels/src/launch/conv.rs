@@ -28,6 +28,12 @@
 //! Every launcher takes a [`ConvConfig`] (or just a [`ConvVariant`], which converts to one with
 //! every heuristic): the rung, the implicit-GEMM rung's channel quads per pass and the weight
 //! gradient's split count, which the autotuner picks per shape bucket (`tune::conv_choice`).
+//!
+//! See also:
+//! - shaders: `shaders/conv/` (helpers in `shaders/common/conv.wgsl`)
+//! - CPU twin: [`crate::reference::conv`]
+//! - op: `src/ops/conv.rs`; tuner: `kernels/src/tune/conv.rs`
+//! - tests: `tests/conv.rs`; benchmark: `benches/conv.rs`
 
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
@@ -399,7 +405,7 @@ fn numel(shape: [usize; 4]) -> usize {
 /// or the configuration is invalid (checked before any heuristic divides by a size).
 fn prepare(cfg: ConvConfig, s: &Conv2dShape, entry: &'static str) -> Result<ConvConfig> {
     if let Some(p) = s.problem().or_else(|| cfg.problem()) {
-        return Err(KernelError::launch(&cfg.variant.key(entry), p));
+        return Err(KernelError::launch(cfg.variant.key(entry), p));
     }
     Ok(cfg.resolved(s))
 }

@@ -4,6 +4,12 @@
 //! Every operand is a [`Strided`] view whose strides are already broadcast to the output `shape`
 //! (stride 0 on broadcast dims). Before launch, dims are collapsed where every operand is
 //! contiguous across them, so a plain contiguous op runs with rank 1 and no index arithmetic.
+//!
+//! See also:
+//! - shaders: `shaders/unary.wgsl`, `binary.wgsl`, `where.wgsl`, `fill.wgsl`, `cast.wgsl`, `cast_f16.wgsl` (strided indexing in `shaders/common/strided.wgsl`)
+//! - CPU twin: [`crate::reference::elementwise`]
+//! - ops: `src/ops/unary.rs`, `src/ops/binary.rs`, `src/ops/compare.rs`
+//! - tests: `tests/elementwise.rs`; benchmark: `benches/elementwise.rs`
 
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;

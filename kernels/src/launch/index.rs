@@ -4,6 +4,12 @@
 //! Tensors are viewed as (O, D, I) around the indexed dim (see [`IndexShape`]). The source may be
 //! strided (one stride per axis); indices and destinations are contiguous. Indices >= D read as 0
 //! in the forward and are skipped by the scatter; nothing is checked on the host.
+//!
+//! See also:
+//! - shader: `shaders/index.wgsl`
+//! - CPU twin: [`crate::reference::index`]
+//! - op: `src/ops/index.rs`
+//! - tests: `tests/index.rs`
 
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;

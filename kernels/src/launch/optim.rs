@@ -3,6 +3,12 @@
 //! Every operand is a contiguous run of `n` f32 at an element offset inside its buffer ([`Operand`]).
 //! Parameter, gradient and state must live in distinct buffers: a buffer may not be bound both
 //! read-only and read-write in one dispatch.
+//!
+//! See also:
+//! - shader: `shaders/optim.wgsl`
+//! - CPU twin: [`crate::reference::optim`]
+//! - optimizers: `src/optim/`
+//! - tests: `tests/optim.rs`, `tests/optim_vec4.rs`
 
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;

@@ -3,6 +3,12 @@
 //!
 //! Inputs and gradients are contiguous (N, C, H, W) / (N, C, OH, OW) blocks at an element offset;
 //! outputs are written from element 0 of fresh buffers. Every output is fully overwritten.
+//!
+//! See also:
+//! - shader: `shaders/pool.wgsl`
+//! - CPU twin: [`crate::reference::pool`]
+//! - op: `src/ops/pool.rs`
+//! - tests: `tests/pool.rs`
 
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
@@ -283,7 +289,7 @@ pub fn max_pool2d_tiled(
     check_window(&key.label(), shape, win)?;
     if !tiles_forward(shape, win) {
         return Err(KernelError::launch(
-            &key.label(),
+            &key,
             format!("window {win:?} does not tile input {shape:?}"),
         ));
     }
@@ -364,7 +370,7 @@ pub fn max_pool2d_backward_tiled(
     check_window(&key.label(), shape, win)?;
     if !tiles_backward(shape, win) {
         return Err(KernelError::launch(
-            &key.label(),
+            &key,
             format!("window {win:?} does not cover input {shape:?} exactly"),
         ));
     }

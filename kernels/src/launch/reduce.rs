@@ -1,4 +1,10 @@
 //! Launchers for `reduce.wgsl`: one output per row of a strided (rows, len) matrix.
+//!
+//! See also:
+//! - shader: `shaders/reduce.wgsl`
+//! - CPU twin: [`crate::reference::reduce`]
+//! - op: `src/ops/reduce.rs`
+//! - tests: `tests/reduce.rs`
 
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;

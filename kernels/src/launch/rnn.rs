@@ -6,6 +6,12 @@
 //! backward step kernel turns the gradient of the state into gradients of the gate
 //! pre-activations. Both are elementwise over B*H with no loops (see `shaders/rnn.wgsl` for the
 //! equations and every buffer layout).
+//!
+//! See also:
+//! - shader: `shaders/rnn.wgsl`
+//! - CPU twin: [`crate::reference::rnn`]
+//! - op: `src/ops/rnn.rs`
+//! - tests: `tests/rnn_kernels.rs`; benchmark: `benches/rnn.rs`
 
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;

@@ -4,6 +4,12 @@
 //! Both read a strided (rows, C) matrix described by [`Rows`] (shared with `reduce.rs`) and
 //! summarise each row with an online (max, sum of exp) pair, in one of two strategies: one
 //! invocation per row, or one workgroup per row ([`ReduceStrategy`]).
+//!
+//! See also:
+//! - shaders: `shaders/softmax.wgsl`, `shaders/cross_entropy.wgsl`
+//! - CPU twin: [`crate::reference::softmax`]
+//! - ops: `src/ops/softmax.rs`, `src/ops/loss.rs`
+//! - tests: `tests/softmax.rs`, `tests/cross_entropy.rs`
 
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;

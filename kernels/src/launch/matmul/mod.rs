@@ -21,6 +21,12 @@
 //! `rungs.rs` the ladder ([`MatmulVariant`]) and its tile configurations ([`MatmulConfig`]);
 //! `layout.rs` the problem size and the strided operands ([`MatmulDims`], [`MatLayout`],
 //! [`MatRef`], [`vec4_modes`]).
+//!
+//! See also:
+//! - shaders: `shaders/matmul/` (helpers in `shaders/common/matmul.wgsl`)
+//! - CPU twin: [`crate::reference::matmul`]
+//! - ops: `src/ops/matmul.rs`, `src/ops/linear.rs`
+//! - tests: `tests/matmul.rs`, `tests/matmul_rungs.rs`; benchmark: `benches/matmul.rs`
 
 mod layout;
 mod rungs;

@@ -1,4 +1,4 @@
-//! Launchers for the NF4 family (`shaders/nf4.wgsl`, `shaders/nf4_f16.wgsl`): QLoRA's 4-bit
+//! Launchers for the NF4 family (`shaders/nf4/simple.wgsl`, `shaders/nf4/simple_f16.wgsl`): QLoRA's 4-bit
 //! frozen base weight, dequantised in registers inside the matmul.
 //!
 //! - [`matmul_nf4`]: `y (M, out) = x (M, in) @ W^T + bias`;
@@ -9,13 +9,13 @@
 //! [`crate::reference::nf4`] describes. The matmuls never write the dequantised W anywhere.
 //! Two rungs, each runnable on its own through [`Nf4Config`]:
 //!
-//! - `simple` (`nf4.wgsl`, f32, and `nf4_f16.wgsl`, f16 compute): a 4 x 4 (forward) or 4 x 8
+//! - `simple` (`nf4/simple.wgsl`, f32, and `nf4/simple_f16.wgsl`, f16 compute): a 4 x 4 (forward) or 4 x 8
 //!   (grad-input) block of outputs per invocation, the block absmax decoded per packed word; any
 //!   `in`;
-//! - `block` (`nf4_block.wgsl`, f32): `TM` rows per invocation share every decoded word, the
+//! - `block` (`nf4/block.wgsl`, f32): `TM` rows per invocation share every decoded word, the
 //!   absmax is decoded once per 64-value block, and the code-book lookup is a private-array read
 //!   or a select tree; needs `in % 64 == 0` (and `x_offset % 4 == 0` forward);
-//! - `tile` (`nf4_block.wgsl`, forward only): the workgroup decodes each block of its 32 rows of
+//! - `tile` (`nf4/block.wgsl`, forward only): the workgroup decodes each block of its 32 rows of
 //!   W once into workgroup memory and all its invocations share it (two barriers per block; on
 //!   lavapipe the barriers make it slower than `block`, on GPUs the tuner decides).
 //!
@@ -28,6 +28,12 @@
 //! The reduction (in for the forward, out for the input gradient) is split into chunks of at
 //! most [`Nf4Config::chunk`] (lavapipe ends an invocation's loops after 65,535 iterations, and
 //! the block rung's row loops count too); later chunks add into the output.
+//!
+//! See also:
+//! - shaders: `shaders/nf4/` (helpers in `shaders/common/nf4.wgsl`)
+//! - CPU twin: [`crate::reference::nf4`]
+//! - op: `src/ops/nf4.rs`; tuner: `kernels/src/tune/nf4.rs`
+//! - tests: `tests/nf4.rs`, `tests/nf4_rungs.rs`; benchmark: `benches/nf4.rs`
 
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
@@ -40,7 +46,7 @@ mod config;
 pub use config::{Nf4Config, Nf4Pass};
 
 crate::kernel_params! {
-    /// Params of every entry point in `nf4.wgsl` and `nf4_f16.wgsl` (WGSL `Nf4Params` in
+    /// Params of every entry point in `nf4/simple.wgsl` and `nf4/simple_f16.wgsl` (WGSL `Nf4Params` in
     /// `common/nf4.wgsl`).
     pub struct Nf4Params in "common/nf4.wgsl" as "Nf4Params" {
         /// M, rows of x / dy / y / dx.
@@ -76,7 +82,7 @@ pub const WG: (u32, u32) = (8, 8);
 pub const FORWARD_BLOCK: (u32, u32) = (4, 4);
 /// Outputs per invocation of the input gradient (rows, columns).
 pub const GRAD_BLOCK: (u32, u32) = (4, 8);
-/// Most rows per invocation of the block rung (`TM_MAX` in `nf4_block.wgsl`).
+/// Most rows per invocation of the block rung (`TM_MAX` in `nf4/block.wgsl`).
 pub const BLOCK_TM_MAX: u32 = 16;
 
 /// f32 or f16 compute for the NF4 matmuls (accumulation and outputs are f32 either way).
@@ -84,7 +90,7 @@ pub const BLOCK_TM_MAX: u32 = 16;
 pub enum Nf4Compute {
     /// Dequantised values and products in f32 (the `simple` or `block` rung).
     F32,
-    /// `nf4_f16.wgsl`: x / dy and dequantised values rounded to f16, products (and short dot
+    /// `nf4/simple_f16.wgsl`: x / dy and dequantised values rounded to f16, products (and short dot
     /// products) in f16, f32 accumulation. Needs `SHADER_F16`; inputs beyond f16's range
     /// (|x| > 65504) overflow.
     F16,
@@ -279,7 +285,7 @@ pub fn matmul_nf4_grad_input(
 
 /// W (out, in) as f32, row-major from element 0 of `out`: `NF4[code] * block absmax`.
 pub fn dequantize_nf4(gpu: &Gpu, w: Nf4Buffers<'_>, out: &GpuBuffer) -> Result<()> {
-    let key = KernelKey::new("nf4.wgsl", "dequantize_nf4")
+    let key = KernelKey::new("nf4/simple.wgsl", "dequantize_nf4")
         .with("WG_X", WG.0)
         .with("WG_Y", WG.1)
         .with("ALIGNED", 0u32);
@@ -301,7 +307,7 @@ mod tests {
 
     #[test]
     fn shader_code_book_matches_reference() {
-        let src = crate::shaders::expand("nf4.wgsl");
+        let src = crate::shaders::expand("nf4/simple.wgsl");
         let start = src
             .find("array<f32, 16>(")
             .expect("code book in common/nf4.wgsl");

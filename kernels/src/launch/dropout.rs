@@ -2,11 +2,17 @@
 //!
 //! Element `i` of a stream is word `i % 4` of `philox4x32_10(counter = (ctr0 + i / 4, ctr1, ctr2,
 //! ctr3), key)`. The stream is a pure function of (key, counter, i): the same key gives the same
-//! mask on every device and run, and [`crate::reference::random`] reproduces it bit for bit. No
+//! mask on every device and run, and [`crate::reference::dropout`] reproduces it bit for bit. No
 //! mask is ever uploaded from the host.
 //!
 //! A dropout mask keeps element `i` when its word is at least `floor(p * 2^32)` (so it is dropped
 //! with probability `p`, to within 2^-32) and then holds `1 / (1 - p)`; dropped elements hold 0.
+//!
+//! See also:
+//! - shader: `shaders/dropout.wgsl`
+//! - CPU twin: [`crate::reference::dropout`]
+//! - layer: `src/nn/dropout.rs`
+//! - tests: `tests/nn/random.rs` (in `tests/nn.rs`)
 
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
