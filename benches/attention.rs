@@ -27,9 +27,7 @@ use criterion::{
 };
 use kiln::ops::{AttentionOptions, attention_composed, scaled_dot_product_attention};
 use kiln::{Gpu, Tensor};
-use kiln_kernels::launch::attention::{
-    self as ak, At, AttnConfig, AttnShape, AttnTiles, AttnVariant,
-};
+use kiln_kernels::launch::attention::{self as ak, AttnConfig, AttnShape, AttnTiles, AttnVariant};
 
 mod common;
 
@@ -131,14 +129,6 @@ fn rung_configs() -> Vec<AttnConfig> {
     ]
 }
 
-fn at(t: &Tensor) -> At<'_> {
-    let v = t.kernel_view();
-    At {
-        buf: v.buf,
-        offset: v.offset,
-    }
-}
-
 /// Each rung through the launchers: forward, or forward + backward (`backward`).
 fn rungs_for(c: &mut Criterion, name: &str, backward: bool) {
     let gpu = common::device(|| "attention rungs".into());
@@ -170,16 +160,27 @@ fn rungs_for(c: &mut Criterion, name: &str, backward: bool) {
             let case = format!("b{B}_h{H}_t{t}_d{D}");
             group.bench_function(BenchmarkId::new(cfg.name(), case), |bench| {
                 bench.iter(|| {
-                    ak::forward_with(&gpu, &s, cfg, at(&q), at(&k), at(&v), None, &o, &lse, 0)
-                        .unwrap();
+                    ak::forward(
+                        &gpu,
+                        &s,
+                        cfg,
+                        q.operand(),
+                        k.operand(),
+                        v.operand(),
+                        None,
+                        &o,
+                        &lse,
+                        0,
+                    )
+                    .unwrap();
                     if backward {
-                        ak::backward_with(
+                        ak::backward(
                             &gpu,
                             &s,
                             cfg,
-                            at(&q),
-                            at(&k),
-                            at(&v),
+                            q.operand(),
+                            k.operand(),
+                            v.operand(),
                             None,
                             &o,
                             &lse,

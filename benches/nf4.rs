@@ -115,11 +115,9 @@ fn nf4(c: &mut Criterion) {
                 group.bench_function(id(&cfg.label()), |b| {
                     b.iter(|| {
                         match pass {
-                            Nf4Pass::Forward => {
-                                nk::matmul_nf4_config(&gpu, cfg, wb, &x, 0, m, None, &y)
-                            }
+                            Nf4Pass::Forward => nk::matmul_nf4(&gpu, cfg, wb, &x, 0, m, None, &y),
                             Nf4Pass::GradInput => {
-                                nk::matmul_nf4_grad_input_config(&gpu, cfg, wb, &x, 0, m, &y)
+                                nk::matmul_nf4_grad_input(&gpu, cfg, wb, &x, 0, m, &y)
                             }
                         }
                         .unwrap();

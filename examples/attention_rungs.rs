@@ -7,16 +7,8 @@
 //! recorded and waited for) and GFLOP/s of the best, with forward FLOPs = 4 B H T² D (the two
 //! products) and forward + backward counted as 3.5 times that.
 use kiln::Tensor;
-use kiln_kernels::launch::attention::{self as ak, At, AttnConfig, AttnShape, AttnVariant};
+use kiln_kernels::launch::attention::{self as ak, AttnConfig, AttnShape, AttnVariant};
 use std::time::Instant;
-
-fn at(t: &Tensor) -> At<'_> {
-    let v = t.kernel_view();
-    At {
-        buf: v.buf,
-        offset: v.offset,
-    }
-}
 
 fn main() -> kiln::Result<()> {
     let mut args = Vec::new();
@@ -61,11 +53,27 @@ fn main() -> kiln::Result<()> {
     ];
     let run = |cfg: AttnConfig| -> kiln::Result<f64> {
         let t0 = Instant::now();
-        ak::forward_with(&gpu, &s, cfg, at(&q), at(&k), at(&v), None, &o, &lse, 0)?;
+        ak::forward(
+            &gpu,
+            &s,
+            cfg,
+            q.operand(),
+            k.operand(),
+            v.operand(),
+            None,
+            &o,
+            &lse,
+            0,
+        )?;
         if backward {
             let grads = (&dq, &dk, &dv);
-            let (qa, ka, va, g) = (at(&q), at(&k), at(&v), dout.kernel_view().buf);
-            ak::backward_with(&gpu, &s, cfg, qa, ka, va, None, &o, &lse, g, grads, 0)?;
+            let (qa, ka, va, g) = (
+                q.operand(),
+                k.operand(),
+                v.operand(),
+                dout.kernel_view().buf,
+            );
+            ak::backward(&gpu, &s, cfg, qa, ka, va, None, &o, &lse, g, grads, 0)?;
         }
         gpu.sync()?;
         Ok(t0.elapsed().as_secs_f64() * 1e3)

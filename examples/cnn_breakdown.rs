@@ -7,8 +7,8 @@ use kiln::nn::{Conv2d, Flatten, Linear, MaxPool2d, Module, ReLU, Sequential};
 use kiln::ops::Conv2dOptions;
 use kiln::optim::{Adam, AdamConfig, Optimizer};
 use kiln_kernels::KernelError;
+use kiln_kernels::Operand;
 use kiln_kernels::launch::conv::{self as ck, Conv2dShape};
-use kiln_kernels::launch::index::Dense;
 use kiln_kernels::launch::pool::{self as pk, Window};
 use kiln_kernels::profile::Profiler;
 
@@ -119,9 +119,6 @@ fn main() -> kiln::Result<()> {
         buf([64, 32, 7, 7])?,
         buf([64, 32, 7, 7])?,
     );
-    fn d(b: &kiln_kernels::GpuBuffer) -> Dense<'_> {
-        Dense { buf: b, offset: 0 }
-    }
     for round in 0..3 {
         println!("-- A/B round {round}");
         time("A conv1 grad_weight + bias sum_dims", &mut || {
@@ -141,27 +138,29 @@ fn main() -> kiln::Result<()> {
                 .map_err(kiln::Error::from)
         })?;
         time("A maxpool1 fwd generic", &mut || {
-            pk::max_pool2d_generic(&gpu, ps1, win, d(&ba1), &bo1, &barg1).map_err(kiln::Error::from)
+            pk::max_pool2d_generic(&gpu, ps1, win, Operand::whole(&ba1), &bo1, &barg1)
+                .map_err(kiln::Error::from)
         })?;
         time("B maxpool1 fwd tiled", &mut || {
-            pk::max_pool2d_tiled(&gpu, ps1, win, d(&ba1), &bo1, &barg1).map_err(kiln::Error::from)
+            pk::max_pool2d_tiled(&gpu, ps1, win, Operand::whole(&ba1), &bo1, &barg1)
+                .map_err(kiln::Error::from)
         })?;
         time("A maxpool1 bwd generic", &mut || {
-            pk::max_pool2d_backward_generic(&gpu, ps1, win, d(&bo1), &barg1, &ba1)
+            pk::max_pool2d_backward_generic(&gpu, ps1, win, Operand::whole(&bo1), &barg1, &ba1)
                 .map_err(kiln::Error::from)
         })?;
         time("B maxpool1 bwd tiled", &mut || {
-            pk::max_pool2d_backward_tiled(&gpu, ps1, win, d(&bo1), &barg1, &ba1)
+            pk::max_pool2d_backward_tiled(&gpu, ps1, win, Operand::whole(&bo1), &barg1, &ba1)
                 .map_err(kiln::Error::from)
         })?;
         time("A maxpool2 fwd+bwd generic", &mut || {
-            pk::max_pool2d_generic(&gpu, ps2, win, d(&ba2), &bo2, &barg2)?;
-            pk::max_pool2d_backward_generic(&gpu, ps2, win, d(&bo2), &barg2, &ba2)
+            pk::max_pool2d_generic(&gpu, ps2, win, Operand::whole(&ba2), &bo2, &barg2)?;
+            pk::max_pool2d_backward_generic(&gpu, ps2, win, Operand::whole(&bo2), &barg2, &ba2)
                 .map_err(kiln::Error::from)
         })?;
         time("B maxpool2 fwd+bwd tiled", &mut || {
-            pk::max_pool2d_tiled(&gpu, ps2, win, d(&ba2), &bo2, &barg2)?;
-            pk::max_pool2d_backward_tiled(&gpu, ps2, win, d(&bo2), &barg2, &ba2)
+            pk::max_pool2d_tiled(&gpu, ps2, win, Operand::whole(&ba2), &bo2, &barg2)?;
+            pk::max_pool2d_backward_tiled(&gpu, ps2, win, Operand::whole(&bo2), &barg2, &ba2)
                 .map_err(kiln::Error::from)
         })?;
     }

@@ -10,7 +10,7 @@
 //
 // with M0 = 0xD2511F53, M1 = 0xCD9E8D57, W0 = 0x9E3779B9, W1 = 0xBB67AE85. It is a pure function of
 // (key, counter): no state, so any element can be drawn by any invocation, in any order, and the
-// CPU twin (kernels/src/reference/random.rs) gives the same bits.
+// CPU twin (kernels/src/reference/dropout.rs) gives the same bits.
 //
 // Element i of a stream uses word (i % 4) of philox(counter = (ctr0 + i / 4, ctr1, ctr2, ctr3),
 // key = (key_lo, key_hi)). One invocation computes one counter and writes its four elements.

@@ -30,6 +30,7 @@ pub mod models;
 pub mod nn;
 pub mod ops;
 pub mod optim;
+pub mod show;
 pub mod sweep;
 pub mod tensor;
 pub mod train;

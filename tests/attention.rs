@@ -9,24 +9,13 @@ mod common;
 use common::*;
 use kiln::Tensor;
 use kiln::ops::{AttentionOptions, attention_composed, scaled_dot_product_attention};
-use kiln_kernels::launch::attention::{
-    self as ak, At, AttnConfig, AttnShape, AttnTiles, AttnVariant,
-};
+use kiln_kernels::launch::attention::{self as ak, AttnConfig, AttnShape, AttnTiles, AttnVariant};
 use kiln_kernels::reference::attention as cpu;
 
 /// f32 dot products of length D and sums over up to ~1000 keys with exp, against f64.
 const FWD: Tolerance = Tolerance::new(3e-4, 3e-5, "f32 online softmax over D- and Tk-long sums");
 /// Gradients sum ~Tq * D products of f32 values, in another order than the twin.
 const GRAD: Tolerance = Tolerance::new(1e-3, 1e-4, "f32 fused backward vs f64, long sums");
-
-/// A tensor's buffer and offset, for calling the launchers directly.
-fn at(t: &Tensor) -> At<'_> {
-    let view = t.kernel_view();
-    At {
-        buf: view.buf,
-        offset: view.offset,
-    }
-}
 
 fn f64s(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&x| x as f64).collect()
@@ -126,14 +115,14 @@ fn check_forward(c: &Case) {
     for cfg in configs() {
         let out = g.alloc(4 * (rows * c.s.d).max(1) as u64, "o").unwrap();
         let lse = g.alloc(4 * rows.max(1) as u64, "lse").unwrap();
-        ak::forward_with(
+        ak::forward(
             &g,
             &c.s,
             cfg,
-            at(&q),
-            at(&k),
-            at(&v),
-            keep.map(at),
+            q.operand(),
+            k.operand(),
+            v.operand(),
+            keep.map(Tensor::operand),
             &out,
             &lse,
             0,
@@ -436,14 +425,14 @@ fn run_kernels(c: &Case, cfg: AttnConfig, chunk: usize, dout: &[f32]) -> [Vec<f3
             .unwrap()
     };
     let (o, l) = (alloc(rows * s.d), alloc(rows));
-    ak::forward_with(
+    ak::forward(
         &g,
         s,
         cfg,
-        at(&q),
-        at(&k),
-        at(&v),
-        keep.map(at),
+        q.operand(),
+        k.operand(),
+        v.operand(),
+        keep.map(Tensor::operand),
         &o,
         &l,
         chunk,
@@ -451,14 +440,14 @@ fn run_kernels(c: &Case, cfg: AttnConfig, chunk: usize, dout: &[f32]) -> [Vec<f3
     .unwrap();
     let (dq, dk, dv) = (alloc(rows * s.d), alloc(krows * s.d), alloc(krows * s.d));
     let dout = tensor(dout, &[dout.len()]);
-    ak::backward_with(
+    ak::backward(
         &g,
         s,
         cfg,
-        at(&q),
-        at(&k),
-        at(&v),
-        keep.map(at),
+        q.operand(),
+        k.operand(),
+        v.operand(),
+        keep.map(Tensor::operand),
         &o,
         &l,
         dout.kernel_view().buf,

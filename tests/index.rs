@@ -7,11 +7,9 @@ mod common;
 
 use common::*;
 use kiln::{DType, Tensor};
-use kiln_kernels::launch::index::{
-    self as ik, Dense, IndexMode, IndexShape, ScatterStrategy, View3,
-};
+use kiln_kernels::launch::index::{self as ik, IndexMode, IndexShape, ScatterStrategy, View3};
 use kiln_kernels::reference::{gather_strided, index as cpu};
-use kiln_kernels::{Gpu, GpuBuffer};
+use kiln_kernels::{Gpu, GpuBuffer, Operand};
 
 /// (O, D, I, J) cases: every awkward size appears in every role.
 const CASES: &[(usize, usize, usize, usize)] = &[
@@ -104,11 +102,11 @@ fn forward_kernel_matches_twin_on_strided_sources() {
                         offset,
                         strides,
                     },
-                    Dense {
+                    Operand {
                         buf: &ib,
                         offset: 2,
                     },
-                    Dense {
+                    Operand {
                         buf: &ob,
                         offset: 5,
                     },
@@ -141,8 +139,8 @@ fn forward_kernel_copies_integer_words() {
         IndexMode::Select,
         s,
         View3::contiguous(&xb, 0, 17, 129),
-        Dense::new(&ib),
-        Dense::new(&ob),
+        Operand::whole(&ib),
+        Operand::whole(&ob),
     )
     .unwrap();
     let got: Vec<u32> = read(&g, &ob, 0, 7 * 17 * 129);
@@ -179,8 +177,8 @@ fn scatter_kernels_match_twin_bit_for_bit() {
                             offset,
                             strides,
                         },
-                        Dense::new(&ib),
-                        Dense {
+                        Operand::whole(&ib),
+                        Operand {
                             buf: &gxb,
                             offset: 1,
                         },

@@ -8,7 +8,7 @@ use common::{gpu, rand_vec, seed};
 use kiln::Gpu;
 use kiln_kernels::GpuBuffer;
 use kiln_kernels::launch::nf4::{
-    Nf4Buffers, Nf4Compute, Nf4Config, Nf4Pass, matmul_nf4_config, matmul_nf4_grad_input_config,
+    Nf4Buffers, Nf4Compute, Nf4Config, Nf4Pass, matmul_nf4, matmul_nf4_grad_input,
 };
 use kiln_kernels::reference::nf4::{self as cpu, Nf4Quantized};
 use kiln_kernels::tune::{self, Tuner};
@@ -84,7 +84,7 @@ fn check_forward(g: &Gpu, cfg: Nf4Config, m: usize, o: usize, i: usize, off: usi
     let b = rand_vec(o, seed("rf-b") ^ o as u64, -0.5, 0.5);
     let (xb, bb) = (upload(g, &x), upload(g, &b));
     let y = g.alloc(4 * (m * o) as u64, "y").unwrap();
-    matmul_nf4_config(g, cfg, w.buffers(), &xb, off, m, Some(&bb), &y).unwrap();
+    matmul_nf4(g, cfg, w.buffers(), &xb, off, m, Some(&bb), &y).unwrap();
     let x64: Vec<f64> = x[off..].iter().map(|&v| v as f64).collect();
     let b64: Vec<f64> = b.iter().map(|&v| v as f64).collect();
     let want = cpu::matmul_nf4(&x64, m, &w.q, Some(&b64));
@@ -108,7 +108,7 @@ fn check_grad(g: &Gpu, cfg: Nf4Config, m: usize, o: usize, i: usize, off: usize)
     let dy = rand_vec(off + m * o, seed("rg-dy") ^ (m * 31 + o) as u64, -1.0, 1.0);
     let dyb = upload(g, &dy);
     let dx = g.alloc(4 * (m * i) as u64, "dx").unwrap();
-    matmul_nf4_grad_input_config(g, cfg, w.buffers(), &dyb, off, m, &dx).unwrap();
+    matmul_nf4_grad_input(g, cfg, w.buffers(), &dyb, off, m, &dx).unwrap();
     let d64: Vec<f64> = dy[off..].iter().map(|&v| v as f64).collect();
     let want = cpu::matmul_nf4_grad_input(&d64, m, &w.q);
     let wd = cpu::dequantize::<f64>(&w.q);
@@ -227,25 +227,25 @@ fn block_rung_refuses_what_it_cannot_run() {
     let x = upload(&g, &[0.5; 8 * 65]);
     let y = g.alloc(4 * 8 * 65, "y").unwrap();
     let block = Nf4Config::DEFAULT_BLOCK;
-    let e = matmul_nf4_config(&g, block, w.buffers(), &x, 0, 7, None, &y).unwrap_err();
+    let e = matmul_nf4(&g, block, w.buffers(), &x, 0, 7, None, &y).unwrap_err();
     assert!(e.to_string().contains("in % 64"), "{e}");
-    let e = matmul_nf4_grad_input_config(&g, block, w.buffers(), &x, 0, 7, &y).unwrap_err();
+    let e = matmul_nf4_grad_input(&g, block, w.buffers(), &x, 0, 7, &y).unwrap_err();
     assert!(e.to_string().contains("in % 64"), "{e}");
     let w = Weight::new(&g, 7, 64, "refuse2");
-    let e = matmul_nf4_config(&g, block, w.buffers(), &x, 1, 7, None, &y).unwrap_err();
+    let e = matmul_nf4(&g, block, w.buffers(), &x, 1, 7, None, &y).unwrap_err();
     assert!(e.to_string().contains("offset"), "{e}");
     let bad = Nf4Config::Block {
         tm: 17,
         tw: 1,
         select: false,
     };
-    assert!(matmul_nf4_config(&g, bad, w.buffers(), &x, 0, 7, None, &y).is_err());
+    assert!(matmul_nf4(&g, bad, w.buffers(), &x, 0, 7, None, &y).is_err());
     // The tile rung is forward-only.
     let tile = Nf4Config::Tile {
         tm: 8,
         select: false,
     };
-    assert!(matmul_nf4_grad_input_config(&g, tile, w.buffers(), &x, 0, 7, &y).is_err());
+    assert!(matmul_nf4_grad_input(&g, tile, w.buffers(), &x, 0, 7, &y).is_err());
     // The untuned defaults: block where it applies, f32 for Auto, f16 only when forced.
     let d = |c, i, off, p| Nf4Config::default_for(c, i, off, p);
     assert_eq!(d(Nf4Compute::Auto, 1024, 0, Nf4Pass::Forward), block);

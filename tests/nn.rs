@@ -17,8 +17,8 @@ use kiln::nn::{
     Reduction, Sequential, SiLU, Sigmoid, Tanh, dropout, init, rng,
 };
 use kiln::{DType, Tensor};
-use kiln_kernels::launch::random::{self as rk, Stream};
-use kiln_kernels::reference::random as cpu_rng;
+use kiln_kernels::launch::dropout::{self as rk, Stream};
+use kiln_kernels::reference::dropout as cpu_rng;
 
 static RNG_LOCK: Mutex<()> = Mutex::new(());
 

@@ -8,8 +8,8 @@ use common::*;
 use kiln::Tensor;
 use kiln::nn::{LayerNorm, Module, RmsNorm};
 use kiln::ops::norm;
-use kiln_kernels::launch::layer_norm::NormKind;
-use kiln_kernels::reference::layer_norm as cpu;
+use kiln_kernels::launch::norm::NormKind;
+use kiln_kernels::reference::norm as cpu;
 
 /// f32 row sums (mean, variance, dot products over D <= 257) in another order than f64.
 const TOL: Tolerance = Tolerance::new(
@@ -231,12 +231,12 @@ fn rows_past_the_loop_limit() {
     let g = gpu();
     let buf = |n: usize| g.alloc(n as u64 * 4, "test").unwrap();
     let (xb, wb, yb, sb) = (buf(rows * d), buf(d), buf(rows * d), buf(2 * rows));
-    let err = kiln_kernels::launch::layer_norm::forward(
+    let err = kiln_kernels::launch::norm::forward(
         &g,
         NormKind::LayerNorm,
         rows,
         d,
-        kiln_kernels::launch::index::Dense::new(&xb),
+        kiln_kernels::Operand::whole(&xb),
         &wb,
         &wb,
         1e-5,

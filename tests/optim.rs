@@ -14,7 +14,8 @@ mod state;
 use common::*;
 use kiln::Tensor;
 use kiln::optim::{Adam, AdamConfig, Optimizer, Schedule, Sgd, SgdConfig};
-use kiln_kernels::launch::optim::{self as k, AdamStep, SgdStep, Span};
+use kiln_kernels::Operand;
+use kiln_kernels::launch::optim::{self as k, AdamStep, SgdStep};
 use kiln_kernels::reference::optim as twin;
 
 /// f32 updates against f64 over a few steps: a few roundings per element and step, and
@@ -42,8 +43,8 @@ fn named(ps: &[Tensor]) -> Vec<(String, Tensor)> {
 }
 
 /// The kernel operand `offset` elements into a tensor's buffer.
-fn span(t: &Tensor, offset: usize) -> Span<'_> {
-    Span::new(t.kernel_view().buf, offset)
+fn span(t: &Tensor, offset: usize) -> Operand<'_> {
+    Operand::new(t.kernel_view().buf, offset)
 }
 
 fn err_text<T>(r: kiln::Result<T>) -> String {

@@ -7,7 +7,8 @@ mod common;
 
 use common::*;
 use kiln::Tensor;
-use kiln_kernels::launch::optim::{self as k, AdamStep, Span};
+use kiln_kernels::Operand;
+use kiln_kernels::launch::optim::{self as k, AdamStep};
 use kiln_kernels::reference::optim as twin;
 
 fn f64s(v: &[f32]) -> Vec<f64> {
@@ -44,7 +45,7 @@ fn adam_vec4_matches_cpu_twin() {
         let [po, go, mo, vo] = offs;
         let (p, gt, m, v) = (at(&p0, po), at(&gr, go), at(&m0, mo), at(&v0, vo));
         let spans = [(&p, po), (&gt, go), (&m, mo), (&v, vo)]
-            .map(|(t, o)| Span::new(t.kernel_view().buf, o));
+            .map(|(t, o)| Operand::new(t.kernel_view().buf, o));
         assert_eq!(
             k::adam_vec4_ok(n, &spans.iter().collect::<Vec<_>>()),
             vec4,

@@ -12,10 +12,9 @@ use kiln::nn::{
     Module, batch_norm2d,
 };
 use kiln::{DType, Tensor};
-use kiln_kernels::launch::index::Dense;
-use kiln_kernels::launch::norm::NormShape;
+use kiln_kernels::launch::batch_norm::NormShape;
 use kiln_kernels::launch::pool::{self as pk, PoolShape, Window};
-use kiln_kernels::reference::{norm as cpu_norm, pool as cpu};
+use kiln_kernels::reference::{batch_norm as cpu_norm, pool as cpu};
 
 /// (N, C, H, W, kernel, stride, padding): overlapping (stride < kernel), tiling (stride =
 /// kernel), gapped (stride > kernel), rectangular and padded windows, 1x1 planes.
@@ -83,13 +82,6 @@ fn at_offset(data: &[f32], shape: &[usize]) -> Tensor {
         .unwrap()
 }
 
-fn dense(t: &Tensor) -> Dense<'_> {
-    Dense {
-        buf: t.kernel_view().buf,
-        offset: t.offset(),
-    }
-}
-
 /// An output tensor pre-filled with NaN, so an element the kernel forgets to write shows up.
 fn garbage(shape: &[usize]) -> Tensor {
     Tensor::full_on(&gpu(), shape, f32::NAN).unwrap()
@@ -115,7 +107,7 @@ fn max_pool_kernels_match_cpu_twin() {
         let out = [s.n, s.c, s.oh, s.ow];
         let y = garbage(&out);
         let arg = Tensor::from_slice_on(&g, &vec![u32::MAX; s.output_len()], &out).unwrap();
-        pk::max_pool2d(&g, s, win, dense(&x), dense(&y).buf, dense(&arg).buf).unwrap();
+        pk::max_pool2d(&g, s, win, x.operand(), y.operand().buf, arg.operand().buf).unwrap();
         let (want_y, want_arg) = cpu::max_pool2d(s, win, &xs);
         MAX_EXACT.assert_close(&format!("max_pool2d {case:?}"), &f32s(&y), &want_y);
         assert_eq!(arg.to_vec::<u32>().unwrap(), want_arg, "argmax {case:?}");
@@ -123,7 +115,15 @@ fn max_pool_kernels_match_cpu_twin() {
         let gs = rand_vec(s.output_len(), seed("max g") + k as u64, -1.0, 1.0);
         let gt = at_offset(&gs, &out);
         let gx = garbage(&[s.n, s.c, s.h, s.w]);
-        pk::max_pool2d_backward(&g, s, win, dense(&gt), dense(&arg).buf, dense(&gx).buf).unwrap();
+        pk::max_pool2d_backward(
+            &g,
+            s,
+            win,
+            gt.operand(),
+            arg.operand().buf,
+            gx.operand().buf,
+        )
+        .unwrap();
         let want = cpu::max_pool2d_backward(s, &gs, &want_arg);
         WINDOW_SUM.assert_close(&format!("max_pool2d backward {case:?}"), &f32s(&gx), &want);
     }
@@ -158,28 +158,28 @@ fn tiled_max_pool_matches_generic_and_cpu_twin() {
         for tiled in [false, true] {
             let y = garbage(&out);
             let arg = Tensor::from_slice_on(&g, &vec![u32::MAX; s.output_len()], &out).unwrap();
-            let (yb, ab) = (dense(&y).buf, dense(&arg).buf);
+            let (yb, ab) = (y.operand().buf, arg.operand().buf);
             if tiled {
-                pk::max_pool2d_tiled(&g, s, win, dense(&x), yb, ab).unwrap();
+                pk::max_pool2d_tiled(&g, s, win, x.operand(), yb, ab).unwrap();
             } else {
-                pk::max_pool2d_generic(&g, s, win, dense(&x), yb, ab).unwrap();
+                pk::max_pool2d_generic(&g, s, win, x.operand(), yb, ab).unwrap();
             }
             let what = format!("max_pool2d tiled={tiled} {case:?}");
             MAX_EXACT.assert_close(&what, &f32s(&y), &want_y);
             assert_eq!(arg.to_vec::<u32>().unwrap(), want_arg, "argmax {what}");
             let gx = garbage(&[s.n, s.c, s.h, s.w]);
-            let gxb = dense(&gx).buf;
+            let gxb = gx.operand().buf;
             if tiled && pk::tiles_backward(s, win) {
-                pk::max_pool2d_backward_tiled(&g, s, win, dense(&gt), ab, gxb).unwrap();
+                pk::max_pool2d_backward_tiled(&g, s, win, gt.operand(), ab, gxb).unwrap();
             } else if tiled {
-                let e = pk::max_pool2d_backward_tiled(&g, s, win, dense(&gt), ab, gxb);
+                let e = pk::max_pool2d_backward_tiled(&g, s, win, gt.operand(), ab, gxb);
                 assert!(
                     e.is_err(),
                     "{what}: a window that drops input must be refused"
                 );
-                pk::max_pool2d_backward(&g, s, win, dense(&gt), ab, gxb).unwrap();
+                pk::max_pool2d_backward(&g, s, win, gt.operand(), ab, gxb).unwrap();
             } else {
-                pk::max_pool2d_backward_generic(&g, s, win, dense(&gt), ab, gxb).unwrap();
+                pk::max_pool2d_backward_generic(&g, s, win, gt.operand(), ab, gxb).unwrap();
             }
             WINDOW_SUM.assert_close(&format!("{what} backward"), &f32s(&gx), &want_gx);
         }
@@ -189,7 +189,9 @@ fn tiled_max_pool_matches_generic_and_cpu_twin() {
     assert!(!pk::tiles_forward(s, win));
     let x = garbage(&[s.n, s.c, s.h, s.w]);
     let y = garbage(&[s.n, s.c, s.oh, s.ow]);
-    assert!(pk::max_pool2d_tiled(&g, s, win, dense(&x), dense(&y).buf, dense(&y).buf).is_err());
+    assert!(
+        pk::max_pool2d_tiled(&g, s, win, x.operand(), y.operand().buf, y.operand().buf).is_err()
+    );
 }
 
 #[test]
@@ -215,14 +217,14 @@ fn avg_pool_kernels_match_cpu_twin() {
         let x = at_offset(&xs, &[s.n, s.c, s.h, s.w]);
         let out = [s.n, s.c, s.oh, s.ow];
         let y = garbage(&out);
-        pk::avg_pool2d(&g, s, win, dense(&x), dense(&y).buf).unwrap();
+        pk::avg_pool2d(&g, s, win, x.operand(), y.operand().buf).unwrap();
         let want = cpu::avg_pool2d(s, win, &xs);
         WINDOW_SUM.assert_close(&format!("avg_pool2d {case:?}"), &f32s(&y), &want);
 
         let gs = rand_vec(s.output_len(), seed("avg g") + k as u64, -1.0, 1.0);
         let gt = at_offset(&gs, &out);
         let gx = garbage(&[s.n, s.c, s.h, s.w]);
-        pk::avg_pool2d_backward(&g, s, win, dense(&gt), dense(&gx).buf).unwrap();
+        pk::avg_pool2d_backward(&g, s, win, gt.operand(), gx.operand().buf).unwrap();
         let want = cpu::avg_pool2d_backward(s, win, &gs);
         WINDOW_SUM.assert_close(&format!("avg_pool2d backward {case:?}"), &f32s(&gx), &want);
     }
@@ -246,14 +248,14 @@ fn adaptive_kernels_match_cpu_twin() {
         let xs = rand_vec(s.input_len(), seed("ada x") + k as u64, -2.0, 2.0);
         let x = at_offset(&xs, &[n, c, h, w]);
         let y = garbage(&[n, c, oh, ow]);
-        pk::adaptive_avg_pool2d(&g, s, dense(&x), dense(&y).buf).unwrap();
+        pk::adaptive_avg_pool2d(&g, s, x.operand(), y.operand().buf).unwrap();
         let want = cpu::adaptive_avg_pool2d(s, &xs);
         WINDOW_SUM.assert_close(&format!("adaptive {s:?}"), &f32s(&y), &want);
 
         let gs = rand_vec(s.output_len(), seed("ada g") + k as u64, -1.0, 1.0);
         let gt = at_offset(&gs, &[n, c, oh, ow]);
         let gx = garbage(&[n, c, h, w]);
-        pk::adaptive_avg_pool2d_backward(&g, s, dense(&gt), dense(&gx).buf).unwrap();
+        pk::adaptive_avg_pool2d_backward(&g, s, gt.operand(), gx.operand().buf).unwrap();
         let want = cpu::adaptive_avg_pool2d_backward(s, &gs);
         WINDOW_SUM.assert_close(&format!("adaptive backward {s:?}"), &f32s(&gx), &want);
     }

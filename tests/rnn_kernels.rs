@@ -63,11 +63,11 @@ fn check_one_step(
         d,
         t,
         ForwardBufs {
-            gi: dense(&gi_t),
-            gh: dense(&gh_t),
-            b_hh: dense(&bhh_t),
-            state: dense(&state_t),
-            gates: (cell.saved() > 0).then(|| dense(&gates_t)),
+            gi: gi_t.operand(),
+            gh: gh_t.operand(),
+            b_hh: bhh_t.operand(),
+            state: state_t.operand(),
+            gates: (cell.saved() > 0).then(|| gates_t.operand()),
         },
     )
     .unwrap();
@@ -117,13 +117,13 @@ fn check_one_step(
         d,
         t,
         BackwardBufs {
-            g: dense(&g_t),
-            state: dense(&st_t),
-            dhrec: dense(&dhrec_t),
-            dgi: dense(&dgi_t),
-            carry: lstm_or_gru.then(|| dense(&carry_t)),
-            gates: lstm_or_gru.then(|| dense(&saved_t)),
-            dgh: (cell == RnnCell::Gru).then(|| dense(&dgh_t)),
+            g: g_t.operand(),
+            state: st_t.operand(),
+            dhrec: dhrec_t.operand(),
+            dgi: dgi_t.operand(),
+            carry: lstm_or_gru.then(|| carry_t.operand()),
+            gates: lstm_or_gru.then(|| saved_t.operand()),
+            dgh: (cell == RnnCell::Gru).then(|| dgh_t.operand()),
         },
     )
     .unwrap();

@@ -60,7 +60,8 @@ impl Gpu {
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        self.encoder.copy(self, src.raw(), start, &staging, 0, size);
+        self.encoder
+            .copy(&self.device, src.raw(), start, &staging, 0, size);
         self.flush();
         let (tx, rx) = std::sync::mpsc::channel();
         staging.map_async(wgpu::MapMode::Read, .., move |r| {
@@ -92,8 +93,14 @@ impl Gpu {
         bytes: u64,
     ) {
         if bytes > 0 {
-            self.encoder
-                .copy(self, src.raw(), src_offset, dst.raw(), dst_offset, bytes);
+            self.encoder.copy(
+                &self.device,
+                src.raw(),
+                src_offset,
+                dst.raw(),
+                dst_offset,
+                bytes,
+            );
         }
     }
 
@@ -105,8 +112,17 @@ impl Gpu {
         buffers: &[&GpuBuffer],
         workgroups: [u32; 3],
     ) {
-        self.encoder
-            .dispatch(self, key, params, buffers, workgroups);
+        let pipeline = self.pipelines.get(&self.device, key);
+        let label = key.label();
+        self.encoder.dispatch(
+            &self.device,
+            &self.queue,
+            &pipeline,
+            &label,
+            params,
+            buffers,
+            workgroups,
+        );
     }
 
     /// Batching counters.

@@ -2,7 +2,7 @@
 //!
 //! Every launch is recorded into one pending `CommandEncoder` (a compute pass per dispatch) and
 //! its params struct is appended to a host-side byte arena. Nothing reaches the GPU until
-//! [`crate::Gpu::flush`]: on readback, before a host upload, or when the batch is full
+//! `Gpu::flush`: on readback, before a host upload, or when the batch is full
 //! ([`MAX_DISPATCHES`] dispatches or a full arena). At flush the arena is written to one uniform
 //! buffer with a single `write_buffer` (which the queue runs before the batch), then the batch is
 //! submitted. No launch waits for the device.
@@ -11,8 +11,6 @@ use std::sync::Mutex;
 
 use bytemuck::Pod;
 
-use crate::gpu::Gpu;
-use crate::pipeline::KernelKey;
 use crate::pool::GpuBuffer;
 
 /// Dispatches per submitted batch.
@@ -83,22 +81,25 @@ impl Encoder {
         s.encoder.is_some()
     }
 
-    /// Record one dispatch of `key` with `params` at binding 0 and `buffers` at bindings 1...
+    /// Record one dispatch of `pipeline` (its wgpu objects labelled `label`, the kernel key) with
+    /// `params` at binding 0 and `buffers` at bindings 1...
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn dispatch<P: Pod>(
         &self,
-        gpu: &Gpu,
-        key: &KernelKey,
+        device: &wgpu::Device,
+        queue: &wgpu::Queue,
+        pipeline: &wgpu::ComputePipeline,
+        label: &str,
         params: &P,
         buffers: &[&GpuBuffer],
         workgroups: [u32; 3],
     ) {
-        let pipeline = gpu.pipelines.get(&gpu.device, key);
         let bytes = bytemuck::bytes_of(params);
         let size = bytes.len().div_ceil(16) * 16;
         let mut s = self.lock();
         let start = s.params.len().div_ceil(self.align) * self.align;
         if start + size > ARENA_BYTES as usize || s.dispatches >= MAX_DISPATCHES {
-            self.submit(gpu, &mut s);
+            self.submit(queue, &mut s);
         }
         let start = s.params.len().div_ceil(self.align) * self.align;
         s.params.resize(start, 0);
@@ -121,24 +122,22 @@ impl Encoder {
                 resource: b.raw().as_entire_binding(),
             });
         }
-        let label = key.label();
-        let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(&label),
+        let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(label),
             layout: &layout,
             entries: &entries,
         });
         let enc = s.encoder.get_or_insert_with(|| {
-            gpu.device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                    label: Some("kiln.batch"),
-                })
+            device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("kiln.batch"),
+            })
         });
         {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some(&label),
+                label: Some(label),
                 timestamp_writes: None,
             });
-            pass.set_pipeline(&pipeline);
+            pass.set_pipeline(pipeline);
             pass.set_bind_group(0, &bind_group, &[]);
             pass.dispatch_workgroups(workgroups[0], workgroups[1], workgroups[2]);
         }
@@ -149,7 +148,7 @@ impl Encoder {
     /// Record a buffer-to-buffer copy into the pending batch.
     pub(crate) fn copy(
         &self,
-        gpu: &Gpu,
+        device: &wgpu::Device,
         src: &wgpu::Buffer,
         src_offset: u64,
         dst: &wgpu::Buffer,
@@ -158,27 +157,26 @@ impl Encoder {
     ) {
         let mut s = self.lock();
         let enc = s.encoder.get_or_insert_with(|| {
-            gpu.device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                    label: Some("kiln.batch"),
-                })
+            device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("kiln.batch"),
+            })
         });
         enc.copy_buffer_to_buffer(src, src_offset, dst, dst_offset, bytes);
     }
 
-    pub(crate) fn flush(&self, gpu: &Gpu) {
+    pub(crate) fn flush(&self, queue: &wgpu::Queue) {
         let mut s = self.lock();
-        self.submit(gpu, &mut s);
+        self.submit(queue, &mut s);
     }
 
-    fn submit(&self, gpu: &Gpu, s: &mut State) {
+    fn submit(&self, queue: &wgpu::Queue, s: &mut State) {
         let Some(enc) = s.encoder.take() else {
             return;
         };
         if !s.params.is_empty() {
-            gpu.queue.write_buffer(&self.arena, 0, &s.params);
+            queue.write_buffer(&self.arena, 0, &s.params);
         }
-        gpu.queue.submit(Some(enc.finish()));
+        queue.submit(Some(enc.finish()));
         s.params.clear();
         s.dispatches = 0;
         s.submitted_batches += 1;

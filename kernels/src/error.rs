@@ -88,5 +88,16 @@ pub enum KernelError {
     },
 }
 
+impl KernelError {
+    /// A [`KernelError::Launch`]: `kernel` (a [`KernelKey`](crate::KernelKey), which prints its
+    /// label, or a shader name) was called with arguments that do not fit, as `message` says.
+    pub fn launch(kernel: impl std::fmt::Display, message: impl Into<String>) -> Self {
+        KernelError::Launch {
+            kernel: kernel.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
 /// Result type of the runtime.
 pub type Result<T, E = KernelError> = std::result::Result<T, E>;

@@ -352,6 +352,6 @@ impl Gpu {
 
     /// Submit all recorded work without waiting for it.
     pub fn flush(&self) {
-        self.encoder.flush(self);
+        self.encoder.flush(&self.queue);
     }
 }

@@ -27,6 +27,7 @@ pub mod encoder;
 pub mod error;
 pub mod gpu;
 pub mod launch;
+mod operand;
 pub mod pipeline;
 pub mod pool;
 pub mod profile;
@@ -36,6 +37,7 @@ pub mod tune;
 
 pub use error::{KernelError, Result};
 pub use gpu::{AdapterSummary, Gpu};
+pub use operand::Operand;
 pub use pipeline::KernelKey;
 pub use pool::GpuBuffer;
 

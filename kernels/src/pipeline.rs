@@ -53,6 +53,13 @@ impl KernelKey {
     }
 }
 
+impl std::fmt::Display for KernelKey {
+    /// The [label](KernelKey::label).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.label())
+    }
+}
+
 /// The cache.
 #[derive(Default)]
 pub(crate) struct PipelineCache {

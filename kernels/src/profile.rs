@@ -130,10 +130,10 @@ impl Profiler {
         F: FnMut() -> Result<()>,
     {
         if iters == 0 {
-            return Err(KernelError::Launch {
-                kernel: "profile".into(),
-                message: "Profiler::time needs at least one timed iteration".into(),
-            });
+            return Err(KernelError::launch(
+                "profile",
+                "Profiler::time needs at least one timed iteration",
+            ));
         }
         gpu.sync()?;
         // The first warm-up run also tells whether the closure submits work by itself.

@@ -86,11 +86,17 @@ pub const SOURCES: &[(&str, &str)] = &[
         "common/nf4.wgsl",
         include_str!("../../shaders/common/nf4.wgsl"),
     ),
-    ("nf4.wgsl", include_str!("../../shaders/nf4.wgsl")),
-    ("nf4_f16.wgsl", include_str!("../../shaders/nf4_f16.wgsl")),
     (
-        "nf4_block.wgsl",
-        include_str!("../../shaders/nf4_block.wgsl"),
+        "nf4/simple.wgsl",
+        include_str!("../../shaders/nf4/simple.wgsl"),
+    ),
+    (
+        "nf4/simple_f16.wgsl",
+        include_str!("../../shaders/nf4/simple_f16.wgsl"),
+    ),
+    (
+        "nf4/block.wgsl",
+        include_str!("../../shaders/nf4/block.wgsl"),
     ),
     (
         "common/conv.wgsl",

@@ -11,13 +11,14 @@
 //! adapter: on lavapipe, where workgroup barriers are costly, the barrier-free rungs win because
 //! they measure faster, not because of the adapter's name.
 //!
-//! Timing is wall time around `Gpu::sync` (submit, then wait). A tiny product with the same
-//! specialisation first builds the pipeline (compiling takes tenths of a second on lavapipe and
-//! must not count), then one warm-up run; each candidate repeats until ~[`Tuner::budget`] has
-//! passed and its best repetition counts. A candidate still 4x slower than the best so far after
-//! two runs stops there (one whose warm-up alone took seconds is not repeated). The GPU
-//! timestamps of `kernels/src/profile.rs` are not used yet: on a CPU adapter wall time is what
-//! counts anyway. The winner is then checked once against the CPU twin on small random operands
+//! Timing uses GPU timestamp queries where the adapter has them ([`crate::profile::Profiler`]:
+//! the kernels' own time, without the host's recording and sync latency), else wall time
+//! around `Gpu::sync` (submit, then wait; lavapipe has no timestamps). A tiny product with the
+//! same specialisation first builds the pipeline (compiling takes tenths of a second on
+//! lavapipe and must not count), then one warm-up run; each candidate repeats until
+//! ~[`Tuner::budget`] has passed and its best repetition counts. A candidate still 4x slower
+//! than the best so far after two runs stops there (one whose warm-up alone took seconds is not
+//! repeated). The winner is then checked once against the CPU twin on small random operands
 //! of the bucket's layout; one that disagrees is discarded and the next fastest checked.
 //!
 //! Buckets round M, N and K up to powers of two and keep whether there is a batch and whether A
@@ -29,9 +30,15 @@
 //! one that does not parse, is ignored with a warning on stderr. Files are written atomically
 //! (a temporary file renamed over the old one).
 //!
-//! Lookups ([`matmul_choice`], [`conv_choice`]) read the file once per process and then cost a
-//! map lookup; a shape never tuned gets the default at once, and nothing tunes inside a training
-//! step. `KILN_TUNE=0` turns lookups off (defaults everywhere).
+//! Lookups ([`matmul_choice`], [`conv_choice`], [`attention_config`], [`nf4_choice`]) read the
+//! file once per process and then cost a map lookup; a shape never tuned gets the default at
+//! once, and nothing tunes inside a training step. `KILN_TUNE=0` turns lookups off (defaults
+//! everywhere).
+//!
+//! One layer consults the tuner: the ops of the root crate (`src/ops/`), which pass the chosen
+//! configuration to the launchers. The launchers never look it up, so this module sits above
+//! [`crate::launch`] (it times the launchers) and no import runs the other way
+//! (`kernels/tests/layers.rs` fails on a cycle between modules).
 //!
 //! ```
 //! use kiln_kernels::launch::matmul::{MatLayout, MatmulDims};
@@ -168,6 +175,15 @@ pub fn attention_choice(gpu: &Gpu, s: &AttnShape) -> AttnConfig {
         .get(&entry_key("attention", &attention_bucket(s), "f32"))
         .and_then(|c| AttnConfig::parse(&c.config))
         .unwrap_or_else(|| attention_default(s))
+}
+
+/// The configuration `variant` means for shape `s`: [`attention_choice`] for `Auto`, else the
+/// rung with its default tiles. What the op layer passes to the attention launchers.
+pub fn attention_config(gpu: &Gpu, s: &AttnShape, variant: AttnVariant) -> AttnConfig {
+    match variant {
+        AttnVariant::Auto => attention_choice(gpu, s),
+        v => AttnConfig::of(v),
+    }
 }
 
 /// The key of one cache entry: `kernel/bucket/dtype`.

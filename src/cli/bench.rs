@@ -163,10 +163,7 @@ pub(crate) struct Suite {
 
 /// A kiln-level error as a kernel error, so tensor-level closures can be timed by [`Profiler`].
 pub(crate) fn kerr(e: crate::Error) -> KernelError {
-    KernelError::Launch {
-        kernel: "kiln bench".into(),
-        message: e.to_string(),
-    }
+    KernelError::launch("kiln bench", e.to_string())
 }
 
 impl Suite {

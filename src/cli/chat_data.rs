@@ -20,13 +20,13 @@ use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::train::group;
 use super::{Error, Result};
 use crate::data::chat::{
     ChatDataset, ChatOptions, ChatTemplate, Conversation, Message, Role, load_chat, parse_chat,
     tokenize_chat,
 };
 use crate::data::tokenizer::Tokenizer;
+use crate::show::digits;
 
 /// The embedded chat set: 1,500 chitchat conversations (see data/README.md).
 const CHITCHAT_GZ: &[u8] = include_bytes!("../../data/chat/chitchat_train.jsonl.gz");
@@ -236,16 +236,16 @@ pub fn prepare(
     let report = format!(
         "{} conversations ({} train / {} val) -> {} pieces of at most {window} tokens -> {} \
          train windows ({} assistant tokens trained on, {} truncated, {} dropped){}",
-        group(convs.len()),
-        group(tr.len()),
-        group(va.len()),
-        group(tr_pieces.len() + va_pieces.len()),
-        group(train.len()),
-        group(train.trained_tokens()),
-        group(train.truncated),
-        group(train.dropped),
+        digits(convs.len()),
+        digits(tr.len()),
+        digits(va.len()),
+        digits(tr_pieces.len() + va_pieces.len()),
+        digits(train.len()),
+        digits(train.trained_tokens()),
+        digits(train.truncated),
+        digits(train.dropped),
         match &val {
-            Some(v) => format!(", {} val windows", group(v.len())),
+            Some(v) => format!(", {} val windows", digits(v.len())),
             None => ", no validation".into(),
         }
     );

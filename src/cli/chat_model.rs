@@ -125,8 +125,8 @@ pub fn quant_line(r: &QuantReport) -> String {
     format!(
         "{} layers in NF4: {} bytes vs {} bytes in f32 ({:.3} x), largest relative error {:.4}",
         r.layers.len(),
-        super::train::group(r.nf4_bytes()),
-        super::train::group(r.f32_bytes()),
+        crate::show::digits(r.nf4_bytes()),
+        crate::show::digits(r.f32_bytes()),
         r.ratio(),
         r.max_rel_error()
     )

@@ -29,7 +29,7 @@ use super::chat_data::{self, CHITCHAT};
 use super::chat_model::{ADAPTER_META, AdapterMeta, GptBase, quant_line, quantize_targets};
 use super::loop_args::{LoopArgs, refuse_fixed_flags};
 use super::progress::{self, Units};
-use super::train::{group, resume_from, resumed_line};
+use super::train::{resume_from, resumed_line};
 use super::{Error, Result, open_device};
 use crate::data::Dataset;
 use crate::data::chat::ChatTemplate;
@@ -38,6 +38,7 @@ use crate::models::LanguageModel;
 use crate::nn::Module;
 use crate::nn::lora::{self, LoraConfig};
 use crate::optim::OptimizerKind;
+use crate::show::digits;
 use crate::train::log::EpochRecord;
 use crate::train::{
     Control, EpochEnd, Hook, MaskedLm, Objective, Progress, Saved, TrainConfig, Trainer,
@@ -371,8 +372,8 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
         // PEFT's print_trainable_parameters line, NF4 base weights counted in "all".
         println!(
             "params: trainable params: {} || all params: {} || trainable%: {pct:.4}",
-            group(counts.trainable),
-            group(total)
+            digits(counts.trainable),
+            digits(total)
         );
         match &quant {
             Some(q) => println!(
@@ -493,8 +494,8 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
         "{}{stop} in {wall:.1}s: {losses} (assistant tokens); {} of {} parameters \
          trainable ({pct:.2} %); peak GPU memory {}",
         super::train_summary::done(&progress),
-        group(counts.trainable),
-        group(total),
+        digits(counts.trainable),
+        digits(total),
         mb(peak)
     );
     Ok(())

@@ -6,7 +6,7 @@ use clap::Args;
 
 use super::Result;
 use super::saved::checkpoint_path;
-use super::train::group;
+use crate::show::digits;
 use crate::train::checkpoint;
 
 /// Flags of `kiln info`.
@@ -30,7 +30,7 @@ pub fn run(a: InfoArgs) -> Result<()> {
         }
         println!("{name:<44} {:>6}  {:?}", t.dtype.name(), t.shape);
     }
-    println!("\nparameters: {}", group(params));
+    println!("\nparameters: {}", digits(params));
     for key in ["model_spec", "task", "progress", "train_config", "rng"] {
         if let Some(v) = ck.metadata.get(key) {
             println!("{key}: {v}");

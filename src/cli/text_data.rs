@@ -156,8 +156,8 @@ pub fn load_text(spec: &RunSpec, tokenizer: Option<Arc<dyn Tokenizer>>) -> Resul
     let report = format!(
         "{label}: {} characters -> {} tokens ({} tokenizer, vocabulary {vocab}); windows of \
          {context}: {} train / {} val / {} test",
-        group(corpus.chars().count()),
-        group(n),
+        crate::show::digits(corpus.chars().count()),
+        crate::show::digits(n),
         tok.kind(),
         inner.train.len(),
         inner.validation.len(),
@@ -180,10 +180,6 @@ pub fn load_text(spec: &RunSpec, tokenizer: Option<Arc<dyn Tokenizer>>) -> Resul
             context,
         }),
     })
-}
-
-fn group(n: usize) -> String {
-    super::train::group(n)
 }
 
 /// `model` with the spec's language-model settings (`layers`, `heads`, `width`, `dropout`)

@@ -16,6 +16,7 @@ use super::{Error, Result, open_device};
 use crate::io::run_dir::{LAST, RunLock};
 use crate::models::ModelSpec;
 use crate::optim::OptimizerKind;
+use crate::show::digits;
 use crate::train::{self, Progress, Supervised, Trainer};
 
 /// Flags of `kiln train`. Any flag given overrides the same setting from `--config`.
@@ -387,7 +388,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         println!(
             "model:  {} ({} parameters), {} lr {} {}, batch {}, {} epochs",
             model_spec.name(),
-            group(model.num_parameters()),
+            digits(model.num_parameters()),
             spec.train.optimizer,
             spec.train.lr,
             spec.train.schedule,
@@ -400,8 +401,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
         let c = crate::nn::freeze::param_counts(model.as_ref());
         println!(
             "params: {} trainable of {} ({} of {} tensors){}",
-            group(c.trainable),
-            group(c.total),
+            digits(c.trainable),
+            digits(c.total),
             c.trainable_tensors,
             c.total_tensors,
             match spec.train.unfreeze_at {
@@ -547,17 +548,4 @@ fn init_from(
     let report = crate::nn::load::load_pretrained(model, Path::new(src), &opts)
         .map_err(|e| Error(format!("--init-from: {e}")))?;
     Ok(Some(report))
-}
-
-/// Digits grouped by thousands: 12,345.
-pub fn group(n: usize) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }

@@ -3,6 +3,7 @@
 
 use super::error::{DataError, invalid};
 use super::{Batch, Dataset, Targets};
+use crate::show;
 
 /// A dataset held in host memory: features `(N, feature_shape...)` row-major, and targets.
 ///
@@ -39,9 +40,9 @@ impl InMemoryDataset {
         let n = targets_len(&targets)?;
         if features.len() != n * per {
             return invalid(format!(
-                "dataset: {} feature values do not fill ({n}, {}) for {n} targets",
+                "dataset: {} feature values do not fill {} for {n} targets",
                 features.len(),
-                shape_list(&feature_shape)
+                show::shape(&[&[n][..], &feature_shape].concat())
             ));
         }
         if let Targets::Classes {
@@ -88,9 +89,9 @@ impl InMemoryDataset {
         );
         if old != new {
             return invalid(format!(
-                "dataset: cannot view features of shape [{}] as [{}]",
-                shape_list(&self.feature_shape),
-                shape_list(&feature_shape)
+                "dataset: cannot view features of shape {} as {}",
+                show::shape(&self.feature_shape),
+                show::shape(&feature_shape)
             ));
         }
         self.feature_shape = feature_shape;
@@ -238,11 +239,4 @@ fn targets_len(t: &Targets) -> Result<usize, DataError> {
             Ok(values.len() / width)
         }
     }
-}
-
-pub(crate) fn shape_list(s: &[usize]) -> String {
-    s.iter()
-        .map(|d| d.to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
 }

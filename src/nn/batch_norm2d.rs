@@ -34,27 +34,14 @@
 use std::sync::Arc;
 
 use kiln_kernels::Gpu;
+use kiln_kernels::launch::batch_norm::{self as nk, NormShape, row};
 use kiln_kernels::launch::elementwise as ew;
-use kiln_kernels::launch::index::Dense;
-use kiln_kernels::launch::norm::{self as nk, NormShape, row};
 
 use super::{BatchNormOptions, Module};
 use crate::error::{Result, shape_err};
 use crate::tensor::{DType, Tensor};
 
 const OP: &str = "batch_norm2d";
-
-fn dense(t: &Tensor) -> Result<Tensor> {
-    let _g = crate::no_grad();
-    t.contiguous()
-}
-
-fn view(t: &Tensor) -> Dense<'_> {
-    Dense {
-        buf: t.buffer(),
-        offset: t.offset(),
-    }
-}
 
 /// Row `r` of the (7, C) per-channel tensor, as a (C) view.
 fn ch_row(ch: &Tensor, r: usize) -> Result<Tensor> {
@@ -129,7 +116,7 @@ pub fn batch_norm2d(
         );
     }
     let gpu = x.gpu().clone();
-    let xd = dense(x)?;
+    let xd = x.dense()?;
     let ch = Tensor::empty_on(&gpu, &[row::COUNT, c], DType::F32)?;
     {
         let _g = crate::no_grad();
@@ -164,11 +151,11 @@ pub fn batch_norm2d(
             nk::batch_stats(
                 &gpu,
                 s,
-                view(&xd),
+                xd.operand(),
                 eps,
                 run.as_ref().map(|[(_, m), (_, v)]| nk::Running {
-                    mean: view(m),
-                    var: view(v),
+                    mean: m.operand(),
+                    var: v.operand(),
                     momentum,
                 }),
                 ch.buffer(),
@@ -187,7 +174,7 @@ pub fn batch_norm2d(
         }
     }
     let y = Tensor::empty_on(&gpu, &sh, DType::F32)?;
-    nk::forward(&gpu, s, view(&xd), ch.buffer(), y.buffer())?;
+    nk::forward(&gpu, s, xd.operand(), ch.buffer(), y.buffer())?;
 
     let mut inputs = vec![x];
     inputs.extend(weight);
@@ -195,11 +182,11 @@ pub fn batch_norm2d(
     let (has_w, has_b) = (weight.is_some(), bias.is_some());
     let x_needs_grad = x.requires_grad_flag();
     Ok(y.record(OP, &inputs, move |g| {
-        let g = dense(g)?;
+        let g = g.dense()?;
         let gpu = g.gpu().clone();
         let big = Tensor::empty_on(&gpu, &[s.len()], DType::F32)?;
         let small = Tensor::empty_on(&gpu, &[s.n * c], DType::F32)?;
-        let (x, g) = (view(&xd), view(&g));
+        let (x, g) = (xd.operand(), g.operand());
         let chb = ch.buffer();
         nk::grad_sums(&gpu, s, x, g, chb, big.buffer(), small.buffer())?;
         // The input of a first layer needs no gradient: skip the dx kernel then.

@@ -26,7 +26,7 @@
 use std::sync::Arc;
 
 use kiln_kernels::Gpu;
-use kiln_kernels::launch::random::{self as rk, Stream};
+use kiln_kernels::launch::dropout::{self as rk, Stream};
 
 use super::Module;
 use crate::error::{Result, arg_err};

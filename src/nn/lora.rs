@@ -579,19 +579,7 @@ pub fn trainable_summary(model: &dyn Module) -> String {
     };
     format!(
         "trainable params: {} || all params: {} || trainable%: {pct:.4}",
-        thousands(c.trainable),
-        thousands(c.total)
+        crate::show::digits(c.trainable),
+        crate::show::digits(c.total)
     )
-}
-
-fn thousands(n: usize) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, ch) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    out
 }

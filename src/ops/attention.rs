@@ -40,7 +40,8 @@
 //! once; the copies, O and L are what the backward keeps (all O(B H T D)). Head sizes above 128
 //! use the composition.
 
-use kiln_kernels::launch::attention::{self as ak, At, AttnShape, AttnVariant, MAX_D};
+use kiln_kernels::launch::attention::{self as ak, AttnShape, AttnVariant, MAX_D};
+use kiln_kernels::tune;
 
 use crate::error::{Result, arg_err, shape_err};
 use crate::tensor::{DType, Tensor};
@@ -190,14 +191,6 @@ pub fn attention_composed(
     p.matmul(v)
 }
 
-/// A tensor's buffer and element offset, for the launchers.
-fn at(t: &Tensor) -> At<'_> {
-    At {
-        buf: t.buffer(),
-        offset: t.offset(),
-    }
-}
-
 /// Scaled dot-product attention, `softmax(Q Kᵀ · scale + mask) V` (see the module notes):
 /// q (B, H, Tq, D), k and v (B, H, Tk, D) -> (B, H, Tq, D). A query row whose keys are all masked
 /// outputs 0. Differentiable in q, k and v (fused backward from the saved log-sum-exp rows).
@@ -237,25 +230,23 @@ pub fn scaled_dot_product_attention(
         causal: opts.causal,
     };
     // Kernels read contiguous rows: views are copied once here (and kept for the backward).
-    let dense = |t: &Tensor| -> Result<Tensor> {
-        let _g = crate::no_grad();
-        t.detach().contiguous()
-    };
-    let (qc, kc, vc) = (dense(q)?, dense(k)?, dense(v)?);
+    let (qc, kc, vc) = (q.dense()?, k.dense()?, v.dense()?);
     let keep = match &opts.key_padding_mask {
         Some(m) => Some(keep_mask_f32(m)?.contiguous()?),
         None => None,
     };
     let o = Tensor::empty_on(&gpu, q.shape(), DType::F32)?;
     let lse = Tensor::empty_on(&gpu, &[dm.b, dm.h, dm.tq], DType::F32)?;
+    // The tuner is consulted here, in the op layer, once for the forward and backward.
+    let cfg = tune::attention_config(&gpu, &shape, AttnVariant::Auto);
     ak::forward(
         &gpu,
         &shape,
-        AttnVariant::Auto,
-        at(&qc),
-        at(&kc),
-        at(&vc),
-        keep.as_ref().map(at),
+        cfg,
+        qc.operand(),
+        kc.operand(),
+        vc.operand(),
+        keep.as_ref().map(Tensor::operand),
         o.buffer(),
         lse.buffer(),
         0,
@@ -265,23 +256,18 @@ pub fn scaled_dot_product_attention(
         o.record("scaled_dot_product_attention", &[q, k, v], move |g| {
             let gpu = g.gpu().clone();
             // dO must be contiguous from element 0 of its buffer.
-            let g = if g.is_contiguous() && g.offset() == 0 {
-                g.detach()
-            } else {
-                let _ng = crate::no_grad();
-                g.detach().copy_contiguous()?
-            };
+            let g = g.dense()?;
             let dq = Tensor::empty_on(&gpu, qc.shape(), DType::F32)?;
             let dk = Tensor::empty_on(&gpu, kc.shape(), DType::F32)?;
             let dv = Tensor::empty_on(&gpu, vc.shape(), DType::F32)?;
             ak::backward(
                 &gpu,
                 &shape,
-                AttnVariant::Auto,
-                at(&qc),
-                at(&kc),
-                at(&vc),
-                keep.as_ref().map(at),
+                cfg,
+                qc.operand(),
+                kc.operand(),
+                vc.operand(),
+                keep.as_ref().map(Tensor::operand),
                 saved_o.buffer(),
                 lse.buffer(),
                 g.buffer(),

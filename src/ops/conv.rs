@@ -31,6 +31,7 @@
 use kiln_kernels::launch::conv::{self as ck, Conv2dShape, ConvConfig, ConvVariant};
 
 use crate::error::{Result, arg_err, shape_err};
+use crate::show;
 use crate::tensor::{DType, Tensor};
 
 /// Options of [`Tensor::conv2d`], each as (height, width). Default: stride 1, padding 0,
@@ -95,12 +96,6 @@ impl Conv1dOptions {
     }
 }
 
-/// `(2, 3, 4)` for a shape.
-fn show(shape: &[usize]) -> String {
-    let v: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    format!("({})", v.join(", "))
-}
-
 /// Check x, w, bias and the options of a conv with `dims` spatial dims (1 or 2; for 1, `opts`
 /// is already the 2-D form) and return the kernel-level shape.
 fn conv_shape(
@@ -125,8 +120,8 @@ fn conv_shape(
             op,
             format!(
                 "input {} and weight {} must be {layout}",
-                show(x.shape()),
-                show(w.shape())
+                show::shape(x.shape()),
+                show::shape(w.shape())
             ),
         );
     }
@@ -149,7 +144,7 @@ fn conv_shape(
             format!(
                 "input channels {} do not match weight {} x groups {groups}",
                 xs[1],
-                show(ws)
+                show::shape(ws)
             ),
         );
     }
@@ -159,7 +154,7 @@ fn conv_shape(
             format!(
                 "output channels {} of weight {} are not a multiple of groups {groups}",
                 ws[0],
-                show(ws)
+                show::shape(ws)
             ),
         );
     }
@@ -171,9 +166,9 @@ fn conv_shape(
                 op,
                 format!(
                     "bias {} must be ({},) for weight {}",
-                    show(b.shape()),
+                    show::shape(b.shape()),
                     ws[0],
-                    show(ws)
+                    show::shape(ws)
                 ),
             );
         }
@@ -195,20 +190,14 @@ fn conv_shape(
     if let Some(p) = s.problem() {
         return shape_err(
             op,
-            format!("input {} with weight {}: {p}", show(xs), show(ws)),
+            format!(
+                "input {} with weight {}: {p}",
+                show::shape(xs),
+                show::shape(ws)
+            ),
         );
     }
     Ok(s)
-}
-
-/// `t` as a contiguous tensor starting at element 0 of its buffer (what the kernels read), with
-/// no autograd history.
-fn dense(t: &Tensor) -> Result<Tensor> {
-    if t.is_contiguous() && t.offset() == 0 {
-        Ok(t.detach())
-    } else {
-        t.copy_contiguous()
-    }
 }
 
 impl Tensor {
@@ -243,8 +232,8 @@ impl Tensor {
         let variant: ConvConfig = variant.into();
         let s = conv_shape("conv2d", self, weight, bias, opts, 2)?;
         let gpu = self.gpu().clone();
-        let (x, w) = (dense(self)?, dense(weight)?);
-        let b = bias.map(dense).transpose()?;
+        let (x, w) = (self.dense()?, weight.dense()?);
+        let b = bias.map(Tensor::dense).transpose()?;
         let out = Tensor::empty_on(&gpu, &s.output_shape(), DType::F32)?;
         ck::conv2d_forward(
             &gpu,
@@ -259,7 +248,7 @@ impl Tensor {
         inputs.extend(bias);
         let need: Vec<bool> = inputs.iter().map(|t| t.requires_grad_flag()).collect();
         Ok(out.record("conv2d", &inputs, move |g| {
-            let g = dense(g)?;
+            let g = g.dense()?;
             let gpu = g.gpu();
             let dx = if need[0] {
                 let dx = Tensor::empty_on(gpu, &s.input_shape(), DType::F32)?;

@@ -32,7 +32,6 @@
 //! ```
 
 use kiln_kernels::launch::bias_gelu as bk;
-use kiln_kernels::launch::index::Dense;
 
 use crate::error::{Result, shape_err};
 use crate::tensor::{DType, Tensor};
@@ -92,20 +91,12 @@ pub fn bias_gelu(x: &Tensor, bias: &Tensor, form: GeluForm) -> Result<Tensor> {
     } else {
         x.copy_contiguous()?
     };
-    let b = if bias.is_contiguous() && bias.offset() == 0 {
-        bias.detach()
-    } else {
-        bias.copy_contiguous()?
-    };
+    let b = bias.dense()?;
     let y = Tensor::empty_on(&gpu, &shape, DType::F32)?;
     if len == 0 {
         return Ok(y);
     }
-    let xd = Dense {
-        buf: xc.buffer(),
-        offset: xc.offset(),
-    };
-    bk::forward(&gpu, tanh, len, n, xd, b.buffer(), y.buffer())?;
+    bk::forward(&gpu, tanh, len, n, xc.operand(), b.buffer(), y.buffer())?;
     Ok(y.record("bias_gelu", &[x, bias], move |g| {
         let g = if g.is_contiguous() {
             g.clone()
@@ -118,15 +109,9 @@ pub fn bias_gelu(x: &Tensor, bias: &Tensor, form: GeluForm) -> Result<Tensor> {
             tanh,
             len,
             n,
-            Dense {
-                buf: xc.buffer(),
-                offset: xc.offset(),
-            },
+            xc.operand(),
             b.buffer(),
-            Dense {
-                buf: g.buffer(),
-                offset: g.offset(),
-            },
+            g.operand(),
             dz.buffer(),
         )?;
         let db = dz.reshape(&[len / n, n])?.sum_dims(&[0], false)?;

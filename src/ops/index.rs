@@ -23,9 +23,7 @@
 //! ```
 
 use kiln_kernels::launch::elementwise::collapse;
-use kiln_kernels::launch::index::{
-    self as ik, Dense, IndexMode, IndexShape, ScatterStrategy, View3,
-};
+use kiln_kernels::launch::index::{self as ik, IndexMode, IndexShape, ScatterStrategy, View3};
 
 use crate::error::{Error, Result, shape_err};
 use crate::tensor::{DType, Tensor};
@@ -110,11 +108,8 @@ fn index_raw(
             offset,
             strides,
         },
-        Dense {
-            buf: idx.buffer(),
-            offset: idx.offset(),
-        },
-        Dense::new(out.buffer()),
+        idx.operand(),
+        out.operand(),
     )?;
     Ok(out)
 }
@@ -139,11 +134,8 @@ fn scatter_raw(
             offset,
             strides,
         },
-        Dense {
-            buf: idx.buffer(),
-            offset: idx.offset(),
-        },
-        Dense::new(gx.buffer()),
+        idx.operand(),
+        gx.operand(),
     )?;
     Ok(gx)
 }

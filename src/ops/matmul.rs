@@ -33,18 +33,8 @@ use kiln_kernels::tune;
 
 use super::broadcast_shapes;
 use crate::error::{Result, shape_err};
+use crate::show;
 use crate::tensor::{DType, Tensor};
-
-/// `(2, 3)` for a shape, `(3,)` for a vector, `()` for a scalar.
-fn show(shape: &[usize]) -> String {
-    match shape {
-        [d] => format!("({d},)"),
-        _ => {
-            let v: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-            format!("({})", v.join(", "))
-        }
-    }
-}
 
 /// A tensor viewed as a stack of matrices: a 1-D `a` as a (1, K) row, a 1-D `b` as a (K, 1)
 /// column, anything else as it is. A view of the same storage, without autograd.
@@ -123,8 +113,8 @@ fn matmul_raw(a: &Tensor, b: &Tensor, cfg: Option<MatmulConfig>) -> Result<Tenso
             OP,
             format!(
                 "cannot multiply {} by {}: {why}",
-                show(a.shape()),
-                show(b.shape())
+                show::shape(a.shape()),
+                show::shape(b.shape())
             ),
         )
     };
@@ -146,8 +136,8 @@ fn matmul_raw(a: &Tensor, b: &Tensor, cfg: Option<MatmulConfig>) -> Result<Tenso
     let Ok(batch) = broadcast_shapes(OP, a_batch, b_batch) else {
         return cannot(format!(
             "batch dims {} and {} do not broadcast",
-            show(a_batch),
-            show(b_batch)
+            show::shape(a_batch),
+            show::shape(b_batch)
         ));
     };
     let mut full = batch.clone();

@@ -28,9 +28,10 @@
 use std::sync::Arc;
 
 pub use kiln_kernels::launch::nf4::Nf4Compute;
-use kiln_kernels::launch::nf4::{self as k, Nf4Buffers};
+use kiln_kernels::launch::nf4::{self as k, Nf4Buffers, Nf4Pass};
 use kiln_kernels::reference::nf4::{self as cpu};
 pub use kiln_kernels::reference::nf4::{Nf4Quantized, QuantError};
+use kiln_kernels::tune;
 use kiln_kernels::{Gpu, GpuBuffer};
 
 use crate::error::{Result, arg_err, shape_err};
@@ -244,9 +245,11 @@ pub fn nf4_linear_with(
             Some(b) => Some(b.detach().copy_contiguous()?),
             None => None,
         };
+        let dims = (m, out_f, in_f);
+        let cfg = tune::nf4_choice(&gpu, Nf4Pass::Forward, dims, xc.offset(), compute);
         k::matmul_nf4(
             &gpu,
-            compute,
+            cfg,
             w.buffers(),
             xc.buffer(),
             xc.offset(),
@@ -301,9 +304,11 @@ fn nf4_grad_input_shaped(
     let dx = Tensor::empty_on(gc.gpu(), x_shape, DType::F32)?;
     let m = gc.numel() / w.out_features();
     if m > 0 {
+        let dims = (m, w.out_features(), w.in_features());
+        let cfg = tune::nf4_choice(gc.gpu(), Nf4Pass::GradInput, dims, gc.offset(), compute);
         k::matmul_nf4_grad_input(
             gc.gpu(),
-            compute,
+            cfg,
             w.buffers(),
             gc.buffer(),
             gc.offset(),

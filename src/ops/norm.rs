@@ -37,10 +37,9 @@
 //! # }
 //! ```
 
-use kiln_kernels::launch::index::Dense;
-use kiln_kernels::launch::layer_norm::{self as lk, NormKind};
+use kiln_kernels::launch::norm::{self as lk, NormKind};
 
-pub use kiln_kernels::launch::layer_norm::MAX_D;
+pub use kiln_kernels::launch::norm::MAX_D;
 
 use crate::error::{Result, shape_err};
 use crate::tensor::{DType, Tensor};
@@ -128,15 +127,6 @@ fn check(op: &'static str, x: &Tensor, params: &[(&str, Option<&Tensor>)]) -> Re
     Ok(d)
 }
 
-/// A contiguous copy starting at element 0 unless `t` already is one.
-fn dense(t: &Tensor) -> Result<Tensor> {
-    if t.is_contiguous() && t.offset() == 0 {
-        Ok(t.clone())
-    } else {
-        t.copy_contiguous()
-    }
-}
-
 fn fused(
     kind: NormKind,
     name: &'static str,
@@ -155,11 +145,11 @@ fn fused(
         x.copy_contiguous()?
     };
     let w = match weight {
-        Some(w) => dense(w)?,
+        Some(w) => w.dense()?,
         None => Tensor::ones_on(&gpu, &[d])?,
     };
     let b = match bias {
-        Some(b) => dense(b)?,
+        Some(b) => b.dense()?,
         None => Tensor::zeros_on(&gpu, &[d])?,
     };
     let y = Tensor::empty_on(&gpu, &shape, DType::F32)?;
@@ -172,10 +162,7 @@ fn fused(
         kind,
         rows,
         d,
-        Dense {
-            buf: xc.buffer(),
-            offset: xc.offset(),
-        },
+        xc.operand(),
         w.buffer(),
         b.buffer(),
         eps,
@@ -187,7 +174,7 @@ fn fused(
     inputs.extend(bias);
     let (has_w, has_b) = (weight.is_some(), bias.is_some());
     Ok(y.record(name, &inputs, move |g| {
-        let g = dense(g)?;
+        let g = g.dense()?;
         let dx = Tensor::empty_on(&gpu, &shape, DType::F32)?;
         let gxh = Tensor::empty_on(&gpu, &[rows, d], DType::F32)?;
         lk::backward(
@@ -195,15 +182,9 @@ fn fused(
             kind,
             rows,
             d,
-            Dense {
-                buf: xc.buffer(),
-                offset: xc.offset(),
-            },
+            xc.operand(),
             w.buffer(),
-            Dense {
-                buf: g.buffer(),
-                offset: g.offset(),
-            },
+            g.operand(),
             stats.buffer(),
             dx.buffer(),
             gxh.buffer(),

@@ -26,24 +26,10 @@
 //! # Ok::<(), kiln::Error>(())
 //! ```
 
-use kiln_kernels::launch::index::Dense;
 use kiln_kernels::launch::pool::{self as pk, PoolShape, Window};
 
 use crate::error::{Result, arg_err, shape_err};
 use crate::tensor::{DType, Tensor};
-
-/// `t` as a contiguous tensor, outside autograd (the caller records its own node).
-fn dense(t: &Tensor) -> Result<Tensor> {
-    let _g = crate::no_grad();
-    t.contiguous()
-}
-
-fn view(t: &Tensor) -> Dense<'_> {
-    Dense {
-        buf: t.buffer(),
-        offset: t.offset(),
-    }
-}
 
 /// Error unless `x` is an f32 (N, C, H, W) tensor.
 fn check_input(op: &'static str, x: &Tensor) -> Result<()> {
@@ -111,16 +97,23 @@ impl Tensor {
             padding,
         };
         let shape = window_shape(OP, self, win)?;
-        let x = dense(self)?;
+        let x = self.dense()?;
         let gpu = self.gpu().clone();
         let y = Tensor::empty_on(&gpu, &out_shape(shape), DType::F32)?;
         let argmax = Tensor::empty_on(&gpu, &out_shape(shape), DType::U32)?;
-        pk::max_pool2d(&gpu, shape, win, view(&x), y.buffer(), argmax.buffer())?;
+        pk::max_pool2d(&gpu, shape, win, x.operand(), y.buffer(), argmax.buffer())?;
         let x_shape = self.shape().to_vec();
         Ok(y.record(OP, &[self], move |g| {
-            let g = dense(g)?;
+            let g = g.dense()?;
             let gx = Tensor::empty_on(g.gpu(), &x_shape, DType::F32)?;
-            pk::max_pool2d_backward(g.gpu(), shape, win, view(&g), argmax.buffer(), gx.buffer())?;
+            pk::max_pool2d_backward(
+                g.gpu(),
+                shape,
+                win,
+                g.operand(),
+                argmax.buffer(),
+                gx.buffer(),
+            )?;
             Ok(vec![Some(gx)])
         }))
     }
@@ -141,15 +134,15 @@ impl Tensor {
             padding,
         };
         let shape = window_shape(OP, self, win)?;
-        let x = dense(self)?;
+        let x = self.dense()?;
         let gpu = self.gpu().clone();
         let y = Tensor::empty_on(&gpu, &out_shape(shape), DType::F32)?;
-        pk::avg_pool2d(&gpu, shape, win, view(&x), y.buffer())?;
+        pk::avg_pool2d(&gpu, shape, win, x.operand(), y.buffer())?;
         let x_shape = self.shape().to_vec();
         Ok(y.record(OP, &[self], move |g| {
-            let g = dense(g)?;
+            let g = g.dense()?;
             let gx = Tensor::empty_on(g.gpu(), &x_shape, DType::F32)?;
-            pk::avg_pool2d_backward(g.gpu(), shape, win, view(&g), gx.buffer())?;
+            pk::avg_pool2d_backward(g.gpu(), shape, win, g.operand(), gx.buffer())?;
             Ok(vec![Some(gx)])
         }))
     }
@@ -188,15 +181,15 @@ impl Tensor {
                 ),
             );
         }
-        let x = dense(self)?;
+        let x = self.dense()?;
         let gpu = self.gpu().clone();
         let y = Tensor::empty_on(&gpu, &out_shape(shape), DType::F32)?;
-        pk::adaptive_avg_pool2d(&gpu, shape, view(&x), y.buffer())?;
+        pk::adaptive_avg_pool2d(&gpu, shape, x.operand(), y.buffer())?;
         let x_shape = self.shape().to_vec();
         Ok(y.record(OP, &[self], move |g| {
-            let g = dense(g)?;
+            let g = g.dense()?;
             let gx = Tensor::empty_on(g.gpu(), &x_shape, DType::F32)?;
-            pk::adaptive_avg_pool2d_backward(g.gpu(), shape, view(&g), gx.buffer())?;
+            pk::adaptive_avg_pool2d_backward(g.gpu(), shape, g.operand(), gx.buffer())?;
             Ok(vec![Some(gx)])
         }))
     }

@@ -54,7 +54,6 @@
 //! # }
 //! ```
 
-use kiln_kernels::launch::index::Dense;
 use kiln_kernels::launch::rnn::{self as rk, BackwardBufs, ForwardBufs, SeqDims};
 
 use crate::error::{Result, shape_err};
@@ -87,13 +86,6 @@ pub struct RnnLayerOutput {
 }
 
 const OP: &str = "rnn_layer";
-
-fn dense(t: &Tensor) -> Dense<'_> {
-    Dense {
-        buf: t.buffer(),
-        offset: t.offset(),
-    }
-}
 
 /// Check every shape; returns (B, T, I, H).
 fn check(
@@ -255,11 +247,11 @@ pub fn rnn_layer(
                 d,
                 step,
                 ForwardBufs {
-                    gi: dense(&gi),
-                    gh: dense(&gh),
-                    b_hh: dense(&b_hh),
-                    state: dense(&state),
-                    gates: (cell.saved() > 0).then(|| dense(&gates)),
+                    gi: gi.operand(),
+                    gh: gh.operand(),
+                    b_hh: b_hh.operand(),
+                    state: state.operand(),
+                    gates: (cell.saved() > 0).then(|| gates.operand()),
                 },
             )?;
         }
@@ -356,13 +348,13 @@ fn layer_backward(
             d,
             step,
             BackwardBufs {
-                g: dense(&g),
-                state: dense(state),
-                dhrec: dense(&dhrec),
-                dgi: dense(&dgi),
-                carry: has_gates.then(|| dense(&carry)),
-                gates: has_gates.then(|| dense(gates)),
-                dgh: dgh_own.as_ref().map(dense),
+                g: g.operand(),
+                state: state.operand(),
+                dhrec: dhrec.operand(),
+                dgi: dgi.operand(),
+                carry: has_gates.then(|| carry.operand()),
+                gates: has_gates.then(|| gates.operand()),
+                dgh: dgh_own.as_ref().map(Tensor::operand),
             },
         )?;
         // dh_rec for step t - 1: dgh_t W_hh, (B, G*H) @ (G*H, H).

@@ -29,7 +29,7 @@ use kiln_kernels::launch::optim::{self as k, AdamStep};
 use serde::{Deserialize, Serialize};
 
 use super::params::{
-    check_params, grad_for_update, load_like, parse_state_name, set_lr_scales, span, zero_grads,
+    check_params, grad_for_update, load_like, parse_state_name, set_lr_scales, zero_grads,
     zeros_like,
 };
 use super::{Optimizer, OptimizerState};
@@ -192,10 +192,10 @@ impl Optimizer for Adam {
                 p.gpu(),
                 &h,
                 p.numel(),
-                span(p),
-                span(&g),
-                span(&s.exp_avg),
-                span(&s.exp_avg_sq),
+                p.operand(),
+                g.operand(),
+                s.exp_avg.operand(),
+                s.exp_avg_sq.operand(),
             )?;
         }
         self.step += 1;

@@ -3,8 +3,6 @@
 
 use std::collections::HashSet;
 
-use kiln_kernels::launch::optim::Span;
-
 use crate::error::{Result, arg_err, shape_err};
 use crate::tensor::{DType, Tensor};
 
@@ -93,11 +91,6 @@ pub(super) fn zero_grads(params: &[(String, Tensor)]) -> Result<()> {
         p.zero_grad()?;
     }
     Ok(())
-}
-
-/// The kernel operand of a contiguous tensor.
-pub(super) fn span(t: &Tensor) -> Span<'_> {
-    Span::new(t.buffer(), t.offset())
 }
 
 /// Zeros shaped like `p`, on its device (fresh optimizer state).

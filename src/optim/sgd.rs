@@ -24,7 +24,7 @@ use kiln_kernels::launch::optim::{self as k, SgdStep};
 use serde::{Deserialize, Serialize};
 
 use super::params::{
-    check_params, grad_for_update, load_like, parse_state_name, set_lr_scales, span, zero_grads,
+    check_params, grad_for_update, load_like, parse_state_name, set_lr_scales, zero_grads,
     zeros_like,
 };
 use super::{Optimizer, OptimizerState};
@@ -148,9 +148,9 @@ impl Optimizer for Sgd {
                 p.gpu(),
                 &h,
                 p.numel(),
-                span(p),
-                span(&g),
-                buf.as_ref().map(span),
+                p.operand(),
+                g.operand(),
+                buf.as_ref().map(Tensor::operand),
             )?;
         }
         self.step += 1;

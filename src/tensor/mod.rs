@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use kiln_kernels::launch::elementwise::{Strided, contiguous_strides};
-use kiln_kernels::{Gpu, GpuBuffer};
+use kiln_kernels::{Gpu, GpuBuffer, Operand};
 
 use crate::autograd::Node;
 use crate::error::{Error, Result};
@@ -190,6 +190,13 @@ impl Tensor {
     /// calls `kiln-kernels` launchers directly (benchmarks, tests, custom kernels).
     pub fn kernel_view(&self) -> Strided<'_> {
         self.strided()
+    }
+
+    /// This tensor's buffer and element offset, for launchers that read or write a contiguous
+    /// run ([`Operand`]). Only meaningful for a contiguous tensor: see [`Tensor::is_contiguous`]
+    /// (the ops make one with `dense()` first).
+    pub fn operand(&self) -> Operand<'_> {
+        Operand::new(&self.inner.storage.buf, self.inner.offset)
     }
 
     /// The kernel-level view of this tensor.

@@ -202,6 +202,17 @@ impl Tensor {
         self.reshape(&shape)
     }
 
+    /// The same elements, contiguous from element 0 of their own buffer (what a launcher
+    /// taking a bare buffer reads) and without autograd history: `self` detached when it
+    /// already is, else a copy. The op that calls it records its own node.
+    pub(crate) fn dense(&self) -> Result<Tensor> {
+        if self.is_contiguous() && self.offset() == 0 {
+            return Ok(self.detach());
+        }
+        let _g = crate::no_grad();
+        self.copy_contiguous()
+    }
+
     /// A contiguous tensor with the same elements (no copy if already contiguous).
     pub fn contiguous(&self) -> Result<Tensor> {
         if self.is_contiguous() {

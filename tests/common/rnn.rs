@@ -6,7 +6,6 @@ use crate::common::*;
 use kiln::Tensor;
 use kiln::nn::{Recurrent, RnnOptions};
 use kiln::ops::RnnCell;
-use kiln_kernels::launch::index::Dense;
 use kiln_kernels::reference::rnn::LayerWeights;
 
 pub const CELLS: [RnnCell; 3] = [RnnCell::RnnTanh, RnnCell::Lstm, RnnCell::Gru];
@@ -15,13 +14,6 @@ pub const CELLS: [RnnCell; 3] = [RnnCell::RnnTanh, RnnCell::Lstm, RnnCell::Gru];
 pub const GATES: Tolerance = Tolerance::new(1e-5, 2e-6, "f32 gate nonlinearities vs f64");
 /// Whole sequences: matmuls of length I and H plus T steps of error growth.
 pub const SEQ: Tolerance = Tolerance::new(2e-4, 2e-5, "f32 sequence of matmuls + gates vs f64");
-
-pub fn dense(t: &Tensor) -> Dense<'_> {
-    Dense {
-        buf: t.kernel_view().buf,
-        offset: t.offset(),
-    }
-}
 
 /// `data` as a tensor at element offset 3 of its storage (the kernels must honour offsets).
 pub fn at_offset(data: &[f32], shape: &[usize]) -> Tensor {

@@ -26,19 +26,29 @@
 //! The `Tiled` rung is flash-attention proper: the rows a workgroup owns share every K / V (or
 //! Q / dO) value it stages, at the price of two workgroup barriers per tile. Its tile sizes
 //! ([`AttnTiles`]) and the rung itself are picked per adapter by measurement
-//! ([`crate::tune::attention_choice`], [`AttnVariant::Auto`]).
+//! ([`AttnVariant::Auto`], resolved by the op layer through [`crate::tune::attention_config`]).
 //!
 //! Mesa's lavapipe ends an invocation's loops after 65,535 iterations in total, silently. A row
 //! visited costs `2 D + 1` loop iterations in the row kernels (at most `2 D / 4 + 9` per 4 rows in
 //! the block kernels), so the walk is split into chunks of at most [`chunk_len`] /
 //! [`chunk_len_block`] rows, one dispatch each, with the running state (forward: `(m, l)` and the
 //! unnormalised output; backward: the gradients) carried in global memory between them.
+//!
+//! See also:
+//! - shaders: `shaders/attention/`
+//! - CPU twin: [`crate::reference::attention`]
+//! - op: `src/ops/attention.rs`
+//! - tests: `tests/attention.rs`; benchmark: `benches/attention.rs`
 
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
 use crate::launch::{ParamsLayout, grid_1d, layout_of};
+use crate::operand::Operand;
 use crate::pipeline::KernelKey;
 use crate::pool::GpuBuffer;
+
+mod config;
+pub use config::{AttnConfig, AttnTiles, AttnVariant};
 
 /// Invocations per workgroup (WGSL `override WG`).
 pub const WG: u32 = 64;
@@ -114,15 +124,6 @@ pub struct AttnShape {
     pub causal: bool,
 }
 
-/// A buffer and the element offset of a tensor's first element in it.
-#[derive(Debug, Clone, Copy)]
-pub struct At<'a> {
-    /// The buffer.
-    pub buf: &'a GpuBuffer,
-    /// Element offset.
-    pub offset: usize,
-}
-
 /// Most keys (or queries) one invocation visits per dispatch at head size `d` in the row kernels
 /// (`forward.wgsl`, `backward.wgsl`): each costs `2 d + 1` loop iterations, plus `3 d` for loading
 /// and storing its rows.
@@ -139,201 +140,24 @@ pub fn chunk_len_block(d: usize) -> usize {
     4 * ((LOOP_BUDGET - 6 * db - 32) / (2 * db + 9)).max(1)
 }
 
-/// Which kernels run, forward and backward (the rungs of the ladder; all tested).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum AttnVariant {
-    /// The tuned choice for this adapter and shape bucket ([`crate::tune::attention_choice`]),
-    /// else [`crate::tune::attention_default`] (`Panel` forward when Tq >= 16, else `Block`)
-    /// where the vec4 kernels apply (D % 4 == 0, 16-byte aligned q, k, v), else `Row`.
-    #[default]
-    Auto,
-    /// `forward.wgsl`, `backward.wgsl`: one invocation per output row, scalar loads; any D up
-    /// to [`MAX_D`].
-    Row,
-    /// `forward_block.wgsl`, `backward_block.wgsl`: 4 output rows per invocation, 4 rows of the
-    /// other side per step, vec4 loads. Falls back to `Row` when D or an offset is not a
-    /// multiple of 4.
-    Block,
-    /// `forward_tiled.wgsl`, `backward_tiled.wgsl`: flash-attention tiles of the other side
-    /// streamed through workgroup memory ([`AttnTiles::DEFAULT`] here; [`forward_with`] takes
-    /// others). Falls back like `Block`, and to `Block` when no tile fits the adapter's
-    /// workgroup memory.
-    Tiled,
-    /// `forward_panel.wgsl`, `backward_panel.wgsl`: 16 output rows per invocation, 32 (forward)
-    /// or 16 (backward) rows of the other side per step, the score blocks in registers and the
-    /// running output / gradients in their output buffers (nothing indexed by a loop variable).
-    /// Falls back like `Block`.
-    Panel,
-}
-
-impl AttnVariant {
-    /// Every variant, for tests and benchmarks.
-    pub const ALL: [AttnVariant; 5] = [
-        AttnVariant::Auto,
-        AttnVariant::Row,
-        AttnVariant::Block,
-        AttnVariant::Tiled,
-        AttnVariant::Panel,
-    ];
-
-    /// Short name.
-    pub fn name(self) -> &'static str {
-        match self {
-            AttnVariant::Auto => "auto",
-            AttnVariant::Row => "row",
-            AttnVariant::Block => "block",
-            AttnVariant::Tiled => "tiled",
-            AttnVariant::Panel => "panel",
-        }
-    }
-}
-
-/// Tile sizes of the [`AttnVariant::Tiled`] kernels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct AttnTiles {
-    /// Invocations per workgroup (WGSL `WG`); each owns 4 rows, so a workgroup owns Br = 4 wg.
-    pub wg: u32,
-    /// Rows of the other side per staged tile (WGSL `BC`, a multiple of 4).
-    pub bc: u32,
-}
-
-impl AttnTiles {
-    /// Br = 64 rows per workgroup, tiles of 64 keys (32 KiB of workgroup memory at D = 64).
-    pub const DEFAULT: AttnTiles = AttnTiles { wg: 16, bc: 64 };
-
-    /// The tile sizes the tuner tries.
-    pub fn candidates() -> Vec<AttnTiles> {
-        let mut v = Vec::new();
-        for wg in [8, 16, 32] {
-            for bc in [32, 64, 128] {
-                v.push(AttnTiles { wg, bc });
-            }
-        }
-        v
-    }
-
-    /// vec4 per staged tile (WGSL `TILE`): BC rows of D / 4, plus one (L, delta) vec4 per row in
-    /// the dK / dV kernel.
-    pub fn tile_vec4s(self, d: usize) -> u32 {
-        self.bc * (d as u32 / 4 + 1)
-    }
-
-    /// Workgroup memory of the tiled kernels: two staged tiles.
-    pub fn shared_bytes(self, d: usize) -> u64 {
-        2 * 16 * self.tile_vec4s(d) as u64
-    }
-
-    /// These tiles if they fit the adapter (workgroup memory and size), else the largest BC
-    /// below that does, else `None`.
-    pub fn fitted(self, gpu: &Gpu, d: usize) -> Option<AttnTiles> {
-        let l = gpu.limits();
-        if self.wg > l.max_compute_invocations_per_workgroup
-            || self.wg > l.max_compute_workgroup_size_x
-        {
-            return None;
-        }
-        let mut t = self;
-        while t.bc >= 4 {
-            if t.shared_bytes(d) <= l.max_compute_workgroup_storage_size as u64 {
-                return Some(t);
-            }
-            t.bc /= 2;
-        }
-        None
-    }
-}
-
-/// A rung with its tile sizes: what [`forward_with`] / [`backward_with`] run and the tuner stores.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct AttnConfig {
-    /// The rung (`Auto` is resolved before launching).
-    pub variant: AttnVariant,
-    /// Tile sizes, used by `Tiled` only.
-    pub tiles: AttnTiles,
-}
-
-impl AttnConfig {
-    /// `variant` with the default tiles.
-    pub fn of(variant: AttnVariant) -> AttnConfig {
-        AttnConfig {
-            variant,
-            tiles: AttnTiles::DEFAULT,
-        }
-    }
-
-    /// Text form: `row`, `block`, `tiled:wg16:bc64`.
-    pub fn name(&self) -> String {
-        match self.variant {
-            AttnVariant::Tiled => format!("tiled:wg{}:bc{}", self.tiles.wg, self.tiles.bc),
-            v => v.name().to_string(),
-        }
-    }
-
-    /// Parse [`AttnConfig::name`]'s form.
-    pub fn parse(text: &str) -> Option<AttnConfig> {
-        let mut parts = text.split(':');
-        let variant = match parts.next()? {
-            "row" => AttnVariant::Row,
-            "block" => AttnVariant::Block,
-            "tiled" => AttnVariant::Tiled,
-            "panel" => AttnVariant::Panel,
-            _ => return None,
-        };
-        let mut cfg = AttnConfig::of(variant);
-        for part in parts {
-            if let Some(x) = part.strip_prefix("wg") {
-                cfg.tiles.wg = x.parse().ok()?;
-            } else if let Some(x) = part.strip_prefix("bc") {
-                cfg.tiles.bc = x.parse().ok()?;
-            } else {
-                return None;
-            }
-        }
-        let t = cfg.tiles;
-        let ok = t.wg > 0 && t.bc >= 4 && t.bc.is_multiple_of(4);
-        ok.then_some(cfg)
-    }
-
-    /// Every candidate the tuner times: `Row`, `Block` and each `Tiled` tiling.
-    pub fn candidates() -> Vec<AttnConfig> {
-        let mut v = vec![
-            AttnConfig::of(AttnVariant::Row),
-            AttnConfig::of(AttnVariant::Block),
-            AttnConfig::of(AttnVariant::Panel),
-        ];
-        v.extend(AttnTiles::candidates().into_iter().map(|tiles| AttnConfig {
-            variant: AttnVariant::Tiled,
-            tiles,
-        }));
-        v
-    }
-}
-
-fn launch_err(key: &KernelKey, message: String) -> KernelError {
-    KernelError::Launch {
-        kernel: key.label(),
-        message,
-    }
-}
-
 /// Check sizes against the kernels' limits and the buffers' capacities.
 fn check(key: &KernelKey, s: &AttnShape, bufs: &[(&str, &GpuBuffer, usize)]) -> Result<()> {
     if s.d == 0 || s.d > MAX_D {
-        return Err(launch_err(
+        return Err(KernelError::launch(
             key,
             format!("head size D = {} is outside 1..={MAX_D}", s.d),
         ));
     }
     let big = s.batch * s.heads * s.tq.max(s.tk) * s.d;
     if big > u32::MAX as usize / 2 {
-        return Err(launch_err(
+        return Err(KernelError::launch(
             key,
             format!("{s:?} exceeds the u32 index range"),
         ));
     }
     for (name, buf, elems) in bufs {
         if (*elems as u64) * 4 > buf.capacity() {
-            return Err(launch_err(
+            return Err(KernelError::launch(
                 key,
                 format!(
                     "{name} needs {elems} f32 but its buffer holds {} bytes",
@@ -356,8 +180,15 @@ enum Kind {
 
 /// The kernels `cfg` runs here: the vec4 rungs need D % 4 == 0 and q, k, v 16-byte aligned (else
 /// `Row`); `Tiled` needs its tiles to fit the adapter (else `Block`). `Auto` here means `Block`
-/// (the tuned lookup happens in [`forward`] / [`backward`]).
-fn kind(gpu: &Gpu, cfg: AttnConfig, s: &AttnShape, q: At, k: At, v: At) -> Kind {
+/// (the op layer resolves `Auto` with the tuner before launching).
+fn kind(
+    gpu: &Gpu,
+    cfg: AttnConfig,
+    s: &AttnShape,
+    q: Operand<'_>,
+    k: Operand<'_>,
+    v: Operand<'_>,
+) -> Kind {
     let vec4 = s.d.is_multiple_of(4)
         && [q.offset, k.offset, v.offset]
             .iter()
@@ -393,14 +224,6 @@ fn chunk_for(kind: Kind, d: usize, chunk: usize) -> usize {
     c.next_multiple_of(step).min(limit)
 }
 
-/// The configuration `variant` means for this call: the tuned (or default) choice for `Auto`.
-fn config_for(gpu: &Gpu, s: &AttnShape, variant: AttnVariant) -> AttnConfig {
-    match variant {
-        AttnVariant::Auto => crate::tune::attention_choice(gpu, s),
-        v => AttnConfig::of(v),
-    }
-}
-
 /// Specialise a key for `kind` at head size `d`.
 fn specialise(key: KernelKey, kind: Kind, d: usize) -> KernelKey {
     match kind {
@@ -431,10 +254,10 @@ fn invocations(kind: Kind, bh: usize, n: usize) -> (usize, u32) {
 /// Params for chunk `[c0, c1)` of a walk of length `n`.
 fn params(
     s: &AttnShape,
-    q: At,
-    k: At,
-    v: At,
-    keep: Option<At>,
+    q: Operand<'_>,
+    k: Operand<'_>,
+    v: Operand<'_>,
+    keep: Option<Operand<'_>>,
     (c0, c1, n): (usize, usize, usize),
 ) -> AttnParams {
     AttnParams {
@@ -466,38 +289,21 @@ fn chunks(n: usize, chunk: usize) -> Vec<(usize, usize, usize)> {
         .collect()
 }
 
-/// Fused forward: q (B, H, Tq, D), k / v (B, H, Tk, D), keep (B, Tk) or none ->
-/// o (B, H, Tq, D) and lse (B, H, Tq), both contiguous from element 0 (a row with no visible key
-/// gets O = 0 and L = -inf). `chunk` caps the keys per dispatch (0 = the loop budget's
-/// [`chunk_len`] / [`chunk_len_block`] / [`chunk_len_tiled`]; tests use small values to exercise
-/// the chunked path). `Auto` runs the tuned choice ([`crate::tune::attention_choice`]).
+/// Fused forward with configuration `cfg` (rung and tile sizes; `Auto` runs `Block`, the op
+/// layer resolves it first with [`crate::tune`]'s lookup): q (B, H, Tq, D), k / v (B, H, Tk, D),
+/// keep (B, Tk) or none -> o (B, H, Tq, D) and lse (B, H, Tq), both contiguous from element 0
+/// (a row with no visible key gets O = 0 and L = -inf). `chunk` caps the keys per dispatch
+/// (0 = the loop budget's [`chunk_len`] / [`chunk_len_block`] / [`chunk_len_tiled`]; tests use
+/// small values to exercise the chunked path).
 #[allow(clippy::too_many_arguments)]
 pub fn forward(
     gpu: &Gpu,
     s: &AttnShape,
-    variant: AttnVariant,
-    q: At,
-    k: At,
-    v: At,
-    keep: Option<At>,
-    o: &GpuBuffer,
-    lse: &GpuBuffer,
-    chunk: usize,
-) -> Result<()> {
-    let cfg = config_for(gpu, s, variant);
-    forward_with(gpu, s, cfg, q, k, v, keep, o, lse, chunk)
-}
-
-/// [`forward`] with an explicit configuration (rung and tile sizes).
-#[allow(clippy::too_many_arguments)]
-pub fn forward_with(
-    gpu: &Gpu,
-    s: &AttnShape,
     cfg: AttnConfig,
-    q: At,
-    k: At,
-    v: At,
-    keep: Option<At>,
+    q: Operand<'_>,
+    k: Operand<'_>,
+    v: Operand<'_>,
+    keep: Option<Operand<'_>>,
     o: &GpuBuffer,
     lse: &GpuBuffer,
     chunk: usize,
@@ -550,36 +356,16 @@ pub fn forward_with(
 
 /// Fused backward from the forward's `o` and `lse`: given dO (B, H, Tq, D, contiguous from 0),
 /// writes dq (B, H, Tq, D) and dk, dv (B, H, Tk, D), all contiguous from element 0 and
-/// overwritten (not accumulated). `variant` and `chunk` as in [`forward`].
+/// overwritten (not accumulated). `cfg` and `chunk` as in [`forward`].
 #[allow(clippy::too_many_arguments)]
 pub fn backward(
     gpu: &Gpu,
     s: &AttnShape,
-    variant: AttnVariant,
-    q: At,
-    k: At,
-    v: At,
-    keep: Option<At>,
-    o: &GpuBuffer,
-    lse: &GpuBuffer,
-    dout: &GpuBuffer,
-    grads: (&GpuBuffer, &GpuBuffer, &GpuBuffer),
-    chunk: usize,
-) -> Result<()> {
-    let cfg = config_for(gpu, s, variant);
-    backward_with(gpu, s, cfg, q, k, v, keep, o, lse, dout, grads, chunk)
-}
-
-/// [`backward`] with an explicit configuration (rung and tile sizes).
-#[allow(clippy::too_many_arguments)]
-pub fn backward_with(
-    gpu: &Gpu,
-    s: &AttnShape,
     cfg: AttnConfig,
-    q: At,
-    k: At,
-    v: At,
-    keep: Option<At>,
+    q: Operand<'_>,
+    k: Operand<'_>,
+    v: Operand<'_>,
+    keep: Option<Operand<'_>>,
     o: &GpuBuffer,
     lse: &GpuBuffer,
     dout: &GpuBuffer,

@@ -9,6 +9,10 @@
 //!   independent-chain fmas, so the work is `2 * FMA_PER_ITER * iters * n` FLOPs
 //!   ([`fma_flops`]) and the memory traffic (4 bytes per invocation) is negligible.
 //! - [`copy_vec4`]: `dst = src` over `n4` vec4 words, `32 * n4` bytes moved.
+//!
+//! See also:
+//! - shaders: `shaders/bench/`
+//! - user: `kiln bench` (`src/cli/bench.rs`) and [`crate::profile`]; no CPU twin (tests check the closed forms)
 
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
@@ -87,24 +91,27 @@ pub fn fma_reference(i: usize, iters: u32, a: f64, b: f64) -> f64 {
 /// Errors when `iters` is 0 or above [`MAX_ITERS`], `|a| >= 1`, or `out` is too small.
 pub fn fma_chains(gpu: &Gpu, out: &GpuBuffer, n: usize, iters: u32, a: f32, b: f32) -> Result<()> {
     let key = KernelKey::new("bench/fma.wgsl", "fma_chains");
-    let err = |message: String| KernelError::Launch {
-        kernel: key.label(),
-        message,
-    };
     if iters == 0 || iters > MAX_ITERS {
-        return Err(err(format!(
-            "iters must be in 1..={MAX_ITERS} (lavapipe's loop limit), got {iters}"
-        )));
+        return Err(KernelError::launch(
+            &key,
+            format!("iters must be in 1..={MAX_ITERS} (lavapipe's loop limit), got {iters}"),
+        ));
     }
     if a.abs() >= 1.0 || !a.is_finite() || !b.is_finite() {
-        return Err(err(format!("need |a| < 1 and finite b, got a={a}, b={b}")));
+        return Err(KernelError::launch(
+            &key,
+            format!("need |a| < 1 and finite b, got a={a}, b={b}"),
+        ));
     }
     if n == 0 || n > u32::MAX as usize || (n as u64) * 4 > out.capacity() {
-        return Err(err(format!(
-            "n={n} invocations need {} bytes of output, buffer holds {}",
-            n as u64 * 4,
-            out.capacity()
-        )));
+        return Err(KernelError::launch(
+            &key,
+            format!(
+                "n={n} invocations need {} bytes of output, buffer holds {}",
+                n as u64 * 4,
+                out.capacity()
+            ),
+        ));
     }
     let p = FmaParams {
         n: n as u32,
@@ -123,14 +130,14 @@ pub fn copy_vec4(gpu: &Gpu, src: &GpuBuffer, dst: &GpuBuffer, n4: usize) -> Resu
     let key = KernelKey::new("bench/copy.wgsl", "copy_vec4");
     let bytes = 16 * n4 as u64;
     if n4 == 0 || n4 > u32::MAX as usize || bytes > src.capacity() || bytes > dst.capacity() {
-        return Err(KernelError::Launch {
-            kernel: key.label(),
-            message: format!(
+        return Err(KernelError::launch(
+            key,
+            format!(
                 "n4={n4} vec4 words ({bytes} bytes) do not fit src ({} bytes) and dst ({} bytes)",
                 src.capacity(),
                 dst.capacity()
             ),
-        });
+        ));
     }
     let p = CopyParams {
         n4: n4 as u32,

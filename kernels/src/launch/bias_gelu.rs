@@ -1,10 +1,16 @@
 //! Launchers for `bias_gelu.wgsl`: `y = gelu(x + b)` over a contiguous (R, N) f32 block, and its
 //! backward `dz = g * gelu'(x + b)`, erf or tanh form, one elementwise pass each.
+//!
+//! See also:
+//! - shader: `shaders/bias_gelu.wgsl`
+//! - CPU twin: [`crate::reference::bias_gelu`]
+//! - op: `src/ops/gelu.rs` (`bias_gelu`)
+//! - tests: `tests/transformer_layers.rs`
 
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
-use crate::launch::index::Dense;
 use crate::launch::{ParamsLayout, grid_1d, layout_of};
+use crate::operand::Operand;
 use crate::pipeline::KernelKey;
 use crate::pool::GpuBuffer;
 
@@ -35,12 +41,10 @@ fn key(entry: &'static str, tanh: bool) -> KernelKey {
 
 fn params(kernel: &str, len: usize, n: usize, xo: usize, go: usize) -> Result<BiasGeluParams> {
     if n == 0 || !len.is_multiple_of(n) || len + xo.max(go) > u32::MAX as usize {
-        return Err(KernelError::Launch {
-            kernel: kernel.to_string(),
-            message: format!(
-                "need len = R * N with N > 0 within 2^32 elements, got len {len}, N {n}"
-            ),
-        });
+        return Err(KernelError::launch(
+            kernel,
+            format!("need len = R * N with N > 0 within 2^32 elements, got len {len}, N {n}"),
+        ));
     }
     Ok(BiasGeluParams {
         len: len as u32,
@@ -60,7 +64,7 @@ pub fn forward(
     tanh: bool,
     len: usize,
     n: usize,
-    x: Dense<'_>,
+    x: Operand<'_>,
     b: &GpuBuffer,
     y: &GpuBuffer,
 ) -> Result<()> {
@@ -82,9 +86,9 @@ pub fn backward(
     tanh: bool,
     len: usize,
     n: usize,
-    x: Dense<'_>,
+    x: Operand<'_>,
     b: &GpuBuffer,
-    g: Dense<'_>,
+    g: Operand<'_>,
     dz: &GpuBuffer,
 ) -> Result<()> {
     let k = key("backward", tanh);

@@ -4,6 +4,12 @@
 //! Every operand is a [`Strided`] view whose strides are already broadcast to the output `shape`
 //! (stride 0 on broadcast dims). Before launch, dims are collapsed where every operand is
 //! contiguous across them, so a plain contiguous op runs with rank 1 and no index arithmetic.
+//!
+//! See also:
+//! - shaders: `shaders/unary.wgsl`, `binary.wgsl`, `where.wgsl`, `fill.wgsl`, `cast.wgsl`, `cast_f16.wgsl` (strided indexing in `shaders/common/strided.wgsl`)
+//! - CPU twin: [`crate::reference::elementwise`]
+//! - ops: `src/ops/unary.rs`, `src/ops/binary.rs`, `src/ops/compare.rs`
+//! - tests: `tests/elementwise.rs`; benchmark: `benches/elementwise.rs`
 
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
@@ -137,34 +143,34 @@ fn params(
     }
     for (j, s) in inputs.iter().chain(std::iter::once(&out)).enumerate() {
         if s.strides.len() != shape.len() {
-            return Err(KernelError::Launch {
-                kernel: kernel.to_string(),
-                message: format!(
+            return Err(KernelError::launch(
+                kernel,
+                format!(
                     "operand {j} has {} strides for a rank-{} shape {shape:?}",
                     s.strides.len(),
                     shape.len()
                 ),
-            });
+            ));
         }
     }
     if numel > u32::MAX as usize {
-        return Err(KernelError::Launch {
-            kernel: kernel.to_string(),
-            message: format!("{numel} elements exceed the 2^32 index range"),
-        });
+        return Err(KernelError::launch(
+            kernel,
+            format!("{numel} elements exceed the 2^32 index range"),
+        ));
     }
     let mut all: Vec<&[usize]> = inputs.iter().map(|s| s.strides.as_slice()).collect();
     all.push(&out.strides);
     let (cshape, cstrides) = collapse(shape, &all);
     if cshape.len() > MAX_RANK {
-        return Err(KernelError::Launch {
-            kernel: kernel.to_string(),
-            message: format!(
+        return Err(KernelError::launch(
+            kernel,
+            format!(
                 "shape {shape:?} needs {} dims after collapsing; at most {MAX_RANK} are supported \
                  (make the tensor contiguous first)",
                 cshape.len()
             ),
-        });
+        ));
     }
     let n_in = inputs.len();
     let get = |j: usize| -> [[u32; 4]; 2] {

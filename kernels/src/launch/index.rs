@@ -4,10 +4,17 @@
 //! Tensors are viewed as (O, D, I) around the indexed dim (see [`IndexShape`]). The source may be
 //! strided (one stride per axis); indices and destinations are contiguous. Indices >= D read as 0
 //! in the forward and are skipped by the scatter; nothing is checked on the host.
+//!
+//! See also:
+//! - shader: `shaders/index.wgsl`
+//! - CPU twin: [`crate::reference::index`]
+//! - op: `src/ops/index.rs`
+//! - tests: `tests/index.rs`
 
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
 use crate::launch::{ParamsLayout, grid_1d, layout_of};
+use crate::operand::Operand;
 use crate::pipeline::KernelKey;
 use crate::pool::GpuBuffer;
 
@@ -108,26 +115,9 @@ impl<'a> View3<'a> {
     }
 }
 
-/// A contiguous operand: a buffer and the element offset of its first element.
-#[derive(Debug, Clone, Copy)]
-pub struct Dense<'a> {
-    /// The buffer.
-    pub buf: &'a GpuBuffer,
-    /// Element offset of the first element.
-    pub offset: usize,
-}
-
-impl<'a> Dense<'a> {
-    /// The whole buffer from element 0.
-    pub fn new(buf: &'a GpuBuffer) -> Self {
-        Dense { buf, offset: 0 }
-    }
-}
-
 fn u32_of(kernel: &str, what: &str, v: usize) -> Result<u32> {
-    u32::try_from(v).map_err(|_| KernelError::Launch {
-        kernel: kernel.to_string(),
-        message: format!("{what} = {v} exceeds the 2^32 index range"),
+    u32::try_from(v).map_err(|_| {
+        KernelError::launch(kernel, format!("{what} = {v} exceeds the 2^32 index range"))
     })
 }
 
@@ -135,8 +125,8 @@ fn params(
     kernel: &str,
     shape: IndexShape,
     src: &View3<'_>,
-    idx: &Dense<'_>,
-    dst: &Dense<'_>,
+    idx: &Operand<'_>,
+    dst: &Operand<'_>,
 ) -> Result<IndexParams> {
     // Every index the kernel forms stays below the largest of these element counts.
     let IndexShape { outer, d, inner, j } = shape;
@@ -181,8 +171,8 @@ pub fn index_forward(
     mode: IndexMode,
     shape: IndexShape,
     x: View3<'_>,
-    idx: Dense<'_>,
-    out: Dense<'_>,
+    idx: Operand<'_>,
+    out: Operand<'_>,
 ) -> Result<()> {
     let key = KernelKey::new("index.wgsl", "forward").with("GATHER", mode.gather() as u32);
     let n = shape.outer * shape.j * shape.inner;
@@ -206,8 +196,8 @@ pub fn scatter_add(
     strategy: ScatterStrategy,
     shape: IndexShape,
     g: View3<'_>,
-    idx: Dense<'_>,
-    gx: Dense<'_>,
+    idx: Operand<'_>,
+    gx: Operand<'_>,
 ) -> Result<()> {
     let (entry, n) = match strategy {
         ScatterStrategy::Column => ("scatter_column", shape.outer * shape.inner),

@@ -6,18 +6,18 @@
 //! the same name, as laid out by naga.
 
 pub mod attention;
+pub mod batch_norm;
 pub mod bench;
 pub mod bias_gelu;
 pub mod conv;
+pub mod dropout;
 pub mod elementwise;
 pub mod index;
-pub mod layer_norm;
 pub mod matmul;
 pub mod nf4;
 pub mod norm;
 pub mod optim;
 pub mod pool;
-pub mod random;
 pub mod reduce;
 pub mod rnn;
 pub mod softmax;
@@ -64,11 +64,11 @@ pub fn all_params() -> Vec<ParamsLayout> {
     v.extend(index::params_layouts());
     v.extend(matmul::params_layouts());
     v.extend(nf4::params_layouts());
-    v.extend(random::params_layouts());
+    v.extend(dropout::params_layouts());
     v.extend(optim::params_layouts());
     v.extend(pool::params_layouts());
+    v.extend(batch_norm::params_layouts());
     v.extend(norm::params_layouts());
-    v.extend(layer_norm::params_layouts());
     v.extend(bias_gelu::params_layouts());
     v.extend(conv::params_layouts());
     v.extend(attention::params_layouts());

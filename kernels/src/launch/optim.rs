@@ -1,14 +1,20 @@
 //! Launchers for `optim.wgsl`: fused in-place optimizer updates, one dispatch per parameter.
 //!
-//! Every operand is a contiguous run of `n` f32 at an element offset inside its buffer ([`Span`]).
+//! Every operand is a contiguous run of `n` f32 at an element offset inside its buffer ([`Operand`]).
 //! Parameter, gradient and state must live in distinct buffers: a buffer may not be bound both
 //! read-only and read-write in one dispatch.
+//!
+//! See also:
+//! - shader: `shaders/optim.wgsl`
+//! - CPU twin: [`crate::reference::optim`]
+//! - optimizers: `src/optim/`
+//! - tests: `tests/optim.rs`, `tests/optim_vec4.rs`
 
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
 use crate::launch::{ParamsLayout, grid_1d, layout_of};
+use crate::operand::Operand;
 use crate::pipeline::KernelKey;
-use crate::pool::GpuBuffer;
 
 const WG: u32 = 256;
 
@@ -69,22 +75,6 @@ pub fn params_layouts() -> Vec<ParamsLayout> {
     vec![layout_of::<SgdParams>(), layout_of::<AdamParams>()]
 }
 
-/// A contiguous run of f32 inside a buffer, starting at element `offset`.
-#[derive(Debug, Clone, Copy)]
-pub struct Span<'a> {
-    /// The buffer.
-    pub buf: &'a GpuBuffer,
-    /// Element offset of the first element.
-    pub offset: usize,
-}
-
-impl<'a> Span<'a> {
-    /// A span at `offset` elements into `buf`.
-    pub fn new(buf: &'a GpuBuffer, offset: usize) -> Self {
-        Span { buf, offset }
-    }
-}
-
 /// SGD hyper-parameters for one update.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SgdStep {
@@ -130,19 +120,12 @@ impl AdamStep {
     }
 }
 
-fn launch_err(kernel: &str, message: String) -> KernelError {
-    KernelError::Launch {
-        kernel: kernel.to_string(),
-        message,
-    }
-}
-
 /// Check sizes and that no buffer is bound twice.
-fn check(kernel: &str, n: usize, spans: &[(&str, &Span<'_>)]) -> Result<()> {
+fn check(kernel: &str, n: usize, spans: &[(&str, &Operand<'_>)]) -> Result<()> {
     for (name, s) in spans {
         let end = s.offset as u64 + n as u64;
         if end > u32::MAX as u64 {
-            return Err(launch_err(
+            return Err(KernelError::launch(
                 kernel,
                 format!(
                     "{name}: elements {}..{end} exceed the 2^32 index range",
@@ -151,7 +134,7 @@ fn check(kernel: &str, n: usize, spans: &[(&str, &Span<'_>)]) -> Result<()> {
             ));
         }
         if end * 4 > s.buf.capacity() {
-            return Err(launch_err(
+            return Err(KernelError::launch(
                 kernel,
                 format!(
                     "{name}: elements {}..{end} overrun its buffer of {} bytes",
@@ -164,7 +147,7 @@ fn check(kernel: &str, n: usize, spans: &[(&str, &Span<'_>)]) -> Result<()> {
     for (i, (a, sa)) in spans.iter().enumerate() {
         for (b, sb) in &spans[i + 1..] {
             if std::ptr::eq(sa.buf, sb.buf) {
-                return Err(launch_err(
+                return Err(KernelError::launch(
                     kernel,
                     format!("{a} and {b} share a buffer; the update needs distinct buffers"),
                 ));
@@ -180,15 +163,15 @@ pub fn sgd(
     gpu: &Gpu,
     h: &SgdStep,
     n: usize,
-    p: Span<'_>,           // (n) read-write
-    grad: Span<'_>,        // (n)
-    buf: Option<Span<'_>>, // (n) read-write, zeros before the first step
+    p: Operand<'_>,           // (n) read-write
+    grad: Operand<'_>,        // (n)
+    buf: Option<Operand<'_>>, // (n) read-write, zeros before the first step
 ) -> Result<()> {
     let entry = if buf.is_some() { "sgd_momentum" } else { "sgd" };
     let key = KernelKey::new("optim.wgsl", entry).with("NESTEROV", h.nesterov as u32);
     let label = key.label();
     if (h.momentum != 0.0) != buf.is_some() || (h.nesterov && buf.is_none()) {
-        return Err(launch_err(
+        return Err(KernelError::launch(
             &label,
             format!(
                 "momentum {} (nesterov {}) needs a momentum buffer exactly when momentum != 0",
@@ -223,7 +206,7 @@ pub fn sgd(
 }
 
 /// True when the vec4 entry (`adam4`) can run: `n` and every offset are multiples of 4.
-pub fn adam_vec4_ok(n: usize, spans: &[&Span<'_>]) -> bool {
+pub fn adam_vec4_ok(n: usize, spans: &[&Operand<'_>]) -> bool {
     n.is_multiple_of(4) && spans.iter().all(|s| s.offset.is_multiple_of(4))
 }
 
@@ -234,10 +217,10 @@ pub fn adam(
     gpu: &Gpu,
     h: &AdamStep,
     n: usize,
-    p: Span<'_>,    // (n) read-write
-    grad: Span<'_>, // (n)
-    m: Span<'_>,    // (n) read-write exp_avg, zeros before the first step
-    v: Span<'_>,    // (n) read-write exp_avg_sq, zeros before the first step
+    p: Operand<'_>,    // (n) read-write
+    grad: Operand<'_>, // (n)
+    m: Operand<'_>,    // (n) read-write exp_avg, zeros before the first step
+    v: Operand<'_>,    // (n) read-write exp_avg_sq, zeros before the first step
 ) -> Result<()> {
     let vec4 = adam_vec4_ok(n, &[&p, &grad, &m, &v]);
     let entry = if vec4 { "adam4" } else { "adam" };

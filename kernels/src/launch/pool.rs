@@ -3,11 +3,17 @@
 //!
 //! Inputs and gradients are contiguous (N, C, H, W) / (N, C, OH, OW) blocks at an element offset;
 //! outputs are written from element 0 of fresh buffers. Every output is fully overwritten.
+//!
+//! See also:
+//! - shader: `shaders/pool.wgsl`
+//! - CPU twin: [`crate::reference::pool`]
+//! - op: `src/ops/pool.rs`
+//! - tests: `tests/pool.rs`
 
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
-use crate::launch::index::Dense;
 use crate::launch::{ParamsLayout, grid_1d, layout_of};
+use crate::operand::Operand;
 use crate::pipeline::KernelKey;
 use crate::pool::GpuBuffer;
 
@@ -117,13 +123,6 @@ pub fn adaptive_window(o: usize, len: usize, o_len: usize) -> (usize, usize) {
     (o * len / o_len, ((o + 1) * len).div_ceil(o_len))
 }
 
-fn launch_err(kernel: &str, message: String) -> KernelError {
-    KernelError::Launch {
-        kernel: kernel.to_string(),
-        message,
-    }
-}
-
 /// Params for `shape` (and `win`, zero for the adaptive pool), checking the 32-bit index range and
 /// the per-invocation loop budget `loops`.
 fn params(
@@ -135,13 +134,13 @@ fn params(
 ) -> Result<PoolParams> {
     let big = shape.input_len().max(shape.output_len()) + src_offset;
     if big > u32::MAX as usize {
-        return Err(launch_err(
+        return Err(KernelError::launch(
             kernel,
             format!("{big} elements exceed the 2^32 index range"),
         ));
     }
     if loops > MAX_LOOP {
-        return Err(launch_err(
+        return Err(KernelError::launch(
             kernel,
             format!(
                 "windows need {loops} loop iterations per invocation, more than {MAX_LOOP} \
@@ -190,7 +189,7 @@ fn adaptive_span(len: usize, o_len: usize) -> usize {
 fn check_window(kernel: &str, shape: PoolShape, win: Window) -> Result<()> {
     match win.shape(shape.n, shape.c, shape.h, shape.w) {
         Some(s) if s == shape => Ok(()),
-        _ => Err(launch_err(
+        _ => Err(KernelError::launch(
             kernel,
             format!("window {win:?} does not give output shape {shape:?}"),
         )),
@@ -244,7 +243,7 @@ pub fn max_pool2d(
     gpu: &Gpu,
     shape: PoolShape,
     win: Window,
-    x: Dense<'_>,
+    x: Operand<'_>,
     y: &GpuBuffer,
     argmax: &GpuBuffer,
 ) -> Result<()> {
@@ -260,7 +259,7 @@ pub fn max_pool2d_generic(
     gpu: &Gpu,
     shape: PoolShape,
     win: Window,
-    x: Dense<'_>,
+    x: Operand<'_>,
     y: &GpuBuffer,
     argmax: &GpuBuffer,
 ) -> Result<()> {
@@ -282,15 +281,15 @@ pub fn max_pool2d_tiled(
     gpu: &Gpu,
     shape: PoolShape,
     win: Window,
-    x: Dense<'_>,
+    x: Operand<'_>,
     y: &GpuBuffer,
     argmax: &GpuBuffer,
 ) -> Result<()> {
     let key = tiled_key("max_forward_tiled", win);
     check_window(&key.label(), shape, win)?;
     if !tiles_forward(shape, win) {
-        return Err(launch_err(
-            &key.label(),
+        return Err(KernelError::launch(
+            &key,
             format!("window {win:?} does not tile input {shape:?}"),
         ));
     }
@@ -319,7 +318,7 @@ pub fn max_pool2d_backward(
     gpu: &Gpu,
     shape: PoolShape,
     win: Window,
-    g: Dense<'_>,
+    g: Operand<'_>,
     argmax: &GpuBuffer,
     gx: &GpuBuffer,
 ) -> Result<()> {
@@ -335,7 +334,7 @@ pub fn max_pool2d_backward_generic(
     gpu: &Gpu,
     shape: PoolShape,
     win: Window,
-    g: Dense<'_>,
+    g: Operand<'_>,
     argmax: &GpuBuffer,
     gx: &GpuBuffer,
 ) -> Result<()> {
@@ -363,15 +362,15 @@ pub fn max_pool2d_backward_tiled(
     gpu: &Gpu,
     shape: PoolShape,
     win: Window,
-    g: Dense<'_>,
+    g: Operand<'_>,
     argmax: &GpuBuffer,
     gx: &GpuBuffer,
 ) -> Result<()> {
     let key = tiled_key("max_backward_tiled", win);
     check_window(&key.label(), shape, win)?;
     if !tiles_backward(shape, win) {
-        return Err(launch_err(
-            &key.label(),
+        return Err(KernelError::launch(
+            &key,
             format!("window {win:?} does not cover input {shape:?} exactly"),
         ));
     }
@@ -392,7 +391,7 @@ pub fn avg_pool2d(
     gpu: &Gpu,
     shape: PoolShape,
     win: Window,
-    x: Dense<'_>,
+    x: Operand<'_>,
     y: &GpuBuffer,
 ) -> Result<()> {
     let key = KernelKey::new("pool.wgsl", "avg_forward");
@@ -415,7 +414,7 @@ pub fn avg_pool2d_backward(
     gpu: &Gpu,
     shape: PoolShape,
     win: Window,
-    g: Dense<'_>,
+    g: Operand<'_>,
     gx: &GpuBuffer,
 ) -> Result<()> {
     let key = KernelKey::new("pool.wgsl", "avg_backward");
@@ -448,7 +447,12 @@ pub fn adaptive_loops(shape: PoolShape) -> usize {
 ///
 /// - `x`: (N, C, H, W), contiguous at `x.offset`
 /// - `y`: (N, C, OH, OW), from element 0
-pub fn adaptive_avg_pool2d(gpu: &Gpu, shape: PoolShape, x: Dense<'_>, y: &GpuBuffer) -> Result<()> {
+pub fn adaptive_avg_pool2d(
+    gpu: &Gpu,
+    shape: PoolShape,
+    x: Operand<'_>,
+    y: &GpuBuffer,
+) -> Result<()> {
     let key = KernelKey::new("pool.wgsl", "adaptive_forward");
     let n = shape.output_len();
     if n == 0 || shape.h == 0 || shape.w == 0 {
@@ -467,7 +471,7 @@ pub fn adaptive_avg_pool2d(gpu: &Gpu, shape: PoolShape, x: Dense<'_>, y: &GpuBuf
 pub fn adaptive_avg_pool2d_backward(
     gpu: &Gpu,
     shape: PoolShape,
-    g: Dense<'_>,
+    g: Operand<'_>,
     gx: &GpuBuffer,
 ) -> Result<()> {
     let key = KernelKey::new("pool.wgsl", "adaptive_backward");

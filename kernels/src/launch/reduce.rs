@@ -1,4 +1,10 @@
 //! Launchers for `reduce.wgsl`: one output per row of a strided (rows, len) matrix.
+//!
+//! See also:
+//! - shader: `shaders/reduce.wgsl`
+//! - CPU twin: [`crate::reference::reduce`]
+//! - op: `src/ops/reduce.rs`
+//! - tests: `tests/reduce.rs`
 
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
@@ -93,34 +99,34 @@ const SERIAL_LIMIT: usize = 4 * 65_535;
 
 fn check_serial(serial: bool, x: &Rows<'_>) -> Result<()> {
     if serial && x.len > SERIAL_LIMIT {
-        return Err(KernelError::Launch {
-            kernel: "reduce.wgsl:serial".into(),
-            message: format!(
+        return Err(KernelError::launch(
+            "reduce.wgsl:serial",
+            format!(
                 "rows of {} elements are too long for one invocation (at most {SERIAL_LIMIT}); \
                  use ReduceStrategy::Workgroup or Auto",
                 x.len
             ),
-        });
+        ));
     }
     Ok(())
 }
 
 fn params(x: &Rows<'_>, out_offset: usize, scale: f32) -> Result<ReduceParams> {
     if x.len > MAX_LEN {
-        return Err(KernelError::Launch {
-            kernel: "reduce.wgsl".into(),
-            message: format!(
+        return Err(KernelError::launch(
+            "reduce.wgsl",
+            format!(
                 "rows of {} elements exceed the {MAX_LEN}-element limit of one pass; reduce in \
                  two steps (e.g. reshape to (k, len / k) and sum twice)",
                 x.len
             ),
-        });
+        ));
     }
     if x.len == 0 {
-        return Err(KernelError::Launch {
-            kernel: "reduce.wgsl".into(),
-            message: "cannot reduce an empty row".into(),
-        });
+        return Err(KernelError::launch(
+            "reduce.wgsl",
+            "cannot reduce an empty row",
+        ));
     }
     Ok(ReduceParams {
         rows: x.rows as u32,

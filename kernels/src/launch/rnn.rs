@@ -6,11 +6,17 @@
 //! backward step kernel turns the gradient of the state into gradients of the gate
 //! pre-activations. Both are elementwise over B*H with no loops (see `shaders/rnn.wgsl` for the
 //! equations and every buffer layout).
+//!
+//! See also:
+//! - shader: `shaders/rnn.wgsl`
+//! - CPU twin: [`crate::reference::rnn`]
+//! - op: `src/ops/rnn.rs`
+//! - tests: `tests/rnn_kernels.rs`; benchmark: `benches/rnn.rs`
 
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
-use crate::launch::index::Dense;
 use crate::launch::{ParamsLayout, grid_1d, layout_of};
+use crate::operand::Operand;
 use crate::pipeline::KernelKey;
 
 /// Invocations per workgroup (WGSL `override WG`). The kernels are tiny and elementwise; 64 keeps
@@ -115,48 +121,49 @@ pub struct SeqDims {
 #[derive(Debug, Clone, Copy)]
 pub struct ForwardBufs<'a> {
     /// `x W_ih^T + b_ih` for all steps, (B, T, G*H).
-    pub gi: Dense<'a>,
+    pub gi: Operand<'a>,
     /// `h_{t-1} W_hh^T` of this step, (B, G*H).
-    pub gh: Dense<'a>,
+    pub gh: Operand<'a>,
     /// `b_hh`, (G*H) (zeros for a layer without bias).
-    pub b_hh: Dense<'a>,
+    pub b_hh: Operand<'a>,
     /// The state, (B, T + 1, S*H): reads slot t, writes slot t + 1.
-    pub state: Dense<'a>,
+    pub state: Operand<'a>,
     /// Saved activations, (B, T, 4*H); required for the LSTM and GRU, unused by the RNN.
-    pub gates: Option<Dense<'a>>,
+    pub gates: Option<Operand<'a>>,
 }
 
 /// Buffers of one backward step.
 #[derive(Debug, Clone, Copy)]
 pub struct BackwardBufs<'a> {
     /// Upstream gradient of the state, (B, T + 1, S*H).
-    pub g: Dense<'a>,
+    pub g: Operand<'a>,
     /// The forward's state, (B, T + 1, S*H).
-    pub state: Dense<'a>,
+    pub state: Operand<'a>,
     /// `dgh_{t+1} W_hh`, (B, H) (zeros at the last step).
-    pub dhrec: Dense<'a>,
+    pub dhrec: Operand<'a>,
     /// Gradients of the input-path pre-activations, (B, T, G*H): writes step t.
-    pub dgi: Dense<'a>,
+    pub dgi: Operand<'a>,
     /// Running gradient carried to the previous step, (B, H), read and overwritten: dc for the
     /// LSTM, `z * dh` for the GRU (zeros before the last step); unused by the RNN.
-    pub carry: Option<Dense<'a>>,
+    pub carry: Option<Operand<'a>>,
     /// The forward's saved activations, (B, T, 4*H); LSTM and GRU only.
-    pub gates: Option<Dense<'a>>,
+    pub gates: Option<Operand<'a>>,
     /// Gradients of the recurrent-path pre-activations, (B, T, G*H): writes step t; GRU only
     /// (for the RNN and LSTM they equal `dgi`).
-    pub dgh: Option<Dense<'a>>,
+    pub dgh: Option<Operand<'a>>,
 }
 
-fn launch_err<T>(cell: Cell, message: String) -> Result<T> {
-    Err(KernelError::Launch {
-        kernel: format!("rnn.wgsl ({})", cell.name()),
-        message,
-    })
+/// The name errors give for `cell`'s kernels.
+fn kernel(cell: Cell) -> String {
+    format!("rnn.wgsl ({})", cell.name())
 }
 
 fn check(cell: Cell, d: SeqDims, t: usize, offsets: &[usize]) -> Result<()> {
     if t >= d.steps {
-        return launch_err(cell, format!("step {t} is outside 0..{}", d.steps));
+        return Err(KernelError::launch(
+            kernel(cell),
+            format!("step {t} is outside 0..{}", d.steps),
+        ));
     }
     let h = d.hidden as u128;
     let widest = (cell.state_parts() as u128)
@@ -165,21 +172,24 @@ fn check(cell: Cell, d: SeqDims, t: usize, offsets: &[usize]) -> Result<()> {
     let elems = d.batch as u128 * (d.steps as u128 + 1) * widest * h;
     let max_off = offsets.iter().copied().max().unwrap_or(0) as u128;
     if elems + max_off > u32::MAX as u128 {
-        return launch_err(
-            cell,
+        return Err(KernelError::launch(
+            kernel(cell),
             format!(
                 "(B, T, H) = ({}, {}, {}) exceeds the 2^32 index range",
                 d.batch, d.steps, d.hidden
             ),
-        );
+        ));
     }
     Ok(())
 }
 
-fn need<'a>(cell: Cell, what: &str, b: Option<Dense<'a>>) -> Result<Dense<'a>> {
+fn need<'a>(cell: Cell, what: &str, b: Option<Operand<'a>>) -> Result<Operand<'a>> {
     match b {
         Some(b) => Ok(b),
-        None => launch_err(cell, format!("the {what} buffer is required for this cell")),
+        None => Err(KernelError::launch(
+            kernel(cell),
+            format!("the {what} buffer is required for this cell"),
+        )),
     }
 }
 
@@ -280,7 +290,7 @@ pub fn gates_backward(
         gates,
         dgh,
     } = bufs;
-    let off = |b: Option<Dense<'_>>| b.map_or(0, |b| b.offset);
+    let off = |b: Option<Operand<'_>>| b.map_or(0, |b| b.offset);
     let o = [
         g.offset,
         state.offset,

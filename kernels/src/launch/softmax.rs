@@ -4,6 +4,12 @@
 //! Both read a strided (rows, C) matrix described by [`Rows`] (shared with `reduce.rs`) and
 //! summarise each row with an online (max, sum of exp) pair, in one of two strategies: one
 //! invocation per row, or one workgroup per row ([`ReduceStrategy`]).
+//!
+//! See also:
+//! - shaders: `shaders/softmax.wgsl`, `shaders/cross_entropy.wgsl`
+//! - CPU twin: [`crate::reference::softmax`]
+//! - ops: `src/ops/softmax.rs`, `src/ops/loss.rs`
+//! - tests: `tests/softmax.rs`, `tests/cross_entropy.rs`
 
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
@@ -132,9 +138,9 @@ fn pick(kernel: &str, strategy: ReduceStrategy, len: usize) -> Result<bool> {
         len.div_ceil(WG as usize)
     };
     if per_invocation > MAX_PER_INVOCATION {
-        return Err(KernelError::Launch {
-            kernel: kernel.into(),
-            message: format!(
+        return Err(KernelError::launch(
+            kernel,
+            format!(
                 "rows of {len} elements are too long for {} (at most {} elements; \
                  some drivers stop long loops early)",
                 if serial {
@@ -148,7 +154,7 @@ fn pick(kernel: &str, strategy: ReduceStrategy, len: usize) -> Result<bool> {
                     MAX_PER_INVOCATION * WG as usize
                 }
             ),
-        });
+        ));
     }
     Ok(serial)
 }
@@ -169,19 +175,16 @@ fn check_range(kernel: &str, x: &Rows<'_>) -> Result<()> {
         + (x.len.max(1) as u128 - 1) * x.col_stride as u128;
     let elems = x.rows as u128 * x.len as u128;
     if last > u32::MAX as u128 || elems > u32::MAX as u128 {
-        return Err(KernelError::Launch {
-            kernel: kernel.into(),
-            message: format!(
+        return Err(KernelError::launch(
+            kernel,
+            format!(
                 "a ({}, {}) matrix with strides ({}, {}) exceeds the 2^32 index range",
                 x.rows, x.len, x.row_stride, x.col_stride
             ),
-        });
+        ));
     }
     if x.len == 0 {
-        return Err(KernelError::Launch {
-            kernel: kernel.into(),
-            message: "rows must not be empty".into(),
-        });
+        return Err(KernelError::launch(kernel, "rows must not be empty"));
     }
     Ok(())
 }

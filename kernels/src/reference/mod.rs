@@ -4,17 +4,17 @@
 //! can run them in f64. Each file mirrors one launcher family.
 
 pub mod attention;
+pub mod batch_norm;
 pub mod bias_gelu;
 pub mod conv;
+pub mod dropout;
 pub mod elementwise;
 pub mod index;
-pub mod layer_norm;
 pub mod matmul;
 pub mod nf4;
 pub mod norm;
 pub mod optim;
 pub mod pool;
-pub mod random;
 pub mod reduce;
 pub mod rnn;
 pub mod softmax;

@@ -167,7 +167,7 @@ impl TuneCache {
         self.warning.as_deref()
     }
 
-    /// The entry under `key` (see [`entry_key`]).
+    /// The entry under `key` (see [`entry_key`](super::entry_key)).
     pub fn get(&self, key: &str) -> Option<&Choice> {
         self.entries.get(key)
     }

@@ -8,8 +8,9 @@ use super::cache::{Choice, TuneCache, default_path, driver_of, publish};
 use super::{CACHE_ENV, MatmulBucket, dtype_tag, entry_key, layouts, matmul_default};
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
-use crate::launch::attention::{self as ak, At, AttnConfig, AttnShape, AttnVariant};
+use crate::launch::attention::{self as ak, AttnConfig, AttnShape, AttnVariant};
 use crate::launch::matmul::{self as mk, MatRef, MatmulConfig, MatmulDims, MatmulVariant};
+use crate::operand::Operand;
 use crate::pool::GpuBuffer;
 use crate::profile::{Profiler, TimeSource};
 
@@ -336,7 +337,7 @@ impl Tuner<'_> {
             alloc(nk, "tune dk")?,
             alloc(nk, "tune dv")?,
         );
-        let at = |b| At { buf: b, offset: 0 };
+        let at = |b| Operand::whole(b);
         let flops = 3.5 * 4.0 * (s.batch * s.heads * s.tq * s.tk * s.d) as f64;
         let mut results: Vec<(AttnConfig, std::result::Result<f64, String>)> = Vec::new();
         let mut best = f64::INFINITY;
@@ -346,8 +347,8 @@ impl Tuner<'_> {
                 continue;
             }
             let run = || {
-                ak::forward_with(gpu, s, cfg, at(&q), at(&k), at(&v), None, &o, &lse, 0)?;
-                ak::backward_with(
+                ak::forward(gpu, s, cfg, at(&q), at(&k), at(&v), None, &o, &lse, 0)?;
+                ak::backward(
                     gpu,
                     s,
                     cfg,
@@ -425,8 +426,8 @@ pub fn verify_attention(
     let alloc = |n: usize| gpu.alloc(4 * n as u64, "verify attention").map_err(e);
     let (o, lse) = (alloc(nq)?, alloc(2 * t.tq)?);
     let (dq, dk, dv) = (alloc(nq)?, alloc(nk)?, alloc(nk)?);
-    let at = |b| At { buf: b, offset: 0 };
-    ak::forward_with(
+    let at = |b| Operand::whole(b);
+    ak::forward(
         gpu,
         &t,
         cfg,
@@ -439,7 +440,7 @@ pub fn verify_attention(
         0,
     )
     .map_err(e)?;
-    ak::backward_with(
+    ak::backward(
         gpu,
         &t,
         cfg,

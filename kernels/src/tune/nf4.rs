@@ -24,7 +24,7 @@ use super::{entry_key, lookups_enabled};
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
 use crate::launch::nf4::{
-    Nf4Buffers, Nf4Compute, Nf4Config, Nf4Pass, matmul_nf4_config, matmul_nf4_grad_input_config,
+    Nf4Buffers, Nf4Compute, Nf4Config, Nf4Pass, matmul_nf4, matmul_nf4_grad_input,
 };
 use crate::pool::GpuBuffer;
 use crate::reference::nf4 as cpu;
@@ -135,8 +135,8 @@ fn run(
     out: &GpuBuffer,
 ) -> Result<()> {
     match pass {
-        Nf4Pass::Forward => matmul_nf4_config(gpu, cfg, w, inp, 0, m, None, out),
-        Nf4Pass::GradInput => matmul_nf4_grad_input_config(gpu, cfg, w, inp, 0, m, out),
+        Nf4Pass::Forward => matmul_nf4(gpu, cfg, w, inp, 0, m, None, out),
+        Nf4Pass::GradInput => matmul_nf4_grad_input(gpu, cfg, w, inp, 0, m, out),
     }
 }
 

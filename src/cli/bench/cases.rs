@@ -435,8 +435,8 @@ pub(super) fn nf4(s: &mut Suite) -> Result<()> {
                 case.dtype = "f16";
             }
             s.run(case, || match pass {
-                Nf4Pass::Forward => nk::matmul_nf4_config(&gpu, cfg, wb, &x, 0, m, None, &y),
-                Nf4Pass::GradInput => nk::matmul_nf4_grad_input_config(&gpu, cfg, wb, &x, 0, m, &y),
+                Nf4Pass::Forward => nk::matmul_nf4(&gpu, cfg, wb, &x, 0, m, None, &y),
+                Nf4Pass::GradInput => nk::matmul_nf4_grad_input(&gpu, cfg, wb, &x, 0, m, &y),
             })?;
         }
     }

@@ -195,7 +195,7 @@ impl ConvConfig {
     /// The weight gradient's `(splits, chunk)` for shape `s`: the requested (or heuristic) split
     /// count, clamped so that each split sums at most [`CHUNK_MAX`] terms of the N * OH * OW
     /// reduction (a tuned count applied to a larger batch of the same bucket stays legal), at
-    /// most [`MAX_GROUPS`] splits, and no split is empty. Only for valid shapes.
+    /// most `MAX_GROUPS` (65,535) splits, and no split is empty. Only for valid shapes.
     pub fn grad_weight_split(&self, s: &Conv2dShape) -> (usize, usize) {
         let [n, _, oh, ow] = s.output_shape();
         let requested = self.resolved(s).splits.unwrap_or(1);

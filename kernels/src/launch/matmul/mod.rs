@@ -21,6 +21,12 @@
 //! `rungs.rs` the ladder ([`MatmulVariant`]) and its tile configurations ([`MatmulConfig`]);
 //! `layout.rs` the problem size and the strided operands ([`MatmulDims`], [`MatLayout`],
 //! [`MatRef`], [`vec4_modes`]).
+//!
+//! See also:
+//! - shaders: `shaders/matmul/` (helpers in `shaders/common/matmul.wgsl`)
+//! - CPU twin: [`crate::reference::matmul`]
+//! - ops: `src/ops/matmul.rs`, `src/ops/linear.rs`
+//! - tests: `tests/matmul.rs`, `tests/matmul_rungs.rs`; benchmark: `benches/matmul.rs`
 
 mod layout;
 mod rungs;
@@ -100,13 +106,6 @@ pub const SUBGROUP_WG: u32 = 64;
 /// Tile edge of the cooperative-matrix rung (`coop_mat16x16`).
 pub const COOP_TILE: u32 = 16;
 
-fn launch_err(kernel: &KernelKey, message: String) -> KernelError {
-    KernelError::Launch {
-        kernel: kernel.label(),
-        message,
-    }
-}
-
 /// Check that a `(batch, rows, cols)` view lies inside `buf` and within the u32 index range.
 fn check_extent(
     key: &KernelKey,
@@ -119,7 +118,7 @@ fn check_extent(
     let elems = (buf.capacity() / elem_bytes) as usize;
     match layout.last_index(batch, rows, cols) {
         Some(last) if last < elems && last <= u32::MAX as usize => Ok(()),
-        last => Err(launch_err(
+        last => Err(KernelError::launch(
             key,
             format!(
                 "{what} ({batch}, {rows}, {cols}) with {layout:?} reaches element {} but the \
@@ -310,16 +309,16 @@ fn launch(
             None
         };
         if let Some(why) = why {
-            return Err(launch_err(&key, why));
+            return Err(KernelError::launch(&key, why));
         }
     }
     if let Err(why) = cfg.check().and_then(|()| variant.available(gpu)) {
-        return Err(launch_err(&key, why));
+        return Err(KernelError::launch(&key, why));
     }
     if variant == MatmulVariant::Subgroup
         && !cfg.wg.0.is_multiple_of(gpu.info().subgroup_max_size.max(1))
     {
-        return Err(launch_err(
+        return Err(KernelError::launch(
             &key,
             format!(
                 "workgroups of {} are not a multiple of the subgroup size (up to {})",
@@ -330,7 +329,7 @@ fn launch(
     }
     let MatmulDims { batch, m, n, k } = dims;
     if batch == 0 || m == 0 || n == 0 || k == 0 {
-        return Err(launch_err(
+        return Err(KernelError::launch(
             &key,
             format!("every dim must be at least 1, got {dims:?}"),
         ));

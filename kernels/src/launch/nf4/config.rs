@@ -2,8 +2,8 @@
 //! specialisation ([`Nf4Config`]); labels (the tuner's cache entries), candidates, the loop-limit
 //! chunk and the kernel key of each.
 
-use super::{BLOCK_TM_MAX, FORWARD_BLOCK, GRAD_BLOCK, K_CHUNK, Nf4Compute, WG, launch_err};
-use crate::error::Result;
+use super::{BLOCK_TM_MAX, FORWARD_BLOCK, GRAD_BLOCK, K_CHUNK, Nf4Compute, WG};
+use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
 use crate::pipeline::KernelKey;
 use crate::reference::nf4::BLOCK;
@@ -30,12 +30,12 @@ impl Nf4Pass {
 /// One runnable NF4 kernel configuration: a rung and its specialisation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Nf4Config {
-    /// `nf4.wgsl` (f32) or `nf4_f16.wgsl` (`f16`): any `in`.
+    /// `nf4/simple.wgsl` (f32) or `nf4/simple_f16.wgsl` (`f16`): any `in`.
     Simple {
         /// f16 compute (needs `SHADER_F16`).
         f16: bool,
     },
-    /// `nf4_block.wgsl` (f32): needs `in % 64 == 0` (and `x_offset % 4 == 0` forward).
+    /// `nf4/block.wgsl` (f32): needs `in % 64 == 0` (and `x_offset % 4 == 0` forward).
     Block {
         /// Rows of x / dy per invocation, 1 ..= 16.
         tm: u32,
@@ -44,7 +44,7 @@ pub enum Nf4Config {
         /// Code-book lookup by a select tree instead of a private-array read.
         select: bool,
     },
-    /// `matmul_nf4_tile` in `nf4_block.wgsl` (f32, forward only): the workgroup decodes each
+    /// `matmul_nf4_tile` in `nf4/block.wgsl` (f32, forward only): the workgroup decodes each
     /// 64-value block of its 32 rows of W once into workgroup memory (two barriers per block)
     /// and every invocation multiplies `tm` rows out of it. Needs what `Block` needs.
     Tile {
@@ -202,7 +202,11 @@ impl Nf4Config {
     pub(super) fn key(&self, pass: Nf4Pass, aligned: bool) -> KernelKey {
         match *self {
             Nf4Config::Simple { f16 } => {
-                let shader = if f16 { "nf4_f16.wgsl" } else { "nf4.wgsl" };
+                let shader = if f16 {
+                    "nf4/simple_f16.wgsl"
+                } else {
+                    "nf4/simple.wgsl"
+                };
                 let entry = match pass {
                     Nf4Pass::Forward => "matmul_nf4",
                     Nf4Pass::GradInput => "matmul_nf4_grad_input",
@@ -217,7 +221,7 @@ impl Nf4Config {
                     Nf4Pass::Forward => "matmul_nf4_block",
                     Nf4Pass::GradInput => "matmul_nf4_grad_input_block",
                 };
-                KernelKey::new("nf4_block.wgsl", entry)
+                KernelKey::new("nf4/block.wgsl", entry)
                     .with("WG_X", WG.0)
                     .with("WG_Y", WG.1)
                     .with("TM", tm)
@@ -226,7 +230,7 @@ impl Nf4Config {
                     .with("DY4", u32::from(aligned && pass == Nf4Pass::GradInput))
             }
             // Forward only (`applies` refuses the input gradient); the tile is 8 x 4 columns.
-            Nf4Config::Tile { tm, select } => KernelKey::new("nf4_block.wgsl", "matmul_nf4_tile")
+            Nf4Config::Tile { tm, select } => KernelKey::new("nf4/block.wgsl", "matmul_nf4_tile")
                 .with("WG_X", 8)
                 .with("WG_Y", WG.1)
                 .with("TM", tm)
@@ -261,13 +265,13 @@ impl Nf4Config {
             Nf4Config::Tile { tm, .. } => (tm, 1),
         };
         if !(1..=BLOCK_TM_MAX).contains(&tm) || !(tw == 1 || tw == 2) {
-            return Err(launch_err(
+            return Err(KernelError::launch(
                 key,
                 format!("{}: TM must be 1..=16, TW 1 or 2", self.label()),
             ));
         }
         if !self.applies(pass, in_f, offset) {
-            return Err(launch_err(
+            return Err(KernelError::launch(
                 key,
                 format!(
                     "{} needs in % 64 == 0 (and x offset % 4 == 0), got in = {in_f}, offset {offset}",
@@ -276,7 +280,7 @@ impl Nf4Config {
             ));
         }
         if self.is_f16() && !gpu.has_f16() {
-            return Err(launch_err(
+            return Err(KernelError::launch(
                 key,
                 format!("{} lacks the SHADER_F16 feature", gpu.info().name),
             ));

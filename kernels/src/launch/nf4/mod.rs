@@ -1,4 +1,4 @@
-//! Launchers for the NF4 family (`shaders/nf4.wgsl`, `shaders/nf4_f16.wgsl`): QLoRA's 4-bit
+//! Launchers for the NF4 family (`shaders/nf4/simple.wgsl`, `shaders/nf4/simple_f16.wgsl`): QLoRA's 4-bit
 //! frozen base weight, dequantised in registers inside the matmul.
 //!
 //! - [`matmul_nf4`]: `y (M, out) = x (M, in) @ W^T + bias`;
@@ -9,25 +9,31 @@
 //! [`crate::reference::nf4`] describes. The matmuls never write the dequantised W anywhere.
 //! Two rungs, each runnable on its own through [`Nf4Config`]:
 //!
-//! - `simple` (`nf4.wgsl`, f32, and `nf4_f16.wgsl`, f16 compute): a 4 x 4 (forward) or 4 x 8
+//! - `simple` (`nf4/simple.wgsl`, f32, and `nf4/simple_f16.wgsl`, f16 compute): a 4 x 4 (forward) or 4 x 8
 //!   (grad-input) block of outputs per invocation, the block absmax decoded per packed word; any
 //!   `in`;
-//! - `block` (`nf4_block.wgsl`, f32): `TM` rows per invocation share every decoded word, the
+//! - `block` (`nf4/block.wgsl`, f32): `TM` rows per invocation share every decoded word, the
 //!   absmax is decoded once per 64-value block, and the code-book lookup is a private-array read
 //!   or a select tree; needs `in % 64 == 0` (and `x_offset % 4 == 0` forward);
-//! - `tile` (`nf4_block.wgsl`, forward only): the workgroup decodes each block of its 32 rows of
+//! - `tile` (`nf4/block.wgsl`, forward only): the workgroup decodes each block of its 32 rows of
 //!   W once into workgroup memory and all its invocations share it (two barriers per block; on
 //!   lavapipe the barriers make it slower than `block`, on GPUs the tuner decides).
 //!
-//! [`matmul_nf4`] / [`matmul_nf4_grad_input`] take an [`Nf4Compute`] and ask the tuner
-//! ([`crate::tune::nf4_choice`], a lookup that never measures) for the configuration: the
-//! fastest correct one measured on this adapter for the shape's bucket, else [`Nf4Config`]'s
-//! default (the `block` rung in f32 where it applies). `F32` / `F16` force the precision; `Auto`
-//! lets the measurement pick either. The `_config` launchers run one configuration as asked.
+//! [`matmul_nf4`] / [`matmul_nf4_grad_input`] run one [`Nf4Config`] as asked. The op layer
+//! picks it with [`crate::tune::nf4_choice`] (a lookup that never measures) from an
+//! [`Nf4Compute`]: the fastest correct configuration measured on this adapter for the shape's
+//! bucket, else [`Nf4Config`]'s default (the `block` rung in f32 where it applies). `F32` / `F16`
+//! force the precision; `Auto` lets the measurement pick either.
 //!
 //! The reduction (in for the forward, out for the input gradient) is split into chunks of at
 //! most [`Nf4Config::chunk`] (lavapipe ends an invocation's loops after 65,535 iterations, and
 //! the block rung's row loops count too); later chunks add into the output.
+//!
+//! See also:
+//! - shaders: `shaders/nf4/` (helpers in `shaders/common/nf4.wgsl`)
+//! - CPU twin: [`crate::reference::nf4`]
+//! - op: `src/ops/nf4.rs`; tuner: `kernels/src/tune/nf4.rs`
+//! - tests: `tests/nf4.rs`, `tests/nf4_rungs.rs`; benchmark: `benches/nf4.rs`
 
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
@@ -40,7 +46,7 @@ mod config;
 pub use config::{Nf4Config, Nf4Pass};
 
 crate::kernel_params! {
-    /// Params of every entry point in `nf4.wgsl` and `nf4_f16.wgsl` (WGSL `Nf4Params` in
+    /// Params of every entry point in `nf4/simple.wgsl` and `nf4/simple_f16.wgsl` (WGSL `Nf4Params` in
     /// `common/nf4.wgsl`).
     pub struct Nf4Params in "common/nf4.wgsl" as "Nf4Params" {
         /// M, rows of x / dy / y / dx.
@@ -76,7 +82,7 @@ pub const WG: (u32, u32) = (8, 8);
 pub const FORWARD_BLOCK: (u32, u32) = (4, 4);
 /// Outputs per invocation of the input gradient (rows, columns).
 pub const GRAD_BLOCK: (u32, u32) = (4, 8);
-/// Most rows per invocation of the block rung (`TM_MAX` in `nf4_block.wgsl`).
+/// Most rows per invocation of the block rung (`TM_MAX` in `nf4/block.wgsl`).
 pub const BLOCK_TM_MAX: u32 = 16;
 
 /// f32 or f16 compute for the NF4 matmuls (accumulation and outputs are f32 either way).
@@ -84,7 +90,7 @@ pub const BLOCK_TM_MAX: u32 = 16;
 pub enum Nf4Compute {
     /// Dequantised values and products in f32 (the `simple` or `block` rung).
     F32,
-    /// `nf4_f16.wgsl`: x / dy and dequantised values rounded to f16, products (and short dot
+    /// `nf4/simple_f16.wgsl`: x / dy and dequantised values rounded to f16, products (and short dot
     /// products) in f16, f32 accumulation. Needs `SHADER_F16`; inputs beyond f16's range
     /// (|x| > 65504) overflow.
     F16,
@@ -116,7 +122,7 @@ impl Nf4Buffers<'_> {
             .checked_mul(self.in_features)
             .filter(|&n| n > 0 && n <= u32::MAX as usize - PER_WORD)
             .ok_or_else(|| {
-                launch_err(
+                KernelError::launch(
                     key,
                     format!(
                         "W ({}, {}) must be non-empty with fewer than 2^32 values",
@@ -132,7 +138,7 @@ impl Nf4Buffers<'_> {
         ];
         for (what, buf, bytes) in need {
             if buf.capacity() < bytes as u64 {
-                return Err(launch_err(
+                return Err(KernelError::launch(
                     key,
                     format!(
                         "{what} buffer holds {} bytes, W ({}, {}) needs {bytes}",
@@ -147,16 +153,9 @@ impl Nf4Buffers<'_> {
     }
 }
 
-fn launch_err(kernel: &KernelKey, message: String) -> KernelError {
-    KernelError::Launch {
-        kernel: kernel.label(),
-        message,
-    }
-}
-
 fn check_len(key: &KernelKey, what: &str, buf: &GpuBuffer, elems: usize) -> Result<()> {
     if buf.capacity() < 4 * elems as u64 || elems > u32::MAX as usize {
-        return Err(launch_err(
+        return Err(KernelError::launch(
             key,
             format!(
                 "{what} needs {elems} f32 elements, its buffer holds {} bytes",
@@ -171,7 +170,7 @@ fn groups(key: &KernelKey, cols: usize, rows: usize, block: (u32, u32)) -> Resul
     let gx = cols.div_ceil((WG.0 * block.1) as usize);
     let gy = rows.div_ceil((WG.1 * block.0) as usize);
     if gx > 65_535 || gy > 65_535 {
-        return Err(launch_err(
+        return Err(KernelError::launch(
             key,
             format!("grid ({gx}, {gy}) exceeds 65,535 workgroups per dimension"),
         ));
@@ -179,8 +178,9 @@ fn groups(key: &KernelKey, cols: usize, rows: usize, block: (u32, u32)) -> Resul
     Ok([gx as u32, gy as u32, 1])
 }
 
-/// `y (M, out) = x (M, in) @ W^T (+ bias)`, W dequantised in registers, with the configuration
-/// [`crate::tune::nf4_choice`] gives for `compute` and this shape.
+/// `y (M, out) = x (M, in) @ W^T (+ bias)`, W dequantised in registers, with configuration `cfg`
+/// exactly (an error where it does not apply; the op layer picks it with
+/// [`crate::tune::nf4_choice`]).
 ///
 /// - `x`: (M, in) f32, contiguous from element `x_offset`;
 /// - `bias`: (out) f32 or `None`;
@@ -190,23 +190,6 @@ fn groups(key: &KernelKey, cols: usize, rows: usize, block: (u32, u32)) -> Resul
 /// 65,535 workgroups, or f16 compute on an adapter without `SHADER_F16`.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul_nf4(
-    gpu: &Gpu,
-    compute: Nf4Compute,
-    w: Nf4Buffers<'_>,
-    x: &GpuBuffer,
-    x_offset: usize,
-    m: usize,
-    bias: Option<&GpuBuffer>,
-    y: &GpuBuffer,
-) -> Result<()> {
-    let dims = (m, w.out_features, w.in_features);
-    let cfg = crate::tune::nf4_choice(gpu, Nf4Pass::Forward, dims, x_offset, compute);
-    matmul_nf4_config(gpu, cfg, w, x, x_offset, m, bias, y)
-}
-
-/// [`matmul_nf4`] with configuration `cfg` exactly (an error where it does not apply).
-#[allow(clippy::too_many_arguments)]
-pub fn matmul_nf4_config(
     gpu: &Gpu,
     cfg: Nf4Config,
     w: Nf4Buffers<'_>,
@@ -225,7 +208,7 @@ pub fn matmul_nf4_config(
     cfg.check(gpu, pass, in_f, x_offset, &key)?;
     w.check(&key)?;
     if m == 0 {
-        return Err(launch_err(&key, "M must be at least 1".into()));
+        return Err(KernelError::launch(&key, "M must be at least 1"));
     }
     check_len(&key, "x (M, in)", x, x_offset + m * in_f)?;
     check_len(&key, "y (M, out)", y, m * out_f)?;
@@ -253,27 +236,11 @@ pub fn matmul_nf4_config(
 }
 
 /// `dx (M, in) = dy (M, out) @ W`, W dequantised in registers (W itself gets no gradient), with
-/// the configuration [`crate::tune::nf4_choice`] gives for `compute` and this shape.
+/// configuration `cfg` exactly (an error where it does not apply).
 ///
 /// - `dy`: (M, out) f32, contiguous from element `dy_offset`;
 /// - `dx`: (M, in) f32, written contiguous from element 0 (overwritten, not accumulated).
 pub fn matmul_nf4_grad_input(
-    gpu: &Gpu,
-    compute: Nf4Compute,
-    w: Nf4Buffers<'_>,
-    dy: &GpuBuffer,
-    dy_offset: usize,
-    m: usize,
-    dx: &GpuBuffer,
-) -> Result<()> {
-    let dims = (m, w.out_features, w.in_features);
-    let cfg = crate::tune::nf4_choice(gpu, Nf4Pass::GradInput, dims, dy_offset, compute);
-    matmul_nf4_grad_input_config(gpu, cfg, w, dy, dy_offset, m, dx)
-}
-
-/// [`matmul_nf4_grad_input`] with configuration `cfg` exactly (an error where it does not
-/// apply).
-pub fn matmul_nf4_grad_input_config(
     gpu: &Gpu,
     cfg: Nf4Config,
     w: Nf4Buffers<'_>,
@@ -294,7 +261,7 @@ pub fn matmul_nf4_grad_input_config(
     cfg.check(gpu, pass, in_f, dy_offset, &key)?;
     w.check(&key)?;
     if m == 0 {
-        return Err(launch_err(&key, "M must be at least 1".into()));
+        return Err(KernelError::launch(&key, "M must be at least 1"));
     }
     check_len(&key, "dy (M, out)", dy, dy_offset + m * out_f)?;
     check_len(&key, "dx (M, in)", dx, m * in_f)?;
@@ -318,7 +285,7 @@ pub fn matmul_nf4_grad_input_config(
 
 /// W (out, in) as f32, row-major from element 0 of `out`: `NF4[code] * block absmax`.
 pub fn dequantize_nf4(gpu: &Gpu, w: Nf4Buffers<'_>, out: &GpuBuffer) -> Result<()> {
-    let key = KernelKey::new("nf4.wgsl", "dequantize_nf4")
+    let key = KernelKey::new("nf4/simple.wgsl", "dequantize_nf4")
         .with("WG_X", WG.0)
         .with("WG_Y", WG.1)
         .with("ALIGNED", 0u32);
@@ -340,7 +307,7 @@ mod tests {
 
     #[test]
     fn shader_code_book_matches_reference() {
-        let src = crate::shaders::expand("nf4.wgsl");
+        let src = crate::shaders::expand("nf4/simple.wgsl");
         let start = src
             .find("array<f32, 16>(")
             .expect("code book in common/nf4.wgsl");

@@ -1,4 +1,4 @@
-// NF4 matmuls with f16 compute (adapters with SHADER_F16): the same two products as nf4.wgsl,
+// NF4 matmuls with f16 compute (adapters with SHADER_F16): the same two products as nf4/simple.wgsl,
 //
 //   matmul_nf4:             y (M, out) = x (M, in) @ W^T + bias
 //   matmul_nf4_grad_input:  dx (M, in) = dy (M, out) @ W
@@ -6,7 +6,7 @@
 // but x / dy are rounded to f16 as they are read, W is dequantised to f16 (code book entry times
 // the f16 block absmax), and products (and, forward, dot products of 4 to 8 terms) are formed in
 // f16; every such partial sum is added into f32 accumulators, and outputs are f32. Same
-// bindings, grids, chunking and ALIGNED fast path as nf4.wgsl (see there for the layout).
+// bindings, grids, chunking and ALIGNED fast path as nf4/simple.wgsl (see there for the layout).
 
 enable f16;
 

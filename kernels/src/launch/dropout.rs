@@ -2,11 +2,17 @@
 //!
 //! Element `i` of a stream is word `i % 4` of `philox4x32_10(counter = (ctr0 + i / 4, ctr1, ctr2,
 //! ctr3), key)`. The stream is a pure function of (key, counter, i): the same key gives the same
-//! mask on every device and run, and [`crate::reference::random`] reproduces it bit for bit. No
+//! mask on every device and run, and [`crate::reference::dropout`] reproduces it bit for bit. No
 //! mask is ever uploaded from the host.
 //!
 //! A dropout mask keeps element `i` when its word is at least `floor(p * 2^32)` (so it is dropped
 //! with probability `p`, to within 2^-32) and then holds `1 / (1 - p)`; dropped elements hold 0.
+//!
+//! See also:
+//! - shader: `shaders/dropout.wgsl`
+//! - CPU twin: [`crate::reference::dropout`]
+//! - layer: `src/nn/dropout.rs`
+//! - tests: `tests/nn/random.rs` (in `tests/nn.rs`)
 
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
@@ -88,10 +94,10 @@ fn params(
     scale: f32,
 ) -> Result<RandomParams> {
     if numel > MAX_NUMEL {
-        return Err(KernelError::Launch {
-            kernel: kernel.to_string(),
-            message: format!("{numel} elements exceed the {MAX_NUMEL} one launch can write"),
-        });
+        return Err(KernelError::launch(
+            kernel,
+            format!("{numel} elements exceed the {MAX_NUMEL} one launch can write"),
+        ));
     }
     Ok(RandomParams {
         numel: numel as u32,
@@ -129,10 +135,10 @@ pub fn dropout_mask(
 ) -> Result<()> {
     let key = KernelKey::new("dropout.wgsl", "dropout_mask");
     if !(0.0..1.0).contains(&p) {
-        return Err(KernelError::Launch {
-            kernel: key.label(),
-            message: format!("drop probability {p} is outside [0, 1)"),
-        });
+        return Err(KernelError::launch(
+            key,
+            format!("drop probability {p} is outside [0, 1)"),
+        ));
     }
     let args = params(
         &key.label(),

@@ -2,7 +2,7 @@
 
 use num_traits::Float;
 
-use crate::launch::random::{Stream, dropout_threshold};
+use crate::launch::dropout::{Stream, dropout_threshold};
 
 const M0: u32 = 0xD251_1F53;
 const M1: u32 = 0xCD9E_8D57;

@@ -1,11 +1,11 @@
-// NF4 matmuls, register-blocked over rows (the "block" rung; nf4.wgsl is the "simple" one):
+// NF4 matmuls, register-blocked over rows (the "block" rung; nf4/simple.wgsl is the "simple" one):
 //
 //   matmul_nf4_block:             y (M, out) = x (M, in) @ W^T + bias
 //   matmul_nf4_grad_input_block:  dx (M, in) = dy (M, out) @ W
 //   matmul_nf4_tile:              the forward again, W decoded once per workgroup (at the end)
 //
 // Same bindings, params and chunking as nf4.wgsl (W's format is in common/nf4.wgsl), for
-// in % 64 == 0 only (the launcher falls back to nf4.wgsl otherwise): then every 64-value block
+// in % 64 == 0 only (the launcher falls back to nf4/simple.wgsl otherwise): then every 64-value block
 // of W lies inside one row, so a block's absmax is decoded once per block (forward) or once per
 // reduction step (grad-input) instead of once per word, and the 8 values of a packed word are
 // decoded once and used for TM rows of x / dy. Decoding (a code-book lookup per value) is what
