@@ -464,6 +464,13 @@ fn bad_input_gives_one_paragraph_errors() {
     );
     let err = run(&["--data", s(&chat), "--lora-rank", "0"]);
     assert!(err.contains("--lora-rank 0"), "{err}");
+    // Absurd ranks are refused before any adapter is allocated, naming the flag.
+    for rank in ["18446744073709551615", "100000000"] {
+        let t = std::time::Instant::now();
+        let err = run(&["--data", s(&chat), "--lora-rank", rank]);
+        assert!(err.contains(&format!("--lora-rank {rank}")), "{err}");
+        assert!(t.elapsed().as_secs() < 20, "{rank} took {:?}", t.elapsed());
+    }
     let err = run(&["--data", s(&d.join("missing.jsonl"))]);
     assert!(err.contains("no such file"), "{err}");
     // A base that is not a GPT.

@@ -221,7 +221,7 @@ pub fn generate_reply(
     let mut cache = KvCache::new(gpt.blocks.len());
     let mut all = prompt.to_vec();
     let mut pending = all[all.len().saturating_sub(ctx)..].to_vec();
-    let mut out: Vec<u32> = Vec::with_capacity(max_tokens);
+    let mut out: Vec<u32> = Vec::with_capacity(max_tokens.min(4096));
     let mut printed = 0usize;
     let mut ended = false;
     for _ in 0..max_tokens {

@@ -1,0 +1,174 @@
+//! A hostile user's inputs: absurd sizes, NaN weights, nonsense data and user-named outputs
+//! that are symlinks, FIFOs or directories. Each must end in one clear error paragraph (or a
+//! warning), never a panic, a hang or a destroyed file.
+
+#[path = "common/cli.rs"]
+mod cli_util;
+use cli_util::{clean_error, kiln, s, scratch_in};
+
+use std::path::PathBuf;
+
+fn scratch(name: &str) -> PathBuf {
+    scratch_in("reliability", name)
+}
+
+/// `kiln args...` must fail with one clean error paragraph; returns stderr.
+fn fails(args: &[&str]) -> String {
+    let (ok, _, err) = kiln(args);
+    assert!(!ok, "{args:?} should fail");
+    clean_error(&err);
+    err
+}
+
+#[test]
+fn tune_kernels_refuses_absurd_sizes_naming_the_flag() {
+    let err = fails(&["tune-kernels", "--model", "mlp", "--input", "1000000000"]);
+    assert!(err.contains("--input 1000000000"), "{err}");
+    let err = fails(&["tune-kernels", "--model", "mlp", "--batch-size", "0"]);
+    assert!(err.contains("--batch-size 0"), "{err}");
+    let err = fails(&[
+        "tune-kernels",
+        "--matmul",
+        "100000000000x100000000000x1000000000",
+    ]);
+    assert!(err.contains("--matmul"), "{err}");
+}
+
+/// A one-epoch MLP run on the built-in digits (shared by the tests that tamper with it).
+fn digits_run() -> &'static PathBuf {
+    static RUN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    RUN.get_or_init(|| {
+        let d = scratch("digits").join("run");
+        let (ok, _, err) = kiln(&["train", "--epochs", "1", "--quiet", "--out", s(&d)]);
+        assert!(ok, "{err}");
+        d
+    })
+}
+
+/// A copy of the digits run's directory in `name`, with `edit` applied to both checkpoints.
+fn tampered(name: &str, edit: impl Fn(&mut kiln::io::safetensors::StFile)) -> PathBuf {
+    let d = scratch(name).join("run");
+    std::fs::create_dir_all(&d).unwrap();
+    for e in std::fs::read_dir(digits_run()).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() {
+            std::fs::copy(&p, d.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    for f in ["best.safetensors", "checkpoint.safetensors"] {
+        let p = d.join(f);
+        let mut st = kiln::io::safetensors::read(&p).unwrap();
+        edit(&mut st);
+        let tensors: Vec<_> = st.tensors.into_iter().collect();
+        kiln::io::safetensors::write(&p, &tensors, &st.metadata).unwrap();
+    }
+    d
+}
+
+fn set_f32(st: &mut kiln::io::safetensors::StFile, name: &str, f: impl Fn(usize) -> f32) {
+    let h = st.tensors.get_mut(name).unwrap();
+    let n = h.bytes.len() / 4;
+    let v: Vec<f32> = (0..n).map(f).collect();
+    h.bytes = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+}
+
+#[test]
+fn nan_weights_are_refused_naming_the_tensor() {
+    let one_nan = tampered("nan", |st| {
+        set_f32(st, "model.layers.0.weight", |i| {
+            if i == 5 { f32::NAN } else { 0.1 }
+        })
+    });
+    let err = fails(&["eval", s(&one_nan)]);
+    assert!(
+        err.contains("layers.0.weight") && err.contains("NaN"),
+        "{err}"
+    );
+    let err = fails(&["train", "--resume", "--out", s(&one_nan), "--epochs", "2"]);
+    assert!(
+        err.contains("layers.0.weight") && err.contains("NaN"),
+        "{err}"
+    );
+    let err = fails(&[
+        "train",
+        "--init-from",
+        s(&one_nan),
+        "--epochs",
+        "1",
+        "--out",
+        s(&scratch("nan-init").join("run")),
+    ]);
+    assert!(
+        err.contains("layers.0.weight") && err.contains("NaN"),
+        "{err}"
+    );
+    let all_nan = tampered("all-nan", |st| {
+        set_f32(st, "model.layers.3.weight", |_| f32::INFINITY)
+    });
+    let err = fails(&["eval", s(&all_nan)]);
+    assert!(err.contains("layers.3.weight"), "{err}");
+}
+
+#[test]
+fn absurd_sizes_in_checkpoint_metadata_are_refused() {
+    let huge = tampered("huge", |st| {
+        let spec = st.metadata["model_spec"].replace("[256,128]", "[4000000000,128]");
+        st.metadata.insert("model_spec".into(), spec);
+    });
+    let err = fails(&["eval", s(&huge)]);
+    assert!(
+        err.contains("too large") || err.contains("4000000000"),
+        "{err}"
+    );
+}
+
+#[test]
+fn class_count_that_disagrees_with_the_model_is_refused() {
+    let one = tampered("one-class", |st| {
+        st.metadata.insert(
+            "task".into(),
+            r#"{"Classification":{"class_names":["0"]}}"#.into(),
+        );
+    });
+    let err = fails(&["eval", s(&one)]);
+    assert!(
+        err.contains("1 class") && err.contains("10 outputs"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_model_too_large_for_memory_is_refused_before_it_is_built() {
+    let d = scratch("huge-gpt");
+    let text = d.join("t.txt");
+    std::fs::write(&text, "the cat sat on the mat\n".repeat(400)).unwrap();
+    let t = std::time::Instant::now();
+    let err = fails(&[
+        "train",
+        "--model",
+        "gpt",
+        "--text",
+        s(&text),
+        "--layers",
+        "1000000",
+        "--out",
+        s(&d.join("run")),
+    ]);
+    assert!(
+        err.contains("too large") && err.contains("parameters"),
+        "{err}"
+    );
+    assert!(t.elapsed().as_secs() < 10, "took {:?}", t.elapsed());
+    let err = fails(&[
+        "train",
+        "--model",
+        "lstm",
+        "--text",
+        s(&text),
+        "--width",
+        "18446744073709551615",
+        "--out",
+        s(&d.join("run2")),
+    ]);
+    assert!(err.contains("too large"), "{err}");
+}
