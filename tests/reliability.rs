@@ -172,3 +172,69 @@ fn a_model_too_large_for_memory_is_refused_before_it_is_built() {
     ]);
     assert!(err.contains("too large"), "{err}");
 }
+
+#[test]
+fn a_csv_of_200k_columns_is_read_without_quadratic_lookups() {
+    let d = scratch("wide");
+    let n = 200_000;
+    let mut text: String = (0..n).map(|i| format!("c{i},")).collect::<String>() + "y\n";
+    for r in 0..4 {
+        text += &(0..n)
+            .map(|i| format!("{},", (i + r) % 7))
+            .collect::<String>();
+        text += &format!("{}\n", r % 2);
+    }
+    let csv = d.join("wide.csv");
+    std::fs::write(&csv, text).unwrap();
+    let t = std::time::Instant::now();
+    let (ok, _, err) = kiln(&[
+        "train",
+        "--data",
+        s(&csv),
+        "--target",
+        "y",
+        "--epochs",
+        "1",
+        "--quiet",
+        "--out",
+        s(&d.join("run")),
+    ]);
+    // Quadratic column lookups took minutes here; reading, preparing and (maybe) refusing the
+    // model's size takes seconds.
+    assert!(t.elapsed().as_secs() < 60, "took {:?}", t.elapsed());
+    if !ok {
+        clean_error(&err);
+    }
+}
+
+#[test]
+fn data_errors_name_the_file_and_clip_long_values() {
+    let d = scratch("data-errors");
+    let only = d.join("only_target_col.csv");
+    std::fs::write(&only, "y\n1\n0\n1\n0\n1\n0\n1\n0\n1\n0\n").unwrap();
+    let err = fails(&[
+        "train",
+        "--data",
+        s(&only),
+        "--target",
+        "y",
+        "--epochs",
+        "1",
+    ]);
+    assert!(
+        err.contains("only_target_col.csv") && err.contains("no feature columns"),
+        "{err}"
+    );
+    let mut rows: Vec<String> = std::iter::once("a,y".to_string())
+        .chain((0..40).map(|i| format!("{i},{}", i % 2)))
+        .collect();
+    rows[5] = "9".repeat(5_000_000) + "x,1";
+    let big = d.join("big.csv");
+    std::fs::write(&big, rows.join("\n") + "\n").unwrap();
+    let err = fails(&["train", "--data", s(&big), "--target", "y", "--epochs", "1"]);
+    assert!(err.len() < 2000, "{} bytes of error", err.len());
+    assert!(
+        err.contains("big.csv line 6") && err.contains("5000001 characters"),
+        "{err}"
+    );
+}

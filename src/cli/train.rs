@@ -308,7 +308,12 @@ pub fn run(a: TrainArgs) -> Result<()> {
         spec.train.eval_batch_size = Some(eval_batch.min(spec.train.batch_size.max(256)));
     }
     let spec = spec;
-    let mut model = model_spec.build(&gpu)?;
+    let mut model = model_spec.build(&gpu).map_err(|e| {
+        Error(format!(
+            "--model {} for {} inputs and {} outputs: {e}",
+            spec.model, data.input, data.output
+        ))
+    })?;
     let init_report = if resume && dir.join(LAST).exists() {
         None // the run's own checkpoint restores everything
     } else {

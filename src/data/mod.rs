@@ -75,7 +75,7 @@ pub mod token_rows;
 pub mod tokenizer;
 
 pub use digits::{DIGITS_LEN, digits, digits_images};
-pub use error::DataError;
+pub use error::{DataError, clip};
 pub use idx::{
     FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, IdxArray, fashion_mnist, load_idx_pair, parse_idx,
     read_maybe_gz,

@@ -21,7 +21,7 @@
 //! # Ok::<(), kiln::data::DataError>(())
 //! ```
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -124,6 +124,14 @@ pub fn prepare_table(
     };
     let train_rows = table.select(&parts.train);
     let pre = Preprocessor::fit(&train_rows, &kinds, target, opts)?;
+    if pre.num_features() == 0 {
+        return invalid(format!(
+            "{file}: no feature columns besides the target {} ({} column(s) in the file); a \
+             model needs at least one input column",
+            super::clip(&opts.target),
+            table.columns.len()
+        ));
+    }
     let train = pre.dataset(&train_rows)?;
     let val = pre.dataset(&table.select(&parts.val))?;
     let test = pre.dataset(&table.select(&parts.test))?;
@@ -321,6 +329,13 @@ fn report(r: &ReportInput) -> String {
         r.parts.train.len()
     );
     let width = t.columns.iter().map(|c| c.len()).max().unwrap_or(0).max(6);
+    // Indexed once: a search per column is quadratic on a file of 200k columns.
+    let encodings: HashMap<&str, &ColumnEncoding> = r
+        .pre
+        .columns()
+        .iter()
+        .map(|c| (c.name.as_str(), &c.encoding))
+        .collect();
     for (j, name) in t.columns.iter().enumerate() {
         let kind = match r.kinds[j] {
             ColumnKind::Numeric => "numeric",
@@ -329,13 +344,7 @@ fn report(r: &ReportInput) -> String {
         let what = if name == target.column() {
             "target".to_string()
         } else {
-            match r
-                .pre
-                .columns()
-                .iter()
-                .find(|c| c.name == *name)
-                .map(|c| &c.encoding)
-            {
+            match encodings.get(name.as_str()).copied() {
                 Some(ColumnEncoding::Numeric { fill, scaler }) => {
                     let constant = t
                         .rows
