@@ -238,3 +238,21 @@ fn data_errors_name_the_file_and_clip_long_values() {
         "{err}"
     );
 }
+
+#[test]
+fn a_loss_that_explodes_without_nan_stops_the_run() {
+    let d = scratch("explode").join("run");
+    let err = fails(&[
+        "train",
+        "--lr",
+        "1e6",
+        "--epochs",
+        "3",
+        "--quiet",
+        "--out",
+        s(&d),
+    ]);
+    assert!(err.contains("exploded") && err.contains("--lr"), "{err}");
+    // Stopped before any checkpoint of exploded weights was written.
+    assert!(!d.join("best.safetensors").exists());
+}

@@ -443,6 +443,9 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
             .hooks
             .push(Box::new(progress::Progress::new(units, t.epochs)));
     }
+    trainer
+        .hooks
+        .push(Box::new(super::explosion::Explosion::default()));
     trainer.hooks.push(Box::new(AdapterSaver {
         dir: &dir,
         cfg: &cfg,

@@ -417,6 +417,9 @@ pub fn run(a: TrainArgs) -> Result<()> {
     } else {
         Progress::default()
     };
+    trainer
+        .hooks
+        .push(Box::new(super::explosion::Explosion::default()));
     if !quiet {
         let units = match &data.text {
             Some(t) => Units::Tokens { context: t.context },
