@@ -256,3 +256,106 @@ fn a_loss_that_explodes_without_nan_stops_the_run() {
     // Stopped before any checkpoint of exploded weights was written.
     assert!(!d.join("best.safetensors").exists());
 }
+
+#[test]
+fn resume_without_the_optimizer_state_is_refused() {
+    let d = tampered("no-optim", |st| {
+        st.tensors.retain(|k, _| !k.starts_with("optim."))
+    });
+    let err = fails(&["train", "--resume", "--out", s(&d), "--epochs", "2"]);
+    assert!(err.contains("optim"), "{err}");
+}
+
+/// A CSV file in a scratch folder `name`, `rows` below the header `a,b,y`.
+fn csv(name: &str, file: &str, text: String) -> PathBuf {
+    let p = scratch(name).join(file);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn nonsense_tables_are_refused_or_warned_about() {
+    let train = |p: &PathBuf, extra: &[&str]| {
+        let mut args = vec!["train", "--data", s(p), "--target", "y", "--epochs", "1"];
+        args.extend_from_slice(extra);
+        args.push("--out");
+        let out = p.with_extension("run");
+        let out = out.to_str().unwrap().to_string();
+        let mut args: Vec<String> = args.into_iter().map(String::from).collect();
+        args.push(out);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        kiln(&args)
+    };
+    // One class only: nothing to learn (it would report 100 % and loss 0).
+    let one = csv("one-class", "one.csv", {
+        let rows: String = (0..60).map(|i| format!("{i},{},1\n", i * 2)).collect();
+        format!("a,b,y\n{rows}")
+    });
+    let (ok, _, err) = train(&one, &[]);
+    assert!(
+        !ok && err.contains("one.csv") && err.contains("one value only"),
+        "{err}"
+    );
+    // A column missing in every row.
+    let empty_col = csv("all-missing", "empty_col.csv", {
+        let rows: String = (0..60).map(|i| format!("{i},NA,{}\n", i % 2)).collect();
+        format!("a,b,y\n{rows}")
+    });
+    let (ok, _, err) = train(&empty_col, &[]);
+    assert!(
+        !ok && err.contains("column \"b\" is missing in all 60 rows"),
+        "{err}"
+    );
+    // Too few rows for a test split: refused, not reported as 0 % on 0 examples.
+    let six = csv(
+        "six",
+        "six.csv",
+        "a,b,y\n1,1,0\n2,2,1\n3,3,0\n4,4,1\n5,5,0\n6,6,1\n".into(),
+    );
+    let (ok, _, err) = train(&six, &[]);
+    assert!(
+        !ok && err.contains("--test-fraction") && err.contains("empty"),
+        "{err}"
+    );
+    clean_error(&err);
+    // --accumulate beyond the batches of an epoch.
+    let (ok, _, err) = kiln(&["train", "--accumulate", "1000000000", "--epochs", "1"]);
+    assert!(!ok && err.contains("--accumulate 1000000000"), "{err}");
+    clean_error(&err);
+}
+
+#[test]
+fn a_category_never_seen_in_training_is_warned_about_at_predict() {
+    let rows: String = (0..60)
+        .map(|i| {
+            format!(
+                "{i},{},{}\n",
+                if i % 2 == 1 { "red" } else { "blue" },
+                i % 2
+            )
+        })
+        .collect();
+    let data = csv("unseen", "colors.csv", format!("a,c,y\n{rows}"));
+    let run = data.with_extension("run");
+    let (ok, _, err) = kiln(&[
+        "train",
+        "--data",
+        s(&data),
+        "--target",
+        "y",
+        "--epochs",
+        "1",
+        "--quiet",
+        "--out",
+        s(&run),
+    ]);
+    assert!(ok, "{err}");
+    let new = csv("unseen-rows", "new.csv", "a,c\n1,green\n2,red\n".into());
+    let (ok, out, err) = kiln(&["predict", s(&run), "--input", s(&new)]);
+    assert!(ok, "{err}");
+    assert!(out.starts_with("row,prediction"), "{out}");
+    assert!(
+        err.contains("warning") && err.contains("\"green\"") && err.contains("line 2"),
+        "{err}"
+    );
+}

@@ -406,6 +406,7 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
     let mut train_cfg = spec.train.clone();
     train_cfg.eval_batch_size = Some(eval_batch);
     let train_data: Arc<dyn Dataset> = data.train.clone();
+    super::loop_args::check_accumulate(&train_cfg, train_data.len())?;
     let mut trainer = Trainer::new(&gpu, train_cfg, train_data, &dir);
     if let Some(v) = &data.val {
         trainer = trainer.with_val(v.clone());

@@ -63,6 +63,17 @@ pub fn run(a: PredictArgs) -> Result<()> {
         }
         (Some(pre), _) => {
             let table = pre.read_csv(&a.input)?;
+            for u in pre.unseen_categories(&table)? {
+                eprintln!(
+                    "warning: {} line {}, column {}: category {} (in {} row(s)) was not in the \
+                     training rows; it is encoded as all zeros, and its predictions are guesses",
+                    a.input.display(),
+                    u.line,
+                    u.column,
+                    crate::data::clip(&u.value),
+                    u.rows
+                );
+            }
             let x = pre.transform(&table)?;
             (x, table.len(), pre.num_features())
         }

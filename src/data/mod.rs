@@ -85,7 +85,7 @@ pub use memory::InMemoryDataset;
 pub use options::{
     CategoricalEncoding, HeaderMode, Impute, MissingPolicy, Scaling, TabularOptions, TaskKind,
 };
-pub use preprocess::{ColumnEncoding, FeatureColumn, Preprocessor, TargetEncoding};
+pub use preprocess::{ColumnEncoding, FeatureColumn, Preprocessor, TargetEncoding, Unseen};
 pub use scaler::Scaler;
 pub use split::{
     SplitFractions, SplitIndices, permutation, shuffle, shuffled_split, stratified_split,

@@ -96,6 +96,19 @@ impl TargetEncoding {
     }
 }
 
+/// A category the training rows never held, found by [`Preprocessor::unseen_categories`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unseen {
+    /// The column.
+    pub column: String,
+    /// The first unseen value.
+    pub value: String,
+    /// The 1-based line of its row.
+    pub line: usize,
+    /// Rows of the column holding an unseen value.
+    pub rows: usize,
+}
+
 /// Fitted preparation of tabular rows (see the module note).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Preprocessor {
@@ -227,6 +240,41 @@ impl Preprocessor {
             HeaderMode::Absent
         };
         Table::read_csv(path, mode)
+    }
+
+    /// The values of one-hot columns that the training rows never held, one entry per column
+    /// with any: they encode as all zeros, which a model has never seen, so a caller should
+    /// warn. Missing values (filled as in training) are not counted.
+    pub fn unseen_categories(&self, table: &Table) -> Result<Vec<Unseen>, DataError> {
+        let cols = self.locate_all(table)?;
+        let mut found = Vec::new();
+        for (c, &j) in self.columns.iter().zip(&cols) {
+            let ColumnEncoding::OneHot { categories, .. } = &c.encoding else {
+                continue;
+            };
+            let known: std::collections::HashSet<&str> =
+                categories.iter().map(String::as_str).collect();
+            let mut hit: Option<Unseen> = None;
+            for (r, row) in table.rows.iter().enumerate() {
+                let v = row[j].as_str();
+                if is_missing(v) || known.contains(v) {
+                    continue;
+                }
+                match &mut hit {
+                    Some(u) => u.rows += 1,
+                    None => {
+                        hit = Some(Unseen {
+                            column: c.name.clone(),
+                            value: v.to_string(),
+                            line: table.lines[r],
+                            rows: 1,
+                        })
+                    }
+                }
+            }
+            found.extend(hit);
+        }
+        Ok(found)
     }
 
     /// Features of every row, row-major `(N, num_features)`.

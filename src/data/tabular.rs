@@ -86,6 +86,14 @@ pub fn prepare_table(
     let missing: Vec<usize> = (0..table.columns.len())
         .map(|j| table.missing_count(j))
         .collect();
+    if let Some(j) = (0..missing.len()).find(|&j| j != tcol && missing[j] == table.len()) {
+        return invalid(format!(
+            "{file}: column {} is missing in all {} rows; it carries nothing to learn from and \
+             nothing to fill it with: remove it from the file",
+            super::clip(&table.columns[j]),
+            table.len()
+        ));
+    }
 
     // Rows kept: a target, and under drop-rows every feature.
     let drop_features = opts.missing == MissingPolicy::DropRows;
@@ -190,6 +198,24 @@ fn target_encoding(
         (TaskKind::Auto, ColumnKind::Categorical) => TaskKind::Classification,
         (t, _) => t,
     };
+    // One value only: nothing to learn, and a classifier would report 100 % and loss 0.
+    let distinct: BTreeSet<&str> = values().collect();
+    if distinct.len() == 1 {
+        let only = distinct.iter().next().copied().unwrap_or("");
+        return invalid(format!(
+            "{}: the target column {column} holds one value only ({}, in all {} rows kept); \
+             there is nothing to learn: a model that always answers it scores 100 %. Give rows \
+             of at least two {}",
+            table.file,
+            super::clip(only),
+            table.len(),
+            if task == TaskKind::Regression {
+                "values"
+            } else {
+                "classes"
+            }
+        ));
+    }
     Ok(match (task, kind) {
         (TaskKind::Regression, _) => TargetEncoding::Regression { column },
         (_, ColumnKind::Numeric) => {
