@@ -359,3 +359,20 @@ fn a_category_never_seen_in_training_is_warned_about_at_predict() {
         "{err}"
     );
 }
+
+#[test]
+fn os_errors_name_the_flag_whose_file_it_was() {
+    let d = scratch("os-errors");
+    let missing = d.join("nope.csv");
+    let err = fails(&["predict", s(digits_run()), "--input", s(&missing)]);
+    assert!(err.contains(&format!("--input {}", s(&missing))), "{err}");
+    let err = fails(&["train", "--config", s(&d.join("nope.toml"))]);
+    assert!(
+        err.contains("--config") && err.contains("nope.toml"),
+        "{err}"
+    );
+    let file = d.join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let err = fails(&["train", "--epochs", "1", "--out", s(&file.join("run"))]);
+    assert!(err.contains("cannot create the run directory"), "{err}");
+}

@@ -132,7 +132,7 @@ pub fn run(a: GenerateArgs) -> Result<()> {
                 "{ck_name}: --adapter needs a GPT checkpoint (kiln finetune adapts GPTs only)"
             )));
         }
-        attach_adapter(&mut lm, dir, a.qlora)?;
+        attach_adapter(&mut lm, dir, a.qlora, &a.checkpoint)?;
     }
     if a.chat {
         return chat_reply(&a, &lm, tok.as_ref());

@@ -119,7 +119,9 @@ impl Default for RunSpec {
 impl RunSpec {
     /// Read a TOML run file (`--config`); unknown keys are errors naming the key.
     pub fn from_toml_file(path: &Path) -> Result<RunSpec> {
-        let text = std::fs::read_to_string(path).map_err(|e| crate::error::io_err(path, e))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::Config(format!("--config {}: cannot read it ({e})", path.display()))
+        })?;
         toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
     }
 
