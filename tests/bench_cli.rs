@@ -109,3 +109,62 @@ fn bad_device_is_a_clean_error() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(stderr.contains("no-such-adapter-xyz"), "{stderr}");
 }
+
+/// `--plot` names a user's path: a symlink is followed (the link stays a link), a character
+/// device or FIFO is written directly, a directory is refused.
+#[cfg(unix)]
+#[test]
+fn plot_path_is_written_like_any_user_named_output() {
+    let d = std::env::temp_dir().join(format!("kiln-bench-plot-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    let bench = |plot: &std::path::Path| {
+        kiln(&[
+            "bench",
+            "--quick",
+            "--filter",
+            "relu",
+            "--plot",
+            plot.to_str().unwrap(),
+        ])
+    };
+    // Through a symlink: the target gets the PNG, the link is kept.
+    let target = d.join("target.png");
+    let link = d.join("link.png");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let (ok, _, err) = bench(&link);
+    assert!(ok, "{err}");
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert!(std::fs::read(&target).unwrap().starts_with(b"\x89PNG"));
+    // A FIFO is written to, not replaced by a file.
+    let fifo = d.join("fifo");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read(fifo).unwrap())
+    };
+    let (ok, _, err) = bench(&fifo);
+    assert!(ok, "{err}");
+    assert!(reader.join().unwrap().starts_with(b"\x89PNG"));
+    use std::os::unix::fs::FileTypeExt;
+    assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
+    // A directory is refused with the flag named.
+    let (ok, _, err) = bench(&d);
+    assert!(
+        !ok && err.contains("--plot") && err.contains("directory"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    let _ = std::fs::remove_dir_all(&d);
+}

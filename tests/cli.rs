@@ -293,6 +293,18 @@ fn bad_input_gives_one_clear_error_and_non_zero_exit() {
         !ok && stderr.contains("many") && !stderr.contains("panicked"),
         "{stderr}"
     );
+    // Exit statuses as the README documents them: 2 for a usage error, 1 for bad input.
+    let status = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(args)
+            .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+            .output()
+            .unwrap()
+            .status
+            .code()
+    };
+    assert_eq!(status(&["train", "--epochs", "many"]), Some(2));
+    assert_eq!(status(&["eval", "/no/such/run"]), Some(1));
 }
 
 #[test]

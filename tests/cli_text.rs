@@ -399,6 +399,14 @@ fn bad_generate_input_fails_with_one_clear_paragraph() {
     clean_error(&err);
     assert!(err.contains("--top-p"), "{err}");
 
+    // Absurd token counts are refused before anything is allocated.
+    for n in ["18446744073709551615", "10000000000"] {
+        let (ok, _, err) = kiln(&["generate", "--checkpoint", s(dir), "--max-tokens", n]);
+        assert!(!ok);
+        clean_error(&err);
+        assert!(err.contains(&format!("--max-tokens {n}")), "{err}");
+    }
+
     // A classifier checkpoint is not a language model.
     let run = scratch("linear").join("run");
     let (ok, _, err) = kiln(&[

@@ -258,6 +258,23 @@ fn generate_with_adapter_and_chat_template() {
     let (ok, out, err) = kiln(&chat);
     assert!(ok, "{err}");
     assert_eq!(out, "hello there\n");
+    assert!(!err.contains("warning"), "{err}");
+    // On another base than kiln_finetune.json records: a warning naming both.
+    let other = scratch("other-base");
+    for e in std::fs::read_dir(base()).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() {
+            std::fs::copy(&p, other.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    let mut elsewhere = chat;
+    elsewhere[2] = s(&other);
+    let (ok, _, err) = kiln(&elsewhere);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("warning") && err.contains("was trained on base") && err.contains(s(&other)),
+        "{err}"
+    );
     // Without the adapter the base knows nothing of the template.
     let (ok, plain, err) = kiln(&[
         "generate",
@@ -464,6 +481,13 @@ fn bad_input_gives_one_paragraph_errors() {
     );
     let err = run(&["--data", s(&chat), "--lora-rank", "0"]);
     assert!(err.contains("--lora-rank 0"), "{err}");
+    // Absurd ranks are refused before any adapter is allocated, naming the flag.
+    for rank in ["18446744073709551615", "100000000"] {
+        let t = std::time::Instant::now();
+        let err = run(&["--data", s(&chat), "--lora-rank", rank]);
+        assert!(err.contains(&format!("--lora-rank {rank}")), "{err}");
+        assert!(t.elapsed().as_secs() < 20, "{rank} took {:?}", t.elapsed());
+    }
     let err = run(&["--data", s(&d.join("missing.jsonl"))]);
     assert!(err.contains("no such file"), "{err}");
     // A base that is not a GPT.

@@ -324,8 +324,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
         print_table(&suite.rows, suite.ceilings);
     }
     if let Some(path) = &args.plot {
-        roofline::draw(path, &suite.rows, suite.ceilings, &suite.gpu.info().name)
+        let png = roofline::png(&suite.rows, suite.ceilings, &suite.gpu.info().name)
             .map_err(|e| super::Error(format!("--plot {}: {e}", path.display())))?;
+        crate::io::write_output(path, &png, "--plot")?;
         if !args.json {
             eprintln!("roofline written to {}", path.display());
         }

@@ -119,7 +119,7 @@ pub fn run(a: ChatArgs) -> Result<()> {
     let gpu = open_device(a.device.as_deref())?;
     let mut lm = base.build(&gpu)?;
     if let Some(dir) = &a.adapter {
-        attach_adapter(&mut lm, dir, a.qlora)?;
+        attach_adapter(&mut lm, dir, a.qlora, &a.checkpoint)?;
     }
     let gpt = gpt_of(&lm)?;
     let tok = base.tokenizer.as_ref();

@@ -139,6 +139,7 @@ pub fn attach_adapter(
     lm: &mut LanguageModel,
     dir: &Path,
     qlora: bool,
+    base: &Path,
 ) -> Result<(LoraConfig, bool)> {
     let bad = |e: &dyn std::fmt::Display| Error(format!("--adapter {}: {e}", dir.display()));
     if !dir.is_dir() {
@@ -147,6 +148,9 @@ pub fn attach_adapter(
         ));
     }
     let meta = AdapterMeta::read(dir)?;
+    if let Some(m) = &meta {
+        check_base(m, dir, lm, base)?;
+    }
     let qlora = qlora || meta.as_ref().is_some_and(|m| m.qlora);
     if qlora {
         let cfg = crate::nn::lora_io::read_adapter_config(dir).map_err(|e| bad(&e))?;
@@ -155,6 +159,50 @@ pub fn attach_adapter(
     let cfg = crate::nn::lora_io::load_adapter(lm, dir).map_err(|e| bad(&e))?;
     crate::nn::lora::set_training(lm, false);
     Ok((cfg, qlora))
+}
+
+/// The run directory a checkpoint path names (a run directory, or a file inside one),
+/// resolved; `None` when it does not exist.
+fn run_dir_of(p: &Path) -> Option<std::path::PathBuf> {
+    let c = p.canonicalize().ok()?;
+    Some(if c.is_file() {
+        c.parent().map(Path::to_path_buf).unwrap_or(c)
+    } else {
+        c
+    })
+}
+
+/// An adapter used on another base than the one `kiln_finetune.json` records: an error when
+/// the context differs (it cannot be that base), a warning when only the path differs (a copy
+/// of the base is fine; another base of the same shape gives nonsense silently).
+fn check_base(m: &AdapterMeta, dir: &Path, lm: &LanguageModel, base: &Path) -> Result<()> {
+    if let Some(ctx) = lm.context() {
+        if ctx != m.context {
+            return Err(Error(format!(
+                "--adapter {}: it was trained on {} (context {}), but this checkpoint's context \
+                 is {ctx}; use the adapter with its own base",
+                dir.display(),
+                m.base,
+                m.context
+            )));
+        }
+    }
+    let recorded = Path::new(&m.base);
+    let same = match (run_dir_of(recorded), run_dir_of(base)) {
+        (Some(a), Some(b)) => a == b,
+        // The recorded path is relative to where kiln finetune ran; compare what is known.
+        _ => recorded.file_name() == base.file_name(),
+    };
+    if !same {
+        eprintln!(
+            "warning: --adapter {} was trained on base {} (its kiln_finetune.json), not {}; an \
+             adapter on another base gives meaningless output unless that is a copy of it",
+            dir.display(),
+            m.base,
+            base.display()
+        );
+    }
+    Ok(())
 }
 
 /// The ids of `template.end` as training tokenised it: the tokenizer's special token when it
@@ -221,7 +269,7 @@ pub fn generate_reply(
     let mut cache = KvCache::new(gpt.blocks.len());
     let mut all = prompt.to_vec();
     let mut pending = all[all.len().saturating_sub(ctx)..].to_vec();
-    let mut out: Vec<u32> = Vec::with_capacity(max_tokens);
+    let mut out: Vec<u32> = Vec::with_capacity(max_tokens.min(4096));
     let mut printed = 0usize;
     let mut ended = false;
     for _ in 0..max_tokens {

@@ -208,6 +208,31 @@ fn check_targets(lm: &mut LanguageModel, cfg: &LoraConfig) -> Result<()> {
     Ok(())
 }
 
+/// Refuse a rank whose adapter matrices cannot be allocated, before any is: A is (r, in) and B
+/// is (out, r) for each adapted Linear.
+fn check_rank(lm: &mut LanguageModel, cfg: &LoraConfig, gpu: &crate::Gpu) -> Result<()> {
+    let mut first = Ok(());
+    lm.visit_linears_mut("", &mut |name, lin| {
+        if first.is_err()
+            || !cfg
+                .target_modules
+                .iter()
+                .any(|t| LoraConfig::target_matches(t, name))
+        {
+            return;
+        }
+        let (out, inp) = (lin.weight.shape()[0], lin.in_features());
+        for shape in [[cfg.r, inp], [out, cfg.r]] {
+            let what = format!("--lora-rank {} ({name}: adapter {shape:?})", cfg.r);
+            if let Err(e) = crate::tensor::check_fits(gpu, &shape, crate::DType::F32, &what) {
+                first = Err(Error(e.to_string()));
+                return;
+            }
+        }
+    });
+    first
+}
+
 fn next_dir() -> PathBuf {
     (1..)
         .map(|n| Path::new("runs").join(format!("finetune-{n}")))
@@ -324,6 +349,7 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
     gpu.reset_peak();
     let mut lm = base.build(&gpu)?;
     check_targets(&mut lm, &cfg)?;
+    check_rank(&mut lm, &cfg, &gpu)?;
     crate::nn::manual_seed(t.seed);
     let quant = if spec.qlora {
         Some(quantize_targets(&mut lm, &cfg)?)
@@ -389,6 +415,7 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
     let mut train_cfg = spec.train.clone();
     train_cfg.eval_batch_size = Some(eval_batch);
     let train_data: Arc<dyn Dataset> = data.train.clone();
+    super::loop_args::check_accumulate(&train_cfg, train_data.len())?;
     let mut trainer = Trainer::new(&gpu, train_cfg, train_data, &dir);
     if let Some(v) = &data.val {
         trainer = trainer.with_val(v.clone());
@@ -426,6 +453,9 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
             .hooks
             .push(Box::new(progress::Progress::new(units, t.epochs)));
     }
+    trainer
+        .hooks
+        .push(Box::new(super::explosion::Explosion::default()));
     trainer.hooks.push(Box::new(AdapterSaver {
         dir: &dir,
         cfg: &cfg,

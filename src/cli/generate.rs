@@ -44,7 +44,7 @@ pub struct GenerateArgs {
     /// The text to continue.
     #[arg(long, default_value = "\n")]
     pub prompt: String,
-    /// New tokens to sample.
+    /// New tokens to sample (at most 1,000,000).
     #[arg(long, default_value_t = 200)]
     pub max_tokens: usize,
     /// Softmax temperature: lower is more conservative; 0 is greedy.
@@ -77,8 +77,18 @@ pub struct GenerateArgs {
     pub system: Option<String>,
 }
 
+/// The most tokens one `kiln generate` call samples.
+const MAX_TOKENS: usize = 1_000_000;
+
 /// Run `kiln generate`.
 pub fn run(a: GenerateArgs) -> Result<()> {
+    if a.max_tokens > MAX_TOKENS {
+        return Err(Error(format!(
+            "--max-tokens {}: at most {MAX_TOKENS} new tokens per call (each token re-decodes the \
+             text so far)",
+            a.max_tokens
+        )));
+    }
     if !(a.temperature.is_finite() && a.temperature >= 0.0) {
         return Err(Error(format!(
             "--temperature {}: must be a number >= 0 (0 is greedy)",
@@ -122,7 +132,7 @@ pub fn run(a: GenerateArgs) -> Result<()> {
                 "{ck_name}: --adapter needs a GPT checkpoint (kiln finetune adapts GPTs only)"
             )));
         }
-        attach_adapter(&mut lm, dir, a.qlora)?;
+        attach_adapter(&mut lm, dir, a.qlora, &a.checkpoint)?;
     }
     if a.chat {
         return chat_reply(&a, &lm, tok.as_ref());

@@ -160,3 +160,20 @@ pub fn refuse_fixed_flags(given: &[String]) -> super::Result<()> {
         given.join("; ")
     )))
 }
+
+/// Refuse `--accumulate N` larger than the batches of an epoch (`examples` training examples
+/// in batches of `cfg.batch_size`): the optimizer would step only at each epoch's end, on
+/// fewer batches than asked for.
+pub fn check_accumulate(cfg: &crate::train::TrainConfig, examples: usize) -> super::Result<()> {
+    let batches = examples.div_ceil(cfg.batch_size.max(1));
+    if cfg.accumulate > batches.max(1) {
+        return Err(super::Error(format!(
+            "--accumulate {}: an epoch has only {batches} batch(es) of {} ({examples} training \
+             examples); accumulate at most {} batches",
+            cfg.accumulate,
+            cfg.batch_size,
+            batches.max(1)
+        )));
+    }
+    Ok(())
+}

@@ -7,6 +7,7 @@ mod chat_model;
 mod devices;
 mod embed;
 mod eval;
+mod explosion;
 mod finetune;
 mod generate;
 mod info;

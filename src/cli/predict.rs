@@ -42,6 +42,11 @@ fn raw_scale(data: &str) -> Option<f32> {
     }
 }
 
+/// A file error of `--input`, the flag named (`--input rows.csv: No such file ...`).
+fn input_err(e: crate::Error) -> Error {
+    Error(format!("--input {e}"))
+}
+
 /// Run `kiln predict`.
 pub fn run(a: PredictArgs) -> Result<()> {
     let saved = SavedRun::open(&a.checkpoint)?;
@@ -62,12 +67,24 @@ pub fn run(a: PredictArgs) -> Result<()> {
             (x, paths.len(), c * h * w)
         }
         (Some(pre), _) => {
-            let table = pre.read_csv(&a.input)?;
+            let table = pre.read_csv(&a.input).map_err(|e| input_err(e.into()))?;
+            for u in pre.unseen_categories(&table)? {
+                eprintln!(
+                    "warning: {} line {}, column {}: category {} (in {} row(s)) was not in the \
+                     training rows; it is encoded as all zeros, and its predictions are guesses",
+                    a.input.display(),
+                    u.line,
+                    u.column,
+                    crate::data::clip(&u.value),
+                    u.rows
+                );
+            }
             let x = pre.transform(&table)?;
             (x, table.len(), pre.num_features())
         }
         (None, Some(scale)) => {
-            let table = crate::data::Table::read_csv(&a.input, HeaderMode::Auto)?;
+            let table = crate::data::Table::read_csv(&a.input, HeaderMode::Auto)
+                .map_err(|e| input_err(e.into()))?;
             let f = model_inputs(&saved)?;
             let cols = table.columns.len();
             if cols != f && cols != f + 1 {

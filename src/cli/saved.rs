@@ -66,12 +66,23 @@ impl SavedRun {
         let path = checkpoint_path(path)?;
         let checkpoint = checkpoint::load(&path)?;
         let spec = meta_json(&checkpoint, "run_spec")?;
-        let model_spec = meta_json(&checkpoint, "model_spec")?;
-        let task = meta_json(&checkpoint, "task")?;
+        let model_spec: ModelSpec = meta_json(&checkpoint, "model_spec")?;
+        let task: Task = meta_json(&checkpoint, "task")?;
         let preprocessor = match checkpoint.metadata.get("preprocessor") {
             Some(_) => Some(meta_json(&checkpoint, "preprocessor")?),
             None => None,
         };
+        if let Task::Classification { class_names } = &task {
+            let outputs = model_spec.outputs();
+            if class_names.len() != outputs && !model_spec.is_sequence() {
+                return Err(Error(format!(
+                    "checkpoint {}: its metadata names {} class(es) but the model has {outputs} \
+                     outputs; the file was edited or mixed from two runs",
+                    path.display(),
+                    class_names.len()
+                )));
+            }
+        }
         Ok(SavedRun {
             path,
             checkpoint,
@@ -84,7 +95,12 @@ impl SavedRun {
 
     /// Build the network and load its weights (eval mode).
     pub fn model(&self, gpu: &Arc<Gpu>) -> Result<Box<dyn Module>> {
-        let mut m = self.model_spec.build(gpu)?;
+        let mut m = self.model_spec.build(gpu).map_err(|e| {
+            Error(format!(
+                "checkpoint {}: the model its metadata describes cannot be built: {e}",
+                self.path.display()
+            ))
+        })?;
         self.checkpoint
             .restore_into("model", &m.named_parameters())?;
         self.checkpoint.restore_into("buffer", &m.named_buffers())?;

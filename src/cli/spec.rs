@@ -16,6 +16,9 @@ use crate::data::{
 use crate::error::{Error, Result};
 use crate::train::{Task, TrainConfig};
 
+/// The largest `--image-size` side: a 4096x4096 RGB image is 200 MB as f32 already.
+const MAX_IMAGE_SIDE: usize = 4096;
+
 /// Everything that defines a run. Every field has a default, so a TOML file may set any subset.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -116,7 +119,9 @@ impl Default for RunSpec {
 impl RunSpec {
     /// Read a TOML run file (`--config`); unknown keys are errors naming the key.
     pub fn from_toml_file(path: &Path) -> Result<RunSpec> {
-        let text = std::fs::read_to_string(path).map_err(|e| crate::error::io_err(path, e))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::Config(format!("--config {}: cannot read it ({e})", path.display()))
+        })?;
         toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
     }
 
@@ -195,6 +200,14 @@ impl RunSpec {
                 self.augment
             ))
         })?;
+        let (_, h, w) = shape;
+        if crop && self.crop_padding > h.max(w) {
+            return Err(Error::Config(format!(
+                "--crop-padding {}: larger than the images ({h}x{w}); a random crop would be \
+                 almost all padding (4 suits 32x32 images)",
+                self.crop_padding
+            )));
+        }
         Ok(Some(data::images::CropFlip {
             shape,
             padding: if crop { self.crop_padding } else { 0 },
@@ -212,11 +225,19 @@ impl RunSpec {
                     Some((h, w)) => num(h).zip(num(w)),
                     None => num(t).map(|n| (n, n)),
                 };
-                Some(hw.ok_or_else(|| {
+                let (h, w) = hw.ok_or_else(|| {
                     Error::Config(format!(
                         "--image-size {t:?}: expected a size like 28 or 32x48 (HxW)"
                     ))
-                })?)
+                })?;
+                if h.max(w) > MAX_IMAGE_SIDE {
+                    return Err(Error::Config(format!(
+                        "--image-size {t}: at most {MAX_IMAGE_SIDE} pixels a side (one \
+                         {h}x{w} image would take {} as f32)",
+                        crate::tensor::human_bytes((h as u64).saturating_mul(w as u64 * 12))
+                    )));
+                }
+                Some((h, w))
             }
         };
         let channels = match self.channels {

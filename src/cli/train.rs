@@ -329,7 +329,12 @@ pub fn run(a: TrainArgs) -> Result<()> {
         spec.train.eval_batch_size = Some(eval_batch.min(spec.train.batch_size.max(256)));
     }
     let spec = spec;
-    let mut model = model_spec.build(&gpu)?;
+    let mut model = model_spec.build(&gpu).map_err(|e| {
+        Error(format!(
+            "--model {} for {} inputs and {} outputs: {e}",
+            spec.model, data.input, data.output
+        ))
+    })?;
     let init_report = if resume && dir.join(LAST).exists() {
         None // the run's own checkpoint restores everything
     } else {
@@ -421,6 +426,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
             );
         }
     }
+    super::loop_args::check_accumulate(&spec.train, data.train.len())?;
+    check_splits(&spec, &data)?;
     let mut trainer =
         Trainer::new(&gpu, spec.train.clone(), data.train.clone(), &dir).with_val(data.val.clone());
     trainer.metadata = metadata;
@@ -433,6 +440,9 @@ pub fn run(a: TrainArgs) -> Result<()> {
     } else {
         Progress::default()
     };
+    trainer
+        .hooks
+        .push(Box::new(super::explosion::Explosion::default()));
     if !quiet {
         let units = match &data.text {
             Some(t) => Units::Tokens { context: t.context },
@@ -468,6 +478,34 @@ pub fn run(a: TrainArgs) -> Result<()> {
         model.num_parameters(),
     )?;
     print_summary(&data, test.as_ref(), &report, wall, &dir, quiet);
+    Ok(())
+}
+
+/// Refuse a validation or test split left empty by a fraction above 0: its loss and accuracy
+/// would read 0, and the best epoch would be chosen on nothing.
+fn check_splits(spec: &RunSpec, data: &crate::cli::spec::PreparedData) -> Result<()> {
+    let total = data.train.len() + data.val.len() + data.test.len();
+    for (what, len, fraction, flag) in [
+        (
+            "validation",
+            data.val.len(),
+            spec.val_fraction,
+            "--val-fraction",
+        ),
+        (
+            "test",
+            data.test.len(),
+            spec.test_fraction,
+            "--test-fraction",
+        ),
+    ] {
+        if len == 0 && fraction > 0.0 {
+            return Err(Error(format!(
+                "{flag} {fraction}: the {what} split of these {total} examples is empty; give \
+                 more data or a larger {flag}"
+            )));
+        }
+    }
     Ok(())
 }
 

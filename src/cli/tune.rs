@@ -63,9 +63,13 @@ fn parse_matmul(s: &str) -> Result<MatmulDims> {
                 "--matmul {s:?}: {e} (expected MxNxK or MxNxKxBATCH)"
             ))
         })?;
+    let positive = v.iter().all(|&d| d > 0);
+    if positive {
+        crate::tensor::numel_checked(&v, &format!("--matmul {s:?}"))?;
+    }
     match v[..] {
-        [m, n, k] if m * n * k > 0 => Ok(MatmulDims { batch: 1, m, n, k }),
-        [m, n, k, batch] if m * n * k * batch > 0 => Ok(MatmulDims { batch, m, n, k }),
+        [m, n, k] if positive => Ok(MatmulDims { batch: 1, m, n, k }),
+        [m, n, k, batch] if positive => Ok(MatmulDims { batch, m, n, k }),
         _ => Err(Error(format!(
             "--matmul {s:?}: expected MxNxK or MxNxKxBATCH with every size at least 1"
         ))),
@@ -87,16 +91,24 @@ fn model_shapes(a: &TuneArgs, gpu: &std::sync::Arc<crate::Gpu>) -> Result<Vec<Se
         return Err(Error(format!("--image {:?}: expected C,H,W", a.image)));
     };
     let conv = matches!(name, "lenet" | "vgg" | "resnet18");
-    let input = if conv { c * h * w } else { a.input };
-    let spec = ModelSpec::from_name(name, input, a.classes, Some((c, h, w)))?;
-    let model = spec.build(gpu)?;
-    let mut shape = vec![a.batch_size.max(1)];
+    let mut shape = vec![a.batch_size];
     if conv {
         shape.extend([c, h, w]);
     } else {
-        shape.push(input);
+        shape.push(a.input);
     }
-    let n: usize = shape.iter().product();
+    let flags = if conv {
+        format!("--batch-size {} --image {}", a.batch_size, a.image)
+    } else {
+        format!("--batch-size {} --input {}", a.batch_size, a.input)
+    };
+    // Checked before the model is built: (batch, input) and every weight must fit a buffer.
+    let n = crate::tensor::check_fits(gpu, &shape, crate::DType::F32, &flags)?;
+    let input = if conv { c * h * w } else { a.input };
+    let spec = ModelSpec::from_name(name, input, a.classes, Some((c, h, w)))?;
+    let model = spec
+        .build(gpu)
+        .map_err(|e| Error(format!("--model {name} with {flags}: {e}")))?;
     // Sequence models (gpt, lstm, ...) take (batch, --input) token ids below --classes, so their
     // attention shapes (B, H, T = --input, D) are recorded too.
     let x = if spec.is_sequence() {
@@ -159,6 +171,11 @@ fn describe(s: &SeenShape) -> String {
 
 /// Run `kiln tune-kernels`.
 pub fn run(a: TuneArgs) -> Result<()> {
+    if a.batch_size == 0 {
+        return Err(Error(
+            "--batch-size 0: tune for the batch size you train with (at least 1)".into(),
+        ));
+    }
     let gpu = open_device(a.device.as_deref())?;
     let mut shapes = model_shapes(&a, &gpu)?;
     for s in &a.matmul {

@@ -50,7 +50,7 @@ pub enum DataError {
         count: usize,
     },
     /// A column name that is not in the file.
-    #[error("{file}: no column named {column:?}; the columns are: {}", .available.join(", "))]
+    #[error("{file}: no column named {}; the columns are: {}", clip(column), list_columns(.available))]
     UnknownColumn {
         /// The file.
         file: String,
@@ -107,6 +107,48 @@ fn ragged_message(expected: usize, rows: &[(usize, usize)], count: usize) -> Str
 }
 
 /// Shorthand for an [`DataError::Invalid`] result.
+/// The longest value (in characters) an error message quotes whole.
+pub const CLIP_CHARS: usize = 80;
+
+/// `v` quoted for an error message: whole when short, else its first [`CLIP_CHARS`]
+/// characters, `...` and its length (a 5 MB CSV field must not fill the terminal).
+///
+/// ```
+/// use kiln::data::clip;
+/// assert_eq!(clip("abc"), "\"abc\"");
+/// assert_eq!(clip(&"x".repeat(100)), format!("\"{}...\" (100 characters)", "x".repeat(80)));
+/// ```
+pub fn clip(v: &str) -> String {
+    match v.char_indices().nth(CLIP_CHARS) {
+        None => format!("{v:?}"),
+        Some((end, _)) => format!(
+            "{:?} ({} characters)",
+            format!("{}...", &v[..end]),
+            v.chars().count()
+        ),
+    }
+}
+
+/// At most 20 column names (each clipped), then how many more there are.
+fn list_columns(cols: &[String]) -> String {
+    let shown: Vec<String> = cols
+        .iter()
+        .take(20)
+        .map(|c| {
+            if c.chars().count() > CLIP_CHARS {
+                clip(c)
+            } else {
+                c.clone()
+            }
+        })
+        .collect();
+    let mut s = shown.join(", ");
+    if cols.len() > shown.len() {
+        let _ = write!(s, ", and {} more", cols.len() - shown.len());
+    }
+    s
+}
+
 pub(crate) fn invalid<T>(msg: impl Into<String>) -> Result<T, DataError> {
     Err(DataError::Invalid(msg.into()))
 }

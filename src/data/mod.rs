@@ -75,7 +75,7 @@ pub mod token_rows;
 pub mod tokenizer;
 
 pub use digits::{DIGITS_LEN, digits, digits_images};
-pub use error::DataError;
+pub use error::{DataError, clip};
 pub use idx::{
     FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, IdxArray, fashion_mnist, load_idx_pair, parse_idx,
     read_maybe_gz,
@@ -85,7 +85,7 @@ pub use memory::InMemoryDataset;
 pub use options::{
     CategoricalEncoding, HeaderMode, Impute, MissingPolicy, Scaling, TabularOptions, TaskKind,
 };
-pub use preprocess::{ColumnEncoding, FeatureColumn, Preprocessor, TargetEncoding};
+pub use preprocess::{ColumnEncoding, FeatureColumn, Preprocessor, TargetEncoding, Unseen};
 pub use scaler::Scaler;
 pub use split::{
     SplitFractions, SplitIndices, permutation, shuffle, shuffled_split, stratified_split,

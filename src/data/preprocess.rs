@@ -18,13 +18,13 @@
 //! Columns are found by name. A file without a header whose width is one less than the training
 //! file is taken to be the training layout without the target column.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use super::Targets;
-use super::error::DataError;
+use super::error::{DataError, clip};
 use super::memory::InMemoryDataset;
 use super::options::{CategoricalEncoding, HeaderMode, Impute, MissingPolicy, TabularOptions};
 use super::scaler::Scaler;
@@ -94,6 +94,19 @@ impl TargetEncoding {
             | TargetEncoding::Regression { column } => column,
         }
     }
+}
+
+/// A category the training rows never held, found by [`Preprocessor::unseen_categories`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unseen {
+    /// The column.
+    pub column: String,
+    /// The first unseen value.
+    pub value: String,
+    /// The 1-based line of its row.
+    pub line: usize,
+    /// Rows of the column holding an unseen value.
+    pub rows: usize,
 }
 
 /// Fitted preparation of tabular rows (see the module note).
@@ -229,13 +242,44 @@ impl Preprocessor {
         Table::read_csv(path, mode)
     }
 
+    /// The values of one-hot columns that the training rows never held, one entry per column
+    /// with any: they encode as all zeros, which a model has never seen, so a caller should
+    /// warn. Missing values (filled as in training) are not counted.
+    pub fn unseen_categories(&self, table: &Table) -> Result<Vec<Unseen>, DataError> {
+        let cols = self.locate_all(table)?;
+        let mut found = Vec::new();
+        for (c, &j) in self.columns.iter().zip(&cols) {
+            let ColumnEncoding::OneHot { categories, .. } = &c.encoding else {
+                continue;
+            };
+            let known: std::collections::HashSet<&str> =
+                categories.iter().map(String::as_str).collect();
+            let mut hit: Option<Unseen> = None;
+            for (r, row) in table.rows.iter().enumerate() {
+                let v = row[j].as_str();
+                if is_missing(v) || known.contains(v) {
+                    continue;
+                }
+                match &mut hit {
+                    Some(u) => u.rows += 1,
+                    None => {
+                        hit = Some(Unseen {
+                            column: c.name.clone(),
+                            value: v.to_string(),
+                            line: table.lines[r],
+                            rows: 1,
+                        })
+                    }
+                }
+            }
+            found.extend(hit);
+        }
+        Ok(found)
+    }
+
     /// Features of every row, row-major `(N, num_features)`.
     pub fn transform(&self, table: &Table) -> Result<Vec<f32>, DataError> {
-        let cols: Vec<usize> = self
-            .columns
-            .iter()
-            .map(|c| self.locate(table, &c.name))
-            .collect::<Result<_, _>>()?;
+        let cols = self.locate_all(table)?;
         let mut out = Vec::with_capacity(table.len() * self.num_features()); // (N, F)
         for (r, row) in table.rows.iter().enumerate() {
             for (c, &j) in self.columns.iter().zip(&cols) {
@@ -285,7 +329,8 @@ impl Preprocessor {
                             return Err(err(
                                 r,
                                 format!(
-                                    "target {v:?} is not one of the classes {}",
+                                    "target {} is not one of the classes {}",
+                                    clip(v),
                                     classes.join(", ")
                                 ),
                             ));
@@ -326,17 +371,41 @@ impl Preprocessor {
     }
 
     /// Where feature column `name` is in `table` (see the module note).
-    fn locate(&self, table: &Table, name: &str) -> Result<usize, DataError> {
-        if !table.header_present && table.columns.len() + 1 == self.source_columns.len() {
-            let without_target = self
-                .source_columns
-                .iter()
-                .filter(|c| *c != self.target.column());
-            if let Some(j) = without_target.clone().position(|c| c == name) {
-                return Ok(j);
+    /// The column of `table` holding each feature column, by name. The names are indexed once
+    /// (a wide file has 200k columns: a search per column would be quadratic). Without a
+    /// header and without the target column (rows to predict), columns are the training
+    /// columns in order, the target left out.
+    fn locate_all(&self, table: &Table) -> Result<Vec<usize>, DataError> {
+        fn index<'a>(names: impl Iterator<Item = &'a str>) -> HashMap<&'a str, usize> {
+            let mut m = HashMap::new();
+            for (j, n) in names.enumerate() {
+                m.entry(n).or_insert(j);
             }
+            m
         }
-        table.column(name)
+        let positional =
+            if !table.header_present && table.columns.len() + 1 == self.source_columns.len() {
+                let target = self.target.column();
+                index(
+                    self.source_columns
+                        .iter()
+                        .map(String::as_str)
+                        .filter(|c| *c != target),
+                )
+            } else {
+                HashMap::new()
+            };
+        let named = index(table.columns.iter().map(String::as_str));
+        self.columns
+            .iter()
+            .map(|c| {
+                let n = c.name.as_str();
+                match positional.get(n).or_else(|| named.get(n)) {
+                    Some(&j) => Ok(j),
+                    None => table.column(n),
+                }
+            })
+            .collect()
     }
 }
 
@@ -349,8 +418,9 @@ fn encode(
 ) -> Result<(), DataError> {
     let no_fill = || {
         err(format!(
-            "missing value ({v:?}), and the model was trained with missing = drop, which has no \
-             fill value; fill it in, or train with --missing mean"
+            "missing value ({}), and the model was trained with missing = drop, which has no \
+             fill value; fill it in, or train with --missing mean",
+            clip(v)
         ))
     };
     match &c.encoding {
@@ -358,7 +428,8 @@ fn encode(
             let x = if is_missing(v) {
                 fill.ok_or_else(no_fill)?
             } else {
-                parse_number(v).ok_or_else(|| err(format!("expected a number, found {v:?}")))?
+                parse_number(v)
+                    .ok_or_else(|| err(format!("expected a number, found {}", clip(v))))?
             };
             out.push(scaler.apply(x) as f32);
         }
@@ -378,8 +449,9 @@ fn encode(
             };
             let code = categories.iter().position(|k| k == v).ok_or_else(|| {
                 err(format!(
-                    "category {v:?} was not in the training rows ({}); label encoding has no \
+                    "category {} was not in the training rows ({}); label encoding has no \
                      code for it (one-hot encodes unseen categories as all zeros)",
+                    clip(v),
                     categories.join(", ")
                 ))
             })?;

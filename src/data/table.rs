@@ -251,8 +251,9 @@ impl Table {
                     line: self.lines[i],
                     column: self.columns[col].clone(),
                     msg: format!(
-                        "expected a number, found {value:?} ({numeric} of the column's {present} \
-                         values are numbers; fix this one, or write NA if it is missing)"
+                        "expected a number, found {} ({numeric} of the column's {present} \
+                         values are numbers; fix this one, or write NA if it is missing)",
+                        super::error::clip(&value)
                     ),
                     value,
                 })

@@ -21,7 +21,7 @@
 //! # Ok::<(), kiln::data::DataError>(())
 //! ```
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -86,6 +86,14 @@ pub fn prepare_table(
     let missing: Vec<usize> = (0..table.columns.len())
         .map(|j| table.missing_count(j))
         .collect();
+    if let Some(j) = (0..missing.len()).find(|&j| j != tcol && missing[j] == table.len()) {
+        return invalid(format!(
+            "{file}: column {} is missing in all {} rows; it carries nothing to learn from and \
+             nothing to fill it with: remove it from the file",
+            super::clip(&table.columns[j]),
+            table.len()
+        ));
+    }
 
     // Rows kept: a target, and under drop-rows every feature.
     let drop_features = opts.missing == MissingPolicy::DropRows;
@@ -124,6 +132,14 @@ pub fn prepare_table(
     };
     let train_rows = table.select(&parts.train);
     let pre = Preprocessor::fit(&train_rows, &kinds, target, opts)?;
+    if pre.num_features() == 0 {
+        return invalid(format!(
+            "{file}: no feature columns besides the target {} ({} column(s) in the file); a \
+             model needs at least one input column",
+            super::clip(&opts.target),
+            table.columns.len()
+        ));
+    }
     let train = pre.dataset(&train_rows)?;
     let val = pre.dataset(&table.select(&parts.val))?;
     let test = pre.dataset(&table.select(&parts.test))?;
@@ -182,6 +198,24 @@ fn target_encoding(
         (TaskKind::Auto, ColumnKind::Categorical) => TaskKind::Classification,
         (t, _) => t,
     };
+    // One value only: nothing to learn, and a classifier would report 100 % and loss 0.
+    let distinct: BTreeSet<&str> = values().collect();
+    if distinct.len() == 1 {
+        let only = distinct.iter().next().copied().unwrap_or("");
+        return invalid(format!(
+            "{}: the target column {column} holds one value only ({}, in all {} rows kept); \
+             there is nothing to learn: a model that always answers it scores 100 %. Give rows \
+             of at least two {}",
+            table.file,
+            super::clip(only),
+            table.len(),
+            if task == TaskKind::Regression {
+                "values"
+            } else {
+                "classes"
+            }
+        ));
+    }
     Ok(match (task, kind) {
         (TaskKind::Regression, _) => TargetEncoding::Regression { column },
         (_, ColumnKind::Numeric) => {
@@ -321,6 +355,13 @@ fn report(r: &ReportInput) -> String {
         r.parts.train.len()
     );
     let width = t.columns.iter().map(|c| c.len()).max().unwrap_or(0).max(6);
+    // Indexed once: a search per column is quadratic on a file of 200k columns.
+    let encodings: HashMap<&str, &ColumnEncoding> = r
+        .pre
+        .columns()
+        .iter()
+        .map(|c| (c.name.as_str(), &c.encoding))
+        .collect();
     for (j, name) in t.columns.iter().enumerate() {
         let kind = match r.kinds[j] {
             ColumnKind::Numeric => "numeric",
@@ -329,13 +370,7 @@ fn report(r: &ReportInput) -> String {
         let what = if name == target.column() {
             "target".to_string()
         } else {
-            match r
-                .pre
-                .columns()
-                .iter()
-                .find(|c| c.name == *name)
-                .map(|c| &c.encoding)
-            {
+            match encodings.get(name.as_str()).copied() {
                 Some(ColumnEncoding::Numeric { fill, scaler }) => {
                     let constant = t
                         .rows

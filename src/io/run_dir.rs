@@ -83,7 +83,8 @@ impl RunLock {
     /// Lock `dir` (created if needed) for this process, or fail naming the process that holds
     /// it. A stale lock (its process is gone) is taken over.
     pub fn acquire(dir: &Path) -> Result<RunLock> {
-        std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| io_err(dir, format!("cannot create the run directory ({e})")))?;
         let path = dir.join(LOCK);
         for _ in 0..3 {
             match std::fs::OpenOptions::new()

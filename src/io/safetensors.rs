@@ -50,6 +50,52 @@ impl HostTensor {
         }
         Ok(bytemuck::pod_collect_to_vec(&self.bytes))
     }
+
+    /// How many values are NaN or infinite, and the index of the first: `None` when all are
+    /// finite or the dtype is an integer. Reads the bits, so it costs one pass over the bytes.
+    pub fn non_finite(&self) -> Option<(usize, usize)> {
+        let bad = |i: usize, x: bool| x.then_some(i);
+        let hits: Vec<usize> = match self.dtype {
+            DType::F32 => self
+                .bytes
+                .chunks_exact(4)
+                .enumerate()
+                .filter_map(|(i, b)| {
+                    let bits = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                    bad(i, bits & 0x7f80_0000 == 0x7f80_0000)
+                })
+                .collect(),
+            DType::F16 => self
+                .bytes
+                .chunks_exact(2)
+                .enumerate()
+                .filter_map(|(i, b)| bad(i, u16::from_le_bytes([b[0], b[1]]) & 0x7c00 == 0x7c00))
+                .collect(),
+            DType::I32 | DType::U32 => Vec::new(),
+        };
+        hits.first().map(|&first| (hits.len(), first))
+    }
+}
+
+/// Refuse tensors holding NaN or infinite values, naming the file and the first such tensor:
+/// a checkpoint saved from a diverged run must not pass as good weights.
+pub fn check_finite<'a>(
+    path: &str,
+    tensors: impl IntoIterator<Item = (&'a str, &'a HostTensor)>,
+) -> Result<()> {
+    for (name, h) in tensors {
+        if let Some((count, first)) = h.non_finite() {
+            return Err(Error::Checkpoint {
+                path: path.to_string(),
+                msg: format!(
+                    "tensor {name} holds {count} NaN or infinite value(s) (the first at index \
+                     {first}); these weights come from a diverged run: use an earlier \
+                     checkpoint or train again with a lower learning rate"
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// A safetensors file read whole.
@@ -170,6 +216,13 @@ pub fn write(
 /// safetensors file (e.g. one saved by PyTorch's `safetensors.torch.save_file`).
 pub fn read_weights(path: &Path) -> Result<BTreeMap<String, HostTensor>> {
     let f = read(path)?;
+    check_finite(
+        &f.path,
+        f.tensors
+            .iter()
+            .filter(|(n, _)| !n.starts_with("optim."))
+            .map(|(n, h)| (n.as_str(), h)),
+    )?;
     if !f.is_kiln() {
         return Ok(f.tensors);
     }

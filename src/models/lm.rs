@@ -113,7 +113,8 @@ impl LanguageModel {
         }
         let _g = crate::no_grad();
         let mut sampler = Sampler::new(sampling);
-        let mut out = Vec::with_capacity(max_tokens);
+        // Grown as tokens arrive: `max_tokens` is a bound, not a promise to allocate.
+        let mut out = Vec::with_capacity(max_tokens.min(4096));
         match self {
             LanguageModel::Gpt(gpt) => {
                 let gpu = gpt.tok_emb.weight.gpu().clone();

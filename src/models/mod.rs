@@ -10,6 +10,7 @@ mod mlp;
 pub mod pretrained;
 pub mod rnn;
 pub mod sampling;
+mod size;
 
 pub use bert::{BertConfig, BertEncoder, l2_normalize, mean_pool};
 pub use cnn::{BasicBlock, ImageShape, LeNet, RESNET_WIDTHS, ResNet18, VGG_WIDTHS, Vgg};
@@ -21,6 +22,7 @@ pub use rnn::{
     SequencePooling,
 };
 pub use sampling::{Sampler, Sampling};
+pub use size::physical_memory;
 
 use std::sync::Arc;
 
@@ -343,6 +345,7 @@ impl ModelSpec {
 
     /// Construct the model on `gpu` with fresh parameters (from kiln's seeded RNG).
     pub fn build(&self, gpu: &Arc<Gpu>) -> Result<Box<dyn Module>> {
+        self.check_size()?;
         match self {
             ModelSpec::Mlp {
                 input,
@@ -398,6 +401,7 @@ impl ModelSpec {
     /// Construct a language model (`gpt`, `lstm`, `gru`, `rnn`) on `gpu` with fresh
     /// parameters; an error for the other models.
     pub fn build_lm(&self, gpu: &Arc<Gpu>) -> Result<LanguageModel> {
+        self.check_size()?;
         match self {
             ModelSpec::Gpt {
                 vocab_size,

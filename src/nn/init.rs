@@ -231,7 +231,7 @@ impl Init {
     /// The values for `shape`, row-major, on the host. Random initialisers draw one key from the
     /// global stream; constants draw nothing.
     pub fn sample(&self, shape: &[usize]) -> Result<Vec<f32>> {
-        let n: usize = shape.iter().product();
+        let n = crate::tensor::numel_checked(shape, "parameter")?;
         let keyed = || ChaCha8Rng::seed_from_u64(super::rng::next_key());
         Ok(match self.dist(shape)? {
             Dist::Constant(v) => vec![v; n],
@@ -260,6 +260,7 @@ impl Init {
 
     /// A new tensor of `shape` on `gpu`.
     pub fn tensor_on(&self, gpu: &Arc<Gpu>, shape: &[usize]) -> Result<Tensor> {
+        crate::tensor::check_fits(gpu, shape, crate::DType::F32, "parameter")?;
         if let Dist::Constant(v) = self.dist(shape)? {
             return Tensor::full_on(gpu, shape, v);
         }

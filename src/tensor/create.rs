@@ -129,8 +129,8 @@ impl Tensor {
 
     /// [`Tensor::rand`] on `gpu`.
     pub fn rand_on(gpu: &Arc<Gpu>, shape: &[usize], seed: u64) -> Result<Tensor> {
+        let n = super::check_fits(gpu, shape, DType::F32, "random tensor")?;
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let n: usize = shape.iter().product();
         let v: Vec<f32> = (0..n).map(|_| rng.random::<f32>()).collect();
         Self::from_slice_on(gpu, &v, shape)
     }
@@ -142,8 +142,8 @@ impl Tensor {
 
     /// [`Tensor::randn`] on `gpu`.
     pub fn randn_on(gpu: &Arc<Gpu>, shape: &[usize], seed: u64) -> Result<Tensor> {
+        let n = super::check_fits(gpu, shape, DType::F32, "random tensor")?;
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let n: usize = shape.iter().product();
         let v: Vec<f32> = (0..n).map(|_| StandardNormal.sample(&mut rng)).collect();
         Self::from_slice_on(gpu, &v, shape)
     }

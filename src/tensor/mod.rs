@@ -7,10 +7,11 @@
 
 mod create;
 mod host;
-
+mod size;
 mod view;
 
 pub use crate::dtype::{DType, Element};
+pub use size::{buffer_limit, check_fits, human_bytes, numel_checked, tensor_bytes};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -94,9 +95,10 @@ impl Tensor {
 
     /// A fresh contiguous tensor with uninitialised contents.
     pub(crate) fn empty_on(gpu: &Arc<Gpu>, shape: &[usize], dtype: DType) -> Result<Tensor> {
-        let n: usize = shape.iter().product();
-        let bytes = (n.max(1) * dtype.size()) as u64;
-        let buf = gpu.alloc(bytes, &format!("tensor of shape {shape:?} ({dtype:?})"))?;
+        let what = format!("tensor of shape {shape:?} ({dtype:?})");
+        let n = numel_checked(shape, &what)?;
+        let bytes = tensor_bytes(shape, dtype, &what)?.max(dtype.size() as u64);
+        let buf = gpu.alloc(bytes, &what)?;
         Ok(Self::from_parts(
             gpu.clone(),
             Arc::new(Storage { buf, len: n }),

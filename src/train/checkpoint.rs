@@ -36,9 +36,23 @@ pub fn save(
     for (name, t) in tensors {
         host.push((name.clone(), t.to_host()?));
     }
+    crate::io::safetensors::check_finite(
+        &path.display().to_string(),
+        host.iter().map(|(n, h)| (n.as_str(), h)),
+    )?;
     let mut meta = metadata.clone();
     meta.insert("format".into(), FORMAT.into());
     crate::io::safetensors::write(path, &host, &meta)
+}
+
+/// Refuse tensors holding NaN or infinite values, naming the first such tensor (one readback
+/// each; [`save`] checks the copies it writes, at no extra cost).
+pub fn check_finite_tensors(tensors: &[(String, Tensor)]) -> Result<()> {
+    for (name, t) in tensors {
+        let h = t.to_host()?;
+        crate::io::safetensors::check_finite("(in memory)", [(name.as_str(), &h)])?;
+    }
+    Ok(())
 }
 
 /// Read a checkpoint, with a clear error for missing, truncated or foreign files.
@@ -123,6 +137,12 @@ impl Checkpoint {
                 msg,
             });
         }
+        crate::io::safetensors::check_finite(
+            &self.path,
+            targets
+                .iter()
+                .map(|(name, _)| (name.as_str(), &self.tensors[&format!("{prefix}.{name}")])),
+        )?;
         for (name, t) in targets {
             let h = &self.tensors[&format!("{prefix}.{name}")];
             t.copy_from(&Tensor::from_host_on(t.gpu(), h)?)?;

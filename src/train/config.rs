@@ -89,6 +89,13 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// Whether the optimizer keeps state between steps (Adam's moments, SGD's momentum), so
+    /// a resumed run needs it from the checkpoint. Optimizers keep it lazily (created at the
+    /// first step), so the optimizer itself cannot say before then.
+    pub fn optimizer_keeps_state(&self) -> bool {
+        !(self.optimizer.eq_ignore_ascii_case("sgd") && self.momentum == 0.0)
+    }
+
     /// Check ranges; the error names the setting.
     pub fn validate(&self) -> crate::Result<()> {
         let bad = |m: String| Err(crate::Error::Config(m));

@@ -176,7 +176,7 @@ impl<'a> Trainer<'a> {
             let h = &ck.tensors[&format!("optim.{n}")];
             tensors.push((n, Tensor::from_host_on(&self.gpu, h)?));
         }
-        if tensors.is_empty() && step > 0 && !opt.state().tensors.is_empty() {
+        if tensors.is_empty() && step > 0 && self.config.optimizer_keeps_state() {
             return Err(bad(
                 "the optimizer state (optim.*) is missing; resuming without it would not \
                  continue the run"

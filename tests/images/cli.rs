@@ -144,6 +144,22 @@ fn image_flags_are_checked() {
     write_split(&data, 3, 3);
     let (ok, _, stderr) = kiln(&["train", "--images", s(&data), "--image-size", "8by8"]);
     assert!(!ok && stderr.contains("--image-size"), "{stderr}");
+    // Absurd sizes are refused at once, naming the flag (not a 40 GB allocation).
+    let (ok, _, stderr) = kiln(&["train", "--images", s(&data), "--image-size", "100000"]);
+    assert!(!ok && stderr.contains("--image-size 100000"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let (ok, _, stderr) = kiln(&[
+        "train",
+        "--images",
+        s(&data),
+        "--image-size",
+        "8",
+        "--augment",
+        "crop",
+        "--crop-padding",
+        "100000",
+    ]);
+    assert!(!ok && stderr.contains("--crop-padding 100000"), "{stderr}");
     let (ok, _, stderr) = kiln(&["train", "--images", s(&data), "--augment", "rotate"]);
     assert!(!ok && stderr.contains("rotate"), "{stderr}");
     let (ok, _, stderr) = kiln(&[

@@ -4,8 +4,6 @@
 //! in the same run; every row with both FLOPs and bytes is a point under it, and the fastest
 //! row of each baseline group (and every row without one) is labelled.
 
-use std::path::Path;
-
 use plotters::prelude::*;
 
 use super::Row;
@@ -23,9 +21,32 @@ fn register_font() {
     });
 }
 
-/// Draw the roofline of `rows` under the measured `(GFLOP/s, GB/s)` ceilings into `path` (PNG).
-pub(super) fn draw(
-    path: &Path,
+/// The plot's size in pixels.
+const SIZE: (u32, u32) = (1200, 800);
+
+/// The roofline of `rows` under the measured `(GFLOP/s, GB/s)` ceilings, as PNG bytes (the
+/// caller writes them with [`crate::io::write_output`]).
+pub(super) fn png(
+    rows: &[Row],
+    ceilings: (f64, f64),
+    adapter: &str,
+) -> std::result::Result<Vec<u8>, Box<dyn std::error::Error>> {
+    let mut rgb = vec![0u8; SIZE.0 as usize * SIZE.1 as usize * 3];
+    render(&mut rgb, rows, ceilings, adapter)?;
+    let mut png = Vec::new();
+    image::ImageEncoder::write_image(
+        image::codecs::png::PngEncoder::new(&mut png),
+        &rgb,
+        SIZE.0,
+        SIZE.1,
+        image::ExtendedColorType::Rgb8,
+    )?;
+    Ok(png)
+}
+
+/// Draw the roofline into an RGB buffer of [`SIZE`].
+fn render(
+    rgb: &mut [u8],
     rows: &[Row],
     (peak, bw): (f64, f64),
     adapter: &str,
@@ -61,7 +82,7 @@ pub(super) fn draw(
     let (ymin, ymax) = ys.fold((f64::MAX, f64::MIN), |(lo, hi), y| (lo.min(y), hi.max(y)));
     let (ymin, ymax) = (ymin / 4.0, ymax * 3.0);
 
-    let root = BitMapBackend::new(path, (1200, 800)).into_drawing_area();
+    let root = BitMapBackend::with_buffer(rgb, SIZE).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
         .caption(format!("kiln roofline: {adapter}"), ("sans-serif", 22))

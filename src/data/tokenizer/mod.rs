@@ -93,12 +93,11 @@ pub trait Tokenizer: Send + Sync + std::fmt::Debug {
     /// The tokenizer as JSON text that [`tokenizer_from_json`] reads back.
     fn to_json(&self) -> String;
 
-    /// Write [`Tokenizer::to_json`] to `path` (conventionally `DIR/`[`TOKENIZER_FILE`]).
+    /// Write [`Tokenizer::to_json`] to `path` (conventionally `DIR/`[`TOKENIZER_FILE`])
+    /// atomically: a crash leaves the old file or the new one.
     fn save(&self, path: &Path) -> Result<(), DataError> {
-        std::fs::write(path, self.to_json()).map_err(|source| DataError::Io {
-            path: path.display().to_string(),
-            source,
-        })
+        crate::io::write_atomic(path, self.to_json().as_bytes())
+            .map_err(|e| DataError::Invalid(e.to_string()))
     }
 }
 
