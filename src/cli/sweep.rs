@@ -269,7 +269,8 @@ impl Runner<'_> {
             return Ok(false);
         };
         let mut others = Vec::new();
-        for t in &self.trials[..i] {
+        let last = i.max(rungs.reduction - 1).min(self.trials.len() - 1);
+        for t in self.trials[..=last].iter().filter(|t| t.id != i) {
             match (t.rungs.get(&r), &t.end) {
                 (Some(m), _) => others.push(*m),
                 (None, Some(_)) => {}             // ended below this rung

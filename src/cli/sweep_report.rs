@@ -287,7 +287,15 @@ fn params_plot(path: &Path, plan: &Plan, trials: &[Trial]) -> Plot {
         mesh.x_desc(xdesc)
             .y_desc(plan.metric.name())
             .label_style(("sans-serif", 13));
-        if !numeric {
+        let short = |v: &f64| {
+            format!("{v:.3}")
+                .trim_end_matches('0')
+                .trim_end_matches('.')
+                .to_string()
+        };
+        if numeric {
+            mesh.x_labels(6).x_label_formatter(&short);
+        } else {
             mesh.x_labels(cats.len()).x_label_formatter(&cat_label);
         }
         mesh.draw()?;
@@ -332,6 +340,8 @@ fn curves_plot(dir: &Path, path: &Path, plan: &Plan, trials: &[Trial]) -> Plot {
         .build_cartesian_2d(0.5f64..(plan.max_epochs as f64 + 0.5), ylo..yhi)?;
     chart
         .configure_mesh()
+        .x_labels(plan.max_epochs.min(12))
+        .x_label_formatter(&|v| format!("{v:.0}"))
         .x_desc("epoch")
         .y_desc(plan.metric.name())
         .label_style(("sans-serif", 13))
@@ -376,6 +386,8 @@ fn best_plot(path: &Path, plan: &Plan, trials: &[Trial]) -> Plot {
         .build_cartesian_2d(-0.5f64..(trials.len() as f64 - 0.5).max(0.5), ylo..yhi)?;
     chart
         .configure_mesh()
+        .x_labels(trials.len().min(12))
+        .x_label_formatter(&|v| format!("{v:.0}"))
         .x_desc("trial")
         .y_desc(plan.metric.name())
         .label_style(("sans-serif", 13))

@@ -5,13 +5,17 @@
 //! is in the top `1 / reduction` of the trials that have reported at that rung:
 //!
 //! ```text
-//! promote(trial i at rung k)  <=>  rank of i among {j <= i : j reported at rung k}
-//!                                   < ceil(count / reduction)
+//! promote(trial i at rung k)  <=>  rank of i among C < ceil(|C| / reduction),
+//!     C = {j <= max(i, reduction - 1) : j reported at rung k}
 //! ```
 //!
-//! Comparing with the trials of lower id only (and waiting for those still on their way to the
+//! Comparing with the trials of lower id (and waiting for those still on their way to the
 //! rung) makes every decision a function of the trials' own results, not of which process
-//! happened to finish first: the same seed gives the same sweep with any `--parallel`.
+//! happened to finish first: the same seed gives the same sweep with any `--parallel`. The
+//! first `reduction` trials are judged together, as one cohort: judged alone, the first trial
+//! would always be promoted (it is the best of one), and with few trials such free passes
+//! cost most of the savings. On the 12-trial digits sweep of the README this takes the epochs
+//! from 56 to 34 (of 108 for the random search), finding the same best trial.
 //!
 //! ```
 //! use kiln::sweep::asha::Rungs;
