@@ -9,35 +9,11 @@ use std::sync::OnceLock;
 
 #[path = "common/cli.rs"]
 mod cli_util;
-use cli_util::{clean_error, json, kiln, s};
+use cli_util::{clean_error, json, kiln, s, tiny_text};
 
 /// A fresh directory under the system temp dir.
 fn scratch(name: &str) -> PathBuf {
     cli_util::scratch_in("cli-text", name)
-}
-
-/// About 3 KB of lowercase words, reproducible (a tiny LCG picks them).
-fn tiny_text(dir: &Path) -> PathBuf {
-    let words = [
-        "the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "to", "log", "bird", "sang",
-    ];
-    let mut state = 12345u64;
-    let mut text = String::new();
-    for line in 0..80 {
-        for w in 0..8 {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            text += words[(state >> 33) as usize % words.len()];
-            text.push(if w == 7 { '\n' } else { ' ' });
-        }
-        if line % 10 == 9 {
-            text.push('\n');
-        }
-    }
-    let p = dir.join("tiny.txt");
-    std::fs::write(&p, text).unwrap();
-    p
 }
 
 const TINY_GPT: &[&str] = &[

@@ -7,7 +7,6 @@
 mod cli;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cli::{clean_error, kiln, s, scratch_in};
@@ -101,18 +100,7 @@ fn lenet_stopped_by_steps_resumes_exactly() {
 #[test]
 fn gpt_stopped_by_steps_resumes_exactly() {
     let root = scratch("gpt-text");
-    let text = root.join("tiny.txt");
-    let words = ["the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran"];
-    let mut state = 99u64;
-    let mut t = String::new();
-    for i in 0..1200 {
-        state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        t += words[(state >> 33) as usize % words.len()];
-        t.push(if i % 8 == 7 { '\n' } else { ' ' });
-    }
-    std::fs::write(&text, t).unwrap();
+    let text = cli::tiny_text(&root);
     let base = [
         "--text",
         s(&text),
@@ -160,14 +148,8 @@ fn mlp_killed_mid_epoch_resumes_exactly() {
         "32",
     ];
     run_ok(&[&base[..], &["--out", s(&a)]].concat());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(base)
-        .args(["--checkpoint-every", "7", "--out", s(&b)])
-        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child =
+        cli::spawn_kiln(&[&base[..], &["--checkpoint-every", "7", "--out", s(&b)]].concat());
     // Kill as soon as a mid-epoch checkpoint exists (or give up waiting after 120 s).
     let t0 = Instant::now();
     let ck = b.join("checkpoint.safetensors");

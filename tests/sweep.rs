@@ -6,7 +6,6 @@
 mod cli;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cli::{clean_error, kiln, s, scratch_in};
@@ -132,13 +131,7 @@ fn a_killed_sweep_resumes_without_rerunning_a_trial() {
     let (a, b) = (d.join("a"), d.join("b"));
     let (ok, _, e) = kiln(&["sweep", "--config", s(&cfg), "--out", s(&a), "--quiet"]);
     assert!(ok, "{e}");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(["sweep", "--config", s(&cfg), "--out", s(&b), "--quiet"])
-        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = cli::spawn_kiln(&["sweep", "--config", s(&cfg), "--out", s(&b), "--quiet"]);
     // Kill once a trial has ended and another has started (so one is mid-way).
     let t0 = Instant::now();
     while t0.elapsed() < Duration::from_secs(300) {

@@ -48,3 +48,38 @@ pub fn clean_error(stderr: &str) {
 pub fn json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
+
+/// About 3 KB of lowercase words, reproducible (a tiny LCG picks them).
+pub fn tiny_text(dir: &Path) -> PathBuf {
+    let words = [
+        "the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "to", "log", "bird", "sang",
+    ];
+    let mut state = 12345u64;
+    let mut text = String::new();
+    for line in 0..80 {
+        for w in 0..8 {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            text += words[(state >> 33) as usize % words.len()];
+            text.push(if w == 7 { '\n' } else { ' ' });
+        }
+        if line % 10 == 9 {
+            text.push('\n');
+        }
+    }
+    let p = dir.join("tiny.txt");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// Start `kiln args...` in the background, output discarded (for tests that kill it).
+pub fn spawn_kiln(args: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start kiln")
+}
