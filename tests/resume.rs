@@ -1,7 +1,7 @@
 //! Exact resume anywhere: a run stopped inside an epoch (by `--max-steps`, by `--time-limit`,
 //! or killed with SIGKILL after a `--checkpoint-every` checkpoint) and continued with
-//! `--resume` logs the same losses, bit for bit, as a run that never stopped; for the MLP (with
-//! dropout: the RNG state), LeNet and a GPT. Also: what `--resume` may and may not change.
+//! `--resume` logs the same losses, bit for bit, as a run that never stopped; each way for the
+//! MLP (with dropout: the RNG state), LeNet and a GPT (with dropout). Also: what `--resume` may and may not change.
 
 #[path = "common/cli.rs"]
 mod cli;
@@ -133,23 +133,15 @@ fn mlp_stopped_by_time_resumes_exactly() {
     );
 }
 
-#[test]
-fn mlp_killed_mid_epoch_resumes_exactly() {
-    let root = scratch("kill");
+/// Train `args` uninterrupted into `a`; into `b` with `--checkpoint-every every`, killed with
+/// SIGKILL as soon as a mid-epoch checkpoint exists, then `--resume`d: identical logs.
+fn check_kill(name: &str, args: &[&str], every: &str) {
+    let root = scratch(name);
     let (a, b) = (root.join("a"), root.join("b"));
-    let base = [
-        "train",
-        "--quiet",
-        "--epochs",
-        "4",
-        "--seed",
-        "7",
-        "--batch-size",
-        "32",
-    ];
+    let base = [&["train", "--quiet"][..], args].concat();
     run_ok(&[&base[..], &["--out", s(&a)]].concat());
     let mut child =
-        cli::spawn_kiln(&[&base[..], &["--checkpoint-every", "7", "--out", s(&b)]].concat());
+        cli::spawn_kiln(&[&base[..], &["--checkpoint-every", every, "--out", s(&b)]].concat());
     // Kill as soon as a mid-epoch checkpoint exists (or give up waiting after 120 s).
     let t0 = Instant::now();
     let ck = b.join("checkpoint.safetensors");
@@ -162,13 +154,89 @@ fn mlp_killed_mid_epoch_resumes_exactly() {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let (_, batch) = position(&b);
-    assert!(batch > 0, "killed after a mid-epoch checkpoint");
+    assert!(batch > 0, "{name}: killed after a mid-epoch checkpoint");
     run_ok(&["train", "--quiet", "--resume", "--out", s(&b)]);
     assert_eq!(
         losses(&a),
         losses(&b),
-        "resumed losses differ after SIGKILL"
+        "{name}: resumed losses differ after SIGKILL"
     );
+}
+
+#[test]
+fn mlp_killed_mid_epoch_resumes_exactly() {
+    check_kill(
+        "mlp-kill",
+        &["--epochs", "4", "--seed", "7", "--batch-size", "32"],
+        "7",
+    );
+}
+
+#[test]
+fn lenet_killed_mid_epoch_resumes_exactly() {
+    let args = [
+        "--model",
+        "lenet",
+        "--epochs",
+        "2",
+        "--seed",
+        "8",
+        "--batch-size",
+        "64",
+    ];
+    check_kill("lenet-kill", &args, "5");
+}
+
+#[test]
+fn gpt_killed_mid_epoch_resumes_exactly() {
+    let root = scratch("gpt-kill-text");
+    let text = cli::tiny_text(&root);
+    let args = [
+        "--text",
+        s(&text),
+        "--layers",
+        "1",
+        "--heads",
+        "2",
+        "--width",
+        "16",
+        "--context",
+        "16",
+        "--batch-size",
+        "8",
+        "--dropout",
+        "0.1",
+        "--seed",
+        "9",
+        "--epochs",
+        "2",
+    ];
+    check_kill("gpt-kill", &args, "3");
+}
+
+#[test]
+fn lenet_and_gpt_stopped_by_time_resume_exactly() {
+    let args = ["--model", "lenet", "--batch-size", "64", "--seed", "10"];
+    check_stop_and_resume("lenet-time", &args, "2", &["--time-limit", "0.0001"]);
+    let root = scratch("gpt-time-text");
+    let text = cli::tiny_text(&root);
+    let args = [
+        "--text",
+        s(&text),
+        "--layers",
+        "1",
+        "--heads",
+        "2",
+        "--width",
+        "16",
+        "--context",
+        "16",
+        "--batch-size",
+        "16",
+        "--seed",
+        "11",
+    ];
+    check_stop_and_resume("gpt-time", &args, "2", &["--time-limit", "0.0001"]);
 }
 
 #[test]
