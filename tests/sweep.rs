@@ -119,6 +119,20 @@ fn successive_halving_prunes_and_uses_fewer_epochs() {
             assert!(["1", "2"].contains(&f[3]), "{l}");
         }
     }
+    // Decisions follow trial ids, not finishing order: two at a time, the same sweep.
+    let two = d.join("two");
+    let (ok, _, e) = kiln(&[
+        "sweep",
+        "--config",
+        s(&cfg),
+        "--out",
+        s(&two),
+        "--quiet",
+        "--parallel",
+        "2",
+    ]);
+    assert!(ok, "{e}");
+    assert_eq!(table(&out), table(&two), "--parallel 2 changed the sweep");
 }
 
 #[test]
