@@ -529,3 +529,40 @@ fn bad_input_gives_one_paragraph_errors() {
     clean_error(&err);
     assert!(err.contains("--adapter"), "{err}");
 }
+
+/// A fine-tune stopped inside its first epoch (`--max-steps`) still leaves a PEFT adapter in
+/// `--out` (its partial epoch validated), and reports the validation loss it reached.
+#[test]
+fn a_run_stopped_inside_an_epoch_writes_its_adapter() {
+    let d = scratch("partial");
+    let data = small_chat(&d);
+    let out = d.join("ft");
+    let (ok, stdout, err) = kiln(&[
+        "finetune",
+        "--base",
+        s(base()),
+        "--data",
+        s(&data),
+        "--lora-rank",
+        "2",
+        "--batch-size",
+        "1",
+        "--max-steps",
+        "2",
+        "--out",
+        s(&out),
+    ]);
+    assert!(ok, "{err}");
+    assert!(stdout.contains("0 epochs + 2 batches"), "{stdout}");
+    assert!(
+        stdout.contains("val loss") && stdout.contains(" -> "),
+        "{stdout}"
+    );
+    for f in [
+        "adapter_model.safetensors",
+        "adapter_config.json",
+        "kiln_finetune.json",
+    ] {
+        assert!(out.join(f).is_file(), "{f} missing after a partial epoch");
+    }
+}

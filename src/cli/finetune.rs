@@ -245,8 +245,10 @@ fn mb(bytes: u64) -> String {
 }
 
 /// Writes the PEFT adapter whenever the validation loss improves (every epoch without
-/// validation), so `--out` always holds the best adapter.
+/// validation), so `--out` always holds the best adapter; a run stopped inside an epoch writes
+/// it too when that partial epoch validates best so far (or there is no validation).
 struct AdapterSaver<'a> {
+    best: Option<f64>,
     dir: &'a Path,
     cfg: &'a LoraConfig,
     spec: &'a FinetuneSpec,
@@ -254,14 +256,41 @@ struct AdapterSaver<'a> {
     template: &'a ChatTemplate,
 }
 
+impl AdapterSaver<'_> {
+    fn save(&self, model: &dyn Module) -> crate::Result<()> {
+        save_adapter(
+            self.dir,
+            model,
+            self.cfg,
+            self.spec,
+            self.context,
+            self.template,
+        )
+        .map_err(|e| crate::Error::Config(e.0))
+    }
+}
+
 impl Hook for AdapterSaver<'_> {
+    fn on_partial_epoch(&mut self, r: &EpochRecord, model: &dyn Module) -> crate::Result<()> {
+        let better = match (r.val_loss, self.best) {
+            (Some(v), Some(b)) => v < b,
+            _ => true,
+        };
+        if better {
+            self.best = r.val_loss.or(self.best);
+            self.save(model)?;
+        }
+        Ok(())
+    }
+
     fn end_of_epoch(
         &mut self,
-        _: &EpochRecord,
+        r: &EpochRecord,
         end: &EpochEnd,
         model: &dyn Module,
     ) -> crate::Result<Control> {
         if end.improved {
+            self.best = r.val_loss;
             save_adapter(
                 self.dir,
                 model,
@@ -457,6 +486,7 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
         .hooks
         .push(Box::new(super::explosion::Explosion::default()));
     trainer.hooks.push(Box::new(AdapterSaver {
+        best: progress.best_val_loss,
         dir: &dir,
         cfg: &cfg,
         spec: &spec,
@@ -508,7 +538,12 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
             dir.display()
         );
     }
-    let losses = match (before, progress.best_val_loss) {
+    let after = progress
+        .best_val_loss
+        .into_iter()
+        .chain(last.and_then(|r| r.val_loss))
+        .reduce(f64::min);
+    let losses = match (before, after) {
         (Some(b), Some(v)) => format!("val loss {b:.4} -> {v:.4}"),
         (None, Some(v)) => format!("best val loss {v:.4}"),
         _ => format!("train loss {:.4}", last.map_or(f64::NAN, |r| r.train_loss)),

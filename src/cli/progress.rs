@@ -115,7 +115,7 @@ impl Hook for Progress {
         Ok(Control::Continue)
     }
 
-    fn on_partial_epoch(&mut self, r: &EpochRecord) -> crate::Result<()> {
+    fn on_partial_epoch(&mut self, r: &EpochRecord, _: &dyn Module) -> crate::Result<()> {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }

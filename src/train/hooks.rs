@@ -119,8 +119,8 @@ pub trait Hook {
         Ok(Control::Continue)
     }
     /// The run stopped inside an epoch (budget, a hook, ...): `record` is that partial epoch
-    /// (validated, not used for early stopping).
-    fn on_partial_epoch(&mut self, record: &EpochRecord) -> Result<()> {
+    /// (validated, not used for early stopping), `model` holds its weights.
+    fn on_partial_epoch(&mut self, record: &EpochRecord, model: &dyn Module) -> Result<()> {
         Ok(())
     }
 }
@@ -158,7 +158,7 @@ impl<H: Hook + ?Sized> Hook for &mut H {
     fn end_of_epoch(&mut self, r: &EpochRecord, end: &EpochEnd, m: &dyn Module) -> Result<Control> {
         (**self).end_of_epoch(r, end, m)
     }
-    fn on_partial_epoch(&mut self, record: &EpochRecord) -> Result<()> {
-        (**self).on_partial_epoch(record)
+    fn on_partial_epoch(&mut self, record: &EpochRecord, model: &dyn Module) -> Result<()> {
+        (**self).on_partial_epoch(record, model)
     }
 }

@@ -393,7 +393,7 @@ impl<'a> Trainer<'a> {
                 rec.partial_batches = Some(progress.batch);
                 log.push(rec.clone())?;
                 for h in &mut self.hooks {
-                    h.on_partial_epoch(&rec)?;
+                    h.on_partial_epoch(&rec, model)?;
                 }
                 records.push(rec);
                 break 'epochs;
