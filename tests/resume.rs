@@ -39,6 +39,26 @@ fn position(dir: &Path) -> (u64, u64) {
     (p["epoch"].as_u64().unwrap(), p["batch"].as_u64().unwrap())
 }
 
+/// A 1-block GPT of width 16 on `text`, `batch` windows of 16 tokens, plus `extra` flags.
+fn tiny_gpt<'a>(text: &'a Path, batch: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec![
+        "--text",
+        s(text),
+        "--layers",
+        "1",
+        "--heads",
+        "2",
+        "--width",
+        "16",
+        "--context",
+        "16",
+        "--batch-size",
+        batch,
+    ];
+    v.extend_from_slice(extra);
+    v
+}
+
 fn run_ok(args: &[&str]) -> String {
     let (ok, out, err) = kiln(args);
     assert!(ok, "{args:?}: {err}");
@@ -101,24 +121,7 @@ fn lenet_stopped_by_steps_resumes_exactly() {
 fn gpt_stopped_by_steps_resumes_exactly() {
     let root = scratch("gpt-text");
     let text = cli::tiny_text(&root);
-    let base = [
-        "--text",
-        s(&text),
-        "--layers",
-        "1",
-        "--heads",
-        "2",
-        "--width",
-        "16",
-        "--context",
-        "16",
-        "--batch-size",
-        "16",
-        "--dropout",
-        "0.1",
-        "--seed",
-        "5",
-    ];
+    let base = tiny_gpt(&text, "16", &["--dropout", "0.1", "--seed", "5"]);
     check_stop_and_resume("gpt-steps", &base, "2", &["--max-steps", "5"]);
 }
 
@@ -191,26 +194,11 @@ fn lenet_killed_mid_epoch_resumes_exactly() {
 fn gpt_killed_mid_epoch_resumes_exactly() {
     let root = scratch("gpt-kill-text");
     let text = cli::tiny_text(&root);
-    let args = [
-        "--text",
-        s(&text),
-        "--layers",
-        "1",
-        "--heads",
-        "2",
-        "--width",
-        "16",
-        "--context",
-        "16",
-        "--batch-size",
+    let args = tiny_gpt(
+        &text,
         "8",
-        "--dropout",
-        "0.1",
-        "--seed",
-        "9",
-        "--epochs",
-        "2",
-    ];
+        &["--dropout", "0.1", "--seed", "9", "--epochs", "2"],
+    );
     check_kill("gpt-kill", &args, "3");
 }
 
@@ -220,22 +208,7 @@ fn lenet_and_gpt_stopped_by_time_resume_exactly() {
     check_stop_and_resume("lenet-time", &args, "2", &["--time-limit", "0.0001"]);
     let root = scratch("gpt-time-text");
     let text = cli::tiny_text(&root);
-    let args = [
-        "--text",
-        s(&text),
-        "--layers",
-        "1",
-        "--heads",
-        "2",
-        "--width",
-        "16",
-        "--context",
-        "16",
-        "--batch-size",
-        "16",
-        "--seed",
-        "11",
-    ];
+    let args = tiny_gpt(&text, "16", &["--seed", "11"]);
     check_stop_and_resume("gpt-time", &args, "2", &["--time-limit", "0.0001"]);
 }
 
