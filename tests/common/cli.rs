@@ -1,4 +1,4 @@
-//! Shared helpers for the tests that drive the `kiln` binary (tests/cli.rs, tests/cli_text.rs,
+//! Shared helpers for the tests that drive the `kiln` binary (tests/cli/, tests/data/images.rs,
 //! tests/images/cli.rs): run it, make scratch folders, check one-paragraph errors.
 #![allow(dead_code)]
 

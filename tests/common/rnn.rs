@@ -1,5 +1,5 @@
-//! Helpers shared by the recurrent-layer suites (tests/rnn_kernels.rs, tests/rnn_layers.rs,
-//! tests/rnn_models.rs): the cells, tolerances, offset tensors and random layer weights.
+//! Helpers shared by the recurrent-layer suites (tests/rnn_kernels.rs, tests/ops/rnn_layers.rs,
+//! tests/models/rnn_models.rs): the cells, tolerances, offset tensors and random layer weights.
 #![allow(dead_code)]
 
 use crate::common::*;

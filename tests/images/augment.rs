@@ -6,7 +6,7 @@ use std::sync::Arc;
 use kiln::data::images::{Augmented, CropFlip};
 use kiln::data::{Augment, Batch, DataLoader, Dataset, InMemoryDataset, Targets, augment_seed};
 
-use super::super::{common, scratch};
+use super::{common, scratch};
 
 /// A naive reference for crop + flip: build the zero-padded image, take the window, mirror it.
 fn reference_crop_flip(

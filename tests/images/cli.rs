@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
-use super::super::cli_util::{kiln, s};
-use super::super::{grey, scratch};
+use super::cli_util::{kiln, s};
+use super::{grey, scratch};
 
 /// Three classes of noisy 12x10 patterns: horizontal stripes, vertical stripes, a bright spot.
 fn write_split(dir: &Path, per_class: u32, seed: u32) {

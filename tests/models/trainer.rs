@@ -1,7 +1,7 @@
 //! The trainer loop: early stopping, gradient accumulation, the divergence guard, and the
 //! checkpoint round trip.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1,6 +1,6 @@
 //! The runtime: buffer pool reuse and accounting, batched submission, pipeline cache, adapters.
 
-mod common;
+use crate::common;
 
 use common::*;
 use kiln::Tensor;

@@ -7,8 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-#[path = "common/cli.rs"]
-mod cli_util;
+use crate::cli_util;
 use cli_util::{clean_error, json, kiln, s, tiny_text};
 
 /// A fresh directory under the system temp dir.

@@ -2,11 +2,11 @@
 //! preprocessor, splits, and the IDX reader. The CSV, preparation and IDX tests are in
 //! `tests/data/`.
 
-#[path = "data/csv.rs"]
+#[path = "../data/csv.rs"]
 mod csv;
-#[path = "data/idx.rs"]
+#[path = "../data/idx.rs"]
 mod idx;
-#[path = "data/prepare.rs"]
+#[path = "../data/prepare.rs"]
 mod prepare;
 
 use std::path::{Path, PathBuf};

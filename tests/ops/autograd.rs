@@ -1,6 +1,6 @@
 //! Autograd semantics: accumulation, no_grad, detach, leaves, graph lifetime, misuse errors.
 
-mod common;
+use crate::common;
 
 use common::*;
 use kiln::Tensor;

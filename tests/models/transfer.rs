@@ -2,10 +2,10 @@
 //! pattern, head replacement on every zoo model, unfreezing later at a lower learning rate, the
 //! digits 0-4 -> 5-9 demo in small form, and the `kiln train` flags.
 
-mod common;
+use crate::common;
 
 #[allow(dead_code)]
-#[path = "../examples/transfer_digits.rs"]
+#[path = "../../examples/transfer_digits.rs"]
 mod demo;
 
 use std::collections::BTreeMap;
@@ -404,8 +404,7 @@ fn small_demo_transfer_reaches_the_target_in_fewer_steps_than_scratch() {
     assert!(t < s, "transfer took {t} steps, scratch {s}");
 }
 
-#[path = "common/cli.rs"]
-mod cli_util;
+use crate::cli_util;
 use cli_util::kiln;
 
 #[test]

@@ -9,13 +9,12 @@ use image::{GrayImage, ImageBuffer, Luma, Rgb, RgbImage};
 use kiln::data::Dataset;
 use kiln::data::images::{ChannelNorm, Channels, ImageFolder, ImageOptions, ImagePrep};
 
-#[path = "common/cli.rs"]
-mod cli_util;
-mod common;
-mod images {
-    pub mod augment;
-    pub mod cli;
-}
+use crate::cli_util;
+use crate::common;
+#[path = "../images/augment.rs"]
+mod augment;
+#[path = "../images/cli.rs"]
+mod cli;
 
 /// A fresh directory under the system temp dir.
 pub fn scratch(name: &str) -> PathBuf {

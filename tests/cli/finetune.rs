@@ -10,8 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
-#[path = "common/cli.rs"]
-mod cli_util;
+use crate::cli_util;
 use cli_util::{clean_error, json, kiln, s};
 
 fn scratch(name: &str) -> PathBuf {

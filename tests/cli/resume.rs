@@ -3,8 +3,7 @@
 //! `--resume` logs the same losses, bit for bit, as a run that never stopped; each way for the
 //! MLP (with dropout: the RNG state), LeNet and a GPT (with dropout). Also: what `--resume` may and may not change.
 
-#[path = "common/cli.rs"]
-mod cli;
+use crate::cli_util as cli;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -6,7 +6,7 @@
 //! Tests that draw from the global random stream (layer constructors, Dropout in training) hold
 //! `RNG_LOCK`: the stream is process-wide and the tests of one binary run in parallel.
 
-mod common;
+use crate::common;
 
 use std::sync::{Mutex, MutexGuard};
 
@@ -516,8 +516,8 @@ fn sequential_mlp_names_counts_and_modes() {
 
 // ---------------------------------------------------------------- Dropout
 
-#[path = "nn/random.rs"]
+#[path = "../nn/random.rs"]
 mod random;
 
-#[path = "nn/losses.rs"]
+#[path = "../nn/losses.rs"]
 mod losses;

@@ -5,10 +5,9 @@
 //! quantised layer, full / merged checkpoints of a QLoRA model, and `kiln merge` through the
 //! binary (round trip on a tiny GPT run, `--qlora`, and one-paragraph errors).
 
-mod common;
+use crate::common;
 
-#[path = "common/cli.rs"]
-mod cli_util;
+use crate::cli_util;
 
 use std::path::{Path, PathBuf};
 

@@ -2,7 +2,7 @@
 //! the GPT decoder and the BERT encoder (Hugging Face parameter names, padding), and a tiny GPT
 //! that overfits. Layers (RoPE, GELU, attention) are in tests/transformer_layers.rs.
 
-mod common;
+use crate::common;
 
 use common::*;
 use kiln::Tensor;

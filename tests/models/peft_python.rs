@@ -5,7 +5,7 @@
 //! Needs `python3` with `safetensors` and `numpy` (`.ci/run` installs them); without them the
 //! test says so and skips.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -2,7 +2,7 @@
 //! fused bias + GELU against the composed version), multi-head / grouped-query attention and its
 //! equality with plain MHA on repeated kv weights. Whole models are in tests/transformer_models.rs.
 
-mod common;
+use crate::common;
 
 use common::*;
 use kiln::Tensor;

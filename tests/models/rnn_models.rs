@@ -1,9 +1,8 @@
 //! Recurrent models: a tiny language model that overfits a repeated sequence and generates it,
 //! the classifier's shapes, pooling and names, dropout between layers, and errors on bad shapes.
 
-mod common;
-#[path = "common/rnn.rs"]
-mod rnn_util;
+use crate::common;
+use crate::rnn_util;
 
 use common::*;
 use kiln::Tensor;

@@ -2,8 +2,7 @@
 //! embedded digits, the results they write, a sweep killed with SIGKILL mid-trial and resumed
 //! (no finished trial reruns; the same table as an uninterrupted sweep), and bad sweep files.
 
-#[path = "common/cli.rs"]
-mod cli;
+use crate::cli_util as cli;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

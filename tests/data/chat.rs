@@ -2,7 +2,7 @@
 //! mask, truncation, packing, the dataset's batches, the shipped chitchat file, and the
 //! masked cross-entropy that skips [`IGNORE_INDEX`] targets.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

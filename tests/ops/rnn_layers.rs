@@ -4,9 +4,8 @@
 //! (`rnn_cell_composed`, forward and backward), PyTorch parameter names and init, and layers
 //! without bias.
 
-mod common;
-#[path = "common/rnn.rs"]
-mod rnn_util;
+use crate::common;
+use crate::rnn_util;
 
 use common::*;
 use kiln::Tensor;

@@ -1,7 +1,7 @@
 //! `Tensor::linear` (one node for `x W^T + b`) against the composed ops and finite differences,
 //! and the deferred `zero_grad` that lets a backward pass adopt fresh gradients.
 
-mod common;
+use crate::common;
 
 use common::*;
 use kiln::Tensor;

@@ -2,7 +2,7 @@
 //! and counts, train/eval propagation to BatchNorm, a short LeNet training on the digits, and
 //! `ModelSpec::from_name` with and without image data.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

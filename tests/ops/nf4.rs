@@ -3,7 +3,7 @@
 //! f64), the f16 variant, memory, and K past lavapipe's loop limit. Every kernel configuration
 //! on its own: tests/nf4_rungs.rs; speed: `cargo bench --bench nf4`.
 
-mod common;
+use crate::common;
 
 use common::{GradTol, Input, gpu, gradcheck, rand_vec, seed};
 use kiln::Tensor;

@@ -1,8 +1,7 @@
 //! `kiln bench` end to end on small filters: JSON lines with the required keys and sane values,
 //! the aligned table, the roofline PNG, and a clean error for a bad device.
 
-#[path = "common/cli.rs"]
-mod cli_util;
+use crate::cli_util;
 use cli_util::kiln;
 
 fn rows(stdout: &str) -> Vec<serde_json::Value> {

@@ -3,12 +3,12 @@
 //! frozen parameters, every schedule against its formula, gradient clipping, config errors, and
 //! Adam minimising a quadratic. Topics beyond the updates themselves live in `tests/optim/`.
 
-#[path = "optim/clip_config.rs"]
+#[path = "../optim/clip_config.rs"]
 mod clip_config;
-mod common;
-#[path = "optim/schedule.rs"]
+use crate::common;
+#[path = "../optim/schedule.rs"]
 mod schedule;
-#[path = "optim/state.rs"]
+#[path = "../optim/state.rs"]
 mod state;
 
 use common::*;

@@ -2,8 +2,7 @@
 //! that are symlinks, FIFOs or directories. Each must end in one clear error paragraph (or a
 //! warning), never a panic, a hang or a destroyed file.
 
-#[path = "common/cli.rs"]
-mod cli_util;
+use crate::cli_util;
 use cli_util::{clean_error, kiln, s, scratch_in};
 
 use std::path::PathBuf;

@@ -1,6 +1,6 @@
 //! End to end: a 2-layer MLP fits a small synthetic regression problem with plain SGD.
 
-mod common;
+use crate::common;
 
 use common::*;
 use kiln::Tensor;

@@ -3,7 +3,7 @@
 //! PEFT-layout save / load (exact key names and config fields) and its errors, the optimizer
 //! holding state only for A and B, and a tiny training run that leaves the base bit-identical.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 
@@ -395,5 +395,5 @@ fn every_zoo_model_exposes_its_linear_layers() {
     assert_eq!(adapted, ["classifier.4"]);
 }
 
-#[path = "lora/more.rs"]
+#[path = "../lora/more.rs"]
 mod more;

@@ -5,7 +5,7 @@
 //! (`$KILN_MINILM_DIR`, else `models/all-MiniLM-L6-v2/`, filled by `scripts/fetch-minilm.sh`)
 //! and skips with a message saying so when the files are absent.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::sync::Arc;

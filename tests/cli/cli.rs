@@ -4,8 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-#[path = "common/cli.rs"]
-mod cli_util;
+use crate::cli_util;
 use cli_util::{clean_error, json, kiln, s};
 
 /// A fresh directory under the system temp dir.
