@@ -316,3 +316,184 @@ fn pca_recovers_known_axes_and_variance() {
     assert!(Pca::new(3).fit(&x, 2).is_err());
     assert!(Pca::new(0).fit(&x, 2).is_err());
 }
+
+#[path = "common/cli.rs"]
+mod cli_util;
+
+mod cli {
+    use super::cli_util::{clean_error, json, kiln, s, scratch_in};
+
+    const IRIS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/iris.csv");
+    const PENGUINS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/penguins.csv");
+
+    fn lines(p: &std::path::Path) -> Vec<String> {
+        std::fs::read_to_string(p)
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+
+    #[test]
+    fn kmeans_on_iris_writes_the_run_directory() {
+        let dir = scratch_in("cluster", "iris");
+        let (ok, out, err) = kiln(&[
+            "cluster",
+            IRIS,
+            "--k",
+            "3",
+            "--label",
+            "species",
+            "--out",
+            s(&dir),
+        ]);
+        assert!(ok, "{out}{err}");
+        let a = lines(&dir.join("assignments.csv"));
+        assert_eq!(a[0], "row,cluster,distance");
+        assert_eq!(a.len(), 151);
+        for (i, l) in a[1..].iter().enumerate() {
+            let f: Vec<&str> = l.split(',').collect();
+            assert_eq!(f[0], i.to_string(), "input row order");
+            assert!(f[1].parse::<u32>().unwrap() < 3);
+            assert!(f[2].parse::<f32>().unwrap() >= 0.0);
+        }
+        let c = lines(&dir.join("centroids.csv"));
+        assert_eq!(c[0], "sepal_length,sepal_width,petal_length,petal_width");
+        assert_eq!(c.len(), 4);
+        let sm = json(&dir.join("summary.json"));
+        // scikit-learn's KMeans(3) on StandardScaler'd iris: inertia 139.82, ARI 0.620.
+        let inertia = sm["inertia"].as_f64().unwrap();
+        assert!((inertia - 139.82).abs() < 0.01, "{inertia}");
+        let ari = sm["adjusted_rand_index"].as_f64().unwrap();
+        assert!((ari - 0.620).abs() < 0.005, "{ari}");
+        assert!(sm["silhouette"].as_f64().unwrap() > 0.4);
+        let png = image::open(dir.join("clusters.png")).unwrap();
+        assert_eq!((png.width(), png.height()), (800, 600));
+    }
+
+    #[test]
+    fn choose_k_pca_and_dbscan_on_real_tables() {
+        let dir = scratch_in("cluster", "choose");
+        let (ok, out, err) = kiln(&[
+            "cluster",
+            IRIS,
+            "--k",
+            "2..4",
+            "--n-init",
+            "2",
+            "--out",
+            s(&dir),
+        ]);
+        assert!(ok, "{out}{err}");
+        let k = lines(&dir.join("choose_k.csv"));
+        assert_eq!(k.len(), 4, "{k:?}");
+        assert!(dir.join("elbow.png").is_file());
+        // PCA of standardised iris: scikit-learn's explained_variance_ratio_ 0.7296, 0.2285.
+        let pdir = scratch_in("cluster", "pca");
+        let (ok, out, err) = kiln(&[
+            "pca",
+            IRIS,
+            "--components",
+            "2",
+            "--label",
+            "species",
+            "--out",
+            s(&pdir),
+        ]);
+        assert!(ok, "{out}{err}");
+        let sm = json(&pdir.join("summary.json"));
+        let r = sm["explained_variance_ratio"].as_array().unwrap();
+        assert!((r[0].as_f64().unwrap() - 0.7296).abs() < 1e-3, "{r:?}");
+        assert!((r[1].as_f64().unwrap() - 0.2285).abs() < 1e-3, "{r:?}");
+        let p = lines(&pdir.join("projected.csv"));
+        assert_eq!((p[0].as_str(), p.len()), ("pc1,pc2,species", 151));
+        // DBSCAN on penguins (missing values, categorical columns, a dropped column).
+        let ddir = scratch_in("cluster", "dbscan");
+        let (ok, out, err) = kiln(&[
+            "cluster",
+            PENGUINS,
+            "--algo",
+            "dbscan",
+            "--eps",
+            "1.5",
+            "--min-samples",
+            "5",
+            "--drop",
+            "year",
+            "--label",
+            "species",
+            "--out",
+            s(&ddir),
+        ]);
+        assert!(ok, "{out}{err}");
+        let sm = json(&ddir.join("summary.json"));
+        assert!(sm["clusters"].as_u64().unwrap() >= 2, "{sm}");
+        assert_eq!(lines(&ddir.join("assignments.csv")).len(), 345);
+    }
+
+    #[test]
+    fn bad_flags_and_data_are_clean_errors() {
+        let dir = scratch_in("cluster", "bad");
+        let dup = dir.join("dup.csv");
+        std::fs::write(&dup, "a,b\n1,2\n1,2\n1,2\n").unwrap();
+        let out = s(&dir);
+        let cases: &[(&[&str], &str)] = &[
+            (&["cluster", IRIS, "--k", "0", "--out", out], "at least 1"),
+            (
+                &["cluster", IRIS, "--k", "151", "--out", out],
+                "exceeds the 150 rows",
+            ),
+            (&["cluster", IRIS, "--k", "many", "--out", out], "--k many"),
+            (&["cluster", IRIS, "--k", "5..2", "--out", out], "empty"),
+            (
+                &["cluster", IRIS, "--drop", "nosuch", "--out", out],
+                "nosuch",
+            ),
+            (
+                &["cluster", IRIS, "--label", "nosuch", "--out", out],
+                "nosuch",
+            ),
+            (
+                &["cluster", IRIS, "--algo", "spectral", "--out", out],
+                "--algo spectral",
+            ),
+            (
+                &["cluster", IRIS, "--algo", "dbscan", "--out", out],
+                "--eps",
+            ),
+            (
+                &[
+                    "cluster", IRIS, "--algo", "dbscan", "--eps", "0", "--out", out,
+                ],
+                "eps = 0",
+            ),
+            (
+                &["cluster", IRIS, "--n-init", "0", "--out", out],
+                "--n-init",
+            ),
+            (
+                &["cluster", s(&dup), "--k", "2", "--out", out],
+                "only 1 distinct",
+            ),
+            (
+                &[
+                    "pca",
+                    IRIS,
+                    "--components",
+                    "9",
+                    "--label",
+                    "species",
+                    "--out",
+                    out,
+                ],
+                "--components 9",
+            ),
+        ];
+        for (args, want) in cases {
+            let (ok, _, err) = kiln(args);
+            assert!(!ok, "{args:?} should fail");
+            clean_error(&err);
+            assert!(err.contains(want), "{args:?}: {err}");
+        }
+    }
+}
