@@ -211,6 +211,40 @@ fn kmeans_finds_blobs_and_is_deterministic() {
 }
 
 #[test]
+fn minibatch_on_gpu_matches_cpu_twin_and_finds_blobs() {
+    use kiln::unsupervised::{MiniBatchKMeans, minibatch};
+    use rand::SeedableRng;
+    let (n, d, k) = (1000, 3, 4);
+    let x = blobs(n, d, k, "mb");
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    let init = KMeans::new(k).initial_centroids(&x, d, &mut rng).unwrap();
+    let run = |gpu: bool| {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        minibatch::minibatch(&x, &init, d, 129, 20, &mut rng, |b, c| {
+            if gpu {
+                kmeans::gpu_step(&Points::new(b, d).unwrap(), c)
+            } else {
+                Ok(twin::cpu_step(b, c, d))
+            }
+        })
+        .unwrap()
+    };
+    DIST.assert_close("mini-batch centroids", &run(true), &f64s(&run(false)));
+    // End to end: the blobs are found and the chunked assignment agrees with the kernel twin.
+    let fit = MiniBatchKMeans::new(k).batch_size(100).fit(&x, d).unwrap();
+    let truth: Vec<i32> = (0..n).map(|i| (i % k) as i32).collect();
+    let got: Vec<i32> = fit.labels.iter().map(|&l| l as i32).collect();
+    assert!((adjusted_rand_index(&got, &truth) - 1.0).abs() < 1e-9);
+    let (want, d2) = twin::assign(&x, &fit.centroids, d);
+    assert_eq!(fit.labels, want);
+    INERTIA.assert_close(
+        "mini-batch inertia",
+        &[fit.inertia],
+        &[d2.iter().sum::<f64>()],
+    );
+}
+
+#[test]
 fn kmeans_bad_input_is_an_error() {
     let x = [1.0f32, 1.0, 1.0, 2.0];
     let msg = |r: kiln::Result<kiln::unsupervised::KMeansFit>| r.unwrap_err().to_string();

@@ -1,4 +1,4 @@
-//! `kiln cluster`: k-means or DBSCAN on the rows of a CSV file, or a sweep over k to choose it.
+//! `kiln cluster`: k-means (full or mini-batch) or DBSCAN on the rows of a CSV file, or a sweep over k to choose it.
 //!
 //! The table goes through `kiln train`'s preparation (missing values filled, categories
 //! one-hot, numbers standardised); `--drop` leaves out columns that are not features and
@@ -25,7 +25,9 @@ use super::{Error, Result};
 use crate::data::table::Table;
 use crate::io::write_atomic;
 use crate::unsupervised::metrics::{adjusted_rand_index, nmi, silhouette};
-use crate::unsupervised::{Dbscan, FeatureOptions, Features, Init, KMeans, Pca, prepare_features};
+use crate::unsupervised::{
+    Dbscan, FeatureOptions, Features, Init, KMeans, MiniBatchKMeans, Pca, prepare_features,
+};
 
 /// Largest k, restarts and iterations the flags accept (beyond them a typo is likelier).
 const MAX_K: usize = 10_000;
@@ -87,7 +89,7 @@ impl InputArgs {
 pub struct ClusterArgs {
     #[command(flatten)]
     input: InputArgs,
-    /// Algorithm: kmeans or dbscan.
+    /// Algorithm: kmeans, minibatch (mini-batch k-means) or dbscan.
     #[arg(long, default_value = "kmeans")]
     algo: String,
     /// Clusters (k-means): a number, or a range `A..B` (inclusive) to compare.
@@ -108,6 +110,12 @@ pub struct ClusterArgs {
     /// Seed of the initialisation.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Mini-batch k-means: rows per batch.
+    #[arg(long, default_value_t = 1024)]
+    batch_size: usize,
+    /// Mini-batch k-means: passes over the data.
+    #[arg(long, default_value_t = 10)]
+    epochs: usize,
     /// DBSCAN radius (in the prepared, scaled feature space).
     #[arg(long)]
     eps: Option<f32>,
@@ -153,6 +161,13 @@ fn check_flags(a: &ClusterArgs) -> Result<KMeans> {
         return Err(Error(format!(
             "--max-iter {}: expected 1 to {MAX_ITER}",
             a.max_iter
+        )));
+    }
+    if a.batch_size == 0 || a.epochs == 0 || a.epochs > MAX_ITER {
+        return Err(Error(format!(
+            "--batch-size {} --epochs {}: expected a batch of at least 1 row and 1 to {MAX_ITER} \
+             epochs",
+            a.batch_size, a.epochs
         )));
     }
     if !(a.tol >= 0.0 && a.tol < 1.0) {
@@ -243,16 +258,31 @@ pub fn run(a: ClusterArgs) -> Result<()> {
     let dir = a.input.out_dir("cluster");
     let (f, n) = a.input.features()?;
     let start = Instant::now();
-    match a.algo.as_str() {
-        "kmeans" | "k-means" => {}
+    let mini = match a.algo.as_str() {
+        "kmeans" | "k-means" => false,
+        "minibatch" | "mini-batch" => true,
         "dbscan" => return run_dbscan(&a, &f, &dir, start),
-        other => return Err(Error(format!("--algo {other}: expected kmeans or dbscan"))),
-    }
+        other => {
+            return Err(Error(format!(
+                "--algo {other}: expected kmeans, minibatch or dbscan"
+            )));
+        }
+    };
     let (lo, hi) = parse_k(&a.k, n)?;
     if lo < hi {
         return choose_k(&base, &f, lo, hi, &dir);
     }
-    let fit = KMeans { k: lo, ..base }.fit(&f.x, f.d)?;
+    let kmeans = KMeans { k: lo, ..base };
+    let fit = if mini {
+        MiniBatchKMeans {
+            kmeans,
+            batch_size: a.batch_size,
+            epochs: a.epochs,
+        }
+        .fit(&f.x, f.d)?
+    } else {
+        kmeans.fit(&f.x, f.d)?
+    };
     let seconds = start.elapsed().as_secs_f64();
     let labels: Vec<i32> = fit.labels.iter().map(|&l| l as i32).collect();
     let mut s = write_common(&dir, &f, &labels, Some(&fit.distances))?;
@@ -271,7 +301,7 @@ pub fn run(a: ClusterArgs) -> Result<()> {
         sizes[l as usize] += 1;
     }
     for (key, v) in [
-        ("algo", json!("kmeans")),
+        ("algo", json!(a.algo)),
         ("k", json!(lo)),
         ("inertia", json!(fit.inertia)),
         ("iterations", json!(fit.iterations)),
@@ -286,7 +316,8 @@ pub fn run(a: ClusterArgs) -> Result<()> {
     }
     write_json(&dir, &s)?;
     println!(
-        "k-means k={lo}: inertia {:.4}, {} iterations, silhouette {}, sizes {sizes:?}",
+        "{} k={lo}: inertia {:.4}, {} iterations, silhouette {}, sizes {sizes:?}",
+        a.algo,
         fit.inertia,
         fit.iterations,
         fmt_opt(s["silhouette"].as_f64())

@@ -109,7 +109,7 @@ impl KMeans {
     }
 
     /// Check the settings against n points of x (n, d).
-    fn validate(&self, x: &[f32], d: usize) -> Result<usize> {
+    pub(crate) fn validate(&self, x: &[f32], d: usize) -> Result<usize> {
         let n = check_matrix("k-means", x, d)?;
         if self.k == 0 {
             return arg_err("k-means", "k = 0: need at least one cluster");
