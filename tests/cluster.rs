@@ -368,20 +368,19 @@ mod cli {
             .collect()
     }
 
+    /// Run `kiln args... --out DIR` in a fresh scratch folder named `name`; it must succeed.
+    fn run_ok(name: &str, args: &[&str]) -> std::path::PathBuf {
+        let dir = scratch_in("cluster", name);
+        let mut all = args.to_vec();
+        all.extend(["--out", s(&dir)]);
+        let (ok, out, err) = kiln(&all);
+        assert!(ok, "{args:?}: {out}{err}");
+        dir
+    }
+
     #[test]
     fn kmeans_on_iris_writes_the_run_directory() {
-        let dir = scratch_in("cluster", "iris");
-        let (ok, out, err) = kiln(&[
-            "cluster",
-            IRIS,
-            "--k",
-            "3",
-            "--label",
-            "species",
-            "--out",
-            s(&dir),
-        ]);
-        assert!(ok, "{out}{err}");
+        let dir = run_ok("iris", &["cluster", IRIS, "--k", "3", "--label", "species"]);
         let a = lines(&dir.join("assignments.csv"));
         assert_eq!(a[0], "row,cluster,distance");
         assert_eq!(a.len(), 151);
@@ -407,34 +406,15 @@ mod cli {
 
     #[test]
     fn choose_k_pca_and_dbscan_on_real_tables() {
-        let dir = scratch_in("cluster", "choose");
-        let (ok, out, err) = kiln(&[
-            "cluster",
-            IRIS,
-            "--k",
-            "2..4",
-            "--n-init",
-            "2",
-            "--out",
-            s(&dir),
-        ]);
-        assert!(ok, "{out}{err}");
+        let dir = run_ok("choose", &["cluster", IRIS, "--k", "2..4", "--n-init", "2"]);
         let k = lines(&dir.join("choose_k.csv"));
         assert_eq!(k.len(), 4, "{k:?}");
         assert!(dir.join("elbow.png").is_file());
         // PCA of standardised iris: scikit-learn's explained_variance_ratio_ 0.7296, 0.2285.
-        let pdir = scratch_in("cluster", "pca");
-        let (ok, out, err) = kiln(&[
+        let pdir = run_ok(
             "pca",
-            IRIS,
-            "--components",
-            "2",
-            "--label",
-            "species",
-            "--out",
-            s(&pdir),
-        ]);
-        assert!(ok, "{out}{err}");
+            &["pca", IRIS, "--components", "2", "--label", "species"],
+        );
         let sm = json(&pdir.join("summary.json"));
         let r = sm["explained_variance_ratio"].as_array().unwrap();
         assert!((r[0].as_f64().unwrap() - 0.7296).abs() < 1e-3, "{r:?}");
@@ -442,24 +422,23 @@ mod cli {
         let p = lines(&pdir.join("projected.csv"));
         assert_eq!((p[0].as_str(), p.len()), ("pc1,pc2,species", 151));
         // DBSCAN on penguins (missing values, categorical columns, a dropped column).
-        let ddir = scratch_in("cluster", "dbscan");
-        let (ok, out, err) = kiln(&[
-            "cluster",
-            PENGUINS,
-            "--algo",
+        let ddir = run_ok(
             "dbscan",
-            "--eps",
-            "1.5",
-            "--min-samples",
-            "5",
-            "--drop",
-            "year",
-            "--label",
-            "species",
-            "--out",
-            s(&ddir),
-        ]);
-        assert!(ok, "{out}{err}");
+            &[
+                "cluster",
+                PENGUINS,
+                "--algo",
+                "dbscan",
+                "--eps",
+                "1.5",
+                "--min-samples",
+                "5",
+                "--drop",
+                "year",
+                "--label",
+                "species",
+            ],
+        );
         let sm = json(&ddir.join("summary.json"));
         assert!(sm["clusters"].as_u64().unwrap() >= 2, "{sm}");
         assert_eq!(lines(&ddir.join("assignments.csv")).len(), 345);

@@ -283,9 +283,8 @@ pub fn run(a: ClusterArgs) -> Result<()> {
     } else {
         kmeans.fit(&f.x, f.d)?
     };
-    let seconds = start.elapsed().as_secs_f64();
     let labels: Vec<i32> = fit.labels.iter().map(|&l| l as i32).collect();
-    let mut s = write_common(&dir, &f, &labels, Some(&fit.distances))?;
+    let s = write_common(&dir, &f, &labels, Some(&fit.distances))?;
     let cents = fit.centroids.chunks(f.d).map(|c| {
         c.iter()
             .map(|v| v.to_string())
@@ -300,7 +299,7 @@ pub fn run(a: ClusterArgs) -> Result<()> {
     for &l in &fit.labels {
         sizes[l as usize] += 1;
     }
-    for (key, v) in [
+    let fields = [
         ("algo", json!(a.algo)),
         ("k", json!(lo)),
         ("inertia", json!(fit.inertia)),
@@ -310,18 +309,29 @@ pub fn run(a: ClusterArgs) -> Result<()> {
         ("best_init", json!(fit.best_init)),
         ("seed", json!(base.seed)),
         ("sizes", json!(sizes)),
-        ("seconds", json!(seconds)),
-    ] {
+    ];
+    let line = format!(
+        "{} k={lo}: inertia {:.4}, {} iterations",
+        a.algo, fit.inertia, fit.iterations
+    );
+    finish(&dir, s, fields, start, &format!("{line}, sizes {sizes:?}"))
+}
+
+/// Add `fields` and the seconds since `start` to the summary, write it, print `line` with the
+/// silhouette, the label scores and the directory.
+fn finish<const N: usize>(
+    dir: &Path,
+    mut s: Value,
+    fields: [(&str, Value); N],
+    start: Instant,
+    line: &str,
+) -> Result<()> {
+    for (key, v) in fields {
         s[key] = v;
     }
-    write_json(&dir, &s)?;
-    println!(
-        "{} k={lo}: inertia {:.4}, {} iterations, silhouette {}, sizes {sizes:?}",
-        a.algo,
-        fit.inertia,
-        fit.iterations,
-        fmt_opt(s["silhouette"].as_f64())
-    );
+    s["seconds"] = json!(start.elapsed().as_secs_f64());
+    write_json(dir, &s)?;
+    println!("{line}, silhouette {}", fmt_opt(s["silhouette"].as_f64()));
     print_scores(&s);
     println!("wrote {}", dir.display());
     Ok(())
@@ -388,9 +398,8 @@ fn run_dbscan(a: &ClusterArgs, f: &Features, dir: &Path, start: Instant) -> Resu
         .eps
         .ok_or_else(|| Error("--algo dbscan needs --eps (the neighbourhood radius)".into()))?;
     let fit = Dbscan::new(eps, a.min_samples).fit(&f.x, f.d)?;
-    let seconds = start.elapsed().as_secs_f64();
-    let mut s = write_common(dir, f, &fit.labels, None)?;
-    for (key, v) in [
+    let s = write_common(dir, f, &fit.labels, None)?;
+    let fields = [
         ("algo", json!("dbscan")),
         ("eps", json!(eps)),
         ("min_samples", json!(a.min_samples)),
@@ -400,19 +409,10 @@ fn run_dbscan(a: &ClusterArgs, f: &Features, dir: &Path, start: Instant) -> Resu
             "core_points",
             json!(fit.core.iter().filter(|&&c| c).count()),
         ),
-        ("seconds", json!(seconds)),
-    ] {
-        s[key] = v;
-    }
-    write_json(dir, &s)?;
-    println!(
-        "dbscan eps={eps} min_samples={}: {} clusters, {} noise points, silhouette {}",
-        a.min_samples,
-        fit.clusters,
-        fit.noise,
-        fmt_opt(s["silhouette"].as_f64())
+    ];
+    let line = format!(
+        "dbscan eps={eps}: {} clusters, {} noise points",
+        fit.clusters, fit.noise
     );
-    print_scores(&s);
-    println!("wrote {}", dir.display());
-    Ok(())
+    finish(dir, s, fields, start, &line)
 }
