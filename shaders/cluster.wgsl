@@ -9,19 +9,21 @@
 //   assign:         label[r] = argmin_c D[r, c] (ties: smaller c), dist[r] = D[r, label]
 //   sqdist:         G <- D in place                                          G (rows, cols)
 //   count_within:   count[r] = #{c : D[r, c] <= eps2}                       D (rows, cols)
-//   centroid_sums:  one workgroup of 256 per (cluster c, column j), j in 0..=d:
-//                   sums[c, j] = sum_{r : label[r] = c} x[r, j] (j < d), sums[c, d] = count of c
-//                   A segmented reduction with a fixed order (strided partials, then a tree), so
-//                   the result is deterministic; no float atomics.
+//   centroid_sums:  first half of a segmented reduction. One workgroup of 64 per block of
+//                   P.cols rows; invocation t owns columns j = t, t + 64, ... of (d + 1) and walks
+//                   the block's rows in order: partial[b, label[r], j] += x[r, j] (j < d), and
+//                   partial[b, label[r], d] += 1 (the count). No two invocations touch one
+//                   element, so there are no atomics and the order is fixed: deterministic. The
+//                   launcher then sums partial over blocks with reduce.wgsl.
 //
 // Loops stay under Mesa llvmpipe's 65,535 iterations per invocation: the launcher checks d and
-// cols (per-row loops) and n / 256 (centroid_sums).
+// cols (per-row loops) and the block size (centroid_sums).
 
 // #include common/grid.wgsl
 
 struct ClusterParams {
     rows: u32,      // rows of x / G / D
-    cols: u32,      // columns of G / D (k for assign), d for sqnorm
+    cols: u32,      // columns of G / D (k for assign), d for sqnorm, rows per block for sums
     d: u32,         // features per point (centroid_sums)
     k: u32,         // clusters (centroid_sums)
     row0: u32,      // index into xn of row 0 (a block of rows)
@@ -50,9 +52,9 @@ const WG: u32 = 256u;
 
 // centroid_sums
 @group(0) @binding(2) var<storage, read> labels_in: array<u32>;      // (rows)
-@group(0) @binding(3) var<storage, read_write> sums: array<f32>;     // (k, d + 1)
+@group(0) @binding(3) var<storage, read_write> sums: array<f32>;     // (blocks, k, d + 1)
 
-var<workgroup> part: array<f32, WG>;
+const SUMS_WG: u32 = 64u;
 
 fn expand(r: u32, c: u32) -> f32 {
     return max(xn[P.row0 + r] - 2.0 * g[r * P.cols + c] + yn[c], 0.0);
@@ -107,31 +109,26 @@ fn count_within(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     count[r] = n;
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(64)
 fn centroid_sums(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
                  @builtin(num_workgroups) nwg: vec3<u32>) {
-    let w = wid.x + wid.y * nwg.x;        // (c, j) flattened, j fastest
-    let t = lid.x;
-    let live = w < P.k * (P.d + 1u);
-    let c = w / (P.d + 1u);
-    let j = w % (P.d + 1u);
-    var acc = 0.0;
-    if (live) {
-        for (var r = t; r < P.rows; r += WG) {
-            if (labels_in[r] == c) {
-                if (j == P.d) { acc += 1.0; } else { acc += x[r * P.d + j]; }
+    let b = wid.x + wid.y * nwg.x;        // block of P.cols rows
+    let first = b * P.cols;
+    if (first >= P.rows) { return; }
+    let last = min(first + P.cols, P.rows);
+    let w = P.d + 1u;
+    let base = b * P.k * w;               // partial[b, 0, 0]
+    for (var j = lid.x; j < w; j += SUMS_WG) {
+        for (var c = 0u; c < P.k; c++) {
+            sums[base + c * w + j] = 0.0;
+        }
+        for (var r = first; r < last; r++) {
+            let at = base + labels_in[r] * w + j;
+            if (j == P.d) {
+                sums[at] += 1.0;
+            } else {
+                sums[at] += x[r * P.d + j];
             }
         }
-    }
-    part[t] = acc;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s = s / 2u) {
-        if (t < s) {
-            part[t] = part[t] + part[t + s];
-        }
-        workgroupBarrier();
-    }
-    if (t == 0u && live) {
-        sums[w] = part[0];
     }
 }

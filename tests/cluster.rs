@@ -97,6 +97,7 @@ fn distance_norm_count_and_sum_kernels_match_cpu() {
         (7, 17, 3),
         (257, 5, 8),
         (300, 129, 1),
+        (2500, 7, 3),
     ] {
         let x = rand_vec(n * d, seed(&format!("dx{n}{d}")), -2.0, 2.0);
         let y = rand_vec(m * d, seed(&format!("dy{m}{d}")), -2.0, 2.0);
@@ -172,6 +173,31 @@ fn lloyd_on_gpu_matches_cpu_twin_at_awkward_sizes() {
         r[1] = 2.5;
     }
     lloyd_both(&c, 3, 5, "constant column");
+}
+
+#[test]
+fn lloyd_on_gpu_matches_cpu_twin_on_digits() {
+    // The 1,797 real digits (raw pixels 0..16), k = 10, from the same k-means++ centroids.
+    use kiln::data::Dataset;
+    let ds = kiln::data::digits().unwrap();
+    let x = ds.batch(&(0..ds.len()).collect::<Vec<_>>()).x;
+    let d = 64;
+    let pts = Points::new(&x, d).unwrap();
+    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
+    let init = KMeans::new(10).initial_centroids(&x, d, &mut rng).unwrap();
+    let tol = 1e-4 * kmeans::mean_variance(&x, d);
+    let gpu = kmeans::lloyd_gpu(&pts, &x, &init, 300, tol).unwrap();
+    let cpu = twin::lloyd(&x, &init, d, 300, tol, |c| {
+        Ok::<_, ()>(twin::cpu_step(&x, c, d))
+    })
+    .unwrap();
+    println!(
+        "digits k=10: GPU inertia {:.3} ({} iterations), CPU twin {:.3} ({} iterations)",
+        gpu.inertia, gpu.iterations, cpu.inertia, cpu.iterations
+    );
+    assert_eq!(gpu.step.labels, cpu.step.labels);
+    assert_eq!(gpu.iterations, cpu.iterations);
+    INERTIA.assert_close("digits inertia", &[gpu.inertia], &[cpu.inertia]);
 }
 
 #[test]

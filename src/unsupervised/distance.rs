@@ -174,6 +174,8 @@ impl Points {
     /// `0..k` (the segmented-reduction kernel).
     pub fn cluster_sums(&self, label: &Tensor, k: usize) -> Result<Tensor> {
         let sums = Tensor::empty_on(self.gpu(), &[k, self.d + 1], DType::F32)?;
+        let len = ck::sums_partial_len(self.n, self.d, k)?;
+        let partial = Tensor::empty_on(self.gpu(), &[len], DType::F32)?;
         ck::centroid_sums(
             self.gpu(),
             self.x.buffer(),
@@ -181,6 +183,7 @@ impl Points {
             self.n,
             self.d,
             k,
+            partial.buffer(),
             sums.buffer(),
         )?;
         Ok(sums)

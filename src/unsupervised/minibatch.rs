@@ -29,7 +29,7 @@ use crate::error::{Result, arg_err};
 /// Rows per chunk of the final assignment pass.
 pub const CHUNK_ROWS: usize = 1 << 16;
 
-/// Mini-batch k-means settings: k-means++ on a first batch, then `epochs * n / batch_size`
+/// Mini-batch k-means settings: k-means++ seeds from the whole data, then `epochs * n / batch_size`
 /// steps.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MiniBatchKMeans {
@@ -74,7 +74,11 @@ impl MiniBatchKMeans {
         let c = minibatch(x, &init, d, b, steps, &mut rng, |batch, c| {
             gpu_step(&Points::new(batch, d)?, c)
         })?;
-        assign_chunked(x, &c, d)
+        let fit = assign_chunked(x, &c, d)?;
+        Ok(KMeansFit {
+            iterations: steps,
+            ..fit
+        })
     }
 }
 

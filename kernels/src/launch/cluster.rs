@@ -1,5 +1,6 @@
 //! Launchers for `cluster.wgsl`: squared distances from a GEMM, the fused k-means assignment
-//! (argmin label and distance per row), the centroid update as a segmented reduction, and
+//! (argmin label and distance per row), the centroid update as a segmented reduction (blocks
+//! of rows, then `reduce.wgsl` over the blocks), and
 //! neighbour counts within a radius (DBSCAN).
 //!
 //! Math: with `G = X Y^T` (from the matmul kernels) and squared row norms `xn`, `yn`,
@@ -16,6 +17,7 @@
 
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
+use crate::launch::reduce::{ReduceOp, ReduceStrategy, Rows, reduce_rows};
 use crate::launch::{ParamsLayout, grid_1d, layout_of};
 use crate::pipeline::KernelKey;
 use crate::pool::GpuBuffer;
@@ -25,7 +27,8 @@ crate::kernel_params! {
     pub struct ClusterParams in "cluster.wgsl" as "ClusterParams" {
         /// Rows of x / G / D.
         pub rows: u32,
-        /// Columns of G / D (k for `assign`; d for `sqnorm`).
+        /// Columns of G / D (k for `assign`; d for `sqnorm`; rows per block for
+        /// `centroid_sums`).
         pub cols: u32,
         /// Features per point (`centroid_sums`).
         pub d: u32,
@@ -51,8 +54,7 @@ pub fn params_layouts() -> Vec<ParamsLayout> {
 pub const WG: u32 = 256;
 
 /// Longest per-invocation loop (Mesa llvmpipe ends an invocation's loops after 65,535
-/// iterations): the most columns a row kernel walks, and the most rows / [`WG`] in
-/// [`centroid_sums`].
+/// iterations): the most columns a row kernel walks, and the budget of [`centroid_sums`].
 pub const MAX_LOOP: usize = 65_535;
 
 fn check(kernel: &str, what: &str, v: usize, max: usize) -> Result<()> {
@@ -153,11 +155,47 @@ pub fn count_within(
     row_kernel(gpu, "count_within", &p, &[d2, count])
 }
 
+/// Invocations per workgroup of `centroid_sums` (one per feature column).
+pub const SUMS_WG: usize = 64;
+
+/// Largest block of rows one `centroid_sums` workgroup walks.
+pub const SUMS_BLOCK: usize = 1024;
+
+/// Rows per block and number of blocks of [`centroid_sums`] for (rows, d) points and k
+/// clusters: an invocation loops `ceil((d + 1) / 64) * (k + block)` times, within [`MAX_LOOP`].
+pub fn sums_blocks(rows: usize, d: usize, k: usize) -> Result<(usize, usize)> {
+    let passes = (d + 1).div_ceil(SUMS_WG);
+    let budget = MAX_LOOP / passes;
+    if budget <= k {
+        return Err(KernelError::launch(
+            "cluster.wgsl:centroid_sums",
+            format!("k = {k} clusters of {d} features exceed one launch (k < {budget})"),
+        ));
+    }
+    let block = SUMS_BLOCK.min(budget - k);
+    Ok((block, rows.div_ceil(block).max(1)))
+}
+
+/// Elements of the `partial` scratch buffer [`centroid_sums`] needs: (blocks, k, d + 1).
+pub fn sums_partial_len(rows: usize, d: usize, k: usize) -> Result<usize> {
+    let (_, blocks) = sums_blocks(rows, d, k)?;
+    blocks
+        .checked_mul(k)
+        .and_then(|v| v.checked_mul(d + 1))
+        .filter(|&v| v <= u32::MAX as usize)
+        .ok_or_else(|| {
+            KernelError::launch("cluster.wgsl:centroid_sums", "partial sums exceed 2^32")
+        })
+}
+
 /// The k-means centroid update as a segmented reduction: `sums[c, j] = sum of x[r, j] over rows
-/// with label[r] = c` for j < d, and `sums[c, d]` = the number of such rows. One workgroup per
-/// (c, j), fixed summation order: deterministic.
+/// with label[r] = c` for j < d, and `sums[c, d]` = the number of such rows. Two passes with a
+/// fixed order (deterministic, no atomics): per block of rows, each invocation adds its feature
+/// columns into `partial[block, label[r], j]`; then `reduce.wgsl` sums `partial` over blocks.
 ///
-/// x: (rows, d); label: (rows) u32 in `0..k`; sums: (k, d + 1).
+/// x: (rows, d); label: (rows) u32 in `0..k`; partial: scratch of [`sums_partial_len`]
+/// elements; sums: (k, d + 1).
+#[allow(clippy::too_many_arguments)]
 pub fn centroid_sums(
     gpu: &Gpu,
     x: &GpuBuffer,
@@ -165,25 +203,41 @@ pub fn centroid_sums(
     rows: usize,
     d: usize,
     k: usize,
+    partial: &GpuBuffer,
     sums: &GpuBuffer,
 ) -> Result<()> {
-    check("centroid_sums", "rows / 256", rows / WG as usize, MAX_LOOP)?;
-    let groups = k
-        .checked_mul(d + 1)
-        .filter(|&g| g <= u32::MAX as usize)
-        .ok_or_else(|| {
-            KernelError::launch("cluster.wgsl:centroid_sums", "k * (d + 1) exceeds 2^32")
-        })?;
-    if groups == 0 || rows == 0 {
+    let (block, blocks) = sums_blocks(rows, d, k)?;
+    let len = sums_partial_len(rows, d, k)?;
+    if (partial.capacity() as usize) < 4 * len {
+        return Err(KernelError::launch(
+            "cluster.wgsl:centroid_sums",
+            format!(
+                "partial holds {} bytes, needs {}",
+                partial.capacity(),
+                4 * len
+            ),
+        ));
+    }
+    if k == 0 || rows == 0 {
         return Ok(());
     }
     let p = ClusterParams {
         rows: rows as u32,
+        cols: block as u32,
         d: d as u32,
         k: k as u32,
         ..Default::default()
     };
     let key = KernelKey::new("cluster.wgsl", "centroid_sums");
-    gpu.dispatch(&key, &p, &[x, label, sums], grid_1d(groups, 1));
-    Ok(())
+    gpu.dispatch(&key, &p, &[x, label, partial], grid_1d(blocks, 1));
+    let per_block = k * (d + 1);
+    let view = Rows {
+        buf: partial,
+        offset: 0,
+        rows: per_block,
+        len: blocks,
+        row_stride: 1,
+        col_stride: per_block,
+    };
+    reduce_rows(gpu, ReduceOp::Sum, ReduceStrategy::Auto, view, sums, 0, 1.0)
 }
