@@ -31,7 +31,7 @@ pub fn check_matrix(what: &'static str, x: &[f32], d: usize) -> Result<usize> {
     if d == 0 {
         return arg_err(what, "points need at least one feature (d = 0)");
     }
-    if x.is_empty() || x.len() % d != 0 {
+    if x.is_empty() || !x.len().is_multiple_of(d) {
         return arg_err(
             what,
             format!(
@@ -110,7 +110,7 @@ impl Points {
             .matmul(&y.x.t()?)?
             .contiguous()?;
         if g.offset() != 0 {
-            return Ok(g.copy_contiguous()?);
+            return g.copy_contiguous();
         }
         Ok(g)
     }
