@@ -226,6 +226,15 @@ fn kmeans_finds_blobs_and_is_deterministic() {
     let a = KMeans::new(k).seed(3).fit(&x, d).unwrap();
     let b = KMeans::new(k).seed(3).fit(&x, d).unwrap();
     assert_eq!(a, b, "same seed, same fit");
+    // k-means|| seeds (candidate rounds on the GPU, weighted k-means++) find the same blobs.
+    let par = KMeans {
+        init: kiln::unsupervised::Init::Parallel,
+        ..KMeans::new(k).seed(3).n_init(1)
+    };
+    let p = par.fit(&x, d).unwrap();
+    assert_eq!(p, par.fit(&x, d).unwrap(), "k-means|| is deterministic");
+    let got: Vec<i32> = p.labels.iter().map(|&l| l as i32).collect();
+    assert!((adjusted_rand_index(&got, &truth) - 1.0).abs() < 1e-9);
     let got: Vec<i32> = a.labels.iter().map(|&l| l as i32).collect();
     assert!((adjusted_rand_index(&got, &truth) - 1.0).abs() < 1e-9);
     // The reported distances are the Euclidean distances to the reported centroids.

@@ -104,7 +104,7 @@ pub struct ClusterArgs {
     /// Convergence tolerance, relative to the mean feature variance.
     #[arg(long, default_value_t = 1e-4)]
     tol: f64,
-    /// Initialisation: k-means++ or random.
+    /// Initialisation: k-means++, k-means|| or random.
     #[arg(long, default_value = "k-means++")]
     init: String,
     /// Seed of the initialisation.

@@ -43,6 +43,11 @@ pub enum Init {
     PlusPlus,
     /// k distinct rows drawn uniformly.
     Random,
+    /// k-means|| (Bahmani et al. 2012): 5 rounds that each keep every row with probability
+    /// `min(1, 2k D^2 / sum D^2)` (D^2 to the nearest kept row, on the GPU), then k-means++ on
+    /// the kept rows weighted by how many rows each is nearest to. Parallel-friendly: a round is
+    /// one pass over the data instead of k.
+    Parallel,
 }
 
 /// k-means settings (builder style). See the module notes.
@@ -168,7 +173,8 @@ impl KMeans {
         let n = x.len() / d;
         let rows = match self.init {
             Init::Random => rand::seq::index::sample(rng, n, self.k).into_vec(),
-            Init::PlusPlus => plus_plus(x, d, self.k, rng)?,
+            Init::PlusPlus => plus_plus(x, d, self.k, None, rng)?,
+            Init::Parallel => parallel(x, d, self.k, rng)?,
         };
         Ok(rows
             .iter()
@@ -226,21 +232,85 @@ pub fn distinct_rows(x: &[f32], d: usize, enough: usize) -> usize {
     seen.len()
 }
 
-/// Greedy k-means++: the first centroid uniformly, then each next one among `2 + ln k`
-/// candidates drawn with probability proportional to the squared distance to the nearest
-/// centroid so far, keeping the candidate that lowers the total the most. Returns row indices.
-fn plus_plus(x: &[f32], d: usize, k: usize, rng: &mut ChaCha8Rng) -> Result<Vec<usize>> {
+/// Rounds of k-means||.
+const PARALLEL_ROUNDS: usize = 5;
+
+/// k-means|| (see [`Init::Parallel`]); returns row indices.
+fn parallel(x: &[f32], d: usize, k: usize, rng: &mut ChaCha8Rng) -> Result<Vec<usize>> {
+    let n = x.len() / d;
+    let pts = Points::new(x, d)?;
+    let mut kept = vec![rng.random_range(0..n)];
+    let rows = |kept: &[usize]| -> Vec<f32> {
+        kept.iter()
+            .flat_map(|&r| x[r * d..(r + 1) * d].iter().copied())
+            .collect()
+    };
+    let nearest = |kept: &[usize]| -> Result<(Vec<u32>, Vec<f32>)> {
+        let c = Points::new_on(pts.tensor().gpu(), &rows(kept), d)?;
+        let (label, dist) = pts.nearest(&c)?;
+        Ok((label.to_vec()?, dist.to_vec()?))
+    };
+    for _ in 0..PARALLEL_ROUNDS {
+        let (_, d2) = nearest(&kept)?;
+        let total: f64 = d2.iter().map(|&v| v as f64).sum();
+        if total <= 0.0 {
+            break;
+        }
+        let l = 2.0 * k as f64;
+        for (i, &v) in d2.iter().enumerate() {
+            if v > 0.0 && rng.random::<f64>() < l * v as f64 / total {
+                kept.push(i);
+            }
+        }
+    }
+    if distinct_rows(&rows(&kept), d, k) < k {
+        return plus_plus(x, d, k, None, rng); // too few candidates: seed from all rows
+    }
+    let (label, _) = nearest(&kept)?;
+    let mut weight = vec![0.0f64; kept.len()];
+    for &l in &label {
+        weight[l as usize] += 1.0;
+    }
+    let picked = plus_plus(&rows(&kept), d, k, Some(&weight), rng)?;
+    Ok(picked.into_iter().map(|i| kept[i]).collect())
+}
+
+/// Greedy k-means++: the first centroid drawn by weight (uniformly without weights), then each
+/// next one among `2 + ln k` candidates drawn with probability proportional to weight times the
+/// squared distance to the nearest centroid so far, keeping the candidate that lowers the
+/// weighted total the most. Returns row indices.
+fn plus_plus(
+    x: &[f32],
+    d: usize,
+    k: usize,
+    weights: Option<&[f64]>,
+    rng: &mut ChaCha8Rng,
+) -> Result<Vec<usize>> {
     let n = x.len() / d;
     let row = |i: usize| &x[i * d..(i + 1) * d];
+    let w = |i: usize| weights.map_or(1.0, |w| w[i]);
     let trials = 2 + (k as f64).ln() as usize;
-    let first = rng.random_range(0..n);
+    let first = match weights {
+        None => rng.random_range(0..n),
+        Some(ws) => {
+            let total: f64 = ws.iter().sum();
+            let r = rng.random::<f64>() * total;
+            let mut acc = 0.0;
+            ws.iter()
+                .position(|&v| {
+                    acc += v;
+                    acc > r
+                })
+                .unwrap_or(n - 1)
+        }
+    };
     let mut chosen = vec![first];
     let mut closest: Vec<f64> = (0..n).map(|i| twin::sq_dist(row(i), row(first))).collect();
     while chosen.len() < k {
         let mut cum = Vec::with_capacity(n);
         let mut total = 0.0;
-        for &v in &closest {
-            total += v;
+        for (i, &v) in closest.iter().enumerate() {
+            total += w(i) * v;
             cum.push(total);
         }
         if total <= 0.0 {
@@ -253,7 +323,7 @@ fn plus_plus(x: &[f32], d: usize, k: usize, rng: &mut ChaCha8Rng) -> Result<Vec<
             let next: Vec<f64> = (0..n)
                 .map(|i| closest[i].min(twin::sq_dist(row(i), row(cand))))
                 .collect();
-            let pot: f64 = next.iter().sum();
+            let pot: f64 = next.iter().enumerate().map(|(i, &v)| w(i) * v).sum();
             if best.as_ref().is_none_or(|(p, _, _)| pot < *p) {
                 best = Some((pot, cand, next));
             }
