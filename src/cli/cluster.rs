@@ -179,9 +179,10 @@ fn check_flags(a: &ClusterArgs) -> Result<KMeans> {
     let init = match a.init.as_str() {
         "k-means++" | "kmeans++" | "plus-plus" => Init::PlusPlus,
         "random" => Init::Random,
+        "k-means||" | "kmeans||" | "parallel" => Init::Parallel,
         other => {
             return Err(Error(format!(
-                "--init {other}: expected k-means++ or random"
+                "--init {other}: expected k-means++, k-means|| or random"
             )));
         }
     };
