@@ -34,6 +34,7 @@ pub mod show;
 pub mod sweep;
 pub mod tensor;
 pub mod train;
+pub mod unsupervised;
 
 /// The README's examples, compiled and run as doctests so the README stays true.
 #[cfg(doctest)]

@@ -10,6 +10,7 @@ use std::path::Path;
 const LAYERS: &[&[&str]] = &[
     &["cli"],
     &["sweep"],
+    &["unsupervised"],
     &["train"],
     &["models"],
     &["nn"],

@@ -31,6 +31,7 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("cast.wgsl", include_str!("../../shaders/cast.wgsl")),
     ("cast_f16.wgsl", include_str!("../../shaders/cast_f16.wgsl")),
     ("reduce.wgsl", include_str!("../../shaders/reduce.wgsl")),
+    ("cluster.wgsl", include_str!("../../shaders/cluster.wgsl")),
     ("softmax.wgsl", include_str!("../../shaders/softmax.wgsl")),
     (
         "cross_entropy.wgsl",

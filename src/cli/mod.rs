@@ -4,6 +4,8 @@ mod bench;
 mod chat;
 mod chat_data;
 mod chat_model;
+mod cluster;
+mod cluster_plot;
 mod devices;
 mod embed;
 mod eval;
@@ -13,6 +15,7 @@ mod generate;
 mod info;
 mod loop_args;
 mod merge;
+mod pca;
 mod predict;
 mod progress;
 mod saved;
@@ -70,6 +73,10 @@ pub enum Command {
     Merge(merge::MergeArgs),
     /// Hyperparameter search (grid, random, successive halving) over `kiln train` runs.
     Sweep(sweep::SweepArgs),
+    /// Cluster the rows of a CSV file (k-means or DBSCAN on the GPU), or compare k with --k A..B.
+    Cluster(Box<cluster::ClusterArgs>),
+    /// Principal components of the rows of a CSV file: projected rows and explained variance.
+    Pca(pca::PcaArgs),
 }
 
 /// Run a parsed command line.
@@ -88,6 +95,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Chat(a) => chat::run(a),
         Command::Merge(a) => merge::run(a),
         Command::Sweep(a) => sweep::run(a),
+        Command::Cluster(a) => cluster::run(*a),
+        Command::Pca(a) => pca::run(a),
     }
 }
 

@@ -9,6 +9,7 @@ pub mod attention;
 pub mod batch_norm;
 pub mod bench;
 pub mod bias_gelu;
+pub mod cluster;
 pub mod conv;
 pub mod dropout;
 pub mod elementwise;
@@ -73,6 +74,7 @@ pub fn all_params() -> Vec<ParamsLayout> {
     v.extend(conv::params_layouts());
     v.extend(attention::params_layouts());
     v.extend(bench::params_layouts());
+    v.extend(cluster::params_layouts());
     v
 }
 

@@ -6,6 +6,7 @@
 pub mod attention;
 pub mod batch_norm;
 pub mod bias_gelu;
+pub mod cluster;
 pub mod conv;
 pub mod dropout;
 pub mod elementwise;
