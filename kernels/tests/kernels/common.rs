@@ -1,0 +1,127 @@
+//! Shared helpers of the kernel tests: the device, seeded random inputs, awkward sizes, and
+//! buffer upload / readback on kiln-kernels' own API (no tensors).
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+pub use kiln_kernels::reference::Tolerance;
+use kiln_kernels::{Gpu, GpuBuffer};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// Sizes that are 1, prime, and one past powers of two: never a multiple of a tile or workgroup.
+pub const AWKWARD: &[usize] = &[1, 7, 17, 129, 257];
+
+/// The test device (the process-wide one). Fails loudly, with the fix, when there is no adapter.
+pub fn gpu() -> Arc<Gpu> {
+    match Gpu::global() {
+        Ok(g) => g,
+        Err(e) => panic!(
+            "GPU tests need an adapter: {e}\n\
+             On Linux without a GPU: apt-get install -y mesa-vulkan-drivers"
+        ),
+    }
+}
+
+/// A private device, for tests that read pool or encoder counters (the global device is shared
+/// by tests running in parallel).
+pub fn private_gpu() -> Arc<Gpu> {
+    Gpu::new().expect("a second device on the same adapter")
+}
+
+/// A seed from a tag (FNV-1a), so each call site sees its own numbers.
+pub fn seed(tag: &str) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in tag.bytes() {
+        h = (h ^ b as u64).wrapping_mul(0x100000001b3);
+    }
+    h
+}
+
+/// `n` uniform values in `[lo, hi)` (never all zeros).
+pub fn rand_vec(n: usize, seed: u64, lo: f32, hi: f32) -> Vec<f32> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..n).map(|_| rng.random_range(lo..hi)).collect()
+}
+
+/// `n` values with |v| in `[lo, hi)` and random sign.
+pub fn rand_signed_away_from_zero(n: usize, seed: u64, lo: f32, hi: f32) -> Vec<f32> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..n)
+        .map(|_| {
+            let m = rng.random_range(lo..hi);
+            if rng.random::<bool>() { m } else { -m }
+        })
+        .collect()
+}
+
+/// `n` random indices in `0..bound`.
+pub fn rand_indices(n: usize, seed: u64, bound: u32) -> Vec<u32> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..n).map(|_| rng.random_range(0..bound)).collect()
+}
+
+/// f32 values in a fresh buffer (f32 only, so that a literal `&[1.0; 8]` is not taken as f64).
+pub fn upload(g: &Gpu, v: &[f32]) -> GpuBuffer {
+    upload_pod(g, v)
+}
+
+/// u32 words (codes, indices, masks) in a fresh buffer.
+pub fn upload_u32(g: &Gpu, v: &[u32]) -> GpuBuffer {
+    upload_pod(g, v)
+}
+
+/// Any Pod slice in a fresh buffer (at least 4 bytes, so an empty `v` works).
+pub fn upload_pod<T: bytemuck::Pod>(g: &Gpu, v: &[T]) -> GpuBuffer {
+    let bytes: &[u8] = bytemuck::cast_slice(v);
+    let b = g.alloc((bytes.len() as u64).max(4), "test").unwrap();
+    g.upload(&b, 0, bytes);
+    b
+}
+
+/// `n` f32 values from the start of `b`.
+pub fn read(g: &Gpu, b: &GpuBuffer, n: usize) -> Vec<f32> {
+    read_at(g, b, 0, n)
+}
+
+/// `n` values of `T` from element `offset` of `b`.
+pub fn read_at<T: bytemuck::Pod>(g: &Gpu, b: &GpuBuffer, offset: usize, n: usize) -> Vec<T> {
+    let size = std::mem::size_of::<T>() as u64;
+    bytemuck::pod_collect_to_vec(&g.read(b, offset as u64 * size, n as u64 * size).unwrap())
+}
+
+/// `v` in f64 (the CPU twins' precision).
+pub fn f64s(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| x as f64).collect()
+}
+
+/// f32 data stored from element 3 of its buffer, behind three sentinels: the kernels must honour
+/// operand offsets.
+pub struct Shifted {
+    /// The buffer: 3 sentinels (9.0), then the data.
+    pub buf: GpuBuffer,
+    /// Elements of data.
+    pub len: usize,
+}
+
+impl Shifted {
+    /// Upload `data` at element offset 3.
+    pub fn new(g: &Gpu, data: &[f32]) -> Self {
+        let mut v = vec![9.0f32; 3];
+        v.extend_from_slice(data);
+        Shifted {
+            buf: upload(g, &v),
+            len: data.len(),
+        }
+    }
+
+    /// The data as a launcher operand.
+    pub fn operand(&self) -> kiln_kernels::Operand<'_> {
+        kiln_kernels::Operand::new(&self.buf, 3)
+    }
+
+    /// The data read back.
+    pub fn read(&self, g: &Gpu) -> Vec<f32> {
+        read_at(g, &self.buf, 3, self.len)
+    }
+}
