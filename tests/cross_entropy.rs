@@ -1,19 +1,14 @@
-//! Fused cross-entropy (and the errors of the softmax family): both kernel strategies against
-//! the CPU twin at awkward sizes, the op against `-(log_softmax(x) * onehot)` composed from
-//! primitive ops (forward and gradients) for every reduction, gradient checks, out-of-range
-//! targets, and bad inputs.
+//! Fused cross-entropy (and the errors of the softmax family): the op against
+//! `-(log_softmax(x) * onehot)` composed from primitive ops (forward and gradients) for every reduction, gradient checks, out-of-range
+//! targets, and bad inputs. The kernels against their CPU twin are kiln-kernels'
+//! tests/kernels/cross_entropy.rs.
 
 mod common;
 
 use common::*;
 use kiln::ops::Reduction;
 use kiln::{DType, Tensor};
-use kiln_kernels::launch::reduce::{ReduceStrategy, Rows};
-use kiln_kernels::launch::softmax::{self as sk, Vector};
-use kiln_kernels::reference::softmax as cpu;
-use kiln_kernels::{Gpu, GpuBuffer};
-
-const STRATEGIES: [ReduceStrategy; 2] = [ReduceStrategy::Serial, ReduceStrategy::Workgroup];
+use kiln_kernels::reference::cross_entropy as cpu;
 
 /// f32 results of exp/log over a row reduction, against f64: a few ulp from exp/log plus the
 /// reordered sum; absolute floor for log-softmax values near 0 and tiny probabilities.
@@ -25,14 +20,6 @@ const TOL: Tolerance = Tolerance::new(
 
 fn f64s(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&x| x as f64).collect()
-}
-
-fn buf(t: &Tensor) -> &GpuBuffer {
-    t.kernel_view().buf
-}
-
-fn read_f32(g: &Gpu, b: &GpuBuffer, n: usize) -> Vec<f32> {
-    bytemuck::cast_slice(&g.read(b, 0, n as u64 * 4).unwrap()).to_vec()
 }
 
 /// Row-major data of `shape` with dim `d` moved last: (data, rows, len).

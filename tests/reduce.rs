@@ -1,10 +1,9 @@
-//! Reductions: both kernel strategies against the CPU twin at awkward sizes, the tensor ops over
-//! any axes with keepdim, and gradient checks.
+//! Reductions: the tensor ops over any axes with keepdim, long rows, strided views, and gradient
+//! checks. Both kernel strategies against the CPU twin are kiln-kernels' tests/kernels/reduce.rs.
 
 mod common;
 
 use common::*;
-use kiln::Tensor;
 use kiln_kernels::launch::reduce::{self as rk, ReduceOp, ReduceStrategy, Rows};
 use kiln_kernels::reference::reduce as cpu;
 
@@ -109,7 +108,7 @@ fn long_rows_are_reduced_completely() {
     // Forcing the serial kernel on such rows is refused, not silently wrong.
     let out = g.alloc(8, "out").unwrap();
     let view = Rows {
-        buf: xt_buffer(&t),
+        buf: t.kernel_view().buf,
         offset: 0,
         rows: 2,
         len,

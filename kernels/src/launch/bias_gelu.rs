@@ -5,14 +5,15 @@
 //! - shader: `shaders/bias_gelu.wgsl`
 //! - CPU twin: [`crate::reference::bias_gelu`]
 //! - op: `src/ops/gelu.rs` (`bias_gelu`)
-//! - tests: `tests/transformer_layers.rs`
+//! - tests: `tests/transformer_layers.rs`; benchmark: `benches/transformer.rs` (group
+//!   `bias_gelu`)
 
+use crate::buffer_pool::GpuBuffer;
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
 use crate::launch::{ParamsLayout, grid_1d, layout_of};
 use crate::operand::Operand;
 use crate::pipeline::KernelKey;
-use crate::pool::GpuBuffer;
 
 const WG: u32 = 256;
 

@@ -13,12 +13,12 @@
 //! - op: `src/ops/norm.rs`
 //! - tests: `tests/norm.rs`; benchmark: `benches/norm.rs`
 
+use crate::buffer_pool::GpuBuffer;
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
 use crate::launch::{ParamsLayout, grid_1d, layout_of};
 use crate::operand::Operand;
 use crate::pipeline::KernelKey;
-use crate::pool::GpuBuffer;
 
 const WG: u32 = 64;
 

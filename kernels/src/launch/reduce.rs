@@ -4,13 +4,14 @@
 //! - shader: `shaders/reduce.wgsl`
 //! - CPU twin: [`crate::reference::reduce`]
 //! - op: `src/ops/reduce.rs`
-//! - tests: `tests/reduce.rs`
+//! - tests: `kernels/tests/kernels/reduce.rs` (kernels vs twin), `tests/reduce.rs` (ops);
+//!   benchmark: `kernels/benches/elementwise.rs` (group `reduce`)
 
+use crate::buffer_pool::GpuBuffer;
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
 use crate::launch::{ParamsLayout, grid_1d, layout_of};
 use crate::pipeline::KernelKey;
-use crate::pool::GpuBuffer;
 
 crate::kernel_params! {
     /// Params of every entry point in `reduce.wgsl`.

@@ -7,6 +7,7 @@ pub mod attention;
 pub mod batch_norm;
 pub mod bias_gelu;
 pub mod conv;
+pub mod cross_entropy;
 pub mod dropout;
 pub mod elementwise;
 pub mod index;

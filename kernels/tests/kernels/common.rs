@@ -95,33 +95,48 @@ pub fn f64s(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&x| x as f64).collect()
 }
 
-/// f32 data stored from element 3 of its buffer, behind three sentinels: the kernels must honour
-/// operand offsets.
+/// f32 data stored inside a larger buffer, after some other values: the kernels must honour
+/// operand offsets and leave the neighbours alone.
 pub struct Shifted {
-    /// The buffer: 3 sentinels (9.0), then the data.
+    /// The buffer: `offset` values, the data, then any tail.
     pub buf: GpuBuffer,
+    /// Element offset of the data.
+    pub offset: usize,
     /// Elements of data.
     pub len: usize,
+    /// Elements in all.
+    pub total: usize,
 }
 
 impl Shifted {
-    /// Upload `data` at element offset 3.
+    /// `data` at element offset 3, behind three sentinels (9.0).
     pub fn new(g: &Gpu, data: &[f32]) -> Self {
-        let mut v = vec![9.0f32; 3];
-        v.extend_from_slice(data);
+        Shifted::between(g, &[9.0; 3], data, &[])
+    }
+
+    /// `data` between `before` and `after`.
+    pub fn between(g: &Gpu, before: &[f32], data: &[f32], after: &[f32]) -> Self {
+        let v = [before, data, after].concat();
         Shifted {
             buf: upload(g, &v),
+            offset: before.len(),
             len: data.len(),
+            total: v.len(),
         }
     }
 
     /// The data as a launcher operand.
     pub fn operand(&self) -> kiln_kernels::Operand<'_> {
-        kiln_kernels::Operand::new(&self.buf, 3)
+        kiln_kernels::Operand::new(&self.buf, self.offset)
     }
 
     /// The data read back.
     pub fn read(&self, g: &Gpu) -> Vec<f32> {
-        read_at(g, &self.buf, 3, self.len)
+        read_at(g, &self.buf, self.offset, self.len)
+    }
+
+    /// The whole buffer read back (neighbours included).
+    pub fn read_all(&self, g: &Gpu) -> Vec<f32> {
+        read(g, &self.buf, self.total)
     }
 }

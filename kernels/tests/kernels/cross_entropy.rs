@@ -5,9 +5,10 @@
 
 use crate::common::*;
 use crate::softmax::{STRATEGIES, TOL};
+use kiln_kernels::launch::cross_entropy as sk;
 use kiln_kernels::launch::reduce::{ReduceStrategy, Rows};
-use kiln_kernels::launch::softmax::{self as sk, Vector};
-use kiln_kernels::reference::softmax as cpu;
+use kiln_kernels::launch::softmax::Vector;
+use kiln_kernels::reference::cross_entropy as cpu;
 
 #[test]
 fn cross_entropy_kernels_match_cpu_in_both_strategies() {

@@ -5,8 +5,10 @@
 
 mod rungs;
 
-use crate::common::{Tolerance, gpu, private_gpu, rand_vec, read, seed, upload};
-use kiln_kernels::launch::matmul::{self as mk, MatLayout, MatRef, MatmulDims, MatmulVariant};
+use crate::common::{Tolerance, f64s, gpu, private_gpu, rand_vec, read, seed, upload};
+use kiln_kernels::launch::matmul::{
+    self as mk, K_CHUNK, MatLayout, MatRef, MatmulConfig, MatmulDims, MatmulVariant,
+};
 use kiln_kernels::reference::matmul as cpu;
 
 const SENTINEL: f32 = 12345.0;
@@ -274,7 +276,8 @@ fn grids_are_split_into_several_dispatches() {
         let gc = upload(&g, &vec![SENTINEL; len]);
         let before = g.encoder_stats().total_dispatches;
         let (ra, rb) = (MatRef::new(&ga, la), MatRef::new(&gb, lb));
-        mk::matmul_with_grid_limit(&g, v, ra, rb, &gc, 0, d, 2).unwrap();
+        let cfg = MatmulConfig::default_for(v);
+        mk::matmul_with(&g, cfg, ra, rb, None, &gc, 0, d, 2).unwrap();
         assert_eq!(
             g.encoder_stats().total_dispatches - before,
             12,
@@ -341,4 +344,63 @@ fn launcher_rejects_empty_dims_and_out_of_range_views() {
     assert!(e.to_string().contains("reaches element"), "{e}");
     assert!(run(dims(1, 4, 4, 4), c).is_ok());
     assert_eq!(read(&g, &out, 16), vec![4.0; 16]);
+}
+
+/// The vec4 rung's bias epilogue (`BIAS`) against the CPU twin: uneven tiles, two chunks of K
+/// (the bias is added once), column chunks of the grid split (the bias index starts past 0), a
+/// C offset, and a refused non-vec4 rung.
+#[test]
+fn bias_epilogue_matches_cpu_twin() {
+    let g = gpu();
+    let cases = [
+        // (m, k, n, max_groups, C offset in rows)
+        (1, 1, 1, 65_535, 0),
+        (7, 17, 129, 65_535, 2),
+        (17, 7, 257, 1, 0),
+        (129, 20, 33, 2, 1),
+        (3, K_CHUNK + 5, 5, 65_535, 0),
+    ];
+    for (m, k, n, max_groups, c_rows) in cases {
+        let s = seed(&format!("bias {m} {k} {n}"));
+        let (x, w, b) = (
+            rand_vec(m * k, s, -1.0, 1.0),
+            rand_vec(n * k, s + 1, -1.0, 1.0),
+            rand_vec(n, s + 2, -1.0, 1.0),
+        );
+        let (xt, wt, bt) = (upload(&g, &x), upload(&g, &w), upload(&g, &b));
+        let off = c_rows * n;
+        let out = upload(&g, &vec![0.0; off + m * n]);
+        let cfg = MatmulConfig::default_for(MatmulVariant::Vec4);
+        let dims = MatmulDims { batch: 1, m, n, k };
+        let la = MatLayout::contiguous(m, k);
+        let lb = MatLayout::transposed(k, n);
+        let (ra, rb) = (MatRef::new(&xt, la), MatRef::new(&wt, lb));
+        mk::matmul_with(&g, cfg, ra, rb, Some(&bt), &out, off, dims, max_groups).unwrap();
+        // x W^T + b in f64.
+        let mut want = cpu::matmul(&f64s(&x), la, &f64s(&w), lb, dims);
+        want.iter_mut()
+            .enumerate()
+            .for_each(|(i, v)| *v += b[i % n] as f64);
+        let got = read(&g, &out, off + m * n);
+        assert!(got[..off].iter().all(|&v| v == 0.0), "nothing before C");
+        let tol = Tolerance::new(
+            1e-4,
+            1e-5 * (k as f64).sqrt(),
+            "f32 dot products of length k",
+        );
+        tol.assert_close(&format!("bias epilogue {m}x{k}x{n}"), &got[off..], &want);
+        // Other rungs have no epilogue: refused, not silently wrong.
+        let reg = MatmulConfig::default_for(MatmulVariant::RegBlock);
+        let e = mk::matmul_bias(
+            &g,
+            reg,
+            MatRef::new(&xt, la),
+            MatRef::new(&wt, lb),
+            &bt,
+            &out,
+            0,
+            dims,
+        );
+        assert!(e.unwrap_err().to_string().contains("vec4"));
+    }
 }
