@@ -107,14 +107,7 @@ fn long_rows_are_reduced_completely() {
     assert_eq!(am, cpu::arg_rows(true, &x, 2, len));
     // Forcing the serial kernel on such rows is refused, not silently wrong.
     let out = g.alloc(8, "out").unwrap();
-    let view = Rows {
-        buf: t.kernel_view().buf,
-        offset: 0,
-        rows: 2,
-        len,
-        row_stride: len,
-        col_stride: 1,
-    };
+    let view = Rows::contiguous(t.kernel_view().buf, 2, len);
     let e = rk::reduce_rows(
         &g,
         ReduceOp::Sum,

@@ -166,14 +166,7 @@ fn softmax_of_masked_rows_and_vectors() {
     }
     let x64 = f64s(&x);
     let xt = tensor(&x, &[rows, len]);
-    let view = Rows {
-        buf: buf(&xt),
-        offset: 0,
-        rows,
-        len,
-        row_stride: len,
-        col_stride: 1,
-    };
+    let view = Rows::contiguous(buf(&xt), rows, len);
     for mode in MODES {
         let want = cpu::softmax_rows(mode, &x64, rows, len);
         for strategy in STRATEGIES {

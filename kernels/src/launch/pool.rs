@@ -485,17 +485,13 @@ pub fn adaptive_avg_pool2d(
 ) -> Result<()> {
     let key = KernelKey::new("pool.wgsl", "adaptive_forward");
     // An empty input plane has no windows to average: nothing to write.
-    let n = if shape.h == 0 || shape.w == 0 {
-        0
-    } else {
-        shape.output_len()
-    };
+    let grid = Grid::Elements(shape.output_len() * usize::from(shape.h * shape.w > 0));
     record(
         gpu,
         &key,
         (shape, None),
         adaptive_loops(shape),
-        Grid::Elements(n),
+        grid,
         x,
         &[y],
     )
@@ -513,17 +509,13 @@ pub fn adaptive_avg_pool2d_backward(
     gx: &GpuBuffer,
 ) -> Result<()> {
     let key = KernelKey::new("pool.wgsl", "adaptive_backward");
-    let n = if shape.oh == 0 || shape.ow == 0 {
-        0
-    } else {
-        shape.input_len()
-    };
+    let grid = Grid::Elements(shape.input_len() * usize::from(shape.oh * shape.ow > 0));
     record(
         gpu,
         &key,
         (shape, None),
         adaptive_loops(shape),
-        Grid::Elements(n),
+        grid,
         g,
         &[gx],
     )

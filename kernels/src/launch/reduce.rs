@@ -79,6 +79,20 @@ pub struct Rows<'a> {
     pub col_stride: usize,
 }
 
+impl<'a> Rows<'a> {
+    /// A contiguous row-major (rows, len) matrix from element 0 of `buf`.
+    pub fn contiguous(buf: &'a GpuBuffer, rows: usize, len: usize) -> Self {
+        Rows {
+            buf,
+            offset: 0,
+            rows,
+            len,
+            row_stride: len,
+            col_stride: 1,
+        }
+    }
+}
+
 fn pick(strategy: ReduceStrategy, rows: usize, len: usize) -> bool {
     match strategy {
         ReduceStrategy::Serial => true,

@@ -25,14 +25,7 @@ fn cross_entropy_kernels_match_cpu_in_both_strategies() {
                 ts[1 + 2 * i] = v;
             }
             let (xt, tt) = (upload(&g, &x), upload_u32(&g, &ts));
-            let view = Rows {
-                buf: &xt,
-                offset: 0,
-                rows: n,
-                len: c,
-                row_stride: c,
-                col_stride: 1,
-            };
+            let view = Rows::contiguous(&xt, n, c);
             let tv = Vector {
                 buf: &tt,
                 offset: 1,

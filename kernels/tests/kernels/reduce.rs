@@ -15,14 +15,7 @@ fn reduce_kernels_match_cpu_in_both_strategies() {
             for strategy in [ReduceStrategy::Serial, ReduceStrategy::Workgroup] {
                 for op in [ReduceOp::Sum, ReduceOp::Max, ReduceOp::Min] {
                     let out = g.alloc((rows * 4) as u64, "out").unwrap();
-                    let view = Rows {
-                        buf: &xt,
-                        offset: 0,
-                        rows,
-                        len,
-                        row_stride: len,
-                        col_stride: 1,
-                    };
+                    let view = Rows::contiguous(&xt, rows, len);
                     rk::reduce_rows(&g, op, strategy, view, &out, 0, 0.5).unwrap();
                     let got: Vec<f32> =
                         bytemuck::cast_slice(&g.read(&out, 0, rows as u64 * 4).unwrap()).to_vec();
@@ -42,14 +35,7 @@ fn reduce_kernels_match_cpu_in_both_strategies() {
                 }
                 for max in [true, false] {
                     let out = g.alloc((rows * 4) as u64, "idx").unwrap();
-                    let view = Rows {
-                        buf: &xt,
-                        offset: 0,
-                        rows,
-                        len,
-                        row_stride: len,
-                        col_stride: 1,
-                    };
+                    let view = Rows::contiguous(&xt, rows, len);
                     rk::arg_rows(&g, max, strategy, view, &out, 0).unwrap();
                     let got: Vec<u32> =
                         bytemuck::cast_slice(&g.read(&out, 0, rows as u64 * 4).unwrap()).to_vec();

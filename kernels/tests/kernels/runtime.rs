@@ -109,14 +109,7 @@ fn large_dispatch_uses_a_2d_grid() {
     let x = g.alloc(4 * n as u64, "x").unwrap();
     ek::fill(&g, &[n], Strided::contiguous(&x, &[n]), 1.5).unwrap();
     let sum = g.alloc(4, "sum").unwrap();
-    let rows = Rows {
-        buf: &x,
-        offset: 0,
-        rows: 1,
-        len: n,
-        row_stride: n,
-        col_stride: 1,
-    };
+    let rows = Rows::contiguous(&x, 1, n);
     rk::reduce_rows(&g, ReduceOp::Sum, ReduceStrategy::Auto, rows, &sum, 0, 1.0).unwrap();
     let s = read(&g, &sum, 1)[0];
     assert!(

@@ -39,14 +39,7 @@ fn softmax_kernels_match_cpu_in_both_strategies() {
             }
             let (xc, xs) = (upload(&g, &x), upload(&g, &xt));
             let views = [
-                Rows {
-                    buf: &xc,
-                    offset: 0,
-                    rows,
-                    len,
-                    row_stride: len,
-                    col_stride: 1,
-                },
+                Rows::contiguous(&xc, rows, len),
                 Rows {
                     buf: &xs,
                     offset: 3,
@@ -82,14 +75,7 @@ fn softmax_kernels_handle_rows_longer_than_65535() {
     let x = rand_vec(rows * len, seed("long rows"), -3.0, 3.0);
     let x64 = f64s(&x);
     let xt = upload(&g, &x);
-    let view = Rows {
-        buf: &xt,
-        offset: 0,
-        rows,
-        len,
-        row_stride: len,
-        col_stride: 1,
-    };
+    let view = Rows::contiguous(&xt, rows, len);
     for strategy in STRATEGIES {
         for mode in [SoftmaxMode::LogSoftmax, SoftmaxMode::LogSumExp] {
             let want = cpu::softmax_rows(mode, &x64, rows, len);
@@ -127,14 +113,7 @@ fn softmax_kernels_handle_rows_longer_than_65535() {
     let (rows, len) = (3usize, sk::MAX_PER_INVOCATION + 3);
     let x = rand_vec(rows * len, seed("longer rows"), -3.0, 3.0);
     let xt = upload(&g, &x);
-    let view = Rows {
-        buf: &xt,
-        offset: 0,
-        rows,
-        len,
-        row_stride: len,
-        col_stride: 1,
-    };
+    let view = Rows::contiguous(&xt, rows, len);
     let out = g.alloc((rows * 4) as u64, "out").unwrap();
     let e = sk::softmax_rows(
         &g,

@@ -1,0 +1,40 @@
+//! Seeded random test inputs and awkward sizes, shared by the test suites of both crates (the
+//! root crate's tests/common/mod.rs includes this file by path).
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// Sizes that are 1, prime, and one past powers of two: never a multiple of a tile or workgroup.
+pub const AWKWARD: &[usize] = &[1, 7, 17, 129, 257];
+
+/// A seed from a tag (FNV-1a), so each call site sees its own numbers.
+pub fn seed(tag: &str) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in tag.bytes() {
+        h = (h ^ b as u64).wrapping_mul(0x100000001b3);
+    }
+    h
+}
+
+/// `n` uniform values in `[lo, hi)` (never all zeros).
+pub fn rand_vec(n: usize, seed: u64, lo: f32, hi: f32) -> Vec<f32> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..n).map(|_| rng.random_range(lo..hi)).collect()
+}
+
+/// `n` values with |v| in `[lo, hi)` and random sign.
+pub fn rand_signed_away_from_zero(n: usize, seed: u64, lo: f32, hi: f32) -> Vec<f32> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..n)
+        .map(|_| {
+            let m = rng.random_range(lo..hi);
+            if rng.random::<bool>() { m } else { -m }
+        })
+        .collect()
+}
+
+/// `n` random indices in `0..bound`.
+pub fn rand_indices(n: usize, seed: u64, bound: u32) -> Vec<u32> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..n).map(|_| rng.random_range(0..bound)).collect()
+}
