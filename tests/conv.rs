@@ -11,16 +11,14 @@ use kiln::ops::{Conv1dOptions, Conv2dOptions};
 use kiln_kernels::launch::conv::{Conv2dShape, ConvVariant};
 use kiln_kernels::reference::conv as cpu;
 
-/// (N, C_in, (H, W)) -> C_out with a (KH, KW) kernel; (stride, padding, dilation, groups), the
-/// first three square.
-fn shape(
-    n: usize,
-    c_in: usize,
-    hw: (usize, usize),
-    c_out: usize,
-    k: (usize, usize),
-    (st, p, d, groups): (usize, usize, usize, usize),
-) -> Conv2dShape {
+/// `((N, C_in, (H, W), C_out, (KH, KW)), (stride, padding, dilation, groups))`, the first three
+/// square.
+type ShapeArgs = (
+    (usize, usize, (usize, usize), usize, (usize, usize)),
+    (usize, usize, usize, usize),
+);
+
+fn shape(((n, c_in, hw, c_out, k), (st, p, d, groups)): ShapeArgs) -> Conv2dShape {
     let (stride, padding, dilation) = ((st, st), (p, p), (d, d));
     Conv2dShape {
         stride,
@@ -71,14 +69,17 @@ fn gradcheck_conv2d(variant: ConvVariant, s: Conv2dShape, tag: &str) {
 fn conv2d_gradcheck_input_weight_bias() {
     let cases = [
         (
-            shape(2, 2, (5, 4), 3, (3, 3), (2, 1, 1, 1)),
+            shape(((2, 2, (5, 4), 3, (3, 3)), (2, 1, 1, 1))),
             "strided padded",
         ),
         (
-            shape(1, 4, (5, 6), 2, (2, 3), (1, 2, 2, 2)),
+            shape(((1, 4, (5, 6), 2, (2, 3)), (1, 2, 2, 2))),
             "grouped dilated",
         ),
-        (shape(2, 3, (4, 5), 3, (3, 3), (1, 1, 1, 3)), "depthwise"),
+        (
+            shape(((2, 3, (4, 5), 3, (3, 3)), (1, 1, 1, 3))),
+            "depthwise",
+        ),
     ];
     for v in ConvVariant::ALL {
         for (s, tag) in cases {
@@ -100,7 +101,7 @@ fn conv1d_forward_and_gradcheck() {
         stride: (1, 2),
         padding: (0, 2),
         dilation: (1, 2),
-        ..shape(2, 4, (1, 11), 6, (1, 3), (1, 0, 1, 2))
+        ..shape(((2, 4, (1, 11), 6, (1, 3)), (1, 0, 1, 2)))
     };
     let sd = seed("conv1d");
     let inputs = [
@@ -124,7 +125,7 @@ fn conv1d_forward_and_gradcheck() {
 #[test]
 fn conv2d_reads_views_and_skips_unneeded_gradients() {
     // x given as a transposed view of a (N, H, C, W) tensor.
-    let s = shape(2, 3, (5, 6), 4, (3, 3), (1, 1, 1, 1));
+    let s = shape(((2, 3, (5, 6), 4, (3, 3)), (1, 1, 1, 1)));
     let sd = seed("views");
     let raw = rand_vec(2 * 5 * 3 * 6, sd, -1.0, 1.0);
     let xv = tensor(&raw, &[2, 5, 3, 6]).transpose(1, 2).unwrap();

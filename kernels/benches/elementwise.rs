@@ -107,14 +107,7 @@ const STRATEGIES: [(&str, ReduceStrategy); 2] = [
 ];
 
 fn rows(buf: &kiln_kernels::GpuBuffer, rows: usize, len: usize) -> Rows<'_> {
-    Rows {
-        buf,
-        offset: 0,
-        rows,
-        len,
-        row_stride: len,
-        col_stride: 1,
-    }
+    Rows::contiguous(buf, rows, len)
 }
 
 fn sum(c: &mut Criterion) {

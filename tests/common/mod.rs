@@ -2,32 +2,13 @@
 //! gradient check.
 #![allow(dead_code)]
 
-use std::sync::Arc;
-
-use kiln::{Gpu, Tensor};
+use kiln::Tensor;
 pub use kiln_kernels::reference::Tolerance;
-pub use random::*;
+pub use shared::*;
 
-/// Seeds, random inputs and awkward sizes: one file for both crates' tests.
-#[path = "../../kernels/tests/kernels/common/random.rs"]
-mod random;
-
-/// The test device. Fails loudly, with the fix, when there is no adapter.
-pub fn gpu() -> Arc<Gpu> {
-    match kiln::device() {
-        Ok(g) => g,
-        Err(e) => panic!(
-            "GPU tests need an adapter: {e}\n\
-             On Linux without a GPU: apt-get install -y mesa-vulkan-drivers"
-        ),
-    }
-}
-
-/// A private device, for tests that read pool or encoder counters (the global device is shared
-/// by tests running in parallel).
-pub fn private_gpu() -> Arc<Gpu> {
-    Gpu::new().expect("a second device on the same adapter")
-}
+/// The device, seeds, random inputs and awkward sizes: one file for both crates' tests.
+#[path = "../../kernels/tests/kernels/common/shared.rs"]
+mod shared;
 
 /// A tensor from f32 data.
 pub fn tensor(data: &[f32], shape: &[usize]) -> Tensor {

@@ -11,6 +11,21 @@ use crate::common::*;
 use kiln_kernels::launch::optim::{self as k, AdamStep, SgdStep};
 use kiln_kernels::reference::optim as twin;
 
+/// Adam (AdamW when `decoupled`) at lr 0.01, betas (0.9, 0.999), weight decay 0.05, step `step`.
+fn adam_step(decoupled: bool, step: u64) -> AdamStep {
+    let (bc1, bc2) = AdamStep::bias_corrections(0.9, 0.999, step);
+    AdamStep {
+        lr: 0.01,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.05,
+        decoupled,
+        bc1,
+        bc2,
+    }
+}
+
 #[test]
 fn kernels_match_cpu_twin_at_awkward_sizes() {
     let g = gpu();
@@ -74,17 +89,7 @@ fn kernels_match_cpu_twin_at_awkward_sizes() {
             }
         }
         for decoupled in [false, true] {
-            let (bc1, bc2) = AdamStep::bias_corrections(0.9, 0.999, 3);
-            let h = AdamStep {
-                lr: 0.01,
-                beta1: 0.9,
-                beta2: 0.999,
-                eps: 1e-8,
-                weight_decay: 0.05,
-                decoupled,
-                bc1,
-                bc2,
-            };
+            let h = adam_step(decoupled, 3);
             let p = at(&p0, 2);
             let gt = at(&gr, 7);
             let m = at(&st0, 0);
@@ -177,17 +182,7 @@ fn adam_vec4_matches_cpu_twin() {
             "n {n} offsets {offs:?}"
         );
         for decoupled in [false, true] {
-            let (bc1, bc2) = AdamStep::bias_corrections(0.9, 0.999, 2);
-            let h = AdamStep {
-                lr: 0.01,
-                beta1: 0.9,
-                beta2: 0.999,
-                eps: 1e-8,
-                weight_decay: 0.05,
-                decoupled,
-                bc1,
-                bc2,
-            };
+            let h = adam_step(decoupled, 2);
             let before: Vec<Vec<f32>> = [&p, &gt, &m, &v].iter().map(|t| t.read_all(&g)).collect();
             k::adam(&g, &h, n, spans[0], spans[1], spans[2], spans[3]).unwrap();
             let (mut wp, mut wm, mut wv) = (

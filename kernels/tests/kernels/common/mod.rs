@@ -2,30 +2,11 @@
 //! buffer upload / readback on kiln-kernels' own API (no tensors).
 #![allow(dead_code)]
 
-mod random;
-
-use std::sync::Arc;
+mod shared;
 
 pub use kiln_kernels::reference::Tolerance;
 use kiln_kernels::{Gpu, GpuBuffer};
-pub use random::*;
-
-/// The test device (the process-wide one). Fails loudly, with the fix, when there is no adapter.
-pub fn gpu() -> Arc<Gpu> {
-    match Gpu::global() {
-        Ok(g) => g,
-        Err(e) => panic!(
-            "GPU tests need an adapter: {e}\n\
-             On Linux without a GPU: apt-get install -y mesa-vulkan-drivers"
-        ),
-    }
-}
-
-/// A private device, for tests that read pool or encoder counters (the global device is shared
-/// by tests running in parallel).
-pub fn private_gpu() -> Arc<Gpu> {
-    Gpu::new().expect("a second device on the same adapter")
-}
+pub use shared::*;
 
 /// f32 values in a fresh buffer (f32 only, so that a literal `&[1.0; 8]` is not taken as f64).
 pub fn upload(g: &Gpu, v: &[f32]) -> GpuBuffer {

@@ -1,8 +1,28 @@
-//! Seeded random test inputs and awkward sizes, shared by the test suites of both crates (the
-//! root crate's tests/common/mod.rs includes this file by path).
+//! What the test suites of both crates share (the root crate's tests/common/mod.rs includes this
+//! file by path): the test device, seeded random inputs and awkward sizes.
 
+use std::sync::Arc;
+
+use kiln_kernels::Gpu;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+
+/// The test device (the process-wide one). Fails loudly, with the fix, when there is no adapter.
+pub fn gpu() -> Arc<Gpu> {
+    match Gpu::global() {
+        Ok(g) => g,
+        Err(e) => panic!(
+            "GPU tests need an adapter: {e}\n\
+             On Linux without a GPU: apt-get install -y mesa-vulkan-drivers"
+        ),
+    }
+}
+
+/// A private device, for tests that read pool or encoder counters (the global device is shared
+/// by tests running in parallel).
+pub fn private_gpu() -> Arc<Gpu> {
+    Gpu::new().expect("a second device on the same adapter")
+}
 
 /// Sizes that are 1, prime, and one past powers of two: never a multiple of a tile or workgroup.
 pub const AWKWARD: &[usize] = &[1, 7, 17, 129, 257];
