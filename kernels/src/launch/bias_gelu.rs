@@ -40,6 +40,22 @@ fn key(entry: &'static str, tanh: bool) -> KernelKey {
     KernelKey::new("bias_gelu.wgsl", entry).with("TANH", tanh as u32)
 }
 
+/// Check the sizes `(len, N, x offset, g offset)` and record one entry over `len` elements
+/// (nothing when `len` is 0).
+fn record(
+    gpu: &Gpu,
+    k: KernelKey,
+    at: (usize, usize, usize, usize),
+    bufs: &[&GpuBuffer],
+) -> Result<()> {
+    let (len, n, xo, go) = at;
+    let p = params(&k.label(), len, n, xo, go)?;
+    if len > 0 {
+        gpu.dispatch(&k, &p, bufs, grid_1d(len, WG));
+    }
+    Ok(())
+}
+
 fn params(kernel: &str, len: usize, n: usize, xo: usize, go: usize) -> Result<BiasGeluParams> {
     if n == 0 || !len.is_multiple_of(n) || len + xo.max(go) > u32::MAX as usize {
         return Err(KernelError::launch(
@@ -69,12 +85,12 @@ pub fn forward(
     b: &GpuBuffer,
     y: &GpuBuffer,
 ) -> Result<()> {
-    let k = key("forward", tanh);
-    let p = params(&k.label(), len, n, x.offset, 0)?;
-    if len > 0 {
-        gpu.dispatch(&k, &p, &[x.buf, b, y], grid_1d(len, WG));
-    }
-    Ok(())
+    record(
+        gpu,
+        key("forward", tanh),
+        (len, n, x.offset, 0),
+        &[x.buf, b, y],
+    )
 }
 
 /// `dz = g * gelu'(x + b)` (the gradient of x; the bias gradient is its sum over rows).
@@ -92,10 +108,6 @@ pub fn backward(
     g: Operand<'_>,
     dz: &GpuBuffer,
 ) -> Result<()> {
-    let k = key("backward", tanh);
-    let p = params(&k.label(), len, n, x.offset, g.offset)?;
-    if len > 0 {
-        gpu.dispatch(&k, &p, &[x.buf, b, g.buf, dz], grid_1d(len, WG));
-    }
-    Ok(())
+    let at = (len, n, x.offset, g.offset);
+    record(gpu, key("backward", tanh), at, &[x.buf, b, g.buf, dz])
 }
