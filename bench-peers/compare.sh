@@ -14,7 +14,7 @@
 # round so a drift of the machine does not favour one side), each in a fresh process. The table
 # gives the median over rounds of each side's figure and burn_ms / kiln_ms (> 1: kiln faster).
 #
-# kiln's figures: matmul = criterion `benches/matmul.rs` (wall time around a sync per product,
+# kiln's figures: matmul = criterion `kernels/benches/matmul.rs` (wall time around a sync per product,
 # as Burn is timed) for each rung of KILN_MATMUL_RUNGS (the fastest one per shape if several);
 # KILN_MATMUL_BENCH=1 adds `kiln bench --json` rows (GPU timestamps) as separate table rows;
 # attention = criterion `benches/attention.rs`, group attention_forward, b4_h4_t128_d32
@@ -71,7 +71,7 @@ build() {
     CNN=$(exe_of cnn_step < "$msgs")
     MATMUL=""
     if wants matmul; then
-        CARGO_TARGET_DIR="$TARGET" cargo bench --bench matmul --no-run \
+        CARGO_TARGET_DIR="$TARGET" cargo bench -p kiln-kernels --bench matmul --no-run \
             --message-format=json > "$msgs"
         MATMUL=$(exe_of matmul < "$msgs")
         [ -n "$MATMUL" ] || { echo "compare.sh: no executable for the matmul bench" >&2; exit 1; }
@@ -116,7 +116,7 @@ if os.path.exists(p):
                           ms_median=ms, gflops=float(flops) / (ms * 1e-3) / 1e9,
                           adapter=m.group(1) if m else None)))' "$@"; }
 
-# kiln matmul, timed like Burn: criterion `benches/matmul.rs`, wall time around a device sync
+# kiln matmul, timed like Burn: criterion `kernels/benches/matmul.rs`, wall time around a device sync
 # per product. With KILN_MATMUL_BENCH=1 also `kiln bench` rows (GPU timestamps: launch and sync
 # overhead excluded), shown as their own table rows since Burn has no such timer here.
 kiln_matmul() {

@@ -29,6 +29,7 @@ use kiln::ops::{AttentionOptions, attention_composed, scaled_dot_product_attenti
 use kiln::{Gpu, Tensor};
 use kiln_kernels::launch::attention::{self as ak, AttnConfig, AttnShape, AttnTiles, AttnVariant};
 
+#[path = "../kernels/benches/common/mod.rs"]
 mod common;
 
 const B: usize = 4;

@@ -16,6 +16,7 @@ use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_
 use kiln::Tensor;
 use kiln::ops::norm;
 
+#[path = "../kernels/benches/common/mod.rs"]
 mod common;
 
 /// (R, D): rows and the normalised width.

@@ -16,6 +16,7 @@ use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_
 use kiln::Tensor;
 use kiln::ops::{RnnCell, RnnLayerParams, rnn_cell_composed, rnn_layer};
 
+#[path = "../kernels/benches/common/mod.rs"]
 mod common;
 
 /// (B, T, I, H).

@@ -19,6 +19,7 @@ use kiln::ops::Conv2dOptions;
 use kiln::optim::{Adam, AdamConfig, Optimizer};
 use kiln_kernels::launch::conv::Conv2dShape;
 
+#[path = "../kernels/benches/common/mod.rs"]
 mod common;
 
 fn labels(gpu: &std::sync::Arc<kiln::Gpu>, b: usize) -> Tensor {

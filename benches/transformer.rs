@@ -25,6 +25,7 @@ use kiln::nn::{AttentionConfig, BlockConfig, Module, TransformerBlock};
 use kiln::ops::gelu::{GeluForm, bias_gelu, bias_gelu_composed, gelu};
 use kiln::optim::{Adam, AdamConfig, Optimizer};
 
+#[path = "../kernels/benches/common/mod.rs"]
 mod common;
 
 fn bias_gelu_group(c: &mut Criterion) {

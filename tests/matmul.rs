@@ -1,368 +1,16 @@
-//! Matmul: every rung of the kernel ladder against the CPU twin (awkward sizes, transposed and
-//! padded operands, broadcast batches, split grids), and `Tensor::matmul` against an f64
-//! `torch.matmul` model (all rank cases, broadcasting, errors, gradients).
+//! `Tensor::matmul` against an f64 `torch.matmul` model (all rank cases, broadcasting, views,
+//! errors, gradients). The kernel ladder against its CPU twin is kiln-kernels'
+//! tests/kernels/matmul.
 
 mod common;
 
 use common::{GradTol, Input, Tolerance, bcast, gpu, gradcheck, rand_vec, seed, tensor};
 use kiln::{DType, Tensor};
-use kiln_kernels::launch::matmul::{self as mk, MatLayout, MatRef, MatmulDims, MatmulVariant};
+use kiln_kernels::launch::matmul::{MatLayout, MatmulDims, MatmulVariant};
 use kiln_kernels::reference::matmul as cpu;
-use kiln_kernels::{Gpu, GpuBuffer};
-
-/// f32 dot products of K terms in [-1, 1) against an f64 oracle: the rounding error grows with
-/// K (at worst ~K ulp of the sum of |terms|), and a sum that cancels to ~0 has no relative
-/// accuracy, hence an absolute floor proportional to K.
-fn dot_tolerance(k: usize) -> Tolerance {
-    Tolerance::new(
-        1e-4,
-        2e-6 * k as f64,
-        "f32 K-term dot products (different summation order, fma) vs f64; abs floor 2e-6 * K",
-    )
-}
-
-const SENTINEL: f32 = 12345.0;
-
-fn upload(gpu: &Gpu, data: &[f32]) -> GpuBuffer {
-    let buf = gpu.alloc(4 * data.len() as u64, "test input").unwrap();
-    gpu.upload(&buf, 0, bytemuck::cast_slice(data));
-    buf
-}
-
-fn read(gpu: &Gpu, buf: &GpuBuffer, len: usize) -> Vec<f32> {
-    bytemuck::pod_collect_to_vec(&gpu.read(buf, 0, 4 * len as u64).unwrap())
-}
-
-/// Storage of `len` elements holding a random (batch, rows, cols) matrix stack at the positions
-/// `l` addresses and NaN everywhere else: any element a kernel reads outside the view and lets
-/// into a stored output turns it into NaN.
-fn operand(
-    len: usize,
-    l: MatLayout,
-    (batch, rows, cols): (usize, usize, usize),
-    s: u64,
-) -> Vec<f32> {
-    let vals = rand_vec(batch * rows * cols, s, -1.0, 1.0);
-    let mut data = vec![f32::NAN; len];
-    let mut it = vals.into_iter();
-    for z in 0..batch {
-        for r in 0..rows {
-            for c in 0..cols {
-                let at = l.offset + z * l.batch_stride + r * l.row_stride + c * l.col_stride;
-                data[at] = it.next().unwrap();
-            }
-        }
-    }
-    data
-}
-
-/// Run one rung on random operands laid out by `la` / `lb` and compare with the CPU twin.
-/// The output starts at an odd offset inside a buffer of sentinels, and everything outside
-/// the product must still be a sentinel afterwards.
-fn check_rung(variant: MatmulVariant, dims: MatmulDims, la: MatLayout, lb: MatLayout, tag: &str) {
-    let g = gpu();
-    let MatmulDims { batch, m, n, k } = dims;
-    let a_len = la.last_index(batch, m, k).unwrap() + 1;
-    let b_len = lb.last_index(batch, k, n).unwrap() + 1;
-    let s = seed(tag);
-    let a = operand(a_len, la, (batch, m, k), s);
-    let b = operand(b_len, lb, (batch, k, n), s ^ 0xb);
-    let (ga, gb) = (upload(&g, &a), upload(&g, &b));
-    let out_off = 3;
-    let c_len = batch * m * n;
-    let total = out_off + c_len + 5;
-    let gc = upload(&g, &vec![SENTINEL; total]);
-    mk::matmul(
-        &g,
-        variant,
-        MatRef::new(&ga, la),
-        MatRef::new(&gb, lb),
-        &gc,
-        out_off,
-        dims,
-    )
-    .unwrap_or_else(|e| panic!("{tag}: launch failed: {e}"));
-    let got = read(&g, &gc, total);
-    let a64: Vec<f64> = a.iter().map(|&v| v as f64).collect();
-    let b64: Vec<f64> = b.iter().map(|&v| v as f64).collect();
-    let want = cpu::matmul(&a64, la, &b64, lb, dims);
-    let what = format!("{} {tag} {dims:?} A {la:?} B {lb:?}", variant.name());
-    dot_tolerance(k).assert_close(&what, &got[out_off..out_off + c_len], &want);
-    let outside: Vec<f32> = got[..out_off]
-        .iter()
-        .chain(&got[out_off + c_len..])
-        .copied()
-        .collect();
-    Tolerance::EXACT.assert_close(
-        &format!("{what}: elements outside C"),
-        &outside,
-        &vec![SENTINEL; outside.len()],
-    );
-}
 
 fn dims(batch: usize, m: usize, n: usize, k: usize) -> MatmulDims {
     MatmulDims { batch, m, n, k }
-}
-
-#[test]
-fn every_rung_matches_cpu_twin_at_awkward_sizes() {
-    // Every (M, N, K) from sizes that are not multiples of any tile (4, 16, 64), plus 257s.
-    let sizes = [1, 7, 17, 129];
-    let mut cases: Vec<(usize, usize, usize)> = Vec::new();
-    for &m in &sizes {
-        for &n in &sizes {
-            for &k in &sizes {
-                cases.push((m, n, k));
-            }
-        }
-    }
-    cases.extend([(257, 129, 65), (33, 257, 257), (257, 3, 100)]);
-    for v in MatmulVariant::ALL {
-        for &(m, n, k) in &cases {
-            let l = (MatLayout::contiguous(m, k), MatLayout::contiguous(k, n));
-            check_rung(v, dims(1, m, n, k), l.0, l.1, &format!("plain {m}x{n}x{k}"));
-        }
-    }
-}
-
-#[test]
-fn every_rung_reads_transposed_and_padded_operands() {
-    for v in MatmulVariant::ALL {
-        for (m, n, k) in [(7, 17, 129), (129, 7, 17), (17, 129, 7), (65, 66, 67)] {
-            let t = format!("{m}x{n}x{k}");
-            // A stored as (K, M) and read transposed; B contiguous.
-            let (at, bt) = (MatLayout::transposed(m, k), MatLayout::transposed(k, n));
-            let (ac, bc) = (MatLayout::contiguous(m, k), MatLayout::contiguous(k, n));
-            check_rung(v, dims(1, m, n, k), at, bc, &format!("A^T {t}"));
-            check_rung(v, dims(1, m, n, k), ac, bt, &format!("B^T {t}"));
-            check_rung(v, dims(2, m, n, k), at, bt, &format!("A^T B^T {t}"));
-            // Narrowed views: offsets and row strides wider than the rows (padding is random
-            // data the kernel must skip).
-            let ap = MatLayout {
-                offset: 5,
-                batch_stride: m * (k + 3) + 2,
-                row_stride: k + 3,
-                col_stride: 1,
-            };
-            let bp = MatLayout {
-                offset: 11,
-                batch_stride: 0,
-                row_stride: 2,
-                col_stride: 2 * k + 1,
-            };
-            check_rung(v, dims(3, m, n, k), ap, bp, &format!("padded {t}"));
-        }
-    }
-}
-
-#[test]
-fn every_rung_broadcasts_batch_with_stride_zero() {
-    for v in MatmulVariant::ALL {
-        for (batch, m, n, k) in [(3, 17, 7, 129), (5, 1, 33, 17), (2, 129, 130, 7)] {
-            let (a, b) = (MatLayout::contiguous(m, k), MatLayout::contiguous(k, n));
-            let t = format!("{batch}x{m}x{n}x{k}");
-            check_rung(v, dims(batch, m, n, k), a, b, &format!("batched {t}"));
-            check_rung(
-                v,
-                dims(batch, m, n, k),
-                a.broadcast(),
-                b,
-                &format!("A bcast {t}"),
-            );
-            check_rung(
-                v,
-                dims(batch, m, n, k),
-                a,
-                b.broadcast(),
-                &format!("B bcast {t}"),
-            );
-            check_rung(
-                v,
-                dims(batch, m, n, k),
-                a.broadcast(),
-                MatLayout::transposed(k, n).broadcast(),
-                &format!("both bcast, B^T {t}"),
-            );
-        }
-    }
-}
-
-/// Round up to a multiple of 4 (a 16-byte row).
-fn up4(x: usize) -> usize {
-    x.div_ceil(4) * 4
-}
-
-#[test]
-fn vec4_rung_reads_every_operand_mode() {
-    // Padded, 16-byte aligned layouts that put each operand in each vec4 mode, plus one that
-    // forces element loads; sizes leave remainders against 4 (vec4, K steps), 16 (the block)
-    // and 64 / 128 (the workgroup tile).
-    for (batch, m, n, k) in [
-        (1, 1, 1, 1),
-        (2, 7, 17, 129),
-        (1, 129, 7, 17),
-        (2, 17, 129, 7),
-        (1, 33, 65, 3),
-        (1, 130, 20, 257),
-        (3, 5, 6, 8),
-    ] {
-        let d = dims(batch, m, n, k);
-        let a_modes = [
-            // vec4 along K
-            MatLayout {
-                offset: 4,
-                batch_stride: m * (up4(k) + 4) + 4,
-                row_stride: up4(k) + 4,
-                col_stride: 1,
-            },
-            // vec4 along M (A stored transposed)
-            MatLayout {
-                offset: 8,
-                batch_stride: k * (up4(m) + 4) + 4,
-                row_stride: 1,
-                col_stride: up4(m) + 4,
-            },
-            // element loads: misaligned offset
-            MatLayout::contiguous(m, k).at(3),
-        ];
-        let b_modes = [
-            MatLayout {
-                offset: 12,
-                batch_stride: k * (up4(n) + 4) + 8,
-                row_stride: up4(n) + 4,
-                col_stride: 1,
-            },
-            MatLayout {
-                offset: 4,
-                batch_stride: n * (up4(k) + 8) + 4,
-                row_stride: 1,
-                col_stride: up4(k) + 8,
-            },
-            MatLayout {
-                offset: 0,
-                batch_stride: 0,
-                row_stride: 2 * n + 1,
-                col_stride: 2,
-            },
-        ];
-        for (ia, &la) in a_modes.iter().enumerate() {
-            for (ib, &lb) in b_modes.iter().enumerate() {
-                let (ma, mb) = mk::vec4_modes(la, lb, d);
-                let want = |i: usize, size_ok: bool| match i {
-                    0 | 1 if size_ok => i as u32 + 1,
-                    _ => 0,
-                };
-                // A 1 x 1 operand has no contiguous dim to speak of; skip the mode check there.
-                if m * k > 1 {
-                    assert_eq!(ma, want(ia, true), "A mode for {d:?} {la:?}");
-                }
-                if k * n > 1 {
-                    assert_eq!(mb, want(ib, true), "B mode for {d:?} {lb:?}");
-                }
-                let tag = format!("vec4 modes ({ma}, {mb}) {batch}x{m}x{n}x{k}");
-                check_rung(MatmulVariant::Vec4, d, la, lb, &tag);
-            }
-        }
-    }
-}
-
-#[test]
-fn grids_are_split_into_several_dispatches() {
-    // With at most 2 workgroups per grid dimension, every rung needs 3 dispatches along the
-    // batch, 2 along M and 2 along N (12 in all), each with its own offsets. A device of its own,
-    // so that the dispatch count is not disturbed by tests running alongside.
-    let g = Gpu::new().expect("a second device on the test adapter");
-    for v in MatmulVariant::ALL {
-        let (tr, tc) = v.workgroup_tile();
-        let d = dims(5, 2 * tr + 3, 2 * tc + 5, 7);
-        let (la, lb) = (
-            MatLayout::transposed(d.m, d.k),
-            MatLayout::contiguous(d.k, d.n),
-        );
-        let a = rand_vec(
-            la.last_index(5, d.m, d.k).unwrap() + 1,
-            seed("split a"),
-            -1.0,
-            1.0,
-        );
-        let b = rand_vec(
-            lb.last_index(5, d.k, d.n).unwrap() + 1,
-            seed("split b"),
-            -1.0,
-            1.0,
-        );
-        let (ga, gb) = (upload(&g, &a), upload(&g, &b));
-        let len = 5 * d.m * d.n;
-        let gc = upload(&g, &vec![SENTINEL; len]);
-        let before = g.encoder_stats().total_dispatches;
-        let (ra, rb) = (MatRef::new(&ga, la), MatRef::new(&gb, lb));
-        mk::matmul_with_grid_limit(&g, v, ra, rb, &gc, 0, d, 2).unwrap();
-        assert_eq!(
-            g.encoder_stats().total_dispatches - before,
-            12,
-            "{}",
-            v.name()
-        );
-        let f = |x: &[f32]| x.iter().map(|&e| e as f64).collect::<Vec<_>>();
-        let want = cpu::matmul(&f(&a), la, &f(&b), lb, d);
-        let what = format!("{} split grid {d:?}", v.name());
-        dot_tolerance(d.k).assert_close(&what, &read(&g, &gc, len), &want);
-    }
-    // The real limit: 65,537 products of 1x3 @ 3x2 need a second dispatch along z.
-    let (a, b) = (MatLayout::contiguous(1, 3), MatLayout::contiguous(3, 2));
-    check_rung(
-        MatmulVariant::default(),
-        dims(65_537, 1, 2, 3),
-        a,
-        b,
-        "long batch",
-    );
-}
-
-#[test]
-fn long_inner_dims_are_exact_on_every_rung() {
-    // lavapipe ends an invocation's loops after 65,535 iterations in total, so a K-long loop
-    // must be split into chunks that add into C.
-    for v in MatmulVariant::ALL {
-        let k = 70_001;
-        let (a, b) = (MatLayout::contiguous(3, k), MatLayout::contiguous(k, 2));
-        check_rung(v, dims(1, 3, 2, k), a, b, "long K");
-        let (a, b) = (MatLayout::transposed(3, k), MatLayout::transposed(k, 2));
-        check_rung(v, dims(2, 3, 2, k), a.broadcast(), b, "long K transposed");
-    }
-}
-
-#[test]
-fn launcher_rejects_empty_dims_and_out_of_range_views() {
-    let g = gpu();
-    let buf = upload(&g, &[1.0; 64]);
-    let out = upload(&g, &[0.0; 64]);
-    let c = MatLayout::contiguous(4, 4);
-    let run = |d: MatmulDims, la: MatLayout| {
-        mk::matmul(
-            &g,
-            MatmulVariant::default(),
-            MatRef::new(&buf, la),
-            MatRef::new(&buf, c),
-            &out,
-            0,
-            d,
-        )
-    };
-    for d in [
-        dims(0, 4, 4, 4),
-        dims(1, 0, 4, 4),
-        dims(1, 4, 0, 4),
-        dims(1, 4, 4, 0),
-    ] {
-        let e = run(d, c).expect_err("empty dims must be rejected");
-        assert!(e.to_string().contains("at least 1"), "{e}");
-    }
-    // A reaching past the end of its buffer.
-    let e = run(dims(1, 4, 4, 4), c.at(1 << 20)).expect_err("out of range");
-    assert!(e.to_string().contains("reaches element"), "{e}");
-    assert!(run(dims(1, 4, 4, 4), c).is_ok());
-    assert_eq!(read(&g, &out, 16), vec![4.0; 16]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -425,7 +73,7 @@ fn check_op(sa: &[usize], sb: &[usize], variant: MatmulVariant) {
     let (want, shape) = matmul_model(&f(&a), sa, &f(&b), sb);
     assert_eq!(out.shape(), &shape[..], "{tag}: shape");
     let k = *sa.last().unwrap();
-    dot_tolerance(k).assert_close(&tag, &out.to_vec::<f32>().unwrap(), &want);
+    Tolerance::f32_dot(k).assert_close(&tag, &out.to_vec::<f32>().unwrap(), &want);
 }
 
 #[test]
@@ -475,13 +123,13 @@ fn matmul_reads_views_without_copying_them_first() {
         dims(1, m, n, k),
     );
     assert_eq!(out.shape(), &[m, n]);
-    dot_tolerance(k).assert_close("x.t() @ y.narrow", &out.to_vec::<f32>().unwrap(), &want);
+    Tolerance::f32_dot(k).assert_close("x.t() @ y.narrow", &out.to_vec::<f32>().unwrap(), &want);
     // An expanded (stride-0) batch of a transposed matrix.
     let xe = xt.unsqueeze(0).unwrap().expand(&[3, m, k]).unwrap();
     let out = xe.matmul(&yn).unwrap();
     assert_eq!(out.shape(), &[3, m, n]);
     let got = out.to_vec::<f32>().unwrap();
-    dot_tolerance(k).assert_close("expanded batch", &got[2 * m * n..], &want);
+    Tolerance::f32_dot(k).assert_close("expanded batch", &got[2 * m * n..], &want);
 }
 
 #[test]
@@ -601,4 +249,82 @@ fn gradcheck_matmul_transposed_and_narrowed_views() {
         },
         GradTol::default(),
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// f16 tensors
+
+#[test]
+fn f16_and_f32_tensors_refuse_each_others_rungs() {
+    let g = gpu();
+    // An f32 tensor cannot run an f16 rung, and an f16 tensor cannot run an f32 rung.
+    let a = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0], &[2, 2]).unwrap();
+    let err = a.matmul_variant(&a, MatmulVariant::F16).unwrap_err();
+    assert!(err.to_string().contains("f16"), "{err}");
+    if g.has_f16() {
+        let h = a.to_dtype(DType::F16).unwrap();
+        let err = h.matmul_variant(&h, MatmulVariant::Vec4).unwrap_err();
+        assert!(err.to_string().contains("f32"), "{err}");
+    }
+}
+
+#[test]
+fn tensor_matmul_of_f16_tensors_runs_the_f16_rung() {
+    if let Err(why) = MatmulVariant::F16.available(&gpu()) {
+        eprintln!("skipping the f16 rung: {why}");
+        return;
+    }
+    let (m, k, n) = (17, 129, 7);
+    let a = rand_vec(m * k, seed("t16 a"), -1.0, 1.0);
+    let b = rand_vec(k * n, seed("t16 b"), -1.0, 1.0);
+    let ta = Tensor::from_slice(&a, &[m, k]).unwrap();
+    let tb = Tensor::from_slice(&b, &[k, n]).unwrap();
+    let (ha, hb) = (
+        ta.to_dtype(DType::F16).unwrap().requires_grad(),
+        tb.to_dtype(DType::F16).unwrap(),
+    );
+    let c = ha.matmul(&hb).unwrap();
+    assert_eq!(c.dtype(), DType::F16);
+    assert_eq!(c.shape(), &[m, n]);
+    let got: Vec<f32> = c.to_dtype(DType::F32).unwrap().to_vec::<f32>().unwrap();
+    // The oracle on the f16-rounded inputs; the output is rounded to f16 once more.
+    let r =
+        |v: &[f32]| -> Vec<f64> { v.iter().map(|&x| half::f16::from_f32(x).to_f64()).collect() };
+    let want = cpu::matmul(
+        &r(&a),
+        MatLayout::contiguous(m, k),
+        &r(&b),
+        MatLayout::contiguous(k, n),
+        dims(1, m, n, k),
+    );
+    Tolerance::new(1e-3, 1e-3, "f32 sums rounded to f16 (2^-11 relative)").assert_close(
+        "f16 Tensor::matmul",
+        &got,
+        &want,
+    );
+    // Transposed f16 view, batch broadcast: same as the f32 product of the rounded values.
+    let bt = hb.t().unwrap();
+    let c2 = bt.matmul(&ha.detach().t().unwrap()).unwrap();
+    assert_eq!(c2.shape(), &[n, m]);
+    // The gradient flows back in f16.
+    let ones = Tensor::from_slice(&vec![1.0f32; m * n], &[m, n])
+        .unwrap()
+        .to_dtype(DType::F16)
+        .unwrap();
+    c.backward_with(&ones).unwrap();
+    let grad = ha.grad().expect("f16 input gets a gradient");
+    assert_eq!(grad.dtype(), DType::F16);
+    assert_eq!(grad.shape(), &[m, k]);
+    // dA = ones @ B^T: row sums of B (rounded to f16), the same for every row of A.
+    let got: Vec<f32> = grad.to_dtype(DType::F32).unwrap().to_vec::<f32>().unwrap();
+    let rb = r(&b);
+    let want: Vec<f64> = (0..m * k)
+        .map(|e| (0..n).map(|j| rb[(e % k) * n + j]).sum())
+        .collect();
+    Tolerance::new(
+        2e-3,
+        2e-3,
+        "f16 gradient: f32 sums of f16 values, rounded to f16",
+    )
+    .assert_close("f16 matmul dA", &got, &want);
 }

@@ -1,76 +1,11 @@
-//! Reductions: both kernel strategies against the CPU twin at awkward sizes, the tensor ops over
-//! any axes with keepdim, and gradient checks.
+//! Reductions: the tensor ops over any axes with keepdim, long rows, strided views, and gradient
+//! checks. Both kernel strategies against the CPU twin are kiln-kernels' tests/kernels/reduce.rs.
 
 mod common;
 
 use common::*;
-use kiln::Tensor;
 use kiln_kernels::launch::reduce::{self as rk, ReduceOp, ReduceStrategy, Rows};
 use kiln_kernels::reference::reduce as cpu;
-
-#[test]
-fn reduce_kernels_match_cpu_in_both_strategies() {
-    let g = gpu();
-    for &rows in &[1usize, 7, 129] {
-        for &len in &[1usize, 17, 257, 1000] {
-            let x = rand_vec(rows * len, seed(&format!("r{rows}x{len}")), -4.0, 4.0);
-            let xt = tensor(&x, &[rows, len]);
-            for strategy in [ReduceStrategy::Serial, ReduceStrategy::Workgroup] {
-                for op in [ReduceOp::Sum, ReduceOp::Max, ReduceOp::Min] {
-                    let out = g.alloc((rows * 4) as u64, "out").unwrap();
-                    let view = Rows {
-                        buf: xt_buffer(&xt),
-                        offset: 0,
-                        rows,
-                        len,
-                        row_stride: len,
-                        col_stride: 1,
-                    };
-                    rk::reduce_rows(&g, op, strategy, view, &out, 0, 0.5).unwrap();
-                    let got: Vec<f32> =
-                        bytemuck::cast_slice(&g.read(&out, 0, rows as u64 * 4).unwrap()).to_vec();
-                    let scale = if op == ReduceOp::Sum { 0.5 } else { 1.0 };
-                    let want = cpu::reduce_rows::<f64>(
-                        op,
-                        &x.iter().map(|&v| v as f64).collect::<Vec<_>>(),
-                        rows,
-                        len,
-                        scale,
-                    );
-                    Tolerance::F32_REDUCTION.assert_close(
-                        &format!("{op:?} {strategy:?} ({rows},{len})"),
-                        &got,
-                        &want,
-                    );
-                }
-                for max in [true, false] {
-                    let out = g.alloc((rows * 4) as u64, "idx").unwrap();
-                    let view = Rows {
-                        buf: xt_buffer(&xt),
-                        offset: 0,
-                        rows,
-                        len,
-                        row_stride: len,
-                        col_stride: 1,
-                    };
-                    rk::arg_rows(&g, max, strategy, view, &out, 0).unwrap();
-                    let got: Vec<u32> =
-                        bytemuck::cast_slice(&g.read(&out, 0, rows as u64 * 4).unwrap()).to_vec();
-                    assert_eq!(
-                        got,
-                        cpu::arg_rows(max, &x, rows, len),
-                        "arg max={max} {strategy:?} ({rows},{len})"
-                    );
-                }
-            }
-        }
-    }
-}
-
-/// The buffer behind a contiguous test tensor (via a kernel-level view).
-fn xt_buffer(t: &Tensor) -> &kiln_kernels::GpuBuffer {
-    t.kernel_view().buf
-}
 
 #[test]
 fn reductions_over_any_axes_match_cpu() {
@@ -172,14 +107,7 @@ fn long_rows_are_reduced_completely() {
     assert_eq!(am, cpu::arg_rows(true, &x, 2, len));
     // Forcing the serial kernel on such rows is refused, not silently wrong.
     let out = g.alloc(8, "out").unwrap();
-    let view = Rows {
-        buf: xt_buffer(&t),
-        offset: 0,
-        rows: 2,
-        len,
-        row_stride: len,
-        col_stride: 1,
-    };
+    let view = Rows::contiguous(t.kernel_view().buf, 2, len);
     let e = rk::reduce_rows(
         &g,
         ReduceOp::Sum,

@@ -1,7 +1,7 @@
-//! Softmax, log_softmax and logsumexp: both kernel strategies against the CPU twins at awkward
-//! sizes (contiguous and strided), the fused ops against the same functions composed from
+//! Softmax, log_softmax and logsumexp: the fused ops against the same functions composed from
 //! primitive ops (forward and gradients), finite-difference gradient checks, and inputs large
-//! enough to overflow a composition without the max. Cross-entropy is in `cross_entropy.rs`.
+//! enough to overflow a composition without the max. Cross-entropy is in `cross_entropy.rs`; the
+//! kernels against their CPU twins are kiln-kernels' tests/kernels/softmax.rs.
 
 mod common;
 
@@ -9,7 +9,7 @@ use common::*;
 use kiln::Tensor;
 use kiln::ops::Reduction;
 use kiln_kernels::launch::reduce::{ReduceStrategy, Rows};
-use kiln_kernels::launch::softmax::{self as sk, SoftmaxMode, Vector};
+use kiln_kernels::launch::softmax::{self as sk, SoftmaxMode};
 use kiln_kernels::reference::softmax as cpu;
 use kiln_kernels::{Gpu, GpuBuffer};
 
@@ -117,140 +117,6 @@ fn composed(mode: SoftmaxMode, x: &Tensor, d: isize) -> kiln::Result<Tensor> {
 }
 
 #[test]
-fn softmax_kernels_match_cpu_in_both_strategies() {
-    let g = gpu();
-    for &rows in &[1usize, 7, 17, 129] {
-        for &len in &[1usize, 7, 17, 65, 129, 257, 1000] {
-            let x = rand_vec(rows * len, seed(&format!("sm{rows}x{len}")), -6.0, 6.0);
-            let x64 = f64s(&x);
-            // The same matrix stored transposed (len, rows) after a 3-element gap, read with
-            // strides: exercises offset, row_stride and col_stride.
-            let mut xt = vec![7.0f32; 3 + rows * len];
-            for r in 0..rows {
-                for j in 0..len {
-                    xt[3 + j * rows + r] = x[r * len + j];
-                }
-            }
-            let (xc, xs) = (tensor(&x, &[rows, len]), tensor(&xt, &[3 + rows * len]));
-            let views = [
-                Rows {
-                    buf: buf(&xc),
-                    offset: 0,
-                    rows,
-                    len,
-                    row_stride: len,
-                    col_stride: 1,
-                },
-                Rows {
-                    buf: buf(&xs),
-                    offset: 3,
-                    rows,
-                    len,
-                    row_stride: 1,
-                    col_stride: rows,
-                },
-            ];
-            for mode in MODES {
-                let want = cpu::softmax_rows(mode, &x64, rows, len);
-                for strategy in STRATEGIES {
-                    for (v, view) in views.iter().enumerate() {
-                        // Write after a 5-element gap to check out_offset.
-                        let out = g.alloc(((5 + want.len()) * 4) as u64, "out").unwrap();
-                        sk::softmax_rows(&g, mode, strategy, *view, &out, 5).unwrap();
-                        let got = read_f32(&g, &out, 5 + want.len());
-                        let what = format!("{mode:?} {strategy:?} view {v} ({rows}, {len})");
-                        TOL.assert_close(&what, &got[5..], &want);
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Mesa's lavapipe ends an invocation's loops after 65,535 iterations in total: the kernels read 4
-/// elements per iteration, Auto gives over-long rows a workgroup, and a forced Serial is refused.
-#[test]
-fn softmax_kernels_handle_rows_longer_than_65535() {
-    let g = gpu();
-    let (rows, len) = (2usize, 70_001usize);
-    let x = rand_vec(rows * len, seed("long rows"), -3.0, 3.0);
-    let x64 = f64s(&x);
-    let xt = tensor(&x, &[rows, len]);
-    let view = Rows {
-        buf: buf(&xt),
-        offset: 0,
-        rows,
-        len,
-        row_stride: len,
-        col_stride: 1,
-    };
-    for strategy in STRATEGIES {
-        for mode in [SoftmaxMode::LogSoftmax, SoftmaxMode::LogSumExp] {
-            let want = cpu::softmax_rows(mode, &x64, rows, len);
-            let out = g.alloc((want.len() * 4) as u64, "out").unwrap();
-            sk::softmax_rows(&g, mode, strategy, view, &out, 0).unwrap();
-            let got = read_f32(&g, &out, want.len());
-            TOL.assert_close(
-                &format!("{mode:?} {strategy:?} ({rows}, {len})"),
-                &got,
-                &want,
-            );
-        }
-    }
-    let t: Vec<u32> = vec![3, 70_000];
-    let tt = Tensor::from_slice_on(&g, &t, &[2]).unwrap();
-    let (want_loss, _) = cpu::cross_entropy(&x64, &t, rows, len);
-    for strategy in STRATEGIES {
-        let (loss, lse) = (g.alloc(8, "loss").unwrap(), g.alloc(8, "lse").unwrap());
-        let tv = Vector {
-            buf: buf(&tt),
-            offset: 0,
-            stride: 1,
-        };
-        sk::cross_entropy_forward(&g, strategy, view, tv, &loss, &lse).unwrap();
-        TOL.assert_close(
-            &format!("cross-entropy {strategy:?}"),
-            &read_f32(&g, &loss, 2),
-            &want_loss,
-        );
-    }
-    // Rows longer than one invocation may walk: Serial is refused, Auto takes a workgroup per row.
-    let (rows, len) = (3usize, sk::MAX_PER_INVOCATION + 3);
-    let x = rand_vec(rows * len, seed("longer rows"), -3.0, 3.0);
-    let xt = tensor(&x, &[rows, len]);
-    let view = Rows {
-        buf: buf(&xt),
-        offset: 0,
-        rows,
-        len,
-        row_stride: len,
-        col_stride: 1,
-    };
-    let out = g.alloc((rows * 4) as u64, "out").unwrap();
-    let e = sk::softmax_rows(
-        &g,
-        SoftmaxMode::LogSumExp,
-        ReduceStrategy::Serial,
-        view,
-        &out,
-        0,
-    )
-    .unwrap_err();
-    assert!(e.to_string().contains("too long"), "{e}");
-    sk::softmax_rows(
-        &g,
-        SoftmaxMode::LogSumExp,
-        ReduceStrategy::Auto,
-        view,
-        &out,
-        0,
-    )
-    .unwrap();
-    let want = cpu::softmax_rows(SoftmaxMode::LogSumExp, &f64s(&x), rows, len);
-    TOL.assert_close("logsumexp of 3 long rows", &read_f32(&g, &out, rows), &want);
-}
-
-#[test]
 fn softmax_ops_match_cpu_and_composition_along_every_dim() {
     let shape = [3usize, 17, 7];
     let x = rand_vec(3 * 17 * 7, seed("sm ops"), -4.0, 4.0);
@@ -300,14 +166,7 @@ fn softmax_of_masked_rows_and_vectors() {
     }
     let x64 = f64s(&x);
     let xt = tensor(&x, &[rows, len]);
-    let view = Rows {
-        buf: buf(&xt),
-        offset: 0,
-        rows,
-        len,
-        row_stride: len,
-        col_stride: 1,
-    };
+    let view = Rows::contiguous(buf(&xt), rows, len);
     for mode in MODES {
         let want = cpu::softmax_rows(mode, &x64, rows, len);
         for strategy in STRATEGIES {
@@ -390,7 +249,9 @@ fn softmax_is_stable_for_large_inputs() {
     let ce = t
         .cross_entropy_with(&indices(&[0, 5, 32, 1, 2, 3], &[6]), Reduction::None)
         .unwrap();
-    let (want, _) = cpu::cross_entropy(&x64, &[0, 5, 32, 1, 2, 3], rows, len);
+    let targets = [0, 5, 32, 1, 2, 3];
+    let (want, _) =
+        kiln_kernels::reference::cross_entropy::cross_entropy(&x64, &targets, rows, len);
     tol.assert_close(
         "cross-entropy of large inputs",
         &ce.to_vec::<f32>().unwrap(),

@@ -1,8 +1,8 @@
 //! Allocation, host upload and readback on [`Gpu`].
 
+use crate::buffer_pool::GpuBuffer;
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
-use crate::pool::GpuBuffer;
 
 impl Gpu {
     /// A pooled storage buffer of at least `bytes` bytes; `what` names it in errors.
@@ -11,7 +11,7 @@ impl Gpu {
             .limits()
             .max_storage_buffer_binding_size
             .min(self.limits().max_buffer_size);
-        let class = crate::pool::size_class(bytes);
+        let class = crate::buffer_pool::size_class(bytes);
         if class > limit {
             return Err(KernelError::TooLarge {
                 what: what.to_string(),

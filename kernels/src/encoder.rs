@@ -11,7 +11,7 @@ use std::sync::Mutex;
 
 use bytemuck::Pod;
 
-use crate::pool::GpuBuffer;
+use crate::buffer_pool::GpuBuffer;
 
 /// Dispatches per submitted batch.
 pub const MAX_DISPATCHES: usize = 1024;

@@ -12,10 +12,10 @@
 
 use std::sync::{Arc, OnceLock};
 
+use crate::buffer_pool::BufferPool;
 use crate::encoder::Encoder;
 use crate::error::{KernelError, Result};
 use crate::pipeline::PipelineCache;
-use crate::pool::BufferPool;
 
 /// Features kiln uses when present.
 pub const OPTIONAL_FEATURES: wgpu::Features = wgpu::Features::SHADER_F16

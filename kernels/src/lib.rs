@@ -23,23 +23,23 @@
 #![warn(missing_docs)]
 
 mod buffer;
+pub mod buffer_pool;
 pub mod encoder;
 pub mod error;
 pub mod gpu;
 pub mod launch;
 mod operand;
 pub mod pipeline;
-pub mod pool;
 pub mod profile;
 pub mod reference;
 pub mod shaders;
 pub mod tune;
 
+pub use buffer_pool::GpuBuffer;
 pub use error::{KernelError, Result};
 pub use gpu::{AdapterSummary, Gpu};
 pub use operand::Operand;
 pub use pipeline::KernelKey;
-pub use pool::GpuBuffer;
 
 /// Re-export of wgpu for code that needs raw types (benchmarks, `kiln devices`).
 pub use wgpu;

@@ -2,7 +2,7 @@
 //! contiguous input or output that may sit at an offset (a slice of a larger tensor, a
 //! parameter inside a flat buffer).
 
-use crate::pool::GpuBuffer;
+use crate::buffer_pool::GpuBuffer;
 
 /// A contiguous run of elements inside a buffer, starting at element `offset`.
 ///

@@ -20,7 +20,7 @@ const ROOT_ITEMS: &[(&str, &str)] = &[
     ("Gpu", "gpu"),
     ("AdapterSummary", "gpu"),
     ("KernelKey", "pipeline"),
-    ("GpuBuffer", "pool"),
+    ("GpuBuffer", "buffer_pool"),
     ("Operand", "operand"),
     ("kernel_params", "launch"),
 ];

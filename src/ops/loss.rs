@@ -29,8 +29,9 @@
 //! # }
 //! ```
 
+use kiln_kernels::launch::cross_entropy as sk;
 use kiln_kernels::launch::reduce::{self as rk, ReduceOp, ReduceStrategy, Rows};
-use kiln_kernels::launch::softmax::{self as sk, Vector};
+use kiln_kernels::launch::softmax::Vector;
 
 use crate::error::{Error, Result, shape_err};
 use crate::tensor::{DType, Tensor};

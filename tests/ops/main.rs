@@ -13,5 +13,4 @@ mod nf4;
 mod nn;
 mod optim;
 mod rnn_layers;
-mod runtime;
 mod transformer_layers;

@@ -1,7 +1,7 @@
 //! NF4 (QLoRA) weights: the code book, the quantiser's error bound, packing, the fused
 //! dequantising matmul and its input gradient against the CPU twin (dequantise, then matmul in
 //! f64), the f16 variant, memory, and K past lavapipe's loop limit. Every kernel configuration
-//! on its own: tests/nf4_rungs.rs; speed: `cargo bench --bench nf4`.
+//! on its own: kiln-kernels' tests/kernels/nf4.rs; speed: `cargo bench -p kiln-kernels --bench nf4`.
 
 use crate::common;
 

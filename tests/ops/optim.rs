@@ -1,7 +1,7 @@
-//! Optimizers, schedules and clipping: the fused kernels against their CPU twin at awkward sizes,
-//! SGD / Adam / AdamW over several steps against an independent f64 reference, state round trips,
+//! Optimizers, schedules and clipping: SGD / Adam / AdamW over several steps against an independent f64 reference, state round trips,
 //! frozen parameters, every schedule against its formula, gradient clipping, config errors, and
-//! Adam minimising a quadratic. Topics beyond the updates themselves live in `tests/optim/`.
+//! Adam minimising a quadratic. Topics beyond the updates themselves live in `tests/optim/`; the
+//! fused kernels against their CPU twin are kiln-kernels' tests/kernels/optim.rs.
 
 #[path = "../optim/clip_config.rs"]
 mod clip_config;
@@ -14,9 +14,6 @@ mod state;
 use common::*;
 use kiln::Tensor;
 use kiln::optim::{Adam, AdamConfig, Optimizer, Schedule, Sgd, SgdConfig};
-use kiln_kernels::Operand;
-use kiln_kernels::launch::optim::{self as k, AdamStep, SgdStep};
-use kiln_kernels::reference::optim as twin;
 
 /// f32 updates against f64 over a few steps: a few roundings per element and step, and
 /// parameters near zero after cancellation (hence the absolute floor).
@@ -42,11 +39,6 @@ fn named(ps: &[Tensor]) -> Vec<(String, Tensor)> {
         .collect()
 }
 
-/// The kernel operand `offset` elements into a tensor's buffer.
-fn span(t: &Tensor, offset: usize) -> Operand<'_> {
-    Operand::new(t.kernel_view().buf, offset)
-}
-
 fn err_text<T>(r: kiln::Result<T>) -> String {
     match r {
         Ok(_) => panic!("expected an error"),
@@ -60,143 +52,6 @@ fn assert_err_contains<T>(r: kiln::Result<T>, needles: &[&str]) {
     for n in needles {
         assert!(msg.contains(n), "error `{msg}` does not mention `{n}`");
     }
-}
-
-// ---------------------------------------------------------------- kernels vs CPU twin
-
-#[test]
-fn kernels_match_cpu_twin_at_awkward_sizes() {
-    let g = gpu();
-    for &n in &[1usize, 7, 17, 129, 257, 1031, 70_001] {
-        let s = seed(&format!("twin{n}"));
-        let p0 = rand_vec(n, s, -1.0, 1.0);
-        let gr = rand_signed_away_from_zero(n, s + 1, 0.05, 1.0);
-        let st0 = rand_vec(n, s + 2, -0.5, 0.5);
-        let sq0 = rand_vec(n, s + 3, 0.01, 0.5);
-        // Operands at non-zero offsets inside larger buffers, to exercise the offsets.
-        let at = |data: &[f32], pad: usize| {
-            let mut v = rand_vec(pad, s + 9, -1.0, 1.0);
-            v.extend_from_slice(data);
-            (tensor(&v, &[pad + n]), pad)
-        };
-        let sgd_cases = [
-            SgdStep {
-                lr: 0.05,
-                momentum: 0.0,
-                nesterov: false,
-                weight_decay: 0.0,
-            },
-            SgdStep {
-                lr: 0.05,
-                momentum: 0.0,
-                nesterov: false,
-                weight_decay: 0.1,
-            },
-            SgdStep {
-                lr: 0.05,
-                momentum: 0.9,
-                nesterov: false,
-                weight_decay: 0.01,
-            },
-            SgdStep {
-                lr: 0.05,
-                momentum: 0.8,
-                nesterov: true,
-                weight_decay: 0.01,
-            },
-        ];
-        for h in sgd_cases {
-            let (p, po) = at(&p0, 3);
-            let (gt, go) = at(&gr, 5);
-            let (b, bo) = at(&st0, 1);
-            let with_buf = h.momentum != 0.0;
-            k::sgd(
-                &g,
-                &h,
-                n,
-                span(&p, po),
-                span(&gt, go),
-                with_buf.then(|| span(&b, bo)),
-            )
-            .unwrap();
-            let mut wp = f64s(&p0);
-            let mut wb = f64s(&st0);
-            twin::sgd(&h, &mut wp, &f64s(&gr), with_buf.then_some(&mut wb[..]));
-            let what = format!("sgd {h:?} n={n}");
-            Tolerance::F32_ELEMENTWISE.assert_close(&what, &read(&p)[po..], &wp);
-            if with_buf {
-                Tolerance::F32_ELEMENTWISE.assert_close(
-                    &format!("{what} buf"),
-                    &read(&b)[bo..],
-                    &wb,
-                );
-            }
-        }
-        for decoupled in [false, true] {
-            let (bc1, bc2) = AdamStep::bias_corrections(0.9, 0.999, 3);
-            let h = AdamStep {
-                lr: 0.01,
-                beta1: 0.9,
-                beta2: 0.999,
-                eps: 1e-8,
-                weight_decay: 0.05,
-                decoupled,
-                bc1,
-                bc2,
-            };
-            let (p, po) = at(&p0, 2);
-            let (gt, go) = at(&gr, 7);
-            let (m, mo) = at(&st0, 0);
-            let (v, vo) = at(&sq0, 4);
-            k::adam(
-                &g,
-                &h,
-                n,
-                span(&p, po),
-                span(&gt, go),
-                span(&m, mo),
-                span(&v, vo),
-            )
-            .unwrap();
-            let (mut wp, mut wm, mut wv) = (f64s(&p0), f64s(&st0), f64s(&sq0));
-            twin::adam(&h, &mut wp, &f64s(&gr), &mut wm, &mut wv);
-            let what = format!("adam decoupled={decoupled} n={n}");
-            // p goes through sqrt and a division; the moments are plain arithmetic.
-            Tolerance::F32_TRANSCENDENTAL.assert_close(&what, &read(&p)[po..], &wp);
-            let tol = Tolerance::F32_ELEMENTWISE;
-            tol.assert_close(&format!("{what} exp_avg"), &read(&m)[mo..], &wm);
-            tol.assert_close(&format!("{what} exp_avg_sq"), &read(&v)[vo..], &wv);
-        }
-    }
-}
-
-#[test]
-fn kernel_launchers_refuse_bad_operands() {
-    let g = gpu();
-    let p = tensor(&rand_vec(8, 1, -1.0, 1.0), &[8]);
-    let gr = tensor(&rand_vec(8, 2, -1.0, 1.0), &[8]);
-    let h = SgdStep {
-        lr: 0.1,
-        momentum: 0.9,
-        nesterov: false,
-        weight_decay: 0.0,
-    };
-    // Momentum without a buffer.
-    let e = k::sgd(&g, &h, 8, span(&p, 0), span(&gr, 0), None)
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("momentum buffer"), "{e}");
-    // The same buffer as parameter and gradient.
-    let h0 = SgdStep { momentum: 0.0, ..h };
-    let e = k::sgd(&g, &h0, 8, span(&p, 0), span(&p, 0), None)
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("share a buffer"), "{e}");
-    // Overrunning the buffer (capacity is a size class; ask for far more).
-    let e = k::sgd(&g, &h0, 1 << 20, span(&p, 0), span(&gr, 0), None)
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("overrun"), "{e}");
 }
 
 // ---------------------------------------------------------------- SGD over several steps

@@ -37,15 +37,16 @@
 //! See also:
 //! - shaders: `shaders/attention/`
 //! - CPU twin: [`crate::reference::attention`]
-//! - op: `src/ops/attention.rs`
-//! - tests: `tests/attention.rs`; benchmark: `benches/attention.rs`
+//! - op: `src/ops/attention.rs`; tuner: [`crate::tune::attention_config`]
+//! - tests: `tests/attention.rs` (launchers and op against the twin, in one suite);
+//!   benchmark: `benches/attention.rs`
 
+use crate::buffer_pool::GpuBuffer;
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
 use crate::launch::{ParamsLayout, grid_1d, layout_of};
 use crate::operand::Operand;
 use crate::pipeline::KernelKey;
-use crate::pool::GpuBuffer;
 
 mod config;
 pub use config::{AttnConfig, AttnTiles, AttnVariant};

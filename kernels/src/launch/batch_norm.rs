@@ -8,15 +8,15 @@
 //! - shader: `shaders/batch_norm.wgsl`
 //! - CPU twin: [`crate::reference::batch_norm`]
 //! - layer (no op file; the module records its own node): `src/nn/batch_norm2d.rs`
-//! - tests: `tests/pool.rs` (pooling and BatchNorm2d)
+//! - tests: `tests/pool/batch_norm.rs` (in `tests/pool.rs`); no benchmark
 
+use crate::buffer_pool::GpuBuffer;
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
 use crate::launch::reduce::{self, ReduceOp, ReduceStrategy, Rows};
 use crate::launch::{ParamsLayout, grid_1d, layout_of};
 use crate::operand::Operand;
 use crate::pipeline::KernelKey;
-use crate::pool::GpuBuffer;
 
 const WG: u32 = 256;
 

@@ -14,11 +14,11 @@
 //! - shaders: `shaders/bench/`
 //! - user: `kiln bench` (`src/cli/bench.rs`) and [`crate::profile`]; no CPU twin (tests check the closed forms)
 
+use crate::buffer_pool::GpuBuffer;
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
 use crate::launch::{ParamsLayout, grid_1d, layout_of};
 use crate::pipeline::KernelKey;
-use crate::pool::GpuBuffer;
 
 const WG: u32 = 256;
 

@@ -5,14 +5,15 @@
 //! - shader: `shaders/bias_gelu.wgsl`
 //! - CPU twin: [`crate::reference::bias_gelu`]
 //! - op: `src/ops/gelu.rs` (`bias_gelu`)
-//! - tests: `tests/transformer_layers.rs`
+//! - tests: `tests/transformer_layers.rs`; benchmark: `benches/transformer.rs` (group
+//!   `bias_gelu`)
 
+use crate::buffer_pool::GpuBuffer;
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
 use crate::launch::{ParamsLayout, grid_1d, layout_of};
 use crate::operand::Operand;
 use crate::pipeline::KernelKey;
-use crate::pool::GpuBuffer;
 
 const WG: u32 = 256;
 
@@ -37,6 +38,22 @@ pub fn params_layouts() -> Vec<ParamsLayout> {
 
 fn key(entry: &'static str, tanh: bool) -> KernelKey {
     KernelKey::new("bias_gelu.wgsl", entry).with("TANH", tanh as u32)
+}
+
+/// Check the sizes `(len, N, x offset, g offset)` and record one entry over `len` elements
+/// (nothing when `len` is 0).
+fn record(
+    gpu: &Gpu,
+    k: KernelKey,
+    at: (usize, usize, usize, usize),
+    bufs: &[&GpuBuffer],
+) -> Result<()> {
+    let (len, n, xo, go) = at;
+    let p = params(&k.label(), len, n, xo, go)?;
+    if len > 0 {
+        gpu.dispatch(&k, &p, bufs, grid_1d(len, WG));
+    }
+    Ok(())
 }
 
 fn params(kernel: &str, len: usize, n: usize, xo: usize, go: usize) -> Result<BiasGeluParams> {
@@ -68,12 +85,12 @@ pub fn forward(
     b: &GpuBuffer,
     y: &GpuBuffer,
 ) -> Result<()> {
-    let k = key("forward", tanh);
-    let p = params(&k.label(), len, n, x.offset, 0)?;
-    if len > 0 {
-        gpu.dispatch(&k, &p, &[x.buf, b, y], grid_1d(len, WG));
-    }
-    Ok(())
+    record(
+        gpu,
+        key("forward", tanh),
+        (len, n, x.offset, 0),
+        &[x.buf, b, y],
+    )
 }
 
 /// `dz = g * gelu'(x + b)` (the gradient of x; the bias gradient is its sum over rows).
@@ -91,10 +108,6 @@ pub fn backward(
     g: Operand<'_>,
     dz: &GpuBuffer,
 ) -> Result<()> {
-    let k = key("backward", tanh);
-    let p = params(&k.label(), len, n, x.offset, g.offset)?;
-    if len > 0 {
-        gpu.dispatch(&k, &p, &[x.buf, b, g.buf, dz], grid_1d(len, WG));
-    }
-    Ok(())
+    let at = (len, n, x.offset, g.offset);
+    record(gpu, key("backward", tanh), at, &[x.buf, b, g.buf, dz])
 }

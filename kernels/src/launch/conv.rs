@@ -33,14 +33,15 @@
 //! - shaders: `shaders/conv/` (helpers in `shaders/common/conv.wgsl`)
 //! - CPU twin: [`crate::reference::conv`]
 //! - op: `src/ops/conv.rs`; tuner: `kernels/src/tune/conv.rs`
-//! - tests: `tests/conv.rs`; benchmark: `benches/conv.rs`
+//! - tests: `kernels/tests/kernels/conv.rs` and `tune.rs` (rungs and tuner candidates vs twin),
+//!   `tests/conv.rs` (op gradients, layers); benchmark: `kernels/benches/conv.rs`
 
+use crate::buffer_pool::GpuBuffer;
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
 use crate::launch::reduce::{self as rk, ReduceOp, ReduceStrategy, Rows};
 use crate::launch::{ParamsLayout, grid_1d, layout_of};
 use crate::pipeline::KernelKey;
-use crate::pool::GpuBuffer;
 
 mod config;
 mod shape;

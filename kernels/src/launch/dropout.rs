@@ -12,13 +12,13 @@
 //! - shader: `shaders/dropout.wgsl`
 //! - CPU twin: [`crate::reference::dropout`]
 //! - layer: `src/nn/dropout.rs`
-//! - tests: `tests/nn/random.rs` (in `tests/nn.rs`)
+//! - tests: `tests/nn/random.rs` (in `tests/nn.rs`); no benchmark
 
+use crate::buffer_pool::GpuBuffer;
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
 use crate::launch::{ParamsLayout, grid_1d, layout_of};
 use crate::pipeline::KernelKey;
-use crate::pool::GpuBuffer;
 
 const WG: u32 = 256;
 

@@ -6,16 +6,18 @@
 //! contiguous across them, so a plain contiguous op runs with rank 1 and no index arithmetic.
 //!
 //! See also:
-//! - shaders: `shaders/unary.wgsl`, `binary.wgsl`, `where.wgsl`, `fill.wgsl`, `cast.wgsl`, `cast_f16.wgsl` (strided indexing in `shaders/common/strided.wgsl`)
+//! - shaders: `shaders/unary.wgsl`, `binary.wgsl`, `where.wgsl`, `fill.wgsl`, `cast.wgsl`,
+//!   `cast_f16.wgsl` (strided indexing in `shaders/common/strided.wgsl`)
 //! - CPU twin: [`crate::reference::elementwise`]
 //! - ops: `src/ops/unary.rs`, `src/ops/binary.rs`, `src/ops/compare.rs`
-//! - tests: `tests/elementwise.rs`; benchmark: `benches/elementwise.rs`
+//! - tests: `tests/elementwise.rs`, `kernels/tests/kernels/runtime.rs`; benchmark:
+//!   `kernels/benches/elementwise.rs`
 
+use crate::buffer_pool::GpuBuffer;
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
 use crate::launch::grid_1d;
 use crate::pipeline::KernelKey;
-use crate::pool::GpuBuffer;
 
 /// Most dims an elementwise kernel handles after collapsing.
 pub const MAX_RANK: usize = 8;
@@ -258,6 +260,28 @@ pub enum BinaryOp {
     Axpy = 13,
 }
 
+/// Size the params of one element-wise dispatch (`ins` then `out`, bound in that order), set
+/// `CONTIG` from the operands in `contig_of` where given, and record it; nothing when empty.
+fn record(
+    gpu: &Gpu,
+    key: KernelKey,
+    shape: &[usize],
+    ins: &[&Strided<'_>],
+    out: &Strided<'_>,
+    (alpha, beta): (f32, f32),
+    contig_of: Option<[bool; 3]>,
+) -> Result<()> {
+    if let Some(p) = params(&key.label(), shape, ins, out, alpha, beta)? {
+        let key = match contig_of {
+            Some(used) => key.with("CONTIG", contig(&p, used)),
+            None => key,
+        };
+        let bufs: Vec<&GpuBuffer> = ins.iter().map(|s| s.buf).chain([out.buf]).collect();
+        gpu.dispatch(&key, &p, &bufs, grid_1d(p.numel as usize, WG));
+    }
+    Ok(())
+}
+
 /// `out = f(x)` over `shape` (unary.wgsl:forward).
 pub fn unary(
     gpu: &Gpu,
@@ -269,11 +293,8 @@ pub fn unary(
     beta: f32,
 ) -> Result<()> {
     let key = KernelKey::new("unary.wgsl", "forward").with("OP", op as u32);
-    if let Some(p) = params(&key.label(), shape, &[&x], &out, alpha, beta)? {
-        let key = key.with("CONTIG", contig(&p, [true, false, false]));
-        gpu.dispatch(&key, &p, &[x.buf, out.buf], grid_1d(p.numel as usize, WG));
-    }
-    Ok(())
+    let used = Some([true, false, false]);
+    record(gpu, key, shape, &[&x], &out, (alpha, beta), used)
 }
 
 /// `gx = g * f'(x)` over `shape` (unary.wgsl:backward).
@@ -289,16 +310,8 @@ pub fn unary_backward(
     beta: f32,
 ) -> Result<()> {
     let key = KernelKey::new("unary.wgsl", "backward").with("OP", op as u32);
-    if let Some(p) = params(&key.label(), shape, &[&x, &g], &gx, alpha, beta)? {
-        let key = key.with("CONTIG", contig(&p, [true, true, false]));
-        gpu.dispatch(
-            &key,
-            &p,
-            &[x.buf, g.buf, gx.buf],
-            grid_1d(p.numel as usize, WG),
-        );
-    }
-    Ok(())
+    let used = Some([true, true, false]);
+    record(gpu, key, shape, &[&x, &g], &gx, (alpha, beta), used)
 }
 
 /// `out = a (op) b` over `shape` (binary.wgsl:forward).
@@ -312,16 +325,8 @@ pub fn binary(
     alpha: f32,
 ) -> Result<()> {
     let key = KernelKey::new("binary.wgsl", "forward").with("OP", op as u32);
-    if let Some(p) = params(&key.label(), shape, &[&a, &b], &out, alpha, 0.0)? {
-        let key = key.with("CONTIG", contig(&p, [true, true, false]));
-        gpu.dispatch(
-            &key,
-            &p,
-            &[a.buf, b.buf, out.buf],
-            grid_1d(p.numel as usize, WG),
-        );
-    }
-    Ok(())
+    let used = Some([true, true, false]);
+    record(gpu, key, shape, &[&a, &b], &out, (alpha, 0.0), used)
 }
 
 /// `acc = acc (op) b` in place over `shape` (binary.wgsl:inplace). `acc` must not overlap itself.
@@ -353,33 +358,19 @@ pub fn where_select(
     out: Strided<'_>,
 ) -> Result<()> {
     let key = KernelKey::new("where.wgsl", "main");
-    if let Some(p) = params(&key.label(), shape, &[&cond, &a, &b], &out, 0.0, 0.0)? {
-        gpu.dispatch(
-            &key,
-            &p,
-            &[cond.buf, a.buf, b.buf, out.buf],
-            grid_1d(p.numel as usize, WG),
-        );
-    }
-    Ok(())
+    record(gpu, key, shape, &[&cond, &a, &b], &out, (0.0, 0.0), None)
 }
 
 /// `out = value` over a view (fill.wgsl:fill).
 pub fn fill(gpu: &Gpu, shape: &[usize], out: Strided<'_>, value: f32) -> Result<()> {
     let key = KernelKey::new("fill.wgsl", "fill");
-    if let Some(p) = params(&key.label(), shape, &[], &out, value, 0.0)? {
-        gpu.dispatch(&key, &p, &[out.buf], grid_1d(p.numel as usize, WG));
-    }
-    Ok(())
+    record(gpu, key, shape, &[], &out, (value, 0.0), None)
 }
 
 /// `out[i] = start + step * i` over a view (fill.wgsl:arange).
 pub fn arange(gpu: &Gpu, shape: &[usize], out: Strided<'_>, start: f32, step: f32) -> Result<()> {
     let key = KernelKey::new("fill.wgsl", "arange");
-    if let Some(p) = params(&key.label(), shape, &[], &out, start, step)? {
-        gpu.dispatch(&key, &p, &[out.buf], grid_1d(p.numel as usize, WG));
-    }
-    Ok(())
+    record(gpu, key, shape, &[], &out, (start, step), None)
 }
 
 /// Conversions of `cast.wgsl` (entry points).
@@ -410,10 +401,7 @@ pub fn cast(
         Cast::U32ToF32 => "u32_to_f32",
     };
     let key = KernelKey::new("cast.wgsl", entry);
-    if let Some(p) = params(&key.label(), shape, &[&x], &out, 0.0, 0.0)? {
-        gpu.dispatch(&key, &p, &[x.buf, out.buf], grid_1d(p.numel as usize, WG));
-    }
-    Ok(())
+    record(gpu, key, shape, &[&x], &out, (0.0, 0.0), None)
 }
 
 /// f32 <-> f16 conversion (cast_f16.wgsl); needs `SHADER_F16`. Offsets and strides of the f16
@@ -436,10 +424,7 @@ pub fn cast_f16(
         "cast_f16.wgsl",
         if to_f16 { "f32_to_f16" } else { "f16_to_f32" },
     );
-    if let Some(p) = params(&key.label(), shape, &[&x], &out, 0.0, 0.0)? {
-        gpu.dispatch(&key, &p, &[x.buf, out.buf], grid_1d(p.numel as usize, WG));
-    }
-    Ok(())
+    record(gpu, key, shape, &[&x], &out, (0.0, 0.0), None)
 }
 
 #[cfg(test)]

@@ -9,14 +9,15 @@
 //! - shader: `shaders/index.wgsl`
 //! - CPU twin: [`crate::reference::index`]
 //! - op: `src/ops/index.rs`
-//! - tests: `tests/index.rs`
+//! - tests: `kernels/tests/kernels/index.rs` (kernels vs twin), `tests/index.rs` (op gradients);
+//!   no benchmark
 
+use crate::buffer_pool::GpuBuffer;
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
 use crate::launch::{ParamsLayout, grid_1d, layout_of};
 use crate::operand::Operand;
 use crate::pipeline::KernelKey;
-use crate::pool::GpuBuffer;
 
 const WG: u32 = 256;
 

@@ -1,9 +1,37 @@
 //! One launcher per WGSL entry point.
 //!
 //! Each kernel family has a file here with its `#[repr(C)]` params struct (declared with
-//! [`kernel_params!`](crate::kernel_params), which also records the field offsets) and its launch functions. The test
-//! `tests/params_layout.rs` compares every struct listed in [`all_params`] with the WGSL struct of
-//! the same name, as laid out by naga.
+//! [`kernel_params!`](crate::kernel_params), which also records the field offsets) and its launch
+//! functions. A test of the shaders (`tests/shaders.rs`) compares every struct listed in
+//! [`all_params`] with the WGSL struct of the same name, as laid out by naga.
+//!
+//! A family F has one name everywhere: `launch/F.rs` (or `launch/F/`), `shaders/F.wgsl` (or
+//! `shaders/F/`), [`crate::reference`]`::F`, the module `F` of kiln-kernels' test binary
+//! (`kernels/tests/kernels/F.rs`) and, where one exists, `src/ops/F.rs`, the root crate's
+//! `tests/F.rs` and a bench `F.rs`. Each launcher's doc ends with "See also" lines naming them.
+//! Where a family departs from the rule it says so there:
+//!
+//! | family | launcher | CPU twin | op (`src/`) | bench |
+//! |---|---|---|---|---|
+//! | matmul | `matmul/` | `matmul` | `ops/matmul.rs`, `ops/linear.rs` | `kernels/benches/matmul.rs` |
+//! | conv | `conv.rs`, `conv/` | `conv` | `ops/conv.rs` | `kernels/benches/conv.rs` |
+//! | attention | `attention.rs`, `attention/` | `attention` | `ops/attention.rs` | `benches/attention.rs` |
+//! | nf4 | `nf4/` | `nf4` | `ops/nf4.rs` | `kernels/benches/nf4.rs` |
+//! | elementwise | `elementwise.rs` | `elementwise` | `ops/unary.rs`, `binary.rs`, `compare.rs` | `kernels/benches/elementwise.rs` |
+//! | reduce | `reduce.rs` | `reduce` | `ops/reduce.rs` | `kernels/benches/elementwise.rs` |
+//! | softmax | `softmax.rs` | `softmax` | `ops/softmax.rs` | `kernels/benches/elementwise.rs` |
+//! | cross_entropy | `cross_entropy.rs` | `cross_entropy` | `ops/loss.rs` | none |
+//! | norm (LayerNorm, RMSNorm) | `norm.rs` | `norm` | `ops/norm.rs` | `benches/norm.rs` |
+//! | batch_norm | `batch_norm.rs` | `batch_norm` | none (`nn/batch_norm2d.rs`) | none |
+//! | pool (max / avg pooling) | `pool.rs` | `pool` | `ops/pool.rs` | none |
+//! | index | `index.rs` | `index` | `ops/index.rs` | none |
+//! | rnn | `rnn.rs` | `rnn` | `ops/rnn.rs` | `benches/rnn.rs` |
+//! | bias_gelu | `bias_gelu.rs` | `bias_gelu` | `ops/gelu.rs` | `benches/transformer.rs` |
+//! | dropout | `dropout.rs` | `dropout` | none (`nn/dropout.rs`) | none |
+//! | optim | `optim.rs` | `optim` | none (`optim/`) | `benches/train_step.rs` |
+//! | bench (peak probes) | `bench.rs` | none | none (`cli/bench.rs`) | `kiln bench` |
+//!
+//! The buffer pool is [`crate::buffer_pool`], a different thing from the pooling family.
 
 pub mod attention;
 pub mod batch_norm;
@@ -11,6 +39,7 @@ pub mod bench;
 pub mod bias_gelu;
 pub mod cluster;
 pub mod conv;
+pub mod cross_entropy;
 pub mod dropout;
 pub mod elementwise;
 pub mod index;
@@ -62,6 +91,7 @@ pub fn all_params() -> Vec<ParamsLayout> {
     v.extend(reduce::params_layouts());
     v.extend(rnn::params_layouts());
     v.extend(softmax::params_layouts());
+    v.extend(cross_entropy::params_layouts());
     v.extend(index::params_layouts());
     v.extend(matmul::params_layouts());
     v.extend(nf4::params_layouts());

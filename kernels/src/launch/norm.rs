@@ -13,12 +13,12 @@
 //! - op: `src/ops/norm.rs`
 //! - tests: `tests/norm.rs`; benchmark: `benches/norm.rs`
 
+use crate::buffer_pool::GpuBuffer;
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
 use crate::launch::{ParamsLayout, grid_1d, layout_of};
 use crate::operand::Operand;
 use crate::pipeline::KernelKey;
-use crate::pool::GpuBuffer;
 
 const WG: u32 = 64;
 
@@ -92,6 +92,22 @@ fn params(
     })
 }
 
+/// Check `(rows, D, x offset, g offset, eps)` and record `norm.wgsl:entry`, one invocation per row
+/// (nothing when there are no rows).
+fn record(
+    gpu: &Gpu,
+    entry: &'static str,
+    (rows, d, xo, go, eps): (usize, usize, usize, usize, f32),
+    bufs: &[&GpuBuffer],
+) -> Result<()> {
+    let key = KernelKey::new("norm.wgsl", entry);
+    let p = params(&key.label(), rows, d, xo, go, eps)?;
+    if rows > 0 {
+        gpu.dispatch(&key, &p, bufs, grid_1d(rows, WG));
+    }
+    Ok(())
+}
+
 /// Forward of LayerNorm / RMSNorm.
 ///
 /// - `x`: (R, D), contiguous at `x.offset`
@@ -111,22 +127,11 @@ pub fn forward(
     y: &GpuBuffer,
     stats: &GpuBuffer,
 ) -> Result<()> {
-    let entry = match kind {
-        NormKind::LayerNorm => "ln_forward",
-        NormKind::RmsNorm => "rms_forward",
+    let (entry, bufs): (_, &[&GpuBuffer]) = match kind {
+        NormKind::LayerNorm => ("ln_forward", &[x.buf, w, b, y, stats]),
+        NormKind::RmsNorm => ("rms_forward", &[x.buf, w, y, stats]),
     };
-    let key = KernelKey::new("norm.wgsl", entry);
-    let p = params(&key.label(), rows, d, x.offset, 0, eps)?;
-    if rows == 0 {
-        return Ok(());
-    }
-    match kind {
-        NormKind::LayerNorm => {
-            gpu.dispatch(&key, &p, &[x.buf, w, b, y, stats], grid_1d(rows, WG));
-        }
-        NormKind::RmsNorm => gpu.dispatch(&key, &p, &[x.buf, w, y, stats], grid_1d(rows, WG)),
-    }
-    Ok(())
+    record(gpu, entry, (rows, d, x.offset, 0, eps), bufs)
 }
 
 /// Backward of LayerNorm / RMSNorm: the input gradient `dx` and `gxh = g * xhat` (whose sum over
@@ -152,16 +157,6 @@ pub fn backward(
         NormKind::LayerNorm => "ln_backward",
         NormKind::RmsNorm => "rms_backward",
     };
-    let key = KernelKey::new("norm.wgsl", entry);
-    let p = params(&key.label(), rows, d, x.offset, g.offset, 0.0)?;
-    if rows == 0 {
-        return Ok(());
-    }
-    gpu.dispatch(
-        &key,
-        &p,
-        &[x.buf, w, g.buf, stats, dx, gxh],
-        grid_1d(rows, WG),
-    );
-    Ok(())
+    let at = (rows, d, x.offset, g.offset, 0.0);
+    record(gpu, entry, at, &[x.buf, w, g.buf, stats, dx, gxh])
 }

@@ -8,7 +8,8 @@
 //! - shader: `shaders/optim.wgsl`
 //! - CPU twin: [`crate::reference::optim`]
 //! - optimizers: `src/optim/`
-//! - tests: `tests/optim.rs`, `tests/optim_vec4.rs`
+//! - tests: `kernels/tests/kernels/optim.rs` (kernels vs twin), `tests/optim.rs` (optimizers);
+//!   benchmark: `benches/train_step.rs`
 
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;

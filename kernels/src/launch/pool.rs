@@ -7,15 +7,15 @@
 //! See also:
 //! - shader: `shaders/pool.wgsl`
 //! - CPU twin: [`crate::reference::pool`]
-//! - op: `src/ops/pool.rs`
-//! - tests: `tests/pool.rs`
+//! - op: `src/ops/pool.rs` (not to be confused with the buffer pool, [`crate::buffer_pool`])
+//! - tests: `tests/pool.rs`; no benchmark
 
+use crate::buffer_pool::GpuBuffer;
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
 use crate::launch::{ParamsLayout, grid_1d, layout_of};
 use crate::operand::Operand;
 use crate::pipeline::KernelKey;
-use crate::pool::GpuBuffer;
 
 const WG: u32 = 256;
 
@@ -232,6 +232,62 @@ fn tiled_grid(shape: PoolShape) -> [u32; 3] {
     ]
 }
 
+/// How one launch of a `pool.wgsl` entry covers its work: one invocation per element (the
+/// outputs, or the inputs of a gather-style backward), or one per position of each window tile.
+#[derive(Clone, Copy)]
+enum Grid {
+    /// One invocation per element, `n` of them.
+    Elements(usize),
+    /// The tiled entries' grid ([`tiled_grid`]).
+    Tiles,
+}
+
+/// Check `win` against `shape` (windowed pools), size the params and record one entry of
+/// `pool.wgsl`; nothing is recorded when there is no work. `src` is x (forward) or g (backward),
+/// read from its offset; `rest` are the other bindings in order.
+fn record(
+    gpu: &Gpu,
+    key: &KernelKey,
+    (shape, win): (PoolShape, Option<Window>),
+    loops: usize,
+    grid: Grid,
+    src: Operand<'_>,
+    rest: &[&GpuBuffer],
+) -> Result<()> {
+    let label = key.label();
+    if let Some(win) = win {
+        check_window(&label, shape, win)?;
+    }
+    let (n, groups) = match grid {
+        Grid::Elements(n) => (n, grid_1d(n, WG)),
+        Grid::Tiles => (shape.output_len(), tiled_grid(shape)),
+    };
+    if n == 0 {
+        return Ok(());
+    }
+    let p = params(&label, shape, win, src.offset, loops)?;
+    let bufs: Vec<&GpuBuffer> = std::iter::once(src.buf)
+        .chain(rest.iter().copied())
+        .collect();
+    gpu.dispatch(key, &p, &bufs, groups);
+    Ok(())
+}
+
+/// The key of a tiled entry, specialised on the window, after checking that it applies
+/// (`applies`; otherwise an error saying the window does not `fit` the input).
+fn tiled_key(entry: &'static str, win: Window, applies: bool, fit: &str) -> Result<KernelKey> {
+    let key = KernelKey::new("pool.wgsl", entry)
+        .with("KH", win.kernel.0 as u32)
+        .with("KW", win.kernel.1 as u32);
+    if !applies {
+        return Err(KernelError::launch(
+            &key,
+            format!("window {win:?} does not {fit}"),
+        ));
+    }
+    Ok(key)
+}
+
 /// `y = max over each window of x`, `argmax = ih * W + iw` of the first maximum. Padding counts
 /// as -inf. Runs [`max_pool2d_tiled`] where [`tiles_forward`] allows (same results), else
 /// pool.wgsl:max_forward.
@@ -264,14 +320,16 @@ pub fn max_pool2d_generic(
     argmax: &GpuBuffer,
 ) -> Result<()> {
     let key = KernelKey::new("pool.wgsl", "max_forward");
-    check_window(&key.label(), shape, win)?;
-    let n = shape.output_len();
-    if n == 0 {
-        return Ok(());
-    }
-    let p = params(&key.label(), shape, Some(win), x.offset, window_loops(win))?;
-    gpu.dispatch(&key, &p, &[x.buf, y, argmax], grid_1d(n, WG));
-    Ok(())
+    let grid = Grid::Elements(shape.output_len());
+    record(
+        gpu,
+        &key,
+        (shape, Some(win)),
+        window_loops(win),
+        grid,
+        x,
+        &[y, argmax],
+    )
 }
 
 /// [`max_pool2d`] by the tiled entry (pool.wgsl:max_forward_tiled), for windows that tile the
@@ -285,26 +343,22 @@ pub fn max_pool2d_tiled(
     y: &GpuBuffer,
     argmax: &GpuBuffer,
 ) -> Result<()> {
-    let key = tiled_key("max_forward_tiled", win);
-    check_window(&key.label(), shape, win)?;
-    if !tiles_forward(shape, win) {
-        return Err(KernelError::launch(
-            &key,
-            format!("window {win:?} does not tile input {shape:?}"),
-        ));
-    }
-    if shape.output_len() == 0 {
-        return Ok(());
-    }
-    let p = params(&key.label(), shape, Some(win), x.offset, window_loops(win))?;
-    gpu.dispatch(&key, &p, &[x.buf, y, argmax], tiled_grid(shape));
-    Ok(())
-}
-
-fn tiled_key(entry: &'static str, win: Window) -> KernelKey {
-    KernelKey::new("pool.wgsl", entry)
-        .with("KH", win.kernel.0 as u32)
-        .with("KW", win.kernel.1 as u32)
+    let fits = tiles_forward(shape, win);
+    let key = tiled_key(
+        "max_forward_tiled",
+        win,
+        fits,
+        &format!("tile input {shape:?}"),
+    )?;
+    record(
+        gpu,
+        &key,
+        (shape, Some(win)),
+        window_loops(win),
+        Grid::Tiles,
+        x,
+        &[y, argmax],
+    )
 }
 
 /// `gx[ih, iw] = sum of g over the windows whose argmax is (ih, iw)`. Runs
@@ -339,20 +393,8 @@ pub fn max_pool2d_backward_generic(
     gx: &GpuBuffer,
 ) -> Result<()> {
     let key = KernelKey::new("pool.wgsl", "max_backward");
-    check_window(&key.label(), shape, win)?;
-    let n = shape.input_len();
-    if n == 0 {
-        return Ok(());
-    }
-    let p = params(
-        &key.label(),
-        shape,
-        Some(win),
-        g.offset,
-        window_back_loops(win),
-    )?;
-    gpu.dispatch(&key, &p, &[g.buf, argmax, gx], grid_1d(n, WG));
-    Ok(())
+    let (loops, grid) = (window_back_loops(win), Grid::Elements(shape.input_len()));
+    record(gpu, &key, (shape, Some(win)), loops, grid, g, &[argmax, gx])
 }
 
 /// [`max_pool2d_backward`] by the tiled entry (pool.wgsl:max_backward_tiled), for windows that
@@ -366,20 +408,18 @@ pub fn max_pool2d_backward_tiled(
     argmax: &GpuBuffer,
     gx: &GpuBuffer,
 ) -> Result<()> {
-    let key = tiled_key("max_backward_tiled", win);
-    check_window(&key.label(), shape, win)?;
-    if !tiles_backward(shape, win) {
-        return Err(KernelError::launch(
-            &key,
-            format!("window {win:?} does not cover input {shape:?} exactly"),
-        ));
-    }
-    if shape.output_len() == 0 {
-        return Ok(());
-    }
-    let p = params(&key.label(), shape, Some(win), g.offset, window_loops(win))?;
-    gpu.dispatch(&key, &p, &[g.buf, argmax, gx], tiled_grid(shape));
-    Ok(())
+    let fits = tiles_backward(shape, win);
+    let fit = format!("cover input {shape:?} exactly");
+    let key = tiled_key("max_backward_tiled", win, fits, &fit)?;
+    record(
+        gpu,
+        &key,
+        (shape, Some(win)),
+        window_loops(win),
+        Grid::Tiles,
+        g,
+        &[argmax, gx],
+    )
 }
 
 /// `y = sum over each window of x / (KH * KW)`: padding counts as 0 and is included in the count
@@ -395,14 +435,16 @@ pub fn avg_pool2d(
     y: &GpuBuffer,
 ) -> Result<()> {
     let key = KernelKey::new("pool.wgsl", "avg_forward");
-    check_window(&key.label(), shape, win)?;
-    let n = shape.output_len();
-    if n == 0 {
-        return Ok(());
-    }
-    let p = params(&key.label(), shape, Some(win), x.offset, window_loops(win))?;
-    gpu.dispatch(&key, &p, &[x.buf, y], grid_1d(n, WG));
-    Ok(())
+    let grid = Grid::Elements(shape.output_len());
+    record(
+        gpu,
+        &key,
+        (shape, Some(win)),
+        window_loops(win),
+        grid,
+        x,
+        &[y],
+    )
 }
 
 /// `gx[ih, iw] = sum of g over the windows containing (ih, iw) / (KH * KW)`
@@ -418,20 +460,8 @@ pub fn avg_pool2d_backward(
     gx: &GpuBuffer,
 ) -> Result<()> {
     let key = KernelKey::new("pool.wgsl", "avg_backward");
-    check_window(&key.label(), shape, win)?;
-    let n = shape.input_len();
-    if n == 0 {
-        return Ok(());
-    }
-    let p = params(
-        &key.label(),
-        shape,
-        Some(win),
-        g.offset,
-        window_back_loops(win),
-    )?;
-    gpu.dispatch(&key, &p, &[g.buf, gx], grid_1d(n, WG));
-    Ok(())
+    let (loops, grid) = (window_back_loops(win), Grid::Elements(shape.input_len()));
+    record(gpu, &key, (shape, Some(win)), loops, grid, g, &[gx])
 }
 
 /// Loop iterations per invocation of the adaptive forward or backward for `shape`, the larger.
@@ -454,13 +484,17 @@ pub fn adaptive_avg_pool2d(
     y: &GpuBuffer,
 ) -> Result<()> {
     let key = KernelKey::new("pool.wgsl", "adaptive_forward");
-    let n = shape.output_len();
-    if n == 0 || shape.h == 0 || shape.w == 0 {
-        return Ok(());
-    }
-    let p = params(&key.label(), shape, None, x.offset, adaptive_loops(shape))?;
-    gpu.dispatch(&key, &p, &[x.buf, y], grid_1d(n, WG));
-    Ok(())
+    // An empty input plane has no windows to average: nothing to write.
+    let grid = Grid::Elements(shape.output_len() * usize::from(shape.h * shape.w > 0));
+    record(
+        gpu,
+        &key,
+        (shape, None),
+        adaptive_loops(shape),
+        grid,
+        x,
+        &[y],
+    )
 }
 
 /// `gx[ih, iw] = sum over adaptive windows containing (ih, iw) of g / window area`
@@ -475,11 +509,14 @@ pub fn adaptive_avg_pool2d_backward(
     gx: &GpuBuffer,
 ) -> Result<()> {
     let key = KernelKey::new("pool.wgsl", "adaptive_backward");
-    let n = shape.input_len();
-    if n == 0 || shape.oh == 0 || shape.ow == 0 {
-        return Ok(());
-    }
-    let p = params(&key.label(), shape, None, g.offset, adaptive_loops(shape))?;
-    gpu.dispatch(&key, &p, &[g.buf, gx], grid_1d(n, WG));
-    Ok(())
+    let grid = Grid::Elements(shape.input_len() * usize::from(shape.oh * shape.ow > 0));
+    record(
+        gpu,
+        &key,
+        (shape, None),
+        adaptive_loops(shape),
+        grid,
+        g,
+        &[gx],
+    )
 }

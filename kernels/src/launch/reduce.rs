@@ -4,13 +4,14 @@
 //! - shader: `shaders/reduce.wgsl`
 //! - CPU twin: [`crate::reference::reduce`]
 //! - op: `src/ops/reduce.rs`
-//! - tests: `tests/reduce.rs`
+//! - tests: `kernels/tests/kernels/reduce.rs` (kernels vs twin), `tests/reduce.rs` (ops);
+//!   benchmark: `kernels/benches/elementwise.rs` (group `reduce`)
 
+use crate::buffer_pool::GpuBuffer;
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
 use crate::launch::{ParamsLayout, grid_1d, layout_of};
 use crate::pipeline::KernelKey;
-use crate::pool::GpuBuffer;
 
 crate::kernel_params! {
     /// Params of every entry point in `reduce.wgsl`.
@@ -76,6 +77,20 @@ pub struct Rows<'a> {
     pub row_stride: usize,
     /// Elements between neighbours in a row.
     pub col_stride: usize,
+}
+
+impl<'a> Rows<'a> {
+    /// A contiguous row-major (rows, len) matrix from element 0 of `buf`.
+    pub fn contiguous(buf: &'a GpuBuffer, rows: usize, len: usize) -> Self {
+        Rows {
+            buf,
+            offset: 0,
+            rows,
+            len,
+            row_stride: len,
+            col_stride: 1,
+        }
+    }
 }
 
 fn pick(strategy: ReduceStrategy, rows: usize, len: usize) -> bool {
@@ -149,6 +164,30 @@ fn grid(serial: bool, rows: usize) -> [u32; 3] {
     }
 }
 
+/// Record one `reduce.wgsl` entry over the rows of `x` with `OP` = `code`: `entries` are the
+/// one-invocation-per-row and the workgroup-per-row entry, picked by `strategy`; the output is
+/// written from element `out.1` of `out.0`. Nothing is recorded for no rows.
+fn record(
+    gpu: &Gpu,
+    strategy: ReduceStrategy,
+    x: Rows<'_>,
+    (serial_entry, wg_entry): (&'static str, &'static str),
+    code: u32,
+    (out, out_offset): (&GpuBuffer, usize),
+    scale: f32,
+) -> Result<()> {
+    if x.rows == 0 {
+        return Ok(());
+    }
+    let serial = pick(strategy, x.rows, x.len);
+    check_serial(serial, &x)?;
+    let entry = if serial { serial_entry } else { wg_entry };
+    let key = KernelKey::new("reduce.wgsl", entry).with("OP", code);
+    let p = params(&x, out_offset, scale)?;
+    gpu.dispatch(&key, &p, &[x.buf, out], grid(serial, x.rows));
+    Ok(())
+}
+
 /// `out[out_offset + r] = scale * sum_j x[r, j]` (or max / min), as f32.
 pub fn reduce_rows(
     gpu: &Gpu,
@@ -159,24 +198,13 @@ pub fn reduce_rows(
     out_offset: usize,
     scale: f32,
 ) -> Result<()> {
-    if x.rows == 0 {
-        return Ok(());
-    }
-    let serial = pick(strategy, x.rows, x.len);
-    check_serial(serial, &x)?;
     let code = match op {
         ReduceOp::Sum => 0u32,
         ReduceOp::Max => 1,
         ReduceOp::Min => 2,
     };
-    let key = KernelKey::new(
-        "reduce.wgsl",
-        if serial { "rows_serial" } else { "rows_wg" },
-    )
-    .with("OP", code);
-    let p = params(&x, out_offset, scale)?;
-    gpu.dispatch(&key, &p, &[x.buf, out], grid(serial, x.rows));
-    Ok(())
+    let entries = ("rows_serial", "rows_wg");
+    record(gpu, strategy, x, entries, code, (out, out_offset), scale)
 }
 
 /// `idx[out_offset + r] = argmax_j x[r, j]` (or argmin with `max = false`), as u32; ties give
@@ -189,14 +217,14 @@ pub fn arg_rows(
     idx: &GpuBuffer,
     out_offset: usize,
 ) -> Result<()> {
-    if x.rows == 0 {
-        return Ok(());
-    }
-    let serial = pick(strategy, x.rows, x.len);
-    check_serial(serial, &x)?;
-    let key = KernelKey::new("reduce.wgsl", if serial { "arg_serial" } else { "arg_wg" })
-        .with("OP", if max { 1u32 } else { 2 });
-    let p = params(&x, out_offset, 1.0)?;
-    gpu.dispatch(&key, &p, &[x.buf, idx], grid(serial, x.rows));
-    Ok(())
+    let code = if max { 1u32 } else { 2 };
+    record(
+        gpu,
+        strategy,
+        x,
+        ("arg_serial", "arg_wg"),
+        code,
+        (idx, out_offset),
+        1.0,
+    )
 }

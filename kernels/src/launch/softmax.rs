@@ -1,22 +1,24 @@
-//! Launchers for the softmax family: `softmax.wgsl` (softmax, log-softmax, log-sum-exp of rows)
-//! and `cross_entropy.wgsl` (fused cross-entropy from logits and class indices, both ways).
+//! Launchers for `softmax.wgsl`: softmax, log-softmax and log-sum-exp of rows,
+//! `softmax(x)[r, j] = exp(x[r, j] - m_r) / sum_k exp(x[r, k] - m_r)` with `m_r` the row maximum.
 //!
-//! Both read a strided (rows, C) matrix described by [`Rows`] (shared with `reduce.rs`) and
-//! summarise each row with an online (max, sum of exp) pair, in one of two strategies: one
-//! invocation per row, or one workgroup per row ([`ReduceStrategy`]).
+//! The kernels read a strided (rows, C) matrix described by [`Rows`] (shared with `reduce.rs` and
+//! [`crate::launch::cross_entropy`]) and summarise each row with an online (max, sum of exp)
+//! pair, in one of two strategies: one invocation per row, or one workgroup per row
+//! ([`ReduceStrategy`]).
 //!
 //! See also:
-//! - shaders: `shaders/softmax.wgsl`, `shaders/cross_entropy.wgsl`
+//! - shader: `shaders/softmax.wgsl` (online max / sum in `shaders/common/online_softmax.wgsl`)
 //! - CPU twin: [`crate::reference::softmax`]
-//! - ops: `src/ops/softmax.rs`, `src/ops/loss.rs`
-//! - tests: `tests/softmax.rs`, `tests/cross_entropy.rs`
+//! - op: `src/ops/softmax.rs`
+//! - tests: `kernels/tests/kernels/softmax.rs` (kernels vs twin), `tests/softmax.rs` (ops);
+//!   benchmark: `kernels/benches/elementwise.rs` (group `softmax`)
 
+use crate::buffer_pool::GpuBuffer;
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
 use crate::launch::reduce::{ReduceStrategy, Rows};
 use crate::launch::{ParamsLayout, grid_1d, layout_of};
 use crate::pipeline::KernelKey;
-use crate::pool::GpuBuffer;
 
 /// Invocations per workgroup of every entry point in this family (WGSL `override WG`).
 ///
@@ -57,42 +59,9 @@ crate::kernel_params! {
     }
 }
 
-crate::kernel_params! {
-    /// Params of every entry point in `cross_entropy.wgsl`.
-    pub struct CrossEntropyParams in "cross_entropy.wgsl" as "CrossEntropyParams" {
-        /// N, rows of logits.
-        pub rows: u32,
-        /// C, classes.
-        pub classes: u32,
-        /// Element offset of x[0, 0].
-        pub offset: u32,
-        /// Elements between rows of x.
-        pub row_stride: u32,
-        /// Elements between classes in a row of x.
-        pub col_stride: u32,
-        /// Element offset of `t[0]`.
-        pub t_offset: u32,
-        /// Elements between targets.
-        pub t_stride: u32,
-        /// Element offset of `g[0]` (backward).
-        pub g_offset: u32,
-        /// Elements between rows of g; 0 broadcasts one scalar (backward).
-        pub g_stride: u32,
-        /// Multiplies g: 1/N for a mean, else 1 (backward).
-        pub scale: f32,
-        /// Padding to 16 bytes.
-        pub _pad0: u32,
-        /// Padding to 16 bytes.
-        pub _pad1: u32,
-    }
-}
-
 /// Params layouts of this family, for the layout test.
 pub fn params_layouts() -> Vec<ParamsLayout> {
-    vec![
-        layout_of::<SoftmaxParams>(),
-        layout_of::<CrossEntropyParams>(),
-    ]
+    vec![layout_of::<SoftmaxParams>()]
 }
 
 /// What `softmax.wgsl` writes for each row (the `MODE` constant).
@@ -126,7 +95,7 @@ pub const MAX_PER_INVOCATION: usize = 128_000;
 /// Choose the strategy for a row length: true for one invocation per row (see
 /// [`SERIAL_MAX_LEN`]). Rows longer than [`MAX_PER_INVOCATION`] times the invocations sharing a
 /// row are refused.
-fn pick(kernel: &str, strategy: ReduceStrategy, len: usize) -> Result<bool> {
+pub(crate) fn pick(kernel: &str, strategy: ReduceStrategy, len: usize) -> Result<bool> {
     let serial = match strategy {
         ReduceStrategy::Serial => true,
         ReduceStrategy::Workgroup => false,
@@ -159,7 +128,7 @@ fn pick(kernel: &str, strategy: ReduceStrategy, len: usize) -> Result<bool> {
     Ok(serial)
 }
 
-fn grid(serial: bool, rows: usize) -> [u32; 3] {
+pub(crate) fn grid(serial: bool, rows: usize) -> [u32; 3] {
     if serial {
         grid_1d(rows, WG)
     } else {
@@ -169,7 +138,7 @@ fn grid(serial: bool, rows: usize) -> [u32; 3] {
 }
 
 /// Error unless every index of a (rows, len) matrix at `x` stays within u32.
-fn check_range(kernel: &str, x: &Rows<'_>) -> Result<()> {
+pub(crate) fn check_range(kernel: &str, x: &Rows<'_>) -> Result<()> {
     let last = x.offset as u128
         + (x.rows.max(1) as u128 - 1) * x.row_stride as u128
         + (x.len.max(1) as u128 - 1) * x.col_stride as u128;
@@ -222,90 +191,6 @@ pub fn softmax_rows(
     };
     gpu.dispatch(&key, &p, &[x.buf, out], grid(serial, x.rows));
     Ok(())
-}
-
-/// Cross-entropy forward: for logits `x` (N, C) and class indices `targets` (N, u32), writes
-/// `loss` (N) = `logsumexp(x[r]) - x[r, t[r]]` and `lse` (N) = `logsumexp(x[r])`, both contiguous
-/// from element 0. A target >= C gives a NaN loss (it is never used as an index).
-pub fn cross_entropy_forward(
-    gpu: &Gpu,
-    strategy: ReduceStrategy,
-    x: Rows<'_>,
-    targets: Vector<'_>,
-    loss: &GpuBuffer,
-    lse: &GpuBuffer,
-) -> Result<()> {
-    if x.rows == 0 {
-        return Ok(());
-    }
-    check_range("cross_entropy.wgsl", &x)?;
-    let serial = pick("cross_entropy.wgsl", strategy, x.len)?;
-    let key = KernelKey::new(
-        "cross_entropy.wgsl",
-        if serial {
-            "forward_serial"
-        } else {
-            "forward_wg"
-        },
-    )
-    .with("WG", WG);
-    let p = ce_params(&x, &targets, None, 1.0);
-    gpu.dispatch(
-        &key,
-        &p,
-        &[x.buf, targets.buf, loss, lse],
-        grid(serial, x.rows),
-    );
-    Ok(())
-}
-
-/// Cross-entropy backward: `dx` (N, C) contiguous = `(softmax(x[r]) - onehot(t[r])) * g[r] * scale`,
-/// from the logits `x` (N, C), `targets` (N), the forward's `lse` (N) and the upstream gradient
-/// `g` (N), which may be one broadcast scalar (stride 0). A target >= C gives a NaN row.
-pub fn cross_entropy_backward(
-    gpu: &Gpu,
-    x: Rows<'_>,
-    targets: Vector<'_>,
-    lse: &GpuBuffer,
-    g: Vector<'_>,
-    scale: f32,
-    dx: &GpuBuffer,
-) -> Result<()> {
-    if x.rows == 0 {
-        return Ok(());
-    }
-    check_range("cross_entropy.wgsl", &x)?;
-    let key = KernelKey::new("cross_entropy.wgsl", "backward").with("WG", WG);
-    let p = ce_params(&x, &targets, Some(&g), scale);
-    gpu.dispatch(
-        &key,
-        &p,
-        &[x.buf, targets.buf, lse, g.buf, dx],
-        grid_1d(x.rows * x.len, WG),
-    );
-    Ok(())
-}
-
-fn ce_params(
-    x: &Rows<'_>,
-    t: &Vector<'_>,
-    g: Option<&Vector<'_>>,
-    scale: f32,
-) -> CrossEntropyParams {
-    CrossEntropyParams {
-        rows: x.rows as u32,
-        classes: x.len as u32,
-        offset: x.offset as u32,
-        row_stride: x.row_stride as u32,
-        col_stride: x.col_stride as u32,
-        t_offset: t.offset as u32,
-        t_stride: t.stride as u32,
-        g_offset: g.map_or(0, |g| g.offset as u32),
-        g_stride: g.map_or(0, |g| g.stride as u32),
-        scale,
-        _pad0: 0,
-        _pad1: 0,
-    }
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ pub mod batch_norm;
 pub mod bias_gelu;
 pub mod cluster;
 pub mod conv;
+pub mod cross_entropy;
 pub mod dropout;
 pub mod elementwise;
 pub mod index;

@@ -1,4 +1,5 @@
-//! CPU twins of `softmax.wgsl` and `cross_entropy.wgsl`, on contiguous row-major data.
+//! CPU twin of `softmax.wgsl`, on contiguous row-major data (cross-entropy, built on it:
+//! [`crate::reference::cross_entropy`]).
 //!
 //! Textbook two-pass forms (max first, then the sum), not the kernels' online pass, so a test
 //! also checks that the online rescaling is right.
@@ -30,52 +31,4 @@ pub fn softmax_rows<T: Float>(mode: SoftmaxMode, x: &[T], rows: usize, len: usiz
         }
     }
     out
-}
-
-/// Cross-entropy forward of logits (rows, classes) and targets (rows): returns `(loss, lse)`,
-/// both (rows), with `loss[r] = lse[r] - x[r, t[r]]`; NaN where `t[r] >= classes`.
-pub fn cross_entropy<T: Float>(
-    x: &[T],
-    targets: &[u32],
-    rows: usize,
-    classes: usize,
-) -> (Vec<T>, Vec<T>) {
-    let lse = softmax_rows(SoftmaxMode::LogSumExp, x, rows, classes);
-    let loss = (0..rows)
-        .map(|r| {
-            let t = targets[r] as usize;
-            if t < classes {
-                lse[r] - x[r * classes + t]
-            } else {
-                T::nan()
-            }
-        })
-        .collect();
-    (loss, lse)
-}
-
-/// Cross-entropy backward: `dx[r, j] = (exp(x[r, j] - lse[r]) - [j == t[r]]) * g[r] * scale`,
-/// (rows, classes); row `r` is NaN where `t[r] >= classes`.
-pub fn cross_entropy_backward<T: Float>(
-    x: &[T],
-    targets: &[u32],
-    lse: &[T],
-    g: &[T],
-    scale: T,
-    rows: usize,
-    classes: usize,
-) -> Vec<T> {
-    let mut dx = Vec::with_capacity(rows * classes);
-    for r in 0..rows {
-        let t = targets[r] as usize;
-        for j in 0..classes {
-            dx.push(if t < classes {
-                let onehot = if j == t { T::one() } else { T::zero() };
-                ((x[r * classes + j] - lse[r]).exp() - onehot) * g[r] * scale
-            } else {
-                T::nan()
-            });
-        }
-    }
-    dx
 }

@@ -68,6 +68,17 @@ impl Tolerance {
         why: "f32 sums of many terms in a different order",
     };
 
+    /// f32 dot products of K terms in [-1, 1) against an f64 oracle (matmul, its rungs and the
+    /// ops built on it): the rounding error grows with K (at worst ~K ulp of the sum of |terms|),
+    /// and a sum that cancels to ~0 has no relative accuracy, hence an absolute floor of 2e-6 * K.
+    pub fn f32_dot(k: usize) -> Tolerance {
+        Tolerance::new(
+            1e-4,
+            2e-6 * k as f64,
+            "f32 K-term dot products (different summation order, fma) vs f64; abs floor 2e-6 * K",
+        )
+    }
+
     /// A custom tolerance.
     pub const fn new(rel: f64, abs: f64, why: &'static str) -> Self {
         Tolerance { rel, abs, why }

@@ -33,10 +33,10 @@ use std::collections::HashMap;
 use super::cache::loaded;
 use super::measure::{TuneReport, Tuner, noise, time_best};
 use super::{SeenShape, conv_bucket, entry_key, lookups_enabled, record};
+use crate::buffer_pool::GpuBuffer;
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
 use crate::launch::conv::{self as ck, Conv2dShape, ConvConfig, ConvVariant};
-use crate::pool::GpuBuffer;
 use crate::reference::Tolerance;
 use crate::reference::conv as cpu;
 

@@ -6,13 +6,14 @@ use std::time::{Duration, Instant};
 
 use super::cache::{Choice, TuneCache, default_path, driver_of, publish};
 use super::{CACHE_ENV, MatmulBucket, dtype_tag, entry_key, layouts, matmul_default};
+use crate::buffer_pool::GpuBuffer;
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
 use crate::launch::attention::{self as ak, AttnConfig, AttnShape, AttnVariant};
 use crate::launch::matmul::{self as mk, MatRef, MatmulConfig, MatmulDims, MatmulVariant};
 use crate::operand::Operand;
-use crate::pool::GpuBuffer;
 use crate::profile::{Profiler, TimeSource};
+use crate::reference::Tolerance;
 
 /// What tuning one shape found.
 #[derive(Debug, Clone)]
@@ -463,8 +464,8 @@ pub fn verify_attention(
             &gpu.read(b, 0, 4 * n as u64).map_err(e)?,
         ))
     };
-    // f32 sums over D and Tk of values in [-1, 1) against f64 (see tests/attention.rs).
-    let (rel, abs) = (1e-3, 1e-4);
+    // f32 sums over D and Tk of values in [-1, 1) against f64 (as tests/attention.rs).
+    let tol = Tolerance::new(1e-3, 1e-4, "f32 fused attention vs f64, long sums");
     for (name, buf, want) in [
         ("O", &o, &wo),
         ("L", &lse, &wl),
@@ -472,16 +473,9 @@ pub fn verify_attention(
         ("dK", &dk, &wk),
         ("dV", &dv, &wv),
     ] {
-        for (i, (&g, &w)) in read(buf, want.len())?.iter().zip(want.iter()).enumerate() {
-            let g = g as f64;
-            let err = (g - w).abs();
-            if err.is_nan() || err > (rel * (g + w).abs()).max(abs) {
-                return Err(format!(
-                    "{} {name} at {t:?}: element {i} is {g}, the CPU twin says {w}",
-                    cfg.name()
-                ));
-            }
-        }
+        let got = read(buf, want.len())?;
+        tol.compare(&got, want)
+            .map_err(|m| format!("{} {name} at {t:?}: {m}", cfg.name()))?;
     }
     Ok(())
 }
@@ -515,17 +509,8 @@ pub fn verify_matmul(
             .map_err(e)?,
     );
     let want = crate::reference::matmul::matmul(&a64, la, &b64, lb, d);
-    // f32 sums of K products of values in [-1, 1): see tests/matmul.rs.
-    let (rel, abs) = (1e-4, 2e-6 * d.k as f64);
-    for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
-        let g = g as f64;
-        let err = (g - w).abs();
-        if err.is_nan() || err > (rel * (g + w).abs()).max(abs) {
-            return Err(format!(
-                "{} at {d:?}: element {i} is {g}, the CPU twin says {w}",
-                cfg.label()
-            ));
-        }
-    }
-    Ok(())
+    // f32 sums of K products of values in [-1, 1).
+    Tolerance::f32_dot(d.k)
+        .compare(&got, &want)
+        .map_err(|m| format!("{} at {d:?}: {m}", cfg.label()))
 }

@@ -21,12 +21,12 @@
 use super::cache::loaded;
 use super::measure::{TuneReport, Tuner, noise, time_best};
 use super::{entry_key, lookups_enabled};
+use crate::buffer_pool::GpuBuffer;
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
 use crate::launch::nf4::{
     Nf4Buffers, Nf4Compute, Nf4Config, Nf4Pass, matmul_nf4, matmul_nf4_grad_input,
 };
-use crate::pool::GpuBuffer;
 use crate::reference::nf4 as cpu;
 
 /// The bucket of an NF4 matmul with `dims` = (M, out, in) and x / dy at element `offset`.

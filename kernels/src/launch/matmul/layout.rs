@@ -2,7 +2,7 @@
 //! strided batch of matrices), [`MatRef`] (a layout in a buffer) and [`vec4_modes`] (which
 //! operands the vec4 rung can read 16 bytes at a time).
 
-use crate::pool::GpuBuffer;
+use crate::buffer_pool::GpuBuffer;
 
 /// Problem size: `batch` products of (M, K) @ (K, N).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

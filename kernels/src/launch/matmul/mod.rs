@@ -25,8 +25,9 @@
 //! See also:
 //! - shaders: `shaders/matmul/` (helpers in `shaders/common/matmul.wgsl`)
 //! - CPU twin: [`crate::reference::matmul`]
-//! - ops: `src/ops/matmul.rs`, `src/ops/linear.rs`
-//! - tests: `tests/matmul.rs`, `tests/matmul_rungs.rs`; benchmark: `benches/matmul.rs`
+//! - ops: `src/ops/matmul.rs`, `src/ops/linear.rs`; tuner: [`crate::tune::matmul_choice`]
+//! - tests: `kernels/tests/kernels/matmul/` (every rung vs twin), `tests/matmul.rs` (op);
+//!   benchmark: `kernels/benches/matmul.rs`
 
 mod layout;
 mod rungs;
@@ -36,11 +37,11 @@ mod tests;
 pub use layout::{MatLayout, MatRef, MatmulDims, vec4_modes};
 pub use rungs::{MatmulConfig, MatmulVariant};
 
+use crate::buffer_pool::GpuBuffer;
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
 use crate::launch::{ParamsLayout, layout_of};
 use crate::pipeline::KernelKey;
-use crate::pool::GpuBuffer;
 
 crate::kernel_params! {
     /// Params of every matmul rung (WGSL `MatmulParams` in `common/matmul.wgsl`).
@@ -160,7 +161,7 @@ pub fn matmul(
     dims: MatmulDims,
 ) -> Result<()> {
     let cfg = MatmulConfig::default_for(variant);
-    matmul_config_with_grid_limit(gpu, cfg, a, b, out, out_offset, dims, MAX_GROUPS)
+    matmul_with(gpu, cfg, a, b, None, out, out_offset, dims, MAX_GROUPS)
 }
 
 /// [`matmul`] with an explicit tile configuration (what the autotuner picks).
@@ -173,42 +174,7 @@ pub fn matmul_config(
     out_offset: usize,
     dims: MatmulDims,
 ) -> Result<()> {
-    matmul_config_with_grid_limit(gpu, cfg, a, b, out, out_offset, dims, MAX_GROUPS)
-}
-
-/// [`matmul`] with a smaller limit on workgroups per grid dimension, so tests can exercise the
-/// grid split at small sizes. `max_groups` must be in `1..=65_535`.
-#[doc(hidden)]
-#[allow(clippy::too_many_arguments)]
-pub fn matmul_with_grid_limit(
-    gpu: &Gpu,
-    variant: MatmulVariant,
-    a: MatRef<'_>,
-    b: MatRef<'_>,
-    out: &GpuBuffer,
-    out_offset: usize,
-    dims: MatmulDims,
-    max_groups: usize,
-) -> Result<()> {
-    let cfg = MatmulConfig::default_for(variant);
-    matmul_config_with_grid_limit(gpu, cfg, a, b, out, out_offset, dims, max_groups)
-}
-
-/// [`matmul_config`] with a limit on workgroups per grid dimension (see
-/// [`matmul_with_grid_limit`]).
-#[doc(hidden)]
-#[allow(clippy::too_many_arguments)]
-pub fn matmul_config_with_grid_limit(
-    gpu: &Gpu,
-    cfg: MatmulConfig,
-    a: MatRef<'_>,
-    b: MatRef<'_>,
-    out: &GpuBuffer,
-    out_offset: usize,
-    dims: MatmulDims,
-    max_groups: usize,
-) -> Result<()> {
-    launch(gpu, cfg, a, b, None, out, out_offset, dims, max_groups)
+    matmul_with(gpu, cfg, a, b, None, out, out_offset, dims, MAX_GROUPS)
 }
 
 /// [`matmul_config`] with a bias row added to every row of the product:
@@ -229,7 +195,7 @@ pub fn matmul_bias(
     out_offset: usize,
     dims: MatmulDims,
 ) -> Result<()> {
-    launch(
+    matmul_with(
         gpu,
         cfg,
         a,
@@ -242,28 +208,13 @@ pub fn matmul_bias(
     )
 }
 
-/// [`matmul_bias`] with a limit on workgroups per grid dimension (see
-/// [`matmul_with_grid_limit`]), so tests reach the column chunks that start past column 0.
+/// Every matmul launch ([`matmul`], [`matmul_config`], [`matmul_bias`]): checks, then one
+/// dispatch per chunk of the grid and of K. `max_groups` (clamped to `1..=65_535`) limits the
+/// workgroups per grid dimension, so tests can exercise the grid split (and the bias chunks that
+/// start past column 0) at small sizes.
 #[doc(hidden)]
 #[allow(clippy::too_many_arguments)]
-pub fn matmul_bias_with_grid_limit(
-    gpu: &Gpu,
-    cfg: MatmulConfig,
-    a: MatRef<'_>,
-    b: MatRef<'_>,
-    bias: &GpuBuffer,
-    out: &GpuBuffer,
-    out_offset: usize,
-    dims: MatmulDims,
-    max_groups: usize,
-) -> Result<()> {
-    let bias = Some(bias);
-    launch(gpu, cfg, a, b, bias, out, out_offset, dims, max_groups)
-}
-
-/// Every matmul launch: checks, then one dispatch per chunk of the grid and of K.
-#[allow(clippy::too_many_arguments)]
-fn launch(
+pub fn matmul_with(
     gpu: &Gpu,
     mut cfg: MatmulConfig,
     a: MatRef<'_>,

@@ -33,13 +33,14 @@
 //! - shaders: `shaders/nf4/` (helpers in `shaders/common/nf4.wgsl`)
 //! - CPU twin: [`crate::reference::nf4`]
 //! - op: `src/ops/nf4.rs`; tuner: `kernels/src/tune/nf4.rs`
-//! - tests: `tests/nf4.rs`, `tests/nf4_rungs.rs`; benchmark: `benches/nf4.rs`
+//! - tests: `kernels/tests/kernels/nf4.rs` (every rung vs twin), `tests/nf4.rs` (op);
+//!   benchmark: `kernels/benches/nf4.rs`
 
+use crate::buffer_pool::GpuBuffer;
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
 use crate::launch::{ParamsLayout, grid_1d, layout_of};
 use crate::pipeline::KernelKey;
-use crate::pool::GpuBuffer;
 use crate::reference::nf4::{BLOCK, GROUP, PER_WORD};
 
 mod config;

@@ -1,7 +1,7 @@
 //! The upper rungs of the matmul ladder (subgroup, f16, cooperative matrix) and every tile
 //! configuration the autotuner may pick, against the CPU twin in f64: awkward sizes, transposed
-//! and padded operands, broadcast batches, K past lavapipe's 65,535-iteration loop limit, and
-//! `Tensor::matmul` on f16 tensors. A rung the adapter cannot run is skipped with the reason
+//! and padded operands, broadcast batches, K past lavapipe's 65,535-iteration loop limit. (`Tensor::matmul`
+//! on f16 tensors: the root crate's tests/matmul.rs.) A rung the adapter cannot run is skipped with the reason
 //! printed.
 //!
 //! f16 tolerance table (operands uniform in [-1, 1), M x N = 33 x 17, against f64; measured on
@@ -15,24 +15,12 @@
 //! The second row is the cost of f16 storage: each term carries two roundings of relative
 //! 2^-11, with random signs, so the error grows like sqrt(K).
 
-mod common;
-
-use common::{Tolerance, gpu, rand_vec, seed};
-use kiln::{DType, Tensor};
+use crate::common::{Tolerance, gpu, rand_vec, read, seed};
 use kiln_kernels::launch::matmul::{
     self as mk, MatLayout, MatRef, MatmulConfig, MatmulDims, MatmulVariant,
 };
 use kiln_kernels::reference::matmul as cpu;
 use kiln_kernels::{Gpu, GpuBuffer};
-
-/// f32 accumulation of K terms in [-1, 1) against f64 (as tests/matmul.rs).
-fn dot_tolerance(k: usize) -> Tolerance {
-    Tolerance::new(
-        1e-4,
-        2e-6 * k as f64,
-        "f32 K-term dot products (different summation order, fma) vs f64; abs floor 2e-6 * K",
-    )
-}
 
 const SENTINEL: f32 = 12345.0;
 
@@ -53,10 +41,6 @@ fn upload(g: &Gpu, v: &[f32], f16: bool) -> (GpuBuffer, Vec<f64>) {
         g.upload(&buf, 0, bytemuck::cast_slice(v));
         (buf, v.iter().map(|&x| x as f64).collect())
     }
-}
-
-fn read(g: &Gpu, buf: &GpuBuffer, len: usize) -> Vec<f32> {
-    bytemuck::pod_collect_to_vec(&g.read(buf, 0, 4 * len as u64).unwrap())
 }
 
 /// Storage of `len` elements with a random (batch, rows, cols) stack where `l` points and NaN
@@ -123,7 +107,7 @@ fn check(cfg: MatmulConfig, dims: MatmulDims, la: MatLayout, lb: MatLayout, tag:
     let got = read(&g, &gc, total);
     let want = cpu::matmul(&a64, la, &b64, lb, dims);
     let what = format!("{} {tag} {dims:?} A {la:?} B {lb:?}", cfg.label());
-    dot_tolerance(k).assert_close(&what, &got[off..off + len], &want);
+    Tolerance::f32_dot(k).assert_close(&what, &got[off..off + len], &want);
     let outside: Vec<f32> = got[..off]
         .iter()
         .chain(&got[off + len..])
@@ -274,20 +258,6 @@ fn loop_rungs_handle_k_past_the_loop_limit() {
 }
 
 #[test]
-fn feature_rungs_are_refused_without_their_feature_or_dtype() {
-    let g = gpu();
-    // An f32 tensor cannot run an f16 rung, and an f16 tensor cannot run an f32 rung.
-    let a = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0], &[2, 2]).unwrap();
-    let err = a.matmul_variant(&a, MatmulVariant::F16).unwrap_err();
-    assert!(err.to_string().contains("f16"), "{err}");
-    if g.has_f16() {
-        let h = a.to_dtype(DType::F16).unwrap();
-        let err = h.matmul_variant(&h, MatmulVariant::Vec4).unwrap_err();
-        assert!(err.to_string().contains("f32"), "{err}");
-    }
-}
-
-#[test]
 fn f16_rung_error_table() {
     // The error of the f16 rung against f64 on the *unrounded* f32 operands: the rounding of each
     // operand to f16 (relative 2^-11) dominates. Printed so the module table can be re-measured.
@@ -334,65 +304,4 @@ fn f16_rung_error_table() {
         );
         tol.assert_close(&format!("f16 rung vs f32 operands, K = {k}"), &got, &want);
     }
-}
-
-#[test]
-fn tensor_matmul_of_f16_tensors_runs_the_f16_rung() {
-    let g = gpu();
-    if !runs(&g, MatmulVariant::F16) {
-        return;
-    }
-    let (m, k, n) = (17, 129, 7);
-    let a = rand_vec(m * k, seed("t16 a"), -1.0, 1.0);
-    let b = rand_vec(k * n, seed("t16 b"), -1.0, 1.0);
-    let ta = Tensor::from_slice(&a, &[m, k]).unwrap();
-    let tb = Tensor::from_slice(&b, &[k, n]).unwrap();
-    let (ha, hb) = (
-        ta.to_dtype(DType::F16).unwrap().requires_grad(),
-        tb.to_dtype(DType::F16).unwrap(),
-    );
-    let c = ha.matmul(&hb).unwrap();
-    assert_eq!(c.dtype(), DType::F16);
-    assert_eq!(c.shape(), &[m, n]);
-    let got: Vec<f32> = c.to_dtype(DType::F32).unwrap().to_vec::<f32>().unwrap();
-    // The oracle on the f16-rounded inputs; the output is rounded to f16 once more.
-    let r =
-        |v: &[f32]| -> Vec<f64> { v.iter().map(|&x| half::f16::from_f32(x).to_f64()).collect() };
-    let want = cpu::matmul(
-        &r(&a),
-        plain(m, n, k).0,
-        &r(&b),
-        plain(m, n, k).1,
-        dims(1, m, n, k),
-    );
-    Tolerance::new(1e-3, 1e-3, "f32 sums rounded to f16 (2^-11 relative)").assert_close(
-        "f16 Tensor::matmul",
-        &got,
-        &want,
-    );
-    // Transposed f16 view, batch broadcast: same as the f32 product of the rounded values.
-    let bt = hb.t().unwrap();
-    let c2 = bt.matmul(&ha.detach().t().unwrap()).unwrap();
-    assert_eq!(c2.shape(), &[n, m]);
-    // The gradient flows back in f16.
-    let ones = Tensor::from_slice(&vec![1.0f32; m * n], &[m, n])
-        .unwrap()
-        .to_dtype(DType::F16)
-        .unwrap();
-    c.backward_with(&ones).unwrap();
-    let grad = ha.grad().expect("f16 input gets a gradient");
-    assert_eq!(grad.dtype(), DType::F16);
-    assert_eq!(grad.shape(), &[m, k]);
-    // dA = ones @ B^T: row sums of B (rounded to f16), the same for every row of A.
-    let got: Vec<f32> = grad.to_dtype(DType::F32).unwrap().to_vec::<f32>().unwrap();
-    let rb = r(&b);
-    let want: Vec<f64> = (0..m * k)
-        .map(|e| (0..n).map(|j| rb[(e % k) * n + j]).sum())
-        .collect();
-    Tolerance::new(
-        2e-3,
-        2e-3,
-        "f16 gradient: f32 sums of f16 values, rounded to f16",
-    )
-    .assert_close("f16 matmul dA", &got, &want);
 }

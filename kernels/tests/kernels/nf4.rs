@@ -1,17 +1,15 @@
 //! The NF4 kernel ladder (simple and block rungs, every tuner candidate) against the CPU twin
 //! (dequantise, then matmul in f64) at awkward sizes, its loop-limit chunking, its errors, and
-//! the tuner's NF4 entries. The op-level tests (autograd, views, memory) are in tests/nf4.rs.
+//! the tuner's NF4 entries. The op-level tests (autograd, views, memory) are in the root crate's
+//! tests/nf4.rs.
 
-mod common;
-
-use common::{gpu, rand_vec, seed};
-use kiln::Gpu;
-use kiln_kernels::GpuBuffer;
+use crate::common::{gpu, rand_vec, read, seed, upload, upload_u32};
 use kiln_kernels::launch::nf4::{
     Nf4Buffers, Nf4Compute, Nf4Config, Nf4Pass, matmul_nf4, matmul_nf4_grad_input,
 };
 use kiln_kernels::reference::nf4::{self as cpu, Nf4Quantized};
 use kiln_kernels::tune::{self, Tuner};
+use kiln_kernels::{Gpu, GpuBuffer};
 
 /// W quantised on the CPU and uploaded.
 struct Weight {
@@ -40,22 +38,6 @@ impl Weight {
             in_features: self.q.in_features,
         }
     }
-}
-
-fn upload(g: &Gpu, v: &[f32]) -> GpuBuffer {
-    let b = g.alloc(4 * v.len().max(1) as u64, "test").unwrap();
-    g.upload(&b, 0, bytemuck::cast_slice(v));
-    b
-}
-
-fn upload_u32(g: &Gpu, v: &[u32]) -> GpuBuffer {
-    let b = g.alloc(4 * v.len().max(1) as u64, "test").unwrap();
-    g.upload(&b, 0, bytemuck::cast_slice(v));
-    b
-}
-
-fn read(g: &Gpu, b: &GpuBuffer, n: usize) -> Vec<f32> {
-    bytemuck::pod_collect_to_vec(&g.read(b, 0, 4 * n as u64).unwrap())
 }
 
 /// Per-output bound: `rel * sum |x w| + 1e-6`, rel 4e-5 for f32 compute (f32 sums of up to 320

@@ -1,4 +1,5 @@
-//! Helpers shared by the bench files: the device and filled input buffers.
+//! Helpers shared by the bench files of both crates (the root benches include this file by path):
+//! the device and filled input buffers.
 
 use kiln_kernels::{Gpu, GpuBuffer};
 

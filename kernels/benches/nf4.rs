@@ -3,7 +3,7 @@
 //! weight, in the same run, in GFLOP/s (criterion's "elem/s" with `Throughput::Elements(2 M out
 //! in)`).
 //!
-//! Run with `cargo bench --bench nf4` (add `-- nf4/forward` for one pass). Every timed iteration
+//! Run with `cargo bench -p kiln-kernels --bench nf4` (add `-- nf4/forward` for one pass). Every timed iteration
 //! records the kernels and waits for the device (`gpu.sync()`); weights and inputs are uploaded
 //! once, outside the timing. The baselines use the tuned (or default) matmul configuration for
 //! their layout: `dequant+matmul` is `dequantize_nf4` into a temporary f32 W, then `x @ W^T`

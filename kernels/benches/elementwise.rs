@@ -2,7 +2,7 @@
 //! minimal traffic: every input read once, every output written once), each beside a baseline
 //! measured in the same run.
 //!
-//! Run with `cargo bench --bench elementwise` (add `-- softmax` to run one group). Every timed
+//! Run with `cargo bench -p kiln-kernels --bench elementwise` (add `-- softmax` to run one group). Every timed
 //! iteration records the kernel and waits for the device (`gpu.sync()`); buffers are allocated
 //! and filled once, outside the timing.
 //!
@@ -107,14 +107,7 @@ const STRATEGIES: [(&str, ReduceStrategy); 2] = [
 ];
 
 fn rows(buf: &kiln_kernels::GpuBuffer, rows: usize, len: usize) -> Rows<'_> {
-    Rows {
-        buf,
-        offset: 0,
-        rows,
-        len,
-        row_stride: len,
-        col_stride: 1,
-    }
+    Rows::contiguous(buf, rows, len)
 }
 
 fn sum(c: &mut Criterion) {

@@ -1,7 +1,7 @@
 //! Matmul benchmarks: every rung of the ladder beside the naive baseline, in the same run, in
 //! GFLOP/s (criterion's "elem/s" with `Throughput::Elements(2 B M N K)`).
 //!
-//! Run with `cargo bench --bench matmul` (add `-- matmul/vec4` for one rung). Every timed
+//! Run with `cargo bench -p kiln-kernels --bench matmul` (add `-- matmul/vec4` for one rung). Every timed
 //! iteration records the product and waits for the device (`gpu.sync()`), so the time is launch +
 //! GPU execution; buffers are allocated and filled once, outside the timing.
 //!

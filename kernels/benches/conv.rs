@@ -3,7 +3,7 @@
 //! (criterion's "elem/s" with `Throughput::Elements(2 N C_out OH OW C_in/groups KH KW)`; each
 //! backward pass does the same number of multiply-adds as the forward).
 //!
-//! Run with `cargo bench --bench conv` (add `-- forward` to run one pass). Every timed iteration
+//! Run with `cargo bench -p kiln-kernels --bench conv` (add `-- forward` to run one pass). Every timed iteration
 //! records the kernels and waits for the device (`gpu.sync()`); buffers are allocated and filled
 //! once, outside the timing. The weight gradient includes its split-K sum.
 //!

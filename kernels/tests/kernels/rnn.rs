@@ -1,16 +1,29 @@
 //! Recurrent layers, kernel level: the fused gate kernels of `rnn.wgsl` against their CPU twins
 //! at awkward sizes (and past 65,535 workgroups), and the CPU twin's backward through time against
-//! finite differences. Layers are in tests/rnn_layers.rs, models in tests/rnn_models.rs.
+//! finite differences. Layers and models are tested in the root crate (tests/rnn_layers.rs,
+//! tests/rnn_models.rs).
 
-mod common;
-#[path = "common/rnn.rs"]
-mod rnn_util;
-
-use common::*;
-use kiln::ops::RnnCell;
-use kiln_kernels::launch::rnn::{self as rk, BackwardBufs, ForwardBufs, SeqDims};
+use crate::common::*;
+use kiln_kernels::Gpu;
+use kiln_kernels::launch::rnn::{self as rk, BackwardBufs, Cell as RnnCell, ForwardBufs, SeqDims};
 use kiln_kernels::reference::rnn::{self as cpu, LayerWeights};
-use rnn_util::*;
+
+const CELLS: [RnnCell; 3] = [RnnCell::RnnTanh, RnnCell::Lstm, RnnCell::Gru];
+
+/// Gate math in f32 against f64: a handful of transcendental ops per element.
+const GATES: Tolerance = Tolerance::new(1e-5, 2e-6, "f32 gate nonlinearities vs f64");
+
+/// Random weights of one layer (input size `input`, hidden `h`), in f64.
+fn rand_weights(cell: RnnCell, input: usize, h: usize, k: u64) -> LayerWeights<f64> {
+    let gw = cell.gates() * h;
+    let draw = |n: usize, tag: &str, r: f32| f64s(&rand_vec(n, seed(tag) + k, -r, r));
+    LayerWeights {
+        w_ih: draw(gw * input, "w_ih", 0.8),
+        w_hh: draw(gw * h, "w_hh", 0.8),
+        b_ih: draw(gw, "b_ih", 0.5),
+        b_hh: draw(gw, "b_hh", 0.5),
+    }
+}
 
 #[test]
 fn gate_kernels_match_cpu_twin_at_awkward_sizes() {
@@ -28,14 +41,7 @@ fn gate_kernels_match_cpu_twin_at_awkward_sizes() {
     }
 }
 
-fn check_one_step(
-    g: &std::sync::Arc<kiln::Gpu>,
-    cell: RnnCell,
-    b: usize,
-    h: usize,
-    t_n: usize,
-    k: u64,
-) {
+fn check_one_step(g: &Gpu, cell: RnnCell, b: usize, h: usize, t_n: usize, k: u64) {
     let d = SeqDims {
         batch: b,
         steps: t_n,
@@ -51,12 +57,12 @@ fn check_one_step(
     let gates0 = vec![f32::NAN; b * t_n * 4 * h];
 
     let (gi_t, gh_t, bhh_t) = (
-        at_offset(&gi, &[b, t_n, gw]),
-        at_offset(&gh, &[b, gw]),
-        at_offset(&bhh, &[gw]),
+        Shifted::new(g, &gi),
+        Shifted::new(g, &gh),
+        Shifted::new(g, &bhh),
     );
-    let state_t = at_offset(&state0, &[b, t_n + 1, sp * h]);
-    let gates_t = at_offset(&gates0, &[b, t_n, 4 * h]);
+    let state_t = Shifted::new(g, &state0);
+    let gates_t = Shifted::new(g, &gates0);
     rk::gates_forward(
         g,
         cell,
@@ -83,10 +89,10 @@ fn check_one_step(
         &mut want_state,
         &mut want_gates,
     );
-    GATES.assert_close(&format!("{name} state"), &f32s(&state_t), &want_state);
+    GATES.assert_close(&format!("{name} state"), &state_t.read(g), &want_state);
     if cell.saved() > 0 {
         // Only step t is written; compare that step of every batch row.
-        let (got, want) = (f32s(&gates_t), want_gates);
+        let (got, want) = (gates_t.read(g), want_gates);
         for bb in 0..b {
             let r = (bb * t_n + t) * 4 * h..(bb * t_n + t + 1) * 4 * h;
             GATES.assert_close(&format!("{name} gates"), &got[r.clone()], &want[r]);
@@ -100,16 +106,13 @@ fn check_one_step(
     let saved = rand_vec(b * t_n * 4 * h, seed("saved") + k, 0.05, 0.95);
     let nan = vec![f32::NAN; b * t_n * gw];
     let (g_t, st_t, dhrec_t, carry_t, saved_t) = (
-        at_offset(&gs, &[b, t_n + 1, sp * h]),
-        at_offset(&state0, &[b, t_n + 1, sp * h]),
-        at_offset(&dhrec, &[b, h]),
-        at_offset(&carry0, &[b, h]),
-        at_offset(&saved, &[b, t_n, 4 * h]),
+        Shifted::new(g, &gs),
+        Shifted::new(g, &state0),
+        Shifted::new(g, &dhrec),
+        Shifted::new(g, &carry0),
+        Shifted::new(g, &saved),
     );
-    let (dgi_t, dgh_t) = (
-        at_offset(&nan, &[b, t_n, gw]),
-        at_offset(&nan, &[b, t_n, gw]),
-    );
+    let (dgi_t, dgh_t) = (Shifted::new(g, &nan), Shifted::new(g, &nan));
     let lstm_or_gru = cell.saved() > 0;
     rk::gates_backward(
         g,
@@ -142,7 +145,7 @@ fn check_one_step(
         &f64s(&saved),
         &mut want_dgh,
     );
-    let (got_dgi, got_dgh) = (f32s(&dgi_t), f32s(&dgh_t));
+    let (got_dgi, got_dgh) = (dgi_t.read(g), dgh_t.read(g));
     for bb in 0..b {
         let r = (bb * t_n + t) * gw..(bb * t_n + t + 1) * gw;
         GATES.assert_close(
@@ -155,7 +158,7 @@ fn check_one_step(
         }
     }
     if lstm_or_gru {
-        GATES.assert_close(&format!("{name} carry"), &f32s(&carry_t), &want_carry);
+        GATES.assert_close(&format!("{name} carry"), &carry_t.read(g), &want_carry);
     }
 }
 
@@ -178,7 +181,7 @@ fn cpu_twin_backward_matches_finite_differences() {
     };
     for (k, cell) in CELLS.into_iter().enumerate() {
         let sp = cell.state_parts();
-        let w = to64(&rand_weights(cell, i, h, 100 + k as u64));
+        let w = rand_weights(cell, i, h, 100 + k as u64);
         let x = f64s(&rand_vec(b * t_n * i, seed("cpu x") + k as u64, -1.0, 1.0));
         let h0 = f64s(&rand_vec(b * h, seed("cpu h0") + k as u64, -1.0, 1.0));
         let c0 = f64s(&rand_vec(b * h, seed("cpu c0") + k as u64, -1.0, 1.0));
