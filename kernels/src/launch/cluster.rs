@@ -20,7 +20,7 @@ use crate::gpu::Gpu;
 use crate::launch::reduce::{ReduceOp, ReduceStrategy, Rows, reduce_rows};
 use crate::launch::{ParamsLayout, grid_1d, layout_of};
 use crate::pipeline::KernelKey;
-use crate::pool::GpuBuffer;
+use crate::buffer_pool::GpuBuffer;
 
 crate::kernel_params! {
     /// Params of every entry point in `cluster.wgsl`.

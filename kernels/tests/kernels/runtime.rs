@@ -2,14 +2,10 @@
 //! grids for large dispatches, adapter selection and the device's limits and features, all
 //! through kiln-kernels' own API (buffers and launchers, no tensors).
 
-<<<<<<<< HEAD:tests/ops/runtime.rs
-use crate::common;
-========
 use crate::common::*;
 use kiln_kernels::launch::elementwise::{self as ek, Strided, UnaryOp};
 use kiln_kernels::launch::reduce::{self as rk, ReduceOp, ReduceStrategy, Rows};
 use kiln_kernels::{Gpu, GpuBuffer};
->>>>>>>> h17k:kernels/tests/kernels/runtime.rs
 
 /// `out = alpha * x + beta` over `n` contiguous elements.
 fn affine(g: &Gpu, n: usize, x: &GpuBuffer, out: &GpuBuffer, alpha: f32, beta: f32) {
