@@ -6,6 +6,8 @@ use std::process::Command;
 
 #[path = "common/cli.rs"]
 mod cli_util;
+#[path = "common/skip.rs"]
+mod skip;
 use cli_util::{clean_error, json, kiln, s};
 
 /// A fresh directory under the system temp dir.
@@ -399,8 +401,11 @@ fn trains_on_the_opengl_backend_when_present() {
     if !devices.status.success() {
         let e = String::from_utf8_lossy(&devices.stderr);
         assert!(e.contains("no GPU adapter found"), "{e}");
-        eprintln!("skipped: no OpenGL adapter on this machine");
-        return;
+        return skip::skip(
+            "training on the OpenGL backend",
+            "no OpenGL adapter on this machine",
+            "apt-get install -y libegl1 libgl1-mesa-dri (Mesa's OpenGL driver, llvmpipe)",
+        );
     }
     let d = scratch("gl").join("run");
     let out = gl(&[

@@ -2,6 +2,8 @@
 //! preprocessor, splits, and the IDX reader. The CSV, preparation and IDX tests are in
 //! `tests/data/`.
 
+#[path = "common/skip.rs"]
+mod skip;
 #[path = "data/csv.rs"]
 mod csv;
 #[path = "data/idx.rs"]

@@ -2,10 +2,14 @@
 //! gradient check.
 #![allow(dead_code)]
 
+pub mod skip;
+
 use std::sync::Arc;
 
 use kiln::{Gpu, Tensor};
 pub use kiln_kernels::reference::Tolerance;
+#[allow(unused_imports)]
+pub use skip::skip;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
