@@ -2,14 +2,14 @@
 //! preprocessor, splits, and the IDX reader. The CSV, preparation and IDX tests are in
 //! `tests/data/`.
 
-#[path = "common/skip.rs"]
-mod skip;
 #[path = "data/csv.rs"]
 mod csv;
 #[path = "data/idx.rs"]
 mod idx;
 #[path = "data/prepare.rs"]
 mod prepare;
+#[path = "common/skip.rs"]
+mod skip;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -314,7 +314,9 @@ fn tiny_bert_modes_train_the_right_parameters() {
 
 #[test]
 fn minilm_lora_trains_only_adapters_and_head() {
-    let Some(dir) = common::skip::minilm_dir("MiniLM LoRA fine-tune") else { return };
+    let Some(dir) = common::skip::minilm_dir("MiniLM LoRA fine-tune") else {
+        return;
+    };
     let gpu = kiln::device().unwrap();
     let tok = load_wordpiece(&dir).unwrap();
     manual_seed(5);

@@ -15,10 +15,8 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use kiln::models::BertEncoder;
+use kiln::models::pretrained::{SentenceEncoder, cosine, minilm_tokenizer};
 use skip::minilm_dir;
-use kiln::models::pretrained::{
-    SentenceEncoder, cosine, minilm_tokenizer,
-};
 
 const SENTENCE: &str = "A man is eating food.";
 const IDS: [u32; 8] = [101, 1037, 2158, 2003, 5983, 2833, 1012, 102];
@@ -42,7 +40,9 @@ fn embedded_vocab_gives_reference_ids() {
 
 #[test]
 fn minilm_embedding_matches_reference() {
-    let Some(enc) = encoder("MiniLM embedding vs the reference") else { return };
+    let Some(enc) = encoder("MiniLM embedding vs the reference") else {
+        return;
+    };
     assert_eq!(
         enc.tokenize(SENTENCE),
         IDS,
@@ -65,7 +65,9 @@ fn minilm_embedding_matches_reference() {
 
 #[test]
 fn minilm_similarity_ranks_sentences() {
-    let Some(enc) = encoder("MiniLM similarity ranking") else { return };
+    let Some(enc) = encoder("MiniLM similarity ranking") else {
+        return;
+    };
     let s = [
         SENTENCE,
         "A man is eating a piece of bread.",
@@ -208,7 +210,9 @@ fn embed_cli_reports_a_missing_model_and_prints_embeddings() {
         err.contains("/no/such/minilm") && err.contains("fetch-minilm"),
         "{err}"
     );
-    let Some(dir) = minilm_dir("kiln embed on MiniLM") else { return };
+    let Some(dir) = minilm_dir("kiln embed on MiniLM") else {
+        return;
+    };
     let out = std::process::Command::new(kiln)
         .args(["embed", "--model"])
         .arg(&dir)

@@ -157,7 +157,10 @@ macro_rules! batch_norm_layer {
 }
 pub(crate) use batch_norm_layer;
 
-batch_norm_layer!(BatchNorm1d, "Batch normalisation of (N, C) or (N, C, L) inputs.");
+batch_norm_layer!(
+    BatchNorm1d,
+    "Batch normalisation of (N, C) or (N, C, L) inputs."
+);
 
 impl BatchNorm1d {
     /// Fold the batch statistics into the running ones, in place and outside autograd.

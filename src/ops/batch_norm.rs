@@ -45,23 +45,6 @@ fn ch_row(ch: &Tensor, r: usize) -> Result<Tensor> {
     ch.narrow(0, r, 1)?.reshape(&[c])
 }
 
-/// Error unless `t` is an f32 vector of length `c`.
-fn check_vec(what: &str, t: &Tensor, x: &Tensor, c: usize) -> Result<()> {
-    t.expect_f32(OP)?;
-    x.same_device(OP, t)?;
-    if t.shape() != [c] {
-        return shape_err(
-            OP,
-            format!(
-                "{what} must have shape ({c}) for input shape {:?}, got shape {:?}",
-                x.shape(),
-                t.shape()
-            ),
-        );
-    }
-    Ok(())
-}
-
 /// Functional batch norm of an (N, C, H, W) tensor, as PyTorch's `F.batch_norm`.
 ///
 /// Batch statistics are used when `training` is true or no running statistics are given; then
@@ -96,12 +79,15 @@ pub fn batch_norm2d(
     }
     for (what, t) in [("weight", weight), ("bias", bias)] {
         if let Some(t) = t {
-            check_vec(what, t, x, c)?;
+            t.expect_f32(OP)?;
+            t.expect_len(OP, what, c, ("input", x))?;
         }
     }
     if let Some((m, v)) = running {
-        check_vec("running_mean", m, x, c)?;
-        check_vec("running_var", v, x, c)?;
+        for (what, t) in [("running_mean", m), ("running_var", v)] {
+            t.expect_f32(OP)?;
+            t.expect_len(OP, what, c, ("input", x))?;
+        }
     }
     let batch = training || running.is_none();
     let m = s.per_channel();

@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use kiln::{Gpu, Tensor};
 pub use kiln_kernels::reference::Tolerance;
-#[allow(unused_imports)]
-pub use skip::skip;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+#[allow(unused_imports)]
+pub use skip::skip;
 
 /// Sizes that are 1, prime, and one past powers of two: never a multiple of a tile or workgroup.
 pub const AWKWARD: &[usize] = &[1, 7, 17, 129, 257];
