@@ -9,25 +9,12 @@ use std::sync::OnceLock;
 
 #[path = "common/cli.rs"]
 mod cli_util;
-use cli_util::{clean_error, json, kiln, s, tiny_text};
+use cli_util::{TINY_GPT, clean_error, json, kiln, s, tiny_text};
 
 /// A fresh directory under the system temp dir.
 fn scratch(name: &str) -> PathBuf {
     cli_util::scratch_in("cli-text", name)
 }
-
-const TINY_GPT: &[&str] = &[
-    "--layers",
-    "1",
-    "--heads",
-    "2",
-    "--width",
-    "16",
-    "--context",
-    "16",
-    "--batch-size",
-    "16",
-];
 
 /// One tiny GPT run shared by the tests that only read it: (run dir, stdout).
 fn gpt_run() -> &'static (PathBuf, String) {

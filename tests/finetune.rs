@@ -12,10 +12,17 @@ use std::sync::OnceLock;
 
 #[path = "common/cli.rs"]
 mod cli_util;
-use cli_util::{clean_error, json, kiln, s};
+use cli_util::{clean_error, json, kiln, lcg_words, s, write_tiny};
 
 fn scratch(name: &str) -> PathBuf {
     cli_util::scratch_in("finetune", name)
+}
+
+/// `kiln finetune --base <the shared base> --data <data> extra...`: (success, stdout, stderr).
+fn finetune(data: &Path, extra: &[&str]) -> (bool, String, String) {
+    let mut args = vec!["finetune", "--base", s(base()), "--data", s(data)];
+    args.extend_from_slice(extra);
+    kiln(&args)
 }
 
 /// Run `kiln args...` with `input` on stdin: (success, stdout, stderr).
@@ -65,19 +72,7 @@ fn base() -> &'static PathBuf {
             "the", "cat", "sat", "on", "a", "mat", "hi", "hello", "there", "how", "are", "you",
             "fine", "thanks", "be", "nice",
         ];
-        let mut state = 7u64;
-        let mut text = String::new();
-        for _ in 0..120 {
-            for w in 0..8 {
-                state = state
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                text += words[(state >> 33) as usize % words.len()];
-                text.push(if w == 7 { '\n' } else { ' ' });
-            }
-        }
-        let p = d.join("tiny.txt");
-        std::fs::write(&p, text).unwrap();
+        let p = write_tiny(&d, &lcg_words(&words, 7, 120, None));
         let out = d.join("run");
         let (ok, _, err) = kiln(&[
             "train",
@@ -124,29 +119,27 @@ fn learned() -> &'static (PathBuf, String) {
         let line = conv(None, &[("hi", "hello there")]);
         std::fs::write(&data, format!("{line}\n").repeat(8)).unwrap();
         let out = d.join("adapter");
-        let (ok, stdout, err) = kiln(&[
-            "finetune",
-            "--base",
-            s(base()),
-            "--data",
-            s(&data),
-            "--lora-rank",
-            "8",
-            "--lora-dropout",
-            "0",
-            "--target-modules",
-            ALL_LINEAR,
-            "--epochs",
-            "100",
-            "--batch-size",
-            "8",
-            "--lr",
-            "0.01",
-            "--val-fraction",
-            "0",
-            "--out",
-            s(&out),
-        ]);
+        let (ok, stdout, err) = finetune(
+            &data,
+            &[
+                "--lora-rank",
+                "8",
+                "--lora-dropout",
+                "0",
+                "--target-modules",
+                ALL_LINEAR,
+                "--epochs",
+                "100",
+                "--batch-size",
+                "8",
+                "--lr",
+                "0.01",
+                "--val-fraction",
+                "0",
+                "--out",
+                s(&out),
+            ],
+        );
         assert!(ok, "{err}");
         (out, stdout)
     })
@@ -392,22 +385,20 @@ fn qlora_finetune_holds_the_bases_in_nf4() {
     let d = scratch("qlora");
     let data = small_chat(&d);
     let out = d.join("ft");
-    let (ok, stdout, err) = kiln(&[
-        "finetune",
-        "--base",
-        s(base()),
-        "--data",
-        s(&data),
-        "--qlora",
-        "--target-modules",
-        "q_proj,v_proj,fc1,fc2",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "4",
-        "--out",
-        s(&out),
-    ]);
+    let (ok, stdout, err) = finetune(
+        &data,
+        &[
+            "--qlora",
+            "--target-modules",
+            "q_proj,v_proj,fc1,fc2",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--out",
+            s(&out),
+        ],
+    );
     assert!(ok, "{err}");
     assert!(stdout.contains("layers in NF4"), "{stdout}");
     let summary = json(&out.join("summary.json"));
@@ -537,21 +528,19 @@ fn a_run_stopped_inside_an_epoch_writes_its_adapter() {
     let d = scratch("partial");
     let data = small_chat(&d);
     let out = d.join("ft");
-    let (ok, stdout, err) = kiln(&[
-        "finetune",
-        "--base",
-        s(base()),
-        "--data",
-        s(&data),
-        "--lora-rank",
-        "2",
-        "--batch-size",
-        "1",
-        "--max-steps",
-        "2",
-        "--out",
-        s(&out),
-    ]);
+    let (ok, stdout, err) = finetune(
+        &data,
+        &[
+            "--lora-rank",
+            "2",
+            "--batch-size",
+            "1",
+            "--max-steps",
+            "2",
+            "--out",
+            s(&out),
+        ],
+    );
     assert!(ok, "{err}");
     assert!(stdout.contains("0 epochs + 2 batches"), "{stdout}");
     assert!(

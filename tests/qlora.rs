@@ -12,7 +12,7 @@ mod cli_util;
 
 use std::path::{Path, PathBuf};
 
-use cli_util::{clean_error, kiln, s};
+use cli_util::{TINY_GPT, clean_error, kiln, lcg_words, s, write_tiny};
 use common::*;
 use kiln::Tensor;
 use kiln::models::{Gpt, GptConfig, ModelSpec};
@@ -469,19 +469,9 @@ fn scratch(name: &str) -> PathBuf {
 /// A tiny GPT run: `kiln train --model gpt` on 2 KB of words. Returns the run directory.
 fn tiny_gpt_run(d: &Path) -> PathBuf {
     let words = ["the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran"];
-    let mut st = 7u64;
-    let mut text = String::new();
-    for i in 0..400 {
-        st = st
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        text += words[(st >> 33) as usize % words.len()];
-        text.push(if i % 8 == 7 { '\n' } else { ' ' });
-    }
-    let tp = d.join("tiny.txt");
-    std::fs::write(&tp, text).unwrap();
+    let tp = write_tiny(d, &lcg_words(&words, 7, 50, None));
     let out = d.join("run");
-    let (ok, _, err) = kiln(&[
+    let mut args = vec![
         "train",
         "--model",
         "gpt",
@@ -493,17 +483,9 @@ fn tiny_gpt_run(d: &Path) -> PathBuf {
         "0.01",
         "--out",
         s(&out),
-        "--layers",
-        "1",
-        "--heads",
-        "2",
-        "--width",
-        "16",
-        "--context",
-        "16",
-        "--batch-size",
-        "16",
-    ]);
+    ];
+    args.extend_from_slice(TINY_GPT);
+    let (ok, _, err) = kiln(&args);
     assert!(ok, "{err}");
     out
 }
