@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 #[path = "common/cli.rs"]
 mod cli_util;
-use cli_util::{TINY_GPT, clean_error, json, kiln, s, tiny_text};
+use cli_util::{clean_error, json, kiln, s, tiny_text, train_tiny_gpt};
 
 /// A fresh directory under the system temp dir.
 fn scratch(name: &str) -> PathBuf {
@@ -23,21 +23,8 @@ fn gpt_run() -> &'static (PathBuf, String) {
         let d = scratch("gpt");
         let text = tiny_text(&d);
         let out = d.join("run");
-        let mut args = vec![
-            "train",
-            "--model",
-            "gpt",
-            "--text",
-            s(&text),
-            "--epochs",
-            "2",
-            "--lr",
-            "0.01",
-            "--out",
-            s(&out),
-        ];
-        args.extend_from_slice(TINY_GPT);
-        let (ok, stdout, stderr) = kiln(&args);
+        let flags = ["--model", "gpt", "--epochs", "2", "--lr", "0.01"];
+        let (ok, stdout, stderr) = train_tiny_gpt(&text, &out, &flags);
         assert!(ok, "{stderr}");
         (out, stdout)
     })
@@ -225,20 +212,8 @@ fn max_steps_ends_a_run_inside_an_epoch() {
     let d = scratch("steps");
     let text = tiny_text(&d);
     let out = d.join("run");
-    let mut args = vec![
-        "train",
-        "--text",
-        s(&text),
-        "--epochs",
-        "5",
-        "--max-steps",
-        "3",
-        "--out",
-        s(&out),
-        "--quiet",
-    ];
-    args.extend_from_slice(TINY_GPT);
-    let (ok, stdout, stderr) = kiln(&args);
+    let flags = ["--epochs", "5", "--max-steps", "3", "--quiet"];
+    let (ok, stdout, stderr) = train_tiny_gpt(&text, &out, &flags);
     assert!(ok, "{stderr}");
     assert!(stdout.contains("budget reached"), "{stdout}");
     let summary = json(&out.join("summary.json"));
@@ -258,21 +233,9 @@ fn bpe_and_gpt2_tokenizers_train_and_generate() {
         let d = scratch(&format!("tok-{name}"));
         let text = tiny_text(&d);
         let out = d.join("run");
-        let mut args = vec![
-            "train",
-            "--text",
-            s(&text),
-            "--tokenizer",
-            name,
-            "--max-steps",
-            "2",
-            "--out",
-            s(&out),
-            "--quiet",
-        ];
-        args.extend_from_slice(extra);
-        args.extend_from_slice(TINY_GPT);
-        let (ok, _, stderr) = kiln(&args);
+        let mut flags = vec!["--tokenizer", name, "--max-steps", "2", "--quiet"];
+        flags.extend_from_slice(extra);
+        let (ok, _, stderr) = train_tiny_gpt(&text, &out, &flags);
         assert!(ok, "{name}: {stderr}");
         let summary = json(&out.join("summary.json"));
         // Both are byte-level BPE tokenizers; GPT-2's is told apart by its vocabulary.

@@ -25,6 +25,18 @@ fn finetune(data: &Path, extra: &[&str]) -> (bool, String, String) {
     kiln(&args)
 }
 
+/// `kiln finetune` of the shared base on [`small_chat`] in a fresh scratch folder `name`, with
+/// `extra` flags and `--out <that folder>/ft`: (the out dir, success, stdout, stderr).
+fn small_finetune(name: &str, extra: &[&str]) -> (PathBuf, bool, String, String) {
+    let d = scratch(name);
+    let data = small_chat(&d);
+    let out = d.join("ft");
+    let mut args = extra.to_vec();
+    args.extend(["--out", s(&out)]);
+    let (ok, stdout, err) = finetune(&data, &args);
+    (out, ok, stdout, err)
+}
+
 /// Run `kiln args...` with `input` on stdin: (success, stdout, stderr).
 fn kiln_stdin(args: &[&str], input: &str) -> (bool, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
@@ -382,11 +394,8 @@ fn validation_loss_falls_and_a_run_resumes() {
 
 #[test]
 fn qlora_finetune_holds_the_bases_in_nf4() {
-    let d = scratch("qlora");
-    let data = small_chat(&d);
-    let out = d.join("ft");
-    let (ok, stdout, err) = finetune(
-        &data,
+    let (out, ok, stdout, err) = small_finetune(
+        "qlora",
         &[
             "--qlora",
             "--target-modules",
@@ -395,8 +404,6 @@ fn qlora_finetune_holds_the_bases_in_nf4() {
             "1",
             "--batch-size",
             "4",
-            "--out",
-            s(&out),
         ],
     );
     assert!(ok, "{err}");
@@ -525,21 +532,9 @@ fn bad_input_gives_one_paragraph_errors() {
 /// `--out` (its partial epoch validated), and reports the validation loss it reached.
 #[test]
 fn a_run_stopped_inside_an_epoch_writes_its_adapter() {
-    let d = scratch("partial");
-    let data = small_chat(&d);
-    let out = d.join("ft");
-    let (ok, stdout, err) = finetune(
-        &data,
-        &[
-            "--lora-rank",
-            "2",
-            "--batch-size",
-            "1",
-            "--max-steps",
-            "2",
-            "--out",
-            s(&out),
-        ],
+    let (out, ok, stdout, err) = small_finetune(
+        "partial",
+        &["--lora-rank", "2", "--batch-size", "1", "--max-steps", "2"],
     );
     assert!(ok, "{err}");
     assert!(stdout.contains("0 epochs + 2 batches"), "{stdout}");

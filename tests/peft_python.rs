@@ -10,7 +10,7 @@ mod common;
 use std::process::Command;
 
 use common::*;
-use kiln::models::{Gpt, GptConfig};
+use kiln::models::Gpt;
 use kiln::nn::lora::{self, LoraConfig};
 use kiln::nn::lora_io;
 
@@ -35,16 +35,7 @@ fn adapter_opens_in_python_and_loads_back() {
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&src).unwrap();
 
-    let cfg_model = GptConfig {
-        vocab_size: 11,
-        n_layer: 2,
-        n_head: 2,
-        n_kv_head: 2,
-        d_model: 8,
-        context: 8,
-        dropout: 0.0,
-        rope: false,
-    };
+    let cfg_model = small_gpt_config(11);
     let base = Gpt::new_on(&gpu(), cfg_model).unwrap();
     let mut gpt = base.clone();
     let cfg = LoraConfig::new(4, 8.0, &["q_proj", "v_proj"]);

@@ -12,7 +12,7 @@ mod cli_util;
 
 use std::path::{Path, PathBuf};
 
-use cli_util::{TINY_GPT, clean_error, kiln, lcg_words, s, write_tiny};
+use cli_util::{clean_error, kiln, lcg_words, s, train_tiny_gpt, write_tiny};
 use common::*;
 use kiln::Tensor;
 use kiln::models::{Gpt, GptConfig, ModelSpec};
@@ -471,21 +471,8 @@ fn tiny_gpt_run(d: &Path) -> PathBuf {
     let words = ["the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran"];
     let tp = write_tiny(d, &lcg_words(&words, 7, 50, None));
     let out = d.join("run");
-    let mut args = vec![
-        "train",
-        "--model",
-        "gpt",
-        "--text",
-        s(&tp),
-        "--epochs",
-        "1",
-        "--lr",
-        "0.01",
-        "--out",
-        s(&out),
-    ];
-    args.extend_from_slice(TINY_GPT);
-    let (ok, _, err) = kiln(&args);
+    let flags = ["--model", "gpt", "--epochs", "1", "--lr", "0.01"];
+    let (ok, _, err) = train_tiny_gpt(&tp, &out, &flags);
     assert!(ok, "{err}");
     out
 }
@@ -535,16 +522,15 @@ fn kiln_merge_round_trip_on_a_tiny_gpt() {
     let x = ids(2, 16, "cli-ids", vocab);
     let want = vals(&lm.forward(&x).unwrap());
 
+    // `kiln merge` of the run and the adapter into `out`, plus `extra` flags.
+    let merge = |out: &Path, extra: &[&str]| {
+        let mut args = vec!["merge", "--base", s(&run), "--adapter", s(&adapter)];
+        args.extend(["--out", s(out)]);
+        args.extend_from_slice(extra);
+        kiln(&args)
+    };
     let out = d.join("merged");
-    let (ok, stdout, err) = kiln(&[
-        "merge",
-        "--base",
-        s(&run),
-        "--adapter",
-        s(&adapter),
-        "--out",
-        s(&out),
-    ]);
+    let (ok, stdout, err) = merge(&out, &[]);
     assert!(ok, "{err}");
     assert!(stdout.contains("merged 3 adapted layers"), "{stdout}");
     let merged_file = out.join("best.safetensors");
@@ -581,16 +567,7 @@ fn kiln_merge_round_trip_on_a_tiny_gpt() {
     q.set_training(false);
     let want_q = vals(&q.forward(&x).unwrap());
     let out_q = d.join("merged-q");
-    let (ok, _, err) = kiln(&[
-        "merge",
-        "--base",
-        s(&run),
-        "--adapter",
-        s(&adapter),
-        "--out",
-        s(&out_q),
-        "--qlora",
-    ]);
+    let (ok, _, err) = merge(&out_q, &["--qlora"]);
     assert!(ok, "{err}");
     let (mut mq, _) = load_lm(&out_q.join("best.safetensors"));
     mq.set_training(false);

@@ -99,6 +99,16 @@ pub const TINY_GPT: &[&str] = &[
     "16",
 ];
 
+/// `kiln train --text <text> flags... --out <out>` with the [`TINY_GPT`] flags:
+/// (success, stdout, stderr).
+pub fn train_tiny_gpt(text: &Path, out: &Path, flags: &[&str]) -> (bool, String, String) {
+    let mut args = vec!["train", "--text", s(text)];
+    args.extend_from_slice(flags);
+    args.extend(["--out", s(out)]);
+    args.extend_from_slice(TINY_GPT);
+    kiln(&args)
+}
+
 /// Start `kiln args...` in the background, output discarded (for tests that kill it).
 pub fn spawn_kiln(args: &[&str]) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_kiln"))

@@ -195,3 +195,18 @@ pub fn gradcheck(
 pub fn bcast(x: &[f64], from: &[usize], to: &[usize]) -> Vec<f64> {
     kiln_kernels::reference::elementwise::broadcast_to(x, from, to)
 }
+
+/// A 2-block GPT of width 8 (2 heads, context 8, no dropout, learned positions) over
+/// `vocab_size` tokens: the LoRA and PEFT tests' model.
+pub fn small_gpt_config(vocab_size: usize) -> kiln::models::GptConfig {
+    kiln::models::GptConfig {
+        vocab_size,
+        n_layer: 2,
+        n_head: 2,
+        n_kv_head: 2,
+        d_model: 8,
+        context: 8,
+        dropout: 0.0,
+        rope: false,
+    }
+}
