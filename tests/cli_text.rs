@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 #[path = "common/cli.rs"]
 mod cli_util;
-use cli_util::{clean_error, json, kiln, s, tiny_text, train_tiny_gpt};
+use cli_util::{assert_files, clean_error, json, kiln, s, tiny_text, train_tiny_gpt};
 
 /// A fresh directory under the system temp dir.
 fn scratch(name: &str) -> PathBuf {
@@ -33,18 +33,19 @@ fn gpt_run() -> &'static (PathBuf, String) {
 #[test]
 fn gpt_trains_on_a_text_file_and_logs_perplexity() {
     let (dir, stdout) = gpt_run();
-    for f in [
-        "config.toml",
-        "metrics.jsonl",
-        "metrics.csv",
-        "curves.png",
-        "checkpoint.safetensors",
-        "best.safetensors",
-        "summary.json",
-        "tokenizer.json",
-    ] {
-        assert!(dir.join(f).exists(), "missing {f}");
-    }
+    assert_files(
+        &dir,
+        &[
+            "config.toml",
+            "metrics.jsonl",
+            "metrics.csv",
+            "curves.png",
+            "checkpoint.safetensors",
+            "best.safetensors",
+            "summary.json",
+            "tokenizer.json",
+        ],
+    );
     assert!(stdout.contains("char tokenizer"), "{stdout}");
     assert!(stdout.contains("baseline: unigram"), "{stdout}");
     assert!(

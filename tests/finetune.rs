@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 
 #[path = "common/cli.rs"]
 mod cli_util;
-use cli_util::{clean_error, json, kiln, lcg_words, s, write_tiny};
+use cli_util::{assert_files, clean_error, json, kiln, lcg_words, s, write_tiny};
 
 fn scratch(name: &str) -> PathBuf {
     cli_util::scratch_in("finetune", name)
@@ -542,11 +542,12 @@ fn a_run_stopped_inside_an_epoch_writes_its_adapter() {
         stdout.contains("val loss") && stdout.contains(" -> "),
         "{stdout}"
     );
-    for f in [
-        "adapter_model.safetensors",
-        "adapter_config.json",
-        "kiln_finetune.json",
-    ] {
-        assert!(out.join(f).is_file(), "{f} missing after a partial epoch");
-    }
+    assert_files(
+        &out,
+        &[
+            "adapter_model.safetensors",
+            "adapter_config.json",
+            "kiln_finetune.json",
+        ],
+    );
 }

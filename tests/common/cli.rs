@@ -44,6 +44,13 @@ pub fn clean_error(stderr: &str) {
     );
 }
 
+/// Assert that each of `files` is a file in `dir`.
+pub fn assert_files(dir: &Path, files: &[&str]) {
+    for f in files {
+        assert!(dir.join(f).is_file(), "{f} missing in {}", dir.display());
+    }
+}
+
 /// A JSON file, parsed.
 pub fn json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
