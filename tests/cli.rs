@@ -8,7 +8,7 @@ use std::process::Command;
 mod cli_util;
 #[path = "common/skip.rs"]
 mod skip;
-use cli_util::{assert_files, clean_error, json, kiln, s};
+use cli_util::{RUN_FILES, assert_files, clean_error, json, kiln, s};
 
 /// A fresh directory under the system temp dir.
 fn scratch(name: &str) -> PathBuf {
@@ -24,18 +24,7 @@ fn train_writes_a_complete_run_directory() {
         stdout.contains("test accuracy") && stdout.contains("confusion matrix"),
         "{stdout}"
     );
-    assert_files(
-        &d,
-        &[
-            "config.toml",
-            "metrics.jsonl",
-            "metrics.csv",
-            "curves.png",
-            "checkpoint.safetensors",
-            "best.safetensors",
-            "summary.json",
-        ],
-    );
+    assert_files(&d, RUN_FILES);
     let summary = json(&d.join("summary.json"));
     let acc = summary["test_accuracy"].as_f64().unwrap();
     assert!(acc > 0.5, "3 epochs should beat chance by far: {acc}");

@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 
 #[path = "common/cli.rs"]
 mod cli_util;
-use cli_util::{assert_files, clean_error, json, kiln, lcg_words, s, write_tiny};
+use cli_util::{TINY_GPT, assert_files, clean_error, json, kiln, lcg_words, s, write_tiny};
 
 fn scratch(name: &str) -> PathBuf {
     cli_util::scratch_in("finetune", name)
@@ -86,32 +86,18 @@ fn base() -> &'static PathBuf {
         ];
         let p = write_tiny(&d, &lcg_words(&words, 7, 120, None));
         let out = d.join("run");
-        let (ok, _, err) = kiln(&[
-            "train",
-            "--model",
-            "gpt",
-            "--text",
-            s(&p),
-            "--layers",
-            "1",
-            "--heads",
-            "2",
-            "--width",
-            "16",
-            "--context",
-            "64",
-            "--batch-size",
-            "16",
-            "--epochs",
-            "1",
-            "--lr",
-            "0.01",
-            "--seed",
-            "1",
-            "--out",
-            s(&out),
-            "-q",
-        ]);
+        // The tiny GPT with a context of 64: chat exchanges need a few hundred characters.
+        let mut args = vec!["train", "--model", "gpt", "--text", s(&p)];
+        for pair in TINY_GPT.chunks(2) {
+            args.extend(match pair {
+                ["--context", _] => ["--context", "64"],
+                [flag, value] => [*flag, *value],
+                _ => unreachable!("TINY_GPT is flag, value pairs"),
+            });
+        }
+        args.extend(["--epochs", "1", "--lr", "0.01", "--seed", "1"]);
+        args.extend(["--out", s(&out), "-q"]);
+        let (ok, _, err) = kiln(&args);
         assert!(ok, "{err}");
         out
     })

@@ -44,6 +44,17 @@ pub fn clean_error(stderr: &str) {
     );
 }
 
+/// The files every `kiln train` run directory holds.
+pub const RUN_FILES: &[&str] = &[
+    "config.toml",
+    "metrics.jsonl",
+    "metrics.csv",
+    "curves.png",
+    "checkpoint.safetensors",
+    "best.safetensors",
+    "summary.json",
+];
+
 /// Assert that each of `files` is a file in `dir`.
 pub fn assert_files(dir: &Path, files: &[&str]) {
     for f in files {

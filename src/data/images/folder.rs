@@ -260,17 +260,14 @@ fn load_classes(
     })
 }
 
+/// An image file opened for decoding.
+type FileReader = ImageReader<std::io::BufReader<std::fs::File>>;
+
 /// Open `path` with its format guessed from the contents, and the error for a file the
 /// decoder refuses (naming the file and the decoder's reason).
 fn open_image(
     path: &Path,
-) -> Result<
-    (
-        ImageReader<std::io::BufReader<std::fs::File>>,
-        impl Fn(image::ImageError) -> DataError,
-    ),
-    DataError,
-> {
+) -> Result<(FileReader, impl Fn(image::ImageError) -> DataError), DataError> {
     let shown = path.display().to_string();
     let reader = ImageReader::open(path)
         .and_then(|r| r.with_guessed_format())
