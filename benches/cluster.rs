@@ -15,6 +15,7 @@ use kiln::unsupervised::{Points, kmeans};
 use kiln_kernels::reference::cluster as twin;
 use rand::{Rng, SeedableRng};
 
+#[path = "../kernels/benches/common/mod.rs"]
 mod common;
 
 /// (N, D, K): points, features, clusters.

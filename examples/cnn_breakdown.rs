@@ -6,36 +6,20 @@ use kiln::Tensor;
 use kiln::nn::{Conv2d, Flatten, Linear, MaxPool2d, Module, ReLU, Sequential};
 use kiln::ops::Conv2dOptions;
 use kiln::optim::{Adam, AdamConfig, Optimizer};
-use kiln_kernels::KernelError;
 use kiln_kernels::Operand;
 use kiln_kernels::launch::conv::{self as ck, Conv2dShape};
 use kiln_kernels::launch::pool::{self as pk, Window};
 use kiln_kernels::profile::Profiler;
 
-fn kerr(e: kiln::Error) -> KernelError {
-    KernelError::Launch {
-        kernel: "cnn_breakdown".into(),
-        message: e.to_string(),
-    }
-}
+mod common;
 
 fn main() -> kiln::Result<()> {
-    let iters: usize = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(15);
+    let iters = common::iters_arg(15);
     let gpu = kiln::device()?;
     let prof = Profiler::new(&gpu);
     println!("timing source: {:?}", prof.source());
-    let time = |name: &str, f: &mut dyn FnMut() -> kiln::Result<()>| -> kiln::Result<()> {
-        let s0 = gpu.encoder_stats().total_dispatches;
-        f()?;
-        let d = gpu.encoder_stats().total_dispatches - s0;
-        let t = prof
-            .time(&gpu, 2, iters, || f().map_err(kerr))
-            .map_err(kiln::Error::from)?;
-        println!("{name:<34} {:>8.3} ms  {d:>3} dispatches", t.median_ms());
-        Ok(())
+    let time = |name: &str, f: &mut dyn FnMut() -> kiln::Result<()>| {
+        common::time_piece(&gpu, &prof, iters, 34, name, f)
     };
 
     let pad1 = Conv2dOptions {
@@ -50,7 +34,7 @@ fn main() -> kiln::Result<()> {
     let a2 = Tensor::randn_on(&gpu, &[64, 32, 14, 14], 3)?;
     let flat = Tensor::randn_on(&gpu, &[64, 32 * 7 * 7], 4)?;
     let logits = Tensor::randn_on(&gpu, &[64, 10], 5)?;
-    let y = Tensor::from_slice_on(&gpu, &(0..64u32).map(|i| i % 10).collect::<Vec<_>>(), &[64])?;
+    let y = common::labels(&gpu, 64)?;
     let lin = Linear::new(32 * 7 * 7, 10, true)?;
     {
         let _g = kiln::no_grad();

@@ -6,39 +6,20 @@
 use kiln::Tensor;
 use kiln::nn::{Linear, Module, ReLU, Sequential};
 use kiln::optim::{Adam, AdamConfig, Optimizer};
-use kiln_kernels::KernelError;
 use kiln_kernels::launch::matmul::{
     self as mk, MatLayout, MatRef, MatmulConfig, MatmulDims, MatmulVariant,
 };
 use kiln_kernels::profile::Profiler;
 
-fn kerr(e: kiln::Error) -> KernelError {
-    KernelError::Launch {
-        kernel: "mlp_breakdown".into(),
-        message: e.to_string(),
-    }
-}
+mod common;
 
 fn main() -> kiln::Result<()> {
-    let iters: usize = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(20);
+    let iters = common::iters_arg(20);
     let gpu = kiln::device()?;
     let prof = Profiler::new(&gpu);
     println!("timing source: {:?}", prof.source());
-    let time = |name: &str,
-                prof: &Profiler,
-                f: &mut dyn FnMut() -> kiln::Result<()>|
-     -> kiln::Result<()> {
-        let s0 = gpu.encoder_stats().total_dispatches;
-        f()?;
-        let d = gpu.encoder_stats().total_dispatches - s0;
-        let t = prof
-            .time(&gpu, 2, iters, || f().map_err(kerr))
-            .map_err(kiln::Error::from)?;
-        println!("{name:<40} {:>8.3} ms  {d:>3} dispatches", t.median_ms());
-        Ok(())
+    let time = |name: &str, prof: &Profiler, f: &mut dyn FnMut() -> kiln::Result<()>| {
+        common::time_piece(&gpu, prof, iters, 40, name, f)
     };
 
     if std::env::args().nth(2).as_deref() == Some("tiles") {
@@ -49,11 +30,7 @@ fn main() -> kiln::Result<()> {
     let x = Tensor::randn_on(&gpu, &[128, 784], 0)?;
     let h = Tensor::randn_on(&gpu, &[128, 256], 1)?;
     let logits = Tensor::randn_on(&gpu, &[128, 10], 2)?;
-    let y = Tensor::from_slice_on(
-        &gpu,
-        &(0..128u32).map(|i| i % 10).collect::<Vec<_>>(),
-        &[128],
-    )?;
+    let y = common::labels(&gpu, 128)?;
     {
         let _g = kiln::no_grad();
         let w1t = l1.weight.t()?;

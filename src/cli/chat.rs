@@ -45,6 +45,16 @@ pub struct ChatArgs {
     /// Most tokens per reply (a reply also ends at the end-of-turn marker).
     #[arg(long, default_value_t = 200)]
     pub max_tokens: usize,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    /// GPU adapter.
+    #[arg(long)]
+    pub device: Option<String>,
+}
+
+/// The sampling flags of `generate` and `chat`.
+#[derive(Debug, Args)]
+pub struct SamplingArgs {
     /// Softmax temperature: lower is more conservative; 0 is greedy.
     #[arg(long, default_value_t = 0.8)]
     pub temperature: f32,
@@ -54,27 +64,32 @@ pub struct ChatArgs {
     /// Nucleus sampling: only among the most likely tokens whose probability sums to P.
     #[arg(long, value_name = "P")]
     pub top_p: Option<f32>,
-    /// Seed of the sampling stream.
+    /// Seed of the sampling stream: the same seed gives the same text.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// GPU adapter.
-    #[arg(long)]
-    pub device: Option<String>,
 }
 
-/// Check the sampling flags shared by `generate --chat` and `chat`.
-pub fn check_sampling(temperature: f32, top_p: Option<f32>) -> Result<()> {
-    if !(temperature.is_finite() && temperature >= 0.0) {
-        return Err(Error(format!(
-            "--temperature {temperature}: must be a number >= 0 (0 is greedy)"
-        )));
-    }
-    if let Some(p) = top_p {
-        if !(p > 0.0 && p <= 1.0) {
-            return Err(Error(format!("--top-p {p}: must be in (0, 1]")));
+impl SamplingArgs {
+    /// The checked settings: an error names a flag out of range.
+    pub fn sampling(&self) -> Result<Sampling> {
+        let (temperature, top_p) = (self.temperature, self.top_p);
+        if !(temperature.is_finite() && temperature >= 0.0) {
+            return Err(Error(format!(
+                "--temperature {temperature}: must be a number >= 0 (0 is greedy)"
+            )));
         }
+        if let Some(p) = top_p {
+            if !(p > 0.0 && p <= 1.0) {
+                return Err(Error(format!("--top-p {p}: must be in (0, 1]")));
+            }
+        }
+        Ok(Sampling {
+            temperature,
+            top_k: self.top_k,
+            top_p,
+            seed: self.seed,
+        })
     }
-    Ok(())
 }
 
 /// The prompt ids of `messages` (system first, if any), leaving out the oldest exchanges until
@@ -109,7 +124,7 @@ fn fitted_prompt(
 
 /// Run `kiln chat`.
 pub fn run(a: ChatArgs) -> Result<()> {
-    check_sampling(a.temperature, a.top_p)?;
+    let sampling = a.sampling.sampling()?;
     if a.max_tokens == 0 {
         return Err(Error(
             "--max-tokens 0: a reply needs at least one token".into(),
@@ -125,12 +140,7 @@ pub fn run(a: ChatArgs) -> Result<()> {
     let tok = base.tokenizer.as_ref();
     let template = ChatTemplate::default();
     let stop = end_ids(tok, &template);
-    let mut sampler = Sampler::new(Sampling {
-        temperature: a.temperature,
-        top_k: a.top_k,
-        top_p: a.top_p,
-        seed: a.seed,
-    });
+    let mut sampler = Sampler::new(sampling);
     let opening: Vec<Message> = a
         .system
         .iter()

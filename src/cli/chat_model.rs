@@ -28,9 +28,7 @@ use crate::data::tokenizer::Tokenizer;
 use crate::models::sampling::Sampler;
 use crate::models::{Gpt, LanguageModel, ModelSpec};
 use crate::nn::Module;
-use crate::nn::attention::KvCache;
 use crate::nn::lora::{LoraConfig, QuantReport};
-use crate::tensor::Tensor;
 
 /// kiln's own file in an adapter directory: see [`AdapterMeta`].
 pub const ADAPTER_META: &str = "kiln_finetune.json";
@@ -262,33 +260,15 @@ pub fn generate_reply(
             "generate: the prompt needs at least one token".into(),
         ));
     }
-    let _g = crate::no_grad();
-    let v = gpt.config().vocab_size;
-    let ctx = gpt.config().context;
-    let gpu = gpt.tok_emb.weight.gpu().clone();
-    let mut cache = KvCache::new(gpt.blocks.len());
-    let mut all = prompt.to_vec();
-    let mut pending = all[all.len().saturating_sub(ctx)..].to_vec();
     let mut out: Vec<u32> = Vec::with_capacity(max_tokens.min(4096));
     let mut printed = 0usize;
     let mut ended = false;
-    for _ in 0..max_tokens {
-        if cache.len() + pending.len() > ctx {
-            cache.clear();
-            let keep = (ctx / 2).max(1);
-            pending = all[all.len() - keep..].to_vec();
-        }
-        let ids = Tensor::from_slice_on(&gpu, &pending, &[1, pending.len()])?;
-        let logits = gpt.forward_cached(&ids, &mut cache)?; // (1, T, V)
-        let last = logits.narrow(1, pending.len() - 1, 1)?.to_vec::<f32>()?;
-        let t = sampler.sample(&last[..v])?;
+    gpt.generate_each(prompt, max_tokens, sampler, |t| {
         out.push(t);
-        all.push(t);
-        pending = vec![t];
         if !stop.is_empty() && out.ends_with(stop) {
             out.truncate(out.len() - stop.len());
             ended = true;
-            break;
+            return Ok(false);
         }
         let shown = out.len() - held_back(&out, stop);
         let text = tok.decode(&out[..shown])?;
@@ -296,7 +276,8 @@ pub fn generate_reply(
             on_text(&text[printed..]);
             printed = text.len();
         }
-    }
+        Ok(true)
+    })?;
     let text = tok.decode(&out)?;
     if text.len() > printed && text.is_char_boundary(printed) {
         on_text(&text[printed..]);

@@ -291,15 +291,7 @@ impl Hook for AdapterSaver<'_> {
     ) -> crate::Result<Control> {
         if end.improved {
             self.best = r.val_loss;
-            save_adapter(
-                self.dir,
-                model,
-                self.cfg,
-                self.spec,
-                self.context,
-                self.template,
-            )
-            .map_err(|e| crate::Error::Config(e.0))?;
+            self.save(model)?;
         }
         Ok(Control::Continue)
     }

@@ -25,6 +25,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use super::chat::SamplingArgs;
 use super::chat_model::{attach_adapter, end_ids, generate_reply, gpt_of, prompt_ids};
 use super::saved::SavedRun;
 use super::text_data::{TOKENIZER_META, tokenizer_from_metadata};
@@ -47,18 +48,8 @@ pub struct GenerateArgs {
     /// New tokens to sample (at most 1,000,000).
     #[arg(long, default_value_t = 200)]
     pub max_tokens: usize,
-    /// Softmax temperature: lower is more conservative; 0 is greedy.
-    #[arg(long, default_value_t = 0.8)]
-    pub temperature: f32,
-    /// Sample only among the K most likely tokens (1 = greedy).
-    #[arg(long, value_name = "K")]
-    pub top_k: Option<usize>,
-    /// Nucleus sampling: only among the most likely tokens whose probability sums to P.
-    #[arg(long, value_name = "P")]
-    pub top_p: Option<f32>,
-    /// Seed of the sampling stream: the same seed gives the same text.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
     /// GPU adapter.
     #[arg(long)]
     pub device: Option<String>,
@@ -89,17 +80,7 @@ pub fn run(a: GenerateArgs) -> Result<()> {
             a.max_tokens
         )));
     }
-    if !(a.temperature.is_finite() && a.temperature >= 0.0) {
-        return Err(Error(format!(
-            "--temperature {}: must be a number >= 0 (0 is greedy)",
-            a.temperature
-        )));
-    }
-    if let Some(p) = a.top_p {
-        if !(p > 0.0 && p <= 1.0) {
-            return Err(Error(format!("--top-p {p}: must be in (0, 1]")));
-        }
-    }
+    let sampling = a.sampling.sampling()?;
     let saved = SavedRun::open(&a.checkpoint)?;
     let ck_name = saved.path.display().to_string();
     if !saved.model_spec.is_sequence() {
@@ -135,7 +116,7 @@ pub fn run(a: GenerateArgs) -> Result<()> {
         attach_adapter(&mut lm, dir, a.qlora, &a.checkpoint)?;
     }
     if a.chat {
-        return chat_reply(&a, &lm, tok.as_ref());
+        return chat_reply(&a, &lm, tok.as_ref(), sampling);
     }
     if let Some(ctx) = lm.context() {
         if prompt.len() > ctx {
@@ -146,12 +127,6 @@ pub fn run(a: GenerateArgs) -> Result<()> {
             );
         }
     }
-    let sampling = Sampling {
-        temperature: a.temperature,
-        top_k: a.top_k,
-        top_p: a.top_p,
-        seed: a.seed,
-    };
     let mut out = std::io::stdout().lock();
     let _ = write!(out, "{}", a.prompt);
     let _ = out.flush();
@@ -182,6 +157,7 @@ fn chat_reply(
     a: &GenerateArgs,
     lm: &crate::models::LanguageModel,
     tok: &dyn Tokenizer,
+    sampling: Sampling,
 ) -> Result<()> {
     let gpt = gpt_of(lm)?;
     let template = ChatTemplate::default();
@@ -206,12 +182,7 @@ fn chat_reply(
             prompt.len()
         );
     }
-    let mut sampler = Sampler::new(Sampling {
-        temperature: a.temperature,
-        top_k: a.top_k,
-        top_p: a.top_p,
-        seed: a.seed,
-    });
+    let mut sampler = Sampler::new(sampling);
     let stop = end_ids(tok, &template);
     let mut out = std::io::stdout().lock();
     generate_reply(gpt, tok, &prompt, a.max_tokens, &mut sampler, &stop, |s| {

@@ -50,7 +50,6 @@ use std::sync::Arc;
 use kiln_kernels::Gpu;
 
 use crate::error::{Result, arg_err, shape_err};
-use crate::nn::init::Init;
 use crate::nn::transformer::linear_gelu;
 use crate::nn::{Embedding, LayerNorm, Linear, Module, dropout, prefixed};
 use crate::ops::gelu::GeluForm;
@@ -254,15 +253,7 @@ impl BertEncoder {
                 format!("sizes must be positive and hidden_size a multiple of the heads: {cfg:?}"),
             );
         }
-        let emb = |rows: usize| -> Result<Embedding> {
-            let w = Init::Normal {
-                mean: 0.0,
-                std: 0.02,
-            }
-            .tensor_on(gpu, &[rows, c])?
-            .requires_grad();
-            Embedding::from_weight(w)
-        };
+        let emb = |rows: usize| Embedding::normal_on(gpu, rows, c, 0.02);
         Ok(BertEncoder {
             word_embeddings: emb(cfg.vocab_size)?,
             position_embeddings: emb(cfg.max_position_embeddings)?,

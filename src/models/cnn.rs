@@ -82,6 +82,56 @@ pub(super) fn replace_last(seq: &mut Sequential, classes: usize, model: &str) ->
     Ok(())
 }
 
+/// The [`Module`] impl of a model `$name` made of `features` (a [`Sequential`] over images),
+/// `$pool` (features to (B, F)) and `classifier` (a [`Sequential`] to (B, classes)); `$tag`
+/// names it in errors. Written once for [`LeNet`] and [`Vgg`].
+macro_rules! features_classifier {
+    ($name:ident, $tag:literal, $pool:expr) => {
+        impl Module for $name {
+            fn visit_linears_mut(
+                &mut self,
+                prefix: &str,
+                f: &mut dyn FnMut(&str, &mut crate::nn::Linear),
+            ) {
+                self.features
+                    .visit_linears_mut(&crate::nn::child_path(prefix, "features"), f);
+                self.classifier
+                    .visit_linears_mut(&crate::nn::child_path(prefix, "classifier"), f);
+            }
+
+            fn forward(&self, x: &Tensor) -> Result<Tensor> {
+                let x = as_images(x, self.input, $tag)?; // (B, C, H, W)
+                let f = self.features.forward(&x)?; // (B, C', H', W')
+                let pool = $pool;
+                let g: Tensor = pool(f)?; // (B, F)
+                self.classifier.forward(&g) // (B, classes)
+            }
+
+            fn named_parameters(&self) -> Vec<(String, Tensor)> {
+                let mut v = nn::prefixed("features", self.features.named_parameters());
+                v.extend(nn::prefixed(
+                    "classifier",
+                    self.classifier.named_parameters(),
+                ));
+                v
+            }
+
+            fn named_buffers(&self) -> Vec<(String, Tensor)> {
+                nn::prefixed("features", self.features.named_buffers())
+            }
+
+            fn set_training(&mut self, training: bool) {
+                self.features.set_training(training);
+                self.classifier.set_training(training);
+            }
+
+            fn is_training(&self) -> bool {
+                self.features.is_training()
+            }
+        }
+    };
+}
+
 /// LeNet-5: conv 5x5 (6) -> ReLU -> max-pool 2 -> conv 5x5 (16) -> ReLU -> max-pool 2 ->
 /// Linear 120 -> ReLU -> Linear 84 -> ReLU -> Linear classes.
 ///
@@ -131,38 +181,7 @@ impl LeNet {
     }
 }
 
-impl Module for LeNet {
-    fn visit_linears_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut crate::nn::Linear)) {
-        self.features
-            .visit_linears_mut(&crate::nn::child_path(prefix, "features"), f);
-        self.classifier
-            .visit_linears_mut(&crate::nn::child_path(prefix, "classifier"), f);
-    }
-
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let x = as_images(x, self.input, "lenet")?; // (B, C, H, W)
-        let f = self.features.forward(&x)?; // (B, 16, H2, W2)
-        self.classifier.forward(&f.flatten(1, -1)?) // (B, classes)
-    }
-
-    fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        let mut v = nn::prefixed("features", self.features.named_parameters());
-        v.extend(nn::prefixed(
-            "classifier",
-            self.classifier.named_parameters(),
-        ));
-        v
-    }
-
-    fn set_training(&mut self, training: bool) {
-        self.features.set_training(training);
-        self.classifier.set_training(training);
-    }
-
-    fn is_training(&self) -> bool {
-        self.features.is_training()
-    }
-}
+features_classifier!(LeNet, "lenet", |f: Tensor| f.flatten(1, -1)); // (B, 16 H2 W2)
 
 /// Channel widths of the VGG blocks.
 pub const VGG_WIDTHS: [usize; 3] = [16, 32, 64];
@@ -211,43 +230,9 @@ impl Vgg {
     }
 }
 
-impl Module for Vgg {
-    fn visit_linears_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut crate::nn::Linear)) {
-        self.features
-            .visit_linears_mut(&crate::nn::child_path(prefix, "features"), f);
-        self.classifier
-            .visit_linears_mut(&crate::nn::child_path(prefix, "classifier"), f);
-    }
-
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let x = as_images(x, self.input, "vgg")?; // (B, C, H, W)
-        let f = self.features.forward(&x)?; // (B, W_last, H', W')
-        let g = f.adaptive_avg_pool2d((1, 1))?.flatten(1, -1)?; // (B, W_last)
-        self.classifier.forward(&g) // (B, classes)
-    }
-
-    fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        let mut v = nn::prefixed("features", self.features.named_parameters());
-        v.extend(nn::prefixed(
-            "classifier",
-            self.classifier.named_parameters(),
-        ));
-        v
-    }
-
-    fn named_buffers(&self) -> Vec<(String, Tensor)> {
-        nn::prefixed("features", self.features.named_buffers())
-    }
-
-    fn set_training(&mut self, training: bool) {
-        self.features.set_training(training);
-        self.classifier.set_training(training);
-    }
-
-    fn is_training(&self) -> bool {
-        self.features.is_training()
-    }
-}
+features_classifier!(Vgg, "vgg", |f: Tensor| {
+    f.adaptive_avg_pool2d((1, 1))?.flatten(1, -1) // (B, W_last)
+});
 
 /// ResNet's basic block: `relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))`, where the
 /// shortcut is the identity, or conv 1x1 (stride s) -> BatchNorm (`downsample`) when the block

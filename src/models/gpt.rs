@@ -55,7 +55,6 @@ use kiln_kernels::Gpu;
 use super::sampling::{Sampler, Sampling};
 use crate::error::{Result, arg_err, shape_err};
 use crate::nn::attention::{AttentionConfig, KvCache};
-use crate::nn::init::Init;
 use crate::nn::transformer::{BlockConfig, TransformerBlock};
 use crate::nn::{Embedding, LayerNorm, Linear, Module, dropout, prefixed};
 use crate::ops::gelu::GeluForm;
@@ -114,15 +113,7 @@ impl Gpt {
             );
         }
         let c = cfg.d_model;
-        let emb = |rows: usize| -> Result<Embedding> {
-            let w = Init::Normal {
-                mean: 0.0,
-                std: 0.02,
-            }
-            .tensor_on(gpu, &[rows, c])?
-            .requires_grad();
-            Embedding::from_weight(w)
-        };
+        let emb = |rows: usize| Embedding::normal_on(gpu, rows, c, 0.02);
         let block = BlockConfig {
             attn: AttentionConfig {
                 d_model: c,
@@ -228,33 +219,53 @@ impl Gpt {
         if prompt.is_empty() {
             return arg_err("generate", "the prompt needs at least one token");
         }
+        let mut sampler = Sampler::new(sampling);
+        let mut out = Vec::with_capacity(max_tokens);
+        self.generate_each(prompt, max_tokens, &mut sampler, |t| {
+            out.push(t);
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+
+    /// The decoding loop behind every generator (batch 1, no gradients): up to `max_tokens`
+    /// tokens drawn by `sampler` after `prompt`, each handed to `on_token`, which returns
+    /// whether to go on. The KV cache holds the last `context` positions; when it is full it
+    /// is rebuilt from the most recent half.
+    pub fn generate_each(
+        &self,
+        prompt: &[u32],
+        max_tokens: usize,
+        sampler: &mut Sampler,
+        mut on_token: impl FnMut(u32) -> Result<bool>,
+    ) -> Result<()> {
+        if prompt.is_empty() {
+            return arg_err("generate", "the prompt needs at least one token");
+        }
         let _g = crate::no_grad();
         let gpu = self.tok_emb.weight.gpu().clone();
-        let ctx = self.cfg.context;
-        let mut sampler = Sampler::new(sampling);
+        let (ctx, v) = (self.cfg.context, self.cfg.vocab_size);
         let mut cache = KvCache::new(self.blocks.len());
         let mut all: Vec<u32> = prompt.to_vec();
-        let mut out = Vec::with_capacity(max_tokens);
         // Tokens not yet fed through the model.
-        let start = all.len().saturating_sub(ctx);
-        let mut pending: Vec<u32> = all[start..].to_vec();
+        let mut pending: Vec<u32> = all[all.len().saturating_sub(ctx)..].to_vec();
         for _ in 0..max_tokens {
             if cache.len() + pending.len() > ctx {
-                // Context full: rebuild the cache from the most recent half.
                 cache.clear();
                 let keep = (ctx / 2).max(1);
                 pending = all[all.len() - keep..].to_vec();
             }
             let ids = Tensor::from_slice_on(&gpu, &pending, &[1, pending.len()])?;
-            let logits = self.forward_cached(&ids, &mut cache)?;
-            let v = self.cfg.vocab_size;
+            let logits = self.forward_cached(&ids, &mut cache)?; // (1, T, V)
             let last = logits.narrow(1, pending.len() - 1, 1)?.to_vec::<f32>()?;
             let tok = sampler.sample(&last[..v])?;
-            out.push(tok);
             all.push(tok);
             pending = vec![tok];
+            if !on_token(tok)? {
+                break;
+            }
         }
-        Ok(out)
+        Ok(())
     }
 }
 

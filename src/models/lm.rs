@@ -42,7 +42,6 @@ use super::rnn::RnnLanguageModel;
 use super::sampling::{Sampler, Sampling};
 use crate::error::{Result, arg_err, shape_err};
 use crate::nn::Module;
-use crate::nn::attention::KvCache;
 use crate::tensor::{DType, Tensor};
 
 /// A next-token model: a transformer decoder or a recurrent stack.
@@ -117,27 +116,11 @@ impl LanguageModel {
         let mut out = Vec::with_capacity(max_tokens.min(4096));
         match self {
             LanguageModel::Gpt(gpt) => {
-                let gpu = gpt.tok_emb.weight.gpu().clone();
-                let ctx = gpt.config().context;
-                let mut cache = KvCache::new(gpt.blocks.len());
-                let mut all = prompt.to_vec();
-                let mut pending = all[all.len().saturating_sub(ctx)..].to_vec();
-                for _ in 0..max_tokens {
-                    if cache.len() + pending.len() > ctx {
-                        // Context full: rebuild the cache from the most recent half.
-                        cache.clear();
-                        let keep = (ctx / 2).max(1);
-                        pending = all[all.len() - keep..].to_vec();
-                    }
-                    let ids = Tensor::from_slice_on(&gpu, &pending, &[1, pending.len()])?;
-                    let logits = gpt.forward_cached(&ids, &mut cache)?; // (1, T, V)
-                    let last = logits.narrow(1, pending.len() - 1, 1)?.to_vec::<f32>()?;
-                    let tok = sampler.sample(&last[..v])?;
+                gpt.generate_each(prompt, max_tokens, &mut sampler, |tok| {
                     on_token(tok)?;
                     out.push(tok);
-                    all.push(tok);
-                    pending = vec![tok];
-                }
+                    Ok(true)
+                })?;
             }
             LanguageModel::Rnn(rnn) => {
                 let gpu = rnn.embedding.weight.gpu().clone();

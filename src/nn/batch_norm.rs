@@ -13,7 +13,7 @@
 //! ```
 //!
 //! as in PyTorch (momentum m = 0.1, eps = 1e-5 by default). The running statistics are updated in
-//! place, outside autograd, and reported by [`Module::named_buffers`] as `running_mean`,
+//! place, outside autograd, and reported by [`super::Module::named_buffers`] as `running_mean`,
 //! `running_var` (C) and `num_batches_tracked` (a rank-0 f32 tensor; PyTorch's is an int64
 //! scalar). Gradients come from the ops the forward is composed of. Initialisation: w = 1, b = 0,
 //! running_mean = 0, running_var = 1.
@@ -22,7 +22,6 @@ use std::sync::Arc;
 
 use kiln_kernels::Gpu;
 
-use super::Module;
 use crate::error::{Result, arg_err, shape_err};
 use crate::tensor::Tensor;
 
@@ -47,59 +46,123 @@ impl Default for BatchNormOptions {
     }
 }
 
-/// Batch normalisation of (N, C) or (N, C, L) inputs.
-#[derive(Debug, Clone)]
-pub struct BatchNorm1d {
-    /// Per-channel scale (C), if affine.
-    pub weight: Option<Tensor>,
-    /// Per-channel shift (C), if affine.
-    pub bias: Option<Tensor>,
-    /// Running mean (C), a buffer.
-    pub running_mean: Tensor,
-    /// Running unbiased variance (C), a buffer.
-    pub running_var: Tensor,
-    /// Training batches seen, a rank-0 f32 buffer.
-    pub num_batches_tracked: Tensor,
-    options: BatchNormOptions,
-    training: bool,
+/// A batch-norm layer struct `$name` (weight, bias, running statistics, options, mode), its
+/// constructors, and its [`super::Module`] impl whose forward is the inherent `$name::norm`. Written
+/// once for [`BatchNorm1d`] and [`super::BatchNorm2d`], which differ only in that forward.
+macro_rules! batch_norm_layer {
+    ($name:ident, $doc:literal) => {
+        #[doc = $doc]
+        #[derive(Debug, Clone)]
+        pub struct $name {
+            /// Per-channel scale (C), if affine.
+            pub weight: Option<Tensor>,
+            /// Per-channel shift (C), if affine.
+            pub bias: Option<Tensor>,
+            /// Running mean (C), a buffer.
+            pub running_mean: Tensor,
+            /// Running unbiased variance (C), a buffer.
+            pub running_var: Tensor,
+            /// Training batches seen, a rank-0 f32 buffer.
+            pub num_batches_tracked: Tensor,
+            options: $crate::nn::BatchNormOptions,
+            training: bool,
+        }
+
+        impl $name {
+            /// `num_features` channels with PyTorch's defaults, on the default device.
+            pub fn new(num_features: usize) -> Result<Self> {
+                Self::with_options(num_features, $crate::nn::BatchNormOptions::default())
+            }
+
+            /// `num_features` channels with the given options, on the default device.
+            pub fn with_options(
+                num_features: usize,
+                options: $crate::nn::BatchNormOptions,
+            ) -> Result<Self> {
+                Self::new_on(&$crate::device()?, num_features, options)
+            }
+
+            /// The layer with the given options on `gpu`. Initialisation: w = 1, b = 0,
+            /// running_mean = 0, running_var = 1, num_batches_tracked = 0.
+            pub fn new_on(
+                gpu: &std::sync::Arc<kiln_kernels::Gpu>,
+                num_features: usize,
+                options: $crate::nn::BatchNormOptions,
+            ) -> Result<Self> {
+                let (weight, bias, running_mean, running_var, num_batches_tracked) =
+                    $crate::nn::batch_norm::batch_norm_state(
+                        stringify!($name),
+                        gpu,
+                        num_features,
+                        options,
+                    )?;
+                Ok($name {
+                    weight,
+                    bias,
+                    running_mean,
+                    running_var,
+                    num_batches_tracked,
+                    options,
+                    training: true,
+                })
+            }
+
+            /// Number of channels C.
+            pub fn num_features(&self) -> usize {
+                self.running_mean.shape()[0]
+            }
+
+            /// The options.
+            pub fn options(&self) -> $crate::nn::BatchNormOptions {
+                self.options
+            }
+        }
+
+        impl $crate::nn::Module for $name {
+            fn forward(&self, x: &Tensor) -> Result<Tensor> {
+                self.norm(x)
+            }
+
+            /// `weight` and `bias` when affine.
+            fn named_parameters(&self) -> Vec<(String, Tensor)> {
+                let named = [("weight", &self.weight), ("bias", &self.bias)];
+                named
+                    .into_iter()
+                    .filter_map(|(n, t)| Some((n.to_string(), t.clone()?)))
+                    .collect()
+            }
+
+            /// `running_mean`, `running_var` and `num_batches_tracked`.
+            fn named_buffers(&self) -> Vec<(String, Tensor)> {
+                let named = [
+                    ("running_mean", &self.running_mean),
+                    ("running_var", &self.running_var),
+                    ("num_batches_tracked", &self.num_batches_tracked),
+                ];
+                named
+                    .into_iter()
+                    .map(|(n, t)| (n.to_string(), t.clone()))
+                    .collect()
+            }
+
+            fn set_training(&mut self, training: bool) {
+                self.training = training;
+            }
+
+            fn is_training(&self) -> bool {
+                self.training
+            }
+        }
+    };
 }
+pub(crate) use batch_norm_layer;
+
+batch_norm_layer!(
+    BatchNorm1d,
+    "Batch normalisation of (N, C) or (N, C, L) inputs."
+);
 
 impl BatchNorm1d {
-    /// `num_features` channels with PyTorch's defaults, on the default device.
-    pub fn new(num_features: usize) -> Result<Self> {
-        Self::with_options(num_features, BatchNormOptions::default())
-    }
-
-    /// `num_features` channels with the given options, on the default device.
-    pub fn with_options(num_features: usize, options: BatchNormOptions) -> Result<Self> {
-        Self::new_on(&crate::device()?, num_features, options)
-    }
-
-    /// [`BatchNorm1d::with_options`] on `gpu`.
-    pub fn new_on(gpu: &Arc<Gpu>, num_features: usize, options: BatchNormOptions) -> Result<Self> {
-        let (weight, bias, running_mean, running_var, num_batches_tracked) =
-            batch_norm_state("BatchNorm1d", gpu, num_features, options)?;
-        Ok(BatchNorm1d {
-            weight,
-            bias,
-            running_mean,
-            running_var,
-            num_batches_tracked,
-            options,
-            training: true,
-        })
-    }
-
-    /// Number of channels C.
-    pub fn num_features(&self) -> usize {
-        self.running_mean.shape()[0]
-    }
-
-    /// The options.
-    pub fn options(&self) -> BatchNormOptions {
-        self.options
-    }
-
     /// Fold the batch statistics into the running ones, in place and outside autograd.
     fn update_running(&self, mean: &Tensor, var: &Tensor, n: usize) -> Result<()> {
         let _g = crate::no_grad();
@@ -115,10 +178,9 @@ impl BatchNorm1d {
         self.num_batches_tracked
             .copy_from(&self.num_batches_tracked.add_scalar(1.0)?)
     }
-}
 
-impl Module for BatchNorm1d {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    /// The forward (see the module docs).
+    fn norm(&self, x: &Tensor) -> Result<Tensor> {
         x.expect_f32("BatchNorm1d")?;
         let c = self.num_features();
         if !(x.rank() == 2 || x.rank() == 3) || x.shape()[1] != c {
@@ -164,26 +226,6 @@ impl Module for BatchNorm1d {
         }
         Ok(y)
     }
-
-    fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        batch_norm_parameters(&self.weight, &self.bias)
-    }
-
-    fn named_buffers(&self) -> Vec<(String, Tensor)> {
-        batch_norm_buffers(
-            &self.running_mean,
-            &self.running_var,
-            &self.num_batches_tracked,
-        )
-    }
-
-    fn set_training(&mut self, training: bool) {
-        self.training = training;
-    }
-
-    fn is_training(&self) -> bool {
-        self.training
-    }
 }
 
 /// Parameters and buffers of a batch-norm layer with `c` channels, after checking the options:
@@ -220,35 +262,4 @@ pub(crate) fn batch_norm_state(
         Tensor::ones_on(gpu, &[c])?,
         Tensor::zeros_on(gpu, &[])?,
     ))
-}
-
-/// PyTorch's names for a batch-norm layer's parameters: `weight` and `bias` when affine.
-pub(crate) fn batch_norm_parameters(
-    weight: &Option<Tensor>,
-    bias: &Option<Tensor>,
-) -> Vec<(String, Tensor)> {
-    let mut v = Vec::new();
-    if let Some(w) = weight {
-        v.push(("weight".to_string(), w.clone()));
-    }
-    if let Some(b) = bias {
-        v.push(("bias".to_string(), b.clone()));
-    }
-    v
-}
-
-/// PyTorch's names for a batch-norm layer's buffers.
-pub(crate) fn batch_norm_buffers(
-    running_mean: &Tensor,
-    running_var: &Tensor,
-    num_batches_tracked: &Tensor,
-) -> Vec<(String, Tensor)> {
-    vec![
-        ("running_mean".to_string(), running_mean.clone()),
-        ("running_var".to_string(), running_var.clone()),
-        (
-            "num_batches_tracked".to_string(),
-            num_batches_tracked.clone(),
-        ),
-    ]
 }

@@ -1,25 +1,5 @@
-//! `BatchNorm2d`: normalise each channel of (N, C, H, W) over (N, H, W), fused on the GPU.
-//!
-//! Exactly [`super::BatchNorm1d`]'s semantics with the statistics taken over N, H and W
-//! (M = N*H*W values per channel):
-//!
-//! ```text
-//! training:  mu_c = mean x[:, c, :, :],   var_c = mean (x - mu_c)^2                (biased)
-//!            y    = (x - mu_c) / sqrt(var_c + eps) * w_c + b_c
-//!            running_mean = (1 - m) running_mean + m mu_c
-//!            running_var  = (1 - m) running_var  + m var_c * M / (M - 1)          (unbiased)
-//!            num_batches_tracked += 1
-//! eval:      y    = (x - running_mean_c) / sqrt(running_var_c + eps) * w_c + b_c
-//! backward:  xhat = (x - mu_c) invstd_c,  dw_c = sum g xhat,  db_c = sum g
-//!            training: dx = w_c invstd_c / M * (M g - sum g - xhat * sum g xhat)
-//!            eval:     dx = w_c invstd_c g
-//! ```
-//!
-//! The forward is one kernel (`batch_norm.wgsl:forward`) after the per-channel statistics (two
-//! reduce passes each for the mean and the two-pass variance, then one kernel that computes
-//! invstd and updates the running statistics in place, outside autograd); the backward is the
-//! per-channel sums (the weight and bias gradients) plus one fused kernel for dx.
-//! Gradients are first order only (the backward is not itself differentiable).
+//! `BatchNorm2d`: the batch-norm layer of (N, C, H, W) inputs, statistics per channel over
+//! (N, H, W); the math and the fused kernels are [`crate::ops::batch_norm`]'s.
 //!
 //! ```
 //! use kiln::{Tensor, nn::{BatchNorm2d, Module}};
@@ -31,240 +11,19 @@
 //! # Ok::<(), kiln::Error>(())
 //! ```
 
-use std::sync::Arc;
-
-use kiln_kernels::Gpu;
-use kiln_kernels::launch::batch_norm::{self as nk, NormShape, row};
-use kiln_kernels::launch::elementwise as ew;
-
-use super::{BatchNormOptions, Module};
+use super::batch_norm::batch_norm_layer;
 use crate::error::{Result, shape_err};
-use crate::tensor::{DType, Tensor};
+pub use crate::ops::batch_norm::batch_norm2d;
+use crate::tensor::Tensor;
 
-const OP: &str = "batch_norm2d";
-
-/// Row `r` of the (7, C) per-channel tensor, as a (C) view.
-fn ch_row(ch: &Tensor, r: usize) -> Result<Tensor> {
-    let c = ch.shape()[1];
-    ch.narrow(0, r, 1)?.reshape(&[c])
-}
-
-/// Error unless `t` is an f32 vector of length `c`.
-fn check_vec(what: &str, t: &Tensor, x: &Tensor, c: usize) -> Result<()> {
-    t.expect_f32(OP)?;
-    x.same_device(OP, t)?;
-    if t.shape() != [c] {
-        return shape_err(
-            OP,
-            format!(
-                "{what} must have shape ({c}) for input shape {:?}, got shape {:?}",
-                x.shape(),
-                t.shape()
-            ),
-        );
-    }
-    Ok(())
-}
-
-/// Functional batch norm of an (N, C, H, W) tensor, as PyTorch's `F.batch_norm`.
-///
-/// Batch statistics are used when `training` is true or no running statistics are given; then
-/// `running = Some((mean, var))` (each (C)) are updated in place with `momentum`. Otherwise the
-/// running statistics normalise. `weight` and `bias` (each (C)) scale and shift when given.
-/// Differentiable w.r.t. x, weight and bias.
-pub fn batch_norm2d(
-    x: &Tensor,
-    running: Option<(&Tensor, &Tensor)>,
-    weight: Option<&Tensor>,
-    bias: Option<&Tensor>,
-    training: bool,
-    momentum: f32,
-    eps: f32,
-) -> Result<Tensor> {
-    x.expect_f32(OP)?;
-    if x.rank() != 4 {
-        return shape_err(
-            OP,
-            format!("input must be (N, C, H, W), got shape {:?}", x.shape()),
-        );
-    }
-    let sh = x.shape().to_vec();
-    let s = NormShape {
-        n: sh[0],
-        c: sh[1],
-        hw: sh[2] * sh[3],
-    };
-    let c = s.c;
-    if c == 0 {
-        return shape_err(OP, format!("input has no channels (shape {sh:?})"));
-    }
-    for (what, t) in [("weight", weight), ("bias", bias)] {
-        if let Some(t) = t {
-            check_vec(what, t, x, c)?;
-        }
-    }
-    if let Some((m, v)) = running {
-        check_vec("running_mean", m, x, c)?;
-        check_vec("running_var", v, x, c)?;
-    }
-    let batch = training || running.is_none();
-    let m = s.per_channel();
-    if batch && m <= 1 {
-        return shape_err(
-            OP,
-            format!("training needs more than one value per channel, got input shape {sh:?}"),
-        );
-    }
-    let gpu = x.gpu().clone();
-    let xd = x.dense()?;
-    let ch = Tensor::empty_on(&gpu, &[row::COUNT, c], DType::F32)?;
-    {
-        let _g = crate::no_grad();
-        let fill = |r: usize, src: Option<&Tensor>, value: f32| -> Result<()> {
-            let dst = ch_row(&ch, r)?;
-            match src {
-                Some(t) => dst.copy_from(t),
-                None => Ok(ew::fill(&gpu, &[c], dst.strided(), value)?),
-            }
-        };
-        fill(row::WEIGHT, weight, 1.0)?;
-        fill(row::BIAS, bias, 0.0)?;
-        if batch {
-            let big = Tensor::empty_on(&gpu, &[s.len()], DType::F32)?;
-            let small = Tensor::empty_on(&gpu, &[s.n * c], DType::F32)?;
-            // The kernel updates contiguous vectors in distinct buffers; others go via copies.
-            let run = match running {
-                Some((rm, rv)) => {
-                    let own = |t: &Tensor| match t.is_contiguous() {
-                        true => Ok(t.clone()),
-                        false => t.copy_contiguous(),
-                    };
-                    let m = own(rm)?;
-                    let mut v = own(rv)?;
-                    if v.shares_storage(&m) {
-                        v = rv.copy_contiguous()?;
-                    }
-                    Some([(rm, m), (rv, v)])
-                }
-                None => None,
-            };
-            nk::batch_stats(
-                &gpu,
-                s,
-                xd.operand(),
-                eps,
-                run.as_ref().map(|[(_, m), (_, v)]| nk::Running {
-                    mean: m.operand(),
-                    var: v.operand(),
-                    momentum,
-                }),
-                ch.buffer(),
-                big.buffer(),
-                small.buffer(),
-            )?;
-            for (orig, used) in run.iter().flatten() {
-                if orig.id() != used.id() {
-                    orig.copy_from(used)?;
-                }
-            }
-        } else if let Some((rm, rv)) = running {
-            fill(row::MEAN, Some(rm), 0.0)?;
-            fill(row::VAR, Some(rv), 0.0)?;
-            nk::invstd(&gpu, c, eps, ch.buffer())?;
-        }
-    }
-    let y = Tensor::empty_on(&gpu, &sh, DType::F32)?;
-    nk::forward(&gpu, s, xd.operand(), ch.buffer(), y.buffer())?;
-
-    let mut inputs = vec![x];
-    inputs.extend(weight);
-    inputs.extend(bias);
-    let (has_w, has_b) = (weight.is_some(), bias.is_some());
-    let x_needs_grad = x.requires_grad_flag();
-    Ok(y.record(OP, &inputs, move |g| {
-        let g = g.dense()?;
-        let gpu = g.gpu().clone();
-        let big = Tensor::empty_on(&gpu, &[s.len()], DType::F32)?;
-        let small = Tensor::empty_on(&gpu, &[s.n * c], DType::F32)?;
-        let (x, g) = (xd.operand(), g.operand());
-        let chb = ch.buffer();
-        nk::grad_sums(&gpu, s, x, g, chb, big.buffer(), small.buffer())?;
-        // The input of a first layer needs no gradient: skip the dx kernel then.
-        let dx = if x_needs_grad {
-            let dx = Tensor::empty_on(&gpu, &sh, DType::F32)?;
-            nk::backward_dx(&gpu, s, batch, x, g, chb, dx.buffer())?;
-            Some(dx)
-        } else {
-            None
-        };
-        let mut grads = vec![dx];
-        if has_w {
-            grads.push(Some(ch_row(&ch, row::SUM_GXHAT)?.copy_contiguous()?));
-        }
-        if has_b {
-            grads.push(Some(ch_row(&ch, row::SUM_G)?.copy_contiguous()?));
-        }
-        Ok(grads)
-    }))
-}
-
-/// Batch normalisation of (N, C, H, W) inputs (see the module docs).
-#[derive(Debug, Clone)]
-pub struct BatchNorm2d {
-    /// Per-channel scale (C), if affine.
-    pub weight: Option<Tensor>,
-    /// Per-channel shift (C), if affine.
-    pub bias: Option<Tensor>,
-    /// Running mean (C), a buffer.
-    pub running_mean: Tensor,
-    /// Running unbiased variance (C), a buffer.
-    pub running_var: Tensor,
-    /// Training batches seen, a rank-0 f32 buffer.
-    pub num_batches_tracked: Tensor,
-    options: BatchNormOptions,
-    training: bool,
-}
+batch_norm_layer!(
+    BatchNorm2d,
+    "Batch normalisation of (N, C, H, W) inputs (see [`crate::ops::batch_norm`])."
+);
 
 impl BatchNorm2d {
-    /// `num_features` channels with PyTorch's defaults, on the default device.
-    pub fn new(num_features: usize) -> Result<Self> {
-        Self::with_options(num_features, BatchNormOptions::default())
-    }
-
-    /// `num_features` channels with the given options, on the default device.
-    pub fn with_options(num_features: usize, options: BatchNormOptions) -> Result<Self> {
-        Self::new_on(&crate::device()?, num_features, options)
-    }
-
-    /// [`BatchNorm2d::with_options`] on `gpu`. Initialisation: w = 1, b = 0, running_mean = 0,
-    /// running_var = 1, num_batches_tracked = 0.
-    pub fn new_on(gpu: &Arc<Gpu>, num_features: usize, options: BatchNormOptions) -> Result<Self> {
-        let (weight, bias, running_mean, running_var, num_batches_tracked) =
-            super::batch_norm::batch_norm_state("BatchNorm2d", gpu, num_features, options)?;
-        Ok(BatchNorm2d {
-            weight,
-            bias,
-            running_mean,
-            running_var,
-            num_batches_tracked,
-            options,
-            training: true,
-        })
-    }
-
-    /// Number of channels C.
-    pub fn num_features(&self) -> usize {
-        self.running_mean.shape()[0]
-    }
-
-    /// The options.
-    pub fn options(&self) -> BatchNormOptions {
-        self.options
-    }
-}
-
-impl Module for BatchNorm2d {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    /// The forward: [`batch_norm2d`] with the layer's statistics, then counts the batch.
+    fn norm(&self, x: &Tensor) -> Result<Tensor> {
         let c = self.num_features();
         if x.rank() != 4 || x.shape()[1] != c {
             return shape_err(
@@ -290,25 +49,5 @@ impl Module for BatchNorm2d {
                 .copy_from(&self.num_batches_tracked.add_scalar(1.0)?)?;
         }
         Ok(y)
-    }
-
-    fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        super::batch_norm::batch_norm_parameters(&self.weight, &self.bias)
-    }
-
-    fn named_buffers(&self) -> Vec<(String, Tensor)> {
-        super::batch_norm::batch_norm_buffers(
-            &self.running_mean,
-            &self.running_var,
-            &self.num_batches_tracked,
-        )
-    }
-
-    fn set_training(&mut self, training: bool) {
-        self.training = training;
-    }
-
-    fn is_training(&self) -> bool {
-        self.training
     }
 }

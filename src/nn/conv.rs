@@ -64,6 +64,37 @@ fn check_sizes(
     Ok(())
 }
 
+/// The parts of a convolution layer `$name` that do not depend on its rank: `without_bias`,
+/// `from_tensors`, and the [`Module`] impl whose forward is `Tensor::$f`.
+macro_rules! conv_layer_common {
+    ($name:ident, $opts:ty, $f:ident) => {
+        impl $name {
+            /// The same layer without its bias.
+            pub fn without_bias(self) -> Self {
+                $name { bias: None, ..self }
+            }
+
+            /// A layer with the given weight and bias, used as they are (their `requires_grad`
+            /// flags are kept; shapes are checked by the first forward).
+            pub fn from_tensors(weight: Tensor, bias: Option<Tensor>, opts: $opts) -> Self {
+                $name { weight, bias, opts }
+            }
+        }
+
+        impl Module for $name {
+            fn forward(&self, x: &Tensor) -> Result<Tensor> {
+                x.$f(&self.weight, self.bias.as_ref(), self.opts)
+            }
+
+            fn named_parameters(&self) -> Vec<(String, Tensor)> {
+                let mut v = vec![("weight".to_string(), self.weight.clone())];
+                v.extend(self.bias.iter().map(|b| ("bias".to_string(), b.clone())));
+                v
+            }
+        }
+    };
+}
+
 /// 2-D convolution layer: (N, C_in, H, W) -> (N, C_out, OH, OW).
 #[derive(Debug, Clone)]
 pub struct Conv2d {
@@ -100,32 +131,9 @@ impl Conv2d {
         let (weight, bias) = default_params(gpu, &shape)?;
         Ok(Conv2d { weight, bias, opts })
     }
-
-    /// The same layer without its bias.
-    pub fn without_bias(self) -> Self {
-        Conv2d { bias: None, ..self }
-    }
-
-    /// A layer with the given weight and bias, used as they are (their `requires_grad` flags
-    /// are kept; shapes are checked by the first forward).
-    pub fn from_tensors(weight: Tensor, bias: Option<Tensor>, opts: Conv2dOptions) -> Self {
-        Conv2d { weight, bias, opts }
-    }
 }
 
-impl Module for Conv2d {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.conv2d(&self.weight, self.bias.as_ref(), self.opts)
-    }
-
-    fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        let mut v = vec![("weight".to_string(), self.weight.clone())];
-        if let Some(b) = &self.bias {
-            v.push(("bias".to_string(), b.clone()));
-        }
-        v
-    }
-}
+conv_layer_common!(Conv2d, Conv2dOptions, conv2d);
 
 /// 1-D convolution layer: (N, C_in, L) -> (N, C_out, OL).
 #[derive(Debug, Clone)]
@@ -162,29 +170,6 @@ impl Conv1d {
         let (weight, bias) = default_params(gpu, &[cout, cin / g, kernel])?;
         Ok(Conv1d { weight, bias, opts })
     }
-
-    /// The same layer without its bias.
-    pub fn without_bias(self) -> Self {
-        Conv1d { bias: None, ..self }
-    }
-
-    /// A layer with the given weight and bias, used as they are (their `requires_grad` flags
-    /// are kept; shapes are checked by the first forward).
-    pub fn from_tensors(weight: Tensor, bias: Option<Tensor>, opts: Conv1dOptions) -> Self {
-        Conv1d { weight, bias, opts }
-    }
 }
 
-impl Module for Conv1d {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.conv1d(&self.weight, self.bias.as_ref(), self.opts)
-    }
-
-    fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        let mut v = vec![("weight".to_string(), self.weight.clone())];
-        if let Some(b) = &self.bias {
-            v.push(("bias".to_string(), b.clone()));
-        }
-        v
-    }
-}
+conv_layer_common!(Conv1d, Conv1dOptions, conv1d);

@@ -38,18 +38,21 @@ impl Embedding {
 
     /// [`Embedding::new`] on `gpu`.
     pub fn new_on(gpu: &Arc<Gpu>, num_embeddings: usize, dim: usize) -> Result<Self> {
+        Self::normal_on(gpu, num_embeddings, dim, 1.0)
+    }
+
+    /// A table of `num_embeddings` rows of size `dim`, N(0, `std`^2), on `gpu` (GPT and BERT
+    /// use std 0.02).
+    pub fn normal_on(gpu: &Arc<Gpu>, num_embeddings: usize, dim: usize, std: f32) -> Result<Self> {
         if num_embeddings == 0 || dim == 0 {
             return arg_err(
                 "Embedding",
                 format!("num_embeddings and dim must be positive, got {num_embeddings} and {dim}"),
             );
         }
-        let weight = Init::Normal {
-            mean: 0.0,
-            std: 1.0,
-        }
-        .tensor_on(gpu, &[num_embeddings, dim])?
-        .requires_grad();
+        let weight = Init::Normal { mean: 0.0, std }
+            .tensor_on(gpu, &[num_embeddings, dim])?
+            .requires_grad();
         Ok(Embedding { weight })
     }
 

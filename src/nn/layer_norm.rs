@@ -32,17 +32,9 @@ use super::Module;
 use crate::error::{Result, arg_err, shape_err};
 use crate::tensor::Tensor;
 
-/// Layer normalisation of `x` (..., D) over its last dim, with an optional per-feature scale
-/// `weight` (D) and shift `bias` (D): the fused kernel [`crate::ops::norm::layer_norm`] (the
-/// composed version, [`crate::ops::norm::layer_norm_composed`], is its test reference).
-pub fn layer_norm(
-    x: &Tensor,
-    weight: Option<&Tensor>,
-    bias: Option<&Tensor>,
-    eps: f32,
-) -> Result<Tensor> {
-    crate::ops::norm::layer_norm(x, weight, bias, eps)
-}
+/// Layer normalisation of `x` (..., D) over its last dim: the op
+/// [`crate::ops::norm::layer_norm`], re-exported beside its layer.
+pub use crate::ops::norm::layer_norm;
 
 /// Layer normalisation over the last dim, of size `dim`.
 #[derive(Debug, Clone)]

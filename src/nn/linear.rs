@@ -39,6 +39,7 @@ use super::Module;
 use super::init::{self, FanMode, Init};
 use super::lora::LoraAdapter;
 use crate::error::{Result, arg_err, shape_err};
+use crate::ops::lora::{LoraBase, lora_linear};
 use crate::ops::nf4::{Nf4Compute, Nf4Weight, nf4_linear_with};
 use crate::tensor::Tensor;
 
@@ -253,10 +254,9 @@ impl Linear {
 }
 
 impl Linear {
-    /// `x W^T (+ b) + s (x A^T) B^T` as one recorded op (see the module notes), or `None` where
-    /// it does not apply (a merged adapter, or dropout active on the LoRA path: the composed
-    /// ops then run). The node keeps x, A, B and the thin `x A^T` (..., r); the composed form
-    /// would also keep the base output and the delta, two more (..., out) tensors per layer.
+    /// `x W^T (+ b) + s (x A^T) B^T` as one recorded op ([`crate::ops::lora::lora_linear`]), or
+    /// `None` where it does not apply (a merged adapter, or dropout active on the LoRA path: the
+    /// composed ops then run).
     fn forward_lora_fused(
         &self,
         l: &LoraAdapter,
@@ -267,64 +267,12 @@ impl Linear {
             return Ok(None);
         }
         self.check_input(x)?;
-        let (fin, fout, r) = (self.in_features(), self.out_features(), l.r());
-        let s = l.scale();
-        let bias = self.bias.as_ref().filter(|_| with_bias);
-        let (a, b) = (l.a.detach(), l.b.detach());
-        let (y, xa) = {
-            let _g = crate::no_grad();
-            let xd = x.detach();
-            let y = match &self.nf4 {
-                Some((w, c)) => nf4_linear_with(&xd, w, bias, *c)?,
-                None => {
-                    let y = xd.matmul(&self.weight.detach().t()?)?;
-                    match bias {
-                        Some(bv) => y.add(&bv.detach())?,
-                        None => y,
-                    }
-                }
-            };
-            let xa = xd.matmul(&a.t()?)?; // (..., r)
-            y.axpy_assign(s, &xa.matmul(&b.t()?)?)?;
-            (y, xa)
+        let base = match &self.nf4 {
+            Some((w, c)) => LoraBase::Nf4(w, *c),
+            None => LoraBase::Dense(&self.weight),
         };
-        let w = self.weight.clone();
-        let nf4 = self.nf4.clone();
-        let dw = nf4.is_none() && w.requires_grad_flag();
-        let db = bias.is_some_and(|b| b.requires_grad_flag());
-        let xd = x.detach();
-        let mut inputs = vec![x, &l.a, &l.b];
-        if dw {
-            inputs.push(&self.weight);
-        }
-        if db {
-            inputs.extend(bias);
-        }
-        Ok(Some(y.record("lora_linear", &inputs, move |g| {
-            let _g = crate::no_grad();
-            let m = g.numel() / fout;
-            let g2 = g.contiguous()?.reshape(&[m, fout])?;
-            let x2 = xd.contiguous()?.reshape(&[m, fin])?;
-            let xa2 = xa.reshape(&[m, r])?;
-            let gb = g2.matmul(&b)?; // (M, r)
-            let dx = match &nf4 {
-                Some((wq, c)) => crate::ops::nf4::nf4_grad_input(&g2, wq, *c)?,
-                None => g2.matmul(&w.detach())?,
-            };
-            dx.axpy_assign(s, &gb.matmul(&a)?)?;
-            let mut grads = vec![
-                Some(dx.reshape(xd.shape())?),
-                Some(gb.t()?.matmul(&x2)?.mul_scalar(s)?),
-                Some(g2.t()?.matmul(&xa2)?.mul_scalar(s)?),
-            ];
-            if dw {
-                grads.push(Some(g2.t()?.matmul(&x2)?));
-            }
-            if db {
-                grads.push(Some(g2.sum_dims(&[0], false)?));
-            }
-            Ok(grads)
-        })))
+        let bias = self.bias.as_ref().filter(|_| with_bias);
+        lora_linear(x, base, bias, &l.a, &l.b, l.scale()).map(Some)
     }
 }
 

@@ -29,8 +29,8 @@
 //! uses (its files add the prefix `base_model.model.`, see [`super::lora_io`]).
 //!
 //! **The frozen base** is anything implementing [`FrozenBase`] (forward differentiable in x
-//! only, and optionally a weight to merge into); [`Linear`] is one, and [`super::Nf4Linear`]
-//! another.
+//! only, and optionally a weight to merge into); [`Linear`] is the one kiln ships (its base may
+//! be held in NF4, see QLoRA below).
 //!
 //! **QLoRA** keeps the adapted models' own Linear layers and holds their base weights in NF4:
 //! [`quantize_bases`] (same selection as [`apply_lora`], call it first) replaces each selected

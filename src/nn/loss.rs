@@ -276,30 +276,10 @@ fn check_class_inputs(
             got: targets.dtype(),
         });
     }
-    if targets.shape() != [n] {
-        return shape_err(
-            op,
-            format!(
-                "targets must have shape ({n}) for {what} of shape {:?}, got shape {:?}",
-                x.shape(),
-                targets.shape()
-            ),
-        );
-    }
-    x.same_device(op, targets)?;
+    targets.expect_len(op, "targets", n, (what, x))?;
     if let Some(w) = weights {
         check_f32(op, "f32 class_weights", w)?;
-        x.same_device(op, w)?;
-        if w.shape() != [c] {
-            return shape_err(
-                op,
-                format!(
-                    "class_weights must have shape ({c}) for {what} of shape {:?}, got shape {:?}",
-                    x.shape(),
-                    w.shape()
-                ),
-            );
-        }
+        w.expect_len(op, "class_weights", c, (what, x))?;
     }
     Ok((n, c))
 }

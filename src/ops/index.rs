@@ -140,6 +140,26 @@ fn scatter_raw(
     Ok(gx)
 }
 
+/// `x` indexed along dim `d` by `idx` (`mode`) into `out_shape`; for f32 x the backward
+/// scatter-adds the gradient back into x's shape (index_select and gather share it).
+fn indexed(
+    op: &'static str,
+    x: &Tensor,
+    d: usize,
+    idx: Tensor,
+    mode: IndexMode,
+    out_shape: &[usize],
+) -> Result<Tensor> {
+    let out = index_raw(x, d, &idx, mode, out_shape)?;
+    if x.dtype() != DType::F32 {
+        return Ok(out);
+    }
+    let x_shape = x.shape().to_vec();
+    Ok(out.record(op, &[x], move |g| {
+        Ok(vec![Some(scatter_raw(g, d, &idx, mode, &x_shape)?)])
+    }))
+}
+
 impl Tensor {
     /// Pick entries `idx` (1-D, u32) along `dim`: `out` has x's shape with `dim` resized to
     /// `idx.len()`, and `out[.., j, ..] = x[.., idx[j], ..]`. Works for f32, i32 and u32;
@@ -161,20 +181,7 @@ impl Tensor {
         }
         let mut out_shape = self.shape().to_vec();
         out_shape[d] = idx.numel();
-        let out = index_raw(self, d, &idx, IndexMode::Select, &out_shape)?;
-        if self.dtype() != DType::F32 {
-            return Ok(out);
-        }
-        let x_shape = self.shape().to_vec();
-        Ok(out.record(OP, &[self], move |g| {
-            Ok(vec![Some(scatter_raw(
-                g,
-                d,
-                &idx,
-                IndexMode::Select,
-                &x_shape,
-            )?)])
-        }))
+        indexed(OP, self, d, idx, IndexMode::Select, &out_shape)
     }
 
     /// `torch.gather`: `out[.., j, ..] = x[.., idx[.., j, ..], ..]` along `dim`, where `idx` (u32)
@@ -198,20 +205,8 @@ impl Tensor {
                 ),
             );
         }
-        let out = index_raw(self, d, &idx, IndexMode::Gather, idx.shape())?;
-        if self.dtype() != DType::F32 {
-            return Ok(out);
-        }
-        let x_shape = self.shape().to_vec();
-        Ok(out.record(OP, &[self], move |g| {
-            Ok(vec![Some(scatter_raw(
-                g,
-                d,
-                &idx,
-                IndexMode::Gather,
-                &x_shape,
-            )?)])
-        }))
+        let out_shape = idx.shape().to_vec();
+        indexed(OP, self, d, idx, IndexMode::Gather, &out_shape)
     }
 
     /// Embedding lookup with `self` as the table: weight (V, C), `ids` (u32, any shape) ->

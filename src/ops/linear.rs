@@ -64,16 +64,7 @@ impl Tensor {
         if let Some(b) = bias {
             b.expect_f32(OP)?;
             self.same_device(OP, b)?;
-            if b.shape() != [n_out] {
-                return shape_err(
-                    OP,
-                    format!(
-                        "bias must have shape ({n_out}) for a weight of shape {:?}, got {:?}",
-                        weight.shape(),
-                        b.shape()
-                    ),
-                );
-            }
+            b.expect_len(OP, "bias", n_out, ("a weight", weight))?;
         }
         let y = {
             let _g = crate::no_grad();

@@ -99,16 +99,7 @@ impl Tensor {
             });
         }
         let (n, c) = (self.shape()[0], self.shape()[1]);
-        if targets.shape() != [n] {
-            return shape_err(
-                OP,
-                format!(
-                    "targets must have shape ({n}) for logits of shape {:?}, got shape {:?}",
-                    self.shape(),
-                    targets.shape()
-                ),
-            );
-        }
+        targets.expect_len(OP, "targets", n, ("logits", self))?;
         if n == 0 || c == 0 {
             return shape_err(
                 OP,

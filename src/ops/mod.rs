@@ -12,6 +12,7 @@
 //! | `reduce.rs` | sum mean max min argmax argmin over any axes; sum_to |
 //! | `matmul.rs` | batched matmul with broadcasting and transposed operands |
 //! | `linear.rs` | `x W^T + b` as one node (nn::Linear), weight gradient in W's layout |
+//! | `lora.rs` | LoRA's `x W^T + b + s (x A^T) B^T` as one node (f32 or NF4 base) |
 //! | `softmax.rs` | fused softmax, log_softmax, logsumexp |
 //! | `loss.rs` | fused cross-entropy from logits and class indices |
 //! | `index.rs` | gather, index_select, embedding (scatter-add backward) |
@@ -19,6 +20,7 @@
 //! | `conv.rs` | conv2d, conv1d (stride, padding, dilation, groups) |
 //! | `pool.rs` | max_pool2d, avg_pool2d, adaptive_avg_pool2d (gather backward, no atomics) |
 //! | `attention.rs` | fused scaled dot-product attention (causal, key padding), fused backward |
+//! | `batch_norm.rs` | fused batch_norm2d (per-channel statistics, running-statistics update) |
 //! | `norm.rs` | fused layer_norm, rms_norm (and their composed references) |
 //! | `rope.rs` | rotary position embedding with a position offset (composed) |
 //! | `gelu.rs` | GELU erf / tanh forms, bias + GELU |
@@ -26,6 +28,7 @@
 //! | `rnn.rs` | one RNN / LSTM / GRU layer over a sequence, fused gates, one graph node |
 
 mod attention;
+pub mod batch_norm;
 mod binary;
 mod compare;
 mod concat;
@@ -33,6 +36,7 @@ mod conv;
 pub mod gelu;
 mod index;
 mod linear;
+pub mod lora;
 mod loss;
 mod matmul;
 pub mod nf4;

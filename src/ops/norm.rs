@@ -112,17 +112,7 @@ fn check(op: &'static str, x: &Tensor, params: &[(&str, Option<&Tensor>)]) -> Re
     for (name, p) in params {
         let Some(p) = p else { continue };
         p.expect_f32(op)?;
-        x.same_device(op, p)?;
-        if p.shape() != [d] {
-            return shape_err(
-                op,
-                format!(
-                    "{name} must have shape ({d}) for input of shape {:?}, got shape {:?}",
-                    x.shape(),
-                    p.shape()
-                ),
-            );
-        }
+        p.expect_len(op, name, d, ("input", x))?;
     }
     Ok(d)
 }

@@ -27,6 +27,7 @@
 //! ```
 
 use kiln_kernels::launch::pool::{self as pk, PoolShape, Window};
+use kiln_kernels::{Gpu, GpuBuffer, Operand};
 
 use crate::error::{Result, arg_err, shape_err};
 use crate::tensor::{DType, Tensor};
@@ -80,6 +81,29 @@ fn out_shape(s: PoolShape) -> [usize; 4] {
     [s.n, s.c, s.oh, s.ow]
 }
 
+/// Run a pooling kernel of `x` (N, C, H, W) to (N, C, OH, OW) = `shape`'s output and record
+/// its backward: `forward(gpu, x, y)` fills y; `backward(gpu, g, gx)` writes the input gradient
+/// gx (N, C, H, W) from the output gradient g (written once for the three pools).
+fn pooled(
+    op: &'static str,
+    x: &Tensor,
+    shape: PoolShape,
+    forward: impl FnOnce(&Gpu, Operand<'_>, &GpuBuffer) -> kiln_kernels::Result<()>,
+    backward: impl Fn(&Gpu, Operand<'_>, &GpuBuffer) -> kiln_kernels::Result<()> + Send + Sync + 'static,
+) -> Result<Tensor> {
+    let xd = x.dense()?;
+    let gpu = x.gpu().clone();
+    let y = Tensor::empty_on(&gpu, &out_shape(shape), DType::F32)?;
+    forward(&gpu, xd.operand(), y.buffer())?;
+    let x_shape = x.shape().to_vec();
+    Ok(y.record(op, &[x], move |g| {
+        let g = g.dense()?;
+        let gx = Tensor::empty_on(g.gpu(), &x_shape, DType::F32)?;
+        backward(g.gpu(), g.operand(), gx.buffer())?;
+        Ok(vec![Some(gx)])
+    }))
+}
+
 impl Tensor {
     /// 2-D max pooling of an (N, C, H, W) tensor with the given (height, width) kernel, stride and
     /// padding (at most half the kernel; it counts as -inf). Differentiable: the gradient goes to
@@ -97,25 +121,15 @@ impl Tensor {
             padding,
         };
         let shape = window_shape(OP, self, win)?;
-        let x = self.dense()?;
-        let gpu = self.gpu().clone();
-        let y = Tensor::empty_on(&gpu, &out_shape(shape), DType::F32)?;
-        let argmax = Tensor::empty_on(&gpu, &out_shape(shape), DType::U32)?;
-        pk::max_pool2d(&gpu, shape, win, x.operand(), y.buffer(), argmax.buffer())?;
-        let x_shape = self.shape().to_vec();
-        Ok(y.record(OP, &[self], move |g| {
-            let g = g.dense()?;
-            let gx = Tensor::empty_on(g.gpu(), &x_shape, DType::F32)?;
-            pk::max_pool2d_backward(
-                g.gpu(),
-                shape,
-                win,
-                g.operand(),
-                argmax.buffer(),
-                gx.buffer(),
-            )?;
-            Ok(vec![Some(gx)])
-        }))
+        let argmax = Tensor::empty_on(self.gpu(), &out_shape(shape), DType::U32)?;
+        let am = argmax.clone();
+        pooled(
+            OP,
+            self,
+            shape,
+            |gpu, x, y| pk::max_pool2d(gpu, shape, win, x, y, argmax.buffer()),
+            move |gpu, g, gx| pk::max_pool2d_backward(gpu, shape, win, g, am.buffer(), gx),
+        )
     }
 
     /// 2-D average pooling of an (N, C, H, W) tensor with the given (height, width) kernel, stride
@@ -134,17 +148,13 @@ impl Tensor {
             padding,
         };
         let shape = window_shape(OP, self, win)?;
-        let x = self.dense()?;
-        let gpu = self.gpu().clone();
-        let y = Tensor::empty_on(&gpu, &out_shape(shape), DType::F32)?;
-        pk::avg_pool2d(&gpu, shape, win, x.operand(), y.buffer())?;
-        let x_shape = self.shape().to_vec();
-        Ok(y.record(OP, &[self], move |g| {
-            let g = g.dense()?;
-            let gx = Tensor::empty_on(g.gpu(), &x_shape, DType::F32)?;
-            pk::avg_pool2d_backward(g.gpu(), shape, win, g.operand(), gx.buffer())?;
-            Ok(vec![Some(gx)])
-        }))
+        pooled(
+            OP,
+            self,
+            shape,
+            |gpu, x, y| pk::avg_pool2d(gpu, shape, win, x, y),
+            move |gpu, g, gx| pk::avg_pool2d_backward(gpu, shape, win, g, gx),
+        )
     }
 
     /// Adaptive average pooling of an (N, C, H, W) tensor to (N, C, OH, OW) = `out`, with
@@ -181,16 +191,12 @@ impl Tensor {
                 ),
             );
         }
-        let x = self.dense()?;
-        let gpu = self.gpu().clone();
-        let y = Tensor::empty_on(&gpu, &out_shape(shape), DType::F32)?;
-        pk::adaptive_avg_pool2d(&gpu, shape, x.operand(), y.buffer())?;
-        let x_shape = self.shape().to_vec();
-        Ok(y.record(OP, &[self], move |g| {
-            let g = g.dense()?;
-            let gx = Tensor::empty_on(g.gpu(), &x_shape, DType::F32)?;
-            pk::adaptive_avg_pool2d_backward(g.gpu(), shape, g.operand(), gx.buffer())?;
-            Ok(vec![Some(gx)])
-        }))
+        pooled(
+            OP,
+            self,
+            shape,
+            |gpu, x, y| pk::adaptive_avg_pool2d(gpu, shape, x, y),
+            move |gpu, g, gx| pk::adaptive_avg_pool2d_backward(gpu, shape, g, gx),
+        )
     }
 }

@@ -200,3 +200,32 @@ pub(super) fn set_lr_scales(
     }
     Ok(())
 }
+
+/// The [`super::Optimizer`] methods that only read or write the parameter list, the config's
+/// `lr` and the per-parameter `lr_scales` (fields every optimizer has; `OP` names it in errors):
+/// written once, expanded inside each `impl Optimizer`.
+macro_rules! optimizer_common {
+    () => {
+        fn zero_grad(&self) -> Result<()> {
+            super::params::zero_grads(&self.params)
+        }
+
+        fn learning_rate(&self) -> f32 {
+            self.config.lr
+        }
+
+        fn set_learning_rate(&mut self, lr: f32) {
+            self.config.lr = lr;
+        }
+
+        fn set_lr_scale(&mut self, names: &[String], scale: f32) -> Result<()> {
+            super::params::set_lr_scales(OP, &self.params, &mut self.lr_scales, names, scale)
+        }
+
+        fn lr_scale(&self, name: &str) -> Option<f32> {
+            let i = self.params.iter().position(|(n, _)| n == name)?;
+            Some(self.lr_scales[i])
+        }
+    };
+}
+pub(super) use optimizer_common;

@@ -24,8 +24,7 @@ use kiln_kernels::launch::optim::{self as k, SgdStep};
 use serde::{Deserialize, Serialize};
 
 use super::params::{
-    check_params, grad_for_update, load_like, parse_state_name, set_lr_scales, zero_grads,
-    zeros_like,
+    check_params, grad_for_update, load_like, optimizer_common, parse_state_name, zeros_like,
 };
 use super::{Optimizer, OptimizerState};
 use crate::error::{Result, arg_err};
@@ -157,26 +156,7 @@ impl Optimizer for Sgd {
         Ok(())
     }
 
-    fn zero_grad(&self) -> Result<()> {
-        zero_grads(&self.params)
-    }
-
-    fn learning_rate(&self) -> f32 {
-        self.config.lr
-    }
-
-    fn set_learning_rate(&mut self, lr: f32) {
-        self.config.lr = lr;
-    }
-
-    fn set_lr_scale(&mut self, names: &[String], scale: f32) -> Result<()> {
-        set_lr_scales(OP, &self.params, &mut self.lr_scales, names, scale)
-    }
-
-    fn lr_scale(&self, name: &str) -> Option<f32> {
-        let i = self.params.iter().position(|(n, _)| n == name)?;
-        Some(self.lr_scales[i])
-    }
+    optimizer_common!();
 
     /// The step count and `momentum_buffer.<param name>` for every parameter that has one. The
     /// tensors are the live buffers (as PyTorch's `state_dict`): save or copy them before the

@@ -246,6 +246,31 @@ impl Tensor {
         Ok(())
     }
 
+    /// Error unless `self` has shape (`len`) and sits on the device of `of.1`: the per-row or
+    /// per-channel argument `what` of an op whose tensor `of.1` (called `of.0` in the message,
+    /// e.g. "input") fixes that length. The dtype is the caller's to check.
+    pub(crate) fn expect_len(
+        &self,
+        op: &'static str,
+        what: &str,
+        len: usize,
+        of: (&str, &Tensor),
+    ) -> Result<()> {
+        of.1.same_device(op, self)?;
+        if self.shape() != [len] {
+            return crate::error::shape_err(
+                op,
+                format!(
+                    "{what} must have shape ({len}) for {} of shape {:?}, got shape {:?}",
+                    of.0,
+                    of.1.shape(),
+                    self.shape()
+                ),
+            );
+        }
+        Ok(())
+    }
+
     /// Error unless both tensors are on the same device.
     pub(crate) fn same_device(&self, op: &'static str, other: &Tensor) -> Result<()> {
         if !Arc::ptr_eq(&self.inner.gpu, &other.inner.gpu) {

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::cli_util;
-use cli_util::{clean_error, json, kiln, s};
+use crate::common::skip;
+use cli_util::{RUN_FILES, assert_files, clean_error, json, kiln, s};
 
 /// A fresh directory under the system temp dir.
 fn scratch(name: &str) -> PathBuf {
@@ -21,17 +22,7 @@ fn train_writes_a_complete_run_directory() {
         stdout.contains("test accuracy") && stdout.contains("confusion matrix"),
         "{stdout}"
     );
-    for f in [
-        "config.toml",
-        "metrics.jsonl",
-        "metrics.csv",
-        "curves.png",
-        "checkpoint.safetensors",
-        "best.safetensors",
-        "summary.json",
-    ] {
-        assert!(d.join(f).exists(), "{f} missing");
-    }
+    assert_files(&d, RUN_FILES);
     let summary = json(&d.join("summary.json"));
     let acc = summary["test_accuracy"].as_f64().unwrap();
     assert!(acc > 0.5, "3 epochs should beat chance by far: {acc}");
@@ -398,8 +389,11 @@ fn trains_on_the_opengl_backend_when_present() {
     if !devices.status.success() {
         let e = String::from_utf8_lossy(&devices.stderr);
         assert!(e.contains("no GPU adapter found"), "{e}");
-        eprintln!("skipped: no OpenGL adapter on this machine");
-        return;
+        return skip::skip(
+            "training on the OpenGL backend",
+            "no OpenGL adapter on this machine",
+            "apt-get install -y libegl1 libgl1-mesa-dri (Mesa's OpenGL driver, llvmpipe)",
+        );
     }
     let d = scratch("gl").join("run");
     let out = gl(&[

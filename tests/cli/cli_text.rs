@@ -8,25 +8,12 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use crate::cli_util;
-use cli_util::{clean_error, json, kiln, s, tiny_text};
+use cli_util::{RUN_FILES, assert_files, clean_error, json, kiln, s, tiny_text, train_tiny_gpt};
 
 /// A fresh directory under the system temp dir.
 fn scratch(name: &str) -> PathBuf {
     cli_util::scratch_in("cli-text", name)
 }
-
-const TINY_GPT: &[&str] = &[
-    "--layers",
-    "1",
-    "--heads",
-    "2",
-    "--width",
-    "16",
-    "--context",
-    "16",
-    "--batch-size",
-    "16",
-];
 
 /// One tiny GPT run shared by the tests that only read it: (run dir, stdout).
 fn gpt_run() -> &'static (PathBuf, String) {
@@ -35,21 +22,8 @@ fn gpt_run() -> &'static (PathBuf, String) {
         let d = scratch("gpt");
         let text = tiny_text(&d);
         let out = d.join("run");
-        let mut args = vec![
-            "train",
-            "--model",
-            "gpt",
-            "--text",
-            s(&text),
-            "--epochs",
-            "2",
-            "--lr",
-            "0.01",
-            "--out",
-            s(&out),
-        ];
-        args.extend_from_slice(TINY_GPT);
-        let (ok, stdout, stderr) = kiln(&args);
+        let flags = ["--model", "gpt", "--epochs", "2", "--lr", "0.01"];
+        let (ok, stdout, stderr) = train_tiny_gpt(&text, &out, &flags);
         assert!(ok, "{stderr}");
         (out, stdout)
     })
@@ -58,18 +32,8 @@ fn gpt_run() -> &'static (PathBuf, String) {
 #[test]
 fn gpt_trains_on_a_text_file_and_logs_perplexity() {
     let (dir, stdout) = gpt_run();
-    for f in [
-        "config.toml",
-        "metrics.jsonl",
-        "metrics.csv",
-        "curves.png",
-        "checkpoint.safetensors",
-        "best.safetensors",
-        "summary.json",
-        "tokenizer.json",
-    ] {
-        assert!(dir.join(f).exists(), "missing {f}");
-    }
+    assert_files(dir, RUN_FILES);
+    assert_files(dir, &["tokenizer.json"]);
     assert!(stdout.contains("char tokenizer"), "{stdout}");
     assert!(stdout.contains("baseline: unigram"), "{stdout}");
     assert!(
@@ -237,20 +201,8 @@ fn max_steps_ends_a_run_inside_an_epoch() {
     let d = scratch("steps");
     let text = tiny_text(&d);
     let out = d.join("run");
-    let mut args = vec![
-        "train",
-        "--text",
-        s(&text),
-        "--epochs",
-        "5",
-        "--max-steps",
-        "3",
-        "--out",
-        s(&out),
-        "--quiet",
-    ];
-    args.extend_from_slice(TINY_GPT);
-    let (ok, stdout, stderr) = kiln(&args);
+    let flags = ["--epochs", "5", "--max-steps", "3", "--quiet"];
+    let (ok, stdout, stderr) = train_tiny_gpt(&text, &out, &flags);
     assert!(ok, "{stderr}");
     assert!(stdout.contains("budget reached"), "{stdout}");
     let summary = json(&out.join("summary.json"));
@@ -270,21 +222,9 @@ fn bpe_and_gpt2_tokenizers_train_and_generate() {
         let d = scratch(&format!("tok-{name}"));
         let text = tiny_text(&d);
         let out = d.join("run");
-        let mut args = vec![
-            "train",
-            "--text",
-            s(&text),
-            "--tokenizer",
-            name,
-            "--max-steps",
-            "2",
-            "--out",
-            s(&out),
-            "--quiet",
-        ];
-        args.extend_from_slice(extra);
-        args.extend_from_slice(TINY_GPT);
-        let (ok, _, stderr) = kiln(&args);
+        let mut flags = vec!["--tokenizer", name, "--max-steps", "2", "--quiet"];
+        flags.extend_from_slice(extra);
+        let (ok, _, stderr) = train_tiny_gpt(&text, &out, &flags);
         assert!(ok, "{name}: {stderr}");
         let summary = json(&out.join("summary.json"));
         // Both are byte-level BPE tokenizers; GPT-2's is told apart by its vocabulary.

@@ -11,10 +11,29 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 use crate::cli_util;
-use cli_util::{clean_error, json, kiln, s};
+use cli_util::{TINY_GPT, assert_files, clean_error, json, kiln, lcg_words, s, write_tiny};
 
 fn scratch(name: &str) -> PathBuf {
     cli_util::scratch_in("finetune", name)
+}
+
+/// `kiln finetune --base <the shared base> --data <data> extra...`: (success, stdout, stderr).
+fn finetune(data: &Path, extra: &[&str]) -> (bool, String, String) {
+    let mut args = vec!["finetune", "--base", s(base()), "--data", s(data)];
+    args.extend_from_slice(extra);
+    kiln(&args)
+}
+
+/// `kiln finetune` of the shared base on [`small_chat`] in a fresh scratch folder `name`, with
+/// `extra` flags and `--out <that folder>/ft`: (the out dir, success, stdout, stderr).
+fn small_finetune(name: &str, extra: &[&str]) -> (PathBuf, bool, String, String) {
+    let d = scratch(name);
+    let data = small_chat(&d);
+    let out = d.join("ft");
+    let mut args = extra.to_vec();
+    args.extend(["--out", s(&out)]);
+    let (ok, stdout, err) = finetune(&data, &args);
+    (out, ok, stdout, err)
 }
 
 /// Run `kiln args...` with `input` on stdin: (success, stdout, stderr).
@@ -64,46 +83,20 @@ fn base() -> &'static PathBuf {
             "the", "cat", "sat", "on", "a", "mat", "hi", "hello", "there", "how", "are", "you",
             "fine", "thanks", "be", "nice",
         ];
-        let mut state = 7u64;
-        let mut text = String::new();
-        for _ in 0..120 {
-            for w in 0..8 {
-                state = state
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                text += words[(state >> 33) as usize % words.len()];
-                text.push(if w == 7 { '\n' } else { ' ' });
-            }
-        }
-        let p = d.join("tiny.txt");
-        std::fs::write(&p, text).unwrap();
+        let p = write_tiny(&d, &lcg_words(&words, 7, 120, None));
         let out = d.join("run");
-        let (ok, _, err) = kiln(&[
-            "train",
-            "--model",
-            "gpt",
-            "--text",
-            s(&p),
-            "--layers",
-            "1",
-            "--heads",
-            "2",
-            "--width",
-            "16",
-            "--context",
-            "64",
-            "--batch-size",
-            "16",
-            "--epochs",
-            "1",
-            "--lr",
-            "0.01",
-            "--seed",
-            "1",
-            "--out",
-            s(&out),
-            "-q",
-        ]);
+        // The tiny GPT with a context of 64: chat exchanges need a few hundred characters.
+        let mut args = vec!["train", "--model", "gpt", "--text", s(&p)];
+        for pair in TINY_GPT.chunks(2) {
+            args.extend(match pair {
+                ["--context", _] => ["--context", "64"],
+                [flag, value] => [*flag, *value],
+                _ => unreachable!("TINY_GPT is flag, value pairs"),
+            });
+        }
+        args.extend(["--epochs", "1", "--lr", "0.01", "--seed", "1"]);
+        args.extend(["--out", s(&out), "-q"]);
+        let (ok, _, err) = kiln(&args);
         assert!(ok, "{err}");
         out
     })
@@ -123,29 +116,27 @@ fn learned() -> &'static (PathBuf, String) {
         let line = conv(None, &[("hi", "hello there")]);
         std::fs::write(&data, format!("{line}\n").repeat(8)).unwrap();
         let out = d.join("adapter");
-        let (ok, stdout, err) = kiln(&[
-            "finetune",
-            "--base",
-            s(base()),
-            "--data",
-            s(&data),
-            "--lora-rank",
-            "8",
-            "--lora-dropout",
-            "0",
-            "--target-modules",
-            ALL_LINEAR,
-            "--epochs",
-            "100",
-            "--batch-size",
-            "8",
-            "--lr",
-            "0.01",
-            "--val-fraction",
-            "0",
-            "--out",
-            s(&out),
-        ]);
+        let (ok, stdout, err) = finetune(
+            &data,
+            &[
+                "--lora-rank",
+                "8",
+                "--lora-dropout",
+                "0",
+                "--target-modules",
+                ALL_LINEAR,
+                "--epochs",
+                "100",
+                "--batch-size",
+                "8",
+                "--lr",
+                "0.01",
+                "--val-fraction",
+                "0",
+                "--out",
+                s(&out),
+            ],
+        );
         assert!(ok, "{err}");
         (out, stdout)
     })
@@ -388,25 +379,18 @@ fn validation_loss_falls_and_a_run_resumes() {
 
 #[test]
 fn qlora_finetune_holds_the_bases_in_nf4() {
-    let d = scratch("qlora");
-    let data = small_chat(&d);
-    let out = d.join("ft");
-    let (ok, stdout, err) = kiln(&[
-        "finetune",
-        "--base",
-        s(base()),
-        "--data",
-        s(&data),
-        "--qlora",
-        "--target-modules",
-        "q_proj,v_proj,fc1,fc2",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "4",
-        "--out",
-        s(&out),
-    ]);
+    let (out, ok, stdout, err) = small_finetune(
+        "qlora",
+        &[
+            "--qlora",
+            "--target-modules",
+            "q_proj,v_proj,fc1,fc2",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+        ],
+    );
     assert!(ok, "{err}");
     assert!(stdout.contains("layers in NF4"), "{stdout}");
     let summary = json(&out.join("summary.json"));
@@ -533,35 +517,22 @@ fn bad_input_gives_one_paragraph_errors() {
 /// `--out` (its partial epoch validated), and reports the validation loss it reached.
 #[test]
 fn a_run_stopped_inside_an_epoch_writes_its_adapter() {
-    let d = scratch("partial");
-    let data = small_chat(&d);
-    let out = d.join("ft");
-    let (ok, stdout, err) = kiln(&[
-        "finetune",
-        "--base",
-        s(base()),
-        "--data",
-        s(&data),
-        "--lora-rank",
-        "2",
-        "--batch-size",
-        "1",
-        "--max-steps",
-        "2",
-        "--out",
-        s(&out),
-    ]);
+    let (out, ok, stdout, err) = small_finetune(
+        "partial",
+        &["--lora-rank", "2", "--batch-size", "1", "--max-steps", "2"],
+    );
     assert!(ok, "{err}");
     assert!(stdout.contains("0 epochs + 2 batches"), "{stdout}");
     assert!(
         stdout.contains("val loss") && stdout.contains(" -> "),
         "{stdout}"
     );
-    for f in [
-        "adapter_model.safetensors",
-        "adapter_config.json",
-        "kiln_finetune.json",
-    ] {
-        assert!(out.join(f).is_file(), "{f} missing after a partial epoch");
-    }
+    assert_files(
+        &out,
+        &[
+            "adapter_model.safetensors",
+            "adapter_config.json",
+            "kiln_finetune.json",
+        ],
+    );
 }

@@ -8,7 +8,7 @@ use crate::cli_util as cli;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use cli::{clean_error, kiln, s, scratch_in};
+use cli::{TINY_GPT, clean_error, kiln, s, scratch_in};
 
 fn scratch(name: &str) -> PathBuf {
     scratch_in("resume", name)
@@ -40,20 +40,10 @@ fn position(dir: &Path) -> (u64, u64) {
 
 /// A 1-block GPT of width 16 on `text`, `batch` windows of 16 tokens, plus `extra` flags.
 fn tiny_gpt<'a>(text: &'a Path, batch: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut v = vec![
-        "--text",
-        s(text),
-        "--layers",
-        "1",
-        "--heads",
-        "2",
-        "--width",
-        "16",
-        "--context",
-        "16",
-        "--batch-size",
-        batch,
-    ];
+    let mut v = vec!["--text", s(text)];
+    // TINY_GPT with its last flag, `--batch-size 16`, replaced by `batch`.
+    v.extend_from_slice(&TINY_GPT[..TINY_GPT.len() - 1]);
+    v.push(batch);
     v.extend_from_slice(extra);
     v
 }

@@ -44,19 +44,35 @@ pub fn clean_error(stderr: &str) {
     );
 }
 
+/// The files every `kiln train` run directory holds.
+pub const RUN_FILES: &[&str] = &[
+    "config.toml",
+    "metrics.jsonl",
+    "metrics.csv",
+    "curves.png",
+    "checkpoint.safetensors",
+    "best.safetensors",
+    "summary.json",
+];
+
+/// Assert that each of `files` is a file in `dir`.
+pub fn assert_files(dir: &Path, files: &[&str]) {
+    for f in files {
+        assert!(dir.join(f).is_file(), "{f} missing in {}", dir.display());
+    }
+}
+
 /// A JSON file, parsed.
 pub fn json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-/// About 3 KB of lowercase words, reproducible (a tiny LCG picks them).
-pub fn tiny_text(dir: &Path) -> PathBuf {
-    let words = [
-        "the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "to", "log", "bird", "sang",
-    ];
-    let mut state = 12345u64;
+/// `lines` lines of 8 of `words`, picked by a 64-bit LCG from `seed`; a blank line after every
+/// `paragraph` lines when given. Reproducible text for the language-model tests.
+pub fn lcg_words(words: &[&str], seed: u64, lines: usize, paragraph: Option<usize>) -> String {
+    let mut state = seed;
     let mut text = String::new();
-    for line in 0..80 {
+    for line in 0..lines {
         for w in 0..8 {
             state = state
                 .wrapping_mul(6364136223846793005)
@@ -64,13 +80,51 @@ pub fn tiny_text(dir: &Path) -> PathBuf {
             text += words[(state >> 33) as usize % words.len()];
             text.push(if w == 7 { '\n' } else { ' ' });
         }
-        if line % 10 == 9 {
+        if paragraph.is_some_and(|p| line % p == p - 1) {
             text.push('\n');
         }
     }
+    text
+}
+
+/// `text` written to `dir/tiny.txt`; its path.
+pub fn write_tiny(dir: &Path, text: &str) -> PathBuf {
     let p = dir.join("tiny.txt");
     std::fs::write(&p, text).unwrap();
     p
+}
+
+/// About 3 KB of lowercase words, reproducible (a tiny LCG picks them).
+pub fn tiny_text(dir: &Path) -> PathBuf {
+    let words = [
+        "the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "to", "log", "bird", "sang",
+    ];
+    write_tiny(dir, &lcg_words(&words, 12345, 80, Some(10)))
+}
+
+/// The flags of the tiny GPT the CLI tests train: 1 block of width 16, 2 heads, windows of 16
+/// tokens, batches of 16.
+pub const TINY_GPT: &[&str] = &[
+    "--layers",
+    "1",
+    "--heads",
+    "2",
+    "--width",
+    "16",
+    "--context",
+    "16",
+    "--batch-size",
+    "16",
+];
+
+/// `kiln train --text <text> flags... --out <out>` with the [`TINY_GPT`] flags:
+/// (success, stdout, stderr).
+pub fn train_tiny_gpt(text: &Path, out: &Path, flags: &[&str]) -> (bool, String, String) {
+    let mut args = vec!["train", "--text", s(text)];
+    args.extend_from_slice(flags);
+    args.extend(["--out", s(out)]);
+    args.extend_from_slice(TINY_GPT);
+    kiln(&args)
 }
 
 /// Start `kiln args...` in the background, output discarded (for tests that kill it).

@@ -2,9 +2,17 @@
 //! gradient check.
 #![allow(dead_code)]
 
+/// Loud skips: one file for both crates' tests.
+#[path = "../../kernels/tests/kernels/common/skip.rs"]
+pub mod skip;
+
+use std::path::PathBuf;
+
 use kiln::Tensor;
 pub use kiln_kernels::reference::Tolerance;
 pub use shared::*;
+#[allow(unused_imports)]
+pub use skip::skip;
 
 /// The device, seeds, random inputs and awkward sizes: one file for both crates' tests.
 #[path = "../../kernels/tests/kernels/common/shared.rs"]
@@ -139,4 +147,38 @@ pub fn gradcheck(
 /// Row-major broadcast of f64 data (for CPU twins of broadcasting ops).
 pub fn bcast(x: &[f64], from: &[usize], to: &[usize]) -> Vec<f64> {
     kiln_kernels::reference::elementwise::broadcast_to(x, from, to)
+}
+
+/// A 2-block GPT of width 8 (2 heads, context 8, no dropout, learned positions) over
+/// `vocab_size` tokens: the LoRA and PEFT tests' model.
+pub fn small_gpt_config(vocab_size: usize) -> kiln::models::GptConfig {
+    kiln::models::GptConfig {
+        vocab_size,
+        n_layer: 2,
+        n_head: 2,
+        n_kv_head: 2,
+        d_model: 8,
+        context: 8,
+        dropout: 0.0,
+        rope: false,
+    }
+}
+
+/// The all-MiniLM-L6-v2 folder (`$KILN_MINILM_DIR`, else `models/all-MiniLM-L6-v2/` under the
+/// project root) when it holds the model, else [`skip`]s `check` and gives `None`.
+pub fn minilm_dir(check: &str) -> Option<PathBuf> {
+    use kiln::models::pretrained::{MINILM_DEFAULT_DIR, MINILM_ENV};
+    let dir = match std::env::var_os(MINILM_ENV) {
+        Some(d) => PathBuf::from(d),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(MINILM_DEFAULT_DIR),
+    };
+    if dir.join("model.safetensors").is_file() && dir.join("config.json").is_file() {
+        return Some(dir);
+    }
+    skip::skip(
+        check,
+        &format!("all-MiniLM-L6-v2 not found in {}", dir.display()),
+        &format!("bash scripts/fetch-minilm.sh (or set {MINILM_ENV} to its folder)"),
+    );
+    None
 }

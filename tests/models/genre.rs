@@ -7,7 +7,6 @@
 
 use crate::common;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use kiln::Tensor;
@@ -19,7 +18,7 @@ use kiln::data::token_rows::TokenRows;
 use kiln::models::bert_classifier::{
     BertClassifier, FineTuneMode, PAD_ID, TextBatch, encode_batch, encode_ids,
 };
-use kiln::models::pretrained::{MINILM_DEFAULT_DIR, MINILM_ENV, load_wordpiece};
+use kiln::models::pretrained::load_wordpiece;
 use kiln::models::{BertConfig, BertEncoder};
 use kiln::nn::lora::{self, LoraConfig};
 use kiln::nn::{Module, manual_seed};
@@ -313,26 +312,11 @@ fn tiny_bert_modes_train_the_right_parameters() {
     }
 }
 
-fn minilm_dir() -> Option<PathBuf> {
-    let dir = match std::env::var_os(MINILM_ENV) {
-        Some(d) => PathBuf::from(d),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(MINILM_DEFAULT_DIR),
-    };
-    if dir.join("model.safetensors").is_file() && dir.join("config.json").is_file() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "SKIPPED: all-MiniLM-L6-v2 not found in {} (set {MINILM_ENV} to its directory, or \
-             run scripts/fetch-minilm.sh to download it there)",
-            dir.display()
-        );
-        None
-    }
-}
-
 #[test]
 fn minilm_lora_trains_only_adapters_and_head() {
-    let Some(dir) = minilm_dir() else { return };
+    let Some(dir) = common::minilm_dir("MiniLM LoRA fine-tune") else {
+        return;
+    };
     let gpu = kiln::device().unwrap();
     let tok = load_wordpiece(&dir).unwrap();
     manual_seed(5);

@@ -57,16 +57,7 @@ fn f64s(v: &[f32]) -> Vec<f64> {
 }
 
 fn gpt_cfg() -> GptConfig {
-    GptConfig {
-        vocab_size: 13,
-        n_layer: 2,
-        n_head: 2,
-        n_kv_head: 2,
-        d_model: 8,
-        context: 8,
-        dropout: 0.0,
-        rope: false,
-    }
+    small_gpt_config(13)
 }
 
 fn ids(b: usize, t: usize, seed_tag: &str) -> Tensor {

@@ -6,42 +6,25 @@
 //!
 //! The model (90 MB) is not in the repository: the tests look in `$KILN_MINILM_DIR`, else in
 //! `models/all-MiniLM-L6-v2/` under the project root (fill it with `scripts/fetch-minilm.sh`),
-//! and skip with a message saying so when the files are absent.
+//! and skip loudly when the files are absent (`common::skip`: a failure under CI).
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
+use crate::common::minilm_dir;
 use kiln::models::BertEncoder;
-use kiln::models::pretrained::{
-    MINILM_DEFAULT_DIR, MINILM_ENV, SentenceEncoder, cosine, minilm_tokenizer,
-};
+use kiln::models::pretrained::{SentenceEncoder, cosine, minilm_tokenizer};
 
 const SENTENCE: &str = "A man is eating food.";
 const IDS: [u32; 8] = [101, 1037, 2158, 2003, 5983, 2833, 1012, 102];
 const PREFIX: [f32; 5] = [0.0332416, 0.0044061, -0.0062769, 0.0483787, -0.1387023];
 
-fn model_dir() -> Option<PathBuf> {
-    let dir = match std::env::var_os(MINILM_ENV) {
-        Some(d) => PathBuf::from(d),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(MINILM_DEFAULT_DIR),
-    };
-    if dir.join("model.safetensors").is_file() && dir.join("config.json").is_file() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "SKIPPED: all-MiniLM-L6-v2 not found in {} (set {MINILM_ENV} to its directory, or \
-             run scripts/fetch-minilm.sh to download it there)",
-            dir.display()
-        );
-        None
-    }
-}
-
 /// One encoder shared by the tests (loading 22.7M parameters takes a while on lavapipe).
-fn encoder() -> Option<&'static SentenceEncoder> {
-    static ENC: OnceLock<Option<SentenceEncoder>> = OnceLock::new();
-    ENC.get_or_init(|| model_dir().map(|d| SentenceEncoder::from_hf_dir(&d).expect("MiniLM loads")))
-        .as_ref()
+/// `None` (after [`crate::common::skip::skip`]ping `check`) without the model.
+fn encoder(check: &str) -> Option<&'static SentenceEncoder> {
+    static ENC: OnceLock<SentenceEncoder> = OnceLock::new();
+    let dir = minilm_dir(check)?;
+    Some(ENC.get_or_init(|| SentenceEncoder::from_hf_dir(&dir).expect("MiniLM loads")))
 }
 
 #[test]
@@ -54,7 +37,9 @@ fn embedded_vocab_gives_reference_ids() {
 
 #[test]
 fn minilm_embedding_matches_reference() {
-    let Some(enc) = encoder() else { return };
+    let Some(enc) = encoder("MiniLM embedding vs the reference") else {
+        return;
+    };
     assert_eq!(
         enc.tokenize(SENTENCE),
         IDS,
@@ -77,7 +62,9 @@ fn minilm_embedding_matches_reference() {
 
 #[test]
 fn minilm_similarity_ranks_sentences() {
-    let Some(enc) = encoder() else { return };
+    let Some(enc) = encoder("MiniLM similarity ranking") else {
+        return;
+    };
     let s = [
         SENTENCE,
         "A man is eating a piece of bread.",
@@ -220,7 +207,9 @@ fn embed_cli_reports_a_missing_model_and_prints_embeddings() {
         err.contains("/no/such/minilm") && err.contains("fetch-minilm"),
         "{err}"
     );
-    let Some(dir) = model_dir() else { return };
+    let Some(dir) = minilm_dir("kiln embed on MiniLM") else {
+        return;
+    };
     let out = std::process::Command::new(kiln)
         .args(["embed", "--model"])
         .arg(&dir)

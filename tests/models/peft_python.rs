@@ -3,14 +3,14 @@
 //! and config, writes a copy with every `lora_B` doubled, and kiln loads that copy.
 //!
 //! Needs `python3` with `safetensors` and `numpy` (`.ci/run` installs them); without them the
-//! test says so and skips.
+//! test skips loudly (`kernels/tests/kernels/common/skip.rs`: a failure under CI).
 
 use crate::common;
 
 use std::process::Command;
 
 use common::*;
-use kiln::models::{Gpt, GptConfig};
+use kiln::models::Gpt;
 use kiln::nn::lora::{self, LoraConfig};
 use kiln::nn::lora_io;
 
@@ -24,26 +24,18 @@ fn python_has_safetensors() -> bool {
 #[test]
 fn adapter_opens_in_python_and_loads_back() {
     if !python_has_safetensors() {
-        eprintln!(
-            "SKIPPED: python3 with `safetensors` and `numpy` not found (pip install safetensors numpy)"
+        return skip(
+            "PEFT adapter round trip through Python",
+            "python3 with `safetensors` and `numpy` not found",
+            "pip install safetensors numpy",
         );
-        return;
     }
     let root = std::env::temp_dir().join(format!("kiln-peft-py-{}", std::process::id()));
     let (src, dst) = (root.join("kiln"), root.join("python"));
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&src).unwrap();
 
-    let cfg_model = GptConfig {
-        vocab_size: 11,
-        n_layer: 2,
-        n_head: 2,
-        n_kv_head: 2,
-        d_model: 8,
-        context: 8,
-        dropout: 0.0,
-        rope: false,
-    };
+    let cfg_model = small_gpt_config(11);
     let base = Gpt::new_on(&gpu(), cfg_model).unwrap();
     let mut gpt = base.clone();
     let cfg = LoraConfig::new(4, 8.0, &["q_proj", "v_proj"]);

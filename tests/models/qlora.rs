@@ -11,7 +11,7 @@ use crate::cli_util;
 
 use std::path::{Path, PathBuf};
 
-use cli_util::{clean_error, kiln, s};
+use cli_util::{clean_error, kiln, lcg_words, s, train_tiny_gpt, write_tiny};
 use common::*;
 use kiln::Tensor;
 use kiln::models::{Gpt, GptConfig, ModelSpec};
@@ -468,41 +468,10 @@ fn scratch(name: &str) -> PathBuf {
 /// A tiny GPT run: `kiln train --model gpt` on 2 KB of words. Returns the run directory.
 fn tiny_gpt_run(d: &Path) -> PathBuf {
     let words = ["the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran"];
-    let mut st = 7u64;
-    let mut text = String::new();
-    for i in 0..400 {
-        st = st
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        text += words[(st >> 33) as usize % words.len()];
-        text.push(if i % 8 == 7 { '\n' } else { ' ' });
-    }
-    let tp = d.join("tiny.txt");
-    std::fs::write(&tp, text).unwrap();
+    let tp = write_tiny(d, &lcg_words(&words, 7, 50, None));
     let out = d.join("run");
-    let (ok, _, err) = kiln(&[
-        "train",
-        "--model",
-        "gpt",
-        "--text",
-        s(&tp),
-        "--epochs",
-        "1",
-        "--lr",
-        "0.01",
-        "--out",
-        s(&out),
-        "--layers",
-        "1",
-        "--heads",
-        "2",
-        "--width",
-        "16",
-        "--context",
-        "16",
-        "--batch-size",
-        "16",
-    ]);
+    let flags = ["--model", "gpt", "--epochs", "1", "--lr", "0.01"];
+    let (ok, _, err) = train_tiny_gpt(&tp, &out, &flags);
     assert!(ok, "{err}");
     out
 }
@@ -552,16 +521,15 @@ fn kiln_merge_round_trip_on_a_tiny_gpt() {
     let x = ids(2, 16, "cli-ids", vocab);
     let want = vals(&lm.forward(&x).unwrap());
 
+    // `kiln merge` of the run and the adapter into `out`, plus `extra` flags.
+    let merge = |out: &Path, extra: &[&str]| {
+        let mut args = vec!["merge", "--base", s(&run), "--adapter", s(&adapter)];
+        args.extend(["--out", s(out)]);
+        args.extend_from_slice(extra);
+        kiln(&args)
+    };
     let out = d.join("merged");
-    let (ok, stdout, err) = kiln(&[
-        "merge",
-        "--base",
-        s(&run),
-        "--adapter",
-        s(&adapter),
-        "--out",
-        s(&out),
-    ]);
+    let (ok, stdout, err) = merge(&out, &[]);
     assert!(ok, "{err}");
     assert!(stdout.contains("merged 3 adapted layers"), "{stdout}");
     let merged_file = out.join("best.safetensors");
@@ -598,16 +566,7 @@ fn kiln_merge_round_trip_on_a_tiny_gpt() {
     q.set_training(false);
     let want_q = vals(&q.forward(&x).unwrap());
     let out_q = d.join("merged-q");
-    let (ok, _, err) = kiln(&[
-        "merge",
-        "--base",
-        s(&run),
-        "--adapter",
-        s(&adapter),
-        "--out",
-        s(&out_q),
-        "--qlora",
-    ]);
+    let (ok, _, err) = merge(&out_q, &["--qlora"]);
     assert!(ok, "{err}");
     let (mut mq, _) = load_lm(&out_q.join("best.safetensors"));
     mq.set_training(false);

@@ -462,35 +462,25 @@ fn cli_init_from_freeze_unfreeze_and_classes() {
         "{cfg}"
     );
     // Another class count: the head is replaced automatically, and said so.
-    let (ok, out, err) = kiln(&[
-        "train",
-        "--model",
-        "lenet",
-        "--classes",
-        "5-7",
-        "--epochs",
-        "1",
-        "--out",
-        &p(&three),
-        "--init-from",
-        &p(&pre.join("checkpoint.safetensors")),
-        "--quiet",
-    ]);
+    let lenet_5_7 = |out: &Path, init: &Path, extra: &[&str]| {
+        let (out, init) = (p(out), p(init));
+        let mut args = vec![
+            "train",
+            "--model",
+            "lenet",
+            "--classes",
+            "5-7",
+            "--epochs",
+            "1",
+        ];
+        args.extend(["--out", &out, "--init-from", &init]);
+        args.extend_from_slice(extra);
+        kiln(&args)
+    };
+    let (ok, out, err) = lenet_5_7(&three, &pre.join("checkpoint.safetensors"), &["--quiet"]);
     assert!(ok, "{err}");
     assert!(!out.contains("loaded"), "quiet: {out}");
-    let (ok, out, err) = kiln(&[
-        "train",
-        "--model",
-        "lenet",
-        "--classes",
-        "5-7",
-        "--epochs",
-        "1",
-        "--out",
-        &p(&d.join("three-b")),
-        "--init-from",
-        &p(&pre),
-    ]);
+    let (ok, out, err) = lenet_5_7(&d.join("three-b"), &pre, &[]);
     assert!(ok, "{err}");
     assert!(
         out.contains("head classifier.4 replaced: the checkpoint has 5 outputs, the model 3"),

@@ -54,6 +54,21 @@ fn assert_err_contains<T>(r: kiln::Result<T>, needles: &[&str]) {
     }
 }
 
+/// One parameter per shape, uniform in [-1, 1) from `seed` onwards: (host values, tensors).
+fn random_params(shapes: &[&[usize]], seed: u64) -> (Vec<Vec<f32>>, Vec<Tensor>) {
+    let data: Vec<Vec<f32>> = shapes
+        .iter()
+        .enumerate()
+        .map(|(i, sh)| rand_vec(sh.iter().product(), seed + i as u64, -1.0, 1.0))
+        .collect();
+    let ps = shapes
+        .iter()
+        .zip(&data)
+        .map(|(sh, d)| param(d, sh))
+        .collect();
+    (data, ps)
+}
+
 // ---------------------------------------------------------------- SGD over several steps
 
 /// PyTorch's SGD in f64, written from the formulas (first step: buf = g).
@@ -134,16 +149,7 @@ fn sgd_variants_match_reference_over_five_steps() {
     ];
     for (label, cfg) in variants {
         let s = seed(label);
-        let data: Vec<Vec<f32>> = shapes
-            .iter()
-            .enumerate()
-            .map(|(i, sh)| rand_vec(sh.iter().product(), s + i as u64, -1.0, 1.0))
-            .collect();
-        let ps: Vec<Tensor> = shapes
-            .iter()
-            .zip(&data)
-            .map(|(sh, d)| param(d, sh))
-            .collect();
+        let (data, ps) = random_params(&shapes, s);
         let mut refs: Vec<SgdRef> = data
             .iter()
             .map(|d| SgdRef {
@@ -254,16 +260,7 @@ fn adam_and_adamw_match_reference_over_five_steps() {
     ];
     for (label, cfg) in variants {
         let s = seed(label);
-        let data: Vec<Vec<f32>> = shapes
-            .iter()
-            .enumerate()
-            .map(|(i, sh)| rand_vec(sh.iter().product(), s + i as u64, -1.0, 1.0))
-            .collect();
-        let ps: Vec<Tensor> = shapes
-            .iter()
-            .zip(&data)
-            .map(|(sh, d)| param(d, sh))
-            .collect();
+        let (data, ps) = random_params(&shapes, s);
         let mut refs: Vec<AdamRef> = data.iter().map(|d| AdamRef::new(cfg, d)).collect();
         let mut opt = Adam::new(named(&ps), cfg).unwrap();
         for step in 0..5u64 {

@@ -15,12 +15,12 @@
 //! - library: `src/unsupervised/` (k-means, DBSCAN, PCA)
 //! - tests: `tests/cluster.rs`
 
+use crate::buffer_pool::GpuBuffer;
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
 use crate::launch::reduce::{ReduceOp, ReduceStrategy, Rows, reduce_rows};
 use crate::launch::{ParamsLayout, grid_1d, layout_of};
 use crate::pipeline::KernelKey;
-use crate::buffer_pool::GpuBuffer;
 
 crate::kernel_params! {
     /// Params of every entry point in `cluster.wgsl`.

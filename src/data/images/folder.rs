@@ -260,8 +260,14 @@ fn load_classes(
     })
 }
 
-/// Whether the file's colour type has colour, read from its header only.
-fn header_has_colour(path: &Path) -> Result<bool, DataError> {
+/// An image file opened for decoding.
+type FileReader = ImageReader<std::io::BufReader<std::fs::File>>;
+
+/// Open `path` with its format guessed from the contents, and the error for a file the
+/// decoder refuses (naming the file and the decoder's reason).
+fn open_image(
+    path: &Path,
+) -> Result<(FileReader, impl Fn(image::ImageError) -> DataError), DataError> {
     let shown = path.display().to_string();
     let reader = ImageReader::open(path)
         .and_then(|r| r.with_guessed_format())
@@ -269,26 +275,24 @@ fn header_has_colour(path: &Path) -> Result<bool, DataError> {
             path: shown.clone(),
             source: e,
         })?;
-    let decoder = reader.into_decoder().map_err(|e| DataError::Format {
-        file: shown,
+    let refused = move |e: image::ImageError| DataError::Format {
+        file: shown.clone(),
         msg: format!("cannot decode image: {e}"),
-    })?;
+    };
+    Ok((reader, refused))
+}
+
+/// Whether the file's colour type has colour, read from its header only.
+fn header_has_colour(path: &Path) -> Result<bool, DataError> {
+    let (reader, refused) = open_image(path)?;
+    let decoder = reader.into_decoder().map_err(refused)?;
     Ok(decoder.color_type().has_color())
 }
 
 /// Decode one image file, with an error naming the file and the decoder's reason.
 pub fn decode_image(path: &Path) -> Result<DynamicImage, DataError> {
-    let shown = path.display().to_string();
-    let reader = ImageReader::open(path)
-        .and_then(|r| r.with_guessed_format())
-        .map_err(|e| DataError::Io {
-            path: shown.clone(),
-            source: e,
-        })?;
-    reader.decode().map_err(|e| DataError::Format {
-        file: shown,
-        msg: format!("cannot decode image: {e}"),
-    })
+    let (reader, refused) = open_image(path)?;
+    reader.decode().map_err(refused)
 }
 
 /// One image file as `(C, H, W)` values in `[0, 1]`, converted and resized as `opts` asks

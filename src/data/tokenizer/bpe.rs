@@ -368,24 +368,7 @@ impl Tokenizer for BpeTokenizer {
         })
     }
 
-    fn vocab_size(&self) -> usize {
-        self.tokens.len()
-    }
-
-    fn id_to_token(&self, id: u32) -> Option<&str> {
-        self.tokens
-            .get(id as usize)
-            .filter(|t| !t.is_empty())
-            .map(String::as_str)
-    }
-
-    fn token_to_id(&self, token: &str) -> Option<u32> {
-        self.vocab.get(token).copied()
-    }
-
-    fn special_tokens(&self) -> Vec<(String, u32)> {
-        self.specials.clone()
-    }
+    vocab_table_methods!();
 
     /// The Hugging Face `tokenizer.json` format (see [`hf`](super::hf)).
     fn to_json(&self) -> String {

@@ -36,6 +36,32 @@ use std::path::Path;
 
 use super::error::{DataError, format_err};
 
+/// The [`Tokenizer`] methods of a tokenizer that holds its vocabulary as `tokens` (id to
+/// token, `""` for an unused id), `vocab` (token to id) and `specials` ((token, id) pairs):
+/// written once, expanded inside the BPE and WordPiece `impl Tokenizer` blocks.
+macro_rules! vocab_table_methods {
+    () => {
+        fn vocab_size(&self) -> usize {
+            self.tokens.len()
+        }
+
+        fn id_to_token(&self, id: u32) -> Option<&str> {
+            self.tokens
+                .get(id as usize)
+                .filter(|t| !t.is_empty())
+                .map(String::as_str)
+        }
+
+        fn token_to_id(&self, token: &str) -> Option<u32> {
+            self.vocab.get(token).copied()
+        }
+
+        fn special_tokens(&self) -> Vec<(String, u32)> {
+            self.specials.clone()
+        }
+    };
+}
+
 pub mod bpe;
 pub mod bytelevel;
 pub mod char;

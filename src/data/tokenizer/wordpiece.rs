@@ -334,24 +334,7 @@ impl Tokenizer for WordPieceTokenizer {
         Ok(out)
     }
 
-    fn vocab_size(&self) -> usize {
-        self.tokens.len()
-    }
-
-    fn id_to_token(&self, id: u32) -> Option<&str> {
-        self.tokens
-            .get(id as usize)
-            .filter(|t| !t.is_empty())
-            .map(String::as_str)
-    }
-
-    fn token_to_id(&self, token: &str) -> Option<u32> {
-        self.vocab.get(token).copied()
-    }
-
-    fn special_tokens(&self) -> Vec<(String, u32)> {
-        self.specials.clone()
-    }
+    vocab_table_methods!();
 
     /// The Hugging Face `tokenizer.json` format, `model.type` `"WordPiece"`.
     fn to_json(&self) -> String {

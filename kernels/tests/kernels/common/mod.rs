@@ -3,10 +3,12 @@
 #![allow(dead_code)]
 
 mod shared;
+pub mod skip;
 
 pub use kiln_kernels::reference::Tolerance;
 use kiln_kernels::{Gpu, GpuBuffer};
 pub use shared::*;
+pub use skip::skip;
 
 /// f32 values in a fresh buffer (f32 only, so that a literal `&[1.0; 8]` is not taken as f64).
 pub fn upload(g: &Gpu, v: &[f32]) -> GpuBuffer {
