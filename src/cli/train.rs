@@ -455,7 +455,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let mut objective = Supervised::new(&gpu, data.task.clone());
     let start = Instant::now();
     let report = trainer.fit(model.as_mut(), opt.as_mut(), &mut objective, progress)?;
-    let test = if a.no_test {
+    // No test split (--no-test, or --test-fraction 0): nothing to score, said as such.
+    let test = if a.no_test || data.test.is_empty() {
         None
     } else {
         Some(train::evaluate(
@@ -482,9 +483,18 @@ pub fn run(a: TrainArgs) -> Result<()> {
 }
 
 /// Refuse a validation or test split left empty by a fraction above 0: its loss and accuracy
-/// would read 0, and the best epoch would be chosen on nothing.
+/// would read 0, and the best epoch would be chosen on nothing. The test split may be empty on
+/// purpose (`--test-fraction 0`: no test score is reported); the validation split may not, as
+/// the best epoch, early stopping and the explosion check read its loss.
 fn check_splits(spec: &RunSpec, data: &crate::cli::spec::PreparedData) -> Result<()> {
     let total = data.train.len() + data.val.len() + data.test.len();
+    if data.val.is_empty() && spec.val_fraction <= 0.0 {
+        return Err(Error(format!(
+            "--val-fraction {}: no validation split, but kiln chooses the best epoch (and stops \
+             early) on the validation loss; give a fraction above 0 (the default is 0.05)",
+            spec.val_fraction
+        )));
+    }
     for (what, len, fraction, flag) in [
         (
             "validation",

@@ -34,7 +34,7 @@ pub(super) fn write_summary(
         "budget_reached": report.budget_reached,
     });
     let Some(test) = test else {
-        s["test_split"] = "not evaluated (--no-test)".into();
+        s["test_split"] = format!("not evaluated ({})", no_test_reason(data)).into();
         let text = serde_json::to_string_pretty(&s).unwrap_or_default();
         crate::io::write_atomic(&dir.join("summary.json"), text.as_bytes())?;
         return Ok(());
@@ -69,6 +69,15 @@ pub(super) fn write_summary(
     Ok(())
 }
 
+/// Why a run has no test score: `--no-test`, or a test split left empty by `--test-fraction 0`.
+fn no_test_reason(data: &PreparedData) -> &'static str {
+    if data.test.is_empty() {
+        "--test-fraction 0 left no test split"
+    } else {
+        "--no-test"
+    }
+}
+
 pub(super) fn print_summary(
     data: &PreparedData,
     test: Option<&Evaluation>,
@@ -93,7 +102,10 @@ pub(super) fn print_summary(
             .progress
             .best_val_loss
             .map_or("no validation".into(), |v| format!("best val loss {v:.4}"));
-        println!("{head}: {best} (test split not evaluated: --no-test)");
+        println!(
+            "{head}: {best} (test split not evaluated: {})",
+            no_test_reason(data)
+        );
         return;
     };
     if let (Some(t), Some(m)) = (&data.text, &test.classification) {
