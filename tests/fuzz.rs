@@ -16,42 +16,25 @@ mod engine;
 #[path = "fuzz/files.rs"]
 mod files;
 
-#[test]
-fn fuzz_csv() {
-    engine::run(data::csv());
+/// One `#[test]` per target: `name => constructor`.
+macro_rules! targets {
+    ($($name:ident => $target:path),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                engine::run($target());
+            }
+        )*
+    };
 }
 
-#[test]
-fn fuzz_chat_jsonl() {
-    engine::run(data::chat());
-}
-
-#[test]
-fn fuzz_idx() {
-    engine::run(data::idx());
-}
-
-#[test]
-fn fuzz_tokenizer() {
-    engine::run(data::tokenizer());
-}
-
-#[test]
-fn fuzz_toml_config() {
-    engine::run(config::toml());
-}
-
-#[test]
-fn fuzz_safetensors() {
-    engine::run(files::safetensors());
-}
-
-#[test]
-fn fuzz_image() {
-    engine::run(files::image());
-}
-
-#[test]
-fn fuzz_cli() {
-    engine::run(cli::cli());
+targets! {
+    fuzz_csv => data::csv,
+    fuzz_chat_jsonl => data::chat,
+    fuzz_idx => data::idx,
+    fuzz_tokenizer => data::tokenizer,
+    fuzz_toml_config => config::toml,
+    fuzz_safetensors => files::safetensors,
+    fuzz_image => files::image,
+    fuzz_cli => cli::cli,
 }

@@ -13,7 +13,7 @@ use crate::engine::{Target, Verdict, mutate_bytes, text};
 fn toml_exec(input: &[u8]) -> Verdict {
     let s = text(input);
     let mut any = false;
-    match toml::from_str::<RunSpec>(&s) {
+    match RunSpec::from_toml_str(&s, std::path::Path::new("fuzz.toml")) {
         Ok(spec) => match spec.train.validate() {
             Ok(()) => any = true,
             Err(e) => {

@@ -157,7 +157,7 @@ fn chat_exec(input: &[u8]) -> Verdict {
     let tok = CharTokenizer::train("abcdefghijklmnopqrstuvwxyz <>|\n");
     let opts = ChatOptions {
         context: 32,
-        pack: input.len() % 2 == 0,
+        pack: input.len().is_multiple_of(2),
         pad_id: 0,
         template: ChatTemplate::default(),
     };

@@ -21,7 +21,7 @@ fn st_exec(input: &[u8]) -> Verdict {
     let path = dir.join("checkpoint.safetensors");
     std::fs::write(&path, input).unwrap();
     // Every 25th input also goes through the commands that read checkpoints.
-    if N.fetch_add(1, Ordering::Relaxed) % 25 == 0 {
+    if N.fetch_add(1, Ordering::Relaxed).is_multiple_of(25) {
         crate::cli::oracle(&["info", path.to_str().unwrap()])?;
         crate::cli::oracle(&["eval", path.to_str().unwrap()])?;
     }

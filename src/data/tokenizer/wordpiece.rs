@@ -121,19 +121,7 @@ impl WordPieceTokenizer {
         lowercase: bool,
         strip_accents: bool,
     ) -> Result<Self, DataError> {
-        let size = vocab.values().map(|&id| id as usize + 1).max().unwrap_or(0);
-        // Ids index a table: they must run 0..N-1 for N tokens (checked before allocating it).
-        if size > vocab.len() {
-            return format_err(
-                name,
-                format!(
-                    "token id {} in a vocabulary of {} tokens: ids must run from 0 to {}",
-                    size - 1,
-                    vocab.len(),
-                    vocab.len().saturating_sub(1)
-                ),
-            );
-        }
+        let size = super::id_table_size(name, &vocab)?;
         let mut tokens = vec![String::new(); size];
         for (t, &id) in &vocab {
             if !tokens[id as usize].is_empty() {
