@@ -116,13 +116,32 @@ impl Default for RunSpec {
     }
 }
 
+/// `file: <error>` for a TOML error, each line cut to 200 characters: the parser quotes the
+/// offending source line, which may be megabytes long.
+pub fn toml_error(file: &Path, e: &dyn std::fmt::Display) -> String {
+    let lines: Vec<String> = e
+        .to_string()
+        .lines()
+        .map(|l| match l.char_indices().nth(200) {
+            Some((end, _)) => format!("{}... ({} characters)", &l[..end], l.chars().count()),
+            None => l.to_string(),
+        })
+        .collect();
+    format!("{}: {}", file.display(), lines.join("\n"))
+}
+
 impl RunSpec {
     /// Read a TOML run file (`--config`); unknown keys are errors naming the key.
     pub fn from_toml_file(path: &Path) -> Result<RunSpec> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             Error::Config(format!("--config {}: cannot read it ({e})", path.display()))
         })?;
-        toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+        Self::from_toml_str(&text, path)
+    }
+
+    /// Parse a TOML run file's text; `file` names it in errors.
+    pub fn from_toml_str(text: &str, file: &Path) -> Result<RunSpec> {
+        toml::from_str(text).map_err(|e| Error::Config(toml_error(file, &e)))
     }
 
     /// The spec as TOML.

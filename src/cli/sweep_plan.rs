@@ -30,7 +30,7 @@ fn accepts(t: &toml::Table) -> bool {
 /// Read and check a sweep file (every trial's config is built and checked before any runs).
 pub(super) fn plan(text: &str, file: &Path) -> Result<Plan> {
     let mut base: toml::Table =
-        toml::from_str(text).map_err(|e| Error(format!("{}: {e}", file.display())))?;
+        toml::from_str(text).map_err(|e| Error(super::spec::toml_error(file, &e)))?;
     let section = base.remove("sweep").ok_or_else(|| {
         Error(format!(
             "{}: no [sweep] section (see `kiln sweep --help` and the README)",

@@ -11,7 +11,7 @@ use super::loop_args::{LoopArgs, refuse_fixed_flags};
 use super::progress::{self, Units};
 use super::spec::RunSpec;
 use super::text_data;
-use super::train_summary::{print_summary, write_summary};
+use super::train_summary::{check_splits, print_summary, write_summary};
 use super::{Error, Result, open_device};
 use crate::io::run_dir::{LAST, RunLock};
 use crate::models::ModelSpec;
@@ -455,7 +455,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let mut objective = Supervised::new(&gpu, data.task.clone());
     let start = Instant::now();
     let report = trainer.fit(model.as_mut(), opt.as_mut(), &mut objective, progress)?;
-    let test = if a.no_test {
+    // No test split (--no-test, or --test-fraction 0): nothing to score, said as such.
+    let test = if a.no_test || data.test.is_empty() {
         None
     } else {
         Some(train::evaluate(
@@ -481,34 +482,6 @@ pub fn run(a: TrainArgs) -> Result<()> {
     Ok(())
 }
 
-/// Refuse a validation or test split left empty by a fraction above 0: its loss and accuracy
-/// would read 0, and the best epoch would be chosen on nothing.
-fn check_splits(spec: &RunSpec, data: &crate::cli::spec::PreparedData) -> Result<()> {
-    let total = data.train.len() + data.val.len() + data.test.len();
-    for (what, len, fraction, flag) in [
-        (
-            "validation",
-            data.val.len(),
-            spec.val_fraction,
-            "--val-fraction",
-        ),
-        (
-            "test",
-            data.test.len(),
-            spec.test_fraction,
-            "--test-fraction",
-        ),
-    ] {
-        if len == 0 && fraction > 0.0 {
-            return Err(Error(format!(
-                "{flag} {fraction}: the {what} split of these {total} examples is empty; give \
-                 more data or a larger {flag}"
-            )));
-        }
-    }
-    Ok(())
-}
-
 /// Restore a run from its last checkpoint, or (a run killed before its first one) start it
 /// over, saying so.
 pub(super) fn resume_from(
@@ -530,6 +503,16 @@ pub(super) fn resume_from(
     }
     let p = trainer.resume(&last, model, opt)?;
     let epochs = trainer.config.epochs;
+    if p.batch == 0 && p.epoch >= epochs && !super::train_summary::summarised(dir, &p) {
+        // Killed after its last checkpoint, before the test evaluation and summary.json.
+        println!(
+            "note: {} finished training ({} epochs) but stopped before its test evaluation; \
+             finishing that",
+            dir.display(),
+            p.epoch
+        );
+        return Ok(p);
+    }
     if p.batch == 0 && p.epoch >= epochs {
         return Err(Error(format!(
             "{} already ran {} epochs; pass --epochs N with N > {} to train further",

@@ -3,8 +3,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::Result;
 use super::spec::{PreparedData, RunSpec};
+use super::{Error, Result};
 use crate::train::{self, Evaluation, Task, metrics};
 
 #[allow(clippy::too_many_arguments)]
@@ -34,7 +34,7 @@ pub(super) fn write_summary(
         "budget_reached": report.budget_reached,
     });
     let Some(test) = test else {
-        s["test_split"] = "not evaluated (--no-test)".into();
+        s["test_split"] = format!("not evaluated ({})", no_test_reason(data)).into();
         let text = serde_json::to_string_pretty(&s).unwrap_or_default();
         crate::io::write_atomic(&dir.join("summary.json"), text.as_bytes())?;
         return Ok(());
@@ -69,6 +69,15 @@ pub(super) fn write_summary(
     Ok(())
 }
 
+/// Why a run has no test score: `--no-test`, or a test split left empty by `--test-fraction 0`.
+fn no_test_reason(data: &PreparedData) -> &'static str {
+    if data.test.is_empty() {
+        "--test-fraction 0 left no test split"
+    } else {
+        "--no-test"
+    }
+}
+
 pub(super) fn print_summary(
     data: &PreparedData,
     test: Option<&Evaluation>,
@@ -93,7 +102,10 @@ pub(super) fn print_summary(
             .progress
             .best_val_loss
             .map_or("no validation".into(), |v| format!("best val loss {v:.4}"));
-        println!("{head}: {best} (test split not evaluated: --no-test)");
+        println!(
+            "{head}: {best} (test split not evaluated: {})",
+            no_test_reason(data)
+        );
         return;
     };
     if let (Some(t), Some(m)) = (&data.text, &test.classification) {
@@ -169,4 +181,50 @@ pub(super) fn done(p: &train::Progress) -> String {
     } else {
         format!("{epochs} + {} batches", p.batch)
     }
+}
+
+/// Refuse a validation or test split left empty by a fraction above 0: its loss and accuracy
+/// would read 0, and the best epoch would be chosen on nothing. The test split may be empty on
+/// purpose (`--test-fraction 0`: no test score is reported); the validation split may not, as
+/// the best epoch, early stopping and the explosion check read its loss.
+pub(super) fn check_splits(spec: &RunSpec, data: &PreparedData) -> Result<()> {
+    let total = data.train.len() + data.val.len() + data.test.len();
+    if data.val.is_empty() && spec.val_fraction <= 0.0 {
+        return Err(Error(format!(
+            "--val-fraction {}: no validation split, but kiln chooses the best epoch (and stops \
+             early) on the validation loss; give a fraction above 0 (the default is 0.05)",
+            spec.val_fraction
+        )));
+    }
+    for (what, len, fraction, flag) in [
+        (
+            "validation",
+            data.val.len(),
+            spec.val_fraction,
+            "--val-fraction",
+        ),
+        (
+            "test",
+            data.test.len(),
+            spec.test_fraction,
+            "--test-fraction",
+        ),
+    ] {
+        if len == 0 && fraction > 0.0 {
+            return Err(Error(format!(
+                "{flag} {fraction}: the {what} split of these {total} examples is empty; give \
+                 more data or a larger {flag}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// True when `dir/summary.json` reports the run at `p` (its end was evaluated and written).
+pub(super) fn summarised(dir: &Path, p: &crate::train::Progress) -> bool {
+    let Ok(text) = std::fs::read_to_string(dir.join("summary.json")) else {
+        return false;
+    };
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    v["epochs_run"].as_u64() == Some(p.epoch as u64) && v["batches_into_next_epoch"] == 0
 }

@@ -345,10 +345,14 @@ impl Preprocessor {
             TargetEncoding::Regression { .. } => {
                 let mut values = Vec::with_capacity(table.len());
                 for (r, row) in table.rows.iter().enumerate() {
-                    match parse_number(&row[j]) {
-                        Some(v) => values.push(v as f32),
+                    match parse_number(&row[j]).map(|v| (v, v as f32)) {
+                        Some((_, v)) if v.is_finite() => values.push(v),
+                        Some((v, _)) => return Err(err(r, beyond_f32(v))),
                         None => {
-                            return Err(err(r, format!("expected a number, found {:?}", row[j])));
+                            return Err(err(
+                                r,
+                                format!("expected a number, found {}", clip(&row[j])),
+                            ));
                         }
                     }
                 }
@@ -410,6 +414,14 @@ impl Preprocessor {
 }
 
 /// Append the encoding of one value; `err` builds an error about it.
+/// The error for a number (after scaling) that f32 cannot hold.
+fn beyond_f32(v: f64) -> String {
+    format!(
+        "{v:e} (after scaling) is beyond the range of 32-bit floats (about ±3.4e38) that kiln \
+         trains in; rescale the column"
+    )
+}
+
 fn encode(
     c: &FeatureColumn,
     v: &str,
@@ -431,7 +443,11 @@ fn encode(
                 parse_number(v)
                     .ok_or_else(|| err(format!("expected a number, found {}", clip(v))))?
             };
-            out.push(scaler.apply(x) as f32);
+            let y = scaler.apply(x);
+            if !(y as f32).is_finite() {
+                return Err(err(beyond_f32(y)));
+            }
+            out.push(y as f32);
         }
         ColumnEncoding::OneHot { categories, fill } => {
             let v = if is_missing(v) {

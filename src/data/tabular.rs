@@ -199,9 +199,15 @@ fn target_encoding(
         (t, _) => t,
     };
     // One value only: nothing to learn, and a classifier would report 100 % and loss 0.
-    let distinct: BTreeSet<&str> = values().collect();
+    // Numbers compare as numbers: "1" and "01" are one class.
+    let distinct: BTreeSet<String> = values()
+        .map(|v| match (kind, parse_number(v)) {
+            (ColumnKind::Numeric, Some(x)) => format_number(x),
+            _ => v.to_string(),
+        })
+        .collect();
     if distinct.len() == 1 {
-        let only = distinct.iter().next().copied().unwrap_or("");
+        let only = distinct.iter().next().map_or("", String::as_str);
         return invalid(format!(
             "{}: the target column {column} holds one value only ({}, in all {} rows kept); \
              there is nothing to learn: a model that always answers it scores 100 %. Give rows \

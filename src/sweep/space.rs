@@ -68,7 +68,8 @@ impl Distribution {
                 _ => Vec::new(),
             };
             match nums[..] {
-                [lo, hi] if lo.is_finite() && hi.is_finite() && lo < hi => Ok((lo, hi)),
+                // A finite width too: sampling needs hi - lo.
+                [lo, hi] if lo < hi && (hi - lo).is_finite() => Ok((lo, hi)),
                 _ => Err(Error::Config(format!(
                     "sweep.space.{key}: {what} needs [low, high] with low < high, got {arg}"
                 ))),
@@ -121,6 +122,9 @@ impl Distribution {
     }
 }
 
+/// The most points a grid search may have (each is a training run).
+pub const MAX_GRID: usize = 100_000;
+
 /// Hyperparameters by key (sorted), each with its distribution.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Space {
@@ -149,6 +153,28 @@ impl Space {
     /// Every point of the grid, in a fixed order (the last key varies fastest). Errors when a
     /// hyperparameter has a continuous distribution.
     pub fn grid(&self) -> Result<Vec<Params>> {
+        // Count the points before building them: a few long lists multiply past any budget.
+        let count = self.params.values().try_fold(1usize, |n, d| match d {
+            Distribution::Grid(v) | Distribution::Choice(v) => n.checked_mul(v.len()),
+            _ => Some(n),
+        });
+        if count.is_none_or(|n| n > MAX_GRID) {
+            let sizes: Vec<String> = self
+                .params
+                .iter()
+                .filter_map(|(k, d)| match d {
+                    Distribution::Grid(v) | Distribution::Choice(v) => {
+                        Some(format!("{k} {}", v.len()))
+                    }
+                    _ => None,
+                })
+                .collect();
+            return Err(Error::Config(format!(
+                "sweep.space: the grid ({}) has more than {MAX_GRID} points; search fewer \
+                 values or use method = \"random\"",
+                sizes.join(" x ")
+            )));
+        }
         let mut points: Vec<Params> = vec![Params::new()];
         for (k, d) in &self.params {
             let values = match d {

@@ -168,11 +168,16 @@ impl RunLog {
     pub fn plot(&self) -> Result<()> {
         #[cfg(feature = "plots")]
         {
+            // Drawn beside it and renamed over it, like every other file of the run (the
+            // temporary name keeps `.png`: the plotting backend picks the format by it).
             let path = self.dir.join("curves.png");
-            super::plot::draw_curves(&path, &self.records).map_err(|e| Error::Io {
-                path: path.display().to_string(),
-                msg: format!("could not draw the plot: {e}"),
-            })?;
+            let tmp = self.dir.join(".curves.tmp.png");
+            super::plot::draw_curves(&tmp, &self.records)
+                .and_then(|()| Ok(std::fs::rename(&tmp, &path)?))
+                .map_err(|e| Error::Io {
+                    path: path.display().to_string(),
+                    msg: format!("could not draw the plot: {e}"),
+                })?;
         }
         Ok(())
     }

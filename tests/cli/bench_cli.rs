@@ -141,23 +141,8 @@ fn plot_path_is_written_like_any_user_named_output() {
     );
     assert!(std::fs::read(&target).unwrap().starts_with(b"\x89PNG"));
     // A FIFO is written to, not replaced by a file.
-    let fifo = d.join("fifo");
-    assert!(
-        std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
-    let reader = {
-        let fifo = fifo.clone();
-        std::thread::spawn(move || std::fs::read(fifo).unwrap())
-    };
-    let (ok, _, err) = bench(&fifo);
-    assert!(ok, "{err}");
-    assert!(reader.join().unwrap().starts_with(b"\x89PNG"));
-    use std::os::unix::fs::FileTypeExt;
-    assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
+    let png = cli_util::through_fifo(&d.join("fifo"), bench);
+    assert!(png.starts_with(b"\x89PNG"));
     // A directory is refused with the flag named.
     let (ok, _, err) = bench(&d);
     assert!(

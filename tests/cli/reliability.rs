@@ -375,3 +375,116 @@ fn os_errors_name_the_flag_whose_file_it_was() {
     let err = fails(&["train", "--epochs", "1", "--out", s(&file.join("run"))]);
     assert!(err.contains("cannot create the run directory"), "{err}");
 }
+
+/// A row of the digits' 64 pixel values (predict's input for the digits run).
+const DIGIT_ROW: &str = "0,0,5,13,9,1,0,0,0,0,13,15,10,15,5,0,0,3,15,2,0,11,8,0,0,4,12,0,0,8,8,0,0,5,8,0,0,9,8,0,0,4,11,0,1,12,7,0,0,2,14,5,10,12,0,0,0,0,6,13,10,0,0,0\n";
+
+#[test]
+fn predict_output_keeps_symlinks_devices_and_fifos() {
+    let d = scratch("outputs");
+    let rows = d.join("rows.csv");
+    std::fs::write(&rows, DIGIT_ROW).unwrap();
+    let predict = |out: &std::path::Path| {
+        kiln(&[
+            "predict",
+            s(digits_run()),
+            "--input",
+            s(&rows),
+            "--output",
+            s(out),
+        ])
+    };
+    // A symlink: the file it points to gets the predictions, the link stays a link.
+    let target = d.join("target.csv");
+    std::fs::write(&target, "old\n").unwrap();
+    let link = d.join("link.csv");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let (ok, _, err) = predict(&link);
+    assert!(ok, "{err}");
+    assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
+    assert!(
+        std::fs::read_to_string(&target)
+            .unwrap()
+            .starts_with("row,prediction")
+    );
+    // A character device is written, never replaced by a file: /dev/null takes it, /dev/full
+    // fails cleanly and stays a device.
+    let (ok, _, err) = predict(std::path::Path::new("/dev/null"));
+    assert!(ok, "{err}");
+    let (ok, _, err) = predict(std::path::Path::new("/dev/full"));
+    assert!(!ok && err.contains("--output"), "{err}");
+    clean_error(&err);
+    use std::os::unix::fs::FileTypeExt;
+    assert!(
+        std::fs::metadata("/dev/full")
+            .unwrap()
+            .file_type()
+            .is_char_device()
+    );
+    assert!(!std::path::Path::new("/dev/full.tmp").exists());
+    // A FIFO is written through (a reader drains it) and stays a FIFO.
+    let text = cli_util::through_fifo(&d.join("fifo"), predict);
+    assert!(text.starts_with(b"row,prediction"));
+    // A directory is refused by name.
+    let (ok, _, err) = predict(&d);
+    assert!(!ok && err.contains("is a directory"), "{err}");
+    clean_error(&err);
+}
+
+#[test]
+fn empty_splits_are_reported_as_such_or_refused() {
+    let d = scratch("splits");
+    // --test-fraction 0: no test split, said so; no "0 %" on 0 examples.
+    let run = d.join("no-test");
+    let r = s(&run);
+    let (ok, out, err) = kiln(&["train", "--epochs", "1", "--test-fraction", "0", "--out", r]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("--test-fraction 0 left no test split") && !out.contains("(0 examples)"),
+        "{out}"
+    );
+    let summary = std::fs::read_to_string(run.join("summary.json")).unwrap();
+    assert!(
+        summary.contains("no test split") && !summary.contains("test_loss"),
+        "{summary}"
+    );
+    // --val-fraction 0: refused (best epoch and early stopping read the validation loss).
+    let err = fails(&["train", "--epochs", "1", "--val-fraction", "0"]);
+    assert!(err.contains("--val-fraction 0"), "{err}");
+}
+
+#[test]
+fn resume_of_a_run_killed_before_its_first_checkpoint_starts_over() {
+    let d = scratch("no-checkpoint").join("run");
+    std::fs::create_dir_all(&d).unwrap();
+    for f in ["config.toml", "best.safetensors"] {
+        std::fs::copy(digits_run().join(f), d.join(f)).unwrap();
+    }
+    // A checkpoint write cut short, as a kill or a full disk leaves it.
+    std::fs::write(d.join("checkpoint.safetensors.tmp"), b"half a file").unwrap();
+    let (ok, out, err) = kiln(&["train", "--resume", "--quiet", "--out", s(&d)]);
+    assert!(ok, "{err}");
+    assert!(out.contains("has no checkpoint yet"), "{out}");
+    assert!(!d.join("checkpoint.safetensors.tmp").exists());
+    assert!(d.join("checkpoint.safetensors").exists());
+}
+
+#[test]
+fn resume_of_a_run_killed_before_its_summary_finishes_it() {
+    let d = scratch("no-summary").join("run");
+    std::fs::create_dir_all(&d).unwrap();
+    for e in std::fs::read_dir(digits_run()).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() && !p.ends_with("summary.json") {
+            std::fs::copy(&p, d.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    // Trained to its end, killed before the test evaluation: --resume evaluates it.
+    let (ok, out, err) = kiln(&["train", "--resume", "--out", s(&d)]);
+    assert!(ok, "{err}");
+    assert!(out.contains("stopped before its test evaluation"), "{out}");
+    assert!(d.join("summary.json").exists());
+    // Now complete: a further --resume asks for more epochs.
+    let err = fails(&["train", "--resume", "--out", s(&d)]);
+    assert!(err.contains("--epochs"), "{err}");
+}

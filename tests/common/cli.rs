@@ -137,3 +137,20 @@ pub fn spawn_kiln(args: &[&str]) -> std::process::Child {
         .spawn()
         .expect("start kiln")
 }
+
+/// Make a FIFO at `path`, run `write` (a `kiln` command told to write there) while a thread
+/// reads it, and check the command succeeded and the FIFO is still one: what was read.
+#[cfg(unix)]
+pub fn through_fifo(path: &Path, write: impl FnOnce(&Path) -> (bool, String, String)) -> Vec<u8> {
+    use std::os::unix::fs::FileTypeExt;
+    let made = Command::new("mkfifo").arg(path).status().unwrap();
+    assert!(made.success());
+    let reader = {
+        let path = path.to_path_buf();
+        std::thread::spawn(move || std::fs::read(path).unwrap())
+    };
+    let (ok, _, err) = write(path);
+    assert!(ok, "{err}");
+    assert!(std::fs::metadata(path).unwrap().file_type().is_fifo());
+    reader.join().unwrap()
+}

@@ -115,7 +115,7 @@ impl BpeTokenizer {
                 }
             }
         }
-        let size = vocab.values().map(|&id| id as usize + 1).max().unwrap_or(0);
+        let size = super::id_table_size(name, &vocab)?;
         let mut tokens = vec![String::new(); size];
         for (t, &id) in &vocab {
             let slot = &mut tokens[id as usize];

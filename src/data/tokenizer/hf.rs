@@ -139,7 +139,10 @@ pub(crate) fn bpe_from_json_value(json: &Value, name: &str) -> Result<BpeTokeniz
         .enumerate()
     {
         let content = t.get("content").and_then(Value::as_str);
-        let id = t.get("id").and_then(Value::as_u64);
+        let id = t
+            .get("id")
+            .and_then(Value::as_u64)
+            .filter(|&id| id < u32::MAX as u64);
         match (content, id) {
             (Some(c), Some(id)) => specials.push((c.to_string(), id as u32)),
             _ => {

@@ -137,6 +137,28 @@ pub fn load_tokenizer(path: &Path) -> Result<Box<dyn Tokenizer>, DataError> {
     tokenizer_from_json(&text, &name)
 }
 
+/// The length of a table indexed by `vocab`'s ids: one past the largest id, which must be
+/// below the token count (ids run 0..N-1), so a file claiming id 4e9 is refused before a table
+/// that large is allocated. `name` names the source in errors.
+pub(crate) fn id_table_size(
+    name: &str,
+    vocab: &std::collections::HashMap<String, u32>,
+) -> Result<usize, DataError> {
+    let size = vocab.values().map(|&id| id as usize + 1).max().unwrap_or(0);
+    if size > vocab.len() {
+        return format_err(
+            name,
+            format!(
+                "token id {} in a vocabulary of {} tokens: ids must run from 0 to {}",
+                size - 1,
+                vocab.len(),
+                vocab.len().saturating_sub(1)
+            ),
+        );
+    }
+    Ok(size)
+}
+
 /// A tokenizer from JSON text (see [`load_tokenizer`]); `name` names the source in errors.
 pub fn tokenizer_from_json(text: &str, name: &str) -> Result<Box<dyn Tokenizer>, DataError> {
     let json: serde_json::Value =

@@ -121,7 +121,7 @@ impl WordPieceTokenizer {
         lowercase: bool,
         strip_accents: bool,
     ) -> Result<Self, DataError> {
-        let size = vocab.values().map(|&id| id as usize + 1).max().unwrap_or(0);
+        let size = super::id_table_size(name, &vocab)?;
         let mut tokens = vec![String::new(); size];
         for (t, &id) in &vocab {
             if !tokens[id as usize].is_empty() {
