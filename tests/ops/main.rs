@@ -1,4 +1,4 @@
-//! Ops and layers through the autograd: gradient checks, layers, optimizers, the runtime.
+//! Ops, kernels through the ops, and layers: gradient checks, ops against their CPU twins, layers, optimizers.
 //!
 //! One test binary per theme (fewer links, smaller target/); each module was a test file.
 
@@ -7,10 +7,21 @@ mod common;
 #[path = "../common/rnn.rs"]
 mod rnn_util;
 
+mod attention;
 mod autograd;
+mod conv;
+mod cross_entropy;
+mod elementwise;
+mod index;
 mod linear_op;
+mod matmul;
 mod nf4;
 mod nn;
+mod norm;
 mod optim;
+mod pool;
+mod reduce;
 mod rnn_layers;
+mod softmax;
 mod transformer_layers;
+mod tune;

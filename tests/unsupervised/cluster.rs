@@ -1,7 +1,7 @@
 //! Clustering: the `cluster.wgsl` kernels against their CPU twin at awkward sizes, Lloyd on the
 //! GPU against the CPU twin from the same centroids, DBSCAN, PCA and the scores, and bad input.
 
-mod common;
+use crate::common;
 
 use common::*;
 use kiln::unsupervised::metrics::{adjusted_rand_index, nmi, silhouette};
@@ -386,8 +386,7 @@ fn pca_recovers_known_axes_and_variance() {
     assert!(Pca::new(0).fit(&x, 2).is_err());
 }
 
-#[path = "common/cli.rs"]
-mod cli_util;
+use crate::cli_util;
 
 mod cli {
     use super::cli_util::{clean_error, json, kiln, s, scratch_in};

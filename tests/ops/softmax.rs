@@ -3,7 +3,7 @@
 //! enough to overflow a composition without the max. Cross-entropy is in `cross_entropy.rs`; the
 //! kernels against their CPU twins are kiln-kernels' tests/kernels/softmax.rs.
 
-mod common;
+use crate::common;
 
 use common::*;
 use kiln::Tensor;

@@ -1,6 +1,6 @@
 //! Elementwise kernels against their CPU twins, and gradient checks of every elementwise op.
 
-mod common;
+use crate::common;
 
 use common::*;
 use kiln::Tensor;

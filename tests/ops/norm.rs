@@ -2,7 +2,7 @@
 //! awkward sizes, against the composed versions, finite-difference gradient checks, a strided
 //! input, rows past llvmpipe's loop limit for the weight-gradient column sums, and the modules.
 
-mod common;
+use crate::common;
 
 use common::*;
 use kiln::Tensor;

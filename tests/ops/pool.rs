@@ -4,7 +4,7 @@
 //! running statistics, eval mode and agreement with the composed BatchNorm1d, the layers, and
 //! error cases.
 
-mod common;
+use crate::common;
 
 use common::*;
 use kiln::nn::{
@@ -413,5 +413,5 @@ fn pooling_errors_name_the_op_and_shapes() {
 // ---------------------------------------------------------------------------------------------
 // BatchNorm2d
 
-#[path = "pool/batch_norm.rs"]
+#[path = "../pool/batch_norm.rs"]
 mod batch_norm;

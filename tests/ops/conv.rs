@@ -2,7 +2,7 @@
 //! the layers, and the errors. The conv ladder against its CPU twin is kiln-kernels'
 //! tests/kernels/conv.rs.
 
-mod common;
+use crate::common;
 
 use common::{GradTol, Input, Tolerance, gpu, gradcheck, rand_vec, seed, tensor};
 use kiln::Tensor;

@@ -4,7 +4,7 @@
 //! differences; end-aligned causal masks (KV-cache decode), fully masked rows, the lavapipe loop
 //! limit (chunked dispatches), views, and shape errors.
 
-mod common;
+use crate::common;
 
 use common::*;
 use kiln::Tensor;
@@ -464,6 +464,6 @@ fn run_kernels(c: &Case, cfg: AttnConfig, chunk: usize, dout: &[f32]) -> [Vec<f3
     ]
 }
 
-#[path = "attention/more.rs"]
+#[path = "../attention/more.rs"]
 mod more;
 use more::check_launcher_vs_twin;

@@ -3,7 +3,7 @@
 //! targets, and bad inputs. The kernels against their CPU twin are kiln-kernels'
 //! tests/kernels/cross_entropy.rs.
 
-mod common;
+use crate::common;
 
 use common::*;
 use kiln::ops::Reduction;

@@ -2,7 +2,7 @@
 //! errors, gradients). The kernel ladder against its CPU twin is kiln-kernels'
 //! tests/kernels/matmul.
 
-mod common;
+use crate::common;
 
 use common::{GradTol, Input, Tolerance, bcast, gpu, gradcheck, rand_vec, seed, tensor};
 use kiln::{DType, Tensor};

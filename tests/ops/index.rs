@@ -3,7 +3,7 @@
 //! scatter-add; and error cases. The index.wgsl kernels against their CPU twin are kiln-kernels'
 //! tests/kernels/index.rs.
 
-mod common;
+use crate::common;
 
 use common::*;
 use kiln::{DType, Tensor};
@@ -169,5 +169,5 @@ fn index_ops_on_views_and_integers() {
     assert_eq!(e.to_vec::<f32>().unwrap(), [3.0, 4.0]);
 }
 
-#[path = "index/more.rs"]
+#[path = "../index/more.rs"]
 mod more;

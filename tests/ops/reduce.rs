@@ -1,7 +1,7 @@
 //! Reductions: the tensor ops over any axes with keepdim, long rows, strided views, and gradient
 //! checks. Both kernel strategies against the CPU twin are kiln-kernels' tests/kernels/reduce.rs.
 
-mod common;
+use crate::common;
 
 use common::*;
 use kiln_kernels::launch::reduce::{self as rk, ReduceOp, ReduceStrategy, Rows};

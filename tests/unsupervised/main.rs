@@ -1,0 +1,11 @@
+//! Learning without labels: k-means, mini-batch k-means, DBSCAN and PCA (kernels against their
+//! CPU twins, the library, and `kiln cluster` / `kiln pca` end to end).
+//!
+//! One test binary per theme (fewer links, smaller target/); each module was a test file.
+
+#[path = "../common/mod.rs"]
+mod common;
+#[path = "../common/cli.rs"]
+mod cli_util;
+
+mod cluster;
