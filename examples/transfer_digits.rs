@@ -10,7 +10,7 @@
 //! seed, data order and learning rate, and the same fresh head; only the trunk differs
 //! (pretrained and frozen, or random and trainable). Validation accuracy on 5-9 is measured every
 //! `eval_every` steps; the output is the first step at which it reaches the target, and the
-//! final accuracy. `tests/transfer.rs` runs this file's [`run_demo`] with a smaller budget.
+//! final accuracy. `tests/models/transfer.rs` runs this file's [`run_demo`] with a smaller budget.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -279,7 +279,7 @@ pub fn run_demo(gpu: &Arc<Gpu>, b: &Budget) -> kiln::Result<Demo> {
     })
 }
 
-#[allow(dead_code)] // tests/transfer.rs includes this file for `run_demo`
+#[allow(dead_code)] // tests/models/transfer.rs includes this file for `run_demo`
 fn main() -> kiln::Result<()> {
     let gpu = kiln::device()?;
     let b = Budget::full();

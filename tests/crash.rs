@@ -3,7 +3,7 @@
 //! must load (and hold finite weights) and `metrics.jsonl` must list epochs 1, 2, ... with no
 //! hole and no duplicate (only its last line may be a partial epoch); every `--resume` must run;
 //! a run brought to its end through the kills must log the same losses, bit for bit, as one that
-//! never stopped (exact resume, tests/resume.rs) and evaluate with `kiln eval`.
+//! never stopped (exact resume, tests/cli/resume.rs) and evaluate with `kiln eval`.
 //!
 //! `KILN_CRASH_KILLS` kills in all (default 4, for CI); the long mode is
 //! `KILN_CRASH_KILLS=100 cargo test --test crash -- --nocapture`. `KILN_CRASH_SEED` picks the

@@ -1,6 +1,6 @@
 //! Transformer models: the KV cache against full recompute, reproducible generation, sampling,
 //! the GPT decoder and the BERT encoder (Hugging Face parameter names, padding), and a tiny GPT
-//! that overfits. Layers (RoPE, GELU, attention) are in tests/transformer_layers.rs.
+//! that overfits. Layers (RoPE, GELU, attention) are in tests/ops/transformer_layers.rs.
 
 use crate::common;
 

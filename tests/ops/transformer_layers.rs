@@ -1,6 +1,6 @@
 //! Transformer layers: RoPE and GELU forms (CPU twins in f64, finite-difference gradient checks,
 //! fused bias + GELU against the composed version), multi-head / grouped-query attention and its
-//! equality with plain MHA on repeated kv weights. Whole models are in tests/transformer_models.rs.
+//! equality with plain MHA on repeated kv weights. Whole models are in tests/models/transformer_models.rs.
 
 use crate::common;
 

@@ -3,9 +3,9 @@
 //!
 //! One test binary per theme (fewer links, smaller target/); each module was a test file.
 
-#[path = "../common/mod.rs"]
-mod common;
 #[path = "../common/cli.rs"]
 mod cli_util;
+#[path = "../common/mod.rs"]
+mod common;
 
 mod cluster;

@@ -38,7 +38,7 @@
 //! - shaders: `shaders/attention/`
 //! - CPU twin: [`crate::reference::attention`]
 //! - op: `src/ops/attention.rs`; tuner: [`crate::tune::attention_config`]
-//! - tests: `tests/attention.rs` (launchers and op against the twin, in one suite);
+//! - tests: `tests/ops/attention.rs` (launchers and op against the twin, in one suite);
 //!   benchmark: `benches/attention.rs`
 
 use crate::buffer_pool::GpuBuffer;

@@ -13,7 +13,7 @@
 //! - shader: `shaders/cluster.wgsl`
 //! - CPU twin: [`crate::reference::cluster`]
 //! - library: `src/unsupervised/` (k-means, DBSCAN, PCA)
-//! - tests: `tests/cluster.rs`
+//! - tests: `tests/unsupervised/cluster.rs`
 
 use crate::buffer_pool::GpuBuffer;
 use crate::error::{KernelError, Result};

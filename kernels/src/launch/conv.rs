@@ -34,7 +34,7 @@
 //! - CPU twin: [`crate::reference::conv`]
 //! - op: `src/ops/conv.rs`; tuner: `kernels/src/tune/conv.rs`
 //! - tests: `kernels/tests/kernels/conv.rs` and `tune.rs` (rungs and tuner candidates vs twin),
-//!   `tests/conv.rs` (op gradients, layers); benchmark: `kernels/benches/conv.rs`
+//!   `tests/ops/conv.rs` (op gradients, layers); benchmark: `kernels/benches/conv.rs`
 
 use crate::buffer_pool::GpuBuffer;
 use crate::error::{KernelError, Result};

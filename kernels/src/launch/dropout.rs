@@ -12,7 +12,7 @@
 //! - shader: `shaders/dropout.wgsl`
 //! - CPU twin: [`crate::reference::dropout`]
 //! - layer: `src/nn/dropout.rs`
-//! - tests: `tests/nn/random.rs` (in `tests/nn.rs`); no benchmark
+//! - tests: `tests/nn/random.rs` (in `tests/ops/nn.rs`); no benchmark
 
 use crate::buffer_pool::GpuBuffer;
 use crate::error::{KernelError, Result};

@@ -10,7 +10,7 @@
 //!   `cast_f16.wgsl` (strided indexing in `shaders/common/strided.wgsl`)
 //! - CPU twin: [`crate::reference::elementwise`]
 //! - ops: `src/ops/unary.rs`, `src/ops/binary.rs`, `src/ops/compare.rs`
-//! - tests: `tests/elementwise.rs`, `kernels/tests/kernels/runtime.rs`; benchmark:
+//! - tests: `tests/ops/elementwise.rs`, `kernels/tests/kernels/runtime.rs`; benchmark:
 //!   `kernels/benches/elementwise.rs`
 
 use crate::buffer_pool::GpuBuffer;

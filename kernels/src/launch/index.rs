@@ -9,7 +9,7 @@
 //! - shader: `shaders/index.wgsl`
 //! - CPU twin: [`crate::reference::index`]
 //! - op: `src/ops/index.rs`
-//! - tests: `kernels/tests/kernels/index.rs` (kernels vs twin), `tests/index.rs` (op gradients);
+//! - tests: `kernels/tests/kernels/index.rs` (kernels vs twin), `tests/ops/index.rs` (op gradients);
 //!   no benchmark
 
 use crate::buffer_pool::GpuBuffer;

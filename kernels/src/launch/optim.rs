@@ -8,7 +8,7 @@
 //! - shader: `shaders/optim.wgsl`
 //! - CPU twin: [`crate::reference::optim`]
 //! - optimizers: `src/optim/`
-//! - tests: `kernels/tests/kernels/optim.rs` (kernels vs twin), `tests/optim.rs` (optimizers);
+//! - tests: `kernels/tests/kernels/optim.rs` (kernels vs twin), `tests/ops/optim.rs` (optimizers);
 //!   benchmark: `benches/train_step.rs`
 
 use crate::error::{KernelError, Result};

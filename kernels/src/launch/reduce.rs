@@ -4,7 +4,7 @@
 //! - shader: `shaders/reduce.wgsl`
 //! - CPU twin: [`crate::reference::reduce`]
 //! - op: `src/ops/reduce.rs`
-//! - tests: `kernels/tests/kernels/reduce.rs` (kernels vs twin), `tests/reduce.rs` (ops);
+//! - tests: `kernels/tests/kernels/reduce.rs` (kernels vs twin), `tests/ops/reduce.rs` (ops);
 //!   benchmark: `kernels/benches/elementwise.rs` (group `reduce`)
 
 use crate::buffer_pool::GpuBuffer;

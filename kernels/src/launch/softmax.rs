@@ -10,7 +10,7 @@
 //! - shader: `shaders/softmax.wgsl` (online max / sum in `shaders/common/online_softmax.wgsl`)
 //! - CPU twin: [`crate::reference::softmax`]
 //! - op: `src/ops/softmax.rs`
-//! - tests: `kernels/tests/kernels/softmax.rs` (kernels vs twin), `tests/softmax.rs` (ops);
+//! - tests: `kernels/tests/kernels/softmax.rs` (kernels vs twin), `tests/ops/softmax.rs` (ops);
 //!   benchmark: `kernels/benches/elementwise.rs` (group `softmax`)
 
 use crate::buffer_pool::GpuBuffer;

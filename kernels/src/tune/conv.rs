@@ -402,7 +402,7 @@ impl Tuner<'_> {
 }
 
 /// Compare `got` with the f64 CPU twin: f32 sums of `terms` products of values in [-1, 1)
-/// (rel 1e-4, abs 2e-6 per term, as tests/conv.rs).
+/// (rel 1e-4, abs 2e-6 per term, as tests/ops/conv.rs).
 fn compare(what: &str, got: &[f32], want: &[f64], terms: usize) -> std::result::Result<(), String> {
     if got.len() != want.len() {
         return Err(format!(

@@ -2,7 +2,7 @@
 //! twin at awkward shapes (strides, padding, dilation, groups, depthwise), a weight gradient whose
 //! reduction is longer than lavapipe's per-invocation loop limit, and the launcher's errors.
 //! Gradient checks of `Tensor::conv2d` / `conv1d`, the layers and the op errors are the root
-//! crate's tests/conv.rs; every tuner candidate is checked in [`crate::tune`].
+//! crate's tests/ops/conv.rs; every tuner candidate is checked in [`crate::tune`].
 
 use crate::common::{Tolerance, f64s, gpu, rand_vec, read, seed, upload};
 use kiln_kernels::launch::conv::{self as ck, CHUNK_MAX, Conv2dShape, ConvVariant};

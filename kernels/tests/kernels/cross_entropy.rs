@@ -1,7 +1,7 @@
 //! The fused cross-entropy kernels (forward and backward, in `launch/softmax.rs`): both
 //! strategies against the CPU twin at awkward sizes, with strided targets and upstream gradients.
 //! The op against its composition, gradient checks and errors are the root crate's
-//! tests/cross_entropy.rs.
+//! tests/ops/cross_entropy.rs.
 
 use crate::common::*;
 use crate::softmax::{STRATEGIES, TOL};

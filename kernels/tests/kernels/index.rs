@@ -1,6 +1,6 @@
 //! Indexing: the index.wgsl kernels (forward, both scatter strategies) against the CPU twin at
 //! awkward sizes with strided sources and out-of-range indices, and why the twin's summation
-//! order matters. The ops (gradient checks, views, errors) are the root crate's tests/index.rs.
+//! order matters. The ops (gradient checks, views, errors) are the root crate's tests/ops/index.rs.
 
 use crate::common::*;
 use kiln_kernels::launch::index::{self as ik, IndexMode, IndexShape, ScatterStrategy, View3};

@@ -1,7 +1,7 @@
 //! The optimizer kernels (`optim.wgsl`: SGD, Adam / AdamW and the vec4 Adam entry) against their
 //! CPU twin at awkward sizes, at non-zero offsets inside larger buffers; the launchers' operand
 //! checks. SGD / Adam over several steps, schedules and clipping are the root crate's
-//! tests/optim.rs.
+//! tests/ops/optim.rs.
 //!
 //! The vec4 entry (`adam4`, 4 elements per invocation) is checked at sizes that are multiples of
 //! 4 but of no workgroup, at aligned non-zero offsets, plus the sizes and offsets that must fall

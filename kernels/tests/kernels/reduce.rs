@@ -1,5 +1,5 @@
 //! Row reductions (sum, max, min, arg max / min): both kernel strategies against the CPU twin at
-//! awkward sizes. The ops over any axes and their gradients are the root crate's tests/reduce.rs.
+//! awkward sizes. The ops over any axes and their gradients are the root crate's tests/ops/reduce.rs.
 
 use crate::common::*;
 use kiln_kernels::launch::reduce::{self as rk, ReduceOp, ReduceStrategy, Rows};

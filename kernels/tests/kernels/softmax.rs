@@ -1,6 +1,6 @@
 //! Softmax, log_softmax and logsumexp kernels: both strategies against the CPU twins at awkward
 //! sizes (contiguous and strided) and rows past lavapipe's loop limit. The fused ops against
-//! their compositions and gradient checks are the root crate's tests/softmax.rs.
+//! their compositions and gradient checks are the root crate's tests/ops/softmax.rs.
 
 use crate::common::*;
 use kiln_kernels::launch::reduce::{ReduceStrategy, Rows};

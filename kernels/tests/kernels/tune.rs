@@ -2,7 +2,7 @@
 //! files, `KILN_TUNE=0`, untuned shapes, the shape recorder, and conv tuning (every candidate
 //! configuration against the CPU twin, tune -> cache -> lookup, old-format entries; each looked-up
 //! configuration run through its launcher). The shape recorder, fed by the ops, is tested in the
-//! root crate's tests/tune.rs.
+//! root crate's tests/ops/tune.rs.
 
 use std::path::PathBuf;
 use std::sync::Mutex;

@@ -26,7 +26,7 @@
 //! - shaders: `shaders/matmul/` (helpers in `shaders/common/matmul.wgsl`)
 //! - CPU twin: [`crate::reference::matmul`]
 //! - ops: `src/ops/matmul.rs`, `src/ops/linear.rs`; tuner: [`crate::tune::matmul_choice`]
-//! - tests: `kernels/tests/kernels/matmul/` (every rung vs twin), `tests/matmul.rs` (op);
+//! - tests: `kernels/tests/kernels/matmul/` (every rung vs twin), `tests/ops/matmul.rs` (op);
 //!   benchmark: `kernels/benches/matmul.rs`
 
 mod layout;

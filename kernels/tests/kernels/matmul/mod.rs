@@ -1,7 +1,7 @@
 //! Matmul: every rung of the kernel ladder against the CPU twin (awkward sizes, transposed and
 //! padded operands, broadcast batches, split grids); the feature rungs (subgroup, f16, coop) and
 //! every tile configuration in [`rungs`]. `Tensor::matmul` against an f64 `torch.matmul` model
-//! (rank cases, broadcasting, errors, gradients) is the root crate's tests/matmul.rs.
+//! (rank cases, broadcasting, errors, gradients) is the root crate's tests/ops/matmul.rs.
 
 mod rungs;
 

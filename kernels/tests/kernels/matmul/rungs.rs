@@ -1,7 +1,7 @@
 //! The upper rungs of the matmul ladder (subgroup, f16, cooperative matrix) and every tile
 //! configuration the autotuner may pick, against the CPU twin in f64: awkward sizes, transposed
 //! and padded operands, broadcast batches, K past lavapipe's 65,535-iteration loop limit. (`Tensor::matmul`
-//! on f16 tensors: the root crate's tests/matmul.rs.) A rung the adapter cannot run is skipped with the reason
+//! on f16 tensors: the root crate's tests/ops/matmul.rs.) A rung the adapter cannot run is skipped with the reason
 //! printed.
 //!
 //! f16 tolerance table (operands uniform in [-1, 1), M x N = 33 x 17, against f64; measured on
