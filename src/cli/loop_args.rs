@@ -48,7 +48,7 @@ pub struct LoopArgs {
     /// Micro-batches per optimizer step.
     #[arg(long)]
     pub accumulate: Option<usize>,
-    /// Validation fraction.
+    /// Validation fraction, above 0 and below 1 (the best epoch is chosen on it).
     #[arg(long)]
     pub val_fraction: Option<f64>,
     /// GPU adapter (index or name substring, as listed by `kiln devices`).

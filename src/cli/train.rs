@@ -77,7 +77,7 @@ pub struct TrainArgs {
     /// Zero padding per side of the random crop.
     #[arg(long)]
     pub crop_padding: Option<usize>,
-    /// Test fraction.
+    /// Test fraction; 0 keeps no test split (the run reports no test score).
     #[arg(long)]
     pub test_fraction: Option<f64>,
     /// CSV missing values: drop, mean, median, most-frequent.
