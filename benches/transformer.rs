@@ -1,6 +1,6 @@
 //! Transformer pieces, each beside its baseline in the same run:
 //!
-//! - `bias_gelu`: the fused bias + GELU kernel (`ops::gelu::bias_gelu`, both forms) against the
+//! - `bias_gelu`: the fused bias + GELU kernel (`ops::bias_gelu::bias_gelu`, both forms) against the
 //!   composed add then GELU (`bias_gelu_composed`), and the bias add and the erf GELU alone,
 //!   forward only at (R, N) = (512, 3072) (a GPT-2 MLP's hidden activations), in GB/s
 //!   (`Throughput::Bytes(2 x 4 R N)`: one read of x and one write of y).
@@ -22,7 +22,7 @@ use std::time::Duration;
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use kiln::Tensor;
 use kiln::nn::{AttentionConfig, BlockConfig, Module, TransformerBlock};
-use kiln::ops::gelu::{GeluForm, bias_gelu, bias_gelu_composed, gelu};
+use kiln::ops::bias_gelu::{GeluForm, bias_gelu, bias_gelu_composed, gelu};
 use kiln::optim::{Adam, AdamConfig, Optimizer};
 
 #[path = "../kernels/benches/common/mod.rs"]

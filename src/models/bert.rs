@@ -52,7 +52,7 @@ use kiln_kernels::Gpu;
 use crate::error::{Result, arg_err, shape_err};
 use crate::nn::transformer::linear_gelu;
 use crate::nn::{Embedding, LayerNorm, Linear, Module, dropout, prefixed};
-use crate::ops::gelu::GeluForm;
+use crate::ops::bias_gelu::GeluForm;
 use crate::ops::{AttentionOptions, scaled_dot_product_attention};
 use crate::tensor::{DType, Tensor};
 

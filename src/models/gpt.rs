@@ -57,7 +57,7 @@ use crate::error::{Result, arg_err, shape_err};
 use crate::nn::attention::{AttentionConfig, KvCache};
 use crate::nn::transformer::{BlockConfig, TransformerBlock};
 use crate::nn::{Embedding, LayerNorm, Linear, Module, dropout, prefixed};
-use crate::ops::gelu::GeluForm;
+use crate::ops::bias_gelu::GeluForm;
 use crate::tensor::{DType, Tensor};
 
 /// Size of a [`Gpt`].

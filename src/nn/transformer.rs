@@ -20,7 +20,7 @@ use kiln_kernels::Gpu;
 use super::attention::{AttentionConfig, KvCache, MultiHeadAttention};
 use super::{LayerNorm, Linear, Module, dropout, prefixed};
 use crate::error::Result;
-use crate::ops::gelu::{GeluForm, bias_gelu};
+use crate::ops::bias_gelu::{GeluForm, bias_gelu};
 use crate::tensor::Tensor;
 
 /// `fc2(gelu(fc1(x)))`, fc1: C -> hidden, fc2: hidden -> C.
@@ -50,7 +50,7 @@ pub fn linear_gelu(l: &Linear, x: &Tensor, form: GeluForm) -> Result<Tensor> {
     match &l.bias {
         // `forward_no_bias` keeps a LoRA adapter's contribution.
         Some(b) => bias_gelu(&l.forward_no_bias(x)?, b, form),
-        None => crate::ops::gelu::gelu(&l.forward(x)?, form),
+        None => crate::ops::bias_gelu::gelu(&l.forward(x)?, form),
     }
 }
 

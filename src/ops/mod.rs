@@ -14,7 +14,7 @@
 //! | `linear.rs` | `x W^T + b` as one node (nn::Linear), weight gradient in W's layout |
 //! | `lora.rs` | LoRA's `x W^T + b + s (x A^T) B^T` as one node (f32 or NF4 base) |
 //! | `softmax.rs` | fused softmax, log_softmax, logsumexp |
-//! | `loss.rs` | fused cross-entropy from logits and class indices |
+//! | `cross_entropy.rs` | fused cross-entropy from logits and class indices |
 //! | `index.rs` | gather, index_select, embedding (scatter-add backward) |
 //! | `concat.rs` | concat, stack, split, chunk |
 //! | `conv.rs` | conv2d, conv1d (stride, padding, dilation, groups) |
@@ -23,21 +23,21 @@
 //! | `batch_norm.rs` | fused batch_norm2d (per-channel statistics, running-statistics update) |
 //! | `norm.rs` | fused layer_norm, rms_norm (and their composed references) |
 //! | `rope.rs` | rotary position embedding with a position offset (composed) |
-//! | `gelu.rs` | GELU erf / tanh forms, bias + GELU |
+//! | `bias_gelu.rs` | GELU erf / tanh forms, bias + GELU |
 //! | `nf4.rs` | QLoRA's NF4 frozen weight: fused dequantising linear, input gradient |
 //! | `rnn.rs` | one RNN / LSTM / GRU layer over a sequence, fused gates, one graph node |
 
 mod attention;
 pub mod batch_norm;
+pub mod bias_gelu;
 mod binary;
 mod compare;
 mod concat;
 mod conv;
-pub mod gelu;
+mod cross_entropy;
 mod index;
 mod linear;
 pub mod lora;
-mod loss;
 mod matmul;
 pub mod nf4;
 pub mod norm;
@@ -50,7 +50,7 @@ mod unary;
 
 pub use attention::{AttentionOptions, attention_composed, scaled_dot_product_attention};
 pub use conv::{Conv1dOptions, Conv2dOptions};
-pub use loss::{IGNORE_INDEX, Reduction};
+pub use cross_entropy::{IGNORE_INDEX, Reduction};
 pub use rnn::{RnnCell, RnnLayerOutput, RnnLayerParams, rnn_cell_composed, rnn_layer};
 
 use crate::error::{Result, shape_err};

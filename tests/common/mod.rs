@@ -182,3 +182,18 @@ pub fn minilm_dir(check: &str) -> Option<PathBuf> {
     );
     None
 }
+
+/// f32 values widened to f64 (for comparisons against f64 references).
+pub fn f64s(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| x as f64).collect()
+}
+
+/// A tensor's values as f32 (panics on a read error: tests only).
+pub fn f32s(t: &Tensor) -> Vec<f32> {
+    t.to_vec::<f32>().unwrap()
+}
+
+/// The text of an error the call must return.
+pub fn err_text<T: std::fmt::Debug>(r: kiln::Result<T>) -> String {
+    r.expect_err("expected an error").to_string()
+}

@@ -26,14 +26,6 @@ pub fn at_offset(data: &[f32], shape: &[usize]) -> Tensor {
         .unwrap()
 }
 
-pub fn f64s(v: &[f32]) -> Vec<f64> {
-    v.iter().map(|&x| x as f64).collect()
-}
-
-pub fn f32s(t: &Tensor) -> Vec<f32> {
-    t.to_vec::<f32>().unwrap()
-}
-
 pub fn rand_weights(cell: RnnCell, input: usize, h: usize, k: u64) -> LayerWeights<f32> {
     let gw = cell.gates() * h;
     LayerWeights {

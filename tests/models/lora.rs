@@ -52,10 +52,6 @@ fn lora_cpu(
     y
 }
 
-fn f64s(v: &[f32]) -> Vec<f64> {
-    v.iter().map(|&x| x as f64).collect()
-}
-
 fn gpt_cfg() -> GptConfig {
     small_gpt_config(13)
 }

@@ -27,10 +27,6 @@ const FWD: Tolerance = Tolerance::new(1e-4, 1e-5, "f32 NF4 + LoRA matmuls vs f64
 /// A merged layer against the unmerged one: W' + s B A rounded to f32 once, sums reordered.
 const MERGE: Tolerance = Tolerance::new(1e-4, 1e-5, "merged (W' + sBA) vs unmerged f32");
 
-fn f64s(v: &[f32]) -> Vec<f64> {
-    v.iter().map(|&x| x as f64).collect()
-}
-
 /// `dequant(q) x + b + s (x A^T) B^T` in f64; x (rows, in), A (r, in), B (out, r).
 #[allow(clippy::too_many_arguments)]
 fn qlora_cpu(

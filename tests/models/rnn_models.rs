@@ -128,10 +128,6 @@ fn dropout_between_layers_only_in_training() {
     assert_eq!(c, d);
 }
 
-fn err_text<T: std::fmt::Debug>(r: kiln::Result<T>) -> String {
-    r.expect_err("expected an error").to_string()
-}
-
 #[test]
 fn bad_shapes_are_errors() {
     let w_ih = tensor(&[0.1; 12 * 3], &[12, 3]);

@@ -17,10 +17,6 @@ const FWD: Tolerance = Tolerance::new(3e-4, 3e-5, "f32 online softmax over D- an
 /// Gradients sum ~Tq * D products of f32 values, in another order than the twin.
 const GRAD: Tolerance = Tolerance::new(1e-3, 1e-4, "f32 fused backward vs f64, long sums");
 
-fn f64s(v: &[f32]) -> Vec<f64> {
-    v.iter().map(|&x| x as f64).collect()
-}
-
 /// One test case: sizes, masks and seeded data.
 struct Case {
     s: AttnShape,

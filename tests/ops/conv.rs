@@ -4,7 +4,7 @@
 
 use crate::common;
 
-use common::{GradTol, Input, Tolerance, gpu, gradcheck, rand_vec, seed, tensor};
+use common::{GradTol, Input, Tolerance, f64s, gpu, gradcheck, rand_vec, seed, tensor};
 use kiln::Tensor;
 use kiln::nn::{Conv1d, Conv2d, Module};
 use kiln::ops::{Conv1dOptions, Conv2dOptions};
@@ -27,10 +27,6 @@ fn shape(((n, c_in, hw, c_out, k), (st, p, d, groups)): ShapeArgs) -> Conv2dShap
         groups,
         ..Conv2dShape::new(n, c_in, c_out, hw, k)
     }
-}
-
-fn f64s(v: &[f32]) -> Vec<f64> {
-    v.iter().map(|&x| x as f64).collect()
 }
 
 fn opts(stride: usize, pad: usize, dil: usize, groups: usize) -> Conv2dOptions {

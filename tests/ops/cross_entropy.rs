@@ -18,10 +18,6 @@ const TOL: Tolerance = Tolerance::new(
     "f32 exp/log (few ulp) over an f32 sum in another order",
 );
 
-fn f64s(v: &[f32]) -> Vec<f64> {
-    v.iter().map(|&x| x as f64).collect()
-}
-
 /// Row-major data of `shape` with dim `d` moved last: (data, rows, len).
 fn indices(v: &[u32], shape: &[usize]) -> Tensor {
     Tensor::from_slice_on(&gpu(), v, shape).unwrap()

@@ -9,6 +9,7 @@ mod rnn_util;
 
 mod attention;
 mod autograd;
+mod batch_norm;
 mod conv;
 mod cross_entropy;
 mod elementwise;

@@ -5,7 +5,7 @@
 
 use crate::common;
 
-use common::{GradTol, Input, gpu, gradcheck, rand_vec, seed, skip};
+use common::{GradTol, Input, f64s, gpu, gradcheck, rand_vec, seed, skip};
 use kiln::Tensor;
 use kiln::nn::{Linear, Module};
 use kiln::ops::nf4::{Nf4Compute, Nf4Weight, nf4_linear, nf4_linear_with};
@@ -23,10 +23,6 @@ fn normal_vec(n: usize, seed: u64, sd: f32) -> Vec<f32> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let d = Normal::new(0.0f32, sd).unwrap();
     (0..n).map(|_| d.sample(&mut rng)).collect()
-}
-
-fn f64s(v: &[f32]) -> Vec<f64> {
-    v.iter().map(|&x| x as f64).collect()
 }
 
 /// f32 compute: the kernel sums in f32 in a different order from the f64 twin.

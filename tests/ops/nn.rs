@@ -29,14 +29,6 @@ fn rng_lock() -> MutexGuard<'static, ()> {
 /// f32 dot products / row statistics against f64.
 const SUMS: Tolerance = Tolerance::new(1e-4, 1e-5, "f32 sums of up to 257 terms vs f64");
 
-fn f32s(t: &Tensor) -> Vec<f32> {
-    t.to_vec::<f32>().unwrap()
-}
-
-fn err_text<T: std::fmt::Debug>(r: kiln::Result<T>) -> String {
-    r.expect_err("expected an error").to_string()
-}
-
 // ---------------------------------------------------------------- CPU references (f64)
 
 /// y = x W^T + b for x (rows, fin), W (fout, fin).

@@ -21,10 +21,6 @@ const TOL: Tolerance = Tolerance::new(
 const ROWS: [usize; 3] = [1, 7, 129];
 const WIDTHS: [usize; 5] = [1, 7, 17, 129, 257];
 
-fn f64s(v: &[f32]) -> Vec<f64> {
-    v.iter().map(|&x| x as f64).collect()
-}
-
 /// Run the fused op on (rows, d) with affine params, backprop `sum(y * g)`, compare with the twin.
 fn check_against_twin(kind: NormKind, rows: usize, d: usize) {
     let s = seed(&format!("{kind:?}{rows}x{d}"));

@@ -19,10 +19,6 @@ use kiln::optim::{Adam, AdamConfig, Optimizer, Schedule, Sgd, SgdConfig};
 /// parameters near zero after cancellation (hence the absolute floor).
 const STEPS_TOL: Tolerance = Tolerance::new(1e-5, 2e-6, "f32 update vs f64 reference, 5 steps");
 
-fn f64s(v: &[f32]) -> Vec<f64> {
-    v.iter().map(|&x| x as f64).collect()
-}
-
 fn read(t: &Tensor) -> Vec<f32> {
     t.to_vec::<f32>().unwrap()
 }

@@ -1,20 +1,15 @@
-//! Pooling and BatchNorm2d: the pool.wgsl and batch_norm.wgsl kernels against their CPU twins at
+//! Pooling: the pool.wgsl kernels against their CPU twins at
 //! awkward shapes (overlapping, gapped and padded windows, adaptive windows that do not divide the
-//! input, sources at an offset), finite-difference gradient checks of every op, BatchNorm2d's
-//! running statistics, eval mode and agreement with the composed BatchNorm1d, the layers, and
-//! error cases.
+//! input, sources at an offset), finite-difference gradient checks of every op, the layers, and error cases
+//! (BatchNorm2d is in `batch_norm.rs`).
 
 use crate::common;
 
 use common::*;
-use kiln::nn::{
-    AdaptiveAvgPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, BatchNormOptions, Flatten, MaxPool2d,
-    Module, batch_norm2d,
-};
+use kiln::nn::{AdaptiveAvgPool2d, AvgPool2d, BatchNorm2d, Flatten, MaxPool2d, Module};
 use kiln::{DType, Tensor};
-use kiln_kernels::launch::batch_norm::NormShape;
 use kiln_kernels::launch::pool::{self as pk, PoolShape, Window};
-use kiln_kernels::reference::{batch_norm as cpu_norm, pool as cpu};
+use kiln_kernels::reference::pool as cpu;
 
 /// (N, C, H, W, kernel, stride, padding): overlapping (stride < kernel), tiling (stride =
 /// kernel), gapped (stride > kernel), rectangular and padded windows, 1x1 planes.
@@ -57,22 +52,9 @@ const WINDOW_SUM: Tolerance = Tolerance::new(
     1e-6,
     "f32 sums of a few terms; the backward twin divides each term, the kernel the sum",
 );
-const BN: Tolerance = Tolerance::new(3e-4, 3e-5, "f32 batch statistics (two-pass) vs f64");
-
-fn f64s(v: &[f32]) -> Vec<f64> {
-    v.iter().map(|&x| x as f64).collect()
-}
-
-fn f32s(t: &Tensor) -> Vec<f32> {
-    t.to_vec::<f32>().unwrap()
-}
-
-fn err_text<T: std::fmt::Debug>(r: kiln::Result<T>) -> String {
-    r.expect_err("expected an error").to_string()
-}
 
 /// `data` as a tensor viewed at element offset 3 of its storage (the kernels must honour it).
-fn at_offset(data: &[f32], shape: &[usize]) -> Tensor {
+pub fn at_offset(data: &[f32], shape: &[usize]) -> Tensor {
     let mut v = vec![9.0f32; 3];
     v.extend_from_slice(data);
     tensor(&v, &[v.len()])
@@ -413,5 +395,55 @@ fn pooling_errors_name_the_op_and_shapes() {
 // ---------------------------------------------------------------------------------------------
 // BatchNorm2d
 
-#[path = "../pool/batch_norm.rs"]
-mod batch_norm;
+#[test]
+fn pooling_layers_and_flatten() {
+    let xs = rand_vec(3 * 5 * 7 * 13, seed("layers"), -1.0, 1.0);
+    let x = tensor(&xs, &[3, 5, 7, 13]);
+    let mp = MaxPool2d::new(2);
+    assert!(mp.named_parameters().is_empty());
+    assert_eq!(
+        f32s(&mp.forward(&x).unwrap()),
+        f32s(&x.max_pool2d((2, 2), (2, 2), (0, 0)).unwrap())
+    );
+    let mp = MaxPool2d::with_window((3, 2), (2, 1), (1, 1));
+    assert_eq!(
+        f32s(&mp.forward(&x).unwrap()),
+        f32s(&x.max_pool2d((3, 2), (2, 1), (1, 1)).unwrap())
+    );
+    let ap = AvgPool2d::with_window((3, 3), (2, 2), (1, 1));
+    assert_eq!(
+        f32s(&ap.forward(&x).unwrap()),
+        f32s(&x.avg_pool2d((3, 3), (2, 2), (1, 1)).unwrap())
+    );
+    assert_eq!(AvgPool2d::new(3).forward(&x).unwrap().shape(), [3, 5, 2, 4]);
+    let gap = AdaptiveAvgPool2d::new((1, 1)).forward(&x).unwrap();
+    assert_eq!(gap.shape(), [3, 5, 1, 1]);
+    let mean = x.mean_dims(&[2, 3], true).unwrap();
+    Tolerance::F32_REDUCTION.assert_close("global avg pool", &f32s(&gap), &f32s(&mean));
+
+    let f = Flatten::default();
+    assert_eq!((f.start_dim, f.end_dim), (1, -1));
+    let flat = f.forward(&gap).unwrap();
+    assert_eq!(flat.shape(), [3, 5]);
+    assert_eq!(f32s(&flat), f32s(&gap));
+    assert_eq!(Flatten::new(0, 1).forward(&x).unwrap().shape(), [15, 7, 13]);
+    assert_eq!(
+        Flatten::new(-2, -1).forward(&x).unwrap().shape(),
+        [3, 5, 91]
+    );
+    assert!(f.named_parameters().is_empty());
+    let e = err_text(Flatten::default().forward(&tensor(&[1.0, 2.0], &[2])));
+    assert!(e.contains("flatten"), "{e}");
+
+    // A small CNN head trains end to end: gradients reach the input through every layer.
+    let xr = x.requires_grad();
+    let bn = BatchNorm2d::new(5).unwrap();
+    let h = bn.forward(&xr).unwrap();
+    let h = MaxPool2d::new(2).forward(&h).unwrap();
+    let h = AdaptiveAvgPool2d::new((2, 2)).forward(&h).unwrap();
+    let out = Flatten::default().forward(&h).unwrap();
+    assert_eq!(out.shape(), [3, 20]);
+    out.square().unwrap().sum().unwrap().backward().unwrap();
+    let gx = f32s(&xr.grad().unwrap());
+    assert!(gx.iter().all(|v| v.is_finite()) && gx.iter().any(|&v| v != 0.0));
+}

@@ -28,10 +28,6 @@ const TOL: Tolerance = Tolerance::new(
     "f32 exp/log (few ulp) over an f32 sum in another order",
 );
 
-fn f64s(v: &[f32]) -> Vec<f64> {
-    v.iter().map(|&x| x as f64).collect()
-}
-
 fn buf(t: &Tensor) -> &GpuBuffer {
     t.kernel_view().buf
 }

@@ -8,7 +8,7 @@ use common::*;
 use kiln::Tensor;
 use kiln::nn::attention::repeat_kv;
 use kiln::nn::{AttentionConfig, Linear, Module, MultiHeadAttention};
-use kiln::ops::gelu::{GeluForm, bias_gelu, gelu};
+use kiln::ops::bias_gelu::{GeluForm, bias_gelu, gelu};
 use kiln::ops::rope::rope;
 
 /// CPU twin of RoPE on row-major (B, H, T, D).
@@ -100,7 +100,7 @@ fn gelu_tanh_and_bias_gelu_gradcheck() {
 /// gradients), against the composed version, and an erf-form gradient check.
 #[test]
 fn bias_gelu_matches_twin_and_composed() {
-    use kiln::ops::gelu::bias_gelu_composed;
+    use kiln::ops::bias_gelu::bias_gelu_composed;
     use kiln_kernels::reference::bias_gelu as cpu;
     let tol = Tolerance::new(2e-4, 2e-5, "f32 erf/tanh (erf ~1e-6 abs) vs f64");
     for tanh in [false, true] {

@@ -23,10 +23,6 @@ fn blobs(n: usize, d: usize, centres: usize, tag: &str) -> Vec<f32> {
         .collect()
 }
 
-fn f64s(v: &[f32]) -> Vec<f64> {
-    v.iter().map(|&x| x as f64).collect()
-}
-
 #[test]
 fn assign_kernel_matches_cpu_on_a_given_cross_term() {
     // The kernel alone: G = X C^T computed on the host, uploaded.

@@ -7,8 +7,8 @@
 //! See also:
 //! - shader: `shaders/batch_norm.wgsl`
 //! - CPU twin: [`crate::reference::batch_norm`]
-//! - layer (no op file; the module records its own node): `src/nn/batch_norm2d.rs`
-//! - tests: `tests/pool/batch_norm.rs` (in `tests/ops/pool.rs`); no benchmark
+//! - layer: `src/nn/batch_norm2d.rs`
+//! - op: `src/ops/batch_norm.rs`; tests: `tests/ops/batch_norm.rs`; no benchmark
 
 use crate::buffer_pool::GpuBuffer;
 use crate::error::{KernelError, Result};

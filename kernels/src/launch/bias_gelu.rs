@@ -4,7 +4,7 @@
 //! See also:
 //! - shader: `shaders/bias_gelu.wgsl`
 //! - CPU twin: [`crate::reference::bias_gelu`]
-//! - op: `src/ops/gelu.rs` (`bias_gelu`)
+//! - op: `src/ops/bias_gelu.rs` (`bias_gelu`)
 //! - tests: `tests/ops/transformer_layers.rs`; benchmark: `benches/transformer.rs` (group
 //!   `bias_gelu`)
 

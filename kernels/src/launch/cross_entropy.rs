@@ -9,7 +9,7 @@
 //! See also:
 //! - shader: `shaders/cross_entropy.wgsl`
 //! - CPU twin: [`crate::reference::cross_entropy`]
-//! - op: `src/ops/loss.rs` (`cross_entropy`)
+//! - op: `src/ops/cross_entropy.rs` (`cross_entropy`)
 //! - tests: `kernels/tests/kernels/cross_entropy.rs` (kernels vs twin), `tests/ops/cross_entropy.rs`
 //!   (op); no bench of its own (`benches/train_step.rs` runs it in every classifier step)
 

@@ -8,7 +8,7 @@
 //! A family F has one name everywhere: `launch/F.rs` (or `launch/F/`), `shaders/F.wgsl` (or
 //! `shaders/F/`), [`crate::reference`]`::F`, the module `F` of kiln-kernels' test binary
 //! (`kernels/tests/kernels/F.rs`) and, where one exists, `src/ops/F.rs`, the root crate's
-//! `tests/F.rs` and a bench `F.rs`. Each launcher's doc ends with "See also" lines naming them.
+//! `tests/ops/F.rs` and a bench `F.rs`. Each launcher's doc ends with "See also" lines naming them.
 //! Where a family departs from the rule it says so there:
 //!
 //! | family | launcher | CPU twin | op (`src/`) | bench |
@@ -20,15 +20,16 @@
 //! | elementwise | `elementwise.rs` | `elementwise` | `ops/unary.rs`, `binary.rs`, `compare.rs` | `kernels/benches/elementwise.rs` |
 //! | reduce | `reduce.rs` | `reduce` | `ops/reduce.rs` | `kernels/benches/elementwise.rs` |
 //! | softmax | `softmax.rs` | `softmax` | `ops/softmax.rs` | `kernels/benches/elementwise.rs` |
-//! | cross_entropy | `cross_entropy.rs` | `cross_entropy` | `ops/loss.rs` | none |
+//! | cross_entropy | `cross_entropy.rs` | `cross_entropy` | `ops/cross_entropy.rs` | none |
 //! | norm (LayerNorm, RMSNorm) | `norm.rs` | `norm` | `ops/norm.rs` | `benches/norm.rs` |
-//! | batch_norm | `batch_norm.rs` | `batch_norm` | none (`nn/batch_norm2d.rs`) | none |
+//! | batch_norm | `batch_norm.rs` | `batch_norm` | `ops/batch_norm.rs` | none |
 //! | pool (max / avg pooling) | `pool.rs` | `pool` | `ops/pool.rs` | none |
 //! | index | `index.rs` | `index` | `ops/index.rs` | none |
 //! | rnn | `rnn.rs` | `rnn` | `ops/rnn.rs` | `benches/rnn.rs` |
-//! | bias_gelu | `bias_gelu.rs` | `bias_gelu` | `ops/gelu.rs` | `benches/transformer.rs` |
+//! | bias_gelu | `bias_gelu.rs` | `bias_gelu` | `ops/bias_gelu.rs` | `benches/transformer.rs` |
 //! | dropout | `dropout.rs` | `dropout` | none (`nn/dropout.rs`) | none |
 //! | optim | `optim.rs` | `optim` | none (`optim/`) | `benches/train_step.rs` |
+//! | cluster (k-means, DBSCAN) | `cluster.rs` | `cluster` | none (`unsupervised/`) | `benches/cluster.rs` |
 //! | bench (peak probes) | `bench.rs` | none | none (`cli/bench.rs`) | `kiln bench` |
 //!
 //! The buffer pool is [`crate::buffer_pool`], a different thing from the pooling family.

@@ -1,6 +1,16 @@
-//! BatchNorm2d (the batch_norm kernel family) tests.
+//! BatchNorm2d (the batch_norm kernel family): the kernels against their CPU twin, gradient checks,
+//! running statistics, eval mode and agreement with the composed BatchNorm1d.
 
-use super::*;
+use crate::common;
+
+use common::*;
+use kiln::nn::{BatchNorm1d, BatchNorm2d, BatchNormOptions, Module, batch_norm2d};
+
+use crate::pool::at_offset;
+use kiln_kernels::launch::batch_norm::NormShape;
+use kiln_kernels::reference::batch_norm as cpu_norm;
+
+const BN: Tolerance = Tolerance::new(3e-4, 3e-5, "f32 batch statistics (two-pass) vs f64");
 
 fn bn_shape(shape: &[usize]) -> NormShape {
     NormShape {
@@ -283,56 +293,3 @@ fn batch_norm2d_names_options_and_errors() {
 
 // ---------------------------------------------------------------------------------------------
 // Layers
-
-#[test]
-fn pooling_layers_and_flatten() {
-    let xs = rand_vec(3 * 5 * 7 * 13, seed("layers"), -1.0, 1.0);
-    let x = tensor(&xs, &[3, 5, 7, 13]);
-    let mp = MaxPool2d::new(2);
-    assert!(mp.named_parameters().is_empty());
-    assert_eq!(
-        f32s(&mp.forward(&x).unwrap()),
-        f32s(&x.max_pool2d((2, 2), (2, 2), (0, 0)).unwrap())
-    );
-    let mp = MaxPool2d::with_window((3, 2), (2, 1), (1, 1));
-    assert_eq!(
-        f32s(&mp.forward(&x).unwrap()),
-        f32s(&x.max_pool2d((3, 2), (2, 1), (1, 1)).unwrap())
-    );
-    let ap = AvgPool2d::with_window((3, 3), (2, 2), (1, 1));
-    assert_eq!(
-        f32s(&ap.forward(&x).unwrap()),
-        f32s(&x.avg_pool2d((3, 3), (2, 2), (1, 1)).unwrap())
-    );
-    assert_eq!(AvgPool2d::new(3).forward(&x).unwrap().shape(), [3, 5, 2, 4]);
-    let gap = AdaptiveAvgPool2d::new((1, 1)).forward(&x).unwrap();
-    assert_eq!(gap.shape(), [3, 5, 1, 1]);
-    let mean = x.mean_dims(&[2, 3], true).unwrap();
-    Tolerance::F32_REDUCTION.assert_close("global avg pool", &f32s(&gap), &f32s(&mean));
-
-    let f = Flatten::default();
-    assert_eq!((f.start_dim, f.end_dim), (1, -1));
-    let flat = f.forward(&gap).unwrap();
-    assert_eq!(flat.shape(), [3, 5]);
-    assert_eq!(f32s(&flat), f32s(&gap));
-    assert_eq!(Flatten::new(0, 1).forward(&x).unwrap().shape(), [15, 7, 13]);
-    assert_eq!(
-        Flatten::new(-2, -1).forward(&x).unwrap().shape(),
-        [3, 5, 91]
-    );
-    assert!(f.named_parameters().is_empty());
-    let e = err_text(Flatten::default().forward(&tensor(&[1.0, 2.0], &[2])));
-    assert!(e.contains("flatten"), "{e}");
-
-    // A small CNN head trains end to end: gradients reach the input through every layer.
-    let xr = x.requires_grad();
-    let bn = BatchNorm2d::new(5).unwrap();
-    let h = bn.forward(&xr).unwrap();
-    let h = MaxPool2d::new(2).forward(&h).unwrap();
-    let h = AdaptiveAvgPool2d::new((2, 2)).forward(&h).unwrap();
-    let out = Flatten::default().forward(&h).unwrap();
-    assert_eq!(out.shape(), [3, 20]);
-    out.square().unwrap().sum().unwrap().backward().unwrap();
-    let gx = f32s(&xr.grad().unwrap());
-    assert!(gx.iter().all(|v| v.is_finite()) && gx.iter().any(|&v| v != 0.0));
-}

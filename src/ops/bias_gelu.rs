@@ -22,7 +22,7 @@
 //!
 //! ```
 //! # fn main() -> kiln::Result<()> {
-//! use kiln::{Tensor, ops::gelu::{GeluForm, gelu}};
+//! use kiln::{Tensor, ops::bias_gelu::{GeluForm, gelu}};
 //! let x = Tensor::from_slice(&[1.0f32], &[1])?;
 //! let e = gelu(&x, GeluForm::Erf)?.item()?;
 //! let t = gelu(&x, GeluForm::Tanh)?.item()?;
