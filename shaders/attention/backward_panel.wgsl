@@ -58,29 +58,6 @@ fn store_b(r: vec4<u32>, i: vec4<u32>, n: u32, c: u32, x: mat4x4<f32>) {
     if (i.w < n) { gb4[r.w + c] = x[3]; }
 }
 
-// Keys j .. j + 3 below `kend` and kept by the mask.
-fn kept4(b: u32, j: u32, kend: u32) -> vec4<bool> {
-    return vec4<bool>(j < kend && kept(b, j), j + 1u < kend && kept(b, j + 1u),
-                      j + 2u < kend && kept(b, j + 2u), j + 3u < kend && kept(b, j + 3u));
-}
-
-// dQ side: one 4 x 4 block (column t = key j + t, component = query row; st = the rows' (L,
-// delta), lim their last visible key) -> dS, transposed (column r = query row r), 0 where hidden.
-fn dq_ds(s: mat4x4<f32>, dp: mat4x4<f32>, st: mat2x4<f32>, kv: vec4<bool>, j: u32,
-         lim: vec4<i32>) -> mat4x4<f32> {
-    let z = vec4<f32>(0.0);
-    let jj = i32(j);
-    let g0 = select(z, exp(s[0] * p.scale - st[0]) * (dp[0] - st[1]) * p.scale,
-                    vec4<bool>(kv.x) & (vec4<i32>(jj) <= lim));
-    let g1 = select(z, exp(s[1] * p.scale - st[0]) * (dp[1] - st[1]) * p.scale,
-                    vec4<bool>(kv.y) & (vec4<i32>(jj + 1) <= lim));
-    let g2 = select(z, exp(s[2] * p.scale - st[0]) * (dp[2] - st[1]) * p.scale,
-                    vec4<bool>(kv.z) & (vec4<i32>(jj + 2) <= lim));
-    let g3 = select(z, exp(s[3] * p.scale - st[0]) * (dp[3] - st[1]) * p.scale,
-                    vec4<bool>(kv.w) & (vec4<i32>(jj + 3) <= lim));
-    return transpose(mat4x4<f32>(g0, g1, g2, g3));
-}
-
 // dK / dV side: one 4 x 4 block (column t = query i + t with stats (l[t], dl[t]), component =
 // key row, vis its visibility) -> (P, dS) in place, transposed (column r = key row r).
 fn kv_pds(s: ptr<function, Blocks>, dp: ptr<function, Blocks>, x: u32, l: vec4<f32>,

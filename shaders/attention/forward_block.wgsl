@@ -20,15 +20,6 @@
 override WG: u32 = 64u;
 const MAX_DB: u32 = MAX_D / 4u;
 
-// Which of the 4 queries (limits `lim`: last visible key of each) see key j.
-fn visible(b: u32, j: u32, kend: u32, lim: vec4<i32>) -> vec4<bool> {
-    var ok = j < kend;
-    if (ok && p.has_mask != 0u) {
-        ok = keep[p.m_off + b * p.tk + j] != 0.0;
-    }
-    return vec4<bool>(ok) & (vec4<i32>(i32(j)) <= lim);
-}
-
 @compute @workgroup_size(WG)
 fn attn_fwd_block(@builtin(global_invocation_id) gid: vec3<u32>,
                   @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -67,10 +58,7 @@ fn attn_fwd_block(@builtin(global_invocation_id) gid: vec3<u32>,
         }
     }
     // Last visible key of each query: causal (end-aligned) or Tk - 1.
-    var lim = vec4<i32>(i32(p.tk) - 1);
-    if (p.causal != 0u) {
-        lim = vec4<i32>(i32(i0)) + vec4<i32>(0, 1, 2, 3) + vec4<i32>(i32(p.tk) - i32(p.tq));
-    }
+    let lim = limits(i0);
     let kend = min(p.c1, p.tk);
     let jend = min(kend, u32(clamp(lim.w + 1, 0, i32(p.tk))));
     let krow0 = bh * p.tk;

@@ -31,15 +31,6 @@ const MAX_DB: u32 = MAX_D / 4u;
 var<workgroup> kt: array<vec4<f32>, TILE>;   // (BC, D) keys t0 .. t0 + BC of this head
 var<workgroup> vt: array<vec4<f32>, TILE>;   // (BC, D) values
 
-// Which of the 4 queries (limits `lim`: last visible key of each) see key j.
-fn visible(b: u32, j: u32, kend: u32, lim: vec4<i32>) -> vec4<bool> {
-    var ok = j < kend;
-    if (ok && p.has_mask != 0u) {
-        ok = keep[p.m_off + b * p.tk + j] != 0.0;
-    }
-    return vec4<bool>(ok) & (vec4<i32>(i32(j)) <= lim);
-}
-
 @compute @workgroup_size(WG)
 fn attn_fwd_tiled(@builtin(workgroup_id) wid3: vec3<u32>,
                   @builtin(num_workgroups) nwg: vec3<u32>,
@@ -81,10 +72,7 @@ fn attn_fwd_tiled(@builtin(workgroup_id) wid3: vec3<u32>,
         }
     }
     // Last visible key of each query: causal (end-aligned) or Tk - 1.
-    var lim = vec4<i32>(i32(p.tk) - 1);
-    if (p.causal != 0u) {
-        lim = vec4<i32>(i32(i0)) + vec4<i32>(0, 1, 2, 3) + vec4<i32>(i32(p.tk) - i32(p.tq));
-    }
+    let lim = limits(i0);
     let kend = min(p.c1, p.tk);
     // Keys past the last query of the workgroup's causal limit are skipped, whole tiles at once
     // (a uniform bound: every invocation runs the same tiles and reaches the same barriers).
