@@ -105,40 +105,31 @@ fn attn_bwd_dq_panel(@builtin(global_invocation_id) gid: vec3<u32>,
     let qo = p.q_off / 4u;
     let ko = p.k_off / 4u;
     let vo = p.v_off / 4u;
-    let shift = i32(p.tk) - i32(p.tq);
     // Per row block a: query indices, offsets in q and in dO / dQ, stats, last visible key.
     let iv0 = vec4<u32>(i0 + 0u) + LANE;
     let r0 = row0 + min(iv0, qlast);
     let rq0 = qo + r0 * db;
     let rd0 = r0 * db;
     let st0 = stats4(r0);
-    var lim0 = vec4<i32>(i32(p.tk) - 1);
-    if (p.causal != 0u) { lim0 = vec4<i32>(iv0) + shift; }
-    lim0 = select(vec4<i32>(-1), lim0, iv0 < vec4<u32>(p.tq));
+    let lim0 = backward_limits(i0 + 0u);
     let iv1 = vec4<u32>(i0 + 4u) + LANE;
     let r1 = row0 + min(iv1, qlast);
     let rq1 = qo + r1 * db;
     let rd1 = r1 * db;
     let st1 = stats4(r1);
-    var lim1 = vec4<i32>(i32(p.tk) - 1);
-    if (p.causal != 0u) { lim1 = vec4<i32>(iv1) + shift; }
-    lim1 = select(vec4<i32>(-1), lim1, iv1 < vec4<u32>(p.tq));
+    let lim1 = backward_limits(i0 + 4u);
     let iv2 = vec4<u32>(i0 + 8u) + LANE;
     let r2 = row0 + min(iv2, qlast);
     let rq2 = qo + r2 * db;
     let rd2 = r2 * db;
     let st2 = stats4(r2);
-    var lim2 = vec4<i32>(i32(p.tk) - 1);
-    if (p.causal != 0u) { lim2 = vec4<i32>(iv2) + shift; }
-    lim2 = select(vec4<i32>(-1), lim2, iv2 < vec4<u32>(p.tq));
+    let lim2 = backward_limits(i0 + 8u);
     let iv3 = vec4<u32>(i0 + 12u) + LANE;
     let r3 = row0 + min(iv3, qlast);
     let rq3 = qo + r3 * db;
     let rd3 = r3 * db;
     let st3 = stats4(r3);
-    var lim3 = vec4<i32>(i32(p.tk) - 1);
-    if (p.causal != 0u) { lim3 = vec4<i32>(iv3) + shift; }
-    lim3 = select(vec4<i32>(-1), lim3, iv3 < vec4<u32>(p.tq));
+    let lim3 = backward_limits(i0 + 12u);
     if (p.first != 0u) {
         let z = mat4x4<f32>();
         for (var c = 0u; c < db; c++) {

@@ -71,11 +71,7 @@ fn attn_bwd_dq_tiled(@builtin(workgroup_id) wid3: vec3<u32>,
     // Last visible key of each query (-1: a clamped row past Tq).
     let lim = backward_limits(i0);
     let kend = min(p.c1, p.tk);
-    var wend = kend;
-    if (p.causal != 0u) {
-        let wlast = i32(min(tile0 + br, p.tq)) - 1 + i32(p.tk) - i32(p.tq);
-        wend = min(kend, u32(clamp(wlast + 1, 0, i32(p.tk))));
-    }
+    let wend = tile_key_end(tile0, br, kend);
     let krow0 = bh * p.tk;
     let klast = p.tk - 1u;
     let ko = p.k_off / 4u;

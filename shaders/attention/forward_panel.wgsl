@@ -121,10 +121,6 @@ fn o_store(r: vec4<u32>, i: vec4<u32>, c: u32, x: mat4x4<f32>) {
     if (i.w < p.tq) { o4[r.w + c] = x[3]; }
 }
 
-fn scale_cols(x: mat4x4<f32>, f: vec4<f32>) -> mat4x4<f32> {
-    return mat4x4<f32>(x[0] * f.x, x[1] * f.y, x[2] * f.z, x[3] * f.w);
-}
-
 // O' = diag(c) O + P V for the 4-row block `a` (O columns = rows; pt[8a + e] column r = row r's
 // probabilities of keys 4e ..; vb[e] column t = value row of key 4e + t).
 fn o_update(o: mat4x4<f32>, cf: vec4<f32>, vb: ptr<function, array<mat4x4<f32>, 8>>,

@@ -58,3 +58,13 @@ fn limits(i0: u32) -> vec4<i32> {
     }
     return vec4<i32>(vec4<u32>(i0) + lane()) + vec4<i32>(i32(p.tk) - i32(p.tq));
 }
+
+// Where a workgroup of queries tile0 .. tile0 + br stops walking the keys: the chunk's `kend`,
+// or causally after the last key its last real query sees (uniform across the workgroup).
+fn tile_key_end(tile0: u32, br: u32, kend: u32) -> u32 {
+    if (p.causal == 0u) {
+        return kend;
+    }
+    let wlast = i32(min(tile0 + br, p.tq)) - 1 + i32(p.tk) - i32(p.tq);
+    return min(kend, u32(clamp(wlast + 1, 0, i32(p.tk))));
+}
