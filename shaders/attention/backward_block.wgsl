@@ -61,7 +61,7 @@ fn attn_bwd_dq_block(@builtin(global_invocation_id) gid: vec3<u32>,
     let ko = p.k_off / 4u;
     let vo = p.v_off / 4u;
     if (p.first != 0u) {
-        zero_rows(qa, db, false);
+        zero_a(qa, db);
     }
     let st = stats4(rows);
     // Last visible key of each query (-1: a clamped row past Tq).
@@ -112,7 +112,8 @@ fn attn_bwd_dkdv_block(@builtin(global_invocation_id) gid: vec3<u32>,
     let ko = p.k_off / 4u;
     let vo = p.v_off / 4u;
     if (p.first != 0u) {
-        zero_rows(ka, db, true);
+        zero_a(ka, db);
+        zero_b(ka, db);
     }
     // Which of the 4 keys take gradients: inside Tk and kept by the mask.
     let kv = kept4(b, j0, p.tk);

@@ -22,14 +22,18 @@ fn stats4(rows: vec4<u32>) -> mat2x4<f32> {
 }
 
 // Zero the gradient rows `r` (vec4 index of each row's first column block, db = D / 4 blocks
-// per row) of ga4, and of gb4 too when `both` (dK and dV): the first chunk's start.
-fn zero_rows(r: vec4<u32>, db: u32, both: bool) {
-    let z = vec4<f32>(0.0);
+// per row) of ga4 (dQ or dK) or gb4 (dV): the first chunk's start. (Two functions: an entry
+// point's bindings are those its call graph uses, and the dQ kernels bind no gb4.)
+fn zero_a(r: vec4<u32>, db: u32) {
     for (var c = 0u; c < db; c++) {
-        ga4[r.x + c] = z; ga4[r.y + c] = z; ga4[r.z + c] = z; ga4[r.w + c] = z;
-        if (both) {
-            gb4[r.x + c] = z; gb4[r.y + c] = z; gb4[r.z + c] = z; gb4[r.w + c] = z;
-        }
+        ga4[r.x + c] = vec4<f32>(0.0); ga4[r.y + c] = vec4<f32>(0.0);
+        ga4[r.z + c] = vec4<f32>(0.0); ga4[r.w + c] = vec4<f32>(0.0);
+    }
+}
+fn zero_b(r: vec4<u32>, db: u32) {
+    for (var c = 0u; c < db; c++) {
+        gb4[r.x + c] = vec4<f32>(0.0); gb4[r.y + c] = vec4<f32>(0.0);
+        gb4[r.z + c] = vec4<f32>(0.0); gb4[r.w + c] = vec4<f32>(0.0);
     }
 }
 

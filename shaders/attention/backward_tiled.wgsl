@@ -65,7 +65,7 @@ fn attn_bwd_dq_tiled(@builtin(workgroup_id) wid3: vec3<u32>,
     // row it is clamped to).
     let mine = i0 < p.tq;
     if (p.first != 0u && mine) {
-        zero_rows(qa, db, false);
+        zero_a(qa, db);
     }
     let st = stats4(rows);
     // Last visible key of each query (-1: a clamped row past Tq).
@@ -131,7 +131,8 @@ fn attn_bwd_dkdv_tiled(@builtin(workgroup_id) wid3: vec3<u32>,
     let qo = p.q_off / 4u;
     let mine = j0 < p.tk;
     if (p.first != 0u && mine) {
-        zero_rows(ka, db, true);
+        zero_a(ka, db);
+        zero_b(ka, db);
     }
     // Which of the 4 keys take gradients: inside Tk and kept by the mask.
     let kv = kept4(b, j0, p.tk);
