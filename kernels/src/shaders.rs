@@ -4,7 +4,22 @@
 //! replaced by that file's text (each helper at most once). Being a comment, the directive keeps
 //! every file valid WGSL for editors; the naga test validates the files *after* expansion.
 //!
+//! Element types work the same way. A line `// #type elem = f32` declares the type alias `elem`
+//! with its default; a kernel key may choose another type ([`KernelKey::typed`]), and
+//! [`expand_typed`] then prepends the prelude
+//!
+//! ```text
+//! enable f16;                    (only when some alias is f16)
+//! alias elem = f16;
+//! const ELEM_BYTES: u32 = 2u;    (the alias in capitals: its size, for code that must differ)
+//! ```
+//!
+//! so one source serves the f32 and the f16 rung of a kernel (and cast.wgsl serves every pair of
+//! dtypes). A typed file has no `enable` lines of its own: the prelude writes them, first.
+//!
 //! Set `KILN_DUMP_WGSL=dir` to write every expanded shader to `dir/<name>.wgsl` when it is compiled.
+//!
+//! [`KernelKey::typed`]: crate::pipeline::KernelKey::typed
 
 /// `(path relative to shaders/, source)` for every WGSL file kiln ships.
 pub const SOURCES: &[(&str, &str)] = &[
@@ -29,7 +44,6 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("where.wgsl", include_str!("../../shaders/where.wgsl")),
     ("fill.wgsl", include_str!("../../shaders/fill.wgsl")),
     ("cast.wgsl", include_str!("../../shaders/cast.wgsl")),
-    ("cast_f16.wgsl", include_str!("../../shaders/cast_f16.wgsl")),
     ("reduce.wgsl", include_str!("../../shaders/reduce.wgsl")),
     ("cluster.wgsl", include_str!("../../shaders/cluster.wgsl")),
     ("softmax.wgsl", include_str!("../../shaders/softmax.wgsl")),
@@ -76,10 +90,6 @@ pub const SOURCES: &[(&str, &str)] = &[
         include_str!("../../shaders/matmul/subgroup.wgsl"),
     ),
     (
-        "matmul/f16.wgsl",
-        include_str!("../../shaders/matmul/f16.wgsl"),
-    ),
-    (
         "matmul/coop.wgsl",
         include_str!("../../shaders/matmul/coop.wgsl"),
     ),
@@ -90,10 +100,6 @@ pub const SOURCES: &[(&str, &str)] = &[
     (
         "nf4/simple.wgsl",
         include_str!("../../shaders/nf4/simple.wgsl"),
-    ),
-    (
-        "nf4/simple_f16.wgsl",
-        include_str!("../../shaders/nf4/simple_f16.wgsl"),
     ),
     (
         "nf4/block.wgsl",
@@ -114,6 +120,10 @@ pub const SOURCES: &[(&str, &str)] = &[
     (
         "attention/params.wgsl",
         include_str!("../../shaders/attention/params.wgsl"),
+    ),
+    (
+        "attention/mask.wgsl",
+        include_str!("../../shaders/attention/mask.wgsl"),
     ),
     (
         "attention/forward_io.wgsl",
@@ -174,26 +184,112 @@ pub fn raw(name: &str) -> Option<&'static str> {
     SOURCES.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
 }
 
-/// The text of `name` with every `// #include` directive expanded.
+/// A WGSL scalar type that a `// #type` alias can stand for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Elem {
+    /// `f32`.
+    F32,
+    /// `f16` (the adapter needs `SHADER_F16`; the prelude writes `enable f16;`).
+    F16,
+    /// `i32`.
+    I32,
+    /// `u32`.
+    U32,
+}
+
+impl Elem {
+    /// The WGSL name, e.g. `"f16"`.
+    pub fn wgsl(self) -> &'static str {
+        match self {
+            Elem::F32 => "f32",
+            Elem::F16 => "f16",
+            Elem::I32 => "i32",
+            Elem::U32 => "u32",
+        }
+    }
+
+    /// Size of one element in bytes.
+    pub fn bytes(self) -> u32 {
+        if self == Elem::F16 { 2 } else { 4 }
+    }
+
+    /// The type whose [WGSL name](Elem::wgsl) is `s`.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Elem::F32, Elem::F16, Elem::I32, Elem::U32]
+            .into_iter()
+            .find(|e| e.wgsl() == s)
+    }
+}
+
+/// The text of `name` with every `// #include` directive expanded, at its default types.
 ///
 /// # Panics
 /// If `name` or an included file is not in [`SOURCES`]: that is a bug in kiln, caught by tests.
 pub fn expand(name: &str) -> String {
+    expand_typed(name, &[])
+}
+
+/// The text of `name` with every `// #include` expanded and the `// #type` aliases set: those
+/// in `types` to the type given, the others to their defaults (see the module doc).
+///
+/// # Panics
+/// If a file is missing, a `// #type` line is malformed, or `types` names an alias the shader
+/// does not declare: bugs in kiln, caught by tests.
+pub fn expand_typed(name: &str, types: &[(&str, Elem)]) -> String {
     let mut seen = Vec::new();
+    let mut aliases = Vec::new();
+    let mut body = String::new();
+    expand_into(name, &mut seen, &mut aliases, &mut body);
+    for (alias, _) in types {
+        assert!(
+            aliases.iter().any(|(a, _)| a == alias),
+            "{name} declares no `// #type {alias}`"
+        );
+    }
+    let resolved: Vec<(String, Elem)> = aliases
+        .into_iter()
+        .map(|(a, default)| {
+            let t = types.iter().find(|(n, _)| *n == a).map_or(default, |t| t.1);
+            (a, t)
+        })
+        .collect();
     let mut out = String::new();
-    expand_into(name, &mut seen, &mut out);
+    if resolved.iter().any(|(_, t)| *t == Elem::F16) {
+        out.push_str("enable f16;\n");
+    }
+    for (alias, t) in &resolved {
+        let upper = alias.to_uppercase();
+        let (ty, bytes) = (t.wgsl(), t.bytes());
+        out.push_str(&format!(
+            "alias {alias} = {ty};\nconst {upper}_BYTES: u32 = {bytes}u;\n"
+        ));
+    }
+    out.push_str(&body);
     out
 }
 
-fn expand_into(name: &str, seen: &mut Vec<String>, out: &mut String) {
+fn expand_into(
+    name: &str,
+    seen: &mut Vec<String>,
+    aliases: &mut Vec<(String, Elem)>,
+    out: &mut String,
+) {
     let src = raw(name).unwrap_or_else(|| panic!("shader {name} is not in shaders::SOURCES"));
     for line in src.lines() {
-        if let Some(inc) = line.trim().strip_prefix("// #include ") {
+        let directive = line.trim();
+        if let Some(inc) = directive.strip_prefix("// #include ") {
             let inc = inc.trim();
             if !seen.iter().any(|s| s == inc) {
                 seen.push(inc.to_string());
-                expand_into(inc, seen, out);
+                expand_into(inc, seen, aliases, out);
             }
+        } else if let Some(decl) = directive.strip_prefix("// #type ") {
+            let parsed = decl
+                .split_once('=')
+                .and_then(|(a, t)| Some((a.trim().to_string(), Elem::parse(t.trim())?)));
+            let decl =
+                parsed.unwrap_or_else(|| panic!("{name}: `// #type {decl}` is not `alias = type`"));
+            aliases.push(decl);
         } else {
             out.push_str(line);
             out.push('\n');

@@ -43,3 +43,32 @@ fn store_c(at: u32, v: f32) {
         c[at] = v;
     }
 }
+
+// Element offsets of A[z, i0 .. i0+3, 0] and B[z, 0, j0 .. j0+3], the rows / columns clamped
+// into the matrix (the register-blocked rungs compute the repeats and never store them).
+fn a_rows4(z: u32, i0: u32) -> vec4<u32> {
+    let i = min(vec4<u32>(i0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(P.m - 1u));
+    return vec4<u32>(P.a_off + z * P.a_batch) + i * P.a_row;
+}
+fn b_cols4(z: u32, j0: u32) -> vec4<u32> {
+    let j = min(vec4<u32>(j0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(P.n - 1u));
+    return vec4<u32>(P.b_off + z * P.b_batch) + j * P.b_col;
+}
+
+// Store the in-bounds part of a 4 x 4 block: acc_r = C[z, i0 + r, j0 .. j0 + 3].
+fn store_block4(z: u32, i0: u32, j0: u32, acc0: vec4<f32>, acc1: vec4<f32>, acc2: vec4<f32>,
+                acc3: vec4<f32>) {
+    let c_base = P.c_off + z * P.c_batch + j0;
+    store_row4(c_base + i0 * P.c_row, i0, j0, acc0);
+    store_row4(c_base + (i0 + 1u) * P.c_row, i0 + 1u, j0, acc1);
+    store_row4(c_base + (i0 + 2u) * P.c_row, i0 + 2u, j0, acc2);
+    store_row4(c_base + (i0 + 3u) * P.c_row, i0 + 3u, j0, acc3);
+}
+
+// The in-bounds part of one block row: C[i, j0 .. j0 + 3] = v, starting at element `at`.
+fn store_row4(at: u32, i: u32, j0: u32, v: vec4<f32>) {
+    if (i >= P.m) { return; }
+    for (var s = 0u; s < 4u; s++) {
+        if (j0 + s < P.n) { store_c(at + s, v[s]); }
+    }
+}

@@ -1,4 +1,4 @@
-// NF4 weights with double-quantised scales, shared by nf4.wgsl and nf4_f16.wgsl.
+// NF4 weights with double-quantised scales, shared by nf4/simple.wgsl (f32 and f16) and nf4/block.wgsl.
 //
 // W (out, in), row-major, flattened to n = out * in values in blocks of 64 (one absmax each) and
 // groups of 256 blocks (one f32 scale each). The CPU quantiser and the packing rules are in

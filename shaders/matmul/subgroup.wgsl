@@ -37,23 +37,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>,
     let z = wid.z;
     let i0 = wid.y * BM;   // first row of the workgroup's block
     let j0 = gid.x * BN;   // first column of this invocation's block
-    let mx = P.m - 1u;
-    let nx = P.n - 1u;
-    let a_base = P.a_off + z * P.a_batch;
-    let b_base = P.b_off + z * P.b_batch;
     // Start of A rows i0..i0+3 (clamped), walked along K by this lane's chunk position.
-    let ra = vec4<u32>(
-        a_base + min(i0, mx) * P.a_row,
-        a_base + min(i0 + 1u, mx) * P.a_row,
-        a_base + min(i0 + 2u, mx) * P.a_row,
-        a_base + min(i0 + 3u, mx) * P.a_row,
-    );
-    var cb = vec4<u32>(
-        b_base + min(j0, nx) * P.b_col,
-        b_base + min(j0 + 1u, nx) * P.b_col,
-        b_base + min(j0 + 2u, nx) * P.b_col,
-        b_base + min(j0 + 3u, nx) * P.b_col,
-    );
+    let ra = a_rows4(z, i0);
+    var cb = b_cols4(z, j0);
     var acc0 = vec4<f32>(0.0);   // C[i0 + 0, j0 .. j0 + 3]
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
@@ -74,17 +60,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>,
         }
     }
     if (j0 >= P.n) { return; }
-    let c_base = P.c_off + z * P.c_batch + j0;
-    store_row(c_base + i0 * P.c_row, i0, j0, acc0);
-    store_row(c_base + (i0 + 1u) * P.c_row, i0 + 1u, j0, acc1);
-    store_row(c_base + (i0 + 2u) * P.c_row, i0 + 2u, j0, acc2);
-    store_row(c_base + (i0 + 3u) * P.c_row, i0 + 3u, j0, acc3);
-}
-
-// Write the in-bounds part of one block row: C[i, j0 .. j0 + 3] = v, starting at element `at`.
-fn store_row(at: u32, i: u32, j0: u32, v: vec4<f32>) {
-    if (i >= P.m) { return; }
-    for (var s = 0u; s < BN; s++) {
-        if (j0 + s < P.n) { store_c(at + s, v[s]); }
-    }
+    store_block4(z, i0, j0, acc0, acc1, acc2, acc3);
 }

@@ -1,4 +1,4 @@
-// NF4 matmuls that dequantise W in registers (QLoRA's frozen base weight), f32 compute:
+// NF4 matmuls that dequantise W in registers (QLoRA's frozen base weight), compute in `elem`:
 //
 //   matmul_nf4:             y (M, out) = x (M, in) @ W^T + bias     (W never written out)
 //   matmul_nf4_grad_input:  dx (M, in) = dy (M, out) @ W             (W gets no gradient)
@@ -10,6 +10,12 @@
 // set by the launcher) every 8 values along a row of W are one u32 word inside one block, so a
 // step decodes a whole word with one absmax; otherwise values are decoded one by one.
 //
+// elem = f32 (default): every product is one fused multiply-add into f32 accumulators.
+// elem = f16 (the launcher's f16 rung, adapters with SHADER_F16): x / dy are rounded to f16 as
+// they are read, W is dequantised to f16 (code book entry times the f16 block absmax), and
+// products (and, forward, dot products of 4 to 8 terms) are formed in f16; every such partial
+// sum is added into f32 accumulators, and outputs are f32.
+//
 // The reduction runs over [red0, red0 + red_len): the launcher splits it into chunks (lavapipe
 // stops an invocation's loops after 65,535 iterations) and later chunks add into `out`.
 //
@@ -19,6 +25,7 @@
 //   grid (grad-input): (ceil(in / (WG_X * 8)), ceil(M / (WG_Y * 4)))
 //   grid (dequantize): grid_1d over ceil(n / 8) words, WG_X * WG_Y per group
 
+// #type elem = f32
 // #include common/nf4.wgsl
 
 @group(0) @binding(5) var<storage, read> inp: array<vec4<f32>>;  // x or dy, contiguous
@@ -28,9 +35,21 @@ override WG_X: u32 = 8u;        // invocations along the output columns
 override WG_Y: u32 = 8u;        // invocations along M
 override ALIGNED: bool = false; // in % 8 == 0 and inp_off % 4 == 0: decode whole words
 
-// Element e of x / dy (a scalar out of the vec4 array).
-fn inp_at(e: u32) -> f32 {
-    return inp[e >> 2u][e & 3u];
+// Element e of x / dy (a scalar out of the vec4 array), as elem.
+fn inp_at(e: u32) -> elem {
+    return elem(inp[e >> 2u][e & 3u]);
+}
+
+// The dequantised value of flat element e of W, as elem.
+fn w_at(e: u32) -> elem {
+    return elem(nf4_at(e));
+}
+
+// acc + x * w. f32: one fused multiply-add. f16: the product rounded to f16 (what the f16 rung
+// measures), then added in f32. ELEM_BYTES is a constant, so the branch compiles away.
+fn mad(x: vec4<elem>, w: vec4<elem>, acc: vec4<f32>) -> vec4<f32> {
+    if (ELEM_BYTES == 2u) { return acc + vec4<f32>(x * w); }
+    return fma(vec4<f32>(x), vec4<f32>(w), acc);
 }
 
 // Write out[at] = v, or add it for later chunks of the reduction.
@@ -67,27 +86,27 @@ fn matmul_nf4(@builtin(global_invocation_id) gid: vec3<u32>) {
             let w1 = codes[(wr.y + p) >> 3u];
             let w2 = codes[(wr.z + p) >> 3u];
             let w3 = codes[(wr.w + p) >> 3u];
-            let s = vec4<f32>(nf4_absmax((wr.x + p) >> 6u), nf4_absmax((wr.y + p) >> 6u),
-                              nf4_absmax((wr.z + p) >> 6u), nf4_absmax((wr.w + p) >> 6u));
-            let lo = mat4x4<f32>(nf4_lo(w0) * s.x, nf4_lo(w1) * s.y, nf4_lo(w2) * s.z,
-                                 nf4_lo(w3) * s.w);
-            let hi = mat4x4<f32>(nf4_hi(w0) * s.x, nf4_hi(w1) * s.y, nf4_hi(w2) * s.z,
-                                 nf4_hi(w3) * s.w);
-            // vec * mat: component c is dot(x row, column c).
+            let s = vec4<elem>(vec4<f32>(nf4_absmax((wr.x + p) >> 6u),
+                nf4_absmax((wr.y + p) >> 6u), nf4_absmax((wr.z + p) >> 6u),
+                nf4_absmax((wr.w + p) >> 6u)));
+            let lo = mat4x4<elem>(vec4<elem>(nf4_lo(w0)) * s.x, vec4<elem>(nf4_lo(w1)) * s.y,
+                                  vec4<elem>(nf4_lo(w2)) * s.z, vec4<elem>(nf4_lo(w3)) * s.w);
+            let hi = mat4x4<elem>(vec4<elem>(nf4_hi(w0)) * s.x, vec4<elem>(nf4_hi(w1)) * s.y,
+                                  vec4<elem>(nf4_hi(w2)) * s.z, vec4<elem>(nf4_hi(w3)) * s.w);
+            // vec * mat: component c is dot(x row, column c), formed in elem, summed in f32.
             let q = vec4<u32>(xr + vec4<u32>(p)) >> vec4<u32>(2u);
-            acc0 += inp[q.x] * lo + inp[q.x + 1u] * hi;
-            acc1 += inp[q.y] * lo + inp[q.y + 1u] * hi;
-            acc2 += inp[q.z] * lo + inp[q.z + 1u] * hi;
-            acc3 += inp[q.w] * lo + inp[q.w + 1u] * hi;
+            acc0 += dot8(q.x, lo, hi);
+            acc1 += dot8(q.y, lo, hi);
+            acc2 += dot8(q.z, lo, hi);
+            acc3 += dot8(q.w, lo, hi);
         }
     } else {
         for (var p = P.red0; p < end; p++) {
-            let wv = vec4<f32>(nf4_at(wr.x + p), nf4_at(wr.y + p), nf4_at(wr.z + p),
-                               nf4_at(wr.w + p));
-            acc0 = fma(vec4<f32>(inp_at(xr.x + p)), wv, acc0);
-            acc1 = fma(vec4<f32>(inp_at(xr.y + p)), wv, acc1);
-            acc2 = fma(vec4<f32>(inp_at(xr.z + p)), wv, acc2);
-            acc3 = fma(vec4<f32>(inp_at(xr.w + p)), wv, acc3);
+            let wv = vec4<elem>(w_at(wr.x + p), w_at(wr.y + p), w_at(wr.z + p), w_at(wr.w + p));
+            acc0 = mad(vec4<elem>(inp_at(xr.x + p)), wv, acc0);
+            acc1 = mad(vec4<elem>(inp_at(xr.y + p)), wv, acc1);
+            acc2 = mad(vec4<elem>(inp_at(xr.z + p)), wv, acc2);
+            acc3 = mad(vec4<elem>(inp_at(xr.w + p)), wv, acc3);
         }
     }
     var b = vec4<f32>(0.0);
@@ -99,6 +118,12 @@ fn matmul_nf4(@builtin(global_invocation_id) gid: vec3<u32>) {
     store4(i0 + 1u, j0, acc1 + b);
     store4(i0 + 2u, j0, acc2 + b);
     store4(i0 + 3u, j0, acc3 + b);
+}
+
+// The 8 products of x / dy words q, q + 1 (elements 8 of one row) with the 8 rows of (lo; hi):
+// two vec * mat in elem, their sum in f32.
+fn dot8(q: u32, lo: mat4x4<elem>, hi: mat4x4<elem>) -> vec4<f32> {
+    return vec4<f32>(vec4<elem>(inp[q]) * lo) + vec4<f32>(vec4<elem>(inp[q + 1u]) * hi);
 }
 
 // y[i, j0 .. j0+3] = v, the in-bounds part.
@@ -134,29 +159,29 @@ fn matmul_nf4_grad_input(@builtin(global_invocation_id) gid: vec3<u32>) {
     for (var o = P.red0; o < end; o++) {
         // W[o, k0 .. k0+7]: one word when aligned, else value by value (clamped into the row).
         let e = o * k + k0;
-        var wl: vec4<f32>;
-        var wh: vec4<f32>;
+        var wl: vec4<elem>;
+        var wh: vec4<elem>;
         if (ALIGNED) {
             let w = codes[e >> 3u];
-            let s = nf4_absmax(e >> 6u);
-            wl = nf4_lo(w) * s;
-            wh = nf4_hi(w) * s;
+            let s = elem(nf4_absmax(e >> 6u));
+            wl = vec4<elem>(nf4_lo(w)) * s;
+            wh = vec4<elem>(nf4_hi(w)) * s;
         } else {
             let r = o * k;
-            wl = vec4<f32>(nf4_at(e), nf4_at(r + min(k0 + 1u, kx)), nf4_at(r + min(k0 + 2u, kx)),
-                           nf4_at(r + min(k0 + 3u, kx)));
-            wh = vec4<f32>(nf4_at(r + min(k0 + 4u, kx)), nf4_at(r + min(k0 + 5u, kx)),
-                           nf4_at(r + min(k0 + 6u, kx)), nf4_at(r + min(k0 + 7u, kx)));
+            wl = vec4<elem>(w_at(e), w_at(r + min(k0 + 1u, kx)), w_at(r + min(k0 + 2u, kx)),
+                            w_at(r + min(k0 + 3u, kx)));
+            wh = vec4<elem>(w_at(r + min(k0 + 4u, kx)), w_at(r + min(k0 + 5u, kx)),
+                            w_at(r + min(k0 + 6u, kx)), w_at(r + min(k0 + 7u, kx)));
         }
-        let g = vec4<f32>(inp_at(dr.x + o), inp_at(dr.y + o), inp_at(dr.z + o), inp_at(dr.w + o));
-        lo0 = fma(vec4<f32>(g.x), wl, lo0);
-        hi0 = fma(vec4<f32>(g.x), wh, hi0);
-        lo1 = fma(vec4<f32>(g.y), wl, lo1);
-        hi1 = fma(vec4<f32>(g.y), wh, hi1);
-        lo2 = fma(vec4<f32>(g.z), wl, lo2);
-        hi2 = fma(vec4<f32>(g.z), wh, hi2);
-        lo3 = fma(vec4<f32>(g.w), wl, lo3);
-        hi3 = fma(vec4<f32>(g.w), wh, hi3);
+        let g = vec4<elem>(inp_at(dr.x + o), inp_at(dr.y + o), inp_at(dr.z + o), inp_at(dr.w + o));
+        lo0 = mad(vec4<elem>(g.x), wl, lo0);
+        hi0 = mad(vec4<elem>(g.x), wh, hi0);
+        lo1 = mad(vec4<elem>(g.y), wl, lo1);
+        hi1 = mad(vec4<elem>(g.y), wh, hi1);
+        lo2 = mad(vec4<elem>(g.z), wl, lo2);
+        hi2 = mad(vec4<elem>(g.z), wh, hi2);
+        lo3 = mad(vec4<elem>(g.w), wl, lo3);
+        hi3 = mad(vec4<elem>(g.w), wh, hi3);
     }
     store8(i0, k0, lo0, hi0);
     store8(i0 + 1u, k0, lo1, hi1);

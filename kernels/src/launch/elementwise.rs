@@ -1,13 +1,13 @@
 //! Launchers for the elementwise family: `unary.wgsl`, `binary.wgsl`, `where.wgsl`, `fill.wgsl`,
-//! `cast.wgsl`, `cast_f16.wgsl`. All share [`ElementwiseParams`] (`shaders/common/strided.wgsl`).
+//! `cast.wgsl`. All share [`ElementwiseParams`] (`shaders/common/strided.wgsl`).
 //!
 //! Every operand is a [`Strided`] view whose strides are already broadcast to the output `shape`
 //! (stride 0 on broadcast dims). Before launch, dims are collapsed where every operand is
 //! contiguous across them, so a plain contiguous op runs with rank 1 and no index arithmetic.
 //!
 //! See also:
-//! - shaders: `shaders/unary.wgsl`, `binary.wgsl`, `where.wgsl`, `fill.wgsl`, `cast.wgsl`,
-//!   `cast_f16.wgsl` (strided indexing in `shaders/common/strided.wgsl`)
+//! - shaders: `shaders/unary.wgsl`, `binary.wgsl`, `where.wgsl`, `fill.wgsl`, `cast.wgsl`
+//!   (strided indexing in `shaders/common/strided.wgsl`)
 //! - CPU twin: [`crate::reference::elementwise`]
 //! - ops: `src/ops/unary.rs`, `src/ops/binary.rs`, `src/ops/compare.rs`
 //! - tests: `tests/ops/elementwise.rs`, `kernels/tests/kernels/runtime.rs`; benchmark:
@@ -18,6 +18,7 @@ use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
 use crate::launch::grid_1d;
 use crate::pipeline::KernelKey;
+use crate::shaders::Elem;
 
 /// Most dims an elementwise kernel handles after collapsing.
 pub const MAX_RANK: usize = 8;
@@ -385,6 +386,32 @@ pub enum Cast {
     U32ToF32,
 }
 
+impl Cast {
+    /// The kernel key: `cast.wgsl` with its `src` and `dst` element types.
+    pub fn key(self) -> KernelKey {
+        let (src, dst) = match self {
+            Cast::CopyBits => (Elem::U32, Elem::U32),
+            Cast::F32ToI32 => (Elem::F32, Elem::I32),
+            Cast::F32ToU32 => (Elem::F32, Elem::U32),
+            Cast::I32ToF32 => (Elem::I32, Elem::F32),
+            Cast::U32ToF32 => (Elem::U32, Elem::F32),
+        };
+        cast_key(src, dst)
+    }
+}
+
+/// `cast.wgsl` converting `src` to `dst` (`convert_nonneg` for f32 -> u32).
+pub fn cast_key(src: Elem, dst: Elem) -> KernelKey {
+    let entry = if (src, dst) == (Elem::F32, Elem::U32) {
+        "convert_nonneg"
+    } else {
+        "convert"
+    };
+    KernelKey::new("cast.wgsl", entry)
+        .typed("src", src)
+        .typed("dst", dst)
+}
+
 /// `out = convert(x)` over `shape` (cast.wgsl).
 pub fn cast(
     gpu: &Gpu,
@@ -393,19 +420,12 @@ pub fn cast(
     x: Strided<'_>,
     out: Strided<'_>,
 ) -> Result<()> {
-    let entry = match kind {
-        Cast::CopyBits => "copy_bits",
-        Cast::F32ToI32 => "f32_to_i32",
-        Cast::F32ToU32 => "f32_to_u32",
-        Cast::I32ToF32 => "i32_to_f32",
-        Cast::U32ToF32 => "u32_to_f32",
-    };
-    let key = KernelKey::new("cast.wgsl", entry);
+    let key = kind.key();
     record(gpu, key, shape, &[&x], &out, (0.0, 0.0), None)
 }
 
-/// f32 <-> f16 conversion (cast_f16.wgsl); needs `SHADER_F16`. Offsets and strides of the f16
-/// side are in f16 elements.
+/// f32 <-> f16 conversion (cast.wgsl with an f16 side); needs `SHADER_F16`. Offsets and strides
+/// of the f16 side are in f16 elements.
 pub fn cast_f16(
     gpu: &Gpu,
     to_f16: bool,
@@ -420,10 +440,11 @@ pub fn cast_f16(
             adapter: gpu.info().name.clone(),
         });
     }
-    let key = KernelKey::new(
-        "cast_f16.wgsl",
-        if to_f16 { "f32_to_f16" } else { "f16_to_f32" },
-    );
+    let key = if to_f16 {
+        cast_key(Elem::F32, Elem::F16)
+    } else {
+        cast_key(Elem::F16, Elem::F32)
+    };
     record(gpu, key, shape, &[&x], &out, (0.0, 0.0), None)
 }
 

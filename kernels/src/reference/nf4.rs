@@ -1,4 +1,4 @@
-//! CPU twin of the NF4 kernels (`shaders/nf4/simple.wgsl`, `shaders/nf4/simple_f16.wgsl`): the quantiser, the
+//! CPU twin of the NF4 kernels (`shaders/nf4/simple.wgsl`, f32 and f16, and `shaders/nf4/block.wgsl`): the quantiser, the
 //! dequantiser, and "dequantise then matmul" for the fused forward and input-gradient kernels.
 //!
 //! # Format (QLoRA's NF4 with double quantisation)

@@ -241,6 +241,8 @@ impl<'g> Tuner<'g> {
             if v.f16_operands() != f16 {
                 continue;
             }
+            // Feature rungs the adapter lacks are skipped here; on DX12 that always includes coop
+            // (cooperative matrices have no HLSL path, MatmulVariant::Coop).
             if let Err(why) = v.available(gpu) {
                 results.push((MatmulConfig::default_for(v), Err(why)));
                 continue;

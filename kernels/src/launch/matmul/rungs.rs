@@ -6,6 +6,7 @@ use super::{
 };
 use crate::gpu::Gpu;
 use crate::pipeline::KernelKey;
+use crate::shaders::Elem;
 
 /// Which rung of the matmul ladder runs. All give the same result up to summation order (and, for
 /// the f16 rungs, the rounding of the operands to f16).
@@ -27,12 +28,17 @@ pub enum MatmulVariant {
     /// `matmul/subgroup.wgsl`: a 4 x 4 block per invocation with the A values shared across the
     /// subgroup by `subgroupShuffle` instead of loaded per invocation. Needs `SUBGROUP`.
     Subgroup,
-    /// `matmul/f16.wgsl`: f16 operands (f16 buffers), f32 accumulation and f32 output, 4 x 4
-    /// register blocks. Needs `SHADER_F16`.
+    /// `matmul/regblock.wgsl` with `elem = f16`: f16 operands (f16 buffers), f32 accumulation
+    /// and f32 output, 4 x 4 register blocks. Needs `SHADER_F16`.
     F16,
     /// `matmul/coop.wgsl`: f16 operands through 16 x 16 cooperative matrices with an f32
     /// accumulator, f32 output. Needs `SHADER_F16` and wgpu's `EXPERIMENTAL_COOPERATIVE_MATRIX`
     /// with the 16x16x16 f16 -> f32 shape ([`Gpu::has_coop_matrix_f16`]).
+    ///
+    /// Vulkan and Metal only: naga has no HLSL path for cooperative matrices, so this rung can
+    /// never run on DX12 (wgpu's DX12 backend does not report the feature, and
+    /// [`available`](MatmulVariant::available) refuses it there). `kernels/tests/backends.rs`
+    /// asserts that this is the one shader without an HLSL translation.
     Coop,
 }
 
@@ -87,6 +93,7 @@ impl MatmulVariant {
                 gpu.info().subgroup_max_size
             )),
             Self::F16 if !gpu.has_f16() => Err(format!("{adapter} lacks the SHADER_F16 feature")),
+            // No DX12 adapter passes this: coop.wgsl has no HLSL translation (see `Coop`).
             Self::Coop if !gpu.has_coop_matrix_f16() => Err(format!(
                 "{adapter} does not report EXPERIMENTAL_COOPERATIVE_MATRIX with 16x16x16 f16 \
                  operands and f32 accumulators"
@@ -231,7 +238,8 @@ impl MatmulConfig {
                 }
             }
             MatmulVariant::Subgroup => KernelKey::new("matmul/subgroup.wgsl", "main").with("WG", x),
-            MatmulVariant::F16 => KernelKey::new("matmul/f16.wgsl", "main")
+            MatmulVariant::F16 => KernelKey::new("matmul/regblock.wgsl", "main")
+                .typed("elem", Elem::F16)
                 .with("WG_X", x)
                 .with("WG_Y", y),
             MatmulVariant::Coop => KernelKey::new("matmul/coop.wgsl", "main").with("WG", x),

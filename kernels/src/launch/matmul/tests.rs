@@ -4,9 +4,10 @@
 use super::*;
 use crate::shaders::wgsl_const;
 
-/// Parse and validate `shader` with naga under `caps`, panicking with naga's report.
-fn validate(shader: &str, caps: naga::valid::Capabilities) {
-    let src = crate::shaders::expand(shader);
+/// Parse and validate `key`'s shader with naga under `caps`, panicking with naga's report.
+fn validate(key: KernelKey, caps: naga::valid::Capabilities) {
+    let src = key.source();
+    let shader = key.module_label();
     let module = naga::front::wgsl::parse_str(&src)
         .unwrap_or_else(|e| panic!("{shader}: {}", e.emit_to_string(&src)));
     naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
@@ -19,10 +20,10 @@ fn validate(shader: &str, caps: naga::valid::Capabilities) {
 #[test]
 fn feature_rungs_validate_with_their_capabilities() {
     use naga::valid::Capabilities as C;
-    validate("matmul/subgroup.wgsl", C::SUBGROUP);
-    validate("matmul/f16.wgsl", C::SHADER_FLOAT16);
+    validate(MatmulVariant::Subgroup.key(), C::SUBGROUP);
+    validate(MatmulVariant::F16.key(), C::SHADER_FLOAT16);
     validate(
-        "matmul/coop.wgsl",
+        MatmulVariant::Coop.key(),
         C::SHADER_FLOAT16 | C::COOPERATIVE_MATRIX | C::SUBGROUP,
     );
 }
@@ -31,7 +32,6 @@ fn feature_rungs_validate_with_their_capabilities() {
 fn register_blocks_match_shaders() {
     let block = |f: &str| (wgsl_const(f, "BM"), wgsl_const(f, "BN"));
     assert_eq!(block("matmul/regblock.wgsl"), REGBLOCK_BLOCK);
-    assert_eq!(block("matmul/f16.wgsl"), REGBLOCK_BLOCK);
     assert_eq!(block("matmul/subgroup.wgsl"), REGBLOCK_BLOCK);
     // vec4's BM is an override (a tile choice); BN stays a const.
     assert_eq!(wgsl_const("matmul/vec4.wgsl", "BN"), VEC4_BLOCK.1);

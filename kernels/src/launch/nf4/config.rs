@@ -7,6 +7,7 @@ use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
 use crate::pipeline::KernelKey;
 use crate::reference::nf4::BLOCK;
+use crate::shaders::Elem;
 
 /// Which pass of the NF4 linear layer a kernel computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -30,7 +31,7 @@ impl Nf4Pass {
 /// One runnable NF4 kernel configuration: a rung and its specialisation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Nf4Config {
-    /// `nf4/simple.wgsl` (f32) or `nf4/simple_f16.wgsl` (`f16`): any `in`.
+    /// `nf4/simple.wgsl` with `elem` f32 or f16 (`f16`): any `in`.
     Simple {
         /// f16 compute (needs `SHADER_F16`).
         f16: bool,
@@ -91,10 +92,17 @@ impl Nf4Config {
     /// Every configuration the tuner tries for `pass` (f16 ones only where `gpu` has
     /// `SHADER_F16`); the caller keeps those that [`Nf4Config::applies`].
     pub fn candidates(gpu: &Gpu, pass: Nf4Pass) -> Vec<Self> {
-        let mut v = vec![Nf4Config::Simple { f16: false }];
-        if gpu.has_f16() {
-            v.push(Nf4Config::Simple { f16: true });
-        }
+        let mut v = Self::every(pass);
+        v.retain(|c| !c.is_f16() || gpu.has_f16());
+        v
+    }
+
+    /// Every configuration for `pass` on any adapter (f16 ones included), in the tuner's order.
+    pub fn every(pass: Nf4Pass) -> Vec<Self> {
+        let mut v = vec![
+            Nf4Config::Simple { f16: false },
+            Nf4Config::Simple { f16: true },
+        ];
         // Rows of 16 spill registers in the input gradient (4 accumulators per row).
         let (tms, tws): (&[u32], &[u32]) = match pass {
             Nf4Pass::Forward => (&[4, 8, 16], &[1]),
@@ -199,19 +207,16 @@ impl Nf4Config {
 
     /// The kernel key of `pass`. `aligned`: the simple rung's whole-word path (`ALIGNED`), or
     /// the block rung's vec4 reads of dy in the input gradient (`DY4`).
-    pub(super) fn key(&self, pass: Nf4Pass, aligned: bool) -> KernelKey {
+    pub fn key(&self, pass: Nf4Pass, aligned: bool) -> KernelKey {
         match *self {
             Nf4Config::Simple { f16 } => {
-                let shader = if f16 {
-                    "nf4/simple_f16.wgsl"
-                } else {
-                    "nf4/simple.wgsl"
-                };
+                let elem = if f16 { Elem::F16 } else { Elem::F32 };
                 let entry = match pass {
                     Nf4Pass::Forward => "matmul_nf4",
                     Nf4Pass::GradInput => "matmul_nf4_grad_input",
                 };
-                KernelKey::new(shader, entry)
+                KernelKey::new("nf4/simple.wgsl", entry)
+                    .typed("elem", elem)
                     .with("WG_X", WG.0)
                     .with("WG_Y", WG.1)
                     .with("ALIGNED", u32::from(aligned))

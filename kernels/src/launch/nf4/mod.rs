@@ -1,4 +1,4 @@
-//! Launchers for the NF4 family (`shaders/nf4/simple.wgsl`, `shaders/nf4/simple_f16.wgsl`): QLoRA's 4-bit
+//! Launchers for the NF4 family (`shaders/nf4/simple.wgsl`, f32 and f16, and `shaders/nf4/block.wgsl`): QLoRA's 4-bit
 //! frozen base weight, dequantised in registers inside the matmul.
 //!
 //! - [`matmul_nf4`]: `y (M, out) = x (M, in) @ W^T + bias`;
@@ -9,7 +9,7 @@
 //! [`crate::reference::nf4`] describes. The matmuls never write the dequantised W anywhere.
 //! Two rungs, each runnable on its own through [`Nf4Config`]:
 //!
-//! - `simple` (`nf4/simple.wgsl`, f32, and `nf4/simple_f16.wgsl`, f16 compute): a 4 x 4 (forward) or 4 x 8
+//! - `simple` (`nf4/simple.wgsl` with `elem` f32, or f16 compute): a 4 x 4 (forward) or 4 x 8
 //!   (grad-input) block of outputs per invocation, the block absmax decoded per packed word; any
 //!   `in`;
 //! - `block` (`nf4/block.wgsl`, f32): `TM` rows per invocation share every decoded word, the
@@ -47,7 +47,7 @@ mod config;
 pub use config::{Nf4Config, Nf4Pass};
 
 crate::kernel_params! {
-    /// Params of every entry point in `nf4/simple.wgsl` and `nf4/simple_f16.wgsl` (WGSL `Nf4Params` in
+    /// Params of every entry point in `nf4/simple.wgsl` (either `elem`) (WGSL `Nf4Params` in
     /// `common/nf4.wgsl`).
     pub struct Nf4Params in "common/nf4.wgsl" as "Nf4Params" {
         /// M, rows of x / dy / y / dx.
@@ -91,7 +91,7 @@ pub const BLOCK_TM_MAX: u32 = 16;
 pub enum Nf4Compute {
     /// Dequantised values and products in f32 (the `simple` or `block` rung).
     F32,
-    /// `nf4/simple_f16.wgsl`: x / dy and dequantised values rounded to f16, products (and short dot
+    /// `nf4/simple.wgsl` with `elem = f16`: x / dy and dequantised values rounded to f16, products (and short dot
     /// products) in f16, f32 accumulation. Needs `SHADER_F16`; inputs beyond f16's range
     /// (|x| > 65504) overflow.
     F16,

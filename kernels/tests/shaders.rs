@@ -18,7 +18,7 @@ fn parse(name: &str) -> (naga::Module, String) {
 #[test]
 fn every_shader_file_is_listed() {
     // Every .wgsl under shaders/ is embedded, and every embedded name exists on disk.
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shaders");
     let mut on_disk = Vec::new();
     let mut stack = vec![root.clone()];
     while let Some(dir) = stack.pop() {
