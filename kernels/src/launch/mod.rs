@@ -2,7 +2,7 @@
 //!
 //! Each kernel family has a file here with its `#[repr(C)]` params struct (declared with
 //! [`kernel_params!`](crate::kernel_params), which also records the field offsets) and its launch
-//! functions. A test of the shaders (`tests/shaders.rs`) compares every struct listed in
+//! functions. A test of the shaders (`kernels/tests/shaders.rs`) compares every struct listed in
 //! [`all_params`] with the WGSL struct of the same name, as laid out by naga.
 //!
 //! A family F has one name everywhere: `launch/F.rs` (or `launch/F/`), `shaders/F.wgsl` (or
