@@ -122,10 +122,6 @@ pub const SOURCES: &[(&str, &str)] = &[
         include_str!("../../shaders/attention/params.wgsl"),
     ),
     (
-        "attention/mask.wgsl",
-        include_str!("../../shaders/attention/mask.wgsl"),
-    ),
-    (
         "attention/forward_io.wgsl",
         include_str!("../../shaders/attention/forward_io.wgsl"),
     ),

@@ -12,7 +12,7 @@
 // budget (65,535 iterations per invocation on lavapipe) is kept by chunking the inner dimension
 // over dispatches, [c0, c1): the gradients accumulate in their output buffers between chunks.
 
-// #include attention/mask.wgsl
+// #include attention/params.wgsl
 // #include common/grid.wgsl
 
 override WG: u32 = 64u;
@@ -20,7 +20,7 @@ override WG: u32 = 64u;
 @group(0) @binding(1) var<storage, read> q: array<f32>;               // (B, H, Tq, D)
 @group(0) @binding(2) var<storage, read> kt: array<f32>;              // k (B, H, Tk, D)
 @group(0) @binding(3) var<storage, read> vt: array<f32>;              // v (B, H, Tk, D)
-// binding 4: keep (B, Tk), declared by attention/mask.wgsl
+@group(0) @binding(4) var<storage, read> keep: array<f32>;            // (B, Tk), 1 keeps a key
 @group(0) @binding(5) var<storage, read> dout: array<f32>;            // dO (B, H, Tq, D)
 @group(0) @binding(6) var<storage, read> stats: array<vec2<f32>>;     // (B, H, Tq) (L, delta)
 @group(0) @binding(7) var<storage, read_write> ga: array<f32>;        // dQ (B, H, Tq, D) or dK (B, H, Tk, D)
@@ -49,7 +49,7 @@ fn attn_bwd_dq(@builtin(global_invocation_id) gid: vec3<u32>,
     let st = stats[r];
     let kend = min(p.c1, key_end(i));
     for (var j = p.c0; j < kend; j++) {
-        if (!kept(b, j)) {
+        if (p.has_mask != 0u && keep[p.m_off + b * p.tk + j] == 0.0) {
             continue;
         }
         let kb = p.k_off + (bh * p.tk + j) * D;
@@ -93,7 +93,7 @@ fn attn_bwd_dkdv(@builtin(global_invocation_id) gid: vec3<u32>,
         }
     }
     var istart = max(p.c0, query_start(j));
-    if (!kept(b, j)) {
+    if (p.has_mask != 0u && keep[p.m_off + b * p.tk + j] == 0.0) {
         istart = p.c1;   // a masked key gets no gradient
     }
     for (var i = istart; i < p.c1; i++) {

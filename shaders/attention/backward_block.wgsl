@@ -26,6 +26,21 @@
 
 override WG: u32 = 64u;
 
+const LANE = vec4<u32>(0u, 1u, 2u, 3u);
+
+// Rows a..a+3 of a head whose `n` rows start at global row `row0`, clamped to its last row.
+fn rows4(row0: u32, a: u32, n: u32) -> vec4<u32> {
+    return vec4<u32>(row0) + min(vec4<u32>(a) + LANE, vec4<u32>(n - 1u));
+}
+
+// dS and P of one (query, key) line of 4, zero where not visible.
+fn grads(s: vec4<f32>, dp: vec4<f32>, l: vec4<f32>, delta: vec4<f32>, vis: vec4<bool>)
+    -> mat2x4<f32> {
+    let pr = exp(s * p.scale - l);
+    return mat2x4<f32>(select(vec4<f32>(0.0), pr * (dp - delta) * p.scale, vis),
+                       select(vec4<f32>(0.0), pr, vis));
+}
+
 // Column block c of 4 rows (vec4 indices `at + rows`) of k, v, q or dO, one row per column.
 fn rows_k(at: u32, rows: vec4<u32>) -> mat4x4<f32> {
     return mat4x4<f32>(k4[at + rows.x], k4[at + rows.y], k4[at + rows.z], k4[at + rows.w]);
@@ -41,6 +56,21 @@ fn rows_q(at: u32, rows: vec4<u32>) -> mat4x4<f32> {
 
 fn rows_do(at: u32, rows: vec4<u32>) -> mat4x4<f32> {
     return mat4x4<f32>(do4[at + rows.x], do4[at + rows.y], do4[at + rows.z], do4[at + rows.w]);
+}
+
+// dS of 4 queries (s[k], dp[k]: vec4 over the queries, key j + k; st: their (L, delta)) against
+// keys j..j+3, 0 where not visible (past kend, masked, or past the queries' limits `lim`),
+// transposed: column r is query r over the 4 keys.
+fn dq_ds(s: mat4x4<f32>, dp: mat4x4<f32>, st: mat2x4<f32>, b: u32, j: u32, kend: u32,
+         lim: vec4<i32>) -> mat4x4<f32> {
+    let jv = vec4<i32>(vec4<u32>(j) + LANE);
+    let kv = vec4<bool>(j < kend && kept(b, j), j + 1u < kend && kept(b, j + 1u),
+                        j + 2u < kend && kept(b, j + 2u), j + 3u < kend && kept(b, j + 3u));
+    let g0 = grads(s[0], dp[0], st[0], st[1], vec4<bool>(kv.x) & (vec4<i32>(jv.x) <= lim));
+    let g1 = grads(s[1], dp[1], st[0], st[1], vec4<bool>(kv.y) & (vec4<i32>(jv.y) <= lim));
+    let g2 = grads(s[2], dp[2], st[0], st[1], vec4<bool>(kv.z) & (vec4<i32>(jv.z) <= lim));
+    let g3 = grads(s[3], dp[3], st[0], st[1], vec4<bool>(kv.w) & (vec4<i32>(jv.w) <= lim));
+    return transpose(mat4x4<f32>(g0[0], g1[0], g2[0], g3[0]));
 }
 
 @compute @workgroup_size(WG)
@@ -61,11 +91,20 @@ fn attn_bwd_dq_block(@builtin(global_invocation_id) gid: vec3<u32>,
     let ko = p.k_off / 4u;
     let vo = p.v_off / 4u;
     if (p.first != 0u) {
-        zero_a(qa, db);
+        for (var c = 0u; c < db; c++) {
+            ga4[qa.x + c] = vec4<f32>(0.0);
+            ga4[qa.y + c] = vec4<f32>(0.0);
+            ga4[qa.z + c] = vec4<f32>(0.0);
+            ga4[qa.w + c] = vec4<f32>(0.0);
+        }
     }
     let st = stats4(rows);
     // Last visible key of each query (-1: a clamped row past Tq).
-    let lim = backward_limits(i0);
+    var lim = vec4<i32>(i32(p.tk) - 1);
+    if (p.causal != 0u) {
+        lim = vec4<i32>(vec4<u32>(i0) + LANE) + vec4<i32>(i32(p.tk) - i32(p.tq));
+    }
+    lim = select(vec4<i32>(-1), lim, vec4<u32>(i0) + LANE < vec4<u32>(p.tq));
     let lmax = max(max(lim.x, lim.y), max(lim.z, lim.w));
     let kend = min(p.c1, p.tk);
     let jend = min(kend, u32(clamp(lmax + 1, 0, i32(p.tk))));
@@ -87,12 +126,46 @@ fn attn_bwd_dq_block(@builtin(global_invocation_id) gid: vec3<u32>,
             s1 += qm * rows_k(ko + c, kb);
             dp1 += gm * rows_v(vo + c, kb);
         }
-        let d0 = dq_ds(s0, dp0, st, kept4(b, j, kend), j, lim);
-        let d1 = dq_ds(s1, dp1, st, kept4(b, j + 4u, kend), j + 4u, lim);
+        let d0 = dq_ds(s0, dp0, st, b, j, kend, lim);
+        let d1 = dq_ds(s1, dp1, st, b, j + 4u, kend, lim);
         for (var c = 0u; c < db; c++) {
-            add_a(qa, c, rows_k(ko + c, ka) * d0 + rows_k(ko + c, kb) * d1);
+            let inc = rows_k(ko + c, ka) * d0 + rows_k(ko + c, kb) * d1;
+            ga4[qa.x + c] += inc[0];
+            ga4[qa.y + c] += inc[1];
+            ga4[qa.z + c] += inc[2];
+            ga4[qa.w + c] += inc[3];
         }
     }
+}
+
+// Which of the keys j0..j0+3 (`kv`: inside Tk and kept) query i sees: i < iend, and causal
+// j <= i + Tk - Tq.
+fn seen(kv: vec4<bool>, i: u32, iend: u32, j0: u32) -> vec4<bool> {
+    var ok = kv & vec4<bool>(i < iend);
+    if (p.causal != 0u) {
+        ok = ok & (vec4<i32>(vec4<u32>(j0) + LANE) <= vec4<i32>(i32(i) + i32(p.tk) - i32(p.tq)));
+    }
+    return ok;
+}
+
+// dS and P of 4 keys (s[r], dp[r]: vec4 over the keys, query i + r of global rows `rows`)
+// against queries i..i+3, 0 where not visible, transposed: column k is key k over the queries.
+struct KeyGrads {
+    ds: mat4x4<f32>,
+    pr: mat4x4<f32>,
+}
+
+fn dkv_grads(s: mat4x4<f32>, dp: mat4x4<f32>, rows: vec4<u32>, kv: vec4<bool>, i: u32,
+             iend: u32, j0: u32) -> KeyGrads {
+    let st = stats4(rows);
+    let l = st[0];
+    let dl = st[1];
+    let g0 = grads(s[0], dp[0], vec4<f32>(l.x), vec4<f32>(dl.x), seen(kv, i, iend, j0));
+    let g1 = grads(s[1], dp[1], vec4<f32>(l.y), vec4<f32>(dl.y), seen(kv, i + 1u, iend, j0));
+    let g2 = grads(s[2], dp[2], vec4<f32>(l.z), vec4<f32>(dl.z), seen(kv, i + 2u, iend, j0));
+    let g3 = grads(s[3], dp[3], vec4<f32>(l.w), vec4<f32>(dl.w), seen(kv, i + 3u, iend, j0));
+    return KeyGrads(transpose(mat4x4<f32>(g0[0], g1[0], g2[0], g3[0])),
+                    transpose(mat4x4<f32>(g0[1], g1[1], g2[1], g3[1])));
 }
 
 @compute @workgroup_size(WG)
@@ -112,12 +185,20 @@ fn attn_bwd_dkdv_block(@builtin(global_invocation_id) gid: vec3<u32>,
     let ko = p.k_off / 4u;
     let vo = p.v_off / 4u;
     if (p.first != 0u) {
-        zero_a(ka, db);
-        zero_b(ka, db);
+        for (var c = 0u; c < db; c++) {
+            ga4[ka.x + c] = vec4<f32>(0.0);
+            ga4[ka.y + c] = vec4<f32>(0.0);
+            ga4[ka.z + c] = vec4<f32>(0.0);
+            ga4[ka.w + c] = vec4<f32>(0.0);
+            gb4[ka.x + c] = vec4<f32>(0.0);
+            gb4[ka.y + c] = vec4<f32>(0.0);
+            gb4[ka.z + c] = vec4<f32>(0.0);
+            gb4[ka.w + c] = vec4<f32>(0.0);
+        }
     }
     // Which of the 4 keys take gradients: inside Tk and kept by the mask.
-    let kv = kept4(b, j0, p.tk);
-    let jl = vec4<i32>(vec4<u32>(j0) + lane());
+    let kv = vec4<bool>(j0 < p.tk && kept(b, j0), j0 + 1u < p.tk && kept(b, j0 + 1u),
+                        j0 + 2u < p.tk && kept(b, j0 + 2u), j0 + 3u < p.tk && kept(b, j0 + 3u));
     let iend = min(p.c1, p.tq);
     var istart = max(p.c0, query_start(j0));
     if (!any(kv)) {
@@ -141,13 +222,19 @@ fn attn_bwd_dkdv_block(@builtin(global_invocation_id) gid: vec3<u32>,
             s1 += km * rows_q(qo + c, qb4);
             dp1 += vm * rows_do(c, qb4);
         }
-        let sa = stats4(qa);
-        let sb = stats4(qb);
-        let g0 = dkv_grads(s0, dp0, sa[0], sa[1], kv, jl, i, iend);
-        let g1 = dkv_grads(s1, dp1, sb[0], sb[1], kv, jl, i + 4u, iend);
+        let g0 = dkv_grads(s0, dp0, qa, kv, i, iend, j0);
+        let g1 = dkv_grads(s1, dp1, qb, kv, i + 4u, iend, j0);
         for (var c = 0u; c < db; c++) {
-            add_a(ka, c, rows_q(qo + c, qa4) * g0.ds + rows_q(qo + c, qb4) * g1.ds);
-            add_b(ka, c, rows_do(c, qa4) * g0.pr + rows_do(c, qb4) * g1.pr);
+            let dk = rows_q(qo + c, qa4) * g0.ds + rows_q(qo + c, qb4) * g1.ds;
+            let dv = rows_do(c, qa4) * g0.pr + rows_do(c, qb4) * g1.pr;
+            ga4[ka.x + c] += dk[0];
+            ga4[ka.y + c] += dk[1];
+            ga4[ka.z + c] += dk[2];
+            ga4[ka.w + c] += dk[3];
+            gb4[ka.x + c] += dv[0];
+            gb4[ka.y + c] += dv[1];
+            gb4[ka.z + c] += dv[2];
+            gb4[ka.w + c] += dv[3];
         }
     }
 }

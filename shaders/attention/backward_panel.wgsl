@@ -58,6 +58,29 @@ fn store_b(r: vec4<u32>, i: vec4<u32>, n: u32, c: u32, x: mat4x4<f32>) {
     if (i.w < n) { gb4[r.w + c] = x[3]; }
 }
 
+// Keys j .. j + 3 below `kend` and kept by the mask.
+fn kept4(b: u32, j: u32, kend: u32) -> vec4<bool> {
+    return vec4<bool>(j < kend && kept(b, j), j + 1u < kend && kept(b, j + 1u),
+                      j + 2u < kend && kept(b, j + 2u), j + 3u < kend && kept(b, j + 3u));
+}
+
+// dQ side: one 4 x 4 block (column t = key j + t, component = query row; st = the rows' (L,
+// delta), lim their last visible key) -> dS, transposed (column r = query row r), 0 where hidden.
+fn dq_ds(s: mat4x4<f32>, dp: mat4x4<f32>, st: mat2x4<f32>, kv: vec4<bool>, j: u32,
+         lim: vec4<i32>) -> mat4x4<f32> {
+    let z = vec4<f32>(0.0);
+    let jj = i32(j);
+    let g0 = select(z, exp(s[0] * p.scale - st[0]) * (dp[0] - st[1]) * p.scale,
+                    vec4<bool>(kv.x) & (vec4<i32>(jj) <= lim));
+    let g1 = select(z, exp(s[1] * p.scale - st[0]) * (dp[1] - st[1]) * p.scale,
+                    vec4<bool>(kv.y) & (vec4<i32>(jj + 1) <= lim));
+    let g2 = select(z, exp(s[2] * p.scale - st[0]) * (dp[2] - st[1]) * p.scale,
+                    vec4<bool>(kv.z) & (vec4<i32>(jj + 2) <= lim));
+    let g3 = select(z, exp(s[3] * p.scale - st[0]) * (dp[3] - st[1]) * p.scale,
+                    vec4<bool>(kv.w) & (vec4<i32>(jj + 3) <= lim));
+    return transpose(mat4x4<f32>(g0, g1, g2, g3));
+}
+
 // dK / dV side: one 4 x 4 block (column t = query i + t with stats (l[t], dl[t]), component =
 // key row, vis its visibility) -> (P, dS) in place, transposed (column r = key row r).
 fn kv_pds(s: ptr<function, Blocks>, dp: ptr<function, Blocks>, x: u32, l: vec4<f32>,
@@ -105,31 +128,40 @@ fn attn_bwd_dq_panel(@builtin(global_invocation_id) gid: vec3<u32>,
     let qo = p.q_off / 4u;
     let ko = p.k_off / 4u;
     let vo = p.v_off / 4u;
+    let shift = i32(p.tk) - i32(p.tq);
     // Per row block a: query indices, offsets in q and in dO / dQ, stats, last visible key.
     let iv0 = vec4<u32>(i0 + 0u) + LANE;
     let r0 = row0 + min(iv0, qlast);
     let rq0 = qo + r0 * db;
     let rd0 = r0 * db;
     let st0 = stats4(r0);
-    let lim0 = backward_limits(i0 + 0u);
+    var lim0 = vec4<i32>(i32(p.tk) - 1);
+    if (p.causal != 0u) { lim0 = vec4<i32>(iv0) + shift; }
+    lim0 = select(vec4<i32>(-1), lim0, iv0 < vec4<u32>(p.tq));
     let iv1 = vec4<u32>(i0 + 4u) + LANE;
     let r1 = row0 + min(iv1, qlast);
     let rq1 = qo + r1 * db;
     let rd1 = r1 * db;
     let st1 = stats4(r1);
-    let lim1 = backward_limits(i0 + 4u);
+    var lim1 = vec4<i32>(i32(p.tk) - 1);
+    if (p.causal != 0u) { lim1 = vec4<i32>(iv1) + shift; }
+    lim1 = select(vec4<i32>(-1), lim1, iv1 < vec4<u32>(p.tq));
     let iv2 = vec4<u32>(i0 + 8u) + LANE;
     let r2 = row0 + min(iv2, qlast);
     let rq2 = qo + r2 * db;
     let rd2 = r2 * db;
     let st2 = stats4(r2);
-    let lim2 = backward_limits(i0 + 8u);
+    var lim2 = vec4<i32>(i32(p.tk) - 1);
+    if (p.causal != 0u) { lim2 = vec4<i32>(iv2) + shift; }
+    lim2 = select(vec4<i32>(-1), lim2, iv2 < vec4<u32>(p.tq));
     let iv3 = vec4<u32>(i0 + 12u) + LANE;
     let r3 = row0 + min(iv3, qlast);
     let rq3 = qo + r3 * db;
     let rd3 = r3 * db;
     let st3 = stats4(r3);
-    let lim3 = backward_limits(i0 + 12u);
+    var lim3 = vec4<i32>(i32(p.tk) - 1);
+    if (p.causal != 0u) { lim3 = vec4<i32>(iv3) + shift; }
+    lim3 = select(vec4<i32>(-1), lim3, iv3 < vec4<u32>(p.tq));
     if (p.first != 0u) {
         let z = mat4x4<f32>();
         for (var c = 0u; c < db; c++) {

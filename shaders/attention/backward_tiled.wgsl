@@ -34,6 +34,25 @@ override TILE: u32 = 528u;   // vec4 per staged tile: BC (D / 4 + 1) (set by the
 var<workgroup> ta: array<vec4<f32>, TILE>;
 var<workgroup> tb: array<vec4<f32>, TILE>;
 
+// 0, 1, 2, 3 (a function, not a `const`: naga 30's override pass rejects a vector constant typed
+// after an override-sized array).
+fn lane() -> vec4<u32> {
+    return vec4<u32>(0u, 1u, 2u, 3u);
+}
+
+// Rows a..a+3 of a head whose `n` rows start at global row `row0`, clamped to its last row.
+fn rows4(row0: u32, a: u32, n: u32) -> vec4<u32> {
+    return vec4<u32>(row0) + min(vec4<u32>(a) + lane(), vec4<u32>(n - 1u));
+}
+
+// dS and P of one (query, key) line of 4, zero where not visible.
+fn grads(s: vec4<f32>, dp: vec4<f32>, l: vec4<f32>, delta: vec4<f32>, vis: vec4<bool>)
+    -> mat2x4<f32> {
+    let pr = exp(s * p.scale - l);
+    return mat2x4<f32>(select(vec4<f32>(0.0), pr * (dp - delta) * p.scale, vis),
+                       select(vec4<f32>(0.0), pr, vis));
+}
+
 // Rows a .. a + 3 (vec4 index a of row a, D / 4 = db per row) of a staged tile, column block c.
 fn tile_a(a: u32, db: u32, c: u32) -> mat4x4<f32> {
     return mat4x4<f32>(ta[a + c], ta[a + db + c], ta[a + 2u * db + c], ta[a + 3u * db + c]);
@@ -65,13 +84,31 @@ fn attn_bwd_dq_tiled(@builtin(workgroup_id) wid3: vec3<u32>,
     // row it is clamped to).
     let mine = i0 < p.tq;
     if (p.first != 0u && mine) {
-        zero_a(qa, db);
+        for (var c = 0u; c < db; c++) {
+            ga4[qa.x + c] = vec4<f32>(0.0);
+            ga4[qa.y + c] = vec4<f32>(0.0);
+            ga4[qa.z + c] = vec4<f32>(0.0);
+            ga4[qa.w + c] = vec4<f32>(0.0);
+        }
     }
-    let st = stats4(rows);
+    let s0 = stats[rows.x];
+    let s1 = stats[rows.y];
+    let s2 = stats[rows.z];
+    let s3 = stats[rows.w];
+    let lr = vec4<f32>(s0.x, s1.x, s2.x, s3.x);
+    let dl = vec4<f32>(s0.y, s1.y, s2.y, s3.y);
     // Last visible key of each query (-1: a clamped row past Tq).
-    let lim = backward_limits(i0);
+    var lim = vec4<i32>(i32(p.tk) - 1);
+    if (p.causal != 0u) {
+        lim = vec4<i32>(vec4<u32>(i0) + lane()) + vec4<i32>(i32(p.tk) - i32(p.tq));
+    }
+    lim = select(vec4<i32>(-1), lim, vec4<u32>(i0) + lane() < vec4<u32>(p.tq));
     let kend = min(p.c1, p.tk);
-    let wend = tile_key_end(tile0, br, kend);
+    var wend = kend;
+    if (p.causal != 0u) {
+        let wlast = i32(min(tile0 + br, p.tq)) - 1 + i32(p.tk) - i32(p.tq);
+        wend = min(kend, u32(clamp(wlast + 1, 0, i32(p.tk))));
+    }
     let krow0 = bh * p.tk;
     let klast = p.tk - 1u;
     let ko = p.k_off / 4u;
@@ -99,15 +136,37 @@ fn attn_bwd_dq_tiled(@builtin(workgroup_id) wid3: vec3<u32>,
             }
             // Visibility of key j + k for the 4 queries, then dS (columns: keys) transposed so
             // column r is query r over the 4 keys.
-            let ds = dq_ds(s, dp, st, kept4(b, j, kend), j, lim);
+            let jv = vec4<i32>(vec4<u32>(j) + lane());
+            let kv = vec4<bool>(j < kend && kept(b, j), j + 1u < kend && kept(b, j + 1u),
+                                j + 2u < kend && kept(b, j + 2u),
+                                j + 3u < kend && kept(b, j + 3u));
+            let g0 = grads(s[0], dp[0], lr, dl, vec4<bool>(kv.x) & (vec4<i32>(jv.x) <= lim));
+            let g1 = grads(s[1], dp[1], lr, dl, vec4<bool>(kv.y) & (vec4<i32>(jv.y) <= lim));
+            let g2 = grads(s[2], dp[2], lr, dl, vec4<bool>(kv.z) & (vec4<i32>(jv.z) <= lim));
+            let g3 = grads(s[3], dp[3], lr, dl, vec4<bool>(kv.w) & (vec4<i32>(jv.w) <= lim));
+            let ds = transpose(mat4x4<f32>(g0[0], g1[0], g2[0], g3[0]));
             if (mine) {
                 for (var c = 0u; c < db; c++) {
-                    add_a(qa, c, tile_a(a, db, c) * ds);
+                    let inc = tile_a(a, db, c) * ds;
+                    ga4[qa.x + c] += inc[0];
+                    ga4[qa.y + c] += inc[1];
+                    ga4[qa.z + c] += inc[2];
+                    ga4[qa.w + c] += inc[3];
                 }
             }
         }
         workgroupBarrier();
     }
+}
+
+// Which of the keys `jl` (`kv`: inside Tk and kept) query i sees: i inside this chunk (< iend)
+// and, causal, j <= i + Tk - Tq.
+fn seen(kv: vec4<bool>, jl: vec4<i32>, i: u32, iend: u32) -> vec4<bool> {
+    var ok = kv & vec4<bool>(i < iend);
+    if (p.causal != 0u) {
+        ok = ok & (jl <= vec4<i32>(i32(i) + i32(p.tk) - i32(p.tq)));
+    }
+    return ok;
 }
 
 @compute @workgroup_size(WG)
@@ -131,11 +190,20 @@ fn attn_bwd_dkdv_tiled(@builtin(workgroup_id) wid3: vec3<u32>,
     let qo = p.q_off / 4u;
     let mine = j0 < p.tk;
     if (p.first != 0u && mine) {
-        zero_a(ka, db);
-        zero_b(ka, db);
+        for (var c = 0u; c < db; c++) {
+            ga4[ka.x + c] = vec4<f32>(0.0);
+            ga4[ka.y + c] = vec4<f32>(0.0);
+            ga4[ka.z + c] = vec4<f32>(0.0);
+            ga4[ka.w + c] = vec4<f32>(0.0);
+            gb4[ka.x + c] = vec4<f32>(0.0);
+            gb4[ka.y + c] = vec4<f32>(0.0);
+            gb4[ka.z + c] = vec4<f32>(0.0);
+            gb4[ka.w + c] = vec4<f32>(0.0);
+        }
     }
     // Which of the 4 keys take gradients: inside Tk and kept by the mask.
-    let kv = kept4(b, j0, p.tk);
+    let kv = vec4<bool>(j0 < p.tk && kept(b, j0), j0 + 1u < p.tk && kept(b, j0 + 1u),
+                        j0 + 2u < p.tk && kept(b, j0 + 2u), j0 + 3u < p.tk && kept(b, j0 + 3u));
     let jl = vec4<i32>(vec4<u32>(j0) + lane());
     let iend = min(p.c1, p.tq);
     // Tiles start at c0 + n BC; skip those wholly before the first query that sees the
@@ -174,12 +242,27 @@ fn attn_bwd_dkdv_tiled(@builtin(workgroup_id) wid3: vec3<u32>,
             let sb = tb[sto + ii + 1u];
             let sc = tb[sto + ii + 2u];
             let sd = tb[sto + ii + 3u];
-            let g = dkv_grads(s, dp, vec4<f32>(sa.x, sb.x, sc.x, sd.x),
-                              vec4<f32>(sa.y, sb.y, sc.y, sd.y), kv, jl, i, iend);
+            let g0 = grads(s[0], dp[0], vec4<f32>(sa.x), vec4<f32>(sa.y), seen(kv, jl, i, iend));
+            let g1 = grads(s[1], dp[1], vec4<f32>(sb.x), vec4<f32>(sb.y),
+                           seen(kv, jl, i + 1u, iend));
+            let g2 = grads(s[2], dp[2], vec4<f32>(sc.x), vec4<f32>(sc.y),
+                           seen(kv, jl, i + 2u, iend));
+            let g3 = grads(s[3], dp[3], vec4<f32>(sd.x), vec4<f32>(sd.y),
+                           seen(kv, jl, i + 3u, iend));
+            let ds = transpose(mat4x4<f32>(g0[0], g1[0], g2[0], g3[0]));
+            let pr = transpose(mat4x4<f32>(g0[1], g1[1], g2[1], g3[1]));
             if (mine) {
                 for (var c = 0u; c < db; c++) {
-                    add_a(ka, c, tile_a(a, db, c) * g.ds);
-                    add_b(ka, c, tile_b(a, db, c) * g.pr);
+                    let dk = tile_a(a, db, c) * ds;
+                    let dv = tile_b(a, db, c) * pr;
+                    ga4[ka.x + c] += dk[0];
+                    ga4[ka.y + c] += dk[1];
+                    ga4[ka.z + c] += dk[2];
+                    ga4[ka.w + c] += dk[3];
+                    gb4[ka.x + c] += dv[0];
+                    gb4[ka.y + c] += dv[1];
+                    gb4[ka.z + c] += dv[2];
+                    gb4[ka.w + c] += dv[3];
                 }
             }
         }

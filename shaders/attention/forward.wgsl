@@ -16,14 +16,14 @@
 // splits the keys into chunks [c0, c1) of one dispatch each; between chunks the running (m, l)
 // lives in `state` and acc in `o`. A row with no visible key writes O = 0 and L = -inf.
 
-// #include attention/mask.wgsl
+// #include attention/params.wgsl
 // #include common/online_softmax.wgsl
 // #include common/grid.wgsl
 
 // binding 1: x = q (B, H, Tq, D), declared by common/online_softmax.wgsl
 @group(0) @binding(2) var<storage, read> kt: array<f32>;             // k (B, H, Tk, D)
 @group(0) @binding(3) var<storage, read> vt: array<f32>;             // v (B, H, Tk, D)
-// binding 4: keep (B, Tk), declared by attention/mask.wgsl
+@group(0) @binding(4) var<storage, read> keep: array<f32>;           // (B, Tk), 1 keeps a key
 @group(0) @binding(5) var<storage, read_write> o: array<f32>;        // (B, H, Tq, D)
 @group(0) @binding(6) var<storage, read_write> lse: array<f32>;      // L (B, H, Tq)
 @group(0) @binding(7) var<storage, read_write> state: array<vec2<f32>>; // (B, H, Tq) running (m, l)
@@ -52,7 +52,7 @@ fn attn_fwd(@builtin(global_invocation_id) gid: vec3<u32>,
     }
     let kend = min(p.c1, key_end(i));
     for (var j = p.c0; j < kend; j++) {
-        if (!kept(b, j)) {
+        if (p.has_mask != 0u && keep[p.m_off + b * p.tk + j] == 0.0) {
             continue;
         }
         let kb = p.k_off + (bh * p.tk + j) * D;

@@ -43,15 +43,30 @@ fn v_block(r: vec4<u32>, c: u32) -> mat4x4<f32> {
     return mat4x4<f32>(v4[r.x + c], v4[r.y + c], v4[r.z + c], v4[r.w + c]);
 }
 
+// Whether key j is in this chunk and kept by the key mask.
+fn kept(b: u32, j: u32, kend: u32) -> bool {
+    var ok = j < kend;
+    if (ok && p.has_mask != 0u) {
+        ok = keep[p.m_off + b * p.tk + j] != 0.0;
+    }
+    return ok;
+}
+
+// Keys j .. j + 3 seen by the chunk and mask.
+fn kept4(b: u32, j: u32, kend: u32) -> vec4<bool> {
+    return vec4<bool>(kept(b, j, kend), kept(b, j + 1u, kend), kept(b, j + 2u, kend),
+                      kept(b, j + 3u, kend));
+}
+
 // A 4 x 4 score block (column t = key j + t, component = query row) scaled, with hidden keys
 // (chunk, mask, or past a row's causal limit `lim`) set to NEG.
 fn masked(s: mat4x4<f32>, kv: vec4<bool>, j: u32, lim: vec4<i32>) -> mat4x4<f32> {
     let jj = i32(j);
     return mat4x4<f32>(
-        select(vec4<f32>(NEG), s[0] * p.scale, sees(kv.x, jj, lim)),
-        select(vec4<f32>(NEG), s[1] * p.scale, sees(kv.y, jj + 1, lim)),
-        select(vec4<f32>(NEG), s[2] * p.scale, sees(kv.z, jj + 2, lim)),
-        select(vec4<f32>(NEG), s[3] * p.scale, sees(kv.w, jj + 3, lim)));
+        select(vec4<f32>(NEG), s[0] * p.scale, vec4<bool>(kv.x) & (vec4<i32>(jj) <= lim)),
+        select(vec4<f32>(NEG), s[1] * p.scale, vec4<bool>(kv.y) & (vec4<i32>(jj + 1) <= lim)),
+        select(vec4<f32>(NEG), s[2] * p.scale, vec4<bool>(kv.z) & (vec4<i32>(jj + 2) <= lim)),
+        select(vec4<f32>(NEG), s[3] * p.scale, vec4<bool>(kv.w) & (vec4<i32>(jj + 3) <= lim)));
 }
 
 fn colmax(x: mat4x4<f32>) -> vec4<f32> {
@@ -119,6 +134,10 @@ fn o_store(r: vec4<u32>, i: vec4<u32>, c: u32, x: mat4x4<f32>) {
     if (i.y < p.tq) { o4[r.y + c] = x[1]; }
     if (i.z < p.tq) { o4[r.z + c] = x[2]; }
     if (i.w < p.tq) { o4[r.w + c] = x[3]; }
+}
+
+fn scale_cols(x: mat4x4<f32>, f: vec4<f32>) -> mat4x4<f32> {
+    return mat4x4<f32>(x[0] * f.x, x[1] * f.y, x[2] * f.z, x[3] * f.w);
 }
 
 // O' = diag(c) O + P V for the 4-row block `a` (O columns = rows; pt[8a + e] column r = row r's
