@@ -11,6 +11,7 @@ mod rnn_util;
 
 mod genre;
 mod lora;
+mod merge;
 mod minilm;
 mod mlp;
 mod models;

@@ -271,8 +271,11 @@ fn f16_and_f32_tensors_refuse_each_others_rungs() {
 #[test]
 fn tensor_matmul_of_f16_tensors_runs_the_f16_rung() {
     if let Err(why) = MatmulVariant::F16.available(&gpu()) {
-        eprintln!("skipping the f16 rung: {why}");
-        return;
+        return common::skip::skip(
+            "f16 matmul rung through Tensor::matmul",
+            &why.to_string(),
+            "an adapter with SHADER_F16 (lavapipe has it: apt-get install -y mesa-vulkan-drivers)",
+        );
     }
     let (m, k, n) = (17, 129, 7);
     let a = rand_vec(m * k, seed("t16 a"), -1.0, 1.0);

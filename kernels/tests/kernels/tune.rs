@@ -255,8 +255,12 @@ fn tuner_measures_verifies_caches_and_reuses() {
 fn f16_buckets_try_only_f16_rungs() {
     let g = gpu();
     if !g.has_f16() {
-        eprintln!("skipping: {} lacks SHADER_F16", g.info().name);
-        return;
+        let why = format!("{} lacks SHADER_F16", g.info().name);
+        return crate::common::skip(
+            "tuner f16 buckets",
+            &why,
+            "an adapter with SHADER_F16 (lavapipe has it: apt-get install -y mesa-vulkan-drivers)",
+        );
     }
     let mut t = Tuner::at(&g, &temp_file("f16.json"));
     t.budget = Duration::from_millis(5);
