@@ -324,6 +324,12 @@ impl Runner<'_> {
                 } else {
                     last_error_line(&trial_dir(self.dir, i).with_extension("log"))
                 };
+                if error.contains(crate::io::run_dir::HELD) {
+                    // A trial process left by a killed sweep took the run between our wait
+                    // for its lock and our child's start: launch again (waiting for it).
+                    self.trials[i].st = St::Waiting;
+                    continue;
+                }
                 self.finished(i, status.success(), target, error)?;
             }
             // Decisions, in id order.

@@ -25,6 +25,9 @@ pub const LAST: &str = "checkpoint.safetensors";
 pub const BEST: &str = "best.safetensors";
 /// The lock file.
 pub const LOCK: &str = ".lock";
+/// The words of the error a writer gets when another live process holds the run's lock
+/// (a caller that launched the writer may wait and try again on seeing them).
+pub const HELD: &str = "by another kiln process";
 
 /// The checkpoint file `path` names: the file itself, or in a run directory
 /// [`BEST`] (else [`LAST`]).
@@ -101,15 +104,15 @@ impl RunLock {
                     match text.trim().parse::<u32>() {
                         Ok(pid) if alive(pid) => {
                             return Err(Error::Config(format!(
-                                "{} is in use by another kiln process (pid {pid}); wait for it \
-                                 to finish or pick another --out",
+                                "{} is in use {HELD} (pid {pid}); wait for it to finish or \
+                                 pick another --out",
                                 dir.display()
                             )));
                         }
                         // Being written this instant by another process: held.
                         Err(_) if fresh(&path) => {
                             return Err(Error::Config(format!(
-                                "{} is being claimed by another kiln process; pick another --out",
+                                "{} is being claimed {HELD}; pick another --out",
                                 dir.display()
                             )));
                         }
