@@ -18,6 +18,7 @@ mod merge;
 mod pca;
 mod predict;
 mod progress;
+mod rules;
 mod saved;
 pub mod spec;
 mod sweep;
@@ -77,6 +78,8 @@ pub enum Command {
     Cluster(Box<cluster::ClusterArgs>),
     /// Principal components of the rows of a CSV file: projected rows and explained variance.
     Pca(pca::PcaArgs),
+    /// Frequent itemsets (Apriori, support counts on the GPU) and association rules from baskets or a CSV table.
+    Rules(Box<rules::RulesArgs>),
 }
 
 /// Run a parsed command line.
@@ -97,6 +100,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Sweep(a) => sweep::run(a),
         Command::Cluster(a) => cluster::run(*a),
         Command::Pca(a) => pca::run(a),
+        Command::Rules(a) => rules::run(*a),
     }
 }
 

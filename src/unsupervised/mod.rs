@@ -9,6 +9,7 @@
 //! | `pca.rs` | [`Pca`]: covariance by GEMM, Jacobi eigen-decomposition of the d x d matrix |
 //! | `metrics.rs` | silhouette, adjusted Rand index, NMI |
 //! | `features.rs` | a CSV table to features, through `kiln train`'s preparation |
+//! | `transactions.rs`, `apriori.rs`, `rules.rs` | [`Transactions`] from baskets or tables, [`Apriori`] (support counts on the GPU, `itemsets.wgsl`), association rules; `kiln rules` |
 //!
 //! The kernels are `shaders/cluster.wgsl` (launchers `kiln_kernels::launch::cluster`, CPU twin
 //! `kiln_kernels::reference::cluster`); the commands are `kiln cluster` and `kiln pca`.
@@ -20,6 +21,9 @@ pub mod kmeans;
 pub mod metrics;
 pub mod minibatch;
 pub mod pca;
+pub mod apriori;
+pub mod rules;
+pub mod transactions;
 
 pub use dbscan::{Dbscan, DbscanFit};
 pub use distance::Points;
@@ -27,3 +31,6 @@ pub use features::{FeatureOptions, Features, prepare_features};
 pub use kmeans::{Init, KMeans, KMeansFit};
 pub use minibatch::MiniBatchKMeans;
 pub use pca::{Pca, PcaFit};
+pub use apriori::{Apriori, FrequentItemsets, Itemset};
+pub use rules::{Rule, RuleOptions, RuleOrder, Rules, association_rules};
+pub use transactions::{TableItems, Transactions};

@@ -30,6 +30,7 @@
 //! | dropout | `dropout.rs` | `dropout` | none (`nn/dropout.rs`) | none |
 //! | optim | `optim.rs` | `optim` | none (`optim/`) | `benches/train_step.rs` |
 //! | cluster (k-means, DBSCAN) | `cluster.rs` | `cluster` | none (`unsupervised/`) | `benches/cluster.rs` |
+//! | itemsets (Apriori support counts) | `itemsets.rs` | `itemsets` | none (`unsupervised/apriori.rs`) | `benches/itemsets.rs` |
 //! | bench (peak probes) | `bench.rs` | none | none (`cli/bench.rs`) | `kiln bench` |
 //!
 //! The buffer pool is [`crate::buffer_pool`], a different thing from the pooling family.
@@ -44,6 +45,7 @@ pub mod cross_entropy;
 pub mod dropout;
 pub mod elementwise;
 pub mod index;
+pub mod itemsets;
 pub mod matmul;
 pub mod nf4;
 pub mod norm;
@@ -106,6 +108,7 @@ pub fn all_params() -> Vec<ParamsLayout> {
     v.extend(attention::params_layouts());
     v.extend(bench::params_layouts());
     v.extend(cluster::params_layouts());
+    v.extend(itemsets::params_layouts());
     v
 }
 

@@ -12,6 +12,7 @@ pub mod cross_entropy;
 pub mod dropout;
 pub mod elementwise;
 pub mod index;
+pub mod itemsets;
 pub mod matmul;
 pub mod nf4;
 pub mod norm;

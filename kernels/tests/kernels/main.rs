@@ -11,6 +11,7 @@ mod common;
 mod conv;
 mod cross_entropy;
 mod index;
+mod itemsets;
 mod matmul;
 mod nf4;
 mod optim;
