@@ -92,7 +92,11 @@ pub struct RulesArgs {
 
 /// `COL=E1,E2,...` as (column, edges).
 fn parse_cut(s: &str) -> Result<(String, Vec<f64>)> {
-    let bad = || Error(format!("--cut {s}: expected COLUMN=EDGE,EDGE,... (numbers)"));
+    let bad = || {
+        Error(format!(
+            "--cut {s}: expected COLUMN=EDGE,EDGE,... (numbers)"
+        ))
+    };
     let (col, edges) = s.split_once('=').ok_or_else(bad)?;
     let edges = edges
         .split(',')
@@ -105,7 +109,10 @@ fn read(a: &RulesArgs) -> Result<Transactions> {
     let table = match a.format.as_str() {
         "table" => true,
         "baskets" => false,
-        "auto" => a.data.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")),
+        "auto" => a
+            .data
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("csv")),
         other => {
             return Err(Error(format!(
                 "--format {other}: expected auto, baskets or table"
@@ -154,7 +161,12 @@ fn write_itemsets(dir: &Path, t: &Transactions, f: &FrequentItemsets) -> Result<
     });
     let mut s = String::from("items,count,support\n");
     for x in order {
-        let line = format!("{},{},{}\n", field(&set(t, &x.items)), x.count, f.support(x.count));
+        let line = format!(
+            "{},{},{}\n",
+            field(&set(t, &x.items)),
+            x.count,
+            f.support(x.count)
+        );
         s.push_str(&line);
     }
     write_atomic(&dir.join("itemsets.csv"), s.as_bytes())?;
@@ -216,7 +228,10 @@ fn verify(t: &Transactions, f: &FrequentItemsets) -> Result<()> {
     want.retain(|k, _| k.len() < below);
     let got = f.to_map();
     if got != want {
-        let diff = want.iter().find(|(k, v)| got.get(*k) != Some(v)).map(|p| p.0.clone());
+        let diff = want
+            .iter()
+            .find(|(k, v)| got.get(*k) != Some(v))
+            .map(|p| p.0.clone());
         let extra = got.keys().find(|k| !want.contains_key(*k)).cloned();
         return Err(Error(format!(
             "--verify: the GPU search and the brute-force count differ ({} vs {} itemsets; first \
@@ -226,7 +241,10 @@ fn verify(t: &Transactions, f: &FrequentItemsets) -> Result<()> {
             set(t, &diff.or(extra).unwrap_or_default())
         )));
     }
-    println!("verified: equal to the brute-force CPU count ({} itemsets)", got.len());
+    println!(
+        "verified: equal to the brute-force CPU count ({} itemsets)",
+        got.len()
+    );
     Ok(())
 }
 
@@ -237,14 +255,22 @@ pub fn run(a: RulesArgs) -> Result<()> {
         max_len: a.max_len,
         max_candidates: a.max_candidates,
     };
-    apriori.check().map_err(|e| Error(flag_words(&e.to_string())))?;
+    apriori
+        .check()
+        .map_err(|e| Error(flag_words(&e.to_string())))?;
     let opts = RuleOptions {
         min_confidence: a.min_confidence,
         min_lift: a.min_lift,
-        order: a.sort.parse().map_err(|e: crate::Error| Error(flag_words(&e.to_string())))?,
+        order: a
+            .sort
+            .parse()
+            .map_err(|e: crate::Error| Error(flag_words(&e.to_string())))?,
         max_rules: a.max_rules,
     };
-    let dir = a.out.clone().unwrap_or_else(|| Path::new("runs").join("rules"));
+    let dir = a
+        .out
+        .clone()
+        .unwrap_or_else(|| Path::new("runs").join("rules"));
     let start = Instant::now();
     let t = read(&a)?;
     if !t.empty.is_empty() || t.duplicates > 0 {
@@ -307,7 +333,10 @@ pub fn run(a: RulesArgs) -> Result<()> {
 
 /// Library messages name settings (`min_support = 0`); the CLI names its flags.
 fn flag_words(msg: &str) -> String {
-    let msg = msg.strip_prefix("apriori: ").or(msg.strip_prefix("rules: ")).unwrap_or(msg);
+    let msg = msg
+        .strip_prefix("apriori: ")
+        .or(msg.strip_prefix("rules: "))
+        .unwrap_or(msg);
     msg.replacen("min_support = ", "--min-support ", 1)
         .replacen("max_len = ", "--max-len ", 1)
         .replacen("max_candidates = ", "--max-candidates ", 1)

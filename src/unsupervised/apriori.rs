@@ -111,7 +111,10 @@ impl FrequentItemsets {
 
     /// The itemsets as a map from items to count.
     pub fn to_map(&self) -> BTreeMap<Vec<u32>, u32> {
-        self.sets.iter().map(|s| (s.items.clone(), s.count)).collect()
+        self.sets
+            .iter()
+            .map(|s| (s.items.clone(), s.count))
+            .collect()
     }
 }
 
@@ -132,7 +135,10 @@ impl Apriori {
 
     /// Set the cap on one level's candidates.
     pub fn max_candidates(self, max_candidates: usize) -> Apriori {
-        Apriori { max_candidates, ..self }
+        Apriori {
+            max_candidates,
+            ..self
+        }
     }
 
     /// Check the settings, naming the one that is wrong.
@@ -141,7 +147,9 @@ impl Apriori {
         if s.is_nan() || s <= 0.0 {
             return arg_err(
                 "apriori",
-                format!("min_support = {s}: must be above 0 (at 0 every combination of items would be frequent), at most 1"),
+                format!(
+                    "min_support = {s}: must be above 0 (at 0 every combination of items would be frequent), at most 1"
+                ),
             );
         }
         if s > 1.0 {
@@ -153,13 +161,19 @@ impl Apriori {
         if self.max_len == 0 || self.max_len > MAX_LEN {
             return arg_err(
                 "apriori",
-                format!("max_len = {}: expected 1 to {MAX_LEN} items per itemset", self.max_len),
+                format!(
+                    "max_len = {}: expected 1 to {MAX_LEN} items per itemset",
+                    self.max_len
+                ),
             );
         }
         if self.max_candidates == 0 || self.max_candidates > MAX_CANDIDATES {
             return arg_err(
                 "apriori",
-                format!("max_candidates = {}: expected 1 to {MAX_CANDIDATES}", self.max_candidates),
+                format!(
+                    "max_candidates = {}: expected 1 to {MAX_CANDIDATES}",
+                    self.max_candidates
+                ),
             );
         }
         Ok(())
@@ -214,7 +228,10 @@ impl Apriori {
                 next_candidates(&prev, self.max_candidates)
             };
             let Some(cand) = cand else {
-                out.truncated = Some(Truncation { len, cap: self.max_candidates });
+                out.truncated = Some(Truncation {
+                    len,
+                    cap: self.max_candidates,
+                });
                 break;
             };
             if cand.is_empty() {
@@ -225,10 +242,17 @@ impl Apriori {
             for (c, &k) in cand.chunks(len).zip(&counts) {
                 if k >= out.min_count {
                     prev.push(c.to_vec());
-                    out.sets.push(Itemset { items: c.to_vec(), count: k });
+                    out.sets.push(Itemset {
+                        items: c.to_vec(),
+                        count: k,
+                    });
                 }
             }
-            out.levels.push(Level { len, candidates: counts.len(), frequent: prev.len() });
+            out.levels.push(Level {
+                len,
+                candidates: counts.len(),
+                frequent: prev.len(),
+            });
         }
         Ok(out)
     }
@@ -243,13 +267,21 @@ pub fn next_candidates(prev: &[Vec<u32>], cap: usize) -> Option<Vec<u32>> {
     let (mut made, mut sub) = (0usize, Vec::new());
     for (i, a) in prev.iter().enumerate() {
         let k1 = a.len();
-        for b in prev[i + 1..].iter().take_while(|b| b[..k1 - 1] == a[..k1 - 1]) {
+        for b in prev[i + 1..]
+            .iter()
+            .take_while(|b| b[..k1 - 1] == a[..k1 - 1])
+        {
             let mut c = a.clone();
             c.push(b[k1 - 1]);
             // The subsets without a[k1 - 1] or b[k1 - 1] are a and b; check the others.
             let all = (0..k1 - 1).all(|drop| {
                 sub.clear();
-                sub.extend(c.iter().enumerate().filter(|&(j, _)| j != drop).map(|(_, &v)| v));
+                sub.extend(
+                    c.iter()
+                        .enumerate()
+                        .filter(|&(j, _)| j != drop)
+                        .map(|(_, &v)| v),
+                );
                 frequent.contains(sub.as_slice())
             });
             if all {
@@ -283,7 +315,10 @@ impl GpuCounter {
     /// dispatches recorded before the first read-back).
     pub fn count(&self, cand: &[u32], len: usize) -> Result<Vec<u32>> {
         if len == 0 || !cand.len().is_multiple_of(len) {
-            return arg_err("support", format!("{} indices are not candidates of {len} items", cand.len()));
+            return arg_err(
+                "support",
+                format!("{} indices are not candidates of {len} items", cand.len()),
+            );
         }
         let items = self.bits.shape()[0] as u32;
         if let Some(&i) = cand.iter().find(|&&i| i >= items) {
@@ -295,7 +330,15 @@ impl GpuCounter {
             let m = batch.len() / len;
             let c = Tensor::from_slice_on(gpu, batch, &[m, len])?;
             let out = Tensor::empty_on(gpu, &[m], DType::U32)?;
-            ik::support(gpu, self.bits.buffer(), self.words, c.buffer(), m, len, out.buffer())?;
+            ik::support(
+                gpu,
+                self.bits.buffer(),
+                self.words,
+                c.buffer(),
+                m,
+                len,
+                out.buffer(),
+            )?;
             counts.push(out);
         }
         let mut all = Vec::with_capacity(cand.len() / len);

@@ -14,6 +14,7 @@
 //! The kernels are `shaders/cluster.wgsl` (launchers `kiln_kernels::launch::cluster`, CPU twin
 //! `kiln_kernels::reference::cluster`); the commands are `kiln cluster` and `kiln pca`.
 
+pub mod apriori;
 pub mod dbscan;
 pub mod distance;
 pub mod features;
@@ -21,16 +22,15 @@ pub mod kmeans;
 pub mod metrics;
 pub mod minibatch;
 pub mod pca;
-pub mod apriori;
 pub mod rules;
 pub mod transactions;
 
+pub use apriori::{Apriori, FrequentItemsets, Itemset};
 pub use dbscan::{Dbscan, DbscanFit};
 pub use distance::Points;
 pub use features::{FeatureOptions, Features, prepare_features};
 pub use kmeans::{Init, KMeans, KMeansFit};
 pub use minibatch::MiniBatchKMeans;
 pub use pca::{Pca, PcaFit};
-pub use apriori::{Apriori, FrequentItemsets, Itemset};
 pub use rules::{Rule, RuleOptions, RuleOrder, Rules, association_rules};
 pub use transactions::{TableItems, Transactions};

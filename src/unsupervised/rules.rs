@@ -84,7 +84,9 @@ impl std::str::FromStr for RuleOrder {
             _ => {
                 return arg_err(
                     "rules",
-                    format!("sort by {s}: expected lift, confidence, support, leverage or conviction"),
+                    format!(
+                        "sort by {s}: expected lift, confidence, support, leverage or conviction"
+                    ),
                 );
             }
         })
@@ -136,12 +138,18 @@ pub fn association_rules(sets: &FrequentItemsets, opts: &RuleOptions) -> Result<
         );
     }
     if !(opts.min_lift >= 0.0 && opts.min_lift.is_finite()) {
-        return arg_err("rules", format!("min_lift = {}: expected a number >= 0", opts.min_lift));
+        return arg_err(
+            "rules",
+            format!("min_lift = {}: expected a number >= 0", opts.min_lift),
+        );
     }
     if opts.max_rules > MAX_RULES {
         return arg_err(
             "rules",
-            format!("max_rules = {}: expected at most {MAX_RULES}", opts.max_rules),
+            format!(
+                "max_rules = {}: expected at most {MAX_RULES}",
+                opts.max_rules
+            ),
         );
     }
     let map = sets.to_map();
@@ -151,7 +159,11 @@ pub fn association_rules(sets: &FrequentItemsets, opts: &RuleOptions) -> Result<
     while let Some(first) = by_len.peek() {
         let k = first.items.len();
         let group: Vec<_> = std::iter::from_fn(|| by_len.next_if(|s| s.items.len() == k)).collect();
-        let per = if k >= 63 { usize::MAX } else { (1usize << k) - 2 };
+        let per = if k >= 63 {
+            usize::MAX
+        } else {
+            (1usize << k) - 2
+        };
         let total = per.saturating_mul(group.len());
         if considered.saturating_add(total) > opts.max_rules {
             truncated = Some(k);
@@ -161,9 +173,15 @@ pub fn association_rules(sets: &FrequentItemsets, opts: &RuleOptions) -> Result<
         for x in group {
             for mask in 1..(1u64 << k) - 1 {
                 let (a, c): (Vec<u32>, Vec<u32>) = {
-                    let (a, c): (Vec<_>, Vec<_>) =
-                        x.items.iter().enumerate().partition(|(j, _)| mask >> j & 1 == 1);
-                    (a.into_iter().map(|t| *t.1).collect(), c.into_iter().map(|t| *t.1).collect())
+                    let (a, c): (Vec<_>, Vec<_>) = x
+                        .items
+                        .iter()
+                        .enumerate()
+                        .partition(|(j, _)| mask >> j & 1 == 1);
+                    (
+                        a.into_iter().map(|t| *t.1).collect(),
+                        c.into_iter().map(|t| *t.1).collect(),
+                    )
                 };
                 let (Some(&ca), Some(&cc)) = (map.get(&a), map.get(&c)) else {
                     return arg_err(
@@ -196,7 +214,11 @@ pub fn association_rules(sets: &FrequentItemsets, opts: &RuleOptions) -> Result<
         }
     }
     rules.sort_by(|p, q| compare(p, q, opts.order));
-    Ok(Rules { rules, considered, truncated })
+    Ok(Rules {
+        rules,
+        considered,
+        truncated,
+    })
 }
 
 fn key(r: &Rule, order: RuleOrder) -> f64 {

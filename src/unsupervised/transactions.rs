@@ -74,19 +74,32 @@ impl Transactions {
     /// duplicates and empty lists.
     pub fn from_lists<S: AsRef<str>>(lists: &[Vec<S>]) -> Result<Transactions> {
         let names: BTreeSet<&str> = lists.iter().flatten().map(|s| s.as_ref()).collect();
-        let index: BTreeMap<&str, u32> = names.iter().enumerate().map(|(i, &s)| (s, i as u32)).collect();
+        let index: BTreeMap<&str, u32> = names
+            .iter()
+            .enumerate()
+            .map(|(i, &s)| (s, i as u32))
+            .collect();
         let rows = lists
             .iter()
             .map(|l| l.iter().map(|s| index[s.as_ref()]).collect())
             .collect();
-        Self::build(names.into_iter().map(String::from).collect(), rows, "transactions")
+        Self::build(
+            names.into_iter().map(String::from).collect(),
+            rows,
+            "transactions",
+        )
     }
 
     /// Parse basket text: one transaction per line, items separated by commas.
     pub fn from_baskets(text: &str) -> Result<Transactions> {
         let lists: Vec<Vec<&str>> = text
             .lines()
-            .map(|l| l.split(',').map(str::trim).filter(|s| !s.is_empty()).collect())
+            .map(|l| {
+                l.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
             .collect();
         Self::from_lists(&lists)
     }
@@ -103,7 +116,10 @@ impl Transactions {
     /// Items from the cells of a table (see the module note).
     pub fn from_table(table: &Table, opts: &TableItems) -> Result<Transactions> {
         if !(2..=MAX_BINS).contains(&opts.bins) {
-            return arg_err("bins", format!("{} bins: expected 2 to {MAX_BINS}", opts.bins));
+            return arg_err(
+                "bins",
+                format!("{} bins: expected 2 to {MAX_BINS}", opts.bins),
+            );
         }
         for name in opts.drop.iter().chain(&opts.categorical) {
             table.column(name)?;
@@ -117,8 +133,8 @@ impl Transactions {
                 continue;
             }
             let cut = opts.cuts.iter().position(|(name, _)| name == col);
-            let numeric = table.infer_kind(c)? == ColumnKind::Numeric
-                && !opts.categorical.contains(col);
+            let numeric =
+                table.infer_kind(c)? == ColumnKind::Numeric && !opts.categorical.contains(col);
             let (labels, of): (Vec<String>, Vec<Option<usize>>) = if numeric {
                 let edges = match cut {
                     Some(k) => {
@@ -131,7 +147,10 @@ impl Transactions {
             } else if let Some(k) = cut {
                 return arg_err(
                     "cut",
-                    format!("column {col} holds categories, not numbers: it cannot be cut at {:?}", opts.cuts[k].1),
+                    format!(
+                        "column {col} holds categories, not numbers: it cannot be cut at {:?}",
+                        opts.cuts[k].1
+                    ),
                 );
             } else {
                 category_column(table, c)
@@ -146,7 +165,10 @@ impl Transactions {
         }
         if let Some(k) = cut_used.iter().position(|u| !u) {
             table.column(&opts.cuts[k].0)?;
-            return arg_err("cut", format!("column {} is dropped: it cannot be cut", opts.cuts[k].0));
+            return arg_err(
+                "cut",
+                format!("column {} is dropped: it cannot be cut", opts.cuts[k].0),
+            );
         }
         let mut t = Self::build(items, rows, &table.file)?;
         t.lines = t.lines.iter().map(|&i| table.lines[i - 1]).collect();
@@ -156,7 +178,13 @@ impl Transactions {
 
     /// Sort and dedupe each row, skip empty rows; `rows[i]` is "line" i + 1.
     fn build(items: Vec<String>, rows: Vec<Vec<u32>>, what: &str) -> Result<Transactions> {
-        let mut t = Transactions { items, rows: Vec::new(), lines: Vec::new(), empty: Vec::new(), duplicates: 0 };
+        let mut t = Transactions {
+            items,
+            rows: Vec::new(),
+            lines: Vec::new(),
+            empty: Vec::new(),
+            duplicates: 0,
+        };
         for (i, mut r) in rows.into_iter().enumerate() {
             if r.is_empty() {
                 t.empty.push(i + 1);
@@ -172,7 +200,10 @@ impl Transactions {
         if t.rows.is_empty() {
             return arg_err(
                 "transactions",
-                format!("{what}: no transaction holds an item ({} empty)", t.empty.len()),
+                format!(
+                    "{what}: no transaction holds an item ({} empty)",
+                    t.empty.len()
+                ),
             );
         }
         Ok(t)
@@ -195,13 +226,18 @@ impl Transactions {
 
     /// The names of a set of item indices, in index order.
     pub fn names(&self, set: &[u32]) -> Vec<&str> {
-        set.iter().map(|&i| self.items[i as usize].as_str()).collect()
+        set.iter()
+            .map(|&i| self.items[i as usize].as_str())
+            .collect()
     }
 }
 
 /// Edges must be finite and strictly increasing.
 fn check_edges(col: &str, edges: &[f64]) -> Result<Vec<f64>> {
-    if edges.is_empty() || edges.iter().any(|e| !e.is_finite()) || edges.windows(2).any(|w| w[0] >= w[1]) {
+    if edges.is_empty()
+        || edges.iter().any(|e| !e.is_finite())
+        || edges.windows(2).any(|w| w[0] >= w[1])
+    {
         return arg_err(
             "cut",
             format!("{col}: edges {edges:?} must be finite numbers in increasing order"),
@@ -212,11 +248,17 @@ fn check_edges(col: &str, edges: &[f64]) -> Result<Vec<f64>> {
 
 /// Edges of `bins` equal-frequency bins of column `c` (repeated values merge bins).
 fn quantile_edges(table: &Table, c: usize, bins: usize) -> Vec<f64> {
-    let mut v: Vec<f64> = table.rows.iter().filter_map(|r| parse_number(&r[c])).collect();
+    let mut v: Vec<f64> = table
+        .rows
+        .iter()
+        .filter_map(|r| parse_number(&r[c]))
+        .collect();
     v.sort_by(f64::total_cmp);
     let mut edges: Vec<f64> = Vec::new();
     for j in 1..bins {
-        let Some(&e) = v.get(j * v.len() / bins) else { break };
+        let Some(&e) = v.get(j * v.len() / bins) else {
+            break;
+        };
         if e > v[0] && edges.last().is_none_or(|&l| e > l) {
             edges.push(e);
         }
@@ -254,7 +296,11 @@ fn category_column(table: &Table, c: usize) -> (Vec<String>, Vec<Option<usize>>)
     let of = table
         .rows
         .iter()
-        .map(|r| (!is_missing(&r[c])).then(|| labels.binary_search(&r[c]).ok()).flatten())
+        .map(|r| {
+            (!is_missing(&r[c]))
+                .then(|| labels.binary_search(&r[c]).ok())
+                .flatten()
+        })
         .collect();
     (labels, of)
 }

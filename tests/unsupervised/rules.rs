@@ -48,7 +48,11 @@ fn titanic_itemsets_equal_the_brute_force_count() {
     assert!(found > 100, "{found} itemsets");
     // Equal-frequency bins of every numeric column, a higher threshold.
     let t = titanic(&TableItems::default());
-    assert!(t.items.iter().any(|i| i.starts_with("age=[")), "{:?}", t.items);
+    assert!(
+        t.items.iter().any(|i| i.starts_with("age=[")),
+        "{:?}",
+        t.items
+    );
     all_three_agree(&t, Apriori::new(0.05), "titanic bins 5%");
     // The exact threshold: 0.05 of 1,309 is 65.45, so 66.
     assert_eq!(Apriori::new(0.05).min_count(1309), 66);
@@ -84,7 +88,13 @@ fn rule_measures_match_a_hand_count() {
     let sets = Apriori::new(0.5).fit(&t).unwrap();
     // Items: beer 0, bread 1, butter 2, milk 3. Frequent: bread 3, butter 2, milk 3,
     // {bread,milk} 2, {butter,milk} 2.
-    let want = [(vec![1], 3), (vec![2], 2), (vec![3], 3), (vec![1, 3], 2), (vec![2, 3], 2)];
+    let want = [
+        (vec![1], 3),
+        (vec![2], 2),
+        (vec![3], 3),
+        (vec![1, 3], 2),
+        (vec![2, 3], 2),
+    ];
     assert_eq!(sets.to_map(), want.into_iter().collect());
     let opts = RuleOptions {
         min_confidence: 0.0,
@@ -94,7 +104,10 @@ fn rule_measures_match_a_hand_count() {
     assert_eq!(r.considered, 4);
     // butter => milk: support 2/4, confidence 2/2, lift 1 / (3/4), leverage 1/2 - 1/2 * 3/4.
     let top = &r.rules[0];
-    assert_eq!((t.names(&top.antecedent), t.names(&top.consequent)), (vec!["butter"], vec!["milk"]));
+    assert_eq!(
+        (t.names(&top.antecedent), t.names(&top.consequent)),
+        (vec!["butter"], vec!["milk"])
+    );
     assert_eq!((top.support, top.confidence), (0.5, 1.0));
     assert!((top.lift - 4.0 / 3.0).abs() < 1e-12 && (top.leverage - 0.125).abs() < 1e-12);
     assert!(top.conviction.is_infinite());
@@ -106,9 +119,19 @@ fn rule_measures_match_a_hand_count() {
         .unwrap();
     assert!((mb.lift - 8.0 / 9.0).abs() < 1e-12 && (mb.conviction - 0.75).abs() < 1e-12);
     // Filters and other orders.
-    let kept = association_rules(&sets, &RuleOptions { min_lift: 1.0, ..opts }).unwrap();
+    let kept = association_rules(
+        &sets,
+        &RuleOptions {
+            min_lift: 1.0,
+            ..opts
+        },
+    )
+    .unwrap();
     assert_eq!(kept.rules.len(), 2, "butter <=> milk");
-    let by_support = RuleOptions { order: RuleOrder::Support, ..opts };
+    let by_support = RuleOptions {
+        order: RuleOrder::Support,
+        ..opts
+    };
     let s = association_rules(&sets, &by_support).unwrap();
     assert!(s.rules.windows(2).all(|w| w[0].support >= w[1].support));
 }
@@ -126,7 +149,9 @@ fn odd_baskets_have_documented_behaviour() {
     let sets = Apriori::new(0.6).fit(&t).unwrap();
     assert_eq!(sets.to_map().get(&vec![0u32]), Some(&2));
     // Nothing but empty transactions is an error.
-    let e = Transactions::from_baskets("\n ,\n\n").unwrap_err().to_string();
+    let e = Transactions::from_baskets("\n ,\n\n")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("no transaction holds an item"), "{e}");
 }
 
@@ -145,9 +170,27 @@ fn bad_settings_are_errors() {
     let sets = Apriori::new(0.5).fit(&t).unwrap();
     let bad = |o: RuleOptions| association_rules(&sets, &o).unwrap_err().to_string();
     let d = RuleOptions::default();
-    assert!(bad(RuleOptions { min_confidence: 1.5, ..d }).contains("min_confidence"));
-    assert!(bad(RuleOptions { min_lift: -1.0, ..d }).contains("min_lift"));
-    assert!(bad(RuleOptions { max_rules: usize::MAX, ..d }).contains("max_rules"));
+    assert!(
+        bad(RuleOptions {
+            min_confidence: 1.5,
+            ..d
+        })
+        .contains("min_confidence")
+    );
+    assert!(
+        bad(RuleOptions {
+            min_lift: -1.0,
+            ..d
+        })
+        .contains("min_lift")
+    );
+    assert!(
+        bad(RuleOptions {
+            max_rules: usize::MAX,
+            ..d
+        })
+        .contains("max_rules")
+    );
     assert!("median".parse::<RuleOrder>().is_err());
 }
 
@@ -163,7 +206,10 @@ fn candidate_explosion_stops_at_the_cap_and_says_so() {
     assert_eq!(f.sets.len(), 20 + 190);
     assert!(f.sets.iter().all(|s| s.count == 40));
     // Rules: 190 pairs give 380 rules; a cap of 100 leaves them out and says so.
-    let o = RuleOptions { max_rules: 100, ..RuleOptions::default() };
+    let o = RuleOptions {
+        max_rules: 100,
+        ..RuleOptions::default()
+    };
     let r = association_rules(&f, &o).unwrap();
     assert_eq!((r.truncated, r.rules.len()), (Some(2), 0));
     let r = association_rules(&f, &RuleOptions::default()).unwrap();
@@ -183,7 +229,15 @@ fn table_items_bins_cuts_and_errors() {
     let t = Transactions::from_table(&table, &opts).unwrap();
     assert_eq!(
         t.items,
-        ["age=<30", "age=>=30", "city=Oslo", "city=Rome", "kids=0", "kids=1", "kids=2"]
+        [
+            "age=<30",
+            "age=>=30",
+            "city=Oslo",
+            "city=Rome",
+            "kids=0",
+            "kids=1",
+            "kids=2"
+        ]
     );
     // Missing cells give no item: row 3 has no city, row 5 no age.
     assert_eq!(t.names(&t.rows[2]), ["age=>=30", "kids=0"]);
@@ -194,13 +248,44 @@ fn table_items_bins_cuts_and_errors() {
     };
     let t = Transactions::from_table(&table, &cut).unwrap();
     assert_eq!(&t.items[..3], ["age=<15", "age=[15,35)", "age=>=35"]);
-    let err = |o: TableItems| Transactions::from_table(&table, &o).unwrap_err().to_string();
-    assert!(err(TableItems { bins: 1, ..opts.clone() }).contains("1 bins"));
-    assert!(err(TableItems { cuts: vec![("city".into(), vec![1.0])], ..opts.clone() })
-        .contains("holds categories"));
-    assert!(err(TableItems { cuts: vec![("id".into(), vec![1.0])], ..opts.clone() })
-        .contains("dropped"));
-    assert!(err(TableItems { cuts: vec![("age".into(), vec![3.0, 2.0])], ..opts.clone() })
-        .contains("increasing"));
-    assert!(err(TableItems { drop: vec!["nosuch".into()], ..opts }).contains("nosuch"));
+    let err = |o: TableItems| {
+        Transactions::from_table(&table, &o)
+            .unwrap_err()
+            .to_string()
+    };
+    assert!(
+        err(TableItems {
+            bins: 1,
+            ..opts.clone()
+        })
+        .contains("1 bins")
+    );
+    assert!(
+        err(TableItems {
+            cuts: vec![("city".into(), vec![1.0])],
+            ..opts.clone()
+        })
+        .contains("holds categories")
+    );
+    assert!(
+        err(TableItems {
+            cuts: vec![("id".into(), vec![1.0])],
+            ..opts.clone()
+        })
+        .contains("dropped")
+    );
+    assert!(
+        err(TableItems {
+            cuts: vec![("age".into(), vec![3.0, 2.0])],
+            ..opts.clone()
+        })
+        .contains("increasing")
+    );
+    assert!(
+        err(TableItems {
+            drop: vec!["nosuch".into()],
+            ..opts
+        })
+        .contains("nosuch")
+    );
 }

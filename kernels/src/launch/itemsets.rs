@@ -5,8 +5,9 @@
 //! Math: with `bits[i]` the bitset of the transactions holding item i,
 //! `count({i_1, .., i_len}) = popcount(bits[i_1] & .. & bits[i_len])`.
 //!
-//! Layout: `bits` is (items, words) u32 with `words = ceil(n / 32)`; transaction t is bit
-//! `t % 32` of word `t / 32`; bits past n are 0. Candidates are (candidates, len) u32 item
+//! Layout: `bits` is (items, words) u32 with `words = 4 ceil(n / 128)` (a multiple of 4: the
+//! kernel loads 128 transactions at a time as a `vec4<u32>`); transaction t is bit `t % 32` of
+//! word `t / 32`; bits past n are 0. Candidates are (candidates, len) u32 item
 //! indices, all of one length. Every buffer is contiguous and starts at element 0.
 //!
 //! See also:
@@ -14,7 +15,7 @@
 //! - CPU twin: [`crate::reference::itemsets`] (horizontal counts and a brute-force miner)
 //! - library: `src/unsupervised/apriori.rs` (Apriori), `src/unsupervised/rules.rs`
 //! - tests: `kernels/tests/kernels/itemsets.rs`, `tests/unsupervised/rules.rs`
-//! - bench: `benches/itemsets.rs`
+//! - bench: `kernels/benches/itemsets.rs`
 
 use crate::buffer_pool::GpuBuffer;
 use crate::error::{KernelError, Result};
@@ -29,12 +30,12 @@ crate::kernel_params! {
         pub candidates: u32,
         /// Items per candidate (at least 1).
         pub len: u32,
-        /// u32 words per item bitset (the row stride of `bits`).
-        pub words: u32,
-        /// First word of this dispatch's range.
-        pub word0: u32,
-        /// One past the last word of the range.
-        pub word1: u32,
+        /// vec4<u32> per item bitset (the row stride of `bits`, `words / 4`).
+        pub quads: u32,
+        /// First quad of this dispatch's range.
+        pub quad0: u32,
+        /// One past the last quad of the range.
+        pub quad1: u32,
         /// Padding to 16 bytes.
         pub _pad0: u32,
         /// Padding to 16 bytes.
@@ -61,9 +62,9 @@ pub const MAX_LOOP: usize = 65_535;
 /// Most items per candidate one launch takes.
 pub const MAX_LEN: usize = 64;
 
-/// u32 words per item bitset for `n` transactions.
+/// u32 words per item bitset for `n` transactions: `4 ceil(n / 128)`.
 pub fn words_for(n: usize) -> usize {
-    n.div_ceil(32)
+    4 * n.div_ceil(128)
 }
 
 /// Pack transactions into the vertical layout: (items, words) u32, bit t of item i set when
@@ -86,15 +87,16 @@ pub fn pack_bits(transactions: &[Vec<u32>], items: usize) -> Result<Vec<u32>> {
     Ok(bits)
 }
 
-/// Words per dispatch so that each invocation loops at most [`MAX_LOOP`] times for `len` items:
-/// `ceil(range / 64) * (len + 2)` iterations (a margin of one per outer iteration).
-pub fn words_per_range(len: usize) -> usize {
+/// Quads (4 words) per dispatch so that each invocation loops at most [`MAX_LOOP`] times for
+/// `len` items: `ceil(range / 64) * (len + 2)` iterations (a margin of one per outer iteration).
+pub fn quads_per_range(len: usize) -> usize {
     (MAX_LOOP / (len + 2)) * WG
 }
 
 /// Support counts: `count[c] = popcount(AND of bits[cand[c, j]] over j < len)`, exact.
 ///
-/// bits: (items, words) u32; cand: (candidates, len) u32 item indices below `items`;
+/// bits: (items, words) u32 with `words` a multiple of 4 ([`words_for`]); cand: (candidates,
+/// len) u32 item indices below `items`;
 /// count: (candidates) u32. Item indices are not checked on the GPU: the caller passes
 /// candidates built from `0..items` (the CPU twin checks them).
 pub fn support(
@@ -111,6 +113,12 @@ pub fn support(
         return Err(KernelError::launch(
             name,
             format!("len = {len} items per candidate (expected 1 to {MAX_LEN})"),
+        ));
+    }
+    if !words.is_multiple_of(4) {
+        return Err(KernelError::launch(
+            name,
+            format!("words = {words} per bitset: expected a multiple of 4 (see words_for)"),
         ));
     }
     if words > u32::MAX as usize || candidates.saturating_mul(len) > u32::MAX as usize {
@@ -135,22 +143,22 @@ pub fn support(
         return Ok(());
     }
     let key = KernelKey::new("itemsets.wgsl", "support");
-    let step = words_per_range(len);
+    let (quads, step) = (words / 4, quads_per_range(len));
     // No transactions: one empty range still stores the zero counts.
-    let mut word0 = 0;
+    let mut quad0 = 0;
     loop {
-        let word1 = (word0 + step).min(words);
+        let quad1 = (quad0 + step).min(quads);
         let p = ItemsetsParams {
             candidates: candidates as u32,
             len: len as u32,
-            words: words as u32,
-            word0: word0 as u32,
-            word1: word1 as u32,
+            quads: quads as u32,
+            quad0: quad0 as u32,
+            quad1: quad1 as u32,
             ..Default::default()
         };
         gpu.dispatch(&key, &p, &[bits, cand, count], grid_1d(candidates, 1));
-        word0 = word1;
-        if word0 >= words {
+        quad0 = quad1;
+        if quad0 >= quads {
             return Ok(());
         }
     }

@@ -30,7 +30,7 @@
 //! | dropout | `dropout.rs` | `dropout` | none (`nn/dropout.rs`) | none |
 //! | optim | `optim.rs` | `optim` | none (`optim/`) | `benches/train_step.rs` |
 //! | cluster (k-means, DBSCAN) | `cluster.rs` | `cluster` | none (`unsupervised/`) | `benches/cluster.rs` |
-//! | itemsets (Apriori support counts) | `itemsets.rs` | `itemsets` | none (`unsupervised/apriori.rs`) | `benches/itemsets.rs` |
+//! | itemsets (Apriori support counts) | `itemsets.rs` | `itemsets` | none (`unsupervised/apriori.rs`) | `kernels/benches/itemsets.rs` |
 //! | bench (peak probes) | `bench.rs` | none | none (`cli/bench.rs`) | `kiln bench` |
 //!
 //! The buffer pool is [`crate::buffer_pool`], a different thing from the pooling family.

@@ -65,7 +65,10 @@ pub fn brute_force(
         let mut pick = Vec::new();
         subsets(&s, 0, max_len, &mut pick, &mut counts);
     }
-    counts.into_iter().filter(|(_, c)| *c >= min_count).collect()
+    counts
+        .into_iter()
+        .filter(|(_, c)| *c >= min_count)
+        .collect()
 }
 
 /// Add every non-empty subset of `s[from..]` (extending `pick`, at most `max_len` items) to

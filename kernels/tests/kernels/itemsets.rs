@@ -43,6 +43,7 @@ fn support_counts_match_the_horizontal_twin_at_awkward_sizes() {
         (31, 3),
         (32, 7),
         (33, 17),
+        (129, 4),
         (257, 5),
         (2049, 12),
     ] {
@@ -53,7 +54,11 @@ fn support_counts_match_the_horizontal_twin_at_awkward_sizes() {
             let m = [1usize, 7, 129][len % 3];
             let cand = rand_indices(m * len, seed(&format!("c{n}{len}")), items as u32);
             let got = gpu_counts(&g, &bits, words, &cand, len);
-            assert_eq!(got, twin::support_counts(&tr, &cand, len), "n={n} len={len}");
+            assert_eq!(
+                got,
+                twin::support_counts(&tr, &cand, len),
+                "n={n} len={len}"
+            );
             assert_eq!(got, twin::support_counts_bits(&bits, words, &cand, len));
         }
     }
@@ -70,7 +75,7 @@ fn more_candidates_than_one_grid_row_and_several_word_ranges() {
     let got = gpu_counts(&g, &bits, ik::words_for(n), &cand, 2);
     assert_eq!(got, twin::support_counts(&tr, &cand, 2));
     // Words beyond one dispatch range at len 64: random bits, counted in 2 ranges.
-    let words = ik::words_per_range(64) + 77;
+    let words = 4 * (ik::quads_per_range(64) + 77);
     let items = 4;
     let bits: Vec<u32> = rand_indices(items * words, seed("bits"), u32::MAX);
     let cand: Vec<u32> = (0..3 * 64).map(|i| (i % 3 + i / 64) as u32 % 4).collect();
@@ -87,13 +92,15 @@ fn bad_launches_are_errors() {
     let b = upload_u32(&g, &[1, 2, 3, 4]);
     let small = g.alloc(4, "count").unwrap();
     let err = |len, m| {
-        ik::support(&g, &b, 1, &b, m, len, &small)
+        ik::support(&g, &b, 4, &b, m, len, &small)
             .unwrap_err()
             .to_string()
     };
     assert!(err(0, 1).contains("len = 0"));
     assert!(err(65, 1).contains("len = 65"));
     assert!(err(1, 1000).contains("needs"));
+    let odd = ik::support(&g, &b, 3, &b, 1, 1, &small).unwrap_err();
+    assert!(odd.to_string().contains("multiple of 4"), "{odd}");
     assert!(
         ik::pack_bits(&[vec![0, 5]], 3)
             .unwrap_err()
@@ -101,7 +108,7 @@ fn bad_launches_are_errors() {
             .contains("item 5")
     );
     // No candidates is nothing to do; no transactions gives zero counts.
-    ik::support(&g, &b, 1, &b, 0, 1, &small).unwrap();
+    ik::support(&g, &b, 4, &b, 0, 1, &small).unwrap();
     let zero = gpu_counts(&g, &[], 0, &[0, 1], 1);
     assert_eq!(zero, [0, 0]);
 }
