@@ -148,7 +148,8 @@ impl Apriori {
             return arg_err(
                 "apriori",
                 format!(
-                    "min_support = {s}: must be above 0 (at 0 every combination of items would be frequent), at most 1"
+                    "min_support = {s}: must be above 0 (at 0 every combination of items would \
+                     be frequent), at most 1"
                 ),
             );
         }
@@ -158,25 +159,8 @@ impl Apriori {
                 format!("min_support = {s}: must be at most 1 (a share of the transactions)"),
             );
         }
-        if self.max_len == 0 || self.max_len > MAX_LEN {
-            return arg_err(
-                "apriori",
-                format!(
-                    "max_len = {}: expected 1 to {MAX_LEN} items per itemset",
-                    self.max_len
-                ),
-            );
-        }
-        if self.max_candidates == 0 || self.max_candidates > MAX_CANDIDATES {
-            return arg_err(
-                "apriori",
-                format!(
-                    "max_candidates = {}: expected 1 to {MAX_CANDIDATES}",
-                    self.max_candidates
-                ),
-            );
-        }
-        Ok(())
+        in_range("max_len", self.max_len, MAX_LEN, " items per itemset")?;
+        in_range("max_candidates", self.max_candidates, MAX_CANDIDATES, "")
     }
 
     /// The smallest count c with `c / n >= min_support` (at least 1).
@@ -256,6 +240,17 @@ impl Apriori {
         }
         Ok(out)
     }
+}
+
+/// `name = v` must be in `1..=max`.
+fn in_range(name: &str, v: usize, max: usize, unit: &str) -> Result<()> {
+    if v == 0 || v > max {
+        return arg_err(
+            "apriori",
+            format!("{name} = {v}: expected 1 to {max}{unit}"),
+        );
+    }
+    Ok(())
 }
 
 /// Level k's candidates (flat, k items each) from the frequent (k-1)-itemsets `prev` (sorted,

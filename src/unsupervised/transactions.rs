@@ -83,11 +83,7 @@ impl Transactions {
             .iter()
             .map(|l| l.iter().map(|s| index[s.as_ref()]).collect())
             .collect();
-        Self::build(
-            names.into_iter().map(String::from).collect(),
-            rows,
-            "transactions",
-        )
+        Self::build(names.into_iter().map(String::from).collect(), rows, None)
     }
 
     /// Parse basket text: one transaction per line, items separated by commas.
@@ -170,14 +166,15 @@ impl Transactions {
                 format!("column {} is dropped: it cannot be cut", opts.cuts[k].0),
             );
         }
-        let mut t = Self::build(items, rows, &table.file)?;
+        let mut t = Self::build(items, rows, Some(&table.file))?;
         t.lines = t.lines.iter().map(|&i| table.lines[i - 1]).collect();
         t.empty = t.empty.iter().map(|&i| table.lines[i - 1]).collect();
         Ok(t)
     }
 
     /// Sort and dedupe each row, skip empty rows; `rows[i]` is "line" i + 1.
-    fn build(items: Vec<String>, rows: Vec<Vec<u32>>, what: &str) -> Result<Transactions> {
+    /// `file` names the source in the error.
+    fn build(items: Vec<String>, rows: Vec<Vec<u32>>, file: Option<&str>) -> Result<Transactions> {
         let mut t = Transactions {
             items,
             rows: Vec::new(),
@@ -198,12 +195,13 @@ impl Transactions {
             t.lines.push(i + 1);
         }
         if t.rows.is_empty() {
+            let msg = format!(
+                "no transaction holds an item ({} empty transactions)",
+                t.empty.len()
+            );
             return arg_err(
                 "transactions",
-                format!(
-                    "{what}: no transaction holds an item ({} empty)",
-                    t.empty.len()
-                ),
+                file.map_or(msg.clone(), |f| format!("{f}: {msg}")),
             );
         }
         Ok(t)
