@@ -5,14 +5,14 @@
 //! infrequent set is infrequent). Their support counts come from `itemsets.wgsl`: the
 //! transactions are uploaded once as one bitset per item (one bit per transaction), and a
 //! candidate's count is the popcount of its items' bitsets ANDed together. The search stops at
-//! [`Apriori::max_len`] items, at the longest transaction, or when a level has no candidates.
+//! `Apriori::max_len` items, at the longest transaction, or when a level has no candidates.
 //!
 //! An itemset is frequent when its count reaches `min_count`, the smallest integer with
 //! `min_count / n >= min_support` (so `--min-support 0.05` over 1,309 transactions needs 66).
 //!
 //! **The candidate cap.** Candidates can grow exponentially (a low support over long
 //! transactions). Before a level is counted, its candidates are generated up to
-//! [`Apriori::max_candidates`]; past that the search stops, the result keeps every complete
+//! `Apriori::max_candidates`; past that the search stops, the result keeps every complete
 //! level below, and [`FrequentItemsets::truncated`] says where and why. Nothing is silently cut.
 //!
 //! ```no_run

@@ -30,7 +30,7 @@ crate::kernel_params! {
         pub candidates: u32,
         /// Items per candidate (at least 1).
         pub len: u32,
-        /// vec4<u32> per item bitset (the row stride of `bits`, `words / 4`).
+        /// `vec4<u32>` per item bitset (the row stride of `bits`, `words / 4`).
         pub quads: u32,
         /// First quad of this dispatch's range.
         pub quad0: u32,
