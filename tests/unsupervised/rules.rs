@@ -218,7 +218,8 @@ fn candidate_explosion_stops_at_the_cap_and_says_so() {
 
 #[test]
 fn table_items_bins_cuts_and_errors() {
-    let csv = "id,age,city,kids\n1,10,Oslo,0\n2,20,Rome,1\n3,30,NA,0\n4,40,Oslo,2\n5,,Rome,0\n";
+    let csv =
+        "id,age,city,kids\n1,10,Oslo,0\n2,20,Rome,1\n3,30,NA,0\n4,40,Oslo,2\n5,,Rome,0\n6,,NA,\n";
     let table = Table::from_csv_str(csv, "t.csv", HeaderMode::Auto).unwrap();
     let opts = TableItems {
         drop: vec!["id".into()],
@@ -242,6 +243,8 @@ fn table_items_bins_cuts_and_errors() {
     // Missing cells give no item: row 3 has no city, row 5 no age.
     assert_eq!(t.names(&t.rows[2]), ["age=>=30", "kids=0"]);
     assert_eq!(t.names(&t.rows[4]), ["city=Rome", "kids=0"]);
+    // Row 6 has no item left (id dropped, the rest missing): an empty transaction, skipped.
+    assert_eq!((t.len(), t.empty.as_slice(), t.lines[4]), (5, &[7][..], 6));
     let cut = TableItems {
         cuts: vec![("age".into(), vec![15.0, 35.0])],
         ..opts.clone()
