@@ -13,7 +13,9 @@
 //! [`MISSING_MARKERS`](crate::data::table::MISSING_MARKERS)) gives no item. Numeric columns are
 //! binned: at the edges given for the column ([`TableItems::cuts`], e.g. `age` at 18 gives
 //! `age=<18` and `age=>=18`), or else into [`TableItems::bins`] equal-frequency bins (`age=<19`,
-//! `age=[19,31)`, `age=>=31`; bins that would be empty because of repeated values are merged).
+//! `age=[19,31)`, `age=>=31`; where repeated values would make a bin empty, its upper edge moves up
+//! to the next distinct value, so a column of mostly zeros gives `sibsp=<1`, `sibsp=[1,2)`,
+//! `sibsp=>=2`; a constant column gives one item named by its value).
 //! Columns in [`TableItems::categorical`] keep their numbers as categories (`sibsp=0`). A row
 //! with no item left is an empty transaction, skipped as above.
 //!
@@ -257,8 +259,14 @@ fn quantile_edges(table: &Table, c: usize, bins: usize) -> Vec<f64> {
         let Some(&e) = v.get(j * v.len() / bins) else {
             break;
         };
-        if e > v[0] && edges.last().is_none_or(|&l| e > l) {
-            edges.push(e);
+        // Repeated values: the edge moves up to the next distinct value (if there is one).
+        let floor = edges.last().copied().unwrap_or(v[0]);
+        match (e > floor)
+            .then_some(e)
+            .or(v.iter().copied().find(|&x| x > floor))
+        {
+            Some(e) => edges.push(e),
+            None => break,
         }
     }
     edges
@@ -267,7 +275,9 @@ fn quantile_edges(table: &Table, c: usize, bins: usize) -> Vec<f64> {
 /// Bin labels and each row's bin (`None` when missing).
 fn bin_column(table: &Table, c: usize, edges: &[f64]) -> (Vec<String>, Vec<Option<usize>>) {
     let labels = if edges.is_empty() {
-        vec!["any".to_string()]
+        // One value (a constant column): the item is named by it.
+        let first = table.rows.iter().find_map(|r| parse_number(&r[c]));
+        vec![first.map_or("any".into(), |v| v.to_string())]
     } else {
         let mut l = vec![format!("<{}", edges[0])];
         l.extend(edges.windows(2).map(|w| format!("[{},{})", w[0], w[1])));
