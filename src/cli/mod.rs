@@ -19,6 +19,7 @@ mod pca;
 mod predict;
 mod progress;
 mod saved;
+pub mod semi;
 pub mod spec;
 mod sweep;
 mod sweep_plan;

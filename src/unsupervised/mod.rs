@@ -9,6 +9,7 @@
 //! | `pca.rs` | [`Pca`]: covariance by GEMM, Jacobi eigen-decomposition of the d x d matrix |
 //! | `metrics.rs` | silhouette, adjusted Rand index, NMI |
 //! | `features.rs` | a CSV table to features, through `kiln train`'s preparation |
+//! | `spread.rs` | [`LabelSpreading`]: semi-supervised labels over a k-NN graph (`kiln train --semi spread`) |
 //!
 //! The kernels are `shaders/cluster.wgsl` (launchers `kiln_kernels::launch::cluster`, CPU twin
 //! `kiln_kernels::reference::cluster`); the commands are `kiln cluster` and `kiln pca`.
@@ -20,6 +21,7 @@ pub mod kmeans;
 pub mod metrics;
 pub mod minibatch;
 pub mod pca;
+pub mod spread;
 
 pub use dbscan::{Dbscan, DbscanFit};
 pub use distance::Points;
@@ -27,3 +29,4 @@ pub use features::{FeatureOptions, Features, prepare_features};
 pub use kmeans::{Init, KMeans, KMeansFit};
 pub use minibatch::MiniBatchKMeans;
 pub use pca::{Pca, PcaFit};
+pub use spread::{LabelSpreading, SpreadFit};

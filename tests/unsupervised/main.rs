@@ -1,5 +1,6 @@
 //! Learning without labels: k-means, mini-batch k-means, DBSCAN and PCA (kernels against their
-//! CPU twins, the library, and `kiln cluster` / `kiln pca` end to end).
+//! CPU twins, the library, and `kiln cluster` / `kiln pca` end to end), and semi-supervised
+//! training (`kiln train --semi`).
 //!
 //! One test binary per theme (fewer links, smaller target/); each module was a test file.
 
@@ -9,3 +10,5 @@ mod cli_util;
 mod common;
 
 mod cluster;
+mod semi;
+mod semi_cli;
