@@ -20,6 +20,7 @@ mod predict;
 mod progress;
 mod rules;
 mod saved;
+pub mod semi;
 pub mod spec;
 mod sweep;
 mod sweep_plan;

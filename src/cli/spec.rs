@@ -16,6 +16,8 @@ use crate::data::{
 use crate::error::{Error, Result};
 use crate::train::{Task, TrainConfig};
 
+use super::semi::SemiSpec;
+
 /// The largest `--image-size` side: a 4096x4096 RGB image is 200 MB as f32 already.
 const MAX_IMAGE_SIDE: usize = 4096;
 
@@ -81,6 +83,9 @@ pub struct RunSpec {
     pub dropout: Option<f32>,
     /// Training settings.
     pub train: TrainConfig,
+    /// Semi-supervised learning (`[semi]`; left out of files when unused).
+    #[serde(skip_serializing_if = "SemiSpec::is_off")]
+    pub semi: SemiSpec,
 }
 
 impl Default for RunSpec {
@@ -112,6 +117,7 @@ impl Default for RunSpec {
             width: None,
             dropout: None,
             train: TrainConfig::default(),
+            semi: SemiSpec::default(),
         }
     }
 }
@@ -186,6 +192,22 @@ impl RunSpec {
             return super::text_data::load_text(self, None);
         }
         let mut data = self.load_splits()?;
+        if let Some(n) = self.semi.labeled {
+            if data.unlabeled.is_some() {
+                return Err(Error::Config(format!(
+                    "--labeled {n} hides labels for an experiment, but {} already has \
+                     unlabelled rows; use one or the other",
+                    self.data
+                )));
+            }
+            super::semi::keep_labels(&mut data, n, self.train.seed)?;
+        }
+        if self.semi.unlabeled.is_some() && data.preprocessor.is_none() {
+            return Err(Error::Config(format!(
+                "--unlabeled FILE adds rows to CSV data; {} is not a CSV file",
+                self.data
+            )));
+        }
         if let Some(aug) = self.augmentation(data.image)? {
             data.train = Arc::new(data::images::Augmented::new(data.train.clone(), aug)?);
         }
@@ -445,7 +467,13 @@ impl RunSpec {
                     )));
                 }
                 let t = data::load_tabular(&p, &self.tabular_options()?, fractions, seed)?;
-                PreparedData::new(t.train, t.val, t.test, Some(t.preprocessor), t.report, None)
+                let mut d = PreparedData::new(t.train, t.val, t.test, None, t.report, None)?;
+                if self.semi.on() {
+                    d.unlabeled =
+                        super::semi::csv_unlabeled(&self.semi, &t.preprocessor, &t.unlabeled)?;
+                }
+                d.preprocessor = Some(t.preprocessor);
+                Ok(d)
             }
         }
     }
@@ -475,6 +503,10 @@ pub struct PreparedData {
     pub image_prep: Option<data::images::ImagePrep>,
     /// Text data: the tokenizer and the unigram baseline (see [`super::text_data`]).
     pub text: Option<super::text_data::TextInfo>,
+    /// Unlabelled examples (semi-supervised training; see [`super::semi`]).
+    pub unlabeled: Option<Arc<dyn Dataset>>,
+    /// The hidden labels of the unlabelled examples, when `--labeled N` hid them.
+    pub hidden_labels: Option<Vec<u32>>,
 }
 
 impl PreparedData {
@@ -514,6 +546,8 @@ impl PreparedData {
             image,
             image_prep: None,
             text: None,
+            unlabeled: None,
+            hidden_labels: None,
         })
     }
 }

@@ -174,6 +174,8 @@ pub fn load_text(spec: &RunSpec, tokenizer: Option<Arc<dyn Tokenizer>>) -> Resul
         report,
         image: None,
         image_prep: None,
+        unlabeled: None,
+        hidden_labels: None,
         text: Some(TextInfo {
             tokenizer: tok,
             unigram_baseline: baseline,

@@ -25,6 +25,9 @@ pub struct TrainArgs {
     /// The training-loop flags, shared with `kiln finetune`.
     #[command(flatten)]
     pub common: LoopArgs,
+    /// Semi-supervised learning (`--semi`, `--labeled`, `--unlabeled`, ...).
+    #[command(flatten)]
+    pub semi: super::semi::SemiArgs,
     /// Model: mlp, linear, lenet, vgg, resnet18, or a language model: gpt, lstm, gru, rnn
     /// (these train on text: the embedded Shakespeare, or --text FILE).
     #[arg(long)]
@@ -138,6 +141,7 @@ fn resolve(a: &TrainArgs) -> Result<RunSpec> {
         .parse::<OptimizerKind>()
         .map_err(|e| Error(format!("--optimizer: {e}")))?;
     s.train.validate()?;
+    s.semi.validate()?;
     Ok(s)
 }
 
@@ -220,6 +224,7 @@ fn apply_flags(a: &TrainArgs, s: &mut RunSpec) -> Result<()> {
     s.freeze.extend(a.freeze.iter().cloned());
     s.init_strict &= !a.init_non_strict;
     s.new_head |= a.new_head;
+    super::semi::apply_flags(&a.semi, &mut s.semi);
     Ok(())
 }
 
@@ -315,6 +320,10 @@ pub fn run(a: TrainArgs) -> Result<()> {
     } else {
         spec.load_data()?
     };
+    if spec.semi.method == "spread" {
+        return super::semi::spread_run(&spec, &data, &dir, resume);
+    }
+    let mut data = data;
     crate::nn::manual_seed(spec.train.seed);
     let model_spec = ModelSpec::from_name(&spec.model, data.input, data.output, data.image)?;
     let model_spec = text_data::apply_overrides(&spec, model_spec)?;
@@ -418,6 +427,9 @@ pub fn run(a: TrainArgs) -> Result<()> {
                 _ => String::new(),
             }
         );
+        if let Some(line) = super::semi::describe(&data, &spec) {
+            println!("{line}");
+        }
         println!("run:    {}", dir.display());
         if let Some(b) = data.text.as_ref().and_then(|t| t.unigram_baseline) {
             println!(
@@ -426,6 +438,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
             );
         }
     }
+    let semi = super::semi::objective(&spec, &mut data, &gpu)?;
     super::loop_args::check_accumulate(&spec.train, data.train.len())?;
     check_splits(&spec, &data)?;
     let mut trainer =
@@ -452,9 +465,13 @@ pub fn run(a: TrainArgs) -> Result<()> {
             .hooks
             .push(Box::new(progress::Progress::new(units, spec.train.epochs)));
     }
-    let mut objective = Supervised::new(&gpu, data.task.clone());
+    let mut objective: Box<dyn train::Objective> = match semi {
+        Some(o) => Box::new(o),
+        None => Box::new(Supervised::new(&gpu, data.task.clone())),
+    };
     let start = Instant::now();
-    let report = trainer.fit(model.as_mut(), opt.as_mut(), &mut objective, progress)?;
+    let report = trainer.fit(model.as_mut(), opt.as_mut(), objective.as_mut(), progress)?;
+    let semi = super::semi::pseudo_label_summary(&gpu, model.as_mut(), &data, &spec, quiet)?;
     // No test split (--no-test, or --test-fraction 0): nothing to score, said as such.
     let test = if a.no_test || data.test.is_empty() {
         None
@@ -477,6 +494,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         wall,
         &gpu,
         model.num_parameters(),
+        semi,
     )?;
     print_summary(&data, test.as_ref(), &report, wall, &dir, quiet);
     Ok(())

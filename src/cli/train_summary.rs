@@ -17,6 +17,7 @@ pub(super) fn write_summary(
     wall: f64,
     gpu: &Arc<crate::Gpu>,
     params: usize,
+    semi: Option<serde_json::Value>,
 ) -> Result<()> {
     let mut s = serde_json::json!({
         "model": spec.model,
@@ -33,6 +34,9 @@ pub(super) fn write_summary(
         "best_val_loss": report.progress.best_val_loss,
         "budget_reached": report.budget_reached,
     });
+    if let Some(v) = semi {
+        s["semi"] = v;
+    }
     let Some(test) = test else {
         s["test_split"] = format!("not evaluated ({})", no_test_reason(data)).into();
         let text = serde_json::to_string_pretty(&s).unwrap_or_default();

@@ -53,6 +53,10 @@ pub struct TabularSplit {
     pub class_names: Option<Vec<String>>,
     /// Rows left out: missing target, plus missing features under `missing = drop`.
     pub dropped_rows: usize,
+    /// The rows whose target is missing (under `missing = drop` only those with every
+    /// feature), as read: unlabelled examples for semi-supervised training
+    /// ([`Preprocessor::transform`] prepares them like the others).
+    pub unlabeled: Table,
     /// A short human-readable account: rows, columns, kinds, missing values, fills, classes.
     pub report: String,
 }
@@ -98,11 +102,15 @@ pub fn prepare_table(
     // Rows kept: a target, and under drop-rows every feature.
     let drop_features = opts.missing == MissingPolicy::DropRows;
     let (mut no_target, mut no_feature) = (0, 0);
+    let mut unlabeled_rows = Vec::new();
     let keep: Vec<usize> = (0..table.len())
         .filter(|&i| {
             let row = &table.rows[i];
             if is_missing(&row[tcol]) {
                 no_target += 1;
+                if !(drop_features && row.iter().any(|v| is_missing(v))) {
+                    unlabeled_rows.push(i);
+                }
                 false
             } else if drop_features && row.iter().any(|v| is_missing(v)) {
                 no_feature += 1;
@@ -112,6 +120,7 @@ pub fn prepare_table(
             }
         })
         .collect();
+    let unlabeled_table = table.select(&unlabeled_rows);
     let table = table.select(&keep);
     if table.is_empty() {
         return invalid(format!(
@@ -163,6 +172,7 @@ pub fn prepare_table(
         test,
         preprocessor: pre,
         dropped_rows: no_target + no_feature,
+        unlabeled: unlabeled_table,
         report,
     })
 }

@@ -10,6 +10,7 @@ pub mod objective;
 #[cfg(feature = "plots")]
 pub mod plot;
 pub mod progress;
+pub mod semi;
 pub mod trainer;
 pub mod transfer;
 

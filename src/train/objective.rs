@@ -70,6 +70,14 @@ pub trait Objective {
         })
     }
 
+    /// Where the loop stands before each training batch: `epoch` (from 1), `batch` (from 0)
+    /// of `batches` in the epoch. The default ignores it; an objective that draws data of its
+    /// own (semi-supervised: a batch of unlabelled examples beside each labelled one) draws
+    /// from this place, so a resumed run computes what an uninterrupted one would.
+    fn position(&mut self, epoch: usize, batch: usize, batches: usize) {
+        let _ = (epoch, batch, batches);
+    }
+
     /// Extra checkpoint metadata (e.g. the task, for `kiln eval`).
     fn metadata(&self) -> Vec<(String, String)> {
         Vec::new()

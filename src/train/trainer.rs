@@ -261,6 +261,7 @@ impl<'a> Trainer<'a> {
             let mut stopped_inside = false;
             for (k, b) in loader.epoch_from(epoch as u64, first).enumerate() {
                 let i = first + k;
+                objective.position(epoch, i, per_epoch);
                 let (loss, w) = objective.loss(model, &b)?;
                 let mut l = loss.clone();
                 for h in &mut self.hooks {

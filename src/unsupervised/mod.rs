@@ -10,6 +10,7 @@
 //! | `metrics.rs` | silhouette, adjusted Rand index, NMI |
 //! | `features.rs` | a CSV table to features, through `kiln train`'s preparation |
 //! | `transactions.rs`, `apriori.rs`, `rules.rs` | [`Transactions`] from baskets or tables, [`Apriori`] (support counts on the GPU, `itemsets.wgsl`), association rules; `kiln rules` |
+//! | `spread.rs` | [`LabelSpreading`]: semi-supervised labels over a k-NN graph (`kiln train --semi spread`) |
 //!
 //! The kernels are `shaders/cluster.wgsl` (launchers `kiln_kernels::launch::cluster`, CPU twin
 //! `kiln_kernels::reference::cluster`); the commands are `kiln cluster` and `kiln pca`.
@@ -23,6 +24,7 @@ pub mod metrics;
 pub mod minibatch;
 pub mod pca;
 pub mod rules;
+pub mod spread;
 pub mod transactions;
 
 pub use apriori::{Apriori, FrequentItemsets, Itemset};
@@ -33,4 +35,5 @@ pub use kmeans::{Init, KMeans, KMeansFit};
 pub use minibatch::MiniBatchKMeans;
 pub use pca::{Pca, PcaFit};
 pub use rules::{Rule, RuleOptions, RuleOrder, Rules, association_rules};
+pub use spread::{LabelSpreading, SpreadFit};
 pub use transactions::{TableItems, Transactions};

@@ -115,6 +115,27 @@ fn gpt_stopped_by_steps_resumes_exactly() {
 }
 
 #[test]
+fn semi_supervised_stopped_by_steps_resumes_exactly() {
+    // 50 labels + 1,208 unlabelled digits: an epoch is ceil(1208 / 7) = 173 labelled rows, 3
+    // batches of 64, so step 5 is inside epoch 2. FixMatch draws its unlabelled batches and
+    // their augmentations from the place in the run; a low threshold keeps the term active.
+    let semi = [
+        "--labeled",
+        "50",
+        "--semi",
+        "fixmatch",
+        "--threshold",
+        "0.3",
+    ];
+    check_stop_and_resume(
+        "semi-steps",
+        &[&semi[..], &["--seed", "8"]].concat(),
+        "3",
+        &["--max-steps", "5"],
+    );
+}
+
+#[test]
 fn mlp_stopped_by_time_resumes_exactly() {
     // 0.0001 minutes: the budget is spent after the first step, well inside epoch 1.
     check_stop_and_resume(

@@ -1,6 +1,6 @@
 //! Learning without labels: k-means, mini-batch k-means, DBSCAN and PCA (kernels against their
 //! CPU twins, the library, and `kiln cluster` / `kiln pca` end to end); frequent itemsets and
-//! association rules (`kiln rules`).
+//! association rules (`kiln rules`); semi-supervised training (`kiln train --semi`).
 //!
 //! One test binary per theme (fewer links, smaller target/); each module was a test file.
 
@@ -12,3 +12,5 @@ mod common;
 mod cluster;
 mod rules;
 mod rules_cli;
+mod semi;
+mod semi_cli;

@@ -36,9 +36,11 @@ use super::error::DataError;
 use super::memory::InMemoryDataset;
 
 pub mod folder;
+pub mod strong;
 pub mod transform;
 
 pub use folder::{Channels, IMAGE_EXTENSIONS, ImageFolder, ImageOptions, decode_image};
+pub use strong::Strong;
 pub use transform::{Augmented, ChannelNorm, CropFlip};
 
 /// How a model trained on images prepares its input: saved in checkpoints (metadata key
