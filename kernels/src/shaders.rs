@@ -46,6 +46,7 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("cast.wgsl", include_str!("../../shaders/cast.wgsl")),
     ("reduce.wgsl", include_str!("../../shaders/reduce.wgsl")),
     ("cluster.wgsl", include_str!("../../shaders/cluster.wgsl")),
+    ("outlier.wgsl", include_str!("../../shaders/outlier.wgsl")),
     ("softmax.wgsl", include_str!("../../shaders/softmax.wgsl")),
     (
         "cross_entropy.wgsl",

@@ -15,6 +15,7 @@ mod generate;
 mod info;
 mod loop_args;
 mod merge;
+mod outliers;
 mod pca;
 mod predict;
 mod progress;
@@ -77,6 +78,8 @@ pub enum Command {
     Cluster(Box<cluster::ClusterArgs>),
     /// Principal components of the rows of a CSV file: projected rows and explained variance.
     Pca(pca::PcaArgs),
+    /// Score the rows of a CSV file as outliers (Isolation Forest, LOF, Mahalanobis, autoencoder).
+    Outliers(Box<outliers::OutliersArgs>),
 }
 
 /// Run a parsed command line.
@@ -97,6 +100,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Sweep(a) => sweep::run(a),
         Command::Cluster(a) => cluster::run(*a),
         Command::Pca(a) => pca::run(a),
+        Command::Outliers(a) => outliers::run(*a),
     }
 }
 

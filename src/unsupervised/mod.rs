@@ -9,6 +9,7 @@
 //! | `pca.rs` | [`Pca`]: covariance by GEMM, Jacobi eigen-decomposition of the d x d matrix |
 //! | `metrics.rs` | silhouette, adjusted Rand index, NMI |
 //! | `features.rs` | a CSV table to features, through `kiln train`'s preparation |
+//! | `outlier/` | outlier scores: [`IsolationForest`], [`Lof`], [`Mahalanobis`], [`RobustZ`], [`Autoencoder`] |
 //!
 //! The kernels are `shaders/cluster.wgsl` (launchers `kiln_kernels::launch::cluster`, CPU twin
 //! `kiln_kernels::reference::cluster`); the commands are `kiln cluster` and `kiln pca`.
@@ -19,6 +20,7 @@ pub mod features;
 pub mod kmeans;
 pub mod metrics;
 pub mod minibatch;
+pub mod outlier;
 pub mod pca;
 
 pub use dbscan::{Dbscan, DbscanFit};
@@ -26,4 +28,5 @@ pub use distance::Points;
 pub use features::{FeatureOptions, Features, prepare_features};
 pub use kmeans::{Init, KMeans, KMeansFit};
 pub use minibatch::MiniBatchKMeans;
+pub use outlier::{Autoencoder, IsolationForest, Lof, Mahalanobis, RobustZ};
 pub use pca::{Pca, PcaFit};

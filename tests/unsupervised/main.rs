@@ -9,3 +9,4 @@ mod cli_util;
 mod common;
 
 mod cluster;
+mod outlier;
