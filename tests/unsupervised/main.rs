@@ -1,5 +1,6 @@
-//! Learning without labels: k-means, mini-batch k-means, DBSCAN and PCA (kernels against their
-//! CPU twins, the library, and `kiln cluster` / `kiln pca` end to end).
+//! Learning without labels: k-means, mini-batch k-means, DBSCAN, PCA and outlier detection
+//! (kernels against their CPU twins, the library, and `kiln cluster` / `kiln pca` /
+//! `kiln outliers` end to end).
 //!
 //! One test binary per theme (fewer links, smaller target/); each module was a test file.
 
@@ -10,3 +11,4 @@ mod common;
 
 mod cluster;
 mod outlier;
+mod outlier_cli;
