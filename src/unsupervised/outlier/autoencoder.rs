@@ -10,12 +10,17 @@
 //!
 //! ```no_run
 //! use kiln::unsupervised::Autoencoder;
-//! // Rows on the line y = x, and one off it.
-//! let mut x: Vec<f32> = (0..64).flat_map(|i| [i as f32 / 32.0 - 1.0; 2]).collect();
-//! x.extend([1.0, -1.0]);
-//! let ae = Autoencoder { hidden: vec![8, 1, 8], epochs: 200, ..Autoencoder::default() };
-//! let scores = ae.fit_score(&x, 2)?;
-//! assert!(scores[64] > scores[10]);
+//! // Rows (a, b, a + b, a - b) and one that breaks the pattern.
+//! let mut x: Vec<f32> = (0..100)
+//!     .flat_map(|i| {
+//!         let (a, b) = ((i % 10) as f32 / 5.0 - 1.0, (i / 10) as f32 / 5.0 - 1.0);
+//!         [a, b, a + b, a - b]
+//!     })
+//!     .collect();
+//! x.extend([1.0, 1.0, -2.0, 2.0]);
+//! let ae = Autoencoder { hidden: vec![16, 2, 16], epochs: 50, lr: 1e-2, ..Autoencoder::default() };
+//! let scores = ae.fit_score(&x, 4)?; // (101), the mean squared error per row
+//! assert_eq!(scores.len(), 101);
 //! # Ok::<(), kiln::Error>(())
 //! ```
 
