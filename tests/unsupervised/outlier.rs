@@ -64,6 +64,10 @@ fn iforest_path_kernel_matches_cpu_twin_at_awkward_sizes() {
             &got,
             &twin::path_lengths(&fit.forest, &x, d),
         );
+        // One row alone.
+        let one = &fresh[..d];
+        let got = fit.path_lengths(one).unwrap();
+        PATH.assert_close("one row", &got, &twin::path_lengths(&fit.forest, one, d));
     }
 }
 
