@@ -9,14 +9,6 @@ const WBC: &str = concat!(
 );
 const IRIS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/iris.csv");
 
-fn lines(p: &std::path::Path) -> Vec<String> {
-    std::fs::read_to_string(p)
-        .unwrap()
-        .lines()
-        .map(String::from)
-        .collect()
-}
-
 /// Run `kiln outliers WBC --label diagnosis args... --out DIR`; it must succeed.
 fn run_ok(name: &str, args: &[&str]) -> (std::path::PathBuf, serde_json::Value) {
     let dir = scratch_in("outliers", name);
@@ -47,7 +39,8 @@ fn lof_and_mahalanobis_match_scikit_learn_on_the_same_rows() {
         assert_eq!(sm["positive"], "malignant");
         assert_eq!(sm["known_outliers"], 21);
         assert_eq!(sm["flagged"], 21, "round(0.0556 * 378) rows");
-        let rows = lines(&dir.join("scores.csv"));
+        let text = std::fs::read_to_string(dir.join("scores.csv")).unwrap();
+        let rows: Vec<&str> = text.lines().collect();
         assert_eq!(rows[0], "row,score,outlier,diagnosis");
         assert_eq!(rows.len(), 379);
         let mut flagged = 0;
@@ -80,67 +73,33 @@ fn isolation_forest_and_robust_z_score_the_malignant_rows_high() {
     assert!(sm["roc_auc"].as_f64().unwrap() > 0.9, "{sm}");
 }
 
+/// `kiln outliers DATA flags... --out OUT` must fail, cleanly, with `want` in its message.
+fn fails(data: &str, flags: &[&str], want: &str, out: &str) {
+    let mut args = vec!["outliers", data];
+    args.extend(flags);
+    args.extend(["--out", out]);
+    let (ok, _, err) = kiln(&args);
+    assert!(
+        !ok && err.contains(want),
+        "{args:?} should fail with {want}: {err}"
+    );
+    clean_error(&err);
+}
+
 #[test]
 fn bad_flags_and_data_are_clean_errors() {
     let dir = scratch_in("outliers", "bad");
     let one = dir.join("one.csv");
     std::fs::write(&one, "a,b\n1,2\n").unwrap();
     let out = s(&dir);
-    let cases: &[(&[&str], &str)] = &[
-        (
-            &["outliers", WBC, "--method", "svm", "--out", out],
-            "--method svm",
-        ),
-        (
-            &["outliers", WBC, "--contamination", "0.7", "--out", out],
-            "(0, 0.5]",
-        ),
-        (
-            &["outliers", WBC, "--contamination", "0", "--out", out],
-            "(0, 0.5]",
-        ),
-        (
-            &[
-                "outliers", WBC, "--method", "lof", "--k", "378", "--out", out,
-            ],
-            "k = 378",
-        ),
-        (
-            &["outliers", IRIS, "--label", "species", "--out", out],
-            "--positive",
-        ),
-        (
-            &[
-                "outliers",
-                IRIS,
-                "--label",
-                "species",
-                "--positive",
-                "rose",
-                "--out",
-                out,
-            ],
-            "--positive rose",
-        ),
-        (&["outliers", s(&one), "--out", out], "1 row"),
-        (
-            &[
-                "outliers",
-                WBC,
-                "--method",
-                "autoencoder",
-                "--hidden",
-                "8,x",
-                "--out",
-                out,
-            ],
-            "--hidden 8,x",
-        ),
-    ];
-    for (args, want) in cases {
-        let (ok, _, err) = kiln(args);
-        assert!(!ok, "{args:?} should fail");
-        clean_error(&err);
-        assert!(err.contains(want), "{args:?}: {err}");
-    }
+    fails(WBC, &["--method", "svm"], "--method svm", out);
+    fails(WBC, &["--contamination", "0.7"], "(0, 0.5]", out);
+    fails(WBC, &["--contamination", "0"], "(0, 0.5]", out);
+    fails(WBC, &["--method", "lof", "--k", "378"], "k = 378", out);
+    fails(IRIS, &["--label", "species"], "--positive", out);
+    let rose = ["--label", "species", "--positive", "rose"];
+    fails(IRIS, &rose, "--positive rose", out);
+    fails(s(&one), &[], "1 row", out);
+    let bad_hidden = ["--method", "autoencoder", "--hidden", "8,x"];
+    fails(WBC, &bad_hidden, "--hidden 8,x", out);
 }
