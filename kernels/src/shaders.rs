@@ -47,6 +47,7 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("reduce.wgsl", include_str!("../../shaders/reduce.wgsl")),
     ("cluster.wgsl", include_str!("../../shaders/cluster.wgsl")),
     ("itemsets.wgsl", include_str!("../../shaders/itemsets.wgsl")),
+    ("outlier.wgsl", include_str!("../../shaders/outlier.wgsl")),
     ("softmax.wgsl", include_str!("../../shaders/softmax.wgsl")),
     (
         "cross_entropy.wgsl",

@@ -15,6 +15,7 @@ mod generate;
 mod info;
 mod loop_args;
 mod merge;
+mod outliers;
 mod pca;
 mod predict;
 mod progress;
@@ -81,6 +82,8 @@ pub enum Command {
     Pca(pca::PcaArgs),
     /// Frequent itemsets (Apriori, support counts on the GPU) and association rules from baskets or a CSV table.
     Rules(Box<rules::RulesArgs>),
+    /// Score the rows of a CSV file as outliers (Isolation Forest, LOF, Mahalanobis, autoencoder).
+    Outliers(Box<outliers::OutliersArgs>),
 }
 
 /// Run a parsed command line.
@@ -102,6 +105,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Cluster(a) => cluster::run(*a),
         Command::Pca(a) => pca::run(a),
         Command::Rules(a) => rules::run(*a),
+        Command::Outliers(a) => outliers::run(*a),
     }
 }
 

@@ -1,5 +1,5 @@
 //! Points on the GPU and their squared Euclidean distances, the one distance mechanism that
-//! k-means, DBSCAN, the silhouette score (and later k-NN for LOF) share.
+//! k-means, DBSCAN, the silhouette score, k-NN (LOF, label spreading) share.
 //!
 //! `||x - y||^2 = ||x||^2 - 2 x.y + ||y||^2`: the cross term of a block of rows against a set of
 //! points is one GEMM (the matmul op), and `cluster.wgsl` adds the squared norms (kept beside
@@ -202,4 +202,70 @@ impl Points {
         ck::count_within(self.gpu(), d2.buffer(), rows, self.n, eps2, count.buffer())?;
         Ok((count.to_vec()?, d2.to_vec()?))
     }
+
+    /// The `k` nearest points of `base` to every point of `self` on the GPU, leaving out the
+    /// point itself when `same` (`self` and `base` are one set). Squared distances go by blocks
+    /// of rows ([`Points::sq_dists_block`]), `outlier.wgsl:knn` keeps the k smallest of each row
+    /// (ascending; ties: the lower index), and only (rows, k) is read back.
+    pub fn knn(&self, base: &Points, k: usize, same: bool) -> Result<Knn> {
+        const WHAT: &str = "k-nearest neighbours";
+        let m = base.n;
+        let most = if same { m - 1 } else { m };
+        if k == 0 || k > most {
+            return arg_err(
+                WHAT,
+                format!(
+                    "k = {k}: need 1 to {most} (the {} rows)",
+                    if same { "other" } else { "base" }
+                ),
+            );
+        }
+        if m > ck::MAX_LOOP {
+            return arg_err(
+                WHAT,
+                format!("{m} points exceed the {} it can take", ck::MAX_LOOP),
+            );
+        }
+        if self.d != base.d {
+            return arg_err(
+                WHAT,
+                format!("points of {} features against {}", self.d, base.d),
+            );
+        }
+        let step = Self::block_rows(m);
+        let n = self.n;
+        let (mut dist, mut idx) = (Vec::with_capacity(n * k), Vec::with_capacity(n * k));
+        for r0 in (0..n).step_by(step) {
+            let rows = step.min(n - r0);
+            let d2 = self.sq_dists_block(r0, rows, base)?;
+            let nd = Tensor::empty_on(self.gpu(), &[rows, k], DType::F32)?;
+            let ni = Tensor::empty_on(self.gpu(), &[rows, k], DType::U32)?;
+            let (nb, ib) = (nd.buffer(), ni.buffer());
+            kiln_kernels::launch::outlier::knn(
+                self.gpu(),
+                d2.buffer(),
+                rows,
+                m,
+                k,
+                r0,
+                same,
+                nb,
+                ib,
+            )?;
+            dist.extend(nd.to_vec::<f32>()?.iter().map(|v| v.sqrt()));
+            idx.extend(ni.to_vec::<u32>()?);
+        }
+        Ok(Knn { k, dist, idx })
+    }
+}
+
+/// The k nearest neighbours of a set of points ([`Points::knn`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Knn {
+    /// Neighbours per row.
+    pub k: usize,
+    /// Euclidean distances, (n, k), ascending per row.
+    pub dist: Vec<f32>,
+    /// Row indices into the base points, (n, k).
+    pub idx: Vec<u32>,
 }

@@ -1,4 +1,5 @@
-//! Learning without labels on the GPU: k-means, DBSCAN, PCA, and the scores that judge them.
+//! Learning without labels on the GPU: k-means, DBSCAN, PCA, association rules, outlier scores,
+//! label spreading, and the scores that judge them.
 //!
 //! | file | what |
 //! | --- | --- |
@@ -11,9 +12,12 @@
 //! | `features.rs` | a CSV table to features, through `kiln train`'s preparation |
 //! | `transactions.rs`, `apriori.rs`, `rules.rs` | [`Transactions`] from baskets or tables, [`Apriori`] (support counts on the GPU, `itemsets.wgsl`), association rules; `kiln rules` |
 //! | `spread.rs` | [`LabelSpreading`]: semi-supervised labels over a k-NN graph (`kiln train --semi spread`) |
+//! | `outlier/` | outlier scores: [`IsolationForest`], [`Lof`], [`Mahalanobis`], [`RobustZ`], [`Autoencoder`] |
 //!
-//! The kernels are `shaders/cluster.wgsl` (launchers `kiln_kernels::launch::cluster`, CPU twin
-//! `kiln_kernels::reference::cluster`); the commands are `kiln cluster` and `kiln pca`.
+//! The kernels are `shaders/cluster.wgsl`, `itemsets.wgsl` and `outlier.wgsl` (launchers in
+//! `kiln_kernels::launch::{cluster, itemsets, outlier}`, CPU twins in
+//! `kiln_kernels::reference`); the commands are `kiln cluster`, `kiln pca`, `kiln rules`,
+//! `kiln outliers` and `kiln train --semi spread`.
 
 pub mod apriori;
 pub mod dbscan;
@@ -22,6 +26,7 @@ pub mod features;
 pub mod kmeans;
 pub mod metrics;
 pub mod minibatch;
+pub mod outlier;
 pub mod pca;
 pub mod rules;
 pub mod spread;
@@ -33,6 +38,7 @@ pub use distance::Points;
 pub use features::{FeatureOptions, Features, prepare_features};
 pub use kmeans::{Init, KMeans, KMeansFit};
 pub use minibatch::MiniBatchKMeans;
+pub use outlier::{Autoencoder, IsolationForest, Lof, Mahalanobis, RobustZ};
 pub use pca::{Pca, PcaFit};
 pub use rules::{Rule, RuleOptions, RuleOrder, Rules, association_rules};
 pub use spread::{LabelSpreading, SpreadFit};

@@ -11,9 +11,9 @@
 //! ```
 //!
 //! Each point's class is `argmax_c F_ic`; a new point takes `argmax_c sum_{j in kNN} F_jc`
-//! over its k nearest training points. The neighbour search runs on the GPU ([`Points`]:
-//! squared distances as a GEMM, by blocks); the graph (k n entries) and the iteration stay on
-//! the host.
+//! over its k nearest training points. The neighbour search runs on the GPU
+//! ([`Points::knn`]: squared distances as a GEMM by blocks, the k smallest kept by a kernel);
+//! the graph (k n entries) and the iteration stay on the host.
 //!
 //! ```
 //! # fn main() -> kiln::Result<()> {
@@ -68,29 +68,6 @@ pub struct SpreadFit {
     pub iterations: usize,
 }
 
-/// The `k` nearest points of `base` to every point of `query` (ascending distance, ties by
-/// index), leaving out the point itself when `same` (query = base).
-pub fn knn(query: &Points, base: &Points, k: usize, same: bool) -> Result<Vec<Vec<u32>>> {
-    let mut out = Vec::with_capacity(query.n());
-    query.for_each_block(base, |r0, block| {
-        for (r, row) in block.chunks_exact(base.n()).enumerate() {
-            let mut idx: Vec<u32> = (0..base.n() as u32)
-                .filter(|&j| !(same && j as usize == r0 + r))
-                .collect();
-            let key = |j: &u32| (row[*j as usize], *j);
-            let cmp = |a: &u32, b: &u32| key(a).partial_cmp(&key(b)).expect("finite");
-            if idx.len() > k {
-                idx.select_nth_unstable_by(k, cmp);
-                idx.truncate(k);
-            }
-            idx.sort_by(cmp);
-            out.push(idx);
-        }
-        Ok(())
-    })?;
-    Ok(out)
-}
-
 impl LabelSpreading {
     /// Spread `labels` (one per row of `x` (n, d); `None` = unlabelled; classes `0..classes`).
     pub fn fit(
@@ -121,10 +98,10 @@ impl LabelSpreading {
             return arg_err(WHAT, "no labelled point: nothing to spread");
         }
         let points = Points::new(x, d)?;
-        let near = knn(&points, &points, self.k, true)?;
+        let near = points.knn(&points, self.k, true)?;
         // Symmetric 0/1 graph as adjacency lists (i ~ j when either is among the other's k).
-        let mut adj: Vec<Vec<u32>> = near.clone();
-        for (i, list) in near.iter().enumerate() {
+        let mut adj: Vec<Vec<u32>> = near.idx.chunks(self.k).map(<[u32]>::to_vec).collect();
+        for (i, list) in near.idx.chunks(self.k).enumerate() {
             for &j in list {
                 adj[j as usize].push(i as u32);
             }
@@ -199,9 +176,10 @@ impl SpreadFit {
         }
         check_matrix("label spreading predict", x, d)?;
         let q = Points::new_on(self.points.tensor().gpu(), x, d)?;
-        let near = knn(&q, &self.points, self.k, false)?;
+        let near = q.knn(&self.points, self.k, false)?;
         Ok(near
-            .iter()
+            .idx
+            .chunks(self.k)
             .map(|list| {
                 let mut sum = vec![0.0f32; self.classes];
                 for &j in list {

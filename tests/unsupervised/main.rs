@@ -1,6 +1,7 @@
-//! Learning without labels: k-means, mini-batch k-means, DBSCAN and PCA (kernels against their
-//! CPU twins, the library, and `kiln cluster` / `kiln pca` end to end); frequent itemsets and
-//! association rules (`kiln rules`); semi-supervised training (`kiln train --semi`).
+//! Learning without labels: k-means, mini-batch k-means, DBSCAN, PCA and outlier detection
+//! (kernels against their CPU twins, the library, and `kiln cluster` / `kiln pca` /
+//! `kiln outliers` end to end); frequent itemsets and association rules (`kiln rules`);
+//! semi-supervised training (`kiln train --semi`).
 //!
 //! One test binary per theme (fewer links, smaller target/); each module was a test file.
 
@@ -10,6 +11,8 @@ mod cli_util;
 mod common;
 
 mod cluster;
+mod outlier;
+mod outlier_cli;
 mod rules;
 mod rules_cli;
 mod semi;

@@ -31,6 +31,7 @@
 //! | optim | `optim.rs` | `optim` | none (`optim/`) | `benches/train_step.rs` |
 //! | cluster (k-means, DBSCAN) | `cluster.rs` | `cluster` | none (`unsupervised/`) | `benches/cluster.rs` |
 //! | itemsets (Apriori support counts) | `itemsets.rs` | `itemsets` | none (`unsupervised/apriori.rs`) | `kernels/benches/itemsets.rs` |
+//! | outlier (Isolation Forest, k-NN for LOF) | `outlier.rs` | `outlier` | none (`unsupervised/outlier/`) | `benches/outlier.rs` |
 //! | bench (peak probes) | `bench.rs` | none | none (`cli/bench.rs`) | `kiln bench` |
 //!
 //! The buffer pool is [`crate::buffer_pool`], a different thing from the pooling family.
@@ -50,6 +51,7 @@ pub mod matmul;
 pub mod nf4;
 pub mod norm;
 pub mod optim;
+pub mod outlier;
 pub mod pool;
 pub mod reduce;
 pub mod rnn;
@@ -109,6 +111,7 @@ pub fn all_params() -> Vec<ParamsLayout> {
     v.extend(bench::params_layouts());
     v.extend(cluster::params_layouts());
     v.extend(itemsets::params_layouts());
+    v.extend(outlier::params_layouts());
     v
 }
 

@@ -17,6 +17,7 @@ pub mod matmul;
 pub mod nf4;
 pub mod norm;
 pub mod optim;
+pub mod outlier;
 pub mod pool;
 pub mod reduce;
 pub mod rnn;
