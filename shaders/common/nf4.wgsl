@@ -24,6 +24,8 @@ struct Nf4Params {
 @group(0) @binding(2) var<storage, read> scales: array<u32>;   // ceil(n / 256) words of 4 int8
 @group(0) @binding(3) var<storage, read> stats: array<f32>;    // [mu, s_0, s_1, ...]
 @group(0) @binding(4) var<storage, read_write> out: array<f32>; // y (M, out) / dx (M, in) / W
+@group(0) @binding(5) var<storage, read> inp: array<vec4<f32>>;  // x or dy, contiguous
+@group(0) @binding(6) var<storage, read> bias: array<f32>;       // (out), forward only
 
 // The NF4 code book (QLoRA appendix E; bitsandbytes csrc/kernels.cu `nf4_dequantization_lut`),
 // equal to reference::nf4::NF4_CODE (a test checks). NF4_BOOK[i] with a constant i is a
@@ -56,4 +58,33 @@ fn nf4_lo(w: u32) -> vec4<f32> {
 fn nf4_hi(w: u32) -> vec4<f32> {
     let c = vec4<u32>(w >> 16u, w >> 20u, w >> 24u, w >> 28u) & vec4<u32>(15u);
     return vec4<f32>(NF4[c.x], NF4[c.y], NF4[c.z], NF4[c.w]);
+}
+
+// Write out[at] = v, or add it for later chunks of the reduction.
+fn put(at: u32, v: f32) {
+    if (P.accumulate != 0u) {
+        out[at] += v;
+    } else {
+        out[at] = v;
+    }
+}
+
+// The forward's bias of columns j0 .. j0+3 (clamped to the last): only in the first chunk, and
+// only with has_bias; 0 otherwise.
+fn bias4(j0: u32) -> vec4<f32> {
+    if (P.has_bias == 0u || P.accumulate != 0u) {
+        return vec4<f32>(0.0);
+    }
+    let nx = P.out_f - 1u;
+    return vec4<f32>(bias[min(j0, nx)], bias[min(j0 + 1u, nx)], bias[min(j0 + 2u, nx)],
+                     bias[min(j0 + 3u, nx)]);
+}
+
+// y[i, j0 .. j0+3] = v (forward), the in-bounds part.
+fn put_row4(i: u32, j0: u32, v: vec4<f32>) {
+    if (i >= P.rows) { return; }
+    let at = i * P.out_f + j0;
+    for (var c = 0u; c < 4u; c++) {
+        if (j0 + c < P.out_f) { put(at + c, v[c]); }
+    }
 }

@@ -21,9 +21,6 @@
 
 // #include common/nf4.wgsl
 
-@group(0) @binding(5) var<storage, read> inp: array<vec4<f32>>;  // x or dy, contiguous
-@group(0) @binding(6) var<storage, read> bias: array<f32>;       // (out)
-
 override WG_X: u32 = 8u;   // invocations along the output columns
 override WG_Y: u32 = 8u;   // invocations along M
 override TM: u32 = 8u;     // rows of x / dy per invocation, 1 ..= TM_MAX
@@ -68,14 +65,6 @@ fn book_hi(w: u32) -> vec4<f32> {
     return book(vec4<u32>(w >> 16u, w >> 20u, w >> 24u, w >> 28u) & vec4<u32>(15u));
 }
 
-fn put(at: u32, v: f32) {
-    if (P.accumulate != 0u) {
-        out[at] += v;
-    } else {
-        out[at] = v;
-    }
-}
-
 // Forward: a TM x 4 block y[i0 .. i0+TM-1, j0 .. j0+3]; acc[r][c] = y[i0 + r, j0 + c].
 @compute @workgroup_size(WG_X, WG_Y, 1)
 fn matmul_nf4_block(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -115,21 +104,9 @@ fn matmul_nf4_block(@builtin(global_invocation_id) gid: vec3<u32>) {
             }
         }
     }
-    var b = vec4<f32>(0.0);
-    if (P.has_bias != 0u && P.accumulate == 0u) {
-        b = vec4<f32>(bias[min(j0, nx)], bias[min(j0 + 1u, nx)], bias[min(j0 + 2u, nx)],
-                      bias[min(j0 + 3u, nx)]);
-    }
+    let b = bias4(j0);
     for (var r = 0u; r < TM; r++) {
-        let i = i0 + r;
-        if (i < P.rows) {
-            let at = i * P.out_f + j0;
-            let v = acc[r] + b;
-            put(at, v.x);
-            if (j0 + 1u < P.out_f) { put(at + 1u, v.y); }
-            if (j0 + 2u < P.out_f) { put(at + 2u, v.z); }
-            if (j0 + 3u < P.out_f) { put(at + 3u, v.w); }
-        }
+        put_row4(i0 + r, j0, acc[r] + b);
     }
 }
 
@@ -290,20 +267,8 @@ fn matmul_nf4_tile(@builtin(global_invocation_id) gid: vec3<u32>,
         workgroupBarrier();
     }
     if (i0 >= P.rows || j0 >= P.out_f) { return; }
-    var b = vec4<f32>(0.0);
-    if (P.has_bias != 0u && P.accumulate == 0u) {
-        b = vec4<f32>(bias[min(j0, nx)], bias[min(j0 + 1u, nx)], bias[min(j0 + 2u, nx)],
-                      bias[min(j0 + 3u, nx)]);
-    }
+    let b = bias4(j0);
     for (var r = 0u; r < TM; r++) {
-        let i = i0 + r;
-        if (i < P.rows) {
-            let at = i * P.out_f + j0;
-            let v = acc[r] + b;
-            put(at, v.x);
-            if (j0 + 1u < P.out_f) { put(at + 1u, v.y); }
-            if (j0 + 2u < P.out_f) { put(at + 2u, v.z); }
-            if (j0 + 3u < P.out_f) { put(at + 3u, v.w); }
-        }
+        put_row4(i0 + r, j0, acc[r] + b);
     }
 }

@@ -28,9 +28,6 @@
 // #type elem = f32
 // #include common/nf4.wgsl
 
-@group(0) @binding(5) var<storage, read> inp: array<vec4<f32>>;  // x or dy, contiguous
-@group(0) @binding(6) var<storage, read> bias: array<f32>;       // (out)
-
 override WG_X: u32 = 8u;        // invocations along the output columns
 override WG_Y: u32 = 8u;        // invocations along M
 override ALIGNED: bool = false; // in % 8 == 0 and inp_off % 4 == 0: decode whole words
@@ -50,15 +47,6 @@ fn w_at(e: u32) -> elem {
 fn mad(x: vec4<elem>, w: vec4<elem>, acc: vec4<f32>) -> vec4<f32> {
     if (ELEM_BYTES == 2u) { return acc + vec4<f32>(x * w); }
     return fma(vec4<f32>(x), vec4<f32>(w), acc);
-}
-
-// Write out[at] = v, or add it for later chunks of the reduction.
-fn put(at: u32, v: f32) {
-    if (P.accumulate != 0u) {
-        out[at] += v;
-    } else {
-        out[at] = v;
-    }
 }
 
 // Forward: a 4 x 4 block y[i0 .. i0+3, j0 .. j0+3]; acc_r[c] = y[i0 + r, j0 + c].
@@ -109,30 +97,17 @@ fn matmul_nf4(@builtin(global_invocation_id) gid: vec3<u32>) {
             acc3 = mad(vec4<elem>(inp_at(xr.w + p)), wv, acc3);
         }
     }
-    var b = vec4<f32>(0.0);
-    if (P.has_bias != 0u && P.accumulate == 0u) {
-        b = vec4<f32>(bias[min(j0, nx)], bias[min(j0 + 1u, nx)], bias[min(j0 + 2u, nx)],
-                      bias[min(j0 + 3u, nx)]);
-    }
-    store4(i0, j0, acc0 + b);
-    store4(i0 + 1u, j0, acc1 + b);
-    store4(i0 + 2u, j0, acc2 + b);
-    store4(i0 + 3u, j0, acc3 + b);
+    let b = bias4(j0);
+    put_row4(i0, j0, acc0 + b);
+    put_row4(i0 + 1u, j0, acc1 + b);
+    put_row4(i0 + 2u, j0, acc2 + b);
+    put_row4(i0 + 3u, j0, acc3 + b);
 }
 
 // The 8 products of x / dy words q, q + 1 (elements 8 of one row) with the 8 rows of (lo; hi):
 // two vec * mat in elem, their sum in f32.
 fn dot8(q: u32, lo: mat4x4<elem>, hi: mat4x4<elem>) -> vec4<f32> {
     return vec4<f32>(vec4<elem>(inp[q]) * lo) + vec4<f32>(vec4<elem>(inp[q + 1u]) * hi);
-}
-
-// y[i, j0 .. j0+3] = v, the in-bounds part.
-fn store4(i: u32, j0: u32, v: vec4<f32>) {
-    if (i >= P.rows) { return; }
-    let at = i * P.out_f + j0;
-    for (var c = 0u; c < 4u; c++) {
-        if (j0 + c < P.out_f) { put(at + c, v[c]); }
-    }
 }
 
 // Grad-input: a 4 x 8 block dx[i0 .. i0+3, k0 .. k0+7] as (lo_r, hi_r) = columns 0..3, 4..7.
