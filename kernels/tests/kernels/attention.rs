@@ -8,6 +8,7 @@
 mod case;
 
 use crate::common::*;
+use AttnVariant::{Block, Panel, Row};
 pub use case::*;
 use kiln_kernels::launch::attention::{self as ak, AttnConfig, AttnTiles, AttnVariant};
 
@@ -20,6 +21,15 @@ fn check_forward(c: &Case) {
         FWD.assert_close(&format!("O {name}"), &got[0], &want_o);
         FWD.assert_close(&format!("L {name}"), &got[1], &want_l);
     }
+}
+
+/// `(rung, chunk)` pairs to run: the `plain` rungs at their chunk lengths, then each of
+/// [`configs`] from `from` on whole (chunk 0) and at `chunk`.
+fn chunked(plain: &[(AttnVariant, usize)], from: usize, chunk: usize) -> Vec<(AttnConfig, usize)> {
+    let plain = plain.iter().map(|&(v, n)| (AttnConfig::of(v), n));
+    let rest = configs().into_iter().skip(from);
+    let rest = rest.flat_map(|t| [(t, 0), (t, chunk)]);
+    plain.chain(rest).collect()
 }
 
 #[test]
@@ -54,14 +64,8 @@ fn backward_rungs_match_cpu_twin() {
         let c = Case::new(b, h, tq, tk, d, causal, mask);
         let dout = rand_vec(b * h * tq * d, seed(&c.name()) ^ 7, -1.0, 1.0);
         let (dq, dk, dv) = c.cpu_backward(&dout);
-        let mut cases: Vec<(AttnConfig, usize)> = vec![
-            (AttnConfig::of(AttnVariant::Row), 0),
-            (AttnConfig::of(AttnVariant::Block), 0),
-            (AttnConfig::of(AttnVariant::Row), 3),
-            (AttnConfig::of(AttnVariant::Block), 4),
-        ];
-        cases.extend(configs()[2..].iter().flat_map(|&t| [(t, 0), (t, 9)]));
-        for (cfg, chunk) in cases {
+        let plain = [(Row, 0), (Block, 0), (Row, 3), (Block, 4)];
+        for (cfg, chunk) in chunked(&plain, 2, 9) {
             let got = run_kernels(&c, cfg, chunk, Some(&dout));
             for (n, want) in [&dq, &dk, &dv].iter().enumerate() {
                 let which = ["dq", "dk", "dv"][n];
@@ -95,16 +99,9 @@ fn loop_limit_is_chunked_over_dispatches() {
     let c = Case::new(1, 2, 17, 29, 32, true, true);
     let dout = rand_vec(2 * 17 * 32, 5, -1.0, 1.0);
     let run = |cfg: AttnConfig, chunk: usize| run_kernels(&c, cfg, chunk, Some(&dout));
-    let one = run(AttnConfig::of(AttnVariant::Row), 0);
-    let mut cases: Vec<(AttnConfig, usize)> = vec![
-        (AttnConfig::of(AttnVariant::Row), 3),
-        (AttnConfig::of(AttnVariant::Block), 0),
-        (AttnConfig::of(AttnVariant::Block), 5),
-        (AttnConfig::of(AttnVariant::Panel), 0),
-        (AttnConfig::of(AttnVariant::Panel), 5),
-    ];
-    cases.extend(configs()[3..].iter().flat_map(|&t| [(t, 0), (t, 5)]));
-    for (cfg, chunk) in cases {
+    let one = run(AttnConfig::of(Row), 0);
+    let plain = [(Row, 3), (Block, 0), (Block, 5), (Panel, 0), (Panel, 5)];
+    for (cfg, chunk) in chunked(&plain, 3, 5) {
         let many = run(cfg, chunk);
         for n in 0..5 {
             let what = format!(

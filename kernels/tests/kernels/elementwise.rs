@@ -7,7 +7,7 @@
 mod cases;
 
 use crate::common::*;
-use cases::{UNARY, inputs_for};
+use cases::{BINARY, UNARY, inputs_for};
 use kiln_kernels::launch::elementwise::{
     self as ek, BinaryOp, Strided, UnaryOp, contiguous_strides,
 };
@@ -85,22 +85,6 @@ fn unary_on_transposed_view_matches_cpu() {
     let want: Vec<f64> = xt.iter().map(|&v| (v as f64).tanh()).collect();
     Tolerance::F32_TRANSCENDENTAL.assert_close("tanh of transposed view", &got, &want);
 }
-
-const BINARY: &[BinaryOp] = &[
-    BinaryOp::Add,
-    BinaryOp::Sub,
-    BinaryOp::Mul,
-    BinaryOp::Div,
-    BinaryOp::Pow,
-    BinaryOp::Maximum,
-    BinaryOp::Minimum,
-    BinaryOp::Eq,
-    BinaryOp::Ne,
-    BinaryOp::Lt,
-    BinaryOp::Le,
-    BinaryOp::Gt,
-    BinaryOp::Ge,
-];
 
 /// Broadcasting pairs: (a shape, b shape).
 const BCAST: &[(&[usize], &[usize])] = &[

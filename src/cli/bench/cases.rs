@@ -397,26 +397,7 @@ pub(super) fn nf4(s: &mut Suite) -> Result<()> {
     let flops = 2 * (m * o * i) as u64;
     let bytes = (q.bytes() + 4 * m * (i + o)) as u64;
     for (op, pass) in [("nf4", Nf4Pass::Forward), ("nf4_grad", Nf4Pass::GradInput)] {
-        let (dims, lw) = match pass {
-            Nf4Pass::Forward => (
-                MatmulDims {
-                    batch: 1,
-                    m,
-                    n: o,
-                    k: i,
-                },
-                MatLayout::transposed(i, o),
-            ),
-            Nf4Pass::GradInput => (
-                MatmulDims {
-                    batch: 1,
-                    m,
-                    n: i,
-                    k: o,
-                },
-                MatLayout::contiguous(o, i),
-            ),
-        };
+        let (dims, lw) = pass.dense(m, o, i);
         let la = MatLayout::contiguous(m, dims.k);
         let mcfg = kiln_kernels::tune::matmul_choice(&gpu, dims, la, lw, false);
         let case = Case::new(op, shape.clone(), "dequant+matmul")
@@ -434,10 +415,7 @@ pub(super) fn nf4(s: &mut Suite) -> Result<()> {
             if cfg.is_f16() {
                 case.dtype = "f16";
             }
-            s.run(case, || match pass {
-                Nf4Pass::Forward => nk::matmul_nf4(&gpu, cfg, wb, &x, 0, m, None, &y),
-                Nf4Pass::GradInput => nk::matmul_nf4_grad_input(&gpu, cfg, wb, &x, 0, m, &y),
-            })?;
+            s.run(case, || nk::matmul_nf4_pass(&gpu, cfg, pass, wb, &x, m, &y))?;
         }
     }
     Ok(())

@@ -118,18 +118,13 @@ pub fn grid_cases(n: usize) -> impl Iterator<Item = Case> {
 /// Every rung, and the tiled one also with small tiles (many tiles and workgroups per head,
 /// rows past the end inside a workgroup).
 pub fn configs() -> Vec<AttnConfig> {
-    let tiled = |wg, bc| AttnConfig {
-        variant: AttnVariant::Tiled,
+    use AttnVariant::{Block, Panel, Row, Tiled};
+    let small = [(2, 8), (8, 4)].map(|(wg, bc)| AttnConfig {
+        variant: Tiled,
         tiles: AttnTiles { wg, bc },
-    };
-    vec![
-        AttnConfig::of(AttnVariant::Row),
-        AttnConfig::of(AttnVariant::Block),
-        AttnConfig::of(AttnVariant::Panel),
-        AttnConfig::of(AttnVariant::Tiled),
-        tiled(2, 8),
-        tiled(8, 4),
-    ]
+    });
+    let rungs = [Row, Block, Panel, Tiled].map(AttnConfig::of);
+    rungs.into_iter().chain(small).collect()
 }
 
 /// `v` in a fresh buffer (at least one element).

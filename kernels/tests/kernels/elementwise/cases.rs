@@ -4,7 +4,7 @@
 #![allow(dead_code)] // each including crate uses a part
 
 use crate::common::{rand_signed_away_from_zero, rand_vec};
-use kiln_kernels::launch::elementwise::UnaryOp;
+use kiln_kernels::launch::elementwise::{BinaryOp, UnaryOp};
 
 /// Input domain where each unary op is smooth and defined: (lo, hi, signed away from zero).
 fn domain(op: UnaryOp) -> (f32, f32, bool) {
@@ -50,3 +50,21 @@ pub fn inputs_for(op: UnaryOp, n: usize, seed: u64) -> Vec<f32> {
         rand_vec(n, seed, lo, hi)
     }
 }
+
+/// Every binary function but `Axpy`: the arithmetic ones first (the differentiable seven), then
+/// the comparisons.
+pub const BINARY: &[BinaryOp] = &[
+    BinaryOp::Add,
+    BinaryOp::Sub,
+    BinaryOp::Mul,
+    BinaryOp::Div,
+    BinaryOp::Pow,
+    BinaryOp::Maximum,
+    BinaryOp::Minimum,
+    BinaryOp::Eq,
+    BinaryOp::Ne,
+    BinaryOp::Lt,
+    BinaryOp::Le,
+    BinaryOp::Gt,
+    BinaryOp::Ge,
+];
