@@ -15,7 +15,7 @@
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use kiln_kernels::launch::matmul::{self as mk, MatLayout, MatRef};
-use kiln_kernels::launch::nf4::{self as nk, Nf4Buffers, Nf4Config, Nf4Pass};
+use kiln_kernels::launch::nf4::{self as nk, Nf4Config, Nf4Pass, Nf4Weight};
 use kiln_kernels::reference::nf4 as cpu;
 use kiln_kernels::{Gpu, GpuBuffer, tune};
 
@@ -65,18 +65,8 @@ fn nf4(c: &mut Criterion) {
             "| {o} x {i} (N(0, 0.02)-like) | {:.3e} | {:.3e} | {:.4} |",
             e.mean_abs, e.max_abs, e.rel_frobenius
         );
-        let (codes, scales, stats) = (
-            upload(&gpu, &q.codes, "codes"),
-            upload(&gpu, &q.scale_words(), "scales"),
-            upload(&gpu, &q.stats, "stats"),
-        );
-        let wb = Nf4Buffers {
-            codes: &codes,
-            scales: &scales,
-            stats: &stats,
-            out_features: o,
-            in_features: i,
-        };
+        let weight = Nf4Weight::upload(&gpu, &q).unwrap();
+        let wb = weight.buffers();
         let wf32 = upload(&gpu, &w, "W f32");
         let wdq = gpu.alloc(4 * (o * i) as u64, "W dequantised").unwrap();
         let x = filled(&gpu, m * i.max(o));

@@ -68,29 +68,34 @@ fn forward_matches_composed() {
     }
 }
 
+/// The case's seeded weights w of `sum(O * w)`, (B, H, Tq, D) in [0.5, 1.5).
+fn loss_weights(c: &Case) -> Vec<f32> {
+    let s = &c.s;
+    let n = s.batch * s.heads * s.tq * s.d;
+    rand_vec(n, seed(&c.name()) ^ 9, 0.5, 1.5)
+}
+
+/// O of the fused (or `composed`) op and the gradients [dq, dk, dv] of `sum(O * w)` by autograd.
+fn op_grads(c: &Case, composed: bool, w: &[f32]) -> (Vec<f32>, [Vec<f32>; 3]) {
+    let s = &c.s;
+    let (q, k, v, opts) = c.tensors();
+    let o = if composed {
+        attention_composed(&q, &k, &v, &opts).unwrap()
+    } else {
+        scaled_dot_product_attention(&q, &k, &v, &opts).unwrap()
+    };
+    let wt = tensor(w, &[s.batch, s.heads, s.tq, s.d]);
+    o.mul(&wt).unwrap().sum().unwrap().backward().unwrap();
+    let grads = [q, k, v].map(|t| t.grad().unwrap().to_vec::<f32>().unwrap());
+    (o.to_vec::<f32>().unwrap(), grads)
+}
+
 /// Gradients of `sum(O * w)` from the fused op, against the twin's backward and the composed op.
 fn check_backward(c: &Case) {
-    let s = &c.s;
-    let w = rand_vec(
-        s.batch * s.heads * s.tq * s.d,
-        seed(&c.name()) ^ 9,
-        0.5,
-        1.5,
-    );
-    let wt = tensor(&w, &[s.batch, s.heads, s.tq, s.d]);
+    let w = loss_weights(c);
     let (dq, dk, dv) = c.cpu_backward(&w);
-    let grads = |composed: bool| {
-        let (q, k, v, opts) = c.tensors();
-        let o = if composed {
-            attention_composed(&q, &k, &v, &opts).unwrap()
-        } else {
-            scaled_dot_product_attention(&q, &k, &v, &opts).unwrap()
-        };
-        o.mul(&wt).unwrap().sum().unwrap().backward().unwrap();
-        [q, k, v].map(|t| t.grad().unwrap().to_vec::<f32>().unwrap())
-    };
-    let fused = grads(false);
-    let composed = grads(true);
+    let fused = op_grads(c, false, &w).1;
+    let composed = op_grads(c, true, &w).1;
     for (n, want) in [dq, dk, dv].iter().enumerate() {
         let which = ["dq", "dk", "dv"][n];
         GRAD.assert_close(&format!("{which} vs twin {}", c.name()), &fused[n], want);

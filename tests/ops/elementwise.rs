@@ -272,13 +272,8 @@ fn fill_arange_and_casts() {
 #[test]
 fn f16_storage_round_trip() {
     let g = gpu();
-    if !g.has_f16() {
-        let why = format!("adapter {:?} has no SHADER_F16", g.info().name);
-        return common::skip::skip(
-            "f16 storage round trip",
-            &why,
-            "an adapter with SHADER_F16 (lavapipe has it: apt-get install -y mesa-vulkan-drivers)",
-        );
+    if !common::skip::has_f16(&g, "f16 storage round trip") {
+        return;
     }
     let x = rand_vec(257, seed("f16"), -100.0, 100.0);
     let h = tensor(&x, &[257]).to_dtype(kiln::DType::F16).unwrap();

@@ -58,40 +58,43 @@ fn fused_matches_composed() {
     }
 }
 
-#[test]
-fn layer_norm_gradcheck() {
-    let d = 7;
-    let s = seed("ln_gradcheck");
+/// Finite differences of the fused op on a (rows, d) input with affine params (seeded by `tag`).
+fn norm_gradcheck(kind: NormKind, rows: usize, d: usize, tag: &str) {
+    let s = seed(tag);
+    let mut inputs = vec![
+        Input::rand(&[rows, d], s, -2.0, 2.0),
+        Input::rand(&[d], s + 1, 0.5, 1.5),
+    ];
+    if kind == NormKind::LayerNorm {
+        inputs.push(Input::rand(&[d], s + 2, -0.5, 0.5));
+    }
+    let name = match kind {
+        NormKind::LayerNorm => "layer_norm",
+        NormKind::RmsNorm => "rms_norm",
+    };
     gradcheck(
-        "layer_norm",
-        &[
-            Input::rand(&[3, d], s, -2.0, 2.0),
-            Input::rand(&[d], s + 1, 0.5, 1.5),
-            Input::rand(&[d], s + 2, -0.5, 0.5),
-        ],
-        |t| norm::layer_norm(&t[0], Some(&t[1]), Some(&t[2]), 1e-5),
-        |x| cpu::norm_forward(NormKind::LayerNorm, d, &x[0], &x[1], &x[2], 1e-5).0,
+        name,
+        &inputs,
+        |t| match kind {
+            NormKind::LayerNorm => norm::layer_norm(&t[0], Some(&t[1]), Some(&t[2]), 1e-5),
+            NormKind::RmsNorm => norm::rms_norm(&t[0], Some(&t[1]), 1e-5),
+        },
+        // RMSNorm ignores the bias argument of the twin.
+        |x| cpu::norm_forward(kind, d, &x[0], &x[1], x.get(2).unwrap_or(&x[1]), 1e-5).0,
         GradTol::default(),
     );
+}
+
+#[test]
+fn layer_norm_gradcheck() {
+    norm_gradcheck(NormKind::LayerNorm, 3, 7, "ln_gradcheck");
 }
 
 #[test]
 fn rms_norm_gradcheck() {
-    let d = 9;
-    let s = seed("rms_gradcheck");
-    gradcheck(
-        "rms_norm",
-        &[
-            Input::rand(&[4, d], s, -2.0, 2.0),
-            Input::rand(&[d], s + 1, 0.5, 1.5),
-        ],
-        |t| norm::rms_norm(&t[0], Some(&t[1]), 1e-5),
-        |x| cpu::norm_forward(NormKind::RmsNorm, d, &x[0], &x[1], &x[1], 1e-5).0,
-        GradTol::default(),
-    );
+    norm_gradcheck(NormKind::RmsNorm, 4, 9, "rms_gradcheck");
 }
 
-/// A transposed (non-contiguous) input is normalised along its logical last dim.
 #[test]
 fn strided_input() {
     let (r, d) = (5usize, 7usize);

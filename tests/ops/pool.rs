@@ -15,16 +15,8 @@ use kiln::{DType, Tensor};
 use kiln_kernels::launch::pool::{PoolShape, Window};
 use kiln_kernels::reference::pool as cpu;
 
-/// `data` as a tensor viewed at element offset 3 of its storage (the kernels must honour it).
-pub fn at_offset(data: &[f32], shape: &[usize]) -> Tensor {
-    let mut v = vec![9.0f32; 3];
-    v.extend_from_slice(data);
-    tensor(&v, &[v.len()])
-        .narrow(0, 3, data.len())
-        .unwrap()
-        .reshape(shape)
-        .unwrap()
-}
+/// `data` as a tensor viewed at element offset 3 of its storage (batch_norm.rs uses it too).
+pub use crate::rnn_util::at_offset;
 
 #[test]
 fn max_pool_padding_counts_as_minus_infinity() {

@@ -24,7 +24,7 @@ use super::{entry_key, lookups_enabled};
 use crate::buffer_pool::GpuBuffer;
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
-use crate::launch::nf4::{Nf4Buffers, Nf4Compute, Nf4Config, Nf4Pass, matmul_nf4_pass};
+use crate::launch::nf4::{Nf4Buffers, Nf4Compute, Nf4Config, Nf4Pass, Nf4Weight, matmul_nf4_pass};
 use crate::reference::nf4 as cpu;
 
 /// The bucket of an NF4 matmul with `dims` = (M, out, in) and x / dy at element `offset`.
@@ -83,36 +83,19 @@ pub fn nf4_choice(
 /// W (out, in) quantised from deterministic noise, on the GPU, with its CPU form.
 struct TestWeight {
     q: cpu::Nf4Quantized,
-    codes: GpuBuffer,
-    scales: GpuBuffer,
-    stats: GpuBuffer,
+    w: Nf4Weight,
 }
 
 impl TestWeight {
     fn new(gpu: &Gpu, out_f: usize, in_f: usize, seed: u64) -> Result<Self> {
         let w: Vec<f32> = noise(out_f * in_f, seed).iter().map(|v| 0.1 * v).collect();
         let q = cpu::quantize(&w, out_f, in_f);
-        let put = |bytes: &[u8], what: &str| -> Result<GpuBuffer> {
-            let b = gpu.alloc(bytes.len() as u64, what)?;
-            gpu.upload(&b, 0, bytes);
-            Ok(b)
-        };
-        Ok(TestWeight {
-            codes: put(bytemuck::cast_slice(&q.codes), "tune nf4 codes")?,
-            scales: put(bytemuck::cast_slice(&q.scale_words()), "tune nf4 scales")?,
-            stats: put(bytemuck::cast_slice(&q.stats), "tune nf4 stats")?,
-            q,
-        })
+        let w = Nf4Weight::upload(gpu, &q)?;
+        Ok(TestWeight { q, w })
     }
 
     fn buffers(&self) -> Nf4Buffers<'_> {
-        Nf4Buffers {
-            codes: &self.codes,
-            scales: &self.scales,
-            stats: &self.stats,
-            out_features: self.q.out_features,
-            in_features: self.q.in_features,
-        }
+        self.w.buffers()
     }
 }
 

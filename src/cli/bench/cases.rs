@@ -215,29 +215,24 @@ pub(super) fn elementwise(s: &mut Suite) -> Result<()> {
         let case = Case::new("add", label.clone(), variant)
             .work(n as u64, 3 * f, Bound::Memory)
             .grouped(base);
+        let (va, vb) = (
+            Strided::contiguous(&a, &shape),
+            Strided::new(&b, 0, &b_strides),
+        );
+        let vo = Strided::contiguous(&out, &shape);
         s.run(case, || {
-            ew::binary(
-                &gpu,
-                BinaryOp::Add,
-                &shape,
-                Strided::contiguous(&a, &shape),
-                Strided::new(&b, 0, &b_strides),
-                Strided::contiguous(&out, &shape),
-                0.0,
-            )
+            let (va, vb, vo) = (va.clone(), vb.clone(), vo.clone());
+            ew::binary(&gpu, BinaryOp::Add, &shape, va, vb, vo, 0.0)
         })?;
     }
     let case = Case::new("relu", label.clone(), "contiguous").work(n as u64, 2 * f, Bound::Memory);
+    let (va, vo) = (
+        Strided::contiguous(&a, &shape),
+        Strided::contiguous(&out, &shape),
+    );
     s.run(case, || {
-        ew::unary(
-            &gpu,
-            UnaryOp::Relu,
-            &shape,
-            Strided::contiguous(&a, &shape),
-            Strided::contiguous(&out, &shape),
-            0.0,
-            0.0,
-        )
+        let (va, vo) = (va.clone(), vo.clone());
+        ew::unary(&gpu, UnaryOp::Relu, &shape, va, vo, 0.0, 0.0)
     })?;
     // Rows of `side`: the serial strategy (one invocation per row) is the baseline.
     let rows = Rows {
@@ -361,7 +356,7 @@ pub(super) fn attention(s: &mut Suite) -> Result<()> {
 /// layer: every fused configuration against dequantise-then-matmul (the baseline: W expanded
 /// to f32 in a temporary buffer, then the tuned matmul). Bytes count the NF4 weight once.
 pub(super) fn nf4(s: &mut Suite) -> Result<()> {
-    use kiln_kernels::launch::nf4::{self as nk, Nf4Buffers, Nf4Config, Nf4Pass};
+    use kiln_kernels::launch::nf4::{self as nk, Nf4Config, Nf4Pass};
     let (m, o, i) = if s.quick {
         (128, 1024, 1024)
     } else {
@@ -376,21 +371,8 @@ pub(super) fn nf4(s: &mut Suite) -> Result<()> {
         .map(|e| ((e * 7919) % 1000) as f32 * 4e-5 - 0.02)
         .collect();
     let q = kiln_kernels::reference::nf4::quantize(&w, o, i);
-    let put = |v: &[u32], what: &str| -> Result<GpuBuffer> {
-        let b = gpu.alloc(4 * v.len() as u64, what)?;
-        gpu.upload(&b, 0, bytemuck::cast_slice(v));
-        Ok(b)
-    };
-    let (codes, scales) = (put(&q.codes, "codes")?, put(&q.scale_words(), "scales")?);
-    let stats = filled(&gpu, q.stats.len())?;
-    gpu.upload(&stats, 0, bytemuck::cast_slice(&q.stats));
-    let wb = Nf4Buffers {
-        codes: &codes,
-        scales: &scales,
-        stats: &stats,
-        out_features: o,
-        in_features: i,
-    };
+    let weight = nk::Nf4Weight::upload(&gpu, &q)?;
+    let wb = weight.buffers();
     let x = filled(&gpu, m * i.max(o))?;
     let y = gpu.alloc(4 * (m * i.max(o)) as u64, "y")?;
     let wdq = gpu.alloc(4 * (o * i) as u64, "W dequantised")?;

@@ -33,26 +33,11 @@ impl Nf4Pass {
     /// transposed; grad: dy (M, out) @ W. The input has `M * dims.k` elements, the output
     /// `M * dims.n`.
     pub fn dense(self, m: usize, out_f: usize, in_f: usize) -> (MatmulDims, MatLayout) {
-        match self {
-            Nf4Pass::Forward => {
-                let dims = MatmulDims {
-                    batch: 1,
-                    m,
-                    n: out_f,
-                    k: in_f,
-                };
-                (dims, MatLayout::transposed(in_f, out_f))
-            }
-            Nf4Pass::GradInput => {
-                let dims = MatmulDims {
-                    batch: 1,
-                    m,
-                    n: in_f,
-                    k: out_f,
-                };
-                (dims, MatLayout::contiguous(out_f, in_f))
-            }
-        }
+        let (n, k, w) = match self {
+            Nf4Pass::Forward => (out_f, in_f, MatLayout::transposed(in_f, out_f)),
+            Nf4Pass::GradInput => (in_f, out_f, MatLayout::contiguous(out_f, in_f)),
+        };
+        (MatmulDims { batch: 1, m, n, k }, w)
     }
 }
 

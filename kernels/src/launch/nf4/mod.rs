@@ -41,7 +41,7 @@ use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
 use crate::launch::{ParamsLayout, grid_1d, layout_of};
 use crate::pipeline::KernelKey;
-use crate::reference::nf4::{BLOCK, GROUP, PER_WORD};
+use crate::reference::nf4::{BLOCK, GROUP, Nf4Quantized, PER_WORD};
 
 mod config;
 pub use config::{Nf4Config, Nf4Pass};
@@ -114,6 +114,51 @@ pub struct Nf4Buffers<'a> {
     pub out_features: usize,
     /// Columns of W.
     pub in_features: usize,
+}
+
+/// An NF4 weight uploaded from its CPU form ([`Nf4Quantized`]): owns the three buffers that
+/// [`Nf4Buffers`] borrows.
+#[derive(Debug)]
+pub struct Nf4Weight {
+    /// Packed codes.
+    pub codes: GpuBuffer,
+    /// Packed int8 block scales.
+    pub scales: GpuBuffer,
+    /// f32 `[mu, s_0, s_1, ...]`.
+    pub stats: GpuBuffer,
+    /// Rows of W.
+    pub out_features: usize,
+    /// Columns of W.
+    pub in_features: usize,
+}
+
+impl Nf4Weight {
+    /// Upload the codes, the block scales (as u32 words) and the stats of `q`.
+    pub fn upload(gpu: &Gpu, q: &Nf4Quantized) -> Result<Self> {
+        let put = |bytes: &[u8], what: &str| -> Result<GpuBuffer> {
+            let b = gpu.alloc((bytes.len() as u64).max(4), what)?;
+            gpu.upload(&b, 0, bytes);
+            Ok(b)
+        };
+        Ok(Nf4Weight {
+            codes: put(bytemuck::cast_slice(&q.codes), "nf4 codes")?,
+            scales: put(bytemuck::cast_slice(&q.scale_words()), "nf4 scales")?,
+            stats: put(bytemuck::cast_slice(&q.stats), "nf4 stats")?,
+            out_features: q.out_features,
+            in_features: q.in_features,
+        })
+    }
+
+    /// The buffers as the launchers take them.
+    pub fn buffers(&self) -> Nf4Buffers<'_> {
+        Nf4Buffers {
+            codes: &self.codes,
+            scales: &self.scales,
+            stats: &self.stats,
+            out_features: self.out_features,
+            in_features: self.in_features,
+        }
+    }
 }
 
 impl Nf4Buffers<'_> {

@@ -16,7 +16,7 @@
 //! 2^-11, with random signs, so the error grows like sqrt(K).
 
 use super::{awkward_sizes, check, dims, layout_cases, plain, upload_as};
-use crate::common::{Tolerance, f64s, gpu, rand_vec, read, seed, skip};
+use crate::common::{Tolerance, err_text, f64s, gpu, rand_vec, read, seed, skip};
 use kiln_kernels::Gpu;
 use kiln_kernels::launch::matmul::{self as mk, MatLayout, MatRef, MatmulConfig, MatmulVariant};
 use kiln_kernels::reference::matmul as cpu;
@@ -86,17 +86,9 @@ fn coop_rung_matches_cpu_twin_where_the_adapter_has_it() {
         // Not runnable here: the launcher must refuse it clearly rather than dispatch.
         let buf = g.alloc(64, "coop").unwrap();
         let (a, b) = plain(2, 2, 2);
-        let err = mk::matmul(
-            &g,
-            MatmulVariant::Coop,
-            MatRef::new(&buf, a),
-            MatRef::new(&buf, b),
-            &buf,
-            0,
-            dims(1, 2, 2, 2),
-        )
-        .unwrap_err()
-        .to_string();
+        let (ra, rb) = (MatRef::new(&buf, a), MatRef::new(&buf, b));
+        let coop = MatmulVariant::Coop;
+        let err = err_text(mk::matmul(&g, coop, ra, rb, &buf, 0, dims(1, 2, 2, 2)));
         assert!(err.contains("COOPERATIVE_MATRIX"), "{err}");
     }
 }
