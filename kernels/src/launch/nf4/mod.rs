@@ -224,22 +224,22 @@ fn groups(key: &KernelKey, cols: usize, rows: usize, block: (u32, u32)) -> Resul
     Ok([gx as u32, gy as u32, 1])
 }
 
-/// Check the sizes of one NF4 pass and record it, one dispatch per chunk of the reduction (the
-/// first overwrites `out`, the rest add into it). `inp` from element `inp_off` is x (forward) or
-/// dy (grad-input), `out` is y or dx; the bindings are W's codes, scales and stats, `out`, `inp`
-/// and, for the forward, the bias.
+/// Check `cfg` (its kernel specialised on `aligned` loads) and the sizes of one NF4 pass, and
+/// record it, one dispatch per chunk of the reduction (the first overwrites `out`, the rest add
+/// into it). `inp` from element `inp_off` is x (forward) or dy (grad-input), `out` is y or dx;
+/// the bindings are W's codes, scales and stats, `out`, `inp` and, for the forward, the bias.
 #[allow(clippy::too_many_arguments)]
 fn record(
     gpu: &Gpu,
-    key: &KernelKey,
-    cfg: Nf4Config,
-    pass: Nf4Pass,
+    (cfg, pass, aligned): (Nf4Config, Nf4Pass, bool),
     w: Nf4Buffers<'_>,
     (inp, inp_off): (&GpuBuffer, usize),
     m: usize,
     out: &GpuBuffer,
     bias: Option<&GpuBuffer>,
 ) -> Result<()> {
+    let key = &cfg.key(pass, aligned);
+    cfg.check(gpu, pass, w.in_features, inp_off, key)?;
     w.check(key)?;
     if m == 0 {
         return Err(KernelError::launch(key, "M must be at least 1"));
@@ -299,12 +299,9 @@ pub fn matmul_nf4(
     bias: Option<&GpuBuffer>,
     y: &GpuBuffer,
 ) -> Result<()> {
-    let in_f = w.in_features;
-    let pass = Nf4Pass::Forward;
-    let aligned = in_f.is_multiple_of(PER_WORD) && x_offset.is_multiple_of(4);
-    let key = cfg.key(pass, aligned);
-    cfg.check(gpu, pass, in_f, x_offset, &key)?;
-    record(gpu, &key, cfg, pass, w, (x, x_offset), m, y, bias)
+    let aligned = w.in_features.is_multiple_of(PER_WORD) && x_offset.is_multiple_of(4);
+    let pass = (cfg, Nf4Pass::Forward, aligned);
+    record(gpu, pass, w, (x, x_offset), m, y, bias)
 }
 
 /// `dx (M, in) = dy (M, out) @ W`, W dequantised in registers (W itself gets no gradient), with
@@ -321,17 +318,14 @@ pub fn matmul_nf4_grad_input(
     m: usize,
     dx: &GpuBuffer,
 ) -> Result<()> {
-    let (out_f, in_f) = (w.out_features, w.in_features);
-    let pass = Nf4Pass::GradInput;
     let aligned = match cfg {
-        Nf4Config::Simple { .. } => in_f.is_multiple_of(PER_WORD),
+        Nf4Config::Simple { .. } => w.in_features.is_multiple_of(PER_WORD),
         Nf4Config::Block { .. } | Nf4Config::Tile { .. } => {
-            out_f.is_multiple_of(4) && dy_offset.is_multiple_of(4)
+            w.out_features.is_multiple_of(4) && dy_offset.is_multiple_of(4)
         }
     };
-    let key = cfg.key(pass, aligned);
-    cfg.check(gpu, pass, in_f, dy_offset, &key)?;
-    record(gpu, &key, cfg, pass, w, (dy, dy_offset), m, dx, None)
+    let pass = (cfg, Nf4Pass::GradInput, aligned);
+    record(gpu, pass, w, (dy, dy_offset), m, dx, None)
 }
 
 /// One pass of the NF4 linear layer by [`matmul_nf4`] (no bias) or [`matmul_nf4_grad_input`]:
