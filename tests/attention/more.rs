@@ -37,7 +37,8 @@ fn shape_errors_name_the_shapes() {
     let t = |s: &[usize]| Tensor::zeros_on(&gpu(), s).unwrap();
     let q = t(&[2, 3, 4, 8]);
     // (K, V, key mask) shapes against Q (2, 3, 4, 8): the error names the one that disagrees.
-    let cases: &[(&[usize], &[usize], Option<&[usize]>)] = &[
+    type Shapes<'a> = (&'a [usize], &'a [usize], Option<&'a [usize]>);
+    let cases: &[Shapes] = &[
         (&[1, 3, 5, 8], &[1, 3, 5, 8], None),
         (&[2, 2, 5, 8], &[2, 2, 5, 8], None),
         (&[2, 3, 5, 4], &[2, 3, 5, 4], None),

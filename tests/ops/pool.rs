@@ -10,8 +10,8 @@ mod cases;
 
 use cases::*;
 use common::*;
+use kiln::DType;
 use kiln::nn::{AdaptiveAvgPool2d, AvgPool2d, BatchNorm2d, Flatten, MaxPool2d, Module};
-use kiln::{DType, Tensor};
 use kiln_kernels::launch::pool::{PoolShape, Window};
 use kiln_kernels::reference::pool as cpu;
 

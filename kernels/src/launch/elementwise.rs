@@ -10,7 +10,8 @@
 //!   (strided indexing in `shaders/common/strided.wgsl`)
 //! - CPU twin: [`crate::reference::elementwise`]
 //! - ops: `src/ops/unary.rs`, `src/ops/binary.rs`, `src/ops/compare.rs`
-//! - tests: `tests/ops/elementwise.rs`, `kernels/tests/kernels/runtime.rs`; benchmark:
+//! - tests: `kernels/tests/kernels/elementwise.rs`, `kernels/tests/kernels/runtime.rs`, the
+//!   ops' in `tests/ops/elementwise.rs`; benchmark:
 //!   `kernels/benches/elementwise.rs`
 
 use crate::buffer_pool::GpuBuffer;

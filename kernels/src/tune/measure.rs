@@ -444,7 +444,7 @@ pub fn verify_attention(
             &gpu.read(b, 0, 4 * n as u64).map_err(e)?,
         ))
     };
-    // f32 sums over D and Tk of values in [-1, 1) against f64 (as tests/ops/attention.rs).
+    // f32 sums over D and Tk of values in [-1, 1) against f64 (as kernels/tests/kernels/attention/case.rs).
     let tol = Tolerance::new(1e-3, 1e-4, "f32 fused attention vs f64, long sums");
     for (name, buf, want) in [
         ("O", &o, &wo),
