@@ -262,6 +262,52 @@ pub enum BinaryOp {
     Axpy = 13,
 }
 
+impl UnaryOp {
+    /// Every function, in `OP` order (the tests run each against its CPU twin).
+    pub const ALL: [UnaryOp; 20] = [
+        Self::Copy,
+        Self::Neg,
+        Self::Exp,
+        Self::Log,
+        Self::Sqrt,
+        Self::Abs,
+        Self::Relu,
+        Self::Gelu,
+        Self::Silu,
+        Self::Tanh,
+        Self::Sigmoid,
+        Self::Clamp,
+        Self::Pow,
+        Self::Affine,
+        Self::Square,
+        Self::Sign,
+        Self::Recip,
+        Self::Sin,
+        Self::Cos,
+        Self::Rsqrt,
+    ];
+}
+
+impl BinaryOp {
+    /// Every function, in `OP` order: the seven arithmetic ones, the six comparisons, `Axpy`.
+    pub const ALL: [BinaryOp; 14] = [
+        Self::Add,
+        Self::Sub,
+        Self::Mul,
+        Self::Div,
+        Self::Pow,
+        Self::Maximum,
+        Self::Minimum,
+        Self::Eq,
+        Self::Ne,
+        Self::Lt,
+        Self::Le,
+        Self::Gt,
+        Self::Ge,
+        Self::Axpy,
+    ];
+}
+
 /// Size the params of one element-wise dispatch (`ins` then `out`, bound in that order), set
 /// `CONTIG` from the operands in `contig_of` where given, and record it; nothing when empty.
 fn record(
