@@ -109,14 +109,19 @@ fn max_pool_kernels_match_cpu_twin() {
 /// CPU twin and the generic entries. The third case drops a row and a column (forward tiled,
 /// backward generic); the last has more planes than one grid dimension holds.
 const TILED: &[Case] = &[
-    (1, 1, 2, 2, (2, 2), (2, 2), (0, 0)),
-    (3, 5, 14, 18, (2, 2), (2, 2), (0, 0)),
-    (2, 3, 13, 17, (2, 2), (2, 2), (0, 0)),
-    (1, 7, 9, 12, (3, 4), (3, 4), (0, 0)),
-    (3, 1, 17, 7, (1, 7), (1, 7), (0, 0)),
-    (17, 7, 129, 2, (1, 1), (1, 1), (0, 0)),
-    (70_001, 1, 2, 4, (2, 2), (2, 2), (0, 0)),
+    tiling(1, 1, 2, 2, (2, 2)),
+    tiling(3, 5, 14, 18, (2, 2)),
+    tiling(2, 3, 13, 17, (2, 2)),
+    tiling(1, 7, 9, 12, (3, 4)),
+    tiling(3, 1, 17, 7, (1, 7)),
+    tiling(17, 7, 129, 2, (1, 1)),
+    tiling(70_001, 1, 2, 4, (2, 2)),
 ];
+
+/// (N, C, H, W) pooled by windows of `kernel` that tile it: stride = kernel, no padding.
+const fn tiling(n: usize, c: usize, h: usize, w: usize, kernel: (usize, usize)) -> Case {
+    (n, c, h, w, kernel, kernel, (0, 0))
+}
 
 #[test]
 fn tiled_max_pool_matches_generic_and_cpu_twin() {
