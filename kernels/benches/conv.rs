@@ -11,16 +11,12 @@
 //! LeNet's first layer: batch 32, 1 -> 6 channels, 28 x 28, 5 x 5, and a ResNet block's
 //! convolution: batch 32, 64 -> 64 channels, 8 x 8, 3 x 3, padding 1.
 
-use std::time::Duration;
-
-use criterion::{
-    BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
-};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use kiln_kernels::launch::conv::{self as ck, Conv2dShape, ConvVariant};
 
 mod common;
 
-use common::filled;
+use common::{filled, time};
 
 /// The process-wide device, announced once with the default rung.
 fn device() -> std::sync::Arc<kiln_kernels::Gpu> {
@@ -49,12 +45,7 @@ enum Pass {
 
 fn bench_pass(c: &mut Criterion, name: &str, pass: Pass) {
     let gpu = device();
-    let mut group = c.benchmark_group(name);
-    group
-        .sample_size(10)
-        .sampling_mode(SamplingMode::Flat)
-        .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_secs(2));
+    let mut group = common::group(c, name);
     for (case, s) in cases() {
         let numel = |sh: [usize; 4]| sh.iter().product::<usize>();
         let x = filled(&gpu, numel(s.input_shape()));
@@ -66,17 +57,16 @@ fn bench_pass(c: &mut Criterion, name: &str, pass: Pass) {
         let dw = filled(&gpu, numel(s.weight_shape()));
         group.throughput(Throughput::Elements(s.flops()));
         for v in ConvVariant::ALL {
-            group.bench_function(BenchmarkId::new(v.name(), case), |bench| {
-                bench.iter(|| {
-                    match pass {
-                        Pass::Forward => ck::conv2d_forward(&gpu, v, &s, &x, &w, Some(&b), &out),
-                        Pass::GradInput => ck::conv2d_grad_input(&gpu, v, &s, &w, &y, &dx),
-                        Pass::GradWeight => ck::conv2d_grad_weight(&gpu, v, &s, &x, &y, &dw),
-                    }
-                    .unwrap();
-                    gpu.sync().unwrap();
-                })
-            });
+            time(
+                &mut group,
+                BenchmarkId::new(v.name(), case),
+                &gpu,
+                || match pass {
+                    Pass::Forward => ck::conv2d_forward(&gpu, v, &s, &x, &w, Some(&b), &out),
+                    Pass::GradInput => ck::conv2d_grad_input(&gpu, v, &s, &w, &y, &dx),
+                    Pass::GradWeight => ck::conv2d_grad_weight(&gpu, v, &s, &x, &y, &dw),
+                },
+            );
         }
     }
     group.finish();

@@ -15,8 +15,6 @@
 //!   over a row, the baseline); 4 bytes per element read.
 //! - `softmax`: 4096 rows of 1024, workgroup against serial; 8 bytes per element.
 
-use std::time::Duration;
-
 use criterion::{
     BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main,
     measurement::WallTime,
@@ -27,7 +25,7 @@ use kiln_kernels::launch::softmax::{self as sk, SoftmaxMode};
 
 mod common;
 
-use common::filled;
+use common::{filled, time};
 
 const SIDE: usize = 2048;
 const N: usize = SIDE * SIDE;
@@ -36,13 +34,10 @@ fn device() -> std::sync::Arc<kiln_kernels::Gpu> {
     common::device(|| "elementwise, reductions, softmax".into())
 }
 
+/// The kernel benches' group ([`common::group`]) counting `bytes` of traffic per iteration.
 fn configure<'a>(c: &'a mut Criterion, name: &str, bytes: u64) -> BenchmarkGroup<'a, WallTime> {
-    let mut group = c.benchmark_group(name);
-    group
-        .sample_size(10)
-        .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_secs(2))
-        .throughput(Throughput::Bytes(bytes));
+    let mut group = common::group(c, name);
+    group.throughput(Throughput::Bytes(bytes));
     group
 }
 
@@ -56,21 +51,20 @@ fn add(c: &mut Criterion) {
     let shape = [SIDE, SIDE];
     let mut group = configure(c, "add", 3 * 4 * N as u64);
     for (name, b_strides) in VIEWS {
-        group.bench_function(BenchmarkId::new(format!("b_{name}"), "4M"), |bench| {
-            bench.iter(|| {
-                ew::binary(
-                    &gpu,
-                    BinaryOp::Add,
-                    &shape,
-                    Strided::contiguous(&a, &shape),
-                    Strided::new(&b, 0, &b_strides),
-                    Strided::contiguous(&out, &shape),
-                    0.0,
-                )
-                .unwrap();
-                gpu.sync().unwrap();
-            })
-        });
+        let (a, b) = (
+            Strided::contiguous(&a, &shape),
+            Strided::new(&b, 0, &b_strides),
+        );
+        let out = Strided::contiguous(&out, &shape);
+        time(
+            &mut group,
+            BenchmarkId::new(format!("b_{name}"), "4M"),
+            &gpu,
+            || {
+                let (a, b, out) = (a.clone(), b.clone(), out.clone());
+                ew::binary(&gpu, BinaryOp::Add, &shape, a, b, out, 0.0)
+            },
+        );
     }
     group.finish();
 }
@@ -82,21 +76,19 @@ fn unary(c: &mut Criterion) {
     let shape = [SIDE, SIDE];
     let mut group = configure(c, "unary", 2 * 4 * N as u64);
     for (name, strides) in VIEWS {
-        group.bench_function(BenchmarkId::new(format!("relu_{name}"), "4M"), |bench| {
-            bench.iter(|| {
-                ew::unary(
-                    &gpu,
-                    UnaryOp::Relu,
-                    &shape,
-                    Strided::new(&x, 0, &strides),
-                    Strided::contiguous(&out, &shape),
-                    0.0,
-                    0.0,
-                )
-                .unwrap();
-                gpu.sync().unwrap();
-            })
-        });
+        let (x, out) = (
+            Strided::new(&x, 0, &strides),
+            Strided::contiguous(&out, &shape),
+        );
+        time(
+            &mut group,
+            BenchmarkId::new(format!("relu_{name}"), "4M"),
+            &gpu,
+            || {
+                let (x, out) = (x.clone(), out.clone());
+                ew::unary(&gpu, UnaryOp::Relu, &shape, x, out, 0.0, 0.0)
+            },
+        );
     }
     group.finish();
 }
@@ -119,13 +111,13 @@ fn sum(c: &mut Criterion) {
     // 65,535 iterations), so the 4M floats are 32 long rows, or 4096 short ones.
     for (r, len) in [(32, N / 32), (4096, 1024)] {
         for (name, strategy) in STRATEGIES {
-            group.bench_function(BenchmarkId::new(name, format!("{r}x{len}")), |bench| {
-                bench.iter(|| {
-                    let view = rows(&x, r, len);
-                    rk::reduce_rows(&gpu, ReduceOp::Sum, strategy, view, &out, 0, 1.0).unwrap();
-                    gpu.sync().unwrap();
-                })
-            });
+            let view = rows(&x, r, len);
+            time(
+                &mut group,
+                BenchmarkId::new(name, format!("{r}x{len}")),
+                &gpu,
+                || rk::reduce_rows(&gpu, ReduceOp::Sum, strategy, view, &out, 0, 1.0),
+            );
         }
     }
     group.finish();
@@ -137,13 +129,13 @@ fn softmax(c: &mut Criterion) {
     let out = gpu.alloc(4 * N as u64, "p").unwrap();
     let mut group = configure(c, "softmax", 2 * 4 * N as u64);
     for (name, strategy) in STRATEGIES {
-        group.bench_function(BenchmarkId::new(name, "4096x1024"), |bench| {
-            bench.iter(|| {
-                let view = rows(&x, 4096, 1024);
-                sk::softmax_rows(&gpu, SoftmaxMode::Softmax, strategy, view, &out, 0).unwrap();
-                gpu.sync().unwrap();
-            })
-        });
+        let view = rows(&x, 4096, 1024);
+        time(
+            &mut group,
+            BenchmarkId::new(name, "4096x1024"),
+            &gpu,
+            || sk::softmax_rows(&gpu, SoftmaxMode::Softmax, strategy, view, &out, 0),
+        );
     }
     group.finish();
 }

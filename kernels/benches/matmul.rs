@@ -13,16 +13,12 @@
 //! has the features; f16 rungs read f16 copies of the operands), so new rungs are measured
 //! without editing this file.
 
-use std::time::Duration;
-
-use criterion::{
-    BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
-};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use kiln_kernels::launch::matmul::{self as mk, MatLayout, MatRef, MatmulDims, MatmulVariant};
 
 mod common;
 
-use common::filled;
+use common::{filled, time};
 
 /// The same pattern as [`filled`], as f16 (operands of the f16 rungs).
 fn filled_f16(gpu: &kiln_kernels::Gpu, n: usize) -> kiln_kernels::GpuBuffer {
@@ -38,12 +34,7 @@ fn filled_f16(gpu: &kiln_kernels::Gpu, n: usize) -> kiln_kernels::GpuBuffer {
 fn matmul(c: &mut Criterion) {
     let gpu =
         common::device(|| format!("default matmul rung: {}", MatmulVariant::default().name()));
-    let mut group = c.benchmark_group("matmul");
-    group
-        .sample_size(10)
-        .sampling_mode(SamplingMode::Flat)
-        .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_secs(2));
+    let mut group = common::group(c, "matmul");
     let sq = |s| MatmulDims {
         batch: 1,
         m: s,
@@ -89,17 +80,14 @@ fn matmul(c: &mut Criterion) {
             .collect();
         group.throughput(Throughput::Elements(d.flops()));
         for v in rungs {
-            group.bench_function(BenchmarkId::new(v.name(), &name), |bench| {
-                let (a, b) = if v.f16_operands() {
-                    (&a16, &b16)
-                } else {
-                    (&a, &b)
-                };
-                bench.iter(|| {
-                    let (a, b) = (MatRef::new(a, la), MatRef::new(b, lb));
-                    mk::matmul(&gpu, v, a, b, &out, 0, d).unwrap();
-                    gpu.sync().unwrap();
-                })
+            let (a, b) = if v.f16_operands() {
+                (&a16, &b16)
+            } else {
+                (&a, &b)
+            };
+            let (a, b) = (MatRef::new(a, la), MatRef::new(b, lb));
+            time(&mut group, BenchmarkId::new(v.name(), &name), &gpu, || {
+                mk::matmul(&gpu, v, a, b, &out, 0, d)
             });
         }
     }

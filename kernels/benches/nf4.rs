@@ -13,19 +13,15 @@
 //! through MiniLM's feed-forward up-projection (in 384, out 1536). Before the timings the
 //! bench prints the quantisation error per layer and the GPU bytes each path holds and moves.
 
-use std::time::Duration;
-
-use criterion::{
-    BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
-};
-use kiln_kernels::launch::matmul::{self as mk, MatLayout, MatRef, MatmulDims};
-use kiln_kernels::launch::nf4::{self as nk, Nf4Buffers, Nf4Config, Nf4Pass};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use kiln_kernels::launch::matmul::{self as mk, MatLayout, MatRef};
+use kiln_kernels::launch::nf4::{self as nk, Nf4Config, Nf4Pass, Nf4Weight};
 use kiln_kernels::reference::nf4 as cpu;
 use kiln_kernels::{Gpu, GpuBuffer, tune};
 
 mod common;
 
-use common::filled;
+use common::{filled, time};
 
 /// Deterministic weights with a normal-ish spread (a sum of 4 uniforms), scale `sd`.
 fn weights(n: usize, sd: f32) -> Vec<f32> {
@@ -56,12 +52,7 @@ fn nf4(c: &mut Criterion) {
             Nf4Config::DEFAULT_BLOCK_GRAD.label()
         )
     });
-    let mut group = c.benchmark_group("nf4");
-    group
-        .sample_size(10)
-        .sampling_mode(SamplingMode::Flat)
-        .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_secs(2));
+    let mut group = common::group(c, "nf4");
     eprintln!("| layer (out x in) | mean abs err | max abs err | rel Frobenius |");
     for (name, m, o, i) in [
         ("m512_1024x1024", 512, 1024, 1024),
@@ -74,18 +65,8 @@ fn nf4(c: &mut Criterion) {
             "| {o} x {i} (N(0, 0.02)-like) | {:.3e} | {:.3e} | {:.4} |",
             e.mean_abs, e.max_abs, e.rel_frobenius
         );
-        let (codes, scales, stats) = (
-            upload(&gpu, &q.codes, "codes"),
-            upload(&gpu, &q.scale_words(), "scales"),
-            upload(&gpu, &q.stats, "stats"),
-        );
-        let wb = Nf4Buffers {
-            codes: &codes,
-            scales: &scales,
-            stats: &stats,
-            out_features: o,
-            in_features: i,
-        };
+        let weight = Nf4Weight::upload(&gpu, &q).unwrap();
+        let wb = weight.buffers();
         let wf32 = upload(&gpu, &w, "W f32");
         let wdq = gpu.alloc(4 * (o * i) as u64, "W dequantised").unwrap();
         let x = filled(&gpu, m * i.max(o));
@@ -112,59 +93,23 @@ fn nf4(c: &mut Criterion) {
                 if !cfg.applies(pass, i, 0) {
                     continue;
                 }
-                group.bench_function(id(&cfg.label()), |b| {
-                    b.iter(|| {
-                        match pass {
-                            Nf4Pass::Forward => nk::matmul_nf4(&gpu, cfg, wb, &x, 0, m, None, &y),
-                            Nf4Pass::GradInput => {
-                                nk::matmul_nf4_grad_input(&gpu, cfg, wb, &x, 0, m, &y)
-                            }
-                        }
-                        .unwrap();
-                        gpu.sync().unwrap();
-                    })
+                time(&mut group, id(&cfg.label()), &gpu, || {
+                    nk::matmul_nf4_pass(&gpu, cfg, pass, wb, &x, m, &y)
                 });
             }
-            // Forward: x (M, in) @ W^T, W (out, in) seen transposed; grad: dy (M, out) @ W.
-            let (dims, lw) = match pass {
-                Nf4Pass::Forward => (
-                    MatmulDims {
-                        batch: 1,
-                        m,
-                        n: o,
-                        k: i,
-                    },
-                    MatLayout::transposed(i, o),
-                ),
-                Nf4Pass::GradInput => (
-                    MatmulDims {
-                        batch: 1,
-                        m,
-                        n: i,
-                        k: o,
-                    },
-                    MatLayout::contiguous(o, i),
-                ),
-            };
+            // The baselines: the same product with W dequantised to f32 first, or held in f32.
+            let (dims, lw) = pass.dense(m, o, i);
             let la = MatLayout::contiguous(m, dims.k);
             let mcfg = tune::matmul_choice(&gpu, dims, la, lw, false);
             let product = |wbuf: &GpuBuffer| {
                 let (a, b) = (MatRef::new(&x, la), MatRef::new(wbuf, lw));
-                mk::matmul_config(&gpu, mcfg, a, b, &y, 0, dims).unwrap();
+                mk::matmul_config(&gpu, mcfg, a, b, &y, 0, dims)
             };
-            group.bench_function(id("dequant+matmul"), |b| {
-                b.iter(|| {
-                    nk::dequantize_nf4(&gpu, wb, &wdq).unwrap();
-                    product(&wdq);
-                    gpu.sync().unwrap();
-                })
+            time(&mut group, id("dequant+matmul"), &gpu, || {
+                nk::dequantize_nf4(&gpu, wb, &wdq)?;
+                product(&wdq)
             });
-            group.bench_function(id("f32-weight"), |b| {
-                b.iter(|| {
-                    product(&wf32);
-                    gpu.sync().unwrap();
-                })
-            });
+            time(&mut group, id("f32-weight"), &gpu, || product(&wf32));
         }
     }
     group.finish();

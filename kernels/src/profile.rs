@@ -195,13 +195,8 @@ fn time_gpu(gpu: &Gpu, iters: usize, launch: &mut dyn FnMut() -> Result<()>) -> 
         ty: wgpu::QueryType::Timestamp,
         count: set_len,
     });
-    let bytes = set_len as u64 * wgpu::QUERY_SIZE as u64;
-    let resolve = device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("kiln.profile.resolve"),
-        size: bytes,
-        usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-        mapped_at_creation: false,
-    });
+    let resolve_usage = wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC;
+    let resolve = ticks_buffer(gpu, "kiln.profile.resolve", set_len, resolve_usage);
     let mut samples_ms = Vec::with_capacity(iters);
     let mut done = 0;
     while done < iters {
@@ -225,6 +220,16 @@ fn time_gpu(gpu: &Gpu, iters: usize, launch: &mut dyn FnMut() -> Result<()>) -> 
     })
 }
 
+/// A buffer of `count` timestamps (8 bytes each) with `usage`.
+fn ticks_buffer(gpu: &Gpu, label: &str, count: u32, usage: wgpu::BufferUsages) -> wgpu::Buffer {
+    gpu.device().create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size: count as u64 * wgpu::QUERY_SIZE as u64,
+        usage,
+        mapped_at_creation: false,
+    })
+}
+
 /// Resolve the first `count` timestamps of `set` and read them back.
 fn read_ticks(
     gpu: &Gpu,
@@ -234,12 +239,8 @@ fn read_ticks(
 ) -> Result<Vec<u64>> {
     let device = gpu.device();
     let bytes = count as u64 * wgpu::QUERY_SIZE as u64;
-    let staging = device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("kiln.profile.readback"),
-        size: bytes,
-        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-        mapped_at_creation: false,
-    });
+    let staging_usage = wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST;
+    let staging = ticks_buffer(gpu, "kiln.profile.readback", count, staging_usage);
     let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
         label: Some("kiln.profile.resolve"),
     });

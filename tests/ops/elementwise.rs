@@ -1,55 +1,18 @@
-//! Elementwise kernels against their CPU twins, and gradient checks of every elementwise op.
+//! Element-wise ops: gradient checks of every unary and binary op (with broadcasting) and of
+//! views, `where` / `masked_fill`, comparisons and their errors, fills, casts and f16 storage
+//! through tensors. The `unary.wgsl` / `binary.wgsl` kernels against their CPU twins are
+//! kiln-kernels' tests (`kernels/tests/kernels/elementwise.rs`), whose unary cases are shared here.
 
 use crate::common;
 
+#[path = "../../kernels/tests/kernels/elementwise/cases.rs"]
+mod cases;
+
+use cases::{binary_ops, inputs_for, unary_cases};
 use common::*;
 use kiln::Tensor;
 use kiln_kernels::launch::elementwise::{BinaryOp, UnaryOp};
 use kiln_kernels::reference::elementwise as cpu;
-
-/// Input domain where each unary op is smooth and defined.
-fn domain(op: UnaryOp) -> (f32, f32, bool) {
-    // (lo, hi, signed-away-from-zero)
-    match op {
-        UnaryOp::Log | UnaryOp::Sqrt | UnaryOp::Rsqrt => (0.1, 4.0, false),
-        UnaryOp::Recip | UnaryOp::Abs | UnaryOp::Relu | UnaryOp::Sign => (0.05, 3.0, true),
-        UnaryOp::Clamp => (0.05, 3.0, true),
-        UnaryOp::Pow => (0.2, 2.0, false),
-        _ => (-3.0, 3.0, false),
-    }
-}
-
-const UNARY: &[(UnaryOp, f32, f32)] = &[
-    (UnaryOp::Copy, 0.0, 0.0),
-    (UnaryOp::Neg, 0.0, 0.0),
-    (UnaryOp::Exp, 0.0, 0.0),
-    (UnaryOp::Log, 0.0, 0.0),
-    (UnaryOp::Sqrt, 0.0, 0.0),
-    (UnaryOp::Abs, 0.0, 0.0),
-    (UnaryOp::Relu, 0.0, 0.0),
-    (UnaryOp::Gelu, 0.0, 0.0),
-    (UnaryOp::Silu, 0.0, 0.0),
-    (UnaryOp::Tanh, 0.0, 0.0),
-    (UnaryOp::Sigmoid, 0.0, 0.0),
-    (UnaryOp::Clamp, -1.0, 1.5),
-    (UnaryOp::Pow, 2.5, 0.0),
-    (UnaryOp::Affine, -1.5, 0.25),
-    (UnaryOp::Square, 0.0, 0.0),
-    (UnaryOp::Sign, 0.0, 0.0),
-    (UnaryOp::Recip, 0.0, 0.0),
-    (UnaryOp::Sin, 0.0, 0.0),
-    (UnaryOp::Cos, 0.0, 0.0),
-    (UnaryOp::Rsqrt, 0.0, 0.0),
-];
-
-fn inputs_for(op: UnaryOp, n: usize, seed: u64) -> Vec<f32> {
-    let (lo, hi, signed) = domain(op);
-    if signed {
-        rand_signed_away_from_zero(n, seed, lo, hi)
-    } else {
-        rand_vec(n, seed, lo, hi)
-    }
-}
 
 fn unary_tensor(t: &Tensor, op: UnaryOp, a: f32, b: f32) -> kiln::Result<Tensor> {
     match op {
@@ -77,38 +40,8 @@ fn unary_tensor(t: &Tensor, op: UnaryOp, a: f32, b: f32) -> kiln::Result<Tensor>
 }
 
 #[test]
-fn unary_kernels_match_cpu_at_awkward_sizes() {
-    for &(op, a, b) in UNARY {
-        for &n in AWKWARD {
-            let x = inputs_for(op, n, seed(&format!("{op:?}{n}")));
-            let got = unary_tensor(&tensor(&x, &[n]), op, a, b)
-                .unwrap()
-                .to_vec::<f32>()
-                .unwrap();
-            let want: Vec<f64> = x
-                .iter()
-                .map(|&v| cpu::unary(op, v as f64, a as f64, b as f64))
-                .collect();
-            Tolerance::F32_TRANSCENDENTAL.assert_close(&format!("{op:?} n={n}"), &got, &want);
-        }
-    }
-}
-
-#[test]
-fn unary_on_transposed_view_matches_cpu() {
-    // (17, 7) transposed to (7, 17): exercises the strided index path.
-    let x = rand_vec(17 * 7, seed("t"), -2.0, 2.0);
-    let t = tensor(&x, &[17, 7]).t().unwrap();
-    assert!(!t.is_contiguous());
-    let got = t.tanh().unwrap().to_vec::<f32>().unwrap();
-    let xt = kiln_kernels::reference::gather_strided(&x, 0, &[7, 17], &[1, 7]);
-    let want: Vec<f64> = xt.iter().map(|&v| (v as f64).tanh()).collect();
-    Tolerance::F32_TRANSCENDENTAL.assert_close("tanh of transposed view", &got, &want);
-}
-
-#[test]
 fn unary_gradients_match_finite_differences() {
-    for &(op, a, b) in UNARY {
+    for (op, a, b) in unary_cases() {
         if op == UnaryOp::Sign {
             continue; // zero gradient everywhere; covered by the value test
         }
@@ -127,22 +60,6 @@ fn unary_gradients_match_finite_differences() {
         );
     }
 }
-
-const BINARY: &[BinaryOp] = &[
-    BinaryOp::Add,
-    BinaryOp::Sub,
-    BinaryOp::Mul,
-    BinaryOp::Div,
-    BinaryOp::Pow,
-    BinaryOp::Maximum,
-    BinaryOp::Minimum,
-    BinaryOp::Eq,
-    BinaryOp::Ne,
-    BinaryOp::Lt,
-    BinaryOp::Le,
-    BinaryOp::Gt,
-    BinaryOp::Ge,
-];
 
 fn binary_tensor(a: &Tensor, b: &Tensor, op: BinaryOp) -> kiln::Result<Tensor> {
     match op {
@@ -163,63 +80,10 @@ fn binary_tensor(a: &Tensor, b: &Tensor, op: BinaryOp) -> kiln::Result<Tensor> {
     }
 }
 
-/// Broadcasting pairs: (a shape, b shape).
-const BCAST: &[(&[usize], &[usize])] = &[
-    (&[257], &[257]),
-    (&[7, 17], &[17]),
-    (&[7, 1], &[1, 17]),
-    (&[3, 1, 5], &[7, 1]),
-    (&[1], &[129]),
-    (&[2, 3, 4], &[]),
-];
-
-#[test]
-fn binary_kernels_match_cpu_with_broadcasting() {
-    for &op in BINARY {
-        for &(sa, sb) in BCAST {
-            let na: usize = sa.iter().product();
-            let nb: usize = sb.iter().product();
-            let mut xa = rand_vec(na, seed(&format!("a{op:?}{sa:?}")), 0.2, 2.0);
-            let xb = rand_vec(nb, seed(&format!("b{op:?}{sb:?}")), 0.2, 2.0);
-            if na == nb {
-                // Make some elements equal so both outcomes occur.
-                for i in (0..na).step_by(3) {
-                    xa[i] = xb[i];
-                }
-            }
-            let out = binary_tensor(&tensor(&xa, sa), &tensor(&xb, sb), op).unwrap();
-            let shape = out.shape().to_vec();
-            let got = out.to_vec::<f32>().unwrap();
-            let a64: Vec<f64> = xa.iter().map(|&v| v as f64).collect();
-            let b64: Vec<f64> = xb.iter().map(|&v| v as f64).collect();
-            let ba = bcast(&a64, sa, &shape);
-            let bb = bcast(&b64, sb, &shape);
-            let want: Vec<f64> = ba
-                .iter()
-                .zip(&bb)
-                .map(|(&u, &v)| cpu::binary(op, u, v, 0.0))
-                .collect();
-            Tolerance::F32_TRANSCENDENTAL.assert_close(
-                &format!("{op:?} {sa:?} {sb:?}"),
-                &got,
-                &want,
-            );
-        }
-    }
-}
-
 #[test]
 fn binary_gradients_match_finite_differences_with_broadcasting() {
-    let ops = [
-        BinaryOp::Add,
-        BinaryOp::Sub,
-        BinaryOp::Mul,
-        BinaryOp::Div,
-        BinaryOp::Pow,
-        BinaryOp::Maximum,
-        BinaryOp::Minimum,
-    ];
-    for op in ops {
+    // The arithmetic ops (the comparisons have zero gradient).
+    for &op in &binary_ops()[..7] {
         for &(sa, sb) in &[
             (&[3usize, 4][..], &[4usize][..]),
             (&[2, 1, 3], &[4, 1]),
@@ -242,61 +106,6 @@ fn binary_gradients_match_finite_differences_with_broadcasting() {
                         .collect()
                 },
                 GradTol::default(),
-            );
-        }
-    }
-}
-
-#[test]
-fn binary_of_transposed_and_narrowed_views() {
-    let x = rand_vec(7 * 17, seed("v1"), -1.0, 1.0);
-    let y = rand_vec(17 * 9, seed("v2"), -1.0, 1.0);
-    let a = tensor(&x, &[7, 17]).t().unwrap(); // (17, 7)
-    let b = tensor(&y, &[17, 9]).narrow(1, 1, 7).unwrap(); // (17, 7), row stride 9
-    let got = a.mul(&b).unwrap().to_vec::<f32>().unwrap();
-    let at = kiln_kernels::reference::gather_strided(&x, 0, &[17, 7], &[1, 17]);
-    let bn = kiln_kernels::reference::gather_strided(&y, 1, &[17, 7], &[9, 1]);
-    let want: Vec<f32> = at.iter().zip(&bn).map(|(u, v)| u * v).collect();
-    Tolerance::F32_ELEMENTWISE.assert_close("mul of views", &got, &want);
-}
-
-/// Contiguous operands at non-zero offsets take the `CONTIG` fast path (offset + i, no index
-/// arithmetic); mixing them with a broadcast or strided operand must not.
-#[test]
-fn contiguous_fast_path_respects_offsets_and_broadcasts() {
-    for &n in AWKWARD {
-        let x = rand_vec(3 * n, seed("c1"), -1.0, 1.0);
-        let y = rand_vec(2 * n + 1, seed("c2"), -1.0, 1.0);
-        let a = tensor(&x, &[3 * n]).narrow(0, n, n).unwrap(); // offset n, stride 1
-        let b = tensor(&y, &[2 * n + 1]).narrow(0, n + 1, n).unwrap(); // offset n + 1
-        let got = a.sub(&b).unwrap().to_vec::<f32>().unwrap();
-        let want: Vec<f32> = (0..n).map(|i| x[n + i] - y[n + 1 + i]).collect();
-        Tolerance::F32_ELEMENTWISE.assert_close("sub of offset views", &got, &want);
-        let got = a.relu().unwrap().to_vec::<f32>().unwrap();
-        let want: Vec<f32> = (0..n).map(|i| x[n + i].max(0.0)).collect();
-        Tolerance::F32_ELEMENTWISE.assert_close("relu of offset view", &got, &want);
-        // A broadcast scalar (stride 0) keeps the strided path.
-        let s = tensor(&y[..1], &[1]);
-        let got = a.mul(&s).unwrap().to_vec::<f32>().unwrap();
-        let want: Vec<f32> = (0..n).map(|i| x[n + i] * y[0]).collect();
-        Tolerance::F32_ELEMENTWISE.assert_close("mul by broadcast scalar", &got, &want);
-        // In place into an offset view.
-        let acc = tensor(&x, &[3 * n]);
-        acc.narrow(0, 2 * n, n)
-            .unwrap()
-            .add_assign(&b)
-            .unwrap_or_else(|e| panic!("add_assign into offset view: {e}"));
-        let got = acc.to_vec::<f32>().unwrap();
-        for i in 0..3 * n {
-            let want = if i >= 2 * n {
-                x[i] + y[n + 1 + i - 2 * n]
-            } else {
-                x[i]
-            };
-            assert!(
-                (got[i] - want).abs() <= 1e-6,
-                "add_assign at {i}: {} vs {want}",
-                got[i]
             );
         }
     }
@@ -463,13 +272,8 @@ fn fill_arange_and_casts() {
 #[test]
 fn f16_storage_round_trip() {
     let g = gpu();
-    if !g.has_f16() {
-        let why = format!("adapter {:?} has no SHADER_F16", g.info().name);
-        return common::skip::skip(
-            "f16 storage round trip",
-            &why,
-            "an adapter with SHADER_F16 (lavapipe has it: apt-get install -y mesa-vulkan-drivers)",
-        );
+    if !common::skip::has_f16(&g, "f16 storage round trip") {
+        return;
     }
     let x = rand_vec(257, seed("f16"), -100.0, 100.0);
     let h = tensor(&x, &[257]).to_dtype(kiln::DType::F16).unwrap();

@@ -1,6 +1,7 @@
-//! Fused LayerNorm / RMSNorm (`norm.wgsl`): forward and all gradients against the f64 CPU twin at
-//! awkward sizes, against the composed versions, finite-difference gradient checks, a strided
-//! input, rows past llvmpipe's loop limit for the weight-gradient column sums, and the modules.
+//! LayerNorm / RMSNorm ops: the fused ops against the composed versions, finite-difference
+//! gradient checks, a strided input, rows past llvmpipe's loop limit (the weight-gradient column
+//! sums, and the composed path for long rows), and the modules. The `norm.wgsl` launchers against
+//! the f64 CPU twin at awkward sizes are kiln-kernels' tests (`kernels/tests/kernels/norm.rs`).
 
 use crate::common;
 
@@ -17,76 +18,6 @@ const TOL: Tolerance = Tolerance::new(
     2e-5,
     "f32 two-pass row statistics over D <= 257 vs f64",
 );
-
-const ROWS: [usize; 3] = [1, 7, 129];
-const WIDTHS: [usize; 5] = [1, 7, 17, 129, 257];
-
-/// Run the fused op on (rows, d) with affine params, backprop `sum(y * g)`, compare with the twin.
-fn check_against_twin(kind: NormKind, rows: usize, d: usize) {
-    let s = seed(&format!("{kind:?}{rows}x{d}"));
-    let x = rand_vec(rows * d, s, -2.0, 3.0);
-    let w = rand_vec(d, s + 1, 0.5, 1.5);
-    let b = rand_vec(d, s + 2, -0.5, 0.5);
-    let g = rand_vec(rows * d, s + 3, -1.0, 1.0);
-    let eps = 1e-5f32;
-    let xt = tensor(&x, &[rows, d]).requires_grad();
-    let wt = tensor(&w, &[d]).requires_grad();
-    let bt = tensor(&b, &[d]).requires_grad();
-    let y = match kind {
-        NormKind::LayerNorm => norm::layer_norm(&xt, Some(&wt), Some(&bt), eps),
-        NormKind::RmsNorm => norm::rms_norm(&xt, Some(&wt), eps),
-    }
-    .unwrap();
-    let (want_y, _) = cpu::norm_forward(kind, d, &f64s(&x), &f64s(&w), &f64s(&b), eps as f64);
-    let what = format!("{kind:?} rows {rows} d {d}");
-    // d = 1 LayerNorm: x - mean = 0 exactly, y = b.
-    TOL.assert_close(&format!("{what} y"), &y.to_vec::<f32>().unwrap(), &want_y);
-    y.mul(&tensor(&g, &[rows, d]))
-        .unwrap()
-        .sum()
-        .unwrap()
-        .backward()
-        .unwrap();
-    let (dx, dw, db) = cpu::norm_backward(kind, d, &f64s(&x), &f64s(&w), &f64s(&g), eps as f64);
-    // dx involves a difference of O(1) terms scaled by rstd; with d = 1 and eps tiny rstd is
-    // huge for RMSNorm, so compare with an absolute floor relative to rstd.
-    let dx_tol = Tolerance::new(5e-4, 5e-5, "f32 dx = rstd (gw - means), cancellation");
-    dx_tol.assert_close(
-        &format!("{what} dx"),
-        &xt.grad().unwrap().to_vec::<f32>().unwrap(),
-        &dx,
-    );
-    TOL.assert_close(
-        &format!("{what} dw"),
-        &wt.grad().unwrap().to_vec::<f32>().unwrap(),
-        &dw,
-    );
-    if kind == NormKind::LayerNorm {
-        TOL.assert_close(
-            &format!("{what} db"),
-            &bt.grad().unwrap().to_vec::<f32>().unwrap(),
-            &db,
-        );
-    }
-}
-
-#[test]
-fn layer_norm_matches_twin_at_awkward_sizes() {
-    for rows in ROWS {
-        for d in WIDTHS {
-            check_against_twin(NormKind::LayerNorm, rows, d);
-        }
-    }
-}
-
-#[test]
-fn rms_norm_matches_twin_at_awkward_sizes() {
-    for rows in ROWS {
-        for d in WIDTHS {
-            check_against_twin(NormKind::RmsNorm, rows, d);
-        }
-    }
-}
 
 /// Fused vs composed: forward and the three gradients, on a 3-D input.
 #[test]
@@ -127,40 +58,43 @@ fn fused_matches_composed() {
     }
 }
 
-#[test]
-fn layer_norm_gradcheck() {
-    let d = 7;
-    let s = seed("ln_gradcheck");
+/// Finite differences of the fused op on a (rows, d) input with affine params (seeded by `tag`).
+fn norm_gradcheck(kind: NormKind, rows: usize, d: usize, tag: &str) {
+    let s = seed(tag);
+    let mut inputs = vec![
+        Input::rand(&[rows, d], s, -2.0, 2.0),
+        Input::rand(&[d], s + 1, 0.5, 1.5),
+    ];
+    if kind == NormKind::LayerNorm {
+        inputs.push(Input::rand(&[d], s + 2, -0.5, 0.5));
+    }
+    let name = match kind {
+        NormKind::LayerNorm => "layer_norm",
+        NormKind::RmsNorm => "rms_norm",
+    };
     gradcheck(
-        "layer_norm",
-        &[
-            Input::rand(&[3, d], s, -2.0, 2.0),
-            Input::rand(&[d], s + 1, 0.5, 1.5),
-            Input::rand(&[d], s + 2, -0.5, 0.5),
-        ],
-        |t| norm::layer_norm(&t[0], Some(&t[1]), Some(&t[2]), 1e-5),
-        |x| cpu::norm_forward(NormKind::LayerNorm, d, &x[0], &x[1], &x[2], 1e-5).0,
+        name,
+        &inputs,
+        |t| match kind {
+            NormKind::LayerNorm => norm::layer_norm(&t[0], Some(&t[1]), Some(&t[2]), 1e-5),
+            NormKind::RmsNorm => norm::rms_norm(&t[0], Some(&t[1]), 1e-5),
+        },
+        // RMSNorm ignores the bias argument of the twin.
+        |x| cpu::norm_forward(kind, d, &x[0], &x[1], x.get(2).unwrap_or(&x[1]), 1e-5).0,
         GradTol::default(),
     );
+}
+
+#[test]
+fn layer_norm_gradcheck() {
+    norm_gradcheck(NormKind::LayerNorm, 3, 7, "ln_gradcheck");
 }
 
 #[test]
 fn rms_norm_gradcheck() {
-    let d = 9;
-    let s = seed("rms_gradcheck");
-    gradcheck(
-        "rms_norm",
-        &[
-            Input::rand(&[4, d], s, -2.0, 2.0),
-            Input::rand(&[d], s + 1, 0.5, 1.5),
-        ],
-        |t| norm::rms_norm(&t[0], Some(&t[1]), 1e-5),
-        |x| cpu::norm_forward(NormKind::RmsNorm, d, &x[0], &x[1], &x[1], 1e-5).0,
-        GradTol::default(),
-    );
+    norm_gradcheck(NormKind::RmsNorm, 4, 9, "rms_gradcheck");
 }
 
-/// A transposed (non-contiguous) input is normalised along its logical last dim.
 #[test]
 fn strided_input() {
     let (r, d) = (5usize, 7usize);
@@ -204,7 +138,7 @@ fn many_rows_weight_gradient() {
 }
 
 /// Rows longer than the fused kernel's loop budget (`MAX_D`) take the composed path and still
-/// match the twin; the launcher itself refuses them rather than truncating silently.
+/// match the twin (the launcher's refusal is tested in kiln-kernels).
 #[test]
 fn rows_past_the_loop_limit() {
     let (rows, d) = (2usize, norm::MAX_D + 3);
@@ -224,22 +158,6 @@ fn rows_past_the_loop_limit() {
             &want,
         );
     }
-    let g = gpu();
-    let buf = |n: usize| g.alloc(n as u64 * 4, "test").unwrap();
-    let (xb, wb, yb, sb) = (buf(rows * d), buf(d), buf(rows * d), buf(2 * rows));
-    let err = kiln_kernels::launch::norm::forward(
-        &g,
-        NormKind::LayerNorm,
-        rows,
-        d,
-        kiln_kernels::Operand::whole(&xb),
-        &wb,
-        &wb,
-        1e-5,
-        &yb,
-        &sb,
-    );
-    assert!(err.is_err(), "launcher must refuse D > MAX_D");
 }
 
 /// The modules use the fused ops and name their parameters like PyTorch.

@@ -1,180 +1,22 @@
-//! Pooling: the pool.wgsl kernels against their CPU twins at
-//! awkward shapes (overlapping, gapped and padded windows, adaptive windows that do not divide the
-//! input, sources at an offset), finite-difference gradient checks of every op, the layers, and error cases
-//! (BatchNorm2d is in `batch_norm.rs`).
+//! Pooling ops: padding and divisor rules through the ops, the global-pool fallback, strided
+//! inputs, finite-difference gradient checks of every op, the layers, and error cases
+//! (BatchNorm2d is in `batch_norm.rs`). The pool.wgsl kernels against their CPU twins are
+//! kiln-kernels' tests (`kernels/tests/kernels/pool.rs`), whose cases are shared here.
 
 use crate::common;
 
+#[path = "../../kernels/tests/kernels/pool/cases.rs"]
+mod cases;
+
+use cases::*;
 use common::*;
+use kiln::DType;
 use kiln::nn::{AdaptiveAvgPool2d, AvgPool2d, BatchNorm2d, Flatten, MaxPool2d, Module};
-use kiln::{DType, Tensor};
-use kiln_kernels::launch::pool::{self as pk, PoolShape, Window};
+use kiln_kernels::launch::pool::{PoolShape, Window};
 use kiln_kernels::reference::pool as cpu;
 
-/// (N, C, H, W, kernel, stride, padding): overlapping (stride < kernel), tiling (stride =
-/// kernel), gapped (stride > kernel), rectangular and padded windows, 1x1 planes.
-type Case = (
-    usize,
-    usize,
-    usize,
-    usize,
-    (usize, usize),
-    (usize, usize),
-    (usize, usize),
-);
-const CASES: &[Case] = &[
-    (1, 1, 1, 1, (1, 1), (1, 1), (0, 0)),
-    (3, 5, 7, 7, (3, 3), (2, 2), (1, 1)),
-    (1, 5, 13, 17, (2, 2), (2, 2), (0, 0)),
-    (3, 1, 17, 13, (3, 2), (1, 3), (1, 1)),
-    (1, 1, 7, 13, (1, 3), (3, 1), (0, 1)),
-    (3, 5, 13, 7, (2, 3), (3, 2), (1, 0)),
-    (1, 5, 17, 17, (3, 3), (1, 1), (0, 0)),
-    (3, 1, 1, 7, (1, 2), (1, 2), (0, 1)),
-];
-
-/// Adaptive cases: (N, C, H, W, (OH, OW)), including sizes that do not divide the input,
-/// upsampling (OH > H) and the identity.
-type AdaptiveCase = (usize, usize, usize, usize, (usize, usize));
-const ADAPTIVE: &[AdaptiveCase] = &[
-    (1, 1, 7, 7, (3, 3)),
-    (3, 5, 5, 5, (2, 4)),
-    (1, 5, 13, 17, (5, 3)),
-    (3, 1, 1, 1, (1, 1)),
-    (1, 5, 7, 13, (1, 1)),
-    (1, 1, 5, 5, (7, 6)),
-    (3, 5, 17, 7, (17, 7)),
-];
-
-const MAX_EXACT: Tolerance = Tolerance::new(0.0, 0.0, "max picks an element: a bit-exact copy");
-const WINDOW_SUM: Tolerance = Tolerance::new(
-    1e-5,
-    1e-6,
-    "f32 sums of a few terms; the backward twin divides each term, the kernel the sum",
-);
-
-/// `data` as a tensor viewed at element offset 3 of its storage (the kernels must honour it).
-pub fn at_offset(data: &[f32], shape: &[usize]) -> Tensor {
-    let mut v = vec![9.0f32; 3];
-    v.extend_from_slice(data);
-    tensor(&v, &[v.len()])
-        .narrow(0, 3, data.len())
-        .unwrap()
-        .reshape(shape)
-        .unwrap()
-}
-
-/// An output tensor pre-filled with NaN, so an element the kernel forgets to write shows up.
-fn garbage(shape: &[usize]) -> Tensor {
-    Tensor::full_on(&gpu(), shape, f32::NAN).unwrap()
-}
-
-fn window(c: &Case) -> (PoolShape, Window) {
-    let &(n, ch, h, w, kernel, stride, padding) = c;
-    let win = Window {
-        kernel,
-        stride,
-        padding,
-    };
-    (win.shape(n, ch, h, w).unwrap(), win)
-}
-
-#[test]
-fn max_pool_kernels_match_cpu_twin() {
-    let g = gpu();
-    for (k, case) in CASES.iter().enumerate() {
-        let (s, win) = window(case);
-        let xs = rand_vec(s.input_len(), seed("max x") + k as u64, -2.0, 2.0);
-        let x = at_offset(&xs, &[s.n, s.c, s.h, s.w]);
-        let out = [s.n, s.c, s.oh, s.ow];
-        let y = garbage(&out);
-        let arg = Tensor::from_slice_on(&g, &vec![u32::MAX; s.output_len()], &out).unwrap();
-        pk::max_pool2d(&g, s, win, x.operand(), y.operand().buf, arg.operand().buf).unwrap();
-        let (want_y, want_arg) = cpu::max_pool2d(s, win, &xs);
-        MAX_EXACT.assert_close(&format!("max_pool2d {case:?}"), &f32s(&y), &want_y);
-        assert_eq!(arg.to_vec::<u32>().unwrap(), want_arg, "argmax {case:?}");
-
-        let gs = rand_vec(s.output_len(), seed("max g") + k as u64, -1.0, 1.0);
-        let gt = at_offset(&gs, &out);
-        let gx = garbage(&[s.n, s.c, s.h, s.w]);
-        pk::max_pool2d_backward(
-            &g,
-            s,
-            win,
-            gt.operand(),
-            arg.operand().buf,
-            gx.operand().buf,
-        )
-        .unwrap();
-        let want = cpu::max_pool2d_backward(s, &gs, &want_arg);
-        WINDOW_SUM.assert_close(&format!("max_pool2d backward {case:?}"), &f32s(&gx), &want);
-    }
-}
-
-/// Windows that tile the input (stride = kernel, no padding): the tiled entries against the
-/// CPU twin and the generic entries. The third case drops a row and a column (forward tiled,
-/// backward generic); the last has more planes than one grid dimension holds.
-const TILED: &[Case] = &[
-    (1, 1, 2, 2, (2, 2), (2, 2), (0, 0)),
-    (3, 5, 14, 18, (2, 2), (2, 2), (0, 0)),
-    (2, 3, 13, 17, (2, 2), (2, 2), (0, 0)),
-    (1, 7, 9, 12, (3, 4), (3, 4), (0, 0)),
-    (3, 1, 17, 7, (1, 7), (1, 7), (0, 0)),
-    (17, 7, 129, 2, (1, 1), (1, 1), (0, 0)),
-    (70_001, 1, 2, 4, (2, 2), (2, 2), (0, 0)),
-];
-
-#[test]
-fn tiled_max_pool_matches_generic_and_cpu_twin() {
-    let g = gpu();
-    for (k, case) in TILED.iter().enumerate() {
-        let (s, win) = window(case);
-        assert!(pk::tiles_forward(s, win), "{case:?} tiles");
-        let xs = rand_vec(s.input_len(), seed("tiled x") + k as u64, -2.0, 2.0);
-        let x = at_offset(&xs, &[s.n, s.c, s.h, s.w]);
-        let out = [s.n, s.c, s.oh, s.ow];
-        let (want_y, want_arg) = cpu::max_pool2d(s, win, &xs);
-        let gs = rand_vec(s.output_len(), seed("tiled g") + k as u64, -1.0, 1.0);
-        let gt = at_offset(&gs, &out);
-        let want_gx = cpu::max_pool2d_backward(s, &gs, &want_arg);
-        for tiled in [false, true] {
-            let y = garbage(&out);
-            let arg = Tensor::from_slice_on(&g, &vec![u32::MAX; s.output_len()], &out).unwrap();
-            let (yb, ab) = (y.operand().buf, arg.operand().buf);
-            if tiled {
-                pk::max_pool2d_tiled(&g, s, win, x.operand(), yb, ab).unwrap();
-            } else {
-                pk::max_pool2d_generic(&g, s, win, x.operand(), yb, ab).unwrap();
-            }
-            let what = format!("max_pool2d tiled={tiled} {case:?}");
-            MAX_EXACT.assert_close(&what, &f32s(&y), &want_y);
-            assert_eq!(arg.to_vec::<u32>().unwrap(), want_arg, "argmax {what}");
-            let gx = garbage(&[s.n, s.c, s.h, s.w]);
-            let gxb = gx.operand().buf;
-            if tiled && pk::tiles_backward(s, win) {
-                pk::max_pool2d_backward_tiled(&g, s, win, gt.operand(), ab, gxb).unwrap();
-            } else if tiled {
-                let e = pk::max_pool2d_backward_tiled(&g, s, win, gt.operand(), ab, gxb);
-                assert!(
-                    e.is_err(),
-                    "{what}: a window that drops input must be refused"
-                );
-                pk::max_pool2d_backward(&g, s, win, gt.operand(), ab, gxb).unwrap();
-            } else {
-                pk::max_pool2d_backward_generic(&g, s, win, gt.operand(), ab, gxb).unwrap();
-            }
-            WINDOW_SUM.assert_close(&format!("{what} backward"), &f32s(&gx), &want_gx);
-        }
-    }
-    // An overlapping window is refused by the tiled entry.
-    let (s, win) = window(&CASES[1]);
-    assert!(!pk::tiles_forward(s, win));
-    let x = garbage(&[s.n, s.c, s.h, s.w]);
-    let y = garbage(&[s.n, s.c, s.oh, s.ow]);
-    assert!(
-        pk::max_pool2d_tiled(&g, s, win, x.operand(), y.operand().buf, y.operand().buf).is_err()
-    );
-}
+/// `data` as a tensor viewed at element offset 3 of its storage (batch_norm.rs uses it too).
+pub use crate::rnn_util::at_offset;
 
 #[test]
 fn max_pool_padding_counts_as_minus_infinity() {
@@ -191,28 +33,6 @@ fn max_pool_padding_counts_as_minus_infinity() {
 }
 
 #[test]
-fn avg_pool_kernels_match_cpu_twin() {
-    let g = gpu();
-    for (k, case) in CASES.iter().enumerate() {
-        let (s, win) = window(case);
-        let xs = rand_vec(s.input_len(), seed("avg x") + k as u64, -2.0, 2.0);
-        let x = at_offset(&xs, &[s.n, s.c, s.h, s.w]);
-        let out = [s.n, s.c, s.oh, s.ow];
-        let y = garbage(&out);
-        pk::avg_pool2d(&g, s, win, x.operand(), y.operand().buf).unwrap();
-        let want = cpu::avg_pool2d(s, win, &xs);
-        WINDOW_SUM.assert_close(&format!("avg_pool2d {case:?}"), &f32s(&y), &want);
-
-        let gs = rand_vec(s.output_len(), seed("avg g") + k as u64, -1.0, 1.0);
-        let gt = at_offset(&gs, &out);
-        let gx = garbage(&[s.n, s.c, s.h, s.w]);
-        pk::avg_pool2d_backward(&g, s, win, gt.operand(), gx.operand().buf).unwrap();
-        let want = cpu::avg_pool2d_backward(s, win, &gs);
-        WINDOW_SUM.assert_close(&format!("avg_pool2d backward {case:?}"), &f32s(&gx), &want);
-    }
-}
-
-#[test]
 fn avg_pool_counts_padding_in_the_divisor() {
     // 2x2 input, 2x2 window, padding 1: the corner window holds one real element of four.
     let x = tensor(&[1.0, 2.0, 3.0, 4.0], &[1, 1, 2, 2]);
@@ -220,31 +40,6 @@ fn avg_pool_counts_padding_in_the_divisor() {
     assert_eq!(y.shape(), [1, 1, 3, 3]);
     let want = [0.25, 0.75, 0.5, 1.0, 2.5, 1.5, 0.75, 1.75, 1.0];
     WINDOW_SUM.assert_close("count_include_pad", &f32s(&y), &want);
-}
-
-#[test]
-fn adaptive_kernels_match_cpu_twin() {
-    let g = gpu();
-    for (k, &(n, c, h, w, (oh, ow))) in ADAPTIVE.iter().enumerate() {
-        let s = PoolShape { n, c, h, w, oh, ow };
-        let xs = rand_vec(s.input_len(), seed("ada x") + k as u64, -2.0, 2.0);
-        let x = at_offset(&xs, &[n, c, h, w]);
-        let y = garbage(&[n, c, oh, ow]);
-        pk::adaptive_avg_pool2d(&g, s, x.operand(), y.operand().buf).unwrap();
-        let want = cpu::adaptive_avg_pool2d(s, &xs);
-        WINDOW_SUM.assert_close(&format!("adaptive {s:?}"), &f32s(&y), &want);
-
-        let gs = rand_vec(s.output_len(), seed("ada g") + k as u64, -1.0, 1.0);
-        let gt = at_offset(&gs, &[n, c, oh, ow]);
-        let gx = garbage(&[n, c, h, w]);
-        pk::adaptive_avg_pool2d_backward(&g, s, gt.operand(), gx.operand().buf).unwrap();
-        let want = cpu::adaptive_avg_pool2d_backward(s, &gs);
-        WINDOW_SUM.assert_close(&format!("adaptive backward {s:?}"), &f32s(&gx), &want);
-    }
-    // PyTorch's windows for 5 -> 2: rows 0..3 and 2..5 (they overlap on row 2).
-    assert_eq!(pk::adaptive_window(0, 5, 2), (0, 3));
-    assert_eq!(pk::adaptive_window(1, 5, 2), (2, 5));
-    assert_eq!(pk::adaptive_window(2, 7, 3), (4, 7));
 }
 
 #[test]
@@ -334,15 +129,9 @@ fn pooling_gradients() {
             );
         }
     }
-    for (k, &(n, c, h, w, out)) in ADAPTIVE.iter().enumerate() {
-        let s = PoolShape {
-            n,
-            c,
-            h,
-            w,
-            oh: out.0,
-            ow: out.1,
-        };
+    for (k, case) in ADAPTIVE.iter().enumerate() {
+        let s = adaptive_shape(case);
+        let (n, c, h, w, out) = *case;
         let input = Input::rand(&[n, c, h, w], seed("ada grad") + k as u64, -2.0, 2.0);
         gradcheck(
             &format!("adaptive_avg_pool2d {s:?}"),

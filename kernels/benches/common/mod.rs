@@ -29,3 +29,37 @@ pub fn filled(gpu: &Gpu, n: usize) -> GpuBuffer {
     gpu.upload(&buf, 0, bytemuck::cast_slice(&data));
     buf
 }
+
+/// A criterion group with the settings of the kernel benches: 10 samples taken flat (each runs
+/// the same number of iterations: a long GPU product is not run thousands of times), 0.3 s of
+/// warm-up, 2 s of measurement.
+#[allow(dead_code)] // the root benches that include this file set up their own groups
+pub fn group<'a>(
+    c: &'a mut criterion::Criterion,
+    name: &str,
+) -> criterion::BenchmarkGroup<'a, criterion::measurement::WallTime> {
+    let mut group = c.benchmark_group(name);
+    group
+        .sample_size(10)
+        .sampling_mode(criterion::SamplingMode::Flat)
+        .warm_up_time(std::time::Duration::from_millis(300))
+        .measurement_time(std::time::Duration::from_secs(2));
+    group
+}
+
+/// Time `launch` as `id` in `group`: every iteration records the launches and waits for the
+/// device (`gpu.sync()`), so a sample is the kernels' run time, not their recording.
+#[allow(dead_code)] // the root benches time ops, not launchers
+pub fn time(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    id: criterion::BenchmarkId,
+    gpu: &Gpu,
+    mut launch: impl FnMut() -> kiln_kernels::Result<()>,
+) {
+    group.bench_function(id, |bench| {
+        bench.iter(|| {
+            launch().unwrap();
+            gpu.sync().unwrap();
+        })
+    });
+}

@@ -38,8 +38,8 @@
 //! - shaders: `shaders/attention/`
 //! - CPU twin: [`crate::reference::attention`]
 //! - op: `src/ops/attention.rs`; tuner: [`crate::tune::attention_config`]
-//! - tests: `tests/ops/attention.rs` (launchers and op against the twin, in one suite);
-//!   benchmark: `benches/attention.rs`
+//! - tests: `kernels/tests/kernels/attention.rs` (every rung against the twin), the op's in
+//!   `tests/ops/attention.rs`; benchmark: `benches/attention.rs`
 
 use crate::buffer_pool::GpuBuffer;
 use crate::error::{KernelError, Result};

@@ -206,6 +206,26 @@ pub struct Running<'a> {
     pub momentum: f32,
 }
 
+/// An element-wise entry of batch_norm.wgsl with its inputs x and (where it takes one) g.
+type Entry<'a> = (&'static str, Operand<'a>, Option<Operand<'a>>);
+
+/// Two per-channel sums into rows of `ch`, each scaled by `scale`: of `a` into row `rows.0`,
+/// then of what the element-wise `entry` writes to `tmp_big` into row `rows.1`.
+fn two_sums(
+    gpu: &Gpu,
+    s: NormShape,
+    (a, (entry, x, g)): (Operand<'_>, Entry<'_>),
+    (rows, scale): ((usize, usize), f32),
+    ch: &GpuBuffer,
+    (tmp_big, tmp_small): (&GpuBuffer, &GpuBuffer),
+) -> Result<()> {
+    channel_sum(gpu, s, a, tmp_small, ch, rows.0 * s.c, scale)?;
+    let key = KernelKey::new("batch_norm.wgsl", entry);
+    elementwise(gpu, key, s, x, g, ch, tmp_big)?;
+    let big = Operand::whole(tmp_big);
+    channel_sum(gpu, s, big, tmp_small, ch, rows.1 * s.c, scale)
+}
+
 /// Fill the MEAN, VAR and INVSTD rows of `ch` with the batch statistics of x: mean, biased
 /// variance (two-pass, from `(x - mean)^2`) and `1 / sqrt(var + eps)`; with `running`, also
 /// fold them into the running statistics in the same kernel (unbiased variance,
@@ -226,17 +246,15 @@ pub fn batch_stats(
     tmp_small: &GpuBuffer,
 ) -> Result<()> {
     let inv_m = 1.0 / s.per_channel().max(1) as f32;
-    channel_sum(gpu, s, x, tmp_small, ch, row::MEAN * s.c, inv_m)?;
-    let key = KernelKey::new("batch_norm.wgsl", "center_sq");
-    elementwise(gpu, key, s, x, None, ch, tmp_big)?;
-    channel_sum(
+    let center_sq = ("center_sq", x, None);
+    let rows = (row::MEAN, row::VAR);
+    two_sums(
         gpu,
         s,
-        Operand::whole(tmp_big),
-        tmp_small,
+        (x, center_sq),
+        (rows, inv_m),
         ch,
-        row::VAR * s.c,
-        inv_m,
+        (tmp_big, tmp_small),
     )?;
     let Some(r) = running else {
         return invstd(gpu, s.c, eps, ch);
@@ -290,17 +308,15 @@ pub fn grad_sums(
     tmp_big: &GpuBuffer,
     tmp_small: &GpuBuffer,
 ) -> Result<()> {
-    channel_sum(gpu, s, g, tmp_small, ch, row::SUM_G * s.c, 1.0)?;
-    let key = KernelKey::new("batch_norm.wgsl", "grad_xhat");
-    elementwise(gpu, key, s, x, Some(g), ch, tmp_big)?;
-    channel_sum(
+    let grad_xhat = ("grad_xhat", x, Some(g));
+    let rows = (row::SUM_G, row::SUM_GXHAT);
+    two_sums(
         gpu,
         s,
-        Operand::whole(tmp_big),
-        tmp_small,
+        (g, grad_xhat),
+        (rows, 1.0),
         ch,
-        row::SUM_GXHAT * s.c,
-        1.0,
+        (tmp_big, tmp_small),
     )
 }
 

@@ -236,6 +236,45 @@ fn prepare(cfg: ConvConfig, s: &Conv2dShape, entry: &'static str) -> Result<Conv
     Ok(cfg.resolved(s))
 }
 
+/// One pass (`entry`) set up: `cfg` resolved for `s` ([`prepare`]), the pass's channel quads
+/// (picked by `quads_of`, 1 where unset) and its kernel key (the implicit-GEMM rung specialised
+/// on its workgroup and quads).
+fn pass_key(
+    cfg: impl Into<ConvConfig>,
+    s: &Conv2dShape,
+    entry: &'static str,
+    quads_of: fn(&ConvConfig) -> Option<usize>,
+) -> Result<(ConvConfig, usize, KernelKey)> {
+    let cfg = prepare(cfg.into(), s, entry)?;
+    let quads = quads_of(&cfg).unwrap_or(1);
+    let mut key = cfg.variant.key(entry);
+    if cfg.variant == ConvVariant::ImplicitGemm {
+        key = key.with("WG_U", UNIFORM_WG).with("QUADS", quads as u32);
+    }
+    Ok((cfg, quads, key))
+}
+
+/// The grid of one pass and the `total` of its params: the direct rung runs one invocation per
+/// element of its `direct` outputs (and counts them); the implicit-GEMM rung runs x: blocks of
+/// `cols` pixels or taps (`UNIFORM_WG` blocks per workgroup), y: (group, block of `4 * quads`
+/// of the `channels` per group), z: `z` (images or splits).
+fn pass_grid(
+    key: &KernelKey,
+    s: &Conv2dShape,
+    (variant, quads): (ConvVariant, usize),
+    direct: usize,
+    (cols, channels, z): (usize, usize, usize),
+) -> Result<(usize, [u32; 3])> {
+    match variant {
+        ConvVariant::Direct => Ok((direct, grid_1d(direct, WG))),
+        ConvVariant::ImplicitGemm => {
+            let col_groups = cols.div_ceil(BLOCK * UNIFORM_WG as usize);
+            let cblocks = s.groups * channels.div_ceil(4 * quads);
+            Ok((0, grid_3d(key, [col_groups, cblocks, z])?))
+        }
+    }
+}
+
 /// `out = conv2d(x, w) + bias` with the chosen rung and forward quads (`cfg.fwd_quads`).
 ///
 /// - `x`: (N, C_in, H, W); `w`: (C_out, C_in / groups, KH, KW); `bias`: (C_out) or none;
@@ -249,12 +288,7 @@ pub fn conv2d_forward(
     bias: Option<&GpuBuffer>,
     out: &GpuBuffer,
 ) -> Result<()> {
-    let cfg = prepare(cfg.into(), s, "forward")?;
-    let (variant, quads) = (cfg.variant, cfg.fwd_quads.unwrap_or(1));
-    let mut key = variant.key("forward");
-    if variant == ConvVariant::ImplicitGemm {
-        key = key.with("WG_U", UNIFORM_WG).with("QUADS", quads as u32);
-    }
+    let (cfg, quads, key) = pass_key(cfg, s, "forward", |c| c.fwd_quads)?;
     check(
         &key,
         s,
@@ -268,18 +302,9 @@ pub fn conv2d_forward(
         check(&key, s, &[("bias", b, s.c_out)])?;
     }
     let [n, _, oh, ow] = s.output_shape();
-    let (total, grid) = match variant {
-        ConvVariant::Direct => {
-            let total = numel(s.output_shape());
-            (total, grid_1d(total, WG))
-        }
-        ConvVariant::ImplicitGemm => {
-            // x: pixel blocks (WG per workgroup), y: (group, channel block), z: image.
-            let pgroups = (oh * ow).div_ceil(BLOCK * UNIFORM_WG as usize);
-            let cblocks = s.groups * (s.c_out / s.groups).div_ceil(4 * quads);
-            (0, grid_3d(&key, [pgroups, cblocks, n])?)
-        }
-    };
+    let gemm = (oh * ow, s.c_out / s.groups, n);
+    let rung = (cfg.variant, quads);
+    let (total, grid) = pass_grid(&key, s, rung, numel(s.output_shape()), gemm)?;
     let p = ConvParams {
         has_bias: u32::from(bias.is_some()),
         ..s.params(total)
@@ -303,14 +328,9 @@ pub fn conv2d_grad_input(
     dy: &GpuBuffer,
     dx: &GpuBuffer,
 ) -> Result<()> {
-    let cfg = prepare(cfg.into(), s, "grad_input")?;
-    let (variant, quads) = (cfg.variant, cfg.input_quads.unwrap_or(1));
-    let mut key = variant.key("grad_input");
-    if variant == ConvVariant::ImplicitGemm {
-        key = key
-            .with("WG_U", UNIFORM_WG)
-            .with("QUADS", quads as u32)
-            .with("UNIT_STRIDE", u32::from(s.stride == (1, 1)));
+    let (cfg, quads, mut key) = pass_key(cfg, s, "grad_input", |c| c.input_quads)?;
+    if cfg.variant == ConvVariant::ImplicitGemm {
+        key = key.with("UNIT_STRIDE", u32::from(s.stride == (1, 1)));
     }
     check(
         &key,
@@ -321,18 +341,9 @@ pub fn conv2d_grad_input(
             ("dx", dx, numel(s.input_shape())),
         ],
     )?;
-    let (total, grid) = match variant {
-        ConvVariant::Direct => {
-            let total = numel(s.input_shape());
-            (total, grid_1d(total, WG))
-        }
-        ConvVariant::ImplicitGemm => {
-            // x: pixel blocks (UNIFORM_WG per workgroup), y: (group, channel block), z: image.
-            let pgroups = (s.h * s.w).div_ceil(BLOCK * UNIFORM_WG as usize);
-            let cblocks = s.groups * (s.c_in / s.groups).div_ceil(4 * quads);
-            (0, grid_3d(&key, [pgroups, cblocks, s.n])?)
-        }
-    };
+    let gemm = (s.h * s.w, s.c_in / s.groups, s.n);
+    let rung = (cfg.variant, quads);
+    let (total, grid) = pass_grid(&key, s, rung, numel(s.input_shape()), gemm)?;
     gpu.dispatch(&key, &s.params(total), &[w, dy, dx], grid);
     Ok(())
 }
@@ -381,12 +392,7 @@ pub fn conv2d_grad_weight_bias(
     dw: &GpuBuffer,
     db: Option<&GpuBuffer>,
 ) -> Result<()> {
-    let cfg = prepare(cfg.into(), s, "grad_weight")?;
-    let (variant, quads) = (cfg.variant, cfg.weight_quads.unwrap_or(1));
-    let mut key = variant.key("grad_weight");
-    if variant == ConvVariant::ImplicitGemm {
-        key = key.with("WG_U", UNIFORM_WG).with("QUADS", quads as u32);
-    }
+    let (cfg, quads, key) = pass_key(cfg, s, "grad_weight", |c| c.weight_quads)?;
     let wlen = numel(s.weight_shape());
     check(
         &key,
@@ -398,7 +404,7 @@ pub fn conv2d_grad_weight_bias(
         ],
     )?;
     if let Some(db) = db {
-        if variant == ConvVariant::Direct {
+        if cfg.variant == ConvVariant::Direct {
             return Err(KernelError::launch(
                 &key,
                 "the direct rung has no fused bias gradient; sum dy over (N, OH, OW)",
@@ -408,16 +414,10 @@ pub fn conv2d_grad_weight_bias(
     }
     let hb = usize::from(db.is_some());
     let (splits, chunk) = cfg.grad_weight_split(s);
-    let (total, grid) = match variant {
-        ConvVariant::Direct => (splits * wlen, grid_1d(splits * wlen, WG)),
-        ConvVariant::ImplicitGemm => {
-            // x: tap blocks (UNIFORM_WG per workgroup; one more tap for the bias column),
-            // y: (group, channel block), z: split.
-            let kgroups = (s.k_len() + hb).div_ceil(BLOCK * UNIFORM_WG as usize);
-            let cblocks = s.groups * (s.c_out / s.groups).div_ceil(4 * quads);
-            (0, grid_3d(&key, [kgroups, cblocks, splits])?)
-        }
-    };
+    // Taps (one more for the bias column) by output channels, one z layer per split.
+    let gemm = (s.k_len() + hb, s.c_out / s.groups, splits);
+    let rung = (cfg.variant, quads);
+    let (total, grid) = pass_grid(&key, s, rung, splits * wlen, gemm)?;
     let p = ConvParams {
         chunk: chunk as u32,
         splits: splits as u32,
@@ -438,25 +438,29 @@ pub fn conv2d_grad_weight_bias(
     }
     let partial = gpu.alloc(4 * plen as u64, "conv2d grad weight partial sums")?;
     gpu.dispatch(&key, &p, &[dy, x, &partial], grid);
-    let rows = Rows {
-        buf: &partial,
-        offset: 0,
-        rows: wlen,
-        len: splits,
-        row_stride: 1,
-        col_stride: wlen,
-    };
-    rk::reduce_rows(gpu, ReduceOp::Sum, ReduceStrategy::Serial, rows, dw, 0, 1.0)?;
-    if let Some(db) = db {
+    // Sum the splits of `len` values stored from `offset` (one split after another) into `out`.
+    let sum_splits = |offset: usize, len: usize, out: &GpuBuffer| {
         let rows = Rows {
             buf: &partial,
-            offset: splits * wlen,
-            rows: s.c_out,
+            offset,
+            rows: len,
             len: splits,
             row_stride: 1,
-            col_stride: s.c_out,
+            col_stride: len,
         };
-        rk::reduce_rows(gpu, ReduceOp::Sum, ReduceStrategy::Serial, rows, db, 0, 1.0)?;
+        rk::reduce_rows(
+            gpu,
+            ReduceOp::Sum,
+            ReduceStrategy::Serial,
+            rows,
+            out,
+            0,
+            1.0,
+        )
+    };
+    sum_splits(0, wlen, dw)?;
+    if let Some(db) = db {
+        sum_splits(splits * wlen, s.c_out, db)?;
     }
     Ok(())
 }

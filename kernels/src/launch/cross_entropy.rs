@@ -17,7 +17,7 @@ use crate::buffer_pool::GpuBuffer;
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::launch::reduce::{ReduceStrategy, Rows};
-use crate::launch::softmax::{Vector, WG, check_range, grid, pick};
+use crate::launch::softmax::{Vector, WG, check_range, row_kernel};
 use crate::launch::{ParamsLayout, grid_1d, layout_of};
 use crate::pipeline::KernelKey;
 
@@ -67,27 +67,12 @@ pub fn cross_entropy_forward(
     loss: &GpuBuffer,
     lse: &GpuBuffer,
 ) -> Result<()> {
-    if x.rows == 0 {
+    let entries = ("forward_serial", "forward_wg");
+    let Some((key, grid)) = row_kernel("cross_entropy.wgsl", entries, strategy, &x, &[])? else {
         return Ok(());
-    }
-    check_range("cross_entropy.wgsl", &x)?;
-    let serial = pick("cross_entropy.wgsl", strategy, x.len)?;
-    let key = KernelKey::new(
-        "cross_entropy.wgsl",
-        if serial {
-            "forward_serial"
-        } else {
-            "forward_wg"
-        },
-    )
-    .with("WG", WG);
+    };
     let p = ce_params(&x, &targets, None, 1.0);
-    gpu.dispatch(
-        &key,
-        &p,
-        &[x.buf, targets.buf, loss, lse],
-        grid(serial, x.rows),
-    );
+    gpu.dispatch(&key, &p, &[x.buf, targets.buf, loss, lse], grid);
     Ok(())
 }
 

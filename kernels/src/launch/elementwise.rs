@@ -10,7 +10,8 @@
 //!   (strided indexing in `shaders/common/strided.wgsl`)
 //! - CPU twin: [`crate::reference::elementwise`]
 //! - ops: `src/ops/unary.rs`, `src/ops/binary.rs`, `src/ops/compare.rs`
-//! - tests: `tests/ops/elementwise.rs`, `kernels/tests/kernels/runtime.rs`; benchmark:
+//! - tests: `kernels/tests/kernels/elementwise.rs`, `kernels/tests/kernels/runtime.rs`, the
+//!   ops' in `tests/ops/elementwise.rs`; benchmark:
 //!   `kernels/benches/elementwise.rs`
 
 use crate::buffer_pool::GpuBuffer;
@@ -259,6 +260,52 @@ pub enum BinaryOp {
     Ge = 12,
     /// a + alpha * b
     Axpy = 13,
+}
+
+impl UnaryOp {
+    /// Every function, in `OP` order (the tests run each against its CPU twin).
+    pub const ALL: [UnaryOp; 20] = [
+        Self::Copy,
+        Self::Neg,
+        Self::Exp,
+        Self::Log,
+        Self::Sqrt,
+        Self::Abs,
+        Self::Relu,
+        Self::Gelu,
+        Self::Silu,
+        Self::Tanh,
+        Self::Sigmoid,
+        Self::Clamp,
+        Self::Pow,
+        Self::Affine,
+        Self::Square,
+        Self::Sign,
+        Self::Recip,
+        Self::Sin,
+        Self::Cos,
+        Self::Rsqrt,
+    ];
+}
+
+impl BinaryOp {
+    /// Every function, in `OP` order: the seven arithmetic ones, the six comparisons, `Axpy`.
+    pub const ALL: [BinaryOp; 14] = [
+        Self::Add,
+        Self::Sub,
+        Self::Mul,
+        Self::Div,
+        Self::Pow,
+        Self::Maximum,
+        Self::Minimum,
+        Self::Eq,
+        Self::Ne,
+        Self::Lt,
+        Self::Le,
+        Self::Gt,
+        Self::Ge,
+        Self::Axpy,
+    ];
 }
 
 /// Size the params of one element-wise dispatch (`ins` then `out`, bound in that order), set

@@ -11,7 +11,8 @@
 //! - shader: `shaders/norm.wgsl`
 //! - CPU twin: [`crate::reference::norm`]
 //! - op: `src/ops/norm.rs`
-//! - tests: `tests/ops/norm.rs`; benchmark: `benches/norm.rs`
+//! - tests: `kernels/tests/kernels/norm.rs`, the ops' in `tests/ops/norm.rs`; benchmark:
+//!   `benches/norm.rs`
 
 use crate::buffer_pool::GpuBuffer;
 use crate::error::{KernelError, Result};

@@ -11,6 +11,7 @@
 //! - tests: `kernels/tests/kernels/optim.rs` (kernels vs twin), `tests/ops/optim.rs` (optimizers);
 //!   benchmark: `benches/train_step.rs`
 
+use crate::buffer_pool::GpuBuffer;
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
 use crate::launch::{ParamsLayout, grid_1d, layout_of};
@@ -158,6 +159,23 @@ fn check(kernel: &str, n: usize, spans: &[(&str, &Operand<'_>)]) -> Result<()> {
     Ok(())
 }
 
+/// Check the operands of one update of `n` elements ([`check`]) and record it, `invocations`
+/// of `key`'s entry with the operands bound in order after the params; nothing when `n` is 0.
+fn record<P: bytemuck::Pod>(
+    gpu: &Gpu,
+    key: &KernelKey,
+    (n, invocations): (usize, usize),
+    spans: &[(&str, &Operand<'_>)],
+    params: P,
+) -> Result<()> {
+    check(&key.label(), n, spans)?;
+    if n > 0 {
+        let bufs: Vec<&GpuBuffer> = spans.iter().map(|(_, s)| s.buf).collect();
+        gpu.dispatch(key, &params, &bufs, grid_1d(invocations, WG));
+    }
+    Ok(())
+}
+
 /// One SGD update of `n` elements in place (optim.wgsl:sgd, or sgd_momentum when `buf` is
 /// given; `buf` must be given exactly when `h.momentum != 0`).
 pub fn sgd(
@@ -184,10 +202,6 @@ pub fn sgd(
     if let Some(b) = &buf {
         spans.push(("momentum buffer", b));
     }
-    check(&label, n, &spans)?;
-    if n == 0 {
-        return Ok(());
-    }
     let params = SgdParams {
         n: n as u32,
         p_off: p.offset as u32,
@@ -198,12 +212,7 @@ pub fn sgd(
         weight_decay: h.weight_decay,
         _pad: 0,
     };
-    let grid = grid_1d(n, WG);
-    match buf {
-        Some(b) => gpu.dispatch(&key, &params, &[p.buf, grad.buf, b.buf], grid),
-        None => gpu.dispatch(&key, &params, &[p.buf, grad.buf], grid),
-    }
-    Ok(())
+    record(gpu, &key, (n, n), &spans, params)
 }
 
 /// True when the vec4 entry (`adam4`) can run: `n` and every offset are multiples of 4.
@@ -226,19 +235,6 @@ pub fn adam(
     let vec4 = adam_vec4_ok(n, &[&p, &grad, &m, &v]);
     let entry = if vec4 { "adam4" } else { "adam" };
     let key = KernelKey::new("optim.wgsl", entry).with("DECOUPLED", h.decoupled as u32);
-    check(
-        &key.label(),
-        n,
-        &[
-            ("param", &p),
-            ("grad", &grad),
-            ("exp_avg", &m),
-            ("exp_avg_sq", &v),
-        ],
-    )?;
-    if n == 0 {
-        return Ok(());
-    }
     let params = AdamParams {
         n: n as u32,
         p_off: p.offset as u32,
@@ -253,11 +249,12 @@ pub fn adam(
         bc1: h.bc1,
         bc2: h.bc2,
     };
-    gpu.dispatch(
-        &key,
-        &params,
-        &[p.buf, grad.buf, m.buf, v.buf],
-        grid_1d(if vec4 { n / 4 } else { n }, WG),
-    );
-    Ok(())
+    let spans = [
+        ("param", &p),
+        ("grad", &grad),
+        ("exp_avg", &m),
+        ("exp_avg_sq", &v),
+    ];
+    let invocations = if vec4 { n / 4 } else { n };
+    record(gpu, &key, (n, invocations), &spans, params)
 }

@@ -8,7 +8,7 @@
 //! - shader: `shaders/pool.wgsl`
 //! - CPU twin: [`crate::reference::pool`]
 //! - op: `src/ops/pool.rs` (not to be confused with the buffer pool, [`crate::buffer_pool`])
-//! - tests: `tests/ops/pool.rs`; no benchmark
+//! - tests: `kernels/tests/kernels/pool.rs`, the ops' in `tests/ops/pool.rs`; no benchmark
 
 use crate::buffer_pool::GpuBuffer;
 use crate::error::{KernelError, Result};

@@ -14,6 +14,7 @@
 //! - tests: `kernels/tests/kernels/rnn.rs` (gate kernels vs twin), `tests/ops/rnn_layers.rs`;
 //!   benchmark: `benches/rnn.rs`
 
+use crate::buffer_pool::GpuBuffer;
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
 use crate::launch::{ParamsLayout, grid_1d, layout_of};
@@ -211,6 +212,34 @@ fn params(d: SeqDims, t: usize, o: [usize; 7]) -> RnnParams {
     }
 }
 
+/// Record step `t` of `cell`'s forward or `backward` entry of rnn.wgsl, one invocation per
+/// (batch, hidden) element, the operands at offsets `o` and the buffers from `bufs` (asked for
+/// after the checks) bound in order; nothing for an empty batch or hidden size.
+fn record<'a>(
+    gpu: &Gpu,
+    (cell, backward): (Cell, bool),
+    (d, t): (SeqDims, usize),
+    o: [usize; 7],
+    bufs: impl FnOnce() -> Result<Vec<&'a GpuBuffer>>,
+) -> Result<()> {
+    if d.batch * d.hidden == 0 {
+        return Ok(());
+    }
+    check(cell, d, t, &o)?;
+    let entry = match (cell, backward) {
+        (Cell::RnnTanh, false) => "rnn_tanh_forward",
+        (Cell::Lstm, false) => "lstm_forward",
+        (Cell::Gru, false) => "gru_forward",
+        (Cell::RnnTanh, true) => "rnn_tanh_backward",
+        (Cell::Lstm, true) => "lstm_backward",
+        (Cell::Gru, true) => "gru_backward",
+    };
+    let key = KernelKey::new("rnn.wgsl", entry).with("WG", WG);
+    let grid = grid_1d(d.batch * d.hidden, WG);
+    gpu.dispatch(&key, &params(d, t, o), &bufs()?, grid);
+    Ok(())
+}
+
 /// Forward gates of step `t`: reads `gi[:, t]`, `gh`, `b_hh` and state slot t, writes state slot
 /// t + 1 and (LSTM, GRU) the saved activations of step t.
 pub fn gates_forward(
@@ -220,16 +249,6 @@ pub fn gates_forward(
     t: usize,
     bufs: ForwardBufs<'_>,
 ) -> Result<()> {
-    if d.batch * d.hidden == 0 {
-        return Ok(());
-    }
-    let entry = match cell {
-        Cell::RnnTanh => "rnn_tanh_forward",
-        Cell::Lstm => "lstm_forward",
-        Cell::Gru => "gru_forward",
-    };
-    let key = KernelKey::new("rnn.wgsl", entry).with("WG", WG);
-    let grid = grid_1d(d.batch * d.hidden, WG);
     let ForwardBufs {
         gi,
         gh,
@@ -247,20 +266,13 @@ pub fn gates_forward(
         0,
         0,
     ];
-    check(cell, d, t, &o)?;
-    let p = params(d, t, o);
-    if cell == Cell::RnnTanh {
-        gpu.dispatch(&key, &p, &[gi.buf, gh.buf, b_hh.buf, state.buf], grid);
-    } else {
-        let gates = need(cell, "gates", gates)?;
-        gpu.dispatch(
-            &key,
-            &p,
-            &[gi.buf, gh.buf, b_hh.buf, state.buf, gates.buf],
-            grid,
-        );
-    }
-    Ok(())
+    record(gpu, (cell, false), (d, t), o, || {
+        let mut list = vec![gi.buf, gh.buf, b_hh.buf, state.buf];
+        if cell != Cell::RnnTanh {
+            list.push(need(cell, "gates", gates)?.buf);
+        }
+        Ok(list)
+    })
 }
 
 /// Backward gates of step `t` (call for t = T-1 down to 0): writes `dgi[:, t]` (and for the GRU
@@ -272,16 +284,6 @@ pub fn gates_backward(
     t: usize,
     bufs: BackwardBufs<'_>,
 ) -> Result<()> {
-    if d.batch * d.hidden == 0 {
-        return Ok(());
-    }
-    let entry = match cell {
-        Cell::RnnTanh => "rnn_tanh_backward",
-        Cell::Lstm => "lstm_backward",
-        Cell::Gru => "gru_backward",
-    };
-    let key = KernelKey::new("rnn.wgsl", entry).with("WG", WG);
-    let grid = grid_1d(d.batch * d.hidden, WG);
     let BackwardBufs {
         g,
         state,
@@ -301,16 +303,15 @@ pub fn gates_backward(
         off(gates),
         off(dgh),
     ];
-    check(cell, d, t, &o)?;
-    let p = params(d, t, o);
-    let mut list = vec![g.buf, state.buf, dhrec.buf, dgi.buf];
-    if cell != Cell::RnnTanh {
-        list.push(need(cell, "carry", carry)?.buf);
-        list.push(need(cell, "gates", gates)?.buf);
-    }
-    if cell == Cell::Gru {
-        list.push(need(cell, "dgh", dgh)?.buf);
-    }
-    gpu.dispatch(&key, &p, &list, grid);
-    Ok(())
+    record(gpu, (cell, true), (d, t), o, || {
+        let mut list = vec![g.buf, state.buf, dhrec.buf, dgi.buf];
+        if cell != Cell::RnnTanh {
+            list.push(need(cell, "carry", carry)?.buf);
+            list.push(need(cell, "gates", gates)?.buf);
+        }
+        if cell == Cell::Gru {
+            list.push(need(cell, "dgh", dgh)?.buf);
+        }
+        Ok(list)
+    })
 }

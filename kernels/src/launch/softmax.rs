@@ -137,6 +137,32 @@ pub(crate) fn grid(serial: bool, rows: usize) -> [u32; 3] {
     }
 }
 
+/// The row kernel of `shader` for `x` and its grid: entry `entries.0` with one invocation per
+/// row or `entries.1` with one workgroup per row (as [`pick`] chooses for `strategy`),
+/// specialised on `constants` and `WG`, after checking x's index range; `None` when x has no
+/// rows (nothing to record).
+pub(crate) fn row_kernel(
+    shader: &'static str,
+    entries: (&'static str, &'static str),
+    strategy: ReduceStrategy,
+    x: &Rows<'_>,
+    constants: &[(&'static str, u32)],
+) -> Result<Option<(KernelKey, [u32; 3])>> {
+    if x.rows == 0 {
+        return Ok(None);
+    }
+    check_range(shader, x)?;
+    let serial = pick(shader, strategy, x.len)?;
+    let entry = if serial { entries.0 } else { entries.1 };
+    let key = constants
+        .iter()
+        .fold(KernelKey::new(shader, entry), |k, &(name, v)| {
+            k.with(name, v)
+        })
+        .with("WG", WG);
+    Ok(Some((key, grid(serial, x.rows))))
+}
+
 /// Error unless every index of a (rows, len) matrix at `x` stays within u32.
 pub(crate) fn check_range(kernel: &str, x: &Rows<'_>) -> Result<()> {
     let last = x.offset as u128
@@ -168,17 +194,11 @@ pub fn softmax_rows(
     out: &GpuBuffer,
     out_offset: usize,
 ) -> Result<()> {
-    if x.rows == 0 {
+    let entries = ("rows_serial", "rows_wg");
+    let mode = [("MODE", mode as u32)];
+    let Some((key, grid)) = row_kernel("softmax.wgsl", entries, strategy, &x, &mode)? else {
         return Ok(());
-    }
-    check_range("softmax.wgsl", &x)?;
-    let serial = pick("softmax.wgsl", strategy, x.len)?;
-    let key = KernelKey::new(
-        "softmax.wgsl",
-        if serial { "rows_serial" } else { "rows_wg" },
-    )
-    .with("MODE", mode as u32)
-    .with("WG", WG);
+    };
     let p = SoftmaxParams {
         rows: x.rows as u32,
         len: x.len as u32,
@@ -189,7 +209,7 @@ pub fn softmax_rows(
         _pad0: 0,
         _pad1: 0,
     };
-    gpu.dispatch(&key, &p, &[x.buf, out], grid(serial, x.rows));
+    gpu.dispatch(&key, &p, &[x.buf, out], grid);
     Ok(())
 }
 

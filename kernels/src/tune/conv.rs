@@ -248,35 +248,29 @@ impl Search<'_> {
                 None => vec![None],
             }
         };
-        let fwd: Vec<ConvConfig> = range(base.fwd_quads)
-            .into_iter()
-            .map(|q| ConvConfig {
-                fwd_quads: q,
-                ..base
-            })
-            .collect();
+        // `base` with each quads count of `range(q)` set by `set`.
+        let with = |q: Option<usize>, set: fn(&mut ConvConfig, Option<usize>)| -> Vec<ConvConfig> {
+            let one = |q| {
+                let mut c = base;
+                set(&mut c, q);
+                c
+            };
+            range(q).into_iter().map(one).collect()
+        };
+        let fwd = with(base.fwd_quads, |c, q| c.fwd_quads = q);
         let (f, tf) = self.fastest(Pass::Forward, &fwd, None)?;
-        let gi: Vec<ConvConfig> = range(base.input_quads)
-            .into_iter()
-            .map(|q| ConvConfig {
-                input_quads: q,
-                ..base
-            })
-            .collect();
+        let gi = with(base.input_quads, |c, q| c.input_quads = q);
         let (i, ti) = self.fastest(Pass::GradInput, &gi, None)?;
         // Grad weight: the quads at their heuristic (clamped) split count first...
-        let gw: Vec<ConvConfig> = range(base.weight_quads)
+        let gw = with(base.weight_quads, |c, q| {
+            c.weight_quads = q;
+            c.splits = None;
+        });
+        let gw: Vec<ConvConfig> = gw
             .into_iter()
-            .map(|q| {
-                let c = ConvConfig {
-                    weight_quads: q,
-                    splits: None,
-                    ..base
-                };
-                ConvConfig {
-                    splits: Some(c.grad_weight_split(s).0),
-                    ..c
-                }
+            .map(|c| ConvConfig {
+                splits: Some(c.grad_weight_split(s).0),
+                ..c
             })
             .collect();
         let (w, tw) = self.fastest(Pass::GradWeight, &gw, None)?;

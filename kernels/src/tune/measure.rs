@@ -429,35 +429,13 @@ pub fn verify_attention(
     let alloc = |n: usize| gpu.alloc(4 * n as u64, "verify attention").map_err(e);
     let (o, lse) = (alloc(nq)?, alloc(2 * t.tq)?);
     let (dq, dk, dv) = (alloc(nq)?, alloc(nk)?, alloc(nk)?);
-    let at = |b| Operand::whole(b);
-    ak::forward(
-        gpu,
-        &t,
-        cfg,
-        at(&q),
-        at(&k),
-        at(&v),
-        Some(at(&m)),
-        &o,
-        &lse,
-        0,
-    )
-    .map_err(e)?;
-    ak::backward(
-        gpu,
-        &t,
-        cfg,
-        at(&q),
-        at(&k),
-        at(&v),
-        Some(at(&m)),
-        &o,
-        &lse,
-        &dout,
-        (&dq, &dk, &dv),
-        0,
-    )
-    .map_err(e)?;
+    let (q_, k_, v_, m_) = (&q, &k, &v, &m);
+    let qkv = || -> [Operand<'_>; 3] { [q_, k_, v_].map(Operand::whole) };
+    let [qo, ko, vo] = qkv();
+    let keep = Some(Operand::whole(m_));
+    ak::forward(gpu, &t, cfg, qo, ko, vo, keep, &o, &lse, 0).map_err(e)?;
+    let grads = (&dq, &dk, &dv);
+    ak::backward(gpu, &t, cfg, qo, ko, vo, keep, &o, &lse, &dout, grads, 0).map_err(e)?;
     let (wo, wl) = crate::reference::attention::forward(&t, &q64, &k64, &v64, Some(&m64));
     let (wq, wk, wv) =
         crate::reference::attention::backward(&t, &q64, &k64, &v64, Some(&m64), &d64);
@@ -466,7 +444,7 @@ pub fn verify_attention(
             &gpu.read(b, 0, 4 * n as u64).map_err(e)?,
         ))
     };
-    // f32 sums over D and Tk of values in [-1, 1) against f64 (as tests/ops/attention.rs).
+    // f32 sums over D and Tk of values in [-1, 1) against f64 (as kernels/tests/kernels/attention/case.rs).
     let tol = Tolerance::new(1e-3, 1e-4, "f32 fused attention vs f64, long sums");
     for (name, buf, want) in [
         ("O", &o, &wo),

@@ -24,9 +24,7 @@ use super::{entry_key, lookups_enabled};
 use crate::buffer_pool::GpuBuffer;
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
-use crate::launch::nf4::{
-    Nf4Buffers, Nf4Compute, Nf4Config, Nf4Pass, matmul_nf4, matmul_nf4_grad_input,
-};
+use crate::launch::nf4::{Nf4Buffers, Nf4Compute, Nf4Config, Nf4Pass, Nf4Weight, matmul_nf4_pass};
 use crate::reference::nf4 as cpu;
 
 /// The bucket of an NF4 matmul with `dims` = (M, out, in) and x / dy at element `offset`.
@@ -85,36 +83,19 @@ pub fn nf4_choice(
 /// W (out, in) quantised from deterministic noise, on the GPU, with its CPU form.
 struct TestWeight {
     q: cpu::Nf4Quantized,
-    codes: GpuBuffer,
-    scales: GpuBuffer,
-    stats: GpuBuffer,
+    w: Nf4Weight,
 }
 
 impl TestWeight {
     fn new(gpu: &Gpu, out_f: usize, in_f: usize, seed: u64) -> Result<Self> {
         let w: Vec<f32> = noise(out_f * in_f, seed).iter().map(|v| 0.1 * v).collect();
         let q = cpu::quantize(&w, out_f, in_f);
-        let put = |bytes: &[u8], what: &str| -> Result<GpuBuffer> {
-            let b = gpu.alloc(bytes.len() as u64, what)?;
-            gpu.upload(&b, 0, bytes);
-            Ok(b)
-        };
-        Ok(TestWeight {
-            codes: put(bytemuck::cast_slice(&q.codes), "tune nf4 codes")?,
-            scales: put(bytemuck::cast_slice(&q.scale_words()), "tune nf4 scales")?,
-            stats: put(bytemuck::cast_slice(&q.stats), "tune nf4 stats")?,
-            q,
-        })
+        let w = Nf4Weight::upload(gpu, &q)?;
+        Ok(TestWeight { q, w })
     }
 
     fn buffers(&self) -> Nf4Buffers<'_> {
-        Nf4Buffers {
-            codes: &self.codes,
-            scales: &self.scales,
-            stats: &self.stats,
-            out_features: self.q.out_features,
-            in_features: self.q.in_features,
-        }
+        self.w.buffers()
     }
 }
 
@@ -122,22 +103,6 @@ fn upload(gpu: &Gpu, v: &[f32], what: &str) -> Result<GpuBuffer> {
     let b = gpu.alloc(4 * v.len() as u64, what)?;
     gpu.upload(&b, 0, bytemuck::cast_slice(v));
     Ok(b)
-}
-
-/// Run `cfg` for `pass` on `w`: `inp` is x (M, in) or dy (M, out), `out` y or dx.
-fn run(
-    gpu: &Gpu,
-    cfg: Nf4Config,
-    pass: Nf4Pass,
-    w: Nf4Buffers<'_>,
-    inp: &GpuBuffer,
-    m: usize,
-    out: &GpuBuffer,
-) -> Result<()> {
-    match pass {
-        Nf4Pass::Forward => matmul_nf4(gpu, cfg, w, inp, 0, m, None, out),
-        Nf4Pass::GradInput => matmul_nf4_grad_input(gpu, cfg, w, inp, 0, m, out),
-    }
 }
 
 /// Run `cfg` on small random operands of the bucket's kind (in a multiple of 64 or not) and
@@ -157,14 +122,12 @@ pub fn verify_nf4(
     };
     let e = |e: KernelError| e.to_string();
     let w = TestWeight::new(gpu, o, i, 11).map_err(e)?;
-    let (ilen, olen) = match pass {
-        Nf4Pass::Forward => (m * i, m * o),
-        Nf4Pass::GradInput => (m * o, m * i),
-    };
+    let (d, _) = pass.dense(m, o, i);
+    let (ilen, olen) = (m * d.k, m * d.n);
     let x = noise(ilen, 12);
     let xb = upload(gpu, &x, "verify nf4 in").map_err(e)?;
     let yb = gpu.alloc(4 * olen as u64, "verify nf4 out").map_err(e)?;
-    run(gpu, cfg, pass, w.buffers(), &xb, m, &yb).map_err(e)?;
+    matmul_nf4_pass(gpu, cfg, pass, w.buffers(), &xb, m, &yb).map_err(e)?;
     let got: Vec<f32> =
         bytemuck::pod_collect_to_vec(&gpu.read(&yb, 0, 4 * olen as u64).map_err(e)?);
     let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
@@ -221,10 +184,8 @@ impl Tuner<'_> {
         }
         let (m, o, i) = dims;
         let w = TestWeight::new(gpu, o, i, 21)?;
-        let (ilen, olen) = match pass {
-            Nf4Pass::Forward => (m * i, m * o),
-            Nf4Pass::GradInput => (m * o, m * i),
-        };
+        let (d, _) = pass.dense(m, o, i);
+        let (ilen, olen) = (m * d.k, m * d.n);
         let inp = upload(gpu, &noise(ilen, 22), "tune nf4 in")?;
         let out = gpu.alloc(4 * olen as u64, "tune nf4 out")?;
         // The pipeline is built on a 1 x 4 x in product (the same specialisation).
@@ -244,8 +205,8 @@ impl Tuner<'_> {
                 gpu,
                 self.budget,
                 4.0 * best,
-                || run(gpu, cfg, pass, tiny.buffers(), &inp, 1, &out),
-                || run(gpu, cfg, pass, w.buffers(), &inp, m, &out),
+                || matmul_nf4_pass(gpu, cfg, pass, tiny.buffers(), &inp, 1, &out),
+                || matmul_nf4_pass(gpu, cfg, pass, w.buffers(), &inp, m, &out),
             );
             if let Ok(t) = t {
                 best = best.min(t);

@@ -70,45 +70,51 @@ fn indices(mode: IndexMode, s: IndexShape, seed: u64, bound: usize) -> Vec<u32> 
     v
 }
 
+/// Every case, in both modes.
+fn shapes_and_modes() -> impl Iterator<Item = (IndexShape, IndexMode)> {
+    let shapes = CASES
+        .iter()
+        .map(|&(outer, d, inner, j)| IndexShape { outer, d, inner, j });
+    shapes.flat_map(|s| [IndexMode::Select, IndexMode::Gather].map(|m| (s, m)))
+}
+
 #[test]
 fn forward_kernel_matches_twin_on_strided_sources() {
     let g = gpu();
-    for &(outer, d, inner, j) in CASES {
-        let s = IndexShape { outer, d, inner, j };
-        for mode in [IndexMode::Select, IndexMode::Gather] {
-            for permuted in [false, true] {
-                let tag = format!("{s:?} {mode:?} permuted={permuted}");
-                let x = rand_vec(outer * d * inner, seed(&tag), -3.0, 3.0);
-                // Up to D + 1: some indices are out of range and must read as 0.
-                let idx = indices(mode, s, seed(&tag) ^ 1, d + 2);
-                let (stored, offset, strides) = layout(&x, outer, d, inner, permuted);
-                let xb = upload_padded(&g, &stored, 0);
-                let ib = upload_padded(&g, &idx, 2);
-                let n = outer * j * inner;
-                let ob = g.alloc((n * 4 + 20) as u64, "out").unwrap();
-                ik::index_forward(
-                    &g,
-                    mode,
-                    s,
-                    View3 {
-                        buf: &xb,
-                        offset,
-                        strides,
-                    },
-                    Operand {
-                        buf: &ib,
-                        offset: 2,
-                    },
-                    Operand {
-                        buf: &ob,
-                        offset: 5,
-                    },
-                )
-                .unwrap();
-                let got: Vec<f32> = read_at(&g, &ob, 5, n);
-                COPY.assert_close(&tag, &got, &cpu::index_forward(mode, s, &x, &idx));
-                assert!(got.iter().any(|&v| v != 0.0), "{tag}: all zeros");
-            }
+    for (s, mode) in shapes_and_modes() {
+        let IndexShape { outer, d, inner, j } = s;
+        for permuted in [false, true] {
+            let tag = format!("{s:?} {mode:?} permuted={permuted}");
+            let x = rand_vec(outer * d * inner, seed(&tag), -3.0, 3.0);
+            // Up to D + 1: some indices are out of range and must read as 0.
+            let idx = indices(mode, s, seed(&tag) ^ 1, d + 2);
+            let (stored, offset, strides) = layout(&x, outer, d, inner, permuted);
+            let xb = upload_padded(&g, &stored, 0);
+            let ib = upload_padded(&g, &idx, 2);
+            let n = outer * j * inner;
+            let ob = g.alloc((n * 4 + 20) as u64, "out").unwrap();
+            ik::index_forward(
+                &g,
+                mode,
+                s,
+                View3 {
+                    buf: &xb,
+                    offset,
+                    strides,
+                },
+                Operand {
+                    buf: &ib,
+                    offset: 2,
+                },
+                Operand {
+                    buf: &ob,
+                    offset: 5,
+                },
+            )
+            .unwrap();
+            let got: Vec<f32> = read_at(&g, &ob, 5, n);
+            COPY.assert_close(&tag, &got, &cpu::index_forward(mode, s, &x, &idx));
+            assert!(got.iter().any(|&v| v != 0.0), "{tag}: all zeros");
         }
     }
 }
@@ -143,52 +149,50 @@ fn forward_kernel_copies_integer_words() {
 #[test]
 fn scatter_kernels_match_twin_bit_for_bit() {
     let g = gpu();
-    for &(outer, d, inner, j) in CASES {
-        let s = IndexShape { outer, d, inner, j };
-        for mode in [IndexMode::Select, IndexMode::Gather] {
-            // A small bound repeats indices (so sums really accumulate); D + 2 adds out-of-range ones.
-            for bound in [d.min(3), d + 2] {
-                let tag = format!("{s:?} {mode:?} bound {bound}");
-                let gv = rand_vec(outer * j * inner, seed(&tag), -2.0, 2.0);
-                let idx = indices(mode, s, seed(&tag) ^ 7, bound);
-                let start = rand_vec(outer * d * inner, seed(&tag) ^ 9, -1.0, 1.0);
-                let mut want = start.clone();
-                cpu::scatter_add(mode, s, &gv, &idx, &mut want);
-                let (stored, offset, strides) = layout(&gv, outer, j, inner, bound > d);
-                let gb = upload_padded(&g, &stored, 0);
-                let ib = upload_padded(&g, &idx, 0);
-                let mut results = Vec::new();
-                for strategy in [ScatterStrategy::Column, ScatterStrategy::Pull] {
-                    let gxb = upload_padded(&g, &start, 1);
-                    ik::scatter_add(
-                        &g,
-                        mode,
-                        strategy,
-                        s,
-                        View3 {
-                            buf: &gb,
-                            offset,
-                            strides,
-                        },
-                        Operand::whole(&ib),
-                        Operand {
-                            buf: &gxb,
-                            offset: 1,
-                        },
-                    )
-                    .unwrap();
-                    let got: Vec<f32> = read_at(&g, &gxb, 1, start.len());
-                    IN_ORDER.assert_close(&format!("{tag} {strategy:?}"), &got, &want);
-                    results.push(got);
-                }
-                assert!(
-                    results[0]
-                        .iter()
-                        .zip(&results[1])
-                        .all(|(a, b)| a.to_bits() == b.to_bits()),
-                    "{tag}: column and pull differ in bits"
-                );
+    for (s, mode) in shapes_and_modes() {
+        let IndexShape { outer, d, inner, j } = s;
+        // A small bound repeats indices (so sums really accumulate); D + 2 adds out-of-range ones.
+        for bound in [d.min(3), d + 2] {
+            let tag = format!("{s:?} {mode:?} bound {bound}");
+            let gv = rand_vec(outer * j * inner, seed(&tag), -2.0, 2.0);
+            let idx = indices(mode, s, seed(&tag) ^ 7, bound);
+            let start = rand_vec(outer * d * inner, seed(&tag) ^ 9, -1.0, 1.0);
+            let mut want = start.clone();
+            cpu::scatter_add(mode, s, &gv, &idx, &mut want);
+            let (stored, offset, strides) = layout(&gv, outer, j, inner, bound > d);
+            let gb = upload_padded(&g, &stored, 0);
+            let ib = upload_padded(&g, &idx, 0);
+            let mut results = Vec::new();
+            for strategy in [ScatterStrategy::Column, ScatterStrategy::Pull] {
+                let gxb = upload_padded(&g, &start, 1);
+                ik::scatter_add(
+                    &g,
+                    mode,
+                    strategy,
+                    s,
+                    View3 {
+                        buf: &gb,
+                        offset,
+                        strides,
+                    },
+                    Operand::whole(&ib),
+                    Operand {
+                        buf: &gxb,
+                        offset: 1,
+                    },
+                )
+                .unwrap();
+                let got: Vec<f32> = read_at(&g, &gxb, 1, start.len());
+                IN_ORDER.assert_close(&format!("{tag} {strategy:?}"), &got, &want);
+                results.push(got);
             }
+            assert!(
+                results[0]
+                    .iter()
+                    .zip(&results[1])
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{tag}: column and pull differ in bits"
+            );
         }
     }
 }

@@ -8,13 +8,17 @@
 
 mod common;
 
+mod attention;
 mod conv;
 mod cross_entropy;
+mod elementwise;
 mod index;
 mod itemsets;
 mod matmul;
 mod nf4;
+mod norm;
 mod optim;
+mod pool;
 mod reduce;
 mod rnn;
 mod runtime;

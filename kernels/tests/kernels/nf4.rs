@@ -135,13 +135,19 @@ fn configs(g: &Gpu, pass: Nf4Pass) -> Vec<Nf4Config> {
     v
 }
 
-#[test]
-fn every_forward_config_matches_cpu() {
+/// Check every configuration of `pass` on every shape with `check` (which returns its worst
+/// error relative to the sum of |products|), then `offsets` of the input for the configuration;
+/// print the worst errors of the f32 and the f16 configurations.
+fn every_config(
+    pass: Nf4Pass,
+    check: fn(&Gpu, Nf4Config, usize, usize, usize, usize) -> f64,
+    offsets: fn(&Gpu, Nf4Config),
+) {
     let g = gpu();
     let mut worst = (0.0f64, 0.0f64);
-    for cfg in configs(&g, Nf4Pass::Forward) {
+    for cfg in configs(&g, pass) {
         for &(m, o, i) in SHAPES {
-            let e = check_forward(&g, cfg, m, o, i, 0);
+            let e = check(&g, cfg, m, o, i, 0);
             let w = if cfg.is_f16() {
                 &mut worst.1
             } else {
@@ -149,40 +155,34 @@ fn every_forward_config_matches_cpu() {
             };
             *w = w.max(e);
         }
-        // x at an offset: a multiple of 4 keeps the vec4 paths, 3 leaves only the simple rung.
-        check_forward(&g, cfg, 7, 17, 192, 8);
-        if matches!(cfg, Nf4Config::Simple { .. }) {
-            check_forward(&g, cfg, 7, 17, 192, 3);
-        }
+        offsets(&g, cfg);
     }
     eprintln!(
-        "forward: worst |err| / sum|x w|: f32 {:e}, f16 {:e}",
-        worst.0, worst.1
+        "{}: worst |err| / sum|input w|: f32 {:e}, f16 {:e}",
+        pass.name(),
+        worst.0,
+        worst.1
     );
 }
 
 #[test]
-fn every_grad_input_config_matches_cpu() {
-    let g = gpu();
-    let mut worst = (0.0f64, 0.0f64);
-    for cfg in configs(&g, Nf4Pass::GradInput) {
-        for &(m, o, i) in SHAPES {
-            let e = check_grad(&g, cfg, m, o, i, 0);
-            let w = if cfg.is_f16() {
-                &mut worst.1
-            } else {
-                &mut worst.0
-            };
-            *w = w.max(e);
+fn every_forward_config_matches_cpu() {
+    every_config(Nf4Pass::Forward, check_forward, |g, cfg| {
+        // x at an offset: a multiple of 4 keeps the vec4 paths, 3 leaves only the simple rung.
+        check_forward(g, cfg, 7, 17, 192, 8);
+        if matches!(cfg, Nf4Config::Simple { .. }) {
+            check_forward(g, cfg, 7, 17, 192, 3);
         }
+    });
+}
+
+#[test]
+fn every_grad_input_config_matches_cpu() {
+    every_config(Nf4Pass::GradInput, check_grad, |g, cfg| {
         // dy at offsets: 4 keeps the vec4 dy path (out = 20), 3 takes the scalar one.
-        check_grad(&g, cfg, 7, 20, 128, 4);
-        check_grad(&g, cfg, 7, 20, 128, 3);
-    }
-    eprintln!(
-        "grad-input: worst |err| / sum|dy w|: f32 {:e}, f16 {:e}",
-        worst.0, worst.1
-    );
+        check_grad(g, cfg, 7, 20, 128, 4);
+        check_grad(g, cfg, 7, 20, 128, 3);
+    });
 }
 
 #[test]

@@ -26,15 +26,23 @@ fn adam_step(decoupled: bool, step: u64) -> AdamStep {
     }
 }
 
+/// `n` seeded parameters, gradients (away from zero), first-moment (or momentum) and positive
+/// second-moment states.
+fn draws(n: usize, s: u64) -> [Vec<f32>; 4] {
+    [
+        rand_vec(n, s, -1.0, 1.0),
+        rand_signed_away_from_zero(n, s + 1, 0.05, 1.0),
+        rand_vec(n, s + 2, -0.5, 0.5),
+        rand_vec(n, s + 3, 0.01, 0.5),
+    ]
+}
+
 #[test]
 fn kernels_match_cpu_twin_at_awkward_sizes() {
     let g = gpu();
     for &n in &[1usize, 7, 17, 129, 257, 1031, 70_001] {
         let s = seed(&format!("twin{n}"));
-        let p0 = rand_vec(n, s, -1.0, 1.0);
-        let gr = rand_signed_away_from_zero(n, s + 1, 0.05, 1.0);
-        let st0 = rand_vec(n, s + 2, -0.5, 0.5);
-        let sq0 = rand_vec(n, s + 3, 0.01, 0.5);
+        let [p0, gr, st0, sq0] = draws(n, s);
         // Operands at non-zero offsets inside larger buffers, to exercise the offsets.
         let at = |data: &[f32], pad: usize| {
             Shifted::between(&g, &rand_vec(pad, s + 9, -1.0, 1.0), data, &[])
@@ -128,20 +136,14 @@ fn kernel_launchers_refuse_bad_operands() {
         weight_decay: 0.0,
     };
     // Momentum without a buffer.
-    let e = k::sgd(&g, &h, 8, p.operand(), gr.operand(), None)
-        .unwrap_err()
-        .to_string();
+    let e = err_text(k::sgd(&g, &h, 8, p.operand(), gr.operand(), None));
     assert!(e.contains("momentum buffer"), "{e}");
     // The same buffer as parameter and gradient.
     let h0 = SgdStep { momentum: 0.0, ..h };
-    let e = k::sgd(&g, &h0, 8, p.operand(), p.operand(), None)
-        .unwrap_err()
-        .to_string();
+    let e = err_text(k::sgd(&g, &h0, 8, p.operand(), p.operand(), None));
     assert!(e.contains("share a buffer"), "{e}");
     // Overrunning the buffer (capacity is a size class; ask for far more).
-    let e = k::sgd(&g, &h0, 1 << 20, p.operand(), gr.operand(), None)
-        .unwrap_err()
-        .to_string();
+    let e = err_text(k::sgd(&g, &h0, 1 << 20, p.operand(), gr.operand(), None));
     assert!(e.contains("overrun"), "{e}");
 }
 
@@ -162,10 +164,7 @@ fn adam_vec4_matches_cpu_twin() {
     ];
     for &(n, offs, vec4) in cases {
         let s = seed(&format!("adam4 {n} {offs:?}"));
-        let p0 = rand_vec(n, s, -1.0, 1.0);
-        let gr = rand_signed_away_from_zero(n, s + 1, 0.05, 1.0);
-        let m0 = rand_vec(n, s + 2, -0.5, 0.5);
-        let v0 = rand_vec(n, s + 3, 0.01, 0.5);
+        let [p0, gr, m0, v0] = draws(n, s);
         let at = |data: &[f32], pad: usize| {
             let (before, after) = (
                 rand_vec(pad, s + 9, -1.0, 1.0),

@@ -162,19 +162,23 @@ fn corrupted_cache_is_ignored_with_a_warning() {
 
 /// A cache at a fresh path for this adapter whose only entry sends (64, 64, 64) to `cfg`.
 fn cache_with(name: &str, cfg: MatmulConfig) -> PathBuf {
+    let (a, b) = (MatLayout::contiguous(64, 64), MatLayout::contiguous(64, 64));
+    let key = MatmulBucket::of(dims(1, 64, 64, 64), a, b).key();
+    cache_holding(name, tune::entry_key("matmul", &key, "f32"), cfg.label())
+}
+
+/// A cache at a fresh path for this adapter whose only entry is `key` -> `config` (measured 2
+/// GFLOP/s against 1 for the default).
+fn cache_holding(name: &str, key: String, config: String) -> PathBuf {
     let g = gpu();
     let path = temp_file(name);
     let mut c = TuneCache::empty(&path, &g.info().name, &tune::driver_of(&g));
-    let (a, b) = (MatLayout::contiguous(64, 64), MatLayout::contiguous(64, 64));
-    let key = MatmulBucket::of(dims(1, 64, 64, 64), a, b).key();
-    c.insert(
-        tune::entry_key("matmul", &key, "f32"),
-        Choice {
-            config: cfg.label(),
-            gflops: 2.0,
-            default_gflops: 1.0,
-        },
-    );
+    let choice = Choice {
+        config,
+        gflops: 2.0,
+        default_gflops: 1.0,
+    };
+    c.insert(key, choice);
     c.save().unwrap();
     path
 }
@@ -254,13 +258,8 @@ fn tuner_measures_verifies_caches_and_reuses() {
 #[test]
 fn f16_buckets_try_only_f16_rungs() {
     let g = gpu();
-    if !g.has_f16() {
-        let why = format!("{} lacks SHADER_F16", g.info().name);
-        return crate::common::skip(
-            "tuner f16 buckets",
-            &why,
-            "an adapter with SHADER_F16 (lavapipe has it: apt-get install -y mesa-vulkan-drivers)",
-        );
+    if !crate::common::skip::has_f16(&g, "tuner f16 buckets") {
+        return;
     }
     let mut t = Tuner::at(&g, &temp_file("f16.json"));
     t.budget = Duration::from_millis(5);
@@ -352,19 +351,8 @@ fn conv_tuning_and_lookup() {
 
 /// A cache at a fresh path for this adapter holding `config` for the bucket of `s`.
 fn conv_cache_with(name: &str, s: &Conv2dShape, config: &str) -> PathBuf {
-    let g = gpu();
-    let path = temp_file(name);
-    let mut c = TuneCache::empty(&path, &g.info().name, &tune::driver_of(&g));
-    c.insert(
-        tune::entry_key("conv2d", &tune::conv_bucket(s), "f32"),
-        Choice {
-            config: config.into(),
-            gflops: 2.0,
-            default_gflops: 1.0,
-        },
-    );
-    c.save().unwrap();
-    path
+    let key = tune::entry_key("conv2d", &tune::conv_bucket(s), "f32");
+    cache_holding(name, key, config.into())
 }
 
 #[test]

@@ -215,29 +215,24 @@ pub(super) fn elementwise(s: &mut Suite) -> Result<()> {
         let case = Case::new("add", label.clone(), variant)
             .work(n as u64, 3 * f, Bound::Memory)
             .grouped(base);
+        let (va, vb) = (
+            Strided::contiguous(&a, &shape),
+            Strided::new(&b, 0, &b_strides),
+        );
+        let vo = Strided::contiguous(&out, &shape);
         s.run(case, || {
-            ew::binary(
-                &gpu,
-                BinaryOp::Add,
-                &shape,
-                Strided::contiguous(&a, &shape),
-                Strided::new(&b, 0, &b_strides),
-                Strided::contiguous(&out, &shape),
-                0.0,
-            )
+            let (va, vb, vo) = (va.clone(), vb.clone(), vo.clone());
+            ew::binary(&gpu, BinaryOp::Add, &shape, va, vb, vo, 0.0)
         })?;
     }
     let case = Case::new("relu", label.clone(), "contiguous").work(n as u64, 2 * f, Bound::Memory);
+    let (va, vo) = (
+        Strided::contiguous(&a, &shape),
+        Strided::contiguous(&out, &shape),
+    );
     s.run(case, || {
-        ew::unary(
-            &gpu,
-            UnaryOp::Relu,
-            &shape,
-            Strided::contiguous(&a, &shape),
-            Strided::contiguous(&out, &shape),
-            0.0,
-            0.0,
-        )
+        let (va, vo) = (va.clone(), vo.clone());
+        ew::unary(&gpu, UnaryOp::Relu, &shape, va, vo, 0.0, 0.0)
     })?;
     // Rows of `side`: the serial strategy (one invocation per row) is the baseline.
     let rows = Rows {
@@ -361,7 +356,7 @@ pub(super) fn attention(s: &mut Suite) -> Result<()> {
 /// layer: every fused configuration against dequantise-then-matmul (the baseline: W expanded
 /// to f32 in a temporary buffer, then the tuned matmul). Bytes count the NF4 weight once.
 pub(super) fn nf4(s: &mut Suite) -> Result<()> {
-    use kiln_kernels::launch::nf4::{self as nk, Nf4Buffers, Nf4Config, Nf4Pass};
+    use kiln_kernels::launch::nf4::{self as nk, Nf4Config, Nf4Pass};
     let (m, o, i) = if s.quick {
         (128, 1024, 1024)
     } else {
@@ -376,47 +371,15 @@ pub(super) fn nf4(s: &mut Suite) -> Result<()> {
         .map(|e| ((e * 7919) % 1000) as f32 * 4e-5 - 0.02)
         .collect();
     let q = kiln_kernels::reference::nf4::quantize(&w, o, i);
-    let put = |v: &[u32], what: &str| -> Result<GpuBuffer> {
-        let b = gpu.alloc(4 * v.len() as u64, what)?;
-        gpu.upload(&b, 0, bytemuck::cast_slice(v));
-        Ok(b)
-    };
-    let (codes, scales) = (put(&q.codes, "codes")?, put(&q.scale_words(), "scales")?);
-    let stats = filled(&gpu, q.stats.len())?;
-    gpu.upload(&stats, 0, bytemuck::cast_slice(&q.stats));
-    let wb = Nf4Buffers {
-        codes: &codes,
-        scales: &scales,
-        stats: &stats,
-        out_features: o,
-        in_features: i,
-    };
+    let weight = nk::Nf4Weight::upload(&gpu, &q)?;
+    let wb = weight.buffers();
     let x = filled(&gpu, m * i.max(o))?;
     let y = gpu.alloc(4 * (m * i.max(o)) as u64, "y")?;
     let wdq = gpu.alloc(4 * (o * i) as u64, "W dequantised")?;
     let flops = 2 * (m * o * i) as u64;
     let bytes = (q.bytes() + 4 * m * (i + o)) as u64;
     for (op, pass) in [("nf4", Nf4Pass::Forward), ("nf4_grad", Nf4Pass::GradInput)] {
-        let (dims, lw) = match pass {
-            Nf4Pass::Forward => (
-                MatmulDims {
-                    batch: 1,
-                    m,
-                    n: o,
-                    k: i,
-                },
-                MatLayout::transposed(i, o),
-            ),
-            Nf4Pass::GradInput => (
-                MatmulDims {
-                    batch: 1,
-                    m,
-                    n: i,
-                    k: o,
-                },
-                MatLayout::contiguous(o, i),
-            ),
-        };
+        let (dims, lw) = pass.dense(m, o, i);
         let la = MatLayout::contiguous(m, dims.k);
         let mcfg = kiln_kernels::tune::matmul_choice(&gpu, dims, la, lw, false);
         let case = Case::new(op, shape.clone(), "dequant+matmul")
@@ -434,10 +397,7 @@ pub(super) fn nf4(s: &mut Suite) -> Result<()> {
             if cfg.is_f16() {
                 case.dtype = "f16";
             }
-            s.run(case, || match pass {
-                Nf4Pass::Forward => nk::matmul_nf4(&gpu, cfg, wb, &x, 0, m, None, &y),
-                Nf4Pass::GradInput => nk::matmul_nf4_grad_input(&gpu, cfg, wb, &x, 0, m, &y),
-            })?;
+            s.run(case, || nk::matmul_nf4_pass(&gpu, cfg, pass, wb, &x, m, &y))?;
         }
     }
     Ok(())

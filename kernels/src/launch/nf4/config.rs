@@ -5,6 +5,7 @@
 use super::{BLOCK_TM_MAX, FORWARD_BLOCK, GRAD_BLOCK, K_CHUNK, Nf4Compute, WG};
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
+use crate::launch::matmul::{MatLayout, MatmulDims};
 use crate::pipeline::KernelKey;
 use crate::reference::nf4::BLOCK;
 use crate::shaders::Elem;
@@ -25,6 +26,18 @@ impl Nf4Pass {
             Nf4Pass::Forward => "nf4",
             Nf4Pass::GradInput => "nf4_grad",
         }
+    }
+
+    /// The dense product this pass equals once W (out, in) is dequantised to f32: its dims and
+    /// W's layout, the input (M, K) being contiguous. Forward: x (M, in) @ W^T, W seen
+    /// transposed; grad: dy (M, out) @ W. The input has `M * dims.k` elements, the output
+    /// `M * dims.n`.
+    pub fn dense(self, m: usize, out_f: usize, in_f: usize) -> (MatmulDims, MatLayout) {
+        let (n, k, w) = match self {
+            Nf4Pass::Forward => (out_f, in_f, MatLayout::transposed(in_f, out_f)),
+            Nf4Pass::GradInput => (in_f, out_f, MatLayout::contiguous(out_f, in_f)),
+        };
+        (MatmulDims { batch: 1, m, n, k }, w)
     }
 }
 

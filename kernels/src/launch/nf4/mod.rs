@@ -41,7 +41,7 @@ use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
 use crate::launch::{ParamsLayout, grid_1d, layout_of};
 use crate::pipeline::KernelKey;
-use crate::reference::nf4::{BLOCK, GROUP, PER_WORD};
+use crate::reference::nf4::{BLOCK, GROUP, Nf4Quantized, PER_WORD};
 
 mod config;
 pub use config::{Nf4Config, Nf4Pass};
@@ -116,6 +116,51 @@ pub struct Nf4Buffers<'a> {
     pub in_features: usize,
 }
 
+/// An NF4 weight uploaded from its CPU form ([`Nf4Quantized`]): owns the three buffers that
+/// [`Nf4Buffers`] borrows.
+#[derive(Debug)]
+pub struct Nf4Weight {
+    /// Packed codes.
+    pub codes: GpuBuffer,
+    /// Packed int8 block scales.
+    pub scales: GpuBuffer,
+    /// f32 `[mu, s_0, s_1, ...]`.
+    pub stats: GpuBuffer,
+    /// Rows of W.
+    pub out_features: usize,
+    /// Columns of W.
+    pub in_features: usize,
+}
+
+impl Nf4Weight {
+    /// Upload the codes, the block scales (as u32 words) and the stats of `q`.
+    pub fn upload(gpu: &Gpu, q: &Nf4Quantized) -> Result<Self> {
+        let put = |bytes: &[u8], what: &str| -> Result<GpuBuffer> {
+            let b = gpu.alloc((bytes.len() as u64).max(4), what)?;
+            gpu.upload(&b, 0, bytes);
+            Ok(b)
+        };
+        Ok(Nf4Weight {
+            codes: put(bytemuck::cast_slice(&q.codes), "nf4 codes")?,
+            scales: put(bytemuck::cast_slice(&q.scale_words()), "nf4 scales")?,
+            stats: put(bytemuck::cast_slice(&q.stats), "nf4 stats")?,
+            out_features: q.out_features,
+            in_features: q.in_features,
+        })
+    }
+
+    /// The buffers as the launchers take them.
+    pub fn buffers(&self) -> Nf4Buffers<'_> {
+        Nf4Buffers {
+            codes: &self.codes,
+            scales: &self.scales,
+            stats: &self.stats,
+            out_features: self.out_features,
+            in_features: self.in_features,
+        }
+    }
+}
+
 impl Nf4Buffers<'_> {
     fn check(&self, key: &KernelKey) -> Result<usize> {
         let n = self
@@ -179,6 +224,60 @@ fn groups(key: &KernelKey, cols: usize, rows: usize, block: (u32, u32)) -> Resul
     Ok([gx as u32, gy as u32, 1])
 }
 
+/// Check `cfg` (its kernel specialised on `aligned` loads) and the sizes of one NF4 pass, and
+/// record it, one dispatch per chunk of the reduction (the first overwrites `out`, the rest add
+/// into it). `inp` from element `inp_off` is x (forward) or dy (grad-input), `out` is y or dx;
+/// the bindings are W's codes, scales and stats, `out`, `inp` and, for the forward, the bias.
+#[allow(clippy::too_many_arguments)]
+fn record(
+    gpu: &Gpu,
+    (cfg, pass, aligned): (Nf4Config, Nf4Pass, bool),
+    w: Nf4Buffers<'_>,
+    (inp, inp_off): (&GpuBuffer, usize),
+    m: usize,
+    out: &GpuBuffer,
+    bias: Option<&GpuBuffer>,
+) -> Result<()> {
+    let key = &cfg.key(pass, aligned);
+    cfg.check(gpu, pass, w.in_features, inp_off, key)?;
+    w.check(key)?;
+    if m == 0 {
+        return Err(KernelError::launch(key, "M must be at least 1"));
+    }
+    // The pass as a dense product: reduce over d.k, write d.n columns.
+    let (d, _) = pass.dense(m, w.out_features, w.in_features);
+    let (inp_name, out_name) = match pass {
+        Nf4Pass::Forward => ("x (M, in)", "y (M, out)"),
+        Nf4Pass::GradInput => ("dy (M, out)", "dx (M, in)"),
+    };
+    check_len(key, inp_name, inp, inp_off + m * d.k)?;
+    check_len(key, out_name, out, m * d.n)?;
+    if let Some(b) = bias {
+        check_len(key, "bias (out)", b, d.n)?;
+    }
+    let grid = groups(key, d.n, m, cfg.block(pass))?;
+    let chunk = cfg.chunk(pass);
+    for r0 in (0..d.k).step_by(chunk) {
+        let p = Nf4Params {
+            rows: m as u32,
+            out_f: w.out_features as u32,
+            in_f: w.in_features as u32,
+            red0: r0 as u32,
+            red_len: (d.k - r0).min(chunk) as u32,
+            inp_off: inp_off as u32,
+            accumulate: u32::from(r0 > 0),
+            has_bias: u32::from(bias.is_some()),
+        };
+        let mut bufs = vec![w.codes, w.scales, w.stats, out, inp];
+        if pass == Nf4Pass::Forward {
+            // Without a bias binding 6 still needs a buffer; the stats are never read through it.
+            bufs.push(bias.unwrap_or(w.stats));
+        }
+        gpu.dispatch(key, &p, &bufs, grid);
+    }
+    Ok(())
+}
+
 /// `y (M, out) = x (M, in) @ W^T (+ bias)`, W dequantised in registers, with configuration `cfg`
 /// exactly (an error where it does not apply; the op layer picks it with
 /// [`crate::tune::nf4_choice`]).
@@ -200,40 +299,9 @@ pub fn matmul_nf4(
     bias: Option<&GpuBuffer>,
     y: &GpuBuffer,
 ) -> Result<()> {
-    let (out_f, in_f) = (w.out_features, w.in_features);
-    let pass = Nf4Pass::Forward;
-    let key = cfg.key(
-        pass,
-        in_f.is_multiple_of(PER_WORD) && x_offset.is_multiple_of(4),
-    );
-    cfg.check(gpu, pass, in_f, x_offset, &key)?;
-    w.check(&key)?;
-    if m == 0 {
-        return Err(KernelError::launch(&key, "M must be at least 1"));
-    }
-    check_len(&key, "x (M, in)", x, x_offset + m * in_f)?;
-    check_len(&key, "y (M, out)", y, m * out_f)?;
-    if let Some(b) = bias {
-        check_len(&key, "bias (out)", b, out_f)?;
-    }
-    let grid = groups(&key, out_f, m, cfg.block(pass))?;
-    let chunk = cfg.chunk(pass);
-    for k0 in (0..in_f).step_by(chunk) {
-        let p = Nf4Params {
-            rows: m as u32,
-            out_f: out_f as u32,
-            in_f: in_f as u32,
-            red0: k0 as u32,
-            red_len: (in_f - k0).min(chunk) as u32,
-            inp_off: x_offset as u32,
-            accumulate: u32::from(k0 > 0),
-            has_bias: u32::from(bias.is_some()),
-        };
-        // Without a bias binding 6 still needs a buffer; the stats are never read through it.
-        let b = bias.unwrap_or(w.stats);
-        gpu.dispatch(&key, &p, &[w.codes, w.scales, w.stats, y, x, b], grid);
-    }
-    Ok(())
+    let aligned = w.in_features.is_multiple_of(PER_WORD) && x_offset.is_multiple_of(4);
+    let pass = (cfg, Nf4Pass::Forward, aligned);
+    record(gpu, pass, w, (x, x_offset), m, y, bias)
 }
 
 /// `dx (M, in) = dy (M, out) @ W`, W dequantised in registers (W itself gets no gradient), with
@@ -250,38 +318,32 @@ pub fn matmul_nf4_grad_input(
     m: usize,
     dx: &GpuBuffer,
 ) -> Result<()> {
-    let (out_f, in_f) = (w.out_features, w.in_features);
-    let pass = Nf4Pass::GradInput;
     let aligned = match cfg {
-        Nf4Config::Simple { .. } => in_f.is_multiple_of(PER_WORD),
+        Nf4Config::Simple { .. } => w.in_features.is_multiple_of(PER_WORD),
         Nf4Config::Block { .. } | Nf4Config::Tile { .. } => {
-            out_f.is_multiple_of(4) && dy_offset.is_multiple_of(4)
+            w.out_features.is_multiple_of(4) && dy_offset.is_multiple_of(4)
         }
     };
-    let key = cfg.key(pass, aligned);
-    cfg.check(gpu, pass, in_f, dy_offset, &key)?;
-    w.check(&key)?;
-    if m == 0 {
-        return Err(KernelError::launch(&key, "M must be at least 1"));
+    let pass = (cfg, Nf4Pass::GradInput, aligned);
+    record(gpu, pass, w, (dy, dy_offset), m, dx, None)
+}
+
+/// One pass of the NF4 linear layer by [`matmul_nf4`] (no bias) or [`matmul_nf4_grad_input`]:
+/// `inp` is x (M, in) or dy (M, out), `out` is y (M, out) or dx (M, in), both from element 0.
+/// What the tuner and the benches time.
+pub fn matmul_nf4_pass(
+    gpu: &Gpu,
+    cfg: Nf4Config,
+    pass: Nf4Pass,
+    w: Nf4Buffers<'_>,
+    inp: &GpuBuffer,
+    m: usize,
+    out: &GpuBuffer,
+) -> Result<()> {
+    match pass {
+        Nf4Pass::Forward => matmul_nf4(gpu, cfg, w, inp, 0, m, None, out),
+        Nf4Pass::GradInput => matmul_nf4_grad_input(gpu, cfg, w, inp, 0, m, out),
     }
-    check_len(&key, "dy (M, out)", dy, dy_offset + m * out_f)?;
-    check_len(&key, "dx (M, in)", dx, m * in_f)?;
-    let grid = groups(&key, in_f, m, cfg.block(pass))?;
-    let chunk = cfg.chunk(pass);
-    for o0 in (0..out_f).step_by(chunk) {
-        let p = Nf4Params {
-            rows: m as u32,
-            out_f: out_f as u32,
-            in_f: in_f as u32,
-            red0: o0 as u32,
-            red_len: (out_f - o0).min(chunk) as u32,
-            inp_off: dy_offset as u32,
-            accumulate: u32::from(o0 > 0),
-            has_bias: 0,
-        };
-        gpu.dispatch(&key, &p, &[w.codes, w.scales, w.stats, dx, dy], grid);
-    }
-    Ok(())
 }
 
 /// W (out, in) as f32, row-major from element 0 of `out`: `NF4[code] * block absmax`.

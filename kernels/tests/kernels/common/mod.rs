@@ -89,3 +89,8 @@ impl Shifted {
         read(g, &self.buf, self.total)
     }
 }
+
+/// The message of the error `r` must be.
+pub fn err_text<T: std::fmt::Debug>(r: kiln_kernels::Result<T>) -> String {
+    r.expect_err("expected an error").to_string()
+}

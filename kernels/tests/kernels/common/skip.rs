@@ -42,3 +42,16 @@ pub fn skip(check: &str, why: &str, install: &str) {
         let _ = writeln!(f, "{line}");
     }
 }
+
+/// Whether `gpu` has f16 storage (`SHADER_F16`); when not, the check `check` is skipped loudly
+/// ([`skip`]) and the caller returns.
+pub fn has_f16(gpu: &kiln_kernels::Gpu, check: &str) -> bool {
+    if gpu.has_f16() {
+        return true;
+    }
+    let why = format!("adapter {:?} has no SHADER_F16", gpu.info().name);
+    let install =
+        "an adapter with SHADER_F16 (lavapipe has it: apt-get install -y mesa-vulkan-drivers)";
+    skip(check, &why, install);
+    false
+}

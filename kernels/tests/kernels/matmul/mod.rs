@@ -10,6 +10,7 @@ use kiln_kernels::launch::matmul::{
     self as mk, K_CHUNK, MatLayout, MatRef, MatmulConfig, MatmulDims, MatmulVariant,
 };
 use kiln_kernels::reference::matmul as cpu;
+use kiln_kernels::{Gpu, GpuBuffer};
 
 const SENTINEL: f32 = 12345.0;
 
@@ -36,41 +37,56 @@ fn operand(
     data
 }
 
-/// Run one rung on random operands laid out by `la` / `lb` and compare with the CPU twin.
-/// The output starts at an odd offset inside a buffer of sentinels, and everything outside
-/// the product must still be a sentinel afterwards.
-fn check_rung(variant: MatmulVariant, dims: MatmulDims, la: MatLayout, lb: MatLayout, tag: &str) {
+/// Upload `v` as f32, or rounded to f16 for the f16 rungs; returns the buffer and the values the
+/// GPU sees, in f64.
+fn upload_as(g: &Gpu, v: &[f32], f16: bool) -> (GpuBuffer, Vec<f64>) {
+    if !f16 {
+        return (upload(g, v), f64s(v));
+    }
+    let h: Vec<half::f16> = v.iter().map(|&x| half::f16::from_f32(x)).collect();
+    let buf = g
+        .alloc((2 * h.len() as u64).next_multiple_of(4), "test f16")
+        .unwrap();
+    let mut bytes = bytemuck::cast_slice::<half::f16, u8>(&h).to_vec();
+    bytes.resize(bytes.len().next_multiple_of(4), 0);
+    g.upload(&buf, 0, &bytes);
+    (buf, h.iter().map(|x| x.to_f64()).collect())
+}
+
+/// Run `cfg` on random operands laid out by `la` / `lb` and compare with the CPU twin on the
+/// values the GPU saw. The output starts at an odd offset inside a buffer of sentinels, and
+/// everything outside the product must still be a sentinel afterwards.
+fn check(cfg: MatmulConfig, dims: MatmulDims, la: MatLayout, lb: MatLayout, tag: &str) {
     let g = gpu();
     let MatmulDims { batch, m, n, k } = dims;
-    let a_len = la.last_index(batch, m, k).unwrap() + 1;
-    let b_len = lb.last_index(batch, k, n).unwrap() + 1;
+    let f16 = cfg.variant.f16_operands();
     let s = seed(tag);
-    let a = operand(a_len, la, (batch, m, k), s);
-    let b = operand(b_len, lb, (batch, k, n), s ^ 0xb);
-    let (ga, gb) = (upload(&g, &a), upload(&g, &b));
-    let out_off = 3;
-    let c_len = batch * m * n;
-    let total = out_off + c_len + 5;
+    let a = operand(
+        la.last_index(batch, m, k).unwrap() + 1,
+        la,
+        (batch, m, k),
+        s,
+    );
+    let b = operand(
+        lb.last_index(batch, k, n).unwrap() + 1,
+        lb,
+        (batch, k, n),
+        s ^ 0xb,
+    );
+    let ((ga, a64), (gb, b64)) = (upload_as(&g, &a, f16), upload_as(&g, &b, f16));
+    let (off, len) = (3, batch * m * n);
+    let total = off + len + 5;
     let gc = upload(&g, &vec![SENTINEL; total]);
-    mk::matmul(
-        &g,
-        variant,
-        MatRef::new(&ga, la),
-        MatRef::new(&gb, lb),
-        &gc,
-        out_off,
-        dims,
-    )
-    .unwrap_or_else(|e| panic!("{tag}: launch failed: {e}"));
+    let (ra, rb) = (MatRef::new(&ga, la), MatRef::new(&gb, lb));
+    mk::matmul_config(&g, cfg, ra, rb, &gc, off, dims)
+        .unwrap_or_else(|e| panic!("{tag} {}: launch failed: {e}", cfg.label()));
     let got = read(&g, &gc, total);
-    let a64: Vec<f64> = a.iter().map(|&v| v as f64).collect();
-    let b64: Vec<f64> = b.iter().map(|&v| v as f64).collect();
     let want = cpu::matmul(&a64, la, &b64, lb, dims);
-    let what = format!("{} {tag} {dims:?} A {la:?} B {lb:?}", variant.name());
-    Tolerance::f32_dot(k).assert_close(&what, &got[out_off..out_off + c_len], &want);
-    let outside: Vec<f32> = got[..out_off]
+    let what = format!("{} {tag} {dims:?} A {la:?} B {lb:?}", cfg.label());
+    Tolerance::f32_dot(k).assert_close(&what, &got[off..off + len], &want);
+    let outside: Vec<f32> = got[..off]
         .iter()
-        .chain(&got[out_off + c_len..])
+        .chain(&got[off + len..])
         .copied()
         .collect();
     Tolerance::EXACT.assert_close(
@@ -80,27 +96,65 @@ fn check_rung(variant: MatmulVariant, dims: MatmulDims, la: MatLayout, lb: MatLa
     );
 }
 
+/// [`check`] with the rung's default configuration.
+fn check_rung(variant: MatmulVariant, dims: MatmulDims, la: MatLayout, lb: MatLayout, tag: &str) {
+    check(MatmulConfig::default_for(variant), dims, la, lb, tag);
+}
+
 fn dims(batch: usize, m: usize, n: usize, k: usize) -> MatmulDims {
     MatmulDims { batch, m, n, k }
 }
 
+/// Contiguous A (M, K) and B (K, N).
+fn plain(m: usize, n: usize, k: usize) -> (MatLayout, MatLayout) {
+    (MatLayout::contiguous(m, k), MatLayout::contiguous(k, n))
+}
+
+/// A layout from its four numbers.
+fn layout(offset: usize, batch_stride: usize, row_stride: usize, col_stride: usize) -> MatLayout {
+    MatLayout {
+        offset,
+        batch_stride,
+        row_stride,
+        col_stride,
+    }
+}
+
+/// Every (M, N, K) from sizes that are not multiples of any tile (4, 16, 64).
+fn awkward_sizes() -> Vec<(usize, usize, usize)> {
+    let sizes = [1, 7, 17, 129];
+    let pairs = sizes.iter().flat_map(|&m| sizes.map(|n| (m, n)));
+    pairs.flat_map(|(m, n)| sizes.map(|k| (m, n, k))).collect()
+}
+
+/// Transposed and padded operands for (M, N, K): A^T, B^T, both (batch 2), and narrowed views
+/// (batch 3, offsets and row strides wider than the rows; the padding is random data the kernel
+/// must skip). Each as (dims, A layout, B layout, tag).
+fn layout_cases(m: usize, n: usize, k: usize) -> Vec<(MatmulDims, MatLayout, MatLayout, String)> {
+    let t = format!("{m}x{n}x{k}");
+    let (at, bt) = (MatLayout::transposed(m, k), MatLayout::transposed(k, n));
+    let (ac, bc) = plain(m, n, k);
+    let (ap, bp) = (
+        layout(5, m * (k + 3) + 2, k + 3, 1),
+        layout(11, 0, 2, 2 * k + 1),
+    );
+    vec![
+        (dims(1, m, n, k), at, bc, format!("A^T {t}")),
+        (dims(1, m, n, k), ac, bt, format!("B^T {t}")),
+        (dims(2, m, n, k), at, bt, format!("A^T B^T {t}")),
+        (dims(3, m, n, k), ap, bp, format!("padded {t}")),
+    ]
+}
+
 #[test]
 fn every_rung_matches_cpu_twin_at_awkward_sizes() {
-    // Every (M, N, K) from sizes that are not multiples of any tile (4, 16, 64), plus 257s.
-    let sizes = [1, 7, 17, 129];
-    let mut cases: Vec<(usize, usize, usize)> = Vec::new();
-    for &m in &sizes {
-        for &n in &sizes {
-            for &k in &sizes {
-                cases.push((m, n, k));
-            }
-        }
-    }
+    // The awkward sizes, plus 257s.
+    let mut cases = awkward_sizes();
     cases.extend([(257, 129, 65), (33, 257, 257), (257, 3, 100)]);
     for v in MatmulVariant::ALL {
         for &(m, n, k) in &cases {
-            let l = (MatLayout::contiguous(m, k), MatLayout::contiguous(k, n));
-            check_rung(v, dims(1, m, n, k), l.0, l.1, &format!("plain {m}x{n}x{k}"));
+            let (a, b) = plain(m, n, k);
+            check_rung(v, dims(1, m, n, k), a, b, &format!("plain {m}x{n}x{k}"));
         }
     }
 }
@@ -109,28 +163,9 @@ fn every_rung_matches_cpu_twin_at_awkward_sizes() {
 fn every_rung_reads_transposed_and_padded_operands() {
     for v in MatmulVariant::ALL {
         for (m, n, k) in [(7, 17, 129), (129, 7, 17), (17, 129, 7), (65, 66, 67)] {
-            let t = format!("{m}x{n}x{k}");
-            // A stored as (K, M) and read transposed; B contiguous.
-            let (at, bt) = (MatLayout::transposed(m, k), MatLayout::transposed(k, n));
-            let (ac, bc) = (MatLayout::contiguous(m, k), MatLayout::contiguous(k, n));
-            check_rung(v, dims(1, m, n, k), at, bc, &format!("A^T {t}"));
-            check_rung(v, dims(1, m, n, k), ac, bt, &format!("B^T {t}"));
-            check_rung(v, dims(2, m, n, k), at, bt, &format!("A^T B^T {t}"));
-            // Narrowed views: offsets and row strides wider than the rows (padding is random
-            // data the kernel must skip).
-            let ap = MatLayout {
-                offset: 5,
-                batch_stride: m * (k + 3) + 2,
-                row_stride: k + 3,
-                col_stride: 1,
-            };
-            let bp = MatLayout {
-                offset: 11,
-                batch_stride: 0,
-                row_stride: 2,
-                col_stride: 2 * k + 1,
-            };
-            check_rung(v, dims(3, m, n, k), ap, bp, &format!("padded {t}"));
+            for (d, la, lb, tag) in layout_cases(m, n, k) {
+                check_rung(v, d, la, lb, &tag);
+            }
         }
     }
 }
@@ -189,41 +224,16 @@ fn vec4_rung_reads_every_operand_mode() {
         let d = dims(batch, m, n, k);
         let a_modes = [
             // vec4 along K
-            MatLayout {
-                offset: 4,
-                batch_stride: m * (up4(k) + 4) + 4,
-                row_stride: up4(k) + 4,
-                col_stride: 1,
-            },
+            layout(4, m * (up4(k) + 4) + 4, up4(k) + 4, 1),
             // vec4 along M (A stored transposed)
-            MatLayout {
-                offset: 8,
-                batch_stride: k * (up4(m) + 4) + 4,
-                row_stride: 1,
-                col_stride: up4(m) + 4,
-            },
+            layout(8, k * (up4(m) + 4) + 4, 1, up4(m) + 4),
             // element loads: misaligned offset
             MatLayout::contiguous(m, k).at(3),
         ];
         let b_modes = [
-            MatLayout {
-                offset: 12,
-                batch_stride: k * (up4(n) + 4) + 8,
-                row_stride: up4(n) + 4,
-                col_stride: 1,
-            },
-            MatLayout {
-                offset: 4,
-                batch_stride: n * (up4(k) + 8) + 4,
-                row_stride: 1,
-                col_stride: up4(k) + 8,
-            },
-            MatLayout {
-                offset: 0,
-                batch_stride: 0,
-                row_stride: 2 * n + 1,
-                col_stride: 2,
-            },
+            layout(12, k * (up4(n) + 4) + 8, up4(n) + 4, 1),
+            layout(4, n * (up4(k) + 8) + 4, 1, up4(k) + 8),
+            layout(0, 0, 2 * n + 1, 2),
         ];
         for (ia, &la) in a_modes.iter().enumerate() {
             for (ib, &lb) in b_modes.iter().enumerate() {
