@@ -12,6 +12,7 @@ mod autograd;
 mod batch_norm;
 mod conv;
 mod cross_entropy;
+mod dropout;
 mod elementwise;
 mod index;
 mod linear_op;
