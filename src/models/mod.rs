@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use crate::Gpu;
 use crate::error::{Error, Result};
 use crate::nn::{self, Module};
+use crate::tensor::{DType, Tensor};
 
 /// A buildable model description.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -483,4 +484,20 @@ fn new_head(old: &dyn Module, outputs: usize, model: &str) -> Result<nn::Linear>
     }
     let bias = params.iter().any(|(n, _)| n == "bias");
     nn::Linear::new_on(weight.gpu(), weight.shape()[1], outputs, bias)
+}
+
+/// Token ids `(B, T)` as u32, for the models that embed them: u32 as is, i32 converted; another
+/// rank or dtype is an error naming `model`.
+pub(crate) fn token_ids(model: &'static str, ids: &Tensor) -> Result<Tensor> {
+    if ids.rank() != 2 {
+        return crate::error::shape_err(
+            model,
+            format!("ids must be (B, T), got shape {:?}", ids.shape()),
+        );
+    }
+    match ids.dtype() {
+        DType::U32 => Ok(ids.clone()),
+        DType::I32 => ids.to_dtype(DType::U32),
+        d => crate::error::arg_err(model, format!("ids must be u32 or i32, got {d:?}")),
+    }
 }

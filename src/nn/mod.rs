@@ -111,6 +111,29 @@ pub fn child_path(prefix: &str, name: &str) -> String {
     }
 }
 
+/// A container's named parameters: each child's, its names prefixed with the child's name, in
+/// the order given (`[("fc1", &self.fc1), ("fc2", &self.fc2)]`).
+pub fn children_parameters<const N: usize>(
+    children: [(&str, &dyn Module); N],
+) -> Vec<(String, Tensor)> {
+    children
+        .into_iter()
+        .flat_map(|(name, m)| prefixed(name, m.named_parameters()))
+        .collect()
+}
+
+/// A container's [`Module::visit_linears_mut`]: each child visited at its path below `prefix`
+/// (`[("fc1", &mut self.fc1), ("fc2", &mut self.fc2)]`).
+pub fn visit_children_linears<const N: usize>(
+    prefix: &str,
+    f: &mut dyn FnMut(&str, &mut Linear),
+    children: [(&str, &mut dyn Module); N],
+) {
+    for (name, m) in children {
+        m.visit_linears_mut(&child_path(prefix, name), f);
+    }
+}
+
 /// Prefix every name in `items` with `prefix.` (for containers).
 pub fn prefixed(prefix: &str, items: Vec<(String, Tensor)>) -> Vec<(String, Tensor)> {
     items

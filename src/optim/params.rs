@@ -46,25 +46,7 @@ pub(super) fn grad_for_update(op: &'static str, name: &str, p: &Tensor) -> Resul
     let Some(g) = p.grad() else {
         return Ok(None);
     };
-    if g.dtype() != DType::F32 {
-        return arg_err(
-            op,
-            format!(
-                "gradient of `{name}` has dtype {:?}, expected f32",
-                g.dtype()
-            ),
-        );
-    }
-    if g.shape() != p.shape() {
-        return shape_err(
-            op,
-            format!(
-                "gradient of `{name}` has shape {:?}, parameter has shape {:?}",
-                g.shape(),
-                p.shape()
-            ),
-        );
-    }
+    check_like(op, &format!("gradient of `{name}`"), &g, p)?;
     if !g.is_contiguous() {
         return arg_err(
             op,
@@ -81,8 +63,29 @@ pub(super) fn grad_for_update(op: &'static str, name: &str, p: &Tensor) -> Resul
             format!("gradient of `{name}` shares storage with the parameter itself"),
         );
     }
-    p.same_device(op, &g)?;
     Ok(Some(g))
+}
+
+/// Error unless `t` (`what`: a gradient or a loaded state tensor) is an f32 tensor of the shape
+/// of parameter `p`, on its device.
+fn check_like(op: &'static str, what: &str, t: &Tensor, p: &Tensor) -> Result<()> {
+    if t.dtype() != DType::F32 {
+        return arg_err(
+            op,
+            format!("{what} has dtype {:?}, expected f32", t.dtype()),
+        );
+    }
+    if t.shape() != p.shape() {
+        return shape_err(
+            op,
+            format!(
+                "{what} has shape {:?}, its parameter has shape {:?}",
+                t.shape(),
+                p.shape()
+            ),
+        );
+    }
+    p.same_device(op, t)
 }
 
 /// Zero every parameter's gradient in place.
@@ -144,26 +147,7 @@ pub(super) fn parse_state_name<'k>(
 /// contiguous buffer owned by the optimizer (so later updates never write into the caller's
 /// tensors).
 pub(super) fn load_like(op: &'static str, full: &str, t: &Tensor, p: &Tensor) -> Result<Tensor> {
-    if t.dtype() != DType::F32 {
-        return arg_err(
-            op,
-            format!(
-                "state tensor `{full}` has dtype {:?}, expected f32",
-                t.dtype()
-            ),
-        );
-    }
-    if t.shape() != p.shape() {
-        return shape_err(
-            op,
-            format!(
-                "state tensor `{full}` has shape {:?}, its parameter has shape {:?}",
-                t.shape(),
-                p.shape()
-            ),
-        );
-    }
-    p.same_device(op, t)?;
+    check_like(op, &format!("state tensor `{full}`"), t, p)?;
     t.copy_contiguous()
 }
 
