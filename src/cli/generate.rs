@@ -28,7 +28,6 @@ use clap::Args;
 use super::chat::SamplingArgs;
 use super::chat_model::{attach_adapter, end_ids, generate_reply, gpt_of, prompt_ids};
 use super::saved::SavedRun;
-use super::text_data::{TOKENIZER_META, tokenizer_from_metadata};
 use super::{Error, Result, open_device};
 use crate::data::chat::{ChatTemplate, Message, Role};
 use crate::data::tokenizer::Tokenizer;
@@ -90,12 +89,7 @@ pub fn run(a: GenerateArgs) -> Result<()> {
             saved.model_spec.name()
         )));
     }
-    let meta = saved
-        .checkpoint
-        .metadata
-        .get(TOKENIZER_META)
-        .ok_or_else(|| Error(format!("{ck_name}: the checkpoint carries no tokenizer")))?;
-    let tok = tokenizer_from_metadata(meta, &ck_name)?;
+    let tok = saved.tokenizer(&ck_name)?;
     let prompt = if a.chat {
         Vec::new() // encoded by chat_reply with the template
     } else {

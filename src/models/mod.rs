@@ -256,28 +256,40 @@ impl ModelSpec {
         matches!(self, ModelSpec::Gpt { .. } | ModelSpec::Rnn { .. })
     }
 
-    /// Features per example the model takes (flat; images are C*H*W).
-    pub fn input_len(&self) -> usize {
-        match self {
-            ModelSpec::Mlp { input, .. } | ModelSpec::Linear { input, .. } => *input,
+    /// The image input (C, H, W) and the class count of the convolutional models (LeNet, VGG,
+    /// ResNet-18); `None` for the others.
+    pub fn image(&self) -> Option<(ImageShape, usize)> {
+        match *self {
             ModelSpec::LeNet {
                 channels,
                 height,
                 width,
-                ..
+                classes,
             }
             | ModelSpec::Vgg {
                 channels,
                 height,
                 width,
-                ..
+                classes,
             }
             | ModelSpec::ResNet18 {
                 channels,
                 height,
                 width,
-                ..
-            } => channels * height * width,
+                classes,
+            } => Some(((channels, height, width), classes)),
+            _ => None,
+        }
+    }
+
+    /// Features per example the model takes (flat; images are C*H*W).
+    pub fn input_len(&self) -> usize {
+        match self {
+            ModelSpec::Mlp { input, .. } | ModelSpec::Linear { input, .. } => *input,
+            ModelSpec::LeNet { .. } | ModelSpec::Vgg { .. } | ModelSpec::ResNet18 { .. } => {
+                let ((c, h, w), _) = self.image().unwrap_or_default();
+                c * h * w
+            }
             ModelSpec::Gpt { context, .. } | ModelSpec::Rnn { context, .. } => *context,
         }
     }
@@ -365,36 +377,14 @@ impl ModelSpec {
                 "relu",
                 0.0,
             )?)),
-            ModelSpec::LeNet {
-                channels,
-                height,
-                width,
-                classes,
-            } => Ok(Box::new(LeNet::new_on(
-                gpu,
-                (*channels, *height, *width),
-                *classes,
-            )?)),
-            ModelSpec::Vgg {
-                channels,
-                height,
-                width,
-                classes,
-            } => Ok(Box::new(Vgg::new_on(
-                gpu,
-                (*channels, *height, *width),
-                *classes,
-            )?)),
-            ModelSpec::ResNet18 {
-                channels,
-                height,
-                width,
-                classes,
-            } => Ok(Box::new(ResNet18::new_on(
-                gpu,
-                (*channels, *height, *width),
-                *classes,
-            )?)),
+            ModelSpec::LeNet { .. } | ModelSpec::Vgg { .. } | ModelSpec::ResNet18 { .. } => {
+                let (input, classes) = self.image().unwrap_or_default();
+                Ok(match self {
+                    ModelSpec::LeNet { .. } => Box::new(LeNet::new_on(gpu, input, classes)?),
+                    ModelSpec::Vgg { .. } => Box::new(Vgg::new_on(gpu, input, classes)?),
+                    _ => Box::new(ResNet18::new_on(gpu, input, classes)?),
+                })
+            }
             ModelSpec::Gpt { .. } | ModelSpec::Rnn { .. } => Ok(Box::new(self.build_lm(gpu)?)),
         }
     }

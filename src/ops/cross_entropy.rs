@@ -33,7 +33,7 @@ use kiln_kernels::launch::cross_entropy as sk;
 use kiln_kernels::launch::reduce::{self as rk, ReduceOp, ReduceStrategy, Rows};
 use kiln_kernels::launch::softmax::Vector;
 
-use crate::error::{Error, Result, shape_err};
+use crate::error::{Result, shape_err};
 use crate::tensor::{DType, Tensor};
 
 /// How per-row losses are combined.
@@ -91,13 +91,7 @@ impl Tensor {
                 ),
             );
         }
-        if targets.dtype() != DType::U32 {
-            return Err(Error::DType {
-                op: OP,
-                expected: "u32 class indices for targets",
-                got: targets.dtype(),
-            });
-        }
+        targets.expect_dtype(OP, DType::U32, "u32 class indices for targets")?;
         let (n, c) = (self.shape()[0], self.shape()[1]);
         targets.expect_len(OP, "targets", n, ("logits", self))?;
         if n == 0 || c == 0 {

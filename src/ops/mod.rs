@@ -53,6 +53,12 @@ pub use rnn::{RnnCell, RnnLayerOutput, RnnLayerParams, rnn_cell_composed, rnn_la
 
 use crate::error::{Result, shape_err};
 
+/// True when shapes `a` and `b` have one rank and agree in every dim but `d` (concat's inputs,
+/// gather's index and input).
+fn same_but(a: &[usize], b: &[usize], d: usize) -> bool {
+    a.len() == b.len() && (0..a.len()).all(|k| k == d || a[k] == b[k])
+}
+
 /// NumPy broadcasting of two shapes (right-aligned; each dim equal or 1).
 pub fn broadcast_shapes(op: &'static str, a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
     let r = a.len().max(b.len());

@@ -236,10 +236,32 @@ impl Tensor {
 
     /// Error unless the dtype is f32.
     pub(crate) fn expect_f32(&self, op: &'static str) -> Result<()> {
-        if self.dtype() != DType::F32 {
+        self.expect_dtype(op, DType::F32, "f32")
+    }
+
+    /// Error unless `self` has dtype `dtype`; `expected` says what `op` wanted ("u32 ids").
+    pub(crate) fn expect_dtype(
+        &self,
+        op: &'static str,
+        dtype: DType,
+        expected: &'static str,
+    ) -> Result<()> {
+        if self.dtype() != dtype {
             return Err(Error::DType {
                 op,
-                expected: "f32",
+                expected,
+                got: self.dtype(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Error unless `self` holds 32-bit words (f32, i32 or u32): the ops that copy elements.
+    pub(crate) fn expect_32bit(&self, op: &'static str) -> Result<()> {
+        if self.dtype() == DType::F16 {
+            return Err(Error::DType {
+                op,
+                expected: "f32, i32 or u32",
                 got: self.dtype(),
             });
         }
