@@ -267,17 +267,7 @@ impl MultiHeadAttention {
 
     /// q (B, H, T, Dh), k and v (B, Hkv, T, Dh), RoPE applied at positions `offset..`.
     fn project(&self, x: &Tensor, offset: usize) -> Result<(Tensor, Tensor, Tensor)> {
-        if x.rank() != 3 || x.shape()[2] != self.cfg.d_model {
-            return shape_err(
-                "MultiHeadAttention",
-                format!(
-                    "input must be (B, T, {}), got shape {:?}",
-                    self.cfg.d_model,
-                    x.shape()
-                ),
-            );
-        }
-        let (b, t) = (x.shape()[0], x.shape()[1]);
+        let (b, t) = super::expect_sequence("MultiHeadAttention", "", x, self.cfg.d_model)?;
         let dh = self.head_dim();
         let heads = |y: Tensor, h: usize| y.reshape(&[b, t, h, dh])?.transpose(1, 2);
         let mut q = heads(self.q_proj.forward(x)?, self.cfg.n_heads)?;

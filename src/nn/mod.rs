@@ -102,6 +102,26 @@ pub trait Module: Send + Sync {
     }
 }
 
+/// Error unless `x` is a batch-first sequence (B, T, `c`) for layer `op` (`what` qualifies the
+/// layer in the message, e.g. its cell); returns (B, T).
+pub(crate) fn expect_sequence(
+    op: &'static str,
+    what: &str,
+    x: &Tensor,
+    c: usize,
+) -> Result<(usize, usize)> {
+    match *x.shape() {
+        [b, t, xc] if xc == c => Ok((b, t)),
+        _ => crate::error::shape_err(
+            op,
+            format!(
+                "{what}input must be (B, T, {c}) (batch first), got shape {:?}",
+                x.shape()
+            ),
+        ),
+    }
+}
+
 /// The dotted path of child `name` of the module at `prefix` (`name` alone at the root).
 pub fn child_path(prefix: &str, name: &str) -> String {
     if prefix.is_empty() {
