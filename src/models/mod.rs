@@ -282,6 +282,44 @@ impl ModelSpec {
         }
     }
 
+    /// The configuration of a recurrent language model spec (`lstm`, `gru`, `rnn`); an error for
+    /// an unknown cell name or another model.
+    pub fn rnn_lm_config(&self) -> Result<RnnLmConfig> {
+        let ModelSpec::Rnn {
+            cell,
+            vocab_size,
+            embed_dim,
+            hidden_size,
+            num_layers,
+            dropout,
+            ..
+        } = self
+        else {
+            return Err(Error::Config(format!(
+                "model {} is not a recurrent language model",
+                self.name()
+            )));
+        };
+        let cell = match cell.as_str() {
+            "lstm" => crate::ops::RnnCell::Lstm,
+            "gru" => crate::ops::RnnCell::Gru,
+            "rnn" => crate::ops::RnnCell::RnnTanh,
+            other => {
+                return Err(Error::Config(format!(
+                    "model rnn: unknown cell {other:?}; use rnn, lstm or gru"
+                )));
+            }
+        };
+        Ok(RnnLmConfig {
+            cell,
+            vocab_size: *vocab_size,
+            embed_dim: *embed_dim,
+            hidden_size: *hidden_size,
+            num_layers: *num_layers,
+            dropout: *dropout,
+        })
+    }
+
     /// Features per example the model takes (flat; images are C*H*W).
     pub fn input_len(&self) -> usize {
         match self {
@@ -420,35 +458,10 @@ impl ModelSpec {
                 };
                 Ok(LanguageModel::Gpt(Gpt::new_on(gpu, cfg)?))
             }
-            ModelSpec::Rnn {
-                cell,
-                vocab_size,
-                embed_dim,
-                hidden_size,
-                num_layers,
-                dropout,
-                ..
-            } => {
-                let cell = match cell.as_str() {
-                    "lstm" => crate::ops::RnnCell::Lstm,
-                    "gru" => crate::ops::RnnCell::Gru,
-                    "rnn" => crate::ops::RnnCell::RnnTanh,
-                    other => {
-                        return Err(Error::Config(format!(
-                            "model rnn: unknown cell {other:?}; use rnn, lstm or gru"
-                        )));
-                    }
-                };
-                let cfg = RnnLmConfig {
-                    cell,
-                    vocab_size: *vocab_size,
-                    embed_dim: *embed_dim,
-                    hidden_size: *hidden_size,
-                    num_layers: *num_layers,
-                    dropout: *dropout,
-                };
-                Ok(LanguageModel::Rnn(RnnLanguageModel::new_on(gpu, cfg)?))
-            }
+            ModelSpec::Rnn { .. } => Ok(LanguageModel::Rnn(RnnLanguageModel::new_on(
+                gpu,
+                self.rnn_lm_config()?,
+            )?)),
             other => Err(Error::Config(format!(
                 "model {} is not a language model (gpt, lstm, gru, rnn)",
                 other.name()
