@@ -492,12 +492,7 @@ fn new_head(old: &dyn Module, outputs: usize, model: &str) -> Result<nn::Linear>
 /// Token ids `(B, T)` as u32, for the models that embed them: u32 as is, i32 converted; another
 /// rank or dtype is an error naming `model`.
 pub(crate) fn token_ids(model: &'static str, ids: &Tensor) -> Result<Tensor> {
-    if ids.rank() != 2 {
-        return crate::error::shape_err(
-            model,
-            format!("ids must be (B, T), got shape {:?}", ids.shape()),
-        );
-    }
+    ids.expect_rank(model, "ids", 2, "(B, T)")?;
     match ids.dtype() {
         DType::U32 => Ok(ids.clone()),
         DType::I32 => ids.to_dtype(DType::U32),

@@ -82,15 +82,7 @@ impl Tensor {
     pub fn cross_entropy_with(&self, targets: &Tensor, reduction: Reduction) -> Result<Tensor> {
         const OP: &str = "cross_entropy";
         self.expect_f32(OP)?;
-        if self.rank() != 2 {
-            return shape_err(
-                OP,
-                format!(
-                    "logits must have shape (N, C), got shape {:?}",
-                    self.shape()
-                ),
-            );
-        }
+        self.expect_rank(OP, "logits", 2, "(N, C)")?;
         targets.expect_dtype(OP, DType::U32, "u32 class indices for targets")?;
         let (n, c) = (self.shape()[0], self.shape()[1]);
         targets.expect_len(OP, "targets", n, ("logits", self))?;

@@ -151,16 +151,7 @@ impl Tensor {
         let d = self.norm_dim(OP, dim)?;
         self.expect_32bit(OP)?;
         let idx = dense_indices(OP, self, idx)?;
-        if idx.rank() != 1 {
-            return shape_err(
-                OP,
-                format!(
-                    "indices must be 1-D, got shape {:?} (input shape {:?})",
-                    idx.shape(),
-                    self.shape()
-                ),
-            );
-        }
+        idx.expect_rank(OP, "indices", 1, "1-D (J)")?;
         let mut out_shape = self.shape().to_vec();
         out_shape[d] = idx.numel();
         indexed(OP, self, d, idx, IndexMode::Select, &out_shape)
@@ -196,16 +187,7 @@ impl Tensor {
     pub fn embedding(&self, ids: &Tensor) -> Result<Tensor> {
         const OP: &str = "embedding";
         self.expect_f32(OP)?;
-        if self.rank() != 2 {
-            return shape_err(
-                OP,
-                format!(
-                    "weight must be (V, C), got shape {:?} (ids shape {:?})",
-                    self.shape(),
-                    ids.shape()
-                ),
-            );
-        }
+        self.expect_rank(OP, "weight", 2, "(V, C)")?;
         ids.expect_dtype(OP, DType::U32, "u32 ids")?;
         let flat = ids.reshape(&[ids.numel()])?;
         let rows = self.index_select(0, &flat)?;

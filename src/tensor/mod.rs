@@ -256,6 +256,25 @@ impl Tensor {
         Ok(())
     }
 
+    /// Error unless `self` has rank `rank`: the argument `what` of `op`, whose expected
+    /// `layout` (`"(N, C, H, W)"`) the message names next to the shape it got.
+    pub(crate) fn expect_rank(
+        &self,
+        op: &'static str,
+        what: &str,
+        rank: usize,
+        layout: &str,
+    ) -> Result<()> {
+        if self.rank() != rank {
+            let got = self.shape();
+            return crate::error::shape_err(
+                op,
+                format!("{what} must be {layout}, got shape {got:?}"),
+            );
+        }
+        Ok(())
+    }
+
     /// Error unless `self` holds 32-bit words (f32, i32 or u32): the ops that copy elements.
     pub(crate) fn expect_32bit(&self, op: &'static str) -> Result<()> {
         if self.dtype() == DType::F16 {
