@@ -221,17 +221,7 @@ fn check_f32(op: &'static str, expected: &'static str, t: &Tensor) -> Result<()>
 fn check_same_shape(op: &'static str, input: &Tensor, target: &Tensor) -> Result<()> {
     check_f32(op, "f32 input", input)?;
     check_f32(op, "f32 target", target)?;
-    input.same_device(op, target)?;
-    if input.shape() != target.shape() {
-        return shape_err(
-            op,
-            format!(
-                "input shape {:?} and target shape {:?} differ",
-                input.shape(),
-                target.shape()
-            ),
-        );
-    }
+    target.expect_shape_of(op, "target", ("input", input))?;
     if input.numel() == 0 {
         return shape_err(op, format!("input of shape {:?} is empty", input.shape()));
     }

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use crate::error::{Result, arg_err, shape_err};
+use crate::error::{Result, arg_err};
 use crate::tensor::{DType, Tensor};
 
 /// Check the parameter list an optimizer is built over: unique names, f32, contiguous.
@@ -134,17 +134,7 @@ fn check_like(op: &'static str, what: &str, t: &Tensor, p: &Tensor) -> Result<()
             format!("{what} has dtype {:?}, expected f32", t.dtype()),
         );
     }
-    if t.shape() != p.shape() {
-        return shape_err(
-            op,
-            format!(
-                "{what} has shape {:?}, its parameter has shape {:?}",
-                t.shape(),
-                p.shape()
-            ),
-        );
-    }
-    p.same_device(op, t)
+    t.expect_shape_of(op, what, ("its parameter", p))
 }
 
 /// Zero every parameter's gradient in place.

@@ -256,6 +256,28 @@ impl Tensor {
         Ok(())
     }
 
+    /// Error unless `self` (the argument `what` of `op`) has the shape of `of.1` (called `of.0`
+    /// in the message) and sits on its device: a target, a gradient, a loaded state tensor.
+    pub(crate) fn expect_shape_of(
+        &self,
+        op: &'static str,
+        what: &str,
+        of: (&str, &Tensor),
+    ) -> Result<()> {
+        of.1.same_device(op, self)?;
+        if self.shape() != of.1.shape() {
+            let (got, want) = (self.shape(), of.1.shape());
+            return crate::error::shape_err(
+                op,
+                format!(
+                    "{what} has shape {got:?}, which differs from the shape {want:?} of {}",
+                    of.0
+                ),
+            );
+        }
+        Ok(())
+    }
+
     /// Error unless `self` has rank `rank`: the argument `what` of `op`, whose expected
     /// `layout` (`"(N, C, H, W)"`) the message names next to the shape it got.
     pub(crate) fn expect_rank(
