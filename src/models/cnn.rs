@@ -28,6 +28,9 @@ use crate::tensor::Tensor;
 /// An image shape (C, H, W).
 pub type ImageShape = (usize, usize, usize);
 
+/// A features-and-classifier model's two stacks: (features, classifier).
+type Layers = (Sequential, Sequential);
+
 /// `x` as (B, C, H, W): images pass through, flat rows (B, C*H*W) become a view.
 fn as_images(x: &Tensor, (c, h, w): ImageShape, model: &str) -> Result<Tensor> {
     let sh = x.shape();
@@ -168,11 +171,7 @@ features_classifier! {
 
 impl LeNet {
     /// Features and classifier for `(c, h, w)` images and `classes` outputs.
-    fn layers(
-        gpu: &Arc<Gpu>,
-        (c, h, w): ImageShape,
-        classes: usize,
-    ) -> Result<(Sequential, Sequential)> {
+    fn layers(gpu: &Arc<Gpu>, (c, h, w): ImageShape, classes: usize) -> Result<Layers> {
         let (h1, w1) = (h / 2, w / 2);
         let pad2 = if h1.min(w1) >= 10 { 0 } else { 2 };
         let (h2, w2) = ((h1 + 2 * pad2 - 4) / 2, (w1 + 2 * pad2 - 4) / 2);
@@ -214,11 +213,7 @@ features_classifier! {
 
 impl Vgg {
     /// Up to three conv blocks and a Linear head for `(c, h, w)` images and `classes` outputs.
-    fn layers(
-        gpu: &Arc<Gpu>,
-        (c, h, w): ImageShape,
-        classes: usize,
-    ) -> Result<(Sequential, Sequential)> {
+    fn layers(gpu: &Arc<Gpu>, (c, h, w): ImageShape, classes: usize) -> Result<Layers> {
         let mut features = Sequential::new();
         let (mut cin, mut side) = (c, h.min(w));
         for &width in VGG_WIDTHS.iter() {

@@ -222,10 +222,7 @@ fn check_same_shape(op: &'static str, input: &Tensor, target: &Tensor) -> Result
     check_f32(op, "f32 input", input)?;
     check_f32(op, "f32 target", target)?;
     target.expect_shape_of(op, "target", ("input", input))?;
-    if input.numel() == 0 {
-        return shape_err(op, format!("input of shape {:?} is empty", input.shape()));
-    }
-    Ok(())
+    input.expect_nonempty(op, "input")
 }
 
 /// Checks of (N, C) scores, (N) u32 targets and optional (C) weights; returns (N, C).

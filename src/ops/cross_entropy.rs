@@ -84,17 +84,9 @@ impl Tensor {
         self.expect_f32(OP)?;
         self.expect_rank(OP, "logits", 2, "(N, C)")?;
         targets.expect_dtype(OP, DType::U32, "u32 class indices for targets")?;
-        let (n, c) = (self.shape()[0], self.shape()[1]);
+        let n = self.shape()[0];
         targets.expect_len(OP, "targets", n, ("logits", self))?;
-        if n == 0 || c == 0 {
-            return shape_err(
-                OP,
-                format!(
-                    "needs at least one row and one class, got logits of shape {:?}",
-                    self.shape()
-                ),
-            );
-        }
+        self.expect_nonempty(OP, "logits")?;
         self.same_device(OP, targets)?;
 
         let gpu = self.gpu().clone();

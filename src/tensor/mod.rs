@@ -278,6 +278,18 @@ impl Tensor {
         Ok(())
     }
 
+    /// Error unless `self` (the argument `what` of `op`) has at least one element.
+    pub(crate) fn expect_nonempty(&self, op: &'static str, what: &str) -> Result<()> {
+        if self.numel() == 0 {
+            let got = self.shape();
+            return crate::error::shape_err(
+                op,
+                format!("{what} of shape {got:?} is empty (every dim must be >= 1)"),
+            );
+        }
+        Ok(())
+    }
+
     /// Error unless `self` has rank `rank`: the argument `what` of `op`, whose expected
     /// `layout` (`"(N, C, H, W)"`) the message names next to the shape it got.
     pub(crate) fn expect_rank(
