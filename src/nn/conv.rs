@@ -41,6 +41,24 @@ fn default_params(gpu: &Arc<Gpu>, shape: &[usize]) -> Result<(Tensor, Option<Ten
     Ok((weight, Some(bias)))
 }
 
+/// A kernel size: K (1-D) or (KH, KW) (2-D).
+trait KernelSize {
+    /// The sizes, outermost first.
+    fn dims(self) -> Vec<usize>;
+}
+
+impl KernelSize for usize {
+    fn dims(self) -> Vec<usize> {
+        vec![self]
+    }
+}
+
+impl KernelSize for (usize, usize) {
+    fn dims(self) -> Vec<usize> {
+        vec![self.0, self.1]
+    }
+}
+
 /// A fresh layer's weight (cout, cin / groups, k...) and bias (cout), PyTorch's default init,
 /// after [`check_sizes`].
 fn new_params(
@@ -80,10 +98,10 @@ fn check_sizes(
 }
 
 /// The parts of a convolution layer `$name` that do not depend on its rank: `new` / `new_on`
-/// (kernel size of type `$kernel`, its dims listed by `$dims`), `without_bias`, `from_tensors`,
+/// (kernel size of type `$kernel`, a [`KernelSize`]), `without_bias`, `from_tensors`,
 /// and the [`Module`] impl whose forward is `Tensor::$f`.
 macro_rules! conv_layer_common {
-    ($name:ident, $opts:ty, $f:ident, $kernel:ty, $dims:expr) => {
+    ($name:ident, $opts:ty, $f:ident, $kernel:ty) => {
         impl $name {
             /// A layer with a bias on the default device, PyTorch's initialisation.
             pub fn new(
@@ -104,9 +122,9 @@ macro_rules! conv_layer_common {
                 opts: $opts,
             ) -> Result<Self> {
                 let channels = (in_channels, out_channels);
-                let dims: &[usize] = &$dims(kernel);
+                let dims = kernel.dims();
                 let op = stringify!($name);
-                let (weight, bias) = new_params(op, gpu, channels, dims, opts.groups)?;
+                let (weight, bias) = new_params(op, gpu, channels, &dims, opts.groups)?;
                 Ok($name { weight, bias, opts })
             }
 
@@ -147,9 +165,7 @@ pub struct Conv2d {
     pub opts: Conv2dOptions,
 }
 
-conv_layer_common!(Conv2d, Conv2dOptions, conv2d, (usize, usize), |(kh, kw)| [
-    kh, kw
-]);
+conv_layer_common!(Conv2d, Conv2dOptions, conv2d, (usize, usize));
 
 /// 1-D convolution layer: (N, C_in, L) -> (N, C_out, OL).
 #[derive(Debug, Clone)]
@@ -162,4 +178,4 @@ pub struct Conv1d {
     pub opts: Conv1dOptions,
 }
 
-conv_layer_common!(Conv1d, Conv1dOptions, conv1d, usize, |k| [k]);
+conv_layer_common!(Conv1d, Conv1dOptions, conv1d, usize);
