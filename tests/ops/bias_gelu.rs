@@ -5,7 +5,6 @@
 use crate::common;
 
 use common::*;
-use kiln::Tensor;
 use kiln::ops::bias_gelu::{GeluForm, bias_gelu, gelu};
 
 fn gelu_tanh_cpu(x: f64) -> f64 {
