@@ -274,9 +274,9 @@ pub(super) use optimizer_common;
 macro_rules! optimizer_new {
     ($name:ident, $config:ty, $what:literal) => {
         impl $name {
-            #[doc = concat!($what, " over `params` (names as from ",
-                        "[`crate::nn::Module::named_parameters`]). Errors on an invalid config, ",
-                        "duplicate names, or parameters that are not contiguous f32.")]
+            #[doc = concat!($what, " over `params` (names as from a module's ",
+                        "`named_parameters`). Errors on an invalid config, duplicate names, or ",
+                        "parameters that are not contiguous f32.")]
             pub fn new(params: Vec<(String, Tensor)>, config: $config) -> Result<$name> {
                 config.validate()?;
                 let slots = super::params::Slots::new(OP, params)?;
