@@ -42,9 +42,6 @@ pub struct ChatArgs {
     /// A system message that opens the conversation.
     #[arg(long)]
     pub system: Option<String>,
-    /// Most tokens per reply (a reply also ends at the end-of-turn marker).
-    #[arg(long, default_value_t = 200)]
-    pub max_tokens: usize,
     #[command(flatten)]
     pub sampling: SamplingArgs,
     /// GPU adapter.
@@ -55,6 +52,10 @@ pub struct ChatArgs {
 /// The sampling flags of `generate` and `chat`.
 #[derive(Debug, Args)]
 pub struct SamplingArgs {
+    /// New tokens to sample, at most 1,000,000 (a chat reply also ends at the end-of-turn
+    /// marker).
+    #[arg(long, default_value_t = 200)]
+    pub max_tokens: usize,
     /// Softmax temperature: lower is more conservative; 0 is greedy.
     #[arg(long, default_value_t = 0.8)]
     pub temperature: f32,
@@ -69,10 +70,29 @@ pub struct SamplingArgs {
     pub seed: u64,
 }
 
+/// The most tokens one `kiln generate` call or `kiln chat` reply samples.
+const MAX_TOKENS: usize = 1_000_000;
+
+/// The opening of a conversation: the `--system` message, if any.
+pub(super) fn opening(system: &Option<String>) -> Vec<Message> {
+    let system = system.iter().map(|s| Message {
+        role: Role::System,
+        content: s.clone(),
+    });
+    system.collect()
+}
+
 impl SamplingArgs {
     /// The checked settings: an error names a flag out of range.
     pub fn sampling(&self) -> Result<Sampling> {
         let (temperature, top_p) = (self.temperature, self.top_p);
+        if !(1..=MAX_TOKENS).contains(&self.max_tokens) {
+            return Err(Error(format!(
+                "--max-tokens {}: from 1 to {MAX_TOKENS} new tokens per call (each token \
+                 re-decodes the text so far)",
+                self.max_tokens
+            )));
+        }
         if !(temperature.is_finite() && temperature >= 0.0) {
             return Err(Error(format!(
                 "--temperature {temperature}: must be a number >= 0 (0 is greedy)"
@@ -125,11 +145,7 @@ fn fitted_prompt(
 /// Run `kiln chat`.
 pub fn run(a: ChatArgs) -> Result<()> {
     let sampling = a.sampling.sampling()?;
-    if a.max_tokens == 0 {
-        return Err(Error(
-            "--max-tokens 0: a reply needs at least one token".into(),
-        ));
-    }
+    let max_tokens = a.sampling.max_tokens;
     let base = GptBase::open(&a.checkpoint, "--checkpoint")?;
     let gpu = open_device(a.device.as_deref())?;
     let mut lm = base.build(&gpu)?;
@@ -141,18 +157,11 @@ pub fn run(a: ChatArgs) -> Result<()> {
     let template = ChatTemplate::default();
     let stop = end_ids(tok, &template);
     let mut sampler = Sampler::new(sampling);
-    let opening: Vec<Message> = a
-        .system
-        .iter()
-        .map(|s| Message {
-            role: Role::System,
-            content: s.clone(),
-        })
-        .collect();
+    let opening = opening(&a.system);
     let mut messages = opening.clone();
     let tty = std::io::stdin().is_terminal();
     let mut out = std::io::stdout().lock();
-    let room = a.max_tokens.min(base.context / 2);
+    let room = max_tokens.min(base.context / 2);
     if tty {
         let _ = write!(out, "you> ");
         let _ = out.flush();
@@ -177,7 +186,7 @@ pub fn run(a: ChatArgs) -> Result<()> {
         if tty {
             let _ = write!(out, "kiln> ");
         }
-        let reply = generate_reply(gpt, tok, &prompt, a.max_tokens, &mut sampler, &stop, |s| {
+        let reply = generate_reply(gpt, tok, &prompt, max_tokens, &mut sampler, &stop, |s| {
             let _ = write!(out, "{s}");
             let _ = out.flush();
         })?;

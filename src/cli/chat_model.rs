@@ -20,7 +20,6 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::saved::SavedRun;
-use super::text_data::{TOKENIZER_META, tokenizer_from_metadata};
 use super::{Error, Result};
 use crate::Gpu;
 use crate::data::chat::{ChatTemplate, Conversation, Message, Role, tokenize_chat};
@@ -84,16 +83,7 @@ impl GptBase {
                 saved.model_spec.name()
             )));
         };
-        let meta = saved
-            .checkpoint
-            .metadata
-            .get(TOKENIZER_META)
-            .ok_or_else(|| {
-                Error(format!(
-                    "{flag} {name}: the checkpoint carries no tokenizer"
-                ))
-            })?;
-        let tokenizer = tokenizer_from_metadata(meta, &name)?;
+        let tokenizer = saved.tokenizer(&format!("{flag} {name}"))?;
         Ok(GptBase {
             saved,
             tokenizer,

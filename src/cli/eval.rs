@@ -61,15 +61,9 @@ pub fn run(a: EvalArgs) -> Result<()> {
         }
     };
     let ev = train::evaluate(&gpu, model.as_mut(), &saved.task, data.as_ref(), 512)?;
-    if a.json {
-        println!("{}", serde_json::to_string(&ev).unwrap_or_default());
+    if !print_head(&a, &saved, &ev, &what, "examples") {
         return Ok(());
     }
-    println!(
-        "{} on {what} ({} examples)",
-        saved.path.display(),
-        ev.examples
-    );
     if let Some(m) = &ev.classification {
         println!(
             "accuracy {:.2}%   loss {:.4}   macro precision {:.3}   recall {:.3}   F1 {:.3}",
@@ -95,14 +89,8 @@ pub fn run(a: EvalArgs) -> Result<()> {
 /// `kiln eval` of a language model: loss, perplexity and token accuracy on the run's test split
 /// (re-read and tokenized with the checkpoint's tokenizer) or on the windows of a text file.
 fn eval_text(a: &EvalArgs, saved: &SavedRun) -> Result<()> {
-    use super::text_data::{TOKENIZER_META, load_text, tokenizer_from_metadata};
-    let name = saved.path.display().to_string();
-    let meta = saved
-        .checkpoint
-        .metadata
-        .get(TOKENIZER_META)
-        .ok_or_else(|| Error(format!("{name}: the checkpoint carries no tokenizer")))?;
-    let tok = tokenizer_from_metadata(meta, &name)?;
+    use super::text_data::load_text;
+    let tok = saved.tokenizer(&saved.path.display().to_string())?;
     let context = saved.model_spec.input_len();
     let (data, what): (Box<dyn Dataset>, String) = match &a.data {
         None => (
@@ -127,15 +115,10 @@ fn eval_text(a: &EvalArgs, saved: &SavedRun) -> Result<()> {
     let mut model = saved.model(&gpu)?;
     let batch = ((16 << 20) / (context * tok.vocab_size()).max(1)).clamp(1, 512);
     let ev = train::evaluate(&gpu, model.as_mut(), &saved.task, data.as_ref(), batch)?;
-    if a.json {
-        println!("{}", serde_json::to_string(&ev).unwrap_or_default());
+    let unit = format!("windows of {context} tokens");
+    if !print_head(a, saved, &ev, &what, &unit) {
         return Ok(());
     }
-    println!(
-        "{} on {what} ({} windows of {context} tokens)",
-        saved.path.display(),
-        ev.examples
-    );
     let acc = ev.classification.as_ref().map_or(f64::NAN, |m| m.accuracy);
     println!(
         "loss {:.4}   perplexity {:.2}   token accuracy {:.2}%",
@@ -144,6 +127,27 @@ fn eval_text(a: &EvalArgs, saved: &SavedRun) -> Result<()> {
         100.0 * acc
     );
     Ok(())
+}
+
+/// With `--json`, print `ev` as one JSON object and return false (nothing more to print);
+/// else print the first line, `<checkpoint> on <what> (<count> <unit>)`, and return true.
+fn print_head(
+    a: &EvalArgs,
+    saved: &SavedRun,
+    ev: &train::Evaluation,
+    what: &str,
+    unit: &str,
+) -> bool {
+    if a.json {
+        println!("{}", serde_json::to_string(ev).unwrap_or_default());
+        return false;
+    }
+    println!(
+        "{} on {what} ({} {unit})",
+        saved.path.display(),
+        ev.examples
+    );
+    true
 }
 
 /// How a run trained on an image folder loads pictures (checkpoint metadata `image_prep`).

@@ -33,7 +33,7 @@ use super::train::{resume_from, resumed_line};
 use super::{Error, Result, open_device};
 use crate::data::Dataset;
 use crate::data::chat::ChatTemplate;
-use crate::io::run_dir::{LAST, RunLock};
+use crate::io::run_dir::RunLock;
 use crate::models::LanguageModel;
 use crate::nn::Module;
 use crate::nn::lora::{self, LoraConfig};
@@ -301,10 +301,7 @@ impl Hook for AdapterSaver<'_> {
 pub fn run(a: FinetuneArgs) -> Result<()> {
     let resume = a.common.resume;
     let (spec, dir) = if resume {
-        let dir =
-            a.common.out.clone().ok_or_else(|| {
-                Error("--resume needs --out DIR, the fine-tune to continue".into())
-            })?;
+        let dir = a.common.resume_dir("fine-tune")?;
         let p = dir.join(SETTINGS);
         let text = std::fs::read_to_string(&p).map_err(|e| {
             Error(format!(
@@ -341,13 +338,7 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
         (spec, dir)
     } else {
         let spec = resolve(&a)?;
-        let dir = a.common.out.clone().unwrap_or_else(next_dir);
-        if dir.join(LAST).exists() {
-            return Err(Error(format!(
-                "{} already holds a fine-tune; continue it with --resume, or pick another --out",
-                dir.display()
-            )));
-        }
+        let dir = a.common.fresh_dir("a fine-tune", next_dir)?;
         (spec, dir)
     };
     let _lock = RunLock::acquire(&dir)?;

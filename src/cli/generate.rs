@@ -28,7 +28,6 @@ use clap::Args;
 use super::chat::SamplingArgs;
 use super::chat_model::{attach_adapter, end_ids, generate_reply, gpt_of, prompt_ids};
 use super::saved::SavedRun;
-use super::text_data::{TOKENIZER_META, tokenizer_from_metadata};
 use super::{Error, Result, open_device};
 use crate::data::chat::{ChatTemplate, Message, Role};
 use crate::data::tokenizer::Tokenizer;
@@ -45,9 +44,6 @@ pub struct GenerateArgs {
     /// The text to continue.
     #[arg(long, default_value = "\n")]
     pub prompt: String,
-    /// New tokens to sample (at most 1,000,000).
-    #[arg(long, default_value_t = 200)]
-    pub max_tokens: usize,
     #[command(flatten)]
     pub sampling: SamplingArgs,
     /// GPU adapter.
@@ -68,18 +64,8 @@ pub struct GenerateArgs {
     pub system: Option<String>,
 }
 
-/// The most tokens one `kiln generate` call samples.
-const MAX_TOKENS: usize = 1_000_000;
-
 /// Run `kiln generate`.
 pub fn run(a: GenerateArgs) -> Result<()> {
-    if a.max_tokens > MAX_TOKENS {
-        return Err(Error(format!(
-            "--max-tokens {}: at most {MAX_TOKENS} new tokens per call (each token re-decodes the \
-             text so far)",
-            a.max_tokens
-        )));
-    }
     let sampling = a.sampling.sampling()?;
     let saved = SavedRun::open(&a.checkpoint)?;
     let ck_name = saved.path.display().to_string();
@@ -90,12 +76,7 @@ pub fn run(a: GenerateArgs) -> Result<()> {
             saved.model_spec.name()
         )));
     }
-    let meta = saved
-        .checkpoint
-        .metadata
-        .get(TOKENIZER_META)
-        .ok_or_else(|| Error(format!("{ck_name}: the checkpoint carries no tokenizer")))?;
-    let tok = tokenizer_from_metadata(meta, &ck_name)?;
+    let tok = saved.tokenizer(&ck_name)?;
     let prompt = if a.chat {
         Vec::new() // encoded by chat_reply with the template
     } else {
@@ -134,7 +115,7 @@ pub fn run(a: GenerateArgs) -> Result<()> {
     // inside a UTF-8 character, which then shows once its last byte arrives.
     let mut ids: Vec<u32> = Vec::new();
     let mut printed = 0usize;
-    lm.generate_with(&prompt, a.max_tokens, sampling, |t| {
+    lm.generate_with(&prompt, a.sampling.max_tokens, sampling, |t| {
         ids.push(t);
         let text = tok.decode(&ids)?;
         if !text.ends_with('\u{FFFD}') && text.len() > printed {
@@ -161,14 +142,7 @@ fn chat_reply(
 ) -> Result<()> {
     let gpt = gpt_of(lm)?;
     let template = ChatTemplate::default();
-    let mut messages: Vec<Message> = a
-        .system
-        .iter()
-        .map(|s| Message {
-            role: Role::System,
-            content: s.clone(),
-        })
-        .collect();
+    let mut messages = super::chat::opening(&a.system);
     messages.push(Message {
         role: Role::User,
         content: a.prompt.clone(),
@@ -185,10 +159,18 @@ fn chat_reply(
     let mut sampler = Sampler::new(sampling);
     let stop = end_ids(tok, &template);
     let mut out = std::io::stdout().lock();
-    generate_reply(gpt, tok, &prompt, a.max_tokens, &mut sampler, &stop, |s| {
-        let _ = write!(out, "{s}");
-        let _ = out.flush();
-    })?;
+    generate_reply(
+        gpt,
+        tok,
+        &prompt,
+        a.sampling.max_tokens,
+        &mut sampler,
+        &stop,
+        |s| {
+            let _ = write!(out, "{s}");
+            let _ = out.flush();
+        },
+    )?;
     let _ = writeln!(out);
     Ok(())
 }

@@ -114,6 +114,30 @@ impl LoopArgs {
         t.quiet = self.quiet;
     }
 
+    /// The directory `--resume` continues: `--out`, required (`what`: "run", "fine-tune").
+    pub fn resume_dir(&self, what: &str) -> super::Result<PathBuf> {
+        self.out.clone().ok_or_else(|| {
+            super::Error(format!("--resume needs --out DIR, the {what} to continue"))
+        })
+    }
+
+    /// The directory of a new run: `--out`, or `default()` without it. An error when it already
+    /// holds a run (`what`: "a run", "a fine-tune"): continuing one takes `--resume`.
+    pub fn fresh_dir(
+        &self,
+        what: &str,
+        default: impl FnOnce() -> PathBuf,
+    ) -> super::Result<PathBuf> {
+        let dir = self.out.clone().unwrap_or_else(default);
+        if dir.join(crate::io::run_dir::LAST).exists() {
+            return Err(super::Error(format!(
+                "{} already holds {what}; continue it with --resume, or pick another --out",
+                dir.display()
+            )));
+        }
+        Ok(dir)
+    }
+
     /// The loop flags given with values that differ from the saved run's `t` (and validation
     /// fraction), which a resumed run cannot change, as `--flag (saved X, given Y)`.
     pub fn fixed_flags_changed(

@@ -4,9 +4,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::spec::RunSpec;
+use super::text_data::{TOKENIZER_META, tokenizer_from_metadata};
 use super::{Error, Result};
 use crate::Gpu;
 use crate::data::Preprocessor;
+use crate::data::tokenizer::Tokenizer;
 use crate::models::ModelSpec;
 use crate::nn::Module;
 use crate::train::checkpoint::{self, Checkpoint};
@@ -106,6 +108,20 @@ impl SavedRun {
         self.checkpoint.restore_into("buffer", &m.named_buffers())?;
         m.set_training(false);
         Ok(m)
+    }
+
+    /// The tokenizer a language model's checkpoint carries; `what` opens the error when there is
+    /// none (the checkpoint's name, or a flag and the name).
+    pub fn tokenizer(&self, what: &str) -> Result<Arc<dyn Tokenizer>> {
+        let meta = self
+            .checkpoint
+            .metadata
+            .get(TOKENIZER_META)
+            .ok_or_else(|| Error(format!("{what}: the checkpoint carries no tokenizer")))?;
+        Ok(tokenizer_from_metadata(
+            meta,
+            &self.path.display().to_string(),
+        )?)
     }
 
     /// Class names, for classification runs.

@@ -282,11 +282,7 @@ fn diff_tables(prefix: &str, was: &toml::Table, now: &toml::Table, out: &mut Vec
 pub fn run(a: TrainArgs) -> Result<()> {
     let resume = a.common.resume;
     let (spec, dir) = if resume {
-        let dir = a
-            .common
-            .out
-            .clone()
-            .ok_or_else(|| Error("--resume needs --out DIR, the run to continue".into()))?;
+        let dir = a.common.resume_dir("run")?;
         let cfg = dir.join("config.toml");
         if !cfg.exists() {
             return Err(Error(format!(
@@ -301,13 +297,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         (spec, dir)
     } else {
         let spec = resolve(&a)?;
-        let dir = a.common.out.clone().unwrap_or_else(|| next_run_dir(&spec));
-        if dir.join(LAST).exists() {
-            return Err(Error(format!(
-                "{} already holds a run; continue it with --resume, or pick another --out",
-                dir.display()
-            )));
-        }
+        let dir = a.common.fresh_dir("a run", || next_run_dir(&spec))?;
         (spec, dir)
     };
     let _lock = RunLock::acquire(&dir)?;

@@ -56,7 +56,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::tokenizer::Tokenizer;
-use super::{Batch, DataError, Dataset, Targets};
+use super::{Batch, DataError, Dataset};
 
 /// The label of a target that is not trained on (see the module notes): `u32::MAX`.
 pub use crate::dtype::IGNORE_INDEX;
@@ -401,9 +401,7 @@ impl Dataset for ChatDataset {
     /// set, [`IGNORE_INDEX`] elsewhere.
     fn batch(&self, indices: &[usize]) -> Batch {
         let t = self.context;
-        let mut x = Vec::with_capacity(indices.len() * t); // (B, T)
-        let mut labels = Vec::with_capacity(indices.len() * t); // (B, T)
-        for &i in indices {
+        super::text::window_batch(indices, t, self.vocab_size, |i, x, labels| {
             let (ids, mask) = self.window(i);
             x.extend(ids[..t].iter().map(|&id| id as f32));
             labels.extend(
@@ -412,14 +410,6 @@ impl Dataset for ChatDataset {
                     .zip(&mask[1..])
                     .map(|(&id, &m)| if m { id } else { IGNORE_INDEX }),
             );
-        }
-        Batch {
-            x,
-            x_shape: vec![indices.len(), t],
-            y: Targets::Classes {
-                labels,
-                num_classes: self.vocab_size,
-            },
-        }
+        })
     }
 }

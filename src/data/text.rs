@@ -199,22 +199,35 @@ impl Dataset for TextDataset {
 
     /// `x (B, T)` ids as `f32`; targets `labels (B * T)`, the `(B, T)` next tokens row-major.
     fn batch(&self, indices: &[usize]) -> Batch {
-        let t = self.context;
-        let mut x = Vec::with_capacity(indices.len() * t); // (B, T)
-        let mut labels = Vec::with_capacity(indices.len() * t); // (B, T)
-        for &i in indices {
+        window_batch(indices, self.context, self.vocab_size, |i, x, labels| {
             let (ctx, next) = self.window(i);
             x.extend(ctx.iter().map(|&id| id as f32));
             labels.extend_from_slice(next);
-        }
-        Batch {
-            x,
-            x_shape: vec![indices.len(), t],
-            y: Targets::Classes {
-                labels,
-                num_classes: self.vocab_size,
-            },
-        }
+        })
+    }
+}
+
+/// A language-model batch of the windows `indices`, T = `context` tokens each: `x (B, T)` ids as
+/// `f32` and `labels (B * T)` over `vocab_size` classes, row-major. `window(i, x, labels)`
+/// appends window i's T inputs and T targets (shared by the text and chat datasets).
+pub(crate) fn window_batch(
+    indices: &[usize],
+    context: usize,
+    vocab_size: usize,
+    mut window: impl FnMut(usize, &mut Vec<f32>, &mut Vec<u32>),
+) -> Batch {
+    let mut x = Vec::with_capacity(indices.len() * context); // (B, T)
+    let mut labels = Vec::with_capacity(indices.len() * context); // (B, T)
+    for &i in indices {
+        window(i, &mut x, &mut labels);
+    }
+    Batch {
+        x,
+        x_shape: vec![indices.len(), context],
+        y: Targets::Classes {
+            labels,
+            num_classes: vocab_size,
+        },
     }
 }
 

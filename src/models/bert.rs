@@ -172,45 +172,31 @@ impl BertLayer {
 
     /// The Linear layers with their HF paths (see `Module::visit_linears_mut`).
     fn visit_linears(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut crate::nn::Linear)) {
-        self.query
-            .visit_linears_mut(&crate::nn::child_path(prefix, "attention.self.query"), f);
-        self.key
-            .visit_linears_mut(&crate::nn::child_path(prefix, "attention.self.key"), f);
-        self.value
-            .visit_linears_mut(&crate::nn::child_path(prefix, "attention.self.value"), f);
-        self.attn_out
-            .visit_linears_mut(&crate::nn::child_path(prefix, "attention.output.dense"), f);
-        self.intermediate
-            .visit_linears_mut(&crate::nn::child_path(prefix, "intermediate.dense"), f);
-        self.output
-            .visit_linears_mut(&crate::nn::child_path(prefix, "output.dense"), f);
+        crate::nn::visit_children_linears(
+            prefix,
+            f,
+            [
+                ("attention.self.query", &mut self.query),
+                ("attention.self.key", &mut self.key),
+                ("attention.self.value", &mut self.value),
+                ("attention.output.dense", &mut self.attn_out),
+                ("intermediate.dense", &mut self.intermediate),
+                ("output.dense", &mut self.output),
+            ],
+        );
     }
 
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        let mut v = prefixed("attention.self.query", self.query.named_parameters());
-        v.extend(prefixed("attention.self.key", self.key.named_parameters()));
-        v.extend(prefixed(
-            "attention.self.value",
-            self.value.named_parameters(),
-        ));
-        v.extend(prefixed(
-            "attention.output.dense",
-            self.attn_out.named_parameters(),
-        ));
-        v.extend(prefixed(
-            "attention.output.LayerNorm",
-            self.attn_norm.named_parameters(),
-        ));
-        v.extend(prefixed(
-            "intermediate.dense",
-            self.intermediate.named_parameters(),
-        ));
-        v.extend(prefixed("output.dense", self.output.named_parameters()));
-        v.extend(prefixed(
-            "output.LayerNorm",
-            self.out_norm.named_parameters(),
-        ));
-        v
+        crate::nn::children_parameters([
+            ("attention.self.query", &self.query),
+            ("attention.self.key", &self.key),
+            ("attention.self.value", &self.value),
+            ("attention.output.dense", &self.attn_out),
+            ("attention.output.LayerNorm", &self.attn_norm),
+            ("intermediate.dense", &self.intermediate),
+            ("output.dense", &self.output),
+            ("output.LayerNorm", &self.out_norm),
+        ])
     }
 }
 
@@ -281,13 +267,7 @@ impl BertEncoder {
         token_type_ids: Option<&Tensor>,
         attention_mask: Option<&Tensor>,
     ) -> Result<Tensor> {
-        let ids = as_u32("BertEncoder ids", ids)?;
-        if ids.rank() != 2 {
-            return shape_err(
-                "BertEncoder",
-                format!("ids must be (B, T), got shape {:?}", ids.shape()),
-            );
-        }
+        let ids = super::token_ids("BertEncoder", ids)?;
         let (b, t) = (ids.shape()[0], ids.shape()[1]);
         if t > self.cfg.max_position_embeddings {
             return shape_err(
@@ -315,7 +295,7 @@ impl BertEncoder {
         let pos: Vec<u32> = (0..t as u32).collect();
         let pos = Tensor::from_slice_on(&gpu, &pos, &[t])?;
         let types = match token_type_ids {
-            Some(tt) => as_u32("BertEncoder token_type_ids", tt)?,
+            Some(tt) => super::token_ids("BertEncoder token_type_ids", tt)?,
             None => Tensor::from_slice_on(&gpu, &vec![0u32; b * t], &[b, t])?,
         };
         let x = self
@@ -335,14 +315,6 @@ impl BertEncoder {
     }
 }
 
-fn as_u32(what: &'static str, t: &Tensor) -> Result<Tensor> {
-    match t.dtype() {
-        DType::U32 => Ok(t.clone()),
-        DType::I32 => t.to_dtype(DType::U32),
-        d => arg_err(what, format!("must be u32 or i32, got {d:?}")),
-    }
-}
-
 impl Module for BertEncoder {
     fn visit_linears_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut crate::nn::Linear)) {
         for (i, l) in self.layers.iter_mut().enumerate() {
@@ -359,22 +331,15 @@ impl Module for BertEncoder {
     }
 
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        let mut v = prefixed(
-            "embeddings.word_embeddings",
-            self.word_embeddings.named_parameters(),
-        );
-        v.extend(prefixed(
-            "embeddings.position_embeddings",
-            self.position_embeddings.named_parameters(),
-        ));
-        v.extend(prefixed(
-            "embeddings.token_type_embeddings",
-            self.token_type_embeddings.named_parameters(),
-        ));
-        v.extend(prefixed(
-            "embeddings.LayerNorm",
-            self.emb_norm.named_parameters(),
-        ));
+        let mut v = crate::nn::children_parameters([
+            ("embeddings.word_embeddings", &self.word_embeddings),
+            ("embeddings.position_embeddings", &self.position_embeddings),
+            (
+                "embeddings.token_type_embeddings",
+                &self.token_type_embeddings,
+            ),
+            ("embeddings.LayerNorm", &self.emb_norm),
+        ]);
         for (i, l) in self.layers.iter().enumerate() {
             v.extend(prefixed(
                 &format!("encoder.layer.{i}"),

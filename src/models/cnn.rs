@@ -28,6 +28,9 @@ use crate::tensor::Tensor;
 /// An image shape (C, H, W).
 pub type ImageShape = (usize, usize, usize);
 
+/// A features-and-classifier model's two stacks: (features, classifier).
+type Layers = (Sequential, Sequential);
+
 /// `x` as (B, C, H, W): images pass through, flat rows (B, C*H*W) become a view.
 fn as_images(x: &Tensor, (c, h, w): ImageShape, model: &str) -> Result<Tensor> {
     let sh = x.shape();
@@ -82,11 +85,34 @@ pub(super) fn replace_last(seq: &mut Sequential, classes: usize, model: &str) ->
     Ok(())
 }
 
-/// The [`Module`] impl of a model `$name` made of `features` (a [`Sequential`] over images),
-/// `$pool` (features to (B, F)) and `classifier` (a [`Sequential`] to (B, classes)); `$tag`
-/// names it in errors. Written once for [`LeNet`] and [`Vgg`].
+/// A model `$name` made of `features` (a [`Sequential`] over images), `$pool` (features to
+/// (B, F)) and `classifier` (a [`Sequential`] to (B, classes)): the struct, its `new_on` (which
+/// checks the input, images of at least `$min_side` pixels a side, and calls the model's own
+/// `layers(gpu, input, classes) -> (features, classifier)`) and its [`Module`] impl; `$tag` names
+/// it in errors. Written once for [`LeNet`] and [`Vgg`].
 macro_rules! features_classifier {
-    ($name:ident, $tag:literal, $pool:expr) => {
+    ($(#[$doc:meta])* $name:ident, $tag:literal, $min_side:literal, $pool:expr) => {
+        $(#[$doc])*
+        pub struct $name {
+            features: Sequential,
+            classifier: Sequential,
+            input: ImageShape,
+        }
+
+        impl $name {
+            #[doc = concat!("The ", $tag, " model for `input` = (C, H, W) images and `classes` ",
+                "outputs.")]
+            pub fn new_on(gpu: &Arc<Gpu>, input: ImageShape, classes: usize) -> Result<$name> {
+                check_shape(input, classes, $min_side, $tag)?;
+                let (features, classifier) = Self::layers(gpu, input, classes)?;
+                Ok($name {
+                    features,
+                    classifier,
+                    input,
+                })
+            }
+        }
+
         impl Module for $name {
             fn visit_linears_mut(
                 &mut self,
@@ -132,24 +158,20 @@ macro_rules! features_classifier {
     };
 }
 
-/// LeNet-5: conv 5x5 (6) -> ReLU -> max-pool 2 -> conv 5x5 (16) -> ReLU -> max-pool 2 ->
-/// Linear 120 -> ReLU -> Linear 84 -> ReLU -> Linear classes.
-///
-/// The first convolution has padding 2 (so 28x28 keeps its size, as in the original's 32x32
-/// input). The second has none when its input is at least 10x10 (28 and 32 pixel images) and
-/// padding 2 on smaller ones (8x8 digits: 8 -> 8 -> 4 -> 4 -> 2), so every input of at least
-/// 4x4 fits.
-pub struct LeNet {
-    features: Sequential,
-    classifier: Sequential,
-    input: ImageShape,
+features_classifier! {
+    /// LeNet-5: conv 5x5 (6) -> ReLU -> max-pool 2 -> conv 5x5 (16) -> ReLU -> max-pool 2 ->
+    /// Linear 120 -> ReLU -> Linear 84 -> ReLU -> Linear classes.
+    ///
+    /// The first convolution has padding 2 (so 28x28 keeps its size, as in the original's 32x32
+    /// input). The second has none when its input is at least 10x10 (28 and 32 pixel images) and
+    /// padding 2 on smaller ones (8x8 digits: 8 -> 8 -> 4 -> 4 -> 2), so every input of at least
+    /// 4x4 fits.
+    LeNet, "lenet", 4, |f: Tensor| f.flatten(1, -1) // (B, 16 H2 W2)
 }
 
 impl LeNet {
-    /// LeNet for `input` = (C, H, W) images and `classes` outputs.
-    pub fn new_on(gpu: &Arc<Gpu>, input: ImageShape, classes: usize) -> Result<LeNet> {
-        check_shape(input, classes, 4, "lenet")?;
-        let (c, h, w) = input;
+    /// Features and classifier for `(c, h, w)` images and `classes` outputs.
+    fn layers(gpu: &Arc<Gpu>, (c, h, w): ImageShape, classes: usize) -> Result<Layers> {
         let (h1, w1) = (h / 2, w / 2);
         let pad2 = if h1.min(w1) >= 10 { 0 } else { 2 };
         let (h2, w2) = ((h1 + 2 * pad2 - 4) / 2, (w1 + 2 * pad2 - 4) / 2);
@@ -167,11 +189,7 @@ impl LeNet {
             .with(nn::Linear::new_on(gpu, 120, 84, true)?)
             .with(nn::ReLU)
             .with(nn::Linear::new_on(gpu, 84, classes, true)?);
-        Ok(LeNet {
-            features,
-            classifier,
-            input,
-        })
+        Ok((features, classifier))
     }
 
     /// Replace the head `classifier.4` by a freshly initialised Linear(84, `classes`); the
@@ -181,25 +199,21 @@ impl LeNet {
     }
 }
 
-features_classifier!(LeNet, "lenet", |f: Tensor| f.flatten(1, -1)); // (B, 16 H2 W2)
-
 /// Channel widths of the VGG blocks.
 pub const VGG_WIDTHS: [usize; 3] = [16, 32, 64];
 
-/// A small VGG: up to three blocks of [conv 3x3 -> BatchNorm -> ReLU] x 2 -> max-pool 2 (widths
-/// [`VGG_WIDTHS`]; fewer blocks when the image is too small to halve three times), then global
-/// average pooling and one Linear layer.
-pub struct Vgg {
-    features: Sequential,
-    classifier: Sequential,
-    input: ImageShape,
+features_classifier! {
+    /// A small VGG: up to three blocks of [conv 3x3 -> BatchNorm -> ReLU] x 2 -> max-pool 2
+    /// (widths [`VGG_WIDTHS`]; fewer blocks when the image is too small to halve three times),
+    /// then global average pooling and one Linear layer.
+    Vgg, "vgg", 2, |f: Tensor| {
+        f.adaptive_avg_pool2d((1, 1))?.flatten(1, -1) // (B, W_last)
+    }
 }
 
 impl Vgg {
-    /// The VGG for `input` = (C, H, W) images and `classes` outputs.
-    pub fn new_on(gpu: &Arc<Gpu>, input: ImageShape, classes: usize) -> Result<Vgg> {
-        check_shape(input, classes, 2, "vgg")?;
-        let (c, h, w) = input;
+    /// Up to three conv blocks and a Linear head for `(c, h, w)` images and `classes` outputs.
+    fn layers(gpu: &Arc<Gpu>, (c, h, w): ImageShape, classes: usize) -> Result<Layers> {
         let mut features = Sequential::new();
         let (mut cin, mut side) = (c, h.min(w));
         for &width in VGG_WIDTHS.iter() {
@@ -216,11 +230,7 @@ impl Vgg {
             side /= 2;
         }
         let classifier = Sequential::new().with(nn::Linear::new_on(gpu, cin, classes, true)?);
-        Ok(Vgg {
-            features,
-            classifier,
-            input,
-        })
+        Ok((features, classifier))
     }
 
     /// Replace the head `classifier.0` by a freshly initialised Linear(64, `classes`) (input
@@ -229,10 +239,6 @@ impl Vgg {
         replace_last(&mut self.classifier, classes, "vgg")
     }
 }
-
-features_classifier!(Vgg, "vgg", |f: Tensor| {
-    f.adaptive_avg_pool2d((1, 1))?.flatten(1, -1) // (B, W_last)
-});
 
 /// ResNet's basic block: `relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))`, where the
 /// shortcut is the identity, or conv 1x1 (stride s) -> BatchNorm (`downsample`) when the block

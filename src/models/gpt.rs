@@ -58,7 +58,7 @@ use crate::nn::attention::{AttentionConfig, KvCache};
 use crate::nn::transformer::{BlockConfig, TransformerBlock};
 use crate::nn::{Embedding, LayerNorm, Linear, Module, dropout, prefixed};
 use crate::ops::bias_gelu::GeluForm;
-use crate::tensor::{DType, Tensor};
+use crate::tensor::Tensor;
 
 /// Size of a [`Gpt`].
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -152,19 +152,7 @@ impl Gpt {
 
     /// Embeddings of ids (B, T) at positions `offset..offset + T`: (B, T, C).
     fn embed(&self, ids: &Tensor, offset: usize) -> Result<Tensor> {
-        if ids.rank() != 2 {
-            return shape_err(
-                "Gpt",
-                format!("ids must be (B, T), got shape {:?}", ids.shape()),
-            );
-        }
-        let ids = match ids.dtype() {
-            DType::U32 => ids.clone(),
-            DType::I32 => ids.to_dtype(DType::U32)?,
-            d => {
-                return arg_err("Gpt", format!("ids must be u32 or i32, got {d:?}"));
-            }
-        };
+        let ids = super::token_ids("Gpt", ids)?;
         let t = ids.shape()[1];
         if offset + t > self.cfg.context {
             return shape_err(

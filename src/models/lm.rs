@@ -40,7 +40,7 @@
 use super::gpt::Gpt;
 use super::rnn::RnnLanguageModel;
 use super::sampling::{Sampler, Sampling};
-use crate::error::{Result, arg_err, shape_err};
+use crate::error::{Result, arg_err};
 use crate::nn::Module;
 use crate::tensor::{DType, Tensor};
 
@@ -73,16 +73,11 @@ impl LanguageModel {
 
     /// Logits (B, T, V) of ids (B, T) (u32, or f32 holding exact integers).
     pub fn logits(&self, ids: &Tensor) -> Result<Tensor> {
-        if ids.rank() != 2 {
-            return shape_err(
-                "LanguageModel",
-                format!("ids must be (B, T), got shape {:?}", ids.shape()),
-            );
-        }
         let ids = match ids.dtype() {
-            DType::U32 => ids.clone(),
-            _ => ids.to_dtype(DType::U32)?,
+            DType::F32 => ids.to_dtype(DType::U32)?,
+            _ => ids.clone(),
         };
+        let ids = super::token_ids("LanguageModel", &ids)?;
         match self {
             LanguageModel::Gpt(g) => g.forward(&ids),
             LanguageModel::Rnn(r) => r.forward(&ids),

@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use crate::Gpu;
 use crate::error::{Error, Result};
 use crate::nn::{self, Module};
+use crate::tensor::{DType, Tensor};
 
 /// A buildable model description.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -255,28 +256,78 @@ impl ModelSpec {
         matches!(self, ModelSpec::Gpt { .. } | ModelSpec::Rnn { .. })
     }
 
-    /// Features per example the model takes (flat; images are C*H*W).
-    pub fn input_len(&self) -> usize {
-        match self {
-            ModelSpec::Mlp { input, .. } | ModelSpec::Linear { input, .. } => *input,
+    /// The image input (C, H, W) and the class count of the convolutional models (LeNet, VGG,
+    /// ResNet-18); `None` for the others.
+    pub fn image(&self) -> Option<(ImageShape, usize)> {
+        match *self {
             ModelSpec::LeNet {
                 channels,
                 height,
                 width,
-                ..
+                classes,
             }
             | ModelSpec::Vgg {
                 channels,
                 height,
                 width,
-                ..
+                classes,
             }
             | ModelSpec::ResNet18 {
                 channels,
                 height,
                 width,
-                ..
-            } => channels * height * width,
+                classes,
+            } => Some(((channels, height, width), classes)),
+            _ => None,
+        }
+    }
+
+    /// The configuration of a recurrent language model spec (`lstm`, `gru`, `rnn`); an error for
+    /// an unknown cell name or another model.
+    pub fn rnn_lm_config(&self) -> Result<RnnLmConfig> {
+        let ModelSpec::Rnn {
+            cell,
+            vocab_size,
+            embed_dim,
+            hidden_size,
+            num_layers,
+            dropout,
+            ..
+        } = self
+        else {
+            return Err(Error::Config(format!(
+                "model {} is not a recurrent language model",
+                self.name()
+            )));
+        };
+        let cell = match cell.as_str() {
+            "lstm" => crate::ops::RnnCell::Lstm,
+            "gru" => crate::ops::RnnCell::Gru,
+            "rnn" => crate::ops::RnnCell::RnnTanh,
+            other => {
+                return Err(Error::Config(format!(
+                    "model rnn: unknown cell {other:?}; use rnn, lstm or gru"
+                )));
+            }
+        };
+        Ok(RnnLmConfig {
+            cell,
+            vocab_size: *vocab_size,
+            embed_dim: *embed_dim,
+            hidden_size: *hidden_size,
+            num_layers: *num_layers,
+            dropout: *dropout,
+        })
+    }
+
+    /// Features per example the model takes (flat; images are C*H*W).
+    pub fn input_len(&self) -> usize {
+        match self {
+            ModelSpec::Mlp { input, .. } | ModelSpec::Linear { input, .. } => *input,
+            ModelSpec::LeNet { .. } | ModelSpec::Vgg { .. } | ModelSpec::ResNet18 { .. } => {
+                let ((c, h, w), _) = self.image().unwrap_or_default();
+                c * h * w
+            }
             ModelSpec::Gpt { context, .. } | ModelSpec::Rnn { context, .. } => *context,
         }
     }
@@ -364,36 +415,14 @@ impl ModelSpec {
                 "relu",
                 0.0,
             )?)),
-            ModelSpec::LeNet {
-                channels,
-                height,
-                width,
-                classes,
-            } => Ok(Box::new(LeNet::new_on(
-                gpu,
-                (*channels, *height, *width),
-                *classes,
-            )?)),
-            ModelSpec::Vgg {
-                channels,
-                height,
-                width,
-                classes,
-            } => Ok(Box::new(Vgg::new_on(
-                gpu,
-                (*channels, *height, *width),
-                *classes,
-            )?)),
-            ModelSpec::ResNet18 {
-                channels,
-                height,
-                width,
-                classes,
-            } => Ok(Box::new(ResNet18::new_on(
-                gpu,
-                (*channels, *height, *width),
-                *classes,
-            )?)),
+            ModelSpec::LeNet { .. } | ModelSpec::Vgg { .. } | ModelSpec::ResNet18 { .. } => {
+                let (input, classes) = self.image().unwrap_or_default();
+                Ok(match self {
+                    ModelSpec::LeNet { .. } => Box::new(LeNet::new_on(gpu, input, classes)?),
+                    ModelSpec::Vgg { .. } => Box::new(Vgg::new_on(gpu, input, classes)?),
+                    _ => Box::new(ResNet18::new_on(gpu, input, classes)?),
+                })
+            }
             ModelSpec::Gpt { .. } | ModelSpec::Rnn { .. } => Ok(Box::new(self.build_lm(gpu)?)),
         }
     }
@@ -429,35 +458,10 @@ impl ModelSpec {
                 };
                 Ok(LanguageModel::Gpt(Gpt::new_on(gpu, cfg)?))
             }
-            ModelSpec::Rnn {
-                cell,
-                vocab_size,
-                embed_dim,
-                hidden_size,
-                num_layers,
-                dropout,
-                ..
-            } => {
-                let cell = match cell.as_str() {
-                    "lstm" => crate::ops::RnnCell::Lstm,
-                    "gru" => crate::ops::RnnCell::Gru,
-                    "rnn" => crate::ops::RnnCell::RnnTanh,
-                    other => {
-                        return Err(Error::Config(format!(
-                            "model rnn: unknown cell {other:?}; use rnn, lstm or gru"
-                        )));
-                    }
-                };
-                let cfg = RnnLmConfig {
-                    cell,
-                    vocab_size: *vocab_size,
-                    embed_dim: *embed_dim,
-                    hidden_size: *hidden_size,
-                    num_layers: *num_layers,
-                    dropout: *dropout,
-                };
-                Ok(LanguageModel::Rnn(RnnLanguageModel::new_on(gpu, cfg)?))
-            }
+            ModelSpec::Rnn { .. } => Ok(LanguageModel::Rnn(RnnLanguageModel::new_on(
+                gpu,
+                self.rnn_lm_config()?,
+            )?)),
             other => Err(Error::Config(format!(
                 "model {} is not a language model (gpt, lstm, gru, rnn)",
                 other.name()
@@ -483,4 +487,15 @@ fn new_head(old: &dyn Module, outputs: usize, model: &str) -> Result<nn::Linear>
     }
     let bias = params.iter().any(|(n, _)| n == "bias");
     nn::Linear::new_on(weight.gpu(), weight.shape()[1], outputs, bias)
+}
+
+/// Token ids `(B, T)` as u32, for the models that embed them: u32 as is, i32 converted; another
+/// rank or dtype is an error naming `model`.
+pub(crate) fn token_ids(model: &'static str, ids: &Tensor) -> Result<Tensor> {
+    ids.expect_rank(model, "ids", 2, "(B, T)")?;
+    match ids.dtype() {
+        DType::U32 => Ok(ids.clone()),
+        DType::I32 => ids.to_dtype(DType::U32),
+        d => crate::error::arg_err(model, format!("ids must be u32 or i32, got {d:?}")),
+    }
 }

@@ -34,7 +34,7 @@ use crate::Gpu;
 use crate::error::{Result, arg_err, shape_err};
 use crate::nn::{self, Embedding, Linear, Module, Recurrent, RnnOptions, RnnState, prefixed};
 use crate::ops::RnnCell;
-use crate::tensor::{DType, Tensor};
+use crate::tensor::Tensor;
 
 /// Configuration of an [`RnnLanguageModel`].
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -88,14 +88,19 @@ impl RnnLanguageModel {
 
     /// A model on `gpu`, PyTorch's default initialisation in every layer.
     pub fn new_on(gpu: &Arc<Gpu>, config: RnnLmConfig) -> Result<Self> {
-        check_dropout("RnnLanguageModel", config.dropout)?;
-        let opts = RnnOptions::new(config.embed_dim, config.hidden_size)
-            .num_layers(config.num_layers)
-            .dropout(config.dropout);
+        let (rnn, head) = Stack {
+            cell: config.cell,
+            input: config.embed_dim,
+            hidden: config.hidden_size,
+            layers: config.num_layers,
+            dropout: config.dropout,
+            outputs: config.vocab_size,
+        }
+        .build(gpu, "RnnLanguageModel")?;
         Ok(RnnLanguageModel {
             embedding: Embedding::new_on(gpu, config.vocab_size, config.embed_dim)?,
-            rnn: Recurrent::new_on(gpu, config.cell, opts)?,
-            head: Linear::new_on(gpu, config.hidden_size, config.vocab_size, true)?,
+            rnn,
+            head,
             config,
             training: true,
         })
@@ -113,17 +118,8 @@ impl RnnLanguageModel {
         ids: &Tensor,
         state: Option<&RnnState>,
     ) -> Result<(Tensor, RnnState)> {
-        if ids.rank() != 2 || ids.dtype() != DType::U32 {
-            return shape_err(
-                "RnnLanguageModel",
-                format!(
-                    "ids must be (B, T) u32, got shape {:?} ({:?})",
-                    ids.shape(),
-                    ids.dtype()
-                ),
-            );
-        }
-        let x = self.embedding.forward(ids)?;
+        let ids = super::token_ids("RnnLanguageModel", ids)?;
+        let x = self.embedding.forward(&ids)?;
         let out = self.rnn.forward_with(&x, state)?;
         let h = nn::dropout(&out.output, self.config.dropout, self.training)?;
         Ok((self.head.forward(&h)?, out.state))
@@ -160,10 +156,7 @@ impl Module for RnnLanguageModel {
     }
 
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        let mut v = prefixed("embedding", self.embedding.named_parameters());
-        v.extend(prefixed("rnn", self.rnn.named_parameters()));
-        v.extend(prefixed("head", self.head.named_parameters()));
-        v
+        parameters(Some(&self.embedding), &self.rnn, &self.head)
     }
 
     fn set_training(&mut self, training: bool) {
@@ -242,7 +235,6 @@ impl RnnClassifier {
 
     /// A classifier on `gpu`, PyTorch's default initialisation in every layer.
     pub fn new_on(gpu: &Arc<Gpu>, config: RnnClassifierConfig) -> Result<Self> {
-        check_dropout("RnnClassifier", config.dropout)?;
         let (embedding, input) = match config.input {
             SequenceInput::Tokens {
                 vocab_size,
@@ -253,13 +245,19 @@ impl RnnClassifier {
             ),
             SequenceInput::Features { size } => (None, size),
         };
-        let opts = RnnOptions::new(input, config.hidden_size)
-            .num_layers(config.num_layers)
-            .dropout(config.dropout);
+        let (rnn, head) = Stack {
+            cell: config.cell,
+            input,
+            hidden: config.hidden_size,
+            layers: config.num_layers,
+            dropout: config.dropout,
+            outputs: config.classes,
+        }
+        .build(gpu, "RnnClassifier")?;
         Ok(RnnClassifier {
             embedding,
-            rnn: Recurrent::new_on(gpu, config.cell, opts)?,
-            head: Linear::new_on(gpu, config.hidden_size, config.classes, true)?,
+            rnn,
+            head,
             config,
             training: true,
         })
@@ -280,19 +278,7 @@ impl Module for RnnClassifier {
     /// Logits (B, C) for ids (B, T) or features (B, T, F).
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let x = match &self.embedding {
-            Some(e) => {
-                if x.rank() != 2 || x.dtype() != DType::U32 {
-                    return shape_err(
-                        "RnnClassifier",
-                        format!(
-                            "token input must be (B, T) u32, got shape {:?} ({:?})",
-                            x.shape(),
-                            x.dtype()
-                        ),
-                    );
-                }
-                e.forward(x)?
-            }
+            Some(e) => e.forward(&super::token_ids("RnnClassifier", x)?)?,
             None => x.clone(),
         };
         let out = self.rnn.forward_with(&x, None)?;
@@ -308,13 +294,7 @@ impl Module for RnnClassifier {
     }
 
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        let mut v = match &self.embedding {
-            Some(e) => prefixed("embedding", e.named_parameters()),
-            None => Vec::new(),
-        };
-        v.extend(prefixed("rnn", self.rnn.named_parameters()));
-        v.extend(prefixed("head", self.head.named_parameters()));
-        v
+        parameters(self.embedding.as_ref(), &self.rnn, &self.head)
     }
 
     fn set_training(&mut self, training: bool) {
@@ -327,9 +307,42 @@ impl Module for RnnClassifier {
     }
 }
 
-fn check_dropout(op: &'static str, p: f32) -> Result<()> {
-    if !(0.0..=1.0).contains(&p) {
-        return arg_err(op, format!("dropout must be in [0, 1], got {p}"));
+/// What both models build after their input: the recurrent stack `input -> hidden` (`layers`,
+/// `dropout` between layers) and the head `hidden -> outputs`.
+struct Stack {
+    cell: RnnCell,
+    input: usize,
+    hidden: usize,
+    layers: usize,
+    dropout: f32,
+    outputs: usize,
+}
+
+impl Stack {
+    /// The stack and the head on `gpu`, PyTorch's default initialisation; `op` names the model in
+    /// errors.
+    fn build(self, gpu: &Arc<Gpu>, op: &'static str) -> Result<(Recurrent, Linear)> {
+        let p = self.dropout;
+        if !(0.0..=1.0).contains(&p) {
+            return arg_err(op, format!("dropout must be in [0, 1], got {p}"));
+        }
+        let opts = RnnOptions::new(self.input, self.hidden)
+            .num_layers(self.layers)
+            .dropout(p);
+        Ok((
+            Recurrent::new_on(gpu, self.cell, opts)?,
+            Linear::new_on(gpu, self.hidden, self.outputs, true)?,
+        ))
     }
-    Ok(())
+}
+
+/// Both models' parameter names: `embedding.*` (when present), `rnn.*`, `head.*`.
+fn parameters(
+    embedding: Option<&Embedding>,
+    rnn: &Recurrent,
+    head: &Linear,
+) -> Vec<(String, Tensor)> {
+    let mut v = embedding.map_or_else(Vec::new, |e| prefixed("embedding", e.named_parameters()));
+    v.extend(nn::children_parameters([("rnn", rnn), ("head", head)]));
+    v
 }

@@ -88,30 +88,20 @@ impl ModelSpec {
                     mul(*vocab_size, c),
                 ])
             }
-            ModelSpec::Rnn {
-                cell,
-                vocab_size,
-                embed_dim,
-                hidden_size,
-                num_layers,
-                ..
-            } => {
-                let gates = match cell.as_str() {
-                    "lstm" => 4,
-                    "gru" => 3,
-                    _ => 1,
-                };
-                let h = *hidden_size;
+            ModelSpec::Rnn { .. } => {
+                // An unknown cell was refused by `check_size` before this count.
+                let c = self.rnn_lm_config().ok()?;
+                let (h, gates) = (c.hidden_size, c.cell.gates() as u64);
                 let layer = |input: usize| {
                     sum([mul(input, h), mul(h, h), mul(2, h)]).and_then(|p| p.checked_mul(gates))
                 };
                 let rest =
-                    layer(h).and_then(|p| p.checked_mul(num_layers.saturating_sub(1) as u64));
+                    layer(h).and_then(|p| p.checked_mul(c.num_layers.saturating_sub(1) as u64));
                 sum([
-                    mul(*vocab_size, *embed_dim),
-                    layer(*embed_dim),
+                    mul(c.vocab_size, c.embed_dim),
+                    layer(c.embed_dim),
                     rest,
-                    linear(h, *vocab_size),
+                    linear(h, c.vocab_size),
                 ])
             }
         }
@@ -129,6 +119,9 @@ impl ModelSpec {
                 human_bytes(memory)
             ))
         };
+        if let ModelSpec::Rnn { .. } = self {
+            self.rnn_lm_config()?; // names an unknown cell before counting
+        }
         let params = self
             .parameter_count()
             .ok_or_else(|| too_big("its parameter count overflows".into()))?;

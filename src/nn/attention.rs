@@ -42,7 +42,7 @@ use std::sync::Arc;
 
 use kiln_kernels::Gpu;
 
-use super::{Linear, Module, prefixed};
+use super::{Linear, Module};
 use crate::error::{Result, arg_err, shape_err};
 use crate::ops::{AttentionOptions, scaled_dot_product_attention};
 use crate::tensor::Tensor;
@@ -267,17 +267,7 @@ impl MultiHeadAttention {
 
     /// q (B, H, T, Dh), k and v (B, Hkv, T, Dh), RoPE applied at positions `offset..`.
     fn project(&self, x: &Tensor, offset: usize) -> Result<(Tensor, Tensor, Tensor)> {
-        if x.rank() != 3 || x.shape()[2] != self.cfg.d_model {
-            return shape_err(
-                "MultiHeadAttention",
-                format!(
-                    "input must be (B, T, {}), got shape {:?}",
-                    self.cfg.d_model,
-                    x.shape()
-                ),
-            );
-        }
-        let (b, t) = (x.shape()[0], x.shape()[1]);
+        let (b, t) = super::expect_sequence("MultiHeadAttention", "", x, self.cfg.d_model)?;
         let dh = self.head_dim();
         let heads = |y: Tensor, h: usize| y.reshape(&[b, t, h, dh])?.transpose(1, 2);
         let mut q = heads(self.q_proj.forward(x)?, self.cfg.n_heads)?;
@@ -330,14 +320,16 @@ pub fn repeat_kv(x: &Tensor, rep: usize) -> Result<Tensor> {
 
 impl Module for MultiHeadAttention {
     fn visit_linears_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut crate::nn::Linear)) {
-        self.q_proj
-            .visit_linears_mut(&crate::nn::child_path(prefix, "q_proj"), f);
-        self.k_proj
-            .visit_linears_mut(&crate::nn::child_path(prefix, "k_proj"), f);
-        self.v_proj
-            .visit_linears_mut(&crate::nn::child_path(prefix, "v_proj"), f);
-        self.o_proj
-            .visit_linears_mut(&crate::nn::child_path(prefix, "o_proj"), f);
+        super::visit_children_linears(
+            prefix,
+            f,
+            [
+                ("q_proj", &mut self.q_proj),
+                ("k_proj", &mut self.k_proj),
+                ("v_proj", &mut self.v_proj),
+                ("o_proj", &mut self.o_proj),
+            ],
+        );
     }
 
     /// Self-attention of x (B, T, C), no padding mask.
@@ -346,10 +338,11 @@ impl Module for MultiHeadAttention {
     }
 
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        let mut v = prefixed("q_proj", self.q_proj.named_parameters());
-        v.extend(prefixed("k_proj", self.k_proj.named_parameters()));
-        v.extend(prefixed("v_proj", self.v_proj.named_parameters()));
-        v.extend(prefixed("o_proj", self.o_proj.named_parameters()));
-        v
+        super::children_parameters([
+            ("q_proj", &self.q_proj),
+            ("k_proj", &self.k_proj),
+            ("v_proj", &self.v_proj),
+            ("o_proj", &self.o_proj),
+        ])
     }
 }

@@ -41,6 +41,39 @@ fn default_params(gpu: &Arc<Gpu>, shape: &[usize]) -> Result<(Tensor, Option<Ten
     Ok((weight, Some(bias)))
 }
 
+/// A kernel size: K (1-D) or (KH, KW) (2-D).
+trait KernelSize {
+    /// The sizes, outermost first.
+    fn dims(self) -> Vec<usize>;
+}
+
+impl KernelSize for usize {
+    fn dims(self) -> Vec<usize> {
+        vec![self]
+    }
+}
+
+impl KernelSize for (usize, usize) {
+    fn dims(self) -> Vec<usize> {
+        vec![self.0, self.1]
+    }
+}
+
+/// A fresh layer's weight (cout, cin / groups, k...) and bias (cout), PyTorch's default init,
+/// after [`check_sizes`].
+fn new_params(
+    op: &'static str,
+    gpu: &Arc<Gpu>,
+    (cin, cout): (usize, usize),
+    k: &[usize],
+    groups: usize,
+) -> Result<(Tensor, Option<Tensor>)> {
+    check_sizes(op, cin, cout, k, groups)?;
+    let mut shape = vec![cout, cin / groups];
+    shape.extend_from_slice(k);
+    default_params(gpu, &shape)
+}
+
 /// Error unless every size is positive and `groups` divides both channel counts.
 fn check_sizes(
     op: &'static str,
@@ -64,11 +97,37 @@ fn check_sizes(
     Ok(())
 }
 
-/// The parts of a convolution layer `$name` that do not depend on its rank: `without_bias`,
-/// `from_tensors`, and the [`Module`] impl whose forward is `Tensor::$f`.
+/// The parts of a convolution layer `$name` that do not depend on its rank: `new` / `new_on`
+/// (kernel size of type `$kernel`, a [`KernelSize`]), `without_bias`, `from_tensors`,
+/// and the [`Module`] impl whose forward is `Tensor::$f`.
 macro_rules! conv_layer_common {
-    ($name:ident, $opts:ty, $f:ident) => {
+    ($name:ident, $opts:ty, $f:ident, $kernel:ty) => {
         impl $name {
+            /// A layer with a bias on the default device, PyTorch's initialisation.
+            pub fn new(
+                in_channels: usize,
+                out_channels: usize,
+                kernel: $kernel,
+                opts: $opts,
+            ) -> Result<Self> {
+                Self::new_on(&crate::device()?, in_channels, out_channels, kernel, opts)
+            }
+
+            #[doc = concat!("[`", stringify!($name), "::new`] on `gpu`.")]
+            pub fn new_on(
+                gpu: &Arc<Gpu>,
+                in_channels: usize,
+                out_channels: usize,
+                kernel: $kernel,
+                opts: $opts,
+            ) -> Result<Self> {
+                let channels = (in_channels, out_channels);
+                let dims = kernel.dims();
+                let op = stringify!($name);
+                let (weight, bias) = new_params(op, gpu, channels, &dims, opts.groups)?;
+                Ok($name { weight, bias, opts })
+            }
+
             /// The same layer without its bias.
             pub fn without_bias(self) -> Self {
                 $name { bias: None, ..self }
@@ -106,34 +165,7 @@ pub struct Conv2d {
     pub opts: Conv2dOptions,
 }
 
-impl Conv2d {
-    /// A layer with a bias on the default device, PyTorch's initialisation.
-    pub fn new(
-        in_channels: usize,
-        out_channels: usize,
-        kernel: (usize, usize),
-        opts: Conv2dOptions,
-    ) -> Result<Self> {
-        Self::new_on(&crate::device()?, in_channels, out_channels, kernel, opts)
-    }
-
-    /// [`Conv2d::new`] on `gpu`.
-    pub fn new_on(
-        gpu: &Arc<Gpu>,
-        in_channels: usize,
-        out_channels: usize,
-        kernel: (usize, usize),
-        opts: Conv2dOptions,
-    ) -> Result<Self> {
-        let (cin, cout, g) = (in_channels, out_channels, opts.groups);
-        check_sizes("Conv2d", cin, cout, &[kernel.0, kernel.1], g)?;
-        let shape = [cout, cin / g, kernel.0, kernel.1];
-        let (weight, bias) = default_params(gpu, &shape)?;
-        Ok(Conv2d { weight, bias, opts })
-    }
-}
-
-conv_layer_common!(Conv2d, Conv2dOptions, conv2d);
+conv_layer_common!(Conv2d, Conv2dOptions, conv2d, (usize, usize));
 
 /// 1-D convolution layer: (N, C_in, L) -> (N, C_out, OL).
 #[derive(Debug, Clone)]
@@ -146,30 +178,4 @@ pub struct Conv1d {
     pub opts: Conv1dOptions,
 }
 
-impl Conv1d {
-    /// A layer with a bias on the default device, PyTorch's initialisation.
-    pub fn new(
-        in_channels: usize,
-        out_channels: usize,
-        kernel: usize,
-        opts: Conv1dOptions,
-    ) -> Result<Self> {
-        Self::new_on(&crate::device()?, in_channels, out_channels, kernel, opts)
-    }
-
-    /// [`Conv1d::new`] on `gpu`.
-    pub fn new_on(
-        gpu: &Arc<Gpu>,
-        in_channels: usize,
-        out_channels: usize,
-        kernel: usize,
-        opts: Conv1dOptions,
-    ) -> Result<Self> {
-        let (cin, cout, g) = (in_channels, out_channels, opts.groups);
-        check_sizes("Conv1d", cin, cout, &[kernel], g)?;
-        let (weight, bias) = default_params(gpu, &[cout, cin / g, kernel])?;
-        Ok(Conv1d { weight, bias, opts })
-    }
-}
-
-conv_layer_common!(Conv1d, Conv1dOptions, conv1d);
+conv_layer_common!(Conv1d, Conv1dOptions, conv1d, usize);

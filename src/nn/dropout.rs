@@ -1,16 +1,10 @@
-//! Dropout: in training, zero each element with probability p and scale the survivors.
+//! The Dropout layer and functional dropout with a key from kiln's global stream.
 //!
-//! ```text
-//! y  = x * m,      m_i = 0 with probability p, else 1 / (1 - p)      (so E[y] = x)
-//! dx = g * m
-//! ```
-//!
-//! The mask `m` is drawn on the GPU by a counter-based generator (Philox4x32-10,
-//! `shaders/dropout.wgsl`): `m_i` is a pure function of (key, i), with one key per call taken
-//! from kiln's global stream ([`super::rng::next_key`]). No mask travels from the host, the same
-//! key gives the same mask on every run, and restoring [`super::rng::rng_state`] on resume
-//! replays the masks exactly. The mask is kept for the backward pass (one f32 per element) by
-//! composing `y = x.mul(m)`. In evaluation mode dropout is the identity and draws no key.
+//! The op itself, `y = x * m` with the Philox mask `m` of one 64-bit key, is
+//! [`crate::ops::dropout`] (it takes the key and knows nothing of the stream); this layer takes
+//! one key per training call from [`super::rng::next_key`], so restoring
+//! [`super::rng::rng_state`] on resume replays the masks exactly. In evaluation mode dropout is
+//! the identity and draws no key.
 //!
 //! ```
 //! use kiln::{Tensor, nn::{Dropout, Module}};
@@ -23,52 +17,11 @@
 //! # Ok::<(), kiln::Error>(())
 //! ```
 
-use std::sync::Arc;
-
-use kiln_kernels::Gpu;
-use kiln_kernels::launch::dropout::{self as rk, Stream};
-
 use super::Module;
-use crate::error::{Result, arg_err};
-use crate::tensor::{DType, Tensor};
-
-fn check_p(p: f32) -> Result<()> {
-    if !(0.0..=1.0).contains(&p) {
-        return arg_err(
-            "Dropout",
-            format!("drop probability p must be in [0, 1], got {p}"),
-        );
-    }
-    Ok(())
-}
-
-/// The dropout mask of `key` for `shape` on `gpu`: a contiguous f32 tensor holding 0 (dropped,
-/// probability `p`) or `1 / (1 - p)`. `p` must be in `[0, 1)`.
-pub fn dropout_mask_on(gpu: &Arc<Gpu>, shape: &[usize], p: f32, key: u64) -> Result<Tensor> {
-    if !(0.0..1.0).contains(&p) {
-        return arg_err(
-            "dropout_mask",
-            format!("drop probability p must be in [0, 1), got {p}"),
-        );
-    }
-    let mask = Tensor::empty_on(gpu, shape, DType::F32)?;
-    rk::dropout_mask(gpu, Stream::new(key), p, mask.numel(), mask.buffer())?;
-    Ok(mask)
-}
-
-/// Training-mode dropout of `x` with the mask of `key`: `x * mask` (differentiable in `x`).
-/// `p = 1` gives `x * 0`.
-pub fn dropout_with_key(x: &Tensor, p: f32, key: u64) -> Result<Tensor> {
-    check_p(p)?;
-    x.expect_f32("Dropout")?;
-    if p == 0.0 {
-        return Ok(x.clone());
-    }
-    if p == 1.0 {
-        return x.mul_scalar(0.0);
-    }
-    x.mul(&dropout_mask_on(x.gpu(), x.shape(), p, key)?)
-}
+use crate::error::Result;
+use crate::ops::dropout::check_p;
+pub use crate::ops::dropout::{dropout_mask_on, dropout_with_key};
+use crate::tensor::Tensor;
 
 /// Functional dropout: `x * mask` with a fresh key from the global stream when `training`, else
 /// `x` unchanged. Draws a key only when a mask is needed (`training` and `0 < p < 1`).

@@ -20,7 +20,7 @@ use kiln_kernels::Gpu;
 
 use super::Module;
 use super::init::Init;
-use crate::error::{Result, arg_err, shape_err};
+use crate::error::{Result, arg_err};
 use crate::tensor::Tensor;
 
 /// A lookup table of `num_embeddings` vectors of size `dim`.
@@ -59,12 +59,7 @@ impl Embedding {
     /// A layer over the given table (V, D), used as it is.
     pub fn from_weight(weight: Tensor) -> Result<Self> {
         weight.expect_f32("Embedding")?;
-        if weight.rank() != 2 {
-            return shape_err(
-                "Embedding",
-                format!("weight must be (V, D), got shape {:?}", weight.shape()),
-            );
-        }
+        weight.expect_rank("Embedding", "weight", 2, "(V, D)")?;
         Ok(Embedding { weight })
     }
 

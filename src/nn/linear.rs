@@ -109,12 +109,7 @@ impl Linear {
     /// `requires_grad` flags are kept).
     pub fn from_tensors(weight: Tensor, bias: Option<Tensor>) -> Result<Self> {
         weight.expect_f32("Linear")?;
-        if weight.rank() != 2 {
-            return shape_err(
-                "Linear",
-                format!("weight must be (out, in), got shape {:?}", weight.shape()),
-            );
-        }
+        weight.expect_rank("Linear", "weight", 2, "(out, in)")?;
         if let Some(b) = &bias {
             b.expect_f32("Linear")?;
             weight.same_device("Linear", b)?;

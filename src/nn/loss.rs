@@ -36,7 +36,7 @@
 //! # Ok::<(), kiln::Error>(())
 //! ```
 
-use crate::error::{Error, Result, arg_err, shape_err};
+use crate::error::{Result, arg_err, shape_err};
 pub use crate::ops::Reduction;
 use crate::tensor::{DType, Tensor};
 
@@ -215,34 +215,14 @@ fn reduce(loss: Tensor, reduction: Reduction) -> Result<Tensor> {
 }
 
 fn check_f32(op: &'static str, expected: &'static str, t: &Tensor) -> Result<()> {
-    if t.dtype() != DType::F32 {
-        return Err(Error::DType {
-            op,
-            expected,
-            got: t.dtype(),
-        });
-    }
-    Ok(())
+    t.expect_dtype(op, DType::F32, expected)
 }
 
 fn check_same_shape(op: &'static str, input: &Tensor, target: &Tensor) -> Result<()> {
     check_f32(op, "f32 input", input)?;
     check_f32(op, "f32 target", target)?;
-    input.same_device(op, target)?;
-    if input.shape() != target.shape() {
-        return shape_err(
-            op,
-            format!(
-                "input shape {:?} and target shape {:?} differ",
-                input.shape(),
-                target.shape()
-            ),
-        );
-    }
-    if input.numel() == 0 {
-        return shape_err(op, format!("input of shape {:?} is empty", input.shape()));
-    }
-    Ok(())
+    target.expect_shape_of(op, "target", ("input", input))?;
+    input.expect_nonempty(op, "input")
 }
 
 /// Checks of (N, C) scores, (N) u32 targets and optional (C) weights; returns (N, C).
@@ -269,13 +249,7 @@ fn check_class_inputs(
         );
     }
     let (n, c) = (x.shape()[0], x.shape()[1]);
-    if targets.dtype() != DType::U32 {
-        return Err(Error::DType {
-            op,
-            expected: "u32 class indices for targets",
-            got: targets.dtype(),
-        });
-    }
+    targets.expect_dtype(op, DType::U32, "u32 class indices for targets")?;
     targets.expect_len(op, "targets", n, (what, x))?;
     if let Some(w) = weights {
         check_f32(op, "f32 class_weights", w)?;

@@ -102,12 +102,55 @@ pub trait Module: Send + Sync {
     }
 }
 
+/// Error unless `x` is a batch-first sequence (B, T, `c`) for layer `op` (`what` qualifies the
+/// layer in the message, e.g. its cell); returns (B, T).
+pub(crate) fn expect_sequence(
+    op: &'static str,
+    what: &str,
+    x: &Tensor,
+    c: usize,
+) -> Result<(usize, usize)> {
+    match *x.shape() {
+        [b, t, xc] if xc == c => Ok((b, t)),
+        _ => crate::error::shape_err(
+            op,
+            format!(
+                "{what}input must be (B, T, {c}) (batch first), got shape {:?}",
+                x.shape()
+            ),
+        ),
+    }
+}
+
 /// The dotted path of child `name` of the module at `prefix` (`name` alone at the root).
 pub fn child_path(prefix: &str, name: &str) -> String {
     if prefix.is_empty() {
         name.to_string()
     } else {
         format!("{prefix}.{name}")
+    }
+}
+
+/// A container's named parameters: each child's, its names prefixed with the child's name, in
+/// the order given (`[("fc1", &self.fc1), ("fc2", &self.fc2)]`).
+pub fn children_parameters<const N: usize>(
+    children: [(&str, &dyn Module); N],
+) -> Vec<(String, Tensor)> {
+    children
+        .into_iter()
+        .flat_map(|(name, m)| prefixed(name, m.named_parameters()))
+        .collect()
+}
+
+/// A container's [`Module::visit_linears_mut`]: each child visited at its path below `prefix`
+/// (`[("fc1", &mut self.fc1), ("fc2", &mut self.fc2)]`).
+pub fn visit_children_linears<const N: usize>(
+    prefix: &str,
+    f: &mut dyn FnMut(&str, &mut Linear),
+    children: [(&str, &mut dyn Module); N],
+) {
+    for (name, m) in children {
+        m.visit_linears_mut(&child_path(prefix, name), f);
     }
 }
 

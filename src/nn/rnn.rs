@@ -201,17 +201,8 @@ impl Recurrent {
     pub fn forward_with(&self, x: &Tensor, state: Option<&RnnState>) -> Result<RnnOutput> {
         let name = self.cell.name();
         let (l_n, h) = (self.opts.num_layers, self.opts.hidden_size);
-        if x.rank() != 3 || x.shape()[2] != self.opts.input_size {
-            return shape_err(
-                "Recurrent",
-                format!(
-                    "{name}: input must be (B, T, {}) (batch first), got shape {:?}",
-                    self.opts.input_size,
-                    x.shape()
-                ),
-            );
-        }
-        let b = x.shape()[0];
+        let what = format!("{name}: ");
+        let (b, _) = super::expect_sequence("Recurrent", &what, x, self.opts.input_size)?;
         if let Some(s) = state {
             let want = [l_n, b, h];
             let c_ok = match (&s.c, self.cell) {

@@ -49,6 +49,18 @@ impl From<Vec<Box<dyn Module>>> for Sequential {
 }
 
 impl Sequential {
+    /// `tensors(layer)` of every layer, named `<index>.<name>` (parameters or buffers).
+    fn named(
+        &self,
+        tensors: impl Fn(&dyn Module) -> Vec<(String, Tensor)>,
+    ) -> Vec<(String, Tensor)> {
+        self.layers
+            .iter()
+            .enumerate()
+            .flat_map(|(i, l)| prefixed(&i.to_string(), tensors(l.as_ref())))
+            .collect()
+    }
+
     /// An empty container (its forward is the identity), in training mode.
     pub fn new() -> Self {
         Self::from(Vec::new())
@@ -108,19 +120,11 @@ impl Module for Sequential {
     }
 
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        self.layers
-            .iter()
-            .enumerate()
-            .flat_map(|(i, l)| prefixed(&i.to_string(), l.named_parameters()))
-            .collect()
+        self.named(|l| l.named_parameters())
     }
 
     fn named_buffers(&self) -> Vec<(String, Tensor)> {
-        self.layers
-            .iter()
-            .enumerate()
-            .flat_map(|(i, l)| prefixed(&i.to_string(), l.named_buffers()))
-            .collect()
+        self.named(|l| l.named_buffers())
     }
 
     fn set_training(&mut self, training: bool) {

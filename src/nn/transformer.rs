@@ -18,7 +18,7 @@ use std::sync::Arc;
 use kiln_kernels::Gpu;
 
 use super::attention::{AttentionConfig, KvCache, MultiHeadAttention};
-use super::{LayerNorm, Linear, Module, dropout, prefixed};
+use super::{LayerNorm, Linear, Module, dropout};
 use crate::error::Result;
 use crate::ops::bias_gelu::{GeluForm, bias_gelu};
 use crate::tensor::Tensor;
@@ -56,10 +56,7 @@ pub fn linear_gelu(l: &Linear, x: &Tensor, form: GeluForm) -> Result<Tensor> {
 
 impl Module for Mlp {
     fn visit_linears_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut crate::nn::Linear)) {
-        self.fc1
-            .visit_linears_mut(&crate::nn::child_path(prefix, "fc1"), f);
-        self.fc2
-            .visit_linears_mut(&crate::nn::child_path(prefix, "fc2"), f);
+        super::visit_children_linears(prefix, f, [("fc1", &mut self.fc1), ("fc2", &mut self.fc2)]);
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
@@ -67,9 +64,7 @@ impl Module for Mlp {
     }
 
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        let mut v = prefixed("fc1", self.fc1.named_parameters());
-        v.extend(prefixed("fc2", self.fc2.named_parameters()));
-        v
+        super::children_parameters([("fc1", &self.fc1), ("fc2", &self.fc2)])
     }
 }
 
@@ -143,10 +138,11 @@ impl TransformerBlock {
 
 impl Module for TransformerBlock {
     fn visit_linears_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut crate::nn::Linear)) {
-        self.attn
-            .visit_linears_mut(&crate::nn::child_path(prefix, "attn"), f);
-        self.mlp
-            .visit_linears_mut(&crate::nn::child_path(prefix, "mlp"), f);
+        super::visit_children_linears(
+            prefix,
+            f,
+            [("attn", &mut self.attn), ("mlp", &mut self.mlp)],
+        );
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
@@ -154,11 +150,12 @@ impl Module for TransformerBlock {
     }
 
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        let mut v = prefixed("ln1", self.ln1.named_parameters());
-        v.extend(prefixed("attn", self.attn.named_parameters()));
-        v.extend(prefixed("ln2", self.ln2.named_parameters()));
-        v.extend(prefixed("mlp", self.mlp.named_parameters()));
-        v
+        super::children_parameters([
+            ("ln1", &self.ln1),
+            ("attn", &self.attn),
+            ("ln2", &self.ln2),
+            ("mlp", &self.mlp),
+        ])
     }
 
     fn set_training(&mut self, training: bool) {

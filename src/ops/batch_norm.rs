@@ -61,12 +61,7 @@ pub fn batch_norm2d(
     eps: f32,
 ) -> Result<Tensor> {
     x.expect_f32(OP)?;
-    if x.rank() != 4 {
-        return shape_err(
-            OP,
-            format!("input must be (N, C, H, W), got shape {:?}", x.shape()),
-        );
-    }
+    x.expect_rank(OP, "input", 4, "(N, C, H, W)")?;
     let sh = x.shape().to_vec();
     let s = NormShape {
         n: sh[0],

@@ -16,8 +16,8 @@
 //! # Ok::<(), kiln::Error>(())
 //! ```
 
-use crate::error::{Error, Result, arg_err, shape_err};
-use crate::tensor::{DType, Tensor, norm_dim};
+use crate::error::{Result, arg_err, shape_err};
+use crate::tensor::{Tensor, norm_dim};
 
 impl Tensor {
     /// Join tensors along `dim`. All must have the same rank, dtype (f32, i32 or u32) and device,
@@ -29,13 +29,7 @@ impl Tensor {
         };
         let d = first.norm_dim(OP, dim)?;
         for (k, t) in tensors.iter().enumerate() {
-            if t.dtype() == DType::F16 {
-                return Err(Error::DType {
-                    op: OP,
-                    expected: "f32, i32 or u32",
-                    got: t.dtype(),
-                });
-            }
+            t.expect_32bit(OP)?;
             if t.dtype() != first.dtype() {
                 return arg_err(
                     OP,
@@ -47,9 +41,7 @@ impl Tensor {
                 );
             }
             first.same_device(OP, t)?;
-            let fits = t.rank() == first.rank()
-                && (0..t.rank()).all(|j| j == d || t.shape()[j] == first.shape()[j]);
-            if !fits {
+            if !super::same_but(t.shape(), first.shape(), d) {
                 return shape_err(
                     OP,
                     format!(

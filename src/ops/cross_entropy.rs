@@ -33,7 +33,7 @@ use kiln_kernels::launch::cross_entropy as sk;
 use kiln_kernels::launch::reduce::{self as rk, ReduceOp, ReduceStrategy, Rows};
 use kiln_kernels::launch::softmax::Vector;
 
-use crate::error::{Error, Result, shape_err};
+use crate::error::{Result, shape_err};
 use crate::tensor::{DType, Tensor};
 
 /// How per-row losses are combined.
@@ -82,33 +82,11 @@ impl Tensor {
     pub fn cross_entropy_with(&self, targets: &Tensor, reduction: Reduction) -> Result<Tensor> {
         const OP: &str = "cross_entropy";
         self.expect_f32(OP)?;
-        if self.rank() != 2 {
-            return shape_err(
-                OP,
-                format!(
-                    "logits must have shape (N, C), got shape {:?}",
-                    self.shape()
-                ),
-            );
-        }
-        if targets.dtype() != DType::U32 {
-            return Err(Error::DType {
-                op: OP,
-                expected: "u32 class indices for targets",
-                got: targets.dtype(),
-            });
-        }
-        let (n, c) = (self.shape()[0], self.shape()[1]);
+        self.expect_rank(OP, "logits", 2, "(N, C)")?;
+        targets.expect_dtype(OP, DType::U32, "u32 class indices for targets")?;
+        let n = self.shape()[0];
         targets.expect_len(OP, "targets", n, ("logits", self))?;
-        if n == 0 || c == 0 {
-            return shape_err(
-                OP,
-                format!(
-                    "needs at least one row and one class, got logits of shape {:?}",
-                    self.shape()
-                ),
-            );
-        }
+        self.expect_nonempty(OP, "logits")?;
         self.same_device(OP, targets)?;
 
         let gpu = self.gpu().clone();

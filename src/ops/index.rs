@@ -25,7 +25,7 @@
 use kiln_kernels::launch::elementwise::collapse;
 use kiln_kernels::launch::index::{self as ik, IndexMode, IndexShape, ScatterStrategy, View3};
 
-use crate::error::{Error, Result, shape_err};
+use crate::error::{Result, shape_err};
 use crate::tensor::{DType, Tensor};
 
 /// `x` viewed as (O, M, I) around dim `d`: the tensor that owns the data (x itself, or a
@@ -62,31 +62,13 @@ fn index_shape(x_shape: &[usize], d: usize, j: usize) -> IndexShape {
 
 /// Error unless `idx` is a u32 tensor on `x`'s device; returns it contiguous.
 fn dense_indices(op: &'static str, x: &Tensor, idx: &Tensor) -> Result<Tensor> {
-    if idx.dtype() != DType::U32 {
-        return Err(Error::DType {
-            op,
-            expected: "u32 indices",
-            got: idx.dtype(),
-        });
-    }
+    idx.expect_dtype(op, DType::U32, "u32 indices")?;
     x.same_device(op, idx)?;
     if idx.is_contiguous() {
         Ok(idx.clone())
     } else {
         idx.copy_contiguous()
     }
-}
-
-/// Error unless `x` holds 32-bit words (the forward copies them; only f32 is differentiable).
-fn expect_32bit(op: &'static str, x: &Tensor) -> Result<()> {
-    if x.dtype() == DType::F16 {
-        return Err(Error::DType {
-            op,
-            expected: "f32, i32 or u32",
-            got: x.dtype(),
-        });
-    }
-    Ok(())
 }
 
 /// Forward of both ops: out (`out_shape`, x's dtype) from x indexed along `d`.
@@ -167,18 +149,9 @@ impl Tensor {
     pub fn index_select(&self, dim: isize, idx: &Tensor) -> Result<Tensor> {
         const OP: &str = "index_select";
         let d = self.norm_dim(OP, dim)?;
-        expect_32bit(OP, self)?;
+        self.expect_32bit(OP)?;
         let idx = dense_indices(OP, self, idx)?;
-        if idx.rank() != 1 {
-            return shape_err(
-                OP,
-                format!(
-                    "indices must be 1-D, got shape {:?} (input shape {:?})",
-                    idx.shape(),
-                    self.shape()
-                ),
-            );
-        }
+        idx.expect_rank(OP, "indices", 1, "1-D (J)")?;
         let mut out_shape = self.shape().to_vec();
         out_shape[d] = idx.numel();
         indexed(OP, self, d, idx, IndexMode::Select, &out_shape)
@@ -190,11 +163,9 @@ impl Tensor {
     pub fn gather(&self, dim: isize, idx: &Tensor) -> Result<Tensor> {
         const OP: &str = "gather";
         let d = self.norm_dim(OP, dim)?;
-        expect_32bit(OP, self)?;
+        self.expect_32bit(OP)?;
         let idx = dense_indices(OP, self, idx)?;
-        let fits = idx.rank() == self.rank()
-            && (0..self.rank()).all(|k| k == d || idx.shape()[k] == self.shape()[k]);
-        if !fits {
+        if !super::same_but(idx.shape(), self.shape(), d) {
             return shape_err(
                 OP,
                 format!(
@@ -216,23 +187,8 @@ impl Tensor {
     pub fn embedding(&self, ids: &Tensor) -> Result<Tensor> {
         const OP: &str = "embedding";
         self.expect_f32(OP)?;
-        if self.rank() != 2 {
-            return shape_err(
-                OP,
-                format!(
-                    "weight must be (V, C), got shape {:?} (ids shape {:?})",
-                    self.shape(),
-                    ids.shape()
-                ),
-            );
-        }
-        if ids.dtype() != DType::U32 {
-            return Err(Error::DType {
-                op: OP,
-                expected: "u32 ids",
-                got: ids.dtype(),
-            });
-        }
+        self.expect_rank(OP, "weight", 2, "(V, C)")?;
+        ids.expect_dtype(OP, DType::U32, "u32 ids")?;
         let flat = ids.reshape(&[ids.numel()])?;
         let rows = self.index_select(0, &flat)?;
         let mut shape = ids.shape().to_vec();

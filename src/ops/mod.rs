@@ -6,15 +6,14 @@
 //!
 //! | file | ops |
 //! | --- | --- |
-//! | `unary.rs` | neg exp log sqrt abs relu gelu silu tanh sigmoid clamp powf square ... |
-//! | `binary.rs` | add sub mul div pow maximum minimum (NumPy broadcasting) |
-//! | `compare.rs` | eq ne lt le gt ge, where_cond, masked_fill |
+//! | `elementwise/` | `unary.rs`: neg exp log sqrt abs relu gelu silu tanh sigmoid clamp powf ...; `binary.rs`: add sub mul div pow maximum minimum (NumPy broadcasting); `compare.rs`: eq ne lt le gt ge, where_cond, masked_fill |
 //! | `reduce.rs` | sum mean max min argmax argmin over any axes; sum_to |
 //! | `matmul.rs` | batched matmul with broadcasting and transposed operands |
 //! | `linear.rs` | `x W^T + b` as one node (nn::Linear), weight gradient in W's layout |
 //! | `lora.rs` | LoRA's `x W^T + b + s (x A^T) B^T` as one node (f32 or NF4 base) |
 //! | `softmax.rs` | fused softmax, log_softmax, logsumexp |
 //! | `cross_entropy.rs` | fused cross-entropy from logits and class indices |
+//! | `dropout.rs` | dropout with a given key (Philox mask on the GPU); the layer and the key stream are in `nn/` |
 //! | `index.rs` | gather, index_select, embedding (scatter-add backward) |
 //! | `concat.rs` | concat, stack, split, chunk |
 //! | `conv.rs` | conv2d, conv1d (stride, padding, dilation, groups) |
@@ -30,11 +29,11 @@
 mod attention;
 pub mod batch_norm;
 pub mod bias_gelu;
-mod binary;
-mod compare;
 mod concat;
 mod conv;
 mod cross_entropy;
+pub mod dropout;
+mod elementwise;
 mod index;
 mod linear;
 pub mod lora;
@@ -46,7 +45,6 @@ mod reduce;
 mod rnn;
 pub mod rope;
 mod softmax;
-mod unary;
 
 pub use attention::{AttentionOptions, attention_composed, scaled_dot_product_attention};
 pub use conv::{Conv1dOptions, Conv2dOptions};
@@ -54,6 +52,12 @@ pub use cross_entropy::{IGNORE_INDEX, Reduction};
 pub use rnn::{RnnCell, RnnLayerOutput, RnnLayerParams, rnn_cell_composed, rnn_layer};
 
 use crate::error::{Result, shape_err};
+
+/// True when shapes `a` and `b` have one rank and agree in every dim but `d` (concat's inputs,
+/// gather's index and input).
+fn same_but(a: &[usize], b: &[usize], d: usize) -> bool {
+    a.len() == b.len() && (0..a.len()).all(|k| k == d || a[k] == b[k])
+}
 
 /// NumPy broadcasting of two shapes (right-aligned; each dim equal or 1).
 pub fn broadcast_shapes(op: &'static str, a: &[usize], b: &[usize]) -> Result<Vec<usize>> {

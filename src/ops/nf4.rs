@@ -207,17 +207,8 @@ pub fn nf4_linear_with(
     compute: Nf4Compute,
 ) -> Result<Tensor> {
     const OP: &str = "nf4_linear";
-    x.expect_f32(OP)?;
     let [out_f, in_f] = w.shape();
-    if x.rank() == 0 || x.shape()[x.rank() - 1] != in_f {
-        return shape_err(
-            OP,
-            format!("x {:?} must end in in_features = {in_f}", x.shape()),
-        );
-    }
-    if !Arc::ptr_eq(x.gpu(), w.gpu()) {
-        return arg_err(OP, "x and the NF4 weight are on different devices");
-    }
+    check_operand(OP, ("x", x), w, ("in_features", in_f))?;
     let bias = match bias {
         Some(b) => {
             b.expect_f32(OP)?;
@@ -277,21 +268,36 @@ pub fn nf4_linear_with(
 /// (unrecorded) op, for callers that fuse their own backward (LoRA on an NF4 base).
 pub fn nf4_grad_input(g: &Tensor, w: &Nf4Weight, compute: Nf4Compute) -> Result<Tensor> {
     const OP: &str = "nf4_grad_input";
-    g.expect_f32(OP)?;
     let [out_f, in_f] = w.shape();
-    if g.rank() == 0 || g.shape()[g.rank() - 1] != out_f {
-        return shape_err(
-            OP,
-            format!("g {:?} must end in out_features = {out_f}", g.shape()),
-        );
-    }
-    if !Arc::ptr_eq(g.gpu(), w.gpu()) {
-        return arg_err(OP, "g and the NF4 weight are on different devices");
-    }
+    check_operand(OP, ("g", g), w, ("out_features", out_f))?;
     let mut x_shape = g.shape().to_vec();
     *x_shape.last_mut().expect("rank >= 1") = in_f;
     let _g = crate::no_grad();
     nf4_grad_input_shaped(&g.detach().contiguous()?, w, compute, &x_shape)
+}
+
+/// Error unless the operand `t` (named `name`: x or g) is f32, ends in `features` (`dim`:
+/// in_features or out_features) and lives on the NF4 weight's device.
+fn check_operand(
+    op: &'static str,
+    (name, t): (&str, &Tensor),
+    w: &Nf4Weight,
+    (dim, features): (&str, usize),
+) -> Result<()> {
+    t.expect_f32(op)?;
+    if t.shape().last() != Some(&features) {
+        return shape_err(
+            op,
+            format!("{name} {:?} must end in {dim} = {features}", t.shape()),
+        );
+    }
+    if !Arc::ptr_eq(t.gpu(), w.gpu()) {
+        return arg_err(
+            op,
+            format!("{name} and the NF4 weight are on different devices"),
+        );
+    }
+    Ok(())
 }
 
 /// `g W'` into a fresh tensor of `x_shape`, g contiguous.

@@ -35,13 +35,7 @@ use crate::tensor::{DType, Tensor};
 /// Error unless `x` is an f32 (N, C, H, W) tensor.
 fn check_input(op: &'static str, x: &Tensor) -> Result<()> {
     x.expect_f32(op)?;
-    if x.rank() != 4 {
-        return shape_err(
-            op,
-            format!("input must be (N, C, H, W), got shape {:?}", x.shape()),
-        );
-    }
-    Ok(())
+    x.expect_rank(op, "input", 4, "(N, C, H, W)")
 }
 
 /// Check the window against the input and give the pooled shape (PyTorch's rules).

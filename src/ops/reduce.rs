@@ -134,6 +134,33 @@ fn reduce_raw(x: &Tensor, op: &'static str, dims: &[usize], kind: Kind) -> Resul
     }
 }
 
+/// The reductions with an all-elements form and an over-`dims` form: `x.sum()` (rank 0) and
+/// `x.sum_dims(dims, keepdim)` (negative dims allowed; empty = all), likewise mean, max, min.
+macro_rules! reductions {
+    ($($all:ident $dims:ident $kind:ident $what:literal),* $(,)?) => {
+        impl Tensor {
+            $(
+                #[doc = concat!($what, " of all elements (a rank-0 tensor).")]
+                pub fn $all(&self) -> Result<Tensor> {
+                    self.reduce_op(stringify!($all), &[], false, Kind::$kind)
+                }
+
+                #[doc = concat!($what, " over `dims` (negative allowed; empty = all).")]
+                pub fn $dims(&self, dims: &[isize], keepdim: bool) -> Result<Tensor> {
+                    self.reduce_op(stringify!($all), dims, keepdim, Kind::$kind)
+                }
+            )*
+        }
+    };
+}
+
+reductions! {
+    sum sum_dims Sum "Sum",
+    mean mean_dims Mean "Mean",
+    max max_dims Max "Maximum",
+    min min_dims Min "Minimum",
+}
+
 impl Tensor {
     fn reduce_op(
         &self,
@@ -179,46 +206,6 @@ impl Tensor {
             };
             Ok(vec![Some(gx)])
         }))
-    }
-
-    /// Sum of all elements (a rank-0 tensor).
-    pub fn sum(&self) -> Result<Tensor> {
-        self.reduce_op("sum", &[], false, Kind::Sum)
-    }
-
-    /// Sum over `dims` (negative allowed; empty = all).
-    pub fn sum_dims(&self, dims: &[isize], keepdim: bool) -> Result<Tensor> {
-        self.reduce_op("sum", dims, keepdim, Kind::Sum)
-    }
-
-    /// Mean of all elements.
-    pub fn mean(&self) -> Result<Tensor> {
-        self.reduce_op("mean", &[], false, Kind::Mean)
-    }
-
-    /// Mean over `dims`.
-    pub fn mean_dims(&self, dims: &[isize], keepdim: bool) -> Result<Tensor> {
-        self.reduce_op("mean", dims, keepdim, Kind::Mean)
-    }
-
-    /// Maximum of all elements.
-    pub fn max(&self) -> Result<Tensor> {
-        self.reduce_op("max", &[], false, Kind::Max)
-    }
-
-    /// Maximum over `dims`.
-    pub fn max_dims(&self, dims: &[isize], keepdim: bool) -> Result<Tensor> {
-        self.reduce_op("max", dims, keepdim, Kind::Max)
-    }
-
-    /// Minimum of all elements.
-    pub fn min(&self) -> Result<Tensor> {
-        self.reduce_op("min", &[], false, Kind::Min)
-    }
-
-    /// Minimum over `dims`.
-    pub fn min_dims(&self, dims: &[isize], keepdim: bool) -> Result<Tensor> {
-        self.reduce_op("min", dims, keepdim, Kind::Min)
     }
 
     /// Index (u32) of the first maximum along `dim`.

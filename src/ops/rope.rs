@@ -54,12 +54,7 @@ pub fn rope_tables(t: usize, d: usize, offset: usize, base: f32) -> (Vec<f32>, V
 /// `base` (10,000 in most models). Differentiable.
 pub fn rope(x: &Tensor, offset: usize, base: f32) -> Result<Tensor> {
     x.expect_f32("rope")?;
-    if x.rank() != 4 {
-        return shape_err(
-            "rope",
-            format!("input must be (B, H, T, D), got shape {:?}", x.shape()),
-        );
-    }
+    x.expect_rank("rope", "input", 4, "(B, H, T, D)")?;
     let (t, d) = (x.shape()[2], x.shape()[3]);
     if d % 2 != 0 {
         return shape_err(

@@ -29,7 +29,7 @@ use kiln_kernels::launch::optim::{self as k, AdamStep};
 use serde::{Deserialize, Serialize};
 
 use super::params::{
-    check_params, grad_for_update, load_like, optimizer_common, parse_state_name, zeros_like,
+    Slots, Update, load_like, optimizer_common, optimizer_new, parse_state_name, zeros_like,
 };
 use super::{Optimizer, OptimizerState};
 use crate::error::{Result, arg_err};
@@ -125,82 +125,47 @@ impl Moments {
 
 /// Adam or AdamW over named parameters; see the module notes for the update.
 pub struct Adam {
-    params: Vec<(String, Tensor)>,
+    /// Parameters, moments (one [`Moments`] per parameter), lr scales, step count.
+    slots: Slots<Moments>,
     config: AdamConfig,
-    /// Moments per parameter, created on its first update (never for frozen ones).
-    moments: Vec<Option<Moments>>,
-    /// Learning-rate multiplier per parameter ([`Optimizer::set_lr_scale`]), 1 by default.
-    lr_scales: Vec<f32>,
-    step: u64,
 }
 
-impl Adam {
-    /// Adam / AdamW over `params` (names as from [`crate::nn::Module::named_parameters`]).
-    /// Errors on an invalid config, duplicate names, or parameters that are not contiguous f32.
-    pub fn new(params: Vec<(String, Tensor)>, config: AdamConfig) -> Result<Adam> {
-        config.validate()?;
-        check_params(OP, &params)?;
-        let moments = params.iter().map(|_| None).collect();
-        let lr_scales = vec![1.0; params.len()];
-        Ok(Adam {
-            params,
-            config,
-            moments,
-            lr_scales,
-            step: 0,
-        })
-    }
+optimizer_new!(Adam, AdamConfig, "Adam / AdamW");
 
-    /// The settings (with the current learning rate).
-    pub fn config(&self) -> &AdamConfig {
-        &self.config
+impl Adam {
+    /// One parameter's update from its gradient `g`, creating its moments on the first.
+    fn update(c: &AdamConfig, u: Update<'_, Moments>) -> Result<()> {
+        let (p, g) = (u.p, u.g);
+        let s = match u.slot {
+            Some(s) => s,
+            None => u.slot.insert(Moments::zeros(p)?),
+        };
+        s.step += 1;
+        let (bc1, bc2) = AdamStep::bias_corrections(c.betas.0, c.betas.1, s.step);
+        let h = AdamStep {
+            lr: c.lr * u.lr_scale,
+            beta1: c.betas.0,
+            beta2: c.betas.1,
+            eps: c.eps,
+            weight_decay: c.weight_decay,
+            decoupled: c.decoupled,
+            bc1,
+            bc2,
+        };
+        k::adam(
+            p.gpu(),
+            &h,
+            p.numel(),
+            p.operand(),
+            g.operand(),
+            s.exp_avg.operand(),
+            s.exp_avg_sq.operand(),
+        )?;
+        Ok(())
     }
 }
 
 impl Optimizer for Adam {
-    fn step(&mut self) -> Result<()> {
-        let c = self.config;
-        for (((name, p), slot), scale) in self
-            .params
-            .iter()
-            .zip(self.moments.iter_mut())
-            .zip(&self.lr_scales)
-        {
-            let Some(g) = grad_for_update(OP, name, p)? else {
-                continue;
-            };
-            if slot.is_none() {
-                *slot = Some(Moments::zeros(p)?);
-            }
-            let Some(s) = slot.as_mut() else {
-                continue;
-            };
-            s.step += 1;
-            let (bc1, bc2) = AdamStep::bias_corrections(c.betas.0, c.betas.1, s.step);
-            let h = AdamStep {
-                lr: c.lr * scale,
-                beta1: c.betas.0,
-                beta2: c.betas.1,
-                eps: c.eps,
-                weight_decay: c.weight_decay,
-                decoupled: c.decoupled,
-                bc1,
-                bc2,
-            };
-            k::adam(
-                p.gpu(),
-                &h,
-                p.numel(),
-                p.operand(),
-                g.operand(),
-                s.exp_avg.operand(),
-                s.exp_avg_sq.operand(),
-            )?;
-        }
-        self.step += 1;
-        Ok(())
-    }
-
     optimizer_common!();
 
     /// The step count and, for every parameter with moments, `exp_avg.<name>`,
@@ -209,7 +174,8 @@ impl Optimizer for Adam {
     /// them before the next step.
     fn state(&self) -> OptimizerState {
         let mut tensors = Vec::new();
-        for ((name, p), s) in self.params.iter().zip(&self.moments) {
+        let sl = &self.slots;
+        for ((name, p), s) in sl.params.iter().zip(&sl.state) {
             let Some(s) = s else { continue };
             let step = s.step as f32;
             p.gpu()
@@ -219,7 +185,7 @@ impl Optimizer for Adam {
             tensors.push((format!("{STEP}.{name}"), s.step_tensor.clone()));
         }
         OptimizerState {
-            step: self.step,
+            step: sl.step,
             tensors,
         }
     }
@@ -228,12 +194,13 @@ impl Optimizer for Adam {
     /// `exp_avg_sq.<name>` must come in pairs; `step.<name>` is optional (default: `state.step`).
     /// Errors, changing nothing, on unknown names, missing partners, or mis-shaped tensors.
     fn load_state(&mut self, state: &OptimizerState) -> Result<()> {
-        let n = self.params.len();
+        let params = &self.slots.params;
+        let n = params.len();
         let (mut m, mut v, mut steps) = (vec![None; n], vec![None; n], vec![None; n]);
         for (full, t) in &state.tensors {
             let kinds = [EXP_AVG, EXP_AVG_SQ, STEP];
-            let (kind, i) = parse_state_name(OP, full, &kinds, &self.params)?;
-            let p = &self.params[i].1;
+            let (kind, i) = parse_state_name(OP, full, &kinds, params)?;
+            let p = &params[i].1;
             let taken = match kind {
                 EXP_AVG => m[i].replace(load_like(OP, full, t, p)?).is_some(),
                 EXP_AVG_SQ => v[i].replace(load_like(OP, full, t, p)?).is_some(),
@@ -244,7 +211,7 @@ impl Optimizer for Adam {
             }
         }
         let mut moments = Vec::with_capacity(n);
-        for (i, (name, p)) in self.params.iter().enumerate() {
+        for (i, (name, p)) in params.iter().enumerate() {
             let lacks = |has: &str, lacks: &str| {
                 arg_err(
                     OP,
@@ -264,8 +231,8 @@ impl Optimizer for Adam {
                 (None, Some(_)) => return lacks(EXP_AVG_SQ, EXP_AVG),
             });
         }
-        self.moments = moments;
-        self.step = state.step;
+        self.slots.state = moments;
+        self.slots.step = state.step;
         Ok(())
     }
 }

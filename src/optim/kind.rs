@@ -81,19 +81,16 @@ pub fn build(
                 weight_decay,
             },
         )?),
-        OptimizerKind::Adam => Box::new(Adam::new(
-            params,
-            AdamConfig {
+        OptimizerKind::Adam | OptimizerKind::AdamW => {
+            let defaults = match kind {
+                OptimizerKind::AdamW => AdamConfig::adamw(lr),
+                _ => AdamConfig::adam(lr),
+            };
+            let config = AdamConfig {
                 weight_decay,
-                ..AdamConfig::adam(lr)
-            },
-        )?),
-        OptimizerKind::AdamW => Box::new(Adam::new(
-            params,
-            AdamConfig {
-                weight_decay,
-                ..AdamConfig::adamw(lr)
-            },
-        )?),
+                ..defaults
+            };
+            Box::new(Adam::new(params, config)?)
+        }
     })
 }

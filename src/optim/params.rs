@@ -3,11 +3,11 @@
 
 use std::collections::HashSet;
 
-use crate::error::{Result, arg_err, shape_err};
+use crate::error::{Result, arg_err};
 use crate::tensor::{DType, Tensor};
 
 /// Check the parameter list an optimizer is built over: unique names, f32, contiguous.
-pub(super) fn check_params(op: &'static str, params: &[(String, Tensor)]) -> Result<()> {
+fn check_params(op: &'static str, params: &[(String, Tensor)]) -> Result<()> {
     let mut seen = HashSet::new();
     for (name, p) in params {
         if !seen.insert(name.as_str()) {
@@ -37,34 +37,75 @@ pub(super) fn check_params(op: &'static str, params: &[(String, Tensor)]) -> Res
     Ok(())
 }
 
+/// What every optimizer keeps besides its settings: the named parameters, one state slot per
+/// parameter (`S`: Adam's moments, SGD's momentum buffer; created on the parameter's first update,
+/// never for a frozen one), a learning-rate multiplier per parameter
+/// ([`super::Optimizer::set_lr_scale`], 1 by default) and the step count.
+pub(super) struct Slots<S> {
+    pub(super) params: Vec<(String, Tensor)>,
+    pub(super) state: Vec<Option<S>>,
+    pub(super) lr_scales: Vec<f32>,
+    pub(super) step: u64,
+}
+
+impl<S> Slots<S> {
+    /// Empty slots over `params`, after [`check_params`].
+    pub(super) fn new(op: &'static str, params: Vec<(String, Tensor)>) -> Result<Self> {
+        check_params(op, &params)?;
+        let n = params.len();
+        Ok(Slots {
+            params,
+            state: (0..n).map(|_| None).collect(),
+            lr_scales: vec![1.0; n],
+            step: 0,
+        })
+    }
+
+    /// One optimizer step: `update` of every parameter with a usable gradient
+    /// ([`grad_for_update`]), then count the step.
+    pub(super) fn step(
+        &mut self,
+        op: &'static str,
+        mut update: impl FnMut(Update<'_, S>) -> Result<()>,
+    ) -> Result<()> {
+        let slots = self.state.iter_mut().zip(&self.lr_scales);
+        for ((name, p), (slot, &lr_scale)) in self.params.iter().zip(slots) {
+            if let Some(g) = grad_for_update(op, name, p)? {
+                update(Update {
+                    p,
+                    g: &g,
+                    slot,
+                    lr_scale,
+                })?;
+            }
+        }
+        self.step += 1;
+        Ok(())
+    }
+}
+
+/// One parameter's part of an optimizer step.
+pub(super) struct Update<'a, S> {
+    /// The parameter, updated in place.
+    pub(super) p: &'a Tensor,
+    /// Its gradient (f32, contiguous, its shape).
+    pub(super) g: &'a Tensor,
+    /// Its state, `None` before its first update.
+    pub(super) slot: &'a mut Option<S>,
+    /// Its learning-rate multiplier.
+    pub(super) lr_scale: f32,
+}
+
 /// The gradient to apply to parameter `name`, or `None` when it is frozen or has no gradient.
 /// Errors when the gradient cannot be used by a fused update (dtype, shape, layout, aliasing).
-pub(super) fn grad_for_update(op: &'static str, name: &str, p: &Tensor) -> Result<Option<Tensor>> {
+fn grad_for_update(op: &'static str, name: &str, p: &Tensor) -> Result<Option<Tensor>> {
     if !p.requires_grad_flag() {
         return Ok(None);
     }
     let Some(g) = p.grad() else {
         return Ok(None);
     };
-    if g.dtype() != DType::F32 {
-        return arg_err(
-            op,
-            format!(
-                "gradient of `{name}` has dtype {:?}, expected f32",
-                g.dtype()
-            ),
-        );
-    }
-    if g.shape() != p.shape() {
-        return shape_err(
-            op,
-            format!(
-                "gradient of `{name}` has shape {:?}, parameter has shape {:?}",
-                g.shape(),
-                p.shape()
-            ),
-        );
-    }
+    check_like(op, &format!("gradient of `{name}`"), &g, p)?;
     if !g.is_contiguous() {
         return arg_err(
             op,
@@ -81,8 +122,19 @@ pub(super) fn grad_for_update(op: &'static str, name: &str, p: &Tensor) -> Resul
             format!("gradient of `{name}` shares storage with the parameter itself"),
         );
     }
-    p.same_device(op, &g)?;
     Ok(Some(g))
+}
+
+/// Error unless `t` (`what`: a gradient or a loaded state tensor) is an f32 tensor of the shape
+/// of parameter `p`, on its device.
+fn check_like(op: &'static str, what: &str, t: &Tensor, p: &Tensor) -> Result<()> {
+    if t.dtype() != DType::F32 {
+        return arg_err(
+            op,
+            format!("{what} has dtype {:?}, expected f32", t.dtype()),
+        );
+    }
+    t.expect_shape_of(op, what, ("its parameter", p))
 }
 
 /// Zero every parameter's gradient in place.
@@ -144,26 +196,7 @@ pub(super) fn parse_state_name<'k>(
 /// contiguous buffer owned by the optimizer (so later updates never write into the caller's
 /// tensors).
 pub(super) fn load_like(op: &'static str, full: &str, t: &Tensor, p: &Tensor) -> Result<Tensor> {
-    if t.dtype() != DType::F32 {
-        return arg_err(
-            op,
-            format!(
-                "state tensor `{full}` has dtype {:?}, expected f32",
-                t.dtype()
-            ),
-        );
-    }
-    if t.shape() != p.shape() {
-        return shape_err(
-            op,
-            format!(
-                "state tensor `{full}` has shape {:?}, its parameter has shape {:?}",
-                t.shape(),
-                p.shape()
-            ),
-        );
-    }
-    p.same_device(op, t)?;
+    check_like(op, &format!("state tensor `{full}`"), t, p)?;
     t.copy_contiguous()
 }
 
@@ -206,8 +239,13 @@ pub(super) fn set_lr_scales(
 /// written once, expanded inside each `impl Optimizer`.
 macro_rules! optimizer_common {
     () => {
+        fn step(&mut self) -> Result<()> {
+            let c = self.config;
+            self.slots.step(OP, |u| Self::update(&c, u))
+        }
+
         fn zero_grad(&self) -> Result<()> {
-            super::params::zero_grads(&self.params)
+            super::params::zero_grads(&self.slots.params)
         }
 
         fn learning_rate(&self) -> f32 {
@@ -219,13 +257,37 @@ macro_rules! optimizer_common {
         }
 
         fn set_lr_scale(&mut self, names: &[String], scale: f32) -> Result<()> {
-            super::params::set_lr_scales(OP, &self.params, &mut self.lr_scales, names, scale)
+            let s = &mut self.slots;
+            super::params::set_lr_scales(OP, &s.params, &mut s.lr_scales, names, scale)
         }
 
         fn lr_scale(&self, name: &str) -> Option<f32> {
-            let i = self.params.iter().position(|(n, _)| n == name)?;
-            Some(self.lr_scales[i])
+            let i = self.slots.params.iter().position(|(n, _)| n == name)?;
+            Some(self.slots.lr_scales[i])
         }
     };
 }
 pub(super) use optimizer_common;
+
+/// The inherent `new` and `config` of optimizer `$name` (settings `$config`, its state in
+/// [`Slots`]); `$what` names it in the rustdoc.
+macro_rules! optimizer_new {
+    ($name:ident, $config:ty, $what:literal) => {
+        impl $name {
+            #[doc = concat!($what, " over `params` (names as from a module's ",
+                        "`named_parameters`). Errors on an invalid config, duplicate names, or ",
+                        "parameters that are not contiguous f32.")]
+            pub fn new(params: Vec<(String, Tensor)>, config: $config) -> Result<$name> {
+                config.validate()?;
+                let slots = super::params::Slots::new(OP, params)?;
+                Ok($name { slots, config })
+            }
+
+            /// The settings (with the current learning rate).
+            pub fn config(&self) -> &$config {
+                &self.config
+            }
+        }
+    };
+}
+pub(super) use optimizer_new;

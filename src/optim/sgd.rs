@@ -24,7 +24,7 @@ use kiln_kernels::launch::optim::{self as k, SgdStep};
 use serde::{Deserialize, Serialize};
 
 use super::params::{
-    check_params, grad_for_update, load_like, optimizer_common, parse_state_name, zeros_like,
+    Slots, Update, load_like, optimizer_common, optimizer_new, parse_state_name, zeros_like,
 };
 use super::{Optimizer, OptimizerState};
 use crate::error::{Result, arg_err};
@@ -89,87 +89,55 @@ impl SgdConfig {
 
 /// SGD over named parameters; see the module notes for the update.
 pub struct Sgd {
-    params: Vec<(String, Tensor)>,
+    /// Parameters, momentum buffers (with momentum), lr scales, step count.
+    slots: Slots<Tensor>,
     config: SgdConfig,
-    /// Momentum buffer per parameter, created on its first update (never for frozen ones).
-    buffers: Vec<Option<Tensor>>,
-    /// Learning-rate multiplier per parameter ([`Optimizer::set_lr_scale`]), 1 by default.
-    lr_scales: Vec<f32>,
-    step: u64,
 }
 
-impl Sgd {
-    /// SGD over `params` (names as from [`crate::nn::Module::named_parameters`]). Errors on an
-    /// invalid config, duplicate names, or parameters that are not contiguous f32.
-    pub fn new(params: Vec<(String, Tensor)>, config: SgdConfig) -> Result<Sgd> {
-        config.validate()?;
-        check_params(OP, &params)?;
-        let buffers = vec![None; params.len()];
-        let lr_scales = vec![1.0; params.len()];
-        Ok(Sgd {
-            params,
-            config,
-            buffers,
-            lr_scales,
-            step: 0,
-        })
-    }
+optimizer_new!(Sgd, SgdConfig, "SGD");
 
-    /// The settings (with the current learning rate).
-    pub fn config(&self) -> &SgdConfig {
-        &self.config
+impl Sgd {
+    /// One parameter's update from its gradient `g`, creating its momentum buffer on the first.
+    fn update(c: &SgdConfig, u: Update<'_, Tensor>) -> Result<()> {
+        let (p, buf) = (u.p, u.slot);
+        let h = SgdStep {
+            lr: c.lr * u.lr_scale,
+            momentum: c.momentum,
+            nesterov: c.nesterov,
+            weight_decay: c.weight_decay,
+        };
+        if c.momentum != 0.0 && buf.is_none() {
+            // Zeros make the first update buf = mu * 0 + g = g, as in PyTorch.
+            *buf = Some(zeros_like(p)?);
+        }
+        k::sgd(
+            p.gpu(),
+            &h,
+            p.numel(),
+            p.operand(),
+            u.g.operand(),
+            buf.as_ref().map(Tensor::operand),
+        )?;
+        Ok(())
     }
 }
 
 impl Optimizer for Sgd {
-    fn step(&mut self) -> Result<()> {
-        let c = self.config;
-        for (((name, p), buf), scale) in self
-            .params
-            .iter()
-            .zip(self.buffers.iter_mut())
-            .zip(&self.lr_scales)
-        {
-            let Some(g) = grad_for_update(OP, name, p)? else {
-                continue;
-            };
-            let h = SgdStep {
-                lr: c.lr * scale,
-                momentum: c.momentum,
-                nesterov: c.nesterov,
-                weight_decay: c.weight_decay,
-            };
-            if c.momentum != 0.0 && buf.is_none() {
-                // Zeros make the first update buf = mu * 0 + g = g, as in PyTorch.
-                *buf = Some(zeros_like(p)?);
-            }
-            k::sgd(
-                p.gpu(),
-                &h,
-                p.numel(),
-                p.operand(),
-                g.operand(),
-                buf.as_ref().map(Tensor::operand),
-            )?;
-        }
-        self.step += 1;
-        Ok(())
-    }
-
     optimizer_common!();
 
     /// The step count and `momentum_buffer.<param name>` for every parameter that has one. The
     /// tensors are the live buffers (as PyTorch's `state_dict`): save or copy them before the
     /// next step.
     fn state(&self) -> OptimizerState {
-        let tensors = self
+        let sl = &self.slots;
+        let tensors = sl
             .params
             .iter()
-            .zip(&self.buffers)
+            .zip(&sl.state)
             .filter_map(|((name, _), b)| b.as_ref().map(|b| (format!("{BUF}.{name}"), b.clone())))
             .collect();
         OptimizerState {
-            step: self.step,
+            step: sl.step,
             tensors,
         }
     }
@@ -177,9 +145,10 @@ impl Optimizer for Sgd {
     /// Replace all state with copies of `state`'s tensors. Errors, changing nothing, on unknown
     /// names, mis-shaped tensors, or buffers given to an optimizer without momentum.
     fn load_state(&mut self, state: &OptimizerState) -> Result<()> {
-        let mut buffers: Vec<Option<Tensor>> = vec![None; self.params.len()];
+        let params = &self.slots.params;
+        let mut buffers: Vec<Option<Tensor>> = vec![None; params.len()];
         for (full, t) in &state.tensors {
-            let (_, i) = parse_state_name(OP, full, &[BUF], &self.params)?;
+            let (_, i) = parse_state_name(OP, full, &[BUF], params)?;
             if self.config.momentum == 0.0 {
                 return arg_err(
                     OP,
@@ -192,10 +161,10 @@ impl Optimizer for Sgd {
             if buffers[i].is_some() {
                 return arg_err(OP, format!("state tensor `{full}` is given twice"));
             }
-            buffers[i] = Some(load_like(OP, full, t, &self.params[i].1)?);
+            buffers[i] = Some(load_like(OP, full, t, &params[i].1)?);
         }
-        self.buffers = buffers;
-        self.step = state.step;
+        self.slots.state = buffers;
+        self.slots.step = state.step;
         Ok(())
     }
 }

@@ -236,10 +236,85 @@ impl Tensor {
 
     /// Error unless the dtype is f32.
     pub(crate) fn expect_f32(&self, op: &'static str) -> Result<()> {
-        if self.dtype() != DType::F32 {
+        self.expect_dtype(op, DType::F32, "f32")
+    }
+
+    /// Error unless `self` has dtype `dtype`; `expected` says what `op` wanted ("u32 ids").
+    pub(crate) fn expect_dtype(
+        &self,
+        op: &'static str,
+        dtype: DType,
+        expected: &'static str,
+    ) -> Result<()> {
+        if self.dtype() != dtype {
             return Err(Error::DType {
                 op,
-                expected: "f32",
+                expected,
+                got: self.dtype(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Error unless `self` (the argument `what` of `op`) has the shape of `of.1` (called `of.0`
+    /// in the message) and sits on its device: a target, a gradient, a loaded state tensor.
+    pub(crate) fn expect_shape_of(
+        &self,
+        op: &'static str,
+        what: &str,
+        of: (&str, &Tensor),
+    ) -> Result<()> {
+        of.1.same_device(op, self)?;
+        if self.shape() != of.1.shape() {
+            let (got, want) = (self.shape(), of.1.shape());
+            return crate::error::shape_err(
+                op,
+                format!(
+                    "{what} has shape {got:?}, which differs from the shape {want:?} of {}",
+                    of.0
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    /// Error unless `self` (the argument `what` of `op`) has at least one element.
+    pub(crate) fn expect_nonempty(&self, op: &'static str, what: &str) -> Result<()> {
+        if self.numel() == 0 {
+            let got = self.shape();
+            return crate::error::shape_err(
+                op,
+                format!("{what} of shape {got:?} is empty (every dim must be >= 1)"),
+            );
+        }
+        Ok(())
+    }
+
+    /// Error unless `self` has rank `rank`: the argument `what` of `op`, whose expected
+    /// `layout` (`"(N, C, H, W)"`) the message names next to the shape it got.
+    pub(crate) fn expect_rank(
+        &self,
+        op: &'static str,
+        what: &str,
+        rank: usize,
+        layout: &str,
+    ) -> Result<()> {
+        if self.rank() != rank {
+            let got = self.shape();
+            return crate::error::shape_err(
+                op,
+                format!("{what} must be {layout}, got shape {got:?}"),
+            );
+        }
+        Ok(())
+    }
+
+    /// Error unless `self` holds 32-bit words (f32, i32 or u32): the ops that copy elements.
+    pub(crate) fn expect_32bit(&self, op: &'static str) -> Result<()> {
+        if self.dtype() == DType::F16 {
+            return Err(Error::DType {
+                op,
+                expected: "f32, i32 or u32",
                 got: self.dtype(),
             });
         }

@@ -1,4 +1,4 @@
-//! Helpers shared by the recurrent-layer suites (tests/ops/rnn_layers.rs,
+//! Helpers shared by the recurrent-layer suites (tests/ops/rnn.rs,
 //! tests/models/rnn_models.rs): the cells, tolerances, offset tensors and random layer weights.
 #![allow(dead_code)]
 

@@ -1,6 +1,7 @@
 //! Transformer models: the KV cache against full recompute, reproducible generation, sampling,
 //! the GPT decoder and the BERT encoder (Hugging Face parameter names, padding), and a tiny GPT
-//! that overfits. Layers (RoPE, GELU, attention) are in tests/ops/transformer_layers.rs.
+//! that overfits. Layers: tests/ops/transformer_layers.rs (RoPE, attention) and
+//! tests/ops/bias_gelu.rs (GELU).
 
 use crate::common;
 

@@ -1,7 +1,6 @@
 //! `kiln::nn`: layers against CPU computations at awkward sizes, gradient checks of every layer and
-//! loss, BatchNorm's running statistics, the dropout kernel against its CPU twin (bit for bit) and
-//! its statistics, initialiser statistics, the global RNG's reproducibility, container naming, and
-//! error cases.
+//! loss, BatchNorm's running statistics, the dropout layer (the op: `dropout.rs`), initialiser
+//! statistics, the global RNG's reproducibility, container naming, and error cases.
 //!
 //! Tests that draw from the global random stream (layer constructors, Dropout in training) hold
 //! `RNG_LOCK`: the stream is process-wide and the tests of one binary run in parallel.
@@ -14,11 +13,9 @@ use common::*;
 use kiln::nn::loss::{self, CrossEntropyOptions};
 use kiln::nn::{
     BatchNorm1d, BatchNormOptions, Dropout, Embedding, GELU, LayerNorm, Linear, Module, ReLU,
-    Reduction, Sequential, SiLU, Sigmoid, Tanh, dropout, init, rng,
+    Reduction, Sequential, SiLU, Sigmoid, Tanh, init, rng,
 };
 use kiln::{DType, Tensor};
-use kiln_kernels::launch::dropout::{self as rk, Stream};
-use kiln_kernels::reference::dropout as cpu_rng;
 
 static RNG_LOCK: Mutex<()> = Mutex::new(());
 

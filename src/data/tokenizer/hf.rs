@@ -49,6 +49,24 @@ impl BpeTokenizer {
 }
 
 /// Whether a pre-tokenizer JSON is byte-level, and its `add_prefix_space`.
+/// `model.vocab` of a `tokenizer.json` (BPE or WordPiece): token -> id, every id a u32.
+pub(crate) fn vocab_of(model: &Value, name: &str) -> Result<HashMap<String, u32>, DataError> {
+    let Some(vocab_json) = model.get("vocab").and_then(Value::as_object) else {
+        return format_err(name, "model.vocab: expected an object of token -> id");
+    };
+    let mut vocab = HashMap::with_capacity(vocab_json.len());
+    for (token, id) in vocab_json {
+        let Some(id) = id.as_u64().filter(|&id| id < u32::MAX as u64) else {
+            return format_err(
+                name,
+                format!("model.vocab[{token:?}]: expected an id, found {id}"),
+            );
+        };
+        vocab.insert(token.clone(), id as u32);
+    }
+    Ok(vocab)
+}
+
 fn byte_level(pre: &Value) -> Option<bool> {
     match pre.get("type").and_then(Value::as_str) {
         Some("ByteLevel") => Some(
@@ -95,19 +113,7 @@ pub(crate) fn bpe_from_json_value(json: &Value, name: &str) -> Result<BpeTokeniz
             }
         },
     };
-    let Some(vocab_json) = model.get("vocab").and_then(Value::as_object) else {
-        return format_err(name, "model.vocab: expected an object of token -> id");
-    };
-    let mut vocab = HashMap::with_capacity(vocab_json.len());
-    for (token, id) in vocab_json {
-        let Some(id) = id.as_u64().filter(|&id| id < u32::MAX as u64) else {
-            return format_err(
-                name,
-                format!("model.vocab[{token:?}]: expected an id, found {id}"),
-            );
-        };
-        vocab.insert(token.clone(), id as u32);
-    }
+    let vocab = vocab_of(model, name)?;
     let Some(merges_json) = model.get("merges").and_then(Value::as_array) else {
         return format_err(name, "model.merges: expected an array");
     };

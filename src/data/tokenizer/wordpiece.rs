@@ -155,19 +155,7 @@ impl WordPieceTokenizer {
     /// (normaliser options from a `BertNormalizer`; uncased when there is none).
     pub(crate) fn from_json_value(json: &Value, name: &str) -> Result<Self, DataError> {
         let model = &json["model"];
-        let Some(vocab_json) = model.get("vocab").and_then(Value::as_object) else {
-            return format_err(name, "model.vocab: expected an object of token -> id");
-        };
-        let mut vocab = HashMap::with_capacity(vocab_json.len());
-        for (t, id) in vocab_json {
-            let Some(id) = id.as_u64().filter(|&id| id < u32::MAX as u64) else {
-                return format_err(
-                    name,
-                    format!("model.vocab[{t:?}]: expected an id, found {id}"),
-                );
-            };
-            vocab.insert(t.clone(), id as u32);
-        }
+        let vocab = super::hf::vocab_of(model, name)?;
         let s = |v: &Value, key: &str, default: &str| {
             v.get(key)
                 .and_then(Value::as_str)

@@ -5,36 +5,28 @@
 
 use kiln_kernels::launch::elementwise::{self as ew, BinaryOp};
 
-use super::binary::binary_raw;
-use super::broadcast_shapes;
+use super::binary::{binary_raw, when};
 use crate::error::Result;
+use crate::ops::broadcast_shapes;
 use crate::tensor::{DType, Tensor};
 
+/// The comparisons: method, kernel op and the relation in the rustdoc.
+macro_rules! comparisons {
+    ($($name:ident $op:ident $rel:literal),* $(,)?) => {
+        impl Tensor {
+            $(
+                #[doc = concat!("`self ", $rel, " other` as 1.0 / 0.0 (broadcasting).")]
+                pub fn $name(&self, other: &Tensor) -> Result<Tensor> {
+                    binary_raw(stringify!($name), BinaryOp::$op, self, other)
+                }
+            )*
+        }
+    };
+}
+
+comparisons! { eq Eq "==", ne Ne "!=", lt Lt "<", le Le "<=", gt Gt ">", ge Ge ">=" }
+
 impl Tensor {
-    /// `self == other` as 1.0 / 0.0.
-    pub fn eq(&self, other: &Tensor) -> Result<Tensor> {
-        binary_raw("eq", BinaryOp::Eq, self, other)
-    }
-    /// `self != other` as 1.0 / 0.0.
-    pub fn ne(&self, other: &Tensor) -> Result<Tensor> {
-        binary_raw("ne", BinaryOp::Ne, self, other)
-    }
-    /// `self < other` as 1.0 / 0.0.
-    pub fn lt(&self, other: &Tensor) -> Result<Tensor> {
-        binary_raw("lt", BinaryOp::Lt, self, other)
-    }
-    /// `self <= other` as 1.0 / 0.0.
-    pub fn le(&self, other: &Tensor) -> Result<Tensor> {
-        binary_raw("le", BinaryOp::Le, self, other)
-    }
-    /// `self > other` as 1.0 / 0.0.
-    pub fn gt(&self, other: &Tensor) -> Result<Tensor> {
-        binary_raw("gt", BinaryOp::Gt, self, other)
-    }
-    /// `self >= other` as 1.0 / 0.0.
-    pub fn ge(&self, other: &Tensor) -> Result<Tensor> {
-        binary_raw("ge", BinaryOp::Ge, self, other)
-    }
     /// `self > v` as 1.0 / 0.0.
     pub fn gt_scalar(&self, v: f32) -> Result<Tensor> {
         self.gt(&Tensor::full_on(self.gpu(), &[], v)?)
@@ -72,16 +64,8 @@ impl Tensor {
         Ok(out.record(name, &[a, b], move |g| {
             let zero = Tensor::zeros_on(g.gpu(), &[])?;
             Ok(vec![
-                if need[0] {
-                    Some(Tensor::where_cond(&c, g, &zero)?.sum_to(&sa)?)
-                } else {
-                    None
-                },
-                if need[1] {
-                    Some(Tensor::where_cond(&c, &zero, g)?.sum_to(&sb)?)
-                } else {
-                    None
-                },
+                when(need[0], || Tensor::where_cond(&c, g, &zero)?.sum_to(&sa))?,
+                when(need[1], || Tensor::where_cond(&c, &zero, g)?.sum_to(&sb))?,
             ])
         }))
     }

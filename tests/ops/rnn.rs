@@ -224,19 +224,14 @@ fn fused_step_matches_composed_ops_forward_and_backward() {
             mk(&[gw], "cmp bhh"),
         ];
         let lstm = cell == RnnCell::Lstm;
-        let out = rnn_layer(
-            cell,
-            &x,
-            Some(&h0),
-            lstm.then_some(&c0),
-            RnnLayerParams {
-                weight_ih: &w[0],
-                weight_hh: &w[1],
-                bias_ih: Some(&w[2]),
-                bias_hh: Some(&w[3]),
-            },
-        )
-        .unwrap();
+        // The same weights for the fused layer and the composed step.
+        let params = || RnnLayerParams {
+            weight_ih: &w[0],
+            weight_hh: &w[1],
+            bias_ih: Some(&w[2]),
+            bias_hh: Some(&w[3]),
+        };
+        let out = rnn_layer(cell, &x, Some(&h0), lstm.then_some(&c0), params()).unwrap();
         let mut fused = vec![out.output.reshape(&[b, h]).unwrap()];
         fused.extend(out.c_n);
         let (h1, c1) = rnn_cell_composed(
@@ -244,12 +239,7 @@ fn fused_step_matches_composed_ops_forward_and_backward() {
             &x.reshape(&[b, i]).unwrap(),
             &h0,
             lstm.then_some(&c0),
-            RnnLayerParams {
-                weight_ih: &w[0],
-                weight_hh: &w[1],
-                bias_ih: Some(&w[2]),
-                bias_hh: Some(&w[3]),
-            },
+            params(),
         )
         .unwrap();
         let mut composed = vec![h1];

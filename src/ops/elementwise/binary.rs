@@ -14,8 +14,8 @@
 
 use kiln_kernels::launch::elementwise::{self as ew, BinaryOp};
 
-use super::broadcast_shapes;
 use crate::error::Result;
+use crate::ops::broadcast_shapes;
 use crate::tensor::{DType, Tensor};
 
 /// Forward of a binary kernel without autograd.
@@ -40,6 +40,11 @@ pub(crate) fn binary_raw(
         0.0,
     )?;
     Ok(out)
+}
+
+/// `Some(grad())` when the operand needs a gradient, else `None` (nothing computed).
+pub(crate) fn when(need: bool, grad: impl FnOnce() -> Result<Tensor>) -> Result<Option<Tensor>> {
+    need.then(grad).transpose()
 }
 
 impl Tensor {
@@ -68,27 +73,21 @@ impl Tensor {
     /// `self + other` (broadcasting).
     pub fn add(&self, other: &Tensor) -> Result<Tensor> {
         self.binary_grad(other, "add", BinaryOp::Add, |g, _, _, _, n| {
-            Ok([n[0].then(|| g.clone()), n[1].then(|| g.clone())])
+            Ok([when(n[0], || Ok(g.clone()))?, when(n[1], || Ok(g.clone()))?])
         })
     }
 
     /// `self - other` (broadcasting).
     pub fn sub(&self, other: &Tensor) -> Result<Tensor> {
         self.binary_grad(other, "sub", BinaryOp::Sub, |g, _, _, _, n| {
-            Ok([
-                n[0].then(|| g.clone()),
-                if n[1] { Some(g.neg()?) } else { None },
-            ])
+            Ok([when(n[0], || Ok(g.clone()))?, when(n[1], || g.neg())?])
         })
     }
 
     /// `self * other` (broadcasting).
     pub fn mul(&self, other: &Tensor) -> Result<Tensor> {
         self.binary_grad(other, "mul", BinaryOp::Mul, |g, a, b, _, n| {
-            Ok([
-                if n[0] { Some(g.mul(b)?) } else { None },
-                if n[1] { Some(g.mul(a)?) } else { None },
-            ])
+            Ok([when(n[0], || g.mul(b))?, when(n[1], || g.mul(a))?])
         })
     }
 
@@ -96,12 +95,8 @@ impl Tensor {
     pub fn div(&self, other: &Tensor) -> Result<Tensor> {
         self.binary_grad(other, "div", BinaryOp::Div, |g, _, b, o, n| {
             Ok([
-                if n[0] { Some(g.div(b)?) } else { None },
-                if n[1] {
-                    Some(g.mul(o)?.div(b)?.neg()?)
-                } else {
-                    None
-                },
+                when(n[0], || g.div(b))?,
+                when(n[1], || g.mul(o)?.div(b)?.neg())?,
             ])
         })
     }
@@ -110,54 +105,36 @@ impl Tensor {
     pub fn pow(&self, other: &Tensor) -> Result<Tensor> {
         self.binary_grad(other, "pow", BinaryOp::Pow, |g, a, b, o, n| {
             Ok([
-                if n[0] {
-                    Some(g.mul(b)?.mul(&a.pow(&b.sub_scalar(1.0)?)?)?)
-                } else {
-                    None
-                },
-                if n[1] {
-                    Some(g.mul(o)?.mul(&a.log()?)?)
-                } else {
-                    None
-                },
+                when(n[0], || g.mul(b)?.mul(&a.pow(&b.sub_scalar(1.0)?)?))?,
+                when(n[1], || g.mul(o)?.mul(&a.log()?))?,
             ])
         })
     }
 
     /// Elementwise maximum (ties split the gradient evenly).
     pub fn maximum(&self, other: &Tensor) -> Result<Tensor> {
-        self.binary_grad(other, "maximum", BinaryOp::Maximum, |g, a, b, _, n| {
-            let tie = a.eq(b)?.mul_scalar(0.5)?;
-            Ok([
-                if n[0] {
-                    Some(g.mul(&a.gt(b)?.add(&tie)?)?)
-                } else {
-                    None
-                },
-                if n[1] {
-                    Some(g.mul(&b.gt(a)?.add(&tie)?)?)
-                } else {
-                    None
-                },
-            ])
-        })
+        self.extremum(other, "maximum", BinaryOp::Maximum, Tensor::gt)
     }
 
     /// Elementwise minimum (ties split the gradient evenly).
     pub fn minimum(&self, other: &Tensor) -> Result<Tensor> {
-        self.binary_grad(other, "minimum", BinaryOp::Minimum, |g, a, b, _, n| {
+        self.extremum(other, "minimum", BinaryOp::Minimum, Tensor::lt)
+    }
+
+    /// Maximum or minimum: `wins(a, b)` is 1.0 where `a` is kept. The gradient goes to the kept
+    /// operand, half to each on a tie: `da = g ([wins(a, b)] + [a = b] / 2)`, `db` likewise.
+    fn extremum(
+        &self,
+        other: &Tensor,
+        name: &'static str,
+        op: BinaryOp,
+        wins: fn(&Tensor, &Tensor) -> Result<Tensor>,
+    ) -> Result<Tensor> {
+        self.binary_grad(other, name, op, move |g, a, b, _, n| {
             let tie = a.eq(b)?.mul_scalar(0.5)?;
             Ok([
-                if n[0] {
-                    Some(g.mul(&a.lt(b)?.add(&tie)?)?)
-                } else {
-                    None
-                },
-                if n[1] {
-                    Some(g.mul(&b.lt(a)?.add(&tie)?)?)
-                } else {
-                    None
-                },
+                when(n[0], || g.mul(&wins(a, b)?.add(&tie)?))?,
+                when(n[1], || g.mul(&wins(b, a)?.add(&tie)?))?,
             ])
         })
     }
