@@ -14,7 +14,7 @@ use crate::shaders::{self, Elem};
 /// What identifies one compiled kernel.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KernelKey {
-    /// File under `shaders/`, e.g. `"unary.wgsl"`.
+    /// File under `shaders/`, e.g. `"elementwise/unary.wgsl"`.
     pub shader: &'static str,
     /// WGSL entry point.
     pub entry: &'static str,

@@ -39,11 +39,26 @@ pub const SOURCES: &[(&str, &str)] = &[
         "common/online_softmax.wgsl",
         include_str!("../../shaders/common/online_softmax.wgsl"),
     ),
-    ("unary.wgsl", include_str!("../../shaders/unary.wgsl")),
-    ("binary.wgsl", include_str!("../../shaders/binary.wgsl")),
-    ("where.wgsl", include_str!("../../shaders/where.wgsl")),
-    ("fill.wgsl", include_str!("../../shaders/fill.wgsl")),
-    ("cast.wgsl", include_str!("../../shaders/cast.wgsl")),
+    (
+        "elementwise/unary.wgsl",
+        include_str!("../../shaders/elementwise/unary.wgsl"),
+    ),
+    (
+        "elementwise/binary.wgsl",
+        include_str!("../../shaders/elementwise/binary.wgsl"),
+    ),
+    (
+        "elementwise/where.wgsl",
+        include_str!("../../shaders/elementwise/where.wgsl"),
+    ),
+    (
+        "elementwise/fill.wgsl",
+        include_str!("../../shaders/elementwise/fill.wgsl"),
+    ),
+    (
+        "elementwise/cast.wgsl",
+        include_str!("../../shaders/elementwise/cast.wgsl"),
+    ),
     ("reduce.wgsl", include_str!("../../shaders/reduce.wgsl")),
     ("cluster.wgsl", include_str!("../../shaders/cluster.wgsl")),
     ("itemsets.wgsl", include_str!("../../shaders/itemsets.wgsl")),

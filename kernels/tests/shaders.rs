@@ -71,7 +71,7 @@ fn every_shader_validates_with_naga() {
 
 #[test]
 fn include_directive_expands_once() {
-    let src = expand("unary.wgsl");
+    let src = expand("elementwise/unary.wgsl");
     assert!(!src.contains("// #include"));
     assert_eq!(src.matches("struct ElementwiseParams").count(), 1);
     assert!(src.contains("fn erf_approx"));

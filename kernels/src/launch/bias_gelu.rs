@@ -5,7 +5,7 @@
 //! - shader: `shaders/bias_gelu.wgsl`
 //! - CPU twin: [`crate::reference::bias_gelu`]
 //! - op: `src/ops/bias_gelu.rs` (`bias_gelu`)
-//! - tests: `tests/ops/transformer_layers.rs`; benchmark: `benches/transformer.rs` (group
+//! - tests: `tests/ops/bias_gelu.rs`; benchmark: `benches/transformer.rs` (group
 //!   `bias_gelu`)
 
 use crate::buffer_pool::GpuBuffer;

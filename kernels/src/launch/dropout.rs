@@ -11,8 +11,8 @@
 //! See also:
 //! - shader: `shaders/dropout.wgsl`
 //! - CPU twin: [`crate::reference::dropout`]
-//! - layer: `src/nn/dropout.rs`
-//! - tests: `tests/nn/random.rs` (in `tests/ops/nn.rs`); no benchmark
+//! - op: `src/ops/dropout.rs` (the layer and its key stream: `src/nn/dropout.rs`)
+//! - tests: `tests/ops/dropout.rs`; no benchmark
 
 use crate::buffer_pool::GpuBuffer;
 use crate::error::{KernelError, Result};

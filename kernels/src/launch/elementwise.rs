@@ -6,10 +6,11 @@
 //! contiguous across them, so a plain contiguous op runs with rank 1 and no index arithmetic.
 //!
 //! See also:
-//! - shaders: `shaders/unary.wgsl`, `binary.wgsl`, `where.wgsl`, `fill.wgsl`, `cast.wgsl`
+//! - shaders: `shaders/elementwise/` (`unary.wgsl`, `binary.wgsl`, `where.wgsl`, `fill.wgsl`,
+//!   `cast.wgsl`)
 //!   (strided indexing in `shaders/common/strided.wgsl`)
 //! - CPU twin: [`crate::reference::elementwise`]
-//! - ops: `src/ops/unary.rs`, `src/ops/binary.rs`, `src/ops/compare.rs`
+//! - ops: `src/ops/elementwise/` (`unary.rs`, `binary.rs`, `compare.rs`)
 //! - tests: `kernels/tests/kernels/elementwise.rs`, `kernels/tests/kernels/runtime.rs`, the
 //!   ops' in `tests/ops/elementwise.rs`; benchmark:
 //!   `kernels/benches/elementwise.rs`
@@ -340,7 +341,7 @@ pub fn unary(
     alpha: f32,
     beta: f32,
 ) -> Result<()> {
-    let key = KernelKey::new("unary.wgsl", "forward").with("OP", op as u32);
+    let key = KernelKey::new("elementwise/unary.wgsl", "forward").with("OP", op as u32);
     let used = Some([true, false, false]);
     record(gpu, key, shape, &[&x], &out, (alpha, beta), used)
 }
@@ -357,7 +358,7 @@ pub fn unary_backward(
     alpha: f32,
     beta: f32,
 ) -> Result<()> {
-    let key = KernelKey::new("unary.wgsl", "backward").with("OP", op as u32);
+    let key = KernelKey::new("elementwise/unary.wgsl", "backward").with("OP", op as u32);
     let used = Some([true, true, false]);
     record(gpu, key, shape, &[&x, &g], &gx, (alpha, beta), used)
 }
@@ -372,7 +373,7 @@ pub fn binary(
     out: Strided<'_>,
     alpha: f32,
 ) -> Result<()> {
-    let key = KernelKey::new("binary.wgsl", "forward").with("OP", op as u32);
+    let key = KernelKey::new("elementwise/binary.wgsl", "forward").with("OP", op as u32);
     let used = Some([true, true, false]);
     record(gpu, key, shape, &[&a, &b], &out, (alpha, 0.0), used)
 }
@@ -386,7 +387,7 @@ pub fn binary_inplace(
     b: Strided<'_>,
     alpha: f32,
 ) -> Result<()> {
-    let key = KernelKey::new("binary.wgsl", "inplace").with("OP", op as u32);
+    let key = KernelKey::new("elementwise/binary.wgsl", "inplace").with("OP", op as u32);
     // Operand 1 is b; the destination is both read and written through `so`.
     let dummy = Strided::new(acc.buf, 0, &vec![0; shape.len()]);
     if let Some(p) = params(&key.label(), shape, &[&dummy, &b], &acc, alpha, 0.0)? {
@@ -405,19 +406,19 @@ pub fn where_select(
     b: Strided<'_>,
     out: Strided<'_>,
 ) -> Result<()> {
-    let key = KernelKey::new("where.wgsl", "main");
+    let key = KernelKey::new("elementwise/where.wgsl", "main");
     record(gpu, key, shape, &[&cond, &a, &b], &out, (0.0, 0.0), None)
 }
 
 /// `out = value` over a view (fill.wgsl:fill).
 pub fn fill(gpu: &Gpu, shape: &[usize], out: Strided<'_>, value: f32) -> Result<()> {
-    let key = KernelKey::new("fill.wgsl", "fill");
+    let key = KernelKey::new("elementwise/fill.wgsl", "fill");
     record(gpu, key, shape, &[], &out, (value, 0.0), None)
 }
 
 /// `out[i] = start + step * i` over a view (fill.wgsl:arange).
 pub fn arange(gpu: &Gpu, shape: &[usize], out: Strided<'_>, start: f32, step: f32) -> Result<()> {
-    let key = KernelKey::new("fill.wgsl", "arange");
+    let key = KernelKey::new("elementwise/fill.wgsl", "arange");
     record(gpu, key, shape, &[], &out, (start, step), None)
 }
 
@@ -454,7 +455,7 @@ pub fn cast_key(src: Elem, dst: Elem) -> KernelKey {
     } else {
         "convert"
     };
-    KernelKey::new("cast.wgsl", entry)
+    KernelKey::new("elementwise/cast.wgsl", entry)
         .typed("src", src)
         .typed("dst", dst)
 }

@@ -17,7 +17,7 @@
 //! | conv | `conv.rs`, `conv/` | `conv` | `ops/conv.rs` | `kernels/benches/conv.rs` |
 //! | attention | `attention.rs`, `attention/` | `attention` | `ops/attention.rs` | `benches/attention.rs` |
 //! | nf4 | `nf4/` | `nf4` | `ops/nf4.rs` | `kernels/benches/nf4.rs` |
-//! | elementwise | `elementwise.rs` | `elementwise` | `ops/unary.rs`, `binary.rs`, `compare.rs` | `kernels/benches/elementwise.rs` |
+//! | elementwise | `elementwise.rs` | `elementwise` | `ops/elementwise/` | `kernels/benches/elementwise.rs` |
 //! | reduce | `reduce.rs` | `reduce` | `ops/reduce.rs` | `kernels/benches/elementwise.rs` |
 //! | softmax | `softmax.rs` | `softmax` | `ops/softmax.rs` | `kernels/benches/elementwise.rs` |
 //! | cross_entropy | `cross_entropy.rs` | `cross_entropy` | `ops/cross_entropy.rs` | none |
@@ -27,7 +27,7 @@
 //! | index | `index.rs` | `index` | `ops/index.rs` | none |
 //! | rnn | `rnn.rs` | `rnn` | `ops/rnn.rs` | `benches/rnn.rs` |
 //! | bias_gelu | `bias_gelu.rs` | `bias_gelu` | `ops/bias_gelu.rs` | `benches/transformer.rs` |
-//! | dropout | `dropout.rs` | `dropout` | none (`nn/dropout.rs`) | none |
+//! | dropout | `dropout.rs` | `dropout` | `ops/dropout.rs` | none |
 //! | optim | `optim.rs` | `optim` | none (`optim/`) | `benches/train_step.rs` |
 //! | cluster (k-means, DBSCAN) | `cluster.rs` | `cluster` | none (`unsupervised/`) | `benches/cluster.rs` |
 //! | itemsets (Apriori support counts) | `itemsets.rs` | `itemsets` | none (`unsupervised/apriori.rs`) | `kernels/benches/itemsets.rs` |

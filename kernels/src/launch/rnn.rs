@@ -11,7 +11,7 @@
 //! - shader: `shaders/rnn.wgsl`
 //! - CPU twin: [`crate::reference::rnn`]
 //! - op: `src/ops/rnn.rs`
-//! - tests: `kernels/tests/kernels/rnn.rs` (gate kernels vs twin), `tests/ops/rnn_layers.rs`;
+//! - tests: `kernels/tests/kernels/rnn.rs` (gate kernels vs twin), `tests/ops/rnn.rs`;
 //!   benchmark: `benches/rnn.rs`
 
 use crate::buffer_pool::GpuBuffer;

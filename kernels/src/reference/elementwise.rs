@@ -57,7 +57,7 @@ fn pow_any<T: Float>(x: T, p: T) -> T {
     }
 }
 
-/// `f(x)` for a unary op (see `shaders/unary.wgsl`).
+/// `f(x)` for a unary op (see `shaders/elementwise/unary.wgsl`).
 pub fn unary<T: Float>(op: UnaryOp, x: T, alpha: T, beta: T) -> T {
     let half: T = c(0.5);
     match op {

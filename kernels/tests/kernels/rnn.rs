@@ -1,6 +1,6 @@
 //! Recurrent layers, kernel level: the fused gate kernels of `rnn.wgsl` against their CPU twins
 //! at awkward sizes (and past 65,535 workgroups), and the CPU twin's backward through time against
-//! finite differences. Layers and models are tested in the root crate (tests/ops/rnn_layers.rs,
+//! finite differences. Layers and models are tested in the root crate (tests/ops/rnn.rs,
 //! tests/models/rnn_models.rs).
 
 use crate::common::*;

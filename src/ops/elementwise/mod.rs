@@ -1,5 +1,5 @@
 //! The elementwise family: one op per element (or per broadcast pair of elements), launched
-//! through `kiln_kernels::launch::elementwise` (`shaders/unary.wgsl`, `binary.wgsl`,
+//! through `kiln_kernels::launch::elementwise` (`shaders/elementwise/`: `unary.wgsl`, `binary.wgsl`,
 //! `where.wgsl`), CPU twin `kiln_kernels::reference::elementwise`, tests `tests/ops/elementwise.rs`,
 //! bench `kernels/benches/elementwise.rs`.
 //!
