@@ -1,5 +1,5 @@
 //! Shared helpers for the tests that drive the `kiln` binary (tests/cli/, tests/data/images.rs,
-//! tests/images/cli.rs): run it, make scratch folders, check one-paragraph errors.
+//! tests/data/images/cli.rs): run it, make scratch folders, check one-paragraph errors.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};

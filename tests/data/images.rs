@@ -11,9 +11,7 @@ use kiln::data::images::{ChannelNorm, Channels, ImageFolder, ImageOptions, Image
 
 use crate::cli_util;
 use crate::common;
-#[path = "../images/augment.rs"]
 mod augment;
-#[path = "../images/cli.rs"]
 mod cli;
 
 /// A fresh directory under the system temp dir.

@@ -382,5 +382,4 @@ fn every_zoo_model_exposes_its_linear_layers() {
     assert_eq!(adapted, ["classifier.4"]);
 }
 
-#[path = "../lora/more.rs"]
 mod more;

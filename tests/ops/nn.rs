@@ -508,8 +508,6 @@ fn sequential_mlp_names_counts_and_modes() {
 
 // ---------------------------------------------------------------- Dropout
 
-#[path = "../nn/random.rs"]
 mod random;
 
-#[path = "../nn/losses.rs"]
 mod losses;

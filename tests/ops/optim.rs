@@ -1,14 +1,11 @@
 //! Optimizers, schedules and clipping: SGD / Adam / AdamW over several steps against an independent f64 reference, state round trips,
 //! frozen parameters, every schedule against its formula, gradient clipping, config errors, and
-//! Adam minimising a quadratic. Topics beyond the updates themselves live in `tests/optim/`; the
+//! Adam minimising a quadratic. Topics beyond the updates themselves live in `tests/ops/optim/`; the
 //! fused kernels against their CPU twin are kiln-kernels' tests/kernels/optim.rs.
 
-#[path = "../optim/clip_config.rs"]
 mod clip_config;
 use crate::common;
-#[path = "../optim/schedule.rs"]
 mod schedule;
-#[path = "../optim/state.rs"]
 mod state;
 
 use common::*;
