@@ -50,6 +50,17 @@ fn flops(t: usize) -> u64 {
     (4 * B * H * t * t * D) as u64
 }
 
+/// The work of one iteration at sequence length `t`: the forward's FLOPs, or 3.5 x them with
+/// the backward.
+fn work(t: usize, backward: bool) -> Throughput {
+    Throughput::Elements(if backward { flops(t) * 7 / 2 } else { flops(t) })
+}
+
+/// The case name of sequence length `t`.
+fn case(t: usize) -> String {
+    format!("b{B}_h{H}_t{t}_d{D}")
+}
+
 /// Peak bytes above the starting live bytes of one forward + backward at sequence length `t`,
 /// on a private device (so nothing else shares the pool counters).
 fn peak_bytes(f: AttnFn, t: usize) -> u64 {
@@ -80,11 +91,9 @@ fn group_for(c: &mut Criterion, name: &str, backward: bool) {
     for t in [128, 256] {
         let [q, k, v] = inputs(&gpu, t, backward);
         let opts = AttentionOptions::default();
-        let work = if backward { flops(t) * 7 / 2 } else { flops(t) };
-        group.throughput(Throughput::Elements(work));
+        group.throughput(work(t, backward));
         for (label, f) in IMPLS {
-            let case = format!("b{B}_h{H}_t{t}_d{D}");
-            group.bench_function(BenchmarkId::new(label, case), |bench| {
+            group.bench_function(BenchmarkId::new(label, case(t)), |bench| {
                 bench.iter(|| {
                     if backward {
                         let o = f(&q, &k, &v, &opts).unwrap();
@@ -134,11 +143,9 @@ fn rungs_for(c: &mut Criterion, name: &str, backward: bool) {
             scale: 1.0 / (D as f32).sqrt(),
             causal: false,
         };
-        let work = if backward { flops(t) * 7 / 2 } else { flops(t) };
-        group.throughput(Throughput::Elements(work));
+        group.throughput(work(t, backward));
         for cfg in rung_configs() {
-            let case = format!("b{B}_h{H}_t{t}_d{D}");
-            group.bench_function(BenchmarkId::new(cfg.name(), case), |bench| {
+            group.bench_function(BenchmarkId::new(cfg.name(), case(t)), |bench| {
                 bench.iter(|| {
                     let (qa, ka, va) = (q.operand(), k.operand(), v.operand());
                     ak::forward(&gpu, &s, cfg, qa, ka, va, None, &o, &lse, 0).unwrap();

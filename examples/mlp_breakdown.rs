@@ -102,60 +102,38 @@ fn tile_sweep(gpu: &std::sync::Arc<kiln::Gpu>, prof: &Profiler, iters: usize) ->
         buf(256 * 784)?,
         buf(256 * 784)?,
     );
-    // (name, A layout, B layout, dims): x (128, 784), g (128, 256), W (256, 784), all row-major.
+    // (product, layouts, [A, B], (m, n, k)): x (128, 784), g (128, 256), W (256, 784), all
+    // row-major; A is (m, k) and B (k, n), each read transposed (T) or as stored (N).
     let cases = [
-        (
-            "x @ W^T (NT)",
-            MatLayout::contiguous(128, 784),
-            MatLayout::transposed(784, 256),
-            MatmulDims {
-                batch: 1,
-                m: 128,
-                n: 256,
-                k: 784,
-            },
-            [&x, &w],
-        ),
-        (
-            "g^T @ x (TN)",
-            MatLayout::transposed(256, 128),
-            MatLayout::contiguous(128, 784),
-            MatmulDims {
-                batch: 1,
-                m: 256,
-                n: 784,
-                k: 128,
-            },
-            [&g, &x],
-        ),
-        (
-            "x^T @ g (TN)",
-            MatLayout::transposed(784, 128),
-            MatLayout::contiguous(128, 256),
-            MatmulDims {
-                batch: 1,
-                m: 784,
-                n: 256,
-                k: 128,
-            },
-            [&x, &g],
-        ),
+        ("x @ W^T", "NT", [&x, &w], (128, 256, 784)),
+        ("g^T @ x", "TN", [&g, &x], (256, 784, 128)),
+        ("x^T @ g", "TN", [&x, &g], (784, 256, 128)),
     ];
+    let layout = |code: u8, rows, cols| match code {
+        b'T' => MatLayout::transposed(rows, cols),
+        _ => MatLayout::contiguous(rows, cols),
+    };
     let mut cfgs = MatmulConfig::candidates(MatmulVariant::Vec4);
     cfgs.push(MatmulConfig::default_for(MatmulVariant::RegBlock));
     for round in 0..2 {
         println!("-- round {round}");
-        for (name, la, lb, dims, [a, b]) in &cases {
+        for &(product, code, [a, b], (m, n, k)) in &cases {
+            let name = format!("{product} ({code})");
+            let (la, lb) = (
+                layout(code.as_bytes()[0], m, k),
+                layout(code.as_bytes()[1], k, n),
+            );
+            let dims = MatmulDims { batch: 1, m, n, k };
             for cfg in &cfgs {
                 let t = prof.time(gpu, 2, iters, || {
                     mk::matmul_config(
                         gpu,
                         *cfg,
-                        MatRef::new(a, *la),
-                        MatRef::new(b, *lb),
+                        MatRef::new(a, la),
+                        MatRef::new(b, lb),
                         &c,
                         0,
-                        *dims,
+                        dims,
                     )
                 })?;
                 let gf = dims.flops() as f64 / t.median_ms() / 1e6;

@@ -6,7 +6,7 @@ use std::process::Command;
 
 use crate::cli_util;
 use crate::common::skip;
-use cli_util::{RUN_FILES, assert_files, clean_error, json, kiln, s};
+use cli_util::{RUN_FILES, assert_files, clean_error, fails, json, kiln, metrics, s, train_quiet};
 
 /// A fresh directory under the system temp dir.
 fn scratch(name: &str) -> PathBuf {
@@ -52,16 +52,10 @@ fn resume_gives_the_same_losses_as_an_uninterrupted_run() {
     let (ok, _, e) = kiln(&["train", "--resume", "--out", s(&b), "--epochs", "4"]);
     assert!(ok, "{e}");
     let read = |d: &Path| -> Vec<(f64, f64)> {
-        std::fs::read_to_string(d.join("metrics.jsonl"))
-            .unwrap()
-            .lines()
-            .map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).unwrap();
-                (
-                    v["train_loss"].as_f64().unwrap(),
-                    v["val_loss"].as_f64().unwrap(),
-                )
-            })
+        let loss = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap();
+        let epochs = metrics(d).into_iter();
+        epochs
+            .map(|v| (loss(&v, "train_loss"), loss(&v, "val_loss")))
             .collect()
     };
     let (la, lb) = (read(&a), read(&b));
@@ -73,18 +67,10 @@ fn resume_gives_the_same_losses_as_an_uninterrupted_run() {
 fn penguins_csv_with_missing_values_reaches_95_percent() {
     let d = scratch("penguins").join("run");
     let data = concat!(env!("CARGO_MANIFEST_DIR"), "/data/penguins.csv");
-    let (ok, _, stderr) = kiln(&[
-        "train",
-        "--data",
-        data,
-        "--target",
-        "species",
-        "--epochs",
-        "40",
-        "--quiet",
-        "--out",
-        s(&d),
-    ]);
+    let (ok, _, stderr) = train_quiet(
+        &["--data", data, "--target", "species", "--epochs", "40"],
+        &d,
+    );
     assert!(ok, "{stderr}");
     let acc = json(&d.join("summary.json"))["test_accuracy"]
         .as_f64()
@@ -113,7 +99,7 @@ fn penguins_csv_with_missing_values_reaches_95_percent() {
 #[test]
 fn eval_info_and_predict_on_a_digits_run() {
     let d = scratch("digits-eval").join("run");
-    let (ok, _, e) = kiln(&["train", "--epochs", "2", "--quiet", "--out", s(&d)]);
+    let (ok, _, e) = train_quiet(&["--epochs", "2"], &d);
     assert!(ok, "{e}");
     let (ok, stdout, e) = kiln(&["eval", s(&d)]);
     assert!(ok, "{e}");
@@ -150,16 +136,7 @@ fn config_file_sets_and_flags_override() {
     )
     .unwrap();
     let out = d.join("run");
-    let (ok, _, e) = kiln(&[
-        "train",
-        "--config",
-        s(&cfg),
-        "--epochs",
-        "1",
-        "--quiet",
-        "--out",
-        s(&out),
-    ]);
+    let (ok, _, e) = train_quiet(&["--config", s(&cfg), "--epochs", "1"], &out);
     assert!(ok, "{e}");
     let saved = std::fs::read_to_string(out.join("config.toml")).unwrap();
     assert!(
@@ -169,9 +146,7 @@ fn config_file_sets_and_flags_override() {
         "{saved}"
     );
     std::fs::write(&cfg, "[train]\nepoch = 2\n").unwrap();
-    let (ok, _, e) = kiln(&["train", "--config", s(&cfg), "--out", s(&d.join("x"))]);
-    assert!(!ok);
-    clean_error(&e);
+    let e = fails(&["train", "--config", s(&cfg), "--out", s(&d.join("x"))]);
     assert!(e.contains("epoch") && e.contains("run.toml"), "{e}");
 }
 
@@ -301,15 +276,13 @@ fn bad_input_gives_one_clear_error_and_non_zero_exit() {
 fn corrupt_foreign_and_mismatched_checkpoints_are_reported() {
     let d = scratch("ckpt");
     let run = d.join("run");
-    let (ok, _, e) = kiln(&["train", "--epochs", "1", "--quiet", "--out", s(&run)]);
+    let (ok, _, e) = train_quiet(&["--epochs", "1"], &run);
     assert!(ok, "{e}");
     // Truncated.
     let bytes = std::fs::read(run.join("best.safetensors")).unwrap();
     let cut = d.join("cut.safetensors");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
-    let (ok, _, e) = kiln(&["info", s(&cut)]);
-    assert!(!ok);
-    clean_error(&e);
+    let e = fails(&["info", s(&cut)]);
     assert!(
         e.contains("cut.safetensors") && e.contains("truncated or corrupt"),
         "{e}"
@@ -317,9 +290,7 @@ fn corrupt_foreign_and_mismatched_checkpoints_are_reported() {
     // Not a safetensors file at all.
     let junk = d.join("junk.safetensors");
     std::fs::write(&junk, b"hello").unwrap();
-    let (ok, _, e) = kiln(&["eval", s(&junk)]);
-    assert!(!ok);
-    clean_error(&e);
+    fails(&["eval", s(&junk)]);
     // A checkpoint that does not fit the model: the run's config now names another model.
     let cfg = std::fs::read_to_string(run.join("config.toml")).unwrap();
     std::fs::write(
@@ -327,9 +298,7 @@ fn corrupt_foreign_and_mismatched_checkpoints_are_reported() {
         cfg.replace("model = \"mlp\"", "model = \"linear\""),
     )
     .unwrap();
-    let (ok, _, e) = kiln(&["train", "--resume", "--out", s(&run), "--epochs", "2"]);
-    assert!(!ok);
-    clean_error(&e);
+    let e = fails(&["train", "--resume", "--out", s(&run), "--epochs", "2"]);
     assert!(
         e.contains("unexpected: layers.3") && e.contains("mis-shaped: layers.0.weight"),
         "{e}"
@@ -339,18 +308,7 @@ fn corrupt_foreign_and_mismatched_checkpoints_are_reported() {
 #[test]
 fn divergence_stops_with_a_clear_message() {
     let d = scratch("diverge").join("run");
-    let (ok, _, e) = kiln(&[
-        "train",
-        "--optimizer",
-        "sgd",
-        "--lr",
-        "1e30",
-        "--epochs",
-        "3",
-        "--quiet",
-        "--out",
-        s(&d),
-    ]);
+    let (ok, _, e) = train_quiet(&["--optimizer", "sgd", "--lr", "1e30", "--epochs", "3"], &d);
     assert!(!ok);
     clean_error(&e);
     assert!(e.contains("loss became") && e.contains("--lr"), "{e}");
@@ -365,9 +323,7 @@ fn devices_lists_adapters() {
 
 #[test]
 fn bad_device_selector_is_a_clear_error() {
-    let (ok, _, stderr) = kiln(&["train", "--device", "no-such-adapter", "--epochs", "1"]);
-    assert!(!ok);
-    clean_error(&stderr);
+    let stderr = fails(&["train", "--device", "no-such-adapter", "--epochs", "1"]);
     assert!(
         stderr.contains("no-such-adapter") && stderr.contains("available adapters"),
         "{stderr}"

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use crate::cli_util;
-use cli_util::{RUN_FILES, assert_files, clean_error, json, kiln, s, tiny_text, train_tiny_gpt};
+use cli_util::{
+    RUN_FILES, assert_files, fails, json, kiln, s, tiny_text, train_quiet, train_tiny_gpt,
+};
 
 /// A fresh directory under the system temp dir.
 fn scratch(name: &str) -> PathBuf {
@@ -40,12 +42,8 @@ fn gpt_trains_on_a_text_file_and_logs_perplexity() {
         stdout.contains("val ppl") && stdout.contains("token acc"),
         "{stdout}"
     );
-    let log = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
-    let records: Vec<serde_json::Value> = log
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(records.len(), 2, "{log}");
+    let records = cli_util::metrics(dir);
+    assert_eq!(records.len(), 2, "{records:?}");
     for r in &records {
         let loss = r["val_loss"].as_f64().unwrap();
         let ppl = r["val_perplexity"].as_f64().unwrap();
@@ -249,9 +247,7 @@ fn bad_text_input_fails_with_one_clear_paragraph() {
     let d = scratch("errors");
     let text = tiny_text(&d);
     let missing = d.join("nope.txt");
-    let (ok, _, err) = kiln(&["train", "--model", "gpt", "--text", s(&missing)]);
-    assert!(!ok);
-    clean_error(&err);
+    let err = fails(&["train", "--model", "gpt", "--text", s(&missing)]);
     assert!(
         err.contains("nope.txt") && err.contains("cannot read"),
         "{err}"
@@ -259,27 +255,21 @@ fn bad_text_input_fails_with_one_clear_paragraph() {
 
     let empty = d.join("empty.txt");
     std::fs::write(&empty, "  \n").unwrap();
-    let (ok, _, err) = kiln(&["train", "--model", "lstm", "--text", s(&empty)]);
-    assert!(!ok);
-    clean_error(&err);
+    let err = fails(&["train", "--model", "lstm", "--text", s(&empty)]);
     assert!(err.contains("empty.txt") && err.contains("empty"), "{err}");
 
     let short = d.join("short.txt");
     std::fs::write(&short, "to be or not to be").unwrap();
-    let (ok, _, err) = kiln(&["train", "--text", s(&short), "--context", "64"]);
-    assert!(!ok);
-    clean_error(&err);
+    let err = fails(&["train", "--text", s(&short), "--context", "64"]);
     assert!(
         err.contains("short.txt") && err.contains("too few"),
         "{err}"
     );
 
-    let (ok, _, err) = kiln(&["train", "--model", "mlp", "--text", s(&text)]);
-    assert!(!ok);
-    clean_error(&err);
+    let err = fails(&["train", "--model", "mlp", "--text", s(&text)]);
     assert!(err.contains("does not train on text"), "{err}");
 
-    let (ok, _, err) = kiln(&[
+    let err = fails(&[
         "train",
         "--model",
         "gpt",
@@ -288,55 +278,34 @@ fn bad_text_input_fails_with_one_clear_paragraph() {
         "--heads",
         "3",
     ]);
-    assert!(!ok);
-    clean_error(&err);
     assert!(err.contains("multiple of the heads"), "{err}");
 }
 
 #[test]
 fn bad_generate_input_fails_with_one_clear_paragraph() {
     let (dir, _) = gpt_run();
-    let (ok, _, err) = kiln(&["generate", "--checkpoint", "/no/such/run", "--prompt", "a"]);
-    assert!(!ok);
-    clean_error(&err);
+    let err = fails(&["generate", "--checkpoint", "/no/such/run", "--prompt", "a"]);
     assert!(err.contains("/no/such/run"), "{err}");
 
-    let (ok, _, err) = kiln(&["generate", "--checkpoint", s(dir), "--prompt", "Zebra!"]);
-    assert!(!ok);
-    clean_error(&err);
+    let err = fails(&["generate", "--checkpoint", s(dir), "--prompt", "Zebra!"]);
     assert!(
         err.contains("never saw") && err.contains("'Z'") && err.contains("'!'"),
         "{err}"
     );
 
-    let (ok, _, err) = kiln(&["generate", "--checkpoint", s(dir), "--top-p", "1.5"]);
-    assert!(!ok);
-    clean_error(&err);
+    let err = fails(&["generate", "--checkpoint", s(dir), "--top-p", "1.5"]);
     assert!(err.contains("--top-p"), "{err}");
 
     // Absurd token counts are refused before anything is allocated.
     for n in ["18446744073709551615", "10000000000"] {
-        let (ok, _, err) = kiln(&["generate", "--checkpoint", s(dir), "--max-tokens", n]);
-        assert!(!ok);
-        clean_error(&err);
+        let err = fails(&["generate", "--checkpoint", s(dir), "--max-tokens", n]);
         assert!(err.contains(&format!("--max-tokens {n}")), "{err}");
     }
 
     // A classifier checkpoint is not a language model.
     let run = scratch("linear").join("run");
-    let (ok, _, err) = kiln(&[
-        "train",
-        "--model",
-        "linear",
-        "--epochs",
-        "1",
-        "--quiet",
-        "--out",
-        s(&run),
-    ]);
+    let (ok, _, err) = train_quiet(&["--model", "linear", "--epochs", "1"], &run);
     assert!(ok, "{err}");
-    let (ok, _, err) = kiln(&["generate", "--checkpoint", s(&run), "--prompt", "a"]);
-    assert!(!ok);
-    clean_error(&err);
+    let err = fails(&["generate", "--checkpoint", s(&run), "--prompt", "a"]);
     assert!(err.contains("not a language model"), "{err}");
 }

@@ -3,20 +3,12 @@
 //! warning), never a panic, a hang or a destroyed file.
 
 use crate::cli_util;
-use cli_util::{clean_error, kiln, s, scratch_in};
+use cli_util::{clean_error, fails, kiln, s, scratch_in, train_quiet};
 
 use std::path::PathBuf;
 
 fn scratch(name: &str) -> PathBuf {
     scratch_in("reliability", name)
-}
-
-/// `kiln args...` must fail with one clean error paragraph; returns stderr.
-fn fails(args: &[&str]) -> String {
-    let (ok, _, err) = kiln(args);
-    assert!(!ok, "{args:?} should fail");
-    clean_error(&err);
-    err
 }
 
 #[test]
@@ -38,7 +30,7 @@ fn digits_run() -> &'static PathBuf {
     static RUN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     RUN.get_or_init(|| {
         let d = scratch("digits").join("run");
-        let (ok, _, err) = kiln(&["train", "--epochs", "1", "--quiet", "--out", s(&d)]);
+        let (ok, _, err) = train_quiet(&["--epochs", "1"], &d);
         assert!(ok, "{err}");
         d
     })
@@ -186,18 +178,10 @@ fn a_csv_of_200k_columns_is_read_without_quadratic_lookups() {
     let csv = d.join("wide.csv");
     std::fs::write(&csv, text).unwrap();
     let t = std::time::Instant::now();
-    let (ok, _, err) = kiln(&[
-        "train",
-        "--data",
-        s(&csv),
-        "--target",
-        "y",
-        "--epochs",
-        "1",
-        "--quiet",
-        "--out",
-        s(&d.join("run")),
-    ]);
+    let (ok, _, err) = train_quiet(
+        &["--data", s(&csv), "--target", "y", "--epochs", "1"],
+        &d.join("run"),
+    );
     // Quadratic column lookups took minutes here; reading, preparing and (maybe) refusing the
     // model's size takes seconds.
     assert!(t.elapsed().as_secs() < 60, "took {:?}", t.elapsed());
@@ -318,9 +302,8 @@ fn nonsense_tables_are_refused_or_warned_about() {
     );
     clean_error(&err);
     // --accumulate beyond the batches of an epoch.
-    let (ok, _, err) = kiln(&["train", "--accumulate", "1000000000", "--epochs", "1"]);
-    assert!(!ok && err.contains("--accumulate 1000000000"), "{err}");
-    clean_error(&err);
+    let err = fails(&["train", "--accumulate", "1000000000", "--epochs", "1"]);
+    assert!(err.contains("--accumulate 1000000000"), "{err}");
 }
 
 #[test]
@@ -336,18 +319,10 @@ fn a_category_never_seen_in_training_is_warned_about_at_predict() {
         .collect();
     let data = csv("unseen", "colors.csv", format!("a,c,y\n{rows}"));
     let run = data.with_extension("run");
-    let (ok, _, err) = kiln(&[
-        "train",
-        "--data",
-        s(&data),
-        "--target",
-        "y",
-        "--epochs",
-        "1",
-        "--quiet",
-        "--out",
-        s(&run),
-    ]);
+    let (ok, _, err) = train_quiet(
+        &["--data", s(&data), "--target", "y", "--epochs", "1"],
+        &run,
+    );
     assert!(ok, "{err}");
     let new = csv("unseen-rows", "new.csv", "a,c\n1,green\n2,red\n".into());
     let (ok, out, err) = kiln(&["predict", s(&run), "--input", s(&new)]);
@@ -462,7 +437,7 @@ fn resume_of_a_run_killed_before_its_first_checkpoint_starts_over() {
     }
     // A checkpoint write cut short, as a kill or a full disk leaves it.
     std::fs::write(d.join("checkpoint.safetensors.tmp"), b"half a file").unwrap();
-    let (ok, out, err) = kiln(&["train", "--resume", "--quiet", "--out", s(&d)]);
+    let (ok, out, err) = train_quiet(&["--resume"], &d);
     assert!(ok, "{err}");
     assert!(out.contains("has no checkpoint yet"), "{out}");
     assert!(!d.join("checkpoint.safetensors.tmp").exists());

@@ -193,6 +193,20 @@ pub fn f32s(t: &Tensor) -> Vec<f32> {
     t.to_vec::<f32>().unwrap()
 }
 
+/// One training step of a classifier: the cross-entropy of `model(x)` (B, classes) against the
+/// labels `y` (B), backward, `opt.step()`, then `opt.zero_grad()`.
+pub fn classifier_step(
+    model: &dyn kiln::nn::Module,
+    opt: &mut impl kiln::optim::Optimizer,
+    x: &Tensor,
+    y: &Tensor,
+) {
+    let loss = model.forward(x).and_then(|z| z.cross_entropy(y)).unwrap();
+    loss.backward().unwrap();
+    opt.step().unwrap();
+    opt.zero_grad().unwrap();
+}
+
 /// The text of an error the call must return.
 pub fn err_text<T: std::fmt::Debug>(r: kiln::Result<T>) -> String {
     r.expect_err("expected an error").to_string()

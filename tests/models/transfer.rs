@@ -193,14 +193,7 @@ fn frozen_parameters_stay_put_and_get_no_optimizer_state() {
         Tensor::from_slice_on(&gpu(), &rand_vec(4 * 64, seed("x"), 0.0, 1.0), &[4, 64]).unwrap();
     let y = Tensor::from_slice_on(&gpu(), &[0u32, 1, 2, 3], &[4]).unwrap();
     for _ in 0..3 {
-        net.forward(&x)
-            .unwrap()
-            .cross_entropy(&y)
-            .unwrap()
-            .backward()
-            .unwrap();
-        opt.step().unwrap();
-        opt.zero_grad().unwrap();
+        classifier_step(&net, &mut opt, &x, &y);
     }
     let after = values(&net);
     for (n, v) in &after {

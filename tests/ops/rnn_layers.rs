@@ -224,34 +224,17 @@ fn fused_step_matches_composed_ops_forward_and_backward() {
             mk(&[gw], "cmp bhh"),
         ];
         let lstm = cell == RnnCell::Lstm;
-        let out = rnn_layer(
-            cell,
-            &x,
-            Some(&h0),
-            lstm.then_some(&c0),
-            RnnLayerParams {
-                weight_ih: &w[0],
-                weight_hh: &w[1],
-                bias_ih: Some(&w[2]),
-                bias_hh: Some(&w[3]),
-            },
-        )
-        .unwrap();
+        let p = RnnLayerParams {
+            weight_ih: &w[0],
+            weight_hh: &w[1],
+            bias_ih: Some(&w[2]),
+            bias_hh: Some(&w[3]),
+        };
+        let out = rnn_layer(cell, &x, Some(&h0), lstm.then_some(&c0), p).unwrap();
         let mut fused = vec![out.output.reshape(&[b, h]).unwrap()];
         fused.extend(out.c_n);
-        let (h1, c1) = rnn_cell_composed(
-            cell,
-            &x.reshape(&[b, i]).unwrap(),
-            &h0,
-            lstm.then_some(&c0),
-            RnnLayerParams {
-                weight_ih: &w[0],
-                weight_hh: &w[1],
-                bias_ih: Some(&w[2]),
-                bias_hh: Some(&w[3]),
-            },
-        )
-        .unwrap();
+        let x1 = x.reshape(&[b, i]).unwrap();
+        let (h1, c1) = rnn_cell_composed(cell, &x1, &h0, lstm.then_some(&c0), p).unwrap();
         let mut composed = vec![h1];
         composed.extend(c1);
         let weights: Vec<Tensor> = (0..fused.len())

@@ -293,6 +293,17 @@ fn fused_gradients_match_composed_gradients() {
     }
 }
 
+/// The one input of a gradient check of `mode` on a view: uniform in [-2, 2), seeded by `tag`
+/// and the mode.
+fn strided_input(shape: &[usize], tag: &str, mode: SoftmaxMode) -> [Input; 1] {
+    [Input::rand(
+        shape,
+        seed(&format!("{tag}{mode:?}")),
+        -2.0,
+        2.0,
+    )]
+}
+
 #[test]
 fn softmax_gradcheck() {
     let tol = GradTol::default();
@@ -316,12 +327,7 @@ fn softmax_gradcheck() {
         // A transposed input: leaf (7, 4), op on its (4, 7) transpose along the last dim.
         gradcheck(
             &format!("{mode:?} of a transpose"),
-            &[Input::rand(
-                &[7, 4],
-                seed(&format!("gct{mode:?}")),
-                -2.0,
-                2.0,
-            )],
+            &strided_input(&[7, 4], "gct", mode),
             |ts| fused(mode, &ts[0].t()?, -1),
             |xs| {
                 let xt = kiln_kernels::reference::gather_strided(&xs[0], 0, &[4, 7], &[1, 4]);
@@ -332,12 +338,7 @@ fn softmax_gradcheck() {
         // A narrowed input: columns 1..6 of a (3, 8) leaf.
         gradcheck(
             &format!("{mode:?} of a narrow"),
-            &[Input::rand(
-                &[3, 8],
-                seed(&format!("gcn{mode:?}")),
-                -2.0,
-                2.0,
-            )],
+            &strided_input(&[3, 8], "gcn", mode),
             |ts| fused(mode, &ts[0].narrow(1, 1, 5)?, -1),
             |xs| {
                 let xn = kiln_kernels::reference::gather_strided(&xs[0], 1, &[3, 5], &[8, 1]);
@@ -348,12 +349,7 @@ fn softmax_gradcheck() {
         // A broadcast input: a (1, 6) leaf expanded to (3, 6) (row stride 0), along the last dim.
         gradcheck(
             &format!("{mode:?} of an expand"),
-            &[Input::rand(
-                &[1, 6],
-                seed(&format!("gce{mode:?}")),
-                -2.0,
-                2.0,
-            )],
+            &strided_input(&[1, 6], "gce", mode),
             |ts| fused(mode, &ts[0].expand(&[3, 6])?, -1),
             |xs| cpu_along(mode, &bcast(&xs[0], &[1, 6], &[3, 6]), &[3, 6], 1),
             tol,
