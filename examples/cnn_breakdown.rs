@@ -122,24 +122,27 @@ fn main() -> kiln::Result<()> {
             pk::max_pool2d_backward_tiled,
         ),
     ];
+    // The conv weight gradients, then the bias sum (A) against fused (B): (layer, variant, shape,
+    // input, output gradient, dW, db, the activation whose sum is the bias gradient).
+    let convs = [
+        ("conv1", v1, &s1, &bx, &ba1, &dw1, &db1, &a1),
+        ("conv2", v, &s2, &bp1, &ba2, &dw2, &db2, &a2),
+    ];
     for round in 0..3 {
         println!("-- A/B round {round}");
-        time("A conv1 grad_weight + bias sum_dims", &mut || {
-            ck::conv2d_grad_weight(&gpu, v1, &s1, &bx, &ba1, &dw1)?;
-            a1.sum_dims(&[0, 2, 3], false).map(drop)
-        })?;
-        time("B conv1 grad_weight_bias (fused)", &mut || {
-            ck::conv2d_grad_weight_bias(&gpu, v1, &s1, &bx, &ba1, &dw1, Some(&db1))
-                .map_err(kiln::Error::from)
-        })?;
-        time("A conv2 grad_weight + bias sum_dims", &mut || {
-            ck::conv2d_grad_weight(&gpu, v, &s2, &bp1, &ba2, &dw2)?;
-            a2.sum_dims(&[0, 2, 3], false).map(drop)
-        })?;
-        time("B conv2 grad_weight_bias (fused)", &mut || {
-            ck::conv2d_grad_weight_bias(&gpu, v, &s2, &bp1, &ba2, &dw2, Some(&db2))
-                .map_err(kiln::Error::from)
-        })?;
+        for &(conv, v, s, x, g, dw, db, act) in &convs {
+            time(
+                &format!("A {conv} grad_weight + bias sum_dims"),
+                &mut || {
+                    ck::conv2d_grad_weight(&gpu, v, s, x, g, dw)?;
+                    act.sum_dims(&[0, 2, 3], false).map(drop)
+                },
+            )?;
+            time(&format!("B {conv} grad_weight_bias (fused)"), &mut || {
+                ck::conv2d_grad_weight_bias(&gpu, v, s, x, g, dw, Some(db))
+                    .map_err(kiln::Error::from)
+            })?;
+        }
         for (ab, kind, fwd, _) in pools {
             time(&format!("{ab} maxpool1 fwd {kind}"), &mut || {
                 fwd(&gpu, ps1, win, Operand::whole(&ba1), &bo1, &barg1).map_err(kiln::Error::from)

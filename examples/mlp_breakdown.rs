@@ -34,36 +34,28 @@ fn main() -> kiln::Result<()> {
     {
         let _g = kiln::no_grad();
         let w1t = l1.weight.t()?;
-        time("fwd matmul x @ W1^T (128x784x256)", &prof, &mut || {
-            x.matmul(&w1t).map(drop)
-        })?;
-        time("fwd linear1 (matmul + bias)", &prof, &mut || {
-            l1.forward(&x).map(drop)
-        })?;
-        time("fwd relu (128, 256)", &prof, &mut || h.relu().map(drop))?;
-        time("fwd linear2 256->10", &prof, &mut || {
-            l2.forward(&h).map(drop)
-        })?;
-        time("fwd cross_entropy (128, 10)", &prof, &mut || {
-            logits.cross_entropy(&y).map(drop)
-        })?;
         let g = Tensor::randn_on(&gpu, &[128, 256], 3)?;
-        time("bwd x^T @ g (784x128x256)", &prof, &mut || {
-            x.t()?.matmul(&g).map(drop)
-        })?;
-        time("bwd g^T @ x (256x128x784)", &prof, &mut || {
-            g.t()?.matmul(&x).map(drop)
-        })?;
         let gw = Tensor::randn_on(&gpu, &[784, 256], 4)?;
-        time("add (256,784) + transposed view", &prof, &mut || {
-            l1.weight.add(&gw.t()?).map(drop)
-        })?;
-        time("add (256,784) + contiguous", &prof, &mut || {
-            l1.weight.add(&l1.weight).map(drop)
-        })?;
-        time("bias grad sum over rows (128, 256)", &prof, &mut || {
-            g.sum_dims(&[0], false).map(drop)
-        })?;
+        // The pieces that each make one tensor (dropped), in the order of a step.
+        let pieces: [(&str, &dyn Fn() -> kiln::Result<Tensor>); 10] = [
+            ("fwd matmul x @ W1^T (128x784x256)", &|| x.matmul(&w1t)),
+            ("fwd linear1 (matmul + bias)", &|| l1.forward(&x)),
+            ("fwd relu (128, 256)", &|| h.relu()),
+            ("fwd linear2 256->10", &|| l2.forward(&h)),
+            ("fwd cross_entropy (128, 10)", &|| logits.cross_entropy(&y)),
+            ("bwd x^T @ g (784x128x256)", &|| x.t()?.matmul(&g)),
+            ("bwd g^T @ x (256x128x784)", &|| g.t()?.matmul(&x)),
+            ("add (256,784) + transposed view", &|| {
+                l1.weight.add(&gw.t()?)
+            }),
+            ("add (256,784) + contiguous", &|| l1.weight.add(&l1.weight)),
+            ("bias grad sum over rows (128, 256)", &|| {
+                g.sum_dims(&[0], false)
+            }),
+        ];
+        for (name, piece) in pieces {
+            time(name, &prof, &mut || piece().map(drop))?;
+        }
     }
 
     let model = Sequential::new().with(l1).with(ReLU).with(l2);

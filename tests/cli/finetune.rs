@@ -235,16 +235,19 @@ fn chat_over_piped_stdin_stops_at_the_end_marker() {
 #[test]
 fn generate_with_adapter_and_chat_template() {
     let (dir, _) = learned();
-    let flags = [
-        "--chat",
-        "--prompt",
-        "hi",
-        "--temperature",
-        "0",
-        "--max-tokens",
-        "40",
-    ];
-    let chat = on_base("generate", Some(dir), &flags);
+    // A greedy chat reply to "hi" of at most `max` tokens.
+    let greedy_hi = |max| {
+        [
+            "--chat",
+            "--prompt",
+            "hi",
+            "--temperature",
+            "0",
+            "--max-tokens",
+            max,
+        ]
+    };
+    let chat = on_base("generate", Some(dir), &greedy_hi("40"));
     let (ok, out, err) = kiln(&chat);
     assert!(ok, "{err}");
     assert_eq!(out, "hello there\n");
@@ -266,16 +269,7 @@ fn generate_with_adapter_and_chat_template() {
         "{err}"
     );
     // Without the adapter the base knows nothing of the template.
-    let plain_args = [
-        "--chat",
-        "--prompt",
-        "hi",
-        "--temperature",
-        "0",
-        "--max-tokens",
-        "12",
-    ];
-    let (ok, plain, err) = kiln(&on_base("generate", None, &plain_args));
+    let (ok, plain, err) = kiln(&on_base("generate", None, &greedy_hi("12")));
     assert!(ok, "{err}");
     assert_ne!(plain, "hello there\n");
     // Plain continuation with the adapter, sampled: reproducible with a seed.

@@ -23,6 +23,14 @@ pub fn tensor(data: &[f32], shape: &[usize]) -> Tensor {
     Tensor::from_slice_on(&gpu(), data, shape).expect("upload")
 }
 
+/// `data` as a tensor at element offset 3 of its storage (the kernels must honour offsets).
+pub fn at_offset(data: &[f32], shape: &[usize]) -> Tensor {
+    let mut v = vec![9.0f32; 3];
+    v.extend_from_slice(data);
+    let t = tensor(&v, &[v.len()]).narrow(0, 3, data.len()).unwrap();
+    t.reshape(shape).unwrap()
+}
+
 /// One input of a gradient check: data and shape.
 #[derive(Clone, Debug)]
 pub struct Input {

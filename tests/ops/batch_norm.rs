@@ -7,7 +7,6 @@ use common::*;
 use kiln::Tensor;
 use kiln::nn::{BatchNorm1d, BatchNorm2d, BatchNormOptions, Module, batch_norm2d};
 
-use crate::pool::at_offset;
 use kiln_kernels::launch::batch_norm::NormShape;
 use kiln_kernels::reference::batch_norm as cpu_norm;
 
