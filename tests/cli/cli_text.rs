@@ -74,18 +74,11 @@ fn gpt_trains_on_a_text_file_and_logs_perplexity() {
     );
 }
 
+/// 40 tokens after "the cat" from the model in `dir`, with `extra` flags: stdout (the command
+/// must succeed).
 fn generate(dir: &Path, extra: &[&str]) -> String {
-    let mut args = vec![
-        "generate",
-        "--checkpoint",
-        s(dir),
-        "--prompt",
-        "the cat",
-        "--max-tokens",
-        "40",
-    ];
-    args.extend_from_slice(extra);
-    let (ok, stdout, stderr) = kiln(&args);
+    let flags = [&["--max-tokens", "40"], extra].concat();
+    let (ok, stdout, stderr) = cli_util::generate(dir, "the cat", &flags);
     assert!(ok, "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     stdout
@@ -116,17 +109,11 @@ fn greedy_generation_is_deterministic_whatever_the_seed() {
     assert_eq!(a, b);
     assert_eq!(a, c);
     // Past the context of 16 the window slides; a long prompt is cut with a note.
-    let (ok, out, err) = kiln(&[
-        "generate",
-        "--checkpoint",
-        s(dir),
-        "--prompt",
+    let (ok, out, err) = cli_util::generate(
+        dir,
         "the cat sat on a mat and the dog ran to the log",
-        "--max-tokens",
-        "30",
-        "--top-k",
-        "1",
-    ]);
+        &["--max-tokens", "30", "--top-k", "1"],
+    );
     assert!(ok, "{err}");
     assert!(err.contains("context is 16"), "{err}");
     assert!(out.starts_with("the cat sat on a mat"), "{out}");
@@ -161,17 +148,8 @@ fn train_rnn(cell: &str, epochs: &str) {
     assert_eq!(summary["model"], cell);
     assert!(summary["test_perplexity"].as_f64().unwrap().is_finite());
     let g = |seed: &str| {
-        let (ok, stdout, stderr) = kiln(&[
-            "generate",
-            "--checkpoint",
-            s(&out),
-            "--prompt",
-            "a dog",
-            "--max-tokens",
-            "25",
-            "--seed",
-            seed,
-        ]);
+        let (ok, stdout, stderr) =
+            cli_util::generate(&out, "a dog", &["--max-tokens", "25", "--seed", seed]);
         assert!(ok, "{cell}: {stderr}");
         stdout
     };

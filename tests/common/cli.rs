@@ -151,6 +151,20 @@ pub fn train_quiet(flags: &[&str], out: &Path) -> (bool, String, String) {
     kiln(&args)
 }
 
+/// `kiln generate --checkpoint <checkpoint> --prompt <prompt> flags...`: (success, stdout,
+/// stderr).
+pub fn generate(checkpoint: &Path, prompt: &str, flags: &[&str]) -> (bool, String, String) {
+    let mut args = vec![
+        "generate",
+        "--checkpoint",
+        s(checkpoint),
+        "--prompt",
+        prompt,
+    ];
+    args.extend_from_slice(flags);
+    kiln(&args)
+}
+
 /// Start `kiln args...` in the background, output discarded (for tests that kill it).
 pub fn spawn_kiln(args: &[&str]) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_kiln"))

@@ -99,17 +99,11 @@ fn kiln_merge_round_trip_on_a_tiny_gpt() {
         &f64s(&want),
     );
     // `kiln generate` reads it.
-    let (ok, stdout, err) = kiln(&[
-        "generate",
-        "--checkpoint",
-        s(&out),
-        "--prompt",
+    let (ok, stdout, err) = cli_util::generate(
+        &out,
         "the cat",
-        "--max-tokens",
-        "5",
-        "--temperature",
-        "0",
-    ]);
+        &["--max-tokens", "5", "--temperature", "0"],
+    );
     assert!(ok, "{err}");
     assert!(stdout.starts_with("the cat"), "{stdout}");
 
