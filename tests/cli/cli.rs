@@ -1,6 +1,7 @@
 //! The `kiln` binary end to end: training runs and their files, resume equivalence, eval,
 //! predict, info, and one-paragraph errors (non-zero exit, no panic) on bad input.
 
+use crate::common::assert_mentions;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -18,10 +19,7 @@ fn train_writes_a_complete_run_directory() {
     let d = scratch("digits").join("run");
     let (ok, stdout, stderr) = kiln(&["train", "--epochs", "3", "--out", s(&d)]);
     assert!(ok, "{stderr}");
-    assert!(
-        stdout.contains("test accuracy") && stdout.contains("confusion matrix"),
-        "{stdout}"
-    );
+    assert_mentions(&stdout, &["test accuracy", "confusion matrix"]);
     assert_files(&d, RUN_FILES);
     let summary = json(&d.join("summary.json"));
     let acc = summary["test_accuracy"].as_f64().unwrap();
@@ -33,10 +31,7 @@ fn train_writes_a_complete_run_directory() {
     // A second run into the same directory is refused: nothing saved is overwritten.
     let (ok, _, stderr) = kiln(&["train", "--epochs", "1", "--out", s(&d)]);
     assert!(!ok);
-    assert!(
-        stderr.contains("already holds a run") && stderr.contains("--resume"),
-        "{stderr}"
-    );
+    assert_mentions(&stderr, &["already holds a run", "--resume"]);
 }
 
 #[test]
@@ -103,20 +98,11 @@ fn eval_info_and_predict_on_a_digits_run() {
     assert!(ok, "{e}");
     let (ok, stdout, e) = kiln(&["eval", s(&d)]);
     assert!(ok, "{e}");
-    assert!(
-        stdout.contains("accuracy") && stdout.contains("test split"),
-        "{stdout}"
-    );
+    assert_mentions(&stdout, &["accuracy", "test split"]);
     let (ok, stdout, e) = kiln(&["info", s(&d)]);
     assert!(ok, "{e}");
-    assert!(
-        stdout.contains("model.layers.0.weight") && stdout.contains("[256, 64]"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("parameters: 50,") && stdout.contains("train_config"),
-        "{stdout}"
-    );
+    assert_mentions(&stdout, &["model.layers.0.weight", "[256, 64]"]);
+    assert_mentions(&stdout, &["parameters: 50,", "train_config"]);
     let rows = d.parent().unwrap().join("rows.csv");
     std::fs::write(&rows, "0,0,5,13,9,1,0,0,0,0,13,15,10,15,5,0,0,3,15,2,0,11,8,0,0,4,12,0,0,8,8,0,0,5,8,0,0,9,8,0,0,4,11,0,1,12,7,0,0,2,14,5,10,12,0,0,0,0,6,13,10,0,0,0\n").unwrap();
     let out = d.parent().unwrap().join("pred.csv");
@@ -139,15 +125,13 @@ fn config_file_sets_and_flags_override() {
     let (ok, _, e) = train_quiet(&["--config", s(&cfg), "--epochs", "1"], &out);
     assert!(ok, "{e}");
     let saved = std::fs::read_to_string(out.join("config.toml")).unwrap();
-    assert!(
-        saved.contains("model = \"linear\"")
-            && saved.contains("epochs = 1")
-            && saved.contains("optimizer = \"sgd\""),
-        "{saved}"
+    assert_mentions(
+        &saved,
+        &["model = \"linear\"", "epochs = 1", "optimizer = \"sgd\""],
     );
     std::fs::write(&cfg, "[train]\nepoch = 2\n").unwrap();
     let e = fails(&["train", "--config", s(&cfg), "--out", s(&d.join("x"))]);
-    assert!(e.contains("epoch") && e.contains("run.toml"), "{e}");
+    assert_mentions(&e, &["epoch", "run.toml"]);
 }
 
 #[test]
@@ -283,10 +267,7 @@ fn corrupt_foreign_and_mismatched_checkpoints_are_reported() {
     let cut = d.join("cut.safetensors");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
     let e = fails(&["info", s(&cut)]);
-    assert!(
-        e.contains("cut.safetensors") && e.contains("truncated or corrupt"),
-        "{e}"
-    );
+    assert_mentions(&e, &["cut.safetensors", "truncated or corrupt"]);
     // Not a safetensors file at all.
     let junk = d.join("junk.safetensors");
     std::fs::write(&junk, b"hello").unwrap();
@@ -299,10 +280,7 @@ fn corrupt_foreign_and_mismatched_checkpoints_are_reported() {
     )
     .unwrap();
     let e = fails(&["train", "--resume", "--out", s(&run), "--epochs", "2"]);
-    assert!(
-        e.contains("unexpected: layers.3") && e.contains("mis-shaped: layers.0.weight"),
-        "{e}"
-    );
+    assert_mentions(&e, &["unexpected: layers.3", "mis-shaped: layers.0.weight"]);
 }
 
 #[test]
@@ -311,7 +289,7 @@ fn divergence_stops_with_a_clear_message() {
     let (ok, _, e) = train_quiet(&["--optimizer", "sgd", "--lr", "1e30", "--epochs", "3"], &d);
     assert!(!ok);
     clean_error(&e);
-    assert!(e.contains("loss became") && e.contains("--lr"), "{e}");
+    assert_mentions(&e, &["loss became", "--lr"]);
 }
 
 #[test]
@@ -324,10 +302,7 @@ fn devices_lists_adapters() {
 #[test]
 fn bad_device_selector_is_a_clear_error() {
     let stderr = fails(&["train", "--device", "no-such-adapter", "--epochs", "1"]);
-    assert!(
-        stderr.contains("no-such-adapter") && stderr.contains("available adapters"),
-        "{stderr}"
-    );
+    assert_mentions(&stderr, &["no-such-adapter", "available adapters"]);
 }
 
 #[test]

@@ -5,6 +5,7 @@
 //! one-paragraph errors (bad JSONL lines by number, bad --target-modules, rank 0, a non-GPT
 //! base). Sizes are tiny so that lavapipe runs each command in seconds.
 
+use crate::common::assert_mentions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -178,10 +179,7 @@ fn finetune_learns_a_repeated_conversation_and_writes_a_peft_adapter() {
     let trainable = summary["trainable_parameters"].as_u64().unwrap();
     let total = summary["total_parameters"].as_u64().unwrap();
     assert!(trainable > 0 && trainable < total, "{summary}");
-    assert!(
-        stdout.contains("trainable params: ") && stdout.contains("|| all params: "),
-        "{stdout}"
-    );
+    assert_mentions(stdout, &["trainable params: ", "|| all params: "]);
     assert!(stdout.contains("peak GPU memory"), "{stdout}");
     assert!(summary["peak_gpu_bytes"].as_u64().unwrap() > 0);
     // The PEFT files: keys, shapes, config.
@@ -436,10 +434,7 @@ fn bad_input_gives_one_paragraph_errors() {
     let chat = small_chat(&d);
     let err = run(&["--data", s(&chat), "--target-modules", "q_proj,c_attn"]);
     assert!(err.contains("`c_attn` matches no Linear layer"), "{err}");
-    assert!(
-        err.contains("q_proj") && err.contains("fc1") && err.contains("lm_head"),
-        "{err}"
-    );
+    assert_mentions(&err, &["q_proj", "fc1", "lm_head"]);
     let err = run(&["--data", s(&chat), "--lora-rank", "0"]);
     assert!(err.contains("--lora-rank 0"), "{err}");
     // Absurd ranks are refused before any adapter is allocated, naming the flag.
@@ -490,10 +485,7 @@ fn a_run_stopped_inside_an_epoch_writes_its_adapter() {
     );
     assert!(ok, "{err}");
     assert!(stdout.contains("0 epochs + 2 batches"), "{stdout}");
-    assert!(
-        stdout.contains("val loss") && stdout.contains(" -> "),
-        "{stdout}"
-    );
+    assert_mentions(&stdout, &["val loss", " -> "]);
     assert_files(
         &out,
         &[

@@ -215,6 +215,14 @@ pub fn classifier_step(
     opt.zero_grad().unwrap();
 }
 
+/// Assert that `text` (an error, a log) contains each of `needles`; the failure names the missing
+/// one and shows the text.
+pub fn assert_mentions(text: &str, needles: &[&str]) {
+    for n in needles {
+        assert!(text.contains(n), "{n:?} missing from:\n{text}");
+    }
+}
+
 /// The text of an error the call must return.
 pub fn err_text<T: std::fmt::Debug>(r: kiln::Result<T>) -> String {
     r.expect_err("expected an error").to_string()

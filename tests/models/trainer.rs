@@ -191,8 +191,5 @@ fn checkpoint_round_trip_and_atomic_write() {
         .restore_into("model", &[("a".into(), wrong), ("c".into(), b2)])
         .unwrap_err()
         .to_string();
-    assert!(
-        e.contains("missing: c") && e.contains("unexpected: b") && e.contains("mis-shaped: a"),
-        "{e}"
-    );
+    assert_mentions(&e, &["missing: c", "unexpected: b", "mis-shaped: a"]);
 }

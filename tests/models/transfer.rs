@@ -220,10 +220,7 @@ fn frozen_parameters_stay_put_and_get_no_optimizer_state() {
     let err = freeze::freeze(&net, &["feature.*"])
         .unwrap_err()
         .to_string();
-    assert!(
-        err.contains("feature.*") && err.contains("features.0.weight"),
-        "{err}"
-    );
+    assert_mentions(&err, &["feature.*", "features.0.weight"]);
 }
 
 #[test]
@@ -456,10 +453,7 @@ fn cli_init_from_freeze_unfreeze_and_classes() {
         assert!(out.contains(needle), "`{needle}` not in:\n{out}");
     }
     let cfg = std::fs::read_to_string(tl.join("config.toml")).unwrap();
-    assert!(
-        cfg.contains("freeze = [\"features.*\"]") && cfg.contains("unfreeze_at = 2"),
-        "{cfg}"
-    );
+    assert_mentions(&cfg, &["freeze = [\"features.*\"]", "unfreeze_at = 2"]);
     // Another class count: the head is replaced automatically, and said so.
     let lenet_5_7 = |out: &Path, init: &Path, extra: &[&str]| {
         let (out, init) = (p(out), p(init));

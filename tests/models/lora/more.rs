@@ -157,7 +157,7 @@ fn load_errors_are_clear_and_change_nothing() {
     let e = lora_io::load_adapter(&mut adapted2, &dir)
         .unwrap_err()
         .to_string();
-    assert!(e.contains("r = 4") && e.contains("has r = 2"), "{e}");
+    assert_mentions(&e, &["r = 4", "has r = 2"]);
 
     // Config options kiln does not support.
     for (key, value, says) in [
