@@ -1,11 +1,11 @@
 //! The `kiln` binary end to end: training runs and their files, resume equivalence, eval,
 //! predict, info, and one-paragraph errors (non-zero exit, no panic) on bad input.
 
-use crate::common::assert_mentions;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::cli_util;
+use crate::common::assert_mentions;
 use crate::common::skip;
 use cli_util::{RUN_FILES, assert_files, clean_error, fails, json, kiln, metrics, s, train_quiet};
 

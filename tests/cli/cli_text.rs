@@ -4,11 +4,11 @@
 //! one-paragraph errors (non-zero exit, no panic) on bad input. Models and text are tiny so
 //! that lavapipe runs them in seconds.
 
-use crate::common::assert_mentions;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use crate::cli_util;
+use crate::common::assert_mentions;
 use cli_util::{
     RUN_FILES, assert_files, fails, json, kiln, s, tiny_text, train_quiet, train_tiny_gpt,
 };

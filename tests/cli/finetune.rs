@@ -5,13 +5,13 @@
 //! one-paragraph errors (bad JSONL lines by number, bad --target-modules, rank 0, a non-GPT
 //! base). Sizes are tiny so that lavapipe runs each command in seconds.
 
-use crate::common::assert_mentions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 use crate::cli_util;
+use crate::common::assert_mentions;
 use cli_util::{TINY_GPT, assert_files, clean_error, fails, json, kiln, lcg_words, s, write_tiny};
 
 fn scratch(name: &str) -> PathBuf {

@@ -2,7 +2,6 @@
 //! time at awkward sizes, checked against plain CPU expectations; one end-to-end `kiln train
 //! --images` run.
 
-use crate::common::assert_mentions;
 use std::path::{Path, PathBuf};
 
 use image::imageops::{self, FilterType};
@@ -12,6 +11,7 @@ use kiln::data::images::{ChannelNorm, Channels, ImageFolder, ImageOptions, Image
 
 use crate::cli_util;
 use crate::common;
+use crate::common::assert_mentions;
 mod augment;
 mod cli;
 

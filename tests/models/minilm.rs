@@ -8,10 +8,10 @@
 //! `models/all-MiniLM-L6-v2/` under the project root (fill it with `scripts/fetch-minilm.sh`),
 //! and skip loudly when the files are absent (`common::skip`: a failure under CI).
 
-use crate::common::assert_mentions;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
+use crate::common::assert_mentions;
 use crate::common::minilm_dir;
 use kiln::models::BertEncoder;
 use kiln::models::pretrained::{SentenceEncoder, cosine, minilm_tokenizer};
