@@ -1,5 +1,5 @@
-//! Helpers of the root benches (kiln's ops and models): the device and filled buffers shared with
-//! kiln-kernels' benches, and the criterion group every bench here opens.
+//! Helpers of the root benches (kiln's ops and models): the device, shared with kiln-kernels'
+//! benches, and the criterion group every bench here opens.
 
 use std::time::Duration;
 
@@ -8,8 +8,7 @@ use criterion::{BenchmarkGroup, Criterion, SamplingMode};
 
 #[path = "../../kernels/benches/common/mod.rs"]
 mod shared;
-#[allow(unused_imports)] // not every bench file fills raw buffers
-pub use shared::{device, filled};
+pub use shared::device;
 
 /// A benchmark group for GPU work that takes milliseconds an iteration: 10 samples, flat
 /// sampling, `warm_up_ms` of warm-up and `measure_s` seconds of measurement.
