@@ -47,6 +47,8 @@ fn train_on_an_image_folder_then_eval_and_predict() {
     let (ok, stdout, stderr) = train_images(
         &data,
         &[
+            "--out",
+            s(&run),
             "--image-size",
             "8",
             "--epochs",
@@ -59,8 +61,6 @@ fn train_on_an_image_folder_then_eval_and_predict() {
             "crop,flip",
             "--crop-padding",
             "1",
-            "--out",
-            s(&run),
         ],
     );
     assert!(ok, "{stderr}\n{stdout}");
