@@ -20,16 +20,12 @@
 //! causal off).
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use criterion::{
-    BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
-};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use kiln::ops::{AttentionOptions, attention_composed, scaled_dot_product_attention};
 use kiln::{Gpu, Tensor};
 use kiln_kernels::launch::attention::{self as ak, AttnConfig, AttnShape, AttnTiles, AttnVariant};
 
-#[path = "../kernels/benches/common/mod.rs"]
 mod common;
 
 const B: usize = 4;
@@ -52,6 +48,17 @@ fn inputs(gpu: &Arc<Gpu>, t: usize, grad: bool) -> [Tensor; 3] {
 
 fn flops(t: usize) -> u64 {
     (4 * B * H * t * t * D) as u64
+}
+
+/// The work of one iteration at sequence length `t`: the forward's FLOPs, or 3.5 x them with
+/// the backward.
+fn work(t: usize, backward: bool) -> Throughput {
+    Throughput::Elements(if backward { flops(t) * 7 / 2 } else { flops(t) })
+}
+
+/// The case name of sequence length `t`.
+fn case(t: usize) -> String {
+    format!("b{B}_h{H}_t{t}_d{D}")
 }
 
 /// Peak bytes above the starting live bytes of one forward + backward at sequence length `t`,
@@ -80,20 +87,13 @@ fn memory_report() {
 
 fn group_for(c: &mut Criterion, name: &str, backward: bool) {
     let gpu = common::device(|| "fused attention vs composed".into());
-    let mut group = c.benchmark_group(name);
-    group
-        .sample_size(10)
-        .sampling_mode(SamplingMode::Flat)
-        .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_secs(2));
+    let mut group = common::group(c, name, 300, 2);
     for t in [128, 256] {
         let [q, k, v] = inputs(&gpu, t, backward);
         let opts = AttentionOptions::default();
-        let work = if backward { flops(t) * 7 / 2 } else { flops(t) };
-        group.throughput(Throughput::Elements(work));
+        group.throughput(work(t, backward));
         for (label, f) in IMPLS {
-            let case = format!("b{B}_h{H}_t{t}_d{D}");
-            group.bench_function(BenchmarkId::new(label, case), |bench| {
+            group.bench_function(BenchmarkId::new(label, case(t)), |bench| {
                 bench.iter(|| {
                     if backward {
                         let o = f(&q, &k, &v, &opts).unwrap();
@@ -115,30 +115,18 @@ fn group_for(c: &mut Criterion, name: &str, backward: bool) {
 
 /// The rungs timed against one another: row, block, and the tiled kernels at a few tile sizes.
 fn rung_configs() -> Vec<AttnConfig> {
-    let tiled = |wg, bc| AttnConfig {
+    let untiled = [AttnVariant::Row, AttnVariant::Block, AttnVariant::Panel].map(AttnConfig::of);
+    let tiled = [(8, 64), (16, 64), (32, 64), (16, 32)].map(|(wg, bc)| AttnConfig {
         variant: AttnVariant::Tiled,
         tiles: AttnTiles { wg, bc },
-    };
-    vec![
-        AttnConfig::of(AttnVariant::Row),
-        AttnConfig::of(AttnVariant::Block),
-        AttnConfig::of(AttnVariant::Panel),
-        tiled(8, 64),
-        tiled(16, 64),
-        tiled(32, 64),
-        tiled(16, 32),
-    ]
+    });
+    untiled.into_iter().chain(tiled).collect()
 }
 
 /// Each rung through the launchers: forward, or forward + backward (`backward`).
 fn rungs_for(c: &mut Criterion, name: &str, backward: bool) {
     let gpu = common::device(|| "attention rungs".into());
-    let mut group = c.benchmark_group(name);
-    group
-        .sample_size(10)
-        .sampling_mode(SamplingMode::Flat)
-        .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_secs(2));
+    let mut group = common::group(c, name, 300, 2);
     for t in [128, 256] {
         let [q, k, v] = inputs(&gpu, t, false);
         let dout = Tensor::randn_on(&gpu, &[B, H, t, D], 4).unwrap();
@@ -155,41 +143,16 @@ fn rungs_for(c: &mut Criterion, name: &str, backward: bool) {
             scale: 1.0 / (D as f32).sqrt(),
             causal: false,
         };
-        let work = if backward { flops(t) * 7 / 2 } else { flops(t) };
-        group.throughput(Throughput::Elements(work));
+        group.throughput(work(t, backward));
         for cfg in rung_configs() {
-            let case = format!("b{B}_h{H}_t{t}_d{D}");
-            group.bench_function(BenchmarkId::new(cfg.name(), case), |bench| {
+            group.bench_function(BenchmarkId::new(cfg.name(), case(t)), |bench| {
                 bench.iter(|| {
-                    ak::forward(
-                        &gpu,
-                        &s,
-                        cfg,
-                        q.operand(),
-                        k.operand(),
-                        v.operand(),
-                        None,
-                        &o,
-                        &lse,
-                        0,
-                    )
-                    .unwrap();
+                    let (qa, ka, va) = (q.operand(), k.operand(), v.operand());
+                    ak::forward(&gpu, &s, cfg, qa, ka, va, None, &o, &lse, 0).unwrap();
                     if backward {
-                        ak::backward(
-                            &gpu,
-                            &s,
-                            cfg,
-                            q.operand(),
-                            k.operand(),
-                            v.operand(),
-                            None,
-                            &o,
-                            &lse,
-                            dout.kernel_view().buf,
-                            (&dq, &dk, &dv),
-                            0,
-                        )
-                        .unwrap();
+                        let (g, grads) = (dout.kernel_view().buf, (&dq, &dk, &dv));
+                        ak::backward(&gpu, &s, cfg, qa, ka, va, None, &o, &lse, g, grads, 0)
+                            .unwrap();
                     }
                     gpu.sync().unwrap();
                 })

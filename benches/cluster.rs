@@ -8,14 +8,11 @@
 //! iteration uploads the (K, D) centroids and reads labels, distances and sums back, as a Lloyd
 //! iteration does. Shape: the (N, D, K) = (100,000, 64, 100).
 
-use std::time::Duration;
-
-use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use kiln::unsupervised::{Points, kmeans};
 use kiln_kernels::reference::cluster as twin;
 use rand::{Rng, SeedableRng};
 
-#[path = "../kernels/benches/common/mod.rs"]
 mod common;
 
 /// (N, D, K): points, features, clusters.
@@ -28,13 +25,8 @@ fn lloyd_step(c: &mut Criterion) {
     let x: Vec<f32> = (0..n * d).map(|_| rng.random_range(-1.0..1.0)).collect();
     let cents: Vec<f32> = x[..k * d].to_vec();
     let pts = Points::new(&x, d).unwrap();
-    let mut group = c.benchmark_group("kmeans_step");
-    group
-        .sample_size(10)
-        .sampling_mode(SamplingMode::Flat)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(5))
-        .throughput(Throughput::Elements((2 * n * k * d) as u64));
+    let mut group = common::group(c, "kmeans_step", 500, 5);
+    group.throughput(Throughput::Elements((2 * n * k * d) as u64));
     kmeans::gpu_step(&pts, &cents).unwrap(); // compiles the pipelines, outside the timing
     group.bench_function(format!("gpu/{n}x{d}/k{k}"), |b| {
         b.iter(|| kmeans::gpu_step(&pts, &cents).unwrap())

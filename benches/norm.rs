@@ -10,13 +10,10 @@
 //! untimed iteration of each case first compiles its pipelines. Shape: a transformer's
 //! activations, (R, D) = (2048, 768).
 
-use std::time::Duration;
-
-use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use kiln::Tensor;
 use kiln::ops::norm;
 
-#[path = "../kernels/benches/common/mod.rs"]
 mod common;
 
 /// (R, D): rows and the normalised width.
@@ -49,13 +46,8 @@ fn norms(c: &mut Criterion) {
             norm::rms_norm_composed(x, Some(w), EPS)
         }),
     ];
-    let mut group = c.benchmark_group("norm_fwd_bwd");
-    group
-        .sample_size(10)
-        .sampling_mode(SamplingMode::Flat)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(3))
-        .throughput(Throughput::Bytes(5 * 4 * (rows * d) as u64));
+    let mut group = common::group(c, "norm_fwd_bwd", 500, 3);
+    group.throughput(Throughput::Bytes(5 * 4 * (rows * d) as u64));
     let step = |f: NormFn| {
         for leaf in [&x, &w, &b] {
             leaf.clear_grad();

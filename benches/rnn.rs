@@ -10,13 +10,10 @@
 //! (seconds on lavapipe, which `--quick` would otherwise measure). Shape: LSTM,
 //! (B, T, I, H) = (32, 32, 64, 128).
 
-use std::time::Duration;
-
-use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use kiln::Tensor;
 use kiln::ops::{RnnCell, RnnLayerParams, rnn_cell_composed, rnn_layer};
 
-#[path = "../kernels/benches/common/mod.rs"]
 mod common;
 
 /// (B, T, I, H).
@@ -73,13 +70,8 @@ fn lstm_fused_vs_composed(c: &mut Criterion) {
         total.expect("T >= 1")
     };
     let flops = 3 * 2 * (b * t_n * gw * (i + h)) as u64;
-    let mut group = c.benchmark_group("lstm_layer_fwd_bwd");
-    group
-        .sample_size(10)
-        .sampling_mode(SamplingMode::Flat)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(3))
-        .throughput(Throughput::Elements(flops));
+    let mut group = common::group(c, "lstm_layer_fwd_bwd", 500, 3);
+    group.throughput(Throughput::Elements(flops));
     let name = format!("b{b}_t{t_n}_i{i}_h{h}");
     let step = |f: &dyn Fn() -> Tensor| {
         for leaf in w.iter().chain([&x]) {

@@ -10,16 +10,13 @@
 //! - `cnn`: conv 1->16 3x3 pad 1, ReLU, max-pool 2, conv 16->32 3x3 pad 1, ReLU, max-pool 2,
 //!   linear 32*7*7 -> 10, batch 64 on 28 x 28.
 
-use std::time::Duration;
-
-use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use kiln::Tensor;
 use kiln::nn::{Conv2d, Flatten, Linear, MaxPool2d, Module, ReLU, Sequential};
 use kiln::ops::Conv2dOptions;
 use kiln::optim::{Adam, AdamConfig, Optimizer};
 use kiln_kernels::launch::conv::Conv2dShape;
 
-#[path = "../kernels/benches/common/mod.rs"]
 mod common;
 
 fn labels(gpu: &std::sync::Arc<kiln::Gpu>, b: usize) -> Tensor {
@@ -30,13 +27,8 @@ fn labels(gpu: &std::sync::Arc<kiln::Gpu>, b: usize) -> Tensor {
 fn bench_step(c: &mut Criterion, name: &str, model: Sequential, x: Tensor, y: Tensor, flops: u64) {
     let gpu = x.gpu().clone();
     let mut opt = Adam::new(model.named_parameters(), AdamConfig::adam(1e-3)).unwrap();
-    let mut group = c.benchmark_group("train_step");
-    group
-        .sample_size(10)
-        .sampling_mode(SamplingMode::Flat)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(3))
-        .throughput(Throughput::Elements(3 * flops));
+    let mut group = common::group(c, "train_step", 500, 3);
+    group.throughput(Throughput::Elements(3 * flops));
     group.bench_function(name, |bench| {
         bench.iter(|| {
             let loss = model.forward(&x).unwrap().cross_entropy(&y).unwrap();

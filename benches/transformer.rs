@@ -17,15 +17,12 @@
 //! iteration waits for the device (`gpu.sync()`); inputs are on the device before timing, and one
 //! untimed call of each case first compiles its pipelines (seconds on lavapipe).
 
-use std::time::Duration;
-
-use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use kiln::Tensor;
 use kiln::nn::{AttentionConfig, BlockConfig, Module, TransformerBlock};
 use kiln::ops::bias_gelu::{GeluForm, bias_gelu, bias_gelu_composed, gelu};
 use kiln::optim::{Adam, AdamConfig, Optimizer};
 
-#[path = "../kernels/benches/common/mod.rs"]
 mod common;
 
 fn bias_gelu_group(c: &mut Criterion) {
@@ -34,13 +31,8 @@ fn bias_gelu_group(c: &mut Criterion) {
     let x = Tensor::randn_on(&gpu, &[rows, n], 1).unwrap();
     let b = Tensor::randn_on(&gpu, &[n], 2).unwrap();
     let _ng = kiln::no_grad();
-    let mut group = c.benchmark_group("bias_gelu");
-    group
-        .sample_size(10)
-        .sampling_mode(SamplingMode::Flat)
-        .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_secs(2))
-        .throughput(Throughput::Bytes(2 * 4 * (rows * n) as u64));
+    let mut group = common::group(c, "bias_gelu", 300, 2);
+    group.throughput(Throughput::Bytes(2 * 4 * (rows * n) as u64));
     let shape = format!("{rows}x{n}");
     let mut run = |name: String, f: &dyn Fn() -> kiln::Result<Tensor>| {
         f().unwrap(); // compiles the pipeline, outside the timing
@@ -86,13 +78,8 @@ fn block_step(c: &mut Criterion) {
     let mut opt = Adam::new(block.named_parameters(), AdamConfig::adam(1e-3)).unwrap();
     let x = Tensor::randn_on(&gpu, &[b, t, ch], 1).unwrap();
     let forward_flops = 2 * (b * t * (4 * ch * ch + 2 * ch * hidden)) + 4 * b * t * t * ch;
-    let mut group = c.benchmark_group("transformer_block_step");
-    group
-        .sample_size(10)
-        .sampling_mode(SamplingMode::Flat)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(3))
-        .throughput(Throughput::Elements(3 * forward_flops as u64));
+    let mut group = common::group(c, "transformer_block_step", 500, 3);
+    group.throughput(Throughput::Elements(3 * forward_flops as u64));
     let mut step = || {
         let loss = block.forward(&x).and_then(|y| y.sum()).unwrap();
         loss.backward().unwrap();

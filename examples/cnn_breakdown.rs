@@ -6,12 +6,16 @@ use kiln::Tensor;
 use kiln::nn::{Conv2d, Flatten, Linear, MaxPool2d, Module, ReLU, Sequential};
 use kiln::ops::Conv2dOptions;
 use kiln::optim::{Adam, AdamConfig, Optimizer};
-use kiln_kernels::Operand;
 use kiln_kernels::launch::conv::{self as ck, Conv2dShape};
-use kiln_kernels::launch::pool::{self as pk, Window};
+use kiln_kernels::launch::pool::{self as pk, PoolShape, Window};
 use kiln_kernels::profile::Profiler;
+use kiln_kernels::{Gpu, GpuBuffer, Operand};
 
 mod common;
+
+/// A max-pooling launcher, forward `(x, y, argmax)` or backward `(g, argmax, gx)`.
+type PoolKernel =
+    fn(&Gpu, PoolShape, Window, Operand<'_>, &GpuBuffer, &GpuBuffer) -> kiln_kernels::Result<()>;
 
 fn main() -> kiln::Result<()> {
     let iters = common::iters_arg(15);
@@ -103,50 +107,58 @@ fn main() -> kiln::Result<()> {
         buf([64, 32, 7, 7])?,
         buf([64, 32, 7, 7])?,
     );
+    // The max-pooling kernels, generic (A) against tiled (B): (A/B, kind, forward, backward).
+    let pools: [(&str, &str, PoolKernel, PoolKernel); 2] = [
+        (
+            "A",
+            "generic",
+            pk::max_pool2d_generic,
+            pk::max_pool2d_backward_generic,
+        ),
+        (
+            "B",
+            "tiled",
+            pk::max_pool2d_tiled,
+            pk::max_pool2d_backward_tiled,
+        ),
+    ];
+    // The conv weight gradients, then the bias sum (A) against fused (B): (layer, variant, shape,
+    // input, output gradient, dW, db, the activation whose sum is the bias gradient).
+    let convs = [
+        ("conv1", v1, &s1, &bx, &ba1, &dw1, &db1, &a1),
+        ("conv2", v, &s2, &bp1, &ba2, &dw2, &db2, &a2),
+    ];
     for round in 0..3 {
         println!("-- A/B round {round}");
-        time("A conv1 grad_weight + bias sum_dims", &mut || {
-            ck::conv2d_grad_weight(&gpu, v1, &s1, &bx, &ba1, &dw1)?;
-            a1.sum_dims(&[0, 2, 3], false).map(drop)
-        })?;
-        time("B conv1 grad_weight_bias (fused)", &mut || {
-            ck::conv2d_grad_weight_bias(&gpu, v1, &s1, &bx, &ba1, &dw1, Some(&db1))
-                .map_err(kiln::Error::from)
-        })?;
-        time("A conv2 grad_weight + bias sum_dims", &mut || {
-            ck::conv2d_grad_weight(&gpu, v, &s2, &bp1, &ba2, &dw2)?;
-            a2.sum_dims(&[0, 2, 3], false).map(drop)
-        })?;
-        time("B conv2 grad_weight_bias (fused)", &mut || {
-            ck::conv2d_grad_weight_bias(&gpu, v, &s2, &bp1, &ba2, &dw2, Some(&db2))
-                .map_err(kiln::Error::from)
-        })?;
-        time("A maxpool1 fwd generic", &mut || {
-            pk::max_pool2d_generic(&gpu, ps1, win, Operand::whole(&ba1), &bo1, &barg1)
-                .map_err(kiln::Error::from)
-        })?;
-        time("B maxpool1 fwd tiled", &mut || {
-            pk::max_pool2d_tiled(&gpu, ps1, win, Operand::whole(&ba1), &bo1, &barg1)
-                .map_err(kiln::Error::from)
-        })?;
-        time("A maxpool1 bwd generic", &mut || {
-            pk::max_pool2d_backward_generic(&gpu, ps1, win, Operand::whole(&bo1), &barg1, &ba1)
-                .map_err(kiln::Error::from)
-        })?;
-        time("B maxpool1 bwd tiled", &mut || {
-            pk::max_pool2d_backward_tiled(&gpu, ps1, win, Operand::whole(&bo1), &barg1, &ba1)
-                .map_err(kiln::Error::from)
-        })?;
-        time("A maxpool2 fwd+bwd generic", &mut || {
-            pk::max_pool2d_generic(&gpu, ps2, win, Operand::whole(&ba2), &bo2, &barg2)?;
-            pk::max_pool2d_backward_generic(&gpu, ps2, win, Operand::whole(&bo2), &barg2, &ba2)
-                .map_err(kiln::Error::from)
-        })?;
-        time("B maxpool2 fwd+bwd tiled", &mut || {
-            pk::max_pool2d_tiled(&gpu, ps2, win, Operand::whole(&ba2), &bo2, &barg2)?;
-            pk::max_pool2d_backward_tiled(&gpu, ps2, win, Operand::whole(&bo2), &barg2, &ba2)
-                .map_err(kiln::Error::from)
-        })?;
+        for &(conv, v, s, x, g, dw, db, act) in &convs {
+            time(
+                &format!("A {conv} grad_weight + bias sum_dims"),
+                &mut || {
+                    ck::conv2d_grad_weight(&gpu, v, s, x, g, dw)?;
+                    act.sum_dims(&[0, 2, 3], false).map(drop)
+                },
+            )?;
+            time(&format!("B {conv} grad_weight_bias (fused)"), &mut || {
+                ck::conv2d_grad_weight_bias(&gpu, v, s, x, g, dw, Some(db))
+                    .map_err(kiln::Error::from)
+            })?;
+        }
+        for (ab, kind, fwd, _) in pools {
+            time(&format!("{ab} maxpool1 fwd {kind}"), &mut || {
+                fwd(&gpu, ps1, win, Operand::whole(&ba1), &bo1, &barg1).map_err(kiln::Error::from)
+            })?;
+        }
+        for (ab, kind, _, bwd) in pools {
+            time(&format!("{ab} maxpool1 bwd {kind}"), &mut || {
+                bwd(&gpu, ps1, win, Operand::whole(&bo1), &barg1, &ba1).map_err(kiln::Error::from)
+            })?;
+        }
+        for (ab, kind, fwd, bwd) in pools {
+            time(&format!("{ab} maxpool2 fwd+bwd {kind}"), &mut || {
+                fwd(&gpu, ps2, win, Operand::whole(&ba2), &bo2, &barg2)?;
+                bwd(&gpu, ps2, win, Operand::whole(&bo2), &barg2, &ba2).map_err(kiln::Error::from)
+            })?;
+        }
     }
     let leaf1 = a1.detach().requires_grad();
     let pooled1 = leaf1.max_pool2d((2, 2), (2, 2), (0, 0))?;

@@ -34,36 +34,28 @@ fn main() -> kiln::Result<()> {
     {
         let _g = kiln::no_grad();
         let w1t = l1.weight.t()?;
-        time("fwd matmul x @ W1^T (128x784x256)", &prof, &mut || {
-            x.matmul(&w1t).map(drop)
-        })?;
-        time("fwd linear1 (matmul + bias)", &prof, &mut || {
-            l1.forward(&x).map(drop)
-        })?;
-        time("fwd relu (128, 256)", &prof, &mut || h.relu().map(drop))?;
-        time("fwd linear2 256->10", &prof, &mut || {
-            l2.forward(&h).map(drop)
-        })?;
-        time("fwd cross_entropy (128, 10)", &prof, &mut || {
-            logits.cross_entropy(&y).map(drop)
-        })?;
         let g = Tensor::randn_on(&gpu, &[128, 256], 3)?;
-        time("bwd x^T @ g (784x128x256)", &prof, &mut || {
-            x.t()?.matmul(&g).map(drop)
-        })?;
-        time("bwd g^T @ x (256x128x784)", &prof, &mut || {
-            g.t()?.matmul(&x).map(drop)
-        })?;
         let gw = Tensor::randn_on(&gpu, &[784, 256], 4)?;
-        time("add (256,784) + transposed view", &prof, &mut || {
-            l1.weight.add(&gw.t()?).map(drop)
-        })?;
-        time("add (256,784) + contiguous", &prof, &mut || {
-            l1.weight.add(&l1.weight).map(drop)
-        })?;
-        time("bias grad sum over rows (128, 256)", &prof, &mut || {
-            g.sum_dims(&[0], false).map(drop)
-        })?;
+        // The pieces that each make one tensor (dropped), in the order of a step.
+        let pieces: [(&str, &dyn Fn() -> kiln::Result<Tensor>); 10] = [
+            ("fwd matmul x @ W1^T (128x784x256)", &|| x.matmul(&w1t)),
+            ("fwd linear1 (matmul + bias)", &|| l1.forward(&x)),
+            ("fwd relu (128, 256)", &|| h.relu()),
+            ("fwd linear2 256->10", &|| l2.forward(&h)),
+            ("fwd cross_entropy (128, 10)", &|| logits.cross_entropy(&y)),
+            ("bwd x^T @ g (784x128x256)", &|| x.t()?.matmul(&g)),
+            ("bwd g^T @ x (256x128x784)", &|| g.t()?.matmul(&x)),
+            ("add (256,784) + transposed view", &|| {
+                l1.weight.add(&gw.t()?)
+            }),
+            ("add (256,784) + contiguous", &|| l1.weight.add(&l1.weight)),
+            ("bias grad sum over rows (128, 256)", &|| {
+                g.sum_dims(&[0], false)
+            }),
+        ];
+        for (name, piece) in pieces {
+            time(name, &prof, &mut || piece().map(drop))?;
+        }
     }
 
     let model = Sequential::new().with(l1).with(ReLU).with(l2);
@@ -102,60 +94,38 @@ fn tile_sweep(gpu: &std::sync::Arc<kiln::Gpu>, prof: &Profiler, iters: usize) ->
         buf(256 * 784)?,
         buf(256 * 784)?,
     );
-    // (name, A layout, B layout, dims): x (128, 784), g (128, 256), W (256, 784), all row-major.
+    // (product, layouts, [A, B], (m, n, k)): x (128, 784), g (128, 256), W (256, 784), all
+    // row-major; A is (m, k) and B (k, n), each read transposed (T) or as stored (N).
     let cases = [
-        (
-            "x @ W^T (NT)",
-            MatLayout::contiguous(128, 784),
-            MatLayout::transposed(784, 256),
-            MatmulDims {
-                batch: 1,
-                m: 128,
-                n: 256,
-                k: 784,
-            },
-            [&x, &w],
-        ),
-        (
-            "g^T @ x (TN)",
-            MatLayout::transposed(256, 128),
-            MatLayout::contiguous(128, 784),
-            MatmulDims {
-                batch: 1,
-                m: 256,
-                n: 784,
-                k: 128,
-            },
-            [&g, &x],
-        ),
-        (
-            "x^T @ g (TN)",
-            MatLayout::transposed(784, 128),
-            MatLayout::contiguous(128, 256),
-            MatmulDims {
-                batch: 1,
-                m: 784,
-                n: 256,
-                k: 128,
-            },
-            [&x, &g],
-        ),
+        ("x @ W^T", "NT", [&x, &w], (128, 256, 784)),
+        ("g^T @ x", "TN", [&g, &x], (256, 784, 128)),
+        ("x^T @ g", "TN", [&x, &g], (784, 256, 128)),
     ];
+    let layout = |code: u8, rows, cols| match code {
+        b'T' => MatLayout::transposed(rows, cols),
+        _ => MatLayout::contiguous(rows, cols),
+    };
     let mut cfgs = MatmulConfig::candidates(MatmulVariant::Vec4);
     cfgs.push(MatmulConfig::default_for(MatmulVariant::RegBlock));
     for round in 0..2 {
         println!("-- round {round}");
-        for (name, la, lb, dims, [a, b]) in &cases {
+        for &(product, code, [a, b], (m, n, k)) in &cases {
+            let name = format!("{product} ({code})");
+            let (la, lb) = (
+                layout(code.as_bytes()[0], m, k),
+                layout(code.as_bytes()[1], k, n),
+            );
+            let dims = MatmulDims { batch: 1, m, n, k };
             for cfg in &cfgs {
                 let t = prof.time(gpu, 2, iters, || {
                     mk::matmul_config(
                         gpu,
                         *cfg,
-                        MatRef::new(a, *la),
-                        MatRef::new(b, *lb),
+                        MatRef::new(a, la),
+                        MatRef::new(b, lb),
                         &c,
                         0,
-                        *dims,
+                        dims,
                     )
                 })?;
                 let gf = dims.flops() as f64 / t.median_ms() / 1e6;

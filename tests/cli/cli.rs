@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::cli_util;
+use crate::common::assert_mentions;
 use crate::common::skip;
-use cli_util::{RUN_FILES, assert_files, clean_error, json, kiln, s};
+use cli_util::{RUN_FILES, assert_files, clean_error, fails, json, kiln, metrics, s, train_quiet};
 
 /// A fresh directory under the system temp dir.
 fn scratch(name: &str) -> PathBuf {
@@ -18,10 +19,7 @@ fn train_writes_a_complete_run_directory() {
     let d = scratch("digits").join("run");
     let (ok, stdout, stderr) = kiln(&["train", "--epochs", "3", "--out", s(&d)]);
     assert!(ok, "{stderr}");
-    assert!(
-        stdout.contains("test accuracy") && stdout.contains("confusion matrix"),
-        "{stdout}"
-    );
+    assert_mentions(&stdout, &["test accuracy", "confusion matrix"]);
     assert_files(&d, RUN_FILES);
     let summary = json(&d.join("summary.json"));
     let acc = summary["test_accuracy"].as_f64().unwrap();
@@ -33,10 +31,7 @@ fn train_writes_a_complete_run_directory() {
     // A second run into the same directory is refused: nothing saved is overwritten.
     let (ok, _, stderr) = kiln(&["train", "--epochs", "1", "--out", s(&d)]);
     assert!(!ok);
-    assert!(
-        stderr.contains("already holds a run") && stderr.contains("--resume"),
-        "{stderr}"
-    );
+    assert_mentions(&stderr, &["already holds a run", "--resume"]);
 }
 
 #[test]
@@ -52,16 +47,10 @@ fn resume_gives_the_same_losses_as_an_uninterrupted_run() {
     let (ok, _, e) = kiln(&["train", "--resume", "--out", s(&b), "--epochs", "4"]);
     assert!(ok, "{e}");
     let read = |d: &Path| -> Vec<(f64, f64)> {
-        std::fs::read_to_string(d.join("metrics.jsonl"))
-            .unwrap()
-            .lines()
-            .map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).unwrap();
-                (
-                    v["train_loss"].as_f64().unwrap(),
-                    v["val_loss"].as_f64().unwrap(),
-                )
-            })
+        let loss = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap();
+        let epochs = metrics(d).into_iter();
+        epochs
+            .map(|v| (loss(&v, "train_loss"), loss(&v, "val_loss")))
             .collect()
     };
     let (la, lb) = (read(&a), read(&b));
@@ -73,18 +62,10 @@ fn resume_gives_the_same_losses_as_an_uninterrupted_run() {
 fn penguins_csv_with_missing_values_reaches_95_percent() {
     let d = scratch("penguins").join("run");
     let data = concat!(env!("CARGO_MANIFEST_DIR"), "/data/penguins.csv");
-    let (ok, _, stderr) = kiln(&[
-        "train",
-        "--data",
-        data,
-        "--target",
-        "species",
-        "--epochs",
-        "40",
-        "--quiet",
-        "--out",
-        s(&d),
-    ]);
+    let (ok, _, stderr) = train_quiet(
+        &["--data", data, "--target", "species", "--epochs", "40"],
+        &d,
+    );
     assert!(ok, "{stderr}");
     let acc = json(&d.join("summary.json"))["test_accuracy"]
         .as_f64()
@@ -113,24 +94,15 @@ fn penguins_csv_with_missing_values_reaches_95_percent() {
 #[test]
 fn eval_info_and_predict_on_a_digits_run() {
     let d = scratch("digits-eval").join("run");
-    let (ok, _, e) = kiln(&["train", "--epochs", "2", "--quiet", "--out", s(&d)]);
+    let (ok, _, e) = train_quiet(&["--epochs", "2"], &d);
     assert!(ok, "{e}");
     let (ok, stdout, e) = kiln(&["eval", s(&d)]);
     assert!(ok, "{e}");
-    assert!(
-        stdout.contains("accuracy") && stdout.contains("test split"),
-        "{stdout}"
-    );
+    assert_mentions(&stdout, &["accuracy", "test split"]);
     let (ok, stdout, e) = kiln(&["info", s(&d)]);
     assert!(ok, "{e}");
-    assert!(
-        stdout.contains("model.layers.0.weight") && stdout.contains("[256, 64]"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("parameters: 50,") && stdout.contains("train_config"),
-        "{stdout}"
-    );
+    assert_mentions(&stdout, &["model.layers.0.weight", "[256, 64]"]);
+    assert_mentions(&stdout, &["parameters: 50,", "train_config"]);
     let rows = d.parent().unwrap().join("rows.csv");
     std::fs::write(&rows, "0,0,5,13,9,1,0,0,0,0,13,15,10,15,5,0,0,3,15,2,0,11,8,0,0,4,12,0,0,8,8,0,0,5,8,0,0,9,8,0,0,4,11,0,1,12,7,0,0,2,14,5,10,12,0,0,0,0,6,13,10,0,0,0\n").unwrap();
     let out = d.parent().unwrap().join("pred.csv");
@@ -150,29 +122,16 @@ fn config_file_sets_and_flags_override() {
     )
     .unwrap();
     let out = d.join("run");
-    let (ok, _, e) = kiln(&[
-        "train",
-        "--config",
-        s(&cfg),
-        "--epochs",
-        "1",
-        "--quiet",
-        "--out",
-        s(&out),
-    ]);
+    let (ok, _, e) = train_quiet(&["--config", s(&cfg), "--epochs", "1"], &out);
     assert!(ok, "{e}");
     let saved = std::fs::read_to_string(out.join("config.toml")).unwrap();
-    assert!(
-        saved.contains("model = \"linear\"")
-            && saved.contains("epochs = 1")
-            && saved.contains("optimizer = \"sgd\""),
-        "{saved}"
+    assert_mentions(
+        &saved,
+        &["model = \"linear\"", "epochs = 1", "optimizer = \"sgd\""],
     );
     std::fs::write(&cfg, "[train]\nepoch = 2\n").unwrap();
-    let (ok, _, e) = kiln(&["train", "--config", s(&cfg), "--out", s(&d.join("x"))]);
-    assert!(!ok);
-    clean_error(&e);
-    assert!(e.contains("epoch") && e.contains("run.toml"), "{e}");
+    let e = fails(&["train", "--config", s(&cfg), "--out", s(&d.join("x"))]);
+    assert_mentions(&e, &["epoch", "run.toml"]);
 }
 
 #[test]
@@ -301,25 +260,18 @@ fn bad_input_gives_one_clear_error_and_non_zero_exit() {
 fn corrupt_foreign_and_mismatched_checkpoints_are_reported() {
     let d = scratch("ckpt");
     let run = d.join("run");
-    let (ok, _, e) = kiln(&["train", "--epochs", "1", "--quiet", "--out", s(&run)]);
+    let (ok, _, e) = train_quiet(&["--epochs", "1"], &run);
     assert!(ok, "{e}");
     // Truncated.
     let bytes = std::fs::read(run.join("best.safetensors")).unwrap();
     let cut = d.join("cut.safetensors");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
-    let (ok, _, e) = kiln(&["info", s(&cut)]);
-    assert!(!ok);
-    clean_error(&e);
-    assert!(
-        e.contains("cut.safetensors") && e.contains("truncated or corrupt"),
-        "{e}"
-    );
+    let e = fails(&["info", s(&cut)]);
+    assert_mentions(&e, &["cut.safetensors", "truncated or corrupt"]);
     // Not a safetensors file at all.
     let junk = d.join("junk.safetensors");
     std::fs::write(&junk, b"hello").unwrap();
-    let (ok, _, e) = kiln(&["eval", s(&junk)]);
-    assert!(!ok);
-    clean_error(&e);
+    fails(&["eval", s(&junk)]);
     // A checkpoint that does not fit the model: the run's config now names another model.
     let cfg = std::fs::read_to_string(run.join("config.toml")).unwrap();
     std::fs::write(
@@ -327,33 +279,17 @@ fn corrupt_foreign_and_mismatched_checkpoints_are_reported() {
         cfg.replace("model = \"mlp\"", "model = \"linear\""),
     )
     .unwrap();
-    let (ok, _, e) = kiln(&["train", "--resume", "--out", s(&run), "--epochs", "2"]);
-    assert!(!ok);
-    clean_error(&e);
-    assert!(
-        e.contains("unexpected: layers.3") && e.contains("mis-shaped: layers.0.weight"),
-        "{e}"
-    );
+    let e = fails(&["train", "--resume", "--out", s(&run), "--epochs", "2"]);
+    assert_mentions(&e, &["unexpected: layers.3", "mis-shaped: layers.0.weight"]);
 }
 
 #[test]
 fn divergence_stops_with_a_clear_message() {
     let d = scratch("diverge").join("run");
-    let (ok, _, e) = kiln(&[
-        "train",
-        "--optimizer",
-        "sgd",
-        "--lr",
-        "1e30",
-        "--epochs",
-        "3",
-        "--quiet",
-        "--out",
-        s(&d),
-    ]);
+    let (ok, _, e) = train_quiet(&["--optimizer", "sgd", "--lr", "1e30", "--epochs", "3"], &d);
     assert!(!ok);
     clean_error(&e);
-    assert!(e.contains("loss became") && e.contains("--lr"), "{e}");
+    assert_mentions(&e, &["loss became", "--lr"]);
 }
 
 #[test]
@@ -365,13 +301,8 @@ fn devices_lists_adapters() {
 
 #[test]
 fn bad_device_selector_is_a_clear_error() {
-    let (ok, _, stderr) = kiln(&["train", "--device", "no-such-adapter", "--epochs", "1"]);
-    assert!(!ok);
-    clean_error(&stderr);
-    assert!(
-        stderr.contains("no-such-adapter") && stderr.contains("available adapters"),
-        "{stderr}"
-    );
+    let stderr = fails(&["train", "--device", "no-such-adapter", "--epochs", "1"]);
+    assert_mentions(&stderr, &["no-such-adapter", "available adapters"]);
 }
 
 #[test]

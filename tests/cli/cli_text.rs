@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use crate::cli_util;
-use cli_util::{RUN_FILES, assert_files, clean_error, json, kiln, s, tiny_text, train_tiny_gpt};
+use crate::common::assert_mentions;
+use cli_util::{
+    RUN_FILES, assert_files, fails, json, kiln, s, tiny_text, train_quiet, train_tiny_gpt,
+};
 
 /// A fresh directory under the system temp dir.
 fn scratch(name: &str) -> PathBuf {
@@ -36,16 +39,9 @@ fn gpt_trains_on_a_text_file_and_logs_perplexity() {
     assert_files(dir, &["tokenizer.json"]);
     assert!(stdout.contains("char tokenizer"), "{stdout}");
     assert!(stdout.contains("baseline: unigram"), "{stdout}");
-    assert!(
-        stdout.contains("val ppl") && stdout.contains("token acc"),
-        "{stdout}"
-    );
-    let log = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
-    let records: Vec<serde_json::Value> = log
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(records.len(), 2, "{log}");
+    assert_mentions(stdout, &["val ppl", "token acc"]);
+    let records = cli_util::metrics(dir);
+    assert_eq!(records.len(), 2, "{records:?}");
     for r in &records {
         let loss = r["val_loss"].as_f64().unwrap();
         let ppl = r["val_perplexity"].as_f64().unwrap();
@@ -76,18 +72,11 @@ fn gpt_trains_on_a_text_file_and_logs_perplexity() {
     );
 }
 
+/// 40 tokens after "the cat" from the model in `dir`, with `extra` flags: stdout (the command
+/// must succeed).
 fn generate(dir: &Path, extra: &[&str]) -> String {
-    let mut args = vec![
-        "generate",
-        "--checkpoint",
-        s(dir),
-        "--prompt",
-        "the cat",
-        "--max-tokens",
-        "40",
-    ];
-    args.extend_from_slice(extra);
-    let (ok, stdout, stderr) = kiln(&args);
+    let flags = [&["--max-tokens", "40"], extra].concat();
+    let (ok, stdout, stderr) = cli_util::generate(dir, "the cat", &flags);
     assert!(ok, "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     stdout
@@ -118,17 +107,11 @@ fn greedy_generation_is_deterministic_whatever_the_seed() {
     assert_eq!(a, b);
     assert_eq!(a, c);
     // Past the context of 16 the window slides; a long prompt is cut with a note.
-    let (ok, out, err) = kiln(&[
-        "generate",
-        "--checkpoint",
-        s(dir),
-        "--prompt",
+    let (ok, out, err) = cli_util::generate(
+        dir,
         "the cat sat on a mat and the dog ran to the log",
-        "--max-tokens",
-        "30",
-        "--top-k",
-        "1",
-    ]);
+        &["--max-tokens", "30", "--top-k", "1"],
+    );
     assert!(ok, "{err}");
     assert!(err.contains("context is 16"), "{err}");
     assert!(out.starts_with("the cat sat on a mat"), "{out}");
@@ -163,17 +146,8 @@ fn train_rnn(cell: &str, epochs: &str) {
     assert_eq!(summary["model"], cell);
     assert!(summary["test_perplexity"].as_f64().unwrap().is_finite());
     let g = |seed: &str| {
-        let (ok, stdout, stderr) = kiln(&[
-            "generate",
-            "--checkpoint",
-            s(&out),
-            "--prompt",
-            "a dog",
-            "--max-tokens",
-            "25",
-            "--seed",
-            seed,
-        ]);
+        let (ok, stdout, stderr) =
+            cli_util::generate(&out, "a dog", &["--max-tokens", "25", "--seed", seed]);
         assert!(ok, "{cell}: {stderr}");
         stdout
     };
@@ -249,37 +223,23 @@ fn bad_text_input_fails_with_one_clear_paragraph() {
     let d = scratch("errors");
     let text = tiny_text(&d);
     let missing = d.join("nope.txt");
-    let (ok, _, err) = kiln(&["train", "--model", "gpt", "--text", s(&missing)]);
-    assert!(!ok);
-    clean_error(&err);
-    assert!(
-        err.contains("nope.txt") && err.contains("cannot read"),
-        "{err}"
-    );
+    let err = fails(&["train", "--model", "gpt", "--text", s(&missing)]);
+    assert_mentions(&err, &["nope.txt", "cannot read"]);
 
     let empty = d.join("empty.txt");
     std::fs::write(&empty, "  \n").unwrap();
-    let (ok, _, err) = kiln(&["train", "--model", "lstm", "--text", s(&empty)]);
-    assert!(!ok);
-    clean_error(&err);
-    assert!(err.contains("empty.txt") && err.contains("empty"), "{err}");
+    let err = fails(&["train", "--model", "lstm", "--text", s(&empty)]);
+    assert_mentions(&err, &["empty.txt", "empty"]);
 
     let short = d.join("short.txt");
     std::fs::write(&short, "to be or not to be").unwrap();
-    let (ok, _, err) = kiln(&["train", "--text", s(&short), "--context", "64"]);
-    assert!(!ok);
-    clean_error(&err);
-    assert!(
-        err.contains("short.txt") && err.contains("too few"),
-        "{err}"
-    );
+    let err = fails(&["train", "--text", s(&short), "--context", "64"]);
+    assert_mentions(&err, &["short.txt", "too few"]);
 
-    let (ok, _, err) = kiln(&["train", "--model", "mlp", "--text", s(&text)]);
-    assert!(!ok);
-    clean_error(&err);
+    let err = fails(&["train", "--model", "mlp", "--text", s(&text)]);
     assert!(err.contains("does not train on text"), "{err}");
 
-    let (ok, _, err) = kiln(&[
+    let err = fails(&[
         "train",
         "--model",
         "gpt",
@@ -288,55 +248,31 @@ fn bad_text_input_fails_with_one_clear_paragraph() {
         "--heads",
         "3",
     ]);
-    assert!(!ok);
-    clean_error(&err);
     assert!(err.contains("multiple of the heads"), "{err}");
 }
 
 #[test]
 fn bad_generate_input_fails_with_one_clear_paragraph() {
     let (dir, _) = gpt_run();
-    let (ok, _, err) = kiln(&["generate", "--checkpoint", "/no/such/run", "--prompt", "a"]);
-    assert!(!ok);
-    clean_error(&err);
+    let err = fails(&["generate", "--checkpoint", "/no/such/run", "--prompt", "a"]);
     assert!(err.contains("/no/such/run"), "{err}");
 
-    let (ok, _, err) = kiln(&["generate", "--checkpoint", s(dir), "--prompt", "Zebra!"]);
-    assert!(!ok);
-    clean_error(&err);
-    assert!(
-        err.contains("never saw") && err.contains("'Z'") && err.contains("'!'"),
-        "{err}"
-    );
+    let err = fails(&["generate", "--checkpoint", s(dir), "--prompt", "Zebra!"]);
+    assert_mentions(&err, &["never saw", "'Z'", "'!'"]);
 
-    let (ok, _, err) = kiln(&["generate", "--checkpoint", s(dir), "--top-p", "1.5"]);
-    assert!(!ok);
-    clean_error(&err);
+    let err = fails(&["generate", "--checkpoint", s(dir), "--top-p", "1.5"]);
     assert!(err.contains("--top-p"), "{err}");
 
     // Absurd token counts are refused before anything is allocated.
     for n in ["18446744073709551615", "10000000000"] {
-        let (ok, _, err) = kiln(&["generate", "--checkpoint", s(dir), "--max-tokens", n]);
-        assert!(!ok);
-        clean_error(&err);
+        let err = fails(&["generate", "--checkpoint", s(dir), "--max-tokens", n]);
         assert!(err.contains(&format!("--max-tokens {n}")), "{err}");
     }
 
     // A classifier checkpoint is not a language model.
     let run = scratch("linear").join("run");
-    let (ok, _, err) = kiln(&[
-        "train",
-        "--model",
-        "linear",
-        "--epochs",
-        "1",
-        "--quiet",
-        "--out",
-        s(&run),
-    ]);
+    let (ok, _, err) = train_quiet(&["--model", "linear", "--epochs", "1"], &run);
     assert!(ok, "{err}");
-    let (ok, _, err) = kiln(&["generate", "--checkpoint", s(&run), "--prompt", "a"]);
-    assert!(!ok);
-    clean_error(&err);
+    let err = fails(&["generate", "--checkpoint", s(&run), "--prompt", "a"]);
     assert!(err.contains("not a language model"), "{err}");
 }

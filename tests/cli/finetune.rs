@@ -11,7 +11,8 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 use crate::cli_util;
-use cli_util::{TINY_GPT, assert_files, clean_error, json, kiln, lcg_words, s, write_tiny};
+use crate::common::assert_mentions;
+use cli_util::{TINY_GPT, assert_files, clean_error, fails, json, kiln, lcg_words, s, write_tiny};
 
 fn scratch(name: &str) -> PathBuf {
     cli_util::scratch_in("finetune", name)
@@ -34,6 +35,16 @@ fn small_finetune(name: &str, extra: &[&str]) -> (PathBuf, bool, String, String)
     args.extend(["--out", s(&out)]);
     let (ok, stdout, err) = finetune(&data, &args);
     (out, ok, stdout, err)
+}
+
+/// The arguments `<cmd> --checkpoint <the shared base> [--adapter <adapter>] extra...`.
+fn on_base<'a>(cmd: &'a str, adapter: Option<&'a Path>, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![cmd, "--checkpoint", s(base())];
+    if let Some(a) = adapter {
+        args.extend(["--adapter", s(a)]);
+    }
+    args.extend_from_slice(extra);
+    args
 }
 
 /// Run `kiln args...` with `input` on stdin: (success, stdout, stderr).
@@ -168,10 +179,7 @@ fn finetune_learns_a_repeated_conversation_and_writes_a_peft_adapter() {
     let trainable = summary["trainable_parameters"].as_u64().unwrap();
     let total = summary["total_parameters"].as_u64().unwrap();
     assert!(trainable > 0 && trainable < total, "{summary}");
-    assert!(
-        stdout.contains("trainable params: ") && stdout.contains("|| all params: "),
-        "{stdout}"
-    );
+    assert_mentions(stdout, &["trainable params: ", "|| all params: "]);
     assert!(stdout.contains("peak GPU memory"), "{stdout}");
     assert!(summary["peak_gpu_bytes"].as_u64().unwrap() > 0);
     // The PEFT files: keys, shapes, config.
@@ -198,17 +206,11 @@ fn finetune_learns_a_repeated_conversation_and_writes_a_peft_adapter() {
 #[test]
 fn chat_over_piped_stdin_stops_at_the_end_marker() {
     let (dir, _) = learned();
-    let args = [
+    let args = on_base(
         "chat",
-        "--checkpoint",
-        s(base()),
-        "--adapter",
-        s(dir),
-        "--temperature",
-        "0",
-        "--max-tokens",
-        "40",
-    ];
+        Some(dir),
+        &["--temperature", "0", "--max-tokens", "40"],
+    );
     let (ok, out, err) = kiln_stdin(&args, "hi\nhi\n");
     assert!(ok, "{err}");
     // Each reply ends at <|end|> (not printed), well before 40 tokens.
@@ -218,7 +220,7 @@ fn chat_over_piped_stdin_stops_at_the_end_marker() {
     assert!(ok, "{err}");
     assert_eq!(out, "hello there\n");
     // Sampling with a seed: the same session twice gives the same replies.
-    let mut sampled = args.to_vec();
+    let mut sampled = args.clone();
     sampled[6] = "1.5"; // --temperature
     sampled.extend(["--seed", "9", "--system", "be nice"]);
     let a = kiln_stdin(&sampled, "how are you\nhi\n");
@@ -231,20 +233,19 @@ fn chat_over_piped_stdin_stops_at_the_end_marker() {
 #[test]
 fn generate_with_adapter_and_chat_template() {
     let (dir, _) = learned();
-    let chat = [
-        "generate",
-        "--checkpoint",
-        s(base()),
-        "--adapter",
-        s(dir),
-        "--chat",
-        "--prompt",
-        "hi",
-        "--temperature",
-        "0",
-        "--max-tokens",
-        "40",
-    ];
+    // A greedy chat reply to "hi" of at most `max` tokens.
+    let greedy_hi = |max| {
+        [
+            "--chat",
+            "--prompt",
+            "hi",
+            "--temperature",
+            "0",
+            "--max-tokens",
+            max,
+        ]
+    };
+    let chat = on_base("generate", Some(dir), &greedy_hi("40"));
     let (ok, out, err) = kiln(&chat);
     assert!(ok, "{err}");
     assert_eq!(out, "hello there\n");
@@ -266,34 +267,15 @@ fn generate_with_adapter_and_chat_template() {
         "{err}"
     );
     // Without the adapter the base knows nothing of the template.
-    let (ok, plain, err) = kiln(&[
-        "generate",
-        "--checkpoint",
-        s(base()),
-        "--chat",
-        "--prompt",
-        "hi",
-        "--temperature",
-        "0",
-        "--max-tokens",
-        "12",
-    ]);
+    let (ok, plain, err) = kiln(&on_base("generate", None, &greedy_hi("12")));
     assert!(ok, "{err}");
     assert_ne!(plain, "hello there\n");
     // Plain continuation with the adapter, sampled: reproducible with a seed.
-    let cont = [
+    let cont = on_base(
         "generate",
-        "--checkpoint",
-        s(base()),
-        "--adapter",
-        s(dir),
-        "--prompt",
-        "the cat",
-        "--max-tokens",
-        "20",
-        "--seed",
-        "4",
-    ];
+        Some(dir),
+        &["--prompt", "the cat", "--max-tokens", "20", "--seed", "4"],
+    );
     let (ok, a, err) = kiln(&cont);
     assert!(ok, "{err}");
     assert_eq!(a, kiln(&cont).1);
@@ -350,9 +332,7 @@ fn validation_loss_falls_and_a_run_resumes() {
         "{stdout}"
     );
     // The same --out again without --resume is refused.
-    let (ok, _, err) = kiln(&first);
-    assert!(!ok);
-    clean_error(&err);
+    let err = fails(&first);
     assert!(err.contains("--resume"), "{err}");
     let (ok, stdout, err) = kiln(&[
         "finetune",
@@ -402,12 +382,7 @@ fn qlora_finetune_holds_the_bases_in_nf4() {
     assert!(q < f, "{summary}");
     assert_eq!(json(&out.join("kiln_finetune.json"))["qlora"], true);
     // generate picks up the NF4 bases from the adapter's note; seeded sampling repeats.
-    let g = [
-        "generate",
-        "--checkpoint",
-        s(base()),
-        "--adapter",
-        s(&out),
+    let flags = [
         "--chat",
         "--prompt",
         "hi",
@@ -416,6 +391,7 @@ fn qlora_finetune_holds_the_bases_in_nf4() {
         "--seed",
         "2",
     ];
+    let g = on_base("generate", Some(&out), &flags);
     let (ok, a, err) = kiln(&g);
     assert!(ok, "{err}");
     assert_eq!(a, kiln(&g).1);
@@ -458,10 +434,7 @@ fn bad_input_gives_one_paragraph_errors() {
     let chat = small_chat(&d);
     let err = run(&["--data", s(&chat), "--target-modules", "q_proj,c_attn"]);
     assert!(err.contains("`c_attn` matches no Linear layer"), "{err}");
-    assert!(
-        err.contains("q_proj") && err.contains("fc1") && err.contains("lm_head"),
-        "{err}"
-    );
+    assert_mentions(&err, &["q_proj", "fc1", "lm_head"]);
     let err = run(&["--data", s(&chat), "--lora-rank", "0"]);
     assert!(err.contains("--lora-rank 0"), "{err}");
     // Absurd ranks are refused before any adapter is allocated, naming the flag.
@@ -486,7 +459,7 @@ fn bad_input_gives_one_paragraph_errors() {
         "-q",
     ]);
     assert!(ok, "{err}");
-    let (ok, _, err) = kiln(&[
+    let err = fails(&[
         "finetune",
         "--base",
         s(&mlp),
@@ -495,21 +468,10 @@ fn bad_input_gives_one_paragraph_errors() {
         "--out",
         s(&out),
     ]);
-    assert!(!ok);
-    clean_error(&err);
     assert!(err.contains("not a GPT"), "{err}");
     // An adapter directory that is not there.
-    let (ok, _, err) = kiln(&[
-        "generate",
-        "--checkpoint",
-        s(base()),
-        "--adapter",
-        s(&d.join("nope")),
-        "--prompt",
-        "hi",
-    ]);
-    assert!(!ok);
-    clean_error(&err);
+    let nope = d.join("nope");
+    let err = fails(&on_base("generate", Some(&nope), &["--prompt", "hi"]));
     assert!(err.contains("--adapter"), "{err}");
 }
 
@@ -523,10 +485,7 @@ fn a_run_stopped_inside_an_epoch_writes_its_adapter() {
     );
     assert!(ok, "{err}");
     assert!(stdout.contains("0 epochs + 2 batches"), "{stdout}");
-    assert!(
-        stdout.contains("val loss") && stdout.contains(" -> "),
-        "{stdout}"
-    );
+    assert_mentions(&stdout, &["val loss", " -> "]);
     assert_files(
         &out,
         &[

@@ -8,7 +8,7 @@ use crate::cli_util as cli;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use cli::{TINY_GPT, clean_error, kiln, s, scratch_in};
+use cli::{TINY_GPT, fails, kiln, s, scratch_in};
 
 fn scratch(name: &str) -> PathBuf {
     scratch_in("resume", name)
@@ -16,19 +16,13 @@ fn scratch(name: &str) -> PathBuf {
 
 /// Every epoch's (train loss, val loss) from `metrics.jsonl`, with a partial epoch flagged.
 fn losses(dir: &Path) -> Vec<(u64, f64, f64, bool)> {
-    std::fs::read_to_string(dir.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            (
-                v["epoch"].as_u64().unwrap(),
-                v["train_loss"].as_f64().unwrap(),
-                v["val_loss"].as_f64().unwrap(),
-                v.get("partial_batches").is_some(),
-            )
-        })
-        .collect()
+    let epoch = |v: serde_json::Value| {
+        let loss = |k: &str| v[k].as_f64().unwrap();
+        let partial = v.get("partial_batches").is_some();
+        let e = v["epoch"].as_u64().unwrap();
+        (e, loss("train_loss"), loss("val_loss"), partial)
+    };
+    cli::metrics(dir).into_iter().map(epoch).collect()
 }
 
 /// The loader position saved in `dir`'s last checkpoint: (epochs done, batch in the next).
@@ -237,7 +231,7 @@ fn resume_extends_epochs_and_refuses_fixed_flags() {
         s(&d),
     ]);
     // Settings that would change the run are refused, by name.
-    let (ok, _, e) = kiln(&[
+    let e = fails(&[
         "train",
         "--resume",
         "--out",
@@ -249,8 +243,6 @@ fn resume_extends_epochs_and_refuses_fixed_flags() {
         "--batch-size",
         "7",
     ]);
-    assert!(!ok);
-    clean_error(&e);
     assert!(
         e.contains("lr (saved 0.001") && e.contains("batch_size (saved 64, given 7)"),
         "{e}"
@@ -279,9 +271,7 @@ fn a_second_writer_of_a_run_is_refused() {
     std::fs::create_dir_all(&d).unwrap();
     // A live process's lock (this test's pid) holds the directory.
     std::fs::write(d.join(".lock"), format!("{}\n", std::process::id())).unwrap();
-    let (ok, _, e) = kiln(&["train", "--quiet", "--epochs", "1", "--out", s(&d)]);
-    assert!(!ok);
-    clean_error(&e);
+    let e = fails(&["train", "--quiet", "--epochs", "1", "--out", s(&d)]);
     assert!(e.contains("in use by another kiln process"), "{e}");
     // A stale lock (no such process) is taken over.
     std::fs::write(d.join(".lock"), "4000000000\n").unwrap();

@@ -7,7 +7,7 @@ use crate::cli_util as cli;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use cli::{clean_error, kiln, s, scratch_in};
+use cli::{clean_error, fails, kiln, s, scratch_in};
 
 fn scratch(name: &str) -> PathBuf {
     scratch_in("sweep", name)
@@ -82,14 +82,7 @@ fn a_grid_sweep_runs_every_point_and_reports() {
     .unwrap();
     assert!(trial.get("test_loss").is_none(), "{trial}");
     // best.toml is a ready config for kiln train.
-    let (ok, _, e) = kiln(&[
-        "train",
-        "--config",
-        s(&out.join("best.toml")),
-        "--quiet",
-        "--out",
-        s(&d.join("again")),
-    ]);
+    let (ok, _, e) = cli::train_quiet(&["--config", s(&out.join("best.toml"))], &d.join("again"));
     assert!(ok, "{e}");
 }
 
@@ -233,8 +226,6 @@ fn bad_sweep_files_name_the_key() {
         "[train]\nepochs = 1\n[sweep]\nmethod = \"grid\"\nmetric = \"val_r2\"\n\
          [sweep.space]\nlr = [0.01]\n",
     );
-    let (ok, _, e) = kiln(&["sweep", "--config", s(&f), "--out", s(&d.join("r2"))]);
-    assert!(!ok);
-    clean_error(&e);
+    let e = fails(&["sweep", "--config", s(&f), "--out", s(&d.join("r2"))]);
     assert!(e.contains("sweep.metric = \"val_r2\""), "{e}");
 }

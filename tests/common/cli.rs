@@ -1,5 +1,5 @@
 //! Shared helpers for the tests that drive the `kiln` binary (tests/cli/, tests/data/images.rs,
-//! tests/images/cli.rs): run it, make scratch folders, check one-paragraph errors.
+//! tests/data/images/cli.rs): run it, make scratch folders, check one-paragraph errors.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -44,6 +44,14 @@ pub fn clean_error(stderr: &str) {
     );
 }
 
+/// `kiln args...` must fail with one clean error paragraph ([`clean_error`]); returns stderr.
+pub fn fails(args: &[&str]) -> String {
+    let (ok, _, err) = kiln(args);
+    assert!(!ok, "{args:?} should fail");
+    clean_error(&err);
+    err
+}
+
 /// The files every `kiln train` run directory holds.
 pub const RUN_FILES: &[&str] = &[
     "config.toml",
@@ -65,6 +73,14 @@ pub fn assert_files(dir: &Path, files: &[&str]) {
 /// A JSON file, parsed.
 pub fn json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// The records of a run's `metrics.jsonl`, one an epoch, parsed.
+pub fn metrics(run: &Path) -> Vec<serde_json::Value> {
+    let log = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    log.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 /// `lines` lines of 8 of `words`, picked by a 64-bit LCG from `seed`; a blank line after every
@@ -124,6 +140,28 @@ pub fn train_tiny_gpt(text: &Path, out: &Path, flags: &[&str]) -> (bool, String,
     args.extend_from_slice(flags);
     args.extend(["--out", s(out)]);
     args.extend_from_slice(TINY_GPT);
+    kiln(&args)
+}
+
+/// `kiln train flags... --quiet --out <out>`: (success, stdout, stderr).
+pub fn train_quiet(flags: &[&str], out: &Path) -> (bool, String, String) {
+    let mut args = vec!["train"];
+    args.extend_from_slice(flags);
+    args.extend(["--quiet", "--out", s(out)]);
+    kiln(&args)
+}
+
+/// `kiln generate --checkpoint <checkpoint> --prompt <prompt> flags...`: (success, stdout,
+/// stderr).
+pub fn generate(checkpoint: &Path, prompt: &str, flags: &[&str]) -> (bool, String, String) {
+    let mut args = vec![
+        "generate",
+        "--checkpoint",
+        s(checkpoint),
+        "--prompt",
+        prompt,
+    ];
+    args.extend_from_slice(flags);
     kiln(&args)
 }
 

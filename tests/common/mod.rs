@@ -23,6 +23,14 @@ pub fn tensor(data: &[f32], shape: &[usize]) -> Tensor {
     Tensor::from_slice_on(&gpu(), data, shape).expect("upload")
 }
 
+/// `data` as a tensor at element offset 3 of its storage (the kernels must honour offsets).
+pub fn at_offset(data: &[f32], shape: &[usize]) -> Tensor {
+    let mut v = vec![9.0f32; 3];
+    v.extend_from_slice(data);
+    let t = tensor(&v, &[v.len()]).narrow(0, 3, data.len()).unwrap();
+    t.reshape(shape).unwrap()
+}
+
 /// One input of a gradient check: data and shape.
 #[derive(Clone, Debug)]
 pub struct Input {
@@ -191,6 +199,28 @@ pub fn f64s(v: &[f32]) -> Vec<f64> {
 /// A tensor's values as f32 (panics on a read error: tests only).
 pub fn f32s(t: &Tensor) -> Vec<f32> {
     t.to_vec::<f32>().unwrap()
+}
+
+/// One training step of a classifier: the cross-entropy of `model(x)` (B, classes) against the
+/// labels `y` (B), backward, `opt.step()`, then `opt.zero_grad()`.
+pub fn classifier_step(
+    model: &dyn kiln::nn::Module,
+    opt: &mut impl kiln::optim::Optimizer,
+    x: &Tensor,
+    y: &Tensor,
+) {
+    let loss = model.forward(x).and_then(|z| z.cross_entropy(y)).unwrap();
+    loss.backward().unwrap();
+    opt.step().unwrap();
+    opt.zero_grad().unwrap();
+}
+
+/// Assert that `text` (an error, a log) contains each of `needles`; the failure names the missing
+/// one and shows the text.
+pub fn assert_mentions(text: &str, needles: &[&str]) {
+    for n in needles {
+        assert!(text.contains(n), "{n:?} missing from:\n{text}");
+    }
 }
 
 /// The text of an error the call must return.

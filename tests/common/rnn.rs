@@ -1,9 +1,8 @@
 //! Helpers shared by the recurrent-layer suites (tests/ops/rnn.rs,
-//! tests/models/rnn_models.rs): the cells, tolerances, offset tensors and random layer weights.
+//! tests/models/rnn_models.rs): the cells, tolerances and random layer weights.
 #![allow(dead_code)]
 
 use crate::common::*;
-use kiln::Tensor;
 use kiln::nn::{Recurrent, RnnOptions};
 use kiln::ops::RnnCell;
 use kiln_kernels::reference::rnn::LayerWeights;
@@ -14,17 +13,6 @@ pub const CELLS: [RnnCell; 3] = [RnnCell::RnnTanh, RnnCell::Lstm, RnnCell::Gru];
 pub const GATES: Tolerance = Tolerance::new(1e-5, 2e-6, "f32 gate nonlinearities vs f64");
 /// Whole sequences: matmuls of length I and H plus T steps of error growth.
 pub const SEQ: Tolerance = Tolerance::new(2e-4, 2e-5, "f32 sequence of matmuls + gates vs f64");
-
-/// `data` as a tensor at element offset 3 of its storage (the kernels must honour offsets).
-pub fn at_offset(data: &[f32], shape: &[usize]) -> Tensor {
-    let mut v = vec![9.0f32; 3];
-    v.extend_from_slice(data);
-    tensor(&v, &[v.len()])
-        .narrow(0, 3, data.len())
-        .unwrap()
-        .reshape(shape)
-        .unwrap()
-}
 
 pub fn rand_weights(cell: RnnCell, input: usize, h: usize, k: u64) -> LayerWeights<f32> {
     let gw = cell.gates() * h;

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use common::*;
 use kiln::Tensor;
 use kiln::data::chat::{
-    ChatDataset, ChatOptions, ChatTemplate, Conversation, IGNORE_INDEX, Role, load_chat,
-    parse_chat, tokenize_chat,
+    ChatDataset, ChatOptions, ChatTemplate, Conversation, IGNORE_INDEX, Role, TokenizedChat,
+    load_chat, parse_chat, tokenize_chat,
 };
 use kiln::data::tokenizer::{BpeTokenizer, CharTokenizer, Tokenizer};
 use kiln::data::{Dataset, Targets};
@@ -137,6 +137,12 @@ fn template_renders_each_message() {
     );
 }
 
+/// The ids the mask trains on, in order.
+fn trained_ids(chat: &TokenizedChat) -> Vec<u32> {
+    let pairs = chat.ids.iter().zip(&chat.mask);
+    pairs.filter(|&(_, &m)| m).map(|(&id, _)| id).collect()
+}
+
 #[test]
 fn mask_covers_exactly_the_assistant_tokens() {
     let t = ChatTemplate::default();
@@ -147,13 +153,7 @@ fn mask_covers_exactly_the_assistant_tokens() {
     let chat = tokenize_chat(&c, &tok, &t);
     assert_eq!(chat.ids.len(), chat.mask.len());
     assert_eq!(tok.decode(&chat.ids).unwrap(), t.render(&c));
-    let trained: Vec<u32> = chat
-        .ids
-        .iter()
-        .zip(&chat.mask)
-        .filter(|p| *p.1)
-        .map(|p| *p.0)
-        .collect();
+    let trained = trained_ids(&chat);
     assert_eq!(tok.decode(&trained).unwrap(), want_trained);
 
     // GPT-2 BPE: the ids still decode to the rendered text, and the masked ones to the
@@ -161,13 +161,7 @@ fn mask_covers_exactly_the_assistant_tokens() {
     let bpe = BpeTokenizer::gpt2().unwrap();
     let chat = tokenize_chat(&c, &bpe, &t);
     assert_eq!(bpe.decode(&chat.ids).unwrap(), t.render(&c));
-    let trained: Vec<u32> = chat
-        .ids
-        .iter()
-        .zip(&chat.mask)
-        .filter(|p| *p.1)
-        .map(|p| *p.0)
-        .collect();
+    let trained = trained_ids(&chat);
     assert_eq!(bpe.decode(&trained).unwrap(), want_trained);
     let n = |s: &str| bpe.encode(s).len();
     assert_eq!(

@@ -1,5 +1,6 @@
 //! Reading CSV files: missing markers, stray text, ragged rows, headers, encodings.
 
+use crate::common::assert_mentions;
 use kiln::data::*;
 
 use super::{prepare, table, write_file};
@@ -92,10 +93,7 @@ fn ragged_rows_are_reported_with_their_lines() {
         e => panic!("expected Ragged, got {e:?}"),
     }
     let msg = err.to_string();
-    assert!(
-        msg.contains("r.csv") && msg.contains("line 3 has 2") && msg.contains("line 5 has 4"),
-        "{msg}"
-    );
+    assert_mentions(&msg, &["r.csv", "line 3 has 2", "line 5 has 4"]);
     // Quoted fields with commas are one field; blank lines are skipped and lines still counted.
     let t = table("name,v\n\"a, b\",1\n\nc,2\n", HeaderMode::Auto);
     assert_eq!(t.rows, vec![vec!["a, b", "1"], vec!["c", "2"]]);
@@ -163,10 +161,7 @@ fn unknown_target_lists_the_columns() {
         matches!(&err, DataError::UnknownColumn { available, .. } if available == &["a", "b", "c"])
     );
     let msg = err.to_string();
-    assert!(
-        msg.contains("\"d\"") && msg.contains("the columns are: a, b, c"),
-        "{msg}"
-    );
+    assert_mentions(&msg, &["\"d\"", "the columns are: a, b, c"]);
 }
 
 #[test]

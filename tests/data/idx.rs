@@ -1,5 +1,6 @@
 //! IDX files (raw and gzipped), their errors, and Fashion-MNIST.
 
+use crate::common::assert_mentions;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -92,10 +93,7 @@ fn idx_bad_magic_truncation_and_mismatch_are_errors_naming_the_file() {
     let err = load_idx_pair(&dir.join("img"), &dir.join("lab"))
         .unwrap_err()
         .to_string();
-    assert!(
-        err.contains("2 images") && err.contains("3 labels"),
-        "{err}"
-    );
+    assert_mentions(&err, &["2 images", "3 labels"]);
     let err = load_idx_pair(&dir.join("nope"), &dir.join("lab"))
         .unwrap_err()
         .to_string();

@@ -11,9 +11,8 @@ use kiln::data::images::{ChannelNorm, Channels, ImageFolder, ImageOptions, Image
 
 use crate::cli_util;
 use crate::common;
-#[path = "../images/augment.rs"]
+use crate::common::assert_mentions;
 mod augment;
-#[path = "../images/cli.rs"]
 mod cli;
 
 /// A fresh directory under the system temp dir.
@@ -297,21 +296,18 @@ fn errors_name_the_folder_or_file() {
     // Missing root.
     let root = scratch("errors");
     let e = err_text(ImageFolder::load(&root.join("nope"), &opts));
-    assert!(e.contains("nope") && e.contains("not found"), "{e}");
+    assert_mentions(&e, &["nope", "not found"]);
     // No class folders: only loose files.
     save_grey(&root.join("flat"), "x.png", &grey(3, 3, |_, _| 1));
     let e = err_text(ImageFolder::load(&root.join("flat"), &opts));
-    assert!(e.contains("flat") && e.contains("no class folders"), "{e}");
+    assert_mentions(&e, &["flat", "no class folders"]);
     // An empty class folder (only a non-image file in it).
     let r = root.join("empty");
     save_grey(&r.join("a"), "x.png", &grey(3, 3, |_, _| 1));
     std::fs::create_dir_all(r.join("b")).unwrap();
     std::fs::write(r.join("b").join("readme.md"), "hi").unwrap();
     let e = err_text(ImageFolder::load(&r, &opts));
-    assert!(
-        e.contains("\"b\"") && e.contains("no .png") && e.contains("1 other files skipped"),
-        "{e}"
-    );
+    assert_mentions(&e, &["\"b\"", "no .png", "1 other files skipped"]);
     // An undecodable file.
     let r = root.join("broken");
     save_grey(&r.join("a"), "ok.png", &grey(3, 3, |_, _| 1));
@@ -321,28 +317,19 @@ fn errors_name_the_folder_or_file() {
     )
     .unwrap();
     let e = err_text(ImageFolder::load(&r, &opts));
-    assert!(
-        e.contains("bad.png") && e.contains("cannot decode image"),
-        "{e}"
-    );
+    assert_mentions(&e, &["bad.png", "cannot decode image"]);
     // Different sizes without a resize.
     let r = root.join("sizes");
     save_grey(&r.join("a"), "1.png", &grey(7, 9, |_, _| 1));
     save_grey(&r.join("b"), "2.png", &grey(17, 13, |_, _| 1));
     let e = err_text(ImageFolder::load(&r, &ImageOptions::default()));
-    assert!(
-        e.contains("2.png") && e.contains("13x17") && e.contains("--image-size"),
-        "{e}"
-    );
+    assert_mentions(&e, &["2.png", "13x17", "--image-size"]);
     // A class the model does not know.
     let e = err_text(ImageFolder::load_with_classes(
         &r,
         &opts,
         &["a".to_string()],
     ));
-    assert!(
-        e.contains("\"b\"") && e.contains("not one of the model's classes"),
-        "{e}"
-    );
+    assert_mentions(&e, &["\"b\"", "not one of the model's classes"]);
     assert!(Channels::from_count(2).is_err());
 }

@@ -1,6 +1,7 @@
 //! Preparing tabular data: statistics from the training rows only, stratified splits, the
 //! shipped penguins and titanic files end to end, and serde of the preprocessor and options.
 
+use crate::common::assert_mentions;
 use kiln::data::*;
 
 use super::{repo, write_file};
@@ -317,9 +318,9 @@ fn preprocessor_and_options_round_trip_through_serde() {
     };
     assert_eq!(opts.missing, MissingPolicy::Impute(Impute::MostFrequent));
     let text = toml::to_string(&opts).unwrap();
-    assert!(
-        text.contains("missing = \"most-frequent\"") && text.contains("scaling = \"min-max\""),
-        "{text}"
+    assert_mentions(
+        &text,
+        &["missing = \"most-frequent\"", "scaling = \"min-max\""],
     );
     assert_eq!(toml::from_str::<TabularOptions>(&text).unwrap(), opts);
     assert_eq!(

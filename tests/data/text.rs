@@ -1,6 +1,7 @@
 //! The text dataset: windows and next-token targets, the positional split, the embedded corpus
 //! and the unigram baseline.
 
+use crate::common::assert_mentions;
 use kiln::data::text::{
     SHAKESPEARE_BYTES, TextDataset, TextOptions, shakespeare, text_split, tokenize_split,
     unigram_cross_entropy,
@@ -100,7 +101,7 @@ fn bad_settings_are_errors() {
     let ids: Vec<u32> = (0..100).map(|i| i % 10).collect();
     let opts = TextOptions::default();
     let e = text_split(ids.clone(), 9, &opts).unwrap_err().to_string();
-    assert!(e.contains("token 9 has id 9") && e.contains("9 ids"), "{e}");
+    assert_mentions(&e, &["token 9 has id 9", "9 ids"]);
     let e = text_split(
         ids.clone(),
         10,
@@ -126,7 +127,7 @@ fn bad_settings_are_errors() {
     )
     .unwrap_err()
     .to_string();
-    assert!(e.contains("90 tokens") && e.contains("it needs 91"), "{e}");
+    assert_mentions(&e, &["90 tokens", "it needs 91"]);
     let e = TextDataset::new(ids, 1 << 25, 4, 1)
         .unwrap_err()
         .to_string();

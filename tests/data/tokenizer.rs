@@ -8,6 +8,7 @@
 //! `tokenizer.json` kiln writes for GPT-2 and for a BPE kiln trained, gave the same ids on the
 //! whole embedded corpus (checked by hand once; `tokenizers` is not a dependency).
 
+use crate::common::assert_mentions;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -254,7 +255,7 @@ fn char_tokenizer_round_trips_and_marks_unknowns() {
     assert_eq!(t.id_to_token(10), Some("<unk>"));
     assert_eq!(t.token_to_id("ö"), Some(8));
     let err = t.encode_strict("hex").unwrap_err().to_string();
-    assert!(err.contains("'x'") && err.contains("byte 2"), "{err}");
+    assert_mentions(&err, &["'x'", "byte 2"]);
     let err = t.decode(&[11]).unwrap_err().to_string();
     assert!(err.contains("id 11"), "{err}");
 }
@@ -319,10 +320,7 @@ fn bpe_training_on_the_corpus_is_fast_enough() {
 fn errors_are_clear() {
     let err = |r: Result<BpeTokenizer, kiln::data::DataError>| r.unwrap_err().to_string();
     let e = err(BpeTokenizer::from_hf_json("{not json", "bad.json"));
-    assert!(
-        e.contains("bad.json") && e.contains("not valid JSON"),
-        "{e}"
-    );
+    assert_mentions(&e, &["bad.json", "not valid JSON"]);
     let e = load_tokenizer(Path::new("/nonexistent/tokenizer.json"))
         .unwrap_err()
         .to_string();
@@ -333,11 +331,11 @@ fn errors_are_clear() {
     ));
     assert!(e.contains("/nonexistent/encoder.json"), "{e}");
     let e = gpt2().decode(&[15496, 60000]).unwrap_err().to_string();
-    assert!(e.contains("id 60000") && e.contains("position 1"), "{e}");
+    assert_mentions(&e, &["id 60000", "position 1"]);
     let e = tokenizer_from_json(r#"{"model": {"type": "Unigram", "vocab": []}}"#, "t5.json")
         .unwrap_err()
         .to_string();
-    assert!(e.contains("Unigram") && e.contains("t5.json"), "{e}");
+    assert_mentions(&e, &["Unigram", "t5.json"]);
 
     let json = |merges: &str, pre: &str| {
         let mut vocab: HashMap<String, u32> = HashMap::new();
@@ -359,7 +357,7 @@ fn errors_are_clear() {
         &json(r#"["a c"]"#, "null"),
         "t.json",
     ));
-    assert!(e.contains("merge 0") && e.contains("\"ac\""), "{e}");
+    assert_mentions(&e, &["merge 0", "\"ac\""]);
     let e = err(BpeTokenizer::from_hf_json(
         &json(r#"["a b c"]"#, "null"),
         "t.json",

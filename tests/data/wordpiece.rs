@@ -5,6 +5,7 @@
 //! same `vocab.txt` kiln ships in `data/tokenizers/minilm/`. The first sentence's ids are also
 //! given in the shared data README.
 
+use crate::common::assert_mentions;
 use std::path::{Path, PathBuf};
 
 use kiln::data::tokenizer::{Tokenizer, WordPieceTokenizer, load_tokenizer, tokenizer_from_json};
@@ -145,12 +146,9 @@ fn errors_are_clear() {
     let e = WordPieceTokenizer::from_vocab_txt("a\nb", true)
         .unwrap_err()
         .to_string();
-    assert!(
-        e.contains("[UNK]") && e.contains("not in the vocabulary"),
-        "{e}"
-    );
+    assert_mentions(&e, &["[UNK]", "not in the vocabulary"]);
     let e = minilm().decode(&[101, 40000]).unwrap_err().to_string();
-    assert!(e.contains("id 40000") && e.contains("position 1"), "{e}");
+    assert_mentions(&e, &["id 40000", "position 1"]);
     let e = WordPieceTokenizer::load_vocab_txt(Path::new("/nonexistent/vocab.txt"), true)
         .unwrap_err()
         .to_string();

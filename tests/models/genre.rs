@@ -6,6 +6,7 @@
 //! and skips with a message saying so when the files are absent.
 
 use crate::common;
+use crate::common::assert_mentions;
 
 use std::sync::Arc;
 
@@ -51,11 +52,11 @@ fn tsv_parses_and_reports_bad_lines() {
     let e = genre::parse_genre_tsv("comedy\ta\tline one two\nhistory\tb\tline\n", "t.tsv")
         .unwrap_err()
         .to_string();
-    assert!(e.contains("line 2") && e.contains("history"), "{e}");
+    assert_mentions(&e, &["line 2", "history"]);
     let e = genre::parse_genre_tsv("comedy\tonly two fields\n", "t.tsv")
         .unwrap_err()
         .to_string();
-    assert!(e.contains("line 1") && e.contains("3 tab-separated"), "{e}");
+    assert_mentions(&e, &["line 1", "3 tab-separated"]);
 }
 
 #[test]

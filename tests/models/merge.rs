@@ -99,17 +99,11 @@ fn kiln_merge_round_trip_on_a_tiny_gpt() {
         &f64s(&want),
     );
     // `kiln generate` reads it.
-    let (ok, stdout, err) = kiln(&[
-        "generate",
-        "--checkpoint",
-        s(&out),
-        "--prompt",
+    let (ok, stdout, err) = cli_util::generate(
+        &out,
         "the cat",
-        "--max-tokens",
-        "5",
-        "--temperature",
-        "0",
-    ]);
+        &["--max-tokens", "5", "--temperature", "0"],
+    );
     assert!(ok, "{err}");
     assert!(stdout.starts_with("the cat"), "{stdout}");
 
@@ -162,10 +156,7 @@ fn kiln_merge_refuses_an_adapter_that_does_not_fit() {
     lora_io::save_adapter(&wide, &cfg, &bad).unwrap();
     let out = d.join("out");
     let err = merge_fails(s(&run), s(&bad), s(&out));
-    assert!(
-        err.contains("mis-shaped") && err.contains("q_proj.lora_A.weight"),
-        "{err}"
-    );
+    assert_mentions(&err, &["mis-shaped", "q_proj.lora_A.weight"]);
     assert!(!out.join("best.safetensors").exists());
     // Targets the model does not have.
     let cfg2 = LoraConfig::new(2, 4.0, &["query"]);

@@ -11,6 +11,7 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
+use crate::common::assert_mentions;
 use crate::common::minilm_dir;
 use kiln::models::BertEncoder;
 use kiln::models::pretrained::{SentenceEncoder, cosine, minilm_tokenizer};
@@ -86,10 +87,7 @@ fn minilm_similarity_ranks_sentences() {
 fn missing_model_dir_is_a_clear_error() {
     let dir = std::env::temp_dir().join("kiln-no-such-minilm");
     let e = BertEncoder::from_hf_dir(&dir).unwrap_err().to_string();
-    assert!(
-        e.contains("config.json") && e.contains("fetch-minilm"),
-        "{e}"
-    );
+    assert_mentions(&e, &["config.json", "fetch-minilm"]);
     let e = SentenceEncoder::from_hf_dir(&dir).unwrap_err().to_string();
     assert!(e.contains("fetch-minilm"), "{e}");
 }
@@ -203,10 +201,7 @@ fn embed_cli_reports_a_missing_model_and_prints_embeddings() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("/no/such/minilm") && err.contains("fetch-minilm"),
-        "{err}"
-    );
+    assert_mentions(&err, &["/no/such/minilm", "fetch-minilm"]);
     let Some(dir) = minilm_dir("kiln embed on MiniLM") else {
         return;
     };

@@ -162,7 +162,7 @@ fn quantized_layer_rejects_bad_input_and_double_quantisation() {
         .forward(&tensor(&[1.0; 16], &[1, 16]))
         .unwrap_err()
         .to_string();
-    assert!(e.contains("17") && e.contains("16"), "{e}");
+    assert_mentions(&e, &["17", "16"]);
     let e = lin.quantize_base().unwrap_err().to_string();
     assert!(e.contains("already NF4"), "{e}");
     // A merged adapter must not be quantised into the base.

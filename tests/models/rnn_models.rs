@@ -142,7 +142,7 @@ fn bad_shapes_are_errors() {
     // 12 = 3 * 4 fits the GRU; the LSTM needs 16 rows.
     assert!(rnn_layer(RnnCell::Gru, &x, None, None, p).is_ok());
     let e = err_text(rnn_layer(RnnCell::Lstm, &x, None, None, p));
-    assert!(e.contains("weight_hh") && e.contains("[12, 4]"), "{e}");
+    assert_mentions(&e, &["weight_hh", "[12, 4]"]);
     let e = err_text(rnn_layer(
         RnnCell::Gru,
         &x.reshape(&[6, 3]).unwrap(),
@@ -156,7 +156,7 @@ fn bad_shapes_are_errors() {
     assert!(e.contains("weight_ih"), "{e}");
     let h_bad = tensor(&[0.0; 3 * 4], &[3, 4]);
     let e = err_text(rnn_layer(RnnCell::Gru, &x, Some(&h_bad), None, p));
-    assert!(e.contains("h0") && e.contains("[3, 4]"), "{e}");
+    assert_mentions(&e, &["h0", "[3, 4]"]);
     let c0 = tensor(&[0.0; 2 * 4], &[2, 4]);
     let e = err_text(rnn_layer(RnnCell::Gru, &x, None, Some(&c0), p));
     assert!(e.contains("c0"), "{e}");
@@ -172,7 +172,7 @@ fn bad_shapes_are_errors() {
         c: None,
     };
     let e = err_text(m.forward_with(&x, Some(&bad_state)));
-    assert!(e.contains("state") && e.contains("[2, 2, 4]"), "{e}");
+    assert_mentions(&e, &["state", "[2, 2, 4]"]);
     assert!(Recurrent::new_on(&gpu(), RnnCell::Gru, RnnOptions::new(0, 4)).is_err());
     assert!(Recurrent::new_on(&gpu(), RnnCell::Gru, RnnOptions::new(3, 4).dropout(1.5)).is_err());
 }

@@ -47,30 +47,38 @@ fn objective() -> Supervised {
     Supervised::new(&gpu(), task)
 }
 
-fn linear() -> Box<dyn kiln::nn::Module> {
-    ModelSpec::Linear {
+/// A quiet run of `epochs` epochs of plain SGD at `lr` (the optimizer [`sgd_linear`] makes).
+fn sgd_config(epochs: usize, lr: f32) -> TrainConfig {
+    TrainConfig {
+        epochs,
+        quiet: true,
+        optimizer: "sgd".into(),
+        lr,
+        ..Default::default()
+    }
+}
+
+/// A linear model of [`toy`]'s 2 features and 2 classes, and plain SGD at `lr` over it.
+fn sgd_linear(lr: f32) -> (Box<dyn kiln::nn::Module>, Sgd) {
+    let spec = ModelSpec::Linear {
         input: 2,
         output: 2,
-    }
-    .build(&gpu())
-    .unwrap()
+    };
+    let m = spec.build(&gpu()).unwrap();
+    let opt = Sgd::new(m.named_parameters(), SgdConfig::new(lr)).unwrap();
+    (m, opt)
 }
 
 #[test]
 fn early_stopping_stops_after_patience_and_restores_best() {
     // min_delta so large that no epoch after the first counts as an improvement.
     let config = TrainConfig {
-        epochs: 20,
         patience: Some(2),
         min_delta: 1e9,
-        quiet: true,
-        lr: 0.1,
-        optimizer: "sgd".into(),
-        ..Default::default()
+        ..sgd_config(20, 0.1)
     };
     let mut t = trainer(config, "early");
-    let mut m = linear();
-    let mut opt = Sgd::new(m.named_parameters(), SgdConfig::new(0.1)).unwrap();
+    let (mut m, mut opt) = sgd_linear(0.1);
     let r = t
         .fit(m.as_mut(), &mut opt, &mut objective(), Progress::default())
         .unwrap();
@@ -97,18 +105,13 @@ fn gradient_accumulation_matches_a_larger_batch() {
     let run = |batch: usize, accumulate: usize| -> Vec<f32> {
         kiln::nn::manual_seed(5);
         let config = TrainConfig {
-            epochs: 1,
             batch_size: batch,
             accumulate,
-            quiet: true,
-            optimizer: "sgd".into(),
-            lr: 0.5,
-            ..Default::default()
+            ..sgd_config(1, 0.5)
         };
         let mut t = trainer(config, &format!("acc{batch}"));
         t.val = None;
-        let mut m = linear();
-        let mut opt = Sgd::new(m.named_parameters(), SgdConfig::new(0.5)).unwrap();
+        let (mut m, mut opt) = sgd_linear(0.5);
         t.fit(m.as_mut(), &mut opt, &mut objective(), Progress::default())
             .unwrap();
         assert_eq!(opt.state().step, 1, "exactly one optimizer step");
@@ -129,16 +132,8 @@ fn gradient_accumulation_matches_a_larger_batch() {
 #[test]
 fn divergence_keeps_the_last_good_checkpoint() {
     // One good epoch with a sane learning rate, then a run that explodes.
-    let config = TrainConfig {
-        epochs: 1,
-        quiet: true,
-        optimizer: "sgd".into(),
-        lr: 0.1,
-        ..Default::default()
-    };
-    let mut t = trainer(config, "diverge");
-    let mut m = linear();
-    let mut opt = Sgd::new(m.named_parameters(), SgdConfig::new(0.1)).unwrap();
+    let mut t = trainer(sgd_config(1, 0.1), "diverge");
+    let (mut m, mut opt) = sgd_linear(0.1);
     let p = t
         .fit(m.as_mut(), &mut opt, &mut objective(), Progress::default())
         .unwrap()
@@ -196,8 +191,5 @@ fn checkpoint_round_trip_and_atomic_write() {
         .restore_into("model", &[("a".into(), wrong), ("c".into(), b2)])
         .unwrap_err()
         .to_string();
-    assert!(
-        e.contains("missing: c") && e.contains("unexpected: b") && e.contains("mis-shaped: a"),
-        "{e}"
-    );
+    assert_mentions(&e, &["missing: c", "unexpected: b", "mis-shaped: a"]);
 }

@@ -42,6 +42,14 @@ fn save(path: &Path, tensors: Vec<(String, Tensor)>) {
     checkpoint::save(path, &named, &BTreeMap::new()).unwrap();
 }
 
+/// A fresh LeNet of `classes` classes saved as a kiln checkpoint in `dir`: the model and the file.
+fn saved_lenet(dir: &Path, classes: usize) -> (LeNet, PathBuf) {
+    let m = lenet(classes);
+    let file = dir.join(format!("lenet{classes}.safetensors"));
+    save(&file, m.named_parameters());
+    (m, file)
+}
+
 fn values(m: &dyn Module) -> BTreeMap<String, Vec<f32>> {
     m.named_parameters()
         .into_iter()
@@ -52,11 +60,10 @@ fn values(m: &dyn Module) -> BTreeMap<String, Vec<f32>> {
 #[test]
 fn loads_every_tensor_by_name() {
     let d = scratch_dir("load");
-    let src = lenet(5);
-    save(&d.join("a.safetensors"), src.named_parameters());
+    let (src, file) = saved_lenet(&d, 5);
     let dst = lenet(5);
     assert_ne!(values(&src), values(&dst), "two fresh models should differ");
-    let r = load::load_pretrained(&dst, &d.join("a.safetensors"), &LoadOptions::default()).unwrap();
+    let r = load::load_pretrained(&dst, &file, &LoadOptions::default()).unwrap();
     assert_eq!(r.loaded.len(), 10);
     assert!(r.skipped.is_empty() && r.missing.is_empty() && r.unexpected.is_empty());
     assert_eq!(values(&src), values(&dst));
@@ -132,8 +139,7 @@ fn load_error_lists_every_missing_unexpected_and_misshaped_tensor() {
 #[test]
 fn a_head_with_another_class_count_is_reinitialised_not_an_error() {
     let d = scratch_dir("head");
-    let src = lenet(10);
-    save(&d.join("ten.safetensors"), src.named_parameters());
+    let (_, ten) = saved_lenet(&d, 10);
     let dst = lenet(3);
     let fresh_head = dst.named_parameters()[9].1.to_vec::<f32>().unwrap();
     let opts = LoadOptions {
@@ -141,7 +147,7 @@ fn a_head_with_another_class_count_is_reinitialised_not_an_error() {
         ..Default::default()
     };
     // A checkpoint file named directly (run directories are tried in the CLI test).
-    let r = load::load_pretrained(&dst, &d.join("ten.safetensors"), &opts).unwrap();
+    let r = load::load_pretrained(&dst, &ten, &opts).unwrap();
     assert_eq!(r.head_replaced, Some(("classifier.4".into(), 10, 3)));
     assert_eq!(r.skipped, ["classifier.4.weight", "classifier.4.bias"]);
     assert_eq!(r.loaded.len(), 8);
@@ -151,7 +157,7 @@ fn a_head_with_another_class_count_is_reinitialised_not_an_error() {
     );
     assert!(r.to_string().contains("head classifier.4 replaced"));
     // Without the head option the same file is a mis-shaped error.
-    let err = load::load_pretrained(&dst, &d.join("ten.safetensors"), &LoadOptions::default())
+    let err = load::load_pretrained(&dst, &ten, &LoadOptions::default())
         .unwrap_err()
         .to_string();
     assert!(err.contains("classifier.4.weight: file [10, 84]"), "{err}");
@@ -193,14 +199,7 @@ fn frozen_parameters_stay_put_and_get_no_optimizer_state() {
         Tensor::from_slice_on(&gpu(), &rand_vec(4 * 64, seed("x"), 0.0, 1.0), &[4, 64]).unwrap();
     let y = Tensor::from_slice_on(&gpu(), &[0u32, 1, 2, 3], &[4]).unwrap();
     for _ in 0..3 {
-        net.forward(&x)
-            .unwrap()
-            .cross_entropy(&y)
-            .unwrap()
-            .backward()
-            .unwrap();
-        opt.step().unwrap();
-        opt.zero_grad().unwrap();
+        classifier_step(&net, &mut opt, &x, &y);
     }
     let after = values(&net);
     for (n, v) in &after {
@@ -221,10 +220,7 @@ fn frozen_parameters_stay_put_and_get_no_optimizer_state() {
     let err = freeze::freeze(&net, &["feature.*"])
         .unwrap_err()
         .to_string();
-    assert!(
-        err.contains("feature.*") && err.contains("features.0.weight"),
-        "{err}"
-    );
+    assert_mentions(&err, &["feature.*", "features.0.weight"]);
 }
 
 #[test]
@@ -457,10 +453,7 @@ fn cli_init_from_freeze_unfreeze_and_classes() {
         assert!(out.contains(needle), "`{needle}` not in:\n{out}");
     }
     let cfg = std::fs::read_to_string(tl.join("config.toml")).unwrap();
-    assert!(
-        cfg.contains("freeze = [\"features.*\"]") && cfg.contains("unfreeze_at = 2"),
-        "{cfg}"
-    );
+    assert_mentions(&cfg, &["freeze = [\"features.*\"]", "unfreeze_at = 2"]);
     // Another class count: the head is replaced automatically, and said so.
     let lenet_5_7 = |out: &Path, init: &Path, extra: &[&str]| {
         let (out, init) = (p(out), p(init));

@@ -241,5 +241,4 @@ fn loop_limit_is_chunked_over_dispatches() {
     check_backward(&Case::new(1, 1, 9000, 4, 128, false, true));
 }
 
-#[path = "../attention/more.rs"]
 mod more;

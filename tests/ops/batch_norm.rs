@@ -4,9 +4,9 @@
 use crate::common;
 
 use common::*;
+use kiln::Tensor;
 use kiln::nn::{BatchNorm1d, BatchNorm2d, BatchNormOptions, Module, batch_norm2d};
 
-use crate::pool::at_offset;
 use kiln_kernels::launch::batch_norm::NormShape;
 use kiln_kernels::reference::batch_norm as cpu_norm;
 
@@ -18,6 +18,24 @@ fn bn_shape(shape: &[usize]) -> NormShape {
         c: shape[1],
         hw: shape[2] * shape[3],
     }
+}
+
+/// The gradients of `x` and of `bn`'s weight and bias against the CPU twin's `(dx, dw, db)`.
+fn assert_grads(
+    tol: &Tolerance,
+    what: &str,
+    x: &Tensor,
+    bn: &BatchNorm2d,
+    (dx, dw, db): (Vec<f64>, Vec<f64>, Vec<f64>),
+) {
+    let grad = |t: &Tensor| f32s(&t.grad().unwrap());
+    tol.assert_close(&format!("{what} dx"), &grad(x), &dx);
+    tol.assert_close(
+        &format!("{what} dw"),
+        &grad(bn.weight.as_ref().unwrap()),
+        &dw,
+    );
+    tol.assert_close(&format!("{what} db"), &grad(bn.bias.as_ref().unwrap()), &db);
 }
 
 const BN_SHAPES: &[[usize; 4]] = &[[3, 5, 7, 13], [1, 1, 17, 17], [3, 5, 1, 1], [1, 7, 1, 7]];
@@ -51,17 +69,7 @@ fn batch_norm2d_training_matches_cpu_twin() {
         let (dx, dw, db) =
             cpu_norm::batch_norm_backward(s, true, &f64s(&gs), &x64, &mean, &var, &w64, 1e-5);
         let tol = Tolerance::new(1e-3, 1e-4, "f32 fused backward through batch statistics");
-        tol.assert_close("bn2d dx", &f32s(&x.grad().unwrap()), &dx);
-        tol.assert_close(
-            "bn2d dw",
-            &f32s(&bn.weight.as_ref().unwrap().grad().unwrap()),
-            &dw,
-        );
-        tol.assert_close(
-            "bn2d db",
-            &f32s(&bn.bias.as_ref().unwrap().grad().unwrap()),
-            &db,
-        );
+        assert_grads(&tol, "bn2d", &x, &bn, (dx, dw, db));
 
         bn.forward(&x).unwrap();
         assert_eq!(bn.num_batches_tracked.item().unwrap(), 2.0);
@@ -193,17 +201,7 @@ fn batch_norm2d_eval_uses_running_stats() {
         &ones,
         1e-5,
     );
-    BN.assert_close("eval dx", &f32s(&x.grad().unwrap()), &dx);
-    BN.assert_close(
-        "eval dw",
-        &f32s(&bn.weight.as_ref().unwrap().grad().unwrap()),
-        &dw,
-    );
-    BN.assert_close(
-        "eval db",
-        &f32s(&bn.bias.as_ref().unwrap().grad().unwrap()),
-        &db,
-    );
+    assert_grads(&BN, "eval", &x, &bn, (dx, dw, db));
     // An input without grad (a first layer) still trains the weight: dw = sum xhat for g = 1.
     let xhat = cpu_norm::normalize(s, &f64s(&xs), &f64s(&rm), &f64s(&rv), &ones, &zeros, 1e-5);
     let want: Vec<f64> = (0..5)

@@ -195,43 +195,32 @@ fn conv_layers_init_names_and_forward() {
 #[test]
 fn conv_errors_name_the_op_and_shapes() {
     let g = gpu();
-    let x = Tensor::ones_on(&g, &[2, 3, 8, 8]).unwrap();
-    let w = Tensor::ones_on(&g, &[16, 4, 3, 3]).unwrap();
+    let ones = |shape: &[usize]| Tensor::ones_on(&g, shape).unwrap();
+    let x = ones(&[2, 3, 8, 8]);
+    let w = ones(&[16, 4, 3, 3]);
     let msg = |r: kiln::Result<Tensor>| r.expect_err("should fail").to_string();
     let d = Conv2dOptions::default();
     assert_eq!(
         msg(x.conv2d(&w, None, d)),
         "conv2d: input channels 3 do not match weight (16, 4, 3, 3) x groups 1"
     );
-    let w3 = Tensor::ones_on(&g, &[16, 3, 3, 3]).unwrap();
-    let e = msg(x.conv2d(&Tensor::ones_on(&g, &[16, 3, 3]).unwrap(), None, d));
+    let w3 = ones(&[16, 3, 3, 3]);
+    let e = msg(x.conv2d(&ones(&[16, 3, 3]), None, d));
     assert!(e.contains("conv2d") && e.contains("(16, 3, 3)"), "{e}");
-    let e = msg(x.conv2d(&w3, Some(&Tensor::ones_on(&g, &[15]).unwrap()), d));
+    let e = msg(x.conv2d(&w3, Some(&ones(&[15])), d));
     assert!(e.contains("bias (15,)"), "{e}");
-    let e = msg(x.conv2d(
-        &Tensor::ones_on(&g, &[5, 1, 3, 3]).unwrap(),
-        None,
-        opts(1, 0, 1, 3),
-    ));
+    let e = msg(x.conv2d(&ones(&[5, 1, 3, 3]), None, opts(1, 0, 1, 3)));
     assert!(e.contains("not a multiple of groups 3"), "{e}");
     let e = msg(x.conv2d(&w3, None, opts(0, 0, 1, 1)));
     assert!(e.contains("at least 1"), "{e}");
-    let e = msg(x.conv2d(&Tensor::ones_on(&g, &[2, 3, 9, 9]).unwrap(), None, d));
+    let e = msg(x.conv2d(&ones(&[2, 3, 9, 9]), None, d));
     assert!(e.contains("more than the padded input"), "{e}");
-    let e = msg(x.conv2d(
-        &Tensor::ones_on(&g, &[2, 3, 5, 5]).unwrap(),
-        None,
-        opts(1, 0, 2, 1),
-    ));
+    let e = msg(x.conv2d(&ones(&[2, 3, 5, 5]), None, opts(1, 0, 2, 1)));
     assert!(e.contains("dilation"), "{e}");
     let xi = Tensor::from_slice_on(&g, &[1i32; 4], &[1, 1, 2, 2]).unwrap();
-    assert!(msg(xi.conv2d(&Tensor::ones_on(&g, &[1, 1, 1, 1]).unwrap(), None, d)).contains("f32"));
-    let x1 = Tensor::ones_on(&g, &[2, 3, 8]).unwrap();
-    let e = msg(x1.conv1d(
-        &Tensor::ones_on(&g, &[4, 2, 3]).unwrap(),
-        None,
-        Conv1dOptions::default(),
-    ));
+    assert!(msg(xi.conv2d(&ones(&[1, 1, 1, 1]), None, d)).contains("f32"));
+    let x1 = ones(&[2, 3, 8]);
+    let e = msg(x1.conv1d(&ones(&[4, 2, 3]), None, Conv1dOptions::default()));
     assert_eq!(
         e,
         "conv1d: input channels 3 do not match weight (4, 2, 3) x groups 1"
@@ -240,7 +229,7 @@ fn conv_errors_name_the_op_and_shapes() {
     assert!(Conv1d::new_on(&g, 3, 4, 0, Conv1dOptions::default()).is_err());
     // Loop nests longer than lavapipe runs are refused, not silently truncated (a 1x1 kernel
     // over 25,000 channels was measured to return 44% of the sum).
-    let wide = Tensor::ones_on(&g, &[1, 25_000, 1, 1]).unwrap();
+    let wide = ones(&[1, 25_000, 1, 1]);
     let e = msg(wide.conv2d(&wide, None, d));
     assert!(e.contains("silently stops"), "{e}");
 }

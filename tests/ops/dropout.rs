@@ -1,6 +1,6 @@
 //! The dropout op (`src/ops/dropout.rs`): the Philox kernel against its CPU twin bit for bit,
 //! mask statistics, the forward and gradient against the twin's mask, edge probabilities and a
-//! strided input. The layer's modes and key stream are tested in `tests/nn/random.rs`.
+//! strided input. The layer's modes and key stream are tested in `tests/ops/nn/random.rs`.
 
 use crate::common::*;
 use kiln::Tensor;

@@ -169,5 +169,4 @@ fn index_ops_on_views_and_integers() {
     assert_eq!(e.to_vec::<f32>().unwrap(), [3.0, 4.0]);
 }
 
-#[path = "../index/more.rs"]
 mod more;

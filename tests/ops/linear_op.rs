@@ -133,30 +133,31 @@ fn linear_rejects_bad_shapes() {
 }
 
 /// d/dw sum(w * c) = c, on a fresh graph each call.
-fn backward_once(w: &Tensor, c: &Tensor) {
-    w.mul(c).unwrap().sum().unwrap().backward().unwrap();
+fn backward_once(w: &Tensor, c: &[f32]) {
+    let c = Tensor::from_slice_on(w.gpu(), c, w.shape()).unwrap();
+    w.mul(&c).unwrap().sum().unwrap().backward().unwrap();
+}
+
+/// A parameter of `n` random values and two random directions `c1`, `c2` for
+/// [`backward_once`], seeded by `tag`.
+fn param_and_directions(n: usize, tag: &str) -> (Tensor, Vec<f32>, Vec<f32>) {
+    let [w, c1, c2] = ["w", "c1", "c2"].map(|k| rand_vec(n, seed(&format!("{tag}{k}")), -1.0, 1.0));
+    (tensor(&w, &[n]).requires_grad(), c1, c2)
 }
 
 #[test]
 fn deferred_zero_grad_replaces_instead_of_adding() {
-    let g = gpu();
-    let w = Tensor::from_slice_on(&g, &rand_vec(129, seed("zw"), -1.0, 1.0), &[129])
-        .unwrap()
-        .requires_grad();
-    let c1 = rand_vec(129, seed("zc1"), -1.0, 1.0);
-    let c2 = rand_vec(129, seed("zc2"), -1.0, 1.0);
-    let t1 = Tensor::from_slice_on(&g, &c1, &[129]).unwrap();
-    let t2 = Tensor::from_slice_on(&g, &c2, &[129]).unwrap();
-    backward_once(&w, &t1);
+    let (w, c1, c2) = param_and_directions(129, "z");
+    backward_once(&w, &c1);
     w.zero_grad().unwrap();
-    backward_once(&w, &t2);
+    backward_once(&w, &c2);
     assert_eq!(
         w.grad().unwrap().to_vec::<f32>().unwrap(),
         c2,
         "only the new gradient"
     );
     // Accumulation still works after an adopted gradient.
-    backward_once(&w, &t1);
+    backward_once(&w, &c1);
     let want: Vec<f32> = c1.iter().zip(&c2).map(|(a, b)| a + b).collect();
     let tol = Tolerance::new(1e-6, 1e-7, "one f32 add");
     tol.assert_close(
@@ -168,16 +169,11 @@ fn deferred_zero_grad_replaces_instead_of_adding() {
 
 #[test]
 fn deferred_zero_grad_keeps_a_held_buffer_in_place() {
-    let g = gpu();
-    let w = Tensor::from_slice_on(&g, &rand_vec(17, seed("hw"), -1.0, 1.0), &[17])
-        .unwrap()
-        .requires_grad();
-    let c1 = rand_vec(17, seed("hc1"), -1.0, 1.0);
-    let c2 = rand_vec(17, seed("hc2"), -1.0, 1.0);
-    backward_once(&w, &Tensor::from_slice_on(&g, &c1, &[17]).unwrap());
+    let (w, c1, c2) = param_and_directions(17, "h");
+    backward_once(&w, &c1);
     let held = w.grad().unwrap();
     w.zero_grad().unwrap();
-    backward_once(&w, &Tensor::from_slice_on(&g, &c2, &[17]).unwrap());
+    backward_once(&w, &c2);
     // The held handle is the gradient buffer, so it shows the new gradient (as in PyTorch).
     assert!(w.grad().unwrap().shares_storage(&held));
     assert_eq!(held.to_vec::<f32>().unwrap(), c2);
@@ -223,15 +219,7 @@ fn mlp_adam_steps_match_composed_reference() {
     let y: Vec<u32> = (0..b as u32).map(|i| i % out as u32).collect();
     let y = Tensor::from_slice_on(&g, &y, &[b]).unwrap();
     for _ in 0..3 {
-        model
-            .forward(&x)
-            .unwrap()
-            .cross_entropy(&y)
-            .unwrap()
-            .backward()
-            .unwrap();
-        opt.step().unwrap();
-        opt.zero_grad().unwrap();
+        classifier_step(&model, &mut opt, &x, &y);
 
         let [w1, b1, w2, b2] = [0, 1, 2, 3].map(|i| copies[i].clone());
         let h = x

@@ -233,6 +233,35 @@ fn leading_dims_and_views() {
     assert!(Nf4Weight::quantize_slice(&g, &[1.0, 2.0], &[3]).is_err());
 }
 
+/// Checks an f16 product `got` (rows, `cols`) against `want`, each output within
+/// `2e-3 * mag + 1e-5` where `mag = sum_k |a[r, k] w(col, k)|` over the inner dimension of `a`
+/// (rows, K); returns the worst `err / mag`.
+fn check_f16(
+    what: &str,
+    got: &[f32],
+    want: &[f64],
+    a: &[f32],
+    cols: usize,
+    w: impl Fn(usize, usize) -> f64,
+) -> f64 {
+    assert_eq!(got.len(), want.len(), "{what}: element count");
+    let inner = a.len() / (got.len() / cols);
+    let mut worst = 0.0f64;
+    for (j, (&g, &wv)) in got.iter().zip(want).enumerate() {
+        let (r, col) = (j / cols, j % cols);
+        let mag: f64 = (0..inner)
+            .map(|k| (a[r * inner + k] as f64 * w(col, k)).abs())
+            .sum();
+        let err = (g as f64 - wv).abs();
+        worst = worst.max(err / (mag + 1e-6));
+        assert!(
+            err <= 2e-3 * mag + 1e-5,
+            "{what} [{r}, {col}]: err {err:e}, mag {mag:e}"
+        );
+    }
+    worst
+}
+
 #[test]
 fn f16_variant_matches_cpu_within_its_tolerance() {
     let g = gpu();
@@ -261,34 +290,11 @@ fn f16_variant_matches_cpu_within_its_tolerance() {
         y.mul(&dyt).unwrap().sum().unwrap().backward().unwrap();
         let got = y.to_vec::<f32>().unwrap();
         let want = cpu::matmul_nf4(&f64s(&x), m, &q, None);
-        for r in 0..m {
-            for c in 0..o {
-                let mag: f64 = (0..i)
-                    .map(|p| (x[r * i + p] as f64 * wd[c * i + p]).abs())
-                    .sum();
-                let err = (got[r * o + c] as f64 - want[r * o + c]).abs();
-                worst = worst.max(err / (mag + 1e-6));
-                assert!(
-                    err <= 2e-3 * mag + 1e-5,
-                    "f16 forward [{r}, {c}]: err {err:e}, mag {mag:e}"
-                );
-            }
-        }
+        let fwd = check_f16("f16 forward", &got, &want, &x, o, |c, p| wd[c * i + p]);
         let gx = xt.grad().unwrap().to_vec::<f32>().unwrap();
         let want = cpu::matmul_nf4_grad_input(&f64s(&dy), m, &q);
-        for r in 0..m {
-            for p in 0..i {
-                let mag: f64 = (0..o)
-                    .map(|c| (dy[r * o + c] as f64 * wd[c * i + p]).abs())
-                    .sum();
-                let err = (gx[r * i + p] as f64 - want[r * i + p]).abs();
-                worst = worst.max(err / (mag + 1e-6));
-                assert!(
-                    err <= 2e-3 * mag + 1e-5,
-                    "f16 grad-input [{r}, {p}]: err {err:e}"
-                );
-            }
-        }
+        let bwd = check_f16("f16 grad-input", &gx, &want, &dy, i, |p, c| wd[c * i + p]);
+        worst = worst.max(fwd).max(bwd);
     }
     eprintln!("f16 NF4: worst |err| / sum|x w| = {worst:e}");
 }

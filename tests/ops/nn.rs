@@ -16,6 +16,8 @@ use kiln::nn::{
     Reduction, Sequential, SiLU, Sigmoid, Tanh, init, rng,
 };
 use kiln::{DType, Tensor};
+use kiln_kernels::launch::batch_norm::NormShape;
+use kiln_kernels::reference::batch_norm as cpu_norm;
 
 static RNG_LOCK: Mutex<()> = Mutex::new(());
 
@@ -54,48 +56,6 @@ fn layer_norm_cpu(x: &[f64], w: &[f64], b: &[f64], d: usize, eps: f64) -> Vec<f6
 }
 
 /// Per-channel (mean, biased var) of x (N, C, L) (L = 1 for (N, C)).
-fn channel_stats(x: &[f64], n: usize, c: usize, l: usize) -> (Vec<f64>, Vec<f64>) {
-    let at = |i: usize, ch: usize, k: usize| x[(i * c + ch) * l + k];
-    let m = (n * l) as f64;
-    let mean: Vec<f64> = (0..c)
-        .map(|ch| {
-            (0..n)
-                .flat_map(|i| (0..l).map(move |k| (i, k)))
-                .map(|(i, k)| at(i, ch, k))
-                .sum::<f64>()
-                / m
-        })
-        .collect();
-    let var = (0..c)
-        .map(|ch| {
-            (0..n)
-                .flat_map(|i| (0..l).map(move |k| (i, k)))
-                .map(|(i, k)| (at(i, ch, k) - mean[ch]).powi(2))
-                .sum::<f64>()
-                / m
-        })
-        .collect();
-    (mean, var)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn batch_norm_cpu(
-    x: &[f64],
-    (n, c, l): (usize, usize, usize),
-    mean: &[f64],
-    var: &[f64],
-    w: &[f64],
-    b: &[f64],
-    eps: f64,
-) -> Vec<f64> {
-    (0..n * c * l)
-        .map(|idx| {
-            let ch = (idx / l) % c;
-            (x[idx] - mean[ch]) / (var[ch] + eps).sqrt() * w[ch] + b[ch]
-        })
-        .collect()
-}
-
 /// PyTorch's cross-entropy (label smoothing eps, class weights w), from its definition.
 fn cross_entropy_cpu(
     x: &[f64],
@@ -296,8 +256,9 @@ fn batch_norm_training_gradients() {
             bn.forward(&ts[0])
         },
         |xs| {
-            let (mean, var) = channel_stats(&xs[0], n, c, 1);
-            batch_norm_cpu(&xs[0], (n, c, 1), &mean, &var, &xs[1], &xs[2], 1e-5)
+            let s = NormShape { n, c, hw: 1 };
+            let (mean, var) = cpu_norm::batch_stats(s, &xs[0]);
+            cpu_norm::normalize(s, &xs[0], &mean, &var, &xs[1], &xs[2], 1e-5)
         },
         GradTol {
             forward: Tolerance::new(3e-4, 3e-5, "f32 batch statistics vs f64"),
@@ -320,20 +281,17 @@ fn batch_norm_running_stats_and_eval() {
         )
         .unwrap();
         let (mut rm, mut rv) = (vec![0.0f64; c], vec![1.0f64; c]);
+        // The CPU twin with the layer's initial unit weight and zero bias.
+        let s = NormShape { n, c, hw: l };
+        let norm = |x: &[f64], mean: &[f64], var: &[f64]| {
+            cpu_norm::normalize(s, x, mean, var, &vec![1.0; c], &vec![0.0; c], 1e-5)
+        };
         for step in 0..2 {
             let x = rand_vec(n * c * l, seed(&format!("bn{c}{step}")), -1.0, 3.0);
             let y = bn.forward(&tensor(&x, &shape)).unwrap();
-            let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
-            let (mean, var) = channel_stats(&x64, n, c, l);
-            let want = batch_norm_cpu(
-                &x64,
-                (n, c, l),
-                &mean,
-                &var,
-                &vec![1.0; c],
-                &vec![0.0; c],
-                1e-5,
-            );
+            let x64 = f64s(&x);
+            let (mean, var) = cpu_norm::batch_stats(s, &x64);
+            let want = norm(&x64, &mean, &var);
             tol.assert_close(
                 &format!("BatchNorm1d {shape:?} train step {step}"),
                 &f32s(&y),
@@ -358,16 +316,7 @@ fn batch_norm_running_stats_and_eval() {
         assert!(!bn.is_training());
         let x = rand_vec(n * c * l, seed("bneval"), -1.0, 3.0);
         let y = bn.forward(&tensor(&x, &shape)).unwrap();
-        let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
-        let want = batch_norm_cpu(
-            &x64,
-            (n, c, l),
-            &rm,
-            &rv,
-            &vec![1.0; c],
-            &vec![0.0; c],
-            1e-5,
-        );
+        let want = norm(&f64s(&x), &rm, &rv);
         tol.assert_close("BatchNorm1d eval uses running stats", &f32s(&y), &want);
         tol.assert_close("eval leaves running_mean", &f32s(&bn.running_mean), &rm);
         assert_eq!(bn.num_batches_tracked.item().unwrap(), 2.0);
@@ -505,8 +454,6 @@ fn sequential_mlp_names_counts_and_modes() {
 
 // ---------------------------------------------------------------- Dropout
 
-#[path = "../nn/random.rs"]
 mod random;
 
-#[path = "../nn/losses.rs"]
 mod losses;

@@ -1,14 +1,11 @@
 //! Optimizers, schedules and clipping: SGD / Adam / AdamW over several steps against an independent f64 reference, state round trips,
 //! frozen parameters, every schedule against its formula, gradient clipping, config errors, and
-//! Adam minimising a quadratic. Topics beyond the updates themselves live in `tests/optim/`; the
+//! Adam minimising a quadratic. Topics beyond the updates themselves live in `tests/ops/optim/`; the
 //! fused kernels against their CPU twin are kiln-kernels' tests/kernels/optim.rs.
 
-#[path = "../optim/clip_config.rs"]
 mod clip_config;
 use crate::common;
-#[path = "../optim/schedule.rs"]
 mod schedule;
-#[path = "../optim/state.rs"]
 mod state;
 
 use common::*;
@@ -107,42 +104,32 @@ impl SgdRef {
     }
 }
 
+/// `base` with the fields `edit` sets changed: one optimizer setting away from a default.
+fn tweak<C>(mut base: C, edit: impl FnOnce(&mut C)) -> C {
+    edit(&mut base);
+    base
+}
+
 #[test]
 fn sgd_variants_match_reference_over_five_steps() {
     let shapes: [&[usize]; 3] = [&[7, 17], &[129], &[1]];
+    // (label, lr, momentum, nesterov, weight decay)
     let variants = [
-        ("plain", SgdConfig::new(0.1)),
-        (
-            "momentum",
-            SgdConfig {
-                momentum: 0.9,
-                ..SgdConfig::new(0.05)
-            },
-        ),
-        (
-            "nesterov",
-            SgdConfig {
-                momentum: 0.9,
-                nesterov: true,
-                ..SgdConfig::new(0.05)
-            },
-        ),
-        (
-            "weight decay",
-            SgdConfig {
-                weight_decay: 0.05,
-                ..SgdConfig::new(0.1)
-            },
-        ),
-        (
-            "momentum + decay",
-            SgdConfig {
-                momentum: 0.5,
-                weight_decay: 0.01,
-                ..SgdConfig::new(0.05)
-            },
-        ),
-    ];
+        ("plain", 0.1, 0.0, false, 0.0),
+        ("momentum", 0.05, 0.9, false, 0.0),
+        ("nesterov", 0.05, 0.9, true, 0.0),
+        ("weight decay", 0.1, 0.0, false, 0.05),
+        ("momentum + decay", 0.05, 0.5, false, 0.01),
+    ]
+    .map(|(label, lr, momentum, nesterov, weight_decay)| {
+        let cfg = SgdConfig {
+            lr,
+            momentum,
+            nesterov,
+            weight_decay,
+        };
+        (label, cfg)
+    });
     for (label, cfg) in variants {
         let s = seed(label);
         let (data, ps) = random_params(&shapes, s);
@@ -239,19 +226,15 @@ fn adam_and_adamw_match_reference_over_five_steps() {
         ("adam", AdamConfig::adam(0.01)),
         (
             "adam l2",
-            AdamConfig {
-                weight_decay: 0.1,
-                ..AdamConfig::adam(0.01)
-            },
+            tweak(AdamConfig::adam(0.01), |c| c.weight_decay = 0.1),
         ),
         ("adamw", AdamConfig::adamw(0.01)),
         (
             "adamw strong",
-            AdamConfig {
-                weight_decay: 0.5,
-                betas: (0.8, 0.99),
-                ..AdamConfig::adamw(0.02)
-            },
+            tweak(AdamConfig::adamw(0.02), |c| {
+                c.weight_decay = 0.5;
+                c.betas = (0.8, 0.99);
+            }),
         ),
     ];
     for (label, cfg) in variants {

@@ -15,9 +15,6 @@ use kiln::nn::{AdaptiveAvgPool2d, AvgPool2d, BatchNorm2d, Flatten, MaxPool2d, Mo
 use kiln_kernels::launch::pool::{PoolShape, Window};
 use kiln_kernels::reference::pool as cpu;
 
-/// `data` as a tensor viewed at element offset 3 of its storage (batch_norm.rs uses it too).
-pub use crate::rnn_util::at_offset;
-
 #[test]
 fn max_pool_padding_counts_as_minus_infinity() {
     // All-negative input: a zero padding would win at the border windows.

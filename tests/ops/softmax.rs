@@ -10,6 +10,7 @@ use kiln::Tensor;
 use kiln::ops::Reduction;
 use kiln_kernels::launch::reduce::{ReduceStrategy, Rows};
 use kiln_kernels::launch::softmax::{self as sk, SoftmaxMode};
+use kiln_kernels::reference::gather_strided as gather;
 use kiln_kernels::reference::softmax as cpu;
 use kiln_kernels::{Gpu, GpuBuffer};
 
@@ -293,6 +294,17 @@ fn fused_gradients_match_composed_gradients() {
     }
 }
 
+/// A view for a gradient check: its name, seed tag, leaf shape, the view of the leaf, the same
+/// view of the leaf's values on the CPU, and the view's shape.
+type StridedView = (
+    &'static str,
+    &'static str,
+    [usize; 2],
+    fn(&Tensor) -> kiln::Result<Tensor>,
+    fn(&[f64]) -> Vec<f64>,
+    [usize; 2],
+);
+
 #[test]
 fn softmax_gradcheck() {
     let tol = GradTol::default();
@@ -313,51 +325,31 @@ fn softmax_gradcheck() {
                 tol,
             );
         }
-        // A transposed input: leaf (7, 4), op on its (4, 7) transpose along the last dim.
-        gradcheck(
-            &format!("{mode:?} of a transpose"),
-            &[Input::rand(
-                &[7, 4],
-                seed(&format!("gct{mode:?}")),
-                -2.0,
-                2.0,
-            )],
-            |ts| fused(mode, &ts[0].t()?, -1),
-            |xs| {
-                let xt = kiln_kernels::reference::gather_strided(&xs[0], 0, &[4, 7], &[1, 4]);
-                cpu_along(mode, &xt, &[4, 7], 1)
-            },
-            tol,
-        );
-        // A narrowed input: columns 1..6 of a (3, 8) leaf.
-        gradcheck(
-            &format!("{mode:?} of a narrow"),
-            &[Input::rand(
-                &[3, 8],
-                seed(&format!("gcn{mode:?}")),
-                -2.0,
-                2.0,
-            )],
-            |ts| fused(mode, &ts[0].narrow(1, 1, 5)?, -1),
-            |xs| {
-                let xn = kiln_kernels::reference::gather_strided(&xs[0], 1, &[3, 5], &[8, 1]);
-                cpu_along(mode, &xn, &[3, 5], 1)
-            },
-            tol,
-        );
-        // A broadcast input: a (1, 6) leaf expanded to (3, 6) (row stride 0), along the last dim.
-        gradcheck(
-            &format!("{mode:?} of an expand"),
-            &[Input::rand(
-                &[1, 6],
-                seed(&format!("gce{mode:?}")),
-                -2.0,
-                2.0,
-            )],
-            |ts| fused(mode, &ts[0].expand(&[3, 6])?, -1),
-            |xs| cpu_along(mode, &bcast(&xs[0], &[1, 6], &[3, 6]), &[3, 6], 1),
-            tol,
-        );
+        // Strided views, the op along the last dim of each: (view, seed tag, leaf shape, the
+        // view, its values on the CPU, its shape).
+        #[rustfmt::skip]
+        let views: [StridedView; 3] = [
+            // Leaf (7, 4), op on its (4, 7) transpose.
+            ("a transpose", "gct", [7, 4], |t| t.t(), |x| gather(x, 0, &[4, 7], &[1, 4]), [4, 7]),
+            // Columns 1..6 of a (3, 8) leaf.
+            ("a narrow", "gcn", [3, 8], |t| t.narrow(1, 1, 5), |x| gather(x, 1, &[3, 5], &[8, 1]), [3, 5]),
+            // A (1, 6) leaf expanded to (3, 6) (row stride 0).
+            ("an expand", "gce", [1, 6], |t| t.expand(&[3, 6]), |x| bcast(x, &[1, 6], &[3, 6]), [3, 6]),
+        ];
+        for (what, tag, leaf, view, cpu_view, shape) in views {
+            gradcheck(
+                &format!("{mode:?} of {what}"),
+                &[Input::rand(
+                    &leaf,
+                    seed(&format!("{tag}{mode:?}")),
+                    -2.0,
+                    2.0,
+                )],
+                |ts| fused(mode, &view(&ts[0])?, -1),
+                |xs| cpu_along(mode, &cpu_view(&xs[0]), &shape, 1),
+                tol,
+            );
+        }
     }
     gradcheck(
         "logsumexp keepdim",

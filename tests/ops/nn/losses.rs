@@ -276,32 +276,18 @@ fn misuse_is_an_error_naming_the_problem() {
     assert!(err_text(loss::nll_loss(&x, &tf, None, Reduction::Mean)).contains("u32"));
     let y = tensor(&[0.0; 4], &[4]);
     assert!(err_text(loss::mse_loss(&x, &y, Reduction::Mean)).contains("[3, 4]"));
-    assert!(
-        err_text(loss::l1_loss(
-            &x,
-            &t.to_dtype(DType::F32).unwrap(),
-            Reduction::Sum
-        ))
-        .contains("differ")
+    let (t_f32, x_i32) = (
+        t.to_dtype(DType::F32).unwrap(),
+        x.to_dtype(DType::I32).unwrap(),
     );
+    let e = err_text(loss::l1_loss(&x, &t_f32, Reduction::Sum));
+    assert!(e.contains("differ"), "{e}");
     assert!(err_text(loss::huber_loss(&x, &x, 0.0, Reduction::Mean)).contains("delta"));
-    assert!(
-        err_text(loss::bce_with_logits(
-            &x,
-            &x,
-            Some(&tensor(&[1.0; 3], &[3])),
-            Reduction::Mean
-        ))
-        .contains("pos_weight")
-    );
-    assert!(
-        err_text(loss::mse_loss(
-            &x,
-            &x.to_dtype(DType::I32).unwrap(),
-            Reduction::Mean
-        ))
-        .contains("f32 target")
-    );
+    let w3 = tensor(&[1.0; 3], &[3]);
+    let e = err_text(loss::bce_with_logits(&x, &x, Some(&w3), Reduction::Mean));
+    assert!(e.contains("pos_weight"), "{e}");
+    let e = err_text(loss::mse_loss(&x, &x_i32, Reduction::Mean));
+    assert!(e.contains("f32 target"), "{e}");
 
     let lin = Linear::from_tensors(tensor(&[0.5; 6], &[2, 3]), None).unwrap();
     let e = err_text(lin.forward(&x));

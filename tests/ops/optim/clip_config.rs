@@ -84,32 +84,17 @@ fn configs_are_validated_with_the_field_named() {
     let sgd_bad = [
         (SgdConfig::new(0.0), "lr"),
         (SgdConfig::new(f32::NAN), "lr"),
+        (tweak(SgdConfig::new(0.1), |c| c.momentum = 1.0), "momentum"),
         (
-            SgdConfig {
-                momentum: 1.0,
-                ..SgdConfig::new(0.1)
-            },
+            tweak(SgdConfig::new(0.1), |c| c.momentum = -0.1),
             "momentum",
         ),
         (
-            SgdConfig {
-                momentum: -0.1,
-                ..SgdConfig::new(0.1)
-            },
-            "momentum",
-        ),
-        (
-            SgdConfig {
-                nesterov: true,
-                ..SgdConfig::new(0.1)
-            },
+            tweak(SgdConfig::new(0.1), |c| c.nesterov = true),
             "nesterov",
         ),
         (
-            SgdConfig {
-                weight_decay: -1.0,
-                ..SgdConfig::new(0.1)
-            },
+            tweak(SgdConfig::new(0.1), |c| c.weight_decay = -1.0),
             "weight_decay",
         ),
     ];
@@ -119,31 +104,16 @@ fn configs_are_validated_with_the_field_named() {
     let adam_bad = [
         (AdamConfig::adam(-1.0), "lr"),
         (
-            AdamConfig {
-                betas: (1.0, 0.999),
-                ..AdamConfig::adam(0.1)
-            },
+            tweak(AdamConfig::adam(0.1), |c| c.betas = (1.0, 0.999)),
             "beta1",
         ),
         (
-            AdamConfig {
-                betas: (0.9, -0.5),
-                ..AdamConfig::adam(0.1)
-            },
+            tweak(AdamConfig::adam(0.1), |c| c.betas = (0.9, -0.5)),
             "beta2",
         ),
+        (tweak(AdamConfig::adam(0.1), |c| c.eps = 0.0), "eps"),
         (
-            AdamConfig {
-                eps: 0.0,
-                ..AdamConfig::adam(0.1)
-            },
-            "eps",
-        ),
-        (
-            AdamConfig {
-                weight_decay: f32::INFINITY,
-                ..AdamConfig::adamw(0.1)
-            },
+            tweak(AdamConfig::adamw(0.1), |c| c.weight_decay = f32::INFINITY),
             "weight_decay",
         ),
     ];

@@ -6,6 +6,11 @@ use std::path::Path;
 use super::cli_util::{kiln, s};
 use super::{grey, scratch};
 
+/// `kiln train --images <data> flags...`: (success, stdout, stderr).
+fn train_images(data: &Path, flags: &[&str]) -> (bool, String, String) {
+    kiln(&[&["train", "--images", s(data)], flags].concat())
+}
+
 /// Three classes of noisy 12x10 patterns: horizontal stripes, vertical stripes, a bright spot.
 fn write_split(dir: &Path, per_class: u32, seed: u32) {
     let noise = |i: u32, x: u32, y: u32| {
@@ -39,25 +44,25 @@ fn train_on_an_image_folder_then_eval_and_predict() {
     write_split(&data.join("train"), 24, 1);
     write_split(&data.join("test"), 6, 2);
     let run = root.join("run");
-    let (ok, stdout, stderr) = kiln(&[
-        "train",
-        "--images",
-        s(&data),
-        "--image-size",
-        "8",
-        "--epochs",
-        "3",
-        "--batch-size",
-        "8",
-        "--lr",
-        "0.005",
-        "--augment",
-        "crop,flip",
-        "--crop-padding",
-        "1",
-        "--out",
-        s(&run),
-    ]);
+    let (ok, stdout, stderr) = train_images(
+        &data,
+        &[
+            "--out",
+            s(&run),
+            "--image-size",
+            "8",
+            "--epochs",
+            "3",
+            "--batch-size",
+            "8",
+            "--lr",
+            "0.005",
+            "--augment",
+            "crop,flip",
+            "--crop-padding",
+            "1",
+        ],
+    );
     assert!(ok, "{stderr}\n{stdout}");
     assert!(
         stdout.contains("8x8 images, 1 channel, 3 classes"),
@@ -129,38 +134,32 @@ fn train_on_an_image_folder_then_eval_and_predict() {
 #[test]
 fn image_flags_are_checked() {
     let root = scratch("flags");
-    let (ok, _, stderr) = kiln(&[
-        "train",
-        "--images",
-        s(&root.join("missing")),
-        "--epochs",
-        "1",
-    ]);
+    let (ok, _, stderr) = train_images(&root.join("missing"), &["--epochs", "1"]);
     assert!(
         !ok && stderr.contains("missing") && stderr.contains("not found"),
         "{stderr}"
     );
     let data = root.join("pics");
     write_split(&data, 3, 3);
-    let (ok, _, stderr) = kiln(&["train", "--images", s(&data), "--image-size", "8by8"]);
+    let (ok, _, stderr) = train_images(&data, &["--image-size", "8by8"]);
     assert!(!ok && stderr.contains("--image-size"), "{stderr}");
     // Absurd sizes are refused at once, naming the flag (not a 40 GB allocation).
-    let (ok, _, stderr) = kiln(&["train", "--images", s(&data), "--image-size", "100000"]);
+    let (ok, _, stderr) = train_images(&data, &["--image-size", "100000"]);
     assert!(!ok && stderr.contains("--image-size 100000"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
-    let (ok, _, stderr) = kiln(&[
-        "train",
-        "--images",
-        s(&data),
-        "--image-size",
-        "8",
-        "--augment",
-        "crop",
-        "--crop-padding",
-        "100000",
-    ]);
+    let (ok, _, stderr) = train_images(
+        &data,
+        &[
+            "--image-size",
+            "8",
+            "--augment",
+            "crop",
+            "--crop-padding",
+            "100000",
+        ],
+    );
     assert!(!ok && stderr.contains("--crop-padding 100000"), "{stderr}");
-    let (ok, _, stderr) = kiln(&["train", "--images", s(&data), "--augment", "rotate"]);
+    let (ok, _, stderr) = train_images(&data, &["--augment", "rotate"]);
     assert!(!ok && stderr.contains("rotate"), "{stderr}");
     let (ok, _, stderr) = kiln(&[
         "train",

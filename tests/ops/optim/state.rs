@@ -55,18 +55,14 @@ fn state_round_trip_continues_identically() {
                 .iter()
                 .map(|sh| rand_vec(sh.iter().product(), s, -1.0, 1.0))
                 .collect();
-            let pa: Vec<Tensor> = shapes
-                .iter()
-                .zip(&data)
-                .map(|(sh, d)| param(d, sh))
-                .collect();
+            let params = || -> Vec<Tensor> {
+                let each = shapes.iter().zip(&data);
+                each.map(|(sh, d)| param(d, sh)).collect()
+            };
+            let pa = params();
             let mut a = make(named(&pa));
             // A throwaway partner for the first three steps.
-            let scratch: Vec<Tensor> = shapes
-                .iter()
-                .zip(&data)
-                .map(|(sh, d)| param(d, sh))
-                .collect();
+            let scratch = params();
             let mut sa = make(named(&scratch));
             for t in 0..3 {
                 step_both(a.as_mut(), &pa, sa.as_mut(), &scratch, t);
