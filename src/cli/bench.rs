@@ -7,7 +7,9 @@
 //!    (`shaders/bench/copy.wgsl`) gives the memory ceiling in GB/s (bytes read + written). Both grow
 //!    their problem until one launch takes long enough to time well, and keep the best rate.
 //! 2. **Kernels** (see [`cases`]): matmul (every rung, naive the baseline), elementwise, reduce,
-//!    softmax, conv2d forward / grad-input / grad-weight (direct the baseline), attention.
+//!    softmax, conv2d forward / grad-input / grad-weight (direct the baseline), attention, NF4;
+//!    the unsupervised kernels (k-means step, itemset support counts, k-NN for LOF) against
+//!    their CPU twins ([`unsupervised`]).
 //! 3. **Dispatch overhead**: many tiny adds recorded into one submit vs each followed by a sync.
 //! 4. **Training steps** of the default models, split into forward, backward and optimizer.
 //!
@@ -20,6 +22,7 @@
 mod cases;
 mod roofline;
 mod train_step;
+mod unsupervised;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -317,6 +320,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     cases::conv(&mut suite)?;
     cases::attention(&mut suite)?;
     cases::nf4(&mut suite)?;
+    unsupervised::run(&mut suite)?;
     cases::dispatch_overhead(&mut suite)?;
     cases::train_steps(&mut suite)?;
     suite.bar.finish_and_clear();

@@ -69,6 +69,31 @@ fn json_lines_have_required_keys_and_sane_values() {
 }
 
 #[test]
+fn unsupervised_rows_sit_beside_their_cpu_twins() {
+    let (ok, stdout, stderr) = kiln(&["bench", "--quick", "--json", "--filter", "kmeans step"]);
+    assert!(ok, "{stderr}");
+    let rows = rows(&stdout);
+    let ops: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| (r["op"].as_str().unwrap(), r["variant"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        ops[2..],
+        [("kmeans step", "cpu twin"), ("kmeans step", "gpu")],
+        "{stdout}"
+    );
+    let (cpu, gpu) = (&rows[2], &rows[3]);
+    assert_eq!(num(cpu, "speedup"), Some(1.0));
+    let ratio = num(cpu, "ms_median").unwrap() / num(gpu, "ms_median").unwrap();
+    assert!((num(gpu, "speedup").unwrap() - ratio).abs() < 1e-9, "{gpu}");
+    // --quick: 20,000 x 64 points, k = 20; the distance GEMM is 2 N K D FLOPs.
+    let want = 2.0 * 20_000.0 * 20.0 * 64.0 / (num(gpu, "ms_median").unwrap() * 1e6);
+    let got = num(gpu, "gflops").unwrap();
+    assert!((got - want).abs() < 1e-6 * want, "{gpu}");
+    assert!(num(gpu, "pct_peak").is_some_and(|p| p > 0.0), "{gpu}");
+}
+
+#[test]
 fn table_and_roofline_png() {
     let png = std::env::temp_dir().join(format!("kiln-bench-{}.png", std::process::id()));
     let _ = std::fs::remove_file(&png);
