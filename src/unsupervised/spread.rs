@@ -194,11 +194,5 @@ impl SpreadFit {
 
 /// Index of the largest value (the first of ties).
 fn argmax(v: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &x) in v.iter().enumerate() {
-        if x > v[best] {
-            best = i;
-        }
-    }
-    best as u32
+    (0..v.len()).fold(0, |best, i| if v[i] > v[best] { i } else { best }) as u32
 }
