@@ -339,7 +339,11 @@ fn unlabeled_of(data: &PreparedData) -> Result<Arc<dyn Dataset>> {
 
 /// `--semi spread`: label spreading on the training features, scored on the test split.
 /// Returns the summary fields.
-pub(super) fn spread(spec: &RunSpec, data: &PreparedData) -> Result<serde_json::Value> {
+pub(super) fn spread(
+    spec: &RunSpec,
+    data: &PreparedData,
+    gpu: &Arc<crate::Gpu>,
+) -> Result<serde_json::Value> {
     let unlabeled = unlabeled_of(data)?;
     let (l, u, t) = (
         all_of(data.train.as_ref()),
@@ -362,7 +366,7 @@ pub(super) fn spread(spec: &RunSpec, data: &PreparedData) -> Result<serde_json::
         alpha: spec.semi.alpha,
         ..LabelSpreading::default()
     };
-    let fit = ls.fit(&x, d, &given, *num_classes)?;
+    let fit = ls.fit_on(gpu, &x, d, &given, *num_classes)?;
     let spread_labels = fit.labels();
     let mut out = serde_json::json!({
         "method": "spread",
@@ -417,12 +421,13 @@ pub(super) fn spread_run(
     data: &PreparedData,
     dir: &Path,
     resume: bool,
+    gpu: &Arc<crate::Gpu>,
 ) -> Result<()> {
     if !resume {
         crate::io::write_atomic(&dir.join("config.toml"), spec.to_toml().as_bytes())?;
     }
     let start = std::time::Instant::now();
-    let semi = spread(spec, data)?;
+    let semi = spread(spec, data, gpu)?;
     let wall = start.elapsed().as_secs_f64();
     let mut s = serde_json::json!({
         "model": "label-spreading",

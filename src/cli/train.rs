@@ -311,7 +311,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         spec.load_data()?
     };
     if spec.semi.method == "spread" {
-        return super::semi::spread_run(&spec, &data, &dir, resume);
+        return super::semi::spread_run(&spec, &data, &dir, resume, &gpu);
     }
     let mut data = data;
     crate::nn::manual_seed(spec.train.seed);

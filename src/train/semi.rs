@@ -269,20 +269,21 @@ pub fn pseudo_label_report(
     let was = model.is_training();
     model.set_training(false);
     let _g = crate::no_grad();
-    let (mut conf, mut pred) = (Vec::new(), Vec::new());
+    // Chunks are recorded without waiting; the results are read back once at the end.
+    let (mut conf_t, mut pred_t) = (Vec::new(), Vec::new());
     let idx: Vec<usize> = (0..unlabeled.len()).collect();
     for chunk in idx.chunks(512) {
         let (x, _) = upload(gpu, &unlabeled.batch(chunk))?;
         let logits = model.forward(&x)?;
-        conf.extend(
-            logits
-                .softmax(-1)?
-                .max_dims(&[-1], false)?
-                .to_vec::<f32>()?,
-        );
-        pred.extend(logits.argmax(-1, false)?.to_vec::<u32>()?);
+        conf_t.push(logits.softmax(-1)?.max_dims(&[-1], false)?);
+        pred_t.push(logits.argmax(-1, false)?);
     }
     model.set_training(was);
+    let (mut conf, mut pred) = (Vec::new(), Vec::new());
+    for (c, p) in conf_t.iter().zip(&pred_t) {
+        conf.extend(c.to_vec::<f32>()?);
+        pred.extend(p.to_vec::<u32>()?);
+    }
     let n = pred.len().max(1) as f64;
     let sure: Vec<usize> = (0..pred.len()).filter(|&i| conf[i] > threshold).collect();
     let right = |i: &usize, h: &[u32]| pred[*i] == h[*i];

@@ -69,9 +69,22 @@ pub struct SpreadFit {
 }
 
 impl LabelSpreading {
-    /// Spread `labels` (one per row of `x` (n, d); `None` = unlabelled; classes `0..classes`).
+    /// Spread `labels` (one per row of `x` (n, d); `None` = unlabelled; classes `0..classes`)
+    /// on the default GPU.
     pub fn fit(
         &self,
+        x: &[f32],
+        d: usize,
+        labels: &[Option<u32>],
+        classes: usize,
+    ) -> Result<SpreadFit> {
+        self.fit_on(&crate::device()?, x, d, labels, classes)
+    }
+
+    /// [`LabelSpreading::fit`] with the neighbour search on `gpu`.
+    pub fn fit_on(
+        &self,
+        gpu: &std::sync::Arc<crate::Gpu>,
         x: &[f32],
         d: usize,
         labels: &[Option<u32>],
@@ -97,7 +110,7 @@ impl LabelSpreading {
         if labels.iter().all(Option::is_none) {
             return arg_err(WHAT, "no labelled point: nothing to spread");
         }
-        let points = Points::new(x, d)?;
+        let points = Points::new_on(gpu, x, d)?;
         let near = points.knn(&points, self.k, true)?;
         // Symmetric 0/1 graph as adjacency lists (i ~ j when either is among the other's k).
         let mut adj: Vec<Vec<u32>> = near.idx.chunks(self.k).map(<[u32]>::to_vec).collect();
