@@ -33,6 +33,7 @@ impl Gpu {
         if self.encoder.has_pending() {
             self.flush();
         }
+        let t0 = std::time::Instant::now();
         let padded = bytes.len().div_ceil(4) * 4;
         if padded == bytes.len() {
             self.queue.write_buffer(dst.raw(), offset, bytes);
@@ -41,6 +42,7 @@ impl Gpu {
             v.resize(padded, 0);
             self.queue.write_buffer(dst.raw(), offset, &v);
         }
+        self.encoder.note_upload(t0, bytes.len() as u64);
     }
 
     /// Read `len` bytes at byte `offset` of `src` back to the host.
@@ -118,10 +120,11 @@ impl Gpu {
             &self.device,
             &self.queue,
             &pipeline,
-            &label,
+            (key, &label),
             params,
             buffers,
             workgroups,
+            &|| self.pool.live_bytes(),
         );
     }
 

@@ -12,6 +12,8 @@ use std::sync::Mutex;
 use bytemuck::Pod;
 
 use crate::buffer_pool::GpuBuffer;
+use crate::capture::{BatchTimes, Capture, RecordExtra, Recorder};
+use crate::pipeline::KernelKey;
 
 /// Dispatches per submitted batch.
 pub const MAX_DISPATCHES: usize = 1024;
@@ -23,6 +25,8 @@ struct State {
     dispatches: usize,
     submitted_batches: u64,
     total_dispatches: u64,
+    /// The capture in progress, if any ([`crate::capture`]).
+    capture: Option<Recorder>,
 }
 
 pub(crate) struct Encoder {
@@ -57,6 +61,7 @@ impl Encoder {
                 dispatches: 0,
                 submitted_batches: 0,
                 total_dispatches: 0,
+                capture: None,
             }),
             arena,
             align: limits.min_uniform_buffer_offset_alignment.max(16) as usize,
@@ -81,18 +86,61 @@ impl Encoder {
         s.encoder.is_some()
     }
 
-    /// Record one dispatch of `pipeline` (its wgpu objects labelled `label`, the kernel key) with
-    /// `params` at binding 0 and `buffers` at bindings 1...
+    /// Start capturing (see [`crate::capture`]); a capture already running goes on.
+    pub(crate) fn start_capture(&self, device: &wgpu::Device, queue: &wgpu::Queue, ts: bool) {
+        let mut s = self.lock();
+        if s.capture.is_none() {
+            // Timestamp slots count from the start of a batch: begin with an empty one.
+            self.submit(queue, &mut s);
+            s.capture = Some(Recorder::new(device, ts));
+        }
+    }
+
+    /// Stop capturing: submit what is pending, wait for the device and return what was seen.
+    pub(crate) fn finish_capture(
+        &self,
+        device: &wgpu::Device,
+        queue: &wgpu::Queue,
+    ) -> Option<Capture> {
+        let rec = {
+            let mut s = self.lock();
+            self.submit(queue, &mut s);
+            s.capture.take()?
+        };
+        let _ = device.poll(wgpu::PollType::wait_indefinitely());
+        Some(rec.finish(device, queue.get_timestamp_period() as f64))
+    }
+
+    /// True while a capture runs.
+    pub(crate) fn capturing(&self) -> bool {
+        self.lock().capture.is_some()
+    }
+
+    /// Note a host upload of `bytes` that took from `t0` until now, while capturing.
+    pub(crate) fn note_upload(&self, t0: std::time::Instant, bytes: u64) {
+        let mut s = self.lock();
+        if let Some(rec) = s.capture.as_mut() {
+            let since = |t: std::time::Instant| t.duration_since(rec.start).as_nanos() as u64;
+            let host_ns = (since(t0), rec.now_ns());
+            rec.uploads
+                .push(crate::capture::UploadRecord { host_ns, bytes });
+        }
+    }
+
+    /// Record one dispatch of `pipeline` (its wgpu objects labelled `label`, the label of `key`)
+    /// with `params` at binding 0 and `buffers` at bindings 1...; `live_bytes` is asked only
+    /// while capturing.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn dispatch<P: Pod>(
         &self,
         device: &wgpu::Device,
         queue: &wgpu::Queue,
         pipeline: &wgpu::ComputePipeline,
-        label: &str,
+        (key, label): (&KernelKey, &str),
         params: &P,
         buffers: &[&GpuBuffer],
         workgroups: [u32; 3],
+        live_bytes: &dyn Fn() -> u64,
     ) {
         let bytes = bytemuck::bytes_of(params);
         let size = bytes.len().div_ceil(16) * 16;
@@ -127,7 +175,27 @@ impl Encoder {
             layout: &layout,
             entries: &entries,
         });
-        let enc = s.encoder.get_or_insert_with(|| {
+        let slot = 2 * s.dispatches as u32;
+        let state = &mut *s;
+        let mut timestamp_writes = None;
+        if let Some(rec) = state.capture.as_mut() {
+            let extra = RecordExtra {
+                workgroups,
+                bytes_bound: buffers.iter().map(|b| b.capacity()).sum(),
+                params: bytes,
+                live_bytes: live_bytes(),
+            };
+            rec.push(key, label, extra);
+            timestamp_writes = rec
+                .timestamps
+                .as_ref()
+                .map(|t| wgpu::ComputePassTimestampWrites {
+                    query_set: &t.set,
+                    beginning_of_pass_write_index: Some(slot),
+                    end_of_pass_write_index: Some(slot + 1),
+                });
+        }
+        let enc = state.encoder.get_or_insert_with(|| {
             device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("kiln.batch"),
             })
@@ -135,7 +203,7 @@ impl Encoder {
         {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some(label),
-                timestamp_writes: None,
+                timestamp_writes,
             });
             pass.set_pipeline(pipeline);
             pass.set_bind_group(0, &bind_group, &[]);
@@ -170,15 +238,58 @@ impl Encoder {
     }
 
     fn submit(&self, queue: &wgpu::Queue, s: &mut State) {
-        let Some(enc) = s.encoder.take() else {
+        let Some(mut enc) = s.encoder.take() else {
             return;
         };
         if !s.params.is_empty() {
             queue.write_buffer(&self.arena, 0, &s.params);
         }
+        let ticks = s
+            .capture
+            .as_ref()
+            .and_then(|rec| resolve_ticks(rec, &mut enc, s.dispatches));
+        let t0 = s.capture.as_ref().map(|rec| rec.now_ns());
         queue.submit(Some(enc.finish()));
+        if let (Some(rec), Some(t0)) = (s.capture.as_mut(), t0) {
+            let first = std::mem::replace(&mut rec.batch_first, rec.records.len());
+            let times = match ticks {
+                Some(buf) => BatchTimes::Ticks(buf),
+                None => {
+                    // No timestamps: wait for this batch (capture only) and time it.
+                    let _ = rec.device.poll(wgpu::PollType::wait_indefinitely());
+                    BatchTimes::Wall(t0, rec.now_ns())
+                }
+            };
+            if first < rec.records.len() {
+                rec.batches.push((first, times));
+            }
+        }
         s.params.clear();
         s.dispatches = 0;
         s.submitted_batches += 1;
     }
+}
+
+/// Record the resolve of a batch's `dispatches` timestamp pairs into a fresh readable buffer
+/// (read at the end of the capture); `None` without timestamps or dispatches.
+fn resolve_ticks(
+    rec: &Recorder,
+    enc: &mut wgpu::CommandEncoder,
+    dispatches: usize,
+) -> Option<wgpu::Buffer> {
+    let t = rec.timestamps.as_ref()?;
+    if dispatches == 0 {
+        return None;
+    }
+    let count = 2 * dispatches as u32;
+    let bytes = count as u64 * wgpu::QUERY_SIZE as u64;
+    let out = rec.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("kiln.capture.ticks"),
+        size: bytes,
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    enc.resolve_query_set(&t.set, 0..count, &t.resolve, 0);
+    enc.copy_buffer_to_buffer(&t.resolve, 0, &out, 0, bytes);
+    Some(out)
 }

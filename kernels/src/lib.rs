@@ -24,6 +24,7 @@
 
 mod buffer;
 pub mod buffer_pool;
+pub mod capture;
 pub mod encoder;
 pub mod error;
 pub mod gpu;

@@ -153,6 +153,32 @@ impl Profiler {
     }
 }
 
+impl Gpu {
+    /// Start capturing every dispatch of this device (see [`crate::capture`]): off by default,
+    /// and free when off. GPU timestamps are written where the device has `TIMESTAMP_QUERY`.
+    /// Work recorded before is submitted first.
+    pub fn start_capture(&self) {
+        let ts = self.has_timestamps() && self.queue().get_timestamp_period() > 0.0;
+        self.encoder.start_capture(self.device(), self.queue(), ts);
+    }
+
+    /// Stop capturing: submit pending work, wait for the device, and return every dispatch
+    /// recorded since [`Gpu::start_capture`] with its times and costs (`None` when no capture
+    /// ran).
+    pub fn finish_capture(&self) -> Option<crate::capture::Capture> {
+        let mut c = self.encoder.finish_capture(self.device(), self.queue())?;
+        for r in &mut c.dispatches {
+            r.cost = crate::launch::cost::of(r);
+        }
+        Some(c)
+    }
+
+    /// True while [`Gpu::start_capture`] is in effect.
+    pub fn capturing(&self) -> bool {
+        self.encoder.capturing()
+    }
+}
+
 fn time_wall(gpu: &Gpu, iters: usize, launch: &mut dyn FnMut() -> Result<()>) -> Result<Timing> {
     let mut samples_ms = Vec::with_capacity(iters);
     for _ in 0..iters {

@@ -165,16 +165,40 @@ pub fn attention_default(s: &AttnShape) -> AttnConfig {
 /// one, else [`attention_default`]. Never tunes.
 pub fn attention_choice(gpu: &Gpu, s: &AttnShape) -> AttnConfig {
     record(SeenShape::Attention(*s));
-    if !lookups_enabled() {
-        return attention_default(s);
-    }
-    let Some(cache) = loaded(gpu) else {
-        return attention_default(s);
-    };
-    cache
-        .get(&entry_key("attention", &attention_bucket(s), "f32"))
-        .and_then(|c| AttnConfig::parse(&c.config))
-        .unwrap_or_else(|| attention_default(s))
+    let key = entry_key("attention", &attention_bucket(s), "f32");
+    choose(
+        gpu,
+        &key,
+        AttnConfig::parse,
+        attention_default(s),
+        AttnConfig::name,
+    )
+}
+
+/// The cached configuration of entry `key` (parsed by `parse`; `None` rejects it), else
+/// `fallback`. While a capture runs, notes which and why, e.g. `cached: vec4:... measured 12.3
+/// GFLOP/s (default 8.1) for matmul/m64n128k1024:b1:nn/f32` ([`crate::capture::note_choice`]).
+pub(crate) fn choose<T>(
+    gpu: &Gpu,
+    key: &str,
+    parse: impl Fn(&str) -> Option<T>,
+    fallback: T,
+    name: impl Fn(&T) -> String,
+) -> T {
+    let enabled = lookups_enabled();
+    let cached = enabled.then(|| loaded(gpu)).flatten().and_then(|cache| {
+        let c = cache.get(key)?;
+        Some((parse(&c.config)?, c.gflops, c.default_gflops))
+    });
+    crate::capture::note_choice(|| match &cached {
+        Some((t, g, d)) => format!(
+            "cached: {} measured {g:.1} GFLOP/s (default {d:.1}) for {key}",
+            name(t)
+        ),
+        None if !enabled => format!("default: {} ({ENABLE_ENV}=0)", name(&fallback)),
+        None => format!("default: {} (nothing tuned for {key})", name(&fallback)),
+    });
+    cached.map_or(fallback, |c| c.0)
 }
 
 /// The configuration `variant` means for shape `s`: [`attention_choice`] for `Auto`, else the
@@ -303,22 +327,16 @@ pub fn matmul_choice(
         b_t: b.col_stride != 1 && dims.n > 1,
         f16,
     });
-    if !lookups_enabled() {
-        return fallback;
-    }
-    let Some(cache) = loaded(gpu) else {
-        return fallback;
-    };
     let key = entry_key(
         "matmul",
         &MatmulBucket::of(dims, a, b).key(),
         dtype_tag(f16),
     );
-    cache
-        .get(&key)
-        .and_then(|c| MatmulConfig::parse(&c.config))
-        .filter(|c| c.variant.f16_operands() == f16 && c.variant.available(gpu).is_ok())
-        .unwrap_or(fallback)
+    let parse = |text: &str| {
+        MatmulConfig::parse(text)
+            .filter(|c| c.variant.f16_operands() == f16 && c.variant.available(gpu).is_ok())
+    };
+    choose(gpu, &key, parse, fallback, MatmulConfig::label)
 }
 
 /// Layouts of A (batch, M, K) and B (batch, K, N), transposed (stored (K, M) / (N, K)) or not.

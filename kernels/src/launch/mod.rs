@@ -42,6 +42,7 @@ pub mod bench;
 pub mod bias_gelu;
 pub mod cluster;
 pub mod conv;
+pub mod cost;
 pub mod cross_entropy;
 pub mod dropout;
 pub mod elementwise;

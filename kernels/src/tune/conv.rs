@@ -30,9 +30,8 @@
 
 use std::collections::HashMap;
 
-use super::cache::loaded;
 use super::measure::{TuneReport, Tuner, noise, time_best};
-use super::{SeenShape, conv_bucket, entry_key, lookups_enabled, record};
+use super::{SeenShape, conv_bucket, entry_key, record};
 use crate::buffer_pool::GpuBuffer;
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
@@ -45,16 +44,14 @@ use crate::reference::conv as cpu;
 /// tunes.
 pub fn conv_choice(gpu: &Gpu, s: &Conv2dShape) -> ConvConfig {
     record(SeenShape::Conv(*s));
-    if !lookups_enabled() {
-        return ConvConfig::default();
-    }
-    let Some(cache) = loaded(gpu) else {
-        return ConvConfig::default();
-    };
-    cache
-        .get(&entry_key("conv2d", &conv_bucket(s), "f32"))
-        .and_then(|c| ConvConfig::parse(&c.config))
-        .unwrap_or_default()
+    let key = entry_key("conv2d", &conv_bucket(s), "f32");
+    super::choose(
+        gpu,
+        &key,
+        ConvConfig::parse,
+        ConvConfig::default(),
+        ConvConfig::label,
+    )
 }
 
 /// One of the three conv kernels.

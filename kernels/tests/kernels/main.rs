@@ -9,6 +9,7 @@
 mod common;
 
 mod attention;
+mod capture;
 mod conv;
 mod cross_entropy;
 mod elementwise;
