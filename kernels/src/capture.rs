@@ -131,7 +131,8 @@ static CLAIMS: Mutex<Vec<(u64, String, String)>> = Mutex::new(Vec::new());
 struct Scope {
     phase: String,
     op: Option<(String, String)>,
-    choice: Option<String>,
+    /// The shader folder the choice is for (`matmul`, `conv`, `attention`) and the reason.
+    choice: Option<(&'static str, String)>,
 }
 
 thread_local! {
@@ -180,8 +181,11 @@ pub fn op_scope(op: &str, shapes: impl FnOnce() -> String) -> OpScope {
 
 /// A forward op's kernels have run: give `op` (with `shapes`) to the dispatches captured since
 /// the previous claim that have no op of their own.
+///
+/// Inside an [`op_scope`] (an op run by a backward rule) this does nothing: the scope names its
+/// dispatches.
 pub fn claim(op: &str, shapes: impl FnOnce() -> String) {
-    if !active() {
+    if !active() || SCOPE.with(|s| s.borrow().op.is_some()) {
         return;
     }
     let at = CAPTURED.load(Ordering::SeqCst);
@@ -191,11 +195,11 @@ pub fn claim(op: &str, shapes: impl FnOnce() -> String) {
     SCOPE.with(|s| s.borrow_mut().choice = None);
 }
 
-/// The tuner's reason for the configuration the next dispatches use (`text` only called while
-/// capturing).
-pub fn note_choice(text: impl FnOnce() -> String) {
+/// The tuner's reason for the configuration the next dispatches of kernels under
+/// `shaders/<family>/` use (`text` only called while capturing).
+pub fn note_choice(family: &'static str, text: impl FnOnce() -> String) {
     if active() {
-        SCOPE.with(|s| s.borrow_mut().choice = Some(text()));
+        SCOPE.with(|s| s.borrow_mut().choice = Some((family, text())));
     }
 }
 
@@ -268,7 +272,10 @@ impl Recorder {
     pub(crate) fn push(&mut self, key: &crate::KernelKey, label: &str, extra: RecordExtra<'_>) {
         let (phase, op, choice) = SCOPE.with(|s| {
             let s = s.borrow();
-            (s.phase.clone(), s.op.clone(), s.choice.clone())
+            let choice = s.choice.as_ref().filter(|c| {
+                key.shader.starts_with(c.0) && key.shader[c.0.len()..].starts_with('/')
+            });
+            (s.phase.clone(), s.op.clone(), choice.map(|c| c.1.clone()))
         });
         let (op, shapes) = op.unwrap_or_default();
         let host_ns = self.now_ns();

@@ -190,7 +190,12 @@ pub(crate) fn choose<T>(
         let c = cache.get(key)?;
         Some((parse(&c.config)?, c.gflops, c.default_gflops))
     });
-    crate::capture::note_choice(|| match &cached {
+    let family = match key.split('/').next() {
+        Some("conv2d") => "conv",
+        Some("attention") => "attention",
+        _ => "matmul",
+    };
+    crate::capture::note_choice(family, || match &cached {
         Some((t, g, d)) => format!(
             "cached: {} measured {g:.1} GFLOP/s (default {d:.1}) for {key}",
             name(t)

@@ -17,6 +17,9 @@ use std::sync::atomic::Ordering;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
+mod graph;
+pub use graph::{GraphNode, graph_dot, graph_nodes};
+
 /// Maps dL/d(output) to dL/d(input) for each input (`None` = no gradient flows there).
 pub type BackwardFn = dyn Fn(&Tensor) -> Result<Vec<Option<Tensor>>> + Send + Sync;
 
@@ -64,6 +67,8 @@ impl Tensor {
         inputs: &[&Tensor],
         backward: impl Fn(&Tensor) -> Result<Vec<Option<Tensor>>> + Send + Sync + 'static,
     ) -> Tensor {
+        // `kiln explain` / `--trace`: the kernels that just ran were this op's.
+        kiln_kernels::capture::claim(name, || op_shapes(inputs, self.shape()));
         if !is_grad_enabled() || !inputs.iter().any(|t| t.requires_grad_flag()) {
             return self;
         }
@@ -185,6 +190,9 @@ impl Tensor {
         }
         let seed = {
             let _g = no_grad();
+            let _op = kiln_kernels::capture::op_scope("backward seed", || {
+                format!("ones {:?}", self.shape())
+            });
             self.ones_like()?
         };
         self.backward_with(&seed)
@@ -217,10 +225,16 @@ impl Tensor {
             match &t.inner.node {
                 None => {
                     if t.requires_grad_flag() {
+                        let shape = || format!("{:?}", t.shape());
+                        let _op = kiln_kernels::capture::op_scope("accumulate_grad", shape);
                         t.accumulate_grad(g)?;
                     }
                 }
                 Some(node) => {
+                    let _op = kiln_kernels::capture::op_scope(node.name, || {
+                        let inputs: Vec<&Tensor> = node.inputs.iter().collect();
+                        op_shapes(&inputs, t.shape())
+                    });
                     let gs = (node.backward)(&g)?;
                     for (input, gi) in node.inputs.iter().zip(gs) {
                         let Some(gi) = gi else { continue };
@@ -286,6 +300,12 @@ impl Tensor {
         }
         Ok(())
     }
+}
+
+/// An op's shapes as `kiln explain` prints them: `[64, 784], [128, 784] -> [64, 128]`.
+fn op_shapes(inputs: &[&Tensor], out: &[usize]) -> String {
+    let ins: Vec<String> = inputs.iter().map(|t| format!("{:?}", t.shape())).collect();
+    format!("{} -> {out:?}", ins.join(", "))
 }
 
 /// True when `g` is a contiguous view of the whole of storage nobody else holds (a gradient

@@ -9,6 +9,9 @@ mod cluster_plot;
 mod devices;
 mod embed;
 mod eval;
+mod explain;
+mod explain_graph;
+mod explain_table;
 mod explosion;
 mod finetune;
 mod generate;
@@ -27,6 +30,7 @@ mod sweep;
 mod sweep_plan;
 mod sweep_report;
 pub mod text_data;
+mod trace;
 mod train;
 mod train_summary;
 mod tune;
@@ -53,6 +57,9 @@ pub enum Command {
     Train(Box<train::TrainArgs>),
     /// Evaluate a saved model on its test split or another labelled CSV file.
     Eval(eval::EvalArgs),
+    /// Run one training step (same flags as train) and list every GPU dispatch it made:
+    /// phase, op, shapes, kernel and WGSL line, tuner choice, FLOPs, bytes, time.
+    Explain(Box<explain::ExplainArgs>),
     /// Continue a prompt with a trained language model (gpt, lstm, gru, rnn), printing as it goes.
     Generate(generate::GenerateArgs),
     /// Predict new rows from a CSV file with a saved model.
@@ -91,6 +98,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(a) => train::run(*a),
         Command::Eval(a) => eval::run(a),
+        Command::Explain(a) => explain::run(*a),
         Command::Generate(a) => generate::run(a),
         Command::Predict(a) => predict::run(a),
         Command::Devices => devices::run(),

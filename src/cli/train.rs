@@ -28,6 +28,9 @@ pub struct TrainArgs {
     /// Semi-supervised learning (`--semi`, `--labeled`, `--unlabeled`, ...).
     #[command(flatten)]
     pub semi: super::semi::SemiArgs,
+    /// `--trace FILE.json`, `--trace-steps N`.
+    #[command(flatten)]
+    pub trace: super::trace::TraceArgs,
     /// Model: mlp, linear, lenet, vgg, resnet18, or a language model: gpt, lstm, gru, rnn
     /// (these train on text: the embedded Shakespeare, or --text FILE).
     #[arg(long)]
@@ -280,6 +283,11 @@ fn diff_tables(prefix: &str, was: &toml::Table, now: &toml::Table, out: &mut Vec
 
 /// Run `kiln train`.
 pub fn run(a: TrainArgs) -> Result<()> {
+    run_with(a, None)
+}
+
+/// `kiln train` with `kiln explain`'s hooks: the run then ends after `Trainer::fit`.
+pub(super) fn run_with(a: TrainArgs, explain: Option<super::trace::ExtraHooks>) -> Result<()> {
     let resume = a.common.resume;
     let (spec, dir) = if resume {
         let dir = a.common.resume_dir("run")?;
@@ -446,6 +454,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     trainer
         .hooks
         .push(Box::new(super::explosion::Explosion::default()));
+    let extras = super::trace::Extras::add(&mut trainer.hooks, &a.trace, &gpu, explain)?;
     if !quiet {
         let units = match &data.text {
             Some(t) => Units::Tokens { context: t.context },
@@ -461,6 +470,9 @@ pub fn run(a: TrainArgs) -> Result<()> {
     };
     let start = Instant::now();
     let report = trainer.fit(model.as_mut(), opt.as_mut(), objective.as_mut(), progress)?;
+    if extras.finish(quiet)? {
+        return Ok(());
+    }
     let semi = super::semi::pseudo_label_summary(&gpu, model.as_mut(), &data, &spec, quiet)?;
     // No test split (--no-test, or --test-fraction 0): nothing to score, said as such.
     let test = if a.no_test || data.test.is_empty() {

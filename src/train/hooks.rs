@@ -18,6 +18,9 @@
 //! end of epoch: validate, log, checkpoint, end_of_epoch(record, improved) -> Control
 //! ```
 //!
+//! `on_phase(phase, start)` brackets the loader's next batch, the forward, the backward, the
+//! optimizer update, each checkpoint and each validation.
+//!
 //! Every method has a default that does nothing, so a hook implements only what it needs.
 
 use crate::error::Result;
@@ -80,9 +83,43 @@ pub struct EpochEnd {
     pub epochs: usize,
 }
 
+/// A stretch of host work in the loop, reported to [`Hook::on_phase`] as it starts and ends
+/// (`kiln train --trace` draws them; `kiln explain` names the kernels of each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Phase {
+    /// Taking the next batch from the loader (reading, augmenting, batching).
+    Data,
+    /// `objective.loss`: the batch's upload and the forward pass.
+    Forward,
+    /// `loss.backward()` (with the hooks' `before_backward`).
+    Backward,
+    /// Clipping, `optimizer.step()` and `zero_grad`.
+    Optimizer,
+    /// Writing a checkpoint.
+    Checkpoint,
+    /// Validation at the end of an epoch (or of a stopped partial one).
+    Evaluation,
+}
+
+impl Phase {
+    /// Lower-case name, e.g. `forward`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Data => "data",
+            Phase::Forward => "forward",
+            Phase::Backward => "backward",
+            Phase::Optimizer => "optimizer",
+            Phase::Checkpoint => "checkpoint",
+            Phase::Evaluation => "evaluation",
+        }
+    }
+}
+
 /// Callbacks into the training loop. See the module notes for when each runs.
 #[allow(unused_variables)]
 pub trait Hook {
+    /// `phase` starts (`start`) or ends; phases do not nest.
+    fn on_phase(&mut self, phase: Phase, start: bool) {}
     /// Before the first batch of `epoch` (1-based); `first` is the batch the epoch starts at
     /// (0, or where a resumed run left off).
     fn on_epoch_start(&mut self, epoch: usize, first: usize, batches: usize) -> Result<()> {
@@ -137,6 +174,9 @@ impl<F: FnMut(&EpochRecord)> Hook for OnEpoch<F> {
 
 /// A borrowed hook is a hook, so the caller can read what it gathered after the run.
 impl<H: Hook + ?Sized> Hook for &mut H {
+    fn on_phase(&mut self, phase: Phase, start: bool) {
+        (**self).on_phase(phase, start)
+    }
     fn on_epoch_start(&mut self, epoch: usize, first: usize, batches: usize) -> Result<()> {
         (**self).on_epoch_start(epoch, first, batches)
     }

@@ -15,6 +15,6 @@ pub mod trainer;
 pub mod transfer;
 
 pub use config::{Task, TrainConfig};
-pub use hooks::{BatchInfo, Control, EpochEnd, Hook, OnEpoch, StepInfo};
+pub use hooks::{BatchInfo, Control, EpochEnd, Hook, OnEpoch, Phase, StepInfo};
 pub use objective::{Evaluation, MaskedLm, Objective, Supervised, evaluate, upload};
 pub use trainer::{FitReport, PartialEpoch, Progress, Saved, StopReason, Trainer};

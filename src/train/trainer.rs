@@ -32,7 +32,7 @@ use std::time::Instant;
 
 use super::checkpoint;
 use super::config::TrainConfig;
-use super::hooks::{BatchInfo, Control, EpochEnd, Hook, StepInfo};
+use super::hooks::{BatchInfo, Control, EpochEnd, Hook, Phase, StepInfo};
 use super::log::{EpochRecord, RunLog};
 use super::objective::{Evaluation, Objective};
 use crate::Gpu;
@@ -259,10 +259,12 @@ impl<'a> Trainer<'a> {
                 h.on_epoch_start(epoch, first, per_epoch)?;
             }
             let mut stopped_inside = false;
-            for (k, b) in loader.epoch_from(epoch as u64, first).enumerate() {
+            let mut batches = loader.epoch_from(epoch as u64, first).enumerate();
+            while let Some((k, b)) = self.timed(Phase::Data, |_| batches.next()) {
                 let i = first + k;
                 objective.position(epoch, i, per_epoch);
-                let (loss, w) = objective.loss(model, &b)?;
+                let (loss, w) = self.timed(Phase::Forward, |_| objective.loss(model, &b))?;
+                self.phase(Phase::Backward, true);
                 let mut l = loss.clone();
                 for h in &mut self.hooks {
                     l = h.before_backward(l)?;
@@ -271,6 +273,7 @@ impl<'a> Trainer<'a> {
                     l = l.mul_scalar(1.0 / cfg.accumulate as f32)?;
                 }
                 l.backward()?;
+                self.phase(Phase::Backward, false);
                 let weighted = loss.detach().mul_scalar(w as f32)?;
                 loss_sum = Some(match loss_sum {
                     None => weighted,
@@ -308,6 +311,7 @@ impl<'a> Trainer<'a> {
                 for h in &mut self.hooks {
                     h.after_backward(&params)?;
                 }
+                self.phase(Phase::Optimizer, true);
                 if let Some(c) = cfg.clip_grad_norm {
                     crate::optim::clip_grad_norm(&params, c)?;
                 }
@@ -320,6 +324,7 @@ impl<'a> Trainer<'a> {
                     opt.step()?;
                 }
                 opt.zero_grad()?;
+                self.phase(Phase::Optimizer, false);
                 progress.step += 1;
                 let at = StepInfo {
                     step: progress.step,
@@ -355,7 +360,7 @@ impl<'a> Trainer<'a> {
                         examples: seen,
                         seconds: t0.elapsed().as_secs_f64(),
                     });
-                    self.save(&self.dir.join(LAST), model, opt, objective, &progress)?;
+                    self.save_last(model, opt, objective, &progress)?;
                     if let Some(r) = stop {
                         reason = r;
                         stopped_inside = true;
@@ -378,9 +383,11 @@ impl<'a> Trainer<'a> {
                 samples_per_sec: seen as f64 / seconds.max(1e-9),
                 ..Default::default()
             };
-            let ev = match &self.val {
+            let ev = match self.val.clone() {
                 Some(val) => {
+                    self.phase(Phase::Evaluation, true);
                     let ev = self.validate(model, objective, val.as_ref(), eval_batch)?;
+                    self.phase(Phase::Evaluation, false);
                     check_finite(ev.loss as f32, epoch, progress.batch)?;
                     rec.fill(&ev);
                     Some(ev)
@@ -422,9 +429,11 @@ impl<'a> Trainer<'a> {
             // the resumed run rewrites the log up to that checkpoint.
             log.push(rec.clone())?;
             if improved && self.val.is_some() {
+                self.phase(Phase::Checkpoint, true);
                 self.save(&self.dir.join(BEST), model, opt, objective, &progress)?;
+                self.phase(Phase::Checkpoint, false);
             }
-            self.save(&self.dir.join(LAST), model, opt, objective, &progress)?;
+            self.save_last(model, opt, objective, &progress)?;
             let end = EpochEnd {
                 improved,
                 epochs: cfg.epochs,
@@ -474,6 +483,35 @@ impl<'a> Trainer<'a> {
             records,
             seconds: start.elapsed().as_secs_f64(),
         })
+    }
+
+    /// Tell the hooks that `phase` starts (`start`) or ends.
+    fn phase(&mut self, phase: Phase, start: bool) {
+        for h in &mut self.hooks {
+            h.on_phase(phase, start);
+        }
+    }
+
+    /// `f` inside `phase` (started before, ended after).
+    fn timed<T>(&mut self, phase: Phase, f: impl FnOnce(&mut Self) -> T) -> T {
+        self.phase(phase, true);
+        let out = f(self);
+        self.phase(phase, false);
+        out
+    }
+
+    /// Write `checkpoint.safetensors` inside [`Phase::Checkpoint`].
+    fn save_last(
+        &mut self,
+        model: &dyn Module,
+        opt: &dyn Optimizer,
+        objective: &dyn Objective,
+        progress: &Progress,
+    ) -> Result<()> {
+        self.phase(Phase::Checkpoint, true);
+        self.save(&self.dir.join(LAST), model, opt, objective, progress)?;
+        self.phase(Phase::Checkpoint, false);
+        Ok(())
     }
 
     /// Evaluate in eval mode without a graph, restoring training mode after.
