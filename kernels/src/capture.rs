@@ -74,7 +74,8 @@ pub struct DispatchRecord {
     pub choice: Option<String>,
     /// Host time when the dispatch was recorded.
     pub host_ns: u64,
-    /// GPU start and end (aligned to the host clock at the first submission).
+    /// GPU start and end, on the host clock: the GPU clock shifted by the least offset that
+    /// starts no batch before the host submitted it.
     pub gpu_ns: Option<(u64, u64)>,
     /// How `gpu_ns` was obtained.
     pub time: TimeKind,
@@ -229,7 +230,9 @@ pub(crate) struct Timestamps {
 }
 
 pub(crate) enum BatchTimes {
-    Ticks(wgpu::Buffer),
+    /// The readable tick buffer and the host time of the submission.
+    Ticks(wgpu::Buffer, u64),
+    /// Host wall time of the submission, from submit to done.
     Wall(u64, u64),
 }
 
@@ -332,21 +335,35 @@ impl Recorder {
         ACTIVE.fetch_sub(1, Ordering::SeqCst);
         self.apply_claims();
         let batches = std::mem::take(&mut self.batches);
-        let mut offset: Option<i128> = None;
-        for (i, (first, times)) in batches.iter().enumerate() {
+        let ns = |t: u64| (t as f64 * period_ns) as i128;
+        let ticks: Vec<Option<Vec<u64>>> = batches
+            .iter()
+            .map(|(_, t)| match t {
+                BatchTimes::Ticks(buf, _) => read_ticks(device, buf),
+                BatchTimes::Wall(..) => None,
+            })
+            .collect();
+        // GPU clock -> host clock, one offset for the capture: the smallest that puts no batch's
+        // first dispatch before the host submitted it.
+        let offset = batches
+            .iter()
+            .zip(&ticks)
+            .filter_map(|((_, t), k)| match (t, k) {
+                (BatchTimes::Ticks(_, submit), Some(k)) if !k.is_empty() => {
+                    Some(*submit as i128 - ns(k[0]))
+                }
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0);
+        let at = |t: u64| (ns(t) + offset).max(0) as u64;
+        for (i, ((first, times), ticks)) in batches.iter().zip(&ticks).enumerate() {
             let end = batches.get(i + 1).map_or(self.records.len(), |b| b.0);
             let recs = &mut self.records[*first..end];
             match times {
-                BatchTimes::Ticks(buf) => {
-                    let Some(ticks) = read_ticks(device, buf) else {
-                        continue;
-                    };
+                BatchTimes::Ticks(..) => {
+                    let Some(ticks) = ticks else { continue };
                     for (r, pair) in recs.iter_mut().zip(ticks.chunks_exact(2)) {
-                        let ns = |t: u64| (t as f64 * period_ns) as i128;
-                        // GPU clock -> host clock, aligned once: the first dispatch starts
-                        // when its record was made (the earliest it could have).
-                        let off = *offset.get_or_insert(r.host_ns as i128 - ns(pair[0]));
-                        let at = |t: u64| (ns(t) + off).max(0) as u64;
                         r.gpu_ns = Some((at(pair[0]), at(pair[1]).max(at(pair[0]))));
                     }
                 }

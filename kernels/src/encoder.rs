@@ -253,7 +253,7 @@ impl Encoder {
         if let (Some(rec), Some(t0)) = (s.capture.as_mut(), t0) {
             let first = std::mem::replace(&mut rec.batch_first, rec.records.len());
             let times = match ticks {
-                Some(buf) => BatchTimes::Ticks(buf),
+                Some(buf) => BatchTimes::Ticks(buf, t0),
                 None => {
                     // No timestamps: wait for this batch (capture only) and time it.
                     let _ = rec.device.poll(wgpu::PollType::wait_indefinitely());

@@ -50,10 +50,14 @@ pub fn graph_nodes(root: &Tensor) -> Vec<GraphNode> {
 
 /// [`graph_nodes`] of `root` as DOT text.
 pub fn graph_dot(root: &Tensor) -> String {
-    let nodes = graph_nodes(root);
+    graph_to_dot(&graph_nodes(root))
+}
+
+/// Nodes from [`graph_nodes`] as DOT text.
+pub fn graph_to_dot(nodes: &[GraphNode]) -> String {
     let mut shapes = std::collections::HashMap::new();
     let mut s = String::from("digraph step {\n  rankdir=LR;\n  node [fontname=\"sans-serif\"];\n");
-    for ((id, label, op, param), _) in &nodes {
+    for ((id, label, op, param), _) in nodes {
         let style = match (op, param) {
             (true, _) => "shape=box",
             (false, true) => "shape=ellipse, style=filled, fillcolor=\"#f6d68a\"",
@@ -62,7 +66,7 @@ pub fn graph_dot(root: &Tensor) -> String {
         let _ = writeln!(s, "  n{id} [label=\"{label}\", {style}];");
         shapes.insert(*id, label[label.find('[').unwrap_or(0)..].to_string());
     }
-    for ((id, ..), ins) in &nodes {
+    for ((id, ..), ins) in nodes {
         for i in ins {
             let shape = shapes.get(i).cloned().unwrap_or_default();
             let _ = writeln!(s, "  n{i} -> n{id} [label=\"{shape}\"];");

@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
 mod graph;
-pub use graph::{GraphNode, graph_dot, graph_nodes};
+pub use graph::{GraphNode, graph_dot, graph_nodes, graph_to_dot};
 
 /// Maps dL/d(output) to dL/d(input) for each input (`None` = no gradient flows there).
 pub type BackwardFn = dyn Fn(&Tensor) -> Result<Vec<Option<Tensor>>> + Send + Sync;

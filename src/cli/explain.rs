@@ -47,8 +47,8 @@ struct Seen {
     capture: Option<Capture>,
     /// Dispatches the encoder counted over the same stretch.
     counted: u64,
-    /// The step's autograd graph as DOT, when asked for.
-    dot: Option<String>,
+    /// The step's autograd graph, when asked for.
+    graph: Option<Vec<crate::autograd::GraphNode>>,
     /// The step captured (1-based).
     step: u64,
 }
@@ -100,9 +100,9 @@ impl Hook for Recorder {
 
     fn before_backward(&mut self, loss: crate::Tensor) -> crate::error::Result<crate::Tensor> {
         if self.graph && self.capturing {
-            let dot = crate::autograd::graph_dot(&loss);
+            let nodes = crate::autograd::graph_nodes(&loss);
             if let Ok(mut s) = self.seen.lock() {
-                s.dot = Some(dot);
+                s.graph = Some(nodes);
             }
         }
         Ok(loss)
@@ -111,6 +111,9 @@ impl Hook for Recorder {
 
 /// Run `kiln explain`.
 pub fn run(mut a: ExplainArgs) -> Result<()> {
+    if let Some(g) = &a.graph {
+        super::explain_graph::check(g)?;
+    }
     let t = &mut a.train;
     if t.common.resume {
         return Err(Error(
@@ -160,8 +163,8 @@ pub fn run(mut a: ExplainArgs) -> Result<()> {
     let cap = seen.capture.take().ok_or_else(|| {
         Error("kiln explain: the run made no training step (is the training set empty?)".into())
     })?;
-    if let (Some(path), Some(dot)) = (&a.graph, &seen.dot) {
-        super::explain_graph::write(path, dot)?;
+    if let (Some(path), Some(nodes)) = (&a.graph, &seen.graph) {
+        super::explain_graph::write(path, nodes)?;
     }
     let gpu = super::open_device(device.as_deref())?;
     let ceilings = ceilings(&gpu)?;

@@ -31,6 +31,7 @@ mod sweep_plan;
 mod sweep_report;
 pub mod text_data;
 mod trace;
+mod trace_view;
 mod train;
 mod train_summary;
 mod tune;
@@ -91,6 +92,9 @@ pub enum Command {
     Rules(Box<rules::RulesArgs>),
     /// Score the rows of a CSV file as outliers (Isolation Forest, LOF, Mahalanobis, autoencoder).
     Outliers(Box<outliers::OutliersArgs>),
+    /// Draw the timeline of a `kiln train --trace` file (host phases, GPU dispatches, memory)
+    /// as a PNG.
+    TraceView(trace_view::TraceViewArgs),
 }
 
 /// Run a parsed command line.
@@ -114,6 +118,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Pca(a) => pca::run(a),
         Command::Rules(a) => rules::run(*a),
         Command::Outliers(a) => outliers::run(*a),
+        Command::TraceView(a) => trace_view::run(a),
     }
 }
 

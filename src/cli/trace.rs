@@ -6,7 +6,8 @@
 //!   checkpoint, evaluation, from [`Hook::on_phase`]), host uploads as complete slices inside
 //!   them;
 //! - `GPU` (tid 2): one complete slice per dispatch, from the kiln-kernels capture
-//!   (`Gpu::start_capture`): GPU timestamps aligned to the host clock at the first dispatch, or
+//!   (`Gpu::start_capture`): GPU timestamps moved to the host clock (no batch starts before
+//!   its submission), or
 //!   each submission's wall time split over its dispatches where the adapter has no timestamps
 //!   (`otherData.gpu_time` says which). A slice starting before the previous one ended is moved
 //!   to that end, so the track nests;
@@ -216,7 +217,7 @@ fn document(s: &State) -> Value {
         Some(c) if !c.gpu_timestamps => "GPU (estimated from submission wall time)",
         _ => "GPU (timestamps)",
     };
-    let meta = |tid: u64, name: &str| json!({"name": "thread_name", "ph": "M", "pid": 1, "tid": tid, "args": {"name": name}});
+    let meta = |tid: u64, name: &str| json!({"name": "thread_name", "ph": "M", "ts": 0.0, "pid": 1, "tid": tid, "args": {"name": name}});
     let mut events: Vec<(f64, Value)> = Vec::new();
     let counter = |ns: u64, bytes: u64| {
         let e = json!({"name": "pool live bytes", "ph": "C", "ts": us(ns), "pid": 1,
@@ -278,7 +279,7 @@ fn document(s: &State) -> Value {
     // Stable: a begin and the counter sample at its time keep their order.
     events.sort_by(|x, y| x.0.total_cmp(&y.0));
     let mut all = vec![
-        json!({"name": "process_name", "ph": "M", "pid": 1, "tid": 0,
+        json!({"name": "process_name", "ph": "M", "ts": 0.0, "pid": 1, "tid": 0,
                "args": {"name": "kiln train"}}),
         meta(HOST, "host"),
         meta(GPU, gpu_name),
