@@ -237,8 +237,9 @@ pub(crate) enum BatchTimes {
 }
 
 impl Recorder {
-    pub(crate) fn new(device: &wgpu::Device, timestamps: bool) -> Recorder {
-        let queries = 2 * crate::encoder::MAX_DISPATCHES as u32;
+    /// A recorder for batches of up to `batch` dispatches (two timestamps each).
+    pub(crate) fn new(device: &wgpu::Device, timestamps: bool, batch: usize) -> Recorder {
+        let queries = 2 * batch as u32;
         let timestamps = timestamps.then(|| Timestamps {
             set: device.create_query_set(&wgpu::QuerySetDescriptor {
                 label: Some("kiln.capture"),

@@ -92,7 +92,7 @@ impl Encoder {
         if s.capture.is_none() {
             // Timestamp slots count from the start of a batch: begin with an empty one.
             self.submit(queue, &mut s);
-            s.capture = Some(Recorder::new(device, ts));
+            s.capture = Some(Recorder::new(device, ts, MAX_DISPATCHES));
         }
     }
 

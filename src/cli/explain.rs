@@ -80,8 +80,9 @@ impl Hook for Recorder {
             return;
         }
         self.scope = None;
+        // Between phases the loop keeps its books (the epoch's loss sum).
+        capture::set_phase(if start { phase.name() } else { "loop" });
         if start {
-            capture::set_phase(phase.name());
             if phase == Phase::Optimizer {
                 self.scope = Some(capture::op_scope("optimizer step", String::new));
             }

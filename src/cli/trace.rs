@@ -98,9 +98,7 @@ impl Hook for TraceHook {
             (Stage::Waiting | Stage::Done, ..) => return,
             _ => {}
         }
-        if start {
-            kiln_kernels::capture::set_phase(phase.name());
-        }
+        kiln_kernels::capture::set_phase(if start { phase.name() } else { "loop" });
         let at = s.t0.elapsed().as_nanos() as u64;
         let live = s.gpu.live_bytes();
         s.host.push((phase, start, at, live));
