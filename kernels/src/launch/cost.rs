@@ -12,6 +12,8 @@
 //! | attention dQ pass | `6 BH Tq (c1 - c0) D` (`QK^T`, `dO V^T`, `dS K`) | q, dO, dq, k and v of the chunk |
 //! | attention dK dV pass, queries `c0..c1` | `8 BH (c1 - c0) Tk D` (`QK^T`, `dO V^T`, `P^T dO`, `dS^T Q`) | k, v, dk, dv, q and dO of the chunk |
 //! | elementwise | one per output element | operands + output |
+//! | optim: Adam (`adam`, `adam4`) on n values | `12 n` | p, g, m, v read; p, m, v written (`7 n`) |
+//! | optim: SGD (`sgd`, `sgd_momentum`) on n values | `2 n`, `4 n` with momentum | p, g (+ buf) read; p (+ buf) written |
 //!
 //! Causal masks are not discounted (the kernels skip masked tiles, so causal attention does
 //! about half the counted work). Other families have no model (`None`): `kiln explain` shows
@@ -43,6 +45,7 @@ pub fn of(r: &DispatchRecord) -> Option<Cost> {
         "conv" => conv(r),
         "attention" => attention(r),
         "elementwise" => elementwise(r),
+        "optim.wgsl" => optim(r),
         _ => None,
     }
 }
@@ -135,5 +138,20 @@ fn elementwise(r: &DispatchRecord) -> Option<Cost> {
     Some(Cost {
         flops: n,
         bytes: 4 * n * operands,
+    })
+}
+
+fn optim(r: &DispatchRecord) -> Option<Cost> {
+    // Every optimizer params struct starts with the element count `n`.
+    let n = read::<u32>(r)? as u64;
+    let (flops, elems) = match r.entry {
+        "adam" | "adam4" => (12 * n, 7 * n),
+        "sgd" => (2 * n, 3 * n),
+        "sgd_momentum" => (4 * n, 5 * n),
+        _ => return None,
+    };
+    Some(Cost {
+        flops,
+        bytes: 4 * elems,
     })
 }
