@@ -158,7 +158,14 @@ impl Gpu {
     /// and free when off. GPU timestamps are written where the device has `TIMESTAMP_QUERY`.
     /// Work recorded before is submitted first.
     pub fn start_capture(&self) {
-        let ts = self.has_timestamps() && self.queue().get_timestamp_period() > 0.0;
+        self.start_capture_with(true);
+    }
+
+    /// [`Gpu::start_capture`], with `timestamps: false` timing as an adapter without
+    /// `TIMESTAMP_QUERY` does (each submission waited for, its wall time split over its
+    /// dispatches and marked estimated); `true` uses timestamps where the adapter has them.
+    pub fn start_capture_with(&self, timestamps: bool) {
+        let ts = timestamps && self.has_timestamps() && self.queue().get_timestamp_period() > 0.0;
         self.encoder.start_capture(self.device(), self.queue(), ts);
     }
 

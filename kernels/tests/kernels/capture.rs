@@ -12,8 +12,13 @@ use kiln_kernels::{Gpu, Operand};
 
 /// Run `work` on `g` under a capture; check one record per counted dispatch, and times.
 fn captured(g: &Gpu, work: impl FnOnce()) -> Capture {
+    captured_with(g, true, work)
+}
+
+/// [`captured`] with GPU timestamps (where the adapter has them) or wall-time estimates.
+fn captured_with(g: &Gpu, timestamps: bool, work: impl FnOnce()) -> Capture {
     let before = g.encoder_stats().total_dispatches;
-    g.start_capture();
+    g.start_capture_with(timestamps);
     assert!(g.capturing());
     work();
     let c = g.finish_capture().expect("a capture ran");
@@ -24,11 +29,12 @@ fn captured(g: &Gpu, work: impl FnOnce()) -> Capture {
         counted,
         "one record per dispatch"
     );
-    assert_eq!(c.gpu_timestamps, g.has_timestamps());
+    let ts = timestamps && g.has_timestamps();
+    assert_eq!(c.gpu_timestamps, ts);
     for r in &c.dispatches {
         let (a, b) = r.gpu_ns.unwrap_or_else(|| panic!("{}: no time", r.label));
         assert!(b >= a, "{}: ends before it starts", r.label);
-        let kind = if g.has_timestamps() {
+        let kind = if ts {
             TimeKind::Gpu
         } else {
             TimeKind::Estimated
@@ -179,4 +185,37 @@ fn claims_name_the_forward_ops_that_ran_before_them() {
     assert_eq!(cap.dispatches[0].shapes, "[100]");
     let cost = cap.dispatches[0].cost.unwrap();
     assert_eq!((cost.flops, cost.bytes), (100, 800));
+}
+
+#[test]
+fn without_timestamps_each_submission_is_timed_and_split() {
+    let g = private_gpu();
+    let n = 1 << 16;
+    let x = upload(&g, &rand_vec(n, seed("cap wall"), -1.0, 1.0));
+    let y = g.alloc(4 * n as u64, "y").unwrap();
+    let strided = |b| kiln_kernels::launch::elementwise::Strided::contiguous(b, &[n]);
+    let t0 = std::time::Instant::now();
+    let cap = captured_with(&g, false, || {
+        use kiln_kernels::launch::elementwise::{UnaryOp, unary};
+        for _ in 0..3 {
+            unary(&g, UnaryOp::Exp, &[n], strided(&x), strided(&y), 0.0, 0.0).unwrap();
+        }
+        g.flush(); // a second submission
+        unary(&g, UnaryOp::Relu, &[n], strided(&y), strided(&x), 0.0, 0.0).unwrap();
+    });
+    let wall = t0.elapsed().as_nanos() as u64;
+    assert_eq!(cap.dispatches.len(), 4);
+    let ds = &cap.dispatches;
+    // Equal bytes bound: the first submission's time is split in three equal, adjacent parts.
+    let d: Vec<u64> = ds.iter().map(|r| r.duration_ns()).collect();
+    assert!(
+        d[0].abs_diff(d[1]) <= 2 && d[1].abs_diff(d[2]) <= 2,
+        "{d:?}"
+    );
+    assert!(ds[0].gpu_ns.unwrap().1.abs_diff(ds[1].gpu_ns.unwrap().0) <= 1);
+    assert!(
+        ds[3].gpu_ns.unwrap().0 >= ds[2].gpu_ns.unwrap().1,
+        "submissions in order"
+    );
+    assert!(d.iter().sum::<u64>() <= wall);
 }
