@@ -38,7 +38,8 @@ pub struct TraceArgs {
     #[arg(long, value_name = "FILE.json")]
     pub trace: Option<PathBuf>,
     /// Optimizer steps the trace covers (default 3).
-    #[arg(long, value_name = "N", requires = "trace")]
+    #[arg(long, value_name = "N", requires = "trace",
+          value_parser = clap::value_parser!(u64).range(1..))]
     pub trace_steps: Option<u64>,
 }
 
