@@ -166,6 +166,9 @@ pub fn run(mut a: ExplainArgs) -> Result<()> {
     })?;
     if let (Some(path), Some(nodes)) = (&a.graph, &seen.graph) {
         super::explain_graph::write(path, nodes)?;
+        if !a.json {
+            println!("graph: {} ({} nodes)", path.display(), nodes.len());
+        }
     }
     let gpu = super::open_device(device.as_deref())?;
     let ceilings = ceilings(&gpu)?;

@@ -63,7 +63,14 @@ fn rows<'a>(doc: &'a Value, phase: &str, op: &str, entry: &str) -> Vec<&'a Value
 
 #[test]
 fn explain_mlp_matmul_flops_are_2mnk() {
-    let doc = explain(&["--epochs", "1"]);
+    let png = cli_util::scratch_in("explain", "mlp").join("step.png");
+    let doc = explain(&["--epochs", "1", "--graph", s(&png)]);
+    let bytes = std::fs::read(&png).unwrap();
+    assert_eq!(
+        &bytes[..8],
+        b"\x89PNG\r\n\x1a\n",
+        "--graph step.png is a PNG"
+    );
     let linear = rows(&doc, "forward", "linear", "main");
     assert_eq!(linear.len(), 3, "the default MLP has three layers");
     for d in linear {
@@ -76,7 +83,13 @@ fn explain_mlp_matmul_flops_are_2mnk() {
 
 #[test]
 fn explain_lenet_conv_flops_follow_the_formula() {
-    let doc = explain(&["--model", "lenet", "--epochs", "1"]);
+    let svg = cli_util::scratch_in("explain", "lenet").join("step.svg");
+    let doc = explain(&["--model", "lenet", "--epochs", "1", "--graph", s(&svg)]);
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        svg.starts_with("<svg") && svg.contains("conv2d [64, 6, 8, 8]"),
+        "{svg}"
+    );
     let convs = rows(&doc, "forward", "conv2d", "forward");
     assert_eq!(convs.len(), 2, "LeNet has two conv layers");
     for d in convs {
@@ -189,4 +202,8 @@ fn trace_of_three_gpt_steps_is_valid_with_one_gpu_slice_per_dispatch() {
         assert_eq!(n, 3, "{phase} spans");
     }
     assert!(events.iter().any(|e| e["ph"] == "C"), "a memory counter");
+    let png = d.join("timeline.png");
+    let (ok, _, stderr) = kiln(&["trace-view", s(&trace), s(&png)]);
+    assert!(ok, "{stderr}");
+    assert_eq!(&std::fs::read(&png).unwrap()[..4], b"\x89PNG");
 }
