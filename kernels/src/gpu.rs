@@ -254,8 +254,10 @@ impl Gpu {
         })?;
         let limits = device.limits();
         let encoder = Encoder::new(&device, &limits);
+        let pool = BufferPool::new();
+        pool.set_cap(crate::memory::cap_from_env()?);
         Ok(Arc::new(Gpu {
-            pool: BufferPool::new(),
+            pool,
             pipelines: PipelineCache::default(),
             encoder,
             device,
