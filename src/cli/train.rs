@@ -279,7 +279,8 @@ fn diff_tables(prefix: &str, was: &toml::Table, now: &toml::Table, out: &mut Vec
 }
 
 /// Run `kiln train`.
-pub fn run(a: TrainArgs) -> Result<()> {
+pub fn run(mut a: TrainArgs) -> Result<()> {
+    let dry = super::memory_args::prepare(&mut a.common)?;
     let resume = a.common.resume;
     let (spec, dir) = if resume {
         let dir = a.common.resume_dir("run")?;
@@ -302,6 +303,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     };
     let _lock = RunLock::acquire(&dir)?;
     let gpu = open_device(a.common.device.as_deref())?;
+    a.common.memory.apply(&gpu)?;
     let quiet = spec.train.quiet;
     let saved_tokenizer = dir.join(crate::data::tokenizer::TOKENIZER_FILE);
     let data = if spec.is_text() && resume && saved_tokenizer.exists() {
@@ -459,8 +461,12 @@ pub fn run(a: TrainArgs) -> Result<()> {
         Some(o) => Box::new(o),
         None => Box::new(Supervised::new(&gpu, data.task.clone())),
     };
+    let mem = (a.common.memory).attach(&gpu, &dir, model.as_mut(), &spec.train, &mut trainer);
     let start = Instant::now();
     let report = trainer.fit(model.as_mut(), opt.as_mut(), objective.as_mut(), progress)?;
+    if super::memory_args::finish(mem.as_ref(), dry, &gpu)? {
+        return Ok(());
+    }
     let semi = super::semi::pseudo_label_summary(&gpu, model.as_mut(), &data, &spec, quiet)?;
     // No test split (--no-test, or --test-fraction 0): nothing to score, said as such.
     let test = if a.no_test || data.test.is_empty() {
