@@ -58,7 +58,7 @@ pub enum KernelError {
     #[error(
         "out of memory under the cap: allocating {what} needs {}, but {} of the {} cap are live \
          ({breakdown}). The cap comes from --max-memory or KILN_MAX_MEMORY; lower the batch \
-         size or the model's size, or raise the cap",
+         size or the model's size, or raise the cap (`kiln train --dry-run` predicts the need)",
         crate::memory::format_bytes(*bytes),
         crate::memory::format_bytes(*live),
         crate::memory::format_bytes(*cap)

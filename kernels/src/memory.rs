@@ -148,6 +148,8 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "m" | "mib" => 1024f64.powi(2),
         "g" | "gib" => 1024f64.powi(3),
         "t" | "tib" => 1024f64.powi(4),
+        "pb" => 1e15,
+        "p" | "pib" => 1024f64.powi(5),
         _ => {
             return Err(format!(
                 "{text:?} has the unknown unit {unit:?}; use B, KB, MB, GB, TB (powers of 1000) \
@@ -222,7 +224,7 @@ mod tests {
             ("2 GiBs", "unknown unit"),
             ("0", "below the smallest cap"),
             ("100", "below the smallest cap"),
-            ("2048TiB", "no device has that much"),
+            ("2PB", "no device has that much"),
             ("99999999999999999999999", "no device has that much"),
         ] {
             let e = parse_size(bad).expect_err(bad);
