@@ -27,8 +27,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-pub use crate::memory::{Category, MemoryStats};
 use crate::error::{KernelError, Result};
+pub use crate::memory::{Category, MemoryStats};
 
 /// Usage flags of every pooled buffer: kernels read and write them; copies go both ways.
 pub(crate) const USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
@@ -100,7 +100,12 @@ pub struct GpuBuffer {
 
 impl std::fmt::Debug for GpuBuffer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "GpuBuffer({} bytes, {})", self.class, self.category().name())
+        write!(
+            f,
+            "GpuBuffer({} bytes, {})",
+            self.class,
+            self.category().name()
+        )
     }
 }
 

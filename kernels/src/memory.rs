@@ -173,17 +173,6 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     Ok(bytes.round() as u64)
 }
 
-/// The cap `KILN_MAX_MEMORY` sets (unset or empty: none).
-pub(crate) fn cap_from_env() -> crate::Result<Option<u64>> {
-    const VAR: &str = "KILN_MAX_MEMORY";
-    match std::env::var(VAR) {
-        Ok(v) if !v.trim().is_empty() => parse_size(&v)
-            .map(Some)
-            .map_err(|reason| crate::KernelError::BadSize { var: VAR, reason }),
-        _ => Ok(None),
-    }
-}
-
 /// Bytes in binary units with two decimals (`1.50 GiB`, `300 B`).
 pub fn format_bytes(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];

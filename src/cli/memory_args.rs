@@ -22,7 +22,7 @@ use crate::Gpu;
 use crate::memory::{format_bytes, parse_size};
 use crate::nn::Module;
 use crate::train::memory::{Formula, MemoryLedger, MemoryRow, memory_formula};
-use crate::train::{Trainer, TrainConfig};
+use crate::train::{TrainConfig, Trainer};
 
 /// Optimizer steps a dry run takes: the first makes the optimizer state, the second runs with
 /// gradients already held, as every later step does.
@@ -151,9 +151,7 @@ impl Plan {
             predicted: MemoryRow {
                 weights: formula.weights,
                 gradients: formula.gradients,
-                optimizer_state: formula
-                    .optimizer_state
-                    .unwrap_or(measured.optimizer_state),
+                optimizer_state: formula.optimizer_state.unwrap_or(measured.optimizer_state),
                 ..measured
             },
             formula,

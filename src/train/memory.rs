@@ -172,7 +172,11 @@ pub fn nf4_pool_bytes(out: usize, inp: usize) -> u64 {
     use kiln_kernels::reference::nf4::{BLOCK, GROUP, PER_WORD};
     let n = out * inp;
     let blocks = n.div_ceil(BLOCK);
-    let words = [n.div_ceil(PER_WORD), blocks.div_ceil(4), 1 + blocks.div_ceil(GROUP)];
+    let words = [
+        n.div_ceil(PER_WORD),
+        blocks.div_ceil(4),
+        1 + blocks.div_ceil(GROUP),
+    ];
     words
         .iter()
         .map(|w| size_class(4 * *w.max(&1) as u64))
@@ -218,7 +222,10 @@ pub fn memory_formula(model: &mut dyn Module, optimizer: &str, momentum: f32) ->
             f.weights += nf4_pool_bytes(o, i);
         }
     });
-    let trainable_tensors = params.iter().filter(|(_, t)| t.requires_grad_flag()).count() as u64;
+    let trainable_tensors = params
+        .iter()
+        .filter(|(_, t)| t.requires_grad_flag())
+        .count() as u64;
     f.optimizer_state = match optimizer.trim().to_ascii_lowercase().as_str() {
         "sgd" if momentum == 0.0 => Some(0),
         "sgd" => Some(state),

@@ -18,7 +18,7 @@ pub mod trainer;
 pub mod transfer;
 
 pub use config::{Task, TrainConfig};
-pub use memory::{MemoryLedger, MemoryReport, MemoryRow};
 pub use hooks::{BatchInfo, Control, EpochEnd, Hook, OnEpoch, StepInfo};
+pub use memory::{MemoryLedger, MemoryReport, MemoryRow};
 pub use objective::{Evaluation, MaskedLm, Objective, Supervised, evaluate, upload};
 pub use trainer::{FitReport, PartialEpoch, Progress, Saved, StopReason, Trainer};

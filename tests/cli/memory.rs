@@ -52,14 +52,20 @@ fn plan_matches_measurement(name: &str, cmd: &[&str]) {
             "{name}: {key} predicted {p} bytes, measured {m}"
         );
     }
-    assert!(measured["overall"]["weights"].as_u64().unwrap() > 0, "{name}");
+    assert!(
+        measured["overall"]["weights"].as_u64().unwrap() > 0,
+        "{name}"
+    );
 }
 
 #[test]
 fn dry_run_predicts_mlp_lenet_and_gpt_within_ten_percent() {
     plan_matches_measurement("mlp", &["train", "--model", "mlp"]);
     plan_matches_measurement("sgd", &["train", "--model", "mlp", "--optimizer", "sgd"]);
-    plan_matches_measurement("lenet", &["train", "--model", "lenet", "--batch-size", "16"]);
+    plan_matches_measurement(
+        "lenet",
+        &["train", "--model", "lenet", "--batch-size", "16"],
+    );
     let d = cli_util::scratch_in("memory", "text");
     let text = cli_util::write_tiny(&d, &cli_util::lcg_words(&["a", "bc", "def"], 3, 200, None));
     let mut gpt = vec!["train", "--model", "gpt", "--text", s(&text)];
@@ -95,28 +101,35 @@ fn over_the_cap(err: &str) {
     }
 }
 
+/// `kiln train --model mlp` for 2 quiet steps into `out`, with `extra` flags and `env` set.
+fn mlp_run(out: &Path, extra: &[&str], env: &[(&str, &str)]) -> (bool, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));
+    cmd.args(["train", "--model", "mlp", "--max-steps", "2", "--quiet"])
+        .args(extra)
+        .arg("--out")
+        .arg(out)
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let o = cmd.output().unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
 #[test]
 fn a_run_over_a_small_cap_fails_with_a_clear_error() {
     let d = cli_util::scratch_in("memory", "cap");
-    let err = fails(&[
-        "train", "--model", "mlp", "--max-steps", "2", "--quiet", "--max-memory", "600KiB",
-        "--out", s(&d.join("flag")),
-    ]);
+    let (ok, err) = mlp_run(&d.join("flag"), &["--max-memory", "600KiB"], &[]);
+    assert!(!ok, "--max-memory 600KiB is too small");
     over_the_cap(&err);
-    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(["train", "--model", "mlp", "--max-steps", "2", "--quiet", "--out"])
-        .arg(d.join("env"))
-        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
-        .env("KILN_MAX_MEMORY", "1MiB")
-        .output()
-        .unwrap();
-    assert!(!out.status.success(), "KILN_MAX_MEMORY=1MiB is too small");
-    over_the_cap(&String::from_utf8_lossy(&out.stderr));
+    let (ok, err) = mlp_run(&d.join("env"), &[], &[("KILN_MAX_MEMORY", "1MiB")]);
+    assert!(!ok, "KILN_MAX_MEMORY=1MiB is too small");
+    over_the_cap(&err);
     // The same run fits under a sensible cap.
-    let (ok, _, err) = kiln(&[
-        "train", "--model", "mlp", "--max-steps", "2", "--quiet", "--max-memory", "64MiB",
-        "--out", s(&d.join("fits")),
-    ]);
+    let (ok, err) = mlp_run(&d.join("fits"), &["--max-memory", "64MiB"], &[]);
     assert!(ok, "{err}");
 }
 
@@ -131,6 +144,9 @@ fn absurd_caps_are_refused_by_name() {
     ] {
         let flag = format!("--max-memory={size}");
         let err = fails(&["train", "--model", "mlp", &flag, "--out", s(out)]);
-        assert!(err.contains("--max-memory") && err.contains(says), "{size}: {err}");
+        assert!(
+            err.contains("--max-memory") && err.contains(says),
+            "{size}: {err}"
+        );
     }
 }

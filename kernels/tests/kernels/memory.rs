@@ -17,7 +17,9 @@ fn categories_count_live_and_peak_bytes_and_follow_retags() {
         g.alloc(10_000, "weights").unwrap()
     };
     let t = g.alloc(3_000, "temporary").unwrap();
-    let a = g.alloc_as(5_000, "activation", Category::Activations).unwrap();
+    let a = g
+        .alloc_as(5_000, "activation", Category::Activations)
+        .unwrap();
     let (cw, ct, ca) = (size_class(10_000), size_class(3_000), size_class(5_000));
     let s = g.memory_stats();
     assert_eq!(s.live_of(Category::Weights), cw);
@@ -75,7 +77,9 @@ fn the_cap_refuses_an_allocation_naming_it_and_what_is_live() {
 #[test]
 fn the_cap_releases_cached_buffers_before_growing_past_it() {
     let g = private_gpu();
-    let parked: Vec<_> = (0..4).map(|_| g.alloc(10 << 10, "parked").unwrap()).collect();
+    let parked: Vec<_> = (0..4)
+        .map(|_| g.alloc(10 << 10, "parked").unwrap())
+        .collect();
     drop(parked);
     assert!(g.memory_stats().cached >= 40 << 10);
     g.set_max_memory(Some(48 << 10));
@@ -104,8 +108,15 @@ fn a_dry_run_counts_allocations_without_making_them() {
     assert_eq!(s.live_of(Category::Activations), size_class(3 << 20));
     drop((x, y));
     let s = g.memory_stats();
-    assert_eq!((s.live_total, s.cached), (0, 0), "dry buffers are not cached");
+    assert_eq!(
+        (s.live_total, s.cached),
+        (0, 0),
+        "dry buffers are not cached"
+    );
     g.set_dry_run(false);
     let (_, _, _, fresh1) = g.pool_stats();
-    assert!(fresh1 - fresh0 <= 1, "only the dry run's stand-in was created");
+    assert!(
+        fresh1 - fresh0 <= 1,
+        "only the dry run's stand-in was created"
+    );
 }
