@@ -41,7 +41,8 @@ impl Gpu {
         self.pool.set_cap(bytes)
     }
 
-    /// Start or end a dry run: allocations are counted but not made, dispatches, copies and
+    /// Start or end a dry run: allocations are counted (not held to the cap) but not made,
+    /// dispatches, copies and
     /// uploads are skipped and reads return zeros, so a training step can be run to measure
     /// what it would allocate (`kiln train --dry-run`). Tensors made during a dry run hold no
     /// data; drop them before ending it.

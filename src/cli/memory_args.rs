@@ -49,16 +49,25 @@ pub struct MemoryArgs {
     pub dry_run: bool,
 }
 
-/// Where a dry run trains and where its plan goes.
+/// Where a dry run trains and where its plan goes; the scratch directory is removed when this
+/// drops (after the plan, or on an error).
 #[derive(Debug)]
 pub struct DryRun {
     scratch: PathBuf,
     plan_dir: Option<PathBuf>,
 }
 
-/// For `--dry-run`: point the run at a scratch directory, limit it to [`DRY_STEPS`] steps and
-/// quiet it; `None` otherwise. Call first, before the run directory is chosen.
+impl Drop for DryRun {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.scratch);
+    }
+}
+
+/// Check `--max-memory`; for `--dry-run`, point the run at a scratch directory, limit it to
+/// [`DRY_STEPS`] steps and quiet it (`None` without it). Call first, before the run directory
+/// is made.
 pub fn prepare(common: &mut LoopArgs) -> Result<Option<DryRun>> {
+    common.memory.cap()?;
     if !common.memory.dry_run {
         return Ok(None);
     }
@@ -79,12 +88,17 @@ impl MemoryArgs {
     /// Once the device is open: the cap of `--max-memory` (over `KILN_MAX_MEMORY`), and the
     /// dry run of `--dry-run`.
     pub fn apply(&self, gpu: &Gpu) -> Result<()> {
-        if let Some(text) = &self.max_memory {
-            let cap = parse_size(text).map_err(|e| Error(format!("--max-memory: {e}")))?;
+        if let Some(cap) = self.cap()? {
             gpu.set_max_memory(Some(cap));
         }
         gpu.set_dry_run(self.dry_run);
         Ok(())
+    }
+
+    /// The cap `--max-memory` gives, if any.
+    fn cap(&self) -> Result<Option<u64>> {
+        let parse = |t: &String| parse_size(t).map_err(|e| Error(format!("--max-memory: {e}")));
+        self.max_memory.as_ref().map(parse).transpose()
     }
 
     /// With `--memory` or `--dry-run`: a ledger of `gpu` writing into `dir`, with the
@@ -119,7 +133,6 @@ pub fn finish(ledger: Option<&MemoryLedger>, dry: Option<DryRun>, gpu: &Gpu) -> 
         return Ok(false);
     };
     gpu.set_dry_run(false);
-    let _ = std::fs::remove_dir_all(&dry.scratch);
     let plan = Plan::new(ledger);
     print!("{}", plan.text());
     if let Some(d) = &dry.plan_dir {
