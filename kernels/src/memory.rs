@@ -16,15 +16,15 @@ use std::cell::Cell;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Category {
     /// Model parameters and buffers (frozen or trainable, NF4-packed bases too).
-    Weights = 0,
+    Weights,
     /// Accumulated `.grad` of the parameters.
-    Gradients = 1,
+    Gradients,
     /// Optimizer state: momentum, Adam's moments, step counters.
-    OptimizerState = 2,
+    OptimizerState,
     /// Tensors made while autograd records a graph (kept for backward until it runs).
-    Activations = 3,
+    Activations,
     /// Everything else: temporaries of forward, backward and the update, inputs, metrics.
-    Workspace = 4,
+    Workspace,
 }
 
 impl Category {

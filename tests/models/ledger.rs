@@ -77,14 +77,9 @@ fn ledger_run(dry: bool) -> (MemoryReport, kiln::train::memory::Formula) {
     let task = Task::Classification {
         class_names: vec!["a".into(), "b".into(), "c".into()],
     };
-    let mut objective = Supervised::new(&g, task);
-    t.fit(
-        model.as_mut(),
-        &mut opt,
-        &mut objective,
-        Progress::default(),
-    )
-    .unwrap();
+    let mut obj = Supervised::new(&g, task);
+    let start = Progress::default();
+    t.fit(model.as_mut(), &mut opt, &mut obj, start).unwrap();
     let report = MemoryReport::load(&dir.join("memory.json")).unwrap();
     assert_eq!(report, ledger.report(), "memory.json holds the ledger");
     let _ = std::fs::remove_dir_all(&dir);
