@@ -45,6 +45,8 @@ pub use autograd::{NoGradGuard, is_grad_enabled, no_grad};
 pub use error::{Error, Result};
 pub use kiln_kernels::Gpu;
 pub use kiln_kernels::launch::matmul::MatmulVariant;
+/// The memory ledger's categories, scopes and sizes (`kiln::memory::scope(Category::Weights)`).
+pub use kiln_kernels::memory;
 pub use ops::Reduction;
 pub use tensor::{DType, Element, Tensor};
 

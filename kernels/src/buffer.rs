@@ -3,10 +3,17 @@
 use crate::buffer_pool::GpuBuffer;
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
+use crate::memory::{Category, MemoryStats};
 
 impl Gpu {
-    /// A pooled storage buffer of at least `bytes` bytes; `what` names it in errors.
+    /// A pooled storage buffer of at least `bytes` bytes; `what` names it in errors. The memory
+    /// ledger counts it in the current [`crate::memory::scope`]'s category, else as workspace.
     pub fn alloc(&self, bytes: u64, what: &str) -> Result<GpuBuffer> {
+        self.alloc_as(bytes, what, Category::Workspace)
+    }
+
+    /// [`Gpu::alloc`] counted as `default` when no [`crate::memory::scope`] is open.
+    pub fn alloc_as(&self, bytes: u64, what: &str, default: Category) -> Result<GpuBuffer> {
         let limit = self
             .limits()
             .max_storage_buffer_binding_size
@@ -19,7 +26,33 @@ impl Gpu {
                 limit,
             });
         }
-        Ok(self.pool.get(&self.device, bytes))
+        let category = crate::memory::current().unwrap_or(default);
+        self.pool.get(&self.device, bytes, what, category)
+    }
+
+    /// The pool's counters by category (live, peak, cached, the cap); no device sync.
+    pub fn memory_stats(&self) -> MemoryStats {
+        self.pool.stats()
+    }
+
+    /// Cap the pooled device memory at `bytes` (`None`: no cap; `KILN_MAX_MEMORY` sets it when
+    /// the device opens). Allocations over it fail with [`KernelError::OutOfMemory`].
+    pub fn set_max_memory(&self, bytes: Option<u64>) {
+        self.pool.set_cap(bytes)
+    }
+
+    /// Start or end a dry run: allocations are counted (not held to the cap) but not made,
+    /// dispatches, copies and
+    /// uploads are skipped and reads return zeros, so a training step can be run to measure
+    /// what it would allocate (`kiln train --dry-run`). Tensors made during a dry run hold no
+    /// data; drop them before ending it.
+    pub fn set_dry_run(&self, on: bool) {
+        self.pool.set_dry_run(on)
+    }
+
+    /// True during a dry run ([`Gpu::set_dry_run`]).
+    pub fn is_dry_run(&self) -> bool {
+        self.pool.is_dry_run()
     }
 
     /// Copy host bytes into `dst` at byte `offset`.
@@ -27,7 +60,7 @@ impl Gpu {
     /// Pending dispatches are submitted first: `write_buffer` runs at the start of the next
     /// submission, and a pooled buffer may still be read by recorded work.
     pub fn upload(&self, dst: &GpuBuffer, offset: u64, bytes: &[u8]) {
-        if bytes.is_empty() {
+        if bytes.is_empty() || self.is_dry_run() {
             return;
         }
         if self.encoder.has_pending() {
@@ -49,8 +82,8 @@ impl Gpu {
     ///
     /// This submits all pending work and waits for it: call it once per step, not per op.
     pub fn read(&self, src: &GpuBuffer, offset: u64, len: u64) -> Result<Vec<u8>> {
-        if len == 0 {
-            return Ok(Vec::new());
+        if len == 0 || self.is_dry_run() {
+            return Ok(vec![0; len as usize]);
         }
         // Copies must start and end on 4-byte boundaries.
         let start = offset / 4 * 4;
@@ -94,7 +127,7 @@ impl Gpu {
         dst_offset: u64,
         bytes: u64,
     ) {
-        if bytes > 0 {
+        if bytes > 0 && !self.is_dry_run() {
             self.encoder.copy(
                 &self.device,
                 src.raw(),
@@ -114,6 +147,9 @@ impl Gpu {
         buffers: &[&GpuBuffer],
         workgroups: [u32; 3],
     ) {
+        if self.is_dry_run() {
+            return;
+        }
         let pipeline = self.pipelines.get(&self.device, key);
         let label = key.label();
         self.encoder.dispatch(

@@ -54,6 +54,35 @@ pub enum KernelError {
         /// The adapter's limit.
         limit: u64,
     },
+    /// An allocation would take the pool's live bytes over the device-memory cap.
+    #[error(
+        "out of memory under the cap: allocating {what} needs {}, but {} of the {} cap are live \
+         ({breakdown}). The cap comes from --max-memory or KILN_MAX_MEMORY; lower the batch \
+         size or the model's size, or raise the cap (`kiln train --dry-run` predicts the need)",
+        crate::memory::format_bytes(*bytes),
+        crate::memory::format_bytes(*live),
+        crate::memory::format_bytes(*cap)
+    )]
+    OutOfMemory {
+        /// What was being allocated (a tensor's shape and dtype, or a kernel's buffer).
+        what: String,
+        /// Its size (the pool's size class).
+        bytes: u64,
+        /// The cap.
+        cap: u64,
+        /// Live bytes when it was asked for.
+        live: u64,
+        /// Live bytes by category (`weights 1.00 MiB, gradients ...`).
+        breakdown: String,
+    },
+    /// An environment variable holds a size that is not one.
+    #[error("{var}: {reason}")]
+    BadSize {
+        /// The variable name.
+        var: &'static str,
+        /// What was wrong.
+        reason: String,
+    },
     /// Opening the default device failed earlier; this is that error's message.
     #[error("{0}")]
     Unavailable(String),

@@ -9,6 +9,9 @@
 //! The device is created with the adapter's *real* limits (not WebGPU's defaults), so large
 //! storage buffers work, and with the optional features kiln uses when the adapter has them:
 //! `SHADER_F16`, `SUBGROUP` and `TIMESTAMP_QUERY`.
+//!
+//! `KILN_MAX_MEMORY` (like `2GiB`; see [`crate::memory::parse_size`]) caps the buffer pool of
+//! every device opened ([`Gpu::set_max_memory`] changes it later).
 
 use std::sync::{Arc, OnceLock};
 
@@ -76,6 +79,17 @@ impl std::fmt::Debug for Gpu {
 }
 
 static GLOBAL: OnceLock<std::result::Result<Arc<Gpu>, String>> = OnceLock::new();
+
+/// The device-memory cap `KILN_MAX_MEMORY` sets (unset or empty: none).
+fn cap_from_env() -> Result<Option<u64>> {
+    const VAR: &str = "KILN_MAX_MEMORY";
+    match std::env::var(VAR) {
+        Ok(v) if !v.trim().is_empty() => crate::memory::parse_size(&v)
+            .map(Some)
+            .map_err(|reason| KernelError::BadSize { var: VAR, reason }),
+        _ => Ok(None),
+    }
+}
 
 fn backend_filter() -> Result<wgpu::Backends> {
     match std::env::var("KILN_BACKEND") {
@@ -254,8 +268,10 @@ impl Gpu {
         })?;
         let limits = device.limits();
         let encoder = Encoder::new(&device, &limits);
+        let pool = BufferPool::new();
+        pool.set_cap(cap_from_env()?);
         Ok(Arc::new(Gpu {
-            pool: BufferPool::new(),
+            pool,
             pipelines: PipelineCache::default(),
             encoder,
             device,

@@ -29,6 +29,7 @@ pub mod encoder;
 pub mod error;
 pub mod gpu;
 pub mod launch;
+pub mod memory;
 mod operand;
 pub mod pipeline;
 pub mod profile;

@@ -8,11 +8,17 @@
 //!
 //! The graph lives in the `Arc`s of the tensors that hold it: dropping the loss frees it.
 //! Inside [`no_grad`] no nodes are recorded (backward itself runs that way).
+//!
+//! Memory ledger: tensors made while the graph records count as activations (see
+//! `Tensor::empty_on`), a leaf marked with [`Tensor::requires_grad`] as weights, and a gradient
+//! as gradients once it becomes a leaf's `.grad`.
 
 use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+
+use kiln_kernels::memory::Category;
 
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -106,9 +112,11 @@ impl Tensor {
         Ok(())
     }
 
-    /// Mark this tensor as a leaf that collects gradients (a parameter). Returns the marked tensor.
+    /// Mark this tensor as a leaf that collects gradients (a parameter; the memory ledger counts
+    /// its storage as weights). Returns the marked tensor.
     pub fn requires_grad(self) -> Tensor {
         let t = self.detach();
+        t.set_memory_category(Category::Weights);
         t.inner
             .requires_grad
             .store(true, std::sync::atomic::Ordering::Relaxed);
@@ -174,6 +182,9 @@ impl Tensor {
 
     /// Replace the gradient (used by optimizers and gradient clipping).
     pub fn set_grad(&self, grad: Option<Tensor>) {
+        if let Some(g) = &grad {
+            g.set_memory_category(Category::Gradients);
+        }
         let mut slot = self.inner.grad.lock().unwrap_or_else(|e| e.into_inner());
         self.inner.grad_zeroed.store(false, Ordering::Relaxed);
         *slot = grad;
@@ -271,6 +282,8 @@ impl Tensor {
             && let Some(existing) = slot.as_ref()
         {
             if alone(existing) && owns_contiguous(&g) {
+                *slot = None; // the old buffer goes first: the ledger never counts both
+                g.set_memory_category(Category::Gradients);
                 *slot = Some(g);
                 return Ok(());
             }
@@ -295,6 +308,7 @@ impl Tensor {
                 } else {
                     g.copy_contiguous()?
                 };
+                owned.set_memory_category(Category::Gradients);
                 *slot = Some(owned);
             }
         }

@@ -298,7 +298,8 @@ impl Hook for AdapterSaver<'_> {
 }
 
 /// Run `kiln finetune`.
-pub fn run(a: FinetuneArgs) -> Result<()> {
+pub fn run(mut a: FinetuneArgs) -> Result<()> {
+    let dry = super::memory_args::prepare(&mut a.common)?;
     let resume = a.common.resume;
     let (spec, dir) = if resume {
         let dir = a.common.resume_dir("fine-tune")?;
@@ -358,6 +359,7 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
         spec.pack,
     )?;
     let gpu = open_device(a.common.device.as_deref())?;
+    a.common.memory.apply(&gpu)?;
     gpu.reset_peak();
     let mut lm = base.build(&gpu)?;
     check_targets(&mut lm, &cfg)?;
@@ -476,8 +478,12 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
         context: base.context,
         template: &template,
     }));
+    let mem = (a.common.memory).attach(&gpu, &dir, &mut lm, t, &mut trainer);
     let report = trainer.fit(&mut lm, opt.as_mut(), &mut objective, progress)?;
     drop(trainer);
+    if super::memory_args::finish(mem.as_ref(), dry, &gpu)? {
+        return Ok(());
+    }
     let progress = report.progress.clone();
     let last = report.records.last();
     let wall = report.seconds;

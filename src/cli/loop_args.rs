@@ -73,6 +73,9 @@ pub struct LoopArgs {
     /// Only the final summary line.
     #[arg(long, short)]
     pub quiet: bool,
+    /// --memory, --max-memory, --dry-run.
+    #[command(flatten)]
+    pub memory: super::memory_args::MemoryArgs,
 }
 
 impl LoopArgs {

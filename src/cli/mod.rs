@@ -17,6 +17,7 @@ mod finetune;
 mod generate;
 mod info;
 mod loop_args;
+mod memory_args;
 mod merge;
 mod outliers;
 mod pca;

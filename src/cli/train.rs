@@ -287,7 +287,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
 }
 
 /// `kiln train` with `kiln explain`'s hooks: the run then ends after `Trainer::fit`.
-pub(super) fn run_with(a: TrainArgs, explain: Option<super::trace::ExtraHooks>) -> Result<()> {
+pub(super) fn run_with(mut a: TrainArgs, explain: Option<super::trace::ExtraHooks>) -> Result<()> {
+    let dry = super::memory_args::prepare(&mut a.common)?;
     let resume = a.common.resume;
     let (spec, dir) = if resume {
         let dir = a.common.resume_dir("run")?;
@@ -310,6 +311,7 @@ pub(super) fn run_with(a: TrainArgs, explain: Option<super::trace::ExtraHooks>) 
     };
     let _lock = RunLock::acquire(&dir)?;
     let gpu = open_device(a.common.device.as_deref())?;
+    a.common.memory.apply(&gpu)?;
     let quiet = spec.train.quiet;
     let saved_tokenizer = dir.join(crate::data::tokenizer::TOKENIZER_FILE);
     let data = if spec.is_text() && resume && saved_tokenizer.exists() {
@@ -468,9 +470,11 @@ pub(super) fn run_with(a: TrainArgs, explain: Option<super::trace::ExtraHooks>) 
         Some(o) => Box::new(o),
         None => Box::new(Supervised::new(&gpu, data.task.clone())),
     };
+    let mem = (a.common.memory).attach(&gpu, &dir, model.as_mut(), &spec.train, &mut trainer);
     let start = Instant::now();
     let report = trainer.fit(model.as_mut(), opt.as_mut(), objective.as_mut(), progress)?;
-    if extras.finish(quiet)? {
+    let explained = extras.finish(quiet)?;
+    if super::memory_args::finish(mem.as_ref(), dry, &gpu)? || explained {
         return Ok(());
     }
     let semi = super::semi::pseudo_label_summary(&gpu, model.as_mut(), &data, &spec, quiet)?;

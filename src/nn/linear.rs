@@ -166,6 +166,8 @@ impl Linear {
                 "the LoRA adapter is merged into the weight; unmerge it before quantising",
             );
         }
+        // The packed weight and the placeholder are the model's weights in the memory ledger.
+        let _m = crate::memory::scope(crate::memory::Category::Weights);
         let q = Nf4Weight::quantize(&self.weight)?;
         let shape = self.weight.shape().to_vec();
         let holder = Tensor::full_on(self.weight.gpu(), &[1, 1], f32::NAN)?.expand(&shape)?;

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use kiln_kernels::launch::elementwise::{Strided, contiguous_strides};
+use kiln_kernels::memory::Category;
 use kiln_kernels::{Gpu, GpuBuffer, Operand};
 
 use crate::autograd::Node;
@@ -94,11 +95,19 @@ impl Tensor {
     }
 
     /// A fresh contiguous tensor with uninitialised contents.
+    ///
+    /// The memory ledger counts it in the open [`kiln_kernels::memory::scope`]'s category, else
+    /// as activations while autograd records (outside `no_grad`) and as workspace otherwise.
     pub(crate) fn empty_on(gpu: &Arc<Gpu>, shape: &[usize], dtype: DType) -> Result<Tensor> {
         let what = format!("tensor of shape {shape:?} ({dtype:?})");
         let n = numel_checked(shape, &what)?;
         let bytes = tensor_bytes(shape, dtype, &what)?.max(dtype.size() as u64);
-        let buf = gpu.alloc(bytes, &what)?;
+        let default = if crate::autograd::is_grad_enabled() {
+            Category::Activations
+        } else {
+            Category::Workspace
+        };
+        let buf = gpu.alloc_as(bytes, &what, default)?;
         Ok(Self::from_parts(
             gpu.clone(),
             Arc::new(Storage { buf, len: n }),
@@ -181,6 +190,17 @@ impl Tensor {
             expect *= self.inner.shape[k];
         }
         true
+    }
+
+    /// Count this tensor's storage (every view of it) as `category` in the memory ledger
+    /// ([`Gpu::memory_stats`]); a parameter is counted as weights, a `.grad` as gradients.
+    pub fn set_memory_category(&self, category: Category) {
+        self.inner.storage.buf.set_category(category)
+    }
+
+    /// The memory-ledger category of this tensor's storage.
+    pub fn memory_category(&self) -> Category {
+        self.inner.storage.buf.category()
     }
 
     /// True when two tensors share storage.

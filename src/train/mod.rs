@@ -5,6 +5,9 @@ pub mod checkpoint;
 pub mod config;
 pub mod hooks;
 pub mod log;
+pub mod memory;
+#[cfg(feature = "plots")]
+mod memory_plot;
 pub mod metrics;
 pub mod objective;
 #[cfg(feature = "plots")]
@@ -16,5 +19,6 @@ pub mod transfer;
 
 pub use config::{Task, TrainConfig};
 pub use hooks::{BatchInfo, Control, EpochEnd, Hook, OnEpoch, Phase, StepInfo};
+pub use memory::{MemoryLedger, MemoryReport, MemoryRow};
 pub use objective::{Evaluation, MaskedLm, Objective, Supervised, evaluate, upload};
 pub use trainer::{FitReport, PartialEpoch, Progress, Saved, StopReason, Trainer};

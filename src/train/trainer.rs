@@ -183,6 +183,9 @@ impl<'a> Trainer<'a> {
                     .into(),
             ));
         }
+        for (_, t) in &tensors {
+            t.set_memory_category(crate::memory::Category::OptimizerState);
+        }
         opt.load_state(&crate::optim::OptimizerState { step, tensors })?;
         let rng = serde_json::from_str(ck.meta("rng")?).map_err(|e| bad(e.to_string()))?;
         crate::nn::rng::set_rng_state(rng);
@@ -239,6 +242,7 @@ impl<'a> Trainer<'a> {
             .filter(|t| t.requires_grad_flag())
             .collect();
         model.set_training(true);
+        super::memory::tag_weights(model);
         'epochs: for epoch in progress.epoch + 1..=cfg.epochs {
             if cfg.unfreeze_at.is_some_and(|at| epoch >= at) {
                 let s = cfg.unfreeze_lr_scale;
@@ -321,6 +325,8 @@ impl<'a> Trainer<'a> {
                     skip |= h.before_step(&at)? == Control::Skip;
                 }
                 if !skip {
+                    // What the update allocates is its state (moments made on the first step).
+                    let _m = crate::memory::scope(crate::memory::Category::OptimizerState);
                     opt.step()?;
                 }
                 opt.zero_grad()?;

@@ -19,7 +19,7 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 /// `kiln finetune --base <the shared base> --data <data> extra...`: (success, stdout, stderr).
-fn finetune(data: &Path, extra: &[&str]) -> (bool, String, String) {
+pub(crate) fn finetune(data: &Path, extra: &[&str]) -> (bool, String, String) {
     let mut args = vec!["finetune", "--base", s(base()), "--data", s(data)];
     args.extend_from_slice(extra);
     kiln(&args)
@@ -86,7 +86,7 @@ fn conv(system: Option<&str>, turns: &[(&str, &str)]) -> String {
 
 /// The tiny GPT base: 1 block, width 16, context 64, trained one epoch on words that the chat
 /// files use (a character tokenizer; the template's `<`, `|`, `>` are `<unk>` to it).
-fn base() -> &'static PathBuf {
+pub(crate) fn base() -> &'static PathBuf {
     static BASE: OnceLock<PathBuf> = OnceLock::new();
     BASE.get_or_init(|| {
         let d = scratch("base");
@@ -286,7 +286,7 @@ fn generate_with_adapter_and_chat_template() {
 }
 
 /// Twelve small conversations (one goes to validation).
-fn small_chat(dir: &Path) -> PathBuf {
+pub(crate) fn small_chat(dir: &Path) -> PathBuf {
     let p = dir.join("chat.jsonl");
     let a = conv(None, &[("hi", "hello there")]);
     let b = conv(Some("be nice"), &[("how are you", "fine thanks")]);

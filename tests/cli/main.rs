@@ -12,6 +12,7 @@ mod cli;
 mod cli_text;
 mod explain;
 mod finetune;
+mod memory;
 mod reliability;
 mod resume;
 mod sweep;

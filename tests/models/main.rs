@@ -10,6 +10,7 @@ mod common;
 mod rnn_util;
 
 mod genre;
+mod ledger;
 mod lora;
 mod merge;
 mod minilm;

@@ -16,6 +16,7 @@ mod elementwise;
 mod index;
 mod itemsets;
 mod matmul;
+mod memory;
 mod nf4;
 mod norm;
 mod optim;
