@@ -7,6 +7,8 @@ mod chat_model;
 mod cluster;
 mod cluster_plot;
 mod devices;
+mod diagnose;
+mod diagnostics_args;
 mod embed;
 mod eval;
 mod explosion;
@@ -14,6 +16,7 @@ mod finetune;
 mod generate;
 mod info;
 mod loop_args;
+mod lr_find;
 mod merge;
 mod outliers;
 mod pca;
@@ -53,6 +56,11 @@ pub enum Command {
     Train(Box<train::TrainArgs>),
     /// Evaluate a saved model on its test split or another labelled CSV file.
     Eval(eval::EvalArgs),
+    /// Say what went wrong in a training run (overfitting, learning rate, gradients, data),
+    /// with the evidence.
+    Diagnose(diagnose::DiagnoseArgs),
+    /// The learning-rate range test: loss against an exponentially growing lr, and a suggestion.
+    LrFind(lr_find::LrFindArgs),
     /// Continue a prompt with a trained language model (gpt, lstm, gru, rnn), printing as it goes.
     Generate(generate::GenerateArgs),
     /// Predict new rows from a CSV file with a saved model.
@@ -91,6 +99,8 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(a) => train::run(*a),
         Command::Eval(a) => eval::run(a),
+        Command::Diagnose(a) => diagnose::run(a),
+        Command::LrFind(a) => lr_find::run(a),
         Command::Generate(a) => generate::run(a),
         Command::Predict(a) => predict::run(a),
         Command::Devices => devices::run(),

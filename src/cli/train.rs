@@ -28,6 +28,9 @@ pub struct TrainArgs {
     /// Semi-supervised learning (`--semi`, `--labeled`, `--unlabeled`, ...).
     #[command(flatten)]
     pub semi: super::semi::SemiArgs,
+    /// Training diagnostics (`--diagnostics off|basic|full`, `--diagnostics-every N`).
+    #[command(flatten)]
+    pub diagnostics: super::diagnostics_args::DiagnosticsArgs,
     /// Model: mlp, linear, lenet, vgg, resnet18, or a language model: gpt, lstm, gru, rnn
     /// (these train on text: the embedded Shakespeare, or --text FILE).
     #[arg(long)]
@@ -130,7 +133,7 @@ pub struct TrainArgs {
     pub no_test: bool,
 }
 
-fn resolve(a: &TrainArgs) -> Result<RunSpec> {
+pub(super) fn resolve(a: &TrainArgs) -> Result<RunSpec> {
     let mut s = match &a.config {
         Some(p) => RunSpec::from_toml_file(p)?,
         None => RunSpec::default(),
@@ -280,6 +283,7 @@ fn diff_tables(prefix: &str, was: &toml::Table, now: &toml::Table, out: &mut Vec
 
 /// Run `kiln train`.
 pub fn run(a: TrainArgs) -> Result<()> {
+    a.diagnostics.level()?; // a bad --diagnostics fails before any work
     let resume = a.common.resume;
     let (spec, dir) = if resume {
         let dir = a.common.resume_dir("run")?;
@@ -308,7 +312,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         let tok = crate::data::tokenizer::load_tokenizer(&saved_tokenizer)?;
         text_data::load_text(&spec, Some(Arc::from(tok)))?
     } else {
-        spec.load_data()?
+        super::diagnostics_args::recorded(&dir, "data preparation", spec.load_data())?
     };
     if spec.semi.method == "spread" {
         return super::semi::spread_run(&spec, &data, &dir, resume, &gpu);
@@ -428,6 +432,9 @@ pub fn run(a: TrainArgs) -> Result<()> {
             );
         }
     }
+    if !resume {
+        super::diagnostics_args::save_preparation(&dir, &data)?;
+    }
     let semi = super::semi::objective(&spec, &mut data, &gpu)?;
     super::loop_args::check_accumulate(&spec.train, data.train.len())?;
     check_splits(&spec, &data)?;
@@ -446,6 +453,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
     trainer
         .hooks
         .push(Box::new(super::explosion::Explosion::default()));
+    let diag = &a.diagnostics;
+    diag.install(&mut trainer, &dir, model.as_ref(), progress.step)?;
     if !quiet {
         let units = match &data.text {
             Some(t) => Units::Tokens { context: t.context },

@@ -45,7 +45,21 @@ pub struct EpochRecord {
     /// is replaced by the full epoch's when the run is resumed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partial_batches: Option<usize>,
+    /// Accuracy on a sample of the training set at the epoch's end, in eval mode
+    /// (diagnostics; beside `val_accuracy` it shows over- and underfitting).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_accuracy: Option<f64>,
+    /// Loss on that training sample, in eval mode (no dropout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_eval_loss: Option<f64>,
+    /// Validation confusion matrix `[true][predicted]`, for up to [`CONFUSION_MAX_CLASSES`]
+    /// classes (`kiln diagnose` finds the classes the model never predicts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_confusion: Option<Vec<Vec<u64>>>,
 }
+
+/// Classes up to which each epoch's record keeps the validation confusion matrix.
+pub const CONFUSION_MAX_CLASSES: usize = 32;
 
 impl EpochRecord {
     /// Copy the validation figures of `ev` into the record.
@@ -57,6 +71,17 @@ impl EpochRecord {
         if ev.classification.is_some() {
             self.val_perplexity = Some(ev.loss.exp());
         }
+        self.val_confusion = ev
+            .classification
+            .as_ref()
+            .filter(|m| m.confusion.len() <= CONFUSION_MAX_CLASSES)
+            .map(|m| m.confusion.clone());
+    }
+
+    /// Copy the figures of an evaluation on a training sample into the record.
+    pub fn fill_train(&mut self, ev: &super::Evaluation) {
+        self.train_eval_loss = Some(ev.loss);
+        self.train_accuracy = ev.classification.as_ref().map(|m| m.accuracy);
     }
 }
 

@@ -2,7 +2,11 @@
 //! checkpoints with exact resume, run logs and plots.
 
 pub mod checkpoint;
+pub mod data_checks;
 pub mod config;
+pub mod diagnose;
+pub mod diagnostics;
+pub mod lr_find;
 pub mod hooks;
 pub mod log;
 pub mod metrics;

@@ -10,6 +10,7 @@ mod common;
 mod bench_cli;
 mod cli;
 mod cli_text;
+mod diagnose;
 mod finetune;
 mod reliability;
 mod resume;
