@@ -62,7 +62,10 @@ impl DiagnosticsArgs {
         trainer.hooks.push(Box::new(hook));
         // As many training examples as validation ones (capped): the two accuracies then have
         // the same noise, and the train pass costs no more than the validation pass.
-        let val = trainer.val.as_ref().map_or(TRAIN_EVAL_EXAMPLES, |v| v.len());
+        let val = trainer
+            .val
+            .as_ref()
+            .map_or(TRAIN_EVAL_EXAMPLES, |v| v.len());
         trainer.train_eval = Some(val.clamp(1, TRAIN_EVAL_EXAMPLES));
         Ok(())
     }

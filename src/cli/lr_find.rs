@@ -48,7 +48,10 @@ pub fn run(a: LrFindArgs) -> Result<()> {
                 .into(),
         ));
     }
-    let dir = a.train.common.fresh_dir("a run", || free_dir(Path::new("runs")))?;
+    let dir = a
+        .train
+        .common
+        .fresh_dir("a run", || free_dir(Path::new("runs")))?;
     let gpu = open_device(a.train.common.device.as_deref())?;
     let data = spec.load_data()?;
     crate::nn::manual_seed(spec.train.seed);

@@ -92,8 +92,16 @@ pub fn check(
             }
         }
         let name = |c: usize| class_names.get(c).cloned().unwrap_or_else(|| c.to_string());
-        let (big, &most) = counts.iter().enumerate().max_by_key(|(_, n)| **n).unwrap_or((0, &0));
-        let (small, &least) = counts.iter().enumerate().min_by_key(|(_, n)| **n).unwrap_or((0, &0));
+        let (big, &most) = counts
+            .iter()
+            .enumerate()
+            .max_by_key(|(_, n)| **n)
+            .unwrap_or((0, &0));
+        let (small, &least) = counts
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, n)| **n)
+            .unwrap_or((0, &0));
         if counts.len() > 1 && (least == 0 || most as f64 >= IMBALANCE_RATIO * least as f64) {
             let evidence = counts
                 .iter()
@@ -118,7 +126,10 @@ pub fn check(
     for d in others.iter().filter(|d| !d.is_empty()) {
         let b = all(*d);
         total += d.len();
-        dup += b.x.chunks(width).filter(|r| seen.contains(&bits(r))).count();
+        dup +=
+            b.x.chunks(width)
+                .filter(|r| seen.contains(&bits(r)))
+                .count();
     }
     if total > 0 && dup as f64 >= DUPLICATE_FRACTION * total as f64 {
         out.push(Finding::new(
@@ -128,7 +139,10 @@ pub fn check(
                  split: their scores overstate how well the model generalises (deduplicate the \
                  data before splitting)"
             ),
-            vec![format!("{:.1} % of held-out rows", 100.0 * dup as f64 / total as f64)],
+            vec![format!(
+                "{:.1} % of held-out rows",
+                100.0 * dup as f64 / total as f64
+            )],
         ));
     }
     out

@@ -164,7 +164,11 @@ fn failure(dir: &Path, f: &mut Vec<Finding>) -> Result<()> {
     } else {
         (Kind::Failed, "the run stopped before training")
     };
-    f.push(Finding::new(kind, summary, vec![format!("{stage}: {error}")]));
+    f.push(Finding::new(
+        kind,
+        summary,
+        vec![format!("{stage}: {error}")],
+    ));
     Ok(())
 }
 
@@ -179,7 +183,10 @@ fn first_loss(epochs: &[EpochRecord], steps: &[StepRecord]) -> Option<f64> {
 
 /// Learning-rate findings; true when one was made.
 fn learning_rate(epochs: &[EpochRecord], steps: &[StepRecord], f: &mut Vec<Finding>) -> bool {
-    let lr = epochs.first().map(|e| format!(" (lr {:e})", e.lr as f32)).unwrap_or_default();
+    let lr = epochs
+        .first()
+        .map(|e| format!(" (lr {:e})", e.lr as f32))
+        .unwrap_or_default();
     let Some(l0) = first_loss(epochs, steps).filter(|l| l.is_finite()) else {
         if steps.first().is_some_and(|s| s.loss.is_none()) {
             f.push(Finding::new(
@@ -193,7 +200,10 @@ fn learning_rate(epochs: &[EpochRecord], steps: &[StepRecord], f: &mut Vec<Findi
     };
     let mut ev = Vec::new();
     if let Some(s) = steps.iter().find(|s| s.loss.is_none()) {
-        ev.push(format!("step {} (epoch {}): loss NaN or infinite", s.step, s.epoch));
+        ev.push(format!(
+            "step {} (epoch {}): loss NaN or infinite",
+            s.step, s.epoch
+        ));
     }
     let spike_s = steps
         .iter()
@@ -201,14 +211,21 @@ fn learning_rate(epochs: &[EpochRecord], steps: &[StepRecord], f: &mut Vec<Findi
         .filter(|(_, l)| *l > SPIKE_FACTOR * l0.max(1e-12))
         .max_by(|a, b| a.1.total_cmp(&b.1));
     if let Some((s, l)) = spike_s {
-        ev.push(format!("step {}: loss {l:.4e}, {:.0}x the first step's {l0:.4}", s.step, l / l0));
+        ev.push(format!(
+            "step {}: loss {l:.4e}, {:.0}x the first step's {l0:.4}",
+            s.step,
+            l / l0
+        ));
     }
     let spike_e = epochs
         .iter()
         .filter(|e| !e.train_loss.is_finite() || e.train_loss > SPIKE_FACTOR * l0.max(1e-12))
         .max_by(|a, b| a.train_loss.total_cmp(&b.train_loss));
     if let Some(e) = spike_e {
-        ev.push(format!("epoch {}: mean train loss {:.4e}", e.epoch, e.train_loss));
+        ev.push(format!(
+            "epoch {}: mean train loss {:.4e}",
+            e.epoch, e.train_loss
+        ));
     }
     if let Some(last) = epochs.last().filter(|e| e.train_loss > l0 * 1.05) {
         ev.push(format!(
@@ -227,7 +244,10 @@ fn learning_rate(epochs: &[EpochRecord], steps: &[StepRecord], f: &mut Vec<Findi
         ));
         return true;
     }
-    let full: Vec<&EpochRecord> = epochs.iter().filter(|e| e.partial_batches.is_none()).collect();
+    let full: Vec<&EpochRecord> = epochs
+        .iter()
+        .filter(|e| e.partial_batches.is_none())
+        .collect();
     if let (true, Some(last)) = (full.len() >= 2, full.last()) {
         let change = (l0 - last.train_loss) / l0.abs().max(1e-12);
         if change.abs() < FLAT_CHANGE {
@@ -275,7 +295,10 @@ fn median_update_ratio(steps: &[StepRecord]) -> Option<f64> {
 
 /// Over- and underfitting (underfitting only when no lr finding explains it).
 fn fit(epochs: &[EpochRecord], lr_found: bool, f: &mut Vec<Finding>) {
-    let full: Vec<&EpochRecord> = epochs.iter().filter(|e| e.partial_batches.is_none()).collect();
+    let full: Vec<&EpochRecord> = epochs
+        .iter()
+        .filter(|e| e.partial_batches.is_none())
+        .collect();
     let Some(last) = full.last() else {
         return;
     };
@@ -283,7 +306,11 @@ fn fit(epochs: &[EpochRecord], lr_found: bool, f: &mut Vec<Finding>) {
     let best = full
         .iter()
         .filter(|e| e.val_loss.is_some_and(f64::is_finite))
-        .min_by(|a, b| a.val_loss.unwrap_or(0.0).total_cmp(&b.val_loss.unwrap_or(0.0)));
+        .min_by(|a, b| {
+            a.val_loss
+                .unwrap_or(0.0)
+                .total_cmp(&b.val_loss.unwrap_or(0.0))
+        });
     if let (Some(b), Some(vl)) = (best, last.val_loss) {
         let bl = b.val_loss.unwrap_or(vl);
         if b.epoch < last.epoch && vl >= bl * (1.0 + OVERFIT_RISE) && last.train_loss < b.train_loss
@@ -326,7 +353,9 @@ fn fit(epochs: &[EpochRecord], lr_found: bool, f: &mut Vec<Finding>) {
         return;
     }
     let (low, what) = match (last.train_accuracy, last.val_r2) {
-        (Some(a), _) if a < UNDERFIT_ACCURACY => (true, format!("train accuracy {:.1} %", 100.0 * a)),
+        (Some(a), _) if a < UNDERFIT_ACCURACY => {
+            (true, format!("train accuracy {:.1} %", 100.0 * a))
+        }
         (None, Some(r2)) if r2 < UNDERFIT_R2 => (true, format!("validation R^2 {r2:.3}")),
         _ => (false, String::new()),
     };
@@ -335,7 +364,10 @@ fn fit(epochs: &[EpochRecord], lr_found: bool, f: &mut Vec<Finding>) {
             Kind::Underfitting,
             "the model underfits: it does not fit even the training data; train longer, use a \
              larger model, or check the features",
-            vec![format!("epoch {}: {what}, train loss {:.4}", last.epoch, last.train_loss)],
+            vec![format!(
+                "epoch {}: {what}, train loss {:.4}",
+                last.epoch, last.train_loss
+            )],
         ));
     }
 }
@@ -359,15 +391,25 @@ fn gradients(steps: &[StepRecord], lr_found: bool, f: &mut Vec<Finding>) {
             .find(|(_, g)| g.is_none_or(|g| g > EXPLODE_FACTOR * g0.max(1e-12)))
         {
             let g = g.map_or("not finite".into(), |g| format!("{g:.3e}"));
-            exploding.push(format!("{}: {g} at step {step} (first {g0:.3e})", layer.name));
+            exploding.push(format!(
+                "{}: {g} at step {step} (first {g0:.3e})",
+                layer.name
+            ));
         }
         let ratios = steps.iter().filter_map(|s| {
-            let top = s.layers.iter().filter_map(|l| l.grad_norm).fold(0.0, f64::max);
+            let top = s
+                .layers
+                .iter()
+                .filter_map(|l| l.grad_norm)
+                .fold(0.0, f64::max);
             let g = s.layers.get(k)?.grad_norm?;
             (top > 0.0).then_some(g / top)
         });
         if let Some(r) = median(ratios.collect()).filter(|r| *r < VANISH_RATIO) {
-            vanishing.push(format!("{}: {r:.1e} x the largest tensor's gradient norm", layer.name));
+            vanishing.push(format!(
+                "{}: {r:.1e} x the largest tensor's gradient norm",
+                layer.name
+            ));
         }
     }
     if !exploding.is_empty() {
@@ -397,9 +439,14 @@ fn dead_units(steps: &[StepRecord], f: &mut Vec<Finding>) {
         .activations
         .iter()
         .filter_map(|a| {
-            a.dead_fraction
-                .filter(|d| *d >= DEAD_FRACTION)
-                .map(|d| format!("{}: {:.0} % of units dead at step {}", a.name, 100.0 * d, s.step))
+            a.dead_fraction.filter(|d| *d >= DEAD_FRACTION).map(|d| {
+                format!(
+                    "{}: {:.0} % of units dead at step {}",
+                    a.name,
+                    100.0 * d,
+                    s.step
+                )
+            })
         })
         .collect();
     if !ev.is_empty() {
@@ -427,7 +474,12 @@ fn never_predicted(epochs: &[EpochRecord], f: &mut Vec<Finding>) {
             let predicted: u64 = m.iter().map(|r| r.get(c).copied().unwrap_or(0)).sum();
             rows > 0 && predicted == 0
         })
-        .map(|c| format!("class {c}: {} validation rows, predicted 0 times (epoch {e})", m[c].iter().sum::<u64>()))
+        .map(|c| {
+            format!(
+                "class {c}: {} validation rows, predicted 0 times (epoch {e})",
+                m[c].iter().sum::<u64>()
+            )
+        })
         .collect();
     if !ev.is_empty() {
         f.push(Finding::new(

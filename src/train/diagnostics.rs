@@ -124,7 +124,11 @@ pub fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>>
         Err(e) => return Err(io_err(path, e)),
     };
     let mut out = Vec::new();
-    for (i, l) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+    for (i, l) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
         out.push(serde_json::from_str(l).map_err(|e| Error::Io {
             path: path.display().to_string(),
             msg: format!("line {}: {e}", i + 1),
@@ -226,7 +230,10 @@ impl Diagnostics {
         #[cfg(feature = "plots")]
         if !self.records.is_empty() {
             let dir = self.path.parent().unwrap_or(Path::new("."));
-            let (path, tmp) = (dir.join("diagnostics.png"), dir.join(".diagnostics.tmp.png"));
+            let (path, tmp) = (
+                dir.join("diagnostics.png"),
+                dir.join(".diagnostics.tmp.png"),
+            );
             super::plot::draw_diagnostics(&tmp, &self.records)
                 .and_then(|()| Ok(std::fs::rename(&tmp, &path)?))
                 .map_err(|e| Error::Io {
@@ -247,7 +254,10 @@ fn activation_figures(kind: &str, y: &Tensor) -> Result<Vec<Tensor>> {
     if kind == "ReLU" && y.rank() >= 2 {
         // Units: the feature (last) dim of (B, F) / (B, T, F), the channel dim of (B, C, H, W).
         let unit = if y.rank() == 4 { 1 } else { y.rank() - 1 };
-        let dims: Vec<isize> = (0..y.rank()).filter(|&d| d != unit).map(|d| d as isize).collect();
+        let dims: Vec<isize> = (0..y.rank())
+            .filter(|&d| d != unit)
+            .map(|d| d as isize)
+            .collect();
         let alive = y.max_dims(&dims, false)?.gt_scalar(0.0)?.mean()?;
         v.push(alive.mul_scalar(-1.0)?.add_scalar(1.0)?);
     }

@@ -140,7 +140,11 @@ impl Hook for RangeTest {
             loss,
             smoothed,
         });
-        let best = self.points.iter().map(|p| p.smoothed).fold(f64::INFINITY, f64::min);
+        let best = self
+            .points
+            .iter()
+            .map(|p| p.smoothed)
+            .fold(f64::INFINITY, f64::min);
         let exploded = !loss.is_finite() || smoothed > STOP_FACTOR * best;
         Ok(if exploded || info.step >= self.steps {
             Control::Stop

@@ -2,13 +2,13 @@
 //! checkpoints with exact resume, run logs and plots.
 
 pub mod checkpoint;
-pub mod data_checks;
 pub mod config;
+pub mod data_checks;
 pub mod diagnose;
 pub mod diagnostics;
-pub mod lr_find;
 pub mod hooks;
 pub mod log;
+pub mod lr_find;
 pub mod metrics;
 pub mod objective;
 #[cfg(feature = "plots")]

@@ -123,7 +123,13 @@ pub fn draw_diagnostics(
     let x_max = records.last().map_or(2.0, |r| r.step as f64).max(2.0);
     let title = "gradient norm per tensor";
     let lines = names.iter().zip(series).map(|(n, s)| (n.to_string(), s));
-    draw_log_lines(path, title, ("step", 1.0, x_max, false), lines.collect(), None)
+    draw_log_lines(
+        path,
+        title,
+        ("step", 1.0, x_max, false),
+        lines.collect(),
+        None,
+    )
 }
 
 /// `lr_find.png`: the smoothed loss against the learning rate (log x), the suggestion marked.
@@ -141,7 +147,13 @@ pub fn draw_lr_find(
     let hi = pts.last().map_or(10.0, |p| p.0).max(lo * 10.0);
     let title = "learning-rate range test (smoothed loss)";
     let lines = vec![("smoothed loss".to_string(), pts)];
-    draw_log_lines(path, title, ("learning rate", lo, hi, true), lines, suggestion)
+    draw_log_lines(
+        path,
+        title,
+        ("learning rate", lo, hi, true),
+        lines,
+        suggestion,
+    )
 }
 
 /// Lines on a chart with a log x axis (`log_x`) or a log y axis (otherwise); `mark` draws a
@@ -195,7 +207,10 @@ fn draw_log_lines(
             }
             if let Some(m) = mark {
                 chart
-                    .draw_series(LineSeries::new(vec![(m, y_lo), (m, y_hi)], RED.stroke_width(2)))?
+                    .draw_series(LineSeries::new(
+                        vec![(m, y_lo), (m, y_hi)],
+                        RED.stroke_width(2),
+                    ))?
                     .label(format!("suggested lr {m:.1e}"))
                     .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
             }
@@ -209,9 +224,15 @@ fn draw_log_lines(
         }};
     }
     if log_x {
-        draw!(c.build_cartesian_2d((x_lo..x_hi).log_scale(), y_lo..y_hi)?, "loss");
+        draw!(
+            c.build_cartesian_2d((x_lo..x_hi).log_scale(), y_lo..y_hi)?,
+            "loss"
+        );
     } else {
-        draw!(c.build_cartesian_2d(x_lo..x_hi, (y_lo..y_hi).log_scale())?, "gradient norm");
+        draw!(
+            c.build_cartesian_2d(x_lo..x_hi, (y_lo..y_hi).log_scale())?,
+            "gradient norm"
+        );
     }
     root.present()?;
     Ok(())

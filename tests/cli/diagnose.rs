@@ -24,7 +24,9 @@ fn kinds(dir: &Path) -> Vec<String> {
     assert!(ok, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     let kinds = v["findings"].as_array().unwrap().iter();
-    kinds.map(|f| f["kind"].as_str().unwrap().to_string()).collect()
+    kinds
+        .map(|f| f["kind"].as_str().unwrap().to_string())
+        .collect()
 }
 
 /// Uniform numbers in [0, 1) from a 64-bit LCG: reproducible test data.
@@ -32,14 +34,23 @@ struct Lcg(u64);
 
 impl Lcg {
     fn next(&mut self) -> f64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (self.0 >> 40) as f64 / (1u64 << 24) as f64
     }
 }
 
 /// A CSV with features `a`, `b`, the columns `extra` gives for a row (headed `extra_header`)
 /// and a `label` column: yes when a + b > 1, or a coin flip (`noise`).
-fn csv(path: &Path, rows: usize, extra_header: &str, extra: &dyn Fn(&mut Lcg) -> String, noise: bool) {
+fn csv(
+    path: &Path,
+    rows: usize,
+    extra_header: &str,
+    extra: &dyn Fn(&mut Lcg) -> String,
+    noise: bool,
+) {
     let mut text = format!("a,b,{extra_header},label\n");
     let mut r = Lcg(7);
     for _ in 0..rows {
@@ -60,7 +71,10 @@ fn lr_10_is_named_too_high() {
     // The text form gives the evidence: the step and the loss.
     let (ok, out, _) = kiln(&["diagnose", s(&d)]);
     assert!(ok);
-    assert_mentions(&out, &["learning rate is too high", "lr 1e1", "step 10: loss"]);
+    assert_mentions(
+        &out,
+        &["learning rate is too high", "lr 1e1", "step 10: loss"],
+    );
 }
 
 #[test]
@@ -81,10 +95,22 @@ fn a_tiny_training_set_with_a_big_model_overfits() {
     // the 60 training rows while the validation loss climbs.
     let data = root.join("noise.csv");
     let header: Vec<String> = (0..18).map(|j| format!("x{j}")).collect();
-    let noise = |r: &mut Lcg| (0..18).map(|_| format!("{:.3}", r.next())).collect::<Vec<_>>().join(",");
+    let noise = |r: &mut Lcg| {
+        (0..18)
+            .map(|_| format!("{:.3}", r.next()))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
     csv(&data, 100, &header.join(","), &noise, true);
     let d = root.join("run");
-    let flags = ["--data", s(&data), "--target", "label", "--val-fraction", "0.3"];
+    let flags = [
+        "--data",
+        s(&data),
+        "--target",
+        "label",
+        "--val-fraction",
+        "0.3",
+    ];
     train(&d, &[&flags[..], &["--epochs", "25"]].concat());
     let k = kinds(&d);
     assert!(k.contains(&"overfitting".into()), "{k:?}");
@@ -99,7 +125,10 @@ fn a_constant_feature_is_found_at_preparation() {
     let data = root.join("const.csv");
     csv(&data, 300, "c", &|_| "5".into(), false);
     let d = root.join("run");
-    train(&d, &["--data", s(&data), "--target", "label", "--epochs", "2"]);
+    train(
+        &d,
+        &["--data", s(&data), "--target", "label", "--epochs", "2"],
+    );
     let k = kinds(&d);
     assert!(k.contains(&"constant-feature".into()), "{k:?}");
     let (_, out, _) = kiln(&["diagnose", s(&d)]);
@@ -115,7 +144,15 @@ fn all_labels_one_class_is_named_after_the_failed_run() {
         .collect();
     std::fs::write(&data, text).unwrap();
     let d = root.join("run");
-    let err = fails(&["train", "--data", s(&data), "--target", "label", "--out", s(&d)]);
+    let err = fails(&[
+        "train",
+        "--data",
+        s(&data),
+        "--target",
+        "label",
+        "--out",
+        s(&d),
+    ]);
     assert_mentions(&err, &["one value only"]);
     assert_eq!(kinds(&d), ["single-class"]);
 }
@@ -137,7 +174,10 @@ fn a_healthy_run_gets_no_false_alarm_and_full_diagnostics_are_written() {
     assert_eq!(acts.len(), 2, "{first}");
     for a in acts {
         let dead = a["dead_fraction"].as_f64().unwrap();
-        assert!((0.0..=1.0).contains(&dead) && a["std"].as_f64().unwrap() > 0.0, "{a}");
+        assert!(
+            (0.0..=1.0).contains(&dead) && a["std"].as_f64().unwrap() > 0.0,
+            "{a}"
+        );
     }
     // 3 epochs of 20 steps: steps 1, 10, 20, ..., 60.
     assert_eq!(log.lines().count(), 7);
@@ -148,9 +188,18 @@ fn a_healthy_run_gets_no_false_alarm_and_full_diagnostics_are_written() {
 #[test]
 fn bad_diagnose_input_is_one_clean_error() {
     let d = scratch("bad");
-    assert_mentions(&fails(&["train", "--diagnostics", "loud"]), &["--diagnostics", "loud"]);
-    assert_mentions(&fails(&["diagnose", s(&d.join("nope"))]), &["not a directory"]);
-    assert_mentions(&fails(&["diagnose", s(&d)]), &["is it a kiln run directory"]);
+    assert_mentions(
+        &fails(&["train", "--diagnostics", "loud"]),
+        &["--diagnostics", "loud"],
+    );
+    assert_mentions(
+        &fails(&["diagnose", s(&d.join("nope"))]),
+        &["not a directory"],
+    );
+    assert_mentions(
+        &fails(&["diagnose", s(&d)]),
+        &["is it a kiln run directory"],
+    );
 }
 
 #[test]
@@ -158,8 +207,16 @@ fn lr_find_suggests_a_sane_rate_on_the_digits_mlp() {
     let d = scratch("lr-find").join("run");
     let (ok, out, err) = kiln(&["lr-find", "--out", s(&d)]);
     assert!(ok, "{err}");
-    let line = out.lines().find(|l| l.starts_with("suggested lr: ")).unwrap();
-    let lr: f64 = line["suggested lr: ".len()..].split(' ').next().unwrap().parse().unwrap();
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("suggested lr: "))
+        .unwrap();
+    let lr: f64 = line["suggested lr: ".len()..]
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1e-4..=1e-1).contains(&lr), "{out}");
     assert!(d.join("lr_find.png").is_file());
     let csv = std::fs::read_to_string(d.join("lr_find.csv")).unwrap();
