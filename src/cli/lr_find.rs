@@ -87,8 +87,9 @@ fn report(test: &RangeTest, dir: &Path) -> Result<()> {
     crate::io::write_atomic(&csv, test.csv().as_bytes())?;
     let suggestion = test.suggestion();
     #[cfg(feature = "plots")]
-    crate::train::plot::draw_lr_find(&dir.join("lr_find.png"), &test.points, suggestion)
-        .map_err(|e| Error(format!("{}: {e}", dir.join("lr_find.png").display())))?;
+    crate::train::plot::save_png(dir, "lr_find.png", |tmp| {
+        crate::train::plot::draw_lr_find(tmp, &test.points, suggestion)
+    })?;
     let last = test.points.last();
     println!(
         "swept {} steps, lr {:.1e} to {:.1e}{}",

@@ -468,26 +468,22 @@ fn never_predicted(epochs: &[EpochRecord], f: &mut Vec<Finding>) {
     else {
         return;
     };
-    let ev: Vec<String> = (0..m.len())
+    let never: Vec<String> = (0..m.len())
         .filter(|&c| {
             let rows: u64 = m[c].iter().sum();
             let predicted: u64 = m.iter().map(|r| r.get(c).copied().unwrap_or(0)).sum();
             rows > 0 && predicted == 0
         })
-        .map(|c| {
-            format!(
-                "class {c}: {} validation rows, predicted 0 times (epoch {e})",
-                m[c].iter().sum::<u64>()
-            )
-        })
+        .map(|c| format!("class {c} ({} validation rows)", m[c].iter().sum::<u64>()))
         .collect();
-    if !ev.is_empty() {
+    if !never.is_empty() {
+        let ev = vec![format!("epoch {e}, never predicted: {}", never.join(", "))];
         f.push(Finding::new(
             Kind::NeverPredictedClass,
             format!(
                 "the model never predicts {} of the {} classes: it ignores them (class \
                  imbalance, too few epochs, or a learning-rate problem)",
-                ev.len(),
+                never.len(),
                 m.len()
             ),
             ev,

@@ -230,16 +230,9 @@ impl Diagnostics {
         #[cfg(feature = "plots")]
         if !self.records.is_empty() {
             let dir = self.path.parent().unwrap_or(Path::new("."));
-            let (path, tmp) = (
-                dir.join("diagnostics.png"),
-                dir.join(".diagnostics.tmp.png"),
-            );
-            super::plot::draw_diagnostics(&tmp, &self.records)
-                .and_then(|()| Ok(std::fs::rename(&tmp, &path)?))
-                .map_err(|e| Error::Io {
-                    path: path.display().to_string(),
-                    msg: format!("could not draw the plot: {e}"),
-                })?;
+            super::plot::save_png(dir, "diagnostics.png", |tmp| {
+                super::plot::draw_diagnostics(tmp, &self.records)
+            })?;
         }
         Ok(())
     }

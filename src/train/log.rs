@@ -6,6 +6,9 @@
 //!   metrics.jsonl        one JSON object per epoch
 //!   metrics.csv          the same, as a table
 //!   curves.png           train/validation loss (and validation accuracy) per epoch
+//!   diagnostics.jsonl    gradient norms, update ratios, activations every N steps, and
+//!   diagnostics.png      gradient norms per tensor (super::diagnostics; kiln diagnose reads them)
+//!   preparation.json     data checks (super::data_checks); failure.json when training never began
 //!   checkpoint.safetensors, best.safetensors, summary.json
 //! ```
 
@@ -192,18 +195,9 @@ impl RunLog {
     /// (with the `plots` feature, on by default; without it, nothing is drawn).
     pub fn plot(&self) -> Result<()> {
         #[cfg(feature = "plots")]
-        {
-            // Drawn beside it and renamed over it, like every other file of the run (the
-            // temporary name keeps `.png`: the plotting backend picks the format by it).
-            let path = self.dir.join("curves.png");
-            let tmp = self.dir.join(".curves.tmp.png");
-            super::plot::draw_curves(&tmp, &self.records)
-                .and_then(|()| Ok(std::fs::rename(&tmp, &path)?))
-                .map_err(|e| Error::Io {
-                    path: path.display().to_string(),
-                    msg: format!("could not draw the plot: {e}"),
-                })?;
-        }
+        super::plot::save_png(&self.dir, "curves.png", |tmp| {
+            super::plot::draw_curves(tmp, &self.records)
+        })?;
         Ok(())
     }
 }

@@ -7,6 +7,22 @@ use plotters::prelude::*;
 
 use super::log::EpochRecord;
 
+/// Draw `dir/name` (a `.png`) with `draw`: drawn beside it and renamed over it, like every other
+/// file of the run (the temporary name keeps `.png`: the plotting backend picks the format by it).
+pub fn save_png(
+    dir: &Path,
+    name: &str,
+    draw: impl FnOnce(&Path) -> std::result::Result<(), Box<dyn std::error::Error>>,
+) -> crate::error::Result<()> {
+    let (path, tmp) = (dir.join(name), dir.join(format!(".{name}.tmp.png")));
+    draw(&tmp)
+        .and_then(|()| Ok(std::fs::rename(&tmp, &path)?))
+        .map_err(|e| crate::error::Error::Io {
+            path: path.display().to_string(),
+            msg: format!("could not draw the plot: {e}"),
+        })
+}
+
 /// Register the embedded DejaVu Sans as plotters' "sans-serif" (once per process).
 pub fn register_font() {
     static ONCE: std::sync::Once = std::sync::Once::new();
@@ -185,7 +201,8 @@ fn draw_log_lines(
         if *v != 0.0 && (v.abs() < 1e-2 || v.abs() >= 1e4) {
             format!("{v:.0e}")
         } else {
-            format!("{v:.3}")
+            let s = format!("{v:.3}");
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
         }
     };
     macro_rules! draw {

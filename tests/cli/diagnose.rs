@@ -62,11 +62,17 @@ fn csv(
     std::fs::write(path, text).unwrap();
 }
 
+/// Train the digits MLP with `flags` in a fresh `name` directory: the run and its findings.
+fn diagnosed(name: &str, flags: &[&str]) -> (PathBuf, Vec<String>) {
+    let d = scratch(name).join("run");
+    train(&d, flags);
+    let k = kinds(&d);
+    (d, k)
+}
+
 #[test]
 fn lr_10_is_named_too_high() {
-    let d = scratch("lr10").join("run");
-    train(&d, &["--lr", "10", "--epochs", "2"]);
-    let k = kinds(&d);
+    let (d, k) = diagnosed("lr10", &["--lr", "10", "--epochs", "2"]);
     assert!(k.contains(&"lr-too-high".into()), "{k:?}");
     // The text form gives the evidence: the step and the loss.
     let (ok, out, _) = kiln(&["diagnose", s(&d)]);
@@ -79,9 +85,7 @@ fn lr_10_is_named_too_high() {
 
 #[test]
 fn lr_1e_7_is_named_too_low() {
-    let d = scratch("lr1e-7").join("run");
-    train(&d, &["--lr", "1e-7", "--epochs", "2"]);
-    let k = kinds(&d);
+    let (_, k) = diagnosed("lr1e-7", &["--lr", "1e-7", "--epochs", "2"]);
     assert!(k.contains(&"lr-too-low".into()), "{k:?}");
     assert!(!k.contains(&"lr-too-high".into()), "{k:?}");
 }
@@ -159,9 +163,8 @@ fn all_labels_one_class_is_named_after_the_failed_run() {
 
 #[test]
 fn a_healthy_run_gets_no_false_alarm_and_full_diagnostics_are_written() {
-    let d = scratch("healthy").join("run");
-    train(&d, &["--epochs", "3", "--diagnostics", "full"]);
-    assert_eq!(kinds(&d), Vec::<String>::new());
+    let (d, k) = diagnosed("healthy", &["--epochs", "3", "--diagnostics", "full"]);
+    assert_eq!(k, Vec::<String>::new());
     let (_, out, _) = kiln(&["diagnose", s(&d)]);
     assert_mentions(&out, &["no problems found"]);
     assert!(d.join("diagnostics.png").is_file());
