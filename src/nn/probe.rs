@@ -4,7 +4,8 @@
 //! forward pass. Disarmed (the default) a layer pays one thread-local check.
 //!
 //! The probe is per thread: the training loop arms it, runs one forward on the same thread,
-//! then [`take`]s what the layers recorded (which disarms it).
+//! then [`take`]s what the layers recorded (which disarms it). Forwards without a graph
+//! (validation, under `no_grad`) are not recorded.
 
 use std::cell::RefCell;
 
@@ -38,8 +39,13 @@ pub fn take() -> Vec<(&'static str, Tensor)> {
     PROBE.with(|p| p.borrow_mut().take().unwrap_or_default())
 }
 
-/// Record `y`, the output of an activation layer of kind `kind`, when armed.
+/// Record `y`, the output of an activation layer of kind `kind`, when armed and in a forward
+/// that builds a graph (a training forward: evaluation passes run without one and are never
+/// held).
 pub(crate) fn record(kind: &'static str, y: &Tensor) {
+    if !crate::autograd::is_grad_enabled() {
+        return;
+    }
     PROBE.with(|p| {
         if let Some(v) = p.borrow_mut().as_mut() {
             v.push((kind, y.detach()));

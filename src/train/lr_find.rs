@@ -9,8 +9,8 @@
 //! stop when smooth_t > STOP_FACTOR * min smooth, or the loss is not finite
 //! ```
 //!
-//! The suggestion is the rate at the smoothed loss's minimum divided by 10 ([`RangeTest::
-//! suggestion`]): past the minimum the loss is already blowing up, one decade below it still
+//! The suggestion is the rate at the smoothed loss's minimum divided by 10
+//! ([`RangeTest::suggestion`]): past the minimum the loss is already blowing up, one decade below it still
 //! falls fast. The steepest descent of the smoothed loss (most negative d smooth / d log10 lr
 //! before the minimum) is reported beside it.
 //!
