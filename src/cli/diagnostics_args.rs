@@ -83,8 +83,10 @@ pub fn recorded<T, E: std::fmt::Display>(
     r
 }
 
-/// Check the prepared splits and write `dir/preparation.json` (text data is not checked).
+/// Check the prepared splits and write `dir/preparation.json` (text data is not checked); the
+/// `failure.json` of an earlier attempt in `dir` no longer holds and is removed.
 pub fn save_preparation(dir: &Path, data: &PreparedData) -> Result<()> {
+    let _ = std::fs::remove_file(dir.join(data_checks::FAILURE_FILE));
     let findings = if data.text.is_some() {
         Vec::new()
     } else {

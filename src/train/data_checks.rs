@@ -122,6 +122,7 @@ pub fn check(
         }
     }
     let seen: HashSet<Vec<u32>> = t.x.chunks(width).map(bits).collect();
+    let repeated = 1.0 - seen.len() as f64 / train.len() as f64;
     let (mut dup, mut total) = (0usize, 0usize);
     for d in others.iter().filter(|d| !d.is_empty()) {
         let b = all(*d);
@@ -135,14 +136,21 @@ pub fn check(
         out.push(Finding::new(
             Kind::DuplicatesBetweenSplits,
             format!(
-                "{dup} of the {total} validation and test rows also appear in the training \
-                 split: their scores overstate how well the model generalises (deduplicate the \
-                 data before splitting)"
+                "{dup} of the {total} validation and test rows have exact copies (same \
+                 features) in the training split: if they are the same examples, their scores \
+                 overstate how well the model generalises (deduplicate the data before \
+                 splitting); with few, coarse features, identical rows are expected"
             ),
-            vec![format!(
-                "{:.1} % of held-out rows",
-                100.0 * dup as f64 / total as f64
-            )],
+            vec![
+                format!(
+                    "{:.1} % of held-out rows",
+                    100.0 * dup as f64 / total as f64
+                ),
+                format!(
+                    "the training split itself repeats {:.1} % of its rows",
+                    100.0 * repeated
+                ),
+            ],
         ));
     }
     out

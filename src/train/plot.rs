@@ -71,7 +71,7 @@ pub(super) fn draw_curves(
     if has_acc {
         chart
             .configure_secondary_axes()
-            .y_desc("validation accuracy")
+            .y_desc("accuracy")
             .label_style(("sans-serif", 14))
             .draw()?;
     }
@@ -103,6 +103,15 @@ pub(super) fn draw_curves(
             ))?
             .label("validation accuracy")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], GREEN.stroke_width(2)));
+        // Diagnostics: the train accuracy beside it (dashed look: thinner, darker green).
+        let train_acc = pts(&|r| r.train_accuracy);
+        if !train_acc.is_empty() {
+            let style = RGBColor(0, 100, 0).stroke_width(1);
+            chart
+                .draw_secondary_series(LineSeries::new(train_acc, style))?
+                .label("train accuracy")
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+        }
     }
     chart
         .configure_series_labels()
