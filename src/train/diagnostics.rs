@@ -116,12 +116,18 @@ pub fn read_records(dir: &Path) -> Result<Vec<StepRecord>> {
     read_jsonl(&dir.join(DIAGNOSTICS_FILE))
 }
 
-/// The records of a JSON-lines file, one a line (empty when the file is absent).
+/// The records of a JSON-lines file, one a line (empty when the file is absent; a last line
+/// without its newline is left out).
 pub fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(io_err(path, e)),
+    };
+    // A last line without its newline was cut short by a kill: not an error, just not there.
+    let text = match text.rfind('\n') {
+        Some(end) => &text[..=end],
+        None => "",
     };
     let mut out = Vec::new();
     for (i, l) in text
@@ -176,8 +182,11 @@ impl Diagnostics {
     ) -> Result<Diagnostics> {
         let path = dir.join(DIAGNOSTICS_FILE);
         std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
-        let kept: Vec<StepRecord> = read_records(dir)?
-            .into_iter()
+        // A line a kill cut short does not parse and is dropped with the steps past the resume.
+        let old = std::fs::read_to_string(&path).unwrap_or_default();
+        let kept: Vec<StepRecord> = old
+            .lines()
+            .filter_map(|l| serde_json::from_str::<StepRecord>(l).ok())
             .filter(|r| resumed_at > 0 && r.step <= resumed_at)
             .collect();
         let mut text = String::new();
@@ -221,8 +230,9 @@ impl Diagnostics {
             .create(true)
             .open(&self.path)
             .map_err(|e| io_err(&self.path, e))?;
-        let line = serde_json::to_string(r).map_err(|e| io_err(&self.path, e))?;
-        writeln!(f, "{line}").map_err(|e| io_err(&self.path, e))
+        let line = serde_json::to_string(r).map_err(|e| io_err(&self.path, e))? + "\n";
+        f.write_all(line.as_bytes()) // one write: a kill leaves a whole line or a cut one
+            .map_err(|e| io_err(&self.path, e))
     }
 
     /// Redraw `diagnostics.png` beside the records (with the `plots` feature).
