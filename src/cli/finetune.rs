@@ -29,7 +29,7 @@ use super::chat_data::{self, CHITCHAT};
 use super::chat_model::{ADAPTER_META, AdapterMeta, GptBase, quant_line, quantize_targets};
 use super::loop_args::{LoopArgs, refuse_fixed_flags};
 use super::progress::{self, Units};
-use super::train::{resume_from, resumed_line};
+use super::resume::{resume_from, resumed_line};
 use super::{Error, Result, open_device};
 use crate::data::Dataset;
 use crate::data::chat::ChatTemplate;

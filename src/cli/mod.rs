@@ -7,6 +7,8 @@ mod chat_model;
 mod cluster;
 mod cluster_plot;
 mod devices;
+mod diagnose;
+mod diagnostics_args;
 mod embed;
 mod eval;
 mod explain;
@@ -18,11 +20,13 @@ mod generate;
 mod info;
 mod loop_args;
 mod memory_args;
+mod lr_find;
 mod merge;
 mod outliers;
 mod pca;
 mod predict;
 mod progress;
+mod resume;
 mod rules;
 mod saved;
 pub mod semi;
@@ -62,6 +66,11 @@ pub enum Command {
     /// Run one training step (same flags as train) and list every GPU dispatch it made:
     /// phase, op, shapes, kernel and WGSL line, tuner choice, FLOPs, bytes, time.
     Explain(Box<explain::ExplainArgs>),
+    /// Say what went wrong in a training run (overfitting, learning rate, gradients, data),
+    /// with the evidence.
+    Diagnose(diagnose::DiagnoseArgs),
+    /// The learning-rate range test: loss against an exponentially growing lr, and a suggestion.
+    LrFind(lr_find::LrFindArgs),
     /// Continue a prompt with a trained language model (gpt, lstm, gru, rnn), printing as it goes.
     Generate(generate::GenerateArgs),
     /// Predict new rows from a CSV file with a saved model.
@@ -104,6 +113,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Train(a) => train::run(*a),
         Command::Eval(a) => eval::run(a),
         Command::Explain(a) => explain::run(*a),
+        Command::Diagnose(a) => diagnose::run(a),
+        Command::LrFind(a) => lr_find::run(a),
         Command::Generate(a) => generate::run(a),
         Command::Predict(a) => predict::run(a),
         Command::Devices => devices::run(),

@@ -9,6 +9,7 @@ use clap::Args;
 
 use super::loop_args::{LoopArgs, refuse_fixed_flags};
 use super::progress::{self, Units};
+use super::resume::{changed_settings, resume_from, resumed_line};
 use super::spec::RunSpec;
 use super::text_data;
 use super::train_summary::{check_splits, print_summary, write_summary};
@@ -31,6 +32,9 @@ pub struct TrainArgs {
     /// `--trace FILE.json`, `--trace-steps N`.
     #[command(flatten)]
     pub trace: super::trace::TraceArgs,
+    /// Training diagnostics (`--diagnostics off|basic|full`, `--diagnostics-every N`).
+    #[command(flatten)]
+    pub diagnostics: super::diagnostics_args::DiagnosticsArgs,
     /// Model: mlp, linear, lenet, vgg, resnet18, or a language model: gpt, lstm, gru, rnn
     /// (these train on text: the embedded Shakespeare, or --text FILE).
     #[arg(long)]
@@ -133,7 +137,7 @@ pub struct TrainArgs {
     pub no_test: bool,
 }
 
-fn resolve(a: &TrainArgs) -> Result<RunSpec> {
+pub(super) fn resolve(a: &TrainArgs) -> Result<RunSpec> {
     let mut s = match &a.config {
         Some(p) => RunSpec::from_toml_file(p)?,
         None => RunSpec::default(),
@@ -149,7 +153,7 @@ fn resolve(a: &TrainArgs) -> Result<RunSpec> {
 }
 
 /// Set in `s` what the flags of `a` give (the rest of `s` as it is).
-fn apply_flags(a: &TrainArgs, s: &mut RunSpec) -> Result<()> {
+pub(super) fn apply_flags(a: &TrainArgs, s: &mut RunSpec) -> Result<()> {
     macro_rules! set {
         ($($flag:ident => $($field:ident).+),* $(,)?) => {
             $( if let Some(v) = a.$flag.clone() { s.$($field).+ = v; } )*
@@ -239,48 +243,6 @@ fn next_run_dir(spec: &RunSpec) -> PathBuf {
         .expect("some run number is free")
 }
 
-/// The settings that the flags of a `--resume` would change in the saved run `saved` (a flag
-/// that repeats the saved value is fine), as `key (saved X, given Y)`.
-fn changed_settings(a: &TrainArgs, saved: &RunSpec) -> Result<Vec<String>> {
-    if a.config.is_some() {
-        return Ok(vec!["--config (the run's own config.toml is used)".into()]);
-    }
-    let mut probe = saved.clone();
-    apply_flags(a, &mut probe)?;
-    // The budget may change; it is applied separately.
-    probe.train.epochs = saved.train.epochs;
-    probe.train.max_steps = saved.train.max_steps;
-    probe.train.time_limit_minutes = saved.train.time_limit_minutes;
-    probe.train.checkpoint_every = saved.train.checkpoint_every;
-    probe.train.stop_at_epoch = saved.train.stop_at_epoch;
-    probe.train.quiet = saved.train.quiet;
-    let table = |s: &RunSpec| -> Result<toml::Table> {
-        toml::Table::try_from(s).map_err(|e| Error(format!("settings: {e}")))
-    };
-    let (was, now) = (table(saved)?, table(&probe)?);
-    let mut out = Vec::new();
-    diff_tables("", &was, &now, &mut out);
-    Ok(out)
-}
-
-/// The keys whose values differ between two TOML tables (nested tables as `a.b`).
-fn diff_tables(prefix: &str, was: &toml::Table, now: &toml::Table, out: &mut Vec<String>) {
-    let keys: std::collections::BTreeSet<&String> = was.keys().chain(now.keys()).collect();
-    for k in keys {
-        let name = format!("{prefix}{k}");
-        match (was.get(k), now.get(k)) {
-            (Some(toml::Value::Table(x)), Some(toml::Value::Table(y))) => {
-                diff_tables(&format!("{name}."), x, y, out)
-            }
-            (x, y) if x != y => {
-                let show = |v: Option<&toml::Value>| v.map_or("unset".into(), |v| v.to_string());
-                out.push(format!("{name} (saved {}, given {})", show(x), show(y)));
-            }
-            _ => {}
-        }
-    }
-}
-
 /// Run `kiln train`.
 pub fn run(a: TrainArgs) -> Result<()> {
     run_with(a, None)
@@ -289,6 +251,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
 /// `kiln train` with `kiln explain`'s hooks: the run then ends after `Trainer::fit`.
 pub(super) fn run_with(mut a: TrainArgs, explain: Option<super::trace::ExtraHooks>) -> Result<()> {
     let dry = super::memory_args::prepare(&mut a.common)?;
+    a.diagnostics.level()?; // a bad --diagnostics fails before any work
     let resume = a.common.resume;
     let (spec, dir) = if resume {
         let dir = a.common.resume_dir("run")?;
@@ -318,7 +281,7 @@ pub(super) fn run_with(mut a: TrainArgs, explain: Option<super::trace::ExtraHook
         let tok = crate::data::tokenizer::load_tokenizer(&saved_tokenizer)?;
         text_data::load_text(&spec, Some(Arc::from(tok)))?
     } else {
-        spec.load_data()?
+        super::diagnostics_args::recorded(&dir, "data preparation", spec.load_data())?
     };
     if spec.semi.method == "spread" {
         return super::semi::spread_run(&spec, &data, &dir, resume, &gpu);
@@ -438,6 +401,9 @@ pub(super) fn run_with(mut a: TrainArgs, explain: Option<super::trace::ExtraHook
             );
         }
     }
+    if !resume {
+        super::diagnostics_args::save_preparation(&dir, &data)?;
+    }
     let semi = super::semi::objective(&spec, &mut data, &gpu)?;
     super::loop_args::check_accumulate(&spec.train, data.train.len())?;
     check_splits(&spec, &data)?;
@@ -457,6 +423,8 @@ pub(super) fn run_with(mut a: TrainArgs, explain: Option<super::trace::ExtraHook
         .hooks
         .push(Box::new(super::explosion::Explosion::default()));
     let extras = super::trace::Extras::add(&mut trainer.hooks, &a.trace, &gpu, explain)?;
+    let diag = &a.diagnostics;
+    diag.install(&mut trainer, &dir, model.as_ref(), progress.step)?;
     if !quiet {
         let units = match &data.text {
             Some(t) => Units::Tokens { context: t.context },
@@ -504,70 +472,6 @@ pub(super) fn run_with(mut a: TrainArgs, explain: Option<super::trace::ExtraHook
     )?;
     print_summary(&data, test.as_ref(), &report, wall, &dir, quiet);
     Ok(())
-}
-
-/// Restore a run from its last checkpoint, or (a run killed before its first one) start it
-/// over, saying so.
-pub(super) fn resume_from(
-    trainer: &Trainer<'_>,
-    dir: &Path,
-    model: &mut dyn crate::nn::Module,
-    opt: &mut dyn crate::optim::Optimizer,
-) -> Result<Progress> {
-    let last = dir.join(LAST);
-    crate::io::atomic::remove_stale_tmp(&last);
-    crate::io::atomic::remove_stale_tmp(&dir.join(crate::io::run_dir::BEST));
-    if !last.exists() {
-        println!(
-            "note: {} has no checkpoint yet (the run stopped before its first one); starting \
-             it from the beginning",
-            dir.display()
-        );
-        return Ok(Progress::default());
-    }
-    let p = trainer.resume(&last, model, opt)?;
-    let epochs = trainer.config.epochs;
-    if p.batch == 0 && p.epoch >= epochs && !super::train_summary::summarised(dir, &p) {
-        // Killed after its last checkpoint, before the test evaluation and summary.json.
-        println!(
-            "note: {} finished training ({} epochs) but stopped before its test evaluation; \
-             finishing that",
-            dir.display(),
-            p.epoch
-        );
-        return Ok(p);
-    }
-    if p.batch == 0 && p.epoch >= epochs {
-        return Err(Error(format!(
-            "{} already ran {} epochs; pass --epochs N with N > {} to train further",
-            dir.display(),
-            p.epoch,
-            p.epoch
-        )));
-    }
-    if p.batch > 0 && p.epoch + 1 > epochs {
-        return Err(Error(format!(
-            "{} stopped inside epoch {}; --epochs must be at least {} to finish it",
-            dir.display(),
-            p.epoch + 1,
-            p.epoch + 1
-        )));
-    }
-    Ok(p)
-}
-
-/// "resumed after epoch 2 (step 54)" or "resumed in epoch 3 at batch 13 (step 67)".
-pub(super) fn resumed_line(p: &Progress) -> String {
-    if p.batch > 0 {
-        format!(
-            "resumed in epoch {} at batch {} (step {})",
-            p.epoch + 1,
-            p.batch + 1,
-            p.step
-        )
-    } else {
-        format!("resumed after epoch {} (step {})", p.epoch, p.step)
-    }
 }
 
 /// Load `--init-from` into `model` (nothing when the spec names no checkpoint). The head is

@@ -7,6 +7,8 @@
 //! | [`SiLU`] | x sigmoid(x) | s (1 + x (1 - s)) |
 //! | [`Tanh`] | tanh x | 1 - tanh^2 x |
 //! | [`Sigmoid`] | 1 / (1 + e^-x) | s (1 - s) |
+//!
+//! Each layer hands its output to [`super::probe`] (training diagnostics) while it is armed.
 
 use super::Module;
 use crate::error::Result;
@@ -20,7 +22,9 @@ macro_rules! activation {
 
         impl Module for $name {
             fn forward(&self, x: &Tensor) -> Result<Tensor> {
-                x.$method()
+                let y = x.$method()?;
+                super::probe::record(stringify!($name), &y);
+                Ok(y)
             }
 
             fn named_parameters(&self) -> Vec<(String, Tensor)> {

@@ -22,6 +22,7 @@ pub mod lora;
 pub mod lora_io;
 pub mod loss;
 pub mod pool;
+pub mod probe;
 pub mod qlora;
 pub mod rms_norm;
 pub mod rng;

@@ -6,6 +6,9 @@
 //!   metrics.jsonl        one JSON object per epoch
 //!   metrics.csv          the same, as a table
 //!   curves.png           train/validation loss (and validation accuracy) per epoch
+//!   diagnostics.jsonl    gradient norms, update ratios, activations every N steps, and
+//!   diagnostics.png      gradient norms per tensor (super::diagnostics; kiln diagnose reads them)
+//!   preparation.json     data checks (super::data_checks); failure.json when training never began
 //!   checkpoint.safetensors, best.safetensors, summary.json
 //! ```
 
@@ -45,7 +48,21 @@ pub struct EpochRecord {
     /// is replaced by the full epoch's when the run is resumed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partial_batches: Option<usize>,
+    /// Accuracy on a sample of the training set at the epoch's end, in eval mode
+    /// (diagnostics; beside `val_accuracy` it shows over- and underfitting).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_accuracy: Option<f64>,
+    /// Loss on that training sample, in eval mode (no dropout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_eval_loss: Option<f64>,
+    /// Validation confusion matrix `[true][predicted]`, for up to [`CONFUSION_MAX_CLASSES`]
+    /// classes (`kiln diagnose` finds the classes the model never predicts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_confusion: Option<Vec<Vec<u64>>>,
 }
+
+/// Classes up to which each epoch's record keeps the validation confusion matrix.
+pub const CONFUSION_MAX_CLASSES: usize = 32;
 
 impl EpochRecord {
     /// Copy the validation figures of `ev` into the record.
@@ -57,6 +74,17 @@ impl EpochRecord {
         if ev.classification.is_some() {
             self.val_perplexity = Some(ev.loss.exp());
         }
+        self.val_confusion = ev
+            .classification
+            .as_ref()
+            .filter(|m| m.confusion.len() <= CONFUSION_MAX_CLASSES)
+            .map(|m| m.confusion.clone());
+    }
+
+    /// Copy the figures of an evaluation on a training sample into the record.
+    pub fn fill_train(&mut self, ev: &super::Evaluation) {
+        self.train_eval_loss = Some(ev.loss);
+        self.train_accuracy = ev.classification.as_ref().map(|m| m.accuracy);
     }
 }
 
@@ -167,18 +195,9 @@ impl RunLog {
     /// (with the `plots` feature, on by default; without it, nothing is drawn).
     pub fn plot(&self) -> Result<()> {
         #[cfg(feature = "plots")]
-        {
-            // Drawn beside it and renamed over it, like every other file of the run (the
-            // temporary name keeps `.png`: the plotting backend picks the format by it).
-            let path = self.dir.join("curves.png");
-            let tmp = self.dir.join(".curves.tmp.png");
-            super::plot::draw_curves(&tmp, &self.records)
-                .and_then(|()| Ok(std::fs::rename(&tmp, &path)?))
-                .map_err(|e| Error::Io {
-                    path: path.display().to_string(),
-                    msg: format!("could not draw the plot: {e}"),
-                })?;
-        }
+        super::plot::save_png(&self.dir, "curves.png", |tmp| {
+            super::plot::draw_curves(tmp, &self.records)
+        })?;
         Ok(())
     }
 }

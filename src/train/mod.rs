@@ -3,11 +3,15 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod data_checks;
+pub mod diagnose;
+pub mod diagnostics;
 pub mod hooks;
 pub mod log;
 pub mod memory;
 #[cfg(feature = "plots")]
 mod memory_plot;
+pub mod lr_find;
 pub mod metrics;
 pub mod objective;
 #[cfg(feature = "plots")]

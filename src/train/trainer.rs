@@ -63,6 +63,11 @@ pub struct Trainer<'a> {
     pub hooks: Vec<Box<dyn Hook + 'a>>,
     /// What the checkpoints hold.
     pub saved: Saved,
+    /// A schedule used instead of `config.schedule` (`kiln lr-find`'s exponential ramp).
+    pub schedule: Option<Schedule>,
+    /// Also evaluate this many training examples (evenly spaced) at each epoch's end, for the
+    /// train accuracy beside the validation one (diagnostics; none: not measured).
+    pub train_eval: Option<usize>,
 }
 
 impl<'a> Trainer<'a> {
@@ -82,6 +87,8 @@ impl<'a> Trainer<'a> {
             metadata: BTreeMap::new(),
             hooks: Vec::new(),
             saved: Saved::Model,
+            schedule: None,
+            train_eval: None,
         }
     }
 
@@ -226,8 +233,11 @@ impl<'a> Trainer<'a> {
         }
         let steps_per_epoch = per_epoch.div_ceil(cfg.accumulate) as u64;
         let total_steps = cfg.epochs as u64 * steps_per_epoch;
-        let schedule = Schedule::from_name(&cfg.schedule, total_steps)
-            .map_err(|e| Error::Config(e.to_string()))?;
+        let schedule = match self.schedule {
+            Some(s) => s,
+            None => Schedule::from_name(&cfg.schedule, total_steps)
+                .map_err(|e| Error::Config(e.to_string()))?,
+        };
         let deadline = cfg
             .time_limit_minutes
             .map(|m| Instant::now() + std::time::Duration::from_secs_f64(m * 60.0));
@@ -400,6 +410,11 @@ impl<'a> Trainer<'a> {
                 }
                 None => None,
             };
+            if let Some(n) = self.train_eval {
+                let sample = super::diagnostics::Sample::new(self.train.clone(), n);
+                let ev = self.validate(model, objective, &sample, eval_batch)?;
+                rec.fill_train(&ev);
+            }
             if stopped_inside {
                 // A partial epoch: reported and logged (a resumed run replaces the line), but
                 // not used for early stopping or the best checkpoint, so that resuming gives

@@ -11,6 +11,7 @@ mod bench_cli;
 mod cli;
 mod cli_text;
 mod explain;
+mod diagnose;
 mod finetune;
 mod memory;
 mod reliability;

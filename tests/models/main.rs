@@ -9,6 +9,7 @@ mod common;
 #[path = "../common/rnn.rs"]
 mod rnn_util;
 
+mod diagnostics;
 mod genre;
 mod ledger;
 mod lora;
