@@ -71,6 +71,10 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("index.wgsl", include_str!("../../shaders/index.wgsl")),
     ("dropout.wgsl", include_str!("../../shaders/dropout.wgsl")),
     ("optim.wgsl", include_str!("../../shaders/optim.wgsl")),
+    (
+        "optim8bit.wgsl",
+        include_str!("../../shaders/optim8bit.wgsl"),
+    ),
     ("pool.wgsl", include_str!("../../shaders/pool.wgsl")),
     ("rnn.wgsl", include_str!("../../shaders/rnn.wgsl")),
     ("norm.wgsl", include_str!("../../shaders/norm.wgsl")),
