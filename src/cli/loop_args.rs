@@ -24,7 +24,7 @@ pub struct LoopArgs {
     /// Learning rate.
     #[arg(long)]
     pub lr: Option<f32>,
-    /// Optimizer: sgd, adam or adamw.
+    /// Optimizer: sgd, adam, adamw, adam8bit or adamw8bit (8-bit moments).
     #[arg(long)]
     pub optimizer: Option<String>,
     /// Learning-rate schedule: constant, step, exponential, cosine, warmup-cosine, one-cycle.

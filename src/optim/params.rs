@@ -237,6 +237,8 @@ pub(super) fn set_lr_scales(
 /// The [`super::Optimizer`] methods that only read or write the parameter list, the config's
 /// `lr` and the per-parameter `lr_scales` (fields every optimizer has; `OP` names it in errors):
 /// written once, expanded inside each `impl Optimizer`.
+/// `optimizer_common!(no_step)` leaves `step` to the optimizer (one whose update needs more
+/// than its config).
 macro_rules! optimizer_common {
     () => {
         fn step(&mut self) -> Result<()> {
@@ -244,6 +246,9 @@ macro_rules! optimizer_common {
             self.slots.step(OP, |u| Self::update(&c, u))
         }
 
+        super::params::optimizer_common!(no_step);
+    };
+    (no_step) => {
         fn zero_grad(&self) -> Result<()> {
             super::params::zero_grads(&self.slots.params)
         }
