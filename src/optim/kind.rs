@@ -3,7 +3,7 @@
 
 use std::str::FromStr;
 
-use super::{Adam, Adam8bit, AdamConfig, Optimizer, Sgd, SgdConfig};
+use super::{Adam, Adam8bit, AdamConfig, OffloadAdam, Optimizer, Sgd, SgdConfig};
 use crate::error::{Error, Result, arg_err};
 use crate::tensor::Tensor;
 
@@ -83,6 +83,27 @@ pub fn build(
     weight_decay: f32,
     momentum: f32,
 ) -> Result<Box<dyn Optimizer>> {
+    build_with(kind, params, (lr, weight_decay, momentum), false)
+}
+
+/// [`build`] with `(lr, weight_decay, momentum)`, and with `offload` (`--offload-optimizer`)
+/// the Adam moments in host memory and the update on the CPU ([`OffloadAdam`]); offload is for
+/// `adam` and `adamw` only (the error says so for the others).
+pub fn build_with(
+    kind: OptimizerKind,
+    params: Vec<(String, Tensor)>,
+    (lr, weight_decay, momentum): (f32, f32, f32),
+    offload: bool,
+) -> Result<Box<dyn Optimizer>> {
+    if offload && !matches!(kind, OptimizerKind::Adam | OptimizerKind::AdamW) {
+        return arg_err(
+            "offload-optimizer",
+            format!(
+                "optimizer state offload keeps Adam's f32 moments in host memory and needs \
+                 --optimizer adam or adamw, not {kind}"
+            ),
+        );
+    }
     if kind == OptimizerKind::Sgd {
         let c = SgdConfig {
             lr,
@@ -104,6 +125,7 @@ pub fn build(
         OptimizerKind::Adam8bit | OptimizerKind::AdamW8bit => {
             Box::new(Adam8bit::new(params, config)?)
         }
+        _ if offload => Box::new(OffloadAdam::new(params, config)?),
         _ => Box::new(Adam::new(params, config)?),
     })
 }

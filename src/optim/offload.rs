@@ -75,7 +75,10 @@ impl Optimizer for OffloadAdam {
     fn step(&mut self) -> Result<()> {
         let (mut stage, mut jobs) = (Vec::new(), Vec::new());
         self.slots
-            .step(OP, |u| Ok(Self::gather(u, &mut stage, &mut jobs)))?;
+            .step(OP, |u| {
+                Self::gather(u, &mut stage, &mut jobs);
+                Ok(())
+            })?;
         let Some(gpu) = jobs.first().map(|j| j.p.gpu().clone()) else {
             return Ok(());
         };

@@ -69,9 +69,10 @@ impl<S> Slots<S> {
         mut update: impl FnMut(Update<'_, S>) -> Result<()>,
     ) -> Result<()> {
         let slots = self.state.iter_mut().zip(&self.lr_scales);
-        for ((name, p), (slot, &lr_scale)) in self.params.iter().zip(slots) {
+        for (index, ((name, p), (slot, &lr_scale))) in self.params.iter().zip(slots).enumerate() {
             if let Some(g) = grad_for_update(op, name, p)? {
                 update(Update {
+                    index,
                     p,
                     g: &g,
                     slot,
@@ -86,6 +87,8 @@ impl<S> Slots<S> {
 
 /// One parameter's part of an optimizer step.
 pub(super) struct Update<'a, S> {
+    /// The parameter's index in the list.
+    pub(super) index: usize,
     /// The parameter, updated in place.
     pub(super) p: &'a Tensor,
     /// Its gradient (f32, contiguous, its shape).

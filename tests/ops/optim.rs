@@ -5,6 +5,7 @@
 
 mod adam8bit;
 mod clip_config;
+mod offload;
 use crate::common;
 mod schedule;
 mod state;
