@@ -1,7 +1,8 @@
 // 8-bit Adam / AdamW (Dettmers et al. 2022, 8-bit Optimizers via Block-wise Quantization): the
 // two moments live as one byte per value, block-wise dynamically quantised, and one fused
 // dispatch per parameter tensor dequantises them, runs the AdamW update of optim.wgsl:adam in f32
-// and requantises. One workgroup per block of 256 values, one invocation per value:
+// and requantises. One workgroup of 256 invocations per block of 2048 values (the paper's block
+// size), 8 consecutive values (two words of codes) per invocation:
 //
 //   m, v = code_s[cm] * absmax_m[blk], code_u[cv] * absmax_v[blk]     dequantise
 //   p   = p * (1 - lr * wd)                     (AdamW only, DECOUPLED = 1)
@@ -14,16 +15,23 @@
 //
 // with a positive v never stored as code 0 (it takes code 1, the smallest positive entry) and a
 // block of zeros stored with scale 0. The code books are the two ascending 256-entry tables of
-// kiln_kernels::reference::optim::q8_code (signed then unsigned), read once per workgroup into
-// workgroup memory; "nearest" is a binary search for the last entry <= x, then the closer of it
+// kiln_kernels::reference::optim::q8_code (signed then unsigned), read from their storage buffer
+// (on lavapipe a copy into workgroup memory measured slower); "nearest" is a binary search (8
+// reads) for the last entry <= x, then the closer of it
 // and the next (ties to the lower), exactly as the CPU twin.
 //
 // Bindings (p, grad: f32 at element offsets; codes: u32 words, four codes each, low byte first,
 // at word offsets; scales: f32 at an element offset):
 //   0 A (uniform)   1 p (n) rw   2 grad (n)   3 mq (ceil(n / 4)) rw   4 vq (ceil(n / 4)) rw
-//   5 scales (2 * ceil(n / 256)) rw: absmax of m per block, then absmax of v per block
+//   5 scales (2 * ceil(n / 2048)) rw: absmax of m per block, then absmax of v per block
 //   6 code (512): the signed then the unsigned code book
 // Codes past n in the last word are written as padding (signed 0 = code 127, unsigned code 0).
+//
+// 8 values per invocation: a workgroup per 2048 values pays the absmax reduction's barriers once
+// per 2048 values (the two-level reduction needs 2 barriers, not 8). On lavapipe the kernel is
+// bound by the two binary searches per value (dependent gathers): about 0.6 us per value on 2
+// shared cores against 0.05 for the f32 Adam kernel (BENCHMARKS.md); on a GPU both are
+// memory-bound and the 8-bit one moves 16 bytes per value against 28.
 
 struct Adam8bitParams {
     n: u32,             // elements of p and grad
@@ -46,7 +54,8 @@ struct Adam8bitParams {
 
 // 1 = decoupled weight decay (AdamW), 0 = L2 added to the gradient (Adam).
 override DECOUPLED: u32 = 0u;
-const BLOCK: u32 = 256u;
+const BLOCK: u32 = 2048u;      // values per block (one scale per moment)
+const PER_INV: u32 = 8u;       // values per invocation: BLOCK / 256, two words of codes
 const SIGNED_ZERO: u32 = 127u;
 
 @group(0) @binding(0) var<uniform> A: Adam8bitParams;
@@ -57,21 +66,20 @@ const SIGNED_ZERO: u32 = 127u;
 @group(0) @binding(5) var<storage, read_write> scales: array<f32>;
 @group(0) @binding(6) var<storage, read> code: array<f32>;
 
-var<workgroup> book: array<f32, 512>;     // the code books
 var<workgroup> red_m: array<f32, 256>;    // max |m| reduction
 var<workgroup> red_v: array<f32, 256>;    // max v reduction
-var<workgroup> qm: array<u32, 256>;       // the block's new codes of m
-var<workgroup> qv: array<u32, 256>;       // and of v
+var<workgroup> top_m: array<f32, 16>;     // its second level
+var<workgroup> top_v: array<f32, 16>;
 
-// Index of the entry of book[base .. base + 256] nearest to x.
+// Index of the entry of code[base .. base + 256] nearest to x.
 fn nearest(base: u32, x: f32) -> u32 {
     var lo = 0u;
     for (var step = 128u; step > 0u; step = step >> 1u) {
-        if (book[base + lo + step] <= x) {
+        if (code[base + lo + step] <= x) {
             lo = lo + step;
         }
     }
-    if (lo < 255u && book[base + lo + 1u] - x < x - book[base + lo]) {
+    if (lo < 255u && code[base + lo + 1u] - x < x - code[base + lo]) {
         lo = lo + 1u;
     }
     return lo;
@@ -93,59 +101,83 @@ fn adam8bit(@builtin(local_invocation_index) lid: u32,
     let blk = wid.x + wid.y * nwg.x;
     let nb = (A.n + BLOCK - 1u) / BLOCK;
     if (blk >= nb) { return; }
-    book[lid] = code[lid];
-    book[256u + lid] = code[256u + lid];
-    workgroupBarrier();
-    let i = blk * BLOCK + lid;
-    let live = i < A.n;
-    var m_new = 0.0;
-    var v_new = 0.0;
-    if (live) {
-        let m_old = book[code_m(i)] * scales[A.s_off + blk];
-        let v_old = book[256u + code_v(i)] * scales[A.s_off + nb + blk];
-        var w = p[A.p_off + i];
-        var g = grad[A.g_off + i];
-        if (DECOUPLED == 1u) {
-            w = w * (1.0 - A.lr * A.weight_decay);
-        } else {
-            g = g + A.weight_decay * w;
+    let i0 = blk * BLOCK + lid * PER_INV;    // this invocation's first value
+    let am_old = scales[A.s_off + blk];
+    let av_old = scales[A.s_off + nb + blk];
+    var ms: array<f32, PER_INV>;
+    var vs: array<f32, PER_INV>;
+    var mmax = 0.0;
+    var vmax = 0.0;
+    for (var j = 0u; j < PER_INV; j = j + 1u) {
+        let i = i0 + j;
+        ms[j] = 0.0;
+        vs[j] = 0.0;
+        if (i < A.n) {
+            let m_old = code[code_m(i)] * am_old;
+            let v_old = code[256u + code_v(i)] * av_old;
+            var w = p[A.p_off + i];
+            var g = grad[A.g_off + i];
+            if (DECOUPLED == 1u) {
+                w = w * (1.0 - A.lr * A.weight_decay);
+            } else {
+                g = g + A.weight_decay * w;
+            }
+            let m_new = A.beta1 * m_old + (1.0 - A.beta1) * g;
+            let v_new = A.beta2 * v_old + (1.0 - A.beta2) * g * g;
+            let denom = sqrt(v_new) / sqrt(A.bc2) + A.eps;
+            p[A.p_off + i] = w - (A.lr / A.bc1) * (m_new / denom);
+            ms[j] = m_new;
+            vs[j] = v_new;
+            mmax = max(mmax, abs(m_new));
+            vmax = max(vmax, v_new);
         }
-        m_new = A.beta1 * m_old + (1.0 - A.beta1) * g;
-        v_new = A.beta2 * v_old + (1.0 - A.beta2) * g * g;
-        let denom = sqrt(v_new) / sqrt(A.bc2) + A.eps;
-        p[A.p_off + i] = w - (A.lr / A.bc1) * (m_new / denom);
     }
-    red_m[lid] = abs(m_new);
-    red_v[lid] = v_new;
+    // Block absmax in two levels (3 barriers, not log2(256) = 8: see the note at the top):
+    // 16 invocations each fold 16 partial maxima, then every invocation folds those 16.
+    red_m[lid] = mmax;
+    red_v[lid] = vmax;
     workgroupBarrier();
-    for (var s = BLOCK / 2u; s > 0u; s = s >> 1u) {
-        if (lid < s) {
-            red_m[lid] = max(red_m[lid], red_m[lid + s]);
-            red_v[lid] = max(red_v[lid], red_v[lid + s]);
+    if (lid < 16u) {
+        var a = 0.0;
+        var b = 0.0;
+        for (var k = 0u; k < 16u; k = k + 1u) {
+            a = max(a, red_m[lid * 16u + k]);
+            b = max(b, red_v[lid * 16u + k]);
         }
-        workgroupBarrier();
+        top_m[lid] = a;
+        top_v[lid] = b;
     }
-    let am = red_m[0];
-    let av = red_v[0];
-    var cm = SIGNED_ZERO;
-    var cv = 0u;
-    if (live) {
-        var x = 0.0;
-        var y = 0.0;
-        if (am > 0.0) { x = m_new / am; }
-        if (av > 0.0) { y = v_new / av; }
-        cm = nearest(0u, x);
-        cv = nearest(256u, y);
-        if (cv == 0u && v_new > 0.0) { cv = 1u; }
-    }
-    qm[lid] = cm;
-    qv[lid] = cv;
     workgroupBarrier();
-    let w = blk * (BLOCK / 4u) + lid;   // word of the tensor's codes
-    if (lid < BLOCK / 4u && w * 4u < A.n) {
-        let j = lid * 4u;
-        mq[A.m_off + w] = qm[j] | (qm[j + 1u] << 8u) | (qm[j + 2u] << 16u) | (qm[j + 3u] << 24u);
-        vq[A.v_off + w] = qv[j] | (qv[j + 1u] << 8u) | (qv[j + 2u] << 16u) | (qv[j + 3u] << 24u);
+    var am = 0.0;
+    var av = 0.0;
+    for (var k = 0u; k < 16u; k = k + 1u) {
+        am = max(am, top_m[k]);
+        av = max(av, top_v[k]);
+    }
+    // Requantise and pack: value i0 + j is byte j % 4 of word (i0 + j) / 4.
+    var wm = array<u32, 2>(0u, 0u);
+    var wv = array<u32, 2>(0u, 0u);
+    for (var j = 0u; j < PER_INV; j = j + 1u) {
+        var cm = SIGNED_ZERO;
+        var cv = 0u;
+        if (i0 + j < A.n) {
+            var x = 0.0;
+            var y = 0.0;
+            if (am > 0.0) { x = ms[j] / am; }
+            if (av > 0.0) { y = vs[j] / av; }
+            cm = nearest(0u, x);
+            cv = nearest(256u, y);
+            if (cv == 0u && vs[j] > 0.0) { cv = 1u; }
+        }
+        wm[j / 4u] = wm[j / 4u] | (cm << (8u * (j % 4u)));
+        wv[j / 4u] = wv[j / 4u] | (cv << (8u * (j % 4u)));
+    }
+    for (var k = 0u; k < PER_INV / 4u; k = k + 1u) {
+        let w = i0 / 4u + k;
+        if (w * 4u < A.n) {
+            mq[A.m_off + w] = wm[k];
+            vq[A.v_off + w] = wv[k];
+        }
     }
     if (lid == 0u) {
         scales[A.s_off + blk] = am;

@@ -2,7 +2,7 @@
 //! Optimizers via Block-wise Quantization): [`super::Adam`]'s update with both moments stored in
 //! one byte per value instead of four.
 //!
-//! Each moment of a parameter of `n` values is cut into blocks of 256 values; a block keeps its
+//! Each moment of a parameter of `n` values is cut into blocks of 2048 values (the paper's size); a block keeps its
 //! absmax (f32) and every value the index of the nearest entry of a 256-value dynamic code book
 //! to `value / absmax` (a signed book for m, an unsigned one for v: fine steps near 0, coarse
 //! near 1; `kiln_kernels::reference::optim::q8_code`). One fused dispatch per parameter
@@ -12,12 +12,12 @@
 //! ```text
 //! m, v = book_s[cm] * absmax_m, book_u[cv] * absmax_v      dequantise (block-wise)
 //! (p, m, v) = adam(p, grad, m, v, t)                        f32, as Adam / AdamW
-//! absmax_m, absmax_v = max |m|, max v                       over each block of 256
+//! absmax_m, absmax_v = max |m|, max v                       over each block of 2048
 //! cm, cv = nearest(book_s, m / absmax_m), nearest(book_u, v / absmax_v)
 //! ```
 //!
-//! State per parameter: `2 n` bytes of codes plus `8 n / 256` bytes of scales, 2.03 bytes per
-//! value against Adam's 8 (25.4 %). Parameters smaller than [`Adam8bit::MIN_QUANTISED`] values
+//! State per parameter: `2 n` bytes of codes plus `8 n / 2048` bytes of scales, 2.004 bytes per
+//! value against Adam's 8 (25.05 %). Parameters smaller than [`Adam8bit::MIN_QUANTISED`] values
 //! (biases, norms: as bitsandbytes does) keep f32 moments and take [`super::Adam`]'s kernel,
 //! where quantisation would save little and cost accuracy.
 //!
@@ -49,7 +49,7 @@ const OP: &str = "Adam8bit";
 const EXP_AVG_Q8: &str = "exp_avg_q8";
 /// Packed u32 codes of the second moment.
 const EXP_AVG_SQ_Q8: &str = "exp_avg_sq_q8";
-/// Block absmaxes, f32 `[2 ceil(n / 256)]`: those of m, then those of v.
+/// Block absmaxes, f32 `[2 ceil(n / 2048)]`: those of m, then those of v.
 const ABSMAX_Q8: &str = "absmax_q8";
 const KINDS: [&str; 6] = [EXP_AVG, EXP_AVG_SQ, STEP, EXP_AVG_Q8, EXP_AVG_SQ_Q8, ABSMAX_Q8];
 
@@ -59,7 +59,7 @@ struct Q8Moments {
     mq: Tensor,
     /// (ceil(n / 4)) u32: codes of v.
     vq: Tensor,
-    /// (2 ceil(n / 256)) f32: absmax of m per block, then of v.
+    /// (2 ceil(n / 2048)) f32: absmax of m per block, then of v.
     scales: Tensor,
     step: u64,
     step_tensor: Tensor,

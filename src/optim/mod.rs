@@ -60,7 +60,7 @@ pub trait Optimizer: Send {
 
     /// Bytes of optimizer state: the tensors of [`Optimizer::state`] (moments, momentum
     /// buffers, quantised codes and scales, per-parameter step counts), wherever they live.
-    /// Adam keeps 8 bytes per trained value, 8-bit Adam about 2.03.
+    /// Adam keeps 8 bytes per trained value, 8-bit Adam about 2.004.
     fn state_bytes(&self) -> u64 {
         self.state()
             .tensors

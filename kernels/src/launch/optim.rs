@@ -23,13 +23,13 @@ use crate::pipeline::KernelKey;
 const WG: u32 = 256;
 
 /// Values per quantisation block of the 8-bit Adam state (one absmax scale per block and moment).
-pub const Q8_BLOCK: usize = 256;
+pub const Q8_BLOCK: usize = 2048;
 /// 8-bit codes per packed u32 word.
 pub const Q8_PER_WORD: usize = 4;
 /// Entries of each 8-bit code book.
 pub const Q8_CODES: usize = 256;
-/// The index of 0.0 in the signed code book (`reference::optim::q8_code`'s first half): the padding code of the
-/// first moment.
+/// The index of 0.0 in the signed code book (`reference::optim::q8_code`'s first half): the
+/// padding code of the first moment.
 pub const Q8_SIGNED_ZERO: u32 = 127;
 
 /// u32 words of packed codes for `n` values.
@@ -330,7 +330,7 @@ pub fn adam(
 }
 
 /// One 8-bit Adam / AdamW update of `n` values in place (optim8bit.wgsl:adam8bit, one workgroup
-/// per block of [`Q8_BLOCK`] values): dequantise the moments, update in f32, requantise. The
+/// per block of [`Q8_BLOCK`] values, 8 values per invocation): dequantise the moments, update in f32, requantise. The
 /// format, code books and rounding are [`crate::reference::optim::adam8bit`]'s, its CPU twin.
 #[allow(clippy::too_many_arguments)]
 pub fn adam8bit(
@@ -341,7 +341,7 @@ pub fn adam8bit(
     grad: Operand<'_>,   // (n)
     mq: Operand<'_>,     // (ceil(n / 4)) u32 read-write, codes of exp_avg
     vq: Operand<'_>,     // (ceil(n / 4)) u32 read-write, codes of exp_avg_sq
-    scales: Operand<'_>, // (2 ceil(n / 256)) read-write, absmax of m then of v per block
+    scales: Operand<'_>, // (2 ceil(n / 2048)) read-write, absmax of m then of v per block
     code: &GpuBuffer,    // (512) the code books of `reference::optim::q8_code`
 ) -> Result<()> {
     let key = KernelKey::new("optim8bit.wgsl", "adam8bit").with("DECOUPLED", h.decoupled as u32);
@@ -376,6 +376,6 @@ pub fn adam8bit(
         ..Default::default()
     };
     let bufs: Vec<&GpuBuffer> = spans.iter().map(|(_, s, _)| s.buf).collect();
-    gpu.dispatch(&key, &params, &bufs, grid_1d(blocks * Q8_BLOCK, WG));
+    gpu.dispatch(&key, &params, &bufs, grid_1d(blocks * WG as usize, WG));
     Ok(())
 }

@@ -8,7 +8,7 @@
 //! back to the scalar entry.
 //!
 //! 8-bit Adam (`optim8bit.wgsl:adam8bit`) runs three steps from zero state at sizes that are no
-//! multiple of its block (256) or word (4), at offsets; after each step the parameter must match
+//! multiple of its block (2048) or word (4), at offsets; after each step the parameter must match
 //! the twin's within `F32_TRANSCENDENTAL` and the block scales within `F32_ELEMENTWISE`, and the
 //! codes must be the twin's except where `m / absmax` lies within f32 rounding of a midpoint
 //! between two codes (the GPU's division is not the CPU's): there the neighbouring code is
@@ -242,7 +242,7 @@ fn adam8bit_matches_cpu_twin_at_awkward_sizes() {
     let g = gpu();
     let code = twin::q8_code();
     let book = upload(&g, &code);
-    for &n in &[1usize, 7, 257, 1031, 5003, 70_001] {
+    for &n in &[1usize, 7, 257, 2049, 5003, 70_001] {
         for decoupled in [false, true] {
             let s = seed(&format!("adam8bit {n} {decoupled}"));
             let (words, blocks) = (k::q8_words(n), k::q8_blocks(n));
@@ -297,7 +297,7 @@ fn adam8bit_matches_cpu_twin_at_awkward_sizes() {
 fn adam8bit_refuses_short_state() {
     let g = gpu();
     let book = upload(&g, &twin::q8_code());
-    let n = 70_001; // 274 blocks: 548 scales (capacities are size classes; ask for far more)
+    let n = 700_001; // 342 blocks: 684 scales (capacities are size classes; ask for far more)
     let (p, gr) = (upload(&g, &vec![0.1; n]), upload(&g, &vec![0.2; n]));
     let words = vec![0; k::q8_words(n)];
     let (mq, vq) = (upload_u32(&g, &words), upload_u32(&g, &words));

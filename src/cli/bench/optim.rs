@@ -69,7 +69,7 @@ pub(super) fn run(s: &mut Suite) -> Result<()> {
     let mut hp = host.clone();
     let (mut hm, mut hv) = (host.clone(), host.iter().map(|x| x.abs()).collect::<Vec<_>>());
     let (mut hmq, mut hvq, mut hs) = (vec![0u32; words], vec![0u32; words], vec![0.0; 2 * blocks]);
-    let mut timed = |run: &mut dyn FnMut()| {
+    let timed = |run: &mut dyn FnMut()| {
         let samples = (0..reps)
             .map(|_| {
                 let t0 = std::time::Instant::now();

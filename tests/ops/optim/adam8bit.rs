@@ -10,7 +10,7 @@ use kiln::nn::Module;
 use kiln::optim::{Adam8bit, OptimizerState};
 
 /// Shapes with two quantised parameters (>= 4096 values, neither a multiple of the block of
-/// 256) and one small parameter that keeps f32 moments.
+/// 2048) and one small parameter that keeps f32 moments.
 const SHAPES: [&[usize]; 3] = [&[70, 130], &[5003], &[129]];
 
 /// Fresh gradients for step `t`, the same for every parameter set given.
@@ -55,11 +55,11 @@ fn adam8bit_follows_adam_with_a_quarter_of_the_state() {
         for want in ["exp_avg_q8.layer.0.weight", "absmax_q8.layer.1.weight", "exp_avg.layer.2.weight"] {
             assert!(names.iter().any(|n| n == want), "{names:?} lack {want}");
         }
-        // 8 bytes per value for Adam; 2 + 8/256 for the quantised ones (+ 4-byte step counts).
+        // 8 bytes per value for Adam; 2 + 8/2048 for the quantised ones (+ 4-byte step counts).
         let (big, small) = (70 * 130 + 5003, 129);
         assert_eq!(a.state_bytes(), 8 * (big + small) as u64 + 12);
         let words = (70 * 130usize).div_ceil(4) + 5003usize.div_ceil(4);
-        let scales = 2 * ((70 * 130usize).div_ceil(256) + 5003usize.div_ceil(256));
+        let scales = 2 * ((70 * 130usize).div_ceil(2048) + 5003usize.div_ceil(2048));
         assert_eq!(q.state_bytes(), (8 * words + 4 * scales + 8 * small + 12) as u64);
         let ratio = q.state_bytes() as f64 / a.state_bytes() as f64;
         assert!((0.25..0.28).contains(&ratio), "state ratio {ratio}");
