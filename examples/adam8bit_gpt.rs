@@ -54,7 +54,11 @@ fn parse() -> Result<Opts, String> {
             "--layers" => o.layers = v,
             "--width" => o.width = v,
             "--context" => o.context = v,
-            _ => return Err(format!("unknown flag {flag} (--steps, --batch, --layers, --width, --context)")),
+            _ => {
+                return Err(format!(
+                    "unknown flag {flag} (--steps, --batch, --layers, --width, --context)"
+                ));
+            }
         }
     }
     Ok(o)

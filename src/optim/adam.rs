@@ -123,7 +123,13 @@ impl Moments {
     }
 
     /// One fused update of `p` from its gradient `g` (count the step, then optim.wgsl:adam).
-    pub(super) fn update(&mut self, c: &AdamConfig, lr_scale: f32, p: &Tensor, g: &Tensor) -> Result<()> {
+    pub(super) fn update(
+        &mut self,
+        c: &AdamConfig,
+        lr_scale: f32,
+        p: &Tensor,
+        g: &Tensor,
+    ) -> Result<()> {
         self.step += 1;
         k::adam(
             p.gpu(),
@@ -154,7 +160,8 @@ pub(super) fn push_step(
     out: &mut Vec<(String, Tensor)>,
 ) {
     let step = step as f32;
-    p.gpu().upload(step_tensor.buffer(), 0, bytemuck::bytes_of(&step));
+    p.gpu()
+        .upload(step_tensor.buffer(), 0, bytemuck::bytes_of(&step));
     out.push((format!("{STEP}.{name}"), step_tensor.clone()));
 }
 

@@ -51,7 +51,14 @@ const EXP_AVG_Q8: &str = "exp_avg_q8";
 const EXP_AVG_SQ_Q8: &str = "exp_avg_sq_q8";
 /// Block absmaxes, f32 `[2 ceil(n / 2048)]`: those of m, then those of v.
 const ABSMAX_Q8: &str = "absmax_q8";
-const KINDS: [&str; 6] = [EXP_AVG, EXP_AVG_SQ, STEP, EXP_AVG_Q8, EXP_AVG_SQ_Q8, ABSMAX_Q8];
+const KINDS: [&str; 6] = [
+    EXP_AVG,
+    EXP_AVG_SQ,
+    STEP,
+    EXP_AVG_Q8,
+    EXP_AVG_SQ_Q8,
+    ABSMAX_Q8,
+];
 
 /// Quantised moments of one parameter.
 struct Q8Moments {

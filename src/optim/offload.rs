@@ -74,11 +74,10 @@ impl OffloadAdam {
 impl Optimizer for OffloadAdam {
     fn step(&mut self) -> Result<()> {
         let (mut stage, mut jobs) = (Vec::new(), Vec::new());
-        self.slots
-            .step(OP, |u| {
-                Self::gather(u, &mut stage, &mut jobs);
-                Ok(())
-            })?;
+        self.slots.step(OP, |u| {
+            Self::gather(u, &mut stage, &mut jobs);
+            Ok(())
+        })?;
         let Some(gpu) = jobs.first().map(|j| j.p.gpu().clone()) else {
             return Ok(());
         };

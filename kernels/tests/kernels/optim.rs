@@ -16,8 +16,8 @@
 //! sides, so a tie never compounds.
 
 use crate::common::*;
-use kiln_kernels::launch::optim::{self as k, AdamStep, SgdStep};
 use kiln_kernels::Operand;
+use kiln_kernels::launch::optim::{self as k, AdamStep, SgdStep};
 use kiln_kernels::reference::optim as twin;
 
 /// Adam (AdamW when `decoupled`) at lr 0.01, betas (0.9, 0.999), weight decay 0.05, step `step`.
@@ -221,18 +221,33 @@ fn q8_code_books_are_ascending_and_nearest_is_the_argmin() {
     assert_eq!(code.len(), 2 * k::Q8_CODES);
     let (signed, unsigned) = code.split_at(k::Q8_CODES);
     for (name, book, lo) in [("signed", signed, -1.0), ("unsigned", unsigned, 0.0)] {
-        assert!(book.windows(2).all(|w| w[0] < w[1]), "{name} book ascending");
-        assert!(book[0] >= lo && book[255] == 1.0, "{name} book within [{lo}, 1]");
-        assert!(book.iter().all(|x| x.abs() < 1e-6 || x.abs() > 1e-7), "{name}");
+        assert!(
+            book.windows(2).all(|w| w[0] < w[1]),
+            "{name} book ascending"
+        );
+        assert!(
+            book[0] >= lo && book[255] == 1.0,
+            "{name} book within [{lo}, 1]"
+        );
+        assert!(
+            book.iter().all(|x| x.abs() < 1e-6 || x.abs() > 1e-7),
+            "{name}"
+        );
     }
     assert_eq!(signed[k::Q8_SIGNED_ZERO as usize], 0.0);
     assert_eq!(unsigned[0], 0.0);
-    for (i, &x) in rand_vec(2000, seed("q8 nearest"), -1.1, 1.1).iter().enumerate() {
+    for (i, &x) in rand_vec(2000, seed("q8 nearest"), -1.1, 1.1)
+        .iter()
+        .enumerate()
+    {
         let x = x * 10f32.powi(-(i as i32 % 7)); // across every decade
         for book in [signed, unsigned] {
             let got = twin::q8_nearest(book, x) as usize;
             let best = (book[got] - x).abs();
-            assert!(book.iter().all(|c| (c - x).abs() >= best), "x {x}: code {got}");
+            assert!(
+                book.iter().all(|c| (c - x).abs() >= best),
+                "x {x}: code {got}"
+            );
         }
     }
 }
@@ -304,9 +319,29 @@ fn adam8bit_refuses_short_state() {
     let sc = upload(&g, &[0.0; 16]);
     let h = adam_step(true, 1);
     let w = Operand::whole;
-    let e = err_text(k::adam8bit(&g, &h, n, w(&p), w(&gr), w(&mq), w(&vq), w(&sc), &book));
+    let e = err_text(k::adam8bit(
+        &g,
+        &h,
+        n,
+        w(&p),
+        w(&gr),
+        w(&mq),
+        w(&vq),
+        w(&sc),
+        &book,
+    ));
     assert!(e.contains("block scales") && e.contains("overrun"), "{e}");
     let sc = upload(&g, &vec![0.0; 2 * k::q8_blocks(n)]);
-    let e = err_text(k::adam8bit(&g, &h, n, w(&p), w(&gr), w(&mq), w(&mq), w(&sc), &book));
+    let e = err_text(k::adam8bit(
+        &g,
+        &h,
+        n,
+        w(&p),
+        w(&gr),
+        w(&mq),
+        w(&mq),
+        w(&sc),
+        &book,
+    ));
     assert!(e.contains("share a buffer"), "{e}");
 }

@@ -33,7 +33,9 @@ pub(super) fn run(s: &mut Suite) -> Result<()> {
         bc1,
         bc2,
     };
-    let host: Vec<f32> = (0..n).map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5).collect();
+    let host: Vec<f32> = (0..n)
+        .map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5)
+        .collect();
     let f32s = |what| -> Result<GpuBuffer> {
         let b = gpu.alloc(4 * n as u64, what)?;
         gpu.upload(&b, 0, bytemuck::cast_slice(&host));
@@ -67,7 +69,10 @@ pub(super) fn run(s: &mut Suite) -> Result<()> {
     // The host twins, on host copies (no transfers), a few wall-clock samples each.
     let reps = if s.quick { 3 } else { 5 };
     let mut hp = host.clone();
-    let (mut hm, mut hv) = (host.clone(), host.iter().map(|x| x.abs()).collect::<Vec<_>>());
+    let (mut hm, mut hv) = (
+        host.clone(),
+        host.iter().map(|x| x.abs()).collect::<Vec<_>>(),
+    );
     let (mut hmq, mut hvq, mut hs) = (vec![0u32; words], vec![0u32; words], vec![0.0; 2 * blocks]);
     let timed = |run: &mut dyn FnMut()| {
         let samples = (0..reps)
@@ -80,8 +85,14 @@ pub(super) fn run(s: &mut Suite) -> Result<()> {
         wall_timing(samples)
     };
     if s.wants("adam_update", &shape, "adam8bit_cpu") {
-        let t = timed(&mut || twin::adam8bit(&h, &code_host, &mut hp, &host, &mut hmq, &mut hvq, &mut hs));
-        s.record(case("adam8bit_cpu", q8_bytes), &t, Some("CPU twin, 1 thread".into()));
+        let t = timed(&mut || {
+            twin::adam8bit(&h, &code_host, &mut hp, &host, &mut hmq, &mut hvq, &mut hs)
+        });
+        s.record(
+            case("adam8bit_cpu", q8_bytes),
+            &t,
+            Some("CPU twin, 1 thread".into()),
+        );
     }
     if s.wants("adam_update", &shape, "adam_cpu_offload") {
         let t = timed(&mut || twin::adam(&h, &mut hp, &host, &mut hm, &mut hv));

@@ -49,10 +49,17 @@ fn adam8bit_follows_adam_with_a_quarter_of_the_state() {
                 moved += (a1 - a0).abs() as f64;
             }
         }
-        eprintln!("adam8bit decoupled={decoupled}: |8bit - adam| / |adam - p0| = {:.4}", diff / moved);
+        eprintln!(
+            "adam8bit decoupled={decoupled}: |8bit - adam| / |adam - p0| = {:.4}",
+            diff / moved
+        );
         assert!(diff < 0.05 * moved, "diff {diff} vs moved {moved}");
         let names: Vec<String> = q.state().tensors.into_iter().map(|(n, _)| n).collect();
-        for want in ["exp_avg_q8.layer.0.weight", "absmax_q8.layer.1.weight", "exp_avg.layer.2.weight"] {
+        for want in [
+            "exp_avg_q8.layer.0.weight",
+            "absmax_q8.layer.1.weight",
+            "exp_avg.layer.2.weight",
+        ] {
             assert!(names.iter().any(|n| n == want), "{names:?} lack {want}");
         }
         // 8 bytes per value for Adam; 2 + 8/2048 for the quantised ones (+ 4-byte step counts).
@@ -60,7 +67,10 @@ fn adam8bit_follows_adam_with_a_quarter_of_the_state() {
         assert_eq!(a.state_bytes(), 8 * (big + small) as u64 + 12);
         let words = (70 * 130usize).div_ceil(4) + 5003usize.div_ceil(4);
         let scales = 2 * ((70 * 130usize).div_ceil(2048) + 5003usize.div_ceil(2048));
-        assert_eq!(q.state_bytes(), (8 * words + 4 * scales + 8 * small + 12) as u64);
+        assert_eq!(
+            q.state_bytes(),
+            (8 * words + 4 * scales + 8 * small + 12) as u64
+        );
         let ratio = q.state_bytes() as f64 / a.state_bytes() as f64;
         assert!((0.25..0.28).contains(&ratio), "state ratio {ratio}");
     }
@@ -103,7 +113,11 @@ fn adam8bit_resumes_bit_for_bit() {
     assert_eq!(sb.step, 6);
     for ((na, ta), (nb, tb)) in sa.tensors.iter().zip(&sb.tensors) {
         assert_eq!(na, nb);
-        assert_eq!(ta.to_host().unwrap().bytes, tb.to_host().unwrap().bytes, "{na}");
+        assert_eq!(
+            ta.to_host().unwrap().bytes,
+            tb.to_host().unwrap().bytes,
+            "{na}"
+        );
     }
 }
 
@@ -118,16 +132,27 @@ fn adam8bit_load_state_rejects_incomplete_or_misshaped_state() {
     let mut b = Adam8bit::new(named(&pa), cfg).unwrap();
     let without = |kind: &str| OptimizerState {
         step: 1,
-        tensors: full.tensors.iter().filter(|(n, _)| !n.starts_with(kind)).cloned().collect(),
+        tensors: full
+            .tensors
+            .iter()
+            .filter(|(n, _)| !n.starts_with(kind))
+            .cloned()
+            .collect(),
     };
-    assert_err_contains(b.load_state(&without("absmax_q8.")), &["layer.0.weight", "absmax_q8"]);
+    assert_err_contains(
+        b.load_state(&without("absmax_q8.")),
+        &["layer.0.weight", "absmax_q8"],
+    );
     let mut short = full.clone();
     for (n, t) in &mut short.tensors {
         if n.starts_with("exp_avg_q8.") {
             *t = Tensor::from_slice_on(&gpu(), &[0u32; 7], &[7]).unwrap();
         }
     }
-    assert_err_contains(b.load_state(&short), &["exp_avg_q8.layer.0.weight", "[2275]"]);
+    assert_err_contains(
+        b.load_state(&short),
+        &["exp_avg_q8.layer.0.weight", "[2275]"],
+    );
     b.load_state(&full).unwrap();
 }
 
@@ -150,7 +175,13 @@ fn gpt_final_loss(eight_bit: bool, steps: usize) -> f32 {
     let (batch, ctx) = (8usize, 16usize);
     let noise = rand_indices(batch * (ctx + 1), 5, 64);
     let seq: Vec<u32> = (0..batch * (ctx + 1))
-        .map(|i| if i % 3 == 2 { noise[i] } else { (i * 7 % 64) as u32 })
+        .map(|i| {
+            if i % 3 == 2 {
+                noise[i]
+            } else {
+                (i * 7 % 64) as u32
+            }
+        })
         .collect();
     let (mut xs, mut ys) = (Vec::new(), Vec::new());
     for b in 0..batch {
@@ -183,7 +214,10 @@ fn gpt_final_loss(eight_bit: bool, steps: usize) -> f32 {
 #[test]
 fn adam8bit_gpt_final_loss_within_2_percent_of_adam() {
     let (a, q) = (gpt_final_loss(false, 40), gpt_final_loss(true, 40));
-    eprintln!("gpt 40 steps: adam {a:.4}, adam8bit {q:.4} ({:+.2} %)", 100.0 * (q - a) / a);
+    eprintln!(
+        "gpt 40 steps: adam {a:.4}, adam8bit {q:.4} ({:+.2} %)",
+        100.0 * (q - a) / a
+    );
     assert!(a < 3.5, "Adam learned nothing: {a} (ln 64 = 4.16)");
     assert!((q - a).abs() <= 0.02 * a, "adam {a} vs adam8bit {q}");
 }

@@ -6,7 +6,13 @@ use super::*;
 use kiln::optim::{OffloadAdam, OptimizerKind, build_with};
 
 /// A few parameters at awkward sizes, trained with the same gradients by `a` and `b`.
-fn run_both(a: &mut dyn Optimizer, pa: &[Tensor], b: &mut dyn Optimizer, pb: &[Tensor], steps: std::ops::Range<u64>) {
+fn run_both(
+    a: &mut dyn Optimizer,
+    pa: &[Tensor],
+    b: &mut dyn Optimizer,
+    pb: &[Tensor],
+    steps: std::ops::Range<u64>,
+) {
     for t in steps {
         for (i, (x, y)) in pa.iter().zip(pb).enumerate() {
             let g = rand_signed_away_from_zero(x.numel(), t * 97 + i as u64, 0.05, 1.0);
@@ -54,8 +60,17 @@ fn offloaded_adam_keeps_no_device_state_between_steps() {
     for _ in 0..3 {
         opt.step().unwrap();
     }
-    assert!(g.live_bytes() <= live, "{} -> {} bytes live", live, g.live_bytes());
-    assert_eq!(opt.state_bytes(), 8 * 100_000 + 4, "host moments and a step count");
+    assert!(
+        g.live_bytes() <= live,
+        "{} -> {} bytes live",
+        live,
+        g.live_bytes()
+    );
+    assert_eq!(
+        opt.state_bytes(),
+        8 * 100_000 + 4,
+        "host moments and a step count"
+    );
 }
 
 #[test]
