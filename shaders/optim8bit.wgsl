@@ -34,31 +34,18 @@
 // memory-bound and the 8-bit one moves 16 bytes per value against 28.
 
 struct Adam8bitParams {
-    n: u32,             // elements of p and grad
-    p_off: u32,         // element offset of p[0]
-    g_off: u32,         // element offset of grad[0]
-    m_off: u32,         // word offset of mq[0]
-    v_off: u32,         // word offset of vq[0]
+    a: AdamParams,      // common/adam.wgsl; m_off and v_off are word offsets of the codes
     s_off: u32,         // element offset of scales[0]
-    lr: f32,            // learning rate
-    beta1: f32,         // b1
-    beta2: f32,         // b2
-    eps: f32,           // added to the corrected sqrt(v)
-    weight_decay: f32,  // wd (L2 for Adam, decoupled for AdamW)
-    bc1: f32,           // 1 - b1^t
-    bc2: f32,           // 1 - b2^t
     _pad0: u32,
     _pad1: u32,
     _pad2: u32,
 }
 
-// 1 = decoupled weight decay (AdamW), 0 = L2 added to the gradient (Adam).
-override DECOUPLED: u32 = 0u;
 const BLOCK: u32 = 2048u;      // values per block (one scale per moment)
 const PER_INV: u32 = 8u;       // values per invocation: BLOCK / 256, two words of codes
 const SIGNED_ZERO: u32 = 127u;
 
-@group(0) @binding(0) var<uniform> A: Adam8bitParams;
+@group(0) @binding(0) var<uniform> Q: Adam8bitParams;
 @group(0) @binding(1) var<storage, read_write> p: array<f32>;
 @group(0) @binding(2) var<storage, read> grad: array<f32>;
 @group(0) @binding(3) var<storage, read_write> mq: array<u32>;
@@ -70,6 +57,8 @@ var<workgroup> red_m: array<f32, 256>;    // max |m| reduction
 var<workgroup> red_v: array<f32, 256>;    // max v reduction
 var<workgroup> top_m: array<f32, 16>;     // its second level
 var<workgroup> top_v: array<f32, 16>;
+
+// #include common/adam.wgsl
 
 // Index of the entry of code[base .. base + 256] nearest to x.
 fn nearest(base: u32, x: f32) -> u32 {
@@ -87,23 +76,24 @@ fn nearest(base: u32, x: f32) -> u32 {
 
 // Code i of the tensor's first / second moment (byte i % 4 of its word i / 4).
 fn code_m(i: u32) -> u32 {
-    return (mq[A.m_off + i / 4u] >> (8u * (i % 4u))) & 0xffu;
+    return (mq[Q.a.m_off + i / 4u] >> (8u * (i % 4u))) & 0xffu;
 }
 
 fn code_v(i: u32) -> u32 {
-    return (vq[A.v_off + i / 4u] >> (8u * (i % 4u))) & 0xffu;
+    return (vq[Q.a.v_off + i / 4u] >> (8u * (i % 4u))) & 0xffu;
 }
 
 @compute @workgroup_size(256)
 fn adam8bit(@builtin(local_invocation_index) lid: u32,
             @builtin(workgroup_id) wid: vec3<u32>,
             @builtin(num_workgroups) nwg: vec3<u32>) {
+    let A = Q.a;
     let blk = wid.x + wid.y * nwg.x;
     let nb = (A.n + BLOCK - 1u) / BLOCK;
     if (blk >= nb) { return; }
     let i0 = blk * BLOCK + lid * PER_INV;    // this invocation's first value
-    let am_old = scales[A.s_off + blk];
-    let av_old = scales[A.s_off + nb + blk];
+    let am_old = scales[Q.s_off + blk];
+    let av_old = scales[Q.s_off + nb + blk];
     var ms: array<f32, PER_INV>;
     var vs: array<f32, PER_INV>;
     var mmax = 0.0;
@@ -115,17 +105,10 @@ fn adam8bit(@builtin(local_invocation_index) lid: u32,
         if (i < A.n) {
             let m_old = code[code_m(i)] * am_old;
             let v_old = code[256u + code_v(i)] * av_old;
-            var w = p[A.p_off + i];
-            var g = grad[A.g_off + i];
-            if (DECOUPLED == 1u) {
-                w = w * (1.0 - A.lr * A.weight_decay);
-            } else {
-                g = g + A.weight_decay * w;
-            }
-            let m_new = A.beta1 * m_old + (1.0 - A.beta1) * g;
-            let v_new = A.beta2 * v_old + (1.0 - A.beta2) * g * g;
-            let denom = sqrt(v_new) / sqrt(A.bc2) + A.eps;
-            p[A.p_off + i] = w - (A.lr / A.bc1) * (m_new / denom);
+            let r = adam_element(A, p[A.p_off + i], grad[A.g_off + i], m_old, v_old);
+            p[A.p_off + i] = r.x;
+            let m_new = r.y;
+            let v_new = r.z;
             ms[j] = m_new;
             vs[j] = v_new;
             mmax = max(mmax, abs(m_new));
@@ -180,7 +163,7 @@ fn adam8bit(@builtin(local_invocation_index) lid: u32,
         }
     }
     if (lid == 0u) {
-        scales[A.s_off + blk] = am;
-        scales[A.s_off + nb + blk] = av;
+        scales[Q.s_off + blk] = am;
+        scales[Q.s_off + nb + blk] = av;
     }
 }

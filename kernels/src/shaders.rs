@@ -36,6 +36,10 @@ pub const SOURCES: &[(&str, &str)] = &[
         include_str!("../../shaders/common/grid.wgsl"),
     ),
     (
+        "common/adam.wgsl",
+        include_str!("../../shaders/common/adam.wgsl"),
+    ),
+    (
         "common/online_softmax.wgsl",
         include_str!("../../shaders/common/online_softmax.wgsl"),
     ),

@@ -65,7 +65,7 @@ crate::kernel_params! {
 }
 
 crate::kernel_params! {
-    /// Params of `optim.wgsl:adam`.
+    /// Params of `optim.wgsl:adam` (declared in `common/adam.wgsl`).
     pub struct AdamParams in "optim.wgsl" as "AdamParams" {
         /// Elements of p, grad, m and v.
         pub n: u32,
@@ -95,34 +95,13 @@ crate::kernel_params! {
 }
 
 crate::kernel_params! {
-    /// Params of `optim8bit.wgsl:adam8bit`.
+    /// Params of `optim8bit.wgsl:adam8bit`: Adam's, with the codes' word offsets in
+    /// `a.m_off`, `a.v_off`, and the scales' offset.
     pub struct Adam8bitParams in "optim8bit.wgsl" as "Adam8bitParams" {
-        /// Elements of p and grad.
-        pub n: u32,
-        /// Element offset of `p[0]`.
-        pub p_off: u32,
-        /// Element offset of `grad[0]`.
-        pub g_off: u32,
-        /// Word offset of the first moment's codes.
-        pub m_off: u32,
-        /// Word offset of the second moment's codes.
-        pub v_off: u32,
+        /// Adam's hyper-parameters and offsets (`common/adam.wgsl`).
+        pub a: AdamParams,
         /// Element offset of the block scales.
         pub s_off: u32,
-        /// Learning rate.
-        pub lr: f32,
-        /// First-moment decay b1.
-        pub beta1: f32,
-        /// Second-moment decay b2.
-        pub beta2: f32,
-        /// Added to the bias-corrected sqrt(v).
-        pub eps: f32,
-        /// Weight decay (L2 for Adam, decoupled for AdamW).
-        pub weight_decay: f32,
-        /// Bias correction 1 - b1^t.
-        pub bc1: f32,
-        /// Bias correction 1 - b2^t.
-        pub bc2: f32,
         /// Padding to 16 bytes.
         pub _pad0: u32,
         /// Padding.
@@ -176,6 +155,25 @@ pub struct AdamStep {
 }
 
 impl AdamStep {
+    /// The kernel params for `n` elements at `offsets` (of p, grad, m, v).
+    fn params(&self, n: usize, offsets: [usize; 4]) -> AdamParams {
+        let [p_off, g_off, m_off, v_off] = offsets.map(|o| o as u32);
+        AdamParams {
+            n: n as u32,
+            p_off,
+            g_off,
+            m_off,
+            v_off,
+            lr: self.lr,
+            beta1: self.beta1,
+            beta2: self.beta2,
+            eps: self.eps,
+            weight_decay: self.weight_decay,
+            bc1: self.bc1,
+            bc2: self.bc2,
+        }
+    }
+
     /// The bias corrections `(1 - b1^t, 1 - b2^t)` for step `t` (1-based), computed in f64.
     pub fn bias_corrections(beta1: f32, beta2: f32, t: u64) -> (f32, f32) {
         let t = t.min(i32::MAX as u64) as i32;
@@ -305,20 +303,7 @@ pub fn adam(
     let vec4 = adam_vec4_ok(n, &[&p, &grad, &m, &v]);
     let entry = if vec4 { "adam4" } else { "adam" };
     let key = KernelKey::new("optim.wgsl", entry).with("DECOUPLED", h.decoupled as u32);
-    let params = AdamParams {
-        n: n as u32,
-        p_off: p.offset as u32,
-        g_off: grad.offset as u32,
-        m_off: m.offset as u32,
-        v_off: v.offset as u32,
-        lr: h.lr,
-        beta1: h.beta1,
-        beta2: h.beta2,
-        eps: h.eps,
-        weight_decay: h.weight_decay,
-        bc1: h.bc1,
-        bc2: h.bc2,
-    };
+    let params = h.params(n, [p.offset, grad.offset, m.offset, v.offset]);
     let spans = [
         ("param", &p),
         ("grad", &grad),
@@ -360,19 +345,8 @@ pub fn adam8bit(
         return Ok(());
     }
     let params = Adam8bitParams {
-        n: n as u32,
-        p_off: p.offset as u32,
-        g_off: grad.offset as u32,
-        m_off: mq.offset as u32,
-        v_off: vq.offset as u32,
+        a: h.params(n, [p.offset, grad.offset, mq.offset, vq.offset]),
         s_off: scales.offset as u32,
-        lr: h.lr,
-        beta1: h.beta1,
-        beta2: h.beta2,
-        eps: h.eps,
-        weight_decay: h.weight_decay,
-        bc1: h.bc1,
-        bc2: h.bc2,
         ..Default::default()
     };
     let bufs: Vec<&GpuBuffer> = spans.iter().map(|(_, s, _)| s.buf).collect();
