@@ -20,10 +20,12 @@
 //!   backward, optimizer step, with one device sync per step);
 //! - `train` is the mean loss of the last 10 steps, `val` the validation loss at the end.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Instant;
 
-use kiln::models::{Gpt, GptConfig};
+use kiln::models::Gpt;
 use kiln::nn::Module;
 use kiln::optim::{Adam, Adam8bit, AdamConfig, OffloadAdam, Optimizer};
 use kiln::{Gpu, Tensor};
@@ -102,16 +104,7 @@ struct Row {
 fn run(mode: &'static str, o: &Opts, ids: &[u32], vocab: usize) -> kiln::Result<Row> {
     let gpu = Gpu::new()?;
     kiln::nn::manual_seed(0);
-    let cfg = GptConfig {
-        vocab_size: vocab,
-        n_layer: o.layers,
-        n_head: 4,
-        n_kv_head: 4,
-        d_model: o.width,
-        context: o.context,
-        dropout: 0.0,
-        rope: false,
-    };
+    let cfg = common::gpt_config(vocab, o.layers, o.width, o.context);
     let gpt = Gpt::new_on(&gpu, cfg)?;
     let (params, c) = (gpt.named_parameters(), AdamConfig::adamw(1e-3));
     let mut opt: Box<dyn Optimizer> = match mode {

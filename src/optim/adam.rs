@@ -191,6 +191,12 @@ pub struct Adam {
 optimizer_new!(Adam, AdamConfig, "Adam / AdamW");
 
 impl Adam {
+    /// The moments, one slot per parameter (`None`: no state yet), for
+    /// [`super::OffloadAdam`]'s `load_state`.
+    pub(super) fn into_moments(self) -> Vec<Option<Moments>> {
+        self.slots.state
+    }
+
     /// One parameter's update from its gradient `g`, creating its moments on the first.
     fn update(c: &AdamConfig, u: Update<'_, Moments>) -> Result<()> {
         let s = match u.slot {

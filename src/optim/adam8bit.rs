@@ -2,9 +2,9 @@
 //! Optimizers via Block-wise Quantization): [`super::Adam`]'s update with both moments stored in
 //! one byte per value instead of four.
 //!
-//! Each moment of a parameter of `n` values is cut into blocks of 2048 values (the paper's size); a block keeps its
-//! absmax (f32) and every value the index of the nearest entry of a 256-value dynamic code book
-//! to `value / absmax` (a signed book for m, an unsigned one for v: fine steps near 0, coarse
+//! Each moment of a parameter of `n` values is cut into blocks of 2048 values (the paper's
+//! size); a block keeps its absmax (f32) and every value the index of the nearest entry of a
+//! 256-value dynamic code book to `value / absmax` (a signed book for m, an unsigned one for v: fine steps near 0, coarse
 //! near 1; `kiln_kernels::reference::optim::q8_code`). One fused dispatch per parameter
 //! (`optim8bit.wgsl:adam8bit`) dequantises, applies the Adam / AdamW update of
 //! [`super::Adam`] in f32 (the parameter moves with the fresh f32 moments) and requantises:

@@ -24,10 +24,10 @@
 
 use kiln_kernels::reference::optim as cpu;
 
-use super::adam::{EXP_AVG, EXP_AVG_SQ, STEP, hyper, read_step};
-use super::params::{Slots, Update, load_like, optimizer_common, parse_state_name};
-use super::{AdamConfig, Optimizer, OptimizerState};
-use crate::error::{Result, arg_err};
+use super::adam::{EXP_AVG, EXP_AVG_SQ, STEP, hyper};
+use super::params::{Slots, Update, optimizer_common};
+use super::{Adam, AdamConfig, Optimizer, OptimizerState};
+use crate::error::Result;
 use crate::tensor::Tensor;
 
 const OP: &str = "OffloadAdam";
@@ -139,39 +139,20 @@ impl Optimizer for OffloadAdam {
     }
 
     /// Read Adam-named state into host memory: `exp_avg.<name>` and `exp_avg_sq.<name>` in
-    /// pairs, `step.<name>` optional (default `state.step`). Errors, changing nothing, as
-    /// [`super::Adam`]'s.
+    /// pairs, `step.<name>` optional (default `state.step`). Checked by [`super::Adam`]'s own
+    /// `load_state` (its errors, naming the tensor), changing nothing on an error.
     fn load_state(&mut self, state: &OptimizerState) -> Result<()> {
-        let params = &self.slots.params;
-        let n = params.len();
-        let (mut m, mut v, mut steps) = (vec![None; n], vec![None; n], vec![None; n]);
-        for (full, t) in &state.tensors {
-            let (kind, i) = parse_state_name(OP, full, &[EXP_AVG, EXP_AVG_SQ, STEP], params)?;
-            let host = |t: &Tensor| load_like(OP, full, t, &params[i].1)?.to_vec::<f32>();
-            let slot_taken = match kind {
-                EXP_AVG => m[i].replace(host(t)?).is_some(),
-                EXP_AVG_SQ => v[i].replace(host(t)?).is_some(),
-                _ => steps[i].replace(read_step(full, t)?).is_some(),
-            };
-            if slot_taken {
-                return arg_err(OP, format!("state tensor `{full}` is given twice"));
-            }
-        }
-        let mut slots = Vec::with_capacity(n);
-        for (i, (name, _)) in params.iter().enumerate() {
-            slots.push(match (m[i].take(), v[i].take()) {
-                (Some(m), Some(v)) => Some(HostMoments {
-                    m,
-                    v,
-                    step: steps[i].unwrap_or(state.step),
+        let mut dev = Adam::new(self.slots.params.clone(), self.config)?;
+        dev.load_state(state)?;
+        let mut slots = Vec::with_capacity(self.slots.params.len());
+        for s in dev.into_moments() {
+            slots.push(match s {
+                Some(s) => Some(HostMoments {
+                    m: s.exp_avg.to_vec()?,
+                    v: s.exp_avg_sq.to_vec()?,
+                    step: s.step,
                 }),
-                (None, None) => None,
-                _ => {
-                    return arg_err(
-                        OP,
-                        format!("state of `{name}` needs both {EXP_AVG} and {EXP_AVG_SQ}"),
-                    );
-                }
+                None => None,
             });
         }
         self.slots.state = slots;

@@ -315,8 +315,9 @@ pub fn adam(
 }
 
 /// One 8-bit Adam / AdamW update of `n` values in place (optim8bit.wgsl:adam8bit, one workgroup
-/// per block of [`Q8_BLOCK`] values, 8 values per invocation): dequantise the moments, update in f32, requantise. The
-/// format, code books and rounding are [`crate::reference::optim::adam8bit`]'s, its CPU twin.
+/// per block of [`Q8_BLOCK`] values, 8 values per invocation): dequantise the moments, update in
+/// f32, requantise. The format, code books and rounding are
+/// [`crate::reference::optim::adam8bit`]'s, its CPU twin.
 #[allow(clippy::too_many_arguments)]
 pub fn adam8bit(
     gpu: &Gpu,

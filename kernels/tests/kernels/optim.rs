@@ -16,9 +16,9 @@
 //! sides, so a tie never compounds.
 
 use crate::common::*;
-use kiln_kernels::Operand;
 use kiln_kernels::launch::optim::{self as k, AdamStep, SgdStep};
 use kiln_kernels::reference::optim as twin;
+use kiln_kernels::{GpuBuffer, Operand};
 
 /// Adam (AdamW when `decoupled`) at lr 0.01, betas (0.9, 0.999), weight decay 0.05, step `step`.
 fn adam_step(decoupled: bool, step: u64) -> AdamStep {
@@ -319,29 +319,22 @@ fn adam8bit_refuses_short_state() {
     let sc = upload(&g, &[0.0; 16]);
     let h = adam_step(true, 1);
     let w = Operand::whole;
-    let e = err_text(k::adam8bit(
-        &g,
-        &h,
-        n,
-        w(&p),
-        w(&gr),
-        w(&mq),
-        w(&vq),
-        w(&sc),
-        &book,
-    ));
+    let run = |v: &GpuBuffer, sc: &GpuBuffer| {
+        err_text(k::adam8bit(
+            &g,
+            &h,
+            n,
+            w(&p),
+            w(&gr),
+            w(&mq),
+            w(v),
+            w(sc),
+            &book,
+        ))
+    };
+    let e = run(&vq, &sc);
     assert!(e.contains("block scales") && e.contains("overrun"), "{e}");
     let sc = upload(&g, &vec![0.0; 2 * k::q8_blocks(n)]);
-    let e = err_text(k::adam8bit(
-        &g,
-        &h,
-        n,
-        w(&p),
-        w(&gr),
-        w(&mq),
-        w(&mq),
-        w(&sc),
-        &book,
-    ));
+    let e = run(&mq, &sc);
     assert!(e.contains("share a buffer"), "{e}");
 }

@@ -5,7 +5,7 @@
 use super::*;
 use kiln::optim::{OffloadAdam, OptimizerKind, build_with};
 
-/// A few parameters at awkward sizes, trained with the same gradients by `a` and `b`.
+/// Steps `steps` of `a` and `b` with the same fresh gradients (state.rs's `step_both`).
 fn run_both(
     a: &mut dyn Optimizer,
     pa: &[Tensor],
@@ -14,13 +14,7 @@ fn run_both(
     steps: std::ops::Range<u64>,
 ) {
     for t in steps {
-        for (i, (x, y)) in pa.iter().zip(pb).enumerate() {
-            let g = rand_signed_away_from_zero(x.numel(), t * 97 + i as u64, 0.05, 1.0);
-            x.set_grad(Some(tensor(&g, x.shape())));
-            y.set_grad(Some(tensor(&g, y.shape())));
-        }
-        a.step().unwrap();
-        b.step().unwrap();
+        super::state::step_both(a, pa, b, pb, t);
     }
 }
 
