@@ -320,17 +320,8 @@ fn adam8bit_refuses_short_state() {
     let h = adam_step(true, 1);
     let w = Operand::whole;
     let run = |v: &GpuBuffer, sc: &GpuBuffer| {
-        err_text(k::adam8bit(
-            &g,
-            &h,
-            n,
-            w(&p),
-            w(&gr),
-            w(&mq),
-            w(v),
-            w(sc),
-            &book,
-        ))
+        let (v, sc) = (Operand::whole(v), Operand::whole(sc));
+        err_text(k::adam8bit(&g, &h, n, w(&p), w(&gr), w(&mq), v, sc, &book))
     };
     let e = run(&vq, &sc);
     assert!(e.contains("block scales") && e.contains("overrun"), "{e}");
