@@ -38,32 +38,34 @@ struct Opts {
     context: usize,
 }
 
+/// The flags and their defaults, in [`Opts`] order.
+const FLAGS: [(&str, usize); 5] = [
+    ("--steps", 200),
+    ("--batch", 16),
+    ("--layers", 4),
+    ("--width", 128),
+    ("--context", 64),
+];
+
 fn parse() -> Result<Opts, String> {
-    let mut o = Opts {
-        steps: 200,
-        batch: 16,
-        layers: 4,
-        width: 128,
-        context: 64,
-    };
+    let mut v = FLAGS.map(|(_, d)| d);
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
-        let v = args.next().ok_or(format!("{flag} needs a value"))?;
-        let v = v.parse::<usize>().map_err(|e| format!("{flag} {v}: {e}"))?;
-        match flag.as_str() {
-            "--steps" => o.steps = v,
-            "--batch" => o.batch = v,
-            "--layers" => o.layers = v,
-            "--width" => o.width = v,
-            "--context" => o.context = v,
-            _ => {
-                return Err(format!(
-                    "unknown flag {flag} (--steps, --batch, --layers, --width, --context)"
-                ));
-            }
-        }
+        let Some(k) = FLAGS.iter().position(|(f, _)| *f == flag) else {
+            let names: Vec<&str> = FLAGS.iter().map(|(f, _)| *f).collect();
+            return Err(format!("unknown flag {flag} ({})", names.join(", ")));
+        };
+        let x = args.next().ok_or(format!("{flag} needs a value"))?;
+        v[k] = x.parse().map_err(|e| format!("{flag} {x}: {e}"))?;
     }
-    Ok(o)
+    let [steps, batch, layers, width, context] = v;
+    Ok(Opts {
+        steps,
+        batch,
+        layers,
+        width,
+        context,
+    })
 }
 
 /// A cheap deterministic stream of window starts (xorshift).

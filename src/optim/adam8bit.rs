@@ -152,9 +152,11 @@ impl Adam8bit {
             p.numel(),
             p.operand(),
             g.operand(),
-            q.mq.operand(),
-            q.vq.operand(),
-            q.scales.operand(),
+            k::Q8State {
+                mq: q.mq.operand(),
+                vq: q.vq.operand(),
+                scales: q.scales.operand(),
+            },
             code.buffer(),
         )?;
         Ok(())

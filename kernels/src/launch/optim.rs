@@ -314,22 +314,32 @@ pub fn adam(
     record(gpu, &key, (n, invocations), &spans, params)
 }
 
+/// The 8-bit Adam state of one tensor of `n` values: the packed codes of both moments and the
+/// block scales, each at its own offset and read-write (zeros before the first step).
+#[derive(Debug, Clone, Copy)]
+pub struct Q8State<'a> {
+    /// (ceil(n / 4)) u32: four 8-bit codes of exp_avg per word, low byte first.
+    pub mq: Operand<'a>,
+    /// (ceil(n / 4)) u32: the codes of exp_avg_sq.
+    pub vq: Operand<'a>,
+    /// (2 ceil(n / 2048)) f32: the absmax of m per block, then of v.
+    pub scales: Operand<'a>,
+}
+
 /// One 8-bit Adam / AdamW update of `n` values in place (optim8bit.wgsl:adam8bit, one workgroup
 /// per block of [`Q8_BLOCK`] values, 8 values per invocation): dequantise the moments, update in
 /// f32, requantise. The format, code books and rounding are
 /// [`crate::reference::optim::adam8bit`]'s, its CPU twin.
-#[allow(clippy::too_many_arguments)]
 pub fn adam8bit(
     gpu: &Gpu,
     h: &AdamStep,
     n: usize,
-    p: Operand<'_>,      // (n) read-write
-    grad: Operand<'_>,   // (n)
-    mq: Operand<'_>,     // (ceil(n / 4)) u32 read-write, codes of exp_avg
-    vq: Operand<'_>,     // (ceil(n / 4)) u32 read-write, codes of exp_avg_sq
-    scales: Operand<'_>, // (2 ceil(n / 2048)) read-write, absmax of m then of v per block
-    code: &GpuBuffer,    // (512) the code books of `reference::optim::q8_code`
+    p: Operand<'_>,    // (n) read-write
+    grad: Operand<'_>, // (n)
+    state: Q8State<'_>,
+    code: &GpuBuffer, // (512) the code books of `reference::optim::q8_code`
 ) -> Result<()> {
+    let Q8State { mq, vq, scales } = state;
     let key = KernelKey::new("optim8bit.wgsl", "adam8bit").with("DECOUPLED", h.decoupled as u32);
     let (words, blocks) = (q8_words(n), q8_blocks(n));
     let table = Operand::whole(code);

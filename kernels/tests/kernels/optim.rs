@@ -280,9 +280,12 @@ fn adam8bit_matches_cpu_twin_at_awkward_sizes() {
                     sc.read(&g),
                 );
                 let h = adam_step(decoupled, step);
-                let ops = (Operand::new(&mq, 2), Operand::new(&vq, 1));
-                let (po, go, so) = (p.operand(), gt.operand(), sc.operand());
-                k::adam8bit(&g, &h, n, po, go, ops.0, ops.1, so, &book).unwrap();
+                let state = k::Q8State {
+                    mq: Operand::new(&mq, 2),
+                    vq: Operand::new(&vq, 1),
+                    scales: sc.operand(),
+                };
+                k::adam8bit(&g, &h, n, p.operand(), gt.operand(), state, &book).unwrap();
                 twin::adam8bit(&h, &code, &mut wp, &gr, &mut wm, &mut wv, &mut ws);
                 let what = format!("adam8bit n={n} decoupled={decoupled} step {step}");
                 Tolerance::F32_TRANSCENDENTAL.assert_close(&what, &p.read(&g), &wp);
@@ -320,8 +323,12 @@ fn adam8bit_refuses_short_state() {
     let h = adam_step(true, 1);
     let w = Operand::whole;
     let run = |v: &GpuBuffer, sc: &GpuBuffer| {
-        let (v, sc) = (Operand::whole(v), Operand::whole(sc));
-        err_text(k::adam8bit(&g, &h, n, w(&p), w(&gr), w(&mq), v, sc, &book))
+        let state = k::Q8State {
+            mq: w(&mq),
+            vq: Operand::whole(v),
+            scales: Operand::whole(sc),
+        };
+        err_text(k::adam8bit(&g, &h, n, w(&p), w(&gr), state, &book))
     };
     let e = run(&vq, &sc);
     assert!(e.contains("block scales") && e.contains("overrun"), "{e}");

@@ -64,7 +64,12 @@ pub(super) fn run(s: &mut Suite) -> Result<()> {
         k::adam(&gpu, &h, n, w(&p), w(&g), w(&m), w(&v))
     })?;
     s.run(case("adam8bit", q8_bytes), || {
-        k::adam8bit(&gpu, &h, n, w(&p), w(&g), w(&mq), w(&vq), w(&scales), &code)
+        let state = k::Q8State {
+            mq: w(&mq),
+            vq: w(&vq),
+            scales: w(&scales),
+        };
+        k::adam8bit(&gpu, &h, n, w(&p), w(&g), state, &code)
     })?;
     // The host twins, on host copies (no transfers), a few wall-clock samples each.
     let reps = if s.quick { 3 } else { 5 };

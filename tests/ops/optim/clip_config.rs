@@ -201,19 +201,17 @@ fn optimizer_kinds_parse_and_build() {
                 Box::new(Adam::new(vec![("y".into(), y.clone())], AdamConfig::adamw(0.05)).unwrap())
             }
             // 17 values: below the 8-bit threshold, so f32 moments and Adam's exact update.
-            OptimizerKind::Adam8bit => Box::new(
-                Adam8bit::new(
-                    vec![("y".into(), y.clone())],
-                    AdamConfig {
-                        weight_decay: 0.01,
-                        ..AdamConfig::adam(0.05)
-                    },
-                )
-                .unwrap(),
-            ),
-            OptimizerKind::AdamW8bit => Box::new(
-                Adam8bit::new(vec![("y".into(), y.clone())], AdamConfig::adamw(0.05)).unwrap(),
-            ),
+            OptimizerKind::Adam8bit | OptimizerKind::AdamW8bit => {
+                let c = match kind {
+                    OptimizerKind::AdamW8bit => AdamConfig::adamw(0.05),
+                    _ => AdamConfig::adam(0.05),
+                };
+                let c = AdamConfig {
+                    weight_decay: 0.01,
+                    ..c
+                };
+                Box::new(Adam8bit::new(vec![("y".into(), y.clone())], c).unwrap())
+            }
         };
         x.set_grad(Some(tensor(&g, &[17])));
         y.set_grad(Some(tensor(&g, &[17])));
