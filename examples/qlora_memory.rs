@@ -21,10 +21,12 @@
 //! With `--minilm DIR` it also quantises the Linear layers of all-MiniLM-L6-v2 (fetched by
 //! `scripts/fetch-minilm.sh`) and prints their NF4 and f32 bytes.
 
+mod common;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use kiln::models::{BertEncoder, Gpt, GptConfig};
+use kiln::models::{BertEncoder, Gpt};
 use kiln::nn::lora::{self, LoraConfig};
 use kiln::nn::{Module, loss};
 use kiln::optim::{Adam, AdamConfig, Optimizer};
@@ -85,16 +87,7 @@ fn mib(b: u64) -> f64 {
 fn run_mode(mode: &'static str, o: &Opts) -> kiln::Result<Row> {
     let gpu: Arc<Gpu> = Gpu::new()?;
     kiln::nn::manual_seed(0);
-    let cfg = GptConfig {
-        vocab_size: 65,
-        n_layer: o.layers,
-        n_head: 4,
-        n_kv_head: 4,
-        d_model: o.width,
-        context: o.context,
-        dropout: 0.0,
-        rope: false,
-    };
+    let cfg = common::gpt_config(65, o.layers, o.width, o.context);
     let mut gpt = Gpt::new_on(&gpu, cfg)?;
     let lcfg = LoraConfig::new(8, 16.0, TARGETS);
     let mut base_bytes = 0;

@@ -31,6 +31,7 @@
 // the usual vectorised elementwise kernel. The launcher picks it when the alignment allows.
 
 // #include common/grid.wgsl
+// #include common/adam.wgsl
 
 struct SgdParams {
     n: u32,             // elements of p, grad and buf
@@ -43,25 +44,8 @@ struct SgdParams {
     _pad: u32,
 }
 
-struct AdamParams {
-    n: u32,             // elements of p, grad, m and v
-    p_off: u32,         // element offset of p[0]
-    g_off: u32,         // element offset of grad[0]
-    m_off: u32,         // element offset of m[0]
-    v_off: u32,         // element offset of v[0]
-    lr: f32,            // learning rate
-    beta1: f32,         // b1
-    beta2: f32,         // b2
-    eps: f32,           // added to the corrected sqrt(v)
-    weight_decay: f32,  // wd (L2 for Adam, decoupled for AdamW)
-    bc1: f32,           // 1 - b1^t
-    bc2: f32,           // 1 - b2^t
-}
-
 // 1 = Nesterov momentum (sgd_momentum).
 override NESTEROV: u32 = 0u;
-// 1 = decoupled weight decay (AdamW), 0 = L2 added to the gradient (Adam).
-override DECOUPLED: u32 = 0u;
 const WG: u32 = 256u;
 
 @group(0) @binding(0) var<uniform> S: SgdParams;
@@ -107,19 +91,10 @@ fn sgd_momentum(@builtin(global_invocation_id) gid: vec3<u32>,
 fn adam(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = grid_index(gid, nwg, WG);
     if (i >= A.n) { return; }
-    var w = p[A.p_off + i];
-    var g = grad[A.g_off + i];
-    if (DECOUPLED == 1u) {
-        w = w * (1.0 - A.lr * A.weight_decay);
-    } else {
-        g = g + A.weight_decay * w;
-    }
-    let mi = A.beta1 * m[A.m_off + i] + (1.0 - A.beta1) * g;
-    let vi = A.beta2 * v[A.v_off + i] + (1.0 - A.beta2) * g * g;
-    m[A.m_off + i] = mi;
-    v[A.v_off + i] = vi;
-    let denom = sqrt(vi) / sqrt(A.bc2) + A.eps;
-    p[A.p_off + i] = w - (A.lr / A.bc1) * (mi / denom);
+    let r = adam_element(A, p[A.p_off + i], grad[A.g_off + i], m[A.m_off + i], v[A.v_off + i]);
+    m[A.m_off + i] = r.y;
+    v[A.v_off + i] = r.z;
+    p[A.p_off + i] = r.x;
 }
 
 @compute @workgroup_size(256)

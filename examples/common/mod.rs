@@ -1,5 +1,6 @@
 //! Shared pieces of the timing examples (`mlp_step`, `cnn_step`, `mlp_breakdown`,
-//! `cnn_breakdown`): class labels, a timed Adam step, and one timed piece of a step.
+//! `cnn_breakdown`): class labels, a timed Adam step, and one timed piece of a step; the GPT
+//! of the memory examples (`qlora_memory`, `adam8bit_gpt`).
 #![allow(dead_code)]
 
 use std::sync::Arc;
@@ -83,4 +84,25 @@ pub fn time_piece(
         t.median_ms()
     );
     Ok(())
+}
+
+/// The GPT of the memory examples (`qlora_memory`, `adam8bit_gpt`): 4 heads (no grouped
+/// keys), no dropout, learned positions; `kiln train --model gpt` at 4 layers, width 128,
+/// context 64.
+pub fn gpt_config(
+    vocab: usize,
+    layers: usize,
+    width: usize,
+    context: usize,
+) -> kiln::models::GptConfig {
+    kiln::models::GptConfig {
+        vocab_size: vocab,
+        n_layer: layers,
+        n_head: 4,
+        n_kv_head: 4,
+        d_model: width,
+        context,
+        dropout: 0.0,
+        rope: false,
+    }
 }

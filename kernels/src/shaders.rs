@@ -36,6 +36,10 @@ pub const SOURCES: &[(&str, &str)] = &[
         include_str!("../../shaders/common/grid.wgsl"),
     ),
     (
+        "common/adam.wgsl",
+        include_str!("../../shaders/common/adam.wgsl"),
+    ),
+    (
         "common/online_softmax.wgsl",
         include_str!("../../shaders/common/online_softmax.wgsl"),
     ),
@@ -71,6 +75,10 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("index.wgsl", include_str!("../../shaders/index.wgsl")),
     ("dropout.wgsl", include_str!("../../shaders/dropout.wgsl")),
     ("optim.wgsl", include_str!("../../shaders/optim.wgsl")),
+    (
+        "optim8bit.wgsl",
+        include_str!("../../shaders/optim8bit.wgsl"),
+    ),
     ("pool.wgsl", include_str!("../../shaders/pool.wgsl")),
     ("rnn.wgsl", include_str!("../../shaders/rnn.wgsl")),
     ("norm.wgsl", include_str!("../../shaders/norm.wgsl")),

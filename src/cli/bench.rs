@@ -9,7 +9,8 @@
 //! 2. **Kernels** (see [`cases`]): matmul (every rung, naive the baseline), elementwise, reduce,
 //!    softmax, conv2d forward / grad-input / grad-weight (direct the baseline), attention, NF4;
 //!    the unsupervised kernels (k-means step, itemset support counts, k-NN for LOF) against
-//!    their CPU twins ([`unsupervised`]).
+//!    their CPU twins ([`unsupervised`]); the Adam update, 32- and 8-bit, beside its CPU twins
+//!    ([`optim`]).
 //! 3. **Dispatch overhead**: many tiny adds recorded into one submit vs each followed by a sync.
 //! 4. **Training steps** of the default models, split into forward, backward and optimizer.
 //!
@@ -20,6 +21,7 @@
 //! device sync; the `timer` column says which.
 
 mod cases;
+mod optim;
 mod roofline;
 mod train_step;
 mod unsupervised;
@@ -320,6 +322,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     cases::conv(&mut suite)?;
     cases::attention(&mut suite)?;
     cases::nf4(&mut suite)?;
+    optim::run(&mut suite)?;
     unsupervised::run(&mut suite)?;
     cases::dispatch_overhead(&mut suite)?;
     cases::train_steps(&mut suite)?;

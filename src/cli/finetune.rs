@@ -375,12 +375,11 @@ pub fn run(mut a: FinetuneArgs) -> Result<()> {
         .optimizer
         .parse()
         .map_err(|e| Error(format!("--optimizer: {e}")))?;
-    let mut opt = crate::optim::build(
+    let mut opt = crate::optim::build_with(
         kind,
         lora::lora_parameters(&lm),
-        t.lr,
-        t.weight_decay,
-        t.momentum,
+        (t.lr, t.weight_decay, t.momentum),
+        t.offload_optimizer,
     )?;
     let settings = serde_json::to_string_pretty(&spec).unwrap_or_default();
     crate::io::write_atomic(&dir.join(SETTINGS), settings.as_bytes())?;

@@ -24,9 +24,12 @@ pub struct LoopArgs {
     /// Learning rate.
     #[arg(long)]
     pub lr: Option<f32>,
-    /// Optimizer: sgd, adam or adamw.
+    /// Optimizer: sgd, adam, adamw, adam8bit or adamw8bit (8-bit moments).
     #[arg(long)]
     pub optimizer: Option<String>,
+    /// Keep Adam's moments in host memory and run the update on the CPU (adam / adamw).
+    #[arg(long)]
+    pub offload_optimizer: bool,
     /// Learning-rate schedule: constant, step, exponential, cosine, warmup-cosine, one-cycle.
     #[arg(long)]
     pub schedule: Option<String>,
@@ -98,6 +101,7 @@ impl LoopArgs {
                  clip_grad_norm => clip_grad_norm, checkpoint_every => checkpoint_every,
                  stop_at_epoch => stop_at_epoch);
         t.quiet |= self.quiet;
+        t.offload_optimizer |= self.offload_optimizer;
     }
 
     /// The budget of a resumed run: `--epochs` (the new total; the learning-rate schedule is

@@ -321,12 +321,11 @@ pub(super) fn run_with(mut a: TrainArgs, explain: Option<super::trace::ExtraHook
         .optimizer
         .parse()
         .map_err(|e| Error(format!("--optimizer: {e}")))?;
-    let mut opt = crate::optim::build(
+    let mut opt = crate::optim::build_with(
         kind,
         model.named_parameters(),
-        spec.train.lr,
-        spec.train.weight_decay,
-        spec.train.momentum,
+        (spec.train.lr, spec.train.weight_decay, spec.train.momentum),
+        spec.train.offload_optimizer,
     )?;
     if !resume {
         crate::io::write_atomic(&dir.join("config.toml"), spec.to_toml().as_bytes())?;

@@ -36,9 +36,9 @@ use crate::error::{Result, arg_err};
 use crate::tensor::Tensor;
 
 const OP: &str = "Adam";
-const EXP_AVG: &str = "exp_avg";
-const EXP_AVG_SQ: &str = "exp_avg_sq";
-const STEP: &str = "step";
+pub(super) const EXP_AVG: &str = "exp_avg";
+pub(super) const EXP_AVG_SQ: &str = "exp_avg_sq";
+pub(super) const STEP: &str = "step";
 
 /// Settings of [`Adam`] (Adam or AdamW).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -102,24 +102,82 @@ impl AdamConfig {
     }
 }
 
-/// Moments of one parameter.
-struct Moments {
-    exp_avg: Tensor,
-    exp_avg_sq: Tensor,
+/// Moments of one parameter (f32, its shape).
+pub(super) struct Moments {
+    pub(super) exp_avg: Tensor,
+    pub(super) exp_avg_sq: Tensor,
     /// Updates applied to this parameter.
-    step: u64,
+    pub(super) step: u64,
     /// Rank-0 f32 holding `step` for [`Optimizer::state`] (written there, on demand).
-    step_tensor: Tensor,
+    pub(super) step_tensor: Tensor,
 }
 
 impl Moments {
-    fn zeros(p: &Tensor) -> Result<Moments> {
+    pub(super) fn zeros(p: &Tensor) -> Result<Moments> {
         Ok(Moments {
             exp_avg: zeros_like(p)?,
             exp_avg_sq: zeros_like(p)?,
             step: 0,
             step_tensor: Tensor::zeros_on(p.gpu(), &[])?,
         })
+    }
+
+    /// One fused update of `p` from its gradient `g` (count the step, then optim.wgsl:adam).
+    pub(super) fn update(
+        &mut self,
+        c: &AdamConfig,
+        lr_scale: f32,
+        p: &Tensor,
+        g: &Tensor,
+    ) -> Result<()> {
+        self.step += 1;
+        k::adam(
+            p.gpu(),
+            &hyper(c, lr_scale, self.step),
+            p.numel(),
+            p.operand(),
+            g.operand(),
+            self.exp_avg.operand(),
+            self.exp_avg_sq.operand(),
+        )?;
+        Ok(())
+    }
+
+    /// Append `exp_avg.<name>`, `exp_avg_sq.<name>` and `step.<name>` to `out`.
+    pub(super) fn push_state(&self, name: &str, p: &Tensor, out: &mut Vec<(String, Tensor)>) {
+        out.push((format!("{EXP_AVG}.{name}"), self.exp_avg.clone()));
+        out.push((format!("{EXP_AVG_SQ}.{name}"), self.exp_avg_sq.clone()));
+        push_step(name, p, self.step, &self.step_tensor, out);
+    }
+}
+
+/// Write `step` into the rank-0 `step_tensor` and append it as `step.<name>` to `out`.
+pub(super) fn push_step(
+    name: &str,
+    p: &Tensor,
+    step: u64,
+    step_tensor: &Tensor,
+    out: &mut Vec<(String, Tensor)>,
+) {
+    let step = step as f32;
+    p.gpu()
+        .upload(step_tensor.buffer(), 0, bytemuck::bytes_of(&step));
+    out.push((format!("{STEP}.{name}"), step_tensor.clone()));
+}
+
+/// The kernel's hyper-parameters for `c` at a parameter's step `step` (1-based), its learning
+/// rate scaled by `lr_scale`.
+pub(super) fn hyper(c: &AdamConfig, lr_scale: f32, step: u64) -> AdamStep {
+    let (bc1, bc2) = AdamStep::bias_corrections(c.betas.0, c.betas.1, step);
+    AdamStep {
+        lr: c.lr * lr_scale,
+        beta1: c.betas.0,
+        beta2: c.betas.1,
+        eps: c.eps,
+        weight_decay: c.weight_decay,
+        decoupled: c.decoupled,
+        bc1,
+        bc2,
     }
 }
 
@@ -133,35 +191,19 @@ pub struct Adam {
 optimizer_new!(Adam, AdamConfig, "Adam / AdamW");
 
 impl Adam {
+    /// The moments, one slot per parameter (`None`: no state yet), for
+    /// [`super::OffloadAdam`]'s `load_state`.
+    pub(super) fn into_moments(self) -> Vec<Option<Moments>> {
+        self.slots.state
+    }
+
     /// One parameter's update from its gradient `g`, creating its moments on the first.
     fn update(c: &AdamConfig, u: Update<'_, Moments>) -> Result<()> {
-        let (p, g) = (u.p, u.g);
         let s = match u.slot {
             Some(s) => s,
-            None => u.slot.insert(Moments::zeros(p)?),
+            None => u.slot.insert(Moments::zeros(u.p)?),
         };
-        s.step += 1;
-        let (bc1, bc2) = AdamStep::bias_corrections(c.betas.0, c.betas.1, s.step);
-        let h = AdamStep {
-            lr: c.lr * u.lr_scale,
-            beta1: c.betas.0,
-            beta2: c.betas.1,
-            eps: c.eps,
-            weight_decay: c.weight_decay,
-            decoupled: c.decoupled,
-            bc1,
-            bc2,
-        };
-        k::adam(
-            p.gpu(),
-            &h,
-            p.numel(),
-            p.operand(),
-            g.operand(),
-            s.exp_avg.operand(),
-            s.exp_avg_sq.operand(),
-        )?;
-        Ok(())
+        s.update(c, u.lr_scale, u.p, u.g)
     }
 }
 
@@ -176,13 +218,9 @@ impl Optimizer for Adam {
         let mut tensors = Vec::new();
         let sl = &self.slots;
         for ((name, p), s) in sl.params.iter().zip(&sl.state) {
-            let Some(s) = s else { continue };
-            let step = s.step as f32;
-            p.gpu()
-                .upload(s.step_tensor.buffer(), 0, bytemuck::bytes_of(&step));
-            tensors.push((format!("{EXP_AVG}.{name}"), s.exp_avg.clone()));
-            tensors.push((format!("{EXP_AVG_SQ}.{name}"), s.exp_avg_sq.clone()));
-            tensors.push((format!("{STEP}.{name}"), s.step_tensor.clone()));
+            if let Some(s) = s {
+                s.push_state(name, p, &mut tensors);
+            }
         }
         OptimizerState {
             step: sl.step,
@@ -238,7 +276,7 @@ impl Optimizer for Adam {
 }
 
 /// A per-parameter step count saved as a one-element f32 tensor (a non-negative integer).
-fn read_step(full: &str, t: &Tensor) -> Result<u64> {
+pub(super) fn read_step(full: &str, t: &Tensor) -> Result<u64> {
     if t.numel() != 1 || t.dtype() != crate::tensor::DType::F32 {
         return arg_err(
             OP,

@@ -69,9 +69,10 @@ impl<S> Slots<S> {
         mut update: impl FnMut(Update<'_, S>) -> Result<()>,
     ) -> Result<()> {
         let slots = self.state.iter_mut().zip(&self.lr_scales);
-        for ((name, p), (slot, &lr_scale)) in self.params.iter().zip(slots) {
+        for (index, ((name, p), (slot, &lr_scale))) in self.params.iter().zip(slots).enumerate() {
             if let Some(g) = grad_for_update(op, name, p)? {
                 update(Update {
+                    index,
                     p,
                     g: &g,
                     slot,
@@ -86,6 +87,8 @@ impl<S> Slots<S> {
 
 /// One parameter's part of an optimizer step.
 pub(super) struct Update<'a, S> {
+    /// The parameter's index in the list.
+    pub(super) index: usize,
     /// The parameter, updated in place.
     pub(super) p: &'a Tensor,
     /// Its gradient (f32, contiguous, its shape).
@@ -237,6 +240,8 @@ pub(super) fn set_lr_scales(
 /// The [`super::Optimizer`] methods that only read or write the parameter list, the config's
 /// `lr` and the per-parameter `lr_scales` (fields every optimizer has; `OP` names it in errors):
 /// written once, expanded inside each `impl Optimizer`.
+/// `optimizer_common!(no_step)` leaves `step` to the optimizer (one whose update needs more
+/// than its config).
 macro_rules! optimizer_common {
     () => {
         fn step(&mut self) -> Result<()> {
@@ -244,6 +249,9 @@ macro_rules! optimizer_common {
             self.slots.step(OP, |u| Self::update(&c, u))
         }
 
+        super::params::optimizer_common!(no_step);
+    };
+    (no_step) => {
         fn zero_grad(&self) -> Result<()> {
             super::params::zero_grads(&self.slots.params)
         }

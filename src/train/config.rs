@@ -58,6 +58,10 @@ pub struct TrainConfig {
     /// rung).
     #[serde(default)]
     pub stop_at_epoch: Option<usize>,
+    /// Keep the optimizer's moments in host memory and update on the CPU
+    /// (`--offload-optimizer`; Adam / AdamW only).
+    #[serde(default)]
+    pub offload_optimizer: bool,
 }
 
 impl Default for TrainConfig {
@@ -84,6 +88,7 @@ impl Default for TrainConfig {
             eval_batch_size: None,
             checkpoint_every: None,
             stop_at_epoch: None,
+            offload_optimizer: false,
         }
     }
 }

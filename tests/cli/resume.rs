@@ -1,7 +1,8 @@
 //! Exact resume anywhere: a run stopped inside an epoch (by `--max-steps`, by `--time-limit`,
 //! or killed with SIGKILL after a `--checkpoint-every` checkpoint) and continued with
 //! `--resume` logs the same losses, bit for bit, as a run that never stopped; each way for the
-//! MLP (with dropout: the RNG state), LeNet and a GPT (with dropout). Also: what `--resume` may and may not change.
+//! MLP (with dropout: the RNG state; also with 8-bit Adam and with offloaded Adam), LeNet and a
+//! GPT (with dropout). Also: what `--resume` may and may not change.
 
 use crate::cli_util as cli;
 
@@ -88,6 +89,17 @@ fn mlp_stopped_by_steps_resumes_exactly() {
     // The default MLP on digits: 1,257 training rows, batch 64 -> 20 batches an epoch; step 30
     // is inside epoch 2. The MLP has dropout, so the RNG state must round-trip too.
     check_stop_and_resume("mlp-steps", &["--seed", "3"], "3", &["--max-steps", "30"]);
+}
+
+#[test]
+fn mlp_with_8bit_adam_or_offload_resumes_exactly() {
+    // The MLP's two larger Linear weights (64 x 256, 256 x 128) take quantised moments; the
+    // checkpoint must carry codes and scales bit for bit. Offloaded moments go through the
+    // checkpoint as Adam's f32 tensors.
+    let eight = ["--seed", "3", "--optimizer", "adamw8bit"];
+    check_stop_and_resume("mlp-adam8bit", &eight, "2", &["--max-steps", "30"]);
+    let offload = ["--seed", "3", "--optimizer", "adamw", "--offload-optimizer"];
+    check_stop_and_resume("mlp-offload", &offload, "2", &["--max-steps", "30"]);
 }
 
 #[test]

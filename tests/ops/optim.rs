@@ -3,7 +3,9 @@
 //! Adam minimising a quadratic. Topics beyond the updates themselves live in `tests/ops/optim/`; the
 //! fused kernels against their CPU twin are kiln-kernels' tests/kernels/optim.rs.
 
+mod adam8bit;
 mod clip_config;
+mod offload;
 use crate::common;
 mod schedule;
 mod state;

@@ -1,11 +1,13 @@
-//! Launchers for `optim.wgsl`: fused in-place optimizer updates, one dispatch per parameter.
+//! Launchers for `optim.wgsl` and `optim8bit.wgsl`: fused in-place optimizer updates, one
+//! dispatch per parameter.
 //!
-//! Every operand is a contiguous run of `n` f32 at an element offset inside its buffer ([`Operand`]).
+//! Every operand is a contiguous run of `n` f32 at an element offset inside its buffer
+//! ([`Operand`]); the 8-bit Adam state ([`adam8bit`]) is packed u32 codes and f32 scales.
 //! Parameter, gradient and state must live in distinct buffers: a buffer may not be bound both
 //! read-only and read-write in one dispatch.
 //!
 //! See also:
-//! - shader: `shaders/optim.wgsl`
+//! - shaders: `shaders/optim.wgsl`, `shaders/optim8bit.wgsl` (the family's second file)
 //! - CPU twin: [`crate::reference::optim`]
 //! - optimizers: `src/optim/`
 //! - tests: `kernels/tests/kernels/optim.rs` (kernels vs twin), `tests/ops/optim.rs` (optimizers);
@@ -19,6 +21,26 @@ use crate::operand::Operand;
 use crate::pipeline::KernelKey;
 
 const WG: u32 = 256;
+
+/// Values per quantisation block of the 8-bit Adam state (one absmax scale per block and moment).
+pub const Q8_BLOCK: usize = 2048;
+/// 8-bit codes per packed u32 word.
+pub const Q8_PER_WORD: usize = 4;
+/// Entries of each 8-bit code book.
+pub const Q8_CODES: usize = 256;
+/// The index of 0.0 in the signed code book (`reference::optim::q8_code`'s first half): the
+/// padding code of the first moment.
+pub const Q8_SIGNED_ZERO: u32 = 127;
+
+/// u32 words of packed codes for `n` values.
+pub fn q8_words(n: usize) -> usize {
+    n.div_ceil(Q8_PER_WORD)
+}
+
+/// Quantisation blocks for `n` values.
+pub fn q8_blocks(n: usize) -> usize {
+    n.div_ceil(Q8_BLOCK)
+}
 
 crate::kernel_params! {
     /// Params of `optim.wgsl:sgd` and `optim.wgsl:sgd_momentum`.
@@ -43,7 +65,7 @@ crate::kernel_params! {
 }
 
 crate::kernel_params! {
-    /// Params of `optim.wgsl:adam`.
+    /// Params of `optim.wgsl:adam` (declared in `common/adam.wgsl`).
     pub struct AdamParams in "optim.wgsl" as "AdamParams" {
         /// Elements of p, grad, m and v.
         pub n: u32,
@@ -72,9 +94,30 @@ crate::kernel_params! {
     }
 }
 
+crate::kernel_params! {
+    /// Params of `optim8bit.wgsl:adam8bit`: Adam's, with the codes' word offsets in
+    /// `a.m_off`, `a.v_off`, and the scales' offset.
+    pub struct Adam8bitParams in "optim8bit.wgsl" as "Adam8bitParams" {
+        /// Adam's hyper-parameters and offsets (`common/adam.wgsl`).
+        pub a: AdamParams,
+        /// Element offset of the block scales.
+        pub s_off: u32,
+        /// Padding to 16 bytes.
+        pub _pad0: u32,
+        /// Padding.
+        pub _pad1: u32,
+        /// Padding.
+        pub _pad2: u32,
+    }
+}
+
 /// Params layouts of this family, for the layout test.
 pub fn params_layouts() -> Vec<ParamsLayout> {
-    vec![layout_of::<SgdParams>(), layout_of::<AdamParams>()]
+    vec![
+        layout_of::<SgdParams>(),
+        layout_of::<AdamParams>(),
+        layout_of::<Adam8bitParams>(),
+    ]
 }
 
 /// SGD hyper-parameters for one update.
@@ -112,6 +155,25 @@ pub struct AdamStep {
 }
 
 impl AdamStep {
+    /// The kernel params for `n` elements at `offsets` (of p, grad, m, v).
+    fn params(&self, n: usize, offsets: [usize; 4]) -> AdamParams {
+        let [p_off, g_off, m_off, v_off] = offsets.map(|o| o as u32);
+        AdamParams {
+            n: n as u32,
+            p_off,
+            g_off,
+            m_off,
+            v_off,
+            lr: self.lr,
+            beta1: self.beta1,
+            beta2: self.beta2,
+            eps: self.eps,
+            weight_decay: self.weight_decay,
+            bc1: self.bc1,
+            bc2: self.bc2,
+        }
+    }
+
     /// The bias corrections `(1 - b1^t, 1 - b2^t)` for step `t` (1-based), computed in f64.
     pub fn bias_corrections(beta1: f32, beta2: f32, t: u64) -> (f32, f32) {
         let t = t.min(i32::MAX as u64) as i32;
@@ -122,9 +184,15 @@ impl AdamStep {
     }
 }
 
-/// Check sizes and that no buffer is bound twice.
+/// Check sizes (`n` 4-byte elements each) and that no buffer is bound twice.
 fn check(kernel: &str, n: usize, spans: &[(&str, &Operand<'_>)]) -> Result<()> {
-    for (name, s) in spans {
+    let sized: Vec<_> = spans.iter().map(|&(name, s)| (name, s, n)).collect();
+    check_sized(kernel, &sized)
+}
+
+/// [`check`] with a length (in 4-byte elements) per operand.
+fn check_sized(kernel: &str, spans: &[(&str, &Operand<'_>, usize)]) -> Result<()> {
+    for &(name, s, n) in spans {
         let end = s.offset as u64 + n as u64;
         if end > u32::MAX as u64 {
             return Err(KernelError::launch(
@@ -146,8 +214,8 @@ fn check(kernel: &str, n: usize, spans: &[(&str, &Operand<'_>)]) -> Result<()> {
             ));
         }
     }
-    for (i, (a, sa)) in spans.iter().enumerate() {
-        for (b, sb) in &spans[i + 1..] {
+    for (i, (a, sa, _)) in spans.iter().enumerate() {
+        for (b, sb, _) in &spans[i + 1..] {
             if std::ptr::eq(sa.buf, sb.buf) {
                 return Err(KernelError::launch(
                     kernel,
@@ -235,20 +303,7 @@ pub fn adam(
     let vec4 = adam_vec4_ok(n, &[&p, &grad, &m, &v]);
     let entry = if vec4 { "adam4" } else { "adam" };
     let key = KernelKey::new("optim.wgsl", entry).with("DECOUPLED", h.decoupled as u32);
-    let params = AdamParams {
-        n: n as u32,
-        p_off: p.offset as u32,
-        g_off: grad.offset as u32,
-        m_off: m.offset as u32,
-        v_off: v.offset as u32,
-        lr: h.lr,
-        beta1: h.beta1,
-        beta2: h.beta2,
-        eps: h.eps,
-        weight_decay: h.weight_decay,
-        bc1: h.bc1,
-        bc2: h.bc2,
-    };
+    let params = h.params(n, [p.offset, grad.offset, m.offset, v.offset]);
     let spans = [
         ("param", &p),
         ("grad", &grad),
@@ -257,4 +312,55 @@ pub fn adam(
     ];
     let invocations = if vec4 { n / 4 } else { n };
     record(gpu, &key, (n, invocations), &spans, params)
+}
+
+/// The 8-bit Adam state of one tensor of `n` values: the packed codes of both moments and the
+/// block scales, each at its own offset and read-write (zeros before the first step).
+#[derive(Debug, Clone, Copy)]
+pub struct Q8State<'a> {
+    /// (ceil(n / 4)) u32: four 8-bit codes of exp_avg per word, low byte first.
+    pub mq: Operand<'a>,
+    /// (ceil(n / 4)) u32: the codes of exp_avg_sq.
+    pub vq: Operand<'a>,
+    /// (2 ceil(n / 2048)) f32: the absmax of m per block, then of v.
+    pub scales: Operand<'a>,
+}
+
+/// One 8-bit Adam / AdamW update of `n` values in place (optim8bit.wgsl:adam8bit, one workgroup
+/// per block of [`Q8_BLOCK`] values, 8 values per invocation): dequantise the moments, update in
+/// f32, requantise. The format, code books and rounding are
+/// [`crate::reference::optim::adam8bit`]'s, its CPU twin.
+pub fn adam8bit(
+    gpu: &Gpu,
+    h: &AdamStep,
+    n: usize,
+    p: Operand<'_>,    // (n) read-write
+    grad: Operand<'_>, // (n)
+    state: Q8State<'_>,
+    code: &GpuBuffer, // (512) the code books of `reference::optim::q8_code`
+) -> Result<()> {
+    let Q8State { mq, vq, scales } = state;
+    let key = KernelKey::new("optim8bit.wgsl", "adam8bit").with("DECOUPLED", h.decoupled as u32);
+    let (words, blocks) = (q8_words(n), q8_blocks(n));
+    let table = Operand::whole(code);
+    let spans = [
+        ("param", &p, n),
+        ("grad", &grad, n),
+        ("exp_avg codes", &mq, words),
+        ("exp_avg_sq codes", &vq, words),
+        ("block scales", &scales, 2 * blocks),
+        ("code book", &table, 2 * Q8_CODES),
+    ];
+    check_sized(&key.label(), &spans)?;
+    if n == 0 {
+        return Ok(());
+    }
+    let params = Adam8bitParams {
+        a: h.params(n, [p.offset, grad.offset, mq.offset, vq.offset]),
+        s_off: scales.offset as u32,
+        ..Default::default()
+    };
+    let bufs: Vec<&GpuBuffer> = spans.iter().map(|(_, s, _)| s.buf).collect();
+    gpu.dispatch(&key, &params, &bufs, grid_1d(blocks * WG as usize, WG));
+    Ok(())
 }

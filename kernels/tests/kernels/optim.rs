@@ -6,10 +6,19 @@
 //! The vec4 entry (`adam4`, 4 elements per invocation) is checked at sizes that are multiples of
 //! 4 but of no workgroup, at aligned non-zero offsets, plus the sizes and offsets that must fall
 //! back to the scalar entry.
+//!
+//! 8-bit Adam (`optim8bit.wgsl:adam8bit`) runs three steps from zero state at sizes that are no
+//! multiple of its block (2048) or word (4), at offsets; after each step the parameter must match
+//! the twin's within `F32_TRANSCENDENTAL` and the block scales within `F32_ELEMENTWISE`, and the
+//! codes must be the twin's except where `m / absmax` lies within f32 rounding of a midpoint
+//! between two codes (the GPU's division is not the CPU's): there the neighbouring code is
+//! accepted, for at most 1 value in 500. The next step starts from the GPU's own state on both
+//! sides, so a tie never compounds.
 
 use crate::common::*;
 use kiln_kernels::launch::optim::{self as k, AdamStep, SgdStep};
 use kiln_kernels::reference::optim as twin;
+use kiln_kernels::{GpuBuffer, Operand};
 
 /// Adam (AdamW when `decoupled`) at lr 0.01, betas (0.9, 0.999), weight decay 0.05, step `step`.
 fn adam_step(decoupled: bool, step: u64) -> AdamStep {
@@ -204,4 +213,126 @@ fn adam_vec4_matches_cpu_twin() {
             }
         }
     }
+}
+
+#[test]
+fn q8_code_books_are_ascending_and_nearest_is_the_argmin() {
+    let code = twin::q8_code();
+    assert_eq!(code.len(), 2 * k::Q8_CODES);
+    let (signed, unsigned) = code.split_at(k::Q8_CODES);
+    for (name, book, lo) in [("signed", signed, -1.0), ("unsigned", unsigned, 0.0)] {
+        assert!(
+            book.windows(2).all(|w| w[0] < w[1]),
+            "{name} book ascending"
+        );
+        assert!(
+            book[0] >= lo && book[255] == 1.0,
+            "{name} book within [{lo}, 1]"
+        );
+        assert!(
+            book.iter().all(|x| x.abs() < 1e-6 || x.abs() > 1e-7),
+            "{name}"
+        );
+    }
+    assert_eq!(signed[k::Q8_SIGNED_ZERO as usize], 0.0);
+    assert_eq!(unsigned[0], 0.0);
+    for (i, &x) in rand_vec(2000, seed("q8 nearest"), -1.1, 1.1)
+        .iter()
+        .enumerate()
+    {
+        let x = x * 10f32.powi(-(i as i32 % 7)); // across every decade
+        for book in [signed, unsigned] {
+            let got = twin::q8_nearest(book, x) as usize;
+            let best = (book[got] - x).abs();
+            assert!(
+                book.iter().all(|c| (c - x).abs() >= best),
+                "x {x}: code {got}"
+            );
+        }
+    }
+}
+
+#[test]
+fn adam8bit_matches_cpu_twin_at_awkward_sizes() {
+    let g = gpu();
+    let code = twin::q8_code();
+    let book = upload(&g, &code);
+    for &n in &[1usize, 7, 257, 2049, 5003, 70_001] {
+        for decoupled in [false, true] {
+            let s = seed(&format!("adam8bit {n} {decoupled}"));
+            let (words, blocks) = (k::q8_words(n), k::q8_blocks(n));
+            let p = Shifted::between(&g, &[0.5; 3], &rand_vec(n, s, -1.0, 1.0), &[]);
+            let mq = upload_u32(&g, &vec![7u32; words + 2]);
+            let vq = upload_u32(&g, &vec![0u32; words + 1]);
+            let sc = Shifted::between(&g, &[3.0; 5], &vec![0.0; 2 * blocks], &[3.0]);
+            // Zero scales decode any code as 0: a fresh state, whatever the words hold.
+            for step in 1..=3u64 {
+                // Gradients spanning decades within a block, as real ones do.
+                let mut gr = rand_signed_away_from_zero(n, s + step, 0.01, 1.0);
+                for (i, x) in gr.iter_mut().enumerate() {
+                    *x *= 10f32.powi(-(i as i32 % 5));
+                }
+                let gt = Shifted::between(&g, &[1.0; 2], &gr, &[]);
+                let (mut wp, mut wm, mut wv, mut ws) = (
+                    p.read(&g),
+                    read_at::<u32>(&g, &mq, 2, words),
+                    read_at::<u32>(&g, &vq, 1, words),
+                    sc.read(&g),
+                );
+                let h = adam_step(decoupled, step);
+                let state = k::Q8State {
+                    mq: Operand::new(&mq, 2),
+                    vq: Operand::new(&vq, 1),
+                    scales: sc.operand(),
+                };
+                k::adam8bit(&g, &h, n, p.operand(), gt.operand(), state, &book).unwrap();
+                twin::adam8bit(&h, &code, &mut wp, &gr, &mut wm, &mut wv, &mut ws);
+                let what = format!("adam8bit n={n} decoupled={decoupled} step {step}");
+                Tolerance::F32_TRANSCENDENTAL.assert_close(&what, &p.read(&g), &wp);
+                let tol = Tolerance::F32_ELEMENTWISE;
+                tol.assert_close(&format!("{what} scales"), &sc.read(&g), &ws);
+                let got_m = read_at::<u32>(&g, &mq, 2, words);
+                let got_v = read_at::<u32>(&g, &vq, 1, words);
+                let mut ties = 0;
+                for i in 0..words * k::Q8_PER_WORD {
+                    for (name, got, want) in [("m", &got_m, &wm), ("v", &got_v, &wv)] {
+                        let (a, b) = (twin::q8_get(got, i), twin::q8_get(want, i));
+                        assert!(a.abs_diff(b) <= 1, "{what}: {name} code {i}: {a} vs {b}");
+                        ties += (a != b) as usize;
+                    }
+                }
+                assert!(ties * 500 <= 2 * n, "{what}: {ties} codes off by one");
+                // Nothing outside the state's spans moves.
+                assert_eq!(read_at::<u32>(&g, &mq, 0, 2), [7, 7], "{what}");
+                let all = sc.read_all(&g);
+                assert!(all[..5] == [3.0; 5] && all[5 + 2 * blocks] == 3.0, "{what}");
+            }
+        }
+    }
+}
+
+#[test]
+fn adam8bit_refuses_short_state() {
+    let g = gpu();
+    let book = upload(&g, &twin::q8_code());
+    let n = 700_001; // 342 blocks: 684 scales (capacities are size classes; ask for far more)
+    let (p, gr) = (upload(&g, &vec![0.1; n]), upload(&g, &vec![0.2; n]));
+    let words = vec![0; k::q8_words(n)];
+    let (mq, vq) = (upload_u32(&g, &words), upload_u32(&g, &words));
+    let sc = upload(&g, &[0.0; 16]);
+    let h = adam_step(true, 1);
+    let w = Operand::whole;
+    let run = |v: &GpuBuffer, sc: &GpuBuffer| {
+        let state = k::Q8State {
+            mq: w(&mq),
+            vq: Operand::whole(v),
+            scales: Operand::whole(sc),
+        };
+        err_text(k::adam8bit(&g, &h, n, w(&p), w(&gr), state, &book))
+    };
+    let e = run(&vq, &sc);
+    assert!(e.contains("block scales") && e.contains("overrun"), "{e}");
+    let sc = upload(&g, &vec![0.0; 2 * k::q8_blocks(n)]);
+    let e = run(&mq, &sc);
+    assert!(e.contains("share a buffer"), "{e}");
 }

@@ -1,7 +1,7 @@
 //! Gradient clipping against the CPU; config validation; choosing optimizers by name.
 
 use super::*;
-use kiln::optim::{OptimizerKind, build, clip_grad_norm, clip_grad_value};
+use kiln::optim::{Adam8bit, OptimizerKind, build, clip_grad_norm, clip_grad_value};
 
 #[test]
 fn clip_grad_norm_scales_on_the_gpu() {
@@ -158,6 +158,8 @@ fn optimizer_kinds_parse_and_build() {
         ("sgd", OptimizerKind::Sgd),
         ("Adam", OptimizerKind::Adam),
         ("adamw", OptimizerKind::AdamW),
+        ("ADAM8BIT", OptimizerKind::Adam8bit),
+        ("adamw8bit", OptimizerKind::AdamW8bit),
     ] {
         assert_eq!(name.parse::<OptimizerKind>().unwrap(), kind);
         assert_eq!(kind.to_string().parse::<OptimizerKind>().unwrap(), kind);
@@ -197,6 +199,18 @@ fn optimizer_kinds_parse_and_build() {
             ),
             OptimizerKind::AdamW => {
                 Box::new(Adam::new(vec![("y".into(), y.clone())], AdamConfig::adamw(0.05)).unwrap())
+            }
+            // 17 values: below the 8-bit threshold, so f32 moments and Adam's exact update.
+            OptimizerKind::Adam8bit | OptimizerKind::AdamW8bit => {
+                let c = match kind {
+                    OptimizerKind::AdamW8bit => AdamConfig::adamw(0.05),
+                    _ => AdamConfig::adam(0.05),
+                };
+                let c = AdamConfig {
+                    weight_decay: 0.01,
+                    ..c
+                };
+                Box::new(Adam8bit::new(vec![("y".into(), y.clone())], c).unwrap())
             }
         };
         x.set_grad(Some(tensor(&g, &[17])));

@@ -5,7 +5,13 @@ use super::*;
 use kiln::optim::OptimizerState;
 
 /// Apply the same fresh gradients to two parameter sets (one per optimizer).
-fn step_both(a: &mut dyn Optimizer, pa: &[Tensor], b: &mut dyn Optimizer, pb: &[Tensor], tag: u64) {
+pub(super) fn step_both(
+    a: &mut dyn Optimizer,
+    pa: &[Tensor],
+    b: &mut dyn Optimizer,
+    pb: &[Tensor],
+    tag: u64,
+) {
     for (i, (x, y)) in pa.iter().zip(pb).enumerate() {
         let g = rand_signed_away_from_zero(x.numel(), tag * 31 + i as u64, 0.05, 1.0);
         x.set_grad(Some(tensor(&g, x.shape())));
