@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::error::{Error, Result};
+use super::{Error, Result};
 use crate::io::run_dir::LAST;
 use crate::train::{Progress, Trainer};
 
@@ -115,4 +115,3 @@ pub(super) fn resumed_line(p: &Progress) -> String {
         format!("resumed after epoch {} (step {})", p.epoch, p.step)
     }
 }
-

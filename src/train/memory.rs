@@ -192,7 +192,9 @@ pub fn nf4_pool_bytes(out: usize, inp: usize) -> u64 {
 /// weights          sum over parameters and buffers of 4 n (f32), NF4 bases by nf4_pool_bytes
 /// gradients        4 n per trainable parameter (frozen ones have none)
 /// optimizer_state  SGD: 4 n with momentum, 0 without; Adam/AdamW: 8 n (two moments) + a
-///                  256-byte step counter per trainable parameter
+///                  256-byte step counter per trainable parameter; 8-bit Adam/AdamW: as Adam
+///                  below 4,096 values, else 2 n bytes of codes + 8 bytes per block of 2,048
+///                  (two absmax scales) + the step counter, and 2 KiB of code books
 /// ```
 ///
 /// So f32 Adam is 16 bytes per trainable parameter before rounding (4 + 4 + 8), and a LoRA
@@ -201,7 +203,7 @@ pub fn memory_formula(model: &mut dyn Module, optimizer: &str, momentum: f32) ->
     let mut f = Formula::default();
     let mut seen = std::collections::HashSet::new();
     let (params, buffers) = (model.named_parameters(), model.named_buffers());
-    let mut state = 0u64;
+    let (mut state, mut state8, mut largest) = (0u64, 0u64, 0usize);
     for (_, t) in params.iter().chain(&buffers) {
         // Tied weights share storage: count the buffer once.
         if !seen.insert(Arc::as_ptr(&t.inner.storage) as usize) {
@@ -213,6 +215,8 @@ pub fn memory_formula(model: &mut dyn Module, optimizer: &str, momentum: f32) ->
             f.gradients += bytes;
             f.trainable += t.numel() as u64;
             state += bytes;
+            state8 += adam8bit_state_bytes(t.numel(), bytes);
+            largest = largest.max(t.numel());
         }
     }
     f.parameters = params.iter().map(|(_, t)| t.numel() as u64).sum();
@@ -230,9 +234,26 @@ pub fn memory_formula(model: &mut dyn Module, optimizer: &str, momentum: f32) ->
         "sgd" if momentum == 0.0 => Some(0),
         "sgd" => Some(state),
         "adam" | "adamw" => Some(2 * state + size_class(4) * trainable_tensors),
+        // Plus the two 256-value code books (512 f32), uploaded once when any tensor is quantised.
+        "adam8bit" | "adamw8bit" if largest >= crate::optim::Adam8bit::MIN_QUANTISED => {
+            Some(state8 + size_class(512 * 4))
+        }
+        "adam8bit" | "adamw8bit" => Some(state8),
         _ => None,
     };
     f
+}
+
+/// Optimizer-state bytes of 8-bit Adam for one parameter of `n` values (`bytes` = its own
+/// pool size): f32 moments below [`Adam8bit::MIN_QUANTISED`], else two code arrays (four codes
+/// per u32) and the per-block scales, each rounded to the pool's size class.
+fn adam8bit_state_bytes(n: usize, bytes: u64) -> u64 {
+    use kiln_kernels::launch::optim::{q8_blocks, q8_words};
+    let counter = size_class(4);
+    if n < crate::optim::Adam8bit::MIN_QUANTISED {
+        return 2 * bytes + counter;
+    }
+    2 * size_class(4 * q8_words(n) as u64) + size_class(8 * q8_blocks(n) as u64) + counter
 }
 
 struct State {

@@ -8,10 +8,10 @@ pub mod diagnose;
 pub mod diagnostics;
 pub mod hooks;
 pub mod log;
+pub mod lr_find;
 pub mod memory;
 #[cfg(feature = "plots")]
 mod memory_plot;
-pub mod lr_find;
 pub mod metrics;
 pub mod objective;
 #[cfg(feature = "plots")]

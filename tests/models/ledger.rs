@@ -12,7 +12,7 @@ use kiln::Tensor;
 use kiln::data::{Dataset, InMemoryDataset, Targets};
 use kiln::memory::{self, Category};
 use kiln::models::ModelSpec;
-use kiln::optim::{Adam, AdamConfig};
+use kiln::optim::{Adam, Adam8bit, AdamConfig, Optimizer};
 use kiln::train::memory::{MemoryLedger, MemoryReport, memory_formula};
 use kiln::train::{Progress, Supervised, Task, TrainConfig, Trainer};
 
@@ -44,6 +44,15 @@ fn tensors_are_counted_by_what_they_hold() {
 /// 3 Adam steps of an MLP (8 -> 32 -> 16 -> 3) on random rows, with a ledger; `dry`: in a dry
 /// run (nothing allocated). The report and the formula's weights, gradients and state.
 fn ledger_run(dry: bool) -> (MemoryReport, kiln::train::memory::Formula) {
+    ledger_run_with(dry, "adam", &[32, 16])
+}
+
+/// [`ledger_run`] with optimizer `optimizer` (`adam` or `adam8bit`) and hidden widths `hidden`.
+fn ledger_run_with(
+    dry: bool,
+    optimizer: &str,
+    hidden: &[usize],
+) -> (MemoryReport, kiln::train::memory::Formula) {
     let g = private_gpu();
     g.set_dry_run(dry);
     let n = 96;
@@ -56,13 +65,17 @@ fn ledger_run(dry: bool) -> (MemoryReport, kiln::train::memory::Formula) {
     let data: Arc<dyn Dataset> = Arc::new(InMemoryDataset::new(x, vec![8], targets).unwrap());
     let spec = ModelSpec::Mlp {
         input: 8,
-        hidden: vec![32, 16],
+        hidden: hidden.to_vec(),
         output: 3,
         activation: "relu".into(),
         dropout: 0.0,
     };
     let mut model = spec.build(&g).unwrap();
-    let mut opt = Adam::new(model.named_parameters(), AdamConfig::adam(0.01)).unwrap();
+    let params = model.named_parameters();
+    let mut opt: Box<dyn Optimizer> = match optimizer {
+        "adam" => Box::new(Adam::new(params, AdamConfig::adam(0.01)).unwrap()),
+        _ => Box::new(Adam8bit::new(params, AdamConfig::adam(0.01)).unwrap()),
+    };
     let config = TrainConfig {
         epochs: 1,
         batch_size: 16,
@@ -70,8 +83,11 @@ fn ledger_run(dry: bool) -> (MemoryReport, kiln::train::memory::Formula) {
         quiet: true,
         ..Default::default()
     };
-    let dir = std::env::temp_dir().join(format!("kiln-ledger-{}-{dry}", std::process::id()));
-    let formula = memory_formula(model.as_mut(), "adam", 0.0);
+    let dir = std::env::temp_dir().join(format!(
+        "kiln-ledger-{}-{dry}-{optimizer}",
+        std::process::id()
+    ));
+    let formula = memory_formula(model.as_mut(), optimizer, 0.0);
     let ledger = MemoryLedger::new(&g, Some(dir.clone())).with_formula(formula);
     let mut t = Trainer::new(&g, config, data, &dir).hook(ledger.clone());
     let task = Task::Classification {
@@ -79,7 +95,8 @@ fn ledger_run(dry: bool) -> (MemoryReport, kiln::train::memory::Formula) {
     };
     let mut obj = Supervised::new(&g, task);
     let start = Progress::default();
-    t.fit(model.as_mut(), &mut opt, &mut obj, start).unwrap();
+    t.fit(model.as_mut(), opt.as_mut(), &mut obj, start)
+        .unwrap();
     let report = MemoryReport::load(&dir.join("memory.json")).unwrap();
     assert_eq!(report, ledger.report(), "memory.json holds the ledger");
     let _ = std::fs::remove_dir_all(&dir);
@@ -110,5 +127,20 @@ fn a_ledger_on_the_trainer_matches_the_formula_and_its_dry_run() {
     assert_eq!(
         dry.overall, r.overall,
         "a dry run counts what a real run allocates"
+    );
+}
+
+#[test]
+fn eight_bit_adam_state_matches_its_formula() {
+    // 8 x 640 = 5,120 weights: quantised (>= 4,096 values); the rest keep f32 moments.
+    let (r, f) = ledger_run_with(false, "adam8bit", &[640, 16]);
+    assert_eq!(Some(r.overall.optimizer_state), f.optimizer_state);
+    let (adam, fa) = ledger_run_with(false, "adam", &[640, 16]);
+    assert_eq!(Some(adam.overall.optimizer_state), fa.optimizer_state);
+    assert!(
+        r.overall.optimizer_state * 2 < adam.overall.optimizer_state,
+        "8-bit state {} vs f32 {}",
+        r.overall.optimizer_state,
+        adam.overall.optimizer_state
     );
 }
