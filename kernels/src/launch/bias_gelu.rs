@@ -11,7 +11,7 @@
 use crate::buffer_pool::GpuBuffer;
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
-use crate::launch::{ParamsLayout, grid_1d, layout_of};
+use crate::launch::grid_1d;
 use crate::operand::Operand;
 use crate::pipeline::KernelKey;
 
@@ -29,11 +29,6 @@ crate::kernel_params! {
         /// Element offset of g[0, 0] (backward).
         pub g_offset: u32,
     }
-}
-
-/// Params layouts of this family, for the layout test.
-pub fn params_layouts() -> Vec<ParamsLayout> {
-    vec![layout_of::<BiasGeluParams>()]
 }
 
 fn key(entry: &'static str, tanh: bool) -> KernelKey {

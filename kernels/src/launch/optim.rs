@@ -14,7 +14,7 @@
 use crate::buffer_pool::GpuBuffer;
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
-use crate::launch::{ParamsLayout, grid_1d, layout_of};
+use crate::launch::grid_1d;
 use crate::operand::Operand;
 use crate::pipeline::KernelKey;
 
@@ -70,11 +70,6 @@ crate::kernel_params! {
         /// Bias correction 1 - b2^t.
         pub bc2: f32,
     }
-}
-
-/// Params layouts of this family, for the layout test.
-pub fn params_layouts() -> Vec<ParamsLayout> {
-    vec![layout_of::<SgdParams>(), layout_of::<AdamParams>()]
 }
 
 /// SGD hyper-parameters for one update.

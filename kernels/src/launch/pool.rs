@@ -13,7 +13,7 @@
 use crate::buffer_pool::GpuBuffer;
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
-use crate::launch::{ParamsLayout, grid_1d, layout_of};
+use crate::launch::grid_1d;
 use crate::operand::Operand;
 use crate::pipeline::KernelKey;
 
@@ -51,11 +51,6 @@ crate::kernel_params! {
         /// Element offset of x (forward) or g (backward).
         pub src_offset: u32,
     }
-}
-
-/// Params layouts of this family, for the layout test.
-pub fn params_layouts() -> Vec<ParamsLayout> {
-    vec![layout_of::<PoolParams>()]
 }
 
 /// Sizes of a pooling op: input (N, C, H, W), output (N, C, OH, OW).

@@ -10,7 +10,7 @@
 use crate::buffer_pool::GpuBuffer;
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
-use crate::launch::{ParamsLayout, grid_1d, layout_of};
+use crate::launch::grid_1d;
 use crate::pipeline::KernelKey;
 
 crate::kernel_params! {
@@ -33,11 +33,6 @@ crate::kernel_params! {
         /// Padding to 16 bytes.
         pub _pad: u32,
     }
-}
-
-/// Params layouts of this family.
-pub fn params_layouts() -> Vec<ParamsLayout> {
-    vec![layout_of::<ReduceParams>()]
 }
 
 /// What to reduce with.

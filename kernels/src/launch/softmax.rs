@@ -16,8 +16,8 @@
 use crate::buffer_pool::GpuBuffer;
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
+use crate::launch::grid_1d;
 use crate::launch::reduce::{ReduceStrategy, Rows};
-use crate::launch::{ParamsLayout, grid_1d, layout_of};
 use crate::pipeline::KernelKey;
 
 /// Invocations per workgroup of every entry point in this family (WGSL `override WG`).
@@ -57,11 +57,6 @@ crate::kernel_params! {
         /// Padding to 16 bytes.
         pub _pad1: u32,
     }
-}
-
-/// Params layouts of this family, for the layout test.
-pub fn params_layouts() -> Vec<ParamsLayout> {
-    vec![layout_of::<SoftmaxParams>()]
 }
 
 /// What `softmax.wgsl` writes for each row (the `MODE` constant).

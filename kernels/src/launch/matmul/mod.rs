@@ -40,7 +40,6 @@ pub use rungs::{MatmulConfig, MatmulVariant};
 use crate::buffer_pool::GpuBuffer;
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
-use crate::launch::{ParamsLayout, layout_of};
 use crate::pipeline::KernelKey;
 
 crate::kernel_params! {
@@ -79,11 +78,6 @@ crate::kernel_params! {
         /// 0: `C = A @ B`; 1: `C += A @ B` (chunks of K after the first).
         pub accumulate: u32,
     }
-}
-
-/// Params layouts of this family, for the layout test.
-pub fn params_layouts() -> Vec<ParamsLayout> {
-    vec![layout_of::<MatmulParams>()]
 }
 
 /// Workgroup size of the naive rung (x along N, y along M).
