@@ -36,6 +36,10 @@ pub const SOURCES: &[(&str, &str)] = &[
         include_str!("../../shaders/common/grid.wgsl"),
     ),
     (
+        "common/rows.wgsl",
+        include_str!("../../shaders/common/rows.wgsl"),
+    ),
+    (
         "common/online_softmax.wgsl",
         include_str!("../../shaders/common/online_softmax.wgsl"),
     ),

@@ -112,9 +112,8 @@ pub fn all_params() -> Vec<ParamsLayout> {
         layout_of::<optim::AdamParams>(),
         layout_of::<outlier::OutlierParams>(),
         layout_of::<pool::PoolParams>(),
-        layout_of::<reduce::ReduceParams>(),
+        layout_of::<reduce::RowsParams>(),
         layout_of::<rnn::RnnParams>(),
-        layout_of::<softmax::SoftmaxParams>(),
     ]
 }
 
