@@ -94,6 +94,15 @@ pub struct Window {
 }
 
 impl Window {
+    /// A square `k` x `k` window with stride `k` and no padding (PyTorch's `MaxPool2d(k)`).
+    pub fn square(k: usize) -> Self {
+        Window {
+            kernel: (k, k),
+            stride: (k, k),
+            padding: (0, 0),
+        }
+    }
+
     /// Output length along one axis of input length `len` (floor mode, as PyTorch's default):
     /// `(len + 2p - k) / s + 1`, or `None` when the window does not fit the padded input.
     pub fn out_len(len: usize, k: usize, s: usize, p: usize) -> Option<usize> {
