@@ -52,6 +52,12 @@ pub fn fails(args: &[&str]) -> String {
     err
 }
 
+/// `kiln train --model MODEL --text TEXT extra...` must fail with one clean error paragraph
+/// ([`fails`]); returns stderr.
+pub fn text_train_fails(model: &str, text: &Path, extra: &[&str]) -> String {
+    fails(&[&["train", "--model", model, "--text", s(text)], extra].concat())
+}
+
 /// Each `(args, want)`, followed by `extra`, must fail with one clean error paragraph
 /// ([`fails`]) that mentions `want`.
 pub fn each_fails(cases: &[(&[&str], &str)], extra: &[&str]) {
