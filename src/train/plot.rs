@@ -21,8 +21,8 @@ pub fn register_font() {
 
 /// Draw a chart's series legend (`chart.configure_series_labels()`) at `pos` in the style of
 /// kiln's plots: on translucent white, framed, 14 px sans-serif.
-pub fn draw_legend<DB: DrawingBackend, CT: plotters::coord::CoordTranslate>(
-    mut labels: SeriesLabelStyle<'_, '_, DB, CT>,
+pub fn draw_legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
+    mut labels: plotters::chart::SeriesLabelStyle<'a, '_, DB, CT>,
     pos: SeriesLabelPosition,
 ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     labels
