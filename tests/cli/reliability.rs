@@ -130,12 +130,8 @@ fn a_model_too_large_for_memory_is_refused_before_it_is_built() {
     );
     assert_mentions(&err, &["too large", "parameters"]);
     assert!(t.elapsed().as_secs() < 10, "took {:?}", t.elapsed());
-    let huge = [
-        "--width",
-        "18446744073709551615",
-        "--out",
-        s(&d.join("run2")),
-    ];
+    let run2 = d.join("run2");
+    let huge = ["--width", "18446744073709551615", "--out", s(&run2)];
     let err = text_train_fails("lstm", &text, &huge);
     assert!(err.contains("too large"), "{err}");
 }

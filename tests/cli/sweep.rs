@@ -95,7 +95,7 @@ fn a_grid_sweep_runs_every_point_and_reports() {
 
 #[test]
 fn successive_halving_prunes_and_uses_fewer_epochs() {
-    let (_, out, _) = sweep_ok(
+    let (d, out, _) = sweep_ok(
         "asha",
         "[train]\nepochs = 4\n[sweep]\nmethod = \"asha\"\ntrials = 4\nseed = 2\n\
          min_epochs = 1\nreduction = 2\n[sweep.space]\n\
@@ -114,7 +114,7 @@ fn successive_halving_prunes_and_uses_fewer_epochs() {
         }
     }
     // Decisions follow trial ids, not finishing order: two at a time, the same sweep.
-    let two = d.join("two");
+    let (two, cfg) = (d.join("two"), d.join("asha.toml"));
     let (ok, _, e) = kiln(&[
         "sweep",
         "--config",
