@@ -118,7 +118,7 @@ fn tile_sweep(gpu: &std::sync::Arc<kiln::Gpu>, prof: &Profiler, iters: usize) ->
             let dims = MatmulDims { batch: 1, m, n, k };
             for cfg in &cfgs {
                 let t = prof.time(gpu, 2, iters, || {
-                    mk::matmul_config(
+                    mk::matmul(
                         gpu,
                         *cfg,
                         MatRef::new(a, la),

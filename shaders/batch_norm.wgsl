@@ -63,6 +63,16 @@ fn at(row: u32, c: u32) -> f32 {
     return ch[row * P.c + c];
 }
 
+// Channel of element t of (N, C, HW).
+fn channel(t: u32) -> u32 {
+    return (t / P.hw) % P.c;
+}
+
+// xhat = (x - mean) * invstd of element t, in channel c.
+fn xhat_at(t: u32, c: u32) -> f32 {
+    return (x[P.x_offset + t] - at(MEAN, c)) * at(INVSTD, c);
+}
+
 @compute @workgroup_size(256)
 fn stats(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let c = grid_index(gid, nwg, WG);
@@ -88,8 +98,7 @@ fn stats_update(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
 fn center_sq(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let t = grid_index(gid, nwg, WG);
     if (t >= P.n * P.c * P.hw) { return; }
-    let c = (t / P.hw) % P.c;
-    let d = x[P.x_offset + t] - at(MEAN, c);
+    let d = x[P.x_offset + t] - at(MEAN, channel(t));
     out[t] = d * d;
 }
 
@@ -97,30 +106,26 @@ fn center_sq(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
 fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let t = grid_index(gid, nwg, WG);
     if (t >= P.n * P.c * P.hw) { return; }
-    let c = (t / P.hw) % P.c;
-    let xhat = (x[P.x_offset + t] - at(MEAN, c)) * at(INVSTD, c);
-    out[t] = xhat * at(WEIGHT, c) + at(BIAS, c);
+    let c = channel(t);
+    out[t] = xhat_at(t, c) * at(WEIGHT, c) + at(BIAS, c);
 }
 
 @compute @workgroup_size(256)
 fn grad_xhat(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let t = grid_index(gid, nwg, WG);
     if (t >= P.n * P.c * P.hw) { return; }
-    let c = (t / P.hw) % P.c;
-    let xhat = (x[P.x_offset + t] - at(MEAN, c)) * at(INVSTD, c);
-    out[t] = g[P.g_offset + t] * xhat;
+    out[t] = g[P.g_offset + t] * xhat_at(t, channel(t));
 }
 
 @compute @workgroup_size(256)
 fn backward_dx(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let t = grid_index(gid, nwg, WG);
     if (t >= P.n * P.c * P.hw) { return; }
-    let c = (t / P.hw) % P.c;
-    let invstd = at(INVSTD, c);
-    let xhat = (x[P.x_offset + t] - at(MEAN, c)) * invstd;
+    let c = channel(t);
+    let xhat = xhat_at(t, c);
     var d = g[P.g_offset + t];
     if (TRAINING) {
         d = d - (at(SUM_G, c) + xhat * at(SUM_GXHAT, c)) * P.inv_m;
     }
-    out[t] = at(WEIGHT, c) * invstd * d;
+    out[t] = at(WEIGHT, c) * at(INVSTD, c) * d;
 }

@@ -78,11 +78,7 @@ fn forward_wg(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_i
     // One workgroup per row; the (x, y) grid only exceeds 65,535 rows in x.
     let r = wid.x + wid.y * nwg.x;
     let tid = lid.x;
-    var part = lse_empty();
-    if (r < P.rows) {
-        part = row_summary(P.offset + r * P.row_stride, P.col_stride, P.classes, tid, WG);
-    }
-    let ms = lse_workgroup(tid, part);
+    let ms = row_summary_wg(r, P.rows, P.offset + r * P.row_stride, P.col_stride, P.classes, tid);
     if (tid == 0u && r < P.rows) {
         finish_row(r, ms);
     }

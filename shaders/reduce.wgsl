@@ -15,22 +15,12 @@
 //   *_wg:     one workgroup of 256 per row, strided partial results then a tree in shared memory
 
 // #include common/grid.wgsl
-
-struct ReduceParams {
-    rows: u32,          // number of outputs
-    len: u32,           // elements reduced into each output
-    offset: u32,        // element offset of x[0, 0]
-    row_stride: u32,    // elements between rows
-    col_stride: u32,    // elements between neighbours in a row
-    out_offset: u32,    // element offset of out[0]
-    scale: f32,         // multiplies a sum (1/len for mean)
-    _pad: u32,
-}
+// #include common/rows.wgsl
 
 override OP: u32 = 0u;
 const WG: u32 = 256u;
 
-@group(0) @binding(0) var<uniform> P: ReduceParams;
+@group(0) @binding(0) var<uniform> P: RowsParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;         // (rows, len), strided
 @group(0) @binding(2) var<storage, read_write> out: array<f32>; // (rows)
 @group(0) @binding(2) var<storage, read_write> idx: array<u32>; // (rows), arg entries

@@ -19,22 +19,12 @@
 
 // #include common/grid.wgsl
 // #include common/online_softmax.wgsl
-
-struct SoftmaxParams {
-    rows: u32,          // number of rows
-    len: u32,           // C, elements per row
-    offset: u32,        // element offset of x[0, 0]
-    row_stride: u32,    // elements between rows of x
-    col_stride: u32,    // elements between neighbours in a row of x
-    out_offset: u32,    // element offset of y[0, 0]
-    _pad0: u32,
-    _pad1: u32,
-}
+// #include common/rows.wgsl
 
 override MODE: u32 = 0u;
 // WG (invocations per workgroup) is declared in common/online_softmax.wgsl.
 
-@group(0) @binding(0) var<uniform> P: SoftmaxParams;
+@group(0) @binding(0) var<uniform> P: RowsParams;  // y from out_offset; scale unused
 // binding 1: x (rows, C), strided, declared in common/online_softmax.wgsl
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;  // (rows, C), or (rows) for MODE 2
 
@@ -84,11 +74,7 @@ fn rows_wg(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) 
     // One workgroup per row; the (x, y) grid only exceeds 65,535 rows in x.
     let r = wid.x + wid.y * nwg.x;
     let t = lid.x;
-    var part = lse_empty();
-    if (r < P.rows) {
-        part = row_summary(P.offset + r * P.row_stride, P.col_stride, P.len, t, WG);
-    }
-    let ms = lse_workgroup(t, part);
+    let ms = row_summary_wg(r, P.rows, P.offset + r * P.row_stride, P.col_stride, P.len, t);
     if (r >= P.rows) { return; }
     if (MODE == 2u) {
         if (t == 0u) {

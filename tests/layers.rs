@@ -5,6 +5,10 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+#[path = "../kernels/tests/layers/source.rs"]
+mod source;
+use source::files;
+
 /// Top to bottom; a folder may import any folder on a later row. Folders on one row (autograd
 /// and tensor: a tensor carries its graph node) may import each other.
 const LAYERS: &[&[&str]] = &[
@@ -37,48 +41,13 @@ fn rank(folder: &str) -> Option<usize> {
     LAYERS.iter().position(|row| row.contains(&folder))
 }
 
-fn files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            files(&p, out);
-        } else if p.extension().is_some_and(|x| x == "rs") {
-            out.push(p);
-        }
-    }
-}
-
-/// The `crate::<name>` paths used on a line of code (comments and doc comments skipped).
+/// The first segment of each `crate::` path on a line of code (comments and doc comments
+/// skipped): the folder or root item it names.
 fn crate_paths(line: &str) -> Vec<String> {
-    let code = line.trim_start();
-    if code.starts_with("//") {
-        return Vec::new();
-    }
-    let code = code.split("//").next().unwrap_or("");
-    let mut out = Vec::new();
-    let mut rest = code;
-    while let Some(i) = rest.find("crate::") {
-        let tail = &rest[i + 7..];
-        let name: String = tail
-            .chars()
-            .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '{')
-            .collect();
-        if let Some(group) = name.strip_prefix('{') {
-            // `crate::{a, b::c}`: each item of the group.
-            let end = tail.find('}').unwrap_or(tail.len());
-            for item in tail[1..end].split(',') {
-                let item = item.trim().split("::").next().unwrap_or("").to_string();
-                if !item.is_empty() {
-                    out.push(item);
-                }
-            }
-            let _ = group;
-        } else {
-            out.push(name);
-        }
-        rest = &tail[1..];
-    }
-    out
+    source::crate_paths(line)
+        .into_iter()
+        .map(|p| p[0].clone())
+        .collect()
 }
 
 #[test]

@@ -103,7 +103,7 @@ fn nf4(c: &mut Criterion) {
             let mcfg = tune::matmul_choice(&gpu, dims, la, lw, false);
             let product = |wbuf: &GpuBuffer| {
                 let (a, b) = (MatRef::new(&x, la), MatRef::new(wbuf, lw));
-                mk::matmul_config(&gpu, mcfg, a, b, &y, 0, dims)
+                mk::matmul(&gpu, mcfg, a, b, &y, 0, dims)
             };
             time(&mut group, id("dequant+matmul"), &gpu, || {
                 nk::dequantize_nf4(&gpu, wb, &wdq)?;

@@ -21,183 +21,68 @@
 //!
 //! [`KernelKey::typed`]: crate::pipeline::KernelKey::typed
 
+/// `[(path, include_str!("../../shaders/" + path)), ...]`: each path written once.
+macro_rules! shader_sources {
+    ($($path:literal),* $(,)?) => {
+        &[$(($path, include_str!(concat!("../../shaders/", $path)))),*]
+    };
+}
+
 /// `(path relative to shaders/, source)` for every WGSL file kiln ships.
-pub const SOURCES: &[(&str, &str)] = &[
-    (
-        "common/strided.wgsl",
-        include_str!("../../shaders/common/strided.wgsl"),
-    ),
-    (
-        "common/math.wgsl",
-        include_str!("../../shaders/common/math.wgsl"),
-    ),
-    (
-        "common/grid.wgsl",
-        include_str!("../../shaders/common/grid.wgsl"),
-    ),
-    (
-        "common/adam.wgsl",
-        include_str!("../../shaders/common/adam.wgsl"),
-    ),
-    (
-        "common/online_softmax.wgsl",
-        include_str!("../../shaders/common/online_softmax.wgsl"),
-    ),
-    (
-        "elementwise/unary.wgsl",
-        include_str!("../../shaders/elementwise/unary.wgsl"),
-    ),
-    (
-        "elementwise/binary.wgsl",
-        include_str!("../../shaders/elementwise/binary.wgsl"),
-    ),
-    (
-        "elementwise/where.wgsl",
-        include_str!("../../shaders/elementwise/where.wgsl"),
-    ),
-    (
-        "elementwise/fill.wgsl",
-        include_str!("../../shaders/elementwise/fill.wgsl"),
-    ),
-    (
-        "elementwise/cast.wgsl",
-        include_str!("../../shaders/elementwise/cast.wgsl"),
-    ),
-    ("reduce.wgsl", include_str!("../../shaders/reduce.wgsl")),
-    ("cluster.wgsl", include_str!("../../shaders/cluster.wgsl")),
-    ("itemsets.wgsl", include_str!("../../shaders/itemsets.wgsl")),
-    ("outlier.wgsl", include_str!("../../shaders/outlier.wgsl")),
-    ("softmax.wgsl", include_str!("../../shaders/softmax.wgsl")),
-    (
-        "cross_entropy.wgsl",
-        include_str!("../../shaders/cross_entropy.wgsl"),
-    ),
-    ("index.wgsl", include_str!("../../shaders/index.wgsl")),
-    ("dropout.wgsl", include_str!("../../shaders/dropout.wgsl")),
-    ("optim.wgsl", include_str!("../../shaders/optim.wgsl")),
-    (
-        "optim8bit.wgsl",
-        include_str!("../../shaders/optim8bit.wgsl"),
-    ),
-    ("pool.wgsl", include_str!("../../shaders/pool.wgsl")),
-    ("rnn.wgsl", include_str!("../../shaders/rnn.wgsl")),
-    ("norm.wgsl", include_str!("../../shaders/norm.wgsl")),
-    (
-        "bias_gelu.wgsl",
-        include_str!("../../shaders/bias_gelu.wgsl"),
-    ),
-    (
-        "batch_norm.wgsl",
-        include_str!("../../shaders/batch_norm.wgsl"),
-    ),
-    (
-        "common/matmul.wgsl",
-        include_str!("../../shaders/common/matmul.wgsl"),
-    ),
-    (
-        "matmul/naive.wgsl",
-        include_str!("../../shaders/matmul/naive.wgsl"),
-    ),
-    (
-        "matmul/tiled.wgsl",
-        include_str!("../../shaders/matmul/tiled.wgsl"),
-    ),
-    (
-        "matmul/regblock.wgsl",
-        include_str!("../../shaders/matmul/regblock.wgsl"),
-    ),
-    (
-        "matmul/vec4.wgsl",
-        include_str!("../../shaders/matmul/vec4.wgsl"),
-    ),
-    (
-        "matmul/subgroup.wgsl",
-        include_str!("../../shaders/matmul/subgroup.wgsl"),
-    ),
-    (
-        "matmul/coop.wgsl",
-        include_str!("../../shaders/matmul/coop.wgsl"),
-    ),
-    (
-        "common/nf4.wgsl",
-        include_str!("../../shaders/common/nf4.wgsl"),
-    ),
-    (
-        "nf4/simple.wgsl",
-        include_str!("../../shaders/nf4/simple.wgsl"),
-    ),
-    (
-        "nf4/block.wgsl",
-        include_str!("../../shaders/nf4/block.wgsl"),
-    ),
-    (
-        "common/conv.wgsl",
-        include_str!("../../shaders/common/conv.wgsl"),
-    ),
-    (
-        "conv/direct.wgsl",
-        include_str!("../../shaders/conv/direct.wgsl"),
-    ),
-    (
-        "conv/implicit_gemm.wgsl",
-        include_str!("../../shaders/conv/implicit_gemm.wgsl"),
-    ),
-    (
-        "attention/params.wgsl",
-        include_str!("../../shaders/attention/params.wgsl"),
-    ),
-    (
-        "attention/forward_io.wgsl",
-        include_str!("../../shaders/attention/forward_io.wgsl"),
-    ),
-    (
-        "attention/backward_io.wgsl",
-        include_str!("../../shaders/attention/backward_io.wgsl"),
-    ),
-    (
-        "attention/forward.wgsl",
-        include_str!("../../shaders/attention/forward.wgsl"),
-    ),
-    (
-        "attention/forward_block.wgsl",
-        include_str!("../../shaders/attention/forward_block.wgsl"),
-    ),
-    (
-        "attention/forward_panel.wgsl",
-        include_str!("../../shaders/attention/forward_panel.wgsl"),
-    ),
-    (
-        "attention/backward_panel.wgsl",
-        include_str!("../../shaders/attention/backward_panel.wgsl"),
-    ),
-    (
-        "attention/backward_prep.wgsl",
-        include_str!("../../shaders/attention/backward_prep.wgsl"),
-    ),
-    (
-        "attention/backward.wgsl",
-        include_str!("../../shaders/attention/backward.wgsl"),
-    ),
-    (
-        "attention/backward_block.wgsl",
-        include_str!("../../shaders/attention/backward_block.wgsl"),
-    ),
-    (
-        "attention/forward_tiled.wgsl",
-        include_str!("../../shaders/attention/forward_tiled.wgsl"),
-    ),
-    (
-        "attention/backward_tiled.wgsl",
-        include_str!("../../shaders/attention/backward_tiled.wgsl"),
-    ),
-    (
-        "bench/fma.wgsl",
-        include_str!("../../shaders/bench/fma.wgsl"),
-    ),
-    (
-        "bench/copy.wgsl",
-        include_str!("../../shaders/bench/copy.wgsl"),
-    ),
+pub const SOURCES: &[(&str, &str)] = shader_sources![
+    "common/strided.wgsl",
+    "common/math.wgsl",
+    "common/grid.wgsl",
+    "common/rows.wgsl",
+    "common/online_softmax.wgsl",
+    "common/adam.wgsl",
+    "elementwise/unary.wgsl",
+    "elementwise/binary.wgsl",
+    "elementwise/where.wgsl",
+    "elementwise/fill.wgsl",
+    "elementwise/cast.wgsl",
+    "reduce.wgsl",
+    "cluster.wgsl",
+    "itemsets.wgsl",
+    "outlier.wgsl",
+    "softmax.wgsl",
+    "cross_entropy.wgsl",
+    "index.wgsl",
+    "dropout.wgsl",
+    "optim.wgsl",
+    "optim8bit.wgsl",
+    "pool.wgsl",
+    "rnn.wgsl",
+    "norm.wgsl",
+    "bias_gelu.wgsl",
+    "batch_norm.wgsl",
+    "common/matmul.wgsl",
+    "matmul/naive.wgsl",
+    "matmul/tiled.wgsl",
+    "matmul/regblock.wgsl",
+    "matmul/vec4.wgsl",
+    "matmul/subgroup.wgsl",
+    "matmul/coop.wgsl",
+    "common/nf4.wgsl",
+    "nf4/simple.wgsl",
+    "nf4/block.wgsl",
+    "common/conv.wgsl",
+    "conv/direct.wgsl",
+    "conv/implicit_gemm.wgsl",
+    "attention/params.wgsl",
+    "attention/forward_io.wgsl",
+    "attention/backward_io.wgsl",
+    "attention/forward.wgsl",
+    "attention/forward_block.wgsl",
+    "attention/forward_panel.wgsl",
+    "attention/backward_panel.wgsl",
+    "attention/backward_prep.wgsl",
+    "attention/backward.wgsl",
+    "attention/backward_block.wgsl",
+    "attention/forward_tiled.wgsl",
+    "attention/backward_tiled.wgsl",
+    "bench/fma.wgsl",
+    "bench/copy.wgsl",
 ];
 
 /// The raw text of `name`, or `None` if kiln ships no such file.

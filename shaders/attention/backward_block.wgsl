@@ -28,19 +28,6 @@ override WG: u32 = 64u;
 
 const LANE = vec4<u32>(0u, 1u, 2u, 3u);
 
-// Rows a..a+3 of a head whose `n` rows start at global row `row0`, clamped to its last row.
-fn rows4(row0: u32, a: u32, n: u32) -> vec4<u32> {
-    return vec4<u32>(row0) + min(vec4<u32>(a) + LANE, vec4<u32>(n - 1u));
-}
-
-// dS and P of one (query, key) line of 4, zero where not visible.
-fn grads(s: vec4<f32>, dp: vec4<f32>, l: vec4<f32>, delta: vec4<f32>, vis: vec4<bool>)
-    -> mat2x4<f32> {
-    let pr = exp(s * p.scale - l);
-    return mat2x4<f32>(select(vec4<f32>(0.0), pr * (dp - delta) * p.scale, vis),
-                       select(vec4<f32>(0.0), pr, vis));
-}
-
 // Column block c of 4 rows (vec4 indices `at + rows`) of k, v, q or dO, one row per column.
 fn rows_k(at: u32, rows: vec4<u32>) -> mat4x4<f32> {
     return mat4x4<f32>(k4[at + rows.x], k4[at + rows.y], k4[at + rows.z], k4[at + rows.w]);
@@ -64,8 +51,7 @@ fn rows_do(at: u32, rows: vec4<u32>) -> mat4x4<f32> {
 fn dq_ds(s: mat4x4<f32>, dp: mat4x4<f32>, st: mat2x4<f32>, b: u32, j: u32, kend: u32,
          lim: vec4<i32>) -> mat4x4<f32> {
     let jv = vec4<i32>(vec4<u32>(j) + LANE);
-    let kv = vec4<bool>(j < kend && kept(b, j), j + 1u < kend && kept(b, j + 1u),
-                        j + 2u < kend && kept(b, j + 2u), j + 3u < kend && kept(b, j + 3u));
+    let kv = kept4(b, j, kend);
     let g0 = grads(s[0], dp[0], st[0], st[1], vec4<bool>(kv.x) & (vec4<i32>(jv.x) <= lim));
     let g1 = grads(s[1], dp[1], st[0], st[1], vec4<bool>(kv.y) & (vec4<i32>(jv.y) <= lim));
     let g2 = grads(s[2], dp[2], st[0], st[1], vec4<bool>(kv.z) & (vec4<i32>(jv.z) <= lim));
@@ -91,12 +77,7 @@ fn attn_bwd_dq_block(@builtin(global_invocation_id) gid: vec3<u32>,
     let ko = p.k_off / 4u;
     let vo = p.v_off / 4u;
     if (p.first != 0u) {
-        for (var c = 0u; c < db; c++) {
-            ga4[qa.x + c] = vec4<f32>(0.0);
-            ga4[qa.y + c] = vec4<f32>(0.0);
-            ga4[qa.z + c] = vec4<f32>(0.0);
-            ga4[qa.w + c] = vec4<f32>(0.0);
-        }
+        zero_ga(qa);
     }
     let st = stats4(rows);
     // Last visible key of each query (-1: a clamped row past Tq).
@@ -130,10 +111,7 @@ fn attn_bwd_dq_block(@builtin(global_invocation_id) gid: vec3<u32>,
         let d1 = dq_ds(s1, dp1, st, b, j + 4u, kend, lim);
         for (var c = 0u; c < db; c++) {
             let inc = rows_k(ko + c, ka) * d0 + rows_k(ko + c, kb) * d1;
-            ga4[qa.x + c] += inc[0];
-            ga4[qa.y + c] += inc[1];
-            ga4[qa.z + c] += inc[2];
-            ga4[qa.w + c] += inc[3];
+            add_ga(qa, c, inc);
         }
     }
 }
@@ -185,20 +163,10 @@ fn attn_bwd_dkdv_block(@builtin(global_invocation_id) gid: vec3<u32>,
     let ko = p.k_off / 4u;
     let vo = p.v_off / 4u;
     if (p.first != 0u) {
-        for (var c = 0u; c < db; c++) {
-            ga4[ka.x + c] = vec4<f32>(0.0);
-            ga4[ka.y + c] = vec4<f32>(0.0);
-            ga4[ka.z + c] = vec4<f32>(0.0);
-            ga4[ka.w + c] = vec4<f32>(0.0);
-            gb4[ka.x + c] = vec4<f32>(0.0);
-            gb4[ka.y + c] = vec4<f32>(0.0);
-            gb4[ka.z + c] = vec4<f32>(0.0);
-            gb4[ka.w + c] = vec4<f32>(0.0);
-        }
+        zero_kv(ka);
     }
     // Which of the 4 keys take gradients: inside Tk and kept by the mask.
-    let kv = vec4<bool>(j0 < p.tk && kept(b, j0), j0 + 1u < p.tk && kept(b, j0 + 1u),
-                        j0 + 2u < p.tk && kept(b, j0 + 2u), j0 + 3u < p.tk && kept(b, j0 + 3u));
+    let kv = kept4(b, j0, p.tk);
     let iend = min(p.c1, p.tq);
     var istart = max(p.c0, query_start(j0));
     if (!any(kv)) {
@@ -227,14 +195,7 @@ fn attn_bwd_dkdv_block(@builtin(global_invocation_id) gid: vec3<u32>,
         for (var c = 0u; c < db; c++) {
             let dk = rows_q(qo + c, qa4) * g0.ds + rows_q(qo + c, qb4) * g1.ds;
             let dv = rows_do(c, qa4) * g0.pr + rows_do(c, qb4) * g1.pr;
-            ga4[ka.x + c] += dk[0];
-            ga4[ka.y + c] += dk[1];
-            ga4[ka.z + c] += dk[2];
-            ga4[ka.w + c] += dk[3];
-            gb4[ka.x + c] += dv[0];
-            gb4[ka.y + c] += dv[1];
-            gb4[ka.z + c] += dv[2];
-            gb4[ka.w + c] += dv[3];
+            add_kv(ka, c, dk, dv);
         }
     }
 }

@@ -58,12 +58,6 @@ fn store_b(r: vec4<u32>, i: vec4<u32>, n: u32, c: u32, x: mat4x4<f32>) {
     if (i.w < n) { gb4[r.w + c] = x[3]; }
 }
 
-// Keys j .. j + 3 below `kend` and kept by the mask.
-fn kept4(b: u32, j: u32, kend: u32) -> vec4<bool> {
-    return vec4<bool>(j < kend && kept(b, j), j + 1u < kend && kept(b, j + 1u),
-                      j + 2u < kend && kept(b, j + 2u), j + 3u < kend && kept(b, j + 3u));
-}
-
 // dQ side: one 4 x 4 block (column t = key j + t, component = query row; st = the rows' (L,
 // delta), lim their last visible key) -> dS, transposed (column r = query row r), 0 where hidden.
 fn dq_ds(s: mat4x4<f32>, dp: mat4x4<f32>, st: mat2x4<f32>, kv: vec4<bool>, j: u32,

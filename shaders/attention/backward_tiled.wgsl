@@ -34,25 +34,6 @@ override TILE: u32 = 528u;   // vec4 per staged tile: BC (D / 4 + 1) (set by the
 var<workgroup> ta: array<vec4<f32>, TILE>;
 var<workgroup> tb: array<vec4<f32>, TILE>;
 
-// 0, 1, 2, 3 (a function, not a `const`: naga 30's override pass rejects a vector constant typed
-// after an override-sized array).
-fn lane() -> vec4<u32> {
-    return vec4<u32>(0u, 1u, 2u, 3u);
-}
-
-// Rows a..a+3 of a head whose `n` rows start at global row `row0`, clamped to its last row.
-fn rows4(row0: u32, a: u32, n: u32) -> vec4<u32> {
-    return vec4<u32>(row0) + min(vec4<u32>(a) + lane(), vec4<u32>(n - 1u));
-}
-
-// dS and P of one (query, key) line of 4, zero where not visible.
-fn grads(s: vec4<f32>, dp: vec4<f32>, l: vec4<f32>, delta: vec4<f32>, vis: vec4<bool>)
-    -> mat2x4<f32> {
-    let pr = exp(s * p.scale - l);
-    return mat2x4<f32>(select(vec4<f32>(0.0), pr * (dp - delta) * p.scale, vis),
-                       select(vec4<f32>(0.0), pr, vis));
-}
-
 // Rows a .. a + 3 (vec4 index a of row a, D / 4 = db per row) of a staged tile, column block c.
 fn tile_a(a: u32, db: u32, c: u32) -> mat4x4<f32> {
     return mat4x4<f32>(ta[a + c], ta[a + db + c], ta[a + 2u * db + c], ta[a + 3u * db + c]);
@@ -84,12 +65,7 @@ fn attn_bwd_dq_tiled(@builtin(workgroup_id) wid3: vec3<u32>,
     // row it is clamped to).
     let mine = i0 < p.tq;
     if (p.first != 0u && mine) {
-        for (var c = 0u; c < db; c++) {
-            ga4[qa.x + c] = vec4<f32>(0.0);
-            ga4[qa.y + c] = vec4<f32>(0.0);
-            ga4[qa.z + c] = vec4<f32>(0.0);
-            ga4[qa.w + c] = vec4<f32>(0.0);
-        }
+        zero_ga(qa);
     }
     let s0 = stats[rows.x];
     let s1 = stats[rows.y];
@@ -137,9 +113,7 @@ fn attn_bwd_dq_tiled(@builtin(workgroup_id) wid3: vec3<u32>,
             // Visibility of key j + k for the 4 queries, then dS (columns: keys) transposed so
             // column r is query r over the 4 keys.
             let jv = vec4<i32>(vec4<u32>(j) + lane());
-            let kv = vec4<bool>(j < kend && kept(b, j), j + 1u < kend && kept(b, j + 1u),
-                                j + 2u < kend && kept(b, j + 2u),
-                                j + 3u < kend && kept(b, j + 3u));
+            let kv = kept4(b, j, kend);
             let g0 = grads(s[0], dp[0], lr, dl, vec4<bool>(kv.x) & (vec4<i32>(jv.x) <= lim));
             let g1 = grads(s[1], dp[1], lr, dl, vec4<bool>(kv.y) & (vec4<i32>(jv.y) <= lim));
             let g2 = grads(s[2], dp[2], lr, dl, vec4<bool>(kv.z) & (vec4<i32>(jv.z) <= lim));
@@ -148,10 +122,7 @@ fn attn_bwd_dq_tiled(@builtin(workgroup_id) wid3: vec3<u32>,
             if (mine) {
                 for (var c = 0u; c < db; c++) {
                     let inc = tile_a(a, db, c) * ds;
-                    ga4[qa.x + c] += inc[0];
-                    ga4[qa.y + c] += inc[1];
-                    ga4[qa.z + c] += inc[2];
-                    ga4[qa.w + c] += inc[3];
+                    add_ga(qa, c, inc);
                 }
             }
         }
@@ -190,20 +161,10 @@ fn attn_bwd_dkdv_tiled(@builtin(workgroup_id) wid3: vec3<u32>,
     let qo = p.q_off / 4u;
     let mine = j0 < p.tk;
     if (p.first != 0u && mine) {
-        for (var c = 0u; c < db; c++) {
-            ga4[ka.x + c] = vec4<f32>(0.0);
-            ga4[ka.y + c] = vec4<f32>(0.0);
-            ga4[ka.z + c] = vec4<f32>(0.0);
-            ga4[ka.w + c] = vec4<f32>(0.0);
-            gb4[ka.x + c] = vec4<f32>(0.0);
-            gb4[ka.y + c] = vec4<f32>(0.0);
-            gb4[ka.z + c] = vec4<f32>(0.0);
-            gb4[ka.w + c] = vec4<f32>(0.0);
-        }
+        zero_kv(ka);
     }
     // Which of the 4 keys take gradients: inside Tk and kept by the mask.
-    let kv = vec4<bool>(j0 < p.tk && kept(b, j0), j0 + 1u < p.tk && kept(b, j0 + 1u),
-                        j0 + 2u < p.tk && kept(b, j0 + 2u), j0 + 3u < p.tk && kept(b, j0 + 3u));
+    let kv = kept4(b, j0, p.tk);
     let jl = vec4<i32>(vec4<u32>(j0) + lane());
     let iend = min(p.c1, p.tq);
     // Tiles start at c0 + n BC; skip those wholly before the first query that sees the
@@ -255,14 +216,7 @@ fn attn_bwd_dkdv_tiled(@builtin(workgroup_id) wid3: vec3<u32>,
                 for (var c = 0u; c < db; c++) {
                     let dk = tile_a(a, db, c) * ds;
                     let dv = tile_b(a, db, c) * pr;
-                    ga4[ka.x + c] += dk[0];
-                    ga4[ka.y + c] += dk[1];
-                    ga4[ka.z + c] += dk[2];
-                    ga4[ka.w + c] += dk[3];
-                    gb4[ka.x + c] += dv[0];
-                    gb4[ka.y + c] += dv[1];
-                    gb4[ka.z + c] += dv[2];
-                    gb4[ka.w + c] += dv[3];
+                    add_kv(ka, c, dk, dv);
                 }
             }
         }

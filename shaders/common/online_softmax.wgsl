@@ -18,7 +18,8 @@
 // `row_summary` walks (part of) one row of `x`, the strided matrix at binding 1 of every including
 // shader, declared here. `lse_workgroup` merges one summary per invocation of a workgroup of WG
 // invocations with a tree in shared memory (log2 WG barriers); WG is declared here too, for the
-// including shader to size its workgroups with.
+// including shader to size its workgroups with. `row_summary_wg` is the two together: a whole
+// row's summary by a workgroup.
 
 // Invocations per workgroup: a power of two, set by the launcher.
 override WG: u32 = 256u;
@@ -78,4 +79,16 @@ fn lse_workgroup(t: u32, a: vec2<f32>) -> vec2<f32> {
         workgroupBarrier();
     }
     return lse_shared[0];
+}
+
+// (m, s) of the row `r` of a (rows, len) matrix starting at x[start] (elements `stride` apart),
+// by the WG invocations of a workgroup (`t` = local index), each reading every WG-th element;
+// every invocation gets it. Rows past `rows` give the empty summary. Call from uniform control
+// flow, once per shader invocation.
+fn row_summary_wg(r: u32, rows: u32, start: u32, stride: u32, len: u32, t: u32) -> vec2<f32> {
+    var part = lse_empty();
+    if (r < rows) {
+        part = row_summary(start, stride, len, t, WG);
+    }
+    return lse_workgroup(t, part);
 }

@@ -14,27 +14,9 @@ use super::Module;
 use crate::error::Result;
 use crate::tensor::Tensor;
 
-/// A pooling window: (height, width) of kernel, stride and padding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PoolWindow {
-    /// (KH, KW).
-    pub kernel: (usize, usize),
-    /// (SH, SW).
-    pub stride: (usize, usize),
-    /// (PH, PW), at most half the kernel.
-    pub padding: (usize, usize),
-}
-
-impl PoolWindow {
-    /// A square `k` x `k` window with stride `k` and no padding (PyTorch's `MaxPool2d(k)`).
-    pub fn square(k: usize) -> Self {
-        PoolWindow {
-            kernel: (k, k),
-            stride: (k, k),
-            padding: (0, 0),
-        }
-    }
-}
+/// A pooling window: (height, width) of kernel, stride and padding (padding at most half the
+/// kernel); the kernels' [`Window`](kiln_kernels::launch::pool::Window).
+pub use kiln_kernels::launch::pool::Window as PoolWindow;
 
 /// A pooling layer defined by a [`PoolWindow`] and the op it applies.
 macro_rules! window_pool {

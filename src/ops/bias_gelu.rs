@@ -96,7 +96,8 @@ pub fn bias_gelu(x: &Tensor, bias: &Tensor, form: GeluForm) -> Result<Tensor> {
     if len == 0 {
         return Ok(y);
     }
-    bk::forward(&gpu, tanh, len, n, xc.operand(), b.buffer(), y.buffer())?;
+    let s = bk::BiasGelu { tanh, len, n };
+    bk::forward(&gpu, s, xc.operand(), b.buffer(), y.buffer())?;
     Ok(y.record("bias_gelu", &[x, bias], move |g| {
         let g = if g.is_contiguous() {
             g.clone()
@@ -104,16 +105,7 @@ pub fn bias_gelu(x: &Tensor, bias: &Tensor, form: GeluForm) -> Result<Tensor> {
             g.copy_contiguous()?
         };
         let dz = Tensor::empty_on(&gpu, &shape, DType::F32)?;
-        bk::backward(
-            &gpu,
-            tanh,
-            len,
-            n,
-            xc.operand(),
-            b.buffer(),
-            g.operand(),
-            dz.buffer(),
-        )?;
+        bk::backward(&gpu, s, xc.operand(), b.buffer(), g.operand(), dz.buffer())?;
         let db = dz.reshape(&[len / n, n])?.sum_dims(&[0], false)?;
         Ok(vec![Some(dz), Some(db)])
     }))

@@ -207,7 +207,7 @@ fn matmul_raw(a: &Tensor, b: &Tensor, cfg: Option<MatmulConfig>) -> Result<Tenso
     };
     let (ra, rb) = (mat(&am, sa), mat(&bm, sb));
     let cfg = cfg.unwrap_or_else(|| tune::matmul_choice(&gpu, dims, ra.layout(), rb.layout(), f16));
-    mk::matmul_config(&gpu, cfg, ra, rb, out.buffer(), 0, dims)?;
+    mk::matmul(&gpu, cfg, ra, rb, out.buffer(), 0, dims)?;
     let strides = contiguous_strides(&final_shape);
     // The f16 rungs accumulate and write f32; an f16 product is narrowed once at the end.
     out.with_view(final_shape, strides, 0).to_dtype(out_dtype)

@@ -147,18 +147,9 @@ fn fused(
     if d == 0 {
         return Ok(y);
     }
-    lk::forward(
-        &gpu,
-        kind,
-        rows,
-        d,
-        xc.operand(),
-        w.buffer(),
-        b.buffer(),
-        eps,
-        y.buffer(),
-        stats.buffer(),
-    )?;
+    let s = lk::RowNorm { kind, rows, d, eps };
+    let (x_in, w_in) = (xc.operand(), w.buffer());
+    lk::forward(&gpu, s, x_in, w_in, b.buffer(), y.buffer(), stats.buffer())?;
     let mut inputs = vec![x];
     inputs.extend(weight);
     inputs.extend(bias);
@@ -167,14 +158,13 @@ fn fused(
         let g = g.dense()?;
         let dx = Tensor::empty_on(&gpu, &shape, DType::F32)?;
         let gxh = Tensor::empty_on(&gpu, &[rows, d], DType::F32)?;
+        let (x_in, w_in, g_in) = (xc.operand(), w.buffer(), g.operand());
         lk::backward(
             &gpu,
-            kind,
-            rows,
-            d,
-            xc.operand(),
-            w.buffer(),
-            g.operand(),
+            s,
+            x_in,
+            w_in,
+            g_in,
             stats.buffer(),
             dx.buffer(),
             gxh.buffer(),

@@ -36,6 +36,20 @@ pub fn register_font() {
     });
 }
 
+/// Draw a chart's series legend (`chart.configure_series_labels()`) at `pos` in the style of
+/// kiln's plots: on translucent white, framed, 14 px sans-serif.
+pub fn draw_legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
+    mut labels: plotters::chart::SeriesLabelStyle<'a, '_, DB, CT>,
+    pos: SeriesLabelPosition,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    labels
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 14))
+        .position(pos)
+        .draw()
+}
+
 pub(super) fn draw_curves(
     path: &Path,
     records: &[EpochRecord],
@@ -113,13 +127,10 @@ pub(super) fn draw_curves(
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
         }
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 14))
-        .position(SeriesLabelPosition::UpperRight)
-        .draw()?;
+    draw_legend(
+        chart.configure_series_labels(),
+        SeriesLabelPosition::UpperRight,
+    )?;
     root.present()?;
     Ok(())
 }

@@ -110,14 +110,19 @@ impl PcaFit {
         let d = self.d;
         let n = check_matrix("pca transform", x, d)?;
         let c = self.components.len() / d;
+        let v = Tensor::from_slice(&self.components, &[c, d])?;
+        self.centred(x, n)?.matmul(&v.t()?)?.to_vec()
+    }
+
+    /// Row-major x (n, d) less the feature means, `x - mean`, as an (n, d) tensor.
+    pub fn centred(&self, x: &[f32], n: usize) -> Result<Tensor> {
+        let d = self.d;
         let xc: Vec<f32> = x
             .iter()
             .enumerate()
             .map(|(i, &v)| v - self.mean[i % d])
             .collect();
-        let t = Tensor::from_slice(&xc, &[n, d])?;
-        let v = Tensor::from_slice(&self.components, &[c, d])?;
-        t.matmul(&v.t()?)?.to_vec()
+        Tensor::from_slice(&xc, &[n, d])
     }
 }
 

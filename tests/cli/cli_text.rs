@@ -10,7 +10,8 @@ use std::sync::OnceLock;
 use crate::cli_util;
 use crate::common::assert_mentions;
 use cli_util::{
-    RUN_FILES, assert_files, fails, json, kiln, s, tiny_text, train_quiet, train_tiny_gpt,
+    RUN_FILES, assert_files, fails, json, kiln, s, text_train_fails, tiny_text, train_quiet,
+    train_tiny_gpt,
 };
 
 /// A fresh directory under the system temp dir.
@@ -223,12 +224,12 @@ fn bad_text_input_fails_with_one_clear_paragraph() {
     let d = scratch("errors");
     let text = tiny_text(&d);
     let missing = d.join("nope.txt");
-    let err = fails(&["train", "--model", "gpt", "--text", s(&missing)]);
+    let err = text_train_fails("gpt", &missing, &[]);
     assert_mentions(&err, &["nope.txt", "cannot read"]);
 
     let empty = d.join("empty.txt");
     std::fs::write(&empty, "  \n").unwrap();
-    let err = fails(&["train", "--model", "lstm", "--text", s(&empty)]);
+    let err = text_train_fails("lstm", &empty, &[]);
     assert_mentions(&err, &["empty.txt", "empty"]);
 
     let short = d.join("short.txt");
@@ -236,18 +237,10 @@ fn bad_text_input_fails_with_one_clear_paragraph() {
     let err = fails(&["train", "--text", s(&short), "--context", "64"]);
     assert_mentions(&err, &["short.txt", "too few"]);
 
-    let err = fails(&["train", "--model", "mlp", "--text", s(&text)]);
+    let err = text_train_fails("mlp", &text, &[]);
     assert!(err.contains("does not train on text"), "{err}");
 
-    let err = fails(&[
-        "train",
-        "--model",
-        "gpt",
-        "--text",
-        s(&text),
-        "--heads",
-        "3",
-    ]);
+    let err = text_train_fails("gpt", &text, &["--heads", "3"]);
     assert!(err.contains("multiple of the heads"), "{err}");
 }
 

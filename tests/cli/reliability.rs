@@ -4,7 +4,7 @@
 
 use crate::cli_util;
 use crate::common::assert_mentions;
-use cli_util::{clean_error, fails, kiln, s, scratch_in, train_quiet};
+use cli_util::{clean_error, fails, kiln, s, scratch_in, text_train_fails, train_quiet};
 
 use std::path::PathBuf;
 
@@ -123,30 +123,16 @@ fn a_model_too_large_for_memory_is_refused_before_it_is_built() {
     let text = d.join("t.txt");
     std::fs::write(&text, "the cat sat on the mat\n".repeat(400)).unwrap();
     let t = std::time::Instant::now();
-    let err = fails(&[
-        "train",
-        "--model",
+    let err = text_train_fails(
         "gpt",
-        "--text",
-        s(&text),
-        "--layers",
-        "1000000",
-        "--out",
-        s(&d.join("run")),
-    ]);
+        &text,
+        &["--layers", "1000000", "--out", s(&d.join("run"))],
+    );
     assert_mentions(&err, &["too large", "parameters"]);
     assert!(t.elapsed().as_secs() < 10, "took {:?}", t.elapsed());
-    let err = fails(&[
-        "train",
-        "--model",
-        "lstm",
-        "--text",
-        s(&text),
-        "--width",
-        "18446744073709551615",
-        "--out",
-        s(&d.join("run2")),
-    ]);
+    let run2 = d.join("run2");
+    let huge = ["--width", "18446744073709551615", "--out", s(&run2)];
+    let err = text_train_fails("lstm", &text, &huge);
     assert!(err.contains("too large"), "{err}");
 }
 

@@ -19,6 +19,18 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     p
 }
 
+/// Run `kiln sweep` on the config `toml`, written to a fresh scratch folder `name`, with `extra`
+/// flags; it must succeed: (the folder, the sweep's output directory in it, stdout).
+fn sweep_ok(name: &str, toml: &str, extra: &[&str]) -> (PathBuf, PathBuf, String) {
+    let d = scratch(name);
+    let cfg = write(&d, &format!("{name}.toml"), toml);
+    let out = d.join("out");
+    let args = [&["sweep", "--config", s(&cfg), "--out", s(&out)], extra].concat();
+    let (ok, stdout, e) = kiln(&args);
+    assert!(ok, "{e}");
+    (d, out, stdout)
+}
+
 /// trials.csv without its seconds column (the only thing that differs between runs).
 fn table(dir: &Path) -> Vec<String> {
     std::fs::read_to_string(dir.join("trials.csv"))
@@ -42,16 +54,12 @@ fn events(dir: &Path) -> Vec<serde_json::Value> {
 
 #[test]
 fn a_grid_sweep_runs_every_point_and_reports() {
-    let d = scratch("grid");
-    let cfg = write(
-        &d,
-        "grid.toml",
+    let (d, out, stdout) = sweep_ok(
+        "grid",
         "[train]\nepochs = 1\n[sweep]\nmethod = \"grid\"\nmetric = \"val_accuracy\"\n\
          [sweep.space]\nlr = [0.01, 0.0001]\n",
+        &[],
     );
-    let out = d.join("out");
-    let (ok, stdout, e) = kiln(&["sweep", "--config", s(&cfg), "--out", s(&out)]);
-    assert!(ok, "{e}");
     assert!(stdout.contains("best val_accuracy"), "{stdout}");
     let t = table(&out);
     assert_eq!(t[0], "trial,state,val_accuracy,epochs,lr");
@@ -63,8 +71,7 @@ fn a_grid_sweep_runs_every_point_and_reports() {
     );
     let best = std::fs::read_to_string(out.join("best.toml")).unwrap();
     assert!(best.contains("lr = 0.01"), "{best}");
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let summary = cli::json(&out.join("summary.json"));
     assert_eq!(summary["best_trial"], 0);
     assert!(
         summary["best_test"]["classification"]["accuracy"]
@@ -88,19 +95,14 @@ fn a_grid_sweep_runs_every_point_and_reports() {
 
 #[test]
 fn successive_halving_prunes_and_uses_fewer_epochs() {
-    let d = scratch("asha");
-    let cfg = write(
-        &d,
-        "asha.toml",
+    let (d, out, _) = sweep_ok(
+        "asha",
         "[train]\nepochs = 4\n[sweep]\nmethod = \"asha\"\ntrials = 4\nseed = 2\n\
          min_epochs = 1\nreduction = 2\n[sweep.space]\n\
          lr = { log-uniform = [1e-5, 3e-2] }\n",
+        &["--quiet"],
     );
-    let out = d.join("out");
-    let (ok, _, e) = kiln(&["sweep", "--config", s(&cfg), "--out", s(&out), "--quiet"]);
-    assert!(ok, "{e}");
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let summary = cli::json(&out.join("summary.json"));
     assert!(summary["pruned"].as_u64().unwrap() >= 1, "{summary}");
     assert!(summary["epochs_total"].as_u64().unwrap() < 16, "{summary}");
     assert!(summary["complete"].as_u64().unwrap() >= 1, "{summary}");
@@ -112,7 +114,7 @@ fn successive_halving_prunes_and_uses_fewer_epochs() {
         }
     }
     // Decisions follow trial ids, not finishing order: two at a time, the same sweep.
-    let two = d.join("two");
+    let (two, cfg) = (d.join("two"), d.join("asha.toml"));
     let (ok, _, e) = kiln(&[
         "sweep",
         "--config",

@@ -52,6 +52,33 @@ pub fn fails(args: &[&str]) -> String {
     err
 }
 
+/// `kiln train --model MODEL --text TEXT extra...` must fail with one clean error paragraph
+/// ([`fails`]); returns stderr.
+pub fn text_train_fails(model: &str, text: &Path, extra: &[&str]) -> String {
+    fails(&[&["train", "--model", model, "--text", s(text)], extra].concat())
+}
+
+/// Each `(args, want)`, followed by `extra`, must fail with one clean error paragraph
+/// ([`fails`]) that mentions `want`.
+pub fn each_fails(cases: &[(&[&str], &str)], extra: &[&str]) {
+    for (args, want) in cases {
+        let err = fails(&[*args, extra].concat());
+        assert!(
+            err.contains(want),
+            "{args:?} should fail with {want}: {err}"
+        );
+    }
+}
+
+/// A fresh scratch directory ([`scratch_in`]) holding one file `name` with `text` (bad data for
+/// an error test): (the directory, the file).
+pub fn scratch_file(suite: &str, dir: &str, name: &str, text: &str) -> (PathBuf, PathBuf) {
+    let d = scratch_in(suite, dir);
+    let f = d.join(name);
+    std::fs::write(&f, text).unwrap();
+    (d, f)
+}
+
 /// The files every `kiln train` run directory holds.
 pub const RUN_FILES: &[&str] = &[
     "config.toml",

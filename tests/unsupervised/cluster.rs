@@ -385,7 +385,7 @@ fn pca_recovers_known_axes_and_variance() {
 use crate::cli_util;
 
 mod cli {
-    use super::cli_util::{clean_error, json, kiln, s, scratch_in};
+    use super::cli_util::{each_fails, json, kiln, s, scratch_file, scratch_in};
 
     const IRIS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/iris.csv");
     const PENGUINS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/penguins.csv");
@@ -476,9 +476,7 @@ mod cli {
 
     #[test]
     fn bad_flags_and_data_are_clean_errors() {
-        let dir = scratch_in("cluster", "bad");
-        let dup = dir.join("dup.csv");
-        std::fs::write(&dup, "a,b\n1,2\n1,2\n1,2\n").unwrap();
+        let (dir, dup) = scratch_file("cluster", "bad", "dup.csv", "a,b\n1,2\n1,2\n1,2\n");
         let out = s(&dir);
         let cases: &[(&[&str], &str)] = &[
             (&["cluster", IRIS, "--k", "0", "--out", out], "at least 1"),
@@ -532,11 +530,6 @@ mod cli {
                 "--components 9",
             ),
         ];
-        for (args, want) in cases {
-            let (ok, _, err) = kiln(args);
-            assert!(!ok, "{args:?} should fail");
-            clean_error(&err);
-            assert!(err.contains(want), "{args:?}: {err}");
-        }
+        each_fails(cases, &[]);
     }
 }

@@ -1,7 +1,7 @@
 //! `kiln outliers` end to end on the ODDS-style breast cancer set (357 benign tumours and 21
 //! malignant ones as the outliers), against scikit-learn's figures on the same file.
 
-use crate::cli_util::{clean_error, json, kiln, s, scratch_in};
+use crate::cli_util::{each_fails, json, kiln, s, scratch_file, scratch_in};
 
 const WBC: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -75,22 +75,13 @@ fn isolation_forest_and_robust_z_score_the_malignant_rows_high() {
 
 /// `kiln outliers DATA flags... --out OUT` must fail, cleanly, with `want` in its message.
 fn fails(data: &str, flags: &[&str], want: &str, out: &str) {
-    let mut args = vec!["outliers", data];
-    args.extend(flags);
-    args.extend(["--out", out]);
-    let (ok, _, err) = kiln(&args);
-    assert!(
-        !ok && err.contains(want),
-        "{args:?} should fail with {want}: {err}"
-    );
-    clean_error(&err);
+    let args = [&["outliers", data], flags].concat();
+    each_fails(&[(&args, want)], &["--out", out]);
 }
 
 #[test]
 fn bad_flags_and_data_are_clean_errors() {
-    let dir = scratch_in("outliers", "bad");
-    let one = dir.join("one.csv");
-    std::fs::write(&one, "a,b\n1,2\n").unwrap();
+    let (dir, one) = scratch_file("outliers", "bad", "one.csv", "a,b\n1,2\n");
     let out = s(&dir);
     fails(WBC, &["--method", "svm"], "--method svm", out);
     fails(WBC, &["--contamination", "0.7"], "(0, 0.5]", out);

@@ -2,7 +2,7 @@
 //! against the brute-force twin, the candidate cap's warning, and bad flags and data as clean
 //! errors.
 
-use crate::cli_util::{clean_error, json, kiln, s, scratch_in};
+use crate::cli_util::{each_fails, json, kiln, s, scratch_file, scratch_in};
 use kiln::data::HeaderMode;
 use kiln::data::table::Table;
 
@@ -136,10 +136,7 @@ fn baskets_with_odd_lines_and_the_candidate_cap() {
 
 #[test]
 fn bad_flags_and_data_are_clean_errors() {
-    let dir = scratch_in("rules", "bad");
-    let blank = dir.join("blank.txt");
-    std::fs::write(&blank, "\n , \n\n").unwrap();
-    let out = s(&dir);
+    let (dir, blank) = scratch_file("rules", "bad", "blank.txt", "\n , \n\n");
     let cases: &[(&[&str], &str)] = &[
         (&["rules", TITANIC, "--min-support", "0"], "--min-support 0"),
         (&["rules", TITANIC, "--min-support", "1.5"], "at most 1"),
@@ -166,12 +163,5 @@ fn bad_flags_and_data_are_clean_errors() {
             "/nonexistent/baskets.txt",
         ),
     ];
-    for (args, want) in cases {
-        let mut all = args.to_vec();
-        all.extend(["--out", out]);
-        let (ok, _, err) = kiln(&all);
-        assert!(!ok, "{args:?} should fail");
-        clean_error(&err);
-        assert!(err.contains(want), "{args:?}: {err}");
-    }
+    each_fails(cases, &["--out", s(&dir)]);
 }

@@ -13,8 +13,8 @@
 use crate::buffer_pool::GpuBuffer;
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
+use crate::launch::grid_1d;
 use crate::launch::reduce::{self, ReduceOp, ReduceStrategy, Rows};
-use crate::launch::{ParamsLayout, grid_1d, layout_of};
 use crate::operand::Operand;
 use crate::pipeline::KernelKey;
 
@@ -60,11 +60,6 @@ crate::kernel_params! {
         /// Weight of the batch in the running statistics (stats_update).
         pub momentum: f32,
     }
-}
-
-/// Params layouts of this family, for the layout test.
-pub fn params_layouts() -> Vec<ParamsLayout> {
-    vec![layout_of::<BatchNormParams>()]
 }
 
 /// Sizes of a batch-norm: x is (N, C, HW).

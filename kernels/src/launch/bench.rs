@@ -17,7 +17,7 @@
 use crate::buffer_pool::GpuBuffer;
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
-use crate::launch::{ParamsLayout, grid_1d, layout_of};
+use crate::launch::grid_1d;
 use crate::pipeline::KernelKey;
 
 const WG: u32 = 256;
@@ -55,11 +55,6 @@ crate::kernel_params! {
         /// Padding to 16 bytes.
         pub _pad2: u32,
     }
-}
-
-/// Params layouts of this family, for the layout test.
-pub fn params_layouts() -> Vec<ParamsLayout> {
-    vec![layout_of::<FmaParams>(), layout_of::<CopyParams>()]
 }
 
 /// FLOPs of one [`fma_chains`] launch of `n` invocations and `iters` iterations.

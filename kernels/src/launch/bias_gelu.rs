@@ -11,7 +11,7 @@
 use crate::buffer_pool::GpuBuffer;
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
-use crate::launch::{ParamsLayout, grid_1d, layout_of};
+use crate::launch::grid_1d;
 use crate::operand::Operand;
 use crate::pipeline::KernelKey;
 
@@ -31,9 +31,16 @@ crate::kernel_params! {
     }
 }
 
-/// Params layouts of this family, for the layout test.
-pub fn params_layouts() -> Vec<ParamsLayout> {
-    vec![layout_of::<BiasGeluParams>()]
+/// One bias-GELU call: the tanh form or the erf one, over `len` = R * N elements with a bias of
+/// `n` = N.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BiasGelu {
+    /// The tanh approximation (else the exact erf form).
+    pub tanh: bool,
+    /// R * N elements.
+    pub len: usize,
+    /// N: bias length (the last dim).
+    pub n: usize,
 }
 
 fn key(entry: &'static str, tanh: bool) -> KernelKey {
@@ -71,43 +78,28 @@ fn params(kernel: &str, len: usize, n: usize, xo: usize, go: usize) -> Result<Bi
     })
 }
 
-/// `y = gelu(x + b)`, tanh form when `tanh`.
+/// `y = gelu(x + b)`, tanh form when `s.tanh`.
 ///
-/// - `x`: (R, N) contiguous at `x.offset`, `len` = R * N elements
+/// - `x`: (R, N) contiguous at `x.offset`, `s.len` = R * N elements
 /// - `b`: (N) from element 0
 /// - `y`: (R, N) from element 0
-pub fn forward(
-    gpu: &Gpu,
-    tanh: bool,
-    len: usize,
-    n: usize,
-    x: Operand<'_>,
-    b: &GpuBuffer,
-    y: &GpuBuffer,
-) -> Result<()> {
-    record(
-        gpu,
-        key("forward", tanh),
-        (len, n, x.offset, 0),
-        &[x.buf, b, y],
-    )
+pub fn forward(gpu: &Gpu, s: BiasGelu, x: Operand<'_>, b: &GpuBuffer, y: &GpuBuffer) -> Result<()> {
+    let at = (s.len, s.n, x.offset, 0);
+    record(gpu, key("forward", s.tanh), at, &[x.buf, b, y])
 }
 
 /// `dz = g * gelu'(x + b)` (the gradient of x; the bias gradient is its sum over rows).
 ///
 /// - `x`, `g`: (R, N) contiguous at their offsets; `b`: (N)
 /// - `dz`: (R, N) from element 0
-#[allow(clippy::too_many_arguments)]
 pub fn backward(
     gpu: &Gpu,
-    tanh: bool,
-    len: usize,
-    n: usize,
+    s: BiasGelu,
     x: Operand<'_>,
     b: &GpuBuffer,
     g: Operand<'_>,
     dz: &GpuBuffer,
 ) -> Result<()> {
-    let at = (len, n, x.offset, g.offset);
-    record(gpu, key("backward", tanh), at, &[x.buf, b, g.buf, dz])
+    let at = (s.len, s.n, x.offset, g.offset);
+    record(gpu, key("backward", s.tanh), at, &[x.buf, b, g.buf, dz])
 }

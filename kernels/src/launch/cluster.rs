@@ -18,8 +18,8 @@
 use crate::buffer_pool::GpuBuffer;
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
+use crate::launch::grid_1d;
 use crate::launch::reduce::{ReduceOp, ReduceStrategy, Rows, reduce_rows};
-use crate::launch::{ParamsLayout, grid_1d, layout_of};
 use crate::pipeline::KernelKey;
 
 crate::kernel_params! {
@@ -43,11 +43,6 @@ crate::kernel_params! {
         /// Padding to 16 bytes.
         pub _pad1: u32,
     }
-}
-
-/// Params layouts of this family.
-pub fn params_layouts() -> Vec<ParamsLayout> {
-    vec![layout_of::<ClusterParams>()]
 }
 
 /// Invocations per workgroup of every entry point.

@@ -39,8 +39,8 @@
 use crate::buffer_pool::GpuBuffer;
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
+use crate::launch::grid_1d;
 use crate::launch::reduce::{self as rk, ReduceOp, ReduceStrategy, Rows};
-use crate::launch::{ParamsLayout, grid_1d, layout_of};
 use crate::pipeline::KernelKey;
 
 mod config;
@@ -93,11 +93,6 @@ crate::kernel_params! {
         /// Forward: 1 when the bias binding holds a real bias.
         pub has_bias: u32,
     }
-}
-
-/// Params layouts of this family, for the layout test.
-pub fn params_layouts() -> Vec<ParamsLayout> {
-    vec![layout_of::<ConvParams>()]
 }
 
 /// Workgroup size of every conv kernel (the WGSL `WG`).

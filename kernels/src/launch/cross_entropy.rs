@@ -16,9 +16,9 @@
 use crate::buffer_pool::GpuBuffer;
 use crate::error::Result;
 use crate::gpu::Gpu;
+use crate::launch::grid_1d;
 use crate::launch::reduce::{ReduceStrategy, Rows};
 use crate::launch::softmax::{Vector, WG, check_range, row_kernel};
-use crate::launch::{ParamsLayout, grid_1d, layout_of};
 use crate::pipeline::KernelKey;
 
 crate::kernel_params! {
@@ -49,11 +49,6 @@ crate::kernel_params! {
         /// Padding to 16 bytes.
         pub _pad1: u32,
     }
-}
-
-/// Params layouts of this family, for the layout test.
-pub fn params_layouts() -> Vec<ParamsLayout> {
-    vec![layout_of::<CrossEntropyParams>()]
 }
 
 /// Cross-entropy forward: for logits `x` (N, C) and class indices `targets` (N, u32), writes

@@ -15,7 +15,7 @@
 use crate::buffer_pool::GpuBuffer;
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
-use crate::launch::{ParamsLayout, grid_1d, layout_of};
+use crate::launch::grid_1d;
 use crate::operand::Operand;
 use crate::pipeline::KernelKey;
 
@@ -49,11 +49,6 @@ crate::kernel_params! {
         /// Scatter: one past the last term `j` this dispatch adds.
         pub j_end: u32,
     }
-}
-
-/// Params layouts of this family, for the layout test.
-pub fn params_layouts() -> Vec<ParamsLayout> {
-    vec![layout_of::<IndexParams>()]
 }
 
 /// Sizes of an indexing op, viewed around the indexed dim: x and gx are (O, D, I); out, g and a

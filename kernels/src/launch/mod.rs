@@ -91,29 +91,32 @@ pub fn layout_of<P: KernelParams>() -> ParamsLayout {
     }
 }
 
-/// Every params struct in the crate.
+/// Every params struct in the crate (a family's new struct is added here).
 pub fn all_params() -> Vec<ParamsLayout> {
-    let mut v = vec![layout_of::<elementwise::ElementwiseParams>()];
-    v.extend(reduce::params_layouts());
-    v.extend(rnn::params_layouts());
-    v.extend(softmax::params_layouts());
-    v.extend(cross_entropy::params_layouts());
-    v.extend(index::params_layouts());
-    v.extend(matmul::params_layouts());
-    v.extend(nf4::params_layouts());
-    v.extend(dropout::params_layouts());
-    v.extend(optim::params_layouts());
-    v.extend(pool::params_layouts());
-    v.extend(batch_norm::params_layouts());
-    v.extend(norm::params_layouts());
-    v.extend(bias_gelu::params_layouts());
-    v.extend(conv::params_layouts());
-    v.extend(attention::params_layouts());
-    v.extend(bench::params_layouts());
-    v.extend(cluster::params_layouts());
-    v.extend(itemsets::params_layouts());
-    v.extend(outlier::params_layouts());
-    v
+    vec![
+        layout_of::<attention::AttnParams>(),
+        layout_of::<batch_norm::BatchNormParams>(),
+        layout_of::<bench::FmaParams>(),
+        layout_of::<bench::CopyParams>(),
+        layout_of::<bias_gelu::BiasGeluParams>(),
+        layout_of::<cluster::ClusterParams>(),
+        layout_of::<conv::ConvParams>(),
+        layout_of::<cross_entropy::CrossEntropyParams>(),
+        layout_of::<dropout::RandomParams>(),
+        layout_of::<elementwise::ElementwiseParams>(),
+        layout_of::<index::IndexParams>(),
+        layout_of::<itemsets::ItemsetsParams>(),
+        layout_of::<matmul::MatmulParams>(),
+        layout_of::<nf4::Nf4Params>(),
+        layout_of::<norm::NormParams>(),
+        layout_of::<optim::SgdParams>(),
+        layout_of::<optim::AdamParams>(),
+        layout_of::<optim::Adam8bitParams>(),
+        layout_of::<outlier::OutlierParams>(),
+        layout_of::<pool::PoolParams>(),
+        layout_of::<reduce::RowsParams>(),
+        layout_of::<rnn::RnnParams>(),
+    ]
 }
 
 /// Declare a params struct: `#[repr(C)]`, `Pod`, and a [`KernelParams`] impl naming its WGSL twin.

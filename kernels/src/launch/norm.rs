@@ -17,7 +17,7 @@
 use crate::buffer_pool::GpuBuffer;
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
-use crate::launch::{ParamsLayout, grid_1d, layout_of};
+use crate::launch::grid_1d;
 use crate::operand::Operand;
 use crate::pipeline::KernelKey;
 
@@ -48,11 +48,6 @@ crate::kernel_params! {
     }
 }
 
-/// Params layouts of this family, for the layout test.
-pub fn params_layouts() -> Vec<ParamsLayout> {
-    vec![layout_of::<NormParams>()]
-}
-
 /// Which normalisation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NormKind {
@@ -60,6 +55,20 @@ pub enum NormKind {
     LayerNorm,
     /// `x * rstd * w` with `rstd = 1 / sqrt(mean(x^2) + eps)`.
     RmsNorm,
+}
+
+/// One LayerNorm / RMSNorm call: which, over `rows` rows of `d` (the normalised dim, R x D),
+/// with `eps` (read by the forward; the backward takes `rstd` from the forward's stats).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RowNorm {
+    /// Which normalisation.
+    pub kind: NormKind,
+    /// R: rows.
+    pub rows: usize,
+    /// D: row length.
+    pub d: usize,
+    /// Added to the variance (LayerNorm) or the mean square (RMSNorm).
+    pub eps: f32,
 }
 
 fn params(
@@ -109,34 +118,30 @@ fn record(
     Ok(())
 }
 
-/// Forward of LayerNorm / RMSNorm.
+/// Forward of LayerNorm / RMSNorm `s`.
 ///
 /// - `x`: (R, D), contiguous at `x.offset`
 /// - `w`: (D) from element 0; `b`: (D) from element 0 (ignored for RMSNorm)
 /// - `y`: (R, D) from element 0
 /// - `stats`: (R, 2) from element 0, receives `[mean, rstd]` per row (mean = 0 for RMSNorm)
-#[allow(clippy::too_many_arguments)]
 pub fn forward(
     gpu: &Gpu,
-    kind: NormKind,
-    rows: usize,
-    d: usize,
+    s: RowNorm,
     x: Operand<'_>,
     w: &GpuBuffer,
     b: &GpuBuffer,
-    eps: f32,
     y: &GpuBuffer,
     stats: &GpuBuffer,
 ) -> Result<()> {
-    let (entry, bufs): (_, &[&GpuBuffer]) = match kind {
+    let (entry, bufs): (_, &[&GpuBuffer]) = match s.kind {
         NormKind::LayerNorm => ("ln_forward", &[x.buf, w, b, y, stats]),
         NormKind::RmsNorm => ("rms_forward", &[x.buf, w, y, stats]),
     };
-    record(gpu, entry, (rows, d, x.offset, 0, eps), bufs)
+    record(gpu, entry, (s.rows, s.d, x.offset, 0, s.eps), bufs)
 }
 
-/// Backward of LayerNorm / RMSNorm: the input gradient `dx` and `gxh = g * xhat` (whose sum over
-/// rows is the weight gradient).
+/// Backward of LayerNorm / RMSNorm `s`: the input gradient `dx` and `gxh = g * xhat` (whose sum
+/// over rows is the weight gradient).
 ///
 /// - `x`: (R, D) at `x.offset`; `g`: (R, D) at `g.offset`, both contiguous
 /// - `w`: (D); `stats`: (R, 2) from the forward
@@ -144,9 +149,7 @@ pub fn forward(
 #[allow(clippy::too_many_arguments)]
 pub fn backward(
     gpu: &Gpu,
-    kind: NormKind,
-    rows: usize,
-    d: usize,
+    s: RowNorm,
     x: Operand<'_>,
     w: &GpuBuffer,
     g: Operand<'_>,
@@ -154,10 +157,10 @@ pub fn backward(
     dx: &GpuBuffer,
     gxh: &GpuBuffer,
 ) -> Result<()> {
-    let entry = match kind {
+    let entry = match s.kind {
         NormKind::LayerNorm => "ln_backward",
         NormKind::RmsNorm => "rms_backward",
     };
-    let at = (rows, d, x.offset, g.offset, 0.0);
+    let at = (s.rows, s.d, x.offset, g.offset, 0.0);
     record(gpu, entry, at, &[x.buf, w, g.buf, stats, dx, gxh])
 }

@@ -16,7 +16,7 @@
 use crate::buffer_pool::GpuBuffer;
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
-use crate::launch::{ParamsLayout, grid_1d, layout_of};
+use crate::launch::grid_1d;
 use crate::operand::Operand;
 use crate::pipeline::KernelKey;
 
@@ -109,15 +109,6 @@ crate::kernel_params! {
         /// Padding.
         pub _pad2: u32,
     }
-}
-
-/// Params layouts of this family, for the layout test.
-pub fn params_layouts() -> Vec<ParamsLayout> {
-    vec![
-        layout_of::<SgdParams>(),
-        layout_of::<AdamParams>(),
-        layout_of::<Adam8bitParams>(),
-    ]
 }
 
 /// SGD hyper-parameters for one update.

@@ -25,7 +25,7 @@
 use crate::buffer_pool::GpuBuffer;
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
-use crate::launch::{ParamsLayout, grid_1d, layout_of};
+use crate::launch::grid_1d;
 use crate::pipeline::KernelKey;
 
 crate::kernel_params! {
@@ -56,11 +56,6 @@ crate::kernel_params! {
         /// Padding to 16 bytes.
         pub _pad1: u32,
     }
-}
-
-/// Params layouts of this family.
-pub fn params_layouts() -> Vec<ParamsLayout> {
-    vec![layout_of::<OutlierParams>()]
 }
 
 /// Invocations per workgroup of every entry point.

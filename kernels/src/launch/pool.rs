@@ -13,7 +13,7 @@
 use crate::buffer_pool::GpuBuffer;
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
-use crate::launch::{ParamsLayout, grid_1d, layout_of};
+use crate::launch::grid_1d;
 use crate::operand::Operand;
 use crate::pipeline::KernelKey;
 
@@ -51,11 +51,6 @@ crate::kernel_params! {
         /// Element offset of x (forward) or g (backward).
         pub src_offset: u32,
     }
-}
-
-/// Params layouts of this family, for the layout test.
-pub fn params_layouts() -> Vec<ParamsLayout> {
-    vec![layout_of::<PoolParams>()]
 }
 
 /// Sizes of a pooling op: input (N, C, H, W), output (N, C, OH, OW).
@@ -99,6 +94,15 @@ pub struct Window {
 }
 
 impl Window {
+    /// A square `k` x `k` window with stride `k` and no padding (PyTorch's `MaxPool2d(k)`).
+    pub fn square(k: usize) -> Self {
+        Window {
+            kernel: (k, k),
+            stride: (k, k),
+            padding: (0, 0),
+        }
+    }
+
     /// Output length along one axis of input length `len` (floor mode, as PyTorch's default):
     /// `(len + 2p - k) / s + 1`, or `None` when the window does not fit the padded input.
     pub fn out_len(len: usize, k: usize, s: usize, p: usize) -> Option<usize> {

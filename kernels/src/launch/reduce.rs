@@ -10,15 +10,16 @@
 use crate::buffer_pool::GpuBuffer;
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
-use crate::launch::{ParamsLayout, grid_1d, layout_of};
+use crate::launch::grid_1d;
 use crate::pipeline::KernelKey;
 
 crate::kernel_params! {
-    /// Params of every entry point in `reduce.wgsl`.
-    pub struct ReduceParams in "reduce.wgsl" as "ReduceParams" {
-        /// Number of outputs.
+    /// Params of every entry point in `reduce.wgsl` and `softmax.wgsl` (the WGSL struct is in
+    /// `common/rows.wgsl`): a strided (rows, len) matrix [`Rows`] and where the output starts.
+    pub struct RowsParams in "reduce.wgsl" as "RowsParams" {
+        /// Number of rows (outputs of a reduction).
         pub rows: u32,
-        /// Elements reduced into each output.
+        /// Elements per row.
         pub len: u32,
         /// Element offset of x[0, 0].
         pub offset: u32,
@@ -26,18 +27,29 @@ crate::kernel_params! {
         pub row_stride: u32,
         /// Elements between neighbours in a row.
         pub col_stride: u32,
-        /// Element offset of `out[0]`.
+        /// Element offset of the output's first element.
         pub out_offset: u32,
-        /// Multiplies a sum (1/len for mean).
+        /// Multiplies a sum (1/len for mean); unused by softmax.
         pub scale: f32,
         /// Padding to 16 bytes.
         pub _pad: u32,
     }
 }
 
-/// Params layouts of this family.
-pub fn params_layouts() -> Vec<ParamsLayout> {
-    vec![layout_of::<ReduceParams>()]
+impl RowsParams {
+    /// The params of `x`, the output from element `out_offset`, sums times `scale`.
+    pub fn new(x: &Rows<'_>, out_offset: usize, scale: f32) -> RowsParams {
+        RowsParams {
+            rows: x.rows as u32,
+            len: x.len as u32,
+            offset: x.offset as u32,
+            row_stride: x.row_stride as u32,
+            col_stride: x.col_stride as u32,
+            out_offset: out_offset as u32,
+            scale,
+            _pad: 0,
+        }
+    }
 }
 
 /// What to reduce with.
@@ -126,7 +138,7 @@ fn check_serial(serial: bool, x: &Rows<'_>) -> Result<()> {
     Ok(())
 }
 
-fn params(x: &Rows<'_>, out_offset: usize, scale: f32) -> Result<ReduceParams> {
+fn params(x: &Rows<'_>, out_offset: usize, scale: f32) -> Result<RowsParams> {
     if x.len > MAX_LEN {
         return Err(KernelError::launch(
             "reduce.wgsl",
@@ -143,16 +155,7 @@ fn params(x: &Rows<'_>, out_offset: usize, scale: f32) -> Result<ReduceParams> {
             "cannot reduce an empty row",
         ));
     }
-    Ok(ReduceParams {
-        rows: x.rows as u32,
-        len: x.len as u32,
-        offset: x.offset as u32,
-        row_stride: x.row_stride as u32,
-        col_stride: x.col_stride as u32,
-        out_offset: out_offset as u32,
-        scale,
-        _pad: 0,
-    })
+    Ok(RowsParams::new(x, out_offset, scale))
 }
 
 fn grid(serial: bool, rows: usize) -> [u32; 3] {

@@ -16,8 +16,8 @@
 use crate::buffer_pool::GpuBuffer;
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
-use crate::launch::reduce::{ReduceStrategy, Rows};
-use crate::launch::{ParamsLayout, grid_1d, layout_of};
+use crate::launch::grid_1d;
+use crate::launch::reduce::{ReduceStrategy, Rows, RowsParams};
 use crate::pipeline::KernelKey;
 
 /// Invocations per workgroup of every entry point in this family (WGSL `override WG`).
@@ -36,33 +36,6 @@ pub const WG: u32 = 256;
 /// vs 0.20 ms; 1 x 32768: 0.32 vs 1.1 ms; 64 x 4096: 1.9 vs 2.3 ms); between 1k and 4k they are
 /// within noise. A real GPU also prefers the workgroup (coalesced reads) for long rows.
 pub const SERIAL_MAX_LEN: usize = 1024;
-
-crate::kernel_params! {
-    /// Params of every entry point in `softmax.wgsl`.
-    pub struct SoftmaxParams in "softmax.wgsl" as "SoftmaxParams" {
-        /// Number of rows.
-        pub rows: u32,
-        /// C, elements per row.
-        pub len: u32,
-        /// Element offset of x[0, 0].
-        pub offset: u32,
-        /// Elements between rows of x.
-        pub row_stride: u32,
-        /// Elements between neighbours in a row of x.
-        pub col_stride: u32,
-        /// Element offset of y[0, 0] (y is contiguous).
-        pub out_offset: u32,
-        /// Padding to 16 bytes.
-        pub _pad0: u32,
-        /// Padding to 16 bytes.
-        pub _pad1: u32,
-    }
-}
-
-/// Params layouts of this family, for the layout test.
-pub fn params_layouts() -> Vec<ParamsLayout> {
-    vec![layout_of::<SoftmaxParams>()]
-}
 
 /// What `softmax.wgsl` writes for each row (the `MODE` constant).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -199,16 +172,7 @@ pub fn softmax_rows(
     let Some((key, grid)) = row_kernel("softmax.wgsl", entries, strategy, &x, &mode)? else {
         return Ok(());
     };
-    let p = SoftmaxParams {
-        rows: x.rows as u32,
-        len: x.len as u32,
-        offset: x.offset as u32,
-        row_stride: x.row_stride as u32,
-        col_stride: x.col_stride as u32,
-        out_offset: out_offset as u32,
-        _pad0: 0,
-        _pad1: 0,
-    };
+    let p = RowsParams::new(&x, out_offset, 0.0);
     gpu.dispatch(&key, &p, &[x.buf, out], grid);
     Ok(())
 }

@@ -256,7 +256,7 @@ impl<'g> Tuner<'g> {
         for cfg in configs {
             let run = || {
                 let (ra, rb) = (MatRef::new(&a, la), MatRef::new(&b, lb));
-                mk::matmul_config(gpu, cfg, ra, rb, &c, 0, dims)
+                mk::matmul(gpu, cfg, ra, rb, &c, 0, dims)
             };
             // The same strides (hence the same vec4 modes) on at most 4 x 4 x 4: builds the
             // pipeline without the cost of a full product.
@@ -268,7 +268,7 @@ impl<'g> Tuner<'g> {
             };
             let compile = || {
                 let (ra, rb) = (MatRef::new(&a, la), MatRef::new(&b, lb));
-                mk::matmul_config(gpu, cfg, ra, rb, &c, 0, tiny)
+                mk::matmul(gpu, cfg, ra, rb, &c, 0, tiny)
             };
             let t = time_best(gpu, self.budget, 4.0 * best, compile, run);
             if let Ok(t) = t {
@@ -483,7 +483,7 @@ pub fn verify_matmul(
     let c = gpu
         .alloc(4 * (d.batch * d.m * d.n) as u64, "verify C")
         .map_err(e)?;
-    mk::matmul_config(gpu, cfg, MatRef::new(&a, la), MatRef::new(&b, lb), &c, 0, d).map_err(e)?;
+    mk::matmul(gpu, cfg, MatRef::new(&a, la), MatRef::new(&b, lb), &c, 0, d).map_err(e)?;
     let got: Vec<f32> = bytemuck::pod_collect_to_vec(
         &gpu.read(&c, 0, 4 * (d.batch * d.m * d.n) as u64)
             .map_err(e)?,

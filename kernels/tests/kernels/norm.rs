@@ -4,7 +4,7 @@
 //! `tests/ops/norm.rs`.
 
 use crate::common::*;
-use kiln_kernels::launch::norm::{self as nk, NormKind};
+use kiln_kernels::launch::norm::{self as nk, NormKind, RowNorm};
 use kiln_kernels::reference::norm as cpu;
 
 /// f32 row sums (mean, variance, dot products over D <= 257) in another order than f64.
@@ -31,9 +31,10 @@ fn check_against_twin(kind: NormKind, rows: usize, d: usize) {
     let (wb, bb) = (upload(&gpu, &w), upload(&gpu, &b));
     let out = || upload(&gpu, &vec![f32::NAN; rows * d]);
     let (y, stats, dx, gxh) = (out(), upload(&gpu, &vec![0.0; 2 * rows]), out(), out());
-    nk::forward(&gpu, kind, rows, d, xb.operand(), &wb, &bb, eps, &y, &stats).unwrap();
+    let sh = RowNorm { kind, rows, d, eps };
+    nk::forward(&gpu, sh, xb.operand(), &wb, &bb, &y, &stats).unwrap();
     let (d_in, g_in) = (xb.operand(), gb.operand());
-    nk::backward(&gpu, kind, rows, d, d_in, &wb, g_in, &stats, &dx, &gxh).unwrap();
+    nk::backward(&gpu, sh, d_in, &wb, g_in, &stats, &dx, &gxh).unwrap();
 
     let (want_y, _) = cpu::norm_forward(kind, d, &f64s(&x), &f64s(&w), &f64s(&b), eps as f64);
     let what = format!("{kind:?} rows {rows} d {d}");
@@ -80,6 +81,12 @@ fn launcher_refuses_rows_past_the_loop_limit() {
     let (xb, wb, yb, sb) = (buf(rows * d), buf(d), buf(rows * d), buf(2 * rows));
     let x = kiln_kernels::Operand::whole(&xb);
     let kind = NormKind::LayerNorm;
-    let err = nk::forward(&g, kind, rows, d, x, &wb, &wb, 1e-5, &yb, &sb);
+    let sh = RowNorm {
+        kind,
+        rows,
+        d,
+        eps: 1e-5,
+    };
+    let err = nk::forward(&g, sh, x, &wb, &wb, &yb, &sb);
     assert!(err.is_err(), "launcher must refuse D > MAX_D");
 }

@@ -209,7 +209,7 @@ fn lookups_use_the_cache_unless_disabled_and_default_when_untuned() {
     );
     let out = upload(&g, &vec![0.0; 60 * 33]);
     let (xr, yr) = (MatRef::new(&x, a), MatRef::new(&y, b));
-    mk::matmul_config(&g, tuned, xr, yr, &out, 0, dims(1, 60, 33, 50)).unwrap();
+    mk::matmul(&g, tuned, xr, yr, &out, 0, dims(1, 60, 33, 50)).unwrap();
     let prod = read(&g, &out, 60 * 33);
     assert_eq!(tuned, cfg);
     assert_eq!(untuned, tune::matmul_default(false));

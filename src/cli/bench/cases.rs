@@ -388,7 +388,7 @@ pub(super) fn nf4(s: &mut Suite) -> Result<()> {
         s.run(case, || {
             nk::dequantize_nf4(&gpu, wb, &wdq)?;
             let (a, b) = (MatRef::new(&x, la), MatRef::new(&wdq, lw));
-            mk::matmul_config(&gpu, mcfg, a, b, &y, 0, dims)
+            mk::matmul(&gpu, mcfg, a, b, &y, 0, dims)
         })?;
         for cfg in Nf4Config::candidates(&gpu, pass) {
             let mut case = Case::new(op, shape.clone(), &cfg.label())

@@ -7,19 +7,7 @@
 use plotters::prelude::*;
 
 use super::Row;
-
-fn register_font() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        // DejaVu Sans (Bitstream Vera licence, assets/fonts/DejaVu-LICENSE.txt), as in
-        // src/train/log.rs: the bitmap backend has no system fonts to fall back on.
-        let _ = plotters::style::register_font(
-            "sans-serif",
-            FontStyle::Normal,
-            include_bytes!("../../../assets/fonts/DejaVuSans.ttf"),
-        );
-    });
-}
+use crate::train::plot::{draw_legend, register_font};
 
 /// The plot's size in pixels.
 const SIZE: (u32, u32) = (1200, 800);
@@ -122,13 +110,10 @@ fn render(
             ("sans-serif", 11).into_font().color(&c),
         )))?;
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 14))
-        .position(SeriesLabelPosition::LowerRight)
-        .draw()?;
+    draw_legend(
+        chart.configure_series_labels(),
+        SeriesLabelPosition::LowerRight,
+    )?;
     root.present()?;
     Ok(())
 }

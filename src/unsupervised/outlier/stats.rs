@@ -63,14 +63,9 @@ impl Mahalanobis {
                     .map(move |&v| (v as f64 * s) as f32)
             })
             .collect();
-        let xc: Vec<f32> = x
-            .iter()
-            .enumerate()
-            .map(|(i, &v)| v - fit.mean[i % d])
-            .collect();
-        let t = Tensor::from_slice(&xc, &[n, d])?;
         let wt = Tensor::from_slice(&w, &[keep.len(), d])?;
-        let s: Vec<f32> = t
+        let s: Vec<f32> = fit
+            .centred(x, n)?
             .matmul(&wt.t()?)?
             .square()?
             .sum_dims(&[1], false)?

@@ -73,6 +73,11 @@ impl MatLayout {
         MatLayout { offset, ..self }
     }
 
+    /// Index of element `[z, r, c]`.
+    pub fn index(&self, z: usize, r: usize, c: usize) -> usize {
+        self.offset + z * self.batch_stride + r * self.row_stride + c * self.col_stride
+    }
+
     /// Index of the last element of a `(batch, rows, cols)` view (`None` on overflow).
     pub fn last_index(&self, batch: usize, rows: usize, cols: usize) -> Option<usize> {
         let span = |n: usize, s: usize| (n.saturating_sub(1)).checked_mul(s);

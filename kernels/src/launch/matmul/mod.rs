@@ -40,7 +40,6 @@ pub use rungs::{MatmulConfig, MatmulVariant};
 use crate::buffer_pool::GpuBuffer;
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
-use crate::launch::{ParamsLayout, layout_of};
 use crate::pipeline::KernelKey;
 
 crate::kernel_params! {
@@ -79,11 +78,6 @@ crate::kernel_params! {
         /// 0: `C = A @ B`; 1: `C += A @ B` (chunks of K after the first).
         pub accumulate: u32,
     }
-}
-
-/// Params layouts of this family, for the layout test.
-pub fn params_layouts() -> Vec<ParamsLayout> {
-    vec![layout_of::<MatmulParams>()]
 }
 
 /// Workgroup size of the naive rung (x along N, y along M).
@@ -151,33 +145,23 @@ pub const K_CHUNK: usize = 16_384;
 /// element index must fit in u32 and inside its buffer, and the rung must be available on `gpu`
 /// ([`MatmulVariant::available`]); otherwise this returns [`KernelError::Launch`] and records
 /// nothing.
+///
+/// `cfg` is a tile configuration (what the autotuner picks) or a rung alone, which runs with
+/// its default configuration ([`MatmulConfig::default_for`]).
 pub fn matmul(
     gpu: &Gpu,
-    variant: MatmulVariant,
+    cfg: impl Into<MatmulConfig>,
     a: MatRef<'_>,
     b: MatRef<'_>,
     out: &GpuBuffer,
     out_offset: usize,
     dims: MatmulDims,
 ) -> Result<()> {
-    let cfg = MatmulConfig::default_for(variant);
+    let cfg = cfg.into();
     matmul_with(gpu, cfg, a, b, None, out, out_offset, dims, MAX_GROUPS)
 }
 
-/// [`matmul`] with an explicit tile configuration (what the autotuner picks).
-pub fn matmul_config(
-    gpu: &Gpu,
-    cfg: MatmulConfig,
-    a: MatRef<'_>,
-    b: MatRef<'_>,
-    out: &GpuBuffer,
-    out_offset: usize,
-    dims: MatmulDims,
-) -> Result<()> {
-    matmul_with(gpu, cfg, a, b, None, out, out_offset, dims, MAX_GROUPS)
-}
-
-/// [`matmul_config`] with a bias row added to every row of the product:
+/// [`matmul`] with a bias row added to every row of the product:
 /// `out[z, i, j] = bias[j] + sum_p A[z, i, p] * B[z, p, j]`, in the store of the vec4 rung
 /// (its `BIAS` constant), so `nn::Linear` costs one dispatch.
 ///
@@ -208,7 +192,7 @@ pub fn matmul_bias(
     )
 }
 
-/// Every matmul launch ([`matmul`], [`matmul_config`], [`matmul_bias`]): checks, then one
+/// Every matmul launch ([`matmul`], [`matmul_bias`]): checks, then one
 /// dispatch per chunk of the grid and of K. `max_groups` (clamped to `1..=65_535`) limits the
 /// workgroups per grid dimension, so tests can exercise the grid split (and the bias chunks that
 /// start past column 0) at small sizes.
@@ -311,17 +295,11 @@ pub fn matmul_with(
                         m: ic as u32,
                         n: jc as u32,
                         k: kc as u32,
-                        a_off: (a.offset
-                            + z0 * a.batch_stride
-                            + i0 * a.row_stride
-                            + p0 * a.col_stride) as u32,
+                        a_off: a.layout().index(z0, i0, p0) as u32,
                         a_batch: a.batch_stride as u32,
                         a_row: a.row_stride as u32,
                         a_col: a.col_stride as u32,
-                        b_off: (b.offset
-                            + z0 * b.batch_stride
-                            + p0 * b.row_stride
-                            + j0 * b.col_stride) as u32,
+                        b_off: b.layout().index(z0, p0, j0) as u32,
                         b_batch: b.batch_stride as u32,
                         b_row: b.row_stride as u32,
                         b_col: b.col_stride as u32,

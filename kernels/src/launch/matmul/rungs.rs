@@ -130,6 +130,13 @@ pub struct MatmulConfig {
     pub rows: u32,
 }
 
+/// A rung alone means its default configuration ([`MatmulConfig::default_for`]).
+impl From<MatmulVariant> for MatmulConfig {
+    fn from(variant: MatmulVariant) -> Self {
+        MatmulConfig::default_for(variant)
+    }
+}
+
 impl MatmulConfig {
     /// The configuration the rung runs with when nothing was tuned.
     pub fn default_for(variant: MatmulVariant) -> Self {

@@ -39,7 +39,7 @@
 use crate::buffer_pool::GpuBuffer;
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
-use crate::launch::{ParamsLayout, grid_1d, layout_of};
+use crate::launch::grid_1d;
 use crate::pipeline::KernelKey;
 use crate::reference::nf4::{BLOCK, GROUP, Nf4Quantized, PER_WORD};
 
@@ -67,11 +67,6 @@ crate::kernel_params! {
         /// Forward: 1 adds `bias[o]`.
         pub has_bias: u32,
     }
-}
-
-/// Params layouts of this family, for the layout test.
-pub fn params_layouts() -> Vec<ParamsLayout> {
-    vec![layout_of::<Nf4Params>()]
 }
 
 /// Longest chunk of the reduction one dispatch covers: a multiple of 64, so every chunk starts

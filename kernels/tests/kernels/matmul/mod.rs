@@ -78,7 +78,7 @@ fn check(cfg: MatmulConfig, dims: MatmulDims, la: MatLayout, lb: MatLayout, tag:
     let total = off + len + 5;
     let gc = upload(&g, &vec![SENTINEL; total]);
     let (ra, rb) = (MatRef::new(&ga, la), MatRef::new(&gb, lb));
-    mk::matmul_config(&g, cfg, ra, rb, &gc, off, dims)
+    mk::matmul(&g, cfg, ra, rb, &gc, off, dims)
         .unwrap_or_else(|e| panic!("{tag} {}: launch failed: {e}", cfg.label()));
     let got = read(&g, &gc, total);
     let want = cpu::matmul(&a64, la, &b64, lb, dims);

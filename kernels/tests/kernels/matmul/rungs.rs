@@ -160,7 +160,7 @@ fn f16_rung_error_table() {
         let (gc, _) = upload_as(&g, &vec![0.0; m * n], false);
         let d = dims(1, m, n, k);
         let (ra, rb) = (MatRef::new(&ga, la), MatRef::new(&gb, lb));
-        mk::matmul_config(&g, cfg, ra, rb, &gc, 0, d).unwrap();
+        mk::matmul(&g, cfg, ra, rb, &gc, 0, d).unwrap();
         let got = read(&g, &gc, m * n);
         let want = cpu::matmul(&f64s(&a), la, &f64s(&b), lb, d);
         let worst = got
