@@ -73,6 +73,9 @@ pub struct LoopArgs {
     /// Only the final summary line.
     #[arg(long, short)]
     pub quiet: bool,
+    /// `--grad-checkpoint [N]`.
+    #[command(flatten)]
+    pub grad_checkpoint: super::grad_checkpoint::GradCheckpointArgs,
 }
 
 impl LoopArgs {
@@ -95,6 +98,7 @@ impl LoopArgs {
                  clip_grad_norm => clip_grad_norm, checkpoint_every => checkpoint_every,
                  stop_at_epoch => stop_at_epoch);
         t.quiet |= self.quiet;
+        self.grad_checkpoint.apply_to(t);
     }
 
     /// The budget of a resumed run: `--epochs` (the new total; the learning-rate schedule is
@@ -112,6 +116,7 @@ impl LoopArgs {
             t.checkpoint_every = self.checkpoint_every;
         }
         t.quiet = self.quiet;
+        self.grad_checkpoint.apply_to(t);
     }
 
     /// The directory `--resume` continues: `--out`, required (`what`: "run", "fine-tune").
@@ -179,7 +184,7 @@ pub fn refuse_fixed_flags(given: &[String]) -> super::Result<()> {
     Err(super::Error(format!(
         "--resume continues a run with its saved settings, which these flags would change: {}. \
          Only --epochs, --max-steps, --time-limit, --stop-at-epoch, --checkpoint-every, \
-         --quiet and --device may change on --resume (start a new run with another --out to \
+         --grad-checkpoint, --quiet and --device may change on --resume (start a new run with another --out to \
          change the others)",
         given.join("; ")
     )))

@@ -12,6 +12,7 @@ mod eval;
 mod explosion;
 mod finetune;
 mod generate;
+mod grad_checkpoint;
 mod info;
 mod loop_args;
 mod merge;

@@ -334,6 +334,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
             spec.model, data.input, data.output
         ))
     })?;
+    super::grad_checkpoint::apply(model.as_mut(), &spec.train, &spec.model)?;
     let init_report = if resume && dir.join(LAST).exists() {
         None // the run's own checkpoint restores everything
     } else {

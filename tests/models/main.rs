@@ -9,6 +9,7 @@ mod common;
 #[path = "../common/rnn.rs"]
 mod rnn_util;
 
+mod checkpointing;
 mod genre;
 mod lora;
 mod merge;
