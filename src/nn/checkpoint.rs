@@ -4,9 +4,9 @@
 //! pass without recording a graph, and its backward recomputes `f` with grad on and propagates
 //! through that. This module adds what layers need on top:
 //!
-//! - **the same random draws**: the segment remembers where kiln's stream ([`super::rng`])
-//!   stood when its forward ran; the recomputation draws from there (dropout gets the same
-//!   masks) and puts the stream back where it was, so later draws do not change;
+//! - **the same random draws**: the segment records the keys its forward drew from kiln's
+//!   stream ([`super::rng::record_keys`]) and its recomputation draws them again
+//!   ([`super::rng::replay_keys`]): dropout gets the same masks, and the stream does not move;
 //! - **modules**: [`checkpoint`] runs one [`Module`], [`forward_blocks`] a stack of blocks in
 //!   segments of `every` blocks (how GPT, ResNet-18 and the recurrent stacks implement
 //!   [`Module::set_checkpointing`]), [`Checkpoint`] wraps any module;
@@ -30,7 +30,7 @@
 use std::sync::{Arc, Mutex};
 
 use super::Module;
-use super::rng::{rng_state, set_rng_state};
+use super::rng::{record_keys, replay_keys};
 use crate::autograd::checkpoint::{Pass, checkpoint_segment};
 use crate::error::Result;
 use crate::tensor::Tensor;
@@ -43,15 +43,16 @@ pub fn checkpoint_fn(
     params: &[Tensor],
     f: impl Fn(&[Tensor]) -> Result<Tensor> + Send + Sync + 'static,
 ) -> Result<Tensor> {
-    let start = rng_state();
+    let tape: Mutex<Vec<u64>> = Mutex::default();
     let segment = move |xs: &[Tensor], pass: Pass| match pass {
-        Pass::Forward => f(xs),
-        Pass::Recompute => {
-            let now = rng_state();
-            set_rng_state(start);
-            let y = f(xs);
-            set_rng_state(now);
+        Pass::Forward => {
+            let (y, keys) = record_keys(|| f(xs));
+            *tape.lock().unwrap_or_else(|e| e.into_inner()) = keys;
             y
+        }
+        Pass::Recompute => {
+            let keys = tape.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            replay_keys(&keys, || f(xs))
         }
     };
     checkpoint_segment(inputs, params, Arc::new(segment))

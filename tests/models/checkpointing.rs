@@ -3,12 +3,17 @@
 //! running statistics counted once) and an LSTM's layers (with dropout, and from a given state)
 //! give the plain run's loss and gradients within float tolerance. The mechanism's
 //! finite-difference checks: tests/ops/checkpoint.rs.
+//!
+//! Tests run in parallel threads that all draw from kiln's global random stream, so the runs
+//! compared here take their keys from a recording of the plain run (`record_keys` /
+//! `replay_keys`: per thread) rather than from a seed.
 
 use crate::common;
 
 use common::*;
 use kiln::Tensor;
 use kiln::models::{Gpt, GptConfig, ResNet18, RnnLanguageModel, RnnLmConfig};
+use kiln::nn::rng::{record_keys, replay_keys};
 use kiln::nn::{Lstm, Module, RnnOptions, RnnState};
 use kiln::ops::RnnCell;
 
@@ -20,8 +25,7 @@ const TOL: Tolerance = Tolerance::new(1e-4, 1e-6, "same ops, gradient parts summ
 /// one forward and backward of `model` on `x`.
 type Run = (Vec<f32>, Vec<(String, Vec<f32>)>, Vec<(String, Vec<f32>)>);
 
-fn run(model: &dyn Module, x: &Tensor, seed: u64) -> Run {
-    kiln::nn::manual_seed(seed);
+fn run(model: &dyn Module, x: &Tensor) -> Run {
     let y = model.forward(x).unwrap();
     let w = rand_vec(y.numel(), 99, -1.0, 1.0);
     let w = Tensor::from_slice_on(&gpu(), &w, y.shape()).unwrap();
@@ -57,16 +61,17 @@ fn assert_same(what: &str, plain: &Run, segmented: &Run) {
     }
 }
 
-/// A model built twice from one seed: `plain` runs as built, the other with
-/// `set_checkpointing(every)`, both in training mode from the same RNG state.
+/// A model built twice with the same keys: one runs as built, the other with
+/// `set_checkpointing(every)`, both in training mode drawing the same keys.
 fn compare<M: Module>(what: &str, build: impl Fn() -> M, x: &Tensor, every: &[usize]) {
-    kiln::nn::manual_seed(11);
-    let plain = run(&build(), x, 3);
+    let (model, init) = record_keys(&build);
+    let (plain, keys) = record_keys(|| run(&model, x));
     for &n in every {
-        kiln::nn::manual_seed(11);
-        let mut m = build();
+        let mut m = replay_keys(&init, &build);
         assert!(m.set_checkpointing(n), "{what} checkpoints");
-        assert_same(&format!("{what} every {n}"), &plain, &run(&m, x, 3));
+        let (segmented, drawn) = replay_keys(&keys, || record_keys(|| run(&m, x)));
+        assert_eq!(drawn, keys, "{what} every {n}: the forward's keys, none more");
+        assert_same(&format!("{what} every {n}"), &plain, &segmented);
     }
 }
 
@@ -129,9 +134,9 @@ fn lstm_state_gradients_through_segments() {
     let opts = RnnOptions::new(i, h).num_layers(l);
     let s = seed("ckpt-lstm-state");
     let x = tensor(&rand_vec(b * t * i, s, -1.0, 1.0), &[b, t, i]);
+    let (_, init) = record_keys(|| Lstm::new_on(&gpu(), opts).unwrap());
     let run_state = |every: usize| {
-        kiln::nn::manual_seed(2);
-        let mut m = Lstm::new_on(&gpu(), opts).unwrap();
+        let mut m = replay_keys(&init, || Lstm::new_on(&gpu(), opts).unwrap());
         m.set_checkpointing(every);
         let h0 = tensor(&rand_vec(l * b * h, s ^ 1, -1.0, 1.0), &[l, b, h]).requires_grad();
         let c0 = tensor(&rand_vec(l * b * h, s ^ 2, -1.0, 1.0), &[l, b, h]).requires_grad();

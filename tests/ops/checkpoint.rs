@@ -7,6 +7,7 @@ use crate::common;
 use common::*;
 use kiln::Tensor;
 use kiln::nn::checkpoint::{checkpoint_fn, checkpoint_fn_multi};
+use kiln::nn::rng::{record_keys, replay_keys};
 
 /// tanh(x W + b) in f64, x (n, k), W (k, m), b (m), row-major.
 fn tanh_affine(x: &[f64], w: &[f64], b: &[f64], (n, k, m): (usize, usize, usize)) -> Vec<f64> {
@@ -83,15 +84,14 @@ fn gradcheck_several_outputs_and_a_nested_segment() {
 }
 
 /// Dropout inside a segment: the recomputation draws the masks the forward drew (gradients
-/// equal the plain run's exactly), and the stream after the step stands where the plain run's
-/// does.
+/// equal the plain run's exactly) without drawing from the stream again. (Keys recorded from the
+/// plain run and replayed, per thread: parallel tests draw from the same global stream.)
 #[test]
 fn dropout_masks_replay_in_the_recomputation() {
     let g = gpu();
     let x = rand_vec(6 * 11, seed("checkpoint-dropout"), -1.0, 1.0);
     let w = rand_vec(11 * 11, seed("checkpoint-dropout-w"), -0.5, 0.5);
     let run = |segmented: bool| {
-        kiln::nn::manual_seed(5);
         let xt = Tensor::from_slice_on(&g, &x, &[6, 11]).unwrap().requires_grad();
         let wt = Tensor::from_slice_on(&g, &w, &[11, 11]).unwrap().requires_grad();
         let f = {
@@ -109,12 +109,12 @@ fn dropout_masks_replay_in_the_recomputation() {
         // One more draw after the segment, before backward.
         let y = kiln::nn::dropout(&y, 0.2, true).unwrap();
         y.square().unwrap().sum().unwrap().backward().unwrap();
-        let after = kiln::nn::rng_state();
-        (f32s(&xt.grad().unwrap()), f32s(&wt.grad().unwrap()), after)
+        (f32s(&xt.grad().unwrap()), f32s(&wt.grad().unwrap()))
     };
-    let plain = run(false);
-    let seg = run(true);
-    assert_eq!(plain.2, seg.2, "the stream after backward");
+    let (plain, keys) = record_keys(|| run(false));
+    assert_eq!(keys.len(), 3);
+    let (seg, drawn) = replay_keys(&keys, || record_keys(|| run(true)));
+    assert_eq!(drawn, keys, "keys drawn: the forward's three, none in backward");
     assert_eq!(plain.0, seg.0, "dL/dx");
     assert_eq!(plain.1, seg.1, "dL/dW");
 }
