@@ -45,33 +45,41 @@ struct Opts {
     dropout: f32,
 }
 
+/// The flags as `--name value` pairs, each known name at most once.
 fn parse() -> Result<Opts, String> {
-    let mut o = Opts {
-        layers: 8,
-        width: 64,
-        heads: 4,
-        context: 64,
-        batch: 16,
-        steps: 50,
-        every: vec![1, 2],
-        dropout: 0.1,
-    };
+    const NAMES: [&str; 8] = [
+        "layers", "width", "heads", "context", "batch", "steps", "every", "dropout",
+    ];
+    let mut given = std::collections::HashMap::new();
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
-        let v = args.next().ok_or(format!("{flag} needs a value"))?;
-        let num = |v: &str| v.parse::<usize>().map_err(|e| format!("{flag} {v}: {e}"));
-        match flag.as_str() {
-            "--layers" => o.layers = num(&v)?,
-            "--width" => o.width = num(&v)?,
-            "--heads" => o.heads = num(&v)?,
-            "--context" => o.context = num(&v)?,
-            "--batch" => o.batch = num(&v)?,
-            "--steps" => o.steps = num(&v)?,
-            "--every" => o.every = v.split(',').map(num).collect::<Result<_, _>>()?,
-            "--dropout" => o.dropout = v.parse().map_err(|e| format!("--dropout {v}: {e}"))?,
-            _ => return Err(format!("unknown flag {flag}")),
+        let name = flag.trim_start_matches("--");
+        if !NAMES.contains(&name) || !flag.starts_with("--") {
+            return Err(format!("unknown flag {flag} (known: --{})", NAMES.join(", --")));
         }
+        let v = args.next().ok_or(format!("{flag} needs a value"))?;
+        given.insert(name.to_string(), v);
     }
+    let text = |name: &str, default: &str| given.get(name).cloned().unwrap_or(default.into());
+    let num = |name: &str, default: &str| -> Result<usize, String> {
+        let v = text(name, default);
+        v.parse().map_err(|e| format!("--{name} {v}: {e}"))
+    };
+    let every = text("every", "1,2");
+    let dropout = text("dropout", "0.1");
+    let o = Opts {
+        layers: num("layers", "8")?,
+        width: num("width", "64")?,
+        heads: num("heads", "4")?,
+        context: num("context", "64")?,
+        batch: num("batch", "16")?,
+        steps: num("steps", "50")?,
+        every: every
+            .split(',')
+            .map(|v| v.parse().map_err(|e| format!("--every {v}: {e}")))
+            .collect::<Result<_, String>>()?,
+        dropout: dropout.parse().map_err(|e| format!("--dropout {dropout}: {e}"))?,
+    };
     if o.steps < 2 || o.every.contains(&0) {
         return Err("--steps must be at least 2 and --every values at least 1".into());
     }

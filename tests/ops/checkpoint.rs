@@ -74,10 +74,9 @@ fn gradcheck_several_outputs_and_a_nested_segment() {
             Tensor::concat(&[&outs[0].flatten_all()?, &outs[1].flatten_all()?], 0)
         },
         |x| {
-            let mut out = tanh_affine(&x[0], &x[1], &vec![0.0; m], DIMS);
-            out.iter_mut().enumerate().for_each(|(i, v)| *v += x[2][i % m]);
-            out.extend(x[0].iter().map(|v| v * v));
-            out
+            let h = tanh_affine(&x[0], &x[1], &vec![0.0; m], DIMS);
+            let shifted = h.iter().enumerate().map(|(i, v)| v + x[2][i % m]);
+            shifted.chain(x[0].iter().map(|v| v * v)).collect()
         },
         GradTol::default(),
     );
