@@ -55,7 +55,10 @@ fn parse() -> Result<Opts, String> {
     while let Some(flag) = args.next() {
         let name = flag.trim_start_matches("--");
         if !NAMES.contains(&name) || !flag.starts_with("--") {
-            return Err(format!("unknown flag {flag} (known: --{})", NAMES.join(", --")));
+            return Err(format!(
+                "unknown flag {flag} (known: --{})",
+                NAMES.join(", --")
+            ));
         }
         let v = args.next().ok_or(format!("{flag} needs a value"))?;
         given.insert(name.to_string(), v);
@@ -78,7 +81,9 @@ fn parse() -> Result<Opts, String> {
             .split(',')
             .map(|v| v.parse().map_err(|e| format!("--every {v}: {e}")))
             .collect::<Result<_, String>>()?,
-        dropout: dropout.parse().map_err(|e| format!("--dropout {dropout}: {e}"))?,
+        dropout: dropout
+            .parse()
+            .map_err(|e| format!("--dropout {dropout}: {e}"))?,
     };
     if o.steps < 2 || o.every.contains(&0) {
         return Err("--steps must be at least 2 and --every values at least 1".into());
@@ -101,7 +106,8 @@ fn batch(text: &[u32], o: &Opts, s: usize) -> (Vec<u32>, Vec<u32>) {
     let (mut x, mut y) = (Vec::new(), Vec::new());
     for r in 0..o.batch {
         let h = (s * 7919 + r * 104_729) as u64;
-        let at = (h.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 20) as usize % (text.len() - o.context - 1);
+        let at =
+            (h.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 20) as usize % (text.len() - o.context - 1);
         x.extend_from_slice(&text[at..at + o.context]);
         y.extend_from_slice(&text[at + 1..at + o.context + 1]);
     }
@@ -202,7 +208,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let off = &rows[0];
     println!(
         "{:<8} {:>9} {:>9} {:>13} {:>9} {:>8} {:>8} {:>17}",
-        "mode", "base MiB", "kept MiB", "act peak MiB", "vs off", "ms/step", "vs off",
+        "mode",
+        "base MiB",
+        "kept MiB",
+        "act peak MiB",
+        "vs off",
+        "ms/step",
+        "vs off",
         "max |loss - off|"
     );
     for r in &rows {

@@ -125,7 +125,13 @@ fn recompute(
     let _r = RecomputeGuard::new();
     let xs: Vec<Tensor> = saved
         .iter()
-        .map(|(x, rg)| if *rg { x.detach().requires_grad() } else { x.detach() })
+        .map(|(x, rg)| {
+            if *rg {
+                x.detach().requires_grad()
+            } else {
+                x.detach()
+            }
+        })
         .collect();
     let y = f(&xs, Pass::Recompute)?;
     if y.shape() != shape {

@@ -211,7 +211,9 @@ impl Tensor {
                 self.shape()
             )));
         }
-        self.propagate(grad, &HashSet::new(), &mut |leaf, g| leaf.accumulate_grad(g))
+        self.propagate(grad, &HashSet::new(), &mut |leaf, g| {
+            leaf.accumulate_grad(g)
+        })
     }
 
     /// The traversal behind [`Tensor::backward_with`]: `grad` flows from `self` through the

@@ -72,7 +72,10 @@ pub fn checkpoint_fn_multi(
         let outs = f(xs)?;
         *seen.lock().unwrap_or_else(|e| e.into_inner()) =
             outs.iter().map(|o| o.shape().to_vec()).collect();
-        let flat = outs.iter().map(Tensor::flatten_all).collect::<Result<Vec<_>>>()?;
+        let flat = outs
+            .iter()
+            .map(Tensor::flatten_all)
+            .collect::<Result<Vec<_>>>()?;
         Tensor::concat(&flat.iter().collect::<Vec<_>>(), 0)
     })?;
     let shapes = shapes.lock().unwrap_or_else(|e| e.into_inner()).clone();

@@ -290,7 +290,15 @@ fn gpt_with_grad_checkpoint_resumes_and_matches_the_plain_run() {
     // TINY_GPT with 2 blocks.
     let mut base = vec!["--text", s(&text), "--layers", "2"];
     base.extend_from_slice(&TINY_GPT[2..]);
-    base.extend(["--dropout", "0.1", "--seed", "5", "--epochs", "2", "--quiet"]);
+    base.extend([
+        "--dropout",
+        "0.1",
+        "--seed",
+        "5",
+        "--epochs",
+        "2",
+        "--quiet",
+    ]);
     let run = |out: &Path, extra: &[&str]| {
         let mut v = vec!["train", "--out", s(out)];
         v.extend_from_slice(&base);
@@ -312,7 +320,15 @@ fn gpt_with_grad_checkpoint_resumes_and_matches_the_plain_run() {
         }
     }
     let c = root.join("c");
-    let err = fails(&["train", "--grad-checkpoint", "2", "--epochs", "1", "--out", s(&c)]);
+    let err = fails(&[
+        "train",
+        "--grad-checkpoint",
+        "2",
+        "--epochs",
+        "1",
+        "--out",
+        s(&c),
+    ]);
     assert!(
         err.contains("--grad-checkpoint 2: model mlp has no blocks to checkpoint"),
         "{err}"

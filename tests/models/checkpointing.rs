@@ -19,7 +19,11 @@ use kiln::ops::RnnCell;
 
 /// Float tolerance of a checkpointed run against the plain one: the same ops, but a parameter
 /// used in several places may sum its gradient parts in another order.
-const TOL: Tolerance = Tolerance::new(1e-4, 1e-6, "same ops, gradient parts summed in another order");
+const TOL: Tolerance = Tolerance::new(
+    1e-4,
+    1e-6,
+    "same ops, gradient parts summed in another order",
+);
 
 /// Loss (a fixed random weighting of the outputs), gradients by parameter name, and buffers of
 /// one forward and backward of `model` on `x`.
@@ -53,7 +57,10 @@ fn run(model: &dyn Module, x: &Tensor) -> Run {
 /// `plain` against `segmented`, loss, gradients and buffers, named in failures by `what`.
 fn assert_same(what: &str, plain: &Run, segmented: &Run) {
     TOL.assert_close(&format!("{what}: loss"), &segmented.0, &f64s(&plain.0));
-    for (kind, p, s) in [("grad", &plain.1, &segmented.1), ("buffer", &plain.2, &segmented.2)] {
+    for (kind, p, s) in [
+        ("grad", &plain.1, &segmented.1),
+        ("buffer", &plain.2, &segmented.2),
+    ] {
         assert_eq!(p.len(), s.len(), "{what}: {kind} count");
         for ((n, a), (_, b)) in p.iter().zip(s) {
             TOL.assert_close(&format!("{what}: {kind} {n}"), b, &f64s(a));
@@ -70,7 +77,10 @@ fn compare<M: Module>(what: &str, build: impl Fn() -> M, x: &Tensor, every: &[us
         let mut m = replay_keys(&init, &build);
         assert!(m.set_checkpointing(n), "{what} checkpoints");
         let (segmented, drawn) = replay_keys(&keys, || record_keys(|| run(&m, x)));
-        assert_eq!(drawn, keys, "{what} every {n}: the forward's keys, none more");
+        assert_eq!(
+            drawn, keys,
+            "{what} every {n}: the forward's keys, none more"
+        );
         assert_same(&format!("{what} every {n}"), &plain, &segmented);
     }
 }
@@ -97,7 +107,10 @@ fn gpt_blocks_checkpointed_give_the_plain_gradients() {
 
 #[test]
 fn resnet_blocks_checkpointed_give_the_plain_gradients_and_statistics() {
-    let x = tensor(&rand_vec(4 * 3 * 8 * 8, seed("ckpt-resnet"), -1.0, 1.0), &[4, 3, 8, 8]);
+    let x = tensor(
+        &rand_vec(4 * 3 * 8 * 8, seed("ckpt-resnet"), -1.0, 1.0),
+        &[4, 3, 8, 8],
+    );
     compare(
         "resnet18",
         || ResNet18::new_on(&gpu(), (3, 8, 8), 5).unwrap(),
@@ -147,17 +160,27 @@ fn lstm_state_gradients_through_segments() {
         let out = m.forward_with(&x, Some(&state)).unwrap();
         let c_n = out.state.c.clone().unwrap();
         let loss = out.output.sum().unwrap();
-        let loss = loss.add(&out.state.h.square().unwrap().sum().unwrap()).unwrap();
+        let loss = loss
+            .add(&out.state.h.square().unwrap().sum().unwrap())
+            .unwrap();
         let loss = loss.add(&c_n.sum().unwrap()).unwrap();
         loss.backward().unwrap();
-        let mut v = vec![f32s(&loss), f32s(&h0.grad().unwrap()), f32s(&c0.grad().unwrap())];
+        let mut v = vec![
+            f32s(&loss),
+            f32s(&h0.grad().unwrap()),
+            f32s(&c0.grad().unwrap()),
+        ];
         v.extend(m.parameters().iter().map(|p| f32s(&p.grad().unwrap())));
         v
     };
     let plain = run_state(0);
     for every in [1, 2] {
         for (k, (a, b)) in plain.iter().zip(run_state(every)).enumerate() {
-            TOL.assert_close(&format!("lstm state, every {every}, value {k}"), &b, &f64s(a));
+            TOL.assert_close(
+                &format!("lstm state, every {every}, value {k}"),
+                &b,
+                &f64s(a),
+            );
         }
     }
 }

@@ -91,8 +91,12 @@ fn dropout_masks_replay_in_the_recomputation() {
     let x = rand_vec(6 * 11, seed("checkpoint-dropout"), -1.0, 1.0);
     let w = rand_vec(11 * 11, seed("checkpoint-dropout-w"), -0.5, 0.5);
     let run = |segmented: bool| {
-        let xt = Tensor::from_slice_on(&g, &x, &[6, 11]).unwrap().requires_grad();
-        let wt = Tensor::from_slice_on(&g, &w, &[11, 11]).unwrap().requires_grad();
+        let xt = Tensor::from_slice_on(&g, &x, &[6, 11])
+            .unwrap()
+            .requires_grad();
+        let wt = Tensor::from_slice_on(&g, &w, &[11, 11])
+            .unwrap()
+            .requires_grad();
         let f = {
             let wt = wt.clone();
             move |xs: &[Tensor]| {
@@ -113,7 +117,10 @@ fn dropout_masks_replay_in_the_recomputation() {
     let (plain, keys) = record_keys(|| run(false));
     assert_eq!(keys.len(), 3);
     let (seg, drawn) = replay_keys(&keys, || record_keys(|| run(true)));
-    assert_eq!(drawn, keys, "keys drawn: the forward's three, none in backward");
+    assert_eq!(
+        drawn, keys,
+        "keys drawn: the forward's three, none in backward"
+    );
     assert_eq!(plain.0, seg.0, "dL/dx");
     assert_eq!(plain.1, seg.1, "dL/dW");
 }
@@ -127,8 +134,17 @@ fn outside_grad_mode_a_segment_just_runs() {
         .collect();
     let _g = kiln::no_grad();
     let (w, b) = (t[1].clone(), t[2].clone());
-    let y = checkpoint_fn(&t[..1], &t[1..], move |xs| xs[0].matmul(&w)?.add(&b)?.tanh()).unwrap();
+    let y = checkpoint_fn(&t[..1], &t[1..], move |xs| {
+        xs[0].matmul(&w)?.add(&b)?.tanh()
+    })
+    .unwrap();
     assert!(y.is_leaf() && !y.requires_grad_flag());
-    let want = t[0].matmul(&t[1]).unwrap().add(&t[2]).unwrap().tanh().unwrap();
+    let want = t[0]
+        .matmul(&t[1])
+        .unwrap()
+        .add(&t[2])
+        .unwrap()
+        .tanh()
+        .unwrap();
     assert_eq!(f32s(&y), f32s(&want));
 }
