@@ -10,7 +10,8 @@
 //! The data are windows of the embedded Shakespeare, characters as ids (65 of them); batch `s`
 //! is a pure function of `s`. Each mode ("off", then every N blocks for each N of `--every`)
 //! runs on its own device ([`Gpu::new`]), so the pool's counters see only it, from the same
-//! seed: the same initial weights, batches and dropout keys, so the losses must agree.
+//! seed: the same initial weights, batches and dropout keys, so the losses must agree. The
+//! modes' steps interleave (step s of each, then step s + 1), so a busy machine slows them alike.
 //!
 //! Per Adam step (forward, cross-entropy, backward, step, zero_grad), measured with the
 //! buffer pool's counters ([`Gpu::live_bytes`], [`Gpu::peak_bytes`] after [`Gpu::reset_peak`]):
@@ -30,6 +31,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use kiln::models::{Gpt, GptConfig};
+use kiln::nn::rng::{record_keys, replay_keys};
 use kiln::nn::{Module, loss};
 use kiln::optim::{Adam, AdamConfig, Optimizer};
 use kiln::{Gpu, Tensor};
@@ -114,61 +116,116 @@ fn batch(text: &[u32], o: &Opts, s: usize) -> (Vec<u32>, Vec<u32>) {
     (x, y)
 }
 
-fn run_mode(every: usize, o: &Opts, text: &[u32], vocab: usize) -> kiln::Result<Row> {
-    let gpu: Arc<Gpu> = Gpu::new()?;
-    kiln::nn::manual_seed(7);
-    let cfg = GptConfig {
-        vocab_size: vocab,
-        n_layer: o.layers,
-        n_head: o.heads,
-        n_kv_head: o.heads,
-        d_model: o.width,
-        context: o.context,
-        dropout: o.dropout,
-        rope: false,
-    };
-    let mut gpt = Gpt::new_on(&gpu, cfg)?;
-    gpt.set_checkpointing(every);
-    let mut opt = Adam::new(gpt.named_parameters(), AdamConfig::adamw(1e-3))?;
-    let n = o.batch * o.context;
-    let (mut losses, mut times) = (Vec::new(), Vec::new());
-    let (mut base, mut kept, mut peak) = (0, 0, 0);
-    for s in 0..o.steps {
-        let (xs, ys) = batch(text, o, s);
-        let x = Tensor::from_slice_on(&gpu, &xs, &[o.batch, o.context])?;
-        let y = Tensor::from_slice_on(&gpu, &ys, &[n])?;
+/// One mode: its own device, model and optimizer, and what its steps measured.
+struct Mode {
+    every: usize,
+    gpu: Arc<Gpu>,
+    gpt: Gpt,
+    opt: Adam,
+    losses: Vec<f32>,
+    times: Vec<f64>,
+    base: u64,
+    kept: u64,
+    peak: u64,
+}
+
+impl Mode {
+    /// A fresh GPT (seed 7: the same weights in every mode), checkpointed every `every` blocks.
+    fn new(every: usize, o: &Opts, vocab: usize) -> kiln::Result<Mode> {
+        let gpu: Arc<Gpu> = Gpu::new()?;
+        kiln::nn::manual_seed(7);
+        let cfg = GptConfig {
+            vocab_size: vocab,
+            n_layer: o.layers,
+            n_head: o.heads,
+            n_kv_head: o.heads,
+            d_model: o.width,
+            context: o.context,
+            dropout: o.dropout,
+            rope: false,
+        };
+        let mut gpt = Gpt::new_on(&gpu, cfg)?;
+        gpt.set_checkpointing(every);
+        let opt = Adam::new(gpt.named_parameters(), AdamConfig::adamw(1e-3))?;
+        Ok(Mode {
+            every,
+            gpu,
+            gpt,
+            opt,
+            losses: Vec::new(),
+            times: Vec::new(),
+            base: 0,
+            kept: 0,
+            peak: 0,
+        })
+    }
+
+    /// Step `s` on ids `xs` (B T) and targets `ys` (B T), measured.
+    fn step(&mut self, s: usize, xs: &[u32], ys: &[u32], o: &Opts) -> kiln::Result<()> {
+        let (gpu, n) = (self.gpu.clone(), o.batch * o.context);
+        let x = Tensor::from_slice_on(&gpu, xs, &[o.batch, o.context])?;
+        let y = Tensor::from_slice_on(&gpu, ys, &[n])?;
         gpu.sync()?;
         let t0 = Instant::now();
         let b = gpu.live_bytes();
         gpu.reset_peak();
-        let logits = gpt.forward(&x)?.reshape(&[n, vocab])?;
+        let logits = self
+            .gpt
+            .forward(&x)?
+            .reshape(&[n, self.gpt.config().vocab_size])?;
         let l = loss::cross_entropy(&logits, &y, &Default::default())?;
         let k = gpu.live_bytes() - b;
         l.backward()?;
         let p = gpu.peak_bytes() - b;
-        losses.push(l.to_vec::<f32>()?[0]);
+        self.losses.push(l.to_vec::<f32>()?[0]);
         drop((logits, l));
-        opt.step()?;
-        opt.zero_grad()?;
+        self.opt.step()?;
+        self.opt.zero_grad()?;
         gpu.sync()?;
         if s > 0 {
-            times.push(t0.elapsed().as_secs_f64() * 1e3);
-            (base, kept, peak) = (base.max(b), kept.max(k), peak.max(p));
+            self.times.push(t0.elapsed().as_secs_f64() * 1e3);
+            (self.base, self.kept, self.peak) =
+                (self.base.max(b), self.kept.max(k), self.peak.max(p));
+        }
+        Ok(())
+    }
+
+    fn row(mut self) -> Row {
+        self.times.sort_by(f64::total_cmp);
+        Row {
+            mode: if self.every == 0 {
+                "off".into()
+            } else {
+                format!("every {}", self.every)
+            },
+            ms: self.times[self.times.len() / 2],
+            losses: self.losses,
+            base: self.base,
+            kept: self.kept,
+            peak: self.peak,
         }
     }
-    times.sort_by(f64::total_cmp);
-    Ok(Row {
-        mode: if every == 0 {
-            "off".into()
-        } else {
-            format!("every {every}")
-        },
-        losses,
-        base,
-        kept,
-        peak,
-        ms: times[times.len() / 2],
-    })
+}
+
+/// Every mode's steps, interleaved (step s of each mode, then step s + 1), so that a change in
+/// the machine's load touches all of them alike; the first mode's dropout keys are replayed in
+/// the others (one process-wide stream).
+fn run_modes(every: &[usize], o: &Opts, text: &[u32], vocab: usize) -> kiln::Result<Vec<Row>> {
+    let mut modes: Vec<Mode> = every
+        .iter()
+        .map(|&e| Mode::new(e, o, vocab))
+        .collect::<kiln::Result<_>>()?;
+    kiln::nn::manual_seed(11);
+    for s in 0..o.steps {
+        let (xs, ys) = batch(text, o, s);
+        let (first, rest) = modes.split_first_mut().expect("at least one mode");
+        let (r, keys) = record_keys(|| first.step(s, &xs, &ys, o));
+        r?;
+        for m in rest {
+            replay_keys(&keys, || m.step(s, &xs, &ys, o))?;
+        }
+    }
+    Ok(modes.into_iter().map(Mode::row).collect())
 }
 
 fn mib(b: u64) -> f64 {
@@ -201,10 +258,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     drop(gpu);
     let modes: Vec<usize> = std::iter::once(0).chain(o.every.iter().copied()).collect();
-    let rows: Vec<Row> = modes
-        .iter()
-        .map(|&e| run_mode(e, &o, &ids, chars.len()))
-        .collect::<kiln::Result<_>>()?;
+    let rows = run_modes(&modes, &o, &ids, chars.len())?;
     let off = &rows[0];
     println!(
         "{:<8} {:>9} {:>9} {:>13} {:>9} {:>8} {:>8} {:>17}",
