@@ -12,6 +12,11 @@
 //! Memory ledger: tensors made while the graph records count as activations (see
 //! `Tensor::empty_on`), a leaf marked with [`Tensor::requires_grad`] as weights, and a gradient
 //! as gradients once it becomes a leaf's `.grad`.
+//!
+//! [`checkpoint`] holds checkpointed segments: a part of the graph not kept in the forward pass
+//! and recomputed in backward (activation checkpointing).
+
+pub mod checkpoint;
 
 use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
@@ -225,49 +230,64 @@ impl Tensor {
                 self.shape()
             )));
         }
+        self.propagate(grad, &HashSet::new(), &mut |leaf, g| {
+            leaf.accumulate_grad(g)
+        })
+    }
+
+    /// The traversal behind [`Tensor::backward_with`]: `grad` flows from `self` through the
+    /// recorded nodes; each leaf that requires grad, and each tensor whose id is in `stop`
+    /// (treated as a leaf: the traversal does not go past it), receives its summed gradient
+    /// through `sink`.
+    fn propagate(
+        &self,
+        grad: &Tensor,
+        stop: &HashSet<u64>,
+        sink: &mut dyn FnMut(&Tensor, Tensor) -> Result<()>,
+    ) -> Result<()> {
         let _g = no_grad();
-        let order = topo_order(self);
+        let order = topo_order(self, stop);
         let mut grads: HashMap<u64, Tensor> = HashMap::new();
         grads.insert(self.id(), grad.clone());
         for t in order.iter().rev() {
             let Some(g) = grads.remove(&t.id()) else {
                 continue;
             };
-            match &t.inner.node {
-                None => {
+            let node = match &t.inner.node {
+                Some(node) if !stop.contains(&t.id()) => node,
+                _ => {
                     if t.requires_grad_flag() {
                         let shape = || format!("{:?}", t.shape());
                         let _op = kiln_kernels::capture::op_scope("accumulate_grad", shape);
-                        t.accumulate_grad(g)?;
+                        sink(t, g)?;
                     }
+                    continue;
                 }
-                Some(node) => {
-                    let _op = kiln_kernels::capture::op_scope(node.name, || {
-                        let inputs: Vec<&Tensor> = node.inputs.iter().collect();
-                        op_shapes(&inputs, t.shape())
-                    });
-                    let gs = (node.backward)(&g)?;
-                    for (input, gi) in node.inputs.iter().zip(gs) {
-                        let Some(gi) = gi else { continue };
-                        if !input.requires_grad_flag() {
-                            continue;
-                        }
-                        if gi.shape() != input.shape() {
-                            return Err(Error::Autograd(format!(
-                                "{}: backward produced a gradient of shape {:?} for an input of \
-                                 shape {:?} (a bug in the op's gradient rule)",
-                                node.name,
-                                gi.shape(),
-                                input.shape()
-                            )));
-                        }
-                        let sum = match grads.remove(&input.id()) {
-                            Some(prev) => prev.add(&gi)?,
-                            None => gi,
-                        };
-                        grads.insert(input.id(), sum);
-                    }
+            };
+            let _op = kiln_kernels::capture::op_scope(node.name, || {
+                let inputs: Vec<&Tensor> = node.inputs.iter().collect();
+                op_shapes(&inputs, t.shape())
+            });
+            let gs = (node.backward)(&g)?;
+            for (input, gi) in node.inputs.iter().zip(gs) {
+                let Some(gi) = gi else { continue };
+                if !input.requires_grad_flag() {
+                    continue;
                 }
+                if gi.shape() != input.shape() {
+                    return Err(Error::Autograd(format!(
+                        "{}: backward produced a gradient of shape {:?} for an input of \
+                         shape {:?} (a bug in the op's gradient rule)",
+                        node.name,
+                        gi.shape(),
+                        input.shape()
+                    )));
+                }
+                let sum = match grads.remove(&input.id()) {
+                    Some(prev) => prev.add(&gi)?,
+                    None => gi,
+                };
+                grads.insert(input.id(), sum);
             }
         }
         Ok(())
@@ -346,20 +366,19 @@ fn fill_zero(g: &Tensor) -> Result<()> {
     Ok(())
 }
 
-/// Tensors reachable from `root` through recorded nodes, parents before children.
-fn topo_order(root: &Tensor) -> Vec<Tensor> {
+/// Tensors reachable from `root` through recorded nodes, parents before children; the inputs of
+/// tensors in `stop` are not visited.
+fn topo_order(root: &Tensor, stop: &HashSet<u64>) -> Vec<Tensor> {
     let mut order = Vec::new();
     let mut seen = HashSet::new();
     // Iterative DFS: (tensor, next input index to visit).
     let mut stack: Vec<(Tensor, usize)> = vec![(root.clone(), 0)];
     seen.insert(root.id());
     while let Some((t, i)) = stack.pop() {
-        let inputs = t
-            .inner
-            .node
-            .as_ref()
-            .map(|n| n.inputs.as_slice())
-            .unwrap_or(&[]);
+        let inputs = match &t.inner.node {
+            Some(n) if !stop.contains(&t.id()) => n.inputs.as_slice(),
+            _ => &[],
+        };
         if i < inputs.len() {
             let child = inputs[i].clone();
             stack.push((t, i + 1));

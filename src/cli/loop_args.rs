@@ -79,6 +79,9 @@ pub struct LoopArgs {
     /// --memory, --max-memory, --dry-run.
     #[command(flatten)]
     pub memory: super::memory_args::MemoryArgs,
+    /// `--grad-checkpoint [N]`.
+    #[command(flatten)]
+    pub grad_checkpoint: super::grad_checkpoint::GradCheckpointArgs,
 }
 
 impl LoopArgs {
@@ -102,6 +105,7 @@ impl LoopArgs {
                  stop_at_epoch => stop_at_epoch);
         t.quiet |= self.quiet;
         t.offload_optimizer |= self.offload_optimizer;
+        self.grad_checkpoint.apply_to(t);
     }
 
     /// The budget of a resumed run: `--epochs` (the new total; the learning-rate schedule is
@@ -119,6 +123,7 @@ impl LoopArgs {
             t.checkpoint_every = self.checkpoint_every;
         }
         t.quiet = self.quiet;
+        self.grad_checkpoint.apply_to(t);
     }
 
     /// The directory `--resume` continues: `--out`, required (`what`: "run", "fine-tune").
@@ -186,7 +191,7 @@ pub fn refuse_fixed_flags(given: &[String]) -> super::Result<()> {
     Err(super::Error(format!(
         "--resume continues a run with its saved settings, which these flags would change: {}. \
          Only --epochs, --max-steps, --time-limit, --stop-at-epoch, --checkpoint-every, \
-         --quiet and --device may change on --resume (start a new run with another --out to \
+         --grad-checkpoint, --quiet and --device may change on --resume (start a new run with another --out to \
          change the others)",
         given.join("; ")
     )))

@@ -17,6 +17,7 @@ mod explain_table;
 mod explosion;
 mod finetune;
 mod generate;
+mod grad_checkpoint;
 mod info;
 mod loop_args;
 mod lr_find;

@@ -307,6 +307,7 @@ pub(super) fn run_with(mut a: TrainArgs, explain: Option<super::trace::ExtraHook
             spec.model, data.input, data.output
         ))
     })?;
+    super::grad_checkpoint::apply(model.as_mut(), &spec.train, &spec.model)?;
     let init_report = if resume && dir.join(LAST).exists() {
         None // the run's own checkpoint restores everything
     } else {

@@ -243,23 +243,24 @@ impl Vgg {
 /// ResNet's basic block: `relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))`, where the
 /// shortcut is the identity, or conv 1x1 (stride s) -> BatchNorm (`downsample`) when the block
 /// changes the channel count or the stride.
+#[derive(Debug, Clone)]
 pub struct BasicBlock {
     conv1: Conv2d,
     bn1: BatchNorm2d,
     conv2: Conv2d,
     bn2: BatchNorm2d,
-    downsample: Option<Sequential>,
+    /// `downsample.0` (conv 1x1) and `downsample.1` (BatchNorm).
+    downsample: Option<(Conv2d, BatchNorm2d)>,
 }
 
 impl BasicBlock {
     /// A block from `cin` to `cout` channels whose first convolution has `stride`.
     pub fn new_on(gpu: &Arc<Gpu>, cin: usize, cout: usize, stride: usize) -> Result<BasicBlock> {
         let downsample = if stride != 1 || cin != cout {
-            Some(
-                Sequential::new()
-                    .with(conv(gpu, cin, cout, 1, stride, 0)?.without_bias())
-                    .with(bn(gpu, cout)?),
-            )
+            Some((
+                conv(gpu, cin, cout, 1, stride, 0)?.without_bias(),
+                bn(gpu, cout)?,
+            ))
         } else {
             None
         };
@@ -279,7 +280,7 @@ impl Module for BasicBlock {
         let out = self.bn1.forward(&self.conv1.forward(x)?)?.relu()?;
         let out = self.bn2.forward(&self.conv2.forward(&out)?)?;
         let identity = match &self.downsample {
-            Some(d) => d.forward(x)?,
+            Some((c, b)) => b.forward(&c.forward(x)?)?,
             None => x.clone(),
         };
         out.add(&identity)?.relu()
@@ -290,8 +291,9 @@ impl Module for BasicBlock {
         v.extend(nn::prefixed("bn1", self.bn1.named_parameters()));
         v.extend(nn::prefixed("conv2", self.conv2.named_parameters()));
         v.extend(nn::prefixed("bn2", self.bn2.named_parameters()));
-        if let Some(d) = &self.downsample {
-            v.extend(nn::prefixed("downsample", d.named_parameters()));
+        if let Some((c, b)) = &self.downsample {
+            v.extend(nn::prefixed("downsample.0", c.named_parameters()));
+            v.extend(nn::prefixed("downsample.1", b.named_parameters()));
         }
         v
     }
@@ -299,8 +301,8 @@ impl Module for BasicBlock {
     fn named_buffers(&self) -> Vec<(String, Tensor)> {
         let mut v = nn::prefixed("bn1", self.bn1.named_buffers());
         v.extend(nn::prefixed("bn2", self.bn2.named_buffers()));
-        if let Some(d) = &self.downsample {
-            v.extend(nn::prefixed("downsample", d.named_buffers()));
+        if let Some((_, b)) = &self.downsample {
+            v.extend(nn::prefixed("downsample.1", b.named_buffers()));
         }
         v
     }
@@ -308,8 +310,8 @@ impl Module for BasicBlock {
     fn set_training(&mut self, training: bool) {
         self.bn1.set_training(training);
         self.bn2.set_training(training);
-        if let Some(d) = &mut self.downsample {
-            d.set_training(training);
+        if let Some((_, b)) = &mut self.downsample {
+            b.set_training(training);
         }
     }
 
@@ -327,9 +329,12 @@ pub const RESNET_WIDTHS: [usize; 4] = [16, 32, 64, 128];
 pub struct ResNet18 {
     conv1: Conv2d,
     bn1: BatchNorm2d,
-    layers: Vec<Sequential>,
+    /// The 8 blocks, stage by stage: block `i` is `layer{i / 2 + 1}.{i % 2}`.
+    blocks: Vec<BasicBlock>,
     fc: nn::Linear,
     input: ImageShape,
+    /// Blocks per checkpointed segment (0: off).
+    checkpoint_every: usize,
 }
 
 impl ResNet18 {
@@ -337,22 +342,21 @@ impl ResNet18 {
     pub fn new_on(gpu: &Arc<Gpu>, input: ImageShape, classes: usize) -> Result<ResNet18> {
         check_shape(input, classes, 1, "resnet18")?;
         let c0 = RESNET_WIDTHS[0];
-        let mut layers = Vec::new();
+        let mut blocks = Vec::new();
         let mut cin = c0;
         for (i, &w) in RESNET_WIDTHS.iter().enumerate() {
             let stride = if i == 0 { 1 } else { 2 };
-            let stage = Sequential::new()
-                .with(BasicBlock::new_on(gpu, cin, w, stride)?)
-                .with(BasicBlock::new_on(gpu, w, w, 1)?);
-            layers.push(stage);
+            blocks.push(BasicBlock::new_on(gpu, cin, w, stride)?);
+            blocks.push(BasicBlock::new_on(gpu, w, w, 1)?);
             cin = w;
         }
         Ok(ResNet18 {
             conv1: conv(gpu, input.0, c0, 3, 1, 1)?.without_bias(),
             bn1: bn(gpu, c0)?,
-            layers,
+            blocks,
             fc: nn::Linear::new_on(gpu, cin, classes, true)?,
             input,
+            checkpoint_every: 0,
         })
     }
 
@@ -372,10 +376,8 @@ impl Module for ResNet18 {
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let x = as_images(x, self.input, "resnet18")?; // (B, C, H, W)
-        let mut h = self.bn1.forward(&self.conv1.forward(&x)?)?.relu()?; // (B, 16, H, W)
-        for stage in &self.layers {
-            h = stage.forward(&h)?;
-        }
+        let h = self.bn1.forward(&self.conv1.forward(&x)?)?.relu()?; // (B, 16, H, W)
+        let h = nn::checkpoint::forward_blocks(&self.blocks, self.checkpoint_every, &h)?;
         let g = h.adaptive_avg_pool2d((1, 1))?.flatten(1, -1)?; // (B, 128)
         self.fc.forward(&g) // (B, classes)
     }
@@ -383,11 +385,8 @@ impl Module for ResNet18 {
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
         let mut v = nn::prefixed("conv1", self.conv1.named_parameters());
         v.extend(nn::prefixed("bn1", self.bn1.named_parameters()));
-        for (i, s) in self.layers.iter().enumerate() {
-            v.extend(nn::prefixed(
-                &format!("layer{}", i + 1),
-                s.named_parameters(),
-            ));
+        for (i, b) in self.blocks.iter().enumerate() {
+            v.extend(nn::prefixed(&block_name(i), b.named_parameters()));
         }
         v.extend(nn::prefixed("fc", self.fc.named_parameters()));
         v
@@ -395,20 +394,31 @@ impl Module for ResNet18 {
 
     fn named_buffers(&self) -> Vec<(String, Tensor)> {
         let mut v = nn::prefixed("bn1", self.bn1.named_buffers());
-        for (i, s) in self.layers.iter().enumerate() {
-            v.extend(nn::prefixed(&format!("layer{}", i + 1), s.named_buffers()));
+        for (i, b) in self.blocks.iter().enumerate() {
+            v.extend(nn::prefixed(&block_name(i), b.named_buffers()));
         }
         v
     }
 
     fn set_training(&mut self, training: bool) {
         self.bn1.set_training(training);
-        for s in &mut self.layers {
-            s.set_training(training);
+        for b in &mut self.blocks {
+            b.set_training(training);
         }
     }
 
     fn is_training(&self) -> bool {
         self.bn1.is_training()
     }
+
+    /// Checkpointed segments of `every` residual blocks (0: off).
+    fn set_checkpointing(&mut self, every: usize) -> bool {
+        self.checkpoint_every = every;
+        true
+    }
+}
+
+/// torchvision's name of ResNet-18's block `i` (two per stage): `layer{stage}.{index}`.
+fn block_name(i: usize) -> String {
+    format!("layer{}.{}", i / 2 + 1, i % 2)
 }

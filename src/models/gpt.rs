@@ -96,6 +96,8 @@ pub struct Gpt {
     pub lm_head: Linear,
     cfg: GptConfig,
     training: bool,
+    /// Blocks per checkpointed segment (0: no activation checkpointing).
+    checkpoint_every: usize,
 }
 
 impl Gpt {
@@ -142,6 +144,7 @@ impl Gpt {
             lm_head: Linear::new_on(gpu, c, cfg.vocab_size, false)?,
             cfg,
             training: true,
+            checkpoint_every: 0,
         })
     }
 
@@ -268,11 +271,15 @@ impl Module for Gpt {
 
     /// Logits (B, T, V) of ids (B, T) (u32 or i32), causal, positions from 0.
     fn forward(&self, ids: &Tensor) -> Result<Tensor> {
-        let mut x = self.embed(ids, 0)?;
-        for b in &self.blocks {
-            x = b.forward(&x)?;
-        }
+        let x = self.embed(ids, 0)?;
+        let x = crate::nn::checkpoint::forward_blocks(&self.blocks, self.checkpoint_every, &x)?;
         self.head(&x)
+    }
+
+    /// Checkpointed segments of `every` transformer blocks (0: off).
+    fn set_checkpointing(&mut self, every: usize) -> bool {
+        self.checkpoint_every = every;
+        true
     }
 
     fn named_parameters(&self) -> Vec<(String, Tensor)> {

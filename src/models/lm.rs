@@ -179,4 +179,11 @@ impl Module for LanguageModel {
             LanguageModel::Rnn(r) => r.is_training(),
         }
     }
+
+    fn set_checkpointing(&mut self, every: usize) -> bool {
+        match self {
+            LanguageModel::Gpt(g) => g.set_checkpointing(every),
+            LanguageModel::Rnn(r) => r.set_checkpointing(every),
+        }
+    }
 }

@@ -167,6 +167,11 @@ impl Module for RnnLanguageModel {
     fn is_training(&self) -> bool {
         self.training
     }
+
+    /// Checkpointed segments of `every` recurrent layers (0: off).
+    fn set_checkpointing(&mut self, every: usize) -> bool {
+        self.rnn.set_checkpointing(every)
+    }
 }
 
 /// What an [`RnnClassifier`] reads.

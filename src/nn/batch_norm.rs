@@ -211,7 +211,10 @@ impl BatchNorm1d {
             let mean = x.mean_dims(&dims, true)?;
             let xc = x.sub(&mean)?;
             let var = xc.square()?.mean_dims(&dims, true)?;
-            self.update_running(&mean, &var, n)?;
+            // Not again in a checkpointed segment's recomputation.
+            if !crate::autograd::checkpoint::is_recomputing() {
+                self.update_running(&mean, &var, n)?;
+            }
             (xc, var)
         } else {
             let xc = x.sub(&self.running_mean.reshape(&stat_shape)?)?;

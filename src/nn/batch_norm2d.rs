@@ -34,16 +34,19 @@ impl BatchNorm2d {
                 ),
             );
         }
+        // A checkpointed segment's recomputation normalises as its forward did (batch
+        // statistics) but must not count the batch twice.
+        let recount = self.training && crate::autograd::checkpoint::is_recomputing();
         let y = batch_norm2d(
             x,
-            Some((&self.running_mean, &self.running_var)),
+            (!recount).then_some((&self.running_mean, &self.running_var)),
             self.weight.as_ref(),
             self.bias.as_ref(),
             self.training,
             self.options.momentum,
             self.options.eps,
         )?;
-        if self.training {
+        if self.training && !recount {
             let _g = crate::no_grad();
             self.num_batches_tracked
                 .copy_from(&self.num_batches_tracked.add_scalar(1.0)?)?;

@@ -9,6 +9,7 @@ pub mod activation;
 pub mod attention;
 pub mod batch_norm;
 pub mod batch_norm2d;
+pub mod checkpoint;
 pub mod conv;
 pub mod dropout;
 pub mod embedding;
@@ -34,6 +35,7 @@ pub use activation::{GELU, ReLU, SiLU, Sigmoid, Tanh};
 pub use attention::{AttentionConfig, KvCache, MultiHeadAttention};
 pub use batch_norm::{BatchNorm1d, BatchNormOptions};
 pub use batch_norm2d::{BatchNorm2d, batch_norm2d};
+pub use checkpoint::Checkpoint;
 pub use conv::{Conv1d, Conv2d};
 pub use dropout::{Dropout, dropout};
 pub use embedding::Embedding;
@@ -92,6 +94,14 @@ pub trait Module: Send + Sync {
     /// Linear layers) does nothing. This is how LoRA finds and adapts layers in place
     /// ([`lora::apply_lora`]).
     fn visit_linears_mut(&mut self, _prefix: &str, _f: &mut dyn FnMut(&str, &mut Linear)) {}
+
+    /// Activation checkpointing: run the module's blocks (GPT's transformer blocks, ResNet's
+    /// residual blocks, the layers of a recurrent stack) as checkpointed segments of `every`
+    /// blocks each, `0` for off (see [`checkpoint`]). Returns false, changing nothing, when the
+    /// module has no blocks to checkpoint (the default).
+    fn set_checkpointing(&mut self, _every: usize) -> bool {
+        false
+    }
 
     /// Number of scalar parameters that currently require grad (not frozen).
     fn num_trainable_parameters(&self) -> usize {

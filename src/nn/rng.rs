@@ -13,7 +13,9 @@
 //! and so the masks and initial values, that an uninterrupted run would have drawn.
 //!
 //! The state is process-wide (one mutex): draws from several threads interleave in whatever order
-//! the threads run, so a reproducible program draws from one thread.
+//! the threads run, so a reproducible program draws from one thread. A thread can also record
+//! the keys a computation draws ([`record_keys`]) and feed them to it again ([`replay_keys`],
+//! which leaves the stream alone): activation checkpointing recomputes dropout that way.
 //!
 //! ```
 //! use kiln::nn::rng;
@@ -79,12 +81,78 @@ pub fn set_rng_state(state: RngState) {
     *lock() = state;
 }
 
-/// Draw the next 64-bit key of the global stream and advance its counter.
+/// Draw the next 64-bit key of the global stream and advance its counter; inside
+/// [`replay_keys`] the next replayed key instead, and inside [`record_keys`] the key is also
+/// recorded.
 pub fn next_key() -> u64 {
+    TAPES.with(|t| {
+        let mut tapes = t.borrow_mut();
+        // The key comes from the innermost replay (or the stream); every recording opened
+        // inside that replay sees it.
+        let from = tapes.iter().rposition(|t| matches!(t, Tape::Replay(_)));
+        let key = match from.map(|i| &mut tapes[i]) {
+            Some(Tape::Replay(keys)) if !keys.is_empty() => keys.remove(0),
+            _ => stream_key(),
+        };
+        let start = from.map_or(0, |i| i + 1);
+        for tape in &mut tapes[start..] {
+            if let Tape::Record(keys) = tape {
+                keys.push(key);
+            }
+        }
+        key
+    })
+}
+
+/// The next key of the global stream (the counter advances).
+fn stream_key() -> u64 {
     let mut s = lock();
     let k = key_at(s.seed, s.counter);
     s.counter = s.counter.wrapping_add(1);
     k
+}
+
+/// A record of the keys one computation drew, or the keys it is to draw again.
+enum Tape {
+    Record(Vec<u64>),
+    Replay(Vec<u64>),
+}
+
+thread_local! {
+    static TAPES: std::cell::RefCell<Vec<Tape>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Pops this thread's innermost tape when dropped (also on a panic inside it).
+struct TapeGuard;
+
+impl Drop for TapeGuard {
+    fn drop(&mut self) {
+        TAPES.with(|t| t.borrow_mut().pop());
+    }
+}
+
+/// Run `f` on this thread, returning what it returns and the keys it drew with [`next_key`]
+/// (from the stream as usual, or from an enclosing [`replay_keys`]).
+pub fn record_keys<T>(f: impl FnOnce() -> T) -> (T, Vec<u64>) {
+    TAPES.with(|t| t.borrow_mut().push(Tape::Record(Vec::new())));
+    let guard = TapeGuard;
+    let out = f();
+    let keys = TAPES.with(|t| match t.borrow_mut().last_mut() {
+        Some(Tape::Record(keys)) => std::mem::take(keys),
+        _ => Vec::new(),
+    });
+    drop(guard);
+    (out, keys)
+}
+
+/// Run `f` on this thread with [`next_key`] handing out `keys` in order (then the stream, if
+/// `f` draws more): a computation recorded with [`record_keys`] draws the same keys again (how
+/// a checkpointed segment's recomputation gets its forward's dropout masks), and neither the
+/// global stream nor other threads see it.
+pub fn replay_keys<T>(keys: &[u64], f: impl FnOnce() -> T) -> T {
+    TAPES.with(|t| t.borrow_mut().push(Tape::Replay(keys.to_vec())));
+    let _guard = TapeGuard;
+    f()
 }
 
 /// The key that [`next_key`] returns when the state is `(seed, counter)` (a pure function).

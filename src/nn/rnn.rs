@@ -129,6 +129,16 @@ pub struct RecurrentLayer {
     pub bias_hh: Option<Tensor>,
 }
 
+impl RecurrentLayer {
+    /// The layer's tensors: weights, then the biases it has.
+    fn tensors(&self) -> Vec<Tensor> {
+        let biases = [&self.bias_ih, &self.bias_hh];
+        let mut v = vec![self.weight_ih.clone(), self.weight_hh.clone()];
+        v.extend(biases.into_iter().flatten().cloned());
+        v
+    }
+}
+
 /// A multi-layer recurrent stack of any [`RnnCell`]; [`Rnn`], [`Lstm`] and [`Gru`] wrap it.
 #[derive(Debug, Clone)]
 pub struct Recurrent {
@@ -137,6 +147,8 @@ pub struct Recurrent {
     /// The layers, bottom first.
     pub layers: Vec<RecurrentLayer>,
     training: bool,
+    /// Layers per checkpointed segment (0: off).
+    checkpoint_every: usize,
 }
 
 impl Recurrent {
@@ -184,6 +196,7 @@ impl Recurrent {
             opts,
             layers,
             training: true,
+            checkpoint_every: 0,
         })
     }
 
@@ -228,35 +241,20 @@ impl Recurrent {
             }
         }
         let pick = |t: &Tensor, l: usize| t.narrow(0, l, 1)?.reshape(&[b, h]);
-        let mut cur = x.clone();
-        let mut hs = Vec::with_capacity(l_n);
-        let mut cs = Vec::with_capacity(l_n);
-        for (l, layer) in self.layers.iter().enumerate() {
-            let h0 = state.map(|s| pick(&s.h, l)).transpose()?;
-            let c0 = match state.and_then(|s| s.c.as_ref()) {
-                Some(c) => Some(pick(c, l)?),
-                None => None,
-            };
-            let out = rnn_layer(
-                self.cell,
-                &cur,
-                h0.as_ref(),
-                c0.as_ref(),
-                RnnLayerParams {
-                    weight_ih: &layer.weight_ih,
-                    weight_hh: &layer.weight_hh,
-                    bias_ih: layer.bias_ih.as_ref(),
-                    bias_hh: layer.bias_hh.as_ref(),
-                },
-            )?;
-            cur = if l + 1 < l_n {
-                super::dropout(&out.output, self.opts.dropout, self.training)?
-            } else {
-                out.output
-            };
-            hs.push(out.h_n);
-            cs.extend(out.c_n);
-        }
+        let h0: Vec<Tensor> = match state {
+            Some(s) => (0..l_n).map(|l| pick(&s.h, l)).collect::<Result<_>>()?,
+            None => Vec::new(),
+        };
+        let c0: Vec<Tensor> = match state.and_then(|s| s.c.as_ref()) {
+            Some(c) => (0..l_n).map(|l| pick(c, l)).collect::<Result<_>>()?,
+            None => Vec::new(),
+        };
+        let every = self.checkpoint_every;
+        let (cur, hs, cs) = if every == 0 || !crate::is_grad_enabled() {
+            self.run_layers(0..l_n, x, &h0, &c0)?
+        } else {
+            self.checkpointed_layers(every, x, &h0, &c0)?
+        };
         let stack = |v: &[Tensor]| Tensor::stack(&v.iter().collect::<Vec<_>>(), 0);
         let c = if cs.is_empty() {
             None
@@ -267,6 +265,85 @@ impl Recurrent {
             output: cur,
             state: RnnState { h: stack(&hs)?, c },
         })
+    }
+}
+
+impl Recurrent {
+    /// Layers `range` on x (B, T, I_k) from initial states `h0`, `c0` (B, H), one per layer of
+    /// `range` in order (empty: zeros): the output (B, T, H), dropout applied unless `range`
+    /// ends the stack, and the final h and c (B, H) of each layer in `range`.
+    fn run_layers(
+        &self,
+        range: std::ops::Range<usize>,
+        x: &Tensor,
+        h0: &[Tensor],
+        c0: &[Tensor],
+    ) -> Result<(Tensor, Vec<Tensor>, Vec<Tensor>)> {
+        let (mut cur, mut hs, mut cs) = (x.clone(), Vec::new(), Vec::new());
+        let first = range.start;
+        for l in range {
+            let layer = &self.layers[l];
+            let out = rnn_layer(
+                self.cell,
+                &cur,
+                h0.get(l - first),
+                c0.get(l - first),
+                RnnLayerParams {
+                    weight_ih: &layer.weight_ih,
+                    weight_hh: &layer.weight_hh,
+                    bias_ih: layer.bias_ih.as_ref(),
+                    bias_hh: layer.bias_hh.as_ref(),
+                },
+            )?;
+            cur = if l + 1 < self.opts.num_layers {
+                super::dropout(&out.output, self.opts.dropout, self.training)?
+            } else {
+                out.output
+            };
+            hs.push(out.h_n);
+            cs.extend(out.c_n);
+        }
+        Ok((cur, hs, cs))
+    }
+
+    /// [`Recurrent::run_layers`] over the whole stack as checkpointed segments of `every`
+    /// layers: each segment keeps its input sequence and initial states only.
+    fn checkpointed_layers(
+        &self,
+        every: usize,
+        x: &Tensor,
+        h0: &[Tensor],
+        c0: &[Tensor],
+    ) -> Result<(Tensor, Vec<Tensor>, Vec<Tensor>)> {
+        let (l_n, lstm) = (self.opts.num_layers, self.cell == RnnCell::Lstm);
+        let (mut cur, mut hs, mut cs) = (x.clone(), Vec::new(), Vec::new());
+        for start in (0..l_n).step_by(every) {
+            let range = start..(start + every).min(l_n);
+            let n = range.len();
+            // Inputs: the sequence, then the segment's h0 and c0 (when given).
+            let mut inputs = vec![cur.clone()];
+            inputs.extend(h0.get(range.clone()).unwrap_or(&[]).iter().cloned());
+            inputs.extend(c0.get(range.clone()).unwrap_or(&[]).iter().cloned());
+            let (has_h, has_c) = (!h0.is_empty(), !c0.is_empty());
+            let params: Vec<Tensor> = self.layers[range.clone()]
+                .iter()
+                .flat_map(RecurrentLayer::tensors)
+                .collect();
+            let me = self.clone();
+            let outs = super::checkpoint::checkpoint_fn_multi(&inputs, &params, move |xs| {
+                let h = if has_h { &xs[1..1 + n] } else { &[] };
+                let c_at = if has_h { 1 + n } else { 1 };
+                let c = if has_c { &xs[c_at..c_at + n] } else { &[] };
+                let (o, hs, cs) = me.run_layers(range.clone(), &xs[0], h, c)?;
+                Ok([vec![o], hs, cs].concat())
+            })?;
+            cur = outs[0].clone();
+            hs.extend_from_slice(&outs[1..1 + n]);
+            if lstm {
+                cs.extend_from_slice(&outs[1 + n..1 + 2 * n]);
+            }
+        }
+        Ok((cur, hs, cs))
     }
 }
 
@@ -297,6 +374,12 @@ impl Module for Recurrent {
 
     fn is_training(&self) -> bool {
         self.training
+    }
+
+    /// Checkpointed segments of `every` layers (0: off).
+    fn set_checkpointing(&mut self, every: usize) -> bool {
+        self.checkpoint_every = every;
+        true
     }
 }
 
@@ -343,6 +426,9 @@ macro_rules! cell_module {
             }
             fn is_training(&self) -> bool {
                 self.0.is_training()
+            }
+            fn set_checkpointing(&mut self, every: usize) -> bool {
+                self.0.set_checkpointing(every)
             }
         }
     };

@@ -62,6 +62,10 @@ pub struct TrainConfig {
     /// (`--offload-optimizer`; Adam / AdamW only).
     #[serde(default)]
     pub offload_optimizer: bool,
+    /// Activation checkpointing: the model's blocks run as checkpointed segments of this many
+    /// blocks (`Module::set_checkpointing`; none: off). Changes memory and time, not results.
+    #[serde(default)]
+    pub grad_checkpoint: Option<usize>,
 }
 
 impl Default for TrainConfig {
@@ -89,6 +93,7 @@ impl Default for TrainConfig {
             checkpoint_every: None,
             stop_at_epoch: None,
             offload_optimizer: false,
+            grad_checkpoint: None,
         }
     }
 }
@@ -135,9 +140,11 @@ impl TrainConfig {
             || self.eval_batch_size == Some(0)
             || self.checkpoint_every == Some(0)
             || self.stop_at_epoch == Some(0)
+            || self.grad_checkpoint == Some(0)
         {
             return bad(
-                "max_steps, eval_batch_size, checkpoint_every and stop_at_epoch must be at least 1"
+                "max_steps, eval_batch_size, checkpoint_every, stop_at_epoch and grad_checkpoint \
+                 must be at least 1"
                     .into(),
             );
         }

@@ -211,6 +211,13 @@ impl<'a> Trainer<'a> {
     ) -> Result<FitReport> {
         let cfg = self.config.clone();
         cfg.validate()?;
+        if let Some(n) = cfg.grad_checkpoint
+            && !model.set_checkpointing(n)
+        {
+            return Err(Error::Config(format!(
+                "grad_checkpoint {n}: the model has no blocks to checkpoint"
+            )));
+        }
         let loader = DataLoader::new(self.train.clone(), cfg.batch_size)
             .map_err(|e| Error::Config(e.to_string()))?
             .shuffle(cfg.seed);

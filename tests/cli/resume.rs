@@ -290,3 +290,59 @@ fn a_second_writer_of_a_run_is_refused() {
     run_ok(&["train", "--quiet", "--epochs", "1", "--out", s(&d)]);
     assert!(!d.join(".lock").exists(), "the lock is released at exit");
 }
+
+/// `--grad-checkpoint` (GPT blocks recomputed in backward) stopped by `--max-steps` and
+/// resumed (the flag comes back from config.toml) logs the losses of a plain uninterrupted run,
+/// within float rounding; on a model without blocks the flag is a clear error.
+#[test]
+fn gpt_with_grad_checkpoint_resumes_and_matches_the_plain_run() {
+    let root = scratch("gpt-grad-checkpoint");
+    let text = cli::tiny_text(&root);
+    let (a, b) = (root.join("a"), root.join("b"));
+    // TINY_GPT with 2 blocks.
+    let mut base = vec!["--text", s(&text), "--layers", "2"];
+    base.extend_from_slice(&TINY_GPT[2..]);
+    base.extend([
+        "--dropout",
+        "0.1",
+        "--seed",
+        "5",
+        "--epochs",
+        "2",
+        "--quiet",
+    ]);
+    let run = |out: &Path, extra: &[&str]| {
+        let mut v = vec!["train", "--out", s(out)];
+        v.extend_from_slice(&base);
+        v.extend_from_slice(extra);
+        run_ok(&v)
+    };
+    run(&a, &[]);
+    let out = run(&b, &["--grad-checkpoint", "--max-steps", "5"]);
+    assert!(out.contains("budget reached"), "{out}");
+    let config = std::fs::read_to_string(b.join("config.toml")).unwrap();
+    assert!(config.contains("grad_checkpoint = 1"), "{config}");
+    run_ok(&["train", "--quiet", "--resume", "--out", s(&b)]);
+    let (la, lb) = (losses(&a), losses(&b));
+    assert_eq!(la.len(), lb.len());
+    for (x, y) in la.iter().zip(&lb) {
+        assert_eq!((x.0, x.3), (y.0, y.3));
+        for (p, q) in [(x.1, y.1), (x.2, y.2)] {
+            assert!((p - q).abs() <= 1e-4 * p.abs(), "epoch {}: {p} vs {q}", x.0);
+        }
+    }
+    let c = root.join("c");
+    let err = fails(&[
+        "train",
+        "--grad-checkpoint",
+        "2",
+        "--epochs",
+        "1",
+        "--out",
+        s(&c),
+    ]);
+    assert!(
+        err.contains("--grad-checkpoint 2: model mlp has no blocks to checkpoint"),
+        "{err}"
+    );
+}

@@ -10,6 +10,7 @@ mod common;
 mod rnn_util;
 
 mod diagnostics;
+mod checkpointing;
 mod genre;
 mod ledger;
 mod lora;

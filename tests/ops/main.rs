@@ -11,6 +11,7 @@ mod attention;
 mod autograd;
 mod batch_norm;
 mod bias_gelu;
+mod checkpoint;
 mod conv;
 mod cross_entropy;
 mod dropout;
