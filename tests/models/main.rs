@@ -9,8 +9,8 @@ mod common;
 #[path = "../common/rnn.rs"]
 mod rnn_util;
 
-mod diagnostics;
 mod checkpointing;
+mod diagnostics;
 mod genre;
 mod ledger;
 mod lora;
