@@ -146,7 +146,9 @@ pub fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>>
 /// What a measured step holds between the backward and the update.
 struct Pending {
     epoch: usize,
-    /// `||g||^2` per tensor and the weights before the update (copies).
+    /// The measured parameters (the trainer's list at the backward), `||g||^2` per tensor and
+    /// the weights before the update (copies).
+    params: Vec<Tensor>,
     grad_sq: Vec<Tensor>,
     before: Vec<Tensor>,
     loss: Option<Tensor>,
@@ -312,6 +314,7 @@ impl Hook for Diagnostics {
         }
         self.pending = Some(Pending {
             epoch: self.epoch,
+            params: params.to_vec(),
             grad_sq,
             before,
             loss: self.loss.take(),
@@ -329,10 +332,13 @@ impl Hook for Diagnostics {
             return Ok(Control::Continue);
         };
         let _g = crate::no_grad();
-        let params: Vec<Tensor> = model
-            .parameters()
+        // The tensors measured at the backward, named by the model now (unfreezing between
+        // epochs changes the list; the names at install are only the fallback).
+        let params = &p.params;
+        let named: std::collections::HashMap<u64, String> = model
+            .named_parameters()
             .into_iter()
-            .filter(|t| t.requires_grad_flag())
+            .map(|(n, t)| (t.id(), n))
             .collect();
         // One vector: per tensor ||g||^2, ||W||^2, ||dW||^2; the loss; activation figures.
         let mut all: Vec<Tensor> = Vec::new();
@@ -357,11 +363,15 @@ impl Hook for Diagnostics {
         let refs: Vec<&Tensor> = all.iter().collect();
         let v: Vec<f32> = Tensor::stack(&refs, 0)?.to_vec()?; // the one read-back
         let mut layers = Vec::new();
-        for (k, name) in self.names.iter().enumerate().take(params.len()) {
+        for (k, t) in params.iter().enumerate() {
+            let name = match (named.get(&t.id()), self.names.get(k)) {
+                (Some(n), _) | (None, Some(n)) => n,
+                (None, None) => &format!("parameter {k}"),
+            };
             let (g2, w2, d2) = (v[3 * k], v[3 * k + 1], v[3 * k + 2]);
             let w = w2.sqrt();
             layers.push(LayerStat {
-                name: name.clone(),
+                name: name.to_string(),
                 grad_norm: finite(g2.sqrt()),
                 weight_norm: finite(w),
                 update_ratio: finite(d2.sqrt() / w.max(f32::MIN_POSITIVE)),

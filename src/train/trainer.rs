@@ -253,19 +253,23 @@ impl<'a> Trainer<'a> {
         let mut reason = StopReason::Finished;
         let mut records = Vec::new();
         let eval_batch = cfg.eval_batch_size.unwrap_or(cfg.batch_size.max(256));
-        let params: Vec<Tensor> = model
-            .parameters()
-            .into_iter()
-            .filter(|t| t.requires_grad_flag())
-            .collect();
+        let trainable = |model: &dyn Module| -> Vec<Tensor> {
+            let all = model.parameters().into_iter();
+            all.filter(|t| t.requires_grad_flag()).collect()
+        };
+        let mut params = trainable(model);
         model.set_training(true);
         super::memory::tag_weights(model);
         'epochs: for epoch in progress.epoch + 1..=cfg.epochs {
             if cfg.unfreeze_at.is_some_and(|at| epoch >= at) {
                 let s = cfg.unfreeze_lr_scale;
                 let names = super::transfer::unfreeze_all_with_lr(model, opt, s)?;
-                if !names.is_empty() && !cfg.quiet {
-                    println!("epoch {epoch}: unfroze {} tensors at {s} x lr", names.len());
+                if !names.is_empty() {
+                    // The hooks (all-reduce, diagnostics) and clipping see the new ones too.
+                    params = trainable(model);
+                    if !cfg.quiet {
+                        println!("epoch {epoch}: unfroze {} tensors at {s} x lr", names.len());
+                    }
                 }
             }
             let first = progress.batch;
