@@ -10,7 +10,7 @@
 
 use std::path::Path;
 
-use crate::cli_util::scratch_in;
+use crate::cli_util::{kiln_in, scratch_in};
 
 /// The ```sh blocks of a Markdown text: (1-based line, command) per `kiln` command.
 fn sh_commands(text: &str) -> Vec<(usize, String)> {
@@ -77,6 +77,15 @@ fn words_split_like_a_shell() {
 }
 
 #[test]
+fn sh_blocks_give_their_kiln_lines() {
+    let md = "x\n```sh\nkiln a \\\n  --b\n# c\n```\n```text\nkiln no\n```\n";
+    let cmds = sh_commands(md);
+    assert_eq!(cmds.len(), 1, "{cmds:?}");
+    assert_eq!(cmds[0].0, 3);
+    assert_eq!(words(&cmds[0].1), ["kiln", "a", "--b"]);
+}
+
+#[test]
 fn every_sh_command_of_the_book_runs() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/book");
     let mut chapters: Vec<_> = std::fs::read_dir(&dir)
@@ -97,28 +106,14 @@ fn every_sh_command_of_the_book_runs() {
         for (line, cmd) in cmds {
             let w = words(&cmd);
             let args: Vec<&str> = w[1..].iter().map(String::as_str).collect();
-            let (ok, stdout, stderr) = kiln_in(&scratch, &args);
+            let (ok, stdout, stderr) = kiln_in(Some(&scratch), &args);
             assert!(
                 ok,
                 "docs/book/{name}:{line}: `{cmd}` failed\n{stdout}\n{stderr}"
             );
             ran += 1;
         }
+        let _ = std::fs::remove_dir_all(&scratch);
     }
     assert!(ran >= 5, "only {ran} book commands found");
-}
-
-/// `kiln args...` with `dir` as the working directory (the book's relative paths land there).
-fn kiln_in(dir: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(args)
-        .current_dir(dir)
-        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
-        .output()
-        .expect("run kiln");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
