@@ -48,6 +48,8 @@ mod book {
     mod book_tensors {}
     #[doc = include_str!("../docs/book/02-autodiff.md")]
     mod book_autodiff {}
+    #[doc = include_str!("../docs/book/05-attention.md")]
+    mod book_attention {}
     #[doc = include_str!("../docs/book/06-optimizers.md")]
     mod book_optimizers {}
     #[doc = include_str!("../docs/book/07-lora-nf4.md")]
