@@ -41,6 +41,21 @@ pub mod unsupervised;
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
+/// The book's chapters (`docs/book/`) with Rust code blocks, compiled and run as doctests.
+#[cfg(doctest)]
+mod book {
+    #[doc = include_str!("../docs/book/01-tensors.md")]
+    mod book_tensors {}
+    #[doc = include_str!("../docs/book/02-autodiff.md")]
+    mod book_autodiff {}
+    #[doc = include_str!("../docs/book/05-attention.md")]
+    mod book_attention {}
+    #[doc = include_str!("../docs/book/06-optimizers.md")]
+    mod book_optimizers {}
+    #[doc = include_str!("../docs/book/07-lora-nf4.md")]
+    mod book_lora_nf4 {}
+}
+
 pub use autograd::{NoGradGuard, is_grad_enabled, no_grad};
 pub use error::{Error, Result};
 pub use kiln_kernels::Gpu;

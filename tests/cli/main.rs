@@ -8,6 +8,7 @@ mod cli_util;
 mod common;
 
 mod bench_cli;
+mod book;
 mod cli;
 mod cli_text;
 mod diagnose;

@@ -7,11 +7,17 @@ use std::process::Command;
 
 /// Run `kiln args...`: (exit status success, stdout, stderr).
 pub fn kiln(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(args)
-        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
-        .output()
-        .expect("run kiln");
+    kiln_in(None, args)
+}
+
+/// [`kiln`] in the working directory `dir` (this process's when `None`).
+pub fn kiln_in(dir: Option<&Path>, args: &[&str]) -> (bool, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));
+    cmd.args(args).env("XDG_RUNTIME_DIR", std::env::temp_dir());
+    if let Some(d) = dir {
+        cmd.current_dir(d);
+    }
+    let out = cmd.output().expect("run kiln");
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
