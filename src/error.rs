@@ -60,6 +60,10 @@ pub enum Error {
     /// A data file or data setting is wrong (names the file, line and column).
     #[error(transparent)]
     Data(#[from] crate::data::DataError),
+    /// A collective operation across ranks or devices failed (a peer died, timed out, or the
+    /// ranks disagree about a buffer's length); names the operation and the rank.
+    #[error("distributed training: {0}")]
+    Distributed(String),
     /// The GPU runtime failed.
     #[error(transparent)]
     Kernel(#[from] kiln_kernels::KernelError),

@@ -23,6 +23,7 @@ pub mod autograd;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod data;
+pub mod dist;
 pub mod dtype;
 pub mod error;
 pub mod io;

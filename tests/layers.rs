@@ -22,7 +22,7 @@ const LAYERS: &[&[&str]] = &[
     &["data"],
     &["ops"],
     &["autograd", "tensor"],
-    &["io"],
+    &["io", "dist"],
 ];
 
 /// The crate root's re-exports, by the folder they come from (so `crate::Tensor` counts as
