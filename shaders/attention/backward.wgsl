@@ -30,12 +30,9 @@ override WG: u32 = 64u;
 fn attn_bwd_dq(@builtin(global_invocation_id) gid: vec3<u32>,
                @builtin(num_workgroups) nwg: vec3<u32>) {
     let r = grid_index(gid, nwg, WG);   // query row (b, h, i)
-    if (r >= p.bh * p.tq) {
-        return;
-    }
-    let bh = r / p.tq;
-    let i = r % p.tq;
-    let b = bh / p.heads;
+    let own = owned_rows(r, p.tq, 1u);
+    if (!own.ok) { return; }
+    let i = own.r0;
     var qr: array<f32, MAX_D>;
     var gr: array<f32, MAX_D>;
     var acc: array<f32, MAX_D>;
@@ -49,11 +46,11 @@ fn attn_bwd_dq(@builtin(global_invocation_id) gid: vec3<u32>,
     let st = stats[r];
     let kend = min(p.c1, key_end(i));
     for (var j = p.c0; j < kend; j++) {
-        if (p.has_mask != 0u && keep[p.m_off + b * p.tk + j] == 0.0) {
+        if (p.has_mask != 0u && keep[p.m_off + own.b * p.tk + j] == 0.0) {
             continue;
         }
-        let kb = p.k_off + (bh * p.tk + j) * D;
-        let vb = p.v_off + (bh * p.tk + j) * D;
+        let kb = p.k_off + (own.bh * p.tk + j) * D;
+        let vb = p.v_off + (own.bh * p.tk + j) * D;
         var s = 0.0;
         var dp = 0.0;
         for (var d = 0u; d < D; d++) {
@@ -74,12 +71,9 @@ fn attn_bwd_dq(@builtin(global_invocation_id) gid: vec3<u32>,
 fn attn_bwd_dkdv(@builtin(global_invocation_id) gid: vec3<u32>,
                  @builtin(num_workgroups) nwg: vec3<u32>) {
     let r = grid_index(gid, nwg, WG);   // key row (b, h, j)
-    if (r >= p.bh * p.tk) {
-        return;
-    }
-    let bh = r / p.tk;
-    let j = r % p.tk;
-    let b = bh / p.heads;
+    let own = owned_rows(r, p.tk, 1u);
+    if (!own.ok) { return; }
+    let j = own.r0;
     var kr: array<f32, MAX_D>;
     var vr: array<f32, MAX_D>;
     var dk: array<f32, MAX_D>;
@@ -93,11 +87,11 @@ fn attn_bwd_dkdv(@builtin(global_invocation_id) gid: vec3<u32>,
         }
     }
     var istart = max(p.c0, query_start(j));
-    if (p.has_mask != 0u && keep[p.m_off + b * p.tk + j] == 0.0) {
+    if (p.has_mask != 0u && keep[p.m_off + own.b * p.tk + j] == 0.0) {
         istart = p.c1;   // a masked key gets no gradient
     }
     for (var i = istart; i < p.c1; i++) {
-        let row = bh * p.tq + i;
+        let row = own.bh * p.tq + i;
         let qb = p.q_off + row * D;
         var s = 0.0;
         var dp = 0.0;

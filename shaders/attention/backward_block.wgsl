@@ -62,16 +62,10 @@ fn dq_ds(s: mat4x4<f32>, dp: mat4x4<f32>, st: mat2x4<f32>, b: u32, j: u32, kend:
 @compute @workgroup_size(WG)
 fn attn_bwd_dq_block(@builtin(global_invocation_id) gid: vec3<u32>,
                      @builtin(num_workgroups) nwg: vec3<u32>) {
-    let blocks = (p.tq + 3u) / 4u;
-    let t = grid_index(gid, nwg, WG);
-    if (t >= p.bh * blocks) {
-        return;
-    }
-    let bh = t / blocks;
-    let i0 = (t % blocks) * 4u;
-    let b = bh / p.heads;
+    let own = owned_rows(grid_index(gid, nwg, WG), p.tq, 4u);
+    if (!own.ok) { return; }
+    let rows = rows4(own.bh * p.tq, own.r0, p.tq);
     let db = D / 4u;
-    let rows = rows4(bh * p.tq, i0, p.tq);
     let qa = rows * db;
     let qo = p.q_off / 4u;
     let ko = p.k_off / 4u;
@@ -83,16 +77,16 @@ fn attn_bwd_dq_block(@builtin(global_invocation_id) gid: vec3<u32>,
     // Last visible key of each query (-1: a clamped row past Tq).
     var lim = vec4<i32>(i32(p.tk) - 1);
     if (p.causal != 0u) {
-        lim = vec4<i32>(vec4<u32>(i0) + LANE) + vec4<i32>(i32(p.tk) - i32(p.tq));
+        lim = vec4<i32>(vec4<u32>(own.r0) + LANE) + vec4<i32>(i32(p.tk) - i32(p.tq));
     }
-    lim = select(vec4<i32>(-1), lim, vec4<u32>(i0) + LANE < vec4<u32>(p.tq));
+    lim = select(vec4<i32>(-1), lim, vec4<u32>(own.r0) + LANE < vec4<u32>(p.tq));
     let lmax = max(max(lim.x, lim.y), max(lim.z, lim.w));
     let kend = min(p.c1, p.tk);
     let jend = min(kend, u32(clamp(lmax + 1, 0, i32(p.tk))));
     // 8 keys per step (two 4 x 4 blocks): each loaded query / dO / gradient value feeds 8 keys.
     for (var j = p.c0; j < jend; j += 8u) {
-        let ka = rows4(bh * p.tk, j, p.tk) * db;
-        let kb = rows4(bh * p.tk, j + 4u, p.tk) * db;
+        let ka = rows4(own.bh * p.tk, j, p.tk) * db;
+        let kb = rows4(own.bh * p.tk, j + 4u, p.tk) * db;
         var s0 = mat4x4<f32>();
         var dp0 = mat4x4<f32>();
         var s1 = mat4x4<f32>();
@@ -107,8 +101,8 @@ fn attn_bwd_dq_block(@builtin(global_invocation_id) gid: vec3<u32>,
             s1 += qm * rows_k(ko + c, kb);
             dp1 += gm * rows_v(vo + c, kb);
         }
-        let d0 = dq_ds(s0, dp0, st, b, j, kend, lim);
-        let d1 = dq_ds(s1, dp1, st, b, j + 4u, kend, lim);
+        let d0 = dq_ds(s0, dp0, st, own.b, j, kend, lim);
+        let d1 = dq_ds(s1, dp1, st, own.b, j + 4u, kend, lim);
         for (var c = 0u; c < db; c++) {
             let inc = rows_k(ko + c, ka) * d0 + rows_k(ko + c, kb) * d1;
             add_ga(qa, c, inc);
@@ -149,16 +143,10 @@ fn dkv_grads(s: mat4x4<f32>, dp: mat4x4<f32>, rows: vec4<u32>, kv: vec4<bool>, i
 @compute @workgroup_size(WG)
 fn attn_bwd_dkdv_block(@builtin(global_invocation_id) gid: vec3<u32>,
                        @builtin(num_workgroups) nwg: vec3<u32>) {
-    let blocks = (p.tk + 3u) / 4u;
-    let t = grid_index(gid, nwg, WG);
-    if (t >= p.bh * blocks) {
-        return;
-    }
-    let bh = t / blocks;
-    let j0 = (t % blocks) * 4u;
-    let b = bh / p.heads;
+    let own = owned_rows(grid_index(gid, nwg, WG), p.tk, 4u);
+    if (!own.ok) { return; }
     let db = D / 4u;
-    let ka = rows4(bh * p.tk, j0, p.tk) * db;
+    let ka = rows4(own.bh * p.tk, own.r0, p.tk) * db;
     let qo = p.q_off / 4u;
     let ko = p.k_off / 4u;
     let vo = p.v_off / 4u;
@@ -166,16 +154,16 @@ fn attn_bwd_dkdv_block(@builtin(global_invocation_id) gid: vec3<u32>,
         zero_kv(ka);
     }
     // Which of the 4 keys take gradients: inside Tk and kept by the mask.
-    let kv = kept4(b, j0, p.tk);
+    let kv = kept4(own.b, own.r0, p.tk);
     let iend = min(p.c1, p.tq);
-    var istart = max(p.c0, query_start(j0));
+    var istart = max(p.c0, query_start(own.r0));
     if (!any(kv)) {
         istart = iend;
     }
     // 8 queries per step (two 4 x 4 blocks): each loaded k / v / gradient value feeds 8 queries.
     for (var i = istart; i < iend; i += 8u) {
-        let qa = rows4(bh * p.tq, i, p.tq);
-        let qb = rows4(bh * p.tq, i + 4u, p.tq);
+        let qa = rows4(own.bh * p.tq, i, p.tq);
+        let qb = rows4(own.bh * p.tq, i + 4u, p.tq);
         let qa4 = qa * db;
         let qb4 = qb * db;
         var s0 = mat4x4<f32>();
@@ -190,8 +178,8 @@ fn attn_bwd_dkdv_block(@builtin(global_invocation_id) gid: vec3<u32>,
             s1 += km * rows_q(qo + c, qb4);
             dp1 += vm * rows_do(c, qb4);
         }
-        let g0 = dkv_grads(s0, dp0, qa, kv, i, iend, j0);
-        let g1 = dkv_grads(s1, dp1, qb, kv, i + 4u, iend, j0);
+        let g0 = dkv_grads(s0, dp0, qa, kv, i, iend, own.r0);
+        let g1 = dkv_grads(s1, dp1, qb, kv, i + 4u, iend, own.r0);
         for (var c = 0u; c < db; c++) {
             let dk = rows_q(qo + c, qa4) * g0.ds + rows_q(qo + c, qb4) * g1.ds;
             let dv = rows_do(c, qa4) * g0.pr + rows_do(c, qb4) * g1.pr;

@@ -108,23 +108,17 @@ fn kv_vis(keys: vec4<u32>, kk: vec4<bool>, i: u32, qv: vec4<bool>) -> array<vec4
 @compute @workgroup_size(WG)
 fn attn_bwd_dq_panel(@builtin(global_invocation_id) gid: vec3<u32>,
                      @builtin(num_workgroups) nwg: vec3<u32>) {
-    let blocks = (p.tq + 15u) / 16u;
-    let t = grid_index(gid, nwg, WG);
-    if (t >= p.bh * blocks) {
-        return;
-    }
-    let bh = t / blocks;
-    let i0 = (t % blocks) * 16u;
-    let b = bh / p.heads;
+    let own = owned_rows(grid_index(gid, nwg, WG), p.tq, 16u);
+    if (!own.ok) { return; }
+    let row0 = own.bh * p.tq;
     let db = D / 4u;
-    let row0 = bh * p.tq;
     let qlast = vec4<u32>(p.tq - 1u);
     let qo = p.q_off / 4u;
     let ko = p.k_off / 4u;
     let vo = p.v_off / 4u;
     let shift = i32(p.tk) - i32(p.tq);
     // Per row block a: query indices, offsets in q and in dO / dQ, stats, last visible key.
-    let iv0 = vec4<u32>(i0 + 0u) + LANE;
+    let iv0 = vec4<u32>(own.r0 + 0u) + LANE;
     let r0 = row0 + min(iv0, qlast);
     let rq0 = qo + r0 * db;
     let rd0 = r0 * db;
@@ -132,7 +126,7 @@ fn attn_bwd_dq_panel(@builtin(global_invocation_id) gid: vec3<u32>,
     var lim0 = vec4<i32>(i32(p.tk) - 1);
     if (p.causal != 0u) { lim0 = vec4<i32>(iv0) + shift; }
     lim0 = select(vec4<i32>(-1), lim0, iv0 < vec4<u32>(p.tq));
-    let iv1 = vec4<u32>(i0 + 4u) + LANE;
+    let iv1 = vec4<u32>(own.r0 + 4u) + LANE;
     let r1 = row0 + min(iv1, qlast);
     let rq1 = qo + r1 * db;
     let rd1 = r1 * db;
@@ -140,7 +134,7 @@ fn attn_bwd_dq_panel(@builtin(global_invocation_id) gid: vec3<u32>,
     var lim1 = vec4<i32>(i32(p.tk) - 1);
     if (p.causal != 0u) { lim1 = vec4<i32>(iv1) + shift; }
     lim1 = select(vec4<i32>(-1), lim1, iv1 < vec4<u32>(p.tq));
-    let iv2 = vec4<u32>(i0 + 8u) + LANE;
+    let iv2 = vec4<u32>(own.r0 + 8u) + LANE;
     let r2 = row0 + min(iv2, qlast);
     let rq2 = qo + r2 * db;
     let rd2 = r2 * db;
@@ -148,7 +142,7 @@ fn attn_bwd_dq_panel(@builtin(global_invocation_id) gid: vec3<u32>,
     var lim2 = vec4<i32>(i32(p.tk) - 1);
     if (p.causal != 0u) { lim2 = vec4<i32>(iv2) + shift; }
     lim2 = select(vec4<i32>(-1), lim2, iv2 < vec4<u32>(p.tq));
-    let iv3 = vec4<u32>(i0 + 12u) + LANE;
+    let iv3 = vec4<u32>(own.r0 + 12u) + LANE;
     let r3 = row0 + min(iv3, qlast);
     let rq3 = qo + r3 * db;
     let rd3 = r3 * db;
@@ -171,17 +165,17 @@ fn attn_bwd_dq_panel(@builtin(global_invocation_id) gid: vec3<u32>,
                            max(max(lim3.x, lim3.y), max(lim3.z, lim3.w)))));
     let kend = min(p.c1, p.tk);
     let jend = min(kend, u32(clamp(lmax + 1, 0, i32(p.tk))));
-    let krow0 = bh * p.tk;
+    let krow0 = own.bh * p.tk;
     let klast = vec4<u32>(p.tk - 1u);
     for (var j = p.c0; j < jend; j += 16u) {
         let kr0 = (krow0 + min(vec4<u32>(j + 0u) + LANE, klast)) * db;
-        let kv0 = kept4(b, j + 0u, kend);
+        let kv0 = kept4(own.b, j + 0u, kend);
         let kr1 = (krow0 + min(vec4<u32>(j + 4u) + LANE, klast)) * db;
-        let kv1 = kept4(b, j + 4u, kend);
+        let kv1 = kept4(own.b, j + 4u, kend);
         let kr2 = (krow0 + min(vec4<u32>(j + 8u) + LANE, klast)) * db;
-        let kv2 = kept4(b, j + 8u, kend);
+        let kv2 = kept4(own.b, j + 8u, kend);
         let kr3 = (krow0 + min(vec4<u32>(j + 12u) + LANE, klast)) * db;
-        let kv3 = kept4(b, j + 12u, kend);
+        let kv3 = kept4(own.b, j + 12u, kend);
         var s: Blocks;
         var dp: Blocks;
         for (var c = 0u; c < db; c++) {
@@ -247,16 +241,11 @@ fn attn_bwd_dq_panel(@builtin(global_invocation_id) gid: vec3<u32>,
 @compute @workgroup_size(WG)
 fn attn_bwd_dkdv_panel(@builtin(global_invocation_id) gid: vec3<u32>,
                        @builtin(num_workgroups) nwg: vec3<u32>) {
-    let blocks = (p.tk + 15u) / 16u;
-    let t = grid_index(gid, nwg, WG);
-    if (t >= p.bh * blocks) {
-        return;
-    }
-    let bh = t / blocks;
-    let j0 = (t % blocks) * 16u;
-    let b = bh / p.heads;
+    let own = owned_rows(grid_index(gid, nwg, WG), p.tk, 16u);
+    if (!own.ok) { return; }
+    let j0 = own.r0;
     let db = D / 4u;
-    let krow0 = bh * p.tk;
+    let krow0 = own.bh * p.tk;
     let klast = vec4<u32>(p.tk - 1u);
     let qo = p.q_off / 4u;
     let ko = p.k_off / 4u;
@@ -267,25 +256,25 @@ fn attn_bwd_dkdv_panel(@builtin(global_invocation_id) gid: vec3<u32>,
     let rk0 = ko + r0 * db;
     let rv0 = vo + r0 * db;
     let rg0 = r0 * db;
-    let kk0 = kept4(b, j0 + 0u, p.tk);
+    let kk0 = kept4(own.b, j0 + 0u, p.tk);
     let jv1 = vec4<u32>(j0 + 4u) + LANE;
     let r1 = krow0 + min(jv1, klast);
     let rk1 = ko + r1 * db;
     let rv1 = vo + r1 * db;
     let rg1 = r1 * db;
-    let kk1 = kept4(b, j0 + 4u, p.tk);
+    let kk1 = kept4(own.b, j0 + 4u, p.tk);
     let jv2 = vec4<u32>(j0 + 8u) + LANE;
     let r2 = krow0 + min(jv2, klast);
     let rk2 = ko + r2 * db;
     let rv2 = vo + r2 * db;
     let rg2 = r2 * db;
-    let kk2 = kept4(b, j0 + 8u, p.tk);
+    let kk2 = kept4(own.b, j0 + 8u, p.tk);
     let jv3 = vec4<u32>(j0 + 12u) + LANE;
     let r3 = krow0 + min(jv3, klast);
     let rk3 = ko + r3 * db;
     let rv3 = vo + r3 * db;
     let rg3 = r3 * db;
-    let kk3 = kept4(b, j0 + 12u, p.tk);
+    let kk3 = kept4(own.b, j0 + 12u, p.tk);
     if (p.first != 0u) {
         let z = mat4x4<f32>();
         for (var c = 0u; c < db; c++) {
@@ -305,7 +294,7 @@ fn attn_bwd_dkdv_panel(@builtin(global_invocation_id) gid: vec3<u32>,
         istart = max(istart, u32(clamp(i32(j0) + i32(p.tq) - i32(p.tk), 0, i32(p.tq))));
     }
     let iend = min(p.c1, p.tq);
-    let qrow0 = bh * p.tq;
+    let qrow0 = own.bh * p.tq;
     let qlast = vec4<u32>(p.tq - 1u);
     for (var i = istart; i < iend; i += 16u) {
         let qi0 = vec4<u32>(i + 0u) + LANE;

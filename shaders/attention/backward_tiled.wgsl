@@ -48,17 +48,13 @@ fn attn_bwd_dq_tiled(@builtin(workgroup_id) wid3: vec3<u32>,
                      @builtin(num_workgroups) nwg: vec3<u32>,
                      @builtin(local_invocation_index) lid: u32) {
     let br = 4u * WG;
-    let qtiles = (p.tq + br - 1u) / br;
-    let wid = wid3.x + wid3.y * nwg.x;   // uniform across the workgroup
-    if (wid >= p.bh * qtiles) {
-        return;
-    }
-    let bh = wid / qtiles;
-    let tile0 = (wid % qtiles) * br;
+    // The workgroup's rows (uniform across it), then this invocation's 4.
+    let own = owned_rows(wid3.x + wid3.y * nwg.x, p.tq, br);
+    if (!own.ok) { return; }
+    let tile0 = own.r0;
     let i0 = tile0 + 4u * lid;
-    let b = bh / p.heads;
     let db = D / 4u;
-    let rows = rows4(bh * p.tq, i0, p.tq);
+    let rows = rows4(own.bh * p.tq, i0, p.tq);
     let qa = rows * db;
     let qo = p.q_off / 4u;
     // Only real rows are written (an invocation wholly past Tq would race with the owner of the
@@ -85,7 +81,7 @@ fn attn_bwd_dq_tiled(@builtin(workgroup_id) wid3: vec3<u32>,
         let wlast = i32(min(tile0 + br, p.tq)) - 1 + i32(p.tk) - i32(p.tq);
         wend = min(kend, u32(clamp(wlast + 1, 0, i32(p.tk))));
     }
-    let krow0 = bh * p.tk;
+    let krow0 = own.bh * p.tk;
     let klast = p.tk - 1u;
     let ko = p.k_off / 4u;
     let vo = p.v_off / 4u;
@@ -113,7 +109,7 @@ fn attn_bwd_dq_tiled(@builtin(workgroup_id) wid3: vec3<u32>,
             // Visibility of key j + k for the 4 queries, then dS (columns: keys) transposed so
             // column r is query r over the 4 keys.
             let jv = vec4<i32>(vec4<u32>(j) + lane());
-            let kv = kept4(b, j, kend);
+            let kv = kept4(own.b, j, kend);
             let g0 = grads(s[0], dp[0], lr, dl, vec4<bool>(kv.x) & (vec4<i32>(jv.x) <= lim));
             let g1 = grads(s[1], dp[1], lr, dl, vec4<bool>(kv.y) & (vec4<i32>(jv.y) <= lim));
             let g2 = grads(s[2], dp[2], lr, dl, vec4<bool>(kv.z) & (vec4<i32>(jv.z) <= lim));
@@ -145,17 +141,13 @@ fn attn_bwd_dkdv_tiled(@builtin(workgroup_id) wid3: vec3<u32>,
                        @builtin(num_workgroups) nwg: vec3<u32>,
                        @builtin(local_invocation_index) lid: u32) {
     let br = 4u * WG;
-    let ktiles = (p.tk + br - 1u) / br;
-    let wid = wid3.x + wid3.y * nwg.x;   // uniform across the workgroup
-    if (wid >= p.bh * ktiles) {
-        return;
-    }
-    let bh = wid / ktiles;
-    let tile0 = (wid % ktiles) * br;
+    // The workgroup's rows (uniform across it), then this invocation's 4.
+    let own = owned_rows(wid3.x + wid3.y * nwg.x, p.tk, br);
+    if (!own.ok) { return; }
+    let tile0 = own.r0;
     let j0 = tile0 + 4u * lid;
-    let b = bh / p.heads;
     let db = D / 4u;
-    let ka = rows4(bh * p.tk, j0, p.tk) * db;
+    let ka = rows4(own.bh * p.tk, j0, p.tk) * db;
     let ko = p.k_off / 4u;
     let vo = p.v_off / 4u;
     let qo = p.q_off / 4u;
@@ -164,14 +156,14 @@ fn attn_bwd_dkdv_tiled(@builtin(workgroup_id) wid3: vec3<u32>,
         zero_kv(ka);
     }
     // Which of the 4 keys take gradients: inside Tk and kept by the mask.
-    let kv = kept4(b, j0, p.tk);
+    let kv = kept4(own.b, j0, p.tk);
     let jl = vec4<i32>(vec4<u32>(j0) + lane());
     let iend = min(p.c1, p.tq);
     // Tiles start at c0 + n BC; skip those wholly before the first query that sees the
     // workgroup's first key (uniform).
     let wstart = max(p.c0, query_start(tile0));
     let tstart = p.c0 + (wstart - p.c0) / BC * BC;
-    let qrow0 = bh * p.tq;
+    let qrow0 = own.bh * p.tq;
     let qlast = p.tq - 1u;
     for (var t0 = tstart; t0 < iend; t0 += BC) {
         for (var e = lid; e < BC * db; e += WG) {

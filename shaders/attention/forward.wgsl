@@ -32,12 +32,9 @@
 fn attn_fwd(@builtin(global_invocation_id) gid: vec3<u32>,
             @builtin(num_workgroups) nwg: vec3<u32>) {
     let r = grid_index(gid, nwg, WG);   // row (b, h, i) of q
-    if (r >= p.bh * p.tq) {
-        return;
-    }
-    let bh = r / p.tq;
-    let i = r % p.tq;
-    let b = bh / p.heads;
+    let own = owned_rows(r, p.tq, 1u);
+    if (!own.ok) { return; }
+    let i = own.r0;
     var qr: array<f32, MAX_D>;
     var acc: array<f32, MAX_D>;
     for (var d = 0u; d < D; d++) {
@@ -52,10 +49,10 @@ fn attn_fwd(@builtin(global_invocation_id) gid: vec3<u32>,
     }
     let kend = min(p.c1, key_end(i));
     for (var j = p.c0; j < kend; j++) {
-        if (p.has_mask != 0u && keep[p.m_off + b * p.tk + j] == 0.0) {
+        if (p.has_mask != 0u && keep[p.m_off + own.b * p.tk + j] == 0.0) {
             continue;
         }
-        let kb = p.k_off + (bh * p.tk + j) * D;
+        let kb = p.k_off + (own.bh * p.tk + j) * D;
         var s = 0.0;
         for (var d = 0u; d < D; d++) {
             s += qr[d] * kt[kb + d];
@@ -64,7 +61,7 @@ fn attn_fwd(@builtin(global_invocation_id) gid: vec3<u32>,
         let c = exp(ms.x - next.x);
         let pj = exp(s - next.x);
         ms = next;
-        let vb = p.v_off + (bh * p.tk + j) * D;
+        let vb = p.v_off + (own.bh * p.tk + j) * D;
         for (var d = 0u; d < D; d++) {
             acc[d] = acc[d] * c + pj * vt[vb + d];
         }

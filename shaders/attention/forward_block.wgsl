@@ -22,19 +22,13 @@ override WG: u32 = 64u;
 @compute @workgroup_size(WG)
 fn attn_fwd_block(@builtin(global_invocation_id) gid: vec3<u32>,
                   @builtin(num_workgroups) nwg: vec3<u32>) {
-    let blocks = (p.tq + 3u) / 4u;
-    let t = grid_index(gid, nwg, WG);
-    if (t >= p.bh * blocks) {
-        return;
-    }
-    let bh = t / blocks;
-    let i0 = (t % blocks) * 4u;
-    let b = bh / p.heads;
+    let own = owned_rows(grid_index(gid, nwg, WG), p.tq, 4u);
+    if (!own.ok) { return; }
+    var blk = start_block(own.bh, own.r0);
     let db = D / 4u;
-    var blk = start_block(bh, i0);
     let kend = min(p.c1, p.tk);
     let jend = min(kend, u32(clamp(blk.lim.w + 1, 0, i32(p.tk))));
-    let krow0 = bh * p.tk;
+    let krow0 = own.bh * p.tk;
     let klast = p.tk - 1u;
     let ko = p.k_off / 4u;
     let vo = p.v_off / 4u;
@@ -46,13 +40,13 @@ fn attn_fwd_block(@builtin(global_invocation_id) gid: vec3<u32>,
             st += blk.qt[c] * mat4x4<f32>(k4[ko + ka[0] + c], k4[ko + ka[1] + c],
                                       k4[ko + ka[2] + c], k4[ko + ka[3] + c]);
         }
-        let step = online_step(&blk, st, b, j, kend);
+        let step = online_step(&blk, st, own.b, j, kend);
         for (var c = 0u; c < db; c++) {
             let vc = mat4x4<f32>(v4[vo + ka[0] + c], v4[vo + ka[1] + c],
                                  v4[vo + ka[2] + c], v4[vo + ka[3] + c]);
             blk.acc[c] = accumulate(blk.acc[c], step, vc);
         }
     }
-    let rows = min(4u, p.tq - i0);
+    let rows = min(4u, p.tq - own.r0);
     store_block(&blk, rows);
 }

@@ -179,23 +179,17 @@ fn state_load(ri: vec4<u32>, m: ptr<function, vec4<f32>>, l: ptr<function, vec4<
 @compute @workgroup_size(WG)
 fn attn_fwd_panel(@builtin(global_invocation_id) gid: vec3<u32>,
                   @builtin(num_workgroups) nwg: vec3<u32>) {
-    let blocks = (p.tq + 15u) / 16u;
-    let t = grid_index(gid, nwg, WG);
-    if (t >= p.bh * blocks) {
-        return;
-    }
-    let bh = t / blocks;
-    let i0 = (t % blocks) * 16u;
-    let b = bh / p.heads;
-    let db = D / 4u;
+    let own = owned_rows(grid_index(gid, nwg, WG), p.tq, 16u);
+    if (!own.ok) { return; }
     let lane = vec4<u32>(0u, 1u, 2u, 3u);
+    let db = D / 4u;
     // Query indices of the 4 row blocks, their (clamped) rows and vec4 offsets in q and o.
-    let i_0 = vec4<u32>(i0) + lane;
+    let i_0 = vec4<u32>(own.r0) + lane;
     let i_1 = i_0 + 4u;
     let i_2 = i_0 + 8u;
     let i_3 = i_0 + 12u;
     let last = vec4<u32>(p.tq - 1u);
-    let row0 = bh * p.tq;
+    let row0 = own.bh * p.tq;
     let ri0 = row0 + min(i_0, last);
     let ri1 = row0 + min(i_1, last);
     let ri2 = row0 + min(i_2, last);
@@ -236,11 +230,11 @@ fn attn_fwd_panel(@builtin(global_invocation_id) gid: vec3<u32>,
         lim1 = vec4<i32>(i_1) + shift;
         lim2 = vec4<i32>(i_2) + shift;
         lim3 = vec4<i32>(i_3) + shift;
-        top = i32(min(i0 + 15u, p.tq - 1u)) + shift;
+        top = i32(min(own.r0 + 15u, p.tq - 1u)) + shift;
     }
     let kend = min(p.c1, p.tk);
     let jend = min(kend, u32(clamp(top + 1, 0, i32(p.tk))));
-    let krow0 = bh * p.tk;
+    let krow0 = own.bh * p.tk;
     let klast = vec4<u32>(p.tk - 1u);
     let ko = p.k_off / 4u;
     let vo = p.v_off / 4u;
@@ -258,14 +252,14 @@ fn attn_fwd_panel(@builtin(global_invocation_id) gid: vec3<u32>,
         kr[5] = (krow0 + min(vec4<u32>(j + 20u) + lane, klast)) * db;
         kr[6] = (krow0 + min(vec4<u32>(j + 24u) + lane, klast)) * db;
         kr[7] = (krow0 + min(vec4<u32>(j + 28u) + lane, klast)) * db;
-        kv[0] = kept4(b, j + 0u, kend);
-        kv[1] = kept4(b, j + 4u, kend);
-        kv[2] = kept4(b, j + 8u, kend);
-        kv[3] = kept4(b, j + 12u, kend);
-        kv[4] = kept4(b, j + 16u, kend);
-        kv[5] = kept4(b, j + 20u, kend);
-        kv[6] = kept4(b, j + 24u, kend);
-        kv[7] = kept4(b, j + 28u, kend);
+        kv[0] = kept4(own.b, j + 0u, kend);
+        kv[1] = kept4(own.b, j + 4u, kend);
+        kv[2] = kept4(own.b, j + 8u, kend);
+        kv[3] = kept4(own.b, j + 12u, kend);
+        kv[4] = kept4(own.b, j + 16u, kend);
+        kv[5] = kept4(own.b, j + 20u, kend);
+        kv[6] = kept4(own.b, j + 24u, kend);
+        kv[7] = kept4(own.b, j + 28u, kend);
         // S: s[8a + e] = rows 4a.. x keys 4e.. (column = key, component = row).
         var s: array<mat4x4<f32>, 32>;
         for (var c = 0u; c < db; c++) {

@@ -35,17 +35,13 @@ fn attn_fwd_tiled(@builtin(workgroup_id) wid3: vec3<u32>,
                   @builtin(num_workgroups) nwg: vec3<u32>,
                   @builtin(local_invocation_index) lid: u32) {
     let br = 4u * WG;
-    let qtiles = (p.tq + br - 1u) / br;
-    let wid = wid3.x + wid3.y * nwg.x;   // uniform across the workgroup
-    if (wid >= p.bh * qtiles) {
-        return;
-    }
-    let bh = wid / qtiles;
-    let tile0 = (wid % qtiles) * br;
+    // The workgroup's rows (uniform across it), then this invocation's 4.
+    let own = owned_rows(wid3.x + wid3.y * nwg.x, p.tq, br);
+    if (!own.ok) { return; }
+    let tile0 = own.r0;
     let i0 = tile0 + 4u * lid;
-    let b = bh / p.heads;
     let db = D / 4u;
-    var blk = start_block(bh, i0);
+    var blk = start_block(own.bh, i0);
     let kend = min(p.c1, p.tk);
     // Keys past the last query of the workgroup's causal limit are skipped, whole tiles at once
     // (a uniform bound: every invocation runs the same tiles and reaches the same barriers).
@@ -54,7 +50,7 @@ fn attn_fwd_tiled(@builtin(workgroup_id) wid3: vec3<u32>,
         let wlast = i32(min(tile0 + br, p.tq)) - 1 + i32(p.tk) - i32(p.tq);
         wend = min(kend, u32(clamp(wlast + 1, 0, i32(p.tk))));
     }
-    let krow0 = bh * p.tk;
+    let krow0 = own.bh * p.tk;
     let klast = p.tk - 1u;
     let ko = p.k_off / 4u;
     let vo = p.v_off / 4u;
@@ -75,7 +71,7 @@ fn attn_fwd_tiled(@builtin(workgroup_id) wid3: vec3<u32>,
                 st += blk.qt[c] * mat4x4<f32>(kt[a + c], kt[a + db + c], kt[a + 2u * db + c],
                                           kt[a + 3u * db + c]);
             }
-            let step = online_step(&blk, st, b, j, kend);
+            let step = online_step(&blk, st, own.b, j, kend);
             for (var c = 0u; c < db; c++) {
                 let vc = mat4x4<f32>(vt[a + c], vt[a + db + c], vt[a + 2u * db + c],
                                      vt[a + 3u * db + c]);

@@ -37,6 +37,22 @@ fn key_end(i: u32) -> u32 {
     return u32(clamp(i32(i) + i32(p.tk) - i32(p.tq) + 1, 0, i32(p.tk)));
 }
 
+// The rows work item t owns, in a grid that gives each of the B H heads ceil(n / size) runs of
+// `size` rows (n = Tq for query rows, Tk for key rows): head `bh`, its batch `b`, first row `r0`;
+// `ok` is false for an item past the last head (t >= B H ceil(n / size)).
+struct Owned {
+    bh: u32,
+    b: u32,
+    r0: u32,
+    ok: bool,
+}
+
+fn owned_rows(t: u32, n: u32, size: u32) -> Owned {
+    let runs = (n + size - 1u) / size;
+    let bh = t / runs;
+    return Owned(bh, bh / p.heads, (t % runs) * size, bh < p.bh);
+}
+
 // First query that may see key j: 0, or j + Tq - Tk clamped to [0, Tq].
 fn query_start(j: u32) -> u32 {
     if (p.causal == 0u) {
