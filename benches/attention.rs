@@ -24,7 +24,9 @@ use std::sync::Arc;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use kiln::ops::{AttentionOptions, attention_composed, scaled_dot_product_attention};
 use kiln::{Gpu, Tensor};
-use kiln_kernels::launch::attention::{self as ak, AttnConfig, AttnShape, AttnTiles, AttnVariant};
+use kiln_kernels::launch::attention::{
+    self as ak, AttnConfig, AttnInputs, AttnShape, AttnTiles, AttnVariant,
+};
 
 mod common;
 
@@ -147,12 +149,17 @@ fn rungs_for(c: &mut Criterion, name: &str, backward: bool) {
         for cfg in rung_configs() {
             group.bench_function(BenchmarkId::new(cfg.name(), case(t)), |bench| {
                 bench.iter(|| {
-                    let (qa, ka, va) = (q.operand(), k.operand(), v.operand());
-                    ak::forward(&gpu, &s, cfg, qa, ka, va, None, &o, &lse, 0).unwrap();
+                    let (q, k, v) = (q.operand(), k.operand(), v.operand());
+                    let x = AttnInputs {
+                        q,
+                        k,
+                        v,
+                        keep: None,
+                    };
+                    ak::forward(&gpu, &s, cfg, x, (&o, &lse), 0).unwrap();
                     if backward {
                         let (g, grads) = (dout.kernel_view().buf, (&dq, &dk, &dv));
-                        ak::backward(&gpu, &s, cfg, qa, ka, va, None, &o, &lse, g, grads, 0)
-                            .unwrap();
+                        ak::backward(&gpu, &s, cfg, x, g, (&o, &lse), grads, 0).unwrap();
                     }
                     gpu.sync().unwrap();
                 })

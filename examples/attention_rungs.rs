@@ -7,7 +7,7 @@
 //! recorded and waited for) and GFLOP/s of the best, with forward FLOPs = 4 B H T² D (the two
 //! products) and forward + backward counted as 3.5 times that.
 use kiln::Tensor;
-use kiln_kernels::launch::attention::{self as ak, AttnConfig, AttnShape, AttnVariant};
+use kiln_kernels::launch::attention::{self as ak, AttnConfig, AttnInputs, AttnShape, AttnVariant};
 use std::time::Instant;
 
 fn main() -> kiln::Result<()> {
@@ -53,27 +53,17 @@ fn main() -> kiln::Result<()> {
     ];
     let run = |cfg: AttnConfig| -> kiln::Result<f64> {
         let t0 = Instant::now();
-        ak::forward(
-            &gpu,
-            &s,
-            cfg,
-            q.operand(),
-            k.operand(),
-            v.operand(),
-            None,
-            &o,
-            &lse,
-            0,
-        )?;
+        let (q, k, v) = (q.operand(), k.operand(), v.operand());
+        let x = AttnInputs {
+            q,
+            k,
+            v,
+            keep: None,
+        };
+        ak::forward(&gpu, &s, cfg, x, (&o, &lse), 0)?;
         if backward {
-            let grads = (&dq, &dk, &dv);
-            let (qa, ka, va, g) = (
-                q.operand(),
-                k.operand(),
-                v.operand(),
-                dout.kernel_view().buf,
-            );
-            ak::backward(&gpu, &s, cfg, qa, ka, va, None, &o, &lse, g, grads, 0)?;
+            let (g, grads) = (dout.kernel_view().buf, (&dq, &dk, &dv));
+            ak::backward(&gpu, &s, cfg, x, g, (&o, &lse), grads, 0)?;
         }
         gpu.sync()?;
         Ok(t0.elapsed().as_secs_f64() * 1e3)

@@ -77,9 +77,8 @@ fn forward_wg(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_i
               @builtin(num_workgroups) nwg: vec3<u32>) {
     // One workgroup per row; the (x, y) grid only exceeds 65,535 rows in x.
     let r = wid.x + wid.y * nwg.x;
-    let tid = lid.x;
-    let ms = row_summary_wg(r, P.rows, P.offset + r * P.row_stride, P.col_stride, P.classes, tid);
-    if (tid == 0u && r < P.rows) {
+    let ms = row_summary_wg(r, P.rows, P.offset + r * P.row_stride, P.col_stride, P.classes, lid.x);
+    if (lid.x == 0u && r < P.rows) {
         finish_row(r, ms);
     }
 }

@@ -40,7 +40,7 @@
 //! once; the copies, O and L are what the backward keeps (all O(B H T D)). Head sizes above 128
 //! use the composition.
 
-use kiln_kernels::launch::attention::{self as ak, AttnShape, AttnVariant, MAX_D};
+use kiln_kernels::launch::attention::{self as ak, AttnInputs, AttnShape, AttnVariant, MAX_D};
 use kiln_kernels::tune;
 
 use crate::error::{Result, arg_err, shape_err};
@@ -144,6 +144,16 @@ fn keep_mask_f32(m: &Tensor) -> Result<Tensor> {
     f.ne(&Tensor::zeros_on(m.gpu(), &[])?)
 }
 
+/// The launchers' inputs: contiguous q, k, v and the f32 key mask.
+fn inputs<'a>(qkv: &'a [Tensor; 3], keep: &'a Option<Tensor>) -> AttnInputs<'a> {
+    AttnInputs {
+        q: qkv[0].operand(),
+        k: qkv[1].operand(),
+        v: qkv[2].operand(),
+        keep: keep.as_ref().map(Tensor::operand),
+    }
+}
+
 /// Scaled dot-product attention from primitives: `softmax(Q Kᵀ · scale + mask) V`, materialising
 /// the (B, H, Tq, Tk) scores. Same contract as [`scaled_dot_product_attention`] (fully masked rows
 /// give 0); differentiable in q, k and v through the primitives' own gradients.
@@ -230,7 +240,7 @@ pub fn scaled_dot_product_attention(
         causal: opts.causal,
     };
     // Kernels read contiguous rows: views are copied once here (and kept for the backward).
-    let (qc, kc, vc) = (q.dense()?, k.dense()?, v.dense()?);
+    let qkv = [q.dense()?, k.dense()?, v.dense()?];
     let keep = match &opts.key_padding_mask {
         Some(m) => Some(keep_mask_f32(m)?.contiguous()?),
         None => None,
@@ -243,12 +253,8 @@ pub fn scaled_dot_product_attention(
         &gpu,
         &shape,
         cfg,
-        qc.operand(),
-        kc.operand(),
-        vc.operand(),
-        keep.as_ref().map(Tensor::operand),
-        o.buffer(),
-        lse.buffer(),
+        inputs(&qkv, &keep),
+        (o.buffer(), lse.buffer()),
         0,
     )?;
     let saved_o = o.detach();
@@ -257,20 +263,16 @@ pub fn scaled_dot_product_attention(
             let gpu = g.gpu().clone();
             // dO must be contiguous from element 0 of its buffer.
             let g = g.dense()?;
-            let dq = Tensor::empty_on(&gpu, qc.shape(), DType::F32)?;
-            let dk = Tensor::empty_on(&gpu, kc.shape(), DType::F32)?;
-            let dv = Tensor::empty_on(&gpu, vc.shape(), DType::F32)?;
+            let dq = Tensor::empty_on(&gpu, qkv[0].shape(), DType::F32)?;
+            let dk = Tensor::empty_on(&gpu, qkv[1].shape(), DType::F32)?;
+            let dv = Tensor::empty_on(&gpu, qkv[2].shape(), DType::F32)?;
             ak::backward(
                 &gpu,
                 &shape,
                 cfg,
-                qc.operand(),
-                kc.operand(),
-                vc.operand(),
-                keep.as_ref().map(Tensor::operand),
-                saved_o.buffer(),
-                lse.buffer(),
+                inputs(&qkv, &keep),
                 g.buffer(),
+                (saved_o.buffer(), lse.buffer()),
                 (dq.buffer(), dk.buffer(), dv.buffer()),
                 0,
             )?;

@@ -38,14 +38,19 @@ fn check_input(op: &'static str, x: &Tensor) -> Result<()> {
     x.expect_rank(op, "input", 4, "(N, C, H, W)")
 }
 
-/// Check the window against the input and give the pooled shape (PyTorch's rules).
-fn window_shape(op: &'static str, x: &Tensor, win: Window) -> Result<PoolShape> {
+/// The window of (height, width) `kernel`, `stride` and `padding`, checked against the input,
+/// and the pooled shape (PyTorch's rules).
+fn window_shape(
+    op: &'static str,
+    x: &Tensor,
+    (kernel, stride, padding): ((usize, usize), (usize, usize), (usize, usize)),
+) -> Result<(Window, PoolShape)> {
     check_input(op, x)?;
-    let Window {
+    let win = Window {
         kernel,
         stride,
         padding,
-    } = win;
+    };
     if kernel.0 == 0 || kernel.1 == 0 || stride.0 == 0 || stride.1 == 0 {
         return arg_err(
             op,
@@ -59,16 +64,17 @@ fn window_shape(op: &'static str, x: &Tensor, win: Window) -> Result<PoolShape> 
         );
     }
     let s = x.shape();
-    win.shape(s[0], s[1], s[2], s[3])
-        .ok_or_else(|| crate::Error::Shape {
-            op,
-            msg: format!(
-                "kernel {kernel:?} is larger than the padded input ({}, {}) (input shape {s:?}, \
-                 padding {padding:?})",
-                s[2] + 2 * padding.0,
-                s[3] + 2 * padding.1
-            ),
-        })
+    let shape = win.shape(s[0], s[1], s[2], s[3]);
+    let shape = shape.ok_or_else(|| crate::Error::Shape {
+        op,
+        msg: format!(
+            "kernel {kernel:?} is larger than the padded input ({}, {}) (input shape {s:?}, \
+             padding {padding:?})",
+            s[2] + 2 * padding.0,
+            s[3] + 2 * padding.1
+        ),
+    })?;
+    Ok((win, shape))
 }
 
 fn out_shape(s: PoolShape) -> [usize; 4] {
@@ -109,12 +115,7 @@ impl Tensor {
         padding: (usize, usize),
     ) -> Result<Tensor> {
         const OP: &str = "max_pool2d";
-        let win = Window {
-            kernel,
-            stride,
-            padding,
-        };
-        let shape = window_shape(OP, self, win)?;
+        let (win, shape) = window_shape(OP, self, (kernel, stride, padding))?;
         let argmax = Tensor::empty_on(self.gpu(), &out_shape(shape), DType::U32)?;
         let am = argmax.clone();
         pooled(
@@ -136,12 +137,7 @@ impl Tensor {
         padding: (usize, usize),
     ) -> Result<Tensor> {
         const OP: &str = "avg_pool2d";
-        let win = Window {
-            kernel,
-            stride,
-            padding,
-        };
-        let shape = window_shape(OP, self, win)?;
+        let (win, shape) = window_shape(OP, self, (kernel, stride, padding))?;
         pooled(
             OP,
             self,

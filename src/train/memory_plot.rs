@@ -6,22 +6,16 @@ use std::path::Path;
 use plotters::prelude::*;
 
 use super::memory::StepRow;
-use crate::error::{Error, Result};
+use super::plot::{draw_legend, legend_line, register_font, save_png};
+use crate::error::Result;
 
 /// Draw `dir/memory.png` from `steps` (drawn beside it, then renamed over it).
 pub(super) fn draw(dir: &Path, steps: &[StepRow]) -> Result<()> {
-    let path = dir.join("memory.png");
-    let tmp = dir.join(".memory.tmp.png");
-    plot(&tmp, steps)
-        .and_then(|()| Ok(std::fs::rename(&tmp, &path)?))
-        .map_err(|e| Error::Io {
-            path: path.display().to_string(),
-            msg: format!("could not draw the memory plot: {e}"),
-        })
+    save_png(dir, "memory.png", |tmp| plot(tmp, steps))
 }
 
 fn plot(path: &Path, steps: &[StepRow]) -> std::result::Result<(), Box<dyn std::error::Error>> {
-    super::plot::register_font();
+    register_font();
     let area = BitMapBackend::new(path, (900, 500)).into_drawing_area();
     area.fill(&WHITE)?;
     const MIB: f64 = 1024.0 * 1024.0;
@@ -50,15 +44,12 @@ fn plot(path: &Path, steps: &[StepRow]) -> std::result::Result<(), Box<dyn std::
         chart
             .draw_series(LineSeries::new(pts, style))?
             .label(key)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+            .legend(legend_line(style));
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 14))
-        .position(SeriesLabelPosition::MiddleRight)
-        .draw()?;
+    draw_legend(
+        chart.configure_series_labels(),
+        SeriesLabelPosition::MiddleRight,
+    )?;
     area.present()?;
     Ok(())
 }

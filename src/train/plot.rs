@@ -50,6 +50,12 @@ pub fn draw_legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTransl
         .draw()
 }
 
+/// The legend mark of a line series drawn in `style`: a 20-pixel stroke.
+pub fn legend_line(style: impl Into<ShapeStyle>) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
+    let style = style.into();
+    move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style)
+}
+
 pub(super) fn draw_curves(
     path: &Path,
     records: &[EpochRecord],
@@ -95,37 +101,28 @@ pub(super) fn draw_curves(
             .filter_map(|r| f(r).map(|v| (r.epoch as f64, v)))
             .collect()
     };
-    chart
-        .draw_series(LineSeries::new(
-            pts(&|r| Some(r.train_loss)),
-            BLUE.stroke_width(2),
-        ))?
-        .label("train loss")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE.stroke_width(2)));
-    let val = pts(&|r| r.val_loss);
-    if !val.is_empty() {
-        chart
-            .draw_series(LineSeries::new(val, RED.stroke_width(2)))?
-            .label("validation loss")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED.stroke_width(2)));
-    }
+    // (label, points, colour, width, on the accuracy axis); a line with no points (no validation
+    // split) is left out. Diagnostics add the train accuracy (dashed look: thinner, darker green).
+    let mut lines = vec![
+        ("train loss", pts(&|r| Some(r.train_loss)), BLUE, 2, false),
+        ("validation loss", pts(&|r| r.val_loss), RED, 2, false),
+    ];
     if has_acc {
-        chart
-            .draw_secondary_series(LineSeries::new(
-                pts(&|r| r.val_accuracy),
-                GREEN.stroke_width(2),
-            ))?
-            .label("validation accuracy")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], GREEN.stroke_width(2)));
-        // Diagnostics: the train accuracy beside it (dashed look: thinner, darker green).
-        let train_acc = pts(&|r| r.train_accuracy);
-        if !train_acc.is_empty() {
-            let style = RGBColor(0, 100, 0).stroke_width(1);
-            chart
-                .draw_secondary_series(LineSeries::new(train_acc, style))?
-                .label("train accuracy")
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
-        }
+        let (val, train) = (pts(&|r| r.val_accuracy), pts(&|r| r.train_accuracy));
+        lines.extend([
+            ("validation accuracy", val, GREEN, 2, true),
+            ("train accuracy", train, RGBColor(0, 100, 0), 1, true),
+        ]);
+    }
+    for (label, line, colour, width, right) in lines.into_iter().filter(|l| !l.1.is_empty()) {
+        let style = colour.stroke_width(width);
+        let series = LineSeries::new(line, style);
+        let drawn = if right {
+            chart.draw_secondary_series(series)?
+        } else {
+            chart.draw_series(series)?
+        };
+        drawn.label(label).legend(legend_line(style));
     }
     draw_legend(
         chart.configure_series_labels(),
@@ -240,7 +237,7 @@ fn draw_log_lines(
                 chart
                     .draw_series(LineSeries::new(pts, colour(k)))?
                     .label(name)
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour(k)));
+                    .legend(legend_line(colour(k)));
             }
             if let Some(m) = mark {
                 chart
@@ -249,7 +246,7 @@ fn draw_log_lines(
                         RED.stroke_width(2),
                     ))?
                     .label(format!("suggested lr {m:.1e}"))
-                    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
+                    .legend(legend_line(RED));
             }
             chart
                 .configure_series_labels()

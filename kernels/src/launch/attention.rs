@@ -177,16 +177,9 @@ enum Kind {
 /// The kernels `cfg` runs here: the vec4 rungs need D % 4 == 0 and q, k, v 16-byte aligned (else
 /// `Row`); `Tiled` needs its tiles to fit the adapter (else `Block`). `Auto` here means `Block`
 /// (the op layer resolves `Auto` with the tuner before launching).
-fn kind(
-    gpu: &Gpu,
-    cfg: AttnConfig,
-    s: &AttnShape,
-    q: Operand<'_>,
-    k: Operand<'_>,
-    v: Operand<'_>,
-) -> Kind {
+fn kind(gpu: &Gpu, cfg: AttnConfig, s: &AttnShape, x: AttnInputs<'_>) -> Kind {
     let vec4 = s.d.is_multiple_of(4)
-        && [q.offset, k.offset, v.offset]
+        && [x.q.offset, x.k.offset, x.v.offset]
             .iter()
             .all(|o| o.is_multiple_of(4));
     match cfg.variant {
@@ -248,14 +241,7 @@ fn invocations(kind: Kind, bh: usize, n: usize) -> (usize, u32) {
 }
 
 /// Params for chunk `[c0, c1)` of a walk of length `n`.
-fn params(
-    s: &AttnShape,
-    q: Operand<'_>,
-    k: Operand<'_>,
-    v: Operand<'_>,
-    keep: Option<Operand<'_>>,
-    (c0, c1, n): (usize, usize, usize),
-) -> AttnParams {
+fn params(s: &AttnShape, x: AttnInputs<'_>, (c0, c1, n): (usize, usize, usize)) -> AttnParams {
     AttnParams {
         bh: (s.batch * s.heads) as u32,
         heads: s.heads as u32,
@@ -263,15 +249,15 @@ fn params(
         tk: s.tk as u32,
         scale: s.scale,
         causal: u32::from(s.causal),
-        has_mask: u32::from(keep.is_some()),
+        has_mask: u32::from(x.keep.is_some()),
         c0: c0 as u32,
         c1: c1 as u32,
         first: u32::from(c0 == 0),
         last: u32::from(c1 >= n),
-        q_off: q.offset as u32,
-        k_off: k.offset as u32,
-        v_off: v.offset as u32,
-        m_off: keep.map_or(0, |m| m.offset as u32),
+        q_off: x.q.offset as u32,
+        k_off: x.k.offset as u32,
+        v_off: x.v.offset as u32,
+        m_off: x.keep.map_or(0, |m| m.offset as u32),
         _pad: 0,
     }
 }
@@ -285,26 +271,59 @@ fn chunks(n: usize, chunk: usize) -> Vec<(usize, usize, usize)> {
         .collect()
 }
 
+/// The inputs of one attention call: q (B, H, Tq, D), k and v (B, H, Tk, D), each contiguous
+/// from its offset, and the key mask keep (B, Tk) of 1.0 / 0.0, or none (every key kept).
+#[derive(Debug, Clone, Copy)]
+pub struct AttnInputs<'a> {
+    /// Queries (B, H, Tq, D).
+    pub q: Operand<'a>,
+    /// Keys (B, H, Tk, D).
+    pub k: Operand<'a>,
+    /// Values (B, H, Tk, D).
+    pub v: Operand<'a>,
+    /// Key mask (B, Tk); none: every key is kept.
+    pub keep: Option<Operand<'a>>,
+}
+
+impl<'a> AttnInputs<'a> {
+    /// q, k and v with the elements they need at `s` (for [`check`]).
+    fn needs(&self, s: &AttnShape) -> [(&'static str, &'a GpuBuffer, usize); 3] {
+        let (rows, krows) = (s.batch * s.heads * s.tq, s.batch * s.heads * s.tk);
+        [
+            ("q", self.q.buf, self.q.offset + rows * s.d),
+            ("k", self.k.buf, self.k.offset + krows * s.d),
+            ("v", self.v.buf, self.v.offset + krows * s.d),
+        ]
+    }
+
+    /// The mask's buffer; without a mask, a 4-byte stand-in put in `spare` (the kernels bind
+    /// it but never read it).
+    fn keep_buf<'b>(&self, gpu: &Gpu, spare: &'b mut Option<GpuBuffer>) -> Result<&'b GpuBuffer>
+    where
+        'a: 'b,
+    {
+        match self.keep {
+            Some(m) => Ok(m.buf),
+            None => Ok(spare.insert(gpu.alloc(4, "attention: no key mask")?)),
+        }
+    }
+}
+
 /// Fused forward with configuration `cfg` (rung and tile sizes; `Auto` runs `Block`, the op
-/// layer resolves it first with [`crate::tune`]'s lookup): q (B, H, Tq, D), k / v (B, H, Tk, D),
-/// keep (B, Tk) or none -> o (B, H, Tq, D) and lse (B, H, Tq), both contiguous from element 0
-/// (a row with no visible key gets O = 0 and L = -inf). `chunk` caps the keys per dispatch
-/// (0 = the loop budget's [`chunk_len`] / [`chunk_len_block`] / [`chunk_len_tiled`]; tests use
-/// small values to exercise the chunked path).
-#[allow(clippy::too_many_arguments)]
+/// layer resolves it first with [`crate::tune`]'s lookup): inputs `x` (q, k, v, keep) ->
+/// `(o, lse)`, o (B, H, Tq, D) and lse (B, H, Tq), both contiguous from element 0 (a row with no
+/// visible key gets O = 0 and L = -inf). `chunk` caps the keys per dispatch (0 = the loop
+/// budget's [`chunk_len`] / [`chunk_len_block`] / [`chunk_len_tiled`]; tests use small values to
+/// exercise the chunked path).
 pub fn forward(
     gpu: &Gpu,
     s: &AttnShape,
     cfg: AttnConfig,
-    q: Operand<'_>,
-    k: Operand<'_>,
-    v: Operand<'_>,
-    keep: Option<Operand<'_>>,
-    o: &GpuBuffer,
-    lse: &GpuBuffer,
+    x: AttnInputs<'_>,
+    (o, lse): (&GpuBuffer, &GpuBuffer),
     chunk: usize,
 ) -> Result<()> {
-    let kind = kind(gpu, cfg, s, q, k, v);
+    let kind = kind(gpu, cfg, s, x);
     let key = match kind {
         Kind::Row => KernelKey::new("attention/forward.wgsl", "attn_fwd"),
         Kind::Block => KernelKey::new("attention/forward_block.wgsl", "attn_fwd_block"),
@@ -312,66 +331,46 @@ pub fn forward(
         Kind::Panel => KernelKey::new("attention/forward_panel.wgsl", "attn_fwd_panel"),
     };
     let key = specialise(key, kind, s.d);
-    let (rows, krows) = (s.batch * s.heads * s.tq, s.batch * s.heads * s.tk);
-    check(
-        &key,
-        s,
-        &[
-            ("q", q.buf, q.offset + rows * s.d),
-            ("k", k.buf, k.offset + krows * s.d),
-            ("v", v.buf, v.offset + krows * s.d),
-            ("o", o, rows * s.d),
-            ("lse", lse, rows),
-        ],
-    )?;
+    let rows = s.batch * s.heads * s.tq;
+    let outs = [("o", o, rows * s.d), ("lse", lse, rows)];
+    check(&key, s, &[&x.needs(s)[..], &outs].concat())?;
     if rows == 0 {
         return Ok(());
     }
     let state = gpu.alloc(8 * rows as u64, "attention running (max, sum)")?;
-    let dummy;
-    let keep_buf = match keep {
-        Some(m) => m.buf,
-        None => {
-            dummy = gpu.alloc(4, "attention: no key mask")?;
-            &dummy
-        }
-    };
+    let mut spare = None;
+    let keep_buf = x.keep_buf(gpu, &mut spare)?;
     let (invocations, wg) = invocations(kind, s.batch * s.heads, s.tq);
     let chunk = chunk_for(kind, s.d, chunk);
     for c in chunks(s.tk, chunk) {
-        let p = params(s, q, k, v, keep, c);
         gpu.dispatch(
             &key,
-            &p,
-            &[q.buf, k.buf, v.buf, keep_buf, o, lse, &state],
+            &params(s, x, c),
+            &[x.q.buf, x.k.buf, x.v.buf, keep_buf, o, lse, &state],
             grid_1d(invocations, wg),
         );
     }
     Ok(())
 }
 
-/// Fused backward from the forward's `o` and `lse`: given dO (B, H, Tq, D, contiguous from 0),
+/// Fused backward: given dO (B, H, Tq, D, contiguous from 0) and the forward's `(o, lse)`,
 /// writes dq (B, H, Tq, D) and dk, dv (B, H, Tk, D), all contiguous from element 0 and
-/// overwritten (not accumulated). `cfg` and `chunk` as in [`forward`].
+/// overwritten (not accumulated). `x`, `cfg` and `chunk` as in [`forward`].
 #[allow(clippy::too_many_arguments)]
 pub fn backward(
     gpu: &Gpu,
     s: &AttnShape,
     cfg: AttnConfig,
-    q: Operand<'_>,
-    k: Operand<'_>,
-    v: Operand<'_>,
-    keep: Option<Operand<'_>>,
-    o: &GpuBuffer,
-    lse: &GpuBuffer,
+    x: AttnInputs<'_>,
     dout: &GpuBuffer,
+    (o, lse): (&GpuBuffer, &GpuBuffer),
     (dq, dk, dv): (&GpuBuffer, &GpuBuffer, &GpuBuffer),
     chunk: usize,
 ) -> Result<()> {
     let prep = KernelKey::new("attention/backward_prep.wgsl", "attn_bwd_prep")
         .with("WG", WG)
         .with("D", s.d as u32);
-    let kind = kind(gpu, cfg, s, q, k, v);
+    let kind = kind(gpu, cfg, s, x);
     let (file, eq, ekv) = match kind {
         Kind::Row => ("attention/backward.wgsl", "attn_bwd_dq", "attn_bwd_dkdv"),
         Kind::Block => (
@@ -393,54 +392,40 @@ pub fn backward(
     let kq = specialise(KernelKey::new(file, eq), kind, s.d);
     let kkv = specialise(KernelKey::new(file, ekv), kind, s.d);
     let (rows, krows) = (s.batch * s.heads * s.tq, s.batch * s.heads * s.tk);
-    check(
-        &kkv,
-        s,
-        &[
-            ("q", q.buf, q.offset + rows * s.d),
-            ("k", k.buf, k.offset + krows * s.d),
-            ("v", v.buf, v.offset + krows * s.d),
-            ("o", o, rows * s.d),
-            ("lse", lse, rows),
-            ("dout", dout, rows * s.d),
-            ("dq", dq, rows * s.d),
-            ("dk", dk, krows * s.d),
-            ("dv", dv, krows * s.d),
-        ],
-    )?;
-    let dummy;
-    let keep_buf = match keep {
-        Some(m) => m.buf,
-        None => {
-            dummy = gpu.alloc(4, "attention: no key mask")?;
-            &dummy
-        }
-    };
+    let rest = [
+        ("o", o, rows * s.d),
+        ("lse", lse, rows),
+        ("dout", dout, rows * s.d),
+        ("dq", dq, rows * s.d),
+        ("dk", dk, krows * s.d),
+        ("dv", dv, krows * s.d),
+    ];
+    check(&kkv, s, &[&x.needs(s)[..], &rest].concat())?;
+    let mut spare = None;
+    let keep_buf = x.keep_buf(gpu, &mut spare)?;
     let chunk = chunk_for(kind, s.d, chunk);
     let bh = s.batch * s.heads;
     let (qinv, qwg) = invocations(kind, bh, s.tq);
     let (kinv, kwg) = invocations(kind, bh, s.tk);
     let stats = gpu.alloc(8 * rows.max(1) as u64, "attention (lse, dO . O) rows")?;
     if rows > 0 {
-        let p = params(s, q, k, v, keep, (0, 0, 0));
+        let p = params(s, x, (0, 0, 0));
         gpu.dispatch(&prep, &p, &[dout, o, lse, &stats], grid_1d(rows, WG));
         for c in chunks(s.tk, chunk) {
-            let p = params(s, q, k, v, keep, c);
             gpu.dispatch(
                 &kq,
-                &p,
-                &[q.buf, k.buf, v.buf, keep_buf, dout, &stats, dq],
+                &params(s, x, c),
+                &[x.q.buf, x.k.buf, x.v.buf, keep_buf, dout, &stats, dq],
                 grid_1d(qinv, qwg),
             );
         }
     }
     if krows > 0 {
         for c in chunks(s.tq, chunk) {
-            let p = params(s, q, k, v, keep, c);
             gpu.dispatch(
                 &kkv,
-                &p,
-                &[q.buf, k.buf, v.buf, keep_buf, dout, &stats, dk, dv],
+                &params(s, x, c),
+                &[x.q.buf, x.k.buf, x.v.buf, keep_buf, dout, &stats, dk, dv],
                 grid_1d(kinv, kwg),
             );
         }

@@ -9,7 +9,7 @@ use super::{CACHE_ENV, MatmulBucket, dtype_tag, entry_key, layouts, matmul_defau
 use crate::buffer_pool::GpuBuffer;
 use crate::error::{KernelError, Result};
 use crate::gpu::Gpu;
-use crate::launch::attention::{self as ak, AttnConfig, AttnShape, AttnVariant};
+use crate::launch::attention::{self as ak, AttnConfig, AttnInputs, AttnShape, AttnVariant};
 use crate::launch::matmul::{self as mk, MatRef, MatmulConfig, MatmulDims, MatmulVariant};
 use crate::operand::Operand;
 use crate::profile::{Profiler, TimeSource};
@@ -340,7 +340,13 @@ impl Tuner<'_> {
             alloc(nk, "tune dk")?,
             alloc(nk, "tune dv")?,
         );
-        let at = |b| Operand::whole(b);
+        let [q, k, v] = [&q, &k, &v].map(Operand::whole);
+        let x = AttnInputs {
+            q,
+            k,
+            v,
+            keep: None,
+        };
         let flops = 3.5 * 4.0 * (s.batch * s.heads * s.tq * s.tk * s.d) as f64;
         let mut results: Vec<(AttnConfig, std::result::Result<f64, String>)> = Vec::new();
         let mut best = f64::INFINITY;
@@ -350,21 +356,8 @@ impl Tuner<'_> {
                 continue;
             }
             let run = || {
-                ak::forward(gpu, s, cfg, at(&q), at(&k), at(&v), None, &o, &lse, 0)?;
-                ak::backward(
-                    gpu,
-                    s,
-                    cfg,
-                    at(&q),
-                    at(&k),
-                    at(&v),
-                    None,
-                    &o,
-                    &lse,
-                    &dout,
-                    (&dq, &dk, &dv),
-                    0,
-                )
+                ak::forward(gpu, s, cfg, x, (&o, &lse), 0)?;
+                ak::backward(gpu, s, cfg, x, &dout, (&o, &lse), (&dq, &dk, &dv), 0)
             };
             let t = time_best(gpu, self.budget, 4.0 * best, run, run);
             if let Ok(t) = t {
@@ -429,13 +422,16 @@ pub fn verify_attention(
     let alloc = |n: usize| gpu.alloc(4 * n as u64, "verify attention").map_err(e);
     let (o, lse) = (alloc(nq)?, alloc(2 * t.tq)?);
     let (dq, dk, dv) = (alloc(nq)?, alloc(nk)?, alloc(nk)?);
-    let (q_, k_, v_, m_) = (&q, &k, &v, &m);
-    let qkv = || -> [Operand<'_>; 3] { [q_, k_, v_].map(Operand::whole) };
-    let [qo, ko, vo] = qkv();
-    let keep = Some(Operand::whole(m_));
-    ak::forward(gpu, &t, cfg, qo, ko, vo, keep, &o, &lse, 0).map_err(e)?;
+    let [qo, ko, vo, mo] = [&q, &k, &v, &m].map(Operand::whole);
+    let x = AttnInputs {
+        q: qo,
+        k: ko,
+        v: vo,
+        keep: Some(mo),
+    };
+    ak::forward(gpu, &t, cfg, x, (&o, &lse), 0).map_err(e)?;
     let grads = (&dq, &dk, &dv);
-    ak::backward(gpu, &t, cfg, qo, ko, vo, keep, &o, &lse, &dout, grads, 0).map_err(e)?;
+    ak::backward(gpu, &t, cfg, x, &dout, (&o, &lse), grads, 0).map_err(e)?;
     let (wo, wl) = crate::reference::attention::forward(&t, &q64, &k64, &v64, Some(&m64));
     let (wq, wk, wv) =
         crate::reference::attention::backward(&t, &q64, &k64, &v64, Some(&m64), &d64);

@@ -5,7 +5,7 @@
 
 use crate::common::*;
 use kiln_kernels::capture::{self, Capture, TimeKind};
-use kiln_kernels::launch::attention::{self as ak, AttnConfig, AttnShape, AttnVariant};
+use kiln_kernels::launch::attention::{self as ak, AttnConfig, AttnInputs, AttnShape, AttnVariant};
 use kiln_kernels::launch::conv::{self as ck, Conv2dShape, ConvVariant};
 use kiln_kernels::launch::matmul::{self as mk, MatLayout, MatRef, MatmulDims, MatmulVariant};
 use kiln_kernels::{Gpu, Operand};
@@ -132,11 +132,17 @@ fn attention_forward_chunks_sum_to_4bhtqtkd() {
     let v = upload(&g, &rand_vec(krows * s.d, seed("cap v"), -1.0, 1.0));
     let o = g.alloc(4 * (rows * s.d) as u64, "o").unwrap();
     let lse = g.alloc(4 * rows as u64, "lse").unwrap();
-    let (wq, wk, wv) = (Operand::whole(&q), Operand::whole(&k), Operand::whole(&v));
+    let [q, k, v] = [&q, &k, &v].map(Operand::whole);
+    let x = AttnInputs {
+        q,
+        k,
+        v,
+        keep: None,
+    };
     for (variant, chunk) in [(AttnVariant::Row, 5), (AttnVariant::Panel, 0)] {
         let cfg = AttnConfig::of(variant);
         let cap = captured(&g, || {
-            ak::forward(&g, &s, cfg, wq, wk, wv, None, &o, &lse, chunk).unwrap();
+            ak::forward(&g, &s, cfg, x, (&o, &lse), chunk).unwrap();
         });
         if chunk > 0 {
             assert!(

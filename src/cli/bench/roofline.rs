@@ -7,7 +7,7 @@
 use plotters::prelude::*;
 
 use super::Row;
-use crate::train::plot::{draw_legend, register_font};
+use crate::train::plot::{draw_legend, legend_line, register_font};
 
 /// The plot's size in pixels.
 const SIZE: (u32, u32) = (1200, 800);
@@ -90,7 +90,7 @@ fn render(
         .label(format!(
             "measured roof: copy {bw:.1} GB/s, fma {peak:.1} GFLOP/s"
         ))
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE.stroke_width(2)));
+        .legend(legend_line(BLUE.stroke_width(2)));
     let colour = |op: &str| match op {
         "matmul" => RED,
         op if op.starts_with("conv2d") => GREEN,

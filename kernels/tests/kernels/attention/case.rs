@@ -4,7 +4,9 @@
 #![allow(dead_code)] // each including crate uses a part
 
 use crate::common::{f64s, gpu, rand_vec, seed};
-use kiln_kernels::launch::attention::{self as ak, AttnConfig, AttnShape, AttnTiles, AttnVariant};
+use kiln_kernels::launch::attention::{
+    self as ak, AttnConfig, AttnInputs, AttnShape, AttnTiles, AttnVariant,
+};
 use kiln_kernels::reference::Tolerance;
 use kiln_kernels::reference::attention as cpu;
 use kiln_kernels::{GpuBuffer, Operand};
@@ -149,11 +151,16 @@ pub fn run_kernels(c: &Case, cfg: AttnConfig, chunk: usize, dout: Option<&[f32]>
     let (rows, krows) = (s.batch * s.heads * s.tq, s.batch * s.heads * s.tk);
     let (q, k, v) = (upload(&c.q), upload(&c.k), upload(&c.v));
     let keep = c.keep.as_deref().map(upload);
-    let qkv = (Operand::whole(&q), Operand::whole(&k), Operand::whole(&v));
-    let keep = keep.as_ref().map(Operand::whole);
+    let [q, k, v] = [&q, &k, &v].map(Operand::whole);
+    let x = AttnInputs {
+        q,
+        k,
+        v,
+        keep: keep.as_ref().map(Operand::whole),
+    };
     let alloc = |n: usize| upload(&vec![f32::NAN; n]);
     let (o, l) = (alloc(rows * s.d), alloc(rows));
-    ak::forward(&g, s, cfg, qkv.0, qkv.1, qkv.2, keep, &o, &l, chunk).unwrap();
+    ak::forward(&g, s, cfg, x, (&o, &l), chunk).unwrap();
     let (o_out, l_out) = (read(&o, rows * s.d), read(&l, rows));
     let Some(dout) = dout else {
         return [o_out, l_out, Vec::new(), Vec::new(), Vec::new()];
@@ -161,10 +168,7 @@ pub fn run_kernels(c: &Case, cfg: AttnConfig, chunk: usize, dout: Option<&[f32]>
     let (dq, dk, dv) = (alloc(rows * s.d), alloc(krows * s.d), alloc(krows * s.d));
     let dout = upload(dout);
     let grads = (&dq, &dk, &dv);
-    ak::backward(
-        &g, s, cfg, qkv.0, qkv.1, qkv.2, keep, &o, &l, &dout, grads, chunk,
-    )
-    .unwrap();
+    ak::backward(&g, s, cfg, x, &dout, (&o, &l), grads, chunk).unwrap();
     let (dq, dk, dv) = (
         read(&dq, rows * s.d),
         read(&dk, krows * s.d),
