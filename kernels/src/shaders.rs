@@ -70,6 +70,8 @@ pub const SOURCES: &[(&str, &str)] = shader_sources![
     "conv/direct.wgsl",
     "conv/implicit_gemm.wgsl",
     "attention/params.wgsl",
+    "attention/qkv.wgsl",
+    "attention/tiles.wgsl",
     "attention/forward_io.wgsl",
     "attention/backward_io.wgsl",
     "attention/forward.wgsl",

@@ -2,12 +2,8 @@
 // backward_panel.wgsl) and the small helpers they share (the key mask, rows of a head, the
 // gradient rows they zero and add to); params and layout in params.wgsl.
 
-// #include attention/params.wgsl
+// #include attention/qkv.wgsl
 
-@group(0) @binding(1) var<storage, read> q4: array<vec4<f32>>;          // q (B, H, Tq, D)
-@group(0) @binding(2) var<storage, read> k4: array<vec4<f32>>;          // k (B, H, Tk, D)
-@group(0) @binding(3) var<storage, read> v4: array<vec4<f32>>;          // v (B, H, Tk, D)
-@group(0) @binding(4) var<storage, read> keep: array<f32>;              // (B, Tk), 1 keeps a key
 @group(0) @binding(5) var<storage, read> do4: array<vec4<f32>>;         // dO (B, H, Tq, D)
 @group(0) @binding(6) var<storage, read> stats: array<vec2<f32>>;       // (B, H, Tq) (L, delta)
 @group(0) @binding(7) var<storage, read_write> ga4: array<vec4<f32>>;   // dQ or dK

@@ -22,26 +22,7 @@
 // checks).
 
 // #include attention/backward_io.wgsl
-
-override WG: u32 = 16u;      // invocations per workgroup; each owns 4 rows
-override BC: u32 = 64u;      // rows of the other side per tile (a multiple of 4)
-override TILE: u32 = 528u;   // vec4 per staged tile: BC (D / 4 + 1) (set by the launcher)
-
-// The two staged tiles, shared by both entry points (one override-sized array type: naga 30's
-// override pass rejects a module with a second array type after it):
-//   dQ:      ta = (BC, D) keys, tb = (BC, D) values
-//   dK / dV: ta = (BC, D) queries, tb = (BC, D) rows of dO, then (BC) rows of (L, delta, 0, 0)
-var<workgroup> ta: array<vec4<f32>, TILE>;
-var<workgroup> tb: array<vec4<f32>, TILE>;
-
-// Rows a .. a + 3 (vec4 index a of row a, D / 4 = db per row) of a staged tile, column block c.
-fn tile_a(a: u32, db: u32, c: u32) -> mat4x4<f32> {
-    return mat4x4<f32>(ta[a + c], ta[a + db + c], ta[a + 2u * db + c], ta[a + 3u * db + c]);
-}
-
-fn tile_b(a: u32, db: u32, c: u32) -> mat4x4<f32> {
-    return mat4x4<f32>(tb[a + c], tb[a + db + c], tb[a + 2u * db + c], tb[a + 3u * db + c]);
-}
+// #include attention/tiles.wgsl
 
 @compute @workgroup_size(WG)
 fn attn_bwd_dq_tiled(@builtin(workgroup_id) wid3: vec3<u32>,
@@ -76,21 +57,9 @@ fn attn_bwd_dq_tiled(@builtin(workgroup_id) wid3: vec3<u32>,
     }
     lim = select(vec4<i32>(-1), lim, vec4<u32>(i0) + lane() < vec4<u32>(p.tq));
     let kend = min(p.c1, p.tk);
-    var wend = kend;
-    if (p.causal != 0u) {
-        let wlast = i32(min(tile0 + br, p.tq)) - 1 + i32(p.tk) - i32(p.tq);
-        wend = min(kend, u32(clamp(wlast + 1, 0, i32(p.tk))));
-    }
-    let krow0 = own.bh * p.tk;
-    let klast = p.tk - 1u;
-    let ko = p.k_off / 4u;
-    let vo = p.v_off / 4u;
+    let wend = min(kend, key_end(min(tile0 + br, p.tq) - 1u));
     for (var t0 = p.c0; t0 < wend; t0 += BC) {
-        for (var e = lid; e < BC * db; e += WG) {
-            let r = (krow0 + min(t0 + e / db, klast)) * db + e % db;
-            ta[e] = k4[ko + r];
-            tb[e] = v4[vo + r];
-        }
+        stage_keys(own.bh, t0, lid);
         workgroupBarrier();
         let n = min(BC, wend - t0);
         for (var jj = 0u; jj < n; jj += 4u) {

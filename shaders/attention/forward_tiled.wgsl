@@ -5,15 +5,15 @@
 //
 //   for each key tile [t0, t0 + BC) of this dispatch's chunk (skipping tiles past the causal
 //   limit of the workgroup's last query):
-//     every invocation copies its share of K[t0..t0+BC) and V[t0..t0+BC) into kt, vt  (vec4)
+//     every invocation copies its share of K[t0..t0+BC) and V[t0..t0+BC) into ta, tb  (vec4)
 //     barrier
 //     each invocation: for keys j = t0, t0+4, ..: St = sum_c transpose(Q_c) K_c  (4 x 4 block)
 //       m' = max(m, St),  c = exp(m - m'),  P = exp(St - m'),  l' = l c + sum P,
-//       acc_c' = acc_c diag(c) + V_c Pᵀ                    (K_c, V_c read from kt, vt)
+//       acc_c' = acc_c diag(c) + V_c Pᵀ                    (K_c, V_c read from ta, tb)
 //     barrier (the next copy must wait until every invocation is done with this tile)
 //
 // Each staged K / V value is then read by all WG invocations (4 WG query rows) instead of being
-// fetched from global memory once per invocation, and the addresses into kt / vt are the same in
+// fetched from global memory once per invocation, and the addresses into ta / tb are the same in
 // every invocation (uniform), which a CPU driver can serve with one scalar load. Two barriers per
 // tile: on lavapipe (~15 us each) big tiles (BC) pay, on a real GPU a larger Br does.
 //
@@ -22,13 +22,7 @@
 // memory between them, as in forward_block.wgsl.
 
 // #include attention/forward_io.wgsl
-
-override WG: u32 = 16u;      // invocations per workgroup; each owns 4 query rows
-override BC: u32 = 64u;      // keys per tile (a multiple of 4)
-override TILE: u32 = 512u;   // vec4 per staged tile: BC * D / 4 (set by the launcher)
-
-var<workgroup> kt: array<vec4<f32>, TILE>;   // (BC, D) keys t0 .. t0 + BC of this head
-var<workgroup> vt: array<vec4<f32>, TILE>;   // (BC, D) values
+// #include attention/tiles.wgsl
 
 @compute @workgroup_size(WG)
 fn attn_fwd_tiled(@builtin(workgroup_id) wid3: vec3<u32>,
@@ -45,22 +39,9 @@ fn attn_fwd_tiled(@builtin(workgroup_id) wid3: vec3<u32>,
     let kend = min(p.c1, p.tk);
     // Keys past the last query of the workgroup's causal limit are skipped, whole tiles at once
     // (a uniform bound: every invocation runs the same tiles and reaches the same barriers).
-    var wend = kend;
-    if (p.causal != 0u) {
-        let wlast = i32(min(tile0 + br, p.tq)) - 1 + i32(p.tk) - i32(p.tq);
-        wend = min(kend, u32(clamp(wlast + 1, 0, i32(p.tk))));
-    }
-    let krow0 = own.bh * p.tk;
-    let klast = p.tk - 1u;
-    let ko = p.k_off / 4u;
-    let vo = p.v_off / 4u;
+    let wend = min(kend, key_end(min(tile0 + br, p.tq) - 1u));
     for (var t0 = p.c0; t0 < wend; t0 += BC) {
-        // Stage keys t0 .. t0 + BC (clamped to the last key: masked below, never used).
-        for (var e = lid; e < BC * db; e += WG) {
-            let r = (krow0 + min(t0 + e / db, klast)) * db + e % db;
-            kt[e] = k4[ko + r];
-            vt[e] = v4[vo + r];
-        }
+        stage_keys(own.bh, t0, lid);
         workgroupBarrier();
         let n = min(BC, wend - t0);
         for (var jj = 0u; jj < n; jj += 4u) {
@@ -68,14 +49,11 @@ fn attn_fwd_tiled(@builtin(workgroup_id) wid3: vec3<u32>,
             let a = jj * db;
             var st = mat4x4<f32>();
             for (var c = 0u; c < db; c++) {
-                st += blk.qt[c] * mat4x4<f32>(kt[a + c], kt[a + db + c], kt[a + 2u * db + c],
-                                          kt[a + 3u * db + c]);
+                st += blk.qt[c] * tile_a(a, db, c);
             }
             let step = online_step(&blk, st, own.b, j, kend);
             for (var c = 0u; c < db; c++) {
-                let vc = mat4x4<f32>(vt[a + c], vt[a + db + c], vt[a + 2u * db + c],
-                                     vt[a + 3u * db + c]);
-                blk.acc[c] = accumulate(blk.acc[c], step, vc);
+                blk.acc[c] = accumulate(blk.acc[c], step, tile_b(a, db, c));
             }
         }
         workgroupBarrier();
