@@ -36,15 +36,15 @@ use kiln_kernels::KernelError;
 use kiln_kernels::profile::{Profiler, Timing};
 use serde::Serialize;
 
-use super::{Result, open_device};
+use super::Result;
 use crate::Gpu;
 
 /// Flags of `kiln bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Adapter to use: index or name substring, as `kiln devices` lists them.
-    #[arg(long)]
-    pub device: Option<String>,
+    /// `--device`.
+    #[command(flatten)]
+    pub device: super::DeviceArg,
     /// Print one JSON object per row (one per line) instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -288,7 +288,7 @@ impl Suite {
 
 /// Run `kiln bench`.
 pub fn run(args: BenchArgs) -> Result<()> {
-    let gpu = open_device(args.device.as_deref())?;
+    let gpu = args.device.open()?;
     let bar = ProgressBar::new_spinner();
     bar.set_style(
         ProgressStyle::with_template("{spinner} [{elapsed}] {pos} rows  {msg}")

@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::chat_model::{GptBase, attach_adapter, end_ids, generate_reply, gpt_of, prompt_ids};
-use super::{Error, Result, open_device};
+use super::{Error, Result};
 use crate::data::chat::{ChatTemplate, Message, Role};
 use crate::models::Sampling;
 use crate::models::sampling::Sampler;
@@ -44,9 +44,9 @@ pub struct ChatArgs {
     pub system: Option<String>,
     #[command(flatten)]
     pub sampling: SamplingArgs,
-    /// GPU adapter.
-    #[arg(long)]
-    pub device: Option<String>,
+    /// `--device`.
+    #[command(flatten)]
+    pub device: super::DeviceArg,
 }
 
 /// The sampling flags of `generate` and `chat`.
@@ -147,7 +147,7 @@ pub fn run(a: ChatArgs) -> Result<()> {
     let sampling = a.sampling.sampling()?;
     let max_tokens = a.sampling.max_tokens;
     let base = GptBase::open(&a.checkpoint, "--checkpoint")?;
-    let gpu = open_device(a.device.as_deref())?;
+    let gpu = a.device.open()?;
     let mut lm = base.build(&gpu)?;
     if let Some(dir) = &a.adapter {
         attach_adapter(&mut lm, dir, a.qlora, &a.checkpoint)?;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{Error, Result, open_device};
+use super::{Error, Result};
 use crate::models::pretrained::{MINILM_DEFAULT_DIR, SentenceEncoder, cosine};
 
 /// Flags of `kiln embed`.
@@ -21,14 +21,14 @@ pub struct EmbedArgs {
     /// Print JSON: every sentence with its token ids and full embedding, and the similarities.
     #[arg(long)]
     pub json: bool,
-    /// GPU adapter (index or name; see `kiln devices`).
-    #[arg(long)]
-    pub device: Option<String>,
+    /// `--device`.
+    #[command(flatten)]
+    pub device: super::DeviceArg,
 }
 
 /// Run `kiln embed`.
 pub fn run(a: EmbedArgs) -> Result<()> {
-    let gpu = open_device(a.device.as_deref())?;
+    let gpu = a.device.open()?;
     let enc = SentenceEncoder::from_hf_dir_on(&gpu, &a.model)
         .map_err(|e| Error(format!("kiln embed: {e}")))?;
     let emb = enc.embed(&a.sentences)?;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::saved::SavedRun;
-use super::{Error, Result, open_device};
+use super::{Error, Result};
 use crate::data::Dataset;
 use crate::train::{self, metrics};
 
@@ -18,9 +18,9 @@ pub struct EvalArgs {
     /// evaluate on instead of the run's test split.
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// GPU adapter.
-    #[arg(long)]
-    pub device: Option<String>,
+    /// `--device`.
+    #[command(flatten)]
+    pub device: super::DeviceArg,
     /// Print the metrics as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -32,7 +32,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
     if saved.model_spec.is_sequence() {
         return eval_text(&a, &saved);
     }
-    let gpu = open_device(a.device.as_deref())?;
+    let gpu = a.device.open()?;
     let mut model = saved.model(&gpu)?;
     let (data, what): (Box<dyn Dataset>, String) = match &a.data {
         None => (
@@ -111,7 +111,7 @@ fn eval_text(a: &EvalArgs, saved: &SavedRun) -> Result<()> {
             (Box::new(d), path.display().to_string())
         }
     };
-    let gpu = open_device(a.device.as_deref())?;
+    let gpu = a.device.open()?;
     let mut model = saved.model(&gpu)?;
     let batch = ((16 << 20) / (context * tok.vocab_size()).max(1)).clamp(1, 512);
     let ev = train::evaluate(&gpu, model.as_mut(), &saved.task, data.as_ref(), batch)?;

@@ -170,7 +170,7 @@ pub fn run(mut a: ExplainArgs) -> Result<()> {
             println!("graph: {} ({} nodes)", path.display(), nodes.len());
         }
     }
-    let gpu = super::open_device(device.as_deref())?;
+    let gpu = device.open()?;
     let ceilings = ceilings(&gpu)?;
     let rows: Vec<Row> = cap
         .dispatches

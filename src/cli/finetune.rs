@@ -30,7 +30,7 @@ use super::chat_model::{ADAPTER_META, AdapterMeta, GptBase, quant_line, quantize
 use super::loop_args::{LoopArgs, refuse_fixed_flags};
 use super::progress::{self, Units};
 use super::resume::{resume_from, resumed_line};
-use super::{Error, Result, open_device};
+use super::{Error, Result};
 use crate::data::Dataset;
 use crate::data::chat::ChatTemplate;
 use crate::io::run_dir::RunLock;
@@ -358,7 +358,7 @@ pub fn run(mut a: FinetuneArgs) -> Result<()> {
         t.seed,
         spec.pack,
     )?;
-    let gpu = open_device(a.common.device.as_deref())?;
+    let gpu = a.common.device.open()?;
     a.common.memory.apply(&gpu)?;
     gpu.reset_peak();
     let mut lm = base.build(&gpu)?;

@@ -28,7 +28,7 @@ use clap::Args;
 use super::chat::SamplingArgs;
 use super::chat_model::{attach_adapter, end_ids, generate_reply, gpt_of, prompt_ids};
 use super::saved::SavedRun;
-use super::{Error, Result, open_device};
+use super::{Error, Result};
 use crate::data::chat::{ChatTemplate, Message, Role};
 use crate::data::tokenizer::Tokenizer;
 use crate::models::Sampling;
@@ -46,9 +46,9 @@ pub struct GenerateArgs {
     pub prompt: String,
     #[command(flatten)]
     pub sampling: SamplingArgs,
-    /// GPU adapter.
-    #[arg(long)]
-    pub device: Option<String>,
+    /// `--device`.
+    #[command(flatten)]
+    pub device: super::DeviceArg,
     /// A LoRA adapter directory from `kiln finetune` to apply to the GPT first.
     #[arg(long, value_name = "DIR")]
     pub adapter: Option<PathBuf>,
@@ -82,7 +82,7 @@ pub fn run(a: GenerateArgs) -> Result<()> {
     } else {
         encode_prompt(tok.as_ref(), &a.prompt)?
     };
-    let gpu = open_device(a.device.as_deref())?;
+    let gpu = a.device.open()?;
     let mut lm = saved.model_spec.build_lm(&gpu)?;
     saved
         .checkpoint

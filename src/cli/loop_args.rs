@@ -54,9 +54,9 @@ pub struct LoopArgs {
     /// Validation fraction, above 0 and below 1 (the best epoch is chosen on it).
     #[arg(long)]
     pub val_fraction: Option<f64>,
-    /// GPU adapter (index or name substring, as listed by `kiln devices`).
-    #[arg(long)]
-    pub device: Option<String>,
+    /// `--device`.
+    #[command(flatten)]
+    pub device: super::DeviceArg,
     /// Output directory (kiln train's default: runs/<data>-<model>-<n>).
     #[arg(long)]
     pub out: Option<PathBuf>,

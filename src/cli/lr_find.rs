@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 
 use super::train::TrainArgs;
-use super::{Error, Result, open_device};
+use super::{Error, Result};
 use crate::error::Error as KilnError;
 use crate::models::ModelSpec;
 use crate::optim::OptimizerKind;
@@ -52,7 +52,7 @@ pub fn run(a: LrFindArgs) -> Result<()> {
         .train
         .common
         .fresh_dir("a run", || free_dir(Path::new("runs")))?;
-    let gpu = open_device(a.train.common.device.as_deref())?;
+    let gpu = a.train.common.device.open()?;
     let data = spec.load_data()?;
     crate::nn::manual_seed(spec.train.seed);
     let model_spec = ModelSpec::from_name(&spec.model, data.input, data.output, data.image)?;

@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::saved::SavedRun;
-use super::{Error, Result, open_device};
+use super::{Error, Result};
 use crate::nn::{lora, lora_io};
 use crate::train::{checkpoint, trainer};
 
@@ -45,9 +45,9 @@ pub struct MergeArgs {
     /// The adapter was trained with QLoRA: merge into the NF4-dequantised base weights it saw.
     #[arg(long)]
     pub qlora: bool,
-    /// GPU adapter.
-    #[arg(long)]
-    pub device: Option<String>,
+    /// `--device`.
+    #[command(flatten)]
+    pub device: super::DeviceArg,
 }
 
 /// Run `kiln merge`.
@@ -71,7 +71,7 @@ pub fn run(a: MergeArgs) -> Result<()> {
         )));
     }
     let saved = SavedRun::open(&a.base)?;
-    let gpu = open_device(a.device.as_deref())?;
+    let gpu = a.device.open()?;
     let mut model = saved.model(&gpu)?;
     let adapter = a.adapter.display();
     if a.qlora {

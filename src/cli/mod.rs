@@ -143,6 +143,21 @@ pub fn open_device(selector: Option<&str>) -> Result<Arc<Gpu>> {
     })
 }
 
+/// `--device`, flattened into every command that opens a GPU.
+#[derive(Debug, clap::Args, Default, Clone)]
+pub struct DeviceArg {
+    /// GPU adapter (index or name substring, as listed by `kiln devices`).
+    #[arg(long)]
+    pub device: Option<String>,
+}
+
+impl DeviceArg {
+    /// The adapter `--device` names, or the default one.
+    pub fn open(&self) -> Result<Arc<Gpu>> {
+        open_device(self.device.as_deref())
+    }
+}
+
 /// A CLI error: one paragraph naming what was wrong and where.
 #[derive(Debug)]
 pub struct Error(pub String);

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::saved::SavedRun;
-use super::{Error, Result, open_device};
+use super::{Error, Result};
 use crate::data::HeaderMode;
 use crate::tensor::Tensor;
 use crate::train::Task;
@@ -29,9 +29,9 @@ pub struct PredictArgs {
     /// Where to write predictions (CSV); standard output when absent.
     #[arg(long)]
     pub output: Option<PathBuf>,
-    /// GPU adapter.
-    #[arg(long)]
-    pub device: Option<String>,
+    /// `--device`.
+    #[command(flatten)]
+    pub device: super::DeviceArg,
 }
 
 fn raw_scale(data: &str) -> Option<f32> {
@@ -50,7 +50,7 @@ fn input_err(e: crate::Error) -> Error {
 /// Run `kiln predict`.
 pub fn run(a: PredictArgs) -> Result<()> {
     let saved = SavedRun::open(&a.checkpoint)?;
-    let gpu = open_device(a.device.as_deref())?;
+    let gpu = a.device.open()?;
     let model = saved.model(&gpu)?;
     let prep = super::eval::image_prep(&saved)?;
     let mut files: Option<Vec<String>> = None; // row names, for pictures

@@ -85,9 +85,9 @@ pub struct RulesArgs {
     /// Run directory for the outputs.
     #[arg(long)]
     out: Option<PathBuf>,
-    /// GPU adapter (see `kiln devices`).
-    #[arg(long)]
-    device: Option<String>,
+    /// `--device`.
+    #[command(flatten)]
+    device: super::DeviceArg,
 }
 
 /// `COL=E1,E2,...` as (column, edges).
@@ -282,7 +282,7 @@ pub fn run(a: RulesArgs) -> Result<()> {
             t.duplicates
         );
     }
-    let gpu = super::open_device(a.device.as_deref())?;
+    let gpu = a.device.open()?;
     let f = apriori.fit_on(&gpu, &t)?;
     let mined = start.elapsed().as_secs_f64();
     if let Some(x) = f.truncated {

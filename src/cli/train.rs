@@ -13,7 +13,7 @@ use super::resume::{changed_settings, resume_from, resumed_line};
 use super::spec::RunSpec;
 use super::text_data;
 use super::train_summary::{check_splits, print_summary, write_summary};
-use super::{Error, Result, open_device};
+use super::{Error, Result};
 use crate::io::run_dir::{LAST, RunLock};
 use crate::models::ModelSpec;
 use crate::optim::OptimizerKind;
@@ -273,7 +273,7 @@ pub(super) fn run_with(mut a: TrainArgs, explain: Option<super::trace::ExtraHook
         (spec, dir)
     };
     let _lock = RunLock::acquire(&dir)?;
-    let gpu = open_device(a.common.device.as_deref())?;
+    let gpu = a.common.device.open()?;
     a.common.memory.apply(&gpu)?;
     let quiet = spec.train.quiet;
     let saved_tokenizer = dir.join(crate::data::tokenizer::TOKENIZER_FILE);

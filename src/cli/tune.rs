@@ -15,7 +15,7 @@ use clap::Args;
 use kiln_kernels::launch::matmul::MatmulDims;
 use kiln_kernels::tune::{self, SeenShape, Tuner};
 
-use super::{Error, Result, open_device};
+use super::{Error, Result};
 use crate::Tensor;
 use crate::models::ModelSpec;
 
@@ -47,9 +47,9 @@ pub struct TuneArgs {
     /// Milliseconds to spend timing each candidate.
     #[arg(long, default_value_t = 300)]
     pub budget_ms: u64,
-    /// GPU adapter (index or name substring, as listed by `kiln devices`).
-    #[arg(long)]
-    pub device: Option<String>,
+    /// `--device`.
+    #[command(flatten)]
+    pub device: super::DeviceArg,
 }
 
 /// Parse `MxNxK` or `MxNxKxB`.
@@ -176,7 +176,7 @@ pub fn run(a: TuneArgs) -> Result<()> {
             "--batch-size 0: tune for the batch size you train with (at least 1)".into(),
         ));
     }
-    let gpu = open_device(a.device.as_deref())?;
+    let gpu = a.device.open()?;
     let mut shapes = model_shapes(&a, &gpu)?;
     for s in &a.matmul {
         shapes.push(SeenShape::Matmul {
