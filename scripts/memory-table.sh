@@ -9,8 +9,10 @@
 #   scripts/memory-table.sh                      # cap 64MiB, width 64, the committed table
 #   CAP=32MiB WIDTH=32 scripts/memory-table.sh   # a quicker look
 #   KILN=target/release/kiln scripts/memory-table.sh
-# Step time is the median of the measured steps after the first (which compiles pipelines), from
-# the run's trace (`--trace`: forward + backward + optimizer spans of each step).
+#   DRY_ONLY=1 scripts/memory-table.sh           # the search alone, no training
+# Step time is GPU time per step: the dispatches of the run's trace (`--trace`, GPU timestamps
+# where the adapter has them) summed over the STEPS steps and divided by STEPS (host time is
+# left out: the first step compiles the pipelines).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp}
@@ -29,7 +31,7 @@ fi
 work=$(mktemp -d "${TMPDIR:-/tmp}/kiln-memory-table.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 # A small corpus (the first 40 kB of the bundled Shakespeare): validation stays short.
-gzip -dc data/shakespeare.txt.gz | head -c 40000 >"$work/text.txt"
+(gzip -dc data/shakespeare.txt.gz || true) | head -c 40000 >"$work/text.txt"
 
 gpt() { # gpt LAYERS [flags...]: the common flags of every run
   local layers=$1
@@ -39,8 +41,14 @@ gpt() { # gpt LAYERS [flags...]: the common flags of every run
 }
 
 fits() { # fits LAYERS [flags...]: the dry-run plan fits under the cap
+  local out
   # shellcheck disable=SC2046
-  "$KILN" train $(gpt "$@") --dry-run --out "$work/plan" 2>&1 | grep -q "^fits under the cap"
+  out=$("$KILN" train $(gpt "$@") --dry-run --out "$work/plan" 2>&1) || true
+  if grep -q "^fits under the cap" <<<"$out"; then return 0; fi
+  if grep -q "^does not fit under the cap" <<<"$out"; then return 1; fi
+  echo "memory-table: the plan of $* failed:" >&2
+  echo "$out" >&2
+  exit 1
 }
 
 largest() { # largest [flags...]: the most layers whose plan fits (0 if none)
@@ -73,15 +81,10 @@ measure() {
   local params peak ms
   params=$(jq .parameters "$run/summary.json")
   peak=$(jq .overall.peak_total "$run/memory.json")
-  # Each step's forward + backward + optimizer spans (host B/E events, µs; an optimizer span
-  # ends the step), the median after the first step.
-  ms=$(jq '[.traceEvents[] | select(.cat == "host" and (.ph == "B" or .ph == "E")
-        and (.name == "forward" or .name == "backward" or .name == "optimizer"))] | sort_by(.ts)
-        | reduce .[] as $e ({open: 0, acc: 0, steps: []};
-            if $e.ph == "B" then .open = $e.ts
-            else .acc += ($e.ts - .open)
-              | if $e.name == "optimizer" then .steps += [.acc] | .acc = 0 else . end end)
-        | .steps[1:] | sort | .[length / 2 | floor] / 1000 | . * 10 | round / 10' "$run/trace.json")
+  # GPU time per step: the dispatch slices of the trace (GPU timestamps where the adapter has
+  # them), summed over the traced steps, divided by their number.
+  ms=$(jq "[.traceEvents[] | select(.cat == \"gpu\" and .ph == \"X\") | .dur] | add / $STEPS / 1000
+        | . * 10 | round / 10" "$run/trace.json")
   echo "$params $peak $ms"
 }
 
@@ -93,7 +96,8 @@ rows=(
   "--grad-checkpoint --optimizer adam8bit|--grad-checkpoint --optimizer adam8bit"
   "--grad-checkpoint --offload-optimizer|--grad-checkpoint --offload-optimizer"
 )
-echo "cap $CAP; GPT width $WIDTH, $HEADS heads, context $CONTEXT, batch $BATCH; adapter: $("$KILN" devices 2>/dev/null | sed -n 2p | sed 's/^ *//')"
+adapter=""
+echo "cap $CAP; GPT width $WIDTH, $HEADS heads, context $CONTEXT, batch $BATCH, $STEPS steps"
 echo
 echo "| savers | largest GPT (blocks) | parameters | planned peak | measured peak | step time | mixed precision |"
 echo "|---|---|---|---|---|---|---|"
@@ -107,11 +111,19 @@ for row in "${rows[@]}"; do
   # shellcheck disable=SC2046
   planned=$("$KILN" train $(gpt "$layers" "${flags[@]}") --dry-run --out "$work/plan" >/dev/null 2>&1 &&
     jq .peak_total "$work/plan/memory_plan.json")
+  if [[ "${DRY_ONLY:-0}" == 1 ]]; then
+    params=$(jq .formula.parameters "$work/plan/memory_plan.json")
+    echo "| \`$name\` | $layers | $params | $(mib "$planned") | (DRY_ONLY) | - | not built yet |"
+    [[ "$name" == none ]] && base_params=$params
+    ((params > best_params)) && best_params=$params
+    continue
+  fi
   read -r params peak ms <<<"$(measure "$layers" "${flags[@]}")"
   if [[ "$params" == failed ]]; then
     echo "| \`$name\` | $layers | - | $(mib "$planned") | failed under the cap | - | not built yet |"
     continue
   fi
+  adapter=$(jq -r .device "$work/run-$layers/summary.json")
   next=""
   # shellcheck disable=SC2046
   if [[ "$CHECK_NEXT" == 1 ]] && [[ "$(measure $((layers + 1)) "${flags[@]}")" != failed ]]; then
@@ -122,5 +134,6 @@ for row in "${rows[@]}"; do
   ((params > best_params)) && best_params=$params
 done
 echo
+[[ -n "$adapter" ]] && echo "adapter: $adapter"
 awk -v a="$best_params" -v b="$base_params" \
   'BEGIN { if (b > 0) printf "largest with savers / largest without: %d / %d parameters = %.2fx\n", a, b, a / b }'
