@@ -126,13 +126,15 @@ fn recompute(
     let xs: Vec<Tensor> = saved
         .iter()
         .map(|(x, rg)| {
+            let x = x.detach();
+            // A leaf that collects its gradient, but not a parameter: `requires_grad()` would
+            // retag the saved activation's storage as weights in the memory ledger.
             if *rg {
-                x.detach().requires_grad()
-            } else {
-                x.detach()
+                x.set_requires_grad(true)?;
             }
+            Ok(x)
         })
-        .collect();
+        .collect::<Result<_>>()?;
     let y = f(&xs, Pass::Recompute)?;
     if y.shape() != shape {
         return Err(Error::Autograd(format!(

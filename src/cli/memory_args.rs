@@ -114,7 +114,11 @@ impl MemoryArgs {
         if !(self.memory || self.dry_run) {
             return None;
         }
-        let formula = memory_formula(model, &cfg.optimizer, cfg.momentum);
+        let optimizer = match cfg.offload_optimizer {
+            true => "offload",
+            false => &cfg.optimizer,
+        };
+        let formula = memory_formula(model, optimizer, cfg.momentum);
         let ledger = MemoryLedger::new(gpu, Some(dir.to_path_buf())).with_formula(formula);
         trainer.hooks.push(Box::new(ledger.clone()));
         Some(ledger)

@@ -185,8 +185,9 @@ pub fn nf4_pool_bytes(out: usize, inp: usize) -> u64 {
 }
 
 /// Predict weights, gradients and optimizer state of `model` trained by `optimizer` (`sgd`,
-/// `adam`, `adamw`; `momentum` for SGD) from its tensors' shapes alone, each tensor rounded up
-/// to the pool's size class:
+/// `adam`, `adamw`, `adam8bit`, `adamw8bit`, or `offload` for Adam/AdamW with host moments;
+/// `momentum` for SGD) from its tensors' shapes alone, each tensor rounded up to the pool's size
+/// class:
 ///
 /// ```text
 /// weights          sum over parameters and buffers of 4 n (f32), NF4 bases by nf4_pool_bytes
@@ -194,7 +195,9 @@ pub fn nf4_pool_bytes(out: usize, inp: usize) -> u64 {
 /// optimizer_state  SGD: 4 n with momentum, 0 without; Adam/AdamW: 8 n (two moments) + a
 ///                  256-byte step counter per trainable parameter; 8-bit Adam/AdamW: as Adam
 ///                  below 4,096 values, else 2 n bytes of codes + 8 bytes per block of 2,048
-///                  (two absmax scales) + the step counter, and 2 KiB of code books
+///                  (two absmax scales) + the step counter, and 2 KiB of code books;
+///                  offloaded Adam: no state on the device, but each step stages every
+///                  gradient and value in one buffer for the readback, 8 n bytes in all
 /// ```
 ///
 /// So f32 Adam is 16 bytes per trainable parameter before rounding (4 + 4 + 8), and a LoRA
@@ -239,6 +242,7 @@ pub fn memory_formula(model: &mut dyn Module, optimizer: &str, momentum: f32) ->
             Some(state8 + size_class(512 * 4))
         }
         "adam8bit" | "adamw8bit" => Some(state8),
+        "offload" => Some(size_class(8 * f.trainable)),
         _ => None,
     };
     f

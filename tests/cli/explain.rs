@@ -1,7 +1,8 @@
 //! `kiln explain` (one training step, dispatch by dispatch) and `kiln train --trace` (Chrome
 //! trace events): the dispatch count equals what the runtime counted, FLOPs follow the formulas
-//! of matmul (2 M N K), conv (2 N C_out OH OW C_in KH KW) and attention (4 B H Tq Tk D forward),
-//! and the trace file is valid trace-event JSON with one GPU slice per dispatch.
+//! of matmul (2 M N K), conv (2 N C_out OH OW C_in KH KW) and attention (4 B H D times the
+//! (query, key) pairs seen: T (T + 1) / 2 per head for causal self-attention), every dispatch of
+//! the three models has a cost (FLOPs and bytes, no `-`), and the trace file is valid trace-event JSON with one GPU slice per dispatch.
 
 use std::path::Path;
 
@@ -35,6 +36,10 @@ fn explain(flags: &[&str]) -> Value {
         assert!(
             !d["op"].as_str().unwrap().is_empty(),
             "a dispatch without an op: {d}"
+        );
+        assert!(
+            d["flops"].is_u64() && d["bytes"].is_u64(),
+            "a dispatch without a cost model: {d}"
         );
     }
     doc
@@ -115,7 +120,7 @@ fn explain_lenet_conv_flops_follow_the_formula() {
 }
 
 #[test]
-fn explain_gpt_attention_flops_are_4bhtqtkd_and_graph_is_written() {
+fn explain_gpt_attention_flops_count_the_causal_half_and_graph_is_written() {
     let d = cli_util::scratch_in("explain", "gpt");
     let text = tiny_text(&d);
     let dot = d.join("step.dot");
@@ -127,7 +132,8 @@ fn explain_gpt_attention_flops_are_4bhtqtkd_and_graph_is_written() {
     let q = &input_shapes(attn[0])[0];
     let (b, h, t, dh) = (q[0], q[1], q[2], q[3]);
     let flops: u64 = attn.iter().map(|d| d["flops"].as_u64().unwrap()).sum();
-    assert_eq!(flops, 4 * b * h * t * t * dh);
+    // Causal: query i sees keys 0..=i, T (T + 1) / 2 pairs per head.
+    assert_eq!(flops, 4 * b * h * (t * (t + 1) / 2) * dh);
     let dot = std::fs::read_to_string(&dot).unwrap();
     assert!(dot.starts_with("digraph") && dot.contains("scaled_dot_product_attention"));
     assert!(dot.contains("param ["), "parameters are marked:\n{dot}");

@@ -1,6 +1,8 @@
 //! The memory ledger through the binary: `--memory` writes `memory.json` (per step and overall)
 //! and `memory.png`; `--dry-run` predicts the same breakdown without allocating, within 10 % of
-//! the measurement for an MLP, LeNet, a GPT, and the GPT fine-tuned with LoRA and QLoRA;
+//! the measurement for an MLP, LeNet, a GPT (plain, checkpointed with offloaded Adam, with 8-bit
+//! Adam), and the GPT fine-tuned with LoRA and QLoRA (MLP and LeNet with LoRA and QLoRA:
+//! tests/models/ledger.rs);
 //! `--max-memory` / `KILN_MAX_MEMORY` make a run over the cap fail with one clean error naming
 //! the tensor, its size, the cap and what was live; absurd sizes are refused.
 
@@ -71,6 +73,12 @@ fn dry_run_predicts_mlp_lenet_and_gpt_within_ten_percent() {
     let mut gpt = vec!["train", "--model", "gpt", "--text", s(&text)];
     gpt.extend_from_slice(TINY_GPT);
     plan_matches_measurement("gpt", &gpt);
+    // The savers: checkpointed blocks with offloaded Adam, and 8-bit Adam.
+    let mut savers = gpt.clone();
+    savers.extend(["--grad-checkpoint", "--offload-optimizer"]);
+    plan_matches_measurement("gpt-checkpoint-offload", &savers);
+    gpt.extend(["--optimizer", "adam8bit"]);
+    plan_matches_measurement("gpt-adam8bit", &gpt);
 }
 
 #[test]

@@ -11,7 +11,7 @@ use kiln_kernels::launch::matmul::{self as mk, MatLayout, MatRef, MatmulDims, Ma
 use kiln_kernels::{Gpu, Operand};
 
 /// Run `work` on `g` under a capture; check one record per counted dispatch, and times.
-fn captured(g: &Gpu, work: impl FnOnce()) -> Capture {
+pub fn captured(g: &Gpu, work: impl FnOnce()) -> Capture {
     captured_with(g, true, work)
 }
 

@@ -11,6 +11,7 @@ mod common;
 mod attention;
 mod capture;
 mod conv;
+mod cost;
 mod cross_entropy;
 mod elementwise;
 mod index;
