@@ -25,6 +25,11 @@
 //   adam:         1 p (n) rw   2 grad (n)   3 m (n) rw   4 v (n) rw
 //   adam4:        the same as arrays of vec4 (n and every offset multiples of 4)
 //
+// The *_guarded entries (sgd_guarded, sgd_momentum_guarded, adam_guarded, adam4_guarded) are the
+// same updates behind a skip flag: one more binding after the others (sgd 3, sgd_momentum 4,
+// adam and adam4 5), a loss scaler's state (grad_scale.wgsl), whose word 0 (found_inf) set means
+// the gradients overflowed: nothing is written, the parameter and its state stay as they were.
+//
 // adam4 is adam on 4 elements per invocation with 16-byte loads and stores. On a CPU driver
 // (lavapipe) every storage access from a per-invocation address is a loop over the SIMD lanes,
 // so a quarter of the accesses makes this memory-bound update up to 4x faster; on a GPU it is
@@ -62,20 +67,18 @@ const WG: u32 = 256u;
 @group(0) @binding(3) var<storage, read_write> m4: array<vec4<f32>>;    // (n / 4)
 @group(0) @binding(4) var<storage, read_write> v4: array<vec4<f32>>;    // (n / 4)
 
-@compute @workgroup_size(256)
-fn sgd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = grid_index(gid, nwg, WG);
-    if (i >= S.n) { return; }
+// The guarded entries' skip flag (a loss scaler's state; word 0 != 0: skip), after the others.
+@group(0) @binding(3) var<storage, read> skip3: array<u32>;  // sgd_guarded
+@group(0) @binding(4) var<storage, read> skip4: array<u32>;  // sgd_momentum_guarded
+@group(0) @binding(5) var<storage, read> skip5: array<u32>;  // adam_guarded, adam4_guarded
+
+fn sgd_at(i: u32) {
     let w = p[S.p_off + i];
     let g = grad[S.g_off + i] + S.weight_decay * w;
     p[S.p_off + i] = w - S.lr * g;
 }
 
-@compute @workgroup_size(256)
-fn sgd_momentum(@builtin(global_invocation_id) gid: vec3<u32>,
-                @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = grid_index(gid, nwg, WG);
-    if (i >= S.n) { return; }
+fn sgd_momentum_at(i: u32) {
     let w = p[S.p_off + i];
     let g = grad[S.g_off + i] + S.weight_decay * w;
     let b = S.momentum * buf[S.buf_off + i] + g;
@@ -87,20 +90,14 @@ fn sgd_momentum(@builtin(global_invocation_id) gid: vec3<u32>,
     p[S.p_off + i] = w - S.lr * u;
 }
 
-@compute @workgroup_size(256)
-fn adam(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = grid_index(gid, nwg, WG);
-    if (i >= A.n) { return; }
+fn adam_at(i: u32) {
     let r = adam_element(A, p[A.p_off + i], grad[A.g_off + i], m[A.m_off + i], v[A.v_off + i]);
     m[A.m_off + i] = r.y;
     v[A.v_off + i] = r.z;
     p[A.p_off + i] = r.x;
 }
 
-@compute @workgroup_size(256)
-fn adam4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = grid_index(gid, nwg, WG);
-    if (i >= A.n / 4u) { return; }
+fn adam4_at(i: u32) {
     let pi = A.p_off / 4u + i;
     let mi = A.m_off / 4u + i;
     let vi = A.v_off / 4u + i;
@@ -117,4 +114,64 @@ fn adam4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
     v4[vi] = v_new;
     let denom = sqrt(v_new) / sqrt(A.bc2) + A.eps;
     p4[pi] = w - (A.lr / A.bc1) * (m_new / denom);
+}
+
+@compute @workgroup_size(256)
+fn sgd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = grid_index(gid, nwg, WG);
+    if (i >= S.n) { return; }
+    sgd_at(i);
+}
+
+@compute @workgroup_size(256)
+fn sgd_guarded(@builtin(global_invocation_id) gid: vec3<u32>,
+                  @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = grid_index(gid, nwg, WG);
+    if (i >= S.n || skip3[0] != 0u) { return; }
+    sgd_at(i);
+}
+
+@compute @workgroup_size(256)
+fn sgd_momentum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = grid_index(gid, nwg, WG);
+    if (i >= S.n) { return; }
+    sgd_momentum_at(i);
+}
+
+@compute @workgroup_size(256)
+fn sgd_momentum_guarded(@builtin(global_invocation_id) gid: vec3<u32>,
+                  @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = grid_index(gid, nwg, WG);
+    if (i >= S.n || skip4[0] != 0u) { return; }
+    sgd_momentum_at(i);
+}
+
+@compute @workgroup_size(256)
+fn adam(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = grid_index(gid, nwg, WG);
+    if (i >= A.n) { return; }
+    adam_at(i);
+}
+
+@compute @workgroup_size(256)
+fn adam_guarded(@builtin(global_invocation_id) gid: vec3<u32>,
+                  @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = grid_index(gid, nwg, WG);
+    if (i >= A.n || skip5[0] != 0u) { return; }
+    adam_at(i);
+}
+
+@compute @workgroup_size(256)
+fn adam4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = grid_index(gid, nwg, WG);
+    if (i >= A.n / 4u) { return; }
+    adam4_at(i);
+}
+
+@compute @workgroup_size(256)
+fn adam4_guarded(@builtin(global_invocation_id) gid: vec3<u32>,
+                  @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = grid_index(gid, nwg, WG);
+    if (i >= A.n / 4u || skip5[0] != 0u) { return; }
+    adam4_at(i);
 }

@@ -28,7 +28,7 @@
 //! | rnn | `rnn.rs` | `rnn` | `ops/rnn.rs` | `benches/rnn.rs` |
 //! | bias_gelu | `bias_gelu.rs` | `bias_gelu` | `ops/bias_gelu.rs` | `benches/transformer.rs` |
 //! | dropout | `dropout.rs` | `dropout` | `ops/dropout.rs` | none |
-//! | optim (shaders `optim.wgsl`, `optim8bit.wgsl`) | `optim.rs` | `optim` | none (`optim/`) | `benches/train_step.rs`, `kiln bench` (`cli/bench/optim.rs`) |
+//! | optim (shaders `optim.wgsl`, `optim8bit.wgsl`, `grad_scale.wgsl`: the loss scaler) | `optim.rs` | `optim` | none (`optim/`) | `benches/train_step.rs`, `kiln bench` (`cli/bench/optim.rs`) |
 //! | cluster (k-means, DBSCAN) | `cluster.rs` | `cluster` | none (`unsupervised/`) | `benches/cluster.rs` |
 //! | itemsets (Apriori support counts) | `itemsets.rs` | `itemsets` | none (`unsupervised/apriori.rs`) | `kernels/benches/itemsets.rs` |
 //! | outlier (Isolation Forest, k-NN for LOF) | `outlier.rs` | `outlier` | none (`unsupervised/outlier/`) | `benches/outlier.rs` |
@@ -112,6 +112,7 @@ pub fn all_params() -> Vec<ParamsLayout> {
         layout_of::<optim::SgdParams>(),
         layout_of::<optim::AdamParams>(),
         layout_of::<optim::Adam8bitParams>(),
+        layout_of::<optim::ScaleParams>(),
         layout_of::<outlier::OutlierParams>(),
         layout_of::<pool::PoolParams>(),
         layout_of::<reduce::RowsParams>(),

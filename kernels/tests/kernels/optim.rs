@@ -336,3 +336,5 @@ fn adam8bit_refuses_short_state() {
     let e = run(&mq, &sc);
     assert!(e.contains("share a buffer"), "{e}");
 }
+
+mod scale;
