@@ -110,13 +110,14 @@ impl Sgd {
             // Zeros make the first update buf = mu * 0 + g = g, as in PyTorch.
             *buf = Some(zeros_like(p)?);
         }
-        k::sgd(
+        k::sgd_guarded(
             p.gpu(),
             &h,
             p.numel(),
             p.operand(),
             u.g.operand(),
             buf.as_ref().map(Tensor::operand),
+            u.skip.map(Tensor::buffer),
         )?;
         Ok(())
     }

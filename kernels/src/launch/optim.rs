@@ -301,8 +301,8 @@ pub fn sgd_guarded(
     skip: Option<&GpuBuffer>, // (4) u32, a loss scaler's state
 ) -> Result<()> {
     let entry = if buf.is_some() { "sgd_momentum" } else { "sgd" };
-    let key = KernelKey::new("optim.wgsl", guarded(entry, skip))
-        .with("NESTEROV", h.nesterov as u32);
+    let key =
+        KernelKey::new("optim.wgsl", guarded(entry, skip)).with("NESTEROV", h.nesterov as u32);
     let label = key.label();
     if (h.momentum != 0.0) != buf.is_some() || (h.nesterov && buf.is_none()) {
         return Err(KernelError::launch(
@@ -372,8 +372,8 @@ pub fn adam_guarded(
 ) -> Result<()> {
     let vec4 = adam_vec4_ok(n, &[&p, &grad, &m, &v]);
     let entry = if vec4 { "adam4" } else { "adam" };
-    let key = KernelKey::new("optim.wgsl", guarded(entry, skip))
-        .with("DECOUPLED", h.decoupled as u32);
+    let key =
+        KernelKey::new("optim.wgsl", guarded(entry, skip)).with("DECOUPLED", h.decoupled as u32);
     let params = h.params(n, [p.offset, grad.offset, m.offset, v.offset]);
     let spans = [
         ("param", &p),
@@ -439,7 +439,10 @@ pub fn adam8bit(
 /// Check a loss scaler's `scale` (1 f32) and `state` ([`SCALER_WORDS`] u32) buffers.
 fn check_scaler(kernel: &str, scale: &GpuBuffer, state: &GpuBuffer) -> Result<()> {
     if std::ptr::eq(scale, state) {
-        return Err(KernelError::launch(kernel, "scale and state share a buffer"));
+        return Err(KernelError::launch(
+            kernel,
+            "scale and state share a buffer",
+        ));
     }
     let (a, b) = (Operand::whole(scale), Operand::whole(state));
     check_sized(kernel, &[("scale", &a, 1), ("state", &b, SCALER_WORDS)])
@@ -450,9 +453,9 @@ fn check_scaler(kernel: &str, scale: &GpuBuffer, state: &GpuBuffer) -> Result<()
 pub fn unscale(
     gpu: &Gpu,
     n: usize,
-    grad: Operand<'_>,  // (n) read-write f32
-    scale: &GpuBuffer,  // (1) f32
-    state: &GpuBuffer,  // (SCALER_WORDS) u32, read-write
+    grad: Operand<'_>, // (n) read-write f32
+    scale: &GpuBuffer, // (1) f32
+    state: &GpuBuffer, // (SCALER_WORDS) u32, read-write
 ) -> Result<()> {
     let key = KernelKey::new("grad_scale.wgsl", "unscale");
     check_scaler(&key.label(), scale, state)?;

@@ -18,7 +18,12 @@ fn unscale_matches_twin_and_flags_overflow() {
     for &n in &[1usize, 7, 257, 1031, 70_001] {
         let s = seed(&format!("unscale{n}"));
         let scale = 1024.0f32 * 3.0;
-        for plant in [None, Some(f32::INFINITY), Some(f32::NAN), Some(f32::NEG_INFINITY)] {
+        for plant in [
+            None,
+            Some(f32::INFINITY),
+            Some(f32::NAN),
+            Some(f32::NEG_INFINITY),
+        ] {
             let mut gr = rand_vec(n, s, -2000.0, 2000.0);
             if let Some(x) = plant {
                 gr[n / 2] = x;
