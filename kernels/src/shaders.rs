@@ -52,6 +52,7 @@ pub const SOURCES: &[(&str, &str)] = shader_sources![
     "optim.wgsl",
     "optim8bit.wgsl",
     "grad_scale.wgsl",
+    "pack16.wgsl",
     "pool.wgsl",
     "rnn.wgsl",
     "norm.wgsl",
