@@ -72,13 +72,16 @@ const WG: u32 = 256u;
 @group(0) @binding(4) var<storage, read> skip4: array<u32>;  // sgd_momentum_guarded
 @group(0) @binding(5) var<storage, read> skip5: array<u32>;  // adam_guarded, adam4_guarded
 
+// Each *_at checks its bound, so that an entry is one line.
 fn sgd_at(i: u32) {
+    if (i >= S.n) { return; }
     let w = p[S.p_off + i];
     let g = grad[S.g_off + i] + S.weight_decay * w;
     p[S.p_off + i] = w - S.lr * g;
 }
 
 fn sgd_momentum_at(i: u32) {
+    if (i >= S.n) { return; }
     let w = p[S.p_off + i];
     let g = grad[S.g_off + i] + S.weight_decay * w;
     let b = S.momentum * buf[S.buf_off + i] + g;
@@ -91,6 +94,7 @@ fn sgd_momentum_at(i: u32) {
 }
 
 fn adam_at(i: u32) {
+    if (i >= A.n) { return; }
     let r = adam_element(A, p[A.p_off + i], grad[A.g_off + i], m[A.m_off + i], v[A.v_off + i]);
     m[A.m_off + i] = r.y;
     v[A.v_off + i] = r.z;
@@ -98,6 +102,7 @@ fn adam_at(i: u32) {
 }
 
 fn adam4_at(i: u32) {
+    if (i >= A.n / 4u) { return; }
     let pi = A.p_off / 4u + i;
     let mi = A.m_off / 4u + i;
     let vi = A.v_off / 4u + i;
@@ -118,60 +123,40 @@ fn adam4_at(i: u32) {
 
 @compute @workgroup_size(256)
 fn sgd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = grid_index(gid, nwg, WG);
-    if (i >= S.n) { return; }
-    sgd_at(i);
+    sgd_at(grid_index(gid, nwg, WG));
 }
 
 @compute @workgroup_size(256)
-fn sgd_guarded(@builtin(global_invocation_id) gid: vec3<u32>,
-                  @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = grid_index(gid, nwg, WG);
-    if (i >= S.n || skip3[0] != 0u) { return; }
-    sgd_at(i);
+fn sgd_guarded(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    if (skip3[0] == 0u) { sgd_at(grid_index(gid, nwg, WG)); }
 }
 
 @compute @workgroup_size(256)
 fn sgd_momentum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = grid_index(gid, nwg, WG);
-    if (i >= S.n) { return; }
-    sgd_momentum_at(i);
+    sgd_momentum_at(grid_index(gid, nwg, WG));
 }
 
 @compute @workgroup_size(256)
-fn sgd_momentum_guarded(@builtin(global_invocation_id) gid: vec3<u32>,
-                  @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = grid_index(gid, nwg, WG);
-    if (i >= S.n || skip4[0] != 0u) { return; }
-    sgd_momentum_at(i);
+fn sgd_momentum_guarded(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    if (skip4[0] == 0u) { sgd_momentum_at(grid_index(gid, nwg, WG)); }
 }
 
 @compute @workgroup_size(256)
 fn adam(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = grid_index(gid, nwg, WG);
-    if (i >= A.n) { return; }
-    adam_at(i);
+    adam_at(grid_index(gid, nwg, WG));
 }
 
 @compute @workgroup_size(256)
-fn adam_guarded(@builtin(global_invocation_id) gid: vec3<u32>,
-                  @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = grid_index(gid, nwg, WG);
-    if (i >= A.n || skip5[0] != 0u) { return; }
-    adam_at(i);
+fn adam_guarded(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    if (skip5[0] == 0u) { adam_at(grid_index(gid, nwg, WG)); }
 }
 
 @compute @workgroup_size(256)
 fn adam4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = grid_index(gid, nwg, WG);
-    if (i >= A.n / 4u) { return; }
-    adam4_at(i);
+    adam4_at(grid_index(gid, nwg, WG));
 }
 
 @compute @workgroup_size(256)
-fn adam4_guarded(@builtin(global_invocation_id) gid: vec3<u32>,
-                  @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = grid_index(gid, nwg, WG);
-    if (i >= A.n / 4u || skip5[0] != 0u) { return; }
-    adam4_at(i);
+fn adam4_guarded(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    if (skip5[0] == 0u) { adam4_at(grid_index(gid, nwg, WG)); }
 }

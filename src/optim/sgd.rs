@@ -110,7 +110,7 @@ impl Sgd {
             // Zeros make the first update buf = mu * 0 + g = g, as in PyTorch.
             *buf = Some(zeros_like(p)?);
         }
-        k::sgd_guarded(
+        k::sgd(
             p.gpu(),
             &h,
             p.numel(),

@@ -149,6 +149,17 @@ pub struct ScaleUpdate {
     pub interval: u32,
 }
 
+impl Default for ScaleUpdate {
+    /// PyTorch's: growth 2, backoff 0.5, every 2000 good steps.
+    fn default() -> Self {
+        ScaleUpdate {
+            growth: 2.0,
+            backoff: 0.5,
+            interval: 2000,
+        }
+    }
+}
+
 /// SGD hyper-parameters for one update.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SgdStep {
@@ -277,21 +288,10 @@ fn record<P: bytemuck::Pod>(
 }
 
 /// One SGD update of `n` elements in place (optim.wgsl:sgd, or sgd_momentum when `buf` is
-/// given; `buf` must be given exactly when `h.momentum != 0`).
+/// given; `buf` must be given exactly when `h.momentum != 0`). With `skip` (a loss scaler's
+/// state, see [`unscale`]) the `_guarded` entry runs: the update is skipped on the device while
+/// the state's word 0 is not 0.
 pub fn sgd(
-    gpu: &Gpu,
-    h: &SgdStep,
-    n: usize,
-    p: Operand<'_>,           // (n) read-write
-    grad: Operand<'_>,        // (n)
-    buf: Option<Operand<'_>>, // (n) read-write, zeros before the first step
-) -> Result<()> {
-    sgd_guarded(gpu, h, n, p, grad, buf, None)
-}
-
-/// [`sgd`] behind a loss scaler's skip flag (the `*_guarded` entries): with `skip` given, the
-/// update is skipped on the device when its word 0 is not 0 (see [`unscale`]).
-pub fn sgd_guarded(
     gpu: &Gpu,
     h: &SgdStep,
     n: usize,
@@ -362,7 +362,7 @@ pub fn adam(
 }
 
 /// [`adam`] of `[p, grad, m, v]` behind a loss scaler's skip flag (the `*_guarded` entries):
-/// with `skip` given, the update is skipped on the device when its word 0 is not 0.
+/// with `skip` given, the update is skipped on the device while its word 0 is not 0.
 pub fn adam_guarded(
     gpu: &Gpu,
     h: &AdamStep,
@@ -436,18 +436,6 @@ pub fn adam8bit(
     Ok(())
 }
 
-/// Check a loss scaler's `scale` (1 f32) and `state` ([`SCALER_WORDS`] u32) buffers.
-fn check_scaler(kernel: &str, scale: &GpuBuffer, state: &GpuBuffer) -> Result<()> {
-    if std::ptr::eq(scale, state) {
-        return Err(KernelError::launch(
-            kernel,
-            "scale and state share a buffer",
-        ));
-    }
-    let (a, b) = (Operand::whole(scale), Operand::whole(state));
-    check_sized(kernel, &[("scale", &a, 1), ("state", &b, SCALER_WORDS)])
-}
-
 /// Unscale one gradient of `n` values in place, `g *= 1 / scale`, and set the scaler's
 /// found_inf word (state word 0) when a result is inf or NaN (grad_scale.wgsl:unscale).
 pub fn unscale(
@@ -458,14 +446,13 @@ pub fn unscale(
     state: &GpuBuffer, // (SCALER_WORDS) u32, read-write
 ) -> Result<()> {
     let key = KernelKey::new("grad_scale.wgsl", "unscale");
-    check_scaler(&key.label(), scale, state)?;
-    check(&key.label(), n, &[("grad", &grad)])?;
-    if std::ptr::eq(grad.buf, scale) || std::ptr::eq(grad.buf, state) {
-        return Err(KernelError::launch(
-            &key.label(),
-            "the gradient shares a buffer with the scaler",
-        ));
-    }
+    let (sc, st) = (Operand::whole(scale), Operand::whole(state));
+    let spans = [
+        ("grad", &grad, n),
+        ("scale", &sc, 1),
+        ("state", &st, SCALER_WORDS),
+    ];
+    check_sized(&key.label(), &spans)?;
     if n > 0 {
         let params = ScaleParams {
             n: n as u32,
@@ -487,7 +474,11 @@ pub fn update_scale(
     state: &GpuBuffer, // (SCALER_WORDS) u32, read-write
 ) -> Result<()> {
     let key = KernelKey::new("grad_scale.wgsl", "update");
-    check_scaler(&key.label(), scale, state)?;
+    let (sc, st) = (Operand::whole(scale), Operand::whole(state));
+    check_sized(
+        &key.label(),
+        &[("scale", &sc, 1), ("state", &st, SCALER_WORDS)],
+    )?;
     let params = ScaleParams {
         interval: u.interval.max(1),
         growth: u.growth,

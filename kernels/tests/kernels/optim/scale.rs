@@ -51,9 +51,8 @@ fn unscale_matches_twin_and_flags_overflow() {
 fn scale_update_backs_off_counts_and_grows_like_twin() {
     let g = gpu();
     let u = ScaleUpdate {
-        growth: 2.0,
-        backoff: 0.5,
         interval: 3,
+        ..Default::default()
     };
     let sc = upload(&g, &[65536.0]);
     let st = upload_u32(&g, &[0; SCALER_WORDS]);
@@ -95,7 +94,7 @@ fn guarded_updates_skip_while_the_flag_is_set() {
             k::adam_guarded(&g, &h, n, ops, Some(&st)).unwrap();
             let [sp, sb] = [&p0, &m0].map(|d| Shifted::new(&g, d));
             let buf = Some(sb.operand());
-            k::sgd_guarded(&g, &sgd, n, sp.operand(), gt.operand(), buf, Some(&st)).unwrap();
+            k::sgd(&g, &sgd, n, sp.operand(), gt.operand(), buf, Some(&st)).unwrap();
             let (mut wp, mut wm, mut wv) = (f64s(&p0), f64s(&m0), f64s(&v0));
             let (mut wsp, mut wsb) = (f64s(&p0), f64s(&m0));
             if flag == 0 {
