@@ -238,7 +238,7 @@ impl Tensor {
             p16::pack(gpu, Half::Bf16, n, src.operand(), dst)?;
             return Ok(());
         }
-        if !self.is_contiguous() || self.offset() % 2 != 0 {
+        if !self.is_contiguous() || !self.offset().is_multiple_of(2) {
             return arg_err(
                 "to_dtype",
                 format!(

@@ -15,7 +15,8 @@
 //!         (clip) before_step(info) -> Control::Skip skips this update
 //!         optimizer.step(); zero_grad
 //!         after_step(info) -> Control::Stop ends the run here (checkpointed, resumable)
-//! end of epoch: validate, log, checkpoint, end_of_epoch(record, improved) -> Control
+//! end of epoch: fill_record(record) (e.g. the loss scale), validate, log, checkpoint,
+//!               end_of_epoch(record, improved) -> Control
 //! ```
 //!
 //! `on_phase(phase, start)` brackets the loader's next batch, the forward, the backward, the

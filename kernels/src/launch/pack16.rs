@@ -53,11 +53,12 @@ fn launch(
     (out, out_len): (Operand<'_>, usize),
 ) -> Result<()> {
     let key = KernelKey::new("pack16.wgsl", entry).with("BF16", (format == Half::Bf16) as u32);
+    let label = key.label();
     for (name, s, len) in [("x", &x, x_len), ("out", &out, out_len)] {
         let end = s.offset as u64 + len as u64;
         if end > u32::MAX as u64 || end * 4 > s.buf.capacity() {
             return Err(KernelError::launch(
-                &key.label(),
+                label,
                 format!(
                     "{name}: 4-byte elements {}..{end} overrun its buffer of {} bytes",
                     s.offset,
@@ -67,10 +68,7 @@ fn launch(
         }
     }
     if std::ptr::eq(x.buf, out.buf) {
-        return Err(KernelError::launch(
-            &key.label(),
-            "x and out share a buffer",
-        ));
+        return Err(KernelError::launch(label, "x and out share a buffer"));
     }
     if n > 0 {
         let params = Pack16Params {
