@@ -25,6 +25,11 @@
 //   adam:         1 p (n) rw   2 grad (n)   3 m (n) rw   4 v (n) rw
 //   adam4:        the same as arrays of vec4 (n and every offset multiples of 4)
 //
+// The *_guarded entries (sgd_guarded, sgd_momentum_guarded, adam_guarded, adam4_guarded) are the
+// same updates behind a skip flag: one more binding after the others (sgd 3, sgd_momentum 4,
+// adam and adam4 5), a loss scaler's state (grad_scale.wgsl), whose word 0 (found_inf) set means
+// the gradients overflowed: nothing is written, the parameter and its state stay as they were.
+//
 // adam4 is adam on 4 elements per invocation with 16-byte loads and stores. On a CPU driver
 // (lavapipe) every storage access from a per-invocation address is a loop over the SIMD lanes,
 // so a quarter of the accesses makes this memory-bound update up to 4x faster; on a GPU it is
@@ -62,19 +67,20 @@ const WG: u32 = 256u;
 @group(0) @binding(3) var<storage, read_write> m4: array<vec4<f32>>;    // (n / 4)
 @group(0) @binding(4) var<storage, read_write> v4: array<vec4<f32>>;    // (n / 4)
 
-@compute @workgroup_size(256)
-fn sgd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = grid_index(gid, nwg, WG);
+// The guarded entries' skip flag (a loss scaler's state; word 0 != 0: skip), after the others.
+@group(0) @binding(3) var<storage, read> skip3: array<u32>;  // sgd_guarded
+@group(0) @binding(4) var<storage, read> skip4: array<u32>;  // sgd_momentum_guarded
+@group(0) @binding(5) var<storage, read> skip5: array<u32>;  // adam_guarded, adam4_guarded
+
+// Each *_at checks its bound, so that an entry is one line.
+fn sgd_at(i: u32) {
     if (i >= S.n) { return; }
     let w = p[S.p_off + i];
     let g = grad[S.g_off + i] + S.weight_decay * w;
     p[S.p_off + i] = w - S.lr * g;
 }
 
-@compute @workgroup_size(256)
-fn sgd_momentum(@builtin(global_invocation_id) gid: vec3<u32>,
-                @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = grid_index(gid, nwg, WG);
+fn sgd_momentum_at(i: u32) {
     if (i >= S.n) { return; }
     let w = p[S.p_off + i];
     let g = grad[S.g_off + i] + S.weight_decay * w;
@@ -87,9 +93,7 @@ fn sgd_momentum(@builtin(global_invocation_id) gid: vec3<u32>,
     p[S.p_off + i] = w - S.lr * u;
 }
 
-@compute @workgroup_size(256)
-fn adam(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = grid_index(gid, nwg, WG);
+fn adam_at(i: u32) {
     if (i >= A.n) { return; }
     let r = adam_element(A, p[A.p_off + i], grad[A.g_off + i], m[A.m_off + i], v[A.v_off + i]);
     m[A.m_off + i] = r.y;
@@ -97,9 +101,7 @@ fn adam(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     p[A.p_off + i] = r.x;
 }
 
-@compute @workgroup_size(256)
-fn adam4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = grid_index(gid, nwg, WG);
+fn adam4_at(i: u32) {
     if (i >= A.n / 4u) { return; }
     let pi = A.p_off / 4u + i;
     let mi = A.m_off / 4u + i;
@@ -117,4 +119,44 @@ fn adam4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
     v4[vi] = v_new;
     let denom = sqrt(v_new) / sqrt(A.bc2) + A.eps;
     p4[pi] = w - (A.lr / A.bc1) * (m_new / denom);
+}
+
+@compute @workgroup_size(256)
+fn sgd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    sgd_at(grid_index(gid, nwg, WG));
+}
+
+@compute @workgroup_size(256)
+fn sgd_guarded(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    if (skip3[0] == 0u) { sgd_at(grid_index(gid, nwg, WG)); }
+}
+
+@compute @workgroup_size(256)
+fn sgd_momentum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    sgd_momentum_at(grid_index(gid, nwg, WG));
+}
+
+@compute @workgroup_size(256)
+fn sgd_momentum_guarded(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    if (skip4[0] == 0u) { sgd_momentum_at(grid_index(gid, nwg, WG)); }
+}
+
+@compute @workgroup_size(256)
+fn adam(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    adam_at(grid_index(gid, nwg, WG));
+}
+
+@compute @workgroup_size(256)
+fn adam_guarded(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    if (skip5[0] == 0u) { adam_at(grid_index(gid, nwg, WG)); }
+}
+
+@compute @workgroup_size(256)
+fn adam4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    adam4_at(grid_index(gid, nwg, WG));
+}
+
+@compute @workgroup_size(256)
+fn adam4_guarded(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    if (skip5[0] == 0u) { adam4_at(grid_index(gid, nwg, WG)); }
 }

@@ -51,6 +51,8 @@ pub const SOURCES: &[(&str, &str)] = shader_sources![
     "dropout.wgsl",
     "optim.wgsl",
     "optim8bit.wgsl",
+    "grad_scale.wgsl",
+    "pack16.wgsl",
     "pool.wgsl",
     "rnn.wgsl",
     "norm.wgsl",

@@ -65,12 +65,18 @@ impl HostTensor {
                     bad(i, bits & 0x7f80_0000 == 0x7f80_0000)
                 })
                 .collect(),
-            DType::F16 => self
-                .bytes
-                .chunks_exact(2)
-                .enumerate()
-                .filter_map(|(i, b)| bad(i, u16::from_le_bytes([b[0], b[1]]) & 0x7c00 == 0x7c00))
-                .collect(),
+            DType::F16 | DType::BF16 => {
+                let exp = if self.dtype == DType::F16 {
+                    0x7c00
+                } else {
+                    0x7f80
+                };
+                self.bytes
+                    .chunks_exact(2)
+                    .enumerate()
+                    .filter_map(|(i, b)| bad(i, u16::from_le_bytes([b[0], b[1]]) & exp == exp))
+                    .collect()
+            }
             DType::I32 | DType::U32 => Vec::new(),
         };
         hits.first().map(|&first| (hits.len(), first))
@@ -120,6 +126,7 @@ fn st_dtype(d: DType) -> Dtype {
     match d {
         DType::F32 => Dtype::F32,
         DType::F16 => Dtype::F16,
+        DType::BF16 => Dtype::BF16,
         DType::I32 => Dtype::I32,
         DType::U32 => Dtype::U32,
     }
@@ -129,6 +136,7 @@ fn kiln_dtype(d: Dtype) -> Option<DType> {
     Some(match d {
         Dtype::F32 => DType::F32,
         Dtype::F16 => DType::F16,
+        Dtype::BF16 => DType::BF16,
         Dtype::I32 => DType::I32,
         Dtype::U32 => DType::U32,
         _ => return None,
@@ -136,7 +144,7 @@ fn kiln_dtype(d: Dtype) -> Option<DType> {
 }
 
 /// Read the safetensors file at `path`, with a clear error for missing, truncated or foreign
-/// files and for element types kiln does not hold (f32, f16, i32, u32 are read).
+/// files and for element types kiln does not hold (f32, f16, bf16, i32, u32 are read).
 pub fn read(path: &Path) -> Result<StFile> {
     let p = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|e| io_err(path, e))?;

@@ -122,24 +122,19 @@ impl Moments {
         })
     }
 
-    /// One fused update of `p` from its gradient `g` (count the step, then optim.wgsl:adam).
+    /// One fused update of `p` from its gradient `g` (count the step, then optim.wgsl:adam, or
+    /// adam_guarded behind the skip flag `skip`).
     pub(super) fn update(
         &mut self,
         c: &AdamConfig,
         lr_scale: f32,
-        p: &Tensor,
-        g: &Tensor,
+        (p, g): (&Tensor, &Tensor),
+        skip: Option<&Tensor>,
     ) -> Result<()> {
         self.step += 1;
-        k::adam(
-            p.gpu(),
-            &hyper(c, lr_scale, self.step),
-            p.numel(),
-            p.operand(),
-            g.operand(),
-            self.exp_avg.operand(),
-            self.exp_avg_sq.operand(),
-        )?;
+        let ops = [p, g, &self.exp_avg, &self.exp_avg_sq].map(Tensor::operand);
+        let h = hyper(c, lr_scale, self.step);
+        k::adam_guarded(p.gpu(), &h, p.numel(), ops, skip.map(Tensor::buffer))?;
         Ok(())
     }
 
@@ -203,7 +198,7 @@ impl Adam {
             Some(s) => s,
             None => u.slot.insert(Moments::zeros(u.p)?),
         };
-        s.update(c, u.lr_scale, u.p, u.g)
+        s.update(c, u.lr_scale, (u.p, u.g), u.skip)
     }
 }
 

@@ -142,7 +142,7 @@ impl Adam8bit {
             None => u.slot.insert(State8::Q8(Q8Moments::zeros(p)?)),
         };
         let q = match s {
-            State8::F32(m) => return m.update(c, u.lr_scale, p, g),
+            State8::F32(m) => return m.update(c, u.lr_scale, (p, g), None),
             State8::Q8(q) => q,
         };
         q.step += 1;

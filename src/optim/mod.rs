@@ -58,6 +58,18 @@ pub trait Optimizer: Send {
         None
     }
 
+    /// Make every later update conditional on the device: skipped while word 0 of `flag` (a u32
+    /// tensor, a [`GradScaler`]'s counters) is not 0, with parameters and state left as they
+    /// were (`None`: unconditional again). Errors on an optimizer that cannot (the default).
+    fn set_skip_flag(&mut self, flag: Option<Tensor>) -> Result<()> {
+        let _ = flag;
+        crate::error::arg_err(
+            "set_skip_flag",
+            "this optimizer cannot skip a step on the device (loss scaling needs sgd, adam or \
+             adamw)",
+        )
+    }
+
     /// Bytes of optimizer state: the tensors of [`Optimizer::state`] (moments, momentum
     /// buffers, quantised codes and scales, per-parameter step counts), wherever they live.
     /// Adam keeps 8 bytes per trained value, 8-bit Adam about 2.004.
@@ -76,6 +88,7 @@ mod clip;
 mod kind;
 mod offload;
 mod params;
+mod scaler;
 mod schedule;
 mod sgd;
 
@@ -84,5 +97,6 @@ pub use adam8bit::Adam8bit;
 pub use clip::{clip_grad_norm, clip_grad_value};
 pub use kind::{OptimizerKind, build, build_with};
 pub use offload::OffloadAdam;
+pub use scaler::{GradScaler, Scaled, ScalerConfig, ScalerStats};
 pub use schedule::{Schedule, ScheduleKind};
 pub use sgd::{Sgd, SgdConfig};

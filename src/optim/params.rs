@@ -46,6 +46,8 @@ pub(super) struct Slots<S> {
     pub(super) state: Vec<Option<S>>,
     pub(super) lr_scales: Vec<f32>,
     pub(super) step: u64,
+    /// The skip flag of [`super::Optimizer::set_skip_flag`] (a loss scaler's counters).
+    pub(super) skip: Option<Tensor>,
 }
 
 impl<S> Slots<S> {
@@ -58,6 +60,7 @@ impl<S> Slots<S> {
             state: (0..n).map(|_| None).collect(),
             lr_scales: vec![1.0; n],
             step: 0,
+            skip: None,
         })
     }
 
@@ -77,6 +80,7 @@ impl<S> Slots<S> {
                     g: &g,
                     slot,
                     lr_scale,
+                    skip: self.skip.as_ref(),
                 })?;
             }
         }
@@ -97,6 +101,8 @@ pub(super) struct Update<'a, S> {
     pub(super) slot: &'a mut Option<S>,
     /// Its learning-rate multiplier.
     pub(super) lr_scale: f32,
+    /// The skip flag: update through the guarded kernel entry when set.
+    pub(super) skip: Option<&'a Tensor>,
 }
 
 /// The gradient to apply to parameter `name`, or `None` when it is frozen or has no gradient.
@@ -247,6 +253,11 @@ macro_rules! optimizer_common {
         fn step(&mut self) -> Result<()> {
             let c = self.config;
             self.slots.step(OP, |u| Self::update(&c, u))
+        }
+
+        fn set_skip_flag(&mut self, flag: Option<Tensor>) -> Result<()> {
+            self.slots.skip = flag;
+            Ok(())
         }
 
         super::params::optimizer_common!(no_step);

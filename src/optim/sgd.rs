@@ -117,6 +117,7 @@ impl Sgd {
             p.operand(),
             u.g.operand(),
             buf.as_ref().map(Tensor::operand),
+            u.skip.map(Tensor::buffer),
         )?;
         Ok(())
     }

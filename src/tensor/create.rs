@@ -197,6 +197,10 @@ impl Tensor {
         let shape = self.shape().to_vec();
         let dst = out.strided();
         match (from, dtype) {
+            (DType::F32, DType::BF16) | (DType::BF16, DType::F32) => self.convert_bf16(&out)?,
+            (DType::BF16, _) | (_, DType::BF16) => {
+                return self.to_dtype(DType::F32)?.to_dtype(dtype);
+            }
             (DType::F32, DType::F16) => ew::cast_f16(&gpu, true, &shape, self.strided(), dst)?,
             (DType::F16, DType::F32) => ew::cast_f16(&gpu, false, &shape, self.strided(), dst)?,
             (DType::F16, _) | (_, DType::F16) => {
@@ -223,15 +227,43 @@ impl Tensor {
         Ok(out)
     }
 
+    /// f32 <-> bf16 into the fresh contiguous `out` (pack16.wgsl: two bf16 per u32 word, round
+    /// to nearest even). A bf16 source must be contiguous from an even element (a word).
+    fn convert_bf16(&self, out: &Tensor) -> Result<()> {
+        use kiln_kernels::launch::pack16::{self as p16, Half};
+        let (gpu, n) = (self.gpu(), self.numel());
+        if self.dtype() == DType::F32 {
+            let src = self.contiguous()?;
+            let dst = kiln_kernels::Operand::new(out.buffer(), 0);
+            p16::pack(gpu, Half::Bf16, n, src.operand(), dst)?;
+            return Ok(());
+        }
+        if !self.is_contiguous() || !self.offset().is_multiple_of(2) {
+            return arg_err(
+                "to_dtype",
+                format!(
+                    "a bf16 tensor is packed storage: convert the whole contiguous tensor, not a \
+                     view (shape {:?}, strides {:?}, offset {})",
+                    self.shape(),
+                    self.strides(),
+                    self.offset()
+                ),
+            );
+        }
+        let src = kiln_kernels::Operand::new(self.buffer(), self.offset() / 2);
+        p16::unpack(gpu, Half::Bf16, n, src, out.operand())?;
+        Ok(())
+    }
+
     /// A contiguous copy in a fresh buffer (never shares storage with `self`).
     pub(crate) fn copy_contiguous(&self) -> Result<Tensor> {
         let gpu = self.gpu().clone();
         let out = Tensor::empty_on(&gpu, self.shape(), self.dtype())?;
         let shape = self.shape().to_vec();
         match self.dtype() {
-            DType::F16 => {
+            DType::F16 | DType::BF16 => {
                 let f = self.to_dtype(DType::F32)?;
-                return f.to_dtype(DType::F16);
+                return f.to_dtype(self.dtype());
             }
             _ => ew::cast(
                 &gpu,

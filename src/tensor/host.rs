@@ -17,6 +17,7 @@ impl Tensor {
             DType::U32 => Tensor::from_slice_on(gpu, &cast::<u8, u32>(&h.bytes), &h.shape),
             DType::I32 => Tensor::from_slice_on(gpu, &cast::<u8, i32>(&h.bytes), &h.shape),
             DType::F16 => Tensor::from_slice_on(gpu, &cast::<u8, half::f16>(&h.bytes), &h.shape),
+            DType::BF16 => Tensor::from_slice_on(gpu, &cast::<u8, half::bf16>(&h.bytes), &h.shape),
         }
     }
 
@@ -25,6 +26,7 @@ impl Tensor {
         let bytes: Vec<u8> = match self.dtype() {
             DType::F32 => bytemuck::cast_slice(&self.to_vec::<f32>()?).to_vec(),
             DType::F16 => bytemuck::cast_slice(&self.to_vec::<half::f16>()?).to_vec(),
+            DType::BF16 => bytemuck::cast_slice(&self.to_vec::<half::bf16>()?).to_vec(),
             DType::I32 => bytemuck::cast_slice(&self.to_vec::<i32>()?).to_vec(),
             DType::U32 => bytemuck::cast_slice(&self.to_vec::<u32>()?).to_vec(),
         };

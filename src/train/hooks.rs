@@ -15,7 +15,8 @@
 //!         (clip) before_step(info) -> Control::Skip skips this update
 //!         optimizer.step(); zero_grad
 //!         after_step(info) -> Control::Stop ends the run here (checkpointed, resumable)
-//! end of epoch: validate, log, checkpoint, end_of_epoch(record, improved) -> Control
+//! end of epoch: fill_record(record) (e.g. the loss scale), validate, log, checkpoint,
+//!               end_of_epoch(record, improved) -> Control
 //! ```
 //!
 //! `on_phase(phase, start)` brackets the loader's next batch, the forward, the backward, the
@@ -146,6 +147,11 @@ pub trait Hook {
     fn after_step(&mut self, info: &StepInfo, model: &dyn Module) -> Result<Control> {
         Ok(Control::Continue)
     }
+    /// Add this hook's figures to an epoch's record before it is validated and logged (the
+    /// loss scaler's scale and overflow skips).
+    fn fill_record(&mut self, record: &mut EpochRecord) -> Result<()> {
+        Ok(())
+    }
     /// After an epoch was validated, logged and checkpointed; `model` holds its weights.
     fn end_of_epoch(
         &mut self,
@@ -197,6 +203,9 @@ impl<H: Hook + ?Sized> Hook for &mut H {
     }
     fn end_of_epoch(&mut self, r: &EpochRecord, end: &EpochEnd, m: &dyn Module) -> Result<Control> {
         (**self).end_of_epoch(r, end, m)
+    }
+    fn fill_record(&mut self, record: &mut EpochRecord) -> Result<()> {
+        (**self).fill_record(record)
     }
     fn on_partial_epoch(&mut self, record: &EpochRecord, model: &dyn Module) -> Result<()> {
         (**self).on_partial_epoch(record, model)

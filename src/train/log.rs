@@ -59,6 +59,12 @@ pub struct EpochRecord {
     /// classes (`kiln diagnose` finds the classes the model never predicts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub val_confusion: Option<Vec<Vec<u64>>>,
+    /// The loss scale at the epoch's end (f16 training with dynamic loss scaling).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_scale: Option<f64>,
+    /// Optimizer steps skipped so far because the scaled gradients overflowed (inf/NaN).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overflow_skips: Option<u64>,
 }
 
 /// Classes up to which each epoch's record keeps the validation confusion matrix.

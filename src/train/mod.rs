@@ -17,6 +17,7 @@ pub mod objective;
 #[cfg(feature = "plots")]
 pub mod plot;
 pub mod progress;
+mod scaler;
 pub mod semi;
 pub mod trainer;
 pub mod transfer;

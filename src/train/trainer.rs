@@ -410,6 +410,9 @@ impl<'a> Trainer<'a> {
                 samples_per_sec: seen as f64 / seconds.max(1e-9),
                 ..Default::default()
             };
+            for h in &mut self.hooks {
+                h.fill_record(&mut rec)?;
+            }
             let ev = match self.val.clone() {
                 Some(val) => {
                     self.phase(Phase::Evaluation, true);

@@ -21,6 +21,7 @@ mod models;
 mod peft_python;
 mod qlora;
 mod rnn_models;
+mod scaler;
 mod trainer;
 mod transfer;
 mod transformer_models;

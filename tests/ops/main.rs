@@ -23,6 +23,7 @@ mod nf4;
 mod nn;
 mod norm;
 mod optim;
+mod pack16;
 mod pool;
 mod reduce;
 mod rnn;

@@ -28,10 +28,11 @@
 //! | rnn | `rnn.rs` | `rnn` | `ops/rnn.rs` | `benches/rnn.rs` |
 //! | bias_gelu | `bias_gelu.rs` | `bias_gelu` | `ops/bias_gelu.rs` | `benches/transformer.rs` |
 //! | dropout | `dropout.rs` | `dropout` | `ops/dropout.rs` | none |
-//! | optim (shaders `optim.wgsl`, `optim8bit.wgsl`) | `optim.rs` | `optim` | none (`optim/`) | `benches/train_step.rs`, `kiln bench` (`cli/bench/optim.rs`) |
+//! | optim (shaders `optim.wgsl`, `optim8bit.wgsl`, `grad_scale.wgsl`: the loss scaler) | `optim.rs` | `optim` | none (`optim/`) | `benches/train_step.rs`, `kiln bench` (`cli/bench/optim.rs`) |
 //! | cluster (k-means, DBSCAN) | `cluster.rs` | `cluster` | none (`unsupervised/`) | `benches/cluster.rs` |
 //! | itemsets (Apriori support counts) | `itemsets.rs` | `itemsets` | none (`unsupervised/apriori.rs`) | `kernels/benches/itemsets.rs` |
 //! | outlier (Isolation Forest, k-NN for LOF) | `outlier.rs` | `outlier` | none (`unsupervised/outlier/`) | `benches/outlier.rs` |
+//! | pack16 (f32 <-> packed f16 / bf16 words) | `pack16.rs` | `pack16` | none yet | none |
 //! | bench (peak probes) | `bench.rs` | none | none (`cli/bench.rs`) | `kiln bench` |
 //!
 //! The buffer pool is [`crate::buffer_pool`], a different thing from the pooling family.
@@ -53,6 +54,7 @@ pub mod nf4;
 pub mod norm;
 pub mod optim;
 pub mod outlier;
+pub mod pack16;
 pub mod pool;
 pub mod reduce;
 pub mod rnn;
@@ -112,7 +114,9 @@ pub fn all_params() -> Vec<ParamsLayout> {
         layout_of::<optim::SgdParams>(),
         layout_of::<optim::AdamParams>(),
         layout_of::<optim::Adam8bitParams>(),
+        layout_of::<optim::ScaleParams>(),
         layout_of::<outlier::OutlierParams>(),
+        layout_of::<pack16::Pack16Params>(),
         layout_of::<pool::PoolParams>(),
         layout_of::<reduce::RowsParams>(),
         layout_of::<rnn::RnnParams>(),

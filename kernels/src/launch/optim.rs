@@ -1,5 +1,5 @@
 //! Launchers for `optim.wgsl` and `optim8bit.wgsl`: fused in-place optimizer updates, one
-//! dispatch per parameter.
+//! dispatch per parameter; and for `grad_scale.wgsl`, dynamic loss scaling on the device.
 //!
 //! Every operand is a contiguous run of `n` f32 at an element offset inside its buffer
 //! ([`Operand`]); the 8-bit Adam state ([`adam8bit`]) is packed u32 codes and f32 scales.
@@ -7,7 +7,8 @@
 //! read-only and read-write in one dispatch.
 //!
 //! See also:
-//! - shaders: `shaders/optim.wgsl`, `shaders/optim8bit.wgsl` (the family's second file)
+//! - shaders: `shaders/optim.wgsl`, `shaders/optim8bit.wgsl` (the family's second file),
+//!   `shaders/grad_scale.wgsl` (the loss scaler: [`unscale`], [`update_scale`])
 //! - CPU twin: [`crate::reference::optim`]
 //! - optimizers: `src/optim/`
 //! - tests: `kernels/tests/kernels/optim.rs` (kernels vs twin), `tests/ops/optim.rs` (optimizers);
@@ -108,6 +109,54 @@ crate::kernel_params! {
         pub _pad1: u32,
         /// Padding.
         pub _pad2: u32,
+    }
+}
+
+crate::kernel_params! {
+    /// Params of `grad_scale.wgsl:unscale` and `grad_scale.wgsl:update` (the loss scaler).
+    pub struct ScaleParams in "grad_scale.wgsl" as "ScaleParams" {
+        /// Elements of the gradient (unscale).
+        pub n: u32,
+        /// Element offset of `grad[0]` (unscale).
+        pub g_off: u32,
+        /// Good steps between two growths of the scale (update).
+        pub interval: u32,
+        /// Padding.
+        pub _pad: u32,
+        /// Growth factor (update).
+        pub growth: f32,
+        /// Backoff factor (update).
+        pub backoff: f32,
+        /// Padding.
+        pub _pad1: u32,
+        /// Padding to 16 bytes.
+        pub _pad2: u32,
+    }
+}
+
+/// Words of a loss scaler's state buffer (`grad_scale.wgsl`): found_inf, good steps, skipped
+/// steps, unused.
+pub const SCALER_WORDS: usize = 4;
+
+/// How a loss scaler's scale moves (`grad_scale.wgsl:update`), PyTorch's `GradScaler` settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ScaleUpdate {
+    /// Multiplies the scale after `interval` good steps in a row (PyTorch: 2).
+    pub growth: f32,
+    /// Multiplies the scale after a step whose gradients overflowed (PyTorch: 0.5).
+    pub backoff: f32,
+    /// Good steps between growths (PyTorch: 2000), >= 1.
+    pub interval: u32,
+}
+
+impl Default for ScaleUpdate {
+    /// PyTorch's: growth 2, backoff 0.5, every 2000 good steps.
+    fn default() -> Self {
+        ScaleUpdate {
+            growth: 2.0,
+            backoff: 0.5,
+            interval: 2000,
+        }
     }
 }
 
@@ -219,24 +268,29 @@ fn check_sized(kernel: &str, spans: &[(&str, &Operand<'_>, usize)]) -> Result<()
 }
 
 /// Check the operands of one update of `n` elements ([`check`]) and record it, `invocations`
-/// of `key`'s entry with the operands bound in order after the params; nothing when `n` is 0.
+/// of `key`'s entry with the operands bound in order after the params, then `skip` (a guarded
+/// entry's flag); nothing when `n` is 0.
 fn record<P: bytemuck::Pod>(
     gpu: &Gpu,
     key: &KernelKey,
     (n, invocations): (usize, usize),
     spans: &[(&str, &Operand<'_>)],
     params: P,
+    skip: Option<&GpuBuffer>,
 ) -> Result<()> {
     check(&key.label(), n, spans)?;
     if n > 0 {
-        let bufs: Vec<&GpuBuffer> = spans.iter().map(|(_, s)| s.buf).collect();
+        let mut bufs: Vec<&GpuBuffer> = spans.iter().map(|(_, s)| s.buf).collect();
+        bufs.extend(skip);
         gpu.dispatch(key, &params, &bufs, grid_1d(invocations, WG));
     }
     Ok(())
 }
 
 /// One SGD update of `n` elements in place (optim.wgsl:sgd, or sgd_momentum when `buf` is
-/// given; `buf` must be given exactly when `h.momentum != 0`).
+/// given; `buf` must be given exactly when `h.momentum != 0`). With `skip` (a loss scaler's
+/// state, see [`unscale`]) the `_guarded` entry runs: the update is skipped on the device while
+/// the state's word 0 is not 0.
 pub fn sgd(
     gpu: &Gpu,
     h: &SgdStep,
@@ -244,9 +298,11 @@ pub fn sgd(
     p: Operand<'_>,           // (n) read-write
     grad: Operand<'_>,        // (n)
     buf: Option<Operand<'_>>, // (n) read-write, zeros before the first step
+    skip: Option<&GpuBuffer>, // (4) u32, a loss scaler's state
 ) -> Result<()> {
     let entry = if buf.is_some() { "sgd_momentum" } else { "sgd" };
-    let key = KernelKey::new("optim.wgsl", entry).with("NESTEROV", h.nesterov as u32);
+    let key =
+        KernelKey::new("optim.wgsl", guarded(entry, skip)).with("NESTEROV", h.nesterov as u32);
     let label = key.label();
     if (h.momentum != 0.0) != buf.is_some() || (h.nesterov && buf.is_none()) {
         return Err(KernelError::launch(
@@ -271,7 +327,18 @@ pub fn sgd(
         weight_decay: h.weight_decay,
         _pad: 0,
     };
-    record(gpu, &key, (n, n), &spans, params)
+    record(gpu, &key, (n, n), &spans, params, skip)
+}
+
+/// The entry point's name, its `_guarded` twin when a skip flag is bound.
+fn guarded(entry: &'static str, skip: Option<&GpuBuffer>) -> &'static str {
+    match (entry, skip.is_some()) {
+        ("sgd", true) => "sgd_guarded",
+        ("sgd_momentum", true) => "sgd_momentum_guarded",
+        ("adam", true) => "adam_guarded",
+        ("adam4", true) => "adam4_guarded",
+        _ => entry,
+    }
 }
 
 /// True when the vec4 entry (`adam4`) can run: `n` and every offset are multiples of 4.
@@ -291,9 +358,22 @@ pub fn adam(
     m: Operand<'_>,    // (n) read-write exp_avg, zeros before the first step
     v: Operand<'_>,    // (n) read-write exp_avg_sq, zeros before the first step
 ) -> Result<()> {
+    adam_guarded(gpu, h, n, [p, grad, m, v], None)
+}
+
+/// [`adam`] of `[p, grad, m, v]` behind a loss scaler's skip flag (the `*_guarded` entries):
+/// with `skip` given, the update is skipped on the device while its word 0 is not 0.
+pub fn adam_guarded(
+    gpu: &Gpu,
+    h: &AdamStep,
+    n: usize,
+    [p, grad, m, v]: [Operand<'_>; 4], // (n) each: p, m, v read-write
+    skip: Option<&GpuBuffer>,          // (4) u32, a loss scaler's state
+) -> Result<()> {
     let vec4 = adam_vec4_ok(n, &[&p, &grad, &m, &v]);
     let entry = if vec4 { "adam4" } else { "adam" };
-    let key = KernelKey::new("optim.wgsl", entry).with("DECOUPLED", h.decoupled as u32);
+    let key =
+        KernelKey::new("optim.wgsl", guarded(entry, skip)).with("DECOUPLED", h.decoupled as u32);
     let params = h.params(n, [p.offset, grad.offset, m.offset, v.offset]);
     let spans = [
         ("param", &p),
@@ -302,7 +382,7 @@ pub fn adam(
         ("exp_avg_sq", &v),
     ];
     let invocations = if vec4 { n / 4 } else { n };
-    record(gpu, &key, (n, invocations), &spans, params)
+    record(gpu, &key, (n, invocations), &spans, params, skip)
 }
 
 /// The 8-bit Adam state of one tensor of `n` values: the packed codes of both moments and the
@@ -353,5 +433,58 @@ pub fn adam8bit(
     };
     let bufs: Vec<&GpuBuffer> = spans.iter().map(|(_, s, _)| s.buf).collect();
     gpu.dispatch(&key, &params, &bufs, grid_1d(blocks * WG as usize, WG));
+    Ok(())
+}
+
+/// Unscale one gradient of `n` values in place, `g *= 1 / scale`, and set the scaler's
+/// found_inf word (state word 0) when a result is inf or NaN (grad_scale.wgsl:unscale).
+pub fn unscale(
+    gpu: &Gpu,
+    n: usize,
+    grad: Operand<'_>, // (n) read-write f32
+    scale: &GpuBuffer, // (1) f32
+    state: &GpuBuffer, // (SCALER_WORDS) u32, read-write
+) -> Result<()> {
+    let key = KernelKey::new("grad_scale.wgsl", "unscale");
+    let (sc, st) = (Operand::whole(scale), Operand::whole(state));
+    let spans = [
+        ("grad", &grad, n),
+        ("scale", &sc, 1),
+        ("state", &st, SCALER_WORDS),
+    ];
+    check_sized(&key.label(), &spans)?;
+    if n > 0 {
+        let params = ScaleParams {
+            n: n as u32,
+            g_off: grad.offset as u32,
+            ..Default::default()
+        };
+        gpu.dispatch(&key, &params, &[grad.buf, scale, state], grid_1d(n, WG));
+    }
+    Ok(())
+}
+
+/// After a step: back the scale off on overflow (and count the skipped step), or count a good
+/// step and grow the scale every `u.interval` of them; clear found_inf (grad_scale.wgsl:update,
+/// one invocation).
+pub fn update_scale(
+    gpu: &Gpu,
+    u: &ScaleUpdate,
+    scale: &GpuBuffer, // (1) f32, read-write
+    state: &GpuBuffer, // (SCALER_WORDS) u32, read-write
+) -> Result<()> {
+    let key = KernelKey::new("grad_scale.wgsl", "update");
+    let (sc, st) = (Operand::whole(scale), Operand::whole(state));
+    check_sized(
+        &key.label(),
+        &[("scale", &sc, 1), ("state", &st, SCALER_WORDS)],
+    )?;
+    let params = ScaleParams {
+        interval: u.interval.max(1),
+        growth: u.growth,
+        backoff: u.backoff,
+        ..Default::default()
+    };
+    gpu.dispatch(&key, &params, &[scale, state], [1, 1, 1]);
     Ok(())
 }

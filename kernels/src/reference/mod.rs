@@ -18,6 +18,7 @@ pub mod nf4;
 pub mod norm;
 pub mod optim;
 pub mod outlier;
+pub mod pack16;
 pub mod pool;
 pub mod reduce;
 pub mod rnn;

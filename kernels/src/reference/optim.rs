@@ -1,10 +1,12 @@
 //! CPU twin of `optim.wgsl` (the same updates, element by element, in any float type) and of
-//! `optim8bit.wgsl` (8-bit Adam: block-wise dynamic quantisation of the moments, in f32).
+//! `optim8bit.wgsl` (8-bit Adam: block-wise dynamic quantisation of the moments, in f32) and of
+//! `grad_scale.wgsl` (the loss scaler's unscale and update, in f32).
 
 use num_traits::Float;
 
 use crate::launch::optim::{
-    AdamStep, Q8_BLOCK, Q8_CODES, Q8_PER_WORD, Q8_SIGNED_ZERO, SgdStep, q8_blocks, q8_words,
+    AdamStep, Q8_BLOCK, Q8_CODES, Q8_PER_WORD, Q8_SIGNED_ZERO, SCALER_WORDS, ScaleUpdate, SgdStep,
+    q8_blocks, q8_words,
 };
 
 fn c<T: Float>(v: f32) -> T {
@@ -181,4 +183,36 @@ fn q8_set(words: &mut [u32], i: usize, c: u32) {
     let shift = 8 * (i % Q8_PER_WORD);
     let w = &mut words[i / Q8_PER_WORD];
     *w = (*w & !(0xff << shift)) | (c << shift);
+}
+
+/// `grad_scale.wgsl:unscale`: `g *= 1 / scale` in place; `state[0] = 1` when a result is inf or
+/// NaN.
+pub fn unscale(grad: &mut [f32], scale: f32, state: &mut [u32; SCALER_WORDS]) {
+    let inv = 1.0 / scale;
+    for g in grad.iter_mut() {
+        *g *= inv;
+        if !g.is_finite() {
+            state[0] = 1;
+        }
+    }
+}
+
+/// `grad_scale.wgsl:update`: back off and count a skip on overflow, else count a good step and
+/// grow every `u.interval`; clear found_inf.
+pub fn update_scale(u: &ScaleUpdate, scale: &mut f32, state: &mut [u32; SCALER_WORDS]) {
+    if state[0] != 0 {
+        *scale *= u.backoff;
+        state[1] = 0;
+        state[2] += 1;
+    } else {
+        state[1] += 1;
+        if state[1] >= u.interval.max(1) {
+            state[1] = 0;
+            let grown = *scale * u.growth;
+            if grown.is_finite() {
+                *scale = grown;
+            }
+        }
+    }
+    state[0] = 0;
 }

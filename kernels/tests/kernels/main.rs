@@ -21,6 +21,7 @@ mod memory;
 mod nf4;
 mod norm;
 mod optim;
+mod pack16;
 mod pool;
 mod reduce;
 mod rnn;

@@ -94,6 +94,7 @@ fn kernels_match_cpu_twin_at_awkward_sizes() {
                 p.operand(),
                 gt.operand(),
                 with_buf.then(|| b.operand()),
+                None,
             )
             .unwrap();
             let mut wp = f64s(&p0);
@@ -145,14 +146,22 @@ fn kernel_launchers_refuse_bad_operands() {
         weight_decay: 0.0,
     };
     // Momentum without a buffer.
-    let e = err_text(k::sgd(&g, &h, 8, p.operand(), gr.operand(), None));
+    let e = err_text(k::sgd(&g, &h, 8, p.operand(), gr.operand(), None, None));
     assert!(e.contains("momentum buffer"), "{e}");
     // The same buffer as parameter and gradient.
     let h0 = SgdStep { momentum: 0.0, ..h };
-    let e = err_text(k::sgd(&g, &h0, 8, p.operand(), p.operand(), None));
+    let e = err_text(k::sgd(&g, &h0, 8, p.operand(), p.operand(), None, None));
     assert!(e.contains("share a buffer"), "{e}");
     // Overrunning the buffer (capacity is a size class; ask for far more).
-    let e = err_text(k::sgd(&g, &h0, 1 << 20, p.operand(), gr.operand(), None));
+    let e = err_text(k::sgd(
+        &g,
+        &h0,
+        1 << 20,
+        p.operand(),
+        gr.operand(),
+        None,
+        None,
+    ));
     assert!(e.contains("overrun"), "{e}");
 }
 
@@ -336,3 +345,5 @@ fn adam8bit_refuses_short_state() {
     let e = run(&mq, &sc);
     assert!(e.contains("share a buffer"), "{e}");
 }
+
+mod scale;
