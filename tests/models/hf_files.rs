@@ -233,3 +233,42 @@ fn kiln_logits_refuses_bad_ids() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn generate_with_a_hugging_face_base_matches_the_library() {
+    use kiln::data::tokenizer::{BpeTokenizer, Tokenizer};
+    let corpus = "the cat sat on the mat and the dog ran to the log. ".repeat(20);
+    let tok = BpeTokenizer::train(&corpus, 280, 2).unwrap();
+    let gpt = random_gpt(GptConfig {
+        vocab_size: tok.vocab_size(),
+        ..config()
+    });
+    let dir = scratch_in("hf-files", "generate");
+    let r = hf::gpt2::export(&gpt, Some(&tok), &dir).unwrap();
+    assert!(r.note.is_none(), "{:?}", r.note);
+    assert_files(&dir, &["tokenizer.json", "tokenizer_config.json"]);
+    let prompt = "the cat";
+    let greedy = kiln::models::Sampling {
+        temperature: 0.0,
+        top_k: None,
+        top_p: None,
+        seed: 0,
+    };
+    // 12 new tokens: the window of 9 slides on the way.
+    let want = gpt.generate(&tok.encode(prompt), 12, greedy).unwrap();
+    let (ok, out, err) = kiln(&[
+        "generate",
+        "--base",
+        s(&dir),
+        "--prompt",
+        prompt,
+        "--max-tokens",
+        "12",
+        "--temperature",
+        "0",
+    ]);
+    assert!(ok, "{err}");
+    let text = format!("{prompt}{}\n", tok.decode(&want).unwrap());
+    assert_eq!(out, text);
+    let _ = std::fs::remove_dir_all(&dir);
+}
