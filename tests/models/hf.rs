@@ -10,6 +10,8 @@
 use crate::cli_util::*;
 use crate::common::python::{hf_python, logits_rows, max_abs_diff, run_json};
 
+use std::path::PathBuf;
+
 use kiln::models::hf;
 
 /// Text with a run of spaces, a non-ASCII letter, an emoji and a special token.
@@ -36,13 +38,19 @@ fn kiln_logits(base: &std::path::Path, ids: &str) -> serde_json::Value {
     serde_json::from_str(out.trim()).expect("kiln logits --json")
 }
 
+/// The Python with the Hugging Face stack and a fresh scratch folder, or `None` after a loud
+/// skip of `check`.
+fn python_and_scratch(check: &str, name: &str) -> Option<(PathBuf, PathBuf)> {
+    let py = hf_python(check)?;
+    Some((py, scratch_in("hf", name)))
+}
+
 #[test]
 fn gpt2_from_transformers_gives_its_logits_and_ids() {
     let check = "GPT-2 from transformers: kiln's logits and token ids against Python's";
-    let Some(py) = hf_python(check) else {
+    let Some((py, dir)) = python_and_scratch(check, "from-python") else {
         return;
     };
-    let dir = scratch_in("hf", "from-python");
     let model = dir.join("tiny-gpt2");
     let made = run_json(&py, "hf_gpt2.py", &["make", s(&model), TEXT]);
     assert_eq!(made["vocab_size"], 400, "{made}");
@@ -82,10 +90,9 @@ fn gpt2_from_transformers_gives_its_logits_and_ids() {
 #[test]
 fn kiln_gpt_exported_loads_in_transformers() {
     let check = "kiln export --hf: transformers loads the GPT-2 and its logits equal kiln's";
-    let Some(py) = hf_python(check) else {
+    let Some((py, dir)) = python_and_scratch(check, "to-python") else {
         return;
     };
-    let dir = scratch_in("hf", "to-python");
     let (run, out) = (dir.join("run"), dir.join("exported"));
     let text = tiny_text(&dir);
     let (ok, _, err) = train_tiny_gpt(
