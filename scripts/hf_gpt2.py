@@ -8,6 +8,9 @@
     hf_gpt2.py logits DIR IDS        from_pretrained(DIR), eval mode; prints
                                      {"ids": [...], "logits": [[...], ...]} for IDS (1,2,3)
     hf_gpt2.py encode DIR TEXT       AutoTokenizer.from_pretrained(DIR); prints {"ids": [...]}
+    hf_gpt2.py peft DIR ADIR IDS     a LoRA (r 4, alpha 8, on c_attn, c_proj, c_fc; random A and
+                                     B) on DIR's model, saved to ADIR by peft, loaded back with
+                                     PeftModel.from_pretrained; prints its logits for IDS
 
 Nothing is downloaded. Runs under Debian's /usr/bin/python3 with python3-torch and the pinned
 transformers (.ci/run installs them; scripts/hf_stack.py checks them).
@@ -62,6 +65,26 @@ def encode(d, text):
     print(json.dumps({"ids": AutoTokenizer.from_pretrained(d)(text)["input_ids"]}))
 
 
+def peft(d, adir, ids):
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    cfg = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0,
+                     target_modules=["c_attn", "c_proj", "c_fc"])
+    model = get_peft_model(GPT2LMHeadModel.from_pretrained(d), cfg)
+    torch.manual_seed(7)
+    with torch.no_grad():  # B starts at zero: make the adapter change the logits
+        for name, p in model.named_parameters():
+            if "lora_" in name:
+                p.copy_(torch.randn_like(p) * 0.2)
+    model.save_pretrained(adir)
+    model = PeftModel.from_pretrained(GPT2LMHeadModel.from_pretrained(d), adir)
+    model.eval()
+    ids = [int(i) for i in ids.split(",")]
+    with torch.no_grad():
+        out = model(torch.tensor([ids])).logits[0]
+    print(json.dumps({"ids": ids, "logits": out.tolist()}))
+
+
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
-    {"make": make, "logits": logits, "encode": encode}[cmd](*args)
+    {"make": make, "logits": logits, "encode": encode, "peft": peft}[cmd](*args)

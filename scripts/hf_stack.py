@@ -6,6 +6,7 @@ import sys
 try:
     import torch
     import transformers
+    import jinja2  # noqa: F401 - peft's save_pretrained writes its model card with it
     import peft
     from transformers import GPT2Config, GPT2LMHeadModel
 except Exception as e:  # noqa: BLE001 - any import failure means "not usable"

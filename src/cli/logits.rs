@@ -10,9 +10,9 @@
 //! [`crate::models::hf`]) or a kiln run (a run directory or checkpoint file of `kiln train
 //! --model gpt|lstm|gru|rnn`). The ids run through the model once, from position 0, in eval
 //! mode: logits (T, V) for ids (T). Without `--json` each position prints one line: its id, the
-//! arg-max and the largest logits. `--adapter DIR` adds a LoRA adapter of `kiln finetune` (PEFT
-//! layout with kiln's module names) to a kiln GPT first; on a Hugging Face base it is refused
-//! (PEFT adapters with Hugging Face module names are not read yet).
+//! arg-max and the largest logits. `--adapter DIR` adds a LoRA adapter first: on a Hugging Face
+//! base one that Python's `peft` wrote for it (Hugging Face module names:
+//! [`crate::models::hf::peft`]), on a kiln GPT run one of `kiln finetune` (kiln's names).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -58,8 +58,8 @@ pub struct OpenedLm {
     pub tokenizer: Option<Arc<dyn Tokenizer>>,
     /// What it is, for messages: `GPT2LMHeadModel (Hugging Face)` or `gpt (kiln run)`.
     pub kind: String,
-    /// True for a Hugging Face directory.
-    pub hf: bool,
+    /// `architectures[0]` of a Hugging Face directory; `None` for a kiln run.
+    pub hf: Option<String>,
 }
 
 /// Open `base` (see the module notes); `flag` names it in errors.
@@ -70,7 +70,7 @@ pub fn open_lm(gpu: &Arc<Gpu>, base: &Path, flag: &str) -> Result<OpenedLm> {
             lm: LanguageModel::Gpt(m.gpt),
             tokenizer: m.tokenizer,
             kind: format!("{} (Hugging Face)", m.architecture),
-            hf: true,
+            hf: Some(m.architecture),
         });
     }
     let saved = SavedRun::open(base).map_err(|e| {
@@ -96,7 +96,7 @@ pub fn open_lm(gpu: &Arc<Gpu>, base: &Path, flag: &str) -> Result<OpenedLm> {
         lm,
         tokenizer: saved.tokenizer(&saved.path.display().to_string()).ok(),
         kind: format!("{} (kiln run)", saved.model_spec.name()),
-        hf: false,
+        hf: None,
     })
 }
 
@@ -132,16 +132,22 @@ fn parse_ids(raw: &[String], vocab: usize, context: Option<usize>) -> Result<Vec
 pub fn run(a: LogitsArgs) -> Result<()> {
     let gpu = open_device(a.device.as_deref())?;
     let mut opened = open_lm(&gpu, &a.base, "--base")?;
-    if let Some(dir) = &a.adapter {
-        if opened.hf || !matches!(opened.lm, LanguageModel::Gpt(_)) {
+    match (&a.adapter, &opened.hf, &mut opened.lm) {
+        (None, _, _) => {}
+        (Some(dir), Some(arch), LanguageModel::Gpt(gpt)) => {
+            hf::peft::load_adapter(gpt, arch, dir)
+                .map_err(|e| Error(format!("--adapter {}: {e}", dir.display())))?;
+        }
+        (Some(dir), None, LanguageModel::Gpt(_)) => {
+            attach_adapter(&mut opened.lm, dir, false, &a.base)?;
+        }
+        (Some(dir), _, _) => {
             return Err(Error(format!(
-                "--adapter {}: adapters apply to kiln GPT runs here; this base is a {} (PEFT \
-                 adapters with Hugging Face module names are not read yet)",
+                "--adapter {}: LoRA adapters apply to GPTs; this base is a {}",
                 dir.display(),
                 opened.kind
             )));
         }
-        attach_adapter(&mut opened.lm, dir, false, &a.base)?;
     }
     let lm = &opened.lm;
     let v = lm.vocab_size();

@@ -34,7 +34,7 @@ pub fn hf_python(check: &str) -> Option<PathBuf> {
                 &format!("no usable Hugging Face stack ({why})"),
                 "apt-get install python3-torch python3-pip && /usr/bin/python3 -m pip install \
                  --break-system-packages transformers==4.44.2 accelerate==0.33.0 \
-                 tokenizers==0.19.1 && /usr/bin/python3 -m pip install --break-system-packages \
+                 tokenizers==0.19.1 Jinja2==3.1.6 && /usr/bin/python3 -m pip install --break-system-packages \
                  --no-deps peft==0.12.0 (as .ci/run does)",
             );
             None

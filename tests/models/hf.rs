@@ -140,3 +140,54 @@ fn kiln_gpt_exported_loads_in_transformers() {
     assert_eq!(m.tokenizer.unwrap().encode(sample), ids_of(&py_ids));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn peft_adapter_from_python_gives_its_logits() {
+    let check = "a PEFT LoRA of transformers' GPT-2 in kiln: logits against PeftModel's";
+    let Some((py, dir)) = python_and_scratch(check, "peft") else {
+        return;
+    };
+    let (model, adapter) = (dir.join("tiny-gpt2"), dir.join("lora"));
+    run_json(&py, "hf_gpt2.py", &["make", s(&model), TEXT]);
+    let theirs = run_json(&py, "hf_gpt2.py", &["peft", s(&model), s(&adapter), IDS]);
+    let (ok, out, err) = kiln(&[
+        "logits",
+        "--base",
+        s(&model),
+        "--adapter",
+        s(&adapter),
+        "--ids",
+        IDS,
+        "--json",
+    ]);
+    assert!(ok, "kiln logits --adapter failed: {err}");
+    let ours: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let d = max_abs_diff(&logits_rows(&ours), &logits_rows(&theirs));
+    assert!(d < TOL, "kiln vs PeftModel logits: max abs {d:e}");
+    // The adapter changes the logits (so the match is not the base's).
+    let base = kiln_logits(&model, IDS);
+    let moved = max_abs_diff(&logits_rows(&ours), &logits_rows(&base));
+    assert!(moved > 0.01, "the adapter changed nothing: {moved}");
+
+    // An adapter_config.json whose r disagrees with the tensors: refused, naming both.
+    let cfg = adapter.join("adapter_config.json");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["r"] = 8.into();
+    std::fs::write(&cfg, v.to_string()).unwrap();
+    let e = fails(&[
+        "logits",
+        "--base",
+        s(&model),
+        "--adapter",
+        s(&adapter),
+        "--ids",
+        "1",
+    ]);
+    assert!(
+        e.contains("adapter_model.safetensors") && e.contains("r = 8"),
+        "{e}"
+    );
+    assert!(e.contains("lora_A.weight") && e.contains("[4, 64]"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

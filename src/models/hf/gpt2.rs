@@ -30,6 +30,7 @@ use std::sync::Arc;
 use kiln_kernels::Gpu;
 use serde_json::json;
 
+use super::peft::Part;
 use super::{HfConfig, HfWeights, transpose};
 use crate::data::tokenizer::{ENDOFTEXT, Tokenizer};
 use crate::error::{Error, Result};
@@ -178,6 +179,38 @@ pub fn build(gpu: &Arc<Gpu>, cfg: &HfConfig, w: &mut HfWeights) -> Result<Gpt> {
     };
     set("lm_head.weight", &head)?;
     Ok(gpt)
+}
+
+/// The kiln layers a GPT-2 module of a PEFT adapter feeds (the [`super::peft::ModuleMap`] of
+/// `GPT2LMHeadModel`): `h.N.attn.c_attn` the query, key and value projections (rows C each of
+/// lora_B), `h.N.attn.c_proj` `o_proj`, `h.N.mlp.c_fc` `fc1`, `h.N.mlp.c_proj` `fc2`.
+pub fn peft_parts(module: &str, cfg: &GptConfig) -> Option<Vec<Part>> {
+    let rest = module.strip_prefix("transformer.").unwrap_or(module);
+    let (i, sub) = rest.strip_prefix("h.")?.split_once('.')?;
+    let i: usize = i.parse().ok().filter(|&i| i < cfg.n_layer)?;
+    let c = cfg.d_model;
+    let one = |p: &str, n: usize| {
+        Some(vec![Part {
+            path: format!("blocks.{i}.{p}"),
+            rows: 0..n,
+        }])
+    };
+    match sub {
+        "attn.c_attn" => Some(
+            c_attn_parts(i)
+                .into_iter()
+                .enumerate()
+                .map(|(j, path)| Part {
+                    path,
+                    rows: j * c..(j + 1) * c,
+                })
+                .collect(),
+        ),
+        "attn.c_proj" => one("attn.o_proj", c),
+        "mlp.c_fc" => one("mlp.fc1", 4 * c),
+        "mlp.c_proj" => one("mlp.fc2", c),
+        _ => None,
+    }
 }
 
 /// What [`export`] wrote.

@@ -26,6 +26,7 @@
 //! builder left untaken.
 
 pub mod gpt2;
+pub mod peft;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
