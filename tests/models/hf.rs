@@ -141,25 +141,26 @@ fn kiln_gpt_exported_loads_in_transformers() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// What [`peft_adapter_from_python_gives_its_logits`] checks.
+const PEFT_CHECK: &str = "a PEFT LoRA of transformers' GPT-2 in kiln: logits against PeftModel's";
+
 #[test]
 fn peft_adapter_from_python_gives_its_logits() {
-    let check = "a PEFT LoRA of transformers' GPT-2 in kiln: logits against PeftModel's";
-    let Some((py, dir)) = python_and_scratch(check, "peft") else {
+    let Some((py, dir)) = python_and_scratch(PEFT_CHECK, "peft") else {
         return;
     };
     let (model, adapter) = (dir.join("tiny-gpt2"), dir.join("lora"));
     run_json(&py, "hf_gpt2.py", &["make", s(&model), TEXT]);
     let theirs = run_json(&py, "hf_gpt2.py", &["peft", s(&model), s(&adapter), IDS]);
-    let (ok, out, err) = kiln(&[
+    let adapted = [
         "logits",
         "--base",
         s(&model),
         "--adapter",
         s(&adapter),
         "--ids",
-        IDS,
-        "--json",
-    ]);
+    ];
+    let (ok, out, err) = kiln(&[&adapted[..], &[IDS, "--json"]].concat());
     assert!(ok, "kiln logits --adapter failed: {err}");
     let ours: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     let d = max_abs_diff(&logits_rows(&ours), &logits_rows(&theirs));
@@ -175,15 +176,7 @@ fn peft_adapter_from_python_gives_its_logits() {
     let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
     v["r"] = 8.into();
     std::fs::write(&cfg, v.to_string()).unwrap();
-    let e = fails(&[
-        "logits",
-        "--base",
-        s(&model),
-        "--adapter",
-        s(&adapter),
-        "--ids",
-        "1",
-    ]);
+    let e = fails(&[&adapted[..], &["1"]].concat());
     assert!(
         e.contains("adapter_model.safetensors") && e.contains("r = 8"),
         "{e}"
