@@ -19,6 +19,10 @@
 //! prompt as one user message (after an optional `--system` one) in the chat template and
 //! prints only the assistant's reply, which ends at the end-of-turn marker or `--max-tokens`
 //! (see [`super::chat_model`]).
+//!
+//! `--base HF_DIR` generates with a Hugging Face model directory instead of a kiln run (see
+//! [`crate::models::hf`]; its tokenizer.json encodes and decodes), KV cache and sampling as
+//! above; `--adapter` and `--chat` are for kiln runs.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -39,8 +43,12 @@ use crate::nn::Module;
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
     /// A run directory or checkpoint file of a language model (`kiln train --model gpt|lstm|gru|rnn`).
-    #[arg(long)]
-    pub checkpoint: PathBuf,
+    #[arg(long, required_unless_present = "base", conflicts_with = "base")]
+    pub checkpoint: Option<PathBuf>,
+    /// A Hugging Face model directory instead (config.json, model.safetensors, tokenizer.json:
+    /// see `kiln logits`).
+    #[arg(long, value_name = "HF_DIR", conflicts_with_all = ["adapter", "chat"])]
+    pub base: Option<PathBuf>,
     /// The text to continue.
     #[arg(long, default_value = "\n")]
     pub prompt: String,
@@ -67,7 +75,10 @@ pub struct GenerateArgs {
 /// Run `kiln generate`.
 pub fn run(a: GenerateArgs) -> Result<()> {
     let sampling = a.sampling.sampling()?;
-    let saved = SavedRun::open(&a.checkpoint)?;
+    let (Some(checkpoint), None) = (&a.checkpoint, &a.base) else {
+        return run_hf(&a, sampling);
+    };
+    let saved = SavedRun::open(checkpoint)?;
     let ck_name = saved.path.display().to_string();
     if !saved.model_spec.is_sequence() {
         return Err(Error(format!(
@@ -94,11 +105,38 @@ pub fn run(a: GenerateArgs) -> Result<()> {
                 "{ck_name}: --adapter needs a GPT checkpoint (kiln finetune adapts GPTs only)"
             )));
         }
-        attach_adapter(&mut lm, dir, a.qlora, &a.checkpoint)?;
+        attach_adapter(&mut lm, dir, a.qlora, checkpoint)?;
     }
     if a.chat {
         return chat_reply(&a, &lm, tok.as_ref(), sampling);
     }
+    print_generated(&a, &lm, tok.as_ref(), &prompt, sampling)
+}
+
+/// `--base HF_DIR`: a Hugging Face model with its own tokenizer.json.
+fn run_hf(a: &GenerateArgs, sampling: Sampling) -> Result<()> {
+    let dir = a.base.as_deref().unwrap_or(std::path::Path::new("."));
+    let gpu = open_device(a.device.as_deref())?;
+    let m = crate::models::hf::load_on(&gpu, dir)?;
+    let tok = m.tokenizer.ok_or_else(|| {
+        Error(format!(
+            "--base {}: no tokenizer.json there to encode the prompt with",
+            dir.display()
+        ))
+    })?;
+    let prompt = encode_prompt(tok.as_ref(), &a.prompt)?;
+    let lm = crate::models::LanguageModel::Gpt(m.gpt);
+    print_generated(a, &lm, tok.as_ref(), &prompt, sampling)
+}
+
+/// Print the prompt, then each new token's text as it is sampled.
+fn print_generated(
+    a: &GenerateArgs,
+    lm: &crate::models::LanguageModel,
+    tok: &dyn Tokenizer,
+    prompt: &[u32],
+    sampling: Sampling,
+) -> Result<()> {
     if let Some(ctx) = lm.context() {
         if prompt.len() > ctx {
             eprintln!(
@@ -115,7 +153,7 @@ pub fn run(a: GenerateArgs) -> Result<()> {
     // inside a UTF-8 character, which then shows once its last byte arrives.
     let mut ids: Vec<u32> = Vec::new();
     let mut printed = 0usize;
-    lm.generate_with(&prompt, a.sampling.max_tokens, sampling, |t| {
+    lm.generate_with(prompt, a.sampling.max_tokens, sampling, |t| {
         ids.push(t);
         let text = tok.decode(&ids)?;
         if !text.ends_with('\u{FFFD}') && text.len() > printed {

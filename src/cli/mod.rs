@@ -15,10 +15,12 @@ mod explain;
 mod explain_graph;
 mod explain_table;
 mod explosion;
+mod export;
 mod finetune;
 mod generate;
 mod grad_checkpoint;
 mod info;
+mod logits;
 mod loop_args;
 mod lr_find;
 mod memory_args;
@@ -93,6 +95,11 @@ pub enum Command {
     Chat(chat::ChatArgs),
     /// Fold a LoRA adapter (PEFT layout) into a checkpoint and write a plain merged one.
     Merge(merge::MergeArgs),
+    /// A language model's logits for token ids (Hugging Face directory or kiln run), for
+    /// comparing engines number for number.
+    Logits(logits::LogitsArgs),
+    /// Write a kiln GPT run as a Hugging Face model directory (GPT-2 layout).
+    Export(export::ExportArgs),
     /// Hyperparameter search (grid, random, successive halving) over `kiln train` runs.
     Sweep(sweep::SweepArgs),
     /// Cluster the rows of a CSV file (k-means or DBSCAN on the GPU), or compare k with --k A..B.
@@ -126,6 +133,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Finetune(a) => finetune::run(*a),
         Command::Chat(a) => chat::run(a),
         Command::Merge(a) => merge::run(a),
+        Command::Logits(a) => logits::run(a),
+        Command::Export(a) => export::run(a),
         Command::Sweep(a) => sweep::run(a),
         Command::Cluster(a) => cluster::run(*a),
         Command::Pca(a) => pca::run(a),

@@ -5,6 +5,7 @@ pub mod bert;
 pub mod bert_classifier;
 mod cnn;
 pub mod gpt;
+pub mod hf;
 pub mod lm;
 mod mlp;
 pub mod pretrained;

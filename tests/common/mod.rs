@@ -6,6 +6,9 @@
 #[path = "../../kernels/tests/kernels/common/skip.rs"]
 pub mod skip;
 
+/// Python's Hugging Face stack (transformers, peft) for the comparison tests.
+pub mod python;
+
 use std::path::PathBuf;
 
 use kiln::Tensor;

@@ -12,6 +12,8 @@ mod rnn_util;
 mod checkpointing;
 mod diagnostics;
 mod genre;
+mod hf;
+mod hf_files;
 mod ledger;
 mod lora;
 mod merge;
