@@ -5,6 +5,7 @@ pub mod bert;
 pub mod bert_classifier;
 mod cnn;
 pub mod gpt;
+pub mod hf;
 pub mod lm;
 mod mlp;
 pub mod pretrained;
@@ -14,7 +15,7 @@ mod size;
 
 pub use bert::{BertConfig, BertEncoder, l2_normalize, mean_pool};
 pub use cnn::{BasicBlock, ImageShape, LeNet, RESNET_WIDTHS, ResNet18, VGG_WIDTHS, Vgg};
-pub use gpt::{Gpt, GptConfig};
+pub use gpt::{Gpt, GptArch, GptConfig};
 pub use lm::LanguageModel;
 pub use mlp::Mlp;
 pub use rnn::{
