@@ -12,6 +12,8 @@ mod rnn_util;
 mod checkpointing;
 mod diagnostics;
 mod genre;
+mod llama;
+mod llama_python;
 mod ledger;
 mod lora;
 mod merge;
