@@ -206,7 +206,11 @@ impl Gpt {
                 rope_base: cfg.rope.then_some(arch.rope_theta),
                 bias: arch.attention_bias,
             },
-            mlp_hidden: if arch.mlp_hidden == 0 { 4 * c } else { arch.mlp_hidden },
+            mlp_hidden: if arch.mlp_hidden == 0 {
+                4 * c
+            } else {
+                arch.mlp_hidden
+            },
             dropout: cfg.dropout,
             eps: arch.norm_eps,
             gelu: GeluForm::Tanh,
@@ -392,7 +396,11 @@ impl Module for Gpt {
         let head = self.lm_head.named_parameters();
         if self.arch.tied_embeddings {
             // The weight is tok_emb's; a LoRA adapter on the head is still its own.
-            v.extend(prefixed("lm_head", head).into_iter().filter(|(n, _)| n != "lm_head.weight"));
+            v.extend(
+                prefixed("lm_head", head)
+                    .into_iter()
+                    .filter(|(n, _)| n != "lm_head.weight"),
+            );
         } else {
             v.extend(prefixed("lm_head", head));
         }

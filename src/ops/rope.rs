@@ -75,7 +75,8 @@ impl RopeScaling {
                 high_freq_factor: high,
                 original_max_position_embeddings: orig,
             } => {
-                let (factor, low, high, orig) = (factor as f64, low as f64, high as f64, orig as f64);
+                let (factor, low, high, orig) =
+                    (factor as f64, low as f64, high as f64, orig as f64);
                 plain
                     .map(|f| {
                         let wavelen = 2.0 * std::f64::consts::PI / f;
@@ -112,7 +113,9 @@ impl RopeScaling {
         if bad {
             return arg_err(
                 "rope",
-                format!("rope scaling needs positive factors (high_freq_factor > low_freq_factor), got {self:?}"),
+                format!(
+                    "rope scaling needs positive factors (high_freq_factor > low_freq_factor), got {self:?}"
+                ),
             );
         }
         Ok(())

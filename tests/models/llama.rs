@@ -43,9 +43,21 @@ fn config_reads_llama_fields_and_names_bad_ones() {
     want.tied_embeddings = true;
     assert_eq!(arch, want);
     let cases: [(&str, serde_json::Value, &str); 5] = [
-        ("hidden_size", serde_json::Value::Null, "`hidden_size` is missing"),
-        ("rope_scaling", json!({"rope_type": "yarn", "factor": 2.0}), "rope_scaling.rope_type"),
-        ("rope_scaling", json!({"rope_type": "linear"}), "rope_scaling.factor"),
+        (
+            "hidden_size",
+            serde_json::Value::Null,
+            "`hidden_size` is missing",
+        ),
+        (
+            "rope_scaling",
+            json!({"rope_type": "yarn", "factor": 2.0}),
+            "rope_scaling.rope_type",
+        ),
+        (
+            "rope_scaling",
+            json!({"rope_type": "linear"}),
+            "rope_scaling.factor",
+        ),
         ("hidden_act", json!("gelu"), "`hidden_act`"),
         ("num_hidden_layers", json!("two"), "whole number"),
     ];
@@ -81,7 +93,11 @@ fn names_map_both_ways() {
         llama::hf_to_kiln("model.layers.0.post_attention_layernorm.weight").unwrap(),
         "blocks.0.ln2.weight"
     );
-    for other in ["model.layers.0.self_attn.rotary_emb.inv_freq", "pos_emb.weight", "x"] {
+    for other in [
+        "model.layers.0.self_attn.rotary_emb.inv_freq",
+        "pos_emb.weight",
+        "x",
+    ] {
         assert!(llama::hf_to_kiln(other).is_none() && llama::kiln_to_hf(other).is_none());
     }
 }
@@ -91,9 +107,18 @@ fn names_map_both_ways() {
 fn tied_head_is_the_token_table() {
     let (cfg, arch) = llama::config(&tiny_config(), Path::new("c.json")).unwrap();
     let gpt = Gpt::with_arch_on(&gpu(), cfg, arch).unwrap();
-    assert!(gpt.named_parameters().iter().all(|(n, _)| n != "lm_head.weight"));
+    assert!(
+        gpt.named_parameters()
+            .iter()
+            .all(|(n, _)| n != "lm_head.weight")
+    );
     let ids = Tensor::from_slice_on(&gpu(), &[1u32, 7, 22, 3], &[1, 4]).unwrap();
-    gpt.forward(&ids).unwrap().sum().unwrap().backward().unwrap();
+    gpt.forward(&ids)
+        .unwrap()
+        .sum()
+        .unwrap()
+        .backward()
+        .unwrap();
     let g = gpt.tok_emb.weight.grad().unwrap().to_vec::<f32>().unwrap();
     // Row 5 is not among the ids: only the head's use reaches it.
     assert!(g[5 * 16..6 * 16].iter().any(|v| *v != 0.0));
@@ -114,7 +139,10 @@ fn directory_round_trip_and_bad_files() {
     let back = llama::load_dir_on(&gpu(), &root).unwrap();
     assert_eq!((back.config(), back.arch()), (gpt.config(), gpt.arch()));
     let ids = Tensor::from_slice_on(&gpu(), &[4u32, 0, 9, 9, 21], &[1, 5]).unwrap();
-    assert_eq!(f32s(&gpt.forward(&ids).unwrap()), f32s(&back.forward(&ids).unwrap()));
+    assert_eq!(
+        f32s(&gpt.forward(&ids).unwrap()),
+        f32s(&back.forward(&ids).unwrap())
+    );
 
     // A file without one tensor: the error names the file and the tensor.
     let st = root.join("model.safetensors");
@@ -126,9 +154,19 @@ fn directory_round_trip_and_bad_files() {
         .collect();
     kiln::io::safetensors::write(&st, &kept, &Default::default()).unwrap();
     let e = err_text(llama::load_dir_on(&gpu(), &root));
-    assert_mentions(&e, &["model.safetensors", "missing", "model.layers.1.mlp.up_proj.weight"]);
+    assert_mentions(
+        &e,
+        &[
+            "model.safetensors",
+            "missing",
+            "model.layers.1.mlp.up_proj.weight",
+        ],
+    );
     // A GPT-2-style model is not written as Llama.
-    let e = err_text(llama::save_dir(&Gpt::new_on(&gpu(), small_gpt_config(9)).unwrap(), &root));
+    let e = err_text(llama::save_dir(
+        &Gpt::new_on(&gpu(), small_gpt_config(9)).unwrap(),
+        &root,
+    ));
     assert_mentions(&e, &["Llama"]);
     let _ = std::fs::remove_dir_all(&root);
 }

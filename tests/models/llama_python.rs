@@ -54,7 +54,12 @@ fn logits_of(json: &str) -> Vec<f32> {
     let v: serde_json::Value = serde_json::from_str(json).unwrap();
     let rows = v["logits"].as_array().unwrap();
     rows.iter()
-        .flat_map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32))
+        .flat_map(|r| {
+            r.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+        })
         .collect()
 }
 
@@ -65,7 +70,10 @@ fn kiln_logits(gpt: &Gpt) -> Vec<f32> {
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 #[test]
@@ -81,7 +89,10 @@ fn kiln_loads_transformers_llama() {
     let _ = std::fs::remove_dir_all(&root);
     for (tied, scaling) in [("untie", "llama3"), ("tie", "linear"), ("untie", "none")] {
         let dir = root.join(format!("{tied}-{scaling}"));
-        run(&py, &["make", dir.to_str().unwrap(), tied, scaling, &ids_arg()]);
+        run(
+            &py,
+            &["make", dir.to_str().unwrap(), tied, scaling, &ids_arg()],
+        );
         let gpt = llama::load_dir_on(&gpu(), &dir).unwrap();
         assert_eq!(gpt.arch().tied_embeddings, tied == "tie");
         let want = logits_of(&std::fs::read_to_string(dir.join("logits.json")).unwrap());
@@ -125,7 +136,11 @@ fn transformers_loads_kiln_llama() {
     gpt.set_training(false);
     for (i, (_, t)) in gpt.named_parameters().into_iter().enumerate() {
         let v = rand_vec(t.numel(), seed("llama-out") + i as u64, -0.3, 0.3);
-        let v: Vec<f32> = if t.shape().len() == 1 { v.iter().map(|x| 1.0 + x).collect() } else { v };
+        let v: Vec<f32> = if t.shape().len() == 1 {
+            v.iter().map(|x| 1.0 + x).collect()
+        } else {
+            v
+        };
         t.copy_from(&tensor(&v, t.shape())).unwrap();
     }
     llama::save_dir(&gpt, &dir).unwrap();

@@ -116,18 +116,31 @@ fn scaled_rope_matches_twin_and_gradcheck() {
         );
         gradcheck(
             "rope_scaled",
-            &[Input::rand(&[1, 2, 4, d], seed("rope_scaled_gc"), -1.0, 1.0)],
+            &[Input::rand(
+                &[1, 2, 4, d],
+                seed("rope_scaled_gc"),
+                -1.0,
+                1.0,
+            )],
             |x| rope_scaled(&x[0], 3, 5000.0, s),
             |x| rope_cpu(&x[0], 4, d, 3, &f),
             GradTol::default(),
         );
     }
     // The Llama 3 rule keeps high frequencies, divides low ones and blends in between.
-    let (plain, l3) = (freqs(d, 5000.0, RopeScaling::None), freqs(d, 5000.0, LLAMA3));
+    let (plain, l3) = (
+        freqs(d, 5000.0, RopeScaling::None),
+        freqs(d, 5000.0, LLAMA3),
+    );
     assert_eq!(plain[0], l3[0]);
     assert!((l3[d / 2 - 1] - plain[d / 2 - 1] / 8.0).abs() < 1e-15);
     assert!(plain.iter().zip(&l3).any(|(p, q)| q < p && *q > p / 8.0));
-    let bad = rope_scaled(&tensor(&x4(), &[1, 1, 1, 4]), 0, 1e4, RopeScaling::Linear { factor: 0.0 });
+    let bad = rope_scaled(
+        &tensor(&x4(), &[1, 1, 1, 4]),
+        0,
+        1e4,
+        RopeScaling::Linear { factor: 0.0 },
+    );
     assert!(err_text(bad).contains("rope scaling"));
 }
 

@@ -169,14 +169,21 @@ pub fn config(v: &Value, file: &Path) -> Result<(GptConfig, GptArch)> {
             return Err(field_err(
                 file,
                 "head_dim",
-                format!("({d}) must be hidden_size / num_attention_heads ({})", c / n_head),
+                format!(
+                    "({d}) must be hidden_size / num_attention_heads ({})",
+                    c / n_head
+                ),
             ));
         }
     }
     match v.get("hidden_act").and_then(Value::as_str) {
         None | Some("silu") => {}
         Some(a) => {
-            return Err(field_err(file, "hidden_act", format!("{a:?} is not supported (silu)")));
+            return Err(field_err(
+                file,
+                "hidden_act",
+                format!("{a:?} is not supported (silu)"),
+            ));
         }
     }
     let mut arch = GptArch::llama(
