@@ -72,6 +72,9 @@ fn block_step(c: &mut Criterion) {
         dropout: 0.0,
         eps: 1e-5,
         gelu: GeluForm::Tanh,
+        rms_norm: false,
+        swiglu: false,
+        mlp_bias: true,
     };
     kiln::nn::manual_seed(0);
     let block = TransformerBlock::new_on(&gpu, cfg).unwrap();

@@ -27,6 +27,21 @@
 //!
 //! Initialisation (GPT-2's): embeddings N(0, 0.02^2), Linear layers PyTorch's default.
 //!
+//! **The Llama architecture** is the same decoder with other options ([`GptArch`], given to
+//! [`Gpt::with_arch_on`]; [`GptArch::default`] is the GPT above, [`GptArch::llama`] Llama's):
+//!
+//! ```text
+//! x = tok_emb[ids]                                     (B, T, C)   RoPE (theta, scaling) on q, k
+//! x = x + attn(rms_norm(x))                            no biases, grouped-query heads
+//! x = x + down_proj(silu(gate_proj(h)) * up_proj(h)),  h = rms_norm(x), hidden from the config
+//! logits = lm_head(rms_norm(x))                        lm_head = tok_emb with tied embeddings
+//! ```
+//!
+//! With RMSNorm the norms hold `weight` only (`blocks.N.ln1.weight`, `ln_f.weight`); the SwiGLU
+//! MLP is `blocks.N.mlp.{gate,up,down}_proj.weight` ((hidden, C), (hidden, C), (C, hidden)). With
+//! tied embeddings `lm_head.weight` is the `tok_emb.weight` tensor itself (one parameter, its
+//! gradient the sum of both uses) and is not listed among the parameters.
+//!
 //! **Generation.** [`Gpt::generate`] feeds the prompt once through [`Gpt::forward_cached`], then
 //! one token per step: each step projects only the new token and attends over the cached keys
 //! and values (see [`KvCache`]), instead of recomputing the whole sequence. When the cache fills
@@ -55,9 +70,10 @@ use kiln_kernels::Gpu;
 use super::sampling::{Sampler, Sampling};
 use crate::error::{Result, arg_err, shape_err};
 use crate::nn::attention::{AttentionConfig, KvCache};
-use crate::nn::transformer::{BlockConfig, TransformerBlock};
-use crate::nn::{Embedding, LayerNorm, Linear, Module, dropout, prefixed};
+use crate::nn::transformer::{BlockConfig, Norm, TransformerBlock};
+use crate::nn::{Embedding, Linear, Module, dropout, prefixed};
 use crate::ops::bias_gelu::GeluForm;
+use crate::ops::rope::RopeScaling;
 use crate::tensor::Tensor;
 
 /// Size of a [`Gpt`].
@@ -81,6 +97,65 @@ pub struct GptConfig {
     pub rope: bool,
 }
 
+/// The architecture options of a [`Gpt`] beyond its size: GPT-2's by default, Llama's with
+/// [`GptArch::llama`]. See the module notes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GptArch {
+    /// RMSNorm (Llama) instead of LayerNorm (GPT), in the blocks and the final norm.
+    pub rms_norm: bool,
+    /// The norms' epsilon (1e-5 in GPT-2; Llama's `rms_norm_eps`).
+    pub norm_eps: f32,
+    /// The SwiGLU MLP (Llama) instead of the GELU (tanh form) MLP.
+    pub swiglu: bool,
+    /// The MLP's hidden width; 0 means 4 C.
+    pub mlp_hidden: usize,
+    /// Biases in the attention projections.
+    pub attention_bias: bool,
+    /// Biases in the SwiGLU MLP (GPT's GELU MLP always has them).
+    pub mlp_bias: bool,
+    /// RoPE's frequency base (`rope_theta`; used when the config has `rope`).
+    pub rope_theta: f32,
+    /// RoPE's frequency scaling (`rope_scaling`).
+    pub rope_scaling: RopeScaling,
+    /// The output head shares the token table (`tie_word_embeddings`).
+    pub tied_embeddings: bool,
+}
+
+impl Default for GptArch {
+    /// GPT-2's: LayerNorm (eps 1e-5), GELU MLP of 4 C, biases, RoPE base 10,000 unscaled,
+    /// untied head.
+    fn default() -> Self {
+        GptArch {
+            rms_norm: false,
+            norm_eps: 1e-5,
+            swiglu: false,
+            mlp_hidden: 0,
+            attention_bias: true,
+            mlp_bias: true,
+            rope_theta: 10_000.0,
+            rope_scaling: RopeScaling::None,
+            tied_embeddings: false,
+        }
+    }
+}
+
+impl GptArch {
+    /// Llama's: RMSNorm with `eps`, SwiGLU of `hidden`, no biases, RoPE base `theta`, untied.
+    pub fn llama(hidden: usize, eps: f32, theta: f32) -> Self {
+        GptArch {
+            rms_norm: true,
+            norm_eps: eps,
+            swiglu: true,
+            mlp_hidden: hidden,
+            attention_bias: false,
+            mlp_bias: false,
+            rope_theta: theta,
+            rope_scaling: RopeScaling::None,
+            tied_embeddings: false,
+        }
+    }
+}
+
 /// The GPT decoder. See the module notes.
 #[derive(Debug, Clone)]
 pub struct Gpt {
@@ -91,10 +166,11 @@ pub struct Gpt {
     /// The blocks.
     pub blocks: Vec<TransformerBlock>,
     /// Final norm.
-    pub ln_f: LayerNorm,
-    /// Output head (V, C), no bias.
+    pub ln_f: Norm,
+    /// Output head (V, C), no bias; its weight is `tok_emb.weight` with tied embeddings.
     pub lm_head: Linear,
     cfg: GptConfig,
+    arch: GptArch,
     training: bool,
     /// Blocks per checkpointed segment (0: no activation checkpointing).
     checkpoint_every: usize,
@@ -108,6 +184,11 @@ impl Gpt {
 
     /// [`Gpt::new`] on `gpu`.
     pub fn new_on(gpu: &Arc<Gpu>, cfg: GptConfig) -> Result<Self> {
+        Self::with_arch_on(gpu, cfg, GptArch::default())
+    }
+
+    /// A fresh model of size `cfg` and architecture `arch` (e.g. [`GptArch::llama`]) on `gpu`.
+    pub fn with_arch_on(gpu: &Arc<Gpu>, cfg: GptConfig, arch: GptArch) -> Result<Self> {
         if cfg.vocab_size == 0 || cfg.n_layer == 0 || cfg.context == 0 {
             return arg_err(
                 "Gpt",
@@ -122,27 +203,43 @@ impl Gpt {
                 n_heads: cfg.n_head,
                 n_kv_heads: cfg.n_kv_head,
                 causal: true,
-                rope_base: cfg.rope.then_some(10_000.0),
-                bias: true,
+                rope_base: cfg.rope.then_some(arch.rope_theta),
+                bias: arch.attention_bias,
             },
-            mlp_hidden: 4 * c,
+            mlp_hidden: if arch.mlp_hidden == 0 {
+                4 * c
+            } else {
+                arch.mlp_hidden
+            },
             dropout: cfg.dropout,
-            eps: 1e-5,
+            eps: arch.norm_eps,
             gelu: GeluForm::Tanh,
+            rms_norm: arch.rms_norm,
+            swiglu: arch.swiglu,
+            mlp_bias: arch.mlp_bias,
         };
+        let new_block = |_| -> Result<TransformerBlock> {
+            let mut b = TransformerBlock::new_on(gpu, block)?;
+            b.attn = b.attn.with_rope_scaling(arch.rope_scaling)?;
+            Ok(b)
+        };
+        let tok_emb = emb(cfg.vocab_size)?;
+        let mut lm_head = Linear::new_on(gpu, c, cfg.vocab_size, false)?;
+        if arch.tied_embeddings {
+            lm_head.weight = tok_emb.weight.clone();
+        }
         Ok(Gpt {
-            tok_emb: emb(cfg.vocab_size)?,
+            tok_emb,
             pos_emb: if cfg.rope {
                 None
             } else {
                 Some(emb(cfg.context)?)
             },
-            blocks: (0..cfg.n_layer)
-                .map(|_| TransformerBlock::new_on(gpu, block))
-                .collect::<Result<_>>()?,
-            ln_f: LayerNorm::new_on(gpu, c, 1e-5, true)?,
-            lm_head: Linear::new_on(gpu, c, cfg.vocab_size, false)?,
+            blocks: (0..cfg.n_layer).map(new_block).collect::<Result<_>>()?,
+            ln_f: Norm::new_on(gpu, c, arch.norm_eps, arch.rms_norm)?,
+            lm_head,
             cfg,
+            arch,
             training: true,
             checkpoint_every: 0,
         })
@@ -151,6 +248,11 @@ impl Gpt {
     /// The configuration.
     pub fn config(&self) -> &GptConfig {
         &self.cfg
+    }
+
+    /// The architecture options.
+    pub fn arch(&self) -> &GptArch {
+        &self.arch
     }
 
     /// Embeddings of ids (B, T) at positions `offset..offset + T`: (B, T, C).
@@ -291,7 +393,17 @@ impl Module for Gpt {
             v.extend(prefixed(&format!("blocks.{i}"), b.named_parameters()));
         }
         v.extend(prefixed("ln_f", self.ln_f.named_parameters()));
-        v.extend(prefixed("lm_head", self.lm_head.named_parameters()));
+        let head = self.lm_head.named_parameters();
+        if self.arch.tied_embeddings {
+            // The weight is tok_emb's; a LoRA adapter on the head is still its own.
+            v.extend(
+                prefixed("lm_head", head)
+                    .into_iter()
+                    .filter(|(n, _)| n != "lm_head.weight"),
+            );
+        } else {
+            v.extend(prefixed("lm_head", head));
+        }
         v
     }
 

@@ -15,7 +15,7 @@ mod size;
 
 pub use bert::{BertConfig, BertEncoder, l2_normalize, mean_pool};
 pub use cnn::{BasicBlock, ImageShape, LeNet, RESNET_WIDTHS, ResNet18, VGG_WIDTHS, Vgg};
-pub use gpt::{Gpt, GptConfig};
+pub use gpt::{Gpt, GptArch, GptConfig};
 pub use lm::LanguageModel;
 pub use mlp::Mlp;
 pub use rnn::{

@@ -197,18 +197,20 @@ impl BertEncoder {
         let weights = require(dir, "model.safetensors")?;
         let (tensors, _skipped) = read_hf_safetensors(&weights)?;
         let mut enc = BertEncoder::new_on(gpu, cfg)?;
-        load_named(&enc.named_parameters(), &tensors, &weights)?;
+        load_named(&enc.named_parameters(), &tensors, &weights, "BERT encoder")?;
         enc.set_training(false);
         Ok(enc)
     }
 }
 
 /// Copy `tensors` into `params` by name, after checking that every parameter is there with
-/// its shape and no tensor is left over; the error lists every problem.
-fn load_named(
+/// its shape and no tensor is left over; the error (about `path`, the `model` of config.json)
+/// lists every problem.
+pub(crate) fn load_named(
     params: &[(String, Tensor)],
     tensors: &BTreeMap<String, HfTensor>,
     path: &Path,
+    model: &str,
 ) -> Result<()> {
     let mut missing = Vec::new();
     let mut misshaped = Vec::new();
@@ -226,7 +228,7 @@ fn load_named(
         .filter(|k| !params.iter().any(|(n, _)| n == *k))
         .collect();
     if !missing.is_empty() || !misshaped.is_empty() || !unexpected.is_empty() {
-        let mut msg = "tensors do not match the BERT encoder in config.json:".to_string();
+        let mut msg = format!("tensors do not match the {model} in config.json:");
         if !missing.is_empty() {
             msg += &format!("\n  missing: {}", missing.join(", "));
         }

@@ -10,6 +10,9 @@
 //! o = softmax(q k^T / sqrt(Dh) + mask) v  -> (B, T, H Dh) -> o Wo^T + bo   (B, T, C)
 //! ```
 //!
+//! RoPE's frequencies may be rescaled ([`MultiHeadAttention::with_rope_scaling`], Llama's
+//! `rope_scaling`).
+//!
 //! Parameters (PyTorch-style names): `q_proj` (H Dh, C), `k_proj` and `v_proj` (Hkv Dh, C),
 //! `o_proj` (C, H Dh), each `.weight` and `.bias`.
 //!
@@ -44,6 +47,7 @@ use kiln_kernels::Gpu;
 
 use super::{Linear, Module};
 use crate::error::{Result, arg_err, shape_err};
+use crate::ops::rope::{RopeScaling, rope_scaled};
 use crate::ops::{AttentionOptions, scaled_dot_product_attention};
 use crate::tensor::Tensor;
 
@@ -159,6 +163,7 @@ pub struct MultiHeadAttention {
     /// (C, H Dh).
     pub o_proj: Linear,
     cfg: AttentionConfig,
+    rope_scaling: RopeScaling,
 }
 
 impl MultiHeadAttention {
@@ -177,6 +182,7 @@ impl MultiHeadAttention {
             v_proj: Linear::new_on(gpu, c, cfg.n_kv_heads * dh, cfg.bias)?,
             o_proj: Linear::new_on(gpu, cfg.n_heads * dh, c, cfg.bias)?,
             cfg,
+            rope_scaling: RopeScaling::None,
         })
     }
 
@@ -212,6 +218,7 @@ impl MultiHeadAttention {
             v_proj,
             o_proj,
             cfg,
+            rope_scaling: RopeScaling::None,
         })
     }
 
@@ -238,6 +245,19 @@ impl MultiHeadAttention {
             );
         }
         Ok(())
+    }
+
+    /// The layer with RoPE's frequencies rescaled (Hugging Face's `rope_scaling`; no effect
+    /// without RoPE).
+    pub fn with_rope_scaling(mut self, scaling: RopeScaling) -> Result<Self> {
+        scaling.check()?;
+        self.rope_scaling = scaling;
+        Ok(self)
+    }
+
+    /// The RoPE frequency scaling.
+    pub fn rope_scaling(&self) -> RopeScaling {
+        self.rope_scaling
     }
 
     /// The configuration.
@@ -274,8 +294,8 @@ impl MultiHeadAttention {
         let mut k = heads(self.k_proj.forward(x)?, self.cfg.n_kv_heads)?;
         let v = heads(self.v_proj.forward(x)?, self.cfg.n_kv_heads)?;
         if let Some(base) = self.cfg.rope_base {
-            q = crate::ops::rope::rope(&q, offset, base)?;
-            k = crate::ops::rope::rope(&k, offset, base)?;
+            q = rope_scaled(&q, offset, base, self.rope_scaling)?;
+            k = rope_scaled(&k, offset, base, self.rope_scaling)?;
         }
         Ok((q, k, v))
     }

@@ -48,7 +48,7 @@ pub use rms_norm::RmsNorm;
 pub use rng::{RngState, manual_seed, next_key, rng_state, set_rng_state};
 pub use rnn::{Gru, Lstm, Recurrent, RecurrentLayer, Rnn, RnnOptions, RnnOutput, RnnState};
 pub use sequential::Sequential;
-pub use transformer::{BlockConfig, TransformerBlock};
+pub use transformer::{BlockConfig, FeedForward, Norm, SwiGlu, TransformerBlock};
 
 use crate::error::Result;
 use crate::tensor::Tensor;

@@ -10,6 +10,16 @@
 //! Parameter names: `ln1.{weight,bias}`, `attn.{q,k,v,o}_proj.{weight,bias}`,
 //! `ln2.{weight,bias}`, `mlp.fc1.{weight,bias}`, `mlp.fc2.{weight,bias}`.
 //!
+//! The Llama options ([`BlockConfig`]): RMSNorm instead of LayerNorm ([`Norm`]; `ln1.weight`,
+//! `ln2.weight`, no bias), and the SwiGLU MLP instead of GELU's ([`SwiGlu`]):
+//!
+//! ```text
+//! mlp(h) = down_proj(silu(gate_proj(h)) * up_proj(h))   gate, up: C -> hidden, down: hidden -> C
+//! ```
+//!
+//! named `mlp.{gate,up,down}_proj.weight` (and `.bias` with `mlp_bias`). SwiGLU is composed from
+//! Linear, silu and mul, each gradient-checked; so is the block (tests/ops/swiglu.rs).
+//!
 //! Learned positional embeddings are an [`super::Embedding`] over positions `0..context` (see
 //! `models::gpt`).
 
@@ -18,7 +28,7 @@ use std::sync::Arc;
 use kiln_kernels::Gpu;
 
 use super::attention::{AttentionConfig, KvCache, MultiHeadAttention};
-use super::{LayerNorm, Linear, Module, dropout};
+use super::{LayerNorm, Linear, Module, RmsNorm, dropout};
 use crate::error::Result;
 use crate::ops::bias_gelu::{GeluForm, bias_gelu};
 use crate::tensor::Tensor;
@@ -42,6 +52,128 @@ impl Mlp {
             fc2: Linear::new_on(gpu, hidden, c, true)?,
             gelu,
         })
+    }
+}
+
+/// Llama's MLP: `down_proj(silu(gate_proj(x)) * up_proj(x))`, x (..., C) -> (..., C).
+#[derive(Debug, Clone)]
+pub struct SwiGlu {
+    /// (hidden, C).
+    pub gate_proj: Linear,
+    /// (hidden, C).
+    pub up_proj: Linear,
+    /// (C, hidden).
+    pub down_proj: Linear,
+}
+
+impl SwiGlu {
+    /// Fresh SwiGLU MLP of width `c` and hidden width `hidden` on `gpu`, with biases or not.
+    pub fn new_on(gpu: &Arc<Gpu>, c: usize, hidden: usize, bias: bool) -> Result<Self> {
+        Ok(SwiGlu {
+            gate_proj: Linear::new_on(gpu, c, hidden, bias)?,
+            up_proj: Linear::new_on(gpu, c, hidden, bias)?,
+            down_proj: Linear::new_on(gpu, hidden, c, bias)?,
+        })
+    }
+}
+
+impl Module for SwiGlu {
+    fn visit_linears_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut crate::nn::Linear)) {
+        super::visit_children_linears(
+            prefix,
+            f,
+            [
+                ("gate_proj", &mut self.gate_proj),
+                ("up_proj", &mut self.up_proj),
+                ("down_proj", &mut self.down_proj),
+            ],
+        );
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let h = self.gate_proj.forward(x)?.silu()?;
+        self.down_proj.forward(&h.mul(&self.up_proj.forward(x)?)?)
+    }
+
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        super::children_parameters([
+            ("gate_proj", &self.gate_proj),
+            ("up_proj", &self.up_proj),
+            ("down_proj", &self.down_proj),
+        ])
+    }
+}
+
+/// A block's MLP: GPT's GELU MLP or Llama's SwiGLU.
+#[derive(Debug, Clone)]
+pub enum FeedForward {
+    /// `fc2(gelu(fc1(x)))`.
+    Gelu(Mlp),
+    /// `down_proj(silu(gate_proj(x)) * up_proj(x))`.
+    SwiGlu(SwiGlu),
+}
+
+impl FeedForward {
+    fn module(&self) -> &dyn Module {
+        match self {
+            FeedForward::Gelu(m) => m,
+            FeedForward::SwiGlu(m) => m,
+        }
+    }
+}
+
+impl Module for FeedForward {
+    fn visit_linears_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut crate::nn::Linear)) {
+        match self {
+            FeedForward::Gelu(m) => m.visit_linears_mut(prefix, f),
+            FeedForward::SwiGlu(m) => m.visit_linears_mut(prefix, f),
+        }
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.module().forward(x)
+    }
+
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        self.module().named_parameters()
+    }
+}
+
+/// A normalisation over the last dim: LayerNorm (GPT, weight and bias) or RMSNorm (Llama,
+/// weight only).
+#[derive(Debug, Clone)]
+pub enum Norm {
+    /// `(x - mean) / sqrt(var + eps) * w + b`.
+    Layer(LayerNorm),
+    /// `x / sqrt(mean(x^2) + eps) * w`.
+    Rms(RmsNorm),
+}
+
+impl Norm {
+    /// A fresh norm over a last dim of `dim` on `gpu`: RMSNorm when `rms`, else LayerNorm.
+    pub fn new_on(gpu: &Arc<Gpu>, dim: usize, eps: f32, rms: bool) -> Result<Self> {
+        Ok(if rms {
+            Norm::Rms(RmsNorm::new_on(gpu, dim, eps)?)
+        } else {
+            Norm::Layer(LayerNorm::new_on(gpu, dim, eps, true)?)
+        })
+    }
+
+    fn module(&self) -> &dyn Module {
+        match self {
+            Norm::Layer(m) => m,
+            Norm::Rms(m) => m,
+        }
+    }
+}
+
+impl Module for Norm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.module().forward(x)
+    }
+
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        self.module().named_parameters()
     }
 }
 
@@ -77,23 +209,29 @@ pub struct BlockConfig {
     pub mlp_hidden: usize,
     /// Dropout after attention and after the MLP (training only).
     pub dropout: f32,
-    /// LayerNorm epsilon.
+    /// Norm epsilon.
     pub eps: f32,
     /// GELU form of the MLP.
     pub gelu: GeluForm,
+    /// RMSNorm instead of LayerNorm (Llama).
+    pub rms_norm: bool,
+    /// The SwiGLU MLP instead of GELU's (Llama; `gelu` is then unused).
+    pub swiglu: bool,
+    /// Biases in the SwiGLU MLP (the GELU MLP always has them).
+    pub mlp_bias: bool,
 }
 
 /// Pre-norm transformer block. See the module notes.
 #[derive(Debug, Clone)]
 pub struct TransformerBlock {
     /// Norm before attention.
-    pub ln1: LayerNorm,
+    pub ln1: Norm,
     /// Self-attention.
     pub attn: MultiHeadAttention,
     /// Norm before the MLP.
-    pub ln2: LayerNorm,
+    pub ln2: Norm,
     /// The MLP.
-    pub mlp: Mlp,
+    pub mlp: FeedForward,
     dropout: f32,
     training: bool,
 }
@@ -102,11 +240,16 @@ impl TransformerBlock {
     /// Fresh block on `gpu`.
     pub fn new_on(gpu: &Arc<Gpu>, cfg: BlockConfig) -> Result<Self> {
         let c = cfg.attn.d_model;
+        let mlp = if cfg.swiglu {
+            FeedForward::SwiGlu(SwiGlu::new_on(gpu, c, cfg.mlp_hidden, cfg.mlp_bias)?)
+        } else {
+            FeedForward::Gelu(Mlp::new_on(gpu, c, cfg.mlp_hidden, cfg.gelu)?)
+        };
         Ok(TransformerBlock {
-            ln1: LayerNorm::new_on(gpu, c, cfg.eps, true)?,
+            ln1: Norm::new_on(gpu, c, cfg.eps, cfg.rms_norm)?,
             attn: MultiHeadAttention::new_on(gpu, cfg.attn)?,
-            ln2: LayerNorm::new_on(gpu, c, cfg.eps, true)?,
-            mlp: Mlp::new_on(gpu, c, cfg.mlp_hidden, cfg.gelu)?,
+            ln2: Norm::new_on(gpu, c, cfg.eps, cfg.rms_norm)?,
+            mlp,
             dropout: cfg.dropout,
             training: true,
         })

@@ -9,6 +9,7 @@ mod common;
 
 mod chat;
 mod data;
+mod hf_tokenizers;
 mod images;
 mod text;
 mod tokenizer;

@@ -15,6 +15,8 @@ mod genre;
 mod hf;
 mod hf_files;
 mod ledger;
+mod llama;
+mod llama_python;
 mod lora;
 mod merge;
 mod minilm;

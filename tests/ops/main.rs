@@ -28,5 +28,6 @@ mod pool;
 mod reduce;
 mod rnn;
 mod softmax;
+mod swiglu;
 mod transformer_layers;
 mod tune;

@@ -286,33 +286,9 @@ impl BpeTokenizer {
         }
     }
 
-    /// Apply merges to one piece's tokens: while some adjacent pair has a merge, merge every
-    /// occurrence (left to right) of the pair with the lowest rank. This is GPT-2's `bpe()`.
-    pub(crate) fn merge_piece(&self, mut syms: Vec<u32>) -> Vec<u32> {
-        while syms.len() > 1 {
-            let best = syms
-                .windows(2)
-                .filter_map(|w| {
-                    self.ranks
-                        .get(&(w[0], w[1]))
-                        .map(|&(r, id)| (r, w[0], w[1], id))
-                })
-                .min();
-            let Some((_, a, b, merged)) = best else { break };
-            let mut next = Vec::with_capacity(syms.len());
-            let mut i = 0;
-            while i < syms.len() {
-                if i + 1 < syms.len() && syms[i] == a && syms[i + 1] == b {
-                    next.push(merged);
-                    i += 2;
-                } else {
-                    next.push(syms[i]);
-                    i += 1;
-                }
-            }
-            syms = next;
-        }
-        syms
+    /// Apply merges to one piece's tokens (see [`apply_merges`]).
+    pub(crate) fn merge_piece(&self, syms: Vec<u32>) -> Vec<u32> {
+        apply_merges(&self.ranks, syms)
     }
 
     /// The vocabulary by id (byte-level form; `""` for an unused id).
@@ -374,6 +350,35 @@ impl Tokenizer for BpeTokenizer {
     fn to_json(&self) -> String {
         super::hf::to_hf_json(self)
     }
+}
+
+/// Apply merges to one piece's tokens: while some adjacent pair has a merge in `ranks`
+/// (pair -> (rank, merged id)), merge every occurrence (left to right) of the pair with the
+/// lowest rank. This is GPT-2's `bpe()`, and what Hugging Face's BPE model computes.
+pub(crate) fn apply_merges(
+    ranks: &HashMap<(u32, u32), (u32, u32)>,
+    mut syms: Vec<u32>,
+) -> Vec<u32> {
+    while syms.len() > 1 {
+        let best = syms
+            .windows(2)
+            .filter_map(|w| ranks.get(&(w[0], w[1])).map(|&(r, id)| (r, w[0], w[1], id)))
+            .min();
+        let Some((_, a, b, merged)) = best else { break };
+        let mut next = Vec::with_capacity(syms.len());
+        let mut i = 0;
+        while i < syms.len() {
+            if i + 1 < syms.len() && syms[i] == a && syms[i + 1] == b {
+                next.push(merged);
+                i += 2;
+            } else {
+                next.push(syms[i]);
+                i += 1;
+            }
+        }
+        syms = next;
+    }
+    syms
 }
 
 /// Parse merges text: one `a b` pair a line; a first line starting with `#version` and blank

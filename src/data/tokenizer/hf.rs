@@ -82,6 +82,84 @@ fn byte_level(pre: &Value) -> Option<bool> {
     }
 }
 
+/// `model.merges` of a BPE `tokenizer.json`: `"a b"` strings or `["a", "b"]` pairs, in rank
+/// order.
+pub(crate) fn merges_of(model: &Value, name: &str) -> Result<Vec<(String, String)>, DataError> {
+    let Some(merges_json) = model.get("merges").and_then(Value::as_array) else {
+        return format_err(name, "model.merges: expected an array");
+    };
+    let mut merges = Vec::with_capacity(merges_json.len());
+    for (i, m) in merges_json.iter().enumerate() {
+        let pair = match m {
+            Value::String(s) => s
+                .split_once(' ')
+                .filter(|(a, b)| !a.is_empty() && !b.is_empty() && !b.contains(' ')),
+            Value::Array(v) if v.len() == 2 => v[0].as_str().zip(v[1].as_str()),
+            _ => None,
+        };
+        match pair {
+            Some((a, b)) => merges.push((a.to_string(), b.to_string())),
+            None => {
+                return format_err(
+                    name,
+                    format!("model.merges[{i}]: expected \"a b\" or [\"a\", \"b\"], found {m}"),
+                );
+            }
+        }
+    }
+    Ok(merges)
+}
+
+/// One entry of a `tokenizer.json`'s `added_tokens`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct AddedTokenSpec {
+    pub content: String,
+    pub id: u32,
+    /// A special token (`<s>`), as opposed to an added word.
+    pub special: bool,
+    /// Matched in the normalized text (true) or the raw text (false).
+    pub normalized: bool,
+    /// `lstrip`, `rstrip` or `single_word` set.
+    pub stripping: bool,
+}
+
+/// The `added_tokens` of a `tokenizer.json` (none when absent).
+pub(crate) fn added_tokens_of(json: &Value, name: &str) -> Result<Vec<AddedTokenSpec>, DataError> {
+    let mut out = Vec::new();
+    for (i, t) in json
+        .get("added_tokens")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let content = t.get("content").and_then(Value::as_str);
+        let id = t
+            .get("id")
+            .and_then(Value::as_u64)
+            .filter(|&id| id < u32::MAX as u64);
+        let flag = |k: &str| t.get(k).and_then(Value::as_bool);
+        match (content, id) {
+            (Some(c), Some(id)) => out.push(AddedTokenSpec {
+                content: c.to_string(),
+                id: id as u32,
+                special: flag("special").unwrap_or(false),
+                normalized: flag("normalized").unwrap_or(false),
+                stripping: ["lstrip", "rstrip", "single_word"]
+                    .iter()
+                    .any(|k| flag(k) == Some(true)),
+            }),
+            _ => {
+                return format_err(
+                    name,
+                    format!("added_tokens[{i}]: expected \"id\" and \"content\", found {t}"),
+                );
+            }
+        }
+    }
+    Ok(out)
+}
+
 pub(crate) fn bpe_from_json_value(json: &Value, name: &str) -> Result<BpeTokenizer, DataError> {
     let model = json.get("model").unwrap_or(&Value::Null);
     if let Some(t) = model.get("type").and_then(Value::as_str) {
@@ -114,51 +192,11 @@ pub(crate) fn bpe_from_json_value(json: &Value, name: &str) -> Result<BpeTokeniz
         },
     };
     let vocab = vocab_of(model, name)?;
-    let Some(merges_json) = model.get("merges").and_then(Value::as_array) else {
-        return format_err(name, "model.merges: expected an array");
-    };
-    let mut merges = Vec::with_capacity(merges_json.len());
-    for (i, m) in merges_json.iter().enumerate() {
-        let pair = match m {
-            Value::String(s) => s
-                .split_once(' ')
-                .filter(|(a, b)| !a.is_empty() && !b.is_empty() && !b.contains(' ')),
-            Value::Array(v) if v.len() == 2 => v[0].as_str().zip(v[1].as_str()),
-            _ => None,
-        };
-        match pair {
-            Some((a, b)) => merges.push((a.to_string(), b.to_string())),
-            None => {
-                return format_err(
-                    name,
-                    format!("model.merges[{i}]: expected \"a b\" or [\"a\", \"b\"], found {m}"),
-                );
-            }
-        }
-    }
-    let mut specials = Vec::new();
-    for (i, t) in json
-        .get("added_tokens")
-        .and_then(Value::as_array)
+    let merges = merges_of(model, name)?;
+    let specials: Vec<(String, u32)> = added_tokens_of(json, name)?
         .into_iter()
-        .flatten()
-        .enumerate()
-    {
-        let content = t.get("content").and_then(Value::as_str);
-        let id = t
-            .get("id")
-            .and_then(Value::as_u64)
-            .filter(|&id| id < u32::MAX as u64);
-        match (content, id) {
-            (Some(c), Some(id)) => specials.push((c.to_string(), id as u32)),
-            _ => {
-                return format_err(
-                    name,
-                    format!("added_tokens[{i}]: expected \"id\" and \"content\", found {t}"),
-                );
-            }
-        }
-    }
+        .map(|t| (t.content, t.id))
+        .collect();
     BpeTokenizer::build(name, vocab, &merges, &specials, add_prefix_space)
 }
 

@@ -10,6 +10,9 @@
 //!   ([`BpeTokenizer::load_gpt2`], or the embedded copy [`BpeTokenizer::gpt2`]) and from a
 //!   Hugging Face `tokenizer.json` ([`BpeTokenizer::from_hf_json`]). Its ids match GPT-2's.
 //!
+//! - [`SentencePieceBpe`]: the sentencepiece-style BPE of Llama-family `tokenizer.json` files
+//!   (`▁` for spaces, byte fallback, normalizer / `Metaspace`); ids match Python's `tokenizers`.
+//!
 //! - [`WordPieceTokenizer`]: BERT's WordPiece, from `vocab.txt` or a Hugging Face
 //!   `tokenizer.json` (`model.type` `"WordPiece"`).
 //!
@@ -66,11 +69,13 @@ pub mod bpe;
 pub mod bytelevel;
 pub mod char;
 pub mod hf;
+pub mod sentencepiece;
 mod train;
 pub mod wordpiece;
 
 pub use bpe::BpeTokenizer;
 pub use char::CharTokenizer;
+pub use sentencepiece::SentencePieceBpe;
 pub use wordpiece::WordPieceTokenizer;
 
 /// The file name a tokenizer takes in a checkpoint directory.
@@ -169,6 +174,9 @@ pub fn tokenizer_from_json(text: &str, name: &str) -> Result<Box<dyn Tokenizer>,
         .and_then(|t| t.as_str());
     match kind {
         Some("Char") => Ok(Box::new(CharTokenizer::from_json_value(&json, name)?)),
+        Some("BPE") if sentencepiece::is_sentencepiece_style(&json) => Ok(Box::new(
+            SentencePieceBpe::from_json_value(&json, text, name)?,
+        )),
         Some("BPE") => Ok(Box::new(hf::bpe_from_json_value(&json, name)?)),
         Some("WordPiece") => Ok(Box::new(WordPieceTokenizer::from_json_value(&json, name)?)),
         // A BPE tokenizer.json may leave the type out; it then has both vocab and merges.

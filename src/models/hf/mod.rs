@@ -25,6 +25,7 @@
 //! the file and the tensor), and returns the [`Gpt`]; [`load`] then refuses any tensor the
 //! builder left untaken.
 
+pub mod llama;
 pub mod gpt2;
 pub mod peft;
 
