@@ -14,12 +14,14 @@ pub mod memory;
 mod memory_plot;
 pub mod metrics;
 pub mod objective;
+pub mod parallel;
 #[cfg(feature = "plots")]
 pub mod plot;
 pub mod progress;
 pub mod semi;
 pub mod trainer;
 pub mod transfer;
+pub mod zero;
 
 pub use config::{Task, TrainConfig};
 pub use hooks::{BatchInfo, Control, EpochEnd, Hook, OnEpoch, Phase, StepInfo};
