@@ -86,14 +86,18 @@ impl Replica {
         let (_, world) = self.place();
         let bad = |m: String| Err(Error::Config(m));
         if cfg.time_limit_minutes.is_some() {
-            return bad("--time-limit with several devices: the replicas' clocks disagree \
+            return bad(
+                "--time-limit with several devices: the replicas' clocks disagree \
                         on when to stop; use --max-steps"
-                .into());
+                    .into(),
+            );
         }
         if self.zero > 0 && cfg.clip_grad_norm.is_some() {
-            return bad("--clip-grad-norm with --zero: the full gradient is never gathered; \
+            return bad(
+                "--clip-grad-norm with --zero: the full gradient is never gathered; \
                         train without clipping or with --zero 0"
-                .into());
+                    .into(),
+            );
         }
         let last = n % cfg.batch_size;
         if cfg.batch_size < world || (last != 0 && last < world) {
@@ -171,7 +175,9 @@ impl Replica {
         while start < params.len() {
             let mut end = start;
             let mut len = 0;
-            while end < params.len() && (end == start || len + params[end].numel() <= self.bucket_values) {
+            while end < params.len()
+                && (end == start || len + params[end].numel() <= self.bucket_values)
+            {
                 len += params[end].numel();
                 end += 1;
             }

@@ -43,8 +43,8 @@ use crate::nn::Module;
 use crate::optim::{Optimizer, Schedule};
 use crate::tensor::Tensor;
 
-use super::progress::{check_finite, erased};
 pub use super::progress::{FitReport, PartialEpoch, Progress, Saved, StopReason};
+use super::progress::{check_finite, erased};
 
 /// A training run: data, settings, run directory and hooks. See the module notes.
 pub struct Trainer<'a> {
@@ -260,7 +260,9 @@ impl<'a> Trainer<'a> {
             r.check(&cfg, self.train.len())?;
         }
         let root = replica.as_ref().is_none_or(|r| r.is_root());
-        let mut log = root.then(|| RunLog::open(&self.dir, progress.epoch)).transpose()?;
+        let mut log = root
+            .then(|| RunLog::open(&self.dir, progress.epoch))
+            .transpose()?;
         let start = Instant::now();
         let mut reason = StopReason::Finished;
         let mut records = Vec::new();
@@ -415,7 +417,8 @@ impl<'a> Trainer<'a> {
                 }
             }
             let seconds = t0.elapsed().as_secs_f64();
-            let mut sums = [loss_sum.as_ref().map_or(Ok(0.0), |s| s.item())? as f64, weight];
+            let loss_total = loss_sum.as_ref().map_or(Ok(0.0), |s| s.item())? as f64;
+            let mut sums = [loss_total, weight, seen as f64];
             if let Some(r) = &replica {
                 r.sum(&mut sums)?; // the global batches' loss
             }
@@ -429,7 +432,7 @@ impl<'a> Trainer<'a> {
                 train_loss,
                 lr: opt.learning_rate() as f64,
                 seconds,
-                samples_per_sec: seen as f64 / seconds.max(1e-9),
+                samples_per_sec: sums[2] / seconds.max(1e-9),
                 ..Default::default()
             };
             let ev = match self.val.clone() {

@@ -53,7 +53,9 @@ impl Zero {
             .filter(|t| t.requires_grad_flag())
             .collect();
         let Some(first) = params.first() else {
-            return Err(Error::Config("--zero: the model has no trainable parameters".into()));
+            return Err(Error::Config(
+                "--zero: the model has no trainable parameters".into(),
+            ));
         };
         let gpu = first.gpu().clone();
         let (rank, world) = replica.place();
@@ -109,7 +111,11 @@ impl Optimizer for Zero {
         let mut at = 0;
         for p in &self.params {
             let n = p.numel();
-            p.copy_from(&Tensor::from_slice_on(p.gpu(), &all[at..at + n], p.shape())?)?;
+            p.copy_from(&Tensor::from_slice_on(
+                p.gpu(),
+                &all[at..at + n],
+                p.shape(),
+            )?)?;
             at += n;
         }
         Ok(())

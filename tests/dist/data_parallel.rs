@@ -19,7 +19,9 @@ use kiln::train::{Supervised, Task, TrainConfig, Trainer};
 /// devices), one step per epoch, so each epoch's logged loss is one step's.
 fn data() -> Arc<dyn Dataset> {
     let x = rand_vec(13 * 5, seed("dp-x"), -1.0, 1.0);
-    let labels = x.chunks(5).map(|r| ((r[0] + 2.0 * r[1] - r[4]).abs() * 2.0) as u32 % 3);
+    let labels = x
+        .chunks(5)
+        .map(|r| ((r[0] + 2.0 * r[1] - r[4]).abs() * 2.0) as u32 % 3);
     let y = Targets::Classes {
         labels: labels.collect(),
         num_classes: 3,
@@ -67,7 +69,12 @@ fn run(gpu: &Arc<Gpu>, replica: Option<Replica>, name: &str) -> (Vec<f64>, Vec<f
         };
         let mut objective = Supervised::new(gpu, task);
         let report = t
-            .fit(model.as_mut(), opt.as_mut(), &mut objective, Default::default())
+            .fit(
+                model.as_mut(),
+                opt.as_mut(),
+                &mut objective,
+                Default::default(),
+            )
             .unwrap();
         let losses = report.records.iter().map(|r| r.train_loss).collect();
         let params = model.parameters().into_iter();
@@ -97,10 +104,17 @@ fn assert_same(single: &(Vec<f64>, Vec<f32>), group: &[(Vec<f64>, Vec<f32>)], wh
     assert_eq!(single.0.len(), 50);
     for (r, (losses, params)) in group.iter().enumerate() {
         for (step, (a, b)) in losses.iter().zip(&single.0).enumerate() {
-            assert!((a - b).abs() <= 1e-5, "{what} rank {r} step {}: {a} vs {b}", step + 1);
+            assert!(
+                (a - b).abs() <= 1e-5,
+                "{what} rank {r} step {}: {a} vs {b}",
+                step + 1
+            );
         }
         for (i, (a, b)) in params.iter().zip(&single.1).enumerate() {
-            assert!((a - b).abs() <= 1e-4, "{what} rank {r} parameter value {i}: {a} vs {b}");
+            assert!(
+                (a - b).abs() <= 1e-4,
+                "{what} rank {r} parameter value {i}: {a} vs {b}"
+            );
         }
     }
     // The loss moved: the comparison is not between two untrained models.
@@ -133,6 +147,11 @@ fn vulkan_and_opengl_replicas_match_one_device() {
     };
     let gpus = Gpu::open_list(&format!("0,{}", gl.index)).unwrap();
     let single = run(&gpus[0], None, "single-gl");
+    if std::env::var("H6_DEBUG").is_ok() {
+        let g = run(&gpus[1], None, "single-gl-only");
+        eprintln!("vk {:?}\ngl {:?}", &single.0[..3], &g.0[..3]);
+        eprintln!("vk {:?}\ngl {:?}", &single.1[..5], &g.1[..5]);
+    }
     assert_same(&single, &run_group(&gpus, 0, "vk-gl"), "Vulkan + GL");
 }
 

@@ -9,11 +9,7 @@ use kiln::Error;
 use kiln::dist::{Collective, Local};
 
 /// Run `f(rank, handle)` on one thread per rank of a fresh group; results in rank order.
-fn on_group<T: Send>(
-    n: usize,
-    timeout: Duration,
-    f: impl Fn(usize, Local) -> T + Sync,
-) -> Vec<T> {
+fn on_group<T: Send>(n: usize, timeout: Duration, f: impl Fn(usize, Local) -> T + Sync) -> Vec<T> {
     let group = Local::group(n, timeout).unwrap();
     std::thread::scope(|s| {
         let f = &f;
@@ -45,7 +41,10 @@ fn host_sum(n: usize, len: usize) -> Vec<f32> {
 fn close(a: &[f32], b: &[f32], what: &str) {
     assert_eq!(a.len(), b.len(), "{what}: lengths");
     for (i, (x, y)) in a.iter().zip(b).enumerate() {
-        assert!((x - y).abs() <= 1e-5 * (1.0 + y.abs()), "{what}[{i}]: {x} vs {y}");
+        assert!(
+            (x - y).abs() <= 1e-5 * (1.0 + y.abs()),
+            "{what}[{i}]: {x} vs {y}"
+        );
     }
 }
 
@@ -72,7 +71,11 @@ fn every_collective_matches_the_host_sum_at_awkward_lengths() {
             for (r, (ar, rs, ag, bc, _)) in out.iter().enumerate() {
                 let at = format!("n {n} len {len} rank {r}");
                 close(ar, &host_sum(n, len), &format!("all_reduce {at}"));
-                close(rs, &full[r * len..(r + 1) * len], &format!("reduce_scatter {at}"));
+                close(
+                    rs,
+                    &full[r * len..(r + 1) * len],
+                    &format!("reduce_scatter {at}"),
+                );
                 assert_eq!(ag, &gathered, "all_gather {at}");
                 assert_eq!(bc, &input(n - 1, len), "broadcast {at}");
             }
@@ -122,7 +125,10 @@ fn a_rank_that_leaves_breaks_the_group_at_once() {
     let err = out[0].as_ref().expect_err("rank 0 fails");
     assert!(matches!(err, Error::Distributed(_)), "{err}");
     assert!(err.to_string().contains("barrier"), "{err}");
-    assert!(t0.elapsed() < Duration::from_secs(30), "failed fast, not at the timeout");
+    assert!(
+        t0.elapsed() < Duration::from_secs(30),
+        "failed fast, not at the timeout"
+    );
 }
 
 #[test]
@@ -133,7 +139,10 @@ fn mismatched_calls_are_errors_on_every_rank() {
     });
     for o in &out {
         let msg = o.as_ref().expect_err("mismatch");
-        assert!(msg.contains("all_reduce_sum of 4 values") && msg.contains("5"), "{msg}");
+        assert!(
+            msg.contains("all_reduce_sum of 4 values") && msg.contains("5"),
+            "{msg}"
+        );
     }
     assert!(Local::group(0, LONG).is_err());
 }
