@@ -141,7 +141,8 @@ impl ParallelArgs {
         replica: Replica,
     ) -> Result<()> {
         let spec = setup.spec;
-        crate::nn::manual_seed(spec.train.seed);
+        // No manual_seed: kiln's random stream is process-wide and rank 0 is drawing from it;
+        // this replica's initial weights are replaced by rank 0's at the start of `fit`.
         let mut model = setup.model.build(gpu)?;
         super::grad_checkpoint::apply(model.as_mut(), &spec.train, &spec.model)?;
         if !spec.freeze.is_empty() {

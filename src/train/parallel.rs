@@ -17,8 +17,9 @@
 //!              the validation loss to the others so that early stopping agrees
 //! ```
 //!
-//! Dropout: each replica draws its masks from its own thread's generator, so with dropout on a
-//! data-parallel run is a different (equally valid) random run, not the single-device one.
+//! Dropout: the replicas draw their keys from kiln's one process-wide stream, in whatever order
+//! their threads reach it, so with dropout on a data-parallel run is a different (equally
+//! valid, not reproducible) random run, not the single-device one.
 
 use std::sync::{Arc, Mutex};
 
@@ -118,7 +119,7 @@ impl Replica {
         for t in &tensors {
             let mut v = f32_values(t, "broadcast")?;
             self.with(|c| c.broadcast(&mut v, 0))?;
-            t.copy_from(&Tensor::from_slice_on(t.gpu(), &v, t.shape())?)?;
+            t.copy_from(&upload_like(t, &v)?)?;
         }
         Ok(())
     }
@@ -189,9 +190,9 @@ impl Replica {
             self.with(|c| c.all_reduce_sum(&mut flat))?;
             let mut at = 0;
             for p in bucket {
-                let g = Tensor::from_slice_on(p.gpu(), &flat[at..at + p.numel()], p.shape())?;
-                p.set_grad(Some(g));
+                let sum = &flat[at..at + p.numel()];
                 at += p.numel();
+                write_grad(p, sum)?;
             }
             start = end;
         }
@@ -248,6 +249,25 @@ pub(crate) fn f32_values(t: &Tensor, what: &str) -> Result<Vec<f32>> {
         )));
     }
     t.to_vec::<f32>()
+}
+
+/// `values` as a tensor of `like`'s shape on its device, counted as workspace by the ledger.
+pub(crate) fn upload_like(like: &Tensor, values: &[f32]) -> Result<Tensor> {
+    let _w = crate::memory::scope(crate::memory::Category::Workspace);
+    Tensor::from_slice_on(like.gpu(), values, like.shape())
+}
+
+/// Overwrite the gradient of `p` with `values` in place (the upload is workspace, so the
+/// ledger's gradients stay one buffer per parameter).
+pub(crate) fn write_grad(p: &Tensor, values: &[f32]) -> Result<()> {
+    let up = upload_like(p, values)?;
+    match p.grad() {
+        Some(g) => g.copy_from(&up),
+        None => {
+            p.set_grad(Some(up));
+            Ok(())
+        }
+    }
 }
 
 /// The gradient of `p` as host values (zeros when backward did not reach it).

@@ -11,18 +11,19 @@
 //! w_r (s) --all-gather--> w (N s) -> written back into every parameter
 //! ```
 //!
-//! Stage 1 keeps the full gradient buffers between steps (zeroed in place); stage 2 frees them
-//! right after the reduce-scatter, so between steps a replica holds only its shard's gradient.
-//! kiln's backward still materialises the full gradient before the step (no reduce-scatter
-//! during backward), so the *peak* gradient memory of stage 2 equals stage 1's; the ledger
-//! shows both. Elementwise optimizers give the same update as unsharded data parallel; per-
+//! Stage 1 keeps the full gradient buffers between steps (zeroed in place) beside the shard's
+//! gradient; stage 2 frees the full ones right after the reduce-scatter and the shard's after
+//! the update, so a replica never holds both. kiln's backward still materialises the full
+//! gradient before the step (no reduce-scatter during backward), so stage 2's peak gradient
+//! memory is `4 P` bytes, not ZeRO's `4 P / N`. The shard is a copy of this rank's slice of the
+//! parameters (the inner optimizer's parameter): `4 P / N` more bytes of weights. Elementwise optimizers give the same update as unsharded data parallel; per-
 //! parameter learning-rate scales and checkpoint resume are not supported with ZeRO.
 
 use crate::error::{Error, Result};
 use crate::optim::{Optimizer, OptimizerState};
 use crate::tensor::Tensor;
 
-use super::parallel::{Replica, f32_values, grad_values};
+use super::parallel::{Replica, f32_values, grad_values, upload_like, write_grad};
 
 /// An optimizer whose state is partitioned across the replicas (see the module notes).
 pub struct Zero {
@@ -32,6 +33,8 @@ pub struct Zero {
     /// This rank's shard of the flattened parameters: the inner optimizer's one parameter.
     shard: Tensor,
     inner: Box<dyn Optimizer>,
+    /// The shard was read from the parameters after the loop's broadcast (first step).
+    synced: bool,
 }
 
 impl Zero {
@@ -75,6 +78,7 @@ impl Zero {
             params,
             shard,
             inner,
+            synced: false,
         })
     }
 
@@ -88,6 +92,17 @@ impl Optimizer for Zero {
     fn step(&mut self) -> Result<()> {
         let s = self.shard.numel();
         let (_, world) = self.replica.place();
+        if !self.synced {
+            // The loop broadcast rank 0's weights after this optimizer was made: start from them.
+            let (rank, mut w) = (self.replica.place().0, Vec::with_capacity(s * world));
+            for p in &self.params {
+                w.extend(f32_values(p, "--zero")?);
+            }
+            w.resize(s * world, 0.0);
+            self.shard
+                .copy_from(&upload_like(&self.shard, &w[rank * s..(rank + 1) * s])?)?;
+            self.synced = true;
+        }
         let mut flat = Vec::with_capacity(s * world);
         for p in &self.params {
             flat.extend(grad_values(p)?);
@@ -101,21 +116,18 @@ impl Optimizer for Zero {
                 p.clear_grad();
             }
         }
-        let gpu = self.shard.gpu().clone();
-        self.shard
-            .set_grad(Some(Tensor::from_slice_on(&gpu, &mine, &[s])?));
+        write_grad(&self.shard, &mine)?;
         self.inner.step()?;
+        if self.stage >= 2 {
+            self.shard.clear_grad(); // only one of the full and the shard gradient at a time
+        }
         let updated = self.shard.to_vec::<f32>()?;
         let mut all = vec![0.0; s * world];
         self.replica.with(|c| c.all_gather(&updated, &mut all))?;
         let mut at = 0;
         for p in &self.params {
             let n = p.numel();
-            p.copy_from(&Tensor::from_slice_on(
-                p.gpu(),
-                &all[at..at + n],
-                p.shape(),
-            )?)?;
+            p.copy_from(&upload_like(p, &all[at..at + n])?)?;
             at += n;
         }
         Ok(())
