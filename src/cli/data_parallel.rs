@@ -214,9 +214,11 @@ pub fn run(
         };
         trainer.replica = Some(replica);
         let opt = zero.as_deref_mut().unwrap_or(opt);
-        Ok(trainer.fit(model, opt, objective, progress)?)
+        let report = trainer.fit(model, opt, objective, progress);
+        // Rank 0's last handle goes with `fit`'s: a failed rank 0 releases the others at once.
+        trainer.replica = None;
+        Ok(report?)
     })?;
-    trainer.replica = None;
     if !setup.spec.train.quiet {
         let steps = report.progress.step;
         println!(
