@@ -66,7 +66,34 @@ pub use kiln_kernels::memory;
 pub use ops::Reduction;
 pub use tensor::{DType, Element, Tensor};
 
-/// The default GPU (opened on first use; `KILN_DEVICE` / `KILN_BACKEND` choose it).
+/// The default GPU: this thread's device when [`with_device`] set one (a data-parallel
+/// replica), otherwise the process-wide one (opened on first use; `KILN_DEVICE` /
+/// `KILN_BACKEND` choose it).
 pub fn device() -> Result<std::sync::Arc<Gpu>> {
-    Ok(Gpu::global()?)
+    match THREAD_DEVICE.with(|d| d.borrow().clone()) {
+        Some(g) => Ok(g),
+        None => Ok(Gpu::global()?),
+    }
+}
+
+thread_local! {
+    /// The device [`with_device`] set for this thread.
+    static THREAD_DEVICE: std::cell::RefCell<Option<std::sync::Arc<Gpu>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Run `f` with `gpu` as this thread's default device ([`device`] returns it inside `f`, and
+/// everything that allocates on "the default device" uses it); the previous one is restored
+/// after, also when `f` panics. Data parallelism runs each replica's thread inside one.
+pub fn with_device<T>(gpu: &std::sync::Arc<Gpu>, f: impl FnOnce() -> T) -> T {
+    struct Restore(Option<std::sync::Arc<Gpu>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let prev = self.0.take();
+            THREAD_DEVICE.with(|d| *d.borrow_mut() = prev);
+        }
+    }
+    let prev = THREAD_DEVICE.with(|d| d.borrow_mut().replace(gpu.clone()));
+    let _restore = Restore(prev);
+    f()
 }

@@ -158,6 +158,67 @@ impl Gpu {
             .collect())
     }
 
+    /// Open one device per item of `list` (comma-separated indices or name substrings as
+    /// [`Gpu::adapters`] lists them, OpenGL included, or `all`): the devices of a data-parallel
+    /// run (`kiln train --devices 0,1`). An adapter named twice is opened twice (two devices,
+    /// two queues, no shared memory). Errors name the item that matches nothing.
+    pub fn open_list(list: &str) -> Result<Vec<Arc<Gpu>>> {
+        let backends = backend_filter()?;
+        let enumerate = || pollster::block_on(instance(backends).enumerate_adapters(backends));
+        let listed = enumerate();
+        let available = || {
+            let lines: Vec<String> = listed
+                .iter()
+                .enumerate()
+                .map(|(i, a)| format!("  {}", summarize(i, a)))
+                .collect();
+            lines.join("\n")
+        };
+        let mut picks = Vec::new();
+        for item in list.split(',').map(str::trim) {
+            if item.eq_ignore_ascii_case("all") {
+                picks.extend(0..listed.len());
+                continue;
+            }
+            let pick = match item.parse::<usize>() {
+                Ok(i) => (i < listed.len()).then_some(i),
+                Err(_) if item.is_empty() => None,
+                Err(_) => {
+                    let needle = item.to_ascii_lowercase();
+                    listed
+                        .iter()
+                        .position(|a| a.get_info().name.to_ascii_lowercase().contains(&needle))
+                }
+            };
+            match pick {
+                Some(i) => picks.push(i),
+                None => {
+                    return Err(KernelError::NoMatchingAdapter {
+                        var: "--devices",
+                        value: item.to_string(),
+                        available: available(),
+                    });
+                }
+            }
+        }
+        if picks.is_empty() {
+            return Err(KernelError::NoAdapter {
+                detail: format!(" for --devices {list:?}"),
+            });
+        }
+        // A fresh enumeration per device: an adapter named twice becomes two devices.
+        let open = |i: usize| {
+            let mut fresh = enumerate();
+            if i >= fresh.len() {
+                return Err(KernelError::NoAdapter {
+                    detail: format!(" (adapter {i} disappeared while --devices opened it)"),
+                });
+            }
+            Self::from_adapter(fresh.swap_remove(i))
+        };
+        picks.into_iter().map(open).collect()
+    }
+
     /// Open the adapter chosen by `KILN_BACKEND` / `KILN_DEVICE` (or the best one).
     pub fn new() -> Result<Arc<Gpu>> {
         Self::with_selector(std::env::var("KILN_DEVICE").ok().as_deref())

@@ -6,6 +6,7 @@ mod chat_data;
 mod chat_model;
 mod cluster;
 mod cluster_plot;
+mod data_parallel;
 mod devices;
 mod diagnose;
 mod diagnostics_args;

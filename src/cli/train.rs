@@ -35,6 +35,9 @@ pub struct TrainArgs {
     /// Training diagnostics (`--diagnostics off|basic|full`, `--diagnostics-every N`).
     #[command(flatten)]
     pub diagnostics: super::diagnostics_args::DiagnosticsArgs,
+    /// Several devices: `--devices 0,1`, `--zero 1|2`.
+    #[command(flatten)]
+    pub parallel: super::data_parallel::ParallelArgs,
     /// Model: mlp, linear, lenet, vgg, resnet18, or a language model: gpt, lstm, gru, rnn
     /// (these train on text: the embedded Shakespeare, or --text FILE).
     #[arg(long)]
@@ -273,7 +276,11 @@ pub(super) fn run_with(mut a: TrainArgs, explain: Option<super::trace::ExtraHook
         (spec, dir)
     };
     let _lock = RunLock::acquire(&dir)?;
-    let gpu = a.common.device.open()?;
+    let gpus = a.parallel.open(&spec, resume)?;
+    let gpu = match &gpus {
+        Some(g) => g[0].clone(),
+        None => a.common.device.open()?,
+    };
     a.common.memory.apply(&gpu)?;
     let quiet = spec.train.quiet;
     let saved_tokenizer = dir.join(crate::data::tokenizer::TOKENIZER_FILE);
@@ -440,7 +447,22 @@ pub(super) fn run_with(mut a: TrainArgs, explain: Option<super::trace::ExtraHook
     };
     let mem = (a.common.memory).attach(&gpu, &dir, model.as_mut(), &spec.train, &mut trainer);
     let start = Instant::now();
-    let report = trainer.fit(model.as_mut(), opt.as_mut(), objective.as_mut(), progress)?;
+    let setup = super::data_parallel::Setup {
+        spec: &spec,
+        model: &model_spec,
+        data: &data,
+    };
+    let (m, o) = (model.as_mut(), opt.as_mut());
+    let report = super::data_parallel::run(
+        &a.parallel,
+        gpus.as_deref(),
+        &setup,
+        &mut trainer,
+        m,
+        o,
+        objective.as_mut(),
+        progress,
+    )?;
     let explained = extras.finish(quiet)?;
     if super::memory_args::finish(mem.as_ref(), dry, &gpu)? || explained {
         return Ok(());

@@ -14,6 +14,7 @@ pub mod memory;
 mod memory_plot;
 pub mod metrics;
 pub mod objective;
+pub mod parallel;
 #[cfg(feature = "plots")]
 pub mod plot;
 pub mod progress;
@@ -21,6 +22,7 @@ mod scaler;
 pub mod semi;
 pub mod trainer;
 pub mod transfer;
+pub mod zero;
 
 pub use config::{Task, TrainConfig};
 pub use hooks::{BatchInfo, Control, EpochEnd, Hook, OnEpoch, Phase, StepInfo};

@@ -1,6 +1,7 @@
 //! What the trainer reports and saves about a run: where it stands ([`Progress`], part of
 //! every checkpoint), why it stopped, and which tensors its checkpoints hold.
 
+use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
 use super::log::EpochRecord;
@@ -89,4 +90,28 @@ pub enum Saved {
         /// The tensors, by name.
         tensors: Vec<(String, Tensor)>,
     },
+}
+
+/// An error when the loss is not a finite number (the run diverged).
+pub(super) fn check_finite(loss: f32, epoch: usize, batch: usize) -> Result<()> {
+    if !loss.is_finite() {
+        return Err(Error::Diverged(format!(
+            "the loss became {loss} in epoch {epoch} (batch {batch}); training stopped. The \
+             run directory keeps the checkpoints written before (if any). Lower the learning \
+             rate (--lr), add --clip-grad-norm, or check the data for extreme values"
+        )));
+    }
+    Ok(())
+}
+
+/// JSON for checkpoint metadata.
+pub(super) mod erased {
+    pub trait Ser {
+        fn json(&self) -> String;
+    }
+    impl<T: serde::Serialize> Ser for T {
+        fn json(&self) -> String {
+            serde_json::to_string(self).unwrap_or_default()
+        }
+    }
 }

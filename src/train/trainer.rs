@@ -44,6 +44,7 @@ use crate::optim::{Optimizer, Schedule};
 use crate::tensor::Tensor;
 
 pub use super::progress::{FitReport, PartialEpoch, Progress, Saved, StopReason};
+use super::progress::{check_finite, erased};
 
 /// A training run: data, settings, run directory and hooks. See the module notes.
 pub struct Trainer<'a> {
@@ -68,6 +69,8 @@ pub struct Trainer<'a> {
     /// Also evaluate this many training examples (evenly spaced) at each epoch's end, for the
     /// train accuracy beside the validation one (diagnostics; none: not measured).
     pub train_eval: Option<usize>,
+    /// This run's place in a data-parallel group (`None`: one device); see [`super::parallel`].
+    pub replica: Option<super::parallel::Replica>,
 }
 
 impl<'a> Trainer<'a> {
@@ -89,6 +92,7 @@ impl<'a> Trainer<'a> {
             saved: Saved::Model,
             schedule: None,
             train_eval: None,
+            replica: None,
         }
     }
 
@@ -135,6 +139,9 @@ impl<'a> Trainer<'a> {
         objective: &dyn Objective,
         progress: &Progress,
     ) -> Result<()> {
+        if self.replica.as_ref().is_some_and(|r| !r.is_root()) {
+            return Ok(()); // rank 0 alone writes the run directory
+        }
         let mut tensors = self.tensors(model);
         let st = opt.state();
         tensors.extend(
@@ -248,7 +255,14 @@ impl<'a> Trainer<'a> {
         let deadline = cfg
             .time_limit_minutes
             .map(|m| Instant::now() + std::time::Duration::from_secs_f64(m * 60.0));
-        let mut log = RunLog::open(&self.dir, progress.epoch)?;
+        let replica = self.replica.clone();
+        if let Some(r) = &replica {
+            r.check(&cfg, self.train.len())?;
+        }
+        let root = replica.as_ref().is_none_or(|r| r.is_root());
+        let mut log = root
+            .then(|| RunLog::open(&self.dir, progress.epoch))
+            .transpose()?;
         let start = Instant::now();
         let mut reason = StopReason::Finished;
         let mut records = Vec::new();
@@ -258,6 +272,9 @@ impl<'a> Trainer<'a> {
             all.filter(|t| t.requires_grad_flag()).collect()
         };
         let mut params = trainable(model);
+        if let Some(r) = &replica {
+            r.broadcast_module(model)?;
+        }
         model.set_training(true);
         super::memory::tag_weights(model);
         'epochs: for epoch in progress.epoch + 1..=cfg.epochs {
@@ -287,6 +304,7 @@ impl<'a> Trainer<'a> {
             let mut batches = loader.epoch_from(epoch as u64, first).enumerate();
             while let Some((k, b)) = self.timed(Phase::Data, |_| batches.next()) {
                 let i = first + k;
+                let b = super::parallel::shard(replica.as_ref(), b)?;
                 objective.position(epoch, i, per_epoch);
                 let (loss, w) = self.timed(Phase::Forward, |_| objective.loss(model, &b))?;
                 self.phase(Phase::Backward, true);
@@ -297,6 +315,7 @@ impl<'a> Trainer<'a> {
                 if cfg.accumulate > 1 {
                     l = l.mul_scalar(1.0 / cfg.accumulate as f32)?;
                 }
+                let l = super::parallel::scale_loss(replica.as_ref(), l, w)?;
                 l.backward()?;
                 self.phase(Phase::Backward, false);
                 let weighted = loss.detach().mul_scalar(w as f32)?;
@@ -333,6 +352,7 @@ impl<'a> Trainer<'a> {
                 if !(i + 1).is_multiple_of(cfg.accumulate) && !last {
                     continue;
                 }
+                super::parallel::after_backward(replica.as_ref(), &params)?;
                 for h in &mut self.hooks {
                     h.after_backward(&params)?;
                 }
@@ -397,8 +417,13 @@ impl<'a> Trainer<'a> {
                 }
             }
             let seconds = t0.elapsed().as_secs_f64();
+            let loss_total = loss_sum.as_ref().map_or(Ok(0.0), |s| s.item())? as f64;
+            let mut sums = [loss_total, weight, seen as f64];
+            if let Some(r) = &replica {
+                r.sum(&mut sums)?; // the global batches' loss
+            }
             let train_loss = match &loss_sum {
-                Some(s) => s.item()? as f64 / weight.max(f64::MIN_POSITIVE),
+                Some(_) => sums[0] / sums[1].max(f64::MIN_POSITIVE),
                 None => f64::NAN,
             };
             check_finite(train_loss as f32, epoch, progress.batch)?;
@@ -407,14 +432,14 @@ impl<'a> Trainer<'a> {
                 train_loss,
                 lr: opt.learning_rate() as f64,
                 seconds,
-                samples_per_sec: seen as f64 / seconds.max(1e-9),
+                samples_per_sec: sums[2] / seconds.max(1e-9),
                 ..Default::default()
             };
             for h in &mut self.hooks {
                 h.fill_record(&mut rec)?;
             }
             let ev = match self.val.clone() {
-                Some(val) => {
+                Some(val) if root => {
                     self.phase(Phase::Evaluation, true);
                     let ev = self.validate(model, objective, val.as_ref(), eval_batch)?;
                     self.phase(Phase::Evaluation, false);
@@ -422,7 +447,7 @@ impl<'a> Trainer<'a> {
                     rec.fill(&ev);
                     Some(ev)
                 }
-                None => None,
+                _ => None,
             };
             if let Some(n) = self.train_eval {
                 let sample = super::diagnostics::Sample::new(self.train.clone(), n);
@@ -434,20 +459,26 @@ impl<'a> Trainer<'a> {
                 // not used for early stopping or the best checkpoint, so that resuming gives
                 // what an uninterrupted run would.
                 rec.partial_batches = Some(progress.batch);
-                log.push(rec.clone())?;
+                if let Some(l) = &mut log {
+                    l.push(rec.clone())?;
+                }
                 for h in &mut self.hooks {
                     h.on_partial_epoch(&rec, model)?;
                 }
                 records.push(rec);
                 break 'epochs;
             }
-            let improved = match &ev {
-                Some(ev) => {
+            let val_loss = match (&replica, &self.val) {
+                (Some(r), Some(_)) => Some(r.from_root(ev.as_ref().map_or(0.0, |e| e.loss))?),
+                _ => ev.as_ref().map(|e| e.loss),
+            };
+            let improved = match val_loss {
+                Some(loss) => {
                     let better = progress
                         .best_val_loss
-                        .is_none_or(|b| ev.loss < b - cfg.min_delta);
+                        .is_none_or(|b| loss < b - cfg.min_delta);
                     if better {
-                        progress.best_val_loss = Some(ev.loss);
+                        progress.best_val_loss = Some(loss);
                         progress.best_epoch = epoch;
                         progress.since_best = 0;
                     } else {
@@ -462,7 +493,9 @@ impl<'a> Trainer<'a> {
             progress.partial = None;
             // The metrics line first: a kill after it leaves a checkpoint one epoch older, and
             // the resumed run rewrites the log up to that checkpoint.
-            log.push(rec.clone())?;
+            if let Some(l) = &mut log {
+                l.push(rec.clone())?;
+            }
             if improved && self.val.is_some() {
                 self.phase(Phase::Checkpoint, true);
                 self.save(&self.dir.join(BEST), model, opt, objective, &progress)?;
@@ -494,7 +527,7 @@ impl<'a> Trainer<'a> {
                 break;
             }
         }
-        if cfg.restore_best && self.val.is_some() && self.dir.join(BEST).exists() {
+        if cfg.restore_best && root && self.val.is_some() && self.dir.join(BEST).exists() {
             let ck = checkpoint::load(&self.dir.join(BEST))?;
             match &self.saved {
                 Saved::Model => {
@@ -564,28 +597,5 @@ impl<'a> Trainer<'a> {
         };
         model.set_training(true);
         ev
-    }
-}
-
-fn check_finite(loss: f32, epoch: usize, batch: usize) -> Result<()> {
-    if !loss.is_finite() {
-        return Err(Error::Diverged(format!(
-            "the loss became {loss} in epoch {epoch} (batch {batch}); training stopped. The \
-             run directory keeps the checkpoints written before (if any). Lower the learning \
-             rate (--lr), add --clip-grad-norm, or check the data for extreme values"
-        )));
-    }
-    Ok(())
-}
-
-/// JSON for checkpoint metadata.
-mod erased {
-    pub trait Ser {
-        fn json(&self) -> String;
-    }
-    impl<T: serde::Serialize> Ser for T {
-        fn json(&self) -> String {
-            serde_json::to_string(self).unwrap_or_default()
-        }
     }
 }
