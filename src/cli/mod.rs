@@ -9,6 +9,7 @@ mod cluster_plot;
 mod devices;
 mod diagnose;
 mod diagnostics_args;
+mod distributed;
 mod embed;
 mod eval;
 mod explain;

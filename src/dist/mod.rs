@@ -20,6 +20,9 @@
 
 use crate::error::Result;
 
+#[cfg(feature = "mpi")]
+pub mod mpi;
+
 /// The operations replicas use to agree on numbers. `rank` is this participant's index in
 /// `0..world_size()`; every call is collective (all ranks make it, in the same order, with
 /// buffers of the same length, or every rank gets an error naming the mismatch).
