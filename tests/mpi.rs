@@ -30,20 +30,36 @@ struct Job {
 /// Runs this binary's [`rank_program`] as 2 ranks with role `role`, killing `mpirun` (and
 /// failing) past `limit`; `None` (after a loud skip) when `mpirun` is missing.
 fn mpirun(check: &str, role: &str, extra: &[&str], limit: Duration) -> Option<Job> {
+    let exe = std::env::current_exe().expect("test binary path");
+    let exe = exe.to_string_lossy();
+    let program = [&*exe, "rank_program", "--exact", "--ignored", "--nocapture"];
+    launch(check, role, extra, &program, limit)
+}
+
+/// `mpirun -n 2 --oversubscribe --bind-to none EXTRA PROGRAM..` with `KILN_MPI_ROLE=role` and the short
+/// timeout; see [`mpirun`].
+fn launch(
+    check: &str,
+    role: &str,
+    extra: &[&str],
+    program: &[&str],
+    limit: Duration,
+) -> Option<Job> {
     if Command::new("mpirun").arg("--version").output().is_err() {
         let why = "mpirun is not installed";
         common::skip(check, why, "apt-get install -y openmpi-bin libopenmpi-dev");
         return None;
     }
-    let exe = std::env::current_exe().expect("test binary path");
     let mut cmd = Command::new("mpirun");
-    cmd.args(["-n", "2", "--oversubscribe"])
+    // Unbound: a rank pinned to one core (OpenMPI's default for 2 ranks) starves lavapipe's
+    // worker threads on a busy machine.
+    cmd.args(["-n", "2", "--oversubscribe", "--bind-to", "none"])
         .args(extra)
         .args(["-x", "KILN_MPI_ROLE", "-x", TIMEOUT_VAR])
-        .arg(exe)
-        .args(["rank_program", "--exact", "--ignored", "--nocapture"])
+        .args(program)
         .env("KILN_MPI_ROLE", role)
         .env(TIMEOUT_VAR, SHORT_TIMEOUT.to_string())
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
         // CI runs as root; OpenMPI refuses root without these.
         .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
         .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
@@ -146,6 +162,46 @@ fn a_rank_that_exits_mid_run_ends_the_job() {
         format!("rank 0 of 2: all_reduce_sum: not every rank answered within {SHORT_TIMEOUT} s");
     assert!(job.out.contains(&want), "no {want:?} in:\n{}", job.out);
     assert!(job.took < STALL / 2, "took {:?}:\n{}", job.took, job.out);
+}
+
+#[test]
+fn kiln_train_distributed_runs_one_rank_per_process() {
+    let check = "tests/mpi.rs kiln train --distributed";
+    let tmp = std::env::temp_dir().join(format!("kiln-mpi-train-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let dir = tmp.join("run");
+    let dir_s = dir.to_string_lossy();
+    let kiln = env!("CARGO_BIN_EXE_kiln");
+    let args = [
+        kiln,
+        "train",
+        "--model",
+        "mlp",
+        "--data",
+        "digits",
+        "--max-steps",
+        "3",
+    ];
+    let program = [
+        &args[..],
+        &["--distributed", "--device", "0,0", "--out", &dir_s],
+    ]
+    .concat();
+    let Some(job) = launch(check, "", &[], &program, Duration::from_secs(300)) else {
+        return;
+    };
+    assert!(job.ok, "the ranks failed:\n{}", job.out);
+    // Rank 0 prints the run; rank 1 only its summary line, and keeps its own copy.
+    assert_eq!(job.out.matches("device: ").count(), 1, "{}", job.out);
+    assert!(job.out.contains(&format!("run:    {dir_s}")), "{}", job.out);
+    for d in [dir.clone(), dir.join("rank-1")] {
+        assert!(
+            d.join("config.toml").is_file(),
+            "no config.toml in {}",
+            d.display()
+        );
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
 }
 
 /// Rank `rank`'s input of `n` values for check `salt`: every rank can make every rank's input.

@@ -78,7 +78,8 @@ fn place(
 }
 
 /// Entry `local_rank` of a comma-separated `--device` list (one entry: that adapter for all).
-pub fn pick_device(list: &str, local_rank: usize) -> Result<String> {
+#[cfg(feature = "mpi")]
+fn pick_device(list: &str, local_rank: usize) -> Result<String> {
     let entries: Vec<&str> = list.split(',').map(str::trim).collect();
     if entries.iter().any(|e| e.is_empty()) {
         return Err(super::Error(format!(
