@@ -36,7 +36,7 @@
 //!
 //! [`Error::Distributed`]: crate::error::Error::Distributed
 
-use std::ffi::c_int;
+use std::ffi::{c_int, c_void};
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -339,6 +339,47 @@ impl MpiCollective {
     }
 }
 
+/// What `MPI_Iallreduce` and `MPI_Ireduce_scatter_block` take: send and receive buffers, the
+/// receive count, datatype, operation, communicator and the request to fill.
+type StartSum = unsafe extern "C" fn(
+    *const c_void,
+    *mut c_void,
+    c_int,
+    ffi::MPI_Datatype,
+    ffi::MPI_Op,
+    ffi::MPI_Comm,
+    *mut ffi::MPI_Request,
+) -> c_int;
+
+impl MpiCollective {
+    /// Sums `data` over the ranks with `start`, `n` values landing in the receive scratch
+    /// (`local`: this rank's own check of its buffers, shared with the others by `ready`).
+    fn sum(
+        &mut self,
+        op: &str,
+        data: &[f32],
+        n: usize,
+        local: Result<()>,
+        start: StartSum,
+    ) -> Result<()> {
+        self.ready(op, &[n], local)?;
+        self.load(data, n);
+        self.run(op, |s, req| unsafe {
+            // SAFETY: `send` holds the caller's values and `recv` room for the `n` results; both
+            // outlive the request (see `Scratch`).
+            start(
+                s.send.as_ptr().cast(),
+                s.recv.as_mut_ptr().cast(),
+                n as c_int,
+                ffi::RSMPI_FLOAT,
+                ffi::RSMPI_SUM,
+                ffi::RSMPI_COMM_WORLD,
+                req,
+            )
+        })
+    }
+}
+
 fn show_secs(d: Duration) -> String {
     let s = d.as_secs_f64();
     if s.fract() == 0.0 {
@@ -361,22 +402,8 @@ impl Collective for MpiCollective {
     }
 
     fn all_reduce_sum(&mut self, data: &mut [f32]) -> Result<()> {
-        let op = "all_reduce_sum";
         let n = data.len();
-        self.ready(op, &[n], Ok(()))?;
-        self.load(data, n);
-        self.run(op, |s, req| unsafe {
-            // SAFETY: `send` and `recv` hold `n` f32s each and outlive the request.
-            ffi::MPI_Iallreduce(
-                s.send.as_ptr().cast(),
-                s.recv.as_mut_ptr().cast(),
-                n as c_int,
-                ffi::RSMPI_FLOAT,
-                ffi::RSMPI_SUM,
-                ffi::RSMPI_COMM_WORLD,
-                req,
-            )
-        })?;
+        self.sum("all_reduce_sum", data, n, Ok(()), ffi::MPI_Iallreduce)?;
         data.copy_from_slice(&self.scratch.recv);
         // A ring all-reduce: reduce-scatter then all-gather, each (N-1)/N of the buffer.
         let world = self.size as u64;
@@ -413,20 +440,7 @@ impl Collective for MpiCollective {
         let op = "reduce_scatter_sum";
         let n = out.len();
         let local = check_len(op, data.len(), n * self.size);
-        self.ready(op, &[n], local)?;
-        self.load(data, n);
-        self.run(op, |s, req| unsafe {
-            // SAFETY: `send` holds `n·N` f32s, `recv` `n`; both outlive the request.
-            ffi::MPI_Ireduce_scatter_block(
-                s.send.as_ptr().cast(),
-                s.recv.as_mut_ptr().cast(),
-                n as c_int,
-                ffi::RSMPI_FLOAT,
-                ffi::RSMPI_SUM,
-                ffi::RSMPI_COMM_WORLD,
-                req,
-            )
-        })?;
+        self.sum(op, data, n, local, ffi::MPI_Ireduce_scatter_block)?;
         out.copy_from_slice(&self.scratch.recv);
         // A ring reduce-scatter: N-1 partial chunks of `n` values leave this rank.
         self.bytes_sent += (self.size as u64 - 1) * n as u64 * F32;
