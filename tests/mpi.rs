@@ -33,14 +33,14 @@ fn mpirun(check: &str, role: &str, extra: &[&str], limit: Duration) -> Option<Jo
     let exe = std::env::current_exe().expect("test binary path");
     let exe = exe.to_string_lossy();
     let program = [&*exe, "rank_program", "--exact", "--ignored", "--nocapture"];
-    launch(check, role, extra, &program, limit)
+    launch(check, &[("KILN_MPI_ROLE", role)], extra, &program, limit)
 }
 
-/// `mpirun -n 2 --oversubscribe --bind-to none EXTRA PROGRAM..` with `KILN_MPI_ROLE=role` and the short
-/// timeout; see [`mpirun`].
+/// `mpirun -n 2 --oversubscribe --bind-to none EXTRA PROGRAM..` with the short timeout, then the
+/// variables `env`; see [`mpirun`].
 fn launch(
     check: &str,
-    role: &str,
+    env: &[(&str, &str)],
     extra: &[&str],
     program: &[&str],
     limit: Duration,
@@ -57,7 +57,6 @@ fn launch(
         .args(extra)
         .args(["-x", "KILN_MPI_ROLE", "-x", TIMEOUT_VAR])
         .args(program)
-        .env("KILN_MPI_ROLE", role)
         .env(TIMEOUT_VAR, SHORT_TIMEOUT.to_string())
         .env("XDG_RUNTIME_DIR", std::env::temp_dir())
         // CI runs as root; OpenMPI refuses root without these.
@@ -66,6 +65,7 @@ fn launch(
         // Containers often forbid the cross-process memory copy (ptrace) of the shared-memory
         // transport; plain copies through shared memory work everywhere.
         .env("OMPI_MCA_btl_vader_single_copy_mechanism", "none")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let began = Instant::now();
@@ -179,7 +179,7 @@ fn kiln_train_distributed_runs_one_rank_per_process() {
         &["--distributed", "--device", "0,0", "--out", &dir_s],
     ]
     .concat();
-    let Some(job) = launch(check, "", &[], &program, Duration::from_secs(300)) else {
+    let Some(job) = launch(check, &[], &[], &program, Duration::from_secs(300)) else {
         return;
     };
     assert!(job.ok, "the ranks failed:\n{}", job.out);
@@ -194,6 +194,36 @@ fn kiln_train_distributed_runs_one_rank_per_process() {
         );
     }
     let _ = std::fs::remove_dir_all(&tmp);
+}
+
+#[test]
+fn kiln_train_distributed_names_bad_input() {
+    let check = "tests/mpi.rs kiln train --distributed, bad input";
+    let kiln = env!("CARGO_BIN_EXE_kiln");
+    let train = [kiln, "train", "--max-steps", "1", "--distributed"];
+    // Before MPI starts (a bad timeout) a process says it plainly; after, with its rank. The
+    // first rank to fail ends the job, so the other may not get to print.
+    let cases: [(&[(&str, &str)], &[&str], &str); 2] = [
+        (
+            &[(TIMEOUT_VAR, "soon")],
+            &[],
+            "error: KILN_DIST_TIMEOUT=\"soon\": expected a number of seconds above 0",
+        ),
+        (
+            &[],
+            &["--device", "0,,1"],
+            "--device \"0,,1\": an empty entry",
+        ),
+    ];
+    for (env, flags, want) in cases {
+        let program = [&train[..], flags].concat();
+        let Some(job) = launch(check, env, &[], &program, Duration::from_secs(120)) else {
+            return;
+        };
+        assert!(!job.ok, "{}", job.out);
+        assert!(job.out.contains(want), "no {want:?} in:\n{}", job.out);
+        assert!(!job.out.contains("panicked"), "{}", job.out);
+    }
 }
 
 /// Rank `rank`'s input of `n` values for check `salt`: every rank can make every rank's input.
