@@ -36,11 +36,14 @@ fn mpirun(check: &str, role: &str, extra: &[&str], limit: Duration) -> Option<Jo
     launch(check, &[("KILN_MPI_ROLE", role)], extra, &program, limit)
 }
 
+/// An environment variable: name, value.
+type Var<'a> = (&'a str, &'a str);
+
 /// `mpirun -n 2 --oversubscribe --bind-to none EXTRA PROGRAM..` with the short timeout, then the
 /// variables `env`; see [`mpirun`].
 fn launch(
     check: &str,
-    env: &[(&str, &str)],
+    env: &[Var],
     extra: &[&str],
     program: &[&str],
     limit: Duration,
@@ -203,7 +206,7 @@ fn kiln_train_distributed_names_bad_input() {
     let train = [kiln, "train", "--max-steps", "1", "--distributed"];
     // Before MPI starts (a bad timeout) a process says it plainly; after, with its rank. The
     // first rank to fail ends the job, so the other may not get to print.
-    let cases: [(&[(&str, &str)], &[&str], &str); 2] = [
+    let cases: [(&[Var], &[&str], &str); 2] = [
         (
             &[(TIMEOUT_VAR, "soon")],
             &[],
