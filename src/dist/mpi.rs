@@ -79,7 +79,9 @@ fn dist(msg: String) -> Error {
 }
 
 /// This process's collective on `MPI_COMM_WORLD`, boxed for the training loop. Initialises
-/// MPI on the first call (a later call returns another handle on the same world).
+/// MPI on the first call (a later call returns another handle on the same world). Collective
+/// itself, without a timeout (it finds the ranks sharing this machine): every rank calls it
+/// the same number of times, at start-up.
 ///
 /// Errors: MPI already finalised, an MPI library without `MPI_THREAD_SERIALIZED`, or a bad
 /// [`TIMEOUT_VAR`].
