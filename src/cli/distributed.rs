@@ -1,7 +1,7 @@
 //! `kiln train --distributed`: one rank of an MPI job (`mpirun -n N kiln train ...
 //! --distributed`, a kiln built with `--features mpi`).
 //!
-//! Each rank opens MPI ([`crate::dist::mpi::world`], the one place that makes the job's
+//! Each rank opens MPI (`dist::mpi::world_and_local_rank`, the one place that makes the job's
 //! [`Collective`](crate::dist::Collective)), picks its adapter (`--device A,B,..`: entry `l` for
 //! the rank whose *local* rank on its machine is `l`; one entry: every rank), and learns the run
 //! directory from rank 0 (rank 0's `--out`, or the `runs/..` it picked, broadcast as bytes).
@@ -20,7 +20,8 @@ pub(super) fn run(mut a: TrainArgs) -> Result<()> {
     let (mut world, local_rank) = mpi::world_and_local_rank()?;
     let rank = world.rank();
     let placed = place(&mut a, world.as_mut(), local_rank);
-    // The data-parallel step takes `world` here (the trainer's gradient all-reduce).
+    // Where the data-parallel step (the trainer's gradient all-reduce, issue 16) receives
+    // `world`; until it does, every rank trains a whole replica on the whole batch.
     let result = placed.and_then(|()| super::train::run_with(a, None));
     drop(world);
     match result {
