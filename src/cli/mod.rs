@@ -10,6 +10,7 @@ mod data_parallel;
 mod devices;
 mod diagnose;
 mod diagnostics_args;
+mod distributed;
 mod embed;
 mod eval;
 mod explain;

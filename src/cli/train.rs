@@ -138,6 +138,11 @@ pub struct TrainArgs {
     /// see it). `kiln eval RUN` evaluates it later.
     #[arg(long)]
     pub no_test: bool,
+    /// Data parallel over MPI: this process is one rank of `mpirun -n N kiln train ...
+    /// --distributed` (a kiln built with `--features mpi`). Rank 0 writes the run directory;
+    /// `--device A,B,..` gives the ranks on each machine their adapters, by local rank.
+    #[arg(long)]
+    pub distributed: bool,
 }
 
 pub(super) fn resolve(a: &TrainArgs) -> Result<RunSpec> {
@@ -238,7 +243,7 @@ pub(super) fn apply_flags(a: &TrainArgs, s: &mut RunSpec) -> Result<()> {
     Ok(())
 }
 
-fn next_run_dir(spec: &RunSpec) -> PathBuf {
+pub(super) fn next_run_dir(spec: &RunSpec) -> PathBuf {
     let base = format!("{}-{}", spec.data_label(), spec.model);
     (1..)
         .map(|n| Path::new("runs").join(format!("{base}-{n}")))
@@ -248,6 +253,9 @@ fn next_run_dir(spec: &RunSpec) -> PathBuf {
 
 /// Run `kiln train`.
 pub fn run(a: TrainArgs) -> Result<()> {
+    if a.distributed {
+        return super::distributed::run(a);
+    }
     run_with(a, None)
 }
 

@@ -22,6 +22,8 @@ use crate::error::Result;
 
 pub mod local;
 pub use local::Local;
+#[cfg(feature = "mpi")]
+pub mod mpi;
 
 /// The operations replicas use to agree on numbers. `rank` is this participant's index in
 /// `0..world_size()`; every call is collective (all ranks make it, in the same order, with
