@@ -116,7 +116,7 @@ pub fn run(a: GenerateArgs) -> Result<()> {
 /// `--base HF_DIR`: a Hugging Face model with its own tokenizer.json.
 fn run_hf(a: &GenerateArgs, sampling: Sampling) -> Result<()> {
     let dir = a.base.as_deref().unwrap_or(std::path::Path::new("."));
-    let gpu = open_device(a.device.as_deref())?;
+    let gpu = a.device.open()?;
     let m = crate::models::hf::load_on(&gpu, dir)?;
     let tok = m.tokenizer.ok_or_else(|| {
         Error(format!(

@@ -150,6 +150,14 @@ pub enum Norm {
 }
 
 impl Norm {
+    /// The epsilon added to the variance (LayerNorm) or mean square (RMSNorm).
+    pub fn eps(&self) -> f32 {
+        match self {
+            Norm::Layer(n) => n.eps(),
+            Norm::Rms(n) => n.eps(),
+        }
+    }
+
     /// A fresh norm over a last dim of `dim` on `gpu`: RMSNorm when `rms`, else LayerNorm.
     pub fn new_on(gpu: &Arc<Gpu>, dim: usize, eps: f32, rms: bool) -> Result<Self> {
         Ok(if rms {

@@ -105,8 +105,10 @@ impl RopeScaling {
                 high_freq_factor,
                 original_max_position_embeddings,
             } => {
-                !(factor.is_finite() && factor > 0.0)
-                    || !(low_freq_factor > 0.0 && high_freq_factor > low_freq_factor)
+                !(factor.is_finite()
+                    && factor > 0.0
+                    && low_freq_factor > 0.0
+                    && high_freq_factor > low_freq_factor)
                     || original_max_position_embeddings == 0
             }
         };

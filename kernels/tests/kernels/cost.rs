@@ -7,7 +7,7 @@
 use crate::capture::captured;
 use crate::common::*;
 use kiln_kernels::capture::Cost;
-use kiln_kernels::launch::attention::{self as ak, AttnConfig, AttnShape, AttnVariant};
+use kiln_kernels::launch::attention::{self as ak, AttnConfig, AttnInputs, AttnShape, AttnVariant};
 use kiln_kernels::launch::index::{self as ix, IndexMode, IndexShape, ScatterStrategy, View3};
 use kiln_kernels::launch::norm::{self as nk, NormKind, RowNorm};
 use kiln_kernels::launch::pool::{self as pk, PoolShape, Window};
@@ -402,8 +402,14 @@ fn causal_attention_counts_the_visible_pairs() {
         for (variant, chunk) in [(AttnVariant::Row, 5), (AttnVariant::Panel, 0)] {
             let cfg = AttnConfig::of(variant);
             let got = costs(&g, || {
-                let (wq, wk, wv) = (Operand::whole(&q), Operand::whole(&k), Operand::whole(&v));
-                ak::forward(&g, &s, cfg, wq, wk, wv, None, &o, &lse, chunk).unwrap();
+                let [q, k, v] = [&q, &k, &v].map(Operand::whole);
+                let x = AttnInputs {
+                    q,
+                    k,
+                    v,
+                    keep: None,
+                };
+                ak::forward(&g, &s, cfg, x, (&o, &lse), chunk).unwrap();
             });
             let flops: u64 = got.iter().map(|c| c.1.flops).sum();
             assert_eq!(flops, 4 * bh * visible * d, "{variant:?} {tq}x{tk}");

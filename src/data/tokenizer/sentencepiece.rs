@@ -36,7 +36,7 @@ use serde_json::Value;
 
 use super::Tokenizer;
 use super::bpe::apply_merges;
-use super::hf::{AddedTokenSpec, added_tokens_of, merges_of, vocab_of};
+use super::hf::{added_tokens_of, merges_of, vocab_of};
 use crate::data::error::{DataError, format_err, invalid};
 
 /// The space character of sentencepiece vocabularies.

@@ -36,6 +36,7 @@ use crate::data::tokenizer::{ENDOFTEXT, Tokenizer};
 use crate::error::{Error, Result};
 use crate::io::safetensors::{HostTensor, write};
 use crate::models::gpt::{Gpt, GptConfig};
+use crate::nn::transformer::{FeedForward, Norm};
 use crate::nn::{LayerNorm, Module};
 use crate::ops::bias_gelu::GeluForm;
 use crate::tensor::Tensor;
@@ -131,11 +132,13 @@ pub fn build(gpu: &Arc<Gpu>, cfg: &HfConfig, w: &mut HfWeights) -> Result<Gpt> {
     };
     let mut gpt = Gpt::new_on(gpu, gcfg)?;
     for b in &mut gpt.blocks {
-        b.ln1 = LayerNorm::new_on(gpu, c, eps, true)?;
-        b.ln2 = LayerNorm::new_on(gpu, c, eps, true)?;
-        b.mlp.gelu = gelu;
+        b.ln1 = Norm::Layer(LayerNorm::new_on(gpu, c, eps, true)?);
+        b.ln2 = Norm::Layer(LayerNorm::new_on(gpu, c, eps, true)?);
+        if let FeedForward::Gelu(mlp) = &mut b.mlp {
+            mlp.gelu = gelu;
+        }
     }
-    gpt.ln_f = LayerNorm::new_on(gpu, c, eps, true)?;
+    gpt.ln_f = Norm::Layer(LayerNorm::new_on(gpu, c, eps, true)?);
 
     let prefix = if w.contains("transformer.wte.weight") {
         "transformer."
@@ -241,7 +244,17 @@ pub fn export(gpt: &Gpt, tokenizer: Option<&dyn Tokenizer>, dir: &Path) -> Resul
             }
         )));
     }
-    let gelu = gpt.blocks.first().map_or(GeluForm::Tanh, |b| b.mlp.gelu);
+    let gelu = match gpt.blocks.first().map(|b| &b.mlp) {
+        Some(FeedForward::Gelu(mlp)) => mlp.gelu,
+        Some(FeedForward::SwiGlu(_)) => {
+            return Err(Error::Config(
+                "this GPT has Llama's SwiGLU MLP and RMSNorm: GPT-2's layout cannot hold it \
+                 (models::hf::llama::save_dir writes the Llama layout)"
+                    .into(),
+            ));
+        }
+        None => GeluForm::Tanh,
+    };
     let params: BTreeMap<String, Tensor> = gpt.named_parameters().into_iter().collect();
     let host = |name: &str| -> Result<(Vec<usize>, Vec<f32>)> {
         let t = &params[name];

@@ -302,7 +302,7 @@ pub fn load_dir_on(gpu: &Arc<Gpu>, dir: &Path) -> Result<Gpt> {
     let mut gpt = Gpt::with_arch_on(gpu, cfg, arch)?;
     let (mut tensors, path) = read_weights(dir)?;
     tensors.retain(|n, _| {
-        !n.ends_with(".rotary_emb.inv_freq") && !(arch.tied_embeddings && n == "lm_head.weight")
+        !(n.ends_with(".rotary_emb.inv_freq") || arch.tied_embeddings && n == "lm_head.weight")
     });
     let params: Vec<(String, crate::Tensor)> = gpt
         .named_parameters()

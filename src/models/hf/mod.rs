@@ -25,8 +25,8 @@
 //! the file and the tensor), and returns the [`Gpt`]; [`load`] then refuses any tensor the
 //! builder left untaken.
 
-pub mod llama;
 pub mod gpt2;
+pub mod llama;
 pub mod peft;
 
 use std::collections::BTreeMap;
