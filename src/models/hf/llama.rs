@@ -45,7 +45,6 @@ use serde_json::{Value, json};
 
 use crate::error::{Error, Result, io_err};
 use crate::io::safetensors::{self as st, HostTensor};
-use crate::models::pretrained::{HfTensor, load_named, read_hf_safetensors};
 use crate::models::{Gpt, GptArch, GptConfig};
 use crate::nn::Module;
 use crate::ops::rope::RopeScaling;
@@ -257,35 +256,6 @@ pub fn kiln_to_hf(name: &str) -> Option<String> {
     Some(format!("model.layers.{n}.{inner}"))
 }
 
-/// Read `dir/model.safetensors`, or the shards of `dir/model.safetensors.index.json`, as f32.
-fn read_weights(dir: &Path) -> Result<(BTreeMap<String, HfTensor>, std::path::PathBuf)> {
-    let single = dir.join("model.safetensors");
-    if single.is_file() {
-        return Ok((read_hf_safetensors(&single)?.0, single));
-    }
-    let index = dir.join("model.safetensors.index.json");
-    if !index.is_file() {
-        return Err(Error::Config(format!(
-            "{}: no model.safetensors or model.safetensors.index.json there",
-            dir.display()
-        )));
-    }
-    let text = std::fs::read_to_string(&index).map_err(|e| io_err(&index, e))?;
-    let v: Value = serde_json::from_str(&text).map_err(|e| io_err(&index, e))?;
-    let map = v
-        .get("weight_map")
-        .and_then(Value::as_object)
-        .ok_or_else(|| field_err(&index, "weight_map", "is missing"))?;
-    let mut files: Vec<&str> = map.values().filter_map(Value::as_str).collect();
-    files.sort_unstable();
-    files.dedup();
-    let mut all = BTreeMap::new();
-    for f in files {
-        all.extend(read_hf_safetensors(&dir.join(f))?.0);
-    }
-    Ok((all, index))
-}
-
 /// [`load_dir_on`] on the default device.
 pub fn load_dir(dir: &Path) -> Result<Gpt> {
     load_dir_on(&crate::device()?, dir)
@@ -295,22 +265,23 @@ pub fn load_dir(dir: &Path) -> Result<Gpt> {
 /// f32, f16 or bf16 tensors) into a [`Gpt`] on `gpu`, in eval mode. A missing, unexpected or
 /// mis-shaped tensor is an error naming the file and the tensors (in Hugging Face's names).
 pub fn load_dir_on(gpu: &Arc<Gpu>, dir: &Path) -> Result<Gpt> {
-    let cfg_path = dir.join("config.json");
-    let text = std::fs::read_to_string(&cfg_path).map_err(|e| io_err(&cfg_path, e))?;
-    let v: Value = serde_json::from_str(&text).map_err(|e| io_err(&cfg_path, e))?;
-    let (cfg, arch) = config(&v, &cfg_path)?;
-    let mut gpt = Gpt::with_arch_on(gpu, cfg, arch)?;
-    let (mut tensors, path) = read_weights(dir)?;
-    tensors.retain(|n, _| {
-        !(n.ends_with(".rotary_emb.inv_freq") || arch.tied_embeddings && n == "lm_head.weight")
+    Ok(super::load_on(gpu, dir)?.gpt)
+}
+
+/// [`super::BuildFn`] of `LlamaForCausalLM` for [`super::load`]: the config through [`config`],
+/// each parameter taken from `w` under its Hugging Face name ([`kiln_to_hf`]) with the shape
+/// kiln's model gives it (a missing or mis-shaped tensor is an error naming file and tensor).
+pub fn build(gpu: &Arc<Gpu>, c: &super::HfConfig, w: &mut super::HfWeights) -> Result<Gpt> {
+    let (cfg, arch) = config(&c.json, &c.path)?;
+    let gpt = Gpt::with_arch_on(gpu, cfg, arch)?;
+    w.drop_where(|n| {
+        n.ends_with(".rotary_emb.inv_freq") || arch.tied_embeddings && n == "lm_head.weight"
     });
-    let params: Vec<(String, crate::Tensor)> = gpt
-        .named_parameters()
-        .into_iter()
-        .map(|(n, t)| (kiln_to_hf(&n).unwrap_or(n), t))
-        .collect();
-    load_named(&params, &tensors, &path, "Llama model")?;
-    gpt.set_training(false);
+    for (name, t) in gpt.named_parameters() {
+        let hf = kiln_to_hf(&name).unwrap_or(name);
+        let values = w.take(&hf, t.shape())?;
+        t.copy_from(&crate::Tensor::from_slice_on(gpu, &values, t.shape())?)?;
+    }
     Ok(gpt)
 }
 

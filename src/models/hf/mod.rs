@@ -17,6 +17,7 @@
 //! | `architectures[0]` | builder |
 //! | --- | --- |
 //! | `GPT2LMHeadModel` | [`gpt2::build`] |
+//! | `LlamaForCausalLM` | [`llama::build`] |
 //!
 //! A builder for another architecture (the Llama family: `LlamaForCausalLM`) is one function of
 //! type [`BuildFn`] in its own file of this folder and one arm in [`builder`]: it reads its fields
@@ -43,7 +44,7 @@ use crate::error::{Error, Result, io_err};
 use crate::nn::Module;
 
 /// The architectures [`load`] builds (`architectures[0]` of config.json).
-pub const ARCHITECTURES: &[&str] = &["GPT2LMHeadModel"];
+pub const ARCHITECTURES: &[&str] = &["GPT2LMHeadModel", "LlamaForCausalLM"];
 
 /// An architecture's builder: its config.json and weights in, a kiln [`Gpt`] out (eval mode).
 /// It must take every tensor it uses from the weights ([`HfWeights::take`]) and may drop the
@@ -54,6 +55,7 @@ pub type BuildFn = fn(&Arc<Gpu>, &HfConfig, &mut HfWeights) -> Result<Gpt>;
 pub fn builder(architecture: &str) -> Option<BuildFn> {
     match architecture {
         "GPT2LMHeadModel" => Some(gpt2::build),
+        "LlamaForCausalLM" => Some(llama::build),
         _ => None,
     }
 }
