@@ -20,6 +20,14 @@ pub(super) fn run(mut a: TrainArgs) -> Result<()> {
     let (mut world, local_rank) = mpi::world_and_local_rank()?;
     let rank = world.rank();
     let placed = place(&mut a, world.as_mut(), local_rank);
+    if rank == 0 && world.world_size() > 1 {
+        eprintln!(
+            "warning: --distributed: the gradient all-reduce is not yet connected to MPI; each of \
+             the {} ranks trains its own replica on the whole batch (use --devices in one \
+             process for data parallelism)",
+            world.world_size()
+        );
+    }
     // Where the data-parallel step (the trainer's gradient all-reduce, issue 16) receives
     // `world`; until it does, every rank trains a whole replica on the whole batch.
     let result = placed.and_then(|()| super::train::run_with(a, None));
@@ -56,8 +64,8 @@ fn place(
     local_rank: usize,
 ) -> Result<()> {
     let rank = world.rank();
-    if let Some(list) = a.common.device.take() {
-        a.common.device = Some(pick_device(&list, local_rank)?);
+    if let Some(list) = a.common.device.device.take() {
+        a.common.device.device = Some(pick_device(&list, local_rank)?);
     }
     // Rank 0 names the directory (its `--out`, or the next free runs/..); every rank needs it.
     let mut dir = Vec::new();
