@@ -15,8 +15,7 @@
 //!                 -> hooks.end_of_epoch -> early stopping
 //! ```
 //!
-//! The loss is read back only every [`BatchInfo::EVERY`] batches (for the progress display)
-//! and at the end of the epoch: no per-step device sync.
+//! The loss is read back every [`BatchInfo::EVERY`] batches and at the epoch's end: no per-step sync.
 //!
 //! **Exact resume anywhere.** A checkpoint holds the weights, buffers, optimizer state, kiln's
 //! RNG state (dropout), the step counter, early-stopping state and the loader position (epoch,
