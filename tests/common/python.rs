@@ -42,20 +42,25 @@ pub fn hf_python(check: &str) -> Option<PathBuf> {
     }
 }
 
-/// Run `py scripts/<name> args...`; its stdout's last line parsed as JSON (panics with the
-/// script's stderr when it fails).
-pub fn run_json(py: &Path, name: &str, args: &[&str]) -> serde_json::Value {
+/// Run `py scripts/<name> args...`; its stdout (panics with the script's stderr when it fails).
+pub fn run_stdout(py: &Path, name: &str, args: &[&str]) -> String {
     let out = Command::new(py)
         .arg(script(name))
         .args(args)
         .output()
         .expect("run python");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "{name} {args:?} failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    stdout
+}
+
+/// [`run_stdout`], its last line parsed as JSON.
+pub fn run_json(py: &Path, name: &str, args: &[&str]) -> serde_json::Value {
+    let stdout = run_stdout(py, name, args);
     let last = stdout.lines().last().unwrap_or_default();
     serde_json::from_str(last).unwrap_or_else(|e| panic!("{name}: not JSON ({e}): {last}"))
 }

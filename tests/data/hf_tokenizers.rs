@@ -5,17 +5,13 @@
 //! on a varied corpus: unicode, emoji (byte fallback), whitespace runs, special and added
 //! tokens inside text.
 //!
-//! Needs a Python with `tokenizers` (`KILN_PYTHON`, else `python3` or `/usr/bin/python3`);
-//! without one the test skips loudly (a failure under CI).
+//! Needs the Hugging Face stack of `common::python` (transformers brings `tokenizers`); without
+//! it the test skips loudly (a failure under CI).
 
 use crate::common;
 
-use std::process::Command;
-
 use common::*;
 use kiln::data::tokenizer::{SentencePieceBpe, load_tokenizer};
-
-const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/hf_tokenizers.py");
 
 const CORPUS: &[&str] = &[
     "",
@@ -37,36 +33,15 @@ const CORPUS: &[&str] = &[
     "東京は大きい。ÆØÅ ß ẞ Ω ≈ ∑",
 ];
 
-fn python_with_tokenizers() -> Option<String> {
-    let candidates = std::env::var("KILN_PYTHON")
-        .into_iter()
-        .chain(["python3".to_string(), "/usr/bin/python3".to_string()]);
-    candidates.into_iter().find(|p| {
-        Command::new(p)
-            .args(["-c", "import tokenizers"])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    })
-}
-
-fn python(py: &str, args: &[&str]) -> String {
-    let out = Command::new(py).arg(SCRIPT).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "hf_tokenizers.py {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+/// `scripts/hf_tokenizers.py args...`'s stdout.
+fn python(py: &std::path::Path, args: &[&str]) -> String {
+    common::python::run_stdout(py, "hf_tokenizers.py", args)
 }
 
 #[test]
 fn ids_and_text_match_python_tokenizers() {
-    let Some(py) = python_with_tokenizers() else {
-        return skip(
-            "tokenizer ids against Python's tokenizers",
-            "no python3 with `tokenizers`",
-            "pip install tokenizers",
-        );
+    let Some(py) = common::python::hf_python("tokenizer ids against Python's tokenizers") else {
+        return;
     };
     let dir = std::env::temp_dir().join(format!("kiln-hf-tok-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

@@ -3,14 +3,12 @@
 //! loads each and its logits on the same ids equal transformers' within 1e-4 (max abs). The
 //! reverse: kiln writes a Llama directory and transformers' logits on it equal kiln's.
 //!
-//! Needs a Python with torch and transformers (`scripts/hf_llama.py`; `KILN_PYTHON` names it,
-//! else `python3` or `/usr/bin/python3`, whichever imports both); without one the tests skip
-//! loudly (a failure under CI).
+//! Needs the Hugging Face stack of `common::python` (`scripts/hf_llama.py`); without it the
+//! tests skip loudly (a failure under CI).
 
 use crate::common;
 
 use std::path::Path;
-use std::process::Command;
 
 use common::*;
 use kiln::Tensor;
@@ -19,30 +17,11 @@ use kiln::models::{Gpt, GptArch, GptConfig};
 use kiln::nn::Module;
 use kiln::ops::rope::RopeScaling;
 
-const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/hf_llama.py");
 const IDS: [u32; 9] = [1, 17, 100, 4, 4, 63, 0, 88, 29];
 
-/// A Python that imports torch and transformers, if there is one.
-pub fn python_with_transformers() -> Option<String> {
-    let candidates = std::env::var("KILN_PYTHON")
-        .into_iter()
-        .chain(["python3".to_string(), "/usr/bin/python3".to_string()]);
-    candidates.into_iter().find(|p| {
-        Command::new(p)
-            .args(["-c", "import torch, transformers"])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    })
-}
-
-fn run(py: &str, args: &[&str]) -> String {
-    let out = Command::new(py).arg(SCRIPT).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "hf_llama.py {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+/// `scripts/hf_llama.py args...`'s stdout.
+fn run(py: &Path, args: &[&str]) -> String {
+    common::python::run_stdout(py, "hf_llama.py", args)
 }
 
 fn ids_arg() -> String {
@@ -78,12 +57,8 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
 
 #[test]
 fn kiln_loads_transformers_llama() {
-    let Some(py) = python_with_transformers() else {
-        return skip(
-            "Llama logits against transformers",
-            "no python3 with torch and transformers",
-            "apt-get install python3-torch; pip install transformers",
-        );
+    let Some(py) = common::python::hf_python("Llama logits against transformers") else {
+        return;
     };
     let root = std::env::temp_dir().join(format!("kiln-llama-py-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
@@ -105,12 +80,8 @@ fn kiln_loads_transformers_llama() {
 
 #[test]
 fn transformers_loads_kiln_llama() {
-    let Some(py) = python_with_transformers() else {
-        return skip(
-            "transformers loading kiln's Llama",
-            "no python3 with torch and transformers",
-            "apt-get install python3-torch; pip install transformers",
-        );
+    let Some(py) = common::python::hf_python("transformers loading kiln's Llama") else {
+        return;
     };
     let dir = std::env::temp_dir().join(format!("kiln-llama-out-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

@@ -160,12 +160,13 @@ pub(crate) fn added_tokens_of(json: &Value, name: &str) -> Result<Vec<AddedToken
     Ok(out)
 }
 
-pub(crate) fn bpe_from_json_value(json: &Value, name: &str) -> Result<BpeTokenizer, DataError> {
+/// `json`'s `model`, refused unless it is a BPE (or untyped) without a continuing-subword prefix
+/// or end-of-word suffix (BPE variants kiln does not implement).
+pub(super) fn plain_bpe_model<'a>(json: &'a Value, name: &str) -> Result<&'a Value, DataError> {
     let model = json.get("model").unwrap_or(&Value::Null);
-    if let Some(t) = model.get("type").and_then(Value::as_str) {
-        if t != "BPE" {
-            return format_err(name, format!("model.type is {t:?}, expected \"BPE\""));
-        }
+    match model.get("type").and_then(Value::as_str) {
+        None | Some("BPE") => {}
+        Some(t) => return format_err(name, format!("model.type is {t:?}, expected \"BPE\"")),
     }
     for key in ["continuing_subword_prefix", "end_of_word_suffix"] {
         if let Some(s) = model
@@ -176,6 +177,11 @@ pub(crate) fn bpe_from_json_value(json: &Value, name: &str) -> Result<BpeTokeniz
             return format_err(name, format!("model.{key} {s:?} is not supported"));
         }
     }
+    Ok(model)
+}
+
+pub(crate) fn bpe_from_json_value(json: &Value, name: &str) -> Result<BpeTokenizer, DataError> {
+    let model = plain_bpe_model(json, name)?;
     let add_prefix_space = match json.get("pre_tokenizer") {
         None | Some(Value::Null) => false,
         Some(pre) => match byte_level(pre) {

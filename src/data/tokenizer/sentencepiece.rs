@@ -246,20 +246,7 @@ impl SentencePieceBpe {
     }
 
     pub(crate) fn from_json_value(json: &Value, text: &str, name: &str) -> Result<Self, DataError> {
-        let model = json.get("model").unwrap_or(&Value::Null);
-        match model.get("type").and_then(Value::as_str) {
-            None | Some("BPE") => {}
-            Some(t) => return format_err(name, format!("model.type {t:?}: expected \"BPE\"")),
-        }
-        for key in ["continuing_subword_prefix", "end_of_word_suffix"] {
-            if let Some(s) = model
-                .get(key)
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-            {
-                return format_err(name, format!("model.{key} {s:?} is not supported"));
-            }
-        }
+        let model = super::hf::plain_bpe_model(json, name)?;
         if model.get("dropout").is_some_and(|d| !d.is_null()) {
             return format_err(name, "model.dropout: BPE dropout is not supported");
         }
